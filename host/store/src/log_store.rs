@@ -1,0 +1,174 @@
+//! The raft log and vote, persisted in fjall.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
+};
+
+use crate::TypeConfig;
+use crate::codec::{decode, encode};
+
+type Entry = openraft::Entry<TypeConfig>;
+type StorageResult<T> = Result<T, StorageError<u64>>;
+
+const VOTE_KEY: &[u8] = b"vote";
+const COMMITTED_KEY: &[u8] = b"committed";
+const LAST_PURGED_KEY: &[u8] = b"last_purged";
+
+/// The raft log storage: entries by index, plus vote, committed and
+/// last-purged markers.
+///
+/// Appends and votes are synced to disk before raft is told they are done;
+/// they share fjall's journal with the state machine, so a crash recovers
+/// the log and the state machine as one consistent prefix.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Database,
+    entries: Keyspace,
+    marks: Keyspace,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log keyspaces in `db`.
+    ///
+    /// # Errors
+    /// Any fjall error.
+    pub fn open(db: &Database) -> crate::Result<Self> {
+        let entries = db.keyspace("raft_log", KeyspaceCreateOptions::default)?;
+        let marks = db.keyspace("raft_marks", KeyspaceCreateOptions::default)?;
+        Ok(Self { db: db.clone(), entries, marks })
+    }
+
+    fn read_mark<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
+        let bytes = self.marks.get(key).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        bytes
+            .map(|bytes| decode(&bytes))
+            .transpose()
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
+    }
+
+    fn write_mark<T: serde::Serialize>(&self, subject: ErrorSubject<u64>, key: &[u8], value: &T) -> StorageResult<()> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        batch.insert(&self.marks, key, encode(value));
+        batch.commit().map_err(|e| io_error(subject, ErrorVerb::Write, e))
+    }
+
+    fn last_entry_id(&self) -> StorageResult<Option<LogId<u64>>> {
+        let Some(guard) = self.entries.last_key_value() else {
+            return Ok(None);
+        };
+        let (_, value) = guard.into_inner().map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let entry: Entry = decode(&value).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        Ok(Some(entry.log_id))
+    }
+
+    /// Deletes every entry whose index falls in `range` in one synced batch.
+    fn remove_range(&self, range: impl RangeBounds<[u8; 8]>, subject: ErrorSubject<u64>) -> StorageResult<()> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        for guard in self.entries.range(range) {
+            let key = guard.key().map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
+            batch.remove(&self.entries, key);
+        }
+        batch.commit().map_err(|e| io_error(subject, ErrorVerb::Delete, e))
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, error: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::new(subject, verb, AnyError::error(error.to_string())).into()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry>> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(&i) => i,
+            std::ops::Bound::Excluded(&i) => i + 1,
+            std::ops::Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for guard in self.entries.range(index_key(start)..) {
+            let (key, value) = guard.into_inner().map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                io_error(ErrorSubject::Logs, ErrorVerb::Read, "log key is not 8 bytes")
+            })?);
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: Entry = decode(&value).map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+            assert_eq!(entry.log_id.index, index, "log entry stored under another index");
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogId<u64>> = self.read_mark(LAST_PURGED_KEY)?;
+        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> StorageResult<()> {
+        self.write_mark(ErrorSubject::Vote, VOTE_KEY, vote)
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<u64>>> {
+        self.read_mark(VOTE_KEY)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
+        // The committed index is a hint for faster restarts; it needs no sync.
+        self.marks
+            .insert(COMMITTED_KEY, encode(&committed))
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<u64>>> {
+        Ok(self.read_mark::<Option<LogId<u64>>>(COMMITTED_KEY)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        for entry in entries {
+            batch.insert(&self.entries, index_key(entry.log_id.index), encode(&entry));
+        }
+        let result = batch.commit().map_err(|e| io::Error::other(e.to_string()));
+        let failed = result.as_ref().err().map(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e));
+        callback.log_io_completed(result);
+        failed.map_or(Ok(()), Err)
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
+        self.remove_range(index_key(log_id.index).., ErrorSubject::Logs)
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
+        // Mark first: a crash between the two writes leaves extra entries,
+        // never a hole below the first entry.
+        self.write_mark(ErrorSubject::Logs, LAST_PURGED_KEY, &log_id)?;
+        self.remove_range(..=index_key(log_id.index), ErrorSubject::Logs)
+    }
+}

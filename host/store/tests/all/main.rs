@@ -1,0 +1,5 @@
+//! Integration tests of the datastore: openraft's storage suite and the
+//! MVCC store checked against a model.
+
+mod model;
+mod raft_suite;
