@@ -1,1 +1,21 @@
-//! placeholder
+//! revoada, the distribution layer of engenho: the raft node that
+//! replicates the datastore, its gRPC peer transport, and the forwarding of
+//! leader-only requests (writes, read indexes, lease renewals, joins) from
+//! any node to the leader.
+
+mod error;
+mod forward;
+mod leases;
+mod network;
+mod node;
+mod service;
+
+/// Generated gRPC types of the peer service.
+pub mod proto {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("engenho.mesh.v1");
+}
+
+pub use error::{MeshError, Result};
+pub use node::{Member, Node, NodeConfig, RaftStatus};
+pub use service::PeerService;

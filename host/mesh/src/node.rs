@@ -1,0 +1,509 @@
+//! The raft node of the datastore and the requests that need the leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engenho_store::{
+    Applied, Command, KeyRange, LogStore, Mvcc, NodeInfo, Outcome, PutRequest, Raft, RangeRequest,
+    StateMachineStore,
+};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use rand::Rng;
+use tonic::transport::Channel;
+
+use crate::error::{MeshError, Result};
+use crate::forward::{ForwardRequest, ForwardResponse};
+use crate::leases::{LEASE_CHECK_INTERVAL, LeaseClock};
+use crate::network::{PeerClients, PeerNetwork, decode, encode};
+use crate::proto::peer_client::PeerClient;
+
+/// Most raft entries sent in one AppendEntries message.
+pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 32;
+
+/// Deadline of a write, from proposal to applied (including forwarding and
+/// waiting out an election).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deadline of a linearizable read's leadership check.
+pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deadline of a join, which includes bringing the new node up to date.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Pause between attempts while no leader is known.
+const LEADER_WAIT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Key (in the replicated store) of the BLAKE3 hash of the join token.
+pub const JOIN_TOKEN_HASH_KEY: &[u8] = b"/engenho/mesh/join-token-hash";
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory: database, node id, snapshot, join token.
+    pub data_dir: PathBuf,
+    /// Human-readable node name.
+    pub name: String,
+    /// Peer address other nodes use to reach this one.
+    pub peer_addr: String,
+    /// etcd client address of this node.
+    pub client_addr: String,
+    /// Build a raft snapshot after this many log entries.
+    pub snapshot_logs: u64,
+}
+
+/// One member of the raft group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Raft node id.
+    pub id: u64,
+    /// How to reach it.
+    pub info: NodeInfo,
+    /// Whether it is a learner (non-voting).
+    pub is_learner: bool,
+}
+
+/// Raft position of this node, for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// This node's id.
+    pub id: u64,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index of the last applied entry.
+    pub applied_index: u64,
+    /// Whether this node is a learner.
+    pub is_learner: bool,
+}
+
+/// A running raft node with its datastore.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    id: u64,
+    pub(crate) raft: Raft,
+    store: Arc<Mvcc>,
+    clients: Arc<PeerClients>,
+    leases: LeaseClock,
+    config: NodeConfig,
+}
+
+impl Node {
+    /// Opens the data directory and starts raft. A data directory that was
+    /// never part of a cluster stays uninitialized until [`Node::bootstrap`]
+    /// or [`Node::join`].
+    ///
+    /// # Errors
+    /// Storage failures and an invalid raft configuration.
+    pub async fn start(config: NodeConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| storage(&e))?;
+        let id = node_id(&config.data_dir)?;
+        let db = engenho_store::open_database(&config.data_dir.join("db"))?;
+        let log = LogStore::open(&db)?;
+        let store = Mvcc::open(&db)?;
+        let state_machine = StateMachineStore::new(store.clone(), &config.data_dir);
+        let raft_config = Config {
+            cluster_name: "engenho".into(),
+            heartbeat_interval: 150,
+            election_timeout_min: 750,
+            election_timeout_max: 1500,
+            max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+            max_in_snapshot_log_to_keep: config.snapshot_logs.min(1000),
+            install_snapshot_timeout: 10_000,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| MeshError::Stopped(format!("invalid raft configuration: {e}")))?;
+        let clients = Arc::new(PeerClients::default());
+        let network = PeerNetwork { clients: clients.clone() };
+        let raft = Raft::new(id, Arc::new(raft_config), network, log, state_machine)
+            .await
+            .map_err(|e| MeshError::Stopped(e.to_string()))?;
+        let inner = Arc::new(Inner { id, raft, store, clients, leases: LeaseClock::default(), config });
+        tokio::spawn(expire_leases(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// This node's raft id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The replicated store as applied on this node.
+    pub fn store(&self) -> &Arc<Mvcc> {
+        &self.inner.store
+    }
+
+    /// The raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// How this node describes itself to peers.
+    pub fn info(&self) -> NodeInfo {
+        let config = &self.inner.config;
+        NodeInfo { name: config.name.clone(), peer_addr: config.peer_addr.clone(), client_addr: config.client_addr.clone() }
+    }
+
+    /// Whether this node belongs to a cluster already.
+    ///
+    /// # Errors
+    /// The raft node stopped.
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.inner.raft.is_initialized().await.map_err(|e| MeshError::Stopped(e.to_string()))
+    }
+
+    /// Makes this node a new one-node cluster and records the join token
+    /// other nodes must present.
+    ///
+    /// # Errors
+    /// Raft refused to initialize, or the token could not be stored.
+    pub async fn bootstrap(&self, join_token: &str) -> Result<()> {
+        let members = BTreeMap::from([(self.inner.id, self.info())]);
+        self.inner.raft.initialize(members).await.map_err(|e| MeshError::Stopped(e.to_string()))?;
+        let hash = blake3::hash(join_token.as_bytes()).to_hex().to_string();
+        let put = PutRequest { key: JOIN_TOKEN_HASH_KEY.to_vec(), value: hash.into_bytes(), ..PutRequest::default() };
+        self.write(Command::Put(put)).await?.outcome?;
+        Ok(())
+    }
+
+    /// Joins the cluster reachable at `peer_addr` as a voter. This node must
+    /// already serve its peer endpoint, so the leader can bring it up to date.
+    ///
+    /// # Errors
+    /// The cluster refused the token or could not be reached in time.
+    pub async fn join(&self, peer_addr: &str, token: &str) -> Result<()> {
+        let request = ForwardRequest::Join { id: self.inner.id, node: self.info(), token: token.to_owned() };
+        let client = self.inner.clients.get(peer_addr)?;
+        match call_forward(client, &request, JOIN_TIMEOUT).await? {
+            ForwardResponse::Joined => Ok(()),
+            other => Err(MeshError::Malformed(format!("unexpected answer to join: {other:?}"))),
+        }
+    }
+
+    /// Proposes `command` and returns what applying it produced. Followers
+    /// forward to the leader; an election in progress is waited out.
+    ///
+    /// # Errors
+    /// No leader within [`WRITE_TIMEOUT`], or the raft node stopped.
+    pub async fn write(&self, command: Command) -> Result<Applied> {
+        let attempt = async {
+            loop {
+                match self.inner.write_local(command.clone()).await {
+                    Err(Redirect::To(leader)) => {
+                        let client = self.inner.clients.get(&leader.peer_addr)?;
+                        match call_forward(client, &ForwardRequest::Write(command.clone()), WRITE_TIMEOUT).await {
+                            Ok(ForwardResponse::Written(applied)) => return Ok(applied),
+                            Ok(other) => return Err(MeshError::Malformed(format!("unexpected answer to write: {other:?}"))),
+                            Err(MeshError::NoLeader | MeshError::LeaderUnreachable(_)) => {
+                                tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
+                            }
+                            Err(other) => return Err(other),
+                        }
+                    }
+                    Err(Redirect::Unknown) => tokio::time::sleep(LEADER_WAIT_INTERVAL).await,
+                    Err(Redirect::Failed(error)) => return Err(error),
+                    Ok(applied) => return Ok(applied),
+                }
+            }
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, attempt).await.map_err(|_| MeshError::TimedOut)?
+    }
+
+    /// Waits until this node has applied everything committed when the call
+    /// began, confirmed by the leader: a read after it is linearizable.
+    ///
+    /// # Errors
+    /// No leader confirmed within [`READ_INDEX_TIMEOUT`].
+    pub async fn linearize(&self) -> Result<()> {
+        let attempt = async {
+            loop {
+                let index = match self.inner.read_index_local().await {
+                    Ok(index) => index,
+                    Err(Redirect::To(leader)) => {
+                        let client = self.inner.clients.get(&leader.peer_addr)?;
+                        match call_forward(client, &ForwardRequest::ReadIndex, READ_INDEX_TIMEOUT).await {
+                            Ok(ForwardResponse::ReadIndex(index)) => index,
+                            Ok(other) => return Err(MeshError::Malformed(format!("unexpected answer to read index: {other:?}"))),
+                            Err(MeshError::NoLeader | MeshError::LeaderUnreachable(_)) => {
+                                tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
+                                continue;
+                            }
+                            Err(other) => return Err(other),
+                        }
+                    }
+                    Err(Redirect::Unknown) => {
+                        tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
+                        continue;
+                    }
+                    Err(Redirect::Failed(error)) => return Err(error),
+                };
+                self.inner
+                    .raft
+                    .wait(Some(READ_INDEX_TIMEOUT))
+                    .applied_index_at_least(Some(index), "linearizable read")
+                    .await
+                    .map_err(|_| MeshError::TimedOut)?;
+                return Ok(());
+            }
+        };
+        tokio::time::timeout(READ_INDEX_TIMEOUT, attempt).await.map_err(|_| MeshError::TimedOut)?
+    }
+
+    /// Renews a lease at the leader; answers its time to live, or `None`
+    /// when the lease does not exist.
+    ///
+    /// # Errors
+    /// No leader reachable in time.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>> {
+        self.lease_request(ForwardRequest::LeaseKeepAlive(id)).await
+    }
+
+    /// Seconds left on a lease as the leader counts them, or `None` when the
+    /// lease does not exist.
+    ///
+    /// # Errors
+    /// No leader reachable in time.
+    pub async fn lease_remaining(&self, id: i64) -> Result<Option<i64>> {
+        self.lease_request(ForwardRequest::LeaseRemaining(id)).await
+    }
+
+    async fn lease_request(&self, request: ForwardRequest) -> Result<Option<i64>> {
+        let attempt = async {
+            loop {
+                let answer = match self.inner.leader().await {
+                    Some((leader, _)) if leader == self.inner.id => self.inner.serve_forward(request.clone()).await,
+                    Some((_, info)) => {
+                        let client = self.inner.clients.get(&info.peer_addr)?;
+                        call_forward(client, &request, READ_INDEX_TIMEOUT).await
+                    }
+                    None => Err(MeshError::NoLeader),
+                };
+                match answer {
+                    Ok(ForwardResponse::Lease(ttl)) => return Ok(ttl),
+                    Ok(other) => return Err(MeshError::Malformed(format!("unexpected answer to lease request: {other:?}"))),
+                    Err(MeshError::NoLeader | MeshError::LeaderUnreachable(_)) => {
+                        tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+        };
+        tokio::time::timeout(READ_INDEX_TIMEOUT, attempt).await.map_err(|_| MeshError::TimedOut)?
+    }
+
+    /// The members of the raft group, voters first.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        let mut members: Vec<Member> = membership
+            .nodes()
+            .map(|(&id, info)| Member { id, info: info.clone(), is_learner: learners.contains(&id) })
+            .collect();
+        members.sort_by_key(|m| (m.is_learner, m.id));
+        members
+    }
+
+    /// This node's raft position.
+    pub fn raft_status(&self) -> RaftStatus {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        RaftStatus {
+            id: self.inner.id,
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            is_learner: metrics.state == ServerState::Learner,
+        }
+    }
+
+    /// Stops raft. In-flight requests fail.
+    ///
+    /// # Errors
+    /// The raft task panicked.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.inner.raft.shutdown().await.map_err(|e| MeshError::Stopped(e.to_string()))
+    }
+}
+
+/// Where a leader-only request must go instead.
+pub(crate) enum Redirect {
+    /// To this leader.
+    To(NodeInfo),
+    /// No leader is known yet.
+    Unknown,
+    /// Nowhere: it failed.
+    Failed(MeshError),
+}
+
+impl From<ForwardToLeader<u64, NodeInfo>> for Redirect {
+    fn from(forward: ForwardToLeader<u64, NodeInfo>) -> Self {
+        forward.leader_node.map_or(Self::Unknown, Self::To)
+    }
+}
+
+impl Inner {
+    async fn leader(&self) -> Option<(u64, NodeInfo)> {
+        let leader = self.raft.current_leader().await?;
+        let metrics = self.raft.metrics().borrow().clone();
+        let info = metrics.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, info))
+    }
+
+    /// Proposes on this node, if it leads.
+    pub(crate) async fn write_local(&self, command: Command) -> Result<Applied, Redirect> {
+        let grant = match &command {
+            Command::LeaseGrant { id, ttl } => Some((*id, *ttl)),
+            _ => None,
+        };
+        match self.raft.client_write(command).await {
+            Ok(response) => {
+                if let (Some((id, ttl)), Ok(Outcome::LeaseGranted { .. })) = (grant, &response.data.outcome) {
+                    self.leases.renew(id, ttl);
+                }
+                Ok(response.data)
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(forward.into()),
+            Err(RaftError::APIError(other)) => Err(Redirect::Failed(MeshError::Stopped(other.to_string()))),
+            Err(RaftError::Fatal(fatal)) => Err(Redirect::Failed(MeshError::Stopped(fatal.to_string()))),
+        }
+    }
+
+    /// Confirms leadership and returns the read index, if this node leads.
+    pub(crate) async fn read_index_local(&self) -> Result<u64, Redirect> {
+        match self.raft.ensure_linearizable().await {
+            Ok(read_log_id) => Ok(read_log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => Err(forward.into()),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Redirect::Unknown),
+            Err(RaftError::Fatal(fatal)) => Err(Redirect::Failed(MeshError::Stopped(fatal.to_string()))),
+        }
+    }
+
+    /// Serves a request forwarded by another node; only a leader serves.
+    pub(crate) async fn serve_forward(&self, request: ForwardRequest) -> Result<ForwardResponse> {
+        let not_leader = |redirect: Redirect| match redirect {
+            Redirect::Failed(error) => error,
+            Redirect::To(_) | Redirect::Unknown => MeshError::NoLeader,
+        };
+        match request {
+            ForwardRequest::Write(command) => {
+                self.write_local(command).await.map(ForwardResponse::Written).map_err(not_leader)
+            }
+            ForwardRequest::ReadIndex => self.read_index_local().await.map(ForwardResponse::ReadIndex).map_err(not_leader),
+            ForwardRequest::LeaseKeepAlive(id) => {
+                self.require_leader().await?;
+                let ttl = self.store.lease(id).map(|lease| lease.ttl);
+                if let Some(ttl) = ttl {
+                    self.leases.renew(id, ttl);
+                }
+                Ok(ForwardResponse::Lease(ttl))
+            }
+            ForwardRequest::LeaseRemaining(id) => {
+                self.require_leader().await?;
+                let remaining = self.store.lease(id).map(|lease| self.leases.remaining(id).unwrap_or(lease.ttl));
+                Ok(ForwardResponse::Lease(remaining))
+            }
+            ForwardRequest::Join { id, node, token } => self.admit(id, node, &token).await,
+        }
+    }
+
+    async fn require_leader(&self) -> Result<()> {
+        match self.raft.current_leader().await {
+            Some(leader) if leader == self.id => Ok(()),
+            _ => Err(MeshError::NoLeader),
+        }
+    }
+
+    /// Admits a node: checks its token, brings it up to date as a learner,
+    /// then makes it a voter.
+    async fn admit(&self, id: u64, node: NodeInfo, token: &str) -> Result<ForwardResponse> {
+        let Some((leader, info)) = self.leader().await else {
+            return Err(MeshError::NoLeader);
+        };
+        if leader != self.id {
+            let client = self.clients.get(&info.peer_addr)?;
+            let request = ForwardRequest::Join { id, node, token: token.to_owned() };
+            return call_forward(client, &request, JOIN_TIMEOUT).await;
+        }
+        let request = RangeRequest { range: KeyRange::single(JOIN_TOKEN_HASH_KEY), ..RangeRequest::default() };
+        let (_, stored) = self.store.range(&request)?;
+        let expected = stored.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
+        if expected.is_empty() || blake3::hash(token.as_bytes()).to_hex().as_bytes() != expected.as_slice() {
+            return Err(MeshError::JoinRefused("the join token does not match this cluster's".into()));
+        }
+        let refused = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| MeshError::JoinRefused(e.to_string());
+        self.raft.add_learner(id, node, true).await.map_err(refused)?;
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(refused)?;
+        Ok(ForwardResponse::Joined)
+    }
+}
+
+/// Sends a forwarded request and decodes the answer.
+async fn call_forward(mut client: PeerClient<Channel>, request: &ForwardRequest, timeout: Duration) -> Result<ForwardResponse> {
+    let mut grpc_request = tonic::Request::new(encode(request));
+    grpc_request.set_timeout(timeout);
+    let reply = client.forward(grpc_request).await.map_err(|status| match status.code() {
+        tonic::Code::DeadlineExceeded => MeshError::TimedOut,
+        _ => MeshError::LeaderUnreachable(status.message().to_owned()),
+    })?;
+    let answer: Result<ForwardResponse> = decode(reply.get_ref())?;
+    answer
+}
+
+/// Revokes expired leases while this node leads.
+async fn expire_leases(inner: std::sync::Weak<Inner>) {
+    let mut interval = tokio::time::interval(LEASE_CHECK_INTERVAL);
+    let mut was_leader = false;
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let is_leader = inner.raft.metrics().borrow().state == ServerState::Leader;
+        if !is_leader || !was_leader {
+            // Clocks restart at full TTL under every new leadership.
+            inner.leases.clear();
+        }
+        was_leader = is_leader;
+        if !is_leader {
+            continue;
+        }
+        for id in inner.leases.expired(&inner.store.leases()) {
+            match inner.write_local(Command::LeaseRevoke { id }).await {
+                Ok(applied) => tracing::debug!(id, outcome = ?applied.outcome, "lease expired"),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Reads this node's id from the data directory, making one on first start.
+fn node_id(dir: &std::path::Path) -> Result<u64> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| MeshError::Malformed(format!("{} is not a node id", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = rand::rng().random_range(1..u64::MAX);
+            std::fs::write(&path, id.to_string()).map_err(|e| storage(&e))?;
+            Ok(id)
+        }
+        Err(e) => Err(storage(&e)),
+    }
+}
+
+fn storage(error: &std::io::Error) -> MeshError {
+    MeshError::Store(engenho_store::StoreError::Storage(error.to_string()))
+}
