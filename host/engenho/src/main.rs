@@ -1,1 +1,34 @@
-fn main(){}
+//! `engenho`: the node daemon and its command line.
+
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// engenho: a Kubernetes runtime whose policy runs as WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "engenho", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start this node in the foreground (Ctrl-C stops it cleanly).
+    Up(up::UpArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENGENHO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Up(args) => runtime.block_on(up::run(args)),
+    }
+}

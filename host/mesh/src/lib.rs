@@ -17,5 +17,5 @@ pub mod proto {
 }
 
 pub use error::{MeshError, Result};
-pub use node::{Member, Node, NodeConfig, RaftStatus};
+pub use node::{JOIN_TOKEN_HASH_KEY, Member, Node, NodeConfig, RaftStatus};
 pub use service::PeerService;

@@ -1,0 +1,167 @@
+//! `engenho up`: run a node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use engenho_api::etcd::{Facade, FacadeConfig};
+use engenho_mesh::{JOIN_TOKEN_HASH_KEY, Node, NodeConfig, PeerService};
+use engenho_store::{Command, Compare, CompareResult, CompareTarget, KeyRange, Operation, PutRequest, TxnRequest};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Most concurrent HTTP/2 streams per client connection.
+const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+
+/// Arguments of `engenho up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Data directory; a new one bootstraps a new cluster (or joins one with --join).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Node name (defaults to the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Address of the etcd v3 gRPC endpoint.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    etcd_addr: SocketAddr,
+    /// Address of the peer endpoint (raft traffic between nodes).
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    peer_addr: SocketAddr,
+    /// Peer address of a node of the cluster to join (first start only).
+    #[arg(long, requires = "token")]
+    join: Option<String>,
+    /// Join token: the one to present with --join, or the one to set when bootstrapping.
+    #[arg(long, env = "ENGENHO_JOIN_TOKEN")]
+    token: Option<String>,
+    /// Build a raft snapshot after this many log entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_logs: u64,
+    /// Seconds between progress notifications to watchers that ask for them.
+    #[arg(long, default_value_t = 600)]
+    watch_progress_interval: u64,
+}
+
+/// Runs a node until Ctrl-C or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let config = NodeConfig {
+        data_dir: args.data_dir.clone(),
+        name,
+        peer_addr: args.peer_addr.to_string(),
+        client_addr: args.etcd_addr.to_string(),
+        snapshot_logs: args.snapshot_logs,
+    };
+    let peer_listener = TcpListener::bind(args.peer_addr).await.with_context(|| format!("binding peer address {}", args.peer_addr))?;
+    let etcd_listener = TcpListener::bind(args.etcd_addr).await.with_context(|| format!("binding etcd address {}", args.etcd_addr))?;
+    let node = Node::start(config).await.context("starting the raft node")?;
+
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    let peer_server = tokio::spawn(serve(tonic::service::Routes::new(PeerService::server(&node)), peer_listener, stop.clone()));
+    let facade = Facade::new(node.clone(), FacadeConfig { watch_progress_interval: Duration::from_secs(args.watch_progress_interval) });
+    let etcd_server = tokio::spawn(serve(facade.routes(), etcd_listener, stop.clone()));
+
+    join_or_bootstrap(&node, &args).await?;
+    tracing::info!(id = node.id(), etcd = %args.etcd_addr, peer = %args.peer_addr, "engenho node ready");
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    stop_sender.send_replace(true);
+    node.shutdown().await.context("stopping raft")?;
+    for server in [peer_server, etcd_server] {
+        server.await.context("server task")?.context("server")?;
+    }
+    Ok(())
+}
+
+async fn serve(routes: tonic::service::Routes, listener: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
+        .tcp_nodelay(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await
+        .context("serving gRPC")
+}
+
+/// Brings a node into a cluster on first start: joins one, or bootstraps a
+/// new one. Restarts skip both.
+async fn join_or_bootstrap(node: &Node, args: &UpArgs) -> anyhow::Result<()> {
+    let token_path = args.data_dir.join("join-token");
+    if node.is_initialized().await? {
+        if args.join.is_some() {
+            tracing::warn!("--join ignored: this data directory already belongs to a cluster");
+        }
+        return ensure_token_recorded(node, &token_path).await;
+    }
+    match &args.join {
+        Some(peer) => {
+            let token = args.token.as_deref().context("--join needs --token")?;
+            node.join(peer, token).await.with_context(|| format!("joining the cluster at {peer}"))?;
+            write_secret(&token_path, token)?;
+        }
+        None => {
+            let token = args.token.clone().unwrap_or_else(random_token);
+            write_secret(&token_path, &token)?;
+            node.bootstrap(&token).await.context("bootstrapping a new cluster")?;
+            tracing::info!(path = %token_path.display(), "new cluster; its join token is in this file");
+        }
+    }
+    Ok(())
+}
+
+/// Records the join token hash if a crash interrupted the bootstrap before
+/// it was stored.
+async fn ensure_token_recorded(node: &Node, token_path: &Path) -> anyhow::Result<()> {
+    let Ok(token) = std::fs::read_to_string(token_path) else { return Ok(()) };
+    let hash = blake3::hash(token.trim().as_bytes()).to_hex().to_string();
+    let put_if_absent = TxnRequest {
+        compare: vec![Compare { range: KeyRange::single(JOIN_TOKEN_HASH_KEY), result: CompareResult::Equal, target: CompareTarget::Version(0) }],
+        success: vec![Operation::Put(PutRequest { key: JOIN_TOKEN_HASH_KEY.to_vec(), value: hash.into_bytes(), ..PutRequest::default() })],
+        failure: vec![],
+    };
+    let node = node.clone();
+    tokio::spawn(async move {
+        if let Err(error) = node.write(Command::Txn(put_if_absent)).await {
+            tracing::warn!(%error, "could not check the recorded join token");
+        }
+    });
+    Ok(())
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "engenho".into())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
