@@ -144,7 +144,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| snapshot_error(signature, ErrorVerb::Write, e))?;
         let (applied, _) = self.store.applied_state().map_err(|e| state_machine_error(ErrorVerb::Read, e))?;
         assert_eq!(applied, meta.last_log_id, "installed image carries the snapshot's log id");
-        self.save_snapshot(&stored)
+        self.save_snapshot(&stored)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "installed a raft snapshot");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {

@@ -1,0 +1,8 @@
+//! Integration tests that run real `engenho` processes and drive them with
+//! the real `etcdctl` and a gRPC client.
+
+mod bad_input;
+mod cluster;
+mod crash;
+mod etcdctl;
+mod support;

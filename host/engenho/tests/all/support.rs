@@ -1,0 +1,193 @@
+//! Starting, stopping and killing `engenho up` processes on loopback
+//! addresses of their own, and running `etcdctl` against them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a node may take to answer after start.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A loopback address no other test in any test process uses: the second
+/// octet comes from the process id, the third from a counter.
+pub fn unique_ip() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let counter = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(counter < 255, "too many nodes in one test process");
+    format!("127.{}.{}.1", std::process::id() % 200 + 20, counter)
+}
+
+/// One `engenho up` process and its data directory.
+pub struct EngenhoNode {
+    pub name: String,
+    pub dir: PathBuf,
+    pub etcd: String,
+    pub peer: String,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl EngenhoNode {
+    /// A node named `name` keeping its data under `root`.
+    pub fn new(root: &Path, name: &str) -> Self {
+        let ip = unique_ip();
+        Self {
+            name: name.to_owned(),
+            dir: root.join(name),
+            etcd: format!("{ip}:2379"),
+            peer: format!("{ip}:2380"),
+            log: root.join(format!("{name}.log")),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Starts the process with extra `engenho up` arguments.
+    pub fn start(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "node {} is already running", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let child = Command::new(env!("CARGO_BIN_EXE_engenho"))
+            .args(["up", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--name", &self.name, "--etcd-addr", &self.etcd, "--peer-addr", &self.peer])
+            .args(extra)
+            .env("ENGENHO_LOG", "info,openraft=warn,lsm_tree=warn,fjall=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn engenho");
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// Starts and waits until the node answers.
+    pub fn start_ready(&mut self, extra: &[&str]) {
+        self.start(extra);
+        self.wait_ready();
+    }
+
+    /// Waits until the node reports itself ready (joined or bootstrapped)
+    /// for the latest start and its etcd endpoint answers.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait().expect("poll child") {
+                    panic!("node {} exited with {status}; log:\n{}", self.name, self.log_text());
+                }
+            }
+            let ready = self.log_text().matches("engenho node ready").count() >= self.starts;
+            if ready && self.etcdctl(&["endpoint", "status"]).status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} not ready in time; log:\n{}", self.name, self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = i32::try_from(child.id()).expect("pid fits i32");
+        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("poll child") {
+                assert!(status.success(), "node {} exited uncleanly: {status}; log:\n{}", self.name, self.log_text());
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {} did not stop on SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `etcdctl` against this node.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        etcdctl(&self.etcd, args, None)
+    }
+
+    /// Runs `etcdctl` against this node and returns its standard output,
+    /// failing the test if it fails.
+    pub fn etcdctl_ok(&self, args: &[&str]) -> String {
+        let output = self.etcdctl(args);
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?} on {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    /// Reads one key's value (serializable: from this node's own replica).
+    pub fn local_value(&self, key: &str) -> Option<String> {
+        let out = self.etcdctl_ok(&["get", key, "--consistency=s", "--print-value-only"]);
+        let value = out.trim_end_matches('\n');
+        (!out.is_empty()).then(|| value.to_owned())
+    }
+
+    /// Whether this node reports itself as the raft leader.
+    pub fn is_leader(&self) -> bool {
+        let output = self.etcdctl(&["endpoint", "status", "-w", "json"]);
+        if !output.status.success() {
+            return false;
+        }
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("status json");
+        let status = &status[0]["Status"];
+        status["leader"] == status["header"]["member_id"]
+    }
+}
+
+impl Drop for EngenhoNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `etcdctl` (API v3) against `endpoint`, with `stdin` as input.
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(["--dial-timeout=2s", "--command-timeout=15s"])
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl is installed (the README's test command installs it)");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("etcdctl output")
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
