@@ -1,5 +1,6 @@
 //! `engenho`: the node daemon and its command line.
 
+mod bench;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Start this node in the foreground (Ctrl-C stops it cleanly).
     Up(up::UpArgs),
+    /// Measure engenho (and the peers that run here) under load.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +33,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }

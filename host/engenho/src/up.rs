@@ -80,13 +80,23 @@ async fn serve(routes: tonic::service::Routes, listener: TcpListener, mut stop: 
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
-        .tcp_nodelay(true)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(accept_without_delay(listener), async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
         .await
         .context("serving gRPC")
+}
+
+/// Accepted connections with Nagle's algorithm off: small gRPC replies must
+/// not wait for the peer's delayed acknowledgement.
+fn accept_without_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// Brings a node into a cluster on first start: joins one, or bootstraps a

@@ -12,6 +12,7 @@ use engenho_store::{
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use rand::Rng;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::Channel;
 
 use crate::error::{MeshError, Result};
@@ -20,8 +21,24 @@ use crate::leases::{LEASE_CHECK_INTERVAL, LeaseClock};
 use crate::network::{PeerClients, PeerNetwork, decode, encode};
 use crate::proto::peer_client::PeerClient;
 
-/// Most raft entries sent in one AppendEntries message.
-pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 32;
+/// Most raft entries sent in one AppendEntries message; with
+/// [`PROPOSAL_BYTES_MAX`] this keeps a message well under
+/// the peer message limit.
+pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 8;
+
+/// Most commands grouped into one raft entry.
+pub const PROPOSAL_COMMANDS_MAX: usize = 1024;
+
+/// Most key and value bytes grouped into one raft entry (a single larger
+/// command still goes alone).
+pub const PROPOSAL_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Proposals raft may have in flight at once; writes arriving meanwhile
+/// queue and go together in the next one.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
+
+/// Writes waiting for a proposal before writers are held back.
+pub const PROPOSAL_QUEUE_MAX: usize = 8192;
 
 /// Deadline of a write, from proposal to applied (including forwarding and
 /// waiting out an election).
@@ -91,6 +108,7 @@ pub struct Node {
 pub(crate) struct Inner {
     id: u64,
     pub(crate) raft: Raft,
+    proposals: mpsc::Sender<Pending>,
     store: Arc<Mvcc>,
     clients: Arc<PeerClients>,
     leases: LeaseClock,
@@ -129,7 +147,9 @@ impl Node {
         let raft = Raft::new(id, Arc::new(raft_config), network, log, state_machine)
             .await
             .map_err(|e| MeshError::Stopped(e.to_string()))?;
-        let inner = Arc::new(Inner { id, raft, store, clients, leases: LeaseClock::default(), config });
+        let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+        tokio::spawn(propose_batches(raft.clone(), queue));
+        let inner = Arc::new(Inner { id, raft, proposals, store, clients, leases: LeaseClock::default(), config });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
@@ -342,6 +362,7 @@ impl Node {
 }
 
 /// Where a leader-only request must go instead.
+#[derive(Clone)]
 pub(crate) enum Redirect {
     /// To this leader.
     To(NodeInfo),
@@ -371,17 +392,14 @@ impl Inner {
             Command::LeaseGrant { id, ttl } => Some((*id, *ttl)),
             _ => None,
         };
-        match self.raft.client_write(command).await {
-            Ok(response) => {
-                if let (Some((id, ttl)), Ok(Outcome::LeaseGranted { .. })) = (grant, &response.data.outcome) {
-                    self.leases.renew(id, ttl);
-                }
-                Ok(response.data)
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(forward.into()),
-            Err(RaftError::APIError(other)) => Err(Redirect::Failed(MeshError::Stopped(other.to_string()))),
-            Err(RaftError::Fatal(fatal)) => Err(Redirect::Failed(MeshError::Stopped(fatal.to_string()))),
+        let (reply, answer) = oneshot::channel();
+        let stopped = || Redirect::Failed(MeshError::Stopped("the proposer stopped".into()));
+        self.proposals.send((command, reply)).await.map_err(|_| stopped())?;
+        let applied = answer.await.map_err(|_| stopped())??;
+        if let (Some((id, ttl)), Ok(Outcome::LeaseGranted { .. })) = (grant, &applied.outcome) {
+            self.leases.renew(id, ttl);
         }
+        Ok(applied)
     }
 
     /// Confirms leadership and returns the read index, if this node leads.
@@ -450,6 +468,78 @@ impl Inner {
         self.raft.add_learner(id, node, true).await.map_err(refused)?;
         self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(refused)?;
         Ok(ForwardResponse::Joined)
+    }
+}
+
+/// A write waiting to be proposed, with where its answer goes.
+type Pending = (Command, oneshot::Sender<Result<Applied, Redirect>>);
+
+/// Groups queued writes into raft entries: while up to
+/// [`PROPOSALS_IN_FLIGHT_MAX`] proposals are in flight, arriving writes
+/// queue, and the next proposal takes all of them (within the bounds). One
+/// raft entry, one log sync, many writes.
+async fn propose_batches(raft: Raft, mut queue: mpsc::Receiver<Pending>) {
+    let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match queue.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        let mut bytes = first.0.payload_bytes();
+        let mut batch = vec![first];
+        while batch.len() < PROPOSAL_COMMANDS_MAX {
+            let Ok(next) = queue.try_recv() else { break };
+            bytes += next.0.payload_bytes();
+            if bytes > PROPOSAL_BYTES_MAX {
+                carried = Some(next);
+                break;
+            }
+            batch.push(next);
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            submit(&raft, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Proposes one batch and hands every writer its own answer.
+async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
+    if batch.len() == 1 {
+        let (command, reply) = batch.pop().expect("one pending write");
+        let _ = reply.send(client_write(raft, command).await);
+        return;
+    }
+    let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+    let count = commands.len();
+    match client_write(raft, Command::Batch(commands)).await {
+        Ok(Applied { outcome: Ok(Outcome::Batch(outcomes)), .. }) => {
+            assert_eq!(outcomes.len(), count, "a batch answers every command");
+            for (reply, applied) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(applied));
+            }
+        }
+        Ok(other) => unreachable!("a batch is never refused as a whole: {other:?}"),
+        Err(redirect) => {
+            for reply in replies {
+                let _ = reply.send(Err(redirect.clone()));
+            }
+        }
+    }
+}
+
+async fn client_write(raft: &Raft, command: Command) -> Result<Applied, Redirect> {
+    match raft.client_write(command).await {
+        Ok(response) => Ok(response.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(forward.into()),
+        Err(RaftError::APIError(other)) => Err(Redirect::Failed(MeshError::Stopped(other.to_string()))),
+        Err(RaftError::Fatal(fatal)) => Err(Redirect::Failed(MeshError::Stopped(fatal.to_string()))),
     }
 }
 

@@ -21,17 +21,23 @@ const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
 const LAST_PURGED_KEY: &[u8] = b"last_purged";
 
+/// Appends waiting for the flusher before appenders are held back.
+pub const FLUSH_QUEUE_APPENDS_MAX: usize = 4096;
+
 /// The raft log storage: entries by index, plus vote, committed and
 /// last-purged markers.
 ///
-/// Appends and votes are synced to disk before raft is told they are done;
-/// they share fjall's journal with the state machine, so a crash recovers
-/// the log and the state machine as one consistent prefix.
+/// Appends are written to fjall's journal at once and acknowledged to raft
+/// only after a flusher thread has synced the journal: one sync covers every
+/// append that arrived while the previous one ran (group commit). Votes are
+/// synced before they are acknowledged. The log shares fjall's journal with
+/// the state machine, so a crash recovers both as one consistent prefix.
 #[derive(Clone)]
 pub struct LogStore {
     db: Database,
     entries: Keyspace,
     marks: Keyspace,
+    flusher: tokio::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
@@ -42,7 +48,13 @@ impl LogStore {
     pub fn open(db: &Database) -> crate::Result<Self> {
         let entries = db.keyspace("raft_log", KeyspaceCreateOptions::default)?;
         let marks = db.keyspace("raft_marks", KeyspaceCreateOptions::default)?;
-        Ok(Self { db: db.clone(), entries, marks })
+        let (flusher, pending) = tokio::sync::mpsc::channel(FLUSH_QUEUE_APPENDS_MAX);
+        let synced = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flusher".into())
+            .spawn(move || flush_appends(&synced, pending))
+            .map_err(|e| crate::StoreError::Storage(format!("starting the log flusher: {e}")))?;
+        Ok(Self { db: db.clone(), entries, marks, flusher })
     }
 
     fn read_mark<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
@@ -76,6 +88,23 @@ impl LogStore {
             batch.remove(&self.entries, key);
         }
         batch.commit().map_err(|e| io_error(subject, ErrorVerb::Delete, e))
+    }
+}
+
+/// Syncs the journal for every batch of appends that queued up meanwhile,
+/// then acknowledges them in order. Runs until every [`LogStore`] is gone.
+fn flush_appends(db: &Database, mut pending: tokio::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    let mut waiting = Vec::new();
+    while let Some(first) = pending.blocking_recv() {
+        waiting.push(first);
+        while let Ok(next) = pending.try_recv() {
+            waiting.push(next);
+        }
+        tracing::trace!(appends = waiting.len(), "sync");
+        let synced = db.persist(PersistMode::SyncData).map_err(|e| e.to_string());
+        for callback in waiting.drain(..) {
+            callback.log_io_completed(synced.clone().map_err(io::Error::other));
+        }
     }
 }
 
@@ -151,14 +180,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut batch = self.db.batch();
         for entry in entries {
             batch.insert(&self.entries, index_key(entry.log_id.index), encode(&entry));
         }
-        let result = batch.commit().map_err(|e| io::Error::other(e.to_string()));
-        let failed = result.as_ref().err().map(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e));
-        callback.log_io_completed(result);
-        failed.map_or(Ok(()), Err)
+        tracing::trace!(entries = batch.len(), "append");
+        if let Err(e) = batch.commit() {
+            callback.log_io_completed(Err(io::Error::other(e.to_string())));
+            return Err(io_error(ErrorSubject::Logs, ErrorVerb::Write, e));
+        }
+        self.flusher
+            .send(callback)
+            .await
+            .map_err(|_| io_error(ErrorSubject::Logs, ErrorVerb::Write, "the log flusher stopped"))
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> StorageResult<()> {

@@ -341,6 +341,43 @@ pub enum Command {
         /// The lease.
         id: i64,
     },
+    /// Several independent commands in one raft entry, applied in order,
+    /// each at its own revision and with its own outcome (group commit).
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Bytes of keys and values the command carries: an estimate of its
+    /// size in the raft log.
+    pub fn payload_bytes(&self) -> usize {
+        fn range(range: &KeyRange) -> usize {
+            range.key.len() + range.end.len()
+        }
+        fn operation(operation: &Operation) -> usize {
+            match operation {
+                Operation::Range(read) => range(&read.range),
+                Operation::Put(put) => put.key.len() + put.value.len(),
+                Operation::Delete(delete) => range(&delete.range),
+                Operation::Txn(txn) => txn_bytes(txn),
+            }
+        }
+        fn txn_bytes(txn: &TxnRequest) -> usize {
+            let compares: usize = txn
+                .compare
+                .iter()
+                .map(|c| range(&c.range) + if let CompareTarget::Value(v) = &c.target { v.len() } else { 8 })
+                .sum();
+            compares + txn.success.iter().chain(&txn.failure).map(operation).sum::<usize>()
+        }
+        let payload = match self {
+            Self::Put(put) => put.key.len() + put.value.len(),
+            Self::Delete(delete) => range(&delete.range),
+            Self::Txn(txn) => txn_bytes(txn),
+            Self::Compact { .. } | Self::LeaseGrant { .. } | Self::LeaseRevoke { .. } => 0,
+            Self::Batch(commands) => commands.iter().map(Self::payload_bytes).sum(),
+        };
+        payload + 16
+    }
 }
 
 /// The answer of the state machine to one [`Command`].
@@ -363,6 +400,8 @@ pub enum Outcome {
     },
     /// Answer to [`Command::LeaseRevoke`].
     LeaseRevoked,
+    /// Answer to [`Command::Batch`]: one answer per command, in order.
+    Batch(Vec<Applied>),
     /// A raft entry that carried no command (blank or membership).
     Nothing,
 }

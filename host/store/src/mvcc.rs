@@ -454,6 +454,10 @@ impl Applier<'_> {
     /// Only storage failures, which must stop the node: the batch is then
     /// incomplete.
     pub fn apply(&mut self, command: &Command) -> Result<Applied> {
+        if let Command::Batch(commands) = command {
+            let outcomes = commands.iter().map(|command| self.apply(command)).collect::<Result<Vec<_>>>()?;
+            return Ok(Applied { revision: self.revision, outcome: Ok(Outcome::Batch(outcomes)) });
+        }
         let mut scope = Scope::default();
         let outcome = match self.execute(&mut scope, command) {
             Ok(outcome) => outcome,
@@ -506,6 +510,7 @@ impl Applier<'_> {
                 scope.revoked.push(*id);
                 Ok(Outcome::LeaseRevoked)
             }
+            Command::Batch(_) => unreachable!("batches are unpacked by Applier::apply"),
         }
     }
 

@@ -115,6 +115,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        tracing::trace!(entries = entries.len(), "apply");
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || apply_entries(&store, entries))
             .await

@@ -1,0 +1,364 @@
+//! `engenho bench`: measurements against real processes, side by side with
+//! the peer systems that can run on the same machine.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use engenho_api::etcd::proto::etcdserverpb::{
+    PutRequest, RangeRequest, StatusRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
+};
+use tonic::transport::{Channel, Endpoint};
+
+/// Most gRPC connections a benchmark opens to one endpoint; more workers
+/// share them (HTTP/2 multiplexes).
+const BENCH_CONNECTIONS_MAX: usize = 16;
+
+/// Keys pre-written for the read benchmark.
+const READ_KEYS: usize = 1000;
+
+/// Deadline of one benchmark request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Arguments of `engenho bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    target: BenchTarget,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BenchTarget {
+    /// Write and read throughput and latency of the replicated store, and
+    /// of etcd under the same client and workload.
+    Store(StoreBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreBenchArgs {
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent clients of the write measurements.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 256])]
+    concurrency: Vec<usize>,
+    /// Cluster sizes to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
+    nodes: Vec<usize>,
+    /// Concurrent clients of the read measurement.
+    #[arg(long, default_value_t = 16)]
+    read_concurrency: usize,
+    /// Bytes per written value.
+    #[arg(long, default_value_t = 256)]
+    value_bytes: usize,
+    /// Measure engenho only.
+    #[arg(long)]
+    skip_etcd: bool,
+    /// Path of the etcd server binary.
+    #[arg(long, default_value = "etcd")]
+    etcd: PathBuf,
+}
+
+/// Runs a benchmark and prints its table.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.target {
+        BenchTarget::Store(args) => store(args).await,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Engenho,
+    Etcd,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Engenho => "engenho",
+            Self::Etcd => "etcd",
+        }
+    }
+}
+
+/// One measurement's outcome.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    operations_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+struct Row {
+    nodes: usize,
+    workload: String,
+    engenho: Figures,
+    etcd: Option<Figures>,
+}
+
+async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
+    let root = tempfile::tempdir().context("temporary directory")?;
+    let duration = Duration::from_secs(args.seconds);
+    let mut rows = Vec::new();
+    for &nodes in &args.nodes {
+        let mut by_system: Vec<(System, Vec<(String, Figures)>)> = Vec::new();
+        let systems: &[System] = if args.skip_etcd { &[System::Engenho] } else { &[System::Engenho, System::Etcd] };
+        for &system in systems {
+            let dir = root.path().join(format!("{}-{nodes}", system.name()));
+            let cluster = Cluster::start(system, nodes, &dir, &args.etcd).await?;
+            let leader = cluster.wait_for_leader().await?;
+            eprintln!("{} with {nodes} node(s): leader at {leader}", system.name());
+            let mut figures = Vec::new();
+            for &concurrency in &args.concurrency {
+                let measured = measure_writes(&leader, concurrency, args.value_bytes, duration).await?;
+                eprintln!("  writes c={concurrency}: {measured:?}");
+                figures.push((format!("write c={concurrency}"), measured));
+            }
+            let read_from = cluster.client_addrs.last().cloned().unwrap_or_else(|| leader.clone());
+            let measured = measure_reads(&leader, &read_from, args.read_concurrency, duration).await?;
+            eprintln!("  serializable reads c={}: {measured:?}", args.read_concurrency);
+            figures.push((format!("serializable read c={}", args.read_concurrency), measured));
+            drop(cluster);
+            by_system.push((system, figures));
+        }
+        let engenho = &by_system[0].1;
+        for (index, (workload, figures)) in engenho.iter().enumerate() {
+            let etcd = by_system.get(1).map(|(_, f)| f[index].1);
+            rows.push(Row { nodes, workload: workload.clone(), engenho: *figures, etcd });
+        }
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| nodes | workload | engenho ops/s | p50 | p99 | etcd ops/s | p50 | p99 | throughput ratio | p99 ratio |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for row in rows {
+        let ours = row.engenho;
+        let (theirs, ratio, p99_ratio) = match row.etcd {
+            Some(etcd) => (
+                format!("{:.0} | {} | {}", etcd.operations_per_second, millis(etcd.p50), millis(etcd.p99)),
+                format!("{:.2}×", ours.operations_per_second / etcd.operations_per_second),
+                format!("{:.2}×", ours.p99.as_secs_f64() / etcd.p99.as_secs_f64()),
+            ),
+            None => ("- | - | -".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            row.nodes,
+            row.workload,
+            ours.operations_per_second,
+            millis(ours.p50),
+            millis(ours.p99),
+            theirs,
+            ratio,
+            p99_ratio
+        );
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(count);
+    for _ in 0..count {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(REQUEST_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Runs `concurrency` workers for `duration`, each calling `operation`
+/// in a loop, and collects latencies.
+async fn measure<F, Fut>(channels: Vec<Channel>, concurrency: usize, duration: Duration, operation: F) -> anyhow::Result<Figures>
+where
+    F: Fn(KvClient<Channel>, usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let operation = Arc::new(operation);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for worker in 0..concurrency {
+        let client = KvClient::new(channels[worker % channels.len()].clone());
+        let operation = operation.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut sequence = 0u64;
+            while Instant::now() < deadline {
+                let begun = Instant::now();
+                operation(client.clone(), worker, sequence).await?;
+                latencies.push(begun.elapsed());
+                sequence += 1;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let elapsed = started.elapsed();
+    if latencies.is_empty() {
+        bail!("no operation completed");
+    }
+    latencies.sort_unstable();
+    let at = |quantile: f64| latencies[((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1)];
+    Ok(Figures { operations_per_second: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) })
+}
+
+async fn measure_writes(addr: &str, concurrency: usize, value_bytes: usize, duration: Duration) -> anyhow::Result<Figures> {
+    let channels = connect(addr, concurrency.min(BENCH_CONNECTIONS_MAX)).await?;
+    let value = Arc::new(vec![b'v'; value_bytes]);
+    measure(channels, concurrency, duration, move |mut client, worker, sequence| {
+        let value = value.clone();
+        async move {
+            let key = format!("bench/{worker}/{}", sequence % 1000).into_bytes();
+            client.put(PutRequest { key, value: value.to_vec(), ..PutRequest::default() }).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn measure_reads(leader: &str, addr: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Figures> {
+    let mut writer = KvClient::new(connect(leader, 1).await?.remove(0));
+    for i in 0..READ_KEYS {
+        let request = PutRequest { key: format!("read/{i:04}").into_bytes(), value: vec![b'r'; 256], ..PutRequest::default() };
+        writer.put(request).await?;
+    }
+    let channels = connect(addr, concurrency.min(BENCH_CONNECTIONS_MAX)).await?;
+    measure(channels, concurrency, duration, |mut client, worker, sequence| async move {
+        let index = (worker * 7919 + usize::try_from(sequence).unwrap_or(0)) % READ_KEYS;
+        let request = RangeRequest { key: format!("read/{index:04}").into_bytes(), serializable: true, ..RangeRequest::default() };
+        let found = client.range(request).await?.into_inner();
+        if found.kvs.is_empty() {
+            bail!("a pre-written key was not found");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Processes of one benchmarked cluster; killed on drop.
+struct Cluster {
+    children: Vec<Child>,
+    client_addrs: Vec<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn member_ip(system: System, index: usize) -> Ipv4Addr {
+    let third = match system {
+        System::Engenho => 110,
+        System::Etcd => 120,
+    };
+    Ipv4Addr::new(127, 0, third, u8::try_from(index + 1).expect("small cluster"))
+}
+
+impl Cluster {
+    async fn start(system: System, nodes: usize, dir: &Path, etcd: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut cluster = Self { children: Vec::new(), client_addrs: Vec::new() };
+        let initial: Vec<String> = (0..nodes).map(|i| format!("e{i}=http://{}:2380", member_ip(system, i))).collect();
+        for index in 0..nodes {
+            let ip = member_ip(system, index);
+            let log = std::fs::File::create(dir.join(format!("{index}.log")))?;
+            let mut command = match system {
+                System::Engenho => {
+                    let mut command = Command::new(std::env::current_exe()?);
+                    command
+                        .args(["up", "--data-dir"])
+                        .arg(dir.join(format!("n{index}")))
+                        .args(["--name", &format!("n{index}"), "--etcd-addr", &format!("{ip}:2379")])
+                        .args(["--peer-addr", &format!("{ip}:2380"), "--token", "bench"]);
+                    if index > 0 {
+                        command.args(["--join", &format!("{}:2380", member_ip(system, 0))]);
+                    }
+                    command.env("ENGENHO_LOG", "warn");
+                    command
+                }
+                System::Etcd => {
+                    let mut command = Command::new(etcd);
+                    command
+                        .args(["--name", &format!("e{index}"), "--data-dir"])
+                        .arg(dir.join(format!("e{index}")))
+                        .args(["--listen-client-urls", &format!("http://{ip}:2379")])
+                        .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
+                        .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
+                        .args(["--initial-advertise-peer-urls", &format!("http://{ip}:2380")])
+                        .args(["--initial-cluster", &initial[..nodes].join(",")])
+                        .args(["--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+                        .args(["--logger", "zap", "--log-level", "error"]);
+                    command
+                }
+            };
+            let child = command
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {} member {index}", system.name()))?;
+            cluster.children.push(child);
+            cluster.client_addrs.push(format!("{ip}:2379"));
+            if system == System::Engenho {
+                // Later members join through the cluster, which must be up.
+                cluster.wait_for_leader().await?;
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Waits until every member answers and agrees on a leader; returns the
+    /// leader's client address.
+    async fn wait_for_leader(&self) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(addr)) = self.leader().await {
+                return Ok(addr);
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster elected no leader in time");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn leader(&self) -> anyhow::Result<Option<String>> {
+        let mut leaders = Vec::new();
+        let mut leader_addr = None;
+        for addr in &self.client_addrs {
+            let channel = connect(addr, 1).await?.remove(0);
+            let status = MaintenanceClient::new(channel).status(StatusRequest {}).await?.into_inner();
+            let member = status.header.map_or(0, |h| h.member_id);
+            if status.leader == 0 {
+                return Ok(None);
+            }
+            if status.leader == member {
+                leader_addr = Some(addr.clone());
+            }
+            leaders.push(status.leader);
+        }
+        leaders.dedup();
+        Ok(if leaders.len() == 1 { leader_addr } else { None })
+    }
+}
