@@ -5,6 +5,10 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the node allocates many small, short-lived buffers per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// engenho: a Kubernetes runtime whose policy runs as WebAssembly.
 #[derive(Debug, Parser)]
 #[command(name = "engenho", version, about)]

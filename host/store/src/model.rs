@@ -18,6 +18,7 @@ pub const MAX_TXN_OPS: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyValue {
     /// The key; never empty.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// Revision of the last creation of this key.
     pub create_revision: i64,
@@ -26,6 +27,7 @@ pub struct KeyValue {
     /// Number of modifications since creation; a deletion resets it to zero.
     pub version: i64,
     /// The value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Lease the key is attached to, or 0.
     pub lease: i64,
@@ -57,8 +59,10 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyRange {
     /// First key of the range.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// End of the range (see the type's documentation).
+    #[serde(with = "serde_bytes")]
     pub end: Vec<u8>,
 }
 
@@ -192,8 +196,10 @@ pub struct RangeResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PutRequest {
     /// The key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The new value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Lease to attach, or 0.
     pub lease: i64,
@@ -253,7 +259,7 @@ pub enum CompareTarget {
     /// The key's mod revision (0 when absent).
     Mod(i64),
     /// The key's value (an absent key never compares true).
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The key's lease (0 when absent or unleased).
     Lease(i64),
 }

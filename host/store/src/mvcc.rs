@@ -4,7 +4,8 @@
 //! - `current`: key → newest [`KeyValue`] of every live key;
 //! - `history`: escaped key ++ revision → [`Version`], every version since
 //!   the compacted revision, for reads in the past;
-//! - `events`: revision ++ sub-index → [`Event`], for watches;
+//! - `events`: revision ++ sub-index → [`EventRecord`] (kind and key; the
+//!   values are read from `history` when an event is replayed), for watches;
 //! - `leases`: lease id → granted time to live;
 //! - `meta`: revision, compacted revision, last applied raft log id and
 //!   membership.
@@ -43,6 +44,14 @@ pub type Membership = StoredMembership<u64, NodeInfo>;
 struct Version {
     deleted: bool,
     kv: KeyValue,
+}
+
+/// What the `events` keyspace keeps of an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EventRecord {
+    kind: EventKind,
+    #[serde(with = "serde_bytes")]
+    key: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -206,10 +215,11 @@ impl Mvcc {
             if count >= events_max && batches.last().is_some_and(|b| b.revision != revision) {
                 break;
             }
-            let event: Event = decode(&value)?;
-            if !range.contains(&event.kv.key) {
+            let record: EventRecord = decode(&value)?;
+            if !range.contains(&record.key) {
                 continue;
             }
+            let event = view.replay(record, revision)?;
             count += 1;
             match batches.last_mut() {
                 Some(batch) if batch.revision == revision => batch.events.push(event),
@@ -324,6 +334,37 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 impl View<'_> {
+    /// Rebuilds an event from its record and the versions in `history`.
+    fn replay(&self, record: EventRecord, revision: i64) -> Result<Event> {
+        let kv = match record.kind {
+            EventKind::Put => match self.version_at_or_below(&record.key, revision)? {
+                Some((at, version)) if at == revision => version.kv,
+                _ => return Err(corrupt("history of a replayed put")),
+            },
+            EventKind::Delete => KeyValue { key: record.key.clone(), mod_revision: revision, ..KeyValue::default() },
+        };
+        let prev_kv = match self.version_at_or_below(&record.key, revision - 1)? {
+            Some((_, version)) if !version.deleted => Some(version.kv),
+            _ => None,
+        };
+        Ok(Event { kind: record.kind, kv, prev_kv })
+    }
+
+    /// The newest stored version of `key` at or below `revision`.
+    fn version_at_or_below(&self, key: &[u8], revision: i64) -> Result<Option<(i64, Version)>> {
+        if revision < 1 {
+            return Ok(None);
+        }
+        let versions = self.snapshot.range(&self.store.history, escape_bound(key)..=versioned_key(key, revision));
+        let Some(guard) = versions.last() else { return Ok(None) };
+        let (stored, value) = guard.into_inner()?;
+        let (user_key, at) = split_versioned(&stored).ok_or_else(|| corrupt("history key"))?;
+        if user_key != key {
+            return Ok(None);
+        }
+        Ok(Some((at, decode(&value)?)))
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
         self.snapshot.get(&self.store.current, key)?.map(|b| decode(&b)).transpose()
     }
@@ -704,7 +745,8 @@ impl Applier<'_> {
         }
         let version = Version { deleted, kv: event.kv.clone() };
         self.batch.insert(&store.history, versioned_key(key, revision), encode(&version));
-        self.batch.insert(&store.events, event_key(revision, sub), encode(event));
+        let record = EventRecord { kind: event.kind, key: key.clone() };
+        self.batch.insert(&store.events, event_key(revision, sub), encode(&record));
     }
 
     /// Drops history that no read at or after `target` can see.

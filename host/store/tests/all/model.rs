@@ -208,6 +208,30 @@ fn check_all(store: &Mvcc, model: &Model) -> Result<(), TestCaseError> {
             prop_assert!(compacted, "reads below the compacted revision fail");
         }
     }
+    let from = model.compacted.max(1);
+    let replayed = store.events_since(&KeyRange { key: vec![0], end: vec![0] }, from, usize::MAX).expect("replay");
+    let mut expected = Vec::new();
+    for revision in from..=model.revision() {
+        let at = usize::try_from(revision).expect("non-negative");
+        let (before, after) = (&model.states[at - 1], &model.states[at]);
+        let mut events = Vec::new();
+        for key in before.keys().chain(after.keys()).collect::<std::collections::BTreeSet<_>>() {
+            let prev_kv = before.get(key).cloned().filter(|_| revision > model.compacted);
+            match after.get(key) {
+                Some(kv) if before.get(key) != Some(kv) => events.push(Event { kind: EventKind::Put, kv: kv.clone(), prev_kv }),
+                None if before.contains_key(key) => events.push(Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue { key: key.clone(), mod_revision: revision, ..KeyValue::default() },
+                    prev_kv,
+                }),
+                _ => {}
+            }
+        }
+        expected.push(WatchBatch { revision, events });
+    }
+    let mut replayed = replayed;
+    replayed.iter_mut().for_each(|batch| batch.events.sort_by(|a, b| a.kv.key.cmp(&b.kv.key)));
+    prop_assert_eq!(replayed, expected, "watch replay from {}", from);
     for (&id, _) in &model.leases {
         let keys: Vec<Vec<u8>> = model.now().values().filter(|kv| kv.lease == id).map(|kv| kv.key.clone()).collect();
         prop_assert_eq!(store.lease(id).map(|l| l.keys), Some(keys));
