@@ -38,6 +38,12 @@ pub struct UpArgs {
     /// Build a raft snapshot after this many log entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_logs: u64,
+    /// Revisions of history kept for past reads and watch replay (0: keep all).
+    #[arg(long, default_value_t = 100_000)]
+    history_revisions: i64,
+    /// Seconds between checks whether history needs compacting.
+    #[arg(long, default_value_t = 60)]
+    compaction_interval: u64,
     /// Seconds between progress notifications to watchers that ask for them.
     #[arg(long, default_value_t = 600)]
     watch_progress_interval: u64,
@@ -52,6 +58,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         peer_addr: args.peer_addr.to_string(),
         client_addr: args.etcd_addr.to_string(),
         snapshot_logs: args.snapshot_logs,
+        history_revisions: args.history_revisions,
+        compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
     };
     let peer_listener = TcpListener::bind(args.peer_addr).await.with_context(|| format!("binding peer address {}", args.peer_addr))?;
     let etcd_listener = TcpListener::bind(args.etcd_addr).await.with_context(|| format!("binding etcd address {}", args.etcd_addr))?;

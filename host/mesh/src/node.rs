@@ -69,6 +69,11 @@ pub struct NodeConfig {
     pub client_addr: String,
     /// Build a raft snapshot after this many log entries.
     pub snapshot_logs: u64,
+    /// Revisions of history kept for reads in the past and watch replay;
+    /// the leader compacts older ones away. 0 keeps everything.
+    pub history_revisions: i64,
+    /// How often the leader checks whether history needs compacting.
+    pub compaction_interval: Duration,
 }
 
 /// One member of the raft group.
@@ -151,6 +156,7 @@ impl Node {
         tokio::spawn(propose_batches(raft.clone(), queue));
         let inner = Arc::new(Inner { id, raft, proposals, store, clients, leases: LeaseClock::default(), config });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
+        tokio::spawn(bound_history(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 
@@ -575,6 +581,29 @@ async fn expire_leases(inner: std::sync::Weak<Inner>) {
             match inner.write_local(Command::LeaseRevoke { id }).await {
                 Ok(applied) => tracing::debug!(id, outcome = ?applied.outcome, "lease expired"),
                 Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Compacts history beyond the configured number of revisions while this
+/// node leads.
+async fn bound_history(inner: std::sync::Weak<Inner>) {
+    let Some(period) = inner.upgrade().map(|inner| inner.config.compaction_interval) else { return };
+    let mut interval = tokio::time::interval(period);
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let keep = inner.config.history_revisions;
+        if keep <= 0 || inner.raft.metrics().borrow().state != ServerState::Leader {
+            continue;
+        }
+        let status = inner.store.status();
+        let target = status.revision - keep;
+        if target > status.compacted {
+            match inner.write_local(Command::Compact { revision: target }).await {
+                Ok(applied) => tracing::info!(revision = target, outcome = ?applied.outcome, "compacted history"),
+                Err(_) => continue,
             }
         }
     }

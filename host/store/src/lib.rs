@@ -51,10 +51,46 @@ openraft::declare_raft_types!(
 /// The raft handle of the datastore.
 pub type Raft = openraft::Raft<TypeConfig>;
 
+/// The fjall database that holds the raft log and the state machine, with
+/// the record of its first write failure.
+#[derive(Clone)]
+pub struct Storage {
+    db: fjall::Database,
+    failures: WriteFailures,
+}
+
+/// The first write failure of a database. fjall refuses every write after
+/// a failed one ("poisoned"); the first failure is the cause to report.
+#[derive(Clone)]
+pub(crate) struct WriteFailures {
+    first: std::sync::Arc<std::sync::OnceLock<String>>,
+    path: std::path::PathBuf,
+}
+
+impl WriteFailures {
+    /// Records `error` if it is the first failure, and describes it with
+    /// the first failure as its cause. A database poisoned by its own
+    /// background work (a failed memtable flush) reports the free space
+    /// left, the usual culprit.
+    pub(crate) fn describe(&self, error: &impl std::fmt::Display) -> String {
+        let mut text = error.to_string();
+        if text.ends_with("Poisoned") && self.first.get().is_none() {
+            let free = rustix::fs::statvfs(&self.path).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+            text = match free {
+                Ok(bytes) => format!("{text}: a background write failed; {bytes} bytes free on {}", self.path.display()),
+                Err(e) => format!("{text}: a background write failed; free space unknown: {e}"),
+            };
+        }
+        let first = self.first.get_or_init(|| text.clone());
+        if *first == text { text } else { format!("{text}, after an earlier write failure: {first}") }
+    }
+}
+
 /// Opens the fjall database at `path` with the settings the store relies on.
 ///
 /// # Errors
 /// Any I/O or recovery error of fjall.
-pub fn open_database(path: &std::path::Path) -> Result<fjall::Database> {
-    Ok(fjall::Database::builder(path).open()?)
+pub fn open_database(path: &std::path::Path) -> Result<Storage> {
+    let failures = WriteFailures { first: std::sync::Arc::default(), path: path.to_owned() };
+    Ok(Storage { db: fjall::Database::builder(path).open()?, failures })
 }

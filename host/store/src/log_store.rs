@@ -11,7 +11,7 @@ use openraft::{
     StorageIOError, Vote,
 };
 
-use crate::TypeConfig;
+use crate::{Storage, TypeConfig, WriteFailures};
 use crate::codec::{decode, encode};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -38,6 +38,7 @@ pub struct LogStore {
     entries: Keyspace,
     marks: Keyspace,
     flusher: tokio::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    failures: WriteFailures,
 }
 
 impl LogStore {
@@ -45,16 +46,23 @@ impl LogStore {
     ///
     /// # Errors
     /// Any fjall error.
-    pub fn open(db: &Database) -> crate::Result<Self> {
+    pub fn open(storage: &Storage) -> crate::Result<Self> {
+        let db = &storage.db;
         let entries = db.keyspace("raft_log", KeyspaceCreateOptions::default)?;
         let marks = db.keyspace("raft_marks", KeyspaceCreateOptions::default)?;
         let (flusher, pending) = tokio::sync::mpsc::channel(FLUSH_QUEUE_APPENDS_MAX);
         let synced = db.clone();
+        let failures = storage.failures.clone();
+        let recorded = failures.clone();
         std::thread::Builder::new()
             .name("raft-log-flusher".into())
-            .spawn(move || flush_appends(&synced, pending))
+            .spawn(move || flush_appends(&synced, pending, &recorded))
             .map_err(|e| crate::StoreError::Storage(format!("starting the log flusher: {e}")))?;
-        Ok(Self { db: db.clone(), entries, marks, flusher })
+        Ok(Self { db: db.clone(), entries, marks, flusher, failures })
+    }
+
+    fn failed(&self, error: &fjall::Error) -> String {
+        self.failures.describe(error)
     }
 
     fn read_mark<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
@@ -68,7 +76,7 @@ impl LogStore {
     fn write_mark<T: serde::Serialize>(&self, subject: ErrorSubject<u64>, key: &[u8], value: &T) -> StorageResult<()> {
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         batch.insert(&self.marks, key, encode(value));
-        batch.commit().map_err(|e| io_error(subject, ErrorVerb::Write, e))
+        batch.commit().map_err(|e| io_error(subject, ErrorVerb::Write, self.failed(&e)))
     }
 
     fn last_entry_id(&self) -> StorageResult<Option<LogId<u64>>> {
@@ -87,13 +95,17 @@ impl LogStore {
             let key = guard.key().map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
             batch.remove(&self.entries, key);
         }
-        batch.commit().map_err(|e| io_error(subject, ErrorVerb::Delete, e))
+        batch.commit().map_err(|e| io_error(subject, ErrorVerb::Delete, self.failed(&e)))
     }
 }
 
 /// Syncs the journal for every batch of appends that queued up meanwhile,
 /// then acknowledges them in order. Runs until every [`LogStore`] is gone.
-fn flush_appends(db: &Database, mut pending: tokio::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flush_appends(
+    db: &Database,
+    mut pending: tokio::sync::mpsc::Receiver<LogFlushed<TypeConfig>>,
+    failures: &WriteFailures,
+) {
     let mut waiting = Vec::new();
     while let Some(first) = pending.blocking_recv() {
         waiting.push(first);
@@ -101,7 +113,7 @@ fn flush_appends(db: &Database, mut pending: tokio::sync::mpsc::Receiver<LogFlus
             waiting.push(next);
         }
         tracing::trace!(appends = waiting.len(), "sync");
-        let synced = db.persist(PersistMode::SyncData).map_err(|e| e.to_string());
+        let synced = db.persist(PersistMode::SyncData).map_err(|e| failures.describe(&e));
         for callback in waiting.drain(..) {
             callback.log_io_completed(synced.clone().map_err(io::Error::other));
         }
@@ -186,8 +198,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         tracing::trace!(entries = batch.len(), "append");
         if let Err(e) = batch.commit() {
-            callback.log_io_completed(Err(io::Error::other(e.to_string())));
-            return Err(io_error(ErrorSubject::Logs, ErrorVerb::Write, e));
+            let failure = self.failed(&e);
+            callback.log_io_completed(Err(io::Error::other(failure.clone())));
+            return Err(io_error(ErrorSubject::Logs, ErrorVerb::Write, failure));
         }
         self.flusher
             .send(callback)

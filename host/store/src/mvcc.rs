@@ -26,7 +26,7 @@ use crate::codec::{
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::watch::{WatchBatch, WatchHub};
-use crate::NodeInfo;
+use crate::{NodeInfo, Storage, WriteFailures};
 
 /// Largest lease time to live, in seconds (etcd's `MaxLeaseTTL`).
 pub const LEASE_TTL_MAX: i64 = 9_000_000_000;
@@ -82,6 +82,7 @@ pub struct Mvcc {
     leases: Mutex<BTreeMap<i64, Lease>>,
     writer: Mutex<()>,
     hub: WatchHub,
+    failures: WriteFailures,
 }
 
 impl std::fmt::Debug for Mvcc {
@@ -103,7 +104,8 @@ impl Mvcc {
     ///
     /// # Errors
     /// Any fjall error or a corrupt record.
-    pub fn open(db: &Database) -> Result<Arc<Self>> {
+    pub fn open(storage: &Storage) -> Result<Arc<Self>> {
+        let db = &storage.db;
         let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         let store = Self {
             db: db.clone(),
@@ -115,6 +117,7 @@ impl Mvcc {
             leases: Mutex::new(BTreeMap::new()),
             writer: Mutex::new(()),
             hub: WatchHub::new(0),
+            failures: storage.failures.clone(),
         };
         store.load_leases()?;
         let revision = store.view().revision;
@@ -306,7 +309,7 @@ impl Mvcc {
                 batch.insert(keyspace, key.as_slice(), value.as_slice());
             }
         }
-        batch.commit()?;
+        batch.commit().map_err(|e| StoreError::Storage(self.failures.describe(&e)))?;
         self.load_leases()?;
         self.hub.reset(self.view().revision);
         Ok(())
@@ -790,7 +793,7 @@ impl Applier<'_> {
         if let Some(membership) = membership {
             self.batch.insert(&store.meta, MEMBERSHIP_KEY, encode(membership));
         }
-        self.batch.commit()?;
+        self.batch.commit().map_err(|e| StoreError::Storage(store.failures.describe(&e)))?;
         store.hub.publish(std::mem::take(&mut self.published));
         Ok(())
     }

@@ -192,3 +192,20 @@ fn status_and_members_describe_the_node_and_restart_keeps_data() {
     assert_eq!(before["header"]["revision"], after["header"]["revision"]);
     assert_eq!(before["header"]["member_id"], after["header"]["member_id"], "the node keeps its identity");
 }
+
+#[test]
+fn history_is_bounded_by_automatic_compaction() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "bounded");
+    node.start_ready(&["--history-revisions", "5", "--compaction-interval", "1"]);
+    for value in 0..20 {
+        node.etcdctl_ok(&["put", "churn", &value.to_string()]);
+    }
+    let revision = json(&node.etcdctl_ok(&["get", "churn", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
+    wait_for("automatic compaction", Duration::from_secs(10), || {
+        let old = node.etcdctl(&["get", "churn", &format!("--rev={}", revision - 10)]);
+        String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted")
+    });
+    assert_eq!(node.etcdctl_ok(&["get", "churn", &format!("--rev={}", revision - 5), "--print-value-only"]), "14\n");
+    assert_eq!(node.etcdctl_ok(&["get", "churn", "--print-value-only"]), "19\n");
+}
