@@ -5,4 +5,5 @@ mod bad_input;
 mod cluster;
 mod crash;
 mod etcdctl;
+mod grpc;
 mod support;

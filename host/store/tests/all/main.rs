@@ -3,3 +3,4 @@
 
 mod model;
 mod raft_suite;
+mod watch;
