@@ -92,5 +92,9 @@ impl WriteFailures {
 /// Any I/O or recovery error of fjall.
 pub fn open_database(path: &std::path::Path) -> Result<Storage> {
     let failures = WriteFailures { first: std::sync::Arc::default(), path: path.to_owned() };
-    Ok(Storage { db: fjall::Database::builder(path).open()?, failures })
+    // One background worker for flushes and compactions: a node shares a
+    // few cores with its peers and its clients, and more threads measured
+    // slower (context switches) without speeding up the write path.
+    let db = fjall::Database::builder(path).worker_threads(1).open()?;
+    Ok(Storage { db, failures })
 }
