@@ -6,6 +6,11 @@
 //! and a crash always recovers a consistent prefix. Changes fan out to
 //! watchers through the [`WatchHub`].
 
+#![expect(
+    clippy::result_large_err,
+    reason = "openraft's storage traits fix StorageError as the error type"
+)]
+
 mod codec;
 mod error;
 mod log_store;

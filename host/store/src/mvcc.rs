@@ -282,9 +282,9 @@ impl Mvcc {
             let mut pairs = Vec::new();
             for guard in snapshot.iter(keyspace) {
                 let (key, value) = guard.into_inner()?;
-                pairs.push((key.to_vec(), value.to_vec()));
+                pairs.push((serde_bytes::ByteBuf::from(key.to_vec()), serde_bytes::ByteBuf::from(value.to_vec())));
             }
-            image.keyspaces.push((name.to_owned(), pairs));
+            image.keyspaces.push(KeyspaceImage { name: name.to_owned(), pairs });
         }
         let applied =
             snapshot.get(&self.meta, APPLIED_KEY)?.map(|b| decode::<Option<LogId<u64>>>(&b)).transpose()?.flatten();
@@ -304,7 +304,7 @@ impl Mvcc {
             for guard in keyspace.iter() {
                 batch.remove(keyspace, guard.key()?);
             }
-            let pairs = image.keyspaces.iter().find(|(n, _)| n == name).map(|(_, p)| p);
+            let pairs = image.keyspaces.iter().find(|k| k.name == name).map(|k| &k.pairs);
             for (key, value) in pairs.into_iter().flatten() {
                 batch.insert(keyspace, key.as_slice(), value.as_slice());
             }
@@ -329,7 +329,14 @@ impl Mvcc {
 /// The serialized form of a whole store.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Image {
-    keyspaces: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>,
+    keyspaces: Vec<KeyspaceImage>,
+}
+
+/// Every key and value of one keyspace.
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyspaceImage {
+    name: String,
+    pairs: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -732,10 +739,8 @@ impl Applier<'_> {
     fn write_event(&mut self, leases: &mut BTreeMap<i64, Lease>, revision: i64, sub: u32, event: &Event) {
         let store = self.store;
         let key = &event.kv.key;
-        if let Some(prev) = event.prev_kv.as_ref().filter(|p| p.lease != 0) {
-            if let Some(lease) = leases.get_mut(&prev.lease) {
-                lease.keys.remove(key);
-            }
+        if let Some(lease) = event.prev_kv.as_ref().and_then(|prev| leases.get_mut(&prev.lease)) {
+            lease.keys.remove(key);
         }
         let deleted = event.kind == EventKind::Delete;
         if deleted {

@@ -74,10 +74,8 @@ impl EngenhoNode {
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().expect("poll child") {
-                    panic!("node {} exited with {status}; log:\n{}", self.name, self.log_text());
-                }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("poll child")) {
+                panic!("node {} exited with {status}; log:\n{}", self.name, self.log_text());
             }
             let ready = self.log_text().matches("engenho node ready").count() >= self.starts;
             if ready && self.etcdctl(&["endpoint", "status"]).status.success() {

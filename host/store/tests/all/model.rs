@@ -35,11 +35,14 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// A change to one key in the model: the new value and lease, or deletion.
+type Change = (Vec<u8>, Option<(Vec<u8>, i64)>);
+
 /// The model: the whole key space after every revision, and the leases.
 #[derive(Default)]
 struct Model {
     states: Vec<BTreeMap<Vec<u8>, KeyValue>>,
-    leases: BTreeMap<i64, ()>,
+    leases: std::collections::BTreeSet<i64>,
     compacted: i64,
 }
 
@@ -54,7 +57,7 @@ impl Model {
         self.states.last().expect("revision 0 exists")
     }
     /// Applies a set of changes as one new revision (if there are any).
-    fn commit(&mut self, changes: Vec<(Vec<u8>, Option<(Vec<u8>, i64)>)>) {
+    fn commit(&mut self, changes: Vec<Change>) {
         if changes.is_empty() {
             return;
         }
@@ -123,7 +126,7 @@ fn run_step(store: &Mvcc, model: &mut Model, granted: &mut usize, step: Step) ->
             let applied = apply(store, Command::Put(PutRequest {
                 key: KEYS[key].into(), value: vec![value], lease, ..PutRequest::default()
             }));
-            if lease != 0 && !model.leases.contains_key(&lease) {
+            if lease != 0 && !model.leases.contains(&lease) {
                 prop_assert_eq!(applied.outcome, Err(StoreError::LeaseNotFound { id: lease }));
             } else {
                 prop_assert!(applied.outcome.is_ok());
@@ -159,17 +162,16 @@ fn run_step(store: &Mvcc, model: &mut Model, granted: &mut usize, step: Step) ->
             let id = lease_id(*granted % 3);
             *granted += 1;
             let applied = apply(store, Command::LeaseGrant { id, ttl: 60 });
-            if model.leases.contains_key(&id) {
-                prop_assert_eq!(applied.outcome, Err(StoreError::LeaseExists { id }));
-            } else {
+            if model.leases.insert(id) {
                 prop_assert!(applied.outcome.is_ok());
-                model.leases.insert(id, ());
+            } else {
+                prop_assert_eq!(applied.outcome, Err(StoreError::LeaseExists { id }));
             }
         }
         Step::Revoke { lease } => {
             let id = lease_id(lease);
             let applied = apply(store, Command::LeaseRevoke { id });
-            if model.leases.remove(&id).is_some() {
+            if model.leases.remove(&id) {
                 prop_assert!(applied.outcome.is_ok());
                 let doomed: Vec<_> = model.now().values().filter(|kv| kv.lease == id).map(|kv| (kv.key.clone(), None)).collect();
                 model.commit(doomed);
@@ -232,7 +234,7 @@ fn check_all(store: &Mvcc, model: &Model) -> Result<(), TestCaseError> {
     let mut replayed = replayed;
     replayed.iter_mut().for_each(|batch| batch.events.sort_by(|a, b| a.kv.key.cmp(&b.kv.key)));
     prop_assert_eq!(replayed, expected, "watch replay from {}", from);
-    for (&id, _) in &model.leases {
+    for &id in &model.leases {
         let keys: Vec<Vec<u8>> = model.now().values().filter(|kv| kv.lease == id).map(|kv| kv.key.clone()).collect();
         prop_assert_eq!(store.lease(id).map(|l| l.keys), Some(keys));
     }
