@@ -345,6 +345,11 @@ impl Node {
         members
     }
 
+    /// The current raft term as this node knows it; cheap.
+    pub fn term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
+    }
+
     /// This node's raft position.
     pub fn raft_status(&self) -> RaftStatus {
         let metrics = self.inner.raft.metrics().borrow().clone();

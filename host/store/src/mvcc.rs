@@ -167,6 +167,11 @@ impl Mvcc {
         View { store: self, snapshot, revision, compacted }
     }
 
+    /// The newest committed revision (as published to watchers); cheap.
+    pub fn revision(&self) -> i64 {
+        self.hub.current_revision()
+    }
+
     /// Current and compacted revision and disk use.
     pub fn status(&self) -> Status {
         let view = self.view();

@@ -61,6 +61,11 @@ impl WatchHub {
         self.revision.send_replace(revision);
     }
 
+    /// The newest revision published to watchers.
+    pub fn current_revision(&self) -> i64 {
+        *self.revision.borrow()
+    }
+
     /// A receiver of the current revision, for progress notifications.
     pub fn revision(&self) -> watch::Receiver<i64> {
         self.revision.subscribe()

@@ -39,10 +39,14 @@ impl Kv for Facade {
         }
         let store = self.node().store().clone();
         let model = convert::range_request(request);
-        let (revision, result) = tokio::task::spawn_blocking(move || store.range(&model))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(store_status)?;
+        // A point read takes microseconds: serve it in place. Ranges may
+        // scan many keys and go to the blocking pool.
+        let answer = if model.range.is_single() {
+            store.range(&model)
+        } else {
+            tokio::task::spawn_blocking(move || store.range(&model)).await.map_err(|e| Status::internal(e.to_string()))?
+        };
+        let (revision, result) = answer.map_err(store_status)?;
         Ok(Response::new(convert::range_response(self.header(revision), result)))
     }
 

@@ -63,7 +63,7 @@ impl Lease for Facade {
             while let Some(Ok(request)) = requests.next().await {
                 let answer = match facade.node().lease_keep_alive(request.id).await {
                     Ok(ttl) => Ok(pb::LeaseKeepAliveResponse {
-                        header: facade.header(facade.node().store().status().revision),
+                        header: facade.header(facade.node().store().revision()),
                         id: request.id,
                         // etcd answers a missing lease with a zero time to live.
                         ttl: ttl.unwrap_or(0),
@@ -85,7 +85,7 @@ impl Lease for Facade {
         let request = request.into_inner();
         let remaining = self.node().lease_remaining(request.id).await.map_err(mesh_status)?;
         let lease = self.node().store().lease(request.id);
-        let revision = self.node().store().status().revision;
+        let revision = self.node().store().revision();
         let (ttl, granted_ttl, keys) = match (remaining, lease) {
             (Some(remaining), Some(lease)) => {
                 (remaining, lease.ttl, if request.keys { lease.keys } else { Vec::new() })
@@ -102,7 +102,7 @@ impl Lease for Facade {
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         self.node().linearize().await.map_err(mesh_status)?;
         let leases = self.node().store().leases().into_iter().map(|(id, _)| pb::LeaseStatus { id }).collect();
-        let revision = self.node().store().status().revision;
+        let revision = self.node().store().revision();
         Ok(Response::new(pb::LeaseLeasesResponse { header: self.header(revision), leases }))
     }
 }

@@ -23,7 +23,7 @@ impl Cluster for Facade {
                 is_learner: member.is_learner,
             })
             .collect();
-        let revision = self.node().store().status().revision;
+        let revision = self.node().store().revision();
         Ok(Response::new(pb::MemberListResponse { header: self.header(revision), members }))
     }
 }
@@ -34,7 +34,7 @@ impl Maintenance for Facade {
         if request.get_ref().action() != pb::alarm_request::AlarmAction::Get {
             return Err(Status::unimplemented("engenho raises no alarms to activate or deactivate"));
         }
-        let revision = self.node().store().status().revision;
+        let revision = self.node().store().revision();
         Ok(Response::new(pb::AlarmResponse { header: self.header(revision), alarms: Vec::new() }))
     }
 

@@ -108,7 +108,7 @@ impl Facade {
             cluster_id: self.cluster_id(),
             member_id: self.node().id(),
             revision,
-            raft_term: self.node().raft_status().term,
+            raft_term: self.node().term(),
         })
     }
 }

@@ -68,7 +68,7 @@ async fn serve_stream(facade: Facade, mut requests: Streaming<pb::WatchRequest>,
                 if let Some(running) = watchers.remove(&cancel.watch_id) {
                     running.task.abort();
                 }
-                let revision = facade.node().store().status().revision;
+                let revision = facade.node().store().revision();
                 let response = pb::WatchResponse {
                     header: facade.header(revision),
                     watch_id: cancel.watch_id,
@@ -79,7 +79,7 @@ async fn serve_stream(facade: Facade, mut requests: Streaming<pb::WatchRequest>,
             }
             Some(RequestUnion::ProgressRequest(_)) => {
                 // Every future event on this stream is above this revision.
-                let current = facade.node().store().status().revision;
+                let current = facade.node().store().revision();
                 let revision = watchers
                     .values()
                     .map(|running| running.next_revision.load(Ordering::Acquire) - 1)
@@ -106,7 +106,7 @@ async fn create_watcher(
     id: i64,
     create: pb::WatchCreateRequest,
 ) -> bool {
-    let revision = facade.node().store().status().revision;
+    let revision = facade.node().store().revision();
     let range = KeyRange { key: create.key, end: create.range_end };
     let refusal = if watchers.contains_key(&id) {
         Some("etcdserver: duplicate watch ID".to_owned())
@@ -180,7 +180,7 @@ async fn run_watcher(facade: Facade, mut watcher: Watcher, options: Options, nex
                         _ => 0,
                     };
                     let response = pb::WatchResponse {
-                        header: facade.header(facade.node().store().status().revision),
+                        header: facade.header(facade.node().store().revision()),
                         watch_id: options.id,
                         canceled: true,
                         compact_revision,
