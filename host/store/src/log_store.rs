@@ -216,6 +216,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Mark first: a crash between the two writes leaves extra entries,
         // never a hole below the first entry.
         self.write_mark(ErrorSubject::Logs, LAST_PURGED_KEY, &log_id)?;
-        self.remove_range(..=index_key(log_id.index), ErrorSubject::Logs)
+        self.remove_range(..=index_key(log_id.index), ErrorSubject::Logs)?;
+        tracing::info!(index = log_id.index, "purged the raft log");
+        Ok(())
     }
 }
