@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
-use engenho_mesh::{JOIN_TOKEN_HASH_KEY, Node, NodeConfig, PeerService};
-use engenho_store::{Command, Compare, CompareResult, CompareTarget, KeyRange, Operation, PutRequest, TxnRequest};
+use engenho_mesh::{Node, NodeConfig, PeerService};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -115,7 +114,8 @@ async fn join_or_bootstrap(node: &Node, args: &UpArgs) -> anyhow::Result<()> {
         if args.join.is_some() {
             tracing::warn!("--join ignored: this data directory already belongs to a cluster");
         }
-        return ensure_token_recorded(node, &token_path).await;
+        ensure_token_recorded(node, &token_path);
+        return Ok(());
     }
     match &args.join {
         Some(peer) => {
@@ -133,23 +133,16 @@ async fn join_or_bootstrap(node: &Node, args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records the join token hash if a crash interrupted the bootstrap before
-/// it was stored.
-async fn ensure_token_recorded(node: &Node, token_path: &Path) -> anyhow::Result<()> {
-    let Ok(token) = std::fs::read_to_string(token_path) else { return Ok(()) };
-    let hash = blake3::hash(token.trim().as_bytes()).to_hex().to_string();
-    let put_if_absent = TxnRequest {
-        compare: vec![Compare { range: KeyRange::single(JOIN_TOKEN_HASH_KEY), result: CompareResult::Equal, target: CompareTarget::Version(0) }],
-        success: vec![Operation::Put(PutRequest { key: JOIN_TOKEN_HASH_KEY.to_vec(), value: hash.into_bytes(), ..PutRequest::default() })],
-        failure: vec![],
-    };
+/// Completes a bootstrap that a crash interrupted before the join token
+/// was recorded (a no-op otherwise), without holding up the start.
+fn ensure_token_recorded(node: &Node, token_path: &Path) {
+    let Ok(token) = std::fs::read_to_string(token_path) else { return };
     let node = node.clone();
     tokio::spawn(async move {
-        if let Err(error) = node.write(Command::Txn(put_if_absent)).await {
+        if let Err(error) = node.record_join_token(&token).await {
             tracing::warn!(%error, "could not check the recorded join token");
         }
     });
-    Ok(())
 }
 
 fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {

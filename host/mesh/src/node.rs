@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engenho_store::{
-    Applied, Command, KeyRange, LogStore, Mvcc, NodeInfo, Outcome, PutRequest, Raft, RangeRequest,
-    StateMachineStore,
+    Applied, Command, Compare, CompareResult, CompareTarget, KeyRange, LogStore, Mvcc, NodeInfo, Operation, Outcome,
+    PutRequest, Raft, RangeRequest, StateMachineStore, TxnRequest,
 };
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
@@ -174,11 +174,6 @@ impl Node {
         &self.inner.store
     }
 
-    /// The raft handle.
-    pub fn raft(&self) -> &Raft {
-        &self.inner.raft
-    }
-
     /// How this node describes itself to peers.
     pub fn info(&self) -> NodeInfo {
         let config = &self.inner.config;
@@ -201,9 +196,30 @@ impl Node {
     pub async fn bootstrap(&self, join_token: &str) -> Result<()> {
         let members = BTreeMap::from([(self.inner.id, self.info())]);
         self.inner.raft.initialize(members).await.map_err(|e| MeshError::Stopped(e.to_string()))?;
-        let hash = blake3::hash(join_token.as_bytes()).to_hex().to_string();
-        let put = PutRequest { key: JOIN_TOKEN_HASH_KEY.to_vec(), value: hash.into_bytes(), ..PutRequest::default() };
-        self.write(Command::Put(put)).await?.outcome?;
+        self.record_join_token(join_token).await
+    }
+
+    /// Records the hash of the cluster's join token, unless one is recorded
+    /// already (so a restart after an interrupted bootstrap completes it).
+    ///
+    /// # Errors
+    /// No leader took the write in time.
+    pub async fn record_join_token(&self, join_token: &str) -> Result<()> {
+        let hash = blake3::hash(join_token.trim().as_bytes()).to_hex().to_string();
+        let put_if_absent = TxnRequest {
+            compare: vec![Compare {
+                range: KeyRange::single(JOIN_TOKEN_HASH_KEY),
+                result: CompareResult::Equal,
+                target: CompareTarget::Version(0),
+            }],
+            success: vec![Operation::Put(PutRequest {
+                key: JOIN_TOKEN_HASH_KEY.to_vec(),
+                value: hash.into_bytes(),
+                ..PutRequest::default()
+            })],
+            failure: vec![],
+        };
+        self.write(Command::Txn(put_if_absent)).await?.outcome?;
         Ok(())
     }
 
@@ -472,7 +488,7 @@ impl Inner {
         let request = RangeRequest { range: KeyRange::single(JOIN_TOKEN_HASH_KEY), ..RangeRequest::default() };
         let (_, stored) = self.store.range(&request)?;
         let expected = stored.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
-        if expected.is_empty() || blake3::hash(token.as_bytes()).to_hex().as_bytes() != expected.as_slice() {
+        if expected.is_empty() || blake3::hash(token.trim().as_bytes()).to_hex().as_bytes() != expected.as_slice() {
             return Err(MeshError::JoinRefused("the join token does not match this cluster's".into()));
         }
         let refused = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| MeshError::JoinRefused(e.to_string());
