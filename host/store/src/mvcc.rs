@@ -725,7 +725,6 @@ impl Applier<'_> {
                 let sub = u32::try_from(sub).expect("events per revision fit u32");
                 self.write_event(&mut leases, revision, sub, event);
             }
-            self.batch.insert(&store.meta, REVISION_KEY, encode(&revision));
             self.published.push(WatchBatch { revision, events: scope.events });
         }
         for id in scope.revoked {
@@ -748,16 +747,22 @@ impl Applier<'_> {
             lease.keys.remove(key);
         }
         let deleted = event.kind == EventKind::Delete;
+        // A stored `Version` is its `deleted` flag followed by the encoded
+        // key-value: encode the key-value once and share it.
+        let kv_bytes = encode(&event.kv);
+        let mut version = Vec::with_capacity(kv_bytes.len() + 1);
+        version.push(u8::from(deleted));
+        version.extend_from_slice(&kv_bytes);
+        debug_assert_eq!(version, encode(&Version { deleted, kv: event.kv.clone() }));
         if deleted {
             self.batch.remove(&store.current, key.as_slice());
         } else {
-            self.batch.insert(&store.current, key.as_slice(), encode(&event.kv));
+            self.batch.insert(&store.current, key.as_slice(), kv_bytes);
             if event.kv.lease != 0 {
                 leases.entry(event.kv.lease).or_default().keys.insert(key.clone());
             }
         }
-        let version = Version { deleted, kv: event.kv.clone() };
-        self.batch.insert(&store.history, versioned_key(key, revision), encode(&version));
+        self.batch.insert(&store.history, versioned_key(key, revision), version);
         let record = EventRecord { kind: event.kind, key: key.clone() };
         self.batch.insert(&store.events, event_key(revision, sub), encode(&record));
     }
@@ -799,6 +804,9 @@ impl Applier<'_> {
     /// Storage failure; nothing of the batch is visible then.
     pub fn commit(mut self, applied: Option<LogId<u64>>, membership: Option<&Membership>) -> Result<()> {
         let store = self.store;
+        if !self.published.is_empty() {
+            self.batch.insert(&store.meta, REVISION_KEY, encode(&self.revision));
+        }
         self.batch.insert(&store.meta, APPLIED_KEY, encode(&applied));
         if let Some(membership) = membership {
             self.batch.insert(&store.meta, MEMBERSHIP_KEY, encode(membership));
