@@ -243,27 +243,11 @@ impl Node {
     /// # Errors
     /// No leader within [`WRITE_TIMEOUT`], or the raft node stopped.
     pub async fn write(&self, command: Command) -> Result<Applied> {
-        let attempt = async {
-            loop {
-                match self.inner.write_local(command.clone()).await {
-                    Err(Redirect::To(leader)) => {
-                        let client = self.inner.clients.get(&leader.peer_addr)?;
-                        match call_forward(client, &ForwardRequest::Write(command.clone()), WRITE_TIMEOUT).await {
-                            Ok(ForwardResponse::Written(applied)) => return Ok(applied),
-                            Ok(other) => return Err(MeshError::Malformed(format!("unexpected answer to write: {other:?}"))),
-                            Err(MeshError::NoLeader | MeshError::LeaderUnreachable(_)) => {
-                                tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
-                            }
-                            Err(other) => return Err(other),
-                        }
-                    }
-                    Err(Redirect::Unknown) => tokio::time::sleep(LEADER_WAIT_INTERVAL).await,
-                    Err(Redirect::Failed(error)) => return Err(error),
-                    Ok(applied) => return Ok(applied),
-                }
-            }
-        };
-        tokio::time::timeout(WRITE_TIMEOUT, attempt).await.map_err(|_| MeshError::TimedOut)?
+        self.at_leader(ForwardRequest::Write(command), WRITE_TIMEOUT, |answer| match answer {
+            ForwardResponse::Written(applied) => Some(applied),
+            _ => None,
+        })
+        .await
     }
 
     /// Waits until this node has applied everything committed when the call
@@ -272,38 +256,19 @@ impl Node {
     /// # Errors
     /// No leader confirmed within [`READ_INDEX_TIMEOUT`].
     pub async fn linearize(&self) -> Result<()> {
-        let attempt = async {
-            loop {
-                let index = match self.inner.read_index_local().await {
-                    Ok(index) => index,
-                    Err(Redirect::To(leader)) => {
-                        let client = self.inner.clients.get(&leader.peer_addr)?;
-                        match call_forward(client, &ForwardRequest::ReadIndex, READ_INDEX_TIMEOUT).await {
-                            Ok(ForwardResponse::ReadIndex(index)) => index,
-                            Ok(other) => return Err(MeshError::Malformed(format!("unexpected answer to read index: {other:?}"))),
-                            Err(MeshError::NoLeader | MeshError::LeaderUnreachable(_)) => {
-                                tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
-                                continue;
-                            }
-                            Err(other) => return Err(other),
-                        }
-                    }
-                    Err(Redirect::Unknown) => {
-                        tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
-                        continue;
-                    }
-                    Err(Redirect::Failed(error)) => return Err(error),
-                };
-                self.inner
-                    .raft
-                    .wait(Some(READ_INDEX_TIMEOUT))
-                    .applied_index_at_least(Some(index), "linearizable read")
-                    .await
-                    .map_err(|_| MeshError::TimedOut)?;
-                return Ok(());
-            }
-        };
-        tokio::time::timeout(READ_INDEX_TIMEOUT, attempt).await.map_err(|_| MeshError::TimedOut)?
+        let index = self
+            .at_leader(ForwardRequest::ReadIndex, READ_INDEX_TIMEOUT, |answer| match answer {
+                ForwardResponse::ReadIndex(index) => Some(index),
+                _ => None,
+            })
+            .await?;
+        self.inner
+            .raft
+            .wait(Some(READ_INDEX_TIMEOUT))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|_| MeshError::TimedOut)?;
+        Ok(())
     }
 
     /// Renews a lease at the leader; answers its time to live, or `None`
@@ -312,7 +277,7 @@ impl Node {
     /// # Errors
     /// No leader reachable in time.
     pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>> {
-        self.lease_request(ForwardRequest::LeaseKeepAlive(id)).await
+        self.at_leader(ForwardRequest::LeaseKeepAlive(id), READ_INDEX_TIMEOUT, lease_answer).await
     }
 
     /// Seconds left on a lease as the leader counts them, or `None` when the
@@ -321,23 +286,33 @@ impl Node {
     /// # Errors
     /// No leader reachable in time.
     pub async fn lease_remaining(&self, id: i64) -> Result<Option<i64>> {
-        self.lease_request(ForwardRequest::LeaseRemaining(id)).await
+        self.at_leader(ForwardRequest::LeaseRemaining(id), READ_INDEX_TIMEOUT, lease_answer).await
     }
 
-    async fn lease_request(&self, request: ForwardRequest) -> Result<Option<i64>> {
+    /// Serves a leader-only request here if this node leads, or at the
+    /// leader otherwise; elections and an unreachable leader are waited out
+    /// until `timeout`.
+    async fn at_leader<T>(
+        &self,
+        request: ForwardRequest,
+        timeout: Duration,
+        expected: fn(ForwardResponse) -> Option<T>,
+    ) -> Result<T> {
         let attempt = async {
             loop {
-                let answer = match self.inner.leader().await {
-                    Some((leader, _)) if leader == self.inner.id => self.inner.serve_forward(request.clone()).await,
-                    Some((_, info)) => {
-                        let client = self.inner.clients.get(&info.peer_addr)?;
-                        call_forward(client, &request, READ_INDEX_TIMEOUT).await
+                let answer = match self.inner.serve_local(request.clone()).await {
+                    Ok(answer) => Ok(answer),
+                    Err(Redirect::To(leader)) => {
+                        call_forward(self.inner.clients.get(&leader.peer_addr)?, &request, timeout).await
                     }
-                    None => Err(MeshError::NoLeader),
+                    Err(Redirect::Unknown) => Err(MeshError::NoLeader),
+                    Err(Redirect::Failed(error)) => Err(error),
                 };
                 match answer {
-                    Ok(ForwardResponse::Lease(ttl)) => return Ok(ttl),
-                    Ok(other) => return Err(MeshError::Malformed(format!("unexpected answer to lease request: {other:?}"))),
+                    Ok(answer) => {
+                        let wrong = || MeshError::Malformed("the leader answered a different request".into());
+                        return expected(answer).ok_or_else(wrong);
+                    }
                     Err(MeshError::NoLeader | MeshError::LeaderUnreachable(_)) => {
                         tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
                     }
@@ -345,7 +320,7 @@ impl Node {
                 }
             }
         };
-        tokio::time::timeout(READ_INDEX_TIMEOUT, attempt).await.map_err(|_| MeshError::TimedOut)?
+        tokio::time::timeout(timeout, attempt).await.map_err(|_| MeshError::TimedOut)?
     }
 
     /// The members of the raft group, voters first.
@@ -439,17 +414,21 @@ impl Inner {
         }
     }
 
-    /// Serves a request forwarded by another node; only a leader serves.
+    /// Serves a request forwarded by another node. Only a leader serves;
+    /// forwarding stops here, so requests never travel in circles.
     pub(crate) async fn serve_forward(&self, request: ForwardRequest) -> Result<ForwardResponse> {
-        let not_leader = |redirect: Redirect| match redirect {
+        self.serve_local(request).await.map_err(|redirect| match redirect {
             Redirect::Failed(error) => error,
             Redirect::To(_) | Redirect::Unknown => MeshError::NoLeader,
-        };
+        })
+    }
+
+    /// Serves a leader-only request if this node leads; otherwise says
+    /// where it must go.
+    async fn serve_local(&self, request: ForwardRequest) -> Result<ForwardResponse, Redirect> {
         match request {
-            ForwardRequest::Write(command) => {
-                self.write_local(command).await.map(ForwardResponse::Written).map_err(not_leader)
-            }
-            ForwardRequest::ReadIndex => self.read_index_local().await.map(ForwardResponse::ReadIndex).map_err(not_leader),
+            ForwardRequest::Write(command) => self.write_local(command).await.map(ForwardResponse::Written),
+            ForwardRequest::ReadIndex => self.read_index_local().await.map(ForwardResponse::ReadIndex),
             ForwardRequest::LeaseKeepAlive(id) => {
                 self.require_leader().await?;
                 let ttl = self.store.lease(id).map(|lease| lease.ttl);
@@ -463,14 +442,15 @@ impl Inner {
                 let remaining = self.store.lease(id).map(|lease| self.leases.remaining(id).unwrap_or(lease.ttl));
                 Ok(ForwardResponse::Lease(remaining))
             }
-            ForwardRequest::Join { id, node, token } => self.admit(id, node, &token).await,
+            ForwardRequest::Join { id, node, token } => self.admit(id, node, &token).await.map_err(Redirect::Failed),
         }
     }
 
-    async fn require_leader(&self) -> Result<()> {
-        match self.raft.current_leader().await {
-            Some(leader) if leader == self.id => Ok(()),
-            _ => Err(MeshError::NoLeader),
+    async fn require_leader(&self) -> Result<(), Redirect> {
+        match self.leader().await {
+            Some((leader, _)) if leader == self.id => Ok(()),
+            Some((_, info)) => Err(Redirect::To(info)),
+            None => Err(Redirect::Unknown),
         }
     }
 
@@ -495,6 +475,13 @@ impl Inner {
         self.raft.add_learner(id, node, true).await.map_err(refused)?;
         self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(refused)?;
         Ok(ForwardResponse::Joined)
+    }
+}
+
+fn lease_answer(answer: ForwardResponse) -> Option<Option<i64>> {
+    match answer {
+        ForwardResponse::Lease(ttl) => Some(ttl),
+        _ => None,
     }
 }
 

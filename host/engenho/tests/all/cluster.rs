@@ -67,13 +67,18 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
     let keys = nodes[leader].etcdctl_ok(&["get", "after/", "--prefix", "--keys-only", "--consistency=s"]);
     assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 120);
 
-    // The leader must have dropped the start of its log, so that only a
-    // snapshot can bring a new node up to date.
-    let leader_now = leader_index(&nodes, &[0, 1, 2]).expect("a leader");
-    wait_for("the leader to purge its log", Duration::from_secs(20), || nodes[leader_now].log_text().contains("purged the raft log"));
+    // Every member must have dropped the start of its log, so that only a
+    // snapshot can bring a new node up to date, whoever leads.
+    wait_for("every member to purge its log", Duration::from_secs(20), || {
+        nodes.iter().all(|node| node.log_text().contains("purged the raft log"))
+    });
     let mut late = EngenhoNode::new(root.path(), "n4");
     late.start_ready(&["--join", &nodes[survivors[1]].peer, "--token", TOKEN, "--snapshot-logs", SNAPSHOT_LOGS]);
-    assert!(late.log_text().contains("installed a raft snapshot"), "the late node was brought up to date by a snapshot");
+    assert!(
+        late.log_text().contains("installed a raft snapshot"),
+        "the late node was brought up to date by a snapshot; its log:\n{}",
+        late.log_text()
+    );
     assert_eq!(late.local_value("after/119").as_deref(), Some("119"));
     assert_eq!(late.local_value("from/0").as_deref(), Some("n1"));
     assert_eq!(late.etcdctl_ok(&["member", "list"]).lines().count(), 4);
