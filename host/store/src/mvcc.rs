@@ -1,7 +1,9 @@
 //! The MVCC key-value state machine on fjall.
 //!
+//! The live key space (the newest version of every key) is held in memory,
+//! as etcd holds its key index; it is rebuilt from `history` on open.
+//!
 //! Keyspaces:
-//! - `current`: key → newest [`KeyValue`] of every live key;
 //! - `history`: escaped key ++ revision → [`Version`], every version since
 //!   the compacted revision, for reads in the past;
 //! - `events`: revision ++ sub-index → [`EventRecord`] (kind and key; the
@@ -11,10 +13,12 @@
 //!   membership.
 //!
 //! One [`Applier`] at a time writes, through one fjall batch per raft
-//! `apply` call; readers use fjall snapshots and never block it.
+//! `apply` call, then updates the live key space. Reads at the current
+//! revision take the live key space briefly; reads in the past use fjall
+//! snapshots.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, Readable, Snapshot};
 use openraft::{LogId, StoredMembership};
@@ -71,10 +75,40 @@ pub struct Status {
     pub disk_bytes: u64,
 }
 
+/// The newest version of every live key, at one revision.
+#[derive(Debug, Default)]
+struct Live {
+    keys: BTreeMap<Vec<u8>, KeyValue>,
+    revision: i64,
+    compacted: i64,
+}
+
+impl Live {
+    /// Takes the newest version of a key found in history, if it is live.
+    fn insert_newest(&mut self, newest: Option<Version>) {
+        if let Some(version) = newest.filter(|v| !v.deleted) {
+            self.keys.insert(version.kv.key.clone(), version.kv);
+        }
+    }
+
+    fn scan(&self, range: &KeyRange) -> Vec<KeyValue> {
+        if range.is_single() {
+            return self.keys.get(&range.key).cloned().into_iter().collect();
+        }
+        if range.is_open_ended() {
+            return self.keys.range(range.key.clone()..).map(|(_, kv)| kv.clone()).collect();
+        }
+        if range.end <= range.key {
+            return Vec::new();
+        }
+        self.keys.range(range.key.clone()..range.end.clone()).map(|(_, kv)| kv.clone()).collect()
+    }
+}
+
 /// The MVCC store: etcd's data model on fjall.
 pub struct Mvcc {
     db: Database,
-    current: Keyspace,
+    live: RwLock<Live>,
     history: Keyspace,
     events: Keyspace,
     leases_keyspace: Keyspace,
@@ -109,7 +143,7 @@ impl Mvcc {
         let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         let store = Self {
             db: db.clone(),
-            current: open("current")?,
+            live: RwLock::new(Live::default()),
             history: open("history")?,
             events: open("events")?,
             leases_keyspace: open("leases")?,
@@ -119,28 +153,42 @@ impl Mvcc {
             hub: WatchHub::new(0),
             failures: storage.failures.clone(),
         };
-        store.load_leases()?;
-        let revision = store.view().revision;
-        store.hub.reset(revision);
+        store.load()?;
         Ok(Arc::new(store))
     }
 
-    fn load_leases(&self) -> Result<()> {
+    /// Rebuilds the live key space and the lease table from disk.
+    fn load(&self) -> Result<()> {
+        let view = self.view();
+        let mut live = Live { keys: BTreeMap::new(), revision: view.revision, compacted: view.compacted };
+        let mut newest: Option<Version> = None;
+        for guard in view.snapshot.iter(&self.history) {
+            let (_, value) = guard.into_inner()?;
+            let version: Version = decode(&value)?;
+            if newest.as_ref().is_some_and(|v| v.kv.key != version.kv.key) {
+                live.insert_newest(newest.take());
+            }
+            newest = Some(version);
+        }
+        live.insert_newest(newest);
         let mut leases = BTreeMap::new();
-        for guard in self.leases_keyspace.iter() {
+        for guard in view.snapshot.iter(&self.leases_keyspace) {
             let (key, value) = guard.into_inner()?;
             let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| corrupt("lease id"))?);
             leases.insert(id, Lease { ttl: decode(&value)?, keys: BTreeSet::new() });
         }
-        for guard in self.current.iter() {
-            let (_, value) = guard.into_inner()?;
-            let kv: KeyValue = decode(&value)?;
-            if kv.lease != 0 {
-                leases.entry(kv.lease).or_default().keys.insert(kv.key);
-            }
+        for kv in live.keys.values().filter(|kv| kv.lease != 0) {
+            leases.entry(kv.lease).or_default().keys.insert(kv.key.clone());
         }
+        let revision = live.revision;
+        *self.live.write().expect("live key space lock poisoned by a panic") = live;
         *self.lock_leases() = leases;
+        self.hub.reset(revision);
         Ok(())
+    }
+
+    fn read_live(&self) -> RwLockReadGuard<'_, Live> {
+        self.live.read().expect("live key space lock poisoned by a panic")
     }
 
     fn lock_leases(&self) -> MutexGuard<'_, BTreeMap<i64, Lease>> {
@@ -174,12 +222,11 @@ impl Mvcc {
 
     /// Current and compacted revision and disk use.
     pub fn status(&self) -> Status {
-        let view = self.view();
-        Status {
-            revision: view.revision,
-            compacted: view.compacted,
-            disk_bytes: self.db.disk_space().unwrap_or(0),
-        }
+        let (revision, compacted) = {
+            let live = self.read_live();
+            (live.revision, live.compacted)
+        };
+        Status { revision, compacted, disk_bytes: self.db.disk_space().unwrap_or(0) }
     }
 
     /// Reads a range, as etcd's `Range`. Returns the store revision the read
@@ -189,20 +236,24 @@ impl Mvcc {
     /// Invalid range, compacted or future revision, storage failure.
     pub fn range(&self, request: &RangeRequest) -> Result<(i64, RangeResult)> {
         request.range.validate()?;
-        let view = self.view();
         let at = request.revision;
-        if at > view.revision {
-            return Err(StoreError::FutureRevision { requested: at, current: view.revision });
-        }
-        if at > 0 && at < view.compacted {
-            return Err(StoreError::Compacted { requested: at, compacted: view.compacted });
-        }
-        let kvs = if at <= 0 || at == view.revision {
-            view.scan_current(&request.range)?
-        } else {
-            view.scan_at(&request.range, at)?
+        let (revision, kvs) = {
+            let live = self.read_live();
+            if at > live.revision {
+                return Err(StoreError::FutureRevision { requested: at, current: live.revision });
+            }
+            if at > 0 && at < live.compacted {
+                return Err(StoreError::Compacted { requested: at, compacted: live.compacted });
+            }
+            let kvs = (at <= 0 || at == live.revision).then(|| live.scan(&request.range));
+            (live.revision, kvs)
         };
-        Ok((view.revision, finish_range(kvs, request)))
+        // Disk holds every revision the live key space has reached.
+        let kvs = match kvs {
+            Some(kvs) => kvs,
+            None => self.view().scan_at(&request.range, at)?,
+        };
+        Ok((revision, finish_range(kvs, request)))
     }
 
     /// The events of `range` from revision `from` on, whole revisions only,
@@ -263,14 +314,17 @@ impl Mvcc {
     /// time; the batch becomes visible at [`Applier::commit`].
     pub fn applier(&self) -> Applier<'_> {
         let guard = self.writer.lock().expect("writer lock poisoned by a panic");
-        let view = self.view();
+        let (revision, compacted) = {
+            let live = self.read_live();
+            (live.revision, live.compacted)
+        };
         Applier {
             store: self,
             _guard: guard,
             batch: self.db.batch(),
             overlay: BTreeMap::new(),
-            revision: view.revision,
-            compacted: view.compacted,
+            revision,
+            compacted,
             published: Vec::new(),
         }
     }
@@ -315,14 +369,11 @@ impl Mvcc {
             }
         }
         batch.commit().map_err(|e| StoreError::Storage(self.failures.describe(&e)))?;
-        self.load_leases()?;
-        self.hub.reset(self.view().revision);
-        Ok(())
+        self.load()
     }
 
-    fn keyspaces(&self) -> [(&'static str, &Keyspace); 5] {
+    fn keyspaces(&self) -> [(&'static str, &Keyspace); 4] {
         [
-            ("current", &self.current),
             ("history", &self.history),
             ("events", &self.events),
             ("leases", &self.leases_keyspace),
@@ -378,25 +429,6 @@ impl View<'_> {
             return Ok(None);
         }
         Ok(Some((at, decode(&value)?)))
-    }
-
-    fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        self.snapshot.get(&self.store.current, key)?.map(|b| decode(&b)).transpose()
-    }
-
-    fn scan_current(&self, range: &KeyRange) -> Result<Vec<KeyValue>> {
-        if range.is_single() {
-            return Ok(self.get(&range.key)?.into_iter().collect());
-        }
-        let iter = if range.is_open_ended() {
-            self.snapshot.range(&self.store.current, range.key.clone()..)
-        } else {
-            if range.end <= range.key {
-                return Ok(Vec::new());
-            }
-            self.snapshot.range(&self.store.current, range.key.clone()..range.end.clone())
-        };
-        iter.map(|guard| decode(&guard.value()?)).collect()
     }
 
     /// The keys of `range` as they were at `revision`.
@@ -574,25 +606,15 @@ impl Applier<'_> {
         if let Some(kv) = scope.overlay.get(key).or_else(|| self.overlay.get(key)) {
             return Ok(kv.clone());
         }
-        self.store.current.get(key)?.map(|b| decode(&b)).transpose()
+        Ok(self.store.read_live().keys.get(key).cloned())
     }
 
     fn scan(&self, scope: &Scope, range: &KeyRange) -> Result<Vec<KeyValue>> {
         if range.is_single() {
             return Ok(self.get(scope, &range.key)?.into_iter().collect());
         }
-        let mut found: BTreeMap<Vec<u8>, KeyValue> = BTreeMap::new();
-        let iter = if range.is_open_ended() {
-            self.store.current.range(range.key.clone()..)
-        } else if range.end <= range.key {
-            return Ok(Vec::new());
-        } else {
-            self.store.current.range(range.key.clone()..range.end.clone())
-        };
-        for guard in iter {
-            let kv: KeyValue = decode(&guard.value()?)?;
-            found.insert(kv.key.clone(), kv);
-        }
+        let mut found: BTreeMap<Vec<u8>, KeyValue> =
+            self.store.read_live().scan(range).into_iter().map(|kv| (kv.key.clone(), kv)).collect();
         for overlay in [&self.overlay, &scope.overlay] {
             for (key, kv) in overlay.iter().filter(|(key, _)| range.contains(key)) {
                 match kv {
@@ -747,21 +769,10 @@ impl Applier<'_> {
             lease.keys.remove(key);
         }
         let deleted = event.kind == EventKind::Delete;
-        // A stored `Version` is its `deleted` flag followed by the encoded
-        // key-value: encode the key-value once and share it.
-        let kv_bytes = encode(&event.kv);
-        let mut version = Vec::with_capacity(kv_bytes.len() + 1);
-        version.push(u8::from(deleted));
-        version.extend_from_slice(&kv_bytes);
-        debug_assert_eq!(version, encode(&Version { deleted, kv: event.kv.clone() }));
-        if deleted {
-            self.batch.remove(&store.current, key.as_slice());
-        } else {
-            self.batch.insert(&store.current, key.as_slice(), kv_bytes);
-            if event.kv.lease != 0 {
-                leases.entry(event.kv.lease).or_default().keys.insert(key.clone());
-            }
+        if !deleted && event.kv.lease != 0 {
+            leases.entry(event.kv.lease).or_default().keys.insert(key.clone());
         }
+        let version = encode(&Version { deleted, kv: event.kv.clone() });
         self.batch.insert(&store.history, versioned_key(key, revision), version);
         let record = EventRecord { kind: event.kind, key: key.clone() };
         self.batch.insert(&store.events, event_key(revision, sub), encode(&record));
@@ -812,6 +823,18 @@ impl Applier<'_> {
             self.batch.insert(&store.meta, MEMBERSHIP_KEY, encode(membership));
         }
         self.batch.commit().map_err(|e| StoreError::Storage(store.failures.describe(&e)))?;
+        {
+            let mut live = store.live.write().expect("live key space lock poisoned by a panic");
+            for (key, kv) in std::mem::take(&mut self.overlay) {
+                match kv {
+                    Some(kv) => live.keys.insert(key, kv),
+                    None => live.keys.remove(&key),
+                };
+            }
+            assert!(self.revision >= live.revision, "revisions never go back");
+            live.revision = self.revision;
+            live.compacted = self.compacted;
+        }
         store.hub.publish(std::mem::take(&mut self.published));
         Ok(())
     }
