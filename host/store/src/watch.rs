@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, watch};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::broadcast;
 
 use crate::error::Result;
 use crate::model::{Event, KeyRange};
@@ -33,42 +35,36 @@ pub struct WatchBatch {
 #[derive(Debug)]
 pub struct WatchHub {
     batches: broadcast::Sender<Arc<WatchBatch>>,
-    revision: watch::Sender<i64>,
+    revision: AtomicI64,
 }
 
 impl WatchHub {
     /// A hub whose current revision is `revision`.
     pub fn new(revision: i64) -> Self {
         let (batches, _) = broadcast::channel(WATCH_CHANNEL_REVISIONS);
-        let (revision, _) = watch::channel(revision);
-        Self { batches, revision }
+        Self { batches, revision: AtomicI64::new(revision) }
     }
 
     /// Publishes committed batches, in revision order.
     pub(crate) fn publish(&self, batches: Vec<WatchBatch>) {
         for batch in batches {
             let revision = batch.revision;
-            assert!(revision > *self.revision.borrow(), "revisions are published in order");
+            assert!(revision > self.current_revision(), "revisions are published in order");
             // No receivers is fine: nobody is watching.
             let _ = self.batches.send(Arc::new(batch));
-            self.revision.send_replace(revision);
+            self.revision.store(revision, Ordering::Release);
         }
     }
 
     /// Announces a revision reached without publishing events (after a
     /// snapshot install).
     pub(crate) fn reset(&self, revision: i64) {
-        self.revision.send_replace(revision);
+        self.revision.store(revision, Ordering::Release);
     }
 
     /// The newest revision published to watchers.
     pub fn current_revision(&self) -> i64 {
-        *self.revision.borrow()
-    }
-
-    /// A receiver of the current revision, for progress notifications.
-    pub fn revision(&self) -> watch::Receiver<i64> {
-        self.revision.subscribe()
+        self.revision.load(Ordering::Acquire)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<WatchBatch>> {
@@ -90,7 +86,7 @@ impl Watcher {
     /// revision).
     pub fn new(store: Arc<Mvcc>, range: KeyRange, start_revision: i64) -> Self {
         let live = store.hub().subscribe();
-        let current = *store.hub().revision.borrow();
+        let current = store.hub().current_revision();
         let next_revision = if start_revision > 0 { start_revision } else { current + 1 };
         Self { store, range, next_revision, live, replaying: true }
     }
@@ -110,7 +106,7 @@ impl Watcher {
     pub async fn next(&mut self) -> Result<Vec<WatchBatch>> {
         loop {
             if self.replaying {
-                let current = *self.store.hub().revision.borrow();
+                let current = self.store.hub().current_revision();
                 if self.next_revision > current {
                     self.replaying = false;
                     continue;
