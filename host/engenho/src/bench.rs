@@ -135,7 +135,9 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| nodes | workload | engenho ops/s | p50 | p99 | etcd ops/s | p50 | p99 | throughput ratio | p99 ratio |");
+    println!(
+        "| nodes | workload | engenho ops/s | p50 | p99 | etcd ops/s | p50 | p99 | throughput ratio | p99 ratio |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in rows {
         let ours = row.engenho;
@@ -182,7 +184,12 @@ async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
 
 /// Runs `concurrency` workers for `duration`, each calling `operation`
 /// in a loop, and collects latencies.
-async fn measure<F, Fut>(channels: Vec<Channel>, concurrency: usize, duration: Duration, operation: F) -> anyhow::Result<Figures>
+async fn measure<F, Fut>(
+    channels: Vec<Channel>,
+    concurrency: usize,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Figures>
 where
     F: Fn(KvClient<Channel>, usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -219,7 +226,12 @@ where
     Ok(Figures { operations_per_second: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) })
 }
 
-async fn measure_writes(addr: &str, concurrency: usize, value_bytes: usize, duration: Duration) -> anyhow::Result<Figures> {
+async fn measure_writes(
+    addr: &str,
+    concurrency: usize,
+    value_bytes: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
     let channels = connect(addr, concurrency.min(BENCH_CONNECTIONS_MAX)).await?;
     let value = Arc::new(vec![b'v'; value_bytes]);
     measure(channels, concurrency, duration, move |mut client, worker, sequence| {
@@ -236,13 +248,18 @@ async fn measure_writes(addr: &str, concurrency: usize, value_bytes: usize, dura
 async fn measure_reads(leader: &str, addr: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Figures> {
     let mut writer = KvClient::new(connect(leader, 1).await?.remove(0));
     for i in 0..READ_KEYS {
-        let request = PutRequest { key: format!("read/{i:04}").into_bytes(), value: vec![b'r'; 256], ..PutRequest::default() };
+        let request =
+            PutRequest { key: format!("read/{i:04}").into_bytes(), value: vec![b'r'; 256], ..PutRequest::default() };
         writer.put(request).await?;
     }
     let channels = connect(addr, concurrency.min(BENCH_CONNECTIONS_MAX)).await?;
     measure(channels, concurrency, duration, |mut client, worker, sequence| async move {
         let index = (worker * 7919 + usize::try_from(sequence).unwrap_or(0)) % READ_KEYS;
-        let request = RangeRequest { key: format!("read/{index:04}").into_bytes(), serializable: true, ..RangeRequest::default() };
+        let request = RangeRequest {
+            key: format!("read/{index:04}").into_bytes(),
+            serializable: true,
+            ..RangeRequest::default()
+        };
         let found = client.range(request).await?.into_inner();
         if found.kvs.is_empty() {
             bail!("a pre-written key was not found");

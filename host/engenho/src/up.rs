@@ -60,13 +60,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         history_revisions: args.history_revisions,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
     };
-    let peer_listener = TcpListener::bind(args.peer_addr).await.with_context(|| format!("binding peer address {}", args.peer_addr))?;
-    let etcd_listener = TcpListener::bind(args.etcd_addr).await.with_context(|| format!("binding etcd address {}", args.etcd_addr))?;
+    let peer_listener =
+        TcpListener::bind(args.peer_addr).await.with_context(|| format!("binding peer address {}", args.peer_addr))?;
+    let etcd_listener =
+        TcpListener::bind(args.etcd_addr).await.with_context(|| format!("binding etcd address {}", args.etcd_addr))?;
     let node = Node::start(config).await.context("starting the raft node")?;
 
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
-    let peer_server = tokio::spawn(serve(tonic::service::Routes::new(PeerService::server(&node)), peer_listener, stop.clone()));
-    let facade = Facade::new(node.clone(), FacadeConfig { watch_progress_interval: Duration::from_secs(args.watch_progress_interval) });
+    let peer_server =
+        tokio::spawn(serve(tonic::service::Routes::new(PeerService::server(&node)), peer_listener, stop.clone()));
+    let facade = Facade::new(
+        node.clone(),
+        FacadeConfig { watch_progress_interval: Duration::from_secs(args.watch_progress_interval) },
+    );
     let etcd_server = tokio::spawn(serve(facade.routes(), etcd_listener, stop.clone()));
 
     join_or_bootstrap(&node, &args).await?;
@@ -82,7 +88,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(routes: tonic::service::Routes, listener: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve(
+    routes: tonic::service::Routes,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -97,7 +107,9 @@ async fn serve(routes: tonic::service::Routes, listener: TcpListener, mut stop: 
 
 /// Accepted connections with Nagle's algorithm off: small gRPC replies must
 /// not wait for the peer's delayed acknowledgement.
-fn accept_without_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn accept_without_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;
     TcpListenerStream::new(listener).map(|accepted| {
         let stream = accepted?;
@@ -166,11 +178,14 @@ fn random_token() -> String {
 }
 
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "engenho".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "engenho".into())
 }
 
 async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

@@ -177,7 +177,11 @@ impl Node {
     /// How this node describes itself to peers.
     pub fn info(&self) -> NodeInfo {
         let config = &self.inner.config;
-        NodeInfo { name: config.name.clone(), peer_addr: config.peer_addr.clone(), client_addr: config.client_addr.clone() }
+        NodeInfo {
+            name: config.name.clone(),
+            peer_addr: config.peer_addr.clone(),
+            client_addr: config.client_addr.clone(),
+        }
     }
 
     /// Whether this node belongs to a cluster already.
@@ -558,7 +562,11 @@ async fn client_write(raft: &Raft, command: Command) -> Result<Applied, Redirect
 }
 
 /// Sends a forwarded request and decodes the answer.
-async fn call_forward(mut client: PeerClient<Channel>, request: &ForwardRequest, timeout: Duration) -> Result<ForwardResponse> {
+async fn call_forward(
+    mut client: PeerClient<Channel>,
+    request: &ForwardRequest,
+    timeout: Duration,
+) -> Result<ForwardResponse> {
     let mut grpc_request = tonic::Request::new(encode(request));
     grpc_request.set_timeout(timeout);
     let reply = client.forward(grpc_request).await.map_err(|status| match status.code() {
@@ -621,7 +629,9 @@ async fn bound_history(inner: std::sync::Weak<Inner>) {
 fn node_id(dir: &std::path::Path) -> Result<u64> {
     let path = dir.join("node-id");
     match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| MeshError::Malformed(format!("{} is not a node id", path.display()))),
+        Ok(text) => {
+            text.trim().parse().map_err(|_| MeshError::Malformed(format!("{} is not a node id", path.display())))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = rand::rng().random_range(1..u64::MAX);
             std::fs::write(&path, id.to_string()).map_err(|e| storage(&e))?;

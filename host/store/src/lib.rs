@@ -6,10 +6,7 @@
 //! and a crash always recovers a consistent prefix. Changes fan out to
 //! watchers through the [`WatchHub`].
 
-#![expect(
-    clippy::result_large_err,
-    reason = "openraft's storage traits fix StorageError as the error type"
-)]
+#![expect(clippy::result_large_err, reason = "openraft's storage traits fix StorageError as the error type")]
 
 mod codec;
 mod error;
@@ -82,7 +79,9 @@ impl WriteFailures {
         if text.ends_with("Poisoned") && self.first.get().is_none() {
             let free = rustix::fs::statvfs(&self.path).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
             text = match free {
-                Ok(bytes) => format!("{text}: a background write failed; {bytes} bytes free on {}", self.path.display()),
+                Ok(bytes) => {
+                    format!("{text}: a background write failed; {bytes} bytes free on {}", self.path.display())
+                }
                 Err(e) => format!("{text}: a background write failed; free space unknown: {e}"),
             };
         }

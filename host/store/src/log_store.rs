@@ -7,12 +7,11 @@ use std::ops::RangeBounds;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
-    AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
-    StorageIOError, Vote,
+    AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
 };
 
-use crate::{Storage, TypeConfig, WriteFailures};
 use crate::codec::{decode, encode};
+use crate::{Storage, TypeConfig, WriteFailures};
 
 type Entry = openraft::Entry<TypeConfig>;
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -67,10 +66,7 @@ impl LogStore {
 
     fn read_mark<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
         let bytes = self.marks.get(key).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
-        bytes
-            .map(|bytes| decode(&bytes))
-            .transpose()
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
+        bytes.map(|bytes| decode(&bytes)).transpose().map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
     }
 
     fn write_mark<T: serde::Serialize>(&self, subject: ErrorSubject<u64>, key: &[u8], value: &T) -> StorageResult<()> {
@@ -141,13 +137,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for guard in self.entries.range(index_key(start)..) {
             let (key, value) = guard.into_inner().map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                io_error(ErrorSubject::Logs, ErrorVerb::Read, "log key is not 8 bytes")
-            })?);
+            let index = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| io_error(ErrorSubject::Logs, ErrorVerb::Read, "log key is not 8 bytes"))?,
+            );
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = decode(&value).map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+            let entry: Entry =
+                decode(&value).map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
             assert_eq!(entry.log_id.index, index, "log entry stored under another index");
             out.push(entry);
         }

@@ -24,9 +24,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, Readable
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{
-    decode, encode, escape_bound, event_key, event_revision, split_versioned, versioned_key,
-};
+use crate::codec::{decode, encode, escape_bound, event_key, event_revision, split_versioned, versioned_key};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::watch::{WatchBatch, WatchHub};
@@ -203,12 +201,7 @@ impl Mvcc {
     fn view(&self) -> View<'_> {
         let snapshot = self.db.snapshot();
         let read = |key: &[u8]| -> i64 {
-            snapshot
-                .get(&self.meta, key)
-                .ok()
-                .flatten()
-                .and_then(|bytes| decode(&bytes).ok())
-                .unwrap_or(0)
+            snapshot.get(&self.meta, key).ok().flatten().and_then(|bytes| decode(&bytes).ok()).unwrap_or(0)
         };
         let revision = read(REVISION_KEY);
         let compacted = read(COMPACTED_KEY);
@@ -373,12 +366,7 @@ impl Mvcc {
     }
 
     fn keyspaces(&self) -> [(&'static str, &Keyspace); 4] {
-        [
-            ("history", &self.history),
-            ("events", &self.events),
-            ("leases", &self.leases_keyspace),
-            ("meta", &self.meta),
-        ]
+        [("history", &self.history), ("events", &self.events), ("leases", &self.leases_keyspace), ("meta", &self.meta)]
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
-    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -166,9 +166,9 @@ fn apply_entries(store: &Mvcc, entries: Vec<Entry>) -> StorageResult<Vec<Applied
     for entry in entries {
         let applied = match &entry.payload {
             EntryPayload::Blank => Applied { revision: applier.revision(), outcome: Ok(Outcome::Nothing) },
-            EntryPayload::Normal(command) => applier
-                .apply(command)
-                .map_err(|e| StorageIOError::new(ErrorSubject::Apply(entry.log_id), ErrorVerb::Write, AnyError::new(&e)))?,
+            EntryPayload::Normal(command) => applier.apply(command).map_err(|e| {
+                StorageIOError::new(ErrorSubject::Apply(entry.log_id), ErrorVerb::Write, AnyError::new(&e))
+            })?,
             EntryPayload::Membership(config) => {
                 membership = Some(StoredMembership::new(Some(entry.log_id), config.clone()));
                 Applied { revision: applier.revision(), outcome: Ok(Outcome::Nothing) }
@@ -177,8 +177,6 @@ fn apply_entries(store: &Mvcc, entries: Vec<Entry>) -> StorageResult<Vec<Applied
         last_applied = Some(entry.log_id);
         results.push(applied);
     }
-    applier
-        .commit(last_applied, membership.as_ref())
-        .map_err(|e| state_machine_error(ErrorVerb::Write, e))?;
+    applier.commit(last_applied, membership.as_ref()).map_err(|e| state_machine_error(ErrorVerb::Write, e))?;
     Ok(results)
 }

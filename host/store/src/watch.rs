@@ -111,8 +111,7 @@ impl Watcher {
                     self.replaying = false;
                     continue;
                 }
-                let batches =
-                    self.store.events_since(&self.range, self.next_revision, WATCH_REPLAY_EVENTS_MAX)?;
+                let batches = self.store.events_since(&self.range, self.next_revision, WATCH_REPLAY_EVENTS_MAX)?;
                 self.next_revision = match batches.last() {
                     Some(last) => last.revision + 1,
                     None => current + 1,

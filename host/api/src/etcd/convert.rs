@@ -63,7 +63,12 @@ pub(crate) fn range_request(request: pb::RangeRequest) -> model::RangeRequest {
 }
 
 pub(crate) fn range_response(header: Option<pb::ResponseHeader>, result: model::RangeResult) -> pb::RangeResponse {
-    pb::RangeResponse { header, kvs: result.kvs.into_iter().map(key_value).collect(), more: result.more, count: result.count }
+    pb::RangeResponse {
+        header,
+        kvs: result.kvs.into_iter().map(key_value).collect(),
+        more: result.more,
+        count: result.count,
+    }
 }
 
 pub(crate) fn put_request(request: pb::PutRequest) -> model::PutRequest {
@@ -85,8 +90,15 @@ pub(crate) fn delete_request(request: pb::DeleteRangeRequest) -> model::DeleteRe
     model::DeleteRequest { range: key_range(request.key, request.range_end), prev_kv: request.prev_kv }
 }
 
-pub(crate) fn delete_response(header: Option<pb::ResponseHeader>, result: model::DeleteResult) -> pb::DeleteRangeResponse {
-    pb::DeleteRangeResponse { header, deleted: result.deleted, prev_kvs: result.prev_kvs.into_iter().map(key_value).collect() }
+pub(crate) fn delete_response(
+    header: Option<pb::ResponseHeader>,
+    result: model::DeleteResult,
+) -> pb::DeleteRangeResponse {
+    pb::DeleteRangeResponse {
+        header,
+        deleted: result.deleted,
+        prev_kvs: result.prev_kvs.into_iter().map(key_value).collect(),
+    }
 }
 
 fn compare(compare: pb::Compare) -> Result<model::Compare, Status> {

@@ -44,7 +44,9 @@ impl Kv for Facade {
         let answer = if model.range.is_single() {
             store.range(&model)
         } else {
-            tokio::task::spawn_blocking(move || store.range(&model)).await.map_err(|e| Status::internal(e.to_string()))?
+            tokio::task::spawn_blocking(move || store.range(&model))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
         };
         let (revision, result) = answer.map_err(store_status)?;
         Ok(Response::new(convert::range_response(self.header(revision), result)))
@@ -88,7 +90,9 @@ impl Kv for Facade {
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let revision = request.into_inner().revision;
         match self.propose(Command::Compact { revision }).await? {
-            (revision, Outcome::Compacted) => Ok(Response::new(pb::CompactionResponse { header: self.header(revision) })),
+            (revision, Outcome::Compacted) => {
+                Ok(Response::new(pb::CompactionResponse { header: self.header(revision) }))
+            }
             (_, other) => Err(unexpected(&other)),
         }
     }

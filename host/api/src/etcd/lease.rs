@@ -93,7 +93,13 @@ impl Lease for Facade {
             // etcd answers a missing (or just expired) lease with TTL -1.
             _ => (-1, 0, Vec::new()),
         };
-        Ok(Response::new(pb::LeaseTimeToLiveResponse { header: self.header(revision), id: request.id, ttl, granted_ttl, keys }))
+        Ok(Response::new(pb::LeaseTimeToLiveResponse {
+            header: self.header(revision),
+            id: request.id,
+            ttl,
+            granted_ttl,
+            keys,
+        }))
     }
 
     async fn lease_leases(

@@ -91,10 +91,8 @@ impl Facade {
         if let Some(id) = self.inner.cluster_id.get() {
             return *id;
         }
-        let request = RangeRequest {
-            range: KeyRange::single(engenho_mesh::JOIN_TOKEN_HASH_KEY),
-            ..RangeRequest::default()
-        };
+        let request =
+            RangeRequest { range: KeyRange::single(engenho_mesh::JOIN_TOKEN_HASH_KEY), ..RangeRequest::default() };
         let Ok((_, found)) = self.node().store().range(&request) else { return 0 };
         let Some(kv) = found.kvs.first() else { return 0 };
         let digest = blake3::hash(&kv.value);

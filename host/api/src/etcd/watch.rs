@@ -126,7 +126,12 @@ async fn create_watcher(
         };
         return sender.send(Ok(response)).await.is_ok();
     }
-    let created = pb::WatchResponse { header: facade.header(revision), watch_id: id, created: true, ..pb::WatchResponse::default() };
+    let created = pb::WatchResponse {
+        header: facade.header(revision),
+        watch_id: id,
+        created: true,
+        ..pb::WatchResponse::default()
+    };
     if sender.send(Ok(created)).await.is_err() {
         return false;
     }
@@ -152,7 +157,13 @@ struct Options {
     progress_notify: bool,
 }
 
-async fn run_watcher(facade: Facade, mut watcher: Watcher, options: Options, next_revision: Arc<AtomicI64>, sender: Sender) {
+async fn run_watcher(
+    facade: Facade,
+    mut watcher: Watcher,
+    options: Options,
+    next_revision: Arc<AtomicI64>,
+    sender: Sender,
+) {
     let interval = facade.inner.config.watch_progress_interval;
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {

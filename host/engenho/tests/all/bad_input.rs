@@ -20,7 +20,11 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
     let big = vec![b'x'; 1536 * 1024 + 1];
     let refused = etcdctl(&node.etcd, &["put", "big"], Some(&big));
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("request is too large"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("request is too large"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let huge = vec![b'x'; 3 * 1024 * 1024];
     let refused = etcdctl(&node.etcd, &["put", "huge"], Some(&huge));
     assert!(!refused.status.success(), "a message over the gRPC limit is refused");
@@ -41,8 +45,10 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
     let status = runtime.block_on(send_raw(&node.etcd, "/etcdserverpb.KV/Nope", vec![]));
     assert_eq!(status.code(), tonic::Code::Unimplemented);
 
-    assert_eq!(node.etcdctl_ok(&["get", "", "--prefix", "--keys-only"]).lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(),
-        ["/engenho/mesh/join-token-hash", "fits", "keep"]);
+    assert_eq!(
+        node.etcdctl_ok(&["get", "", "--prefix", "--keys-only"]).lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+        ["/engenho/mesh/join-token-hash", "fits", "keep"]
+    );
     node.stop();
     node.start_ready(&[]);
     assert_eq!(node.local_value("keep").as_deref(), Some("me"));

@@ -95,6 +95,8 @@ fn a_wrong_join_token_is_refused() {
     first.start_ready(&["--token", TOKEN]);
     let mut intruder = EngenhoNode::new(root.path(), "intruder");
     intruder.start(&["--join", &first.peer, "--token", "wrong"]);
-    wait_for("the intruder to give up", Duration::from_secs(20), || intruder.log_text().contains("join token does not match"));
+    wait_for("the intruder to give up", Duration::from_secs(20), || {
+        intruder.log_text().contains("join token does not match")
+    });
     assert_eq!(first.etcdctl_ok(&["member", "list"]).lines().count(), 1);
 }

@@ -28,13 +28,21 @@ async fn write_until_failure(endpoint: String, round: usize, writer: usize, hot_
     let Ok(mut client) = KvClient::connect(format!("http://{endpoint}")).await else { return acknowledged };
     for i in 0u64.. {
         let key = format!("crash/{round}/{writer}/{i}");
-        let unique = tonic::Request::new(PutRequest { key: key.clone().into_bytes(), value: key.clone().into_bytes(), ..PutRequest::default() });
+        let unique = tonic::Request::new(PutRequest {
+            key: key.clone().into_bytes(),
+            value: key.clone().into_bytes(),
+            ..PutRequest::default()
+        });
         if client.put(unique).await.is_err() {
             return acknowledged;
         }
         acknowledged.keys.push(key);
         let counter = hot_start + i + 1;
-        let hot = PutRequest { key: format!("hot/{writer}").into_bytes(), value: counter.to_string().into_bytes(), ..PutRequest::default() };
+        let hot = PutRequest {
+            key: format!("hot/{writer}").into_bytes(),
+            value: counter.to_string().into_bytes(),
+            ..PutRequest::default()
+        };
         if client.put(tonic::Request::new(hot)).await.is_err() {
             return acknowledged;
         }

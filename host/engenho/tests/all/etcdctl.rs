@@ -35,7 +35,10 @@ fn put_get_delete_with_prefixes_and_revisions() {
     assert_eq!((limited["count"].as_i64(), limited["more"].as_bool()), (Some(2), Some(true)), "{limited}");
     assert_eq!(node.etcdctl_ok(&["get", "app/", "--prefix", "--limit=1"]), "app/a\n10\n");
     assert_eq!(node.etcdctl_ok(&["get", "app/a", &format!("--rev={first_revision}")]), "app/a\n1\n");
-    assert_eq!(node.etcdctl_ok(&["get", "app/", "--prefix", "--sort-by=VALUE", "--order=DESCEND"]), "app/b\n2\napp/a\n10\n");
+    assert_eq!(
+        node.etcdctl_ok(&["get", "app/", "--prefix", "--sort-by=VALUE", "--order=DESCEND"]),
+        "app/b\n2\napp/a\n10\n"
+    );
     assert_eq!(node.etcdctl_ok(&["get", "app/a", "app/c"]), "app/a\n10\napp/b\n2\n", "explicit range end");
 
     let latest = json(&node.etcdctl_ok(&["get", "app/a", "-w", "json"]));
@@ -46,7 +49,11 @@ fn put_get_delete_with_prefixes_and_revisions() {
     assert_eq!(node.etcdctl_ok(&["del", "app/", "--prefix"]), "2\n");
     assert_eq!(node.etcdctl_ok(&["get", "app/", "--prefix"]), "");
     assert_eq!(node.etcdctl_ok(&["del", "apple", "--prev-kv"]), "1\napple\n3\n");
-    assert_eq!(node.etcdctl_ok(&["get", "app/a", &format!("--rev={first_revision}")]), "app/a\n1\n", "history outlives deletion");
+    assert_eq!(
+        node.etcdctl_ok(&["get", "app/a", &format!("--rev={first_revision}")]),
+        "app/a\n1\n",
+        "history outlives deletion"
+    );
 }
 
 #[test]
@@ -157,9 +164,13 @@ fn compaction_drops_history_and_cancels_stale_watches() {
     for value in 1..=5 {
         node.etcdctl_ok(&["put", "k", &value.to_string()]);
     }
-    let revision = json(&node.etcdctl_ok(&["get", "k", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
+    let revision =
+        json(&node.etcdctl_ok(&["get", "k", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
     assert_eq!(node.etcdctl_ok(&["get", "k", &format!("--rev={}", revision - 2), "--print-value-only"]), "3\n");
-    assert_eq!(node.etcdctl_ok(&["compact", &(revision - 1).to_string()]), format!("compacted revision {}\n", revision - 1));
+    assert_eq!(
+        node.etcdctl_ok(&["compact", &(revision - 1).to_string()]),
+        format!("compacted revision {}\n", revision - 1)
+    );
     let stale = node.etcdctl(&["get", "k", &format!("--rev={}", revision - 2)]);
     assert!(String::from_utf8_lossy(&stale.stderr).contains("required revision has been compacted"));
     assert_eq!(node.etcdctl_ok(&["get", "k", &format!("--rev={}", revision - 1), "--print-value-only"]), "4\n");
@@ -201,7 +212,8 @@ fn history_is_bounded_by_automatic_compaction() {
     for value in 0..20 {
         node.etcdctl_ok(&["put", "churn", &value.to_string()]);
     }
-    let revision = json(&node.etcdctl_ok(&["get", "churn", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
+    let revision =
+        json(&node.etcdctl_ok(&["get", "churn", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
     wait_for("automatic compaction", Duration::from_secs(10), || {
         let old = node.etcdctl(&["get", "churn", &format!("--rev={}", revision - 10)]);
         String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted")

@@ -31,7 +31,8 @@ fn progress_cancel_and_filters_over_grpc() {
         let mut kv = KvClient::connect(endpoint.clone()).await.expect("connect");
         let mut watch = WatchClient::connect(endpoint).await.expect("connect");
         let (requests, receiver) = mpsc::channel(8);
-        let mut stream = watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.expect("watch").into_inner();
+        let mut stream =
+            watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.expect("watch").into_inner();
         let create = |watch_id, filters: Vec<i32>| WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key: b"p/".to_vec(),
@@ -46,21 +47,34 @@ fn progress_cancel_and_filters_over_grpc() {
         let created = next(&mut stream).await;
         assert!(created.created && created.watch_id == 7);
 
-        let put = kv.put(PutRequest { key: b"p/a".to_vec(), value: b"1".to_vec(), ..PutRequest::default() }).await.expect("put");
+        let put = kv
+            .put(PutRequest { key: b"p/a".to_vec(), value: b"1".to_vec(), ..PutRequest::default() })
+            .await
+            .expect("put");
         let revision = put.into_inner().header.expect("header").revision;
         let event = next(&mut stream).await;
         assert_eq!(event.events.len(), 1);
         assert_eq!(event.header.as_ref().map(|h| h.revision), Some(revision));
-        kv.delete_range(engenho_api::etcd::proto::etcdserverpb::DeleteRangeRequest { key: b"p/a".to_vec(), ..Default::default() })
-            .await
-            .expect("delete");
+        kv.delete_range(engenho_api::etcd::proto::etcdserverpb::DeleteRangeRequest {
+            key: b"p/a".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete");
 
         let progress = next(&mut stream).await;
         assert!(progress.events.is_empty(), "the delete is filtered out: {progress:?}");
         assert_eq!(progress.watch_id, 7);
-        assert_eq!(progress.header.as_ref().map(|h| h.revision), Some(revision + 1), "progress covers the filtered delete");
+        assert_eq!(
+            progress.header.as_ref().map(|h| h.revision),
+            Some(revision + 1),
+            "progress covers the filtered delete"
+        );
 
-        requests.send(WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) }).await.expect("send");
+        requests
+            .send(WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) })
+            .await
+            .expect("send");
         let mut answer = next(&mut stream).await;
         while answer.watch_id != -1 {
             answer = next(&mut stream).await;
@@ -71,7 +85,10 @@ fn progress_cancel_and_filters_over_grpc() {
         let duplicate = next(&mut stream).await;
         assert!(duplicate.canceled && duplicate.cancel_reason.contains("duplicate watch ID"), "{duplicate:?}");
 
-        requests.send(WatchRequest { request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 7 })) }).await.expect("send");
+        requests
+            .send(WatchRequest { request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 7 })) })
+            .await
+            .expect("send");
         let mut canceled = next(&mut stream).await;
         while !canceled.canceled {
             canceled = next(&mut stream).await;

@@ -123,9 +123,10 @@ fn run_step(store: &Mvcc, model: &mut Model, granted: &mut usize, step: Step) ->
     match step {
         Step::Put { key, value, lease } => {
             let lease = lease.map_or(0, lease_id);
-            let applied = apply(store, Command::Put(PutRequest {
-                key: KEYS[key].into(), value: vec![value], lease, ..PutRequest::default()
-            }));
+            let applied = apply(
+                store,
+                Command::Put(PutRequest { key: KEYS[key].into(), value: vec![value], lease, ..PutRequest::default() }),
+            );
             if lease != 0 && !model.leases.contains(&lease) {
                 prop_assert_eq!(applied.outcome, Err(StoreError::LeaseNotFound { id: lease }));
             } else {
@@ -143,15 +144,25 @@ fn run_step(store: &Mvcc, model: &mut Model, granted: &mut usize, step: Step) ->
         }
         Step::Txn { key, expect_version, value } => {
             let holds = model.now().get(KEYS[key].as_bytes()).map_or(0, |kv| kv.version) == expect_version;
-            let applied = apply(store, Command::Txn(TxnRequest {
-                compare: vec![Compare {
-                    range: KeyRange::single(KEYS[key]),
-                    result: CompareResult::Equal,
-                    target: CompareTarget::Version(expect_version),
-                }],
-                success: vec![Operation::Put(PutRequest { key: KEYS[key].into(), value: vec![value], ..PutRequest::default() })],
-                failure: vec![Operation::Range(RangeRequest { range: KeyRange::single(KEYS[key]), ..RangeRequest::default() })],
-            }));
+            let applied = apply(
+                store,
+                Command::Txn(TxnRequest {
+                    compare: vec![Compare {
+                        range: KeyRange::single(KEYS[key]),
+                        result: CompareResult::Equal,
+                        target: CompareTarget::Version(expect_version),
+                    }],
+                    success: vec![Operation::Put(PutRequest {
+                        key: KEYS[key].into(),
+                        value: vec![value],
+                        ..PutRequest::default()
+                    })],
+                    failure: vec![Operation::Range(RangeRequest {
+                        range: KeyRange::single(KEYS[key]),
+                        ..RangeRequest::default()
+                    })],
+                }),
+            );
             let Ok(Outcome::Txn(result)) = applied.outcome else { panic!("txn refused") };
             prop_assert_eq!(result.succeeded, holds);
             if holds {
@@ -173,7 +184,8 @@ fn run_step(store: &Mvcc, model: &mut Model, granted: &mut usize, step: Step) ->
             let applied = apply(store, Command::LeaseRevoke { id });
             if model.leases.remove(&id) {
                 prop_assert!(applied.outcome.is_ok());
-                let doomed: Vec<_> = model.now().values().filter(|kv| kv.lease == id).map(|kv| (kv.key.clone(), None)).collect();
+                let doomed: Vec<_> =
+                    model.now().values().filter(|kv| kv.lease == id).map(|kv| (kv.key.clone(), None)).collect();
                 model.commit(doomed);
             } else {
                 prop_assert_eq!(applied.outcome, Err(StoreError::LeaseNotFound { id }));
@@ -195,8 +207,18 @@ fn run_step(store: &Mvcc, model: &mut Model, granted: &mut usize, step: Step) ->
 }
 
 fn check_all(store: &Mvcc, model: &Model) -> Result<(), TestCaseError> {
-    let ranges = [KeyRange::prefix(""), KeyRange::prefix("b"), KeyRange::single("ab"), KeyRange { key: b"ab".to_vec(), end: b"b/2".to_vec() }];
-    let ranges = ranges.into_iter().map(|mut r| { if r.key.is_empty() { r = KeyRange { key: vec![0], end: vec![0] }; } r });
+    let ranges = [
+        KeyRange::prefix(""),
+        KeyRange::prefix("b"),
+        KeyRange::single("ab"),
+        KeyRange { key: b"ab".to_vec(), end: b"b/2".to_vec() },
+    ];
+    let ranges = ranges.into_iter().map(|mut r| {
+        if r.key.is_empty() {
+            r = KeyRange { key: vec![0], end: vec![0] };
+        }
+        r
+    });
     for range in ranges {
         for revision in model.compacted.max(1)..=model.revision() {
             let request = RangeRequest { range: range.clone(), revision, ..RangeRequest::default() };
@@ -220,7 +242,9 @@ fn check_all(store: &Mvcc, model: &Model) -> Result<(), TestCaseError> {
         for key in before.keys().chain(after.keys()).collect::<std::collections::BTreeSet<_>>() {
             let prev_kv = before.get(key).cloned().filter(|_| revision > model.compacted);
             match after.get(key) {
-                Some(kv) if before.get(key) != Some(kv) => events.push(Event { kind: EventKind::Put, kv: kv.clone(), prev_kv }),
+                Some(kv) if before.get(key) != Some(kv) => {
+                    events.push(Event { kind: EventKind::Put, kv: kv.clone(), prev_kv })
+                }
                 None if before.contains_key(key) => events.push(Event {
                     kind: EventKind::Delete,
                     kv: KeyValue { key: key.clone(), mod_revision: revision, ..KeyValue::default() },
@@ -255,17 +279,24 @@ fn txn_reads_see_earlier_writes_and_refusals_change_nothing() {
     let db = open_database(dir.path()).expect("open");
     let store = Mvcc::open(&db).expect("open store");
     let put = |key: &str| Operation::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..PutRequest::default() });
-    let applied = apply(&store, Command::Txn(TxnRequest {
-        compare: vec![],
-        success: vec![put("x"), Operation::Range(RangeRequest { range: KeyRange::single("x"), ..RangeRequest::default() })],
-        failure: vec![],
-    }));
+    let applied = apply(
+        &store,
+        Command::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![
+                put("x"),
+                Operation::Range(RangeRequest { range: KeyRange::single("x"), ..RangeRequest::default() }),
+            ],
+            failure: vec![],
+        }),
+    );
     let Ok(Outcome::Txn(result)) = applied.outcome else { panic!("txn refused") };
     let OperationResult::Range(read) = &result.responses[1] else { panic!("not a range") };
     assert_eq!(read.kvs.len(), 1, "the read sees the put before it");
     assert_eq!(applied.revision, 1);
 
-    let refused = apply(&store, Command::Txn(TxnRequest { compare: vec![], success: vec![put("y"), put("y")], failure: vec![] }));
+    let refused =
+        apply(&store, Command::Txn(TxnRequest { compare: vec![], success: vec![put("y"), put("y")], failure: vec![] }));
     assert_eq!(refused.outcome, Err(StoreError::DuplicateKey));
     assert_eq!(refused.revision, 1, "a refused txn does not advance the revision");
     let (_, y) = store.range(&RangeRequest { range: KeyRange::single("y"), ..RangeRequest::default() }).expect("range");

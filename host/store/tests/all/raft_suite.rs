@@ -3,8 +3,8 @@
 //! case on a fresh database in a temporary directory.
 
 use engenho_store::{LogStore, Mvcc, StateMachineStore, TypeConfig};
-use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
+use openraft::testing::{StoreBuilder, Suite};
 
 struct FjallBuilder;
 
