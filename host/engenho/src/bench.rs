@@ -13,10 +13,6 @@ use engenho_api::etcd::proto::etcdserverpb::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-/// Most gRPC connections a benchmark opens to one endpoint; more workers
-/// share them (HTTP/2 multiplexes).
-const BENCH_CONNECTIONS_MAX: usize = 16;
-
 /// Keys pre-written for the read benchmark.
 const READ_KEYS: usize = 1000;
 
@@ -51,6 +47,10 @@ struct StoreBenchArgs {
     /// Concurrent clients of the read measurement.
     #[arg(long, default_value_t = 16)]
     read_concurrency: usize,
+    /// gRPC connections the clients share (HTTP/2 multiplexes their
+    /// requests); fewer if there are fewer clients.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
     /// Bytes per written value.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
@@ -113,12 +113,14 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             eprintln!("{} with {nodes} node(s): leader at {leader}", system.name());
             let mut figures = Vec::new();
             for &concurrency in &args.concurrency {
-                let measured = measure_writes(&leader, concurrency, args.value_bytes, duration).await?;
+                let connections = concurrency.min(args.connections.max(1));
+                let measured = measure_writes(&leader, connections, concurrency, args.value_bytes, duration).await?;
                 eprintln!("  writes c={concurrency}: {measured:?}");
                 figures.push((format!("write c={concurrency}"), measured));
             }
             let read_from = cluster.client_addrs.last().cloned().unwrap_or_else(|| leader.clone());
-            let measured = measure_reads(&leader, &read_from, args.read_concurrency, duration).await?;
+            let connections = args.read_concurrency.min(args.connections.max(1));
+            let measured = measure_reads(&leader, &read_from, connections, args.read_concurrency, duration).await?;
             eprintln!("  serializable reads c={}: {measured:?}", args.read_concurrency);
             figures.push((format!("serializable read c={}", args.read_concurrency), measured));
             drop(cluster);
@@ -228,11 +230,12 @@ where
 
 async fn measure_writes(
     addr: &str,
+    connections: usize,
     concurrency: usize,
     value_bytes: usize,
     duration: Duration,
 ) -> anyhow::Result<Figures> {
-    let channels = connect(addr, concurrency.min(BENCH_CONNECTIONS_MAX)).await?;
+    let channels = connect(addr, connections).await?;
     let value = Arc::new(vec![b'v'; value_bytes]);
     measure(channels, concurrency, duration, move |mut client, worker, sequence| {
         let value = value.clone();
@@ -245,14 +248,20 @@ async fn measure_writes(
     .await
 }
 
-async fn measure_reads(leader: &str, addr: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Figures> {
+async fn measure_reads(
+    leader: &str,
+    addr: &str,
+    connections: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
     let mut writer = KvClient::new(connect(leader, 1).await?.remove(0));
     for i in 0..READ_KEYS {
         let request =
             PutRequest { key: format!("read/{i:04}").into_bytes(), value: vec![b'r'; 256], ..PutRequest::default() };
         writer.put(request).await?;
     }
-    let channels = connect(addr, concurrency.min(BENCH_CONNECTIONS_MAX)).await?;
+    let channels = connect(addr, connections).await?;
     measure(channels, concurrency, duration, |mut client, worker, sequence| async move {
         let index = (worker * 7919 + usize::try_from(sequence).unwrap_or(0)) % READ_KEYS;
         let request = RangeRequest {
