@@ -10,6 +10,9 @@ use engenho_mesh::{Node, NodeConfig, PeerService};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// How long a stopping node waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Most concurrent HTTP/2 streams per client connection.
 const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 
@@ -83,7 +86,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     stop_sender.send_replace(true);
     node.shutdown().await.context("stopping raft")?;
     for server in [peer_server, etcd_server] {
-        server.await.context("server task")?.context("server")?;
+        // Open watch and keep-alive streams never finish by themselves: give
+        // in-flight requests a grace period, then leave.
+        match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+            Ok(finished) => finished.context("server task")?.context("server")?,
+            Err(_) => tracing::warn!("streams still open after {SHUTDOWN_GRACE:?}; closing them"),
+        }
     }
     Ok(())
 }

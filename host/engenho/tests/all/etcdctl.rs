@@ -221,3 +221,22 @@ fn history_is_bounded_by_automatic_compaction() {
     assert_eq!(node.etcdctl_ok(&["get", "churn", &format!("--rev={}", revision - 5), "--print-value-only"]), "14\n");
     assert_eq!(node.etcdctl_ok(&["get", "churn", "--print-value-only"]), "19\n");
 }
+
+#[test]
+fn a_node_with_open_watches_stops_on_sigterm() {
+    let (_root, mut node) = single_node();
+    let mut watch = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", node.etcd))
+        .args(["watch", "forever"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etcdctl watch");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    node.stop();
+    assert!(started.elapsed() < Duration::from_secs(15), "stopped in {:?}", started.elapsed());
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
