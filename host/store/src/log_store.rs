@@ -179,7 +179,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The committed index is a hint for faster restarts; it needs no sync.
         self.marks
             .insert(COMMITTED_KEY, encode(&committed))
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, self.failed(&e)))
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<u64>>> {
