@@ -90,6 +90,8 @@ struct Figures {
     operations_per_second: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time all server processes spent per operation, when measured.
+    server_cpu_per_operation: Option<Duration>,
 }
 
 struct Row {
@@ -114,7 +116,12 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             let mut figures = Vec::new();
             for &concurrency in &args.concurrency {
                 let connections = concurrency.min(args.connections.max(1));
-                let measured = measure_writes(&leader, connections, concurrency, args.value_bytes, duration).await?;
+                let cpu_before = cluster.cpu_time()?;
+                let mut measured =
+                    measure_writes(&leader, connections, concurrency, args.value_bytes, duration).await?;
+                let operations = measured.operations_per_second * duration.as_secs_f64();
+                let cpu = cluster.cpu_time()?.saturating_sub(cpu_before);
+                measured.server_cpu_per_operation = Some(cpu.div_f64(operations.max(1.0)));
                 eprintln!("  writes c={concurrency}: {measured:?}");
                 figures.push((format!("write c={concurrency}"), measured));
             }
@@ -138,31 +145,35 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| nodes | workload | engenho ops/s | p50 | p99 | etcd ops/s | p50 | p99 | throughput ratio | p99 ratio |"
+        "| nodes | workload | engenho ops/s | p50 | p99 | CPU/op | etcd ops/s | p50 | p99 | CPU/op | throughput ratio | p99 ratio |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in rows {
         let ours = row.engenho;
         let (theirs, ratio, p99_ratio) = match row.etcd {
             Some(etcd) => (
-                format!("{:.0} | {} | {}", etcd.operations_per_second, millis(etcd.p50), millis(etcd.p99)),
+                format!("{} | {}", columns(etcd), cpu(etcd)),
                 format!("{:.2}×", ours.operations_per_second / etcd.operations_per_second),
                 format!("{:.2}×", ours.p99.as_secs_f64() / etcd.p99.as_secs_f64()),
             ),
-            None => ("- | - | -".into(), "-".into(), "-".into()),
+            None => ("- | - | - | -".into(), "-".into(), "-".into()),
         };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {theirs} | {ratio} | {p99_ratio} |",
             row.nodes,
             row.workload,
-            ours.operations_per_second,
-            millis(ours.p50),
-            millis(ours.p99),
-            theirs,
-            ratio,
-            p99_ratio
+            columns(ours),
+            cpu(ours)
         );
     }
+}
+
+fn columns(figures: Figures) -> String {
+    format!("{:.0} | {} | {}", figures.operations_per_second, millis(figures.p50), millis(figures.p99))
+}
+
+fn cpu(figures: Figures) -> String {
+    figures.server_cpu_per_operation.map_or_else(|| "-".into(), |cpu| format!("{:.0} µs", cpu.as_secs_f64() * 1e6))
 }
 
 fn millis(duration: Duration) -> String {
@@ -225,7 +236,12 @@ where
     }
     latencies.sort_unstable();
     let at = |quantile: f64| latencies[((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1)];
-    Ok(Figures { operations_per_second: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) })
+    Ok(Figures {
+        operations_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        server_cpu_per_operation: None,
+    })
 }
 
 async fn measure_writes(
@@ -302,6 +318,24 @@ fn member_ip(system: System, index: usize) -> Ipv4Addr {
 }
 
 impl Cluster {
+    /// CPU time (user and system) the cluster's processes have used so far.
+    fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let ticks_per_second = rustix::param::clock_ticks_per_second();
+        let mut ticks = 0u64;
+        for child in &self.children {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))?;
+            // Fields after the parenthesised command name: state is the first,
+            // utime the 12th and stime the 13th.
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+            let field = |index: usize| -> anyhow::Result<u64> {
+                Ok(fields.get(index).context("short /proc stat line")?.parse()?)
+            };
+            ticks += field(11)? + field(12)?;
+        }
+        Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64))
+    }
+
     async fn start(system: System, nodes: usize, dir: &Path, etcd: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut cluster = Self { children: Vec::new(), client_addrs: Vec::new() };
