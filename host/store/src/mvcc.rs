@@ -580,7 +580,7 @@ impl Applier<'_> {
                     None => return Err(StoreError::LeaseNotFound { id: *id }),
                 };
                 for key in keys {
-                    let prev = self.get(scope, &key)?.ok_or_else(|| corrupt("lease key index"))?;
+                    let prev = self.get(scope, &key).ok_or_else(|| corrupt("lease key index"))?;
                     record_delete(scope, prev, revision);
                 }
                 scope.revoked.push(*id);
@@ -590,16 +590,16 @@ impl Applier<'_> {
         }
     }
 
-    fn get(&self, scope: &Scope, key: &[u8]) -> Result<Option<KeyValue>> {
+    fn get(&self, scope: &Scope, key: &[u8]) -> Option<KeyValue> {
         if let Some(kv) = scope.overlay.get(key).or_else(|| self.overlay.get(key)) {
-            return Ok(kv.clone());
+            return kv.clone();
         }
-        Ok(self.store.read_live().keys.get(key).cloned())
+        self.store.read_live().keys.get(key).cloned()
     }
 
-    fn scan(&self, scope: &Scope, range: &KeyRange) -> Result<Vec<KeyValue>> {
+    fn scan(&self, scope: &Scope, range: &KeyRange) -> Vec<KeyValue> {
         if range.is_single() {
-            return Ok(self.get(scope, &range.key)?.into_iter().collect());
+            return self.get(scope, &range.key).into_iter().collect();
         }
         let mut found: BTreeMap<Vec<u8>, KeyValue> =
             self.store.read_live().scan(range).into_iter().map(|kv| (kv.key.clone(), kv)).collect();
@@ -611,7 +611,7 @@ impl Applier<'_> {
                 };
             }
         }
-        Ok(found.into_values().collect())
+        found.into_values().collect()
     }
 
     fn lease_exists(&self, scope: &Scope, id: i64) -> bool {
@@ -628,7 +628,7 @@ impl Applier<'_> {
         if scope.put_keys.contains(&put.key) || scope.deleted_ranges.iter().any(|r| r.contains(&put.key)) {
             return Err(StoreError::DuplicateKey);
         }
-        let prev = self.get(scope, &put.key)?;
+        let prev = self.get(scope, &put.key);
         if (put.ignore_value || put.ignore_lease) && prev.is_none() {
             return Err(StoreError::KeyNotFound);
         }
@@ -668,7 +668,7 @@ impl Applier<'_> {
         if scope.put_keys.iter().any(|key| delete.range.contains(key)) {
             return Err(StoreError::DuplicateKey);
         }
-        let found = self.scan(scope, &delete.range)?;
+        let found = self.scan(scope, &delete.range);
         scope.deleted_ranges.push(delete.range.clone());
         let deleted = i64::try_from(found.len()).expect("key count fits i64");
         let mut prev_kvs = Vec::new();
@@ -685,7 +685,7 @@ impl Applier<'_> {
         let mut succeeded = true;
         for compare in &txn.compare {
             compare.range.validate()?;
-            let found = self.scan(scope, &compare.range)?;
+            let found = self.scan(scope, &compare.range);
             if !compare_holds(compare, &found) {
                 succeeded = false;
                 break;
@@ -717,7 +717,7 @@ impl Applier<'_> {
             }
             return Ok(finish_range(view.scan_at(&request.range, request.revision)?, request));
         }
-        Ok(finish_range(self.scan(scope, &request.range)?, request))
+        Ok(finish_range(self.scan(scope, &request.range), request))
     }
 
     /// Moves a successful command's writes into the batch.
