@@ -57,6 +57,11 @@ struct StoreBenchArgs {
     /// Measure engenho only.
     #[arg(long)]
     skip_etcd: bool,
+    /// Times every measurement is repeated, each on a fresh cluster, the
+    /// systems taking turns to go first; the table shows the median of each
+    /// figure (the spread between runs on a shared machine is wide).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=25))]
+    rounds: u32,
     /// Path of the etcd server binary.
     #[arg(long, default_value = "etcd")]
     etcd: PathBuf,
@@ -103,44 +108,87 @@ struct Row {
 
 async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let root = tempfile::tempdir().context("temporary directory")?;
-    let duration = Duration::from_secs(args.seconds);
+    let systems: &[System] = if args.skip_etcd { &[System::Engenho] } else { &[System::Engenho, System::Etcd] };
     let mut rows = Vec::new();
     for &nodes in &args.nodes {
-        let mut by_system: Vec<(System, Vec<(String, Figures)>)> = Vec::new();
-        let systems: &[System] = if args.skip_etcd { &[System::Engenho] } else { &[System::Engenho, System::Etcd] };
-        for &system in systems {
-            let dir = root.path().join(format!("{}-{nodes}", system.name()));
-            let cluster = Cluster::start(system, nodes, &dir, &args.etcd).await?;
-            let leader = cluster.wait_for_leader().await?;
-            eprintln!("{} with {nodes} node(s): leader at {leader}", system.name());
-            let mut figures = Vec::new();
-            for &concurrency in &args.concurrency {
-                let connections = concurrency.min(args.connections.max(1));
-                let cpu_before = cluster.cpu_time()?;
-                let mut measured =
-                    measure_writes(&leader, connections, concurrency, args.value_bytes, duration).await?;
-                let operations = measured.operations_per_second * duration.as_secs_f64();
-                let cpu = cluster.cpu_time()?.saturating_sub(cpu_before);
-                measured.server_cpu_per_operation = Some(cpu.div_f64(operations.max(1.0)));
-                eprintln!("  writes c={concurrency}: {measured:?}");
-                figures.push((format!("write c={concurrency}"), measured));
+        let mut rounds_by_system: Vec<Vec<Vec<(String, Figures)>>> = vec![Vec::new(); systems.len()];
+        for round in 0..args.rounds {
+            let mut order: Vec<usize> = (0..systems.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
             }
-            let read_from = cluster.client_addrs.last().cloned().unwrap_or_else(|| leader.clone());
-            let connections = args.read_concurrency.min(args.connections.max(1));
-            let measured = measure_reads(&leader, &read_from, connections, args.read_concurrency, duration).await?;
-            eprintln!("  serializable reads c={}: {measured:?}", args.read_concurrency);
-            figures.push((format!("serializable read c={}", args.read_concurrency), measured));
-            drop(cluster);
-            by_system.push((system, figures));
+            for index in order {
+                let system = systems[index];
+                let dir = root.path().join(format!("{}-{nodes}-{round}", system.name()));
+                eprintln!("round {} of {}:", round + 1, args.rounds);
+                rounds_by_system[index].push(measure_system(system, nodes, &dir, &args).await?);
+            }
         }
-        let engenho = &by_system[0].1;
-        for (index, (workload, figures)) in engenho.iter().enumerate() {
-            let etcd = by_system.get(1).map(|(_, f)| f[index].1);
+        let medians: Vec<Vec<(String, Figures)>> = rounds_by_system.iter().map(|rounds| median(rounds)).collect();
+        for (index, (workload, figures)) in medians[0].iter().enumerate() {
+            let etcd = medians.get(1).map(|f| f[index].1);
             rows.push(Row { nodes, workload: workload.clone(), engenho: *figures, etcd });
         }
     }
+    println!("Medians of {} round(s):", args.rounds);
     print_table(&rows);
     Ok(())
+}
+
+/// Starts one cluster of `system` and runs every workload against it.
+async fn measure_system(
+    system: System,
+    nodes: usize,
+    dir: &Path,
+    args: &StoreBenchArgs,
+) -> anyhow::Result<Vec<(String, Figures)>> {
+    let duration = Duration::from_secs(args.seconds);
+    let cluster = Cluster::start(system, nodes, dir, &args.etcd).await?;
+    let leader = cluster.wait_for_leader().await?;
+    eprintln!("{} with {nodes} node(s): leader at {leader}", system.name());
+    let mut figures = Vec::new();
+    for &concurrency in &args.concurrency {
+        let connections = concurrency.min(args.connections.max(1));
+        let cpu_before = cluster.cpu_time()?;
+        let mut measured = measure_writes(&leader, connections, concurrency, args.value_bytes, duration).await?;
+        let operations = measured.operations_per_second * duration.as_secs_f64();
+        let cpu = cluster.cpu_time()?.saturating_sub(cpu_before);
+        measured.server_cpu_per_operation = Some(cpu.div_f64(operations.max(1.0)));
+        eprintln!("  writes c={concurrency}: {measured:?}");
+        figures.push((format!("write c={concurrency}"), measured));
+    }
+    let read_from = cluster.client_addrs.last().cloned().unwrap_or_else(|| leader.clone());
+    let connections = args.read_concurrency.min(args.connections.max(1));
+    let measured = measure_reads(&leader, &read_from, connections, args.read_concurrency, duration).await?;
+    eprintln!("  serializable reads c={}: {measured:?}", args.read_concurrency);
+    figures.push((format!("serializable read c={}", args.read_concurrency), measured));
+    Ok(figures)
+}
+
+/// Per workload, the median of each figure over the rounds.
+fn median(rounds: &[Vec<(String, Figures)>]) -> Vec<(String, Figures)> {
+    fn middle<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+        values.sort_by(|a, b| a.partial_cmp(b).expect("figures are never NaN"));
+        values[values.len() / 2]
+    }
+    rounds[0]
+        .iter()
+        .enumerate()
+        .map(|(index, (workload, _))| {
+            let all: Vec<Figures> = rounds.iter().map(|round| round[index].1).collect();
+            let figures = Figures {
+                operations_per_second: middle(all.iter().map(|f| f.operations_per_second).collect()),
+                p50: middle(all.iter().map(|f| f.p50).collect()),
+                p99: middle(all.iter().map(|f| f.p99).collect()),
+                server_cpu_per_operation: all
+                    .iter()
+                    .map(|f| f.server_cpu_per_operation)
+                    .collect::<Option<Vec<_>>>()
+                    .map(middle),
+            };
+            (workload.clone(), figures)
+        })
+        .collect()
 }
 
 fn print_table(rows: &[Row]) {

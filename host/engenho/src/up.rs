@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
-use engenho_mesh::{Node, NodeConfig, PeerService};
+use engenho_mesh::{Node, NodeConfig, PeerService, split_peer_connections};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -70,13 +70,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let node = Node::start(config).await.context("starting the raft node")?;
 
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
-    let peer_server =
-        tokio::spawn(serve(tonic::service::Routes::new(PeerService::server(&node)), peer_listener, stop.clone()));
+    let peer_server = tokio::spawn(serve(
+        tonic::service::Routes::new(PeerService::server(&node)),
+        split_peer_connections(peer_listener, &node),
+        stop.clone(),
+    ));
     let facade = Facade::new(
         node.clone(),
         FacadeConfig { watch_progress_interval: Duration::from_secs(args.watch_progress_interval) },
     );
-    let etcd_server = tokio::spawn(serve(facade.routes(), etcd_listener, stop.clone()));
+    let etcd_server = tokio::spawn(serve(facade.routes(), accept_without_delay(etcd_listener), stop.clone()));
 
     join_or_bootstrap(&node, &args).await?;
     tracing::info!(id = node.id(), etcd = %args.etcd_addr, peer = %args.peer_addr, "engenho node ready");
@@ -98,7 +101,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn serve(
     routes: tonic::service::Routes,
-    listener: TcpListener,
+    incoming: impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
@@ -106,7 +109,7 @@ async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(accept_without_delay(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
         .await

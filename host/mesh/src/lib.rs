@@ -1,13 +1,14 @@
 //! revoada, the distribution layer of engenho: the raft node that
-//! replicates the datastore, its gRPC peer transport, and the forwarding of
-//! leader-only requests (writes, read indexes, lease renewals, joins) from
-//! any node to the leader.
+//! replicates the datastore, its peer transport (raft frames and gRPC on one
+//! port), and the forwarding of leader-only requests (writes, read indexes,
+//! lease renewals, joins) from any node to the leader.
 
 mod error;
 mod forward;
 mod leases;
 mod network;
 mod node;
+mod raft_wire;
 mod service;
 
 /// Generated gRPC types of the peer service.
@@ -18,4 +19,5 @@ pub mod proto {
 
 pub use error::{MeshError, Result};
 pub use node::{JOIN_TOKEN_HASH_KEY, Member, Node, NodeConfig, RaftStatus};
+pub use raft_wire::split_peer_connections;
 pub use service::PeerService;

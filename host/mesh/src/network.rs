@@ -1,7 +1,8 @@
-//! The raft network: openraft RPCs carried over the peer gRPC service.
+//! The raft network (openraft RPCs over [`crate::raft_wire`]) and the gRPC
+//! clients that forward leader-only requests.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use engenho_store::{NodeInfo, TypeConfig};
@@ -12,18 +13,21 @@ use openraft::raft::{
     VoteResponse,
 };
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::MeshError;
 use crate::proto::Payload;
 use crate::proto::peer_client::PeerClient;
+use crate::raft_wire::{RAFT_PREFACE, RaftRequest, WireError, read_frame, write_frame};
 
 /// Time allowed to open a connection to a peer.
 pub(crate) const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Largest peer message, in either direction: room for a batch of
-/// [`crate::node::RAFT_PAYLOAD_ENTRIES_MAX`] entries of the largest request.
-pub(crate) const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest forwarded request or answer, in either direction: room for the
+/// largest client request.
+pub(crate) const PEER_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Encodes a peer message.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Payload {
@@ -61,59 +65,84 @@ impl PeerClients {
 }
 
 /// Creates raft connections to peers.
-#[derive(Clone, Debug)]
-pub(crate) struct PeerNetwork {
-    pub(crate) clients: Arc<PeerClients>,
-}
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerNetwork;
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Self::Network {
-        PeerConnection { target, client: self.clients.get(&node.peer_addr) }
+        PeerConnection { target, addr: node.peer_addr.clone(), connection: None }
     }
 }
 
-/// A raft connection to one peer.
+/// A raft connection to one peer, opened on first use and reopened after
+/// any failure (a late answer must never be taken for the next call's).
 pub(crate) struct PeerConnection {
     target: u64,
-    client: Result<PeerClient<Channel>, MeshError>,
+    addr: String,
+    connection: Option<BufReader<TcpStream>>,
+}
+
+/// Why a raft call failed before the peer answered.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("connecting to {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("connecting to {addr}: no answer within {PEER_CONNECT_TIMEOUT:?}")]
+    ConnectTimedOut { addr: String },
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    #[error(transparent)]
+    Wire(#[from] WireError),
 }
 
 impl PeerConnection {
-    async fn call<Req, Resp, E>(
+    async fn call<Resp, E>(
         &mut self,
-        method: Method,
-        request: &Req,
+        request: RaftRequest,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<u64, NodeInfo, RaftError<u64, E>>>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(&*e)))?;
-        let mut grpc_request = tonic::Request::new(encode(request));
-        grpc_request.set_timeout(option.hard_ttl());
-        let reply = match method {
-            Method::AppendEntries => client.append_entries(grpc_request).await,
-            Method::Vote => client.vote(grpc_request).await,
-            Method::InstallSnapshot => client.install_snapshot(grpc_request).await,
+        let deadline = option.hard_ttl();
+        let answer = match tokio::time::timeout(deadline, self.exchange(&request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(CallError::TimedOut(deadline)),
         };
-        let reply = reply.map_err(|status| match status.code() {
-            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
-            _ => RPCError::Network(NetworkError::new(&status)),
+        let answer: Result<Resp, RaftError<u64, E>> = answer.map_err(|error| {
+            self.connection = None;
+            match error {
+                CallError::Connect { .. } | CallError::ConnectTimedOut { .. } => {
+                    RPCError::Unreachable(Unreachable::new(&error))
+                }
+                CallError::TimedOut(_) | CallError::Wire(_) => RPCError::Network(NetworkError::new(&error)),
+            }
         })?;
-        let answer: Result<Resp, RaftError<u64, E>> =
-            decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn exchange<T: DeserializeOwned>(&mut self, request: &RaftRequest) -> Result<T, CallError> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(connect(&self.addr).await?),
+        };
+        write_frame(connection.get_mut(), request).await?;
+        Ok(read_frame(connection).await?)
     }
 }
 
-enum Method {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
+async fn connect(addr: &str) -> Result<BufReader<TcpStream>, CallError> {
+    let failed = |source| CallError::Connect { addr: addr.to_owned(), source };
+    let mut stream = tokio::time::timeout(PEER_CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| CallError::ConnectTimedOut { addr: addr.to_owned() })?
+        .map_err(failed)?;
+    stream.set_nodelay(true).map_err(failed)?;
+    stream.write_all(RAFT_PREFACE).await.map_err(failed)?;
+    Ok(BufReader::new(stream))
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
@@ -122,7 +151,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
-        self.call(Method::AppendEntries, &rpc, &option).await
+        self.call(RaftRequest::AppendEntries(rpc), &option).await
     }
 
     async fn install_snapshot(
@@ -130,7 +159,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64, InstallSnapshotError>>> {
-        self.call(Method::InstallSnapshot, &rpc, &option).await
+        self.call(RaftRequest::InstallSnapshot(rpc), &option).await
     }
 
     async fn vote(
@@ -138,6 +167,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
-        self.call(Method::Vote, &rpc, &option).await
+        self.call(RaftRequest::Vote(rpc), &option).await
     }
 }

@@ -12,7 +12,7 @@ use engenho_store::{
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
 use crate::error::{MeshError, Result};
@@ -21,21 +21,23 @@ use crate::leases::{LEASE_CHECK_INTERVAL, LeaseClock};
 use crate::network::{PeerClients, PeerNetwork, decode, encode};
 use crate::proto::peer_client::PeerClient;
 
-/// Most raft entries sent in one AppendEntries message; with
-/// [`PROPOSAL_BYTES_MAX`] this keeps a message well under
-/// the peer message limit.
-pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 8;
+/// Most raft entries sent in one AppendEntries message: every proposal
+/// in flight fits in one. With [`PROPOSAL_BYTES_MAX`] (and a single command
+/// of at most the client message limit) a message stays under the peer
+/// message limit.
+pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = PROPOSALS_IN_FLIGHT_MAX as u64;
 
 /// Most commands grouped into one raft entry.
 pub const PROPOSAL_COMMANDS_MAX: usize = 1024;
 
 /// Most key and value bytes grouped into one raft entry (a single larger
 /// command still goes alone).
-pub const PROPOSAL_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const PROPOSAL_BYTES_MAX: usize = 1024 * 1024;
 
-/// Proposals raft may have in flight at once; writes arriving meanwhile
-/// queue and go together in the next one.
-pub const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
+/// Proposals raft may have in flight (appended, not yet applied) at once;
+/// writes arriving while all are in flight queue and go together in the
+/// next one.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 16;
 
 /// Writes waiting for a proposal before writers are held back.
 pub const PROPOSAL_QUEUE_MAX: usize = 8192;
@@ -132,6 +134,7 @@ impl Node {
         let id = node_id(&config.data_dir)?;
         let db = engenho_store::open_database(&config.data_dir.join("db"))?;
         let log = LogStore::open(&db)?;
+        let appended = log.appended();
         let store = Mvcc::open(&db)?;
         let state_machine = StateMachineStore::new(store.clone(), &config.data_dir);
         let raft_config = Config {
@@ -148,12 +151,12 @@ impl Node {
         .validate()
         .map_err(|e| MeshError::Stopped(format!("invalid raft configuration: {e}")))?;
         let clients = Arc::new(PeerClients::default());
-        let network = PeerNetwork { clients: clients.clone() };
+        let network = PeerNetwork;
         let raft = Raft::new(id, Arc::new(raft_config), network, log, state_machine)
             .await
             .map_err(|e| MeshError::Stopped(e.to_string()))?;
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
-        tokio::spawn(propose_batches(raft.clone(), queue));
+        tokio::spawn(propose_batches(raft.clone(), queue, appended));
         let inner = Arc::new(Inner { id, raft, proposals, store, clients, leases: LeaseClock::default(), config });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
         tokio::spawn(bound_history(Arc::downgrade(&inner)));
@@ -492,11 +495,13 @@ fn lease_answer(answer: ForwardResponse) -> Option<Option<i64>> {
 /// A write waiting to be proposed, with where its answer goes.
 type Pending = (Command, oneshot::Sender<Result<Applied, Redirect>>);
 
-/// Groups queued writes into raft entries: while up to
-/// [`PROPOSALS_IN_FLIGHT_MAX`] proposals are in flight, arriving writes
-/// queue, and the next proposal takes all of them (within the bounds). One
-/// raft entry, one log sync, many writes.
-async fn propose_batches(raft: Raft, mut queue: mpsc::Receiver<Pending>) {
+/// Groups queued writes into raft entries. A proposal is handed to raft as
+/// soon as raft has written the previous one to its log, and takes every
+/// write that queued meanwhile (within the bounds): writes reach the log
+/// without waiting for earlier ones to commit, and each raft entry, log
+/// write and sync serves many writes. At most [`PROPOSALS_IN_FLIGHT_MAX`]
+/// proposals are in flight.
+async fn propose_batches(raft: Raft, mut queue: mpsc::Receiver<Pending>, mut appended: watch::Receiver<u64>) {
     let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
     let mut carried: Option<Pending> = None;
     loop {
@@ -519,11 +524,20 @@ async fn propose_batches(raft: Raft, mut queue: mpsc::Receiver<Pending>) {
             }
             batch.push(next);
         }
+        appended.borrow_and_update();
+        let (settled, answered) = oneshot::channel::<()>();
         let raft = raft.clone();
         tokio::spawn(async move {
             submit(&raft, batch).await;
+            drop(settled);
             drop(permit);
         });
+        // Raft has taken the proposal once its log grows; a proposal that
+        // raft refuses (not the leader, stopping) settles instead.
+        tokio::select! {
+            _ = appended.changed() => {}
+            _ = answered => {}
+        }
     }
 }
 

@@ -2,8 +2,6 @@
 
 use std::sync::Weak;
 
-use engenho_store::TypeConfig;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use crate::error::MeshError;
@@ -13,7 +11,7 @@ use crate::node::{Inner, Node};
 use crate::proto::Payload;
 use crate::proto::peer_server::{Peer, PeerServer};
 
-/// Serves raft traffic and forwarded requests for one node.
+/// Serves the requests other nodes forward to this one.
 #[derive(Clone)]
 pub struct PeerService {
     node: Weak<Inner>,
@@ -38,24 +36,6 @@ fn malformed(error: MeshError) -> Status {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref()).map_err(malformed)?;
-        let answer = self.node()?.raft.append_entries(rpc).await;
-        Ok(Response::new(encode(&answer)))
-    }
-
-    async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc: VoteRequest<u64> = decode(request.get_ref()).map_err(malformed)?;
-        let answer = self.node()?.raft.vote(rpc).await;
-        Ok(Response::new(encode(&answer)))
-    }
-
-    async fn install_snapshot(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref()).map_err(malformed)?;
-        let answer = self.node()?.raft.install_snapshot(rpc).await;
-        Ok(Response::new(encode(&answer)))
-    }
-
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let forwarded: ForwardRequest = decode(request.get_ref()).map_err(malformed)?;
         let answer = self.node()?.serve_forward(forwarded).await;

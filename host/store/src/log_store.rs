@@ -37,6 +37,7 @@ pub struct LogStore {
     entries: Keyspace,
     marks: Keyspace,
     flusher: tokio::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     failures: WriteFailures,
 }
 
@@ -57,7 +58,15 @@ impl LogStore {
             .name("raft-log-flusher".into())
             .spawn(move || flush_appends(&synced, pending, &recorded))
             .map_err(|e| crate::StoreError::Storage(format!("starting the log flusher: {e}")))?;
-        Ok(Self { db: db.clone(), entries, marks, flusher, failures })
+        let appended = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+        Ok(Self { db: db.clone(), entries, marks, flusher, appended, failures })
+    }
+
+    /// Follows the index of the newest entry written to the log (not yet
+    /// necessarily synced): a proposer learns from it that raft has taken
+    /// its entry in.
+    pub fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     fn failed(&self, error: &fjall::Error) -> String {
@@ -192,14 +201,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = self.db.batch();
+        let mut last = None;
         for entry in entries {
             batch.insert(&self.entries, index_key(entry.log_id.index), encode(&entry));
+            last = Some(entry.log_id.index);
         }
         tracing::trace!(entries = batch.len(), "append");
         if let Err(e) = batch.commit() {
             let failure = self.failed(&e);
             callback.log_io_completed(Err(io::Error::other(failure.clone())));
             return Err(io_error(ErrorSubject::Logs, ErrorVerb::Write, failure));
+        }
+        if let Some(last) = last {
+            self.appended.send_replace(last);
         }
         self.flusher
             .send(callback)

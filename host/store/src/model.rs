@@ -384,6 +384,39 @@ impl Command {
         };
         payload + 16
     }
+
+    /// Whether applying the command costs time in proportion to its own
+    /// size: puts, single-key deletes and reads, lease grants, and
+    /// transactions of those. Range deletes and reads, lease revocations and
+    /// compactions cost in proportion to the store instead.
+    pub fn is_bounded(&self) -> bool {
+        fn operation(operation: &Operation) -> bool {
+            match operation {
+                Operation::Range(read) => read.range.is_single(),
+                Operation::Put(_) => true,
+                Operation::Delete(delete) => delete.range.is_single(),
+                Operation::Txn(txn) => txn_bounded(txn),
+            }
+        }
+        fn txn_bounded(txn: &TxnRequest) -> bool {
+            txn.compare.iter().all(|c| c.range.is_single()) && txn.success.iter().chain(&txn.failure).all(operation)
+        }
+        match self {
+            Self::Put(_) | Self::LeaseGrant { .. } => true,
+            Self::Delete(delete) => delete.range.is_single(),
+            Self::Txn(txn) => txn_bounded(txn),
+            Self::Compact { .. } | Self::LeaseRevoke { .. } => false,
+            Self::Batch(commands) => commands.iter().all(Self::is_bounded),
+        }
+    }
+
+    /// Commands the command carries: those of a batch, otherwise one.
+    pub fn count(&self) -> usize {
+        match self {
+            Self::Batch(commands) => commands.len(),
+            _ => 1,
+        }
+    }
 }
 
 /// The answer of the state machine to one [`Command`].

@@ -116,6 +116,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         tracing::trace!(entries = entries.len(), "apply");
+        if applies_quickly(&entries) {
+            // A hand-off to a blocking thread would cost more than the work.
+            return apply_entries(&self.store, entries);
+        }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || apply_entries(&store, entries))
             .await
@@ -155,6 +159,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .load_snapshot()?
             .map(|stored| Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
     }
+}
+
+/// Commands a batch of raft entries may hold and still be applied on the
+/// state machine's own task (given each costs in proportion to its size).
+const INLINE_APPLY_COMMANDS_MAX: usize = 64;
+
+/// Whether `entries` are few and cheap enough to apply without leaving the
+/// async task: a handful of bounded commands takes tens of microseconds.
+fn applies_quickly(entries: &[Entry]) -> bool {
+    let mut commands = 0;
+    for entry in entries {
+        if let EntryPayload::Normal(command) = &entry.payload {
+            if !command.is_bounded() {
+                return false;
+            }
+            commands += command.count();
+        }
+    }
+    commands <= INLINE_APPLY_COMMANDS_MAX
 }
 
 /// Applies entries in one batch; storage failures abort the whole batch.

@@ -54,6 +54,51 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
     assert_eq!(node.local_value("keep").as_deref(), Some("me"));
 }
 
+/// Raw bytes on the peer port: raft frames that are oversized, truncated or
+/// undecodable, and talk that is neither raft nor HTTP/2. Each such
+/// connection is closed; the node keeps serving and replicating.
+#[test]
+fn garbage_on_the_peer_port_is_refused() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "peer-guard");
+    node.start_ready(&[]);
+    node.etcdctl_ok(&["put", "before", "1"]);
+
+    let closed_after = |bytes: &[u8]| {
+        let mut stream = TcpStream::connect(&node.peer).expect("connect to the peer port");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        stream.write_all(bytes).expect("send");
+        let mut answer = Vec::new();
+        // The node answers nothing a raft peer could take for an answer and
+        // closes the connection (EOF, or a reset).
+        let _ = stream.read_to_end(&mut answer);
+        answer
+    };
+    let mut oversized = b"engraft1".to_vec();
+    oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert!(closed_after(&oversized).is_empty(), "a frame over the limit is refused");
+    let mut undecodable = b"engraft1".to_vec();
+    undecodable.extend_from_slice(&8u32.to_be_bytes());
+    undecodable.extend_from_slice(&[0xff; 8]);
+    assert!(closed_after(&undecodable).is_empty(), "an undecodable frame is refused");
+    let mut truncated = b"engraft1".to_vec();
+    truncated.extend_from_slice(&1000u32.to_be_bytes());
+    truncated.extend_from_slice(&[0; 10]);
+    let mut stream = TcpStream::connect(&node.peer).expect("connect to the peer port");
+    stream.write_all(&truncated).expect("send");
+    let plain_http = closed_after(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!plain_http.starts_with(b"engraft1"), "HTTP/1 goes to the gRPC server, which refuses it");
+
+    node.etcdctl_ok(&["put", "after", "2"]);
+    drop(stream);
+    assert_eq!(node.local_value("before").as_deref(), Some("1"));
+    assert_eq!(node.local_value("after").as_deref(), Some("2"));
+    node.stop();
+}
+
 /// Sends raw bytes as a unary gRPC request and returns the status.
 async fn send_raw(endpoint: &str, path: &'static str, body: Vec<u8>) -> tonic::Status {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
