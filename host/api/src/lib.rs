@@ -1,4 +1,5 @@
-//! Client-facing APIs of an engenho node: the etcd v3 gRPC facade over the
-//! replicated store.
+//! Client-facing APIs of an engenho node: the Kubernetes API server and the
+//! etcd v3 gRPC facade, both over the replicated store.
 
 pub mod etcd;
+pub mod kube;

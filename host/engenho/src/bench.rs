@@ -398,7 +398,8 @@ impl Cluster {
                         .args(["up", "--data-dir"])
                         .arg(dir.join(format!("n{index}")))
                         .args(["--name", &format!("n{index}"), "--etcd-addr", &format!("{ip}:2379")])
-                        .args(["--peer-addr", &format!("{ip}:2380"), "--token", "bench"]);
+                        .args(["--peer-addr", &format!("{ip}:2380"), "--api-addr", &format!("{ip}:6443")])
+                        .args(["--token", "bench"]);
                     if index > 0 {
                         command.args(["--join", &format!("{}:2380", member_ip(system, 0))]);
                     }

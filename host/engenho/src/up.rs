@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
+use engenho_api::kube::{Credentials, KubeApi};
 use engenho_mesh::{Node, NodeConfig, PeerService, split_peer_connections};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -25,6 +26,9 @@ pub struct UpArgs {
     /// Node name (defaults to the host name).
     #[arg(long)]
     name: Option<String>,
+    /// Address of the Kubernetes API server (HTTPS).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    api_addr: SocketAddr,
     /// Address of the etcd v3 gRPC endpoint.
     #[arg(long, default_value = "127.0.0.1:2379")]
     etcd_addr: SocketAddr,
@@ -67,6 +71,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         TcpListener::bind(args.peer_addr).await.with_context(|| format!("binding peer address {}", args.peer_addr))?;
     let etcd_listener =
         TcpListener::bind(args.etcd_addr).await.with_context(|| format!("binding etcd address {}", args.etcd_addr))?;
+    let api_listener =
+        TcpListener::bind(args.api_addr).await.with_context(|| format!("binding API address {}", args.api_addr))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let credentials =
+        Credentials::load_or_create(&args.data_dir, args.api_addr).context("making the API server's credentials")?;
     let node = Node::start(config).await.context("starting the raft node")?;
 
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
@@ -82,12 +91,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let etcd_server = tokio::spawn(serve(facade.routes(), accept_without_delay(etcd_listener), stop.clone()));
 
     join_or_bootstrap(&node, &args).await?;
-    tracing::info!(id = node.id(), etcd = %args.etcd_addr, peer = %args.peer_addr, "engenho node ready");
+    let api = KubeApi::new(node.clone(), credentials.admin_token.clone());
+    api.ensure_default_namespaces().await.context("creating the default namespaces")?;
+    let api_server = tokio::spawn({
+        let (api, tls, stop) = (api.clone(), credentials.tls.clone(), stop.clone());
+        async move { api.serve(api_listener, tls, stop).await }
+    });
+    tracing::info!(
+        id = node.id(),
+        api = %args.api_addr,
+        etcd = %args.etcd_addr,
+        peer = %args.peer_addr,
+        kubeconfig = %args.data_dir.join("kubeconfig").display(),
+        "engenho node ready"
+    );
 
     shutdown_signal().await;
     tracing::info!("stopping");
     stop_sender.send_replace(true);
     node.shutdown().await.context("stopping raft")?;
+    let _ = api_server.await;
     for server in [peer_server, etcd_server] {
         // Open watch and keep-alive streams never finish by themselves: give
         // in-flight requests a grace period, then leave.

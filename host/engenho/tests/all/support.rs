@@ -24,6 +24,7 @@ pub struct EngenhoNode {
     pub dir: PathBuf,
     pub etcd: String,
     pub peer: String,
+    pub api: String,
     log: PathBuf,
     child: Option<Child>,
     starts: usize,
@@ -38,6 +39,7 @@ impl EngenhoNode {
             dir: root.join(name),
             etcd: format!("{ip}:2379"),
             peer: format!("{ip}:2380"),
+            api: format!("{ip}:6443"),
             log: root.join(format!("{name}.log")),
             child: None,
             starts: 0,
@@ -51,7 +53,7 @@ impl EngenhoNode {
         let child = Command::new(env!("CARGO_BIN_EXE_engenho"))
             .args(["up", "--data-dir"])
             .arg(&self.dir)
-            .args(["--name", &self.name, "--etcd-addr", &self.etcd, "--peer-addr", &self.peer])
+            .args(["--name", &self.name, "--etcd-addr", &self.etcd, "--peer-addr", &self.peer, "--api-addr", &self.api])
             .args(extra)
             .env("ENGENHO_LOG", "info,openraft=warn,lsm_tree=warn,fjall=warn")
             .stdin(Stdio::null())
@@ -187,5 +189,63 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The installed `kubectl`, with its own HOME (discovery cache) and the
+/// node's kubeconfig.
+pub struct Kubectl {
+    home: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    /// `kubectl` for `node`, which must have started once.
+    pub fn for_node(node: &EngenhoNode) -> Self {
+        Self { home: tempfile::tempdir().expect("kubectl home"), kubeconfig: node.dir.join("kubeconfig") }
+    }
+
+    /// Runs `kubectl args`, with `stdin` as input.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .env("HOME", self.home.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["--request-timeout=20s"])
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs `kubectl args` and returns its standard output; fails the test
+    /// if kubectl fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, None)
+    }
+
+    /// As [`Kubectl::ok`], with `stdin` as input.
+    pub fn ok_with(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.run(args, stdin);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    /// Runs `kubectl args`, which must fail; returns its standard error.
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.run(args, stdin);
+        assert!(!output.status.success(), "kubectl {args:?} succeeded: {}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8(output.stderr).expect("utf-8 output")
     }
 }

@@ -1,0 +1,182 @@
+//! The kinds the API server serves: one table, built from the k8s-openapi
+//! types, drives routing, discovery, validation and storage keys.
+
+use std::any::TypeId;
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, node, rbac};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+use k8s_openapi::{ListableResource, NamespaceResourceScope, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// One kind served by the API server.
+#[derive(Debug, Clone)]
+pub struct ResourceType {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    /// API version within the group.
+    pub version: &'static str,
+    /// `group/version`, or `version` for the core group.
+    pub api_version: &'static str,
+    /// The kind, e.g. `Pod`.
+    pub kind: &'static str,
+    /// The kind of its lists, e.g. `PodList`.
+    pub list_kind: &'static str,
+    /// The plural resource name used in paths, e.g. `pods`.
+    pub plural: &'static str,
+    /// The singular resource name, e.g. `pod`.
+    pub singular: String,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Short names kubectl accepts, e.g. `po`.
+    pub short_names: &'static [&'static str],
+    /// Whether `kubectl get all` includes the kind.
+    pub in_category_all: bool,
+    /// Whether the kind has a `status` subresource.
+    pub has_status: bool,
+    /// Checks that an object has the shape of the kind.
+    validate: fn(&Value) -> Result<(), String>,
+}
+
+impl ResourceType {
+    fn of<T>(short_names: &'static [&'static str], in_category_all: bool, has_status: bool) -> Self
+    where
+        T: Resource + ListableResource + DeserializeOwned + 'static,
+    {
+        Self {
+            group: T::GROUP,
+            version: T::VERSION,
+            api_version: T::API_VERSION,
+            kind: T::KIND,
+            list_kind: T::LIST_KIND,
+            plural: T::URL_PATH_SEGMENT,
+            singular: T::KIND.to_lowercase(),
+            namespaced: TypeId::of::<T::Scope>() == TypeId::of::<NamespaceResourceScope>(),
+            short_names,
+            in_category_all,
+            has_status,
+            validate: |value| serde_json::from_value::<T>(value.clone()).map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Checks that `object` has the shape of the kind (field types, required
+    /// fields of the typed model).
+    ///
+    /// # Errors
+    /// The decoder's description of the first mismatch.
+    pub fn validate(&self, object: &Value) -> Result<(), String> {
+        (self.validate)(object)
+    }
+
+    /// The store key prefix of every object of the kind, or of those in
+    /// `namespace`.
+    pub fn key_prefix(&self, namespace: Option<&str>) -> String {
+        let group = if self.group.is_empty() { "core" } else { self.group };
+        match namespace {
+            Some(namespace) if self.namespaced => format!("/registry/{group}/{}/{namespace}/", self.plural),
+            _ => format!("/registry/{group}/{}/", self.plural),
+        }
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.key_prefix(namespace))
+    }
+}
+
+/// Every kind the server knows, in discovery order.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    types: Vec<ResourceType>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::built_in()
+    }
+}
+
+impl Registry {
+    /// The built-in kinds.
+    pub fn built_in() -> Self {
+        let types = vec![
+            ResourceType::of::<core::v1::Namespace>(&["ns"], false, true),
+            ResourceType::of::<core::v1::Pod>(&["po"], true, true),
+            ResourceType::of::<core::v1::Node>(&["no"], false, true),
+            ResourceType::of::<core::v1::Service>(&["svc"], true, true),
+            ResourceType::of::<core::v1::Endpoints>(&["ep"], false, false),
+            ResourceType::of::<core::v1::ConfigMap>(&["cm"], false, false),
+            ResourceType::of::<core::v1::Secret>(&[], false, false),
+            ResourceType::of::<core::v1::Event>(&["ev"], false, false),
+            ResourceType::of::<core::v1::ServiceAccount>(&["sa"], false, false),
+            ResourceType::of::<apps::v1::Deployment>(&["deploy"], true, true),
+            ResourceType::of::<apps::v1::ReplicaSet>(&["rs"], true, true),
+            ResourceType::of::<apps::v1::DaemonSet>(&["ds"], true, true),
+            ResourceType::of::<apps::v1::StatefulSet>(&["sts"], true, true),
+            ResourceType::of::<batch::v1::Job>(&[], true, true),
+            ResourceType::of::<coordination::v1::Lease>(&[], false, false),
+            ResourceType::of::<node::v1::RuntimeClass>(&[], false, false),
+            ResourceType::of::<discovery::v1::EndpointSlice>(&[], false, false),
+            ResourceType::of::<rbac::v1::Role>(&[], false, false),
+            ResourceType::of::<rbac::v1::RoleBinding>(&[], false, false),
+            ResourceType::of::<rbac::v1::ClusterRole>(&[], false, false),
+            ResourceType::of::<rbac::v1::ClusterRoleBinding>(&[], false, false),
+            ResourceType::of::<apiextensions::v1::CustomResourceDefinition>(&["crd", "crds"], false, true),
+        ];
+        Self { types }
+    }
+
+    /// The kind served at `group`/`version` under `plural`.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
+        self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural)
+    }
+
+    /// The groups, each with its versions, in discovery order (core first).
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for t in &self.types {
+            match groups.iter_mut().find(|(group, _)| *group == t.group) {
+                Some((_, versions)) if !versions.contains(&t.version) => versions.push(t.version),
+                Some(_) => {}
+                None => groups.push((t.group, vec![t.version])),
+            }
+        }
+        groups
+    }
+
+    /// The kinds of one group version.
+    pub fn in_group_version<'a>(&'a self, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a ResourceType> {
+        self.types.iter().filter(move |t| t.group == group && t.version == version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_reads_names_and_scopes_from_the_types() {
+        let registry = Registry::built_in();
+        let pods = registry.find("", "v1", "pods").expect("pods");
+        assert_eq!((pods.kind, pods.list_kind, pods.api_version, pods.namespaced), ("Pod", "PodList", "v1", true));
+        assert_eq!(pods.key(Some("default"), "web"), "/registry/core/pods/default/web");
+        let nodes = registry.find("", "v1", "nodes").expect("nodes");
+        assert!(!nodes.namespaced);
+        assert_eq!(nodes.key(Some("ignored"), "n1"), "/registry/core/nodes/n1");
+        let deployments = registry.find("apps", "v1", "deployments").expect("deployments");
+        assert_eq!(deployments.api_version, "apps/v1");
+        assert_eq!(registry.groups()[0], ("", vec!["v1"]));
+    }
+
+    #[test]
+    fn validation_uses_the_typed_model() {
+        let registry = Registry::built_in();
+        let configmaps = registry.find("", "v1", "configmaps").expect("configmaps");
+        let good =
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        assert!(configmaps.validate(&good).is_ok());
+        let bad =
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": 1}});
+        assert!(configmaps.validate(&bad).is_err());
+    }
+}

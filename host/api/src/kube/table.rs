@@ -1,0 +1,380 @@
+//! Server-side printing: the `Table` that `kubectl get` asks for, with the
+//! columns kube-apiserver prints for the built-in kinds and NAME/AGE for the
+//! rest.
+
+use serde_json::{Value, json};
+
+use super::resources::ResourceType;
+
+/// Whether an `Accept` header asks for a `Table`.
+pub fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|part| part.contains("as=Table"))
+}
+
+/// What each row carries besides its cells (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    /// Nothing.
+    None,
+    /// The object's metadata as `PartialObjectMetadata` (the default).
+    Metadata,
+    /// The whole object.
+    Object,
+}
+
+impl Include {
+    /// From the `includeObject` query parameter.
+    pub fn from_query(value: Option<&str>) -> Self {
+        match value {
+            Some("None") => Self::None,
+            Some("Object") => Self::Object,
+            _ => Self::Metadata,
+        }
+    }
+}
+
+/// One column: its definition and how a cell is computed.
+struct Column {
+    name: &'static str,
+    kind: &'static str,
+    format: &'static str,
+    description: &'static str,
+    priority: u32,
+    cell: fn(&Value) -> Value,
+}
+
+const NAME: Column = Column {
+    name: "Name",
+    kind: "string",
+    format: "name",
+    description: "Name must be unique within a namespace.",
+    priority: 0,
+    cell: |o| json!(text(o, "/metadata/name")),
+};
+
+const AGE: Column = Column {
+    name: "Age",
+    kind: "string",
+    format: "",
+    description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    priority: 0,
+    cell: |o| json!(age(o)),
+};
+
+fn columns(t: &ResourceType) -> Vec<Column> {
+    match (t.group, t.plural) {
+        ("", "namespaces") => vec![
+            NAME,
+            Column {
+                name: "Status",
+                kind: "string",
+                format: "",
+                description: "The status of the namespace",
+                priority: 0,
+                cell: |o| json!(text_or(o, "/status/phase", "Active")),
+            },
+            AGE,
+        ],
+        ("", "pods") => vec![
+            NAME,
+            Column {
+                name: "Ready",
+                kind: "string",
+                format: "",
+                description: "The aggregate readiness state of this pod for accepting traffic.",
+                priority: 0,
+                cell: pod_ready,
+            },
+            Column {
+                name: "Status",
+                kind: "string",
+                format: "",
+                description: "The aggregate status of the containers in this pod.",
+                priority: 0,
+                cell: |o| json!(text_or(o, "/status/phase", "Pending")),
+            },
+            Column {
+                name: "Restarts",
+                kind: "string",
+                format: "",
+                description: "The number of times the containers in this pod have been restarted.",
+                priority: 0,
+                cell: pod_restarts,
+            },
+            AGE,
+            Column {
+                name: "IP",
+                kind: "string",
+                format: "",
+                description: "IP address allocated to the pod.",
+                priority: 1,
+                cell: |o| json!(text_or(o, "/status/podIP", "<none>")),
+            },
+            Column {
+                name: "Node",
+                kind: "string",
+                format: "",
+                description: "Name of the node the pod is scheduled on.",
+                priority: 1,
+                cell: |o| json!(text_or(o, "/spec/nodeName", "<none>")),
+            },
+        ],
+        ("", "nodes") => vec![
+            NAME,
+            Column {
+                name: "Status",
+                kind: "string",
+                format: "",
+                description: "The status of the node",
+                priority: 0,
+                cell: node_status,
+            },
+            Column {
+                name: "Roles",
+                kind: "string",
+                format: "",
+                description: "The roles of the node",
+                priority: 0,
+                cell: node_roles,
+            },
+            AGE,
+            Column {
+                name: "Version",
+                kind: "string",
+                format: "",
+                description: "Kubelet Version reported by the node.",
+                priority: 0,
+                cell: |o| json!(text(o, "/status/nodeInfo/kubeletVersion")),
+            },
+        ],
+        ("", "configmaps") | ("", "secrets") => vec![
+            NAME,
+            Column {
+                name: "Data",
+                kind: "integer",
+                format: "",
+                description: "Number of entries in the object's data.",
+                priority: 0,
+                cell: |o| {
+                    let count = |field: &str| o.get(field).and_then(Value::as_object).map_or(0, |m| m.len());
+                    json!(count("data") + count("binaryData") + count("stringData"))
+                },
+            },
+            AGE,
+        ],
+        ("apps", "deployments") => vec![
+            NAME,
+            Column {
+                name: "Ready",
+                kind: "string",
+                format: "",
+                description: "Number of the pod with ready state",
+                priority: 0,
+                cell: |o| json!(format!("{}/{}", int(o, "/status/readyReplicas"), desired_replicas(o))),
+            },
+            Column {
+                name: "Up-to-date",
+                kind: "string",
+                format: "",
+                description: "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                priority: 0,
+                cell: |o| json!(int(o, "/status/updatedReplicas")),
+            },
+            Column {
+                name: "Available",
+                kind: "string",
+                format: "",
+                description: "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                priority: 0,
+                cell: |o| json!(int(o, "/status/availableReplicas")),
+            },
+            AGE,
+        ],
+        _ => vec![NAME, AGE],
+    }
+}
+
+/// A `Table` of `objects` of kind `t`.
+pub fn of(t: &ResourceType, objects: &[Value], revision: i64, include: Include) -> Value {
+    let columns = columns(t);
+    let definitions: Vec<Value> = columns
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            })
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(object)).collect();
+            let mut row = json!({ "cells": cells });
+            match include {
+                Include::None => {}
+                Include::Metadata => {
+                    row["object"] = json!({
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    });
+                }
+                Include::Object => row["object"] = object.clone(),
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": revision.to_string()},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
+fn text(object: &Value, pointer: &str) -> String {
+    object.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+fn text_or(object: &Value, pointer: &str, default: &str) -> String {
+    object.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(default).to_owned()
+}
+
+fn int(object: &Value, pointer: &str) -> i64 {
+    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn desired_replicas(object: &Value) -> i64 {
+    object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
+}
+
+fn pod_ready(pod: &Value) -> Value {
+    let total = pod.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+    let ready = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map_or(0, |statuses| statuses.iter().filter(|s| s.get("ready") == Some(&json!(true))).count());
+    json!(format!("{ready}/{total}"))
+}
+
+fn pod_restarts(pod: &Value) -> Value {
+    let restarts: i64 = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map_or(0, |statuses| statuses.iter().filter_map(|s| s.get("restartCount").and_then(Value::as_i64)).sum());
+    json!(restarts.to_string())
+}
+
+fn node_status(node: &Value) -> Value {
+    let ready = node
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|conditions| conditions.iter().find(|c| c.get("type") == Some(&json!("Ready"))))
+        .and_then(|c| c.get("status"))
+        .and_then(Value::as_str);
+    let mut status = match ready {
+        Some("True") => "Ready".to_owned(),
+        _ => "NotReady".to_owned(),
+    };
+    if node.pointer("/spec/unschedulable") == Some(&json!(true)) {
+        status.push_str(",SchedulingDisabled");
+    }
+    json!(status)
+}
+
+fn node_roles(node: &Value) -> Value {
+    let mut roles: Vec<&str> = node
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).collect())
+        .unwrap_or_default();
+    roles.sort_unstable();
+    json!(if roles.is_empty() { "<none>".to_owned() } else { roles.join(",") })
+}
+
+/// The object's age as kubectl prints it.
+fn age(object: &Value) -> String {
+    let Some(created) = object
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| k8s_openapi::chrono::DateTime::parse_from_rfc3339(t).ok())
+    else {
+        return "<unknown>".into();
+    };
+    let seconds = (k8s_openapi::chrono::Utc::now() - created.to_utc()).num_seconds().max(0);
+    human_duration(seconds)
+}
+
+/// Kubernetes' short human duration: `45s`, `3m20s`, `47m`, `5h`, `3d4h`, `2y`.
+pub fn human_duration(seconds: i64) -> String {
+    let minutes = seconds / 60;
+    let hours = seconds / 3600;
+    let days = hours / 24;
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        _ if minutes < 10 => {
+            let s = seconds % 60;
+            if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") }
+        }
+        _ if minutes < 180 => format!("{minutes}m"),
+        _ if hours < 8 => {
+            let m = minutes % 60;
+            if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") }
+        }
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 24 * 8 => {
+            let h = hours % 24;
+            if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") }
+        }
+        _ if hours < 24 * 365 * 2 => format!("{days}d"),
+        _ if hours < 24 * 365 * 8 => {
+            let years = days / 365;
+            let d = days % 365;
+            if d == 0 { format!("{years}y") } else { format!("{years}y{d}d") }
+        }
+        _ => format!("{}y", days / 365),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::resources::Registry;
+
+    #[test]
+    fn durations_print_as_kubectl_does() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(119), "119s");
+        assert_eq!(human_duration(200), "3m20s");
+        assert_eq!(human_duration(47 * 60), "47m");
+        assert_eq!(human_duration(5 * 3600), "5h");
+        assert_eq!(human_duration(20 * 3600), "20h");
+        assert_eq!(human_duration(3 * 86400 + 4 * 3600), "3d4h");
+        assert_eq!(human_duration(30 * 86400), "30d");
+    }
+
+    #[test]
+    fn pod_rows_have_real_columns_and_metadata() {
+        let registry = Registry::built_in();
+        let pods = registry.find("", "v1", "pods").expect("pods");
+        let pod = json!({
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [
+                {"ready": true, "restartCount": 2}, {"ready": false, "restartCount": 1}]},
+        });
+        let table = of(pods, &[pod], 7, Include::Metadata);
+        let row = &table["rows"][0];
+        let cells = row["cells"].as_array().expect("cells");
+        assert_eq!(cells[0..4], [json!("web"), json!("1/2"), json!("Running"), json!("3")]);
+        assert_eq!(cells[5..7], [json!("10.0.0.5"), json!("n1")]);
+        assert_eq!(row["object"]["metadata"]["labels"]["app"], "web");
+        assert_eq!(table["columnDefinitions"][5]["priority"], 1);
+        assert_eq!(table["metadata"]["resourceVersion"], "7");
+    }
+}

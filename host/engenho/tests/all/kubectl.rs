@@ -1,0 +1,103 @@
+//! Goal: the installed kubectl works against `engenho up` unchanged.
+//! Method: start a real node, drive it with the real kubectl (own HOME each),
+//! and check what kubectl prints, as a user would.
+
+use crate::support::{EngenhoNode, Kubectl};
+
+const CONFIGMAP: &str = r#"{
+  "apiVersion": "v1",
+  "kind": "ConfigMap",
+  "metadata": {"name": "settings", "labels": {"app": "web"}},
+  "data": {"colour": "blue", "size": "3"}
+}"#;
+
+#[test]
+fn discovery_version_and_default_namespaces() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-discovery");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+
+    let version = kubectl.ok(&["version"]);
+    assert!(version.contains("Server Version: v1.32."), "{version}");
+
+    let namespaces = kubectl.ok(&["get", "namespaces"]);
+    let names: Vec<&str> = namespaces.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"], "{namespaces}");
+    assert!(namespaces.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "STATUS", "AGE"])));
+    assert!(namespaces.contains("Active"));
+
+    let resources = kubectl.ok(&["api-resources"]);
+    for expected in ["pods", "deployments", "customresourcedefinitions", "leases", "clusterroles"] {
+        assert!(resources.lines().any(|l| l.starts_with(expected)), "{expected} missing:\n{resources}");
+    }
+    let versions = kubectl.ok(&["api-versions"]);
+    for expected in ["v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1"] {
+        assert!(versions.lines().any(|l| l == expected), "{expected} missing:\n{versions}");
+    }
+    node.stop();
+}
+
+#[test]
+fn create_get_and_delete_through_kubectl() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-crud");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+
+    assert!(kubectl.ok(&["get", "configmaps"]).is_empty());
+    let created = kubectl.ok_with(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP));
+    assert_eq!(created.trim(), "configmap/settings created");
+    let again = kubectl.fails(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP));
+    assert!(again.contains("Error from server (AlreadyExists)"), "{again}");
+    assert!(again.contains("configmaps \"settings\" already exists"), "{again}");
+
+    let table = kubectl.ok(&["get", "configmaps"]);
+    assert!(table.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "DATA", "AGE"])), "{table}");
+    assert!(table.lines().nth(1).is_some_and(|row| row.split_whitespace().take(2).eq(["settings", "2"])), "{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&kubectl.ok(&["get", "configmap", "settings", "-o", "json"])).expect("json");
+    assert_eq!(json["data"]["colour"], "blue");
+    assert_eq!(json["metadata"]["namespace"], "default");
+    assert_eq!(json["metadata"]["uid"].as_str().map(str::len), Some(36));
+    assert!(json["metadata"]["resourceVersion"].as_str().is_some_and(|rv| rv.parse::<i64>().is_ok()));
+    assert!(json["metadata"]["creationTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let labels = kubectl.ok(&["get", "cm", "-A", "--show-labels"]);
+    assert!(labels.contains("default") && labels.contains("app=web"), "{labels}");
+    assert_eq!(kubectl.ok(&["get", "cm", "-o", "name"]).trim(), "configmap/settings");
+
+    let missing = kubectl.fails(&["get", "configmap", "nope"], None);
+    assert!(missing.contains("Error from server (NotFound): configmaps \"nope\" not found"), "{missing}");
+    let no_namespace = kubectl.fails(&["create", "--validate=false", "-n", "nowhere", "-f", "-"], Some(CONFIGMAP));
+    assert!(no_namespace.contains("namespaces \"nowhere\" not found"), "{no_namespace}");
+    let bad_name = CONFIGMAP.replace("\"settings\"", "\"Not_Valid\"");
+    let invalid = kubectl.fails(&["create", "--validate=false", "-f", "-"], Some(&bad_name));
+    assert!(invalid.contains("is invalid") && invalid.contains("metadata.name"), "{invalid}");
+
+    assert_eq!(kubectl.ok(&["delete", "configmap", "settings"]).trim(), "configmap \"settings\" deleted");
+    let gone = kubectl.fails(&["get", "configmap", "settings"], None);
+    assert!(gone.contains("NotFound"), "{gone}");
+    node.stop();
+}
+
+#[test]
+fn tokens_are_required_and_everything_survives_a_restart() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-restart");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    kubectl.ok_with(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP));
+    let unauthorized = kubectl.fails(&["--token=wrong", "get", "namespaces"], None);
+    assert!(unauthorized.contains("Unauthorized"), "{unauthorized}");
+    let kubeconfig = std::fs::read_to_string(node.dir.join("kubeconfig")).expect("kubeconfig");
+
+    node.stop();
+    node.start_ready(&[]);
+    assert_eq!(std::fs::read_to_string(node.dir.join("kubeconfig")).expect("kubeconfig"), kubeconfig);
+    let after = Kubectl::for_node(&node);
+    assert!(after.ok(&["get", "configmap", "settings"]).contains("settings"));
+    assert_eq!(after.ok(&["get", "namespaces", "-o", "name"]).lines().count(), 4);
+    node.stop();
+}
