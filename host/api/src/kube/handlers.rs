@@ -10,11 +10,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use super::discovery;
 use super::objects::ObjectStore;
+use super::patch::{self, PatchKind};
 use super::resources::{Registry, ResourceType};
+use super::selectors::Selector;
 use super::status::{ApiError, Cause};
 use super::table;
+use super::watch::{self, WATCH_TIMEOUT_MAX, WatchRequest};
 
 /// Largest request body accepted, as kube-apiserver.
 pub const REQUEST_BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
@@ -171,19 +176,44 @@ async fn resource(
     }
     match (method, target.name.as_deref()) {
         (&Method::GET, None) => {
+            let selector = Selector::parse(
+                t,
+                query.get("labelSelector").map(String::as_str),
+                query.get("fieldSelector").map(String::as_str),
+            )?;
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
-                return Err(ApiError::method_not_allowed("watch", t.plural));
+                let request = WatchRequest {
+                    t: t.clone(),
+                    namespace: namespace.map(str::to_owned),
+                    selector,
+                    resource_version: parse_resource_version(query.get("resourceVersion"))?,
+                    bookmarks: query.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+                    timeout: query
+                        .get("timeoutSeconds")
+                        .and_then(|v| v.parse().ok())
+                        .map_or(WATCH_TIMEOUT_MAX, |s| Duration::from_secs(s).min(WATCH_TIMEOUT_MAX)),
+                    as_table: table::wants_table(accept),
+                };
+                return watch::start(&state.objects, request).await;
             }
-            let listed = state.objects.list(t, namespace).await?;
+            let page = list_page(state, t, namespace, &selector, query).await?;
             if table::wants_table(accept) {
                 let include = table::Include::from_query(query.get("includeObject").map(String::as_str));
-                return Ok(json_response(StatusCode::OK, &table::of(t, &listed.items, listed.revision, include)));
+                let mut table = table::of(t, &page.items, page.revision, include);
+                if let Some(token) = &page.next {
+                    table["metadata"]["continue"] = json!(token);
+                }
+                return Ok(json_response(StatusCode::OK, &table));
+            }
+            let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+            if let Some(token) = &page.next {
+                metadata["continue"] = json!(token);
             }
             let list = json!({
                 "kind": t.list_kind,
                 "apiVersion": t.api_version,
-                "metadata": {"resourceVersion": listed.revision.to_string()},
-                "items": listed.items,
+                "metadata": metadata,
+                "items": page.items,
             });
             Ok(json_response(StatusCode::OK, &list))
         }
@@ -217,11 +247,154 @@ async fn resource(
             let updated = state.objects.update(t, namespace, name, object, dry_run).await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
+        (&Method::PATCH, Some(name)) => {
+            let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let kind = PatchKind::from_media_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
+            let patch: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
+            let status_only = target.subresource.as_deref() == Some("status");
+            let patched = patch_object(state, t, namespace, name, kind, &patch, status_only, dry_run).await?;
+            Ok(json_response(StatusCode::OK, &patched))
+        }
         (&Method::DELETE, Some(name)) => {
             let deleted = state.objects.delete(t, namespace, name, dry_run).await?;
             Ok(json_response(StatusCode::OK, &deleted))
         }
         (method, _) => Err(ApiError::method_not_allowed(method.as_str(), t.plural)),
+    }
+}
+
+/// Times a patch is retried when the object changes under it (a patch
+/// names no `resourceVersion` of its own).
+const PATCH_ATTEMPTS: usize = 5;
+
+/// Reads, patches and writes back object `name`, retrying if it changed
+/// meanwhile; a `resourceVersion` in the patch makes it conditional.
+#[allow(clippy::too_many_arguments)]
+async fn patch_object(
+    state: &ApiState,
+    t: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    kind: PatchKind,
+    patch: &Value,
+    status_only: bool,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = state.objects.get(t, namespace, name).await?;
+        let mut patched = patch::apply(kind, &current, patch).map_err(|message| {
+            let cause = Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: String::new() };
+            let mut error = ApiError::invalid(t.group, t.kind, name, vec![cause]);
+            error.message = format!("{} \"{name}\" is invalid: the patch does not apply: {message}", t.kind);
+            error
+        })?;
+        if status_only {
+            let mut updated = current.clone();
+            updated["status"] = patched.get("status").cloned().unwrap_or(Value::Null);
+            patched = updated;
+        }
+        let pinned = patched.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion");
+        for field in ["apiVersion", "kind"] {
+            if patched.get(field) != current.get(field) {
+                return Err(ApiError::bad_request(format!("a patch cannot change {field}")));
+            }
+        }
+        for field in ["name", "namespace"] {
+            if patched.pointer(&format!("/metadata/{field}")) != current.pointer(&format!("/metadata/{field}")) {
+                return Err(ApiError::bad_request(format!("a patch cannot change metadata.{field}")));
+            }
+        }
+        check_shape(t, &patched)?;
+        match state.objects.update(t, namespace, name, patched, dry_run).await {
+            Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
+            other => return other,
+        }
+    }
+}
+
+/// One page of a list.
+struct Page {
+    items: Vec<Value>,
+    revision: i64,
+    next: Option<String>,
+}
+
+/// The selected objects of a list request, `limit` at a time, every page
+/// read at the revision of the first (`continue` carries it).
+async fn list_page(
+    state: &ApiState,
+    t: &ResourceType,
+    namespace: Option<&str>,
+    selector: &Selector,
+    query: &HashMap<String, String>,
+) -> Result<Page, ApiError> {
+    let limit = match query.get("limit").map(|v| v.parse::<usize>()) {
+        Some(Ok(0)) | None => usize::MAX,
+        Some(Ok(limit)) => limit,
+        Some(Err(_)) => return Err(ApiError::bad_request("limit must be a non-negative integer")),
+    };
+    let (listed, after) = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let (revision, after) = decode_continue(token)?;
+            let listed = state.objects.list_at(t, namespace, revision).map_err(|error| {
+                if error.code == 410 {
+                    ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can \
+                         start a new list without the continue parameter.",
+                    )
+                } else {
+                    error
+                }
+            })?;
+            (listed, Some(after))
+        }
+        None => (state.objects.list(t, namespace).await?, None),
+    };
+    let key_of = |object: &Value| {
+        let ns = object.pointer("/metadata/namespace").and_then(Value::as_str);
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        t.key(ns, name)
+    };
+    let mut selected = listed
+        .items
+        .into_iter()
+        .filter(|o| after.as_ref().is_none_or(|after| key_of(o) > *after))
+        .filter(|o| selector.matches(o))
+        .peekable();
+    let items: Vec<Value> = selected.by_ref().take(limit).collect();
+    let next = match (selected.peek(), items.last()) {
+        (Some(_), Some(last)) => Some(encode_continue(listed.revision, &key_of(last))),
+        _ => None,
+    };
+    Ok(Page { items, revision: listed.revision, next })
+}
+
+fn encode_continue(revision: i64, after: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{revision}\n{after}"))
+}
+
+fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
+    use base64::Engine;
+    let invalid = || ApiError::bad_request("continue key is not valid");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (revision, after) = text.split_once('\n').ok_or_else(invalid)?;
+    Ok((revision.parse().map_err(|_| invalid())?, after.to_owned()))
+}
+
+/// `resourceVersion` of a watch: absent, empty or "0" start with the current
+/// objects.
+fn parse_resource_version(value: Option<&String>) -> Result<Option<i64>, ApiError> {
+    match value.map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {text:?}"))),
     }
 }
 
@@ -278,14 +451,19 @@ fn decode_object(
             }
         }
     }
-    t.validate(&object).map_err(|message| {
+    check_shape(t, &object)?;
+    Ok(object)
+}
+
+/// 422 unless `object` has the shape of kind `t`.
+fn check_shape(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
+    t.validate(object).map_err(|message| {
         let shown = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let cause = Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: String::new() };
         let mut error = ApiError::invalid(t.group, t.kind, &shown, vec![cause]);
         error.message = format!("{} \"{shown}\" is invalid: {message}", t.kind);
         error
-    })?;
-    Ok(object)
+    })
 }
 
 fn object_revision(object: &Value) -> i64 {

@@ -5,10 +5,13 @@
 mod discovery;
 mod handlers;
 mod objects;
+mod patch;
 pub mod pki;
 mod resources;
+mod selectors;
 mod status;
 mod table;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -46,16 +46,31 @@ impl ObjectStore {
         found.kvs.first().map(decode).transpose()
     }
 
-    /// Every object of the kind (in `namespace`, when given).
+    /// Every object of the kind (in `namespace`, when given), now.
     ///
     /// # Errors
     /// Store failures.
     pub async fn list(&self, t: &ResourceType, namespace: Option<&str>) -> Result<Listed, ApiError> {
         self.node.linearize().await?;
-        let request = RangeRequest { range: KeyRange::prefix(t.key_prefix(namespace)), ..RangeRequest::default() };
-        let (revision, found) = self.node.store().range(&request)?;
+        self.list_at(t, namespace, 0)
+    }
+
+    /// Every object of the kind (in `namespace`, when given) as of store
+    /// `revision` (0: the newest this node has).
+    ///
+    /// # Errors
+    /// 410 when `revision` was compacted away; store failures.
+    pub fn list_at(&self, t: &ResourceType, namespace: Option<&str>, revision: i64) -> Result<Listed, ApiError> {
+        let request =
+            RangeRequest { range: KeyRange::prefix(t.key_prefix(namespace)), revision, ..RangeRequest::default() };
+        let (current, found) = self.node.store().range(&request)?;
         let items = found.kvs.iter().map(decode).collect::<Result<_, _>>()?;
-        Ok(Listed { items, revision })
+        Ok(Listed { items, revision: if revision > 0 { revision } else { current } })
+    }
+
+    /// The store, for watches.
+    pub fn store(&self) -> std::sync::Arc<engenho_store::Mvcc> {
+        self.node.store().clone()
     }
 
     /// Creates `object`, filling in what the server owns (uid, creation

@@ -101,3 +101,83 @@ fn tokens_are_required_and_everything_survives_a_restart() {
     assert_eq!(after.ok(&["get", "namespaces", "-o", "name"]).lines().count(), 4);
     node.stop();
 }
+
+fn configmap(name: &str, labels: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "{name}", "labels": {labels}}}, "data": {{"a": "1"}}}}"#
+    )
+}
+
+#[test]
+fn labels_patches_selectors_and_paging() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-patch");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    for (name, labels) in [("one", r#"{"tier": "front"}"#), ("two", r#"{"tier": "back"}"#), ("three", "{}")] {
+        kubectl.ok_with(&["create", "--validate=false", "-f", "-"], Some(&configmap(name, labels)));
+    }
+
+    assert_eq!(kubectl.ok(&["label", "cm", "three", "tier=front"]).trim(), "configmap/three labeled");
+    assert_eq!(kubectl.ok(&["annotate", "cm", "three", "note=hi"]).trim(), "configmap/three annotated");
+    let front = kubectl.ok(&["get", "cm", "-l", "tier=front", "-o", "name"]);
+    assert_eq!(front.lines().collect::<Vec<_>>(), ["configmap/one", "configmap/three"]);
+    let not_front = kubectl.ok(&["get", "cm", "-l", "tier notin (front)", "-o", "name"]);
+    assert_eq!(not_front.trim(), "configmap/two");
+    let by_name = kubectl.ok(&["get", "cm", "--field-selector", "metadata.name!=one", "-o", "name"]);
+    assert_eq!(by_name.lines().collect::<Vec<_>>(), ["configmap/three", "configmap/two"]);
+    let unsupported = kubectl.fails(&["get", "cm", "--field-selector", "data.a=1"], None);
+    assert!(unsupported.contains("field label not supported: data.a"), "{unsupported}");
+
+    kubectl.ok(&["patch", "cm", "one", "--type=json", "-p", r#"[{"op": "add", "path": "/data/b", "value": "2"}]"#]);
+    kubectl.ok(&["patch", "cm", "one", "--type=merge", "-p", r#"{"data": {"a": null}}"#]);
+    kubectl.ok(&["patch", "cm", "one", "-p", r#"{"data": {"c": "3"}}"#]);
+    assert_eq!(kubectl.ok(&["get", "cm", "one", "-o", "jsonpath={.data}"]), r#"{"b":"2","c":"3"}"#);
+    let failing =
+        kubectl.fails(&["patch", "cm", "one", "--type=json", "-p", r#"[{"op": "remove", "path": "/nope"}]"#], None);
+    assert!(failing.contains("is invalid"), "{failing}");
+
+    let stale = kubectl.ok(&["get", "cm", "two", "-o", "json"]);
+    kubectl.ok(&["label", "cm", "two", "bumped=yes"]);
+    let conflict = kubectl.fails(&["replace", "--validate=false", "-f", "-"], Some(&stale));
+    assert!(conflict.contains("Error from server (Conflict)"), "{conflict}");
+    assert!(conflict.contains("the object has been modified"), "{conflict}");
+
+    let paged = kubectl.ok(&["get", "cm", "--chunk-size=1", "-o", "name", "-v=6"]);
+    assert_eq!(paged.lines().filter(|l| l.starts_with("configmap/")).count(), 3, "{paged}");
+    let logged = kubectl.run(&["get", "cm", "--chunk-size=1", "-v=6"], None);
+    let requests = String::from_utf8_lossy(&logged.stderr);
+    assert_eq!(requests.matches("continue=").count(), 2, "{requests}");
+    node.stop();
+}
+
+#[test]
+fn watch_streams_changes_to_kubectl() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-watch");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    kubectl.ok_with(&["create", "--validate=false", "-f", "-"], Some(&configmap("first", "{}")));
+
+    let mut watch = kubectl.spawn(&["get", "cm", "-w", "-o", "name"]);
+    crate::support::wait_for("the watch to list the first object", std::time::Duration::from_secs(10), || {
+        watch.output().contains("configmap/first")
+    });
+    kubectl.ok_with(&["create", "--validate=false", "-f", "-"], Some(&configmap("second", "{}")));
+    kubectl.ok(&["label", "cm", "first", "seen=yes"]);
+    kubectl.ok(&["delete", "cm", "second"]);
+    crate::support::wait_for("three more events", std::time::Duration::from_secs(10), || {
+        watch.output().lines().count() >= 4
+    });
+    let lines: Vec<String> = watch.output().lines().map(str::to_owned).collect();
+    // The list, then ADDED second, MODIFIED first, DELETED second.
+    assert_eq!(lines, ["configmap/first", "configmap/second", "configmap/first", "configmap/second"]);
+
+    let mut by_name = kubectl.spawn(&["get", "cm", "first", "-w", "-o", "jsonpath={.metadata.labels.seen}{\"\\n\"}"]);
+    crate::support::wait_for("the synthetic ADDED", std::time::Duration::from_secs(10), || {
+        by_name.output().contains("yes")
+    });
+    drop(watch);
+    drop(by_name);
+    node.stop();
+}

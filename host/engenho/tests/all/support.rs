@@ -249,3 +249,52 @@ impl Kubectl {
         String::from_utf8(output.stderr).expect("utf-8 output")
     }
 }
+
+/// A `kubectl` left running (a watch); killed on drop.
+pub struct RunningKubectl {
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl RunningKubectl {
+    /// What it has printed so far.
+    pub fn output(&mut self) -> String {
+        self.output.lock().expect("output lock").clone()
+    }
+}
+
+impl Drop for RunningKubectl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kubectl {
+    /// Starts `kubectl args` and collects its standard output as it comes.
+    pub fn spawn(&self, args: &[&str]) -> RunningKubectl {
+        use std::io::Read;
+        let mut child = Command::new("kubectl")
+            .env("HOME", self.home.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl is installed");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = output.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            while let Ok(read) = stdout.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                collected.lock().expect("output lock").push_str(&String::from_utf8_lossy(&buffer[..read]));
+            }
+        });
+        RunningKubectl { child, output }
+    }
+}
