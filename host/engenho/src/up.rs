@@ -11,6 +11,9 @@ use engenho_mesh::{Node, NodeConfig, PeerService, split_peer_connections};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// Times a restarted node tries to record its join token's hash.
+const JOIN_TOKEN_ATTEMPTS: u32 = 5;
+
 /// How long a stopping node waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -185,8 +188,16 @@ fn ensure_token_recorded(node: &Node, token_path: &Path) {
     let Ok(token) = std::fs::read_to_string(token_path) else { return };
     let node = node.clone();
     tokio::spawn(async move {
-        if let Err(error) = node.record_join_token(&token).await {
-            tracing::warn!(%error, "could not check the recorded join token");
+        // A restarted node may step down as leader at once, which ends a
+        // write with "leader changed": try again a few times.
+        for attempt in 1..=JOIN_TOKEN_ATTEMPTS {
+            match node.record_join_token(&token).await {
+                Ok(()) => return,
+                Err(error) if attempt == JOIN_TOKEN_ATTEMPTS => {
+                    tracing::warn!(%error, "could not check the recorded join token");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     });
 }

@@ -11,6 +11,10 @@ pub enum MeshError {
     /// The leader could not be reached or did not answer in time.
     #[error("etcdserver: leader unreachable: {0}")]
     LeaderUnreachable(String),
+    /// This node lost leadership while the write was in flight; whether it
+    /// took effect is unknown (as etcd's `ErrLeaderChanged`).
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
     /// The request did not complete within its deadline.
     #[error("etcdserver: request timed out")]
     TimedOut,

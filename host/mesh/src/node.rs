@@ -566,8 +566,28 @@ async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
     }
 }
 
+/// Proposes `command` and waits for it to apply. A leader that loses its
+/// leadership meanwhile never hears of its pending entries again (the new
+/// leader may commit or drop them), so losing it ends the wait with
+/// [`MeshError::LeaderChanged`].
 async fn client_write(raft: &Raft, command: Command) -> Result<Applied, Redirect> {
-    match raft.client_write(command).await {
+    let mut metrics = raft.metrics();
+    let (id, term, leading) = {
+        let now = metrics.borrow_and_update();
+        (now.id, now.current_term, now.current_leader == Some(now.id))
+    };
+    let written = if leading {
+        let deposed = metrics.wait_for(|m| m.current_term != term || m.current_leader != Some(id));
+        tokio::select! {
+            biased;
+            written = raft.client_write(command) => written,
+            _ = deposed => return Err(Redirect::Failed(MeshError::LeaderChanged)),
+        }
+    } else {
+        // Raft answers at once with the leader to forward to.
+        raft.client_write(command).await
+    };
+    match written {
         Ok(response) => Ok(response.data),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(forward.into()),
         Err(RaftError::APIError(other)) => Err(Redirect::Failed(MeshError::Stopped(other.to_string()))),

@@ -136,8 +136,10 @@ pub(crate) fn mesh_status(error: MeshError) -> Status {
     match error {
         MeshError::Store(store) => store_status(store),
         MeshError::Malformed(_) | MeshError::JoinRefused(_) => Status::internal(error.to_string()),
-        MeshError::NoLeader | MeshError::LeaderUnreachable(_) | MeshError::TimedOut | MeshError::Stopped(_) => {
-            Status::unavailable(error.to_string())
-        }
+        MeshError::NoLeader
+        | MeshError::LeaderUnreachable(_)
+        | MeshError::LeaderChanged
+        | MeshError::TimedOut
+        | MeshError::Stopped(_) => Status::unavailable(error.to_string()),
     }
 }

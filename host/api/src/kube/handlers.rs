@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::discovery;
 use super::objects::ObjectStore;
+use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
 use super::resources::{Registry, ResourceType};
 use super::selectors::Selector;
@@ -32,6 +33,14 @@ pub struct ApiState {
     pub objects: ObjectStore,
     /// The admin bearer token.
     pub admin_token: String,
+    /// The OpenAPI documents, generated on first use.
+    pub openapi: std::sync::OnceLock<OpenApi>,
+}
+
+impl ApiState {
+    fn openapi(&self) -> &OpenApi {
+        self.openapi.get_or_init(|| OpenApi::build(&self.registry))
+    }
 }
 
 /// Where a request points: a collection, an object, or a subresource.
@@ -112,6 +121,20 @@ pub fn parse_path(path: &str, registry: &Registry) -> Option<Route> {
 /// `/version`.
 pub async fn version() -> Response {
     axum::Json(discovery::version()).into_response()
+}
+
+/// `/openapi/v3`.
+pub async fn openapi_index(State(state): State<Arc<ApiState>>) -> Response {
+    axum::Json(state.openapi().index()).into_response()
+}
+
+/// `/openapi/v3/<group version path>`.
+pub async fn openapi_document(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let path = request.uri().path().trim_start_matches("/openapi/v3/");
+    match state.openapi().document(path) {
+        Some(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes.to_vec()).into_response(),
+        None => ApiError::no_route(request.uri().path()).into_response(),
+    }
 }
 
 /// Every request under `/api` and `/apis`.
@@ -457,12 +480,11 @@ fn decode_object(
 
 /// 422 unless `object` has the shape of kind `t`.
 fn check_shape(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
-    t.validate(object).map_err(|message| {
+    t.validate(object).map_err(|shape| {
         let shown = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let cause = Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: String::new() };
-        let mut error = ApiError::invalid(t.group, t.kind, &shown, vec![cause]);
-        error.message = format!("{} \"{shown}\" is invalid: {message}", t.kind);
-        error
+        let message = format!("Invalid value: {}", shape.message);
+        let cause = Cause { reason: "FieldValueInvalid".into(), message, field: shape.field };
+        ApiError::invalid(t.group, t.kind, &shown, vec![cause])
     })
 }
 

@@ -5,6 +5,7 @@
 mod discovery;
 mod handlers;
 mod objects;
+mod openapi;
 mod patch;
 pub mod pki;
 mod resources;
@@ -43,6 +44,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the listen backlog.
 const CONNECTIONS_MAX: usize = 1024;
 
+/// Times the creation of a default namespace is tried while the cluster
+/// cannot take writes.
+const DEFAULT_NAMESPACE_ATTEMPTS: u32 = 5;
+
 /// Namespaces every cluster has from its first start.
 pub const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -55,7 +60,12 @@ pub struct KubeApi {
 impl KubeApi {
     /// An API server over `node`, accepting `admin_token`.
     pub fn new(node: Node, admin_token: String) -> Self {
-        let state = ApiState { registry: Registry::built_in(), objects: ObjectStore::new(node), admin_token };
+        let state = ApiState {
+            registry: Registry::built_in(),
+            objects: ObjectStore::new(node),
+            admin_token,
+            openapi: std::sync::OnceLock::new(),
+        };
         Self { state: Arc::new(state) }
     }
 
@@ -73,10 +83,22 @@ impl KubeApi {
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             });
-            match self.state.objects.create(&namespaces, None, namespace, false).await {
-                Ok(_) => tracing::info!(namespace = name, "created a default namespace"),
-                Err(error) if error.reason == "AlreadyExists" => {}
-                Err(error) => return Err(error),
+            let mut attempt = 1;
+            loop {
+                match self.state.objects.create(&namespaces, None, namespace.clone(), false).await {
+                    Ok(_) => tracing::info!(namespace = name, "created a default namespace"),
+                    Err(error) if error.reason == "AlreadyExists" => {}
+                    // A leadership change (as when a restarted node steps
+                    // down) leaves the outcome unknown: try again.
+                    Err(error) if matches!(error.code, 503 | 504) && attempt < DEFAULT_NAMESPACE_ATTEMPTS => {
+                        tracing::info!(namespace = name, %error, "retrying a default namespace");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
+                break;
             }
         }
         Ok(())
@@ -86,6 +108,8 @@ impl KubeApi {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/version", axum::routing::get(handlers::version))
+            .route("/openapi/v3", axum::routing::get(handlers::openapi_index))
+            .route("/openapi/v3/{*path}", axum::routing::get(handlers::openapi_document))
             .route("/api", axum::routing::any(handlers::serve))
             .route("/api/{*rest}", axum::routing::any(handlers::serve))
             .route("/apis", axum::routing::any(handlers::serve))

@@ -146,6 +146,7 @@ impl ObjectStore {
         };
         carry_server_fields(&current, &mut object);
         if dry_run {
+            set_resource_version(&mut object, current_version);
             return Ok(object);
         }
         let unchanged = Compare {

@@ -5,9 +5,20 @@ use std::any::TypeId;
 
 use k8s_openapi::api::{apps, batch, coordination, core, discovery, node, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+use k8s_openapi::schemars::JsonSchema;
+use k8s_openapi::schemars::r#gen::SchemaGenerator;
 use k8s_openapi::{ListableResource, NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// Where an object departs from the shape of its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeError {
+    /// The field path, e.g. `spec.replicas`.
+    pub field: String,
+    /// What is wrong there.
+    pub message: String,
+}
 
 /// One kind served by the API server.
 #[derive(Debug, Clone)]
@@ -35,13 +46,17 @@ pub struct ResourceType {
     /// Whether the kind has a `status` subresource.
     pub has_status: bool,
     /// Checks that an object has the shape of the kind.
-    validate: fn(&Value) -> Result<(), String>,
+    validate: fn(&Value) -> Result<(), ShapeError>,
+    /// Adds the kind's schema (and those it refers to) to a generator.
+    schema: fn(&mut SchemaGenerator),
+    /// The name of the kind's schema, e.g. `io.k8s.api.core.v1.Pod`.
+    schema_name: fn() -> String,
 }
 
 impl ResourceType {
     fn of<T>(short_names: &'static [&'static str], in_category_all: bool, has_status: bool) -> Self
     where
-        T: Resource + ListableResource + DeserializeOwned + 'static,
+        T: Resource + ListableResource + DeserializeOwned + JsonSchema + 'static,
     {
         Self {
             group: T::GROUP,
@@ -55,16 +70,35 @@ impl ResourceType {
             short_names,
             in_category_all,
             has_status,
-            validate: |value| serde_json::from_value::<T>(value.clone()).map(|_| ()).map_err(|e| e.to_string()),
+            validate: |value| {
+                serde_path_to_error::deserialize::<_, T>(value.clone()).map(|_| ()).map_err(|error| ShapeError {
+                    field: error.path().to_string(),
+                    message: error.into_inner().to_string(),
+                })
+            },
+            schema: |generator| {
+                generator.subschema_for::<T>();
+            },
+            schema_name: T::schema_name,
         }
+    }
+
+    /// Adds the kind's schema, and every schema it refers to, to `generator`.
+    pub fn register_schema(&self, generator: &mut SchemaGenerator) {
+        (self.schema)(generator);
+    }
+
+    /// The name of the kind's schema, e.g. `io.k8s.api.core.v1.Pod`.
+    pub fn schema_name(&self) -> String {
+        (self.schema_name)()
     }
 
     /// Checks that `object` has the shape of the kind (field types, required
     /// fields of the typed model).
     ///
     /// # Errors
-    /// The decoder's description of the first mismatch.
-    pub fn validate(&self, object: &Value) -> Result<(), String> {
+    /// The first mismatch: where and what.
+    pub fn validate(&self, object: &Value) -> Result<(), ShapeError> {
         (self.validate)(object)
     }
 
@@ -177,6 +211,7 @@ mod tests {
         assert!(configmaps.validate(&good).is_ok());
         let bad =
             serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": 1}});
-        assert!(configmaps.validate(&bad).is_err());
+        let error = configmaps.validate(&bad).expect_err("a number is no string");
+        assert_eq!(error.field, "data.k");
     }
 }

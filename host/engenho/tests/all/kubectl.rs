@@ -181,3 +181,85 @@ fn watch_streams_changes_to_kubectl() {
     drop(by_name);
     node.stop();
 }
+
+const DEPLOYMENT_YAML: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+";
+
+#[test]
+fn apply_diff_and_explain_use_the_openapi_documents() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-apply");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+
+    let apply = |manifest: &str| kubectl.ok_with(&["apply", "-f", "-"], Some(manifest));
+    assert_eq!(apply(DEPLOYMENT_YAML).trim(), "deployment.apps/web created");
+    assert_eq!(apply(DEPLOYMENT_YAML).trim(), "deployment.apps/web unchanged");
+    let changed = DEPLOYMENT_YAML.replace("nginx:1.27", "nginx:1.28");
+    let dry = kubectl.ok_with(&["apply", "--dry-run=server", "-f", "-"], Some(&changed));
+    assert_eq!(dry.trim(), "deployment.apps/web configured (server dry run)");
+    assert_eq!(
+        kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
+        "nginx:1.27"
+    );
+
+    let diff = kubectl.run(&["diff", "-f", "-"], Some(&changed));
+    assert_eq!(diff.status.code(), Some(1), "{}", String::from_utf8_lossy(&diff.stderr));
+    let shown = String::from_utf8_lossy(&diff.stdout);
+    let removed = shown.lines().any(|l| l.starts_with('-') && l.ends_with("image: nginx:1.27"));
+    let added = shown.lines().any(|l| l.starts_with('+') && l.ends_with("image: nginx:1.28"));
+    assert!(removed && added, "{shown}");
+    assert!(!shown.contains("resourceVersion"), "dry-run keeps the resource version: {shown}");
+    let generation = kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.generation}"]);
+    assert_eq!(generation, "1", "diff changed nothing");
+
+    assert_eq!(apply(&changed).trim(), "deployment.apps/web configured");
+    let deployment: serde_json::Value =
+        serde_json::from_str(&kubectl.ok(&["get", "deploy", "web", "-o", "json"])).expect("json");
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.28");
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+    assert_eq!(deployment["metadata"]["generation"], 2);
+    let table = kubectl.ok(&["get", "deployments"]);
+    assert!(
+        table.lines().next().is_some_and(|h| h.split_whitespace().eq([
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE"
+        ])),
+        "{table}"
+    );
+
+    let created = kubectl.ok_with(&["create", "-f", "-"], Some(&DEPLOYMENT_YAML.replace("name: web\n", "name: api\n")));
+    assert_eq!(created.trim(), "deployment.apps/api created");
+    let invalid = kubectl.fails(&["apply", "-f", "-"], Some(&DEPLOYMENT_YAML.replace("replicas: 2", "replicas: many")));
+    assert!(invalid.contains("is invalid: spec.replicas: Invalid value"), "{invalid}");
+
+    let explained = kubectl.ok(&["explain", "pod"]);
+    assert!(
+        explained.contains("KIND:       Pod") && explained.contains("Pod is a collection of containers"),
+        "{explained}"
+    );
+    let containers = kubectl.ok(&["explain", "pod.spec.containers"]);
+    assert!(containers.contains("FIELD: containers <[]Container>"), "{containers}");
+    assert!(containers.contains("image"), "{containers}");
+    node.stop();
+}
