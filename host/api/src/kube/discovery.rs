@@ -107,6 +107,17 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if t.has_scale {
+            resources.push(json!({
+                "name": format!("{}/scale", t.plural),
+                "singularName": "",
+                "namespaced": t.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
     }
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": first.api_version, "resources": resources}),
@@ -154,12 +165,23 @@ fn aggregated_resource(t: &ResourceType) -> Value {
     if t.in_category_all {
         resource["categories"] = json!(["all"]);
     }
+    let mut subresources = Vec::new();
     if t.has_status {
-        resource["subresources"] = json!([{
+        subresources.push(json!({
             "subresource": "status",
             "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
             "verbs": ["get", "patch", "update"],
-        }]);
+        }));
+    }
+    if t.has_scale {
+        subresources.push(json!({
+            "subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
+    if !subresources.is_empty() {
+        resource["subresources"] = json!(subresources);
     }
     resource
 }

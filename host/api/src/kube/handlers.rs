@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::discovery;
-use super::objects::ObjectStore;
+use super::objects::{DeleteOptions, ObjectStore};
 use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
 use super::resources::{Registry, ResourceType};
+use super::scale;
 use super::selectors::Selector;
 use super::status::{ApiError, Cause};
 use super::table;
@@ -192,10 +193,14 @@ async fn resource(
     let namespace = if t.namespaced { target.namespace.as_deref() } else { None };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Some(subresource) = target.subresource.as_deref()
-        && (subresource != "status" || !t.has_status)
-    {
-        return Err(ApiError::no_route(&format!("{}/{subresource}", t.plural)));
+    match target.subresource.as_deref() {
+        None => {}
+        Some("status") if t.has_status => {}
+        Some("scale") if t.has_scale => {
+            let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
+            return scale_subresource(state, t, namespace, name, method, headers, &body, dry_run).await;
+        }
+        Some(subresource) => return Err(ApiError::no_route(&format!("{}/{subresource}", t.plural))),
     }
     match (method, target.name.as_deref()) {
         (&Method::GET, None) => {
@@ -280,11 +285,59 @@ async fn resource(
             Ok(json_response(StatusCode::OK, &patched))
         }
         (&Method::DELETE, Some(name)) => {
-            let deleted = state.objects.delete(t, namespace, name, dry_run).await?;
+            let options = DeleteOptions::parse(&body, query)?;
+            let deleted = state.objects.delete(t, namespace, name, &options, dry_run).await?;
             Ok(json_response(StatusCode::OK, &deleted))
         }
         (method, _) => Err(ApiError::method_not_allowed(method.as_str(), t.plural)),
     }
+}
+
+/// GET, PUT and PATCH of `<object>/scale`.
+#[allow(clippy::too_many_arguments)]
+async fn scale_subresource(
+    state: &ApiState,
+    t: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let invalid = |message: String| {
+        let cause =
+            Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: "spec.replicas".into() };
+        let mut error = ApiError::invalid("autoscaling", "Scale", name, vec![cause]);
+        error.message = format!("Scale.autoscaling \"{name}\" is invalid: {message}");
+        error
+    };
+    for attempt in 1..=PATCH_ATTEMPTS {
+        let mut object = state.objects.get(t, namespace, name).await?;
+        let current = scale::of(&object);
+        let wanted = match *method {
+            Method::GET => return Ok(json_response(StatusCode::OK, &current)),
+            Method::PUT => serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))?,
+            Method::PATCH => {
+                let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let kind = PatchKind::from_media_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
+                let patch: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
+                patch::apply(kind, &current, &patch).map_err(invalid)?
+            }
+            ref other => return Err(ApiError::method_not_allowed(other.as_str(), "scale")),
+        };
+        let pinned = wanted.pointer("/metadata/resourceVersion").is_some_and(|v| v.as_str() != Some(""))
+            && wanted.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion");
+        scale::apply_to(&mut object, &wanted).map_err(invalid)?;
+        match state.objects.update(t, namespace, name, object, dry_run).await {
+            Ok(updated) => return Ok(json_response(StatusCode::OK, &scale::of(&updated))),
+            Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// Times a patch is retried when the object changes under it (a patch

@@ -9,6 +9,7 @@ mod openapi;
 mod patch;
 pub mod pki;
 mod resources;
+mod scale;
 mod selectors;
 mod status;
 mod table;

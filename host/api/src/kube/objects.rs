@@ -149,6 +149,13 @@ impl ObjectStore {
             set_resource_version(&mut object, current_version);
             return Ok(object);
         }
+        if finalized(t, &object) {
+            if !self.delete_at(t, namespace, name, expected).await? {
+                return Err(ApiError::conflict(t.group, t.plural, name));
+            }
+            set_resource_version(&mut object, expected);
+            return Ok(object);
+        }
         let unchanged = Compare {
             range: KeyRange::single(t.key(namespace, name)),
             result: CompareResult::Equal,
@@ -162,36 +169,121 @@ impl ObjectStore {
         Ok(object)
     }
 
-    /// Deletes object `name`; answers it as it was.
+    /// Deletes object `name` as `options` ask. An object with finalizers
+    /// (or, with `Foreground`/`Orphan` propagation, the finalizer that asks
+    /// for it) is only marked: `deletionTimestamp` is set, and it goes when
+    /// its last finalizer is removed. A pod bound to a node is marked with
+    /// its grace period, for the node to finish.
     ///
     /// # Errors
-    /// 404 when absent.
+    /// 404 when absent; 409 when a precondition fails.
     pub async fn delete(
         &self,
         t: &ResourceType,
         namespace: Option<&str>,
         name: &str,
+        options: &DeleteOptions,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        let current = self.get(t, namespace, name).await?;
-        if dry_run {
-            return Ok(current);
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let current = self.get(t, namespace, name).await?;
+            options.check_preconditions(t, name, &current)?;
+            let version = resource_version(&current)?;
+            let mut marked = current.clone();
+            let finalizers = metadata_mut(&mut marked)
+                .entry("finalizers")
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let mut finalizers: Vec<Value> = finalizers;
+            if let Some(finalizer) = options.propagation.finalizer()
+                && !finalizers.iter().any(|f| f == finalizer)
+            {
+                finalizers.push(json!(finalizer));
+            }
+            let grace = pod_grace_period(t, &current, options.grace_period_seconds);
+            if finalizers.is_empty() && grace == 0 {
+                if dry_run {
+                    return Ok(current);
+                }
+                match self.delete_at(t, namespace, name, version).await? {
+                    true => return Ok(current),
+                    false if attempt < WRITE_ATTEMPTS => continue,
+                    false => return Err(ApiError::conflict(t.group, t.plural, name)),
+                }
+            }
+            if current.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+                && current.pointer("/metadata/finalizers") == Some(&json!(finalizers))
+            {
+                return Ok(current);
+            }
+            let metadata = metadata_mut(&mut marked);
+            if finalizers.is_empty() {
+                metadata.remove("finalizers");
+            } else {
+                metadata.insert("finalizers".into(), json!(finalizers));
+            }
+            if metadata.get("deletionTimestamp").is_none_or(Value::is_null) {
+                let when = k8s_openapi::chrono::Utc::now() + k8s_openapi::chrono::Duration::seconds(grace);
+                let when = when.to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
+                metadata.insert("deletionTimestamp".into(), json!(when));
+                metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if dry_run {
+                return Ok(marked);
+            }
+            match self.write_at(t, namespace, name, version, &marked).await? {
+                Some(revision) => {
+                    set_resource_version(&mut marked, revision);
+                    return Ok(marked);
+                }
+                None if attempt < WRITE_ATTEMPTS => continue,
+                None => return Err(ApiError::conflict(t.group, t.plural, name)),
+            }
         }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Deletes `name` if it is still at `version`; whether it was.
+    async fn delete_at(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        version: i64,
+    ) -> Result<bool, ApiError> {
         let key = t.key(namespace, name);
         let unchanged = Compare {
             range: KeyRange::single(key.clone()),
             result: CompareResult::Equal,
-            target: CompareTarget::Mod(resource_version(&current)?),
+            target: CompareTarget::Mod(version),
         };
         let txn = TxnRequest {
             compare: vec![unchanged],
             success: vec![Operation::Delete(DeleteRequest { range: KeyRange::single(key), prev_kv: false })],
             failure: Vec::new(),
         };
-        if self.run(txn).await?.is_none() {
-            return Err(ApiError::conflict(t.group, t.plural, name));
-        }
-        Ok(current)
+        Ok(self.run(txn).await?.is_some())
+    }
+
+    /// Writes `object` as `name` if it is still at `version`; the new
+    /// revision, or `None` if it changed meanwhile.
+    async fn write_at(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        version: i64,
+        object: &Value,
+    ) -> Result<Option<i64>, ApiError> {
+        let key = t.key(namespace, name);
+        let unchanged = Compare {
+            range: KeyRange::single(key.clone()),
+            result: CompareResult::Equal,
+            target: CompareTarget::Mod(version),
+        };
+        self.guarded_put(unchanged, key, object).await
     }
 
     /// 404 unless `namespace` exists.
@@ -223,6 +315,133 @@ impl ObjectStore {
             Err(refused) => Err(ApiError::bad_request(refused.to_string())),
         }
     }
+}
+
+/// Times a delete is retried when the object changes under it.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// How an object's dependents go with it (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// The object goes now; its dependents after it.
+    #[default]
+    Background,
+    /// The object stays (finalizer `foregroundDeletion`) until its
+    /// blocking dependents are gone.
+    Foreground,
+    /// The object stays (finalizer `orphan`) until its dependents are freed
+    /// of their owner references.
+    Orphan,
+}
+
+impl Propagation {
+    fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Self::Background => None,
+            Self::Foreground => Some("foregroundDeletion"),
+            Self::Orphan => Some("orphan"),
+        }
+    }
+}
+
+/// What a DELETE asks (`DeleteOptions`, from the body and the query).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// How dependents go.
+    pub propagation: Propagation,
+    /// Seconds a pod gets to stop; `None`: its own setting.
+    pub grace_period_seconds: Option<i64>,
+    /// The object must have this uid.
+    pub precondition_uid: Option<String>,
+    /// The object must be at this resource version.
+    pub precondition_resource_version: Option<String>,
+}
+
+impl DeleteOptions {
+    /// Reads a `DeleteOptions` body (may be empty) and the query's
+    /// `propagationPolicy`, `gracePeriodSeconds` and `orphanDependents`.
+    ///
+    /// # Errors
+    /// 400 for a malformed body or an unknown policy.
+    pub fn parse(body: &[u8], query: &std::collections::HashMap<String, String>) -> Result<Self, ApiError> {
+        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the DeleteOptions could not be decoded: {e}")))?
+        };
+        let policy = query
+            .get("propagationPolicy")
+            .map(String::as_str)
+            .or_else(|| body.get("propagationPolicy").and_then(Value::as_str));
+        let orphan = query
+            .get("orphanDependents")
+            .map(|v| v == "true")
+            .or_else(|| body.get("orphanDependents").and_then(Value::as_bool));
+        let propagation = match (policy, orphan) {
+            (Some("Background"), _) | (None, None | Some(false)) => Propagation::Background,
+            (Some("Foreground"), _) => Propagation::Foreground,
+            (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
+            (Some(other), _) => {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+        };
+        let grace_period_seconds = match query.get("gracePeriodSeconds") {
+            Some(text) => {
+                Some(text.parse().map_err(|_| ApiError::bad_request("gracePeriodSeconds must be an integer"))?)
+            }
+            None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        };
+        let preconditions = body.get("preconditions");
+        let text = |field: &str| preconditions.and_then(|p| p.get(field)).and_then(Value::as_str).map(str::to_owned);
+        Ok(Self {
+            propagation,
+            grace_period_seconds,
+            precondition_uid: text("uid"),
+            precondition_resource_version: text("resourceVersion"),
+        })
+    }
+
+    fn check_preconditions(&self, t: &ResourceType, name: &str, object: &Value) -> Result<(), ApiError> {
+        for (field, expected) in
+            [("uid", &self.precondition_uid), ("resourceVersion", &self.precondition_resource_version)]
+        {
+            let Some(expected) = expected else { continue };
+            let actual = object.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or_default();
+            if actual != expected {
+                let mut error = ApiError::conflict(t.group, t.plural, name);
+                error.message = format!(
+                    "Precondition failed: {} in precondition: {expected}, {} in object meta: {actual}",
+                    if field == "uid" { "UID" } else { "ResourceVersion" },
+                    if field == "uid" { "UID" } else { "ResourceVersion" }
+                );
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seconds a pod bound to a node gets to stop when deleted; 0 for every
+/// other object (and for pods no node runs yet).
+fn pod_grace_period(t: &ResourceType, object: &Value, requested: Option<i64>) -> i64 {
+    let bound = object.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    if (t.group, t.plural) != ("", "pods") || !bound {
+        return 0;
+    }
+    let own = object.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+    requested.unwrap_or(own).max(0)
+}
+
+/// Whether an update leaves an object that is being deleted with nothing
+/// to wait for, so that it must go.
+fn finalized(t: &ResourceType, object: &Value) -> bool {
+    let deleting = object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    let finalizers = object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let grace = object.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+    deleting && !finalizers && (grace == 0 || (t.group, t.plural) != ("", "pods"))
 }
 
 /// The store key of namespace `name`.

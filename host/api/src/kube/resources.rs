@@ -45,6 +45,8 @@ pub struct ResourceType {
     pub in_category_all: bool,
     /// Whether the kind has a `status` subresource.
     pub has_status: bool,
+    /// Whether the kind has a `scale` subresource (`spec.replicas`).
+    pub has_scale: bool,
     /// Checks that an object has the shape of the kind.
     validate: fn(&Value) -> Result<(), ShapeError>,
     /// Adds the kind's schema (and those it refers to) to a generator.
@@ -70,6 +72,7 @@ impl ResourceType {
             short_names,
             in_category_all,
             has_status,
+            has_scale: matches!(T::URL_PATH_SEGMENT, "deployments" | "replicasets" | "statefulsets"),
             validate: |value| {
                 serde_path_to_error::deserialize::<_, T>(value.clone()).map(|_| ()).map_err(|error| ShapeError {
                     field: error.path().to_string(),

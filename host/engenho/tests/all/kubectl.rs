@@ -263,3 +263,47 @@ fn apply_diff_and_explain_use_the_openapi_documents() {
     assert!(containers.contains("image"), "{containers}");
     node.stop();
 }
+
+#[test]
+fn scale_finalizers_and_graceful_deletion() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-delete");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT_YAML));
+
+    assert_eq!(kubectl.ok(&["scale", "deployment", "web", "--replicas=5"]).trim(), "deployment.apps/web scaled");
+    assert_eq!(kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "5");
+    let stale = kubectl.fails(&["scale", "deployment", "web", "--replicas=1", "--resource-version=1"], None);
+    assert!(stale.contains("Expected resource version to be 1"), "{stale}");
+    let scale: serde_json::Value =
+        serde_json::from_str(&kubectl.ok(&["get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale"]))
+            .expect("json");
+    assert_eq!((scale["kind"].as_str(), scale["status"]["selector"].as_str()), (Some("Scale"), Some("app=web")));
+
+    let held = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(held));
+    kubectl.ok(&["delete", "cm", "held", "--wait=false"]);
+    let marked = kubectl.ok(&["get", "cm", "held", "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    assert!(marked.ends_with('Z'), "marked for deletion, kept for its finalizer: {marked:?}");
+    kubectl.ok(&["patch", "cm", "held", "--type=json", "-p", r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#]);
+    assert!(kubectl.fails(&["get", "cm", "held"], None).contains("NotFound"), "the last finalizer's removal deletes");
+
+    kubectl.ok(&["delete", "deployment", "web", "--cascade=foreground", "--wait=false"]);
+    assert_eq!(
+        kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.finalizers}"]),
+        r#"["foregroundDeletion"]"#
+    );
+
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 12, "containers": [{"name": "a", "image": "busybox"}]}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(pod));
+    kubectl.ok(&["delete", "pod", "bound", "--wait=false"]);
+    assert_eq!(kubectl.ok(&["get", "pod", "bound", "-o", "jsonpath={.metadata.deletionGracePeriodSeconds}"]), "12");
+    kubectl.ok(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
+    assert!(kubectl.fails(&["get", "pod", "bound"], None).contains("NotFound"));
+    let unbound = pod.replace("\"nodeName\": \"n1\", ", "").replace("bound", "free");
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&unbound));
+    assert_eq!(kubectl.ok(&["delete", "pod", "free"]).trim(), "pod \"free\" deleted");
+    node.stop();
+}
