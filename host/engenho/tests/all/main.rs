@@ -1,10 +1,11 @@
 //! Integration tests that run real `engenho` processes and drive them with
-//! the real `etcdctl`, the real `kubectl` and a gRPC client.
+//! the real `etcdctl`, the real `kubectl`, kube-rs and a gRPC client.
 
 mod bad_input;
 mod cluster;
 mod crash;
 mod etcdctl;
 mod grpc;
+mod kube_rs;
 mod kubectl;
 mod support;

@@ -1,0 +1,85 @@
+//! Goal: kube-rs, the Rust Kubernetes client, works against `engenho up`.
+//! Method: a real node; a kube-rs client built from the node's kubeconfig
+//! lists, watches, creates and patches ConfigMaps.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::support::EngenhoNode;
+
+fn configmap(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"made-by": "kube-rs"}},
+        "data": {"value": value},
+    }))
+    .expect("a ConfigMap")
+}
+
+#[test]
+fn kube_rs_lists_watches_creates_and_patches() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-rs");
+    node.start_ready(&[]);
+    let kubeconfig = Kubeconfig::read_from(node.dir.join("kubeconfig")).expect("kubeconfig");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let configmaps: Api<ConfigMap> = Api::default_namespaced(client.clone());
+
+        let created = configmaps.create(&PostParams::default(), &configmap("first", "1")).await.expect("create");
+        assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
+        let duplicate = configmaps.create(&PostParams::default(), &configmap("first", "1")).await;
+        match duplicate {
+            Err(kube::Error::Api(status)) => assert_eq!((status.code, status.reason.as_str()), (409, "AlreadyExists")),
+            other => panic!("a second create must be refused: {other:?}"),
+        }
+
+        let listed = configmaps.list(&ListParams::default().labels("made-by=kube-rs")).await.expect("list");
+        assert_eq!(listed.items.len(), 1);
+        let version = listed.metadata.resource_version.clone().expect("list resourceVersion");
+
+        let mut events = configmaps.watch(&WatchParams::default().timeout(20), &version).await.expect("watch").boxed();
+        configmaps.create(&PostParams::default(), &configmap("second", "2")).await.expect("create");
+        let patch = serde_json::json!({"data": {"value": "patched"}});
+        let patched =
+            configmaps.patch("first", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("merge patch");
+        assert_eq!(patched.data.as_ref().and_then(|d| d.get("value")).map(String::as_str), Some("patched"));
+        configmaps.delete("second", &Default::default()).await.expect("delete");
+
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+                .await
+                .expect("an event in time")
+                .expect("a well-formed event")
+                .expect("the watch stays open");
+            seen.push(match event {
+                WatchEvent::Added(cm) => format!("added {}", cm.metadata.name.unwrap_or_default()),
+                WatchEvent::Modified(cm) => format!("modified {}", cm.metadata.name.unwrap_or_default()),
+                WatchEvent::Deleted(cm) => format!("deleted {}", cm.metadata.name.unwrap_or_default()),
+                WatchEvent::Bookmark(_) => continue,
+                WatchEvent::Error(error) => panic!("watch error {error:?}"),
+            });
+        }
+        assert_eq!(seen, ["added second", "modified first", "deleted second"]);
+
+        let gone = configmaps.get("second").await;
+        assert!(matches!(gone, Err(kube::Error::Api(ref status)) if status.code == 404), "{gone:?}");
+        let remaining: Vec<String> = configmaps
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .filter_map(|cm| cm.metadata.name)
+            .collect();
+        assert_eq!(remaining, ["first"]);
+    });
+    node.stop();
+}
