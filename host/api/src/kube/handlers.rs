@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use std::time::Duration;
 
+use super::apply;
 use super::discovery;
-use super::objects::{DeleteOptions, ObjectStore};
+use super::objects::{DeleteOptions, ObjectStore, WriteOptions};
 use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
 use super::resources::{Registry, ResourceType};
@@ -192,13 +193,14 @@ async fn resource(
 ) -> Result<Response, ApiError> {
     let namespace = if t.namespaced { target.namespace.as_deref() } else { None };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let write = WriteOptions { dry_run, manager: field_manager(query, headers) };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     match target.subresource.as_deref() {
         None => {}
         Some("status") if t.has_status => {}
         Some("scale") if t.has_scale => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
-            return scale_subresource(state, t, namespace, name, method, headers, &body, dry_run).await;
+            return scale_subresource(state, t, namespace, name, method, headers, &body, &write).await;
         }
         Some(subresource) => return Err(ApiError::no_route(&format!("{}/{subresource}", t.plural))),
     }
@@ -259,7 +261,7 @@ async fn resource(
         }
         (&Method::POST, None) => {
             let object = decode_object(t, headers, &body, namespace, None)?;
-            let created = state.objects.create(t, namespace, object, dry_run).await?;
+            let created = state.objects.create(t, namespace, object, &write).await?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         (&Method::PUT, Some(name)) => {
@@ -272,16 +274,20 @@ async fn resource(
                 }
                 object = current;
             }
-            let updated = state.objects.update(t, namespace, name, object, dry_run).await?;
+            let updated = state.objects.update(t, namespace, name, object, &write).await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         (&Method::PATCH, Some(name)) => {
             let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if media.split(';').next().is_some_and(|m| m.trim() == "application/apply-patch+yaml") {
+                let force = query.get("force").is_some_and(|v| v == "true");
+                return server_side_apply(state, t, namespace, name, &body, &write, force).await;
+            }
             let kind = PatchKind::from_media_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
             let patch: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
             let status_only = target.subresource.as_deref() == Some("status");
-            let patched = patch_object(state, t, namespace, name, kind, &patch, status_only, dry_run).await?;
+            let patched = patch_object(state, t, namespace, name, kind, &patch, status_only, &write).await?;
             Ok(json_response(StatusCode::OK, &patched))
         }
         (&Method::DELETE, Some(name)) => {
@@ -291,6 +297,80 @@ async fn resource(
         }
         (method, _) => Err(ApiError::method_not_allowed(method.as_str(), t.plural)),
     }
+}
+
+/// The field manager of a write: `fieldManager`, or the client's name from
+/// its User-Agent (`kubectl/v1.32.4 (...)` → `kubectl`).
+fn field_manager(query: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
+    if let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return Some(manager.chars().take(128).collect());
+    }
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())?;
+    let name = agent.split('/').next().unwrap_or(agent).trim();
+    (!name.is_empty()).then(|| name.chars().take(128).collect())
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): creates the object,
+/// or merges the applied configuration into it, as field manager
+/// `fieldManager`; fields other managers own are conflicts unless `force`.
+#[allow(clippy::too_many_arguments)]
+async fn server_side_apply(
+    state: &ApiState,
+    t: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    body: &[u8],
+    write: &WriteOptions,
+    force: bool,
+) -> Result<Response, ApiError> {
+    let manager = write
+        .manager
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("PATCH with apply-patch+yaml requires a fieldManager"))?;
+    let config: Value =
+        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let mut config = decode_checked(t, config, namespace, Some(name))?;
+    super::objects::metadata_mut(&mut config).remove("managedFields");
+    for attempt in 1..=PATCH_ATTEMPTS {
+        let current = match state.objects.get(t, namespace, name).await {
+            Ok(current) => Some(current),
+            Err(error) if error.code == 404 => None,
+            Err(error) => return Err(error),
+        };
+        let merged = apply::apply(current.as_ref(), &config, &manager, t.api_version, force, &super::objects::now())
+            .map_err(|conflicts| conflict_status(t, name, &conflicts))?;
+        check_shape(t, &merged)?;
+        let unmanaged = WriteOptions { dry_run: write.dry_run, manager: None };
+        let result = match current {
+            None => state.objects.create(t, namespace, merged, &unmanaged).await.map(|o| (StatusCode::CREATED, o)),
+            Some(_) => state.objects.update(t, namespace, name, merged, &unmanaged).await.map(|o| (StatusCode::OK, o)),
+        };
+        match result {
+            Ok((code, object)) => return Ok(json_response(code, &object)),
+            Err(error) if matches!(error.reason, "Conflict" | "AlreadyExists") && attempt < PATCH_ATTEMPTS => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// 409 with one `FieldManagerConflict` cause per field.
+fn conflict_status(t: &ResourceType, name: &str, conflicts: &[apply::Conflict]) -> ApiError {
+    let mut error = ApiError::conflict(t.group, t.plural, name);
+    let describe = |c: &apply::Conflict| format!("conflict with \"{}\" using {}", c.manager, c.api_version);
+    error.message = match conflicts {
+        [one] => format!("Apply failed with 1 conflict: {}: {}", describe(one), one.field),
+        many => format!(
+            "Apply failed with {} conflicts: {}",
+            many.len(),
+            many.iter().map(|c| format!("{}: {}", describe(c), c.field)).collect::<Vec<_>>().join("\n")
+        ),
+    };
+    error.causes = conflicts
+        .iter()
+        .map(|c| Cause { reason: "FieldManagerConflict".into(), message: describe(c), field: c.field.clone() })
+        .collect();
+    error
 }
 
 /// GET, PUT and PATCH of `<object>/scale`.
@@ -303,7 +383,7 @@ async fn scale_subresource(
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
-    dry_run: bool,
+    write: &WriteOptions,
 ) -> Result<Response, ApiError> {
     let invalid = |message: String| {
         let cause =
@@ -331,7 +411,7 @@ async fn scale_subresource(
         let pinned = wanted.pointer("/metadata/resourceVersion").is_some_and(|v| v.as_str() != Some(""))
             && wanted.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion");
         scale::apply_to(&mut object, &wanted).map_err(invalid)?;
-        match state.objects.update(t, namespace, name, object, dry_run).await {
+        match state.objects.update(t, namespace, name, object, write).await {
             Ok(updated) => return Ok(json_response(StatusCode::OK, &scale::of(&updated))),
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
             Err(error) => return Err(error),
@@ -355,7 +435,7 @@ async fn patch_object(
     kind: PatchKind,
     patch: &Value,
     status_only: bool,
-    dry_run: bool,
+    write: &WriteOptions,
 ) -> Result<Value, ApiError> {
     let mut attempt = 0;
     loop {
@@ -384,7 +464,7 @@ async fn patch_object(
             }
         }
         check_shape(t, &patched)?;
-        match state.objects.update(t, namespace, name, patched, dry_run).await {
+        match state.objects.update(t, namespace, name, patched, write).await {
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
             other => return other,
         }
@@ -487,8 +567,19 @@ fn decode_object(
     if media_type != "application/json" && media_type != "*/*" && !media_type.is_empty() {
         return Err(ApiError::unsupported_media_type(media));
     }
-    let mut object: Value = serde_json::from_slice(body)
+    let object: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))?;
+    decode_checked(t, object, namespace, name)
+}
+
+/// Checks a decoded body as an object of kind `t` at the request's
+/// namespace and name, filling them in where the body left them out.
+fn decode_checked(
+    t: &ResourceType,
+    mut object: Value,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Value, ApiError> {
     if !object.is_object() {
         return Err(ApiError::bad_request("the body of the request must be a JSON object"));
     }

@@ -2,6 +2,7 @@
 //! tokens, discovery, and one generic, registry-driven path for every kind,
 //! kept in the replicated store.
 
+mod apply;
 mod discovery;
 mod handlers;
 mod objects;
@@ -36,7 +37,7 @@ pub use pki::{Credentials, PkiError};
 pub use status::{ApiError, Cause};
 
 use handlers::ApiState;
-use objects::ObjectStore;
+use objects::{ObjectStore, WriteOptions};
 use resources::Registry;
 
 /// Time a client has to finish the TLS handshake.
@@ -86,7 +87,7 @@ impl KubeApi {
             });
             let mut attempt = 1;
             loop {
-                match self.state.objects.create(&namespaces, None, namespace.clone(), false).await {
+                match self.state.objects.create(&namespaces, None, namespace.clone(), &WriteOptions::default()).await {
                     Ok(_) => tracing::info!(namespace = name, "created a default namespace"),
                     Err(error) if error.reason == "AlreadyExists" => {}
                     // A leadership change (as when a restarted node steps

@@ -8,6 +8,7 @@ use engenho_store::{
 };
 use serde_json::{Map, Value, json};
 
+use super::apply;
 use super::resources::ResourceType;
 use super::status::{ApiError, Cause};
 
@@ -83,8 +84,9 @@ impl ObjectStore {
         t: &ResourceType,
         namespace: Option<&str>,
         mut object: Value,
-        dry_run: bool,
+        write: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        let dry_run = write.dry_run;
         if let Some(namespace) = namespace.filter(|_| t.namespaced) {
             self.require_namespace(namespace).await?;
         }
@@ -96,6 +98,12 @@ impl ObjectStore {
         metadata.remove("deletionTimestamp");
         if object.get("spec").is_some() {
             metadata_mut(&mut object).insert("generation".into(), json!(1));
+        }
+        if let Some(manager) = &write.manager {
+            let existing_entries = object.pointer("/metadata/managedFields").is_some();
+            if !existing_entries {
+                apply::record_update(None, &mut object, manager, t.api_version, &now());
+            }
         }
         let key = t.key(namespace, &name);
         if dry_run {
@@ -128,8 +136,9 @@ impl ObjectStore {
         namespace: Option<&str>,
         name: &str,
         mut object: Value,
-        dry_run: bool,
+        write: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        let dry_run = write.dry_run;
         let current = self.get(t, namespace, name).await?;
         let current_version = resource_version(&current)?;
         let expected = match object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
@@ -145,6 +154,9 @@ impl ObjectStore {
             _ => current_version,
         };
         carry_server_fields(&current, &mut object);
+        if let Some(manager) = &write.manager {
+            apply::record_update(Some(&current), &mut object, manager, t.api_version, &now());
+        }
         if dry_run {
             set_resource_version(&mut object, current_version);
             return Ok(object);
@@ -315,6 +327,16 @@ impl ObjectStore {
             Err(refused) => Err(ApiError::bad_request(refused.to_string())),
         }
     }
+}
+
+/// How a write is made: for real or not, and by which field manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `dryRun=All`: check and answer, store nothing.
+    pub dry_run: bool,
+    /// The field manager that owns what the write changes; `None` leaves
+    /// `managedFields` as the object carries them.
+    pub manager: Option<String>,
 }
 
 /// Times a delete is retried when the object changes under it.

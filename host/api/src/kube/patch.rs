@@ -139,7 +139,7 @@ fn array_index(token: &str, len: usize) -> Result<usize, String> {
 /// The merge keys a list field of the built-in kinds may use, by field
 /// name (the kinds' `patchMergeKey` tags; `ports` is keyed by
 /// `containerPort` in containers and by `port` in services).
-fn merge_keys(field: &str) -> &'static [&'static str] {
+pub(crate) fn merge_keys(field: &str) -> &'static [&'static str] {
     match field {
         "containers"
         | "initContainers"

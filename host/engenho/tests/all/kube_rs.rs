@@ -1,6 +1,6 @@
 //! Goal: kube-rs, the Rust Kubernetes client, works against `engenho up`.
 //! Method: a real node; a kube-rs client built from the node's kubeconfig
-//! lists, watches, creates and patches ConfigMaps.
+//! lists, watches, creates, patches and server-side applies ConfigMaps.
 
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ fn configmap(name: &str, value: &str) -> ConfigMap {
 }
 
 #[test]
-fn kube_rs_lists_watches_creates_and_patches() {
+fn kube_rs_lists_watches_creates_patches_and_applies() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut node = EngenhoNode::new(root.path(), "kube-rs");
     node.start_ready(&[]);
@@ -80,6 +80,29 @@ fn kube_rs_lists_watches_creates_and_patches() {
             .filter_map(|cm| cm.metadata.name)
             .collect();
         assert_eq!(remaining, ["first"]);
+
+        let applied = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "applied"},
+            "data": {"owner": "kube-rs"},
+        });
+        let params = PatchParams::apply("kube-rs-test");
+        let created = configmaps.patch("applied", &params, &Patch::Apply(&applied)).await.expect("apply creates");
+        let managers: Vec<_> =
+            created.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|m| m.manager).collect();
+        assert_eq!(managers, ["kube-rs-test"]);
+        let mut changed = applied.clone();
+        changed["data"]["owner"] = serde_json::json!("someone else");
+        let refused = configmaps.patch("applied", &PatchParams::apply("other"), &Patch::Apply(&changed)).await;
+        match refused {
+            Err(kube::Error::Api(status)) => assert_eq!((status.code, status.reason.as_str()), (409, "Conflict")),
+            other => panic!("a conflicting apply must be refused: {other:?}"),
+        }
+        let forced = configmaps
+            .patch("applied", &PatchParams::apply("other").force(), &Patch::Apply(&changed))
+            .await
+            .expect("forced apply");
+        assert_eq!(forced.data.and_then(|d| d.get("owner").cloned()).as_deref(), Some("someone else"));
     });
     node.stop();
 }

@@ -307,3 +307,58 @@ fn scale_finalizers_and_graceful_deletion() {
     assert_eq!(kubectl.ok(&["delete", "pod", "free"]).trim(), "pod \"free\" deleted");
     node.stop();
 }
+
+#[test]
+fn server_side_apply_tracks_managers_and_conflicts() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-ssa");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let server_side = |manager: &str, manifest: &str, force: bool| {
+        let mut args = vec!["apply", "--server-side", "--field-manager", manager, "-f", "-"];
+        if force {
+            args.push("--force-conflicts");
+        }
+        kubectl.run(&args, Some(manifest))
+    };
+
+    let created = server_side("alice", DEPLOYMENT_YAML, false);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert_eq!(String::from_utf8_lossy(&created.stdout).trim(), "deployment.apps/web serverside-applied");
+    let same = server_side("bob", DEPLOYMENT_YAML, false);
+    assert!(same.status.success(), "equal values are shared, not conflicts");
+
+    let scaled = DEPLOYMENT_YAML.replace("replicas: 2", "replicas: 4");
+    let conflict = server_side("bob", &scaled, false);
+    assert!(!conflict.status.success());
+    let message = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        message.contains("Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas"),
+        "{message}"
+    );
+    assert_eq!(kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
+
+    let forced = server_side("bob", &scaled, true);
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+    assert_eq!(kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+    let managers = kubectl.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+    ]);
+    assert_eq!(managers.trim(), "alice/Apply bob/Apply");
+
+    let unlabeled = scaled.replacen("  labels: {app: web}\n", "", 1);
+    for manager in ["alice", "bob"] {
+        let applied = server_side(manager, &unlabeled, false);
+        assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    }
+    let labels = kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.is_empty(), "labels no manager applies any more are removed: {labels}");
+    let all = kubectl.ok(&["get", "deploy", "web", "-o", "json"]);
+    assert!(!all.contains("\"labels\": {}"), "no empty map is left behind: {all}");
+    node.stop();
+}
