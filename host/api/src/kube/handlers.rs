@@ -17,6 +17,7 @@ use super::discovery;
 use super::objects::{DeleteOptions, ObjectStore, WriteOptions};
 use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
+use super::protobuf::{self, ProtobufError};
 use super::resources::{Registry, ResourceType};
 use super::scale;
 use super::selectors::Selector;
@@ -167,6 +168,17 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
         Route::GroupVersion(group, version) => discovery::resource_list(&state.registry, &group, &version)
             .map(|document| json_response(StatusCode::OK, &document))
             .ok_or_else(|| ApiError::no_route(&path)),
+        Route::Resource(target)
+            if (target.group.as_str(), target.version.as_str(), target.plural.as_str())
+                == ("authorization.k8s.io", "v1", "selfsubjectaccessreviews") =>
+        {
+            if request.method() != Method::POST || target.name.is_some() {
+                return Err(ApiError::method_not_allowed(request.method().as_str(), "selfsubjectaccessreviews"));
+            }
+            let headers = request.headers().clone();
+            let body = read_body(request.into_body()).await?;
+            self_subject_access_review(&headers, &body)
+        }
         Route::Resource(target) => {
             let t = state
                 .registry
@@ -297,6 +309,33 @@ async fn resource(
         }
         (method, _) => Err(ApiError::method_not_allowed(method.as_str(), t.plural)),
     }
+}
+
+/// `SelfSubjectAccessReview`: may the caller do what the review names? The
+/// only identity the server knows is the admin token's, which may do
+/// everything, so the answer is yes for every well-formed review.
+fn self_subject_access_review(headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let mut review: Value = if media.starts_with(protobuf::MEDIA_TYPE) {
+        protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the review could not be decoded: {e}")))?
+    };
+    let spec = review.get("spec").cloned().unwrap_or(Value::Null);
+    let attributes = spec.get("resourceAttributes").or_else(|| spec.get("nonResourceAttributes"));
+    if attributes.and_then(|a| a.get("verb")).and_then(Value::as_str).is_none_or(str::is_empty) {
+        let cause = Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value: resourceAttributes or nonResourceAttributes with a verb".into(),
+            field: "spec".into(),
+        };
+        return Err(ApiError::invalid("authorization.k8s.io", "SelfSubjectAccessReview", "", vec![cause]));
+    }
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    review["status"] = json!({"allowed": true, "reason": "the admin token is allowed everything"});
+    Ok(json_response(StatusCode::CREATED, &review))
 }
 
 /// The field manager of a write: `fieldManager`, or the client's name from
@@ -564,11 +603,21 @@ fn decode_object(
 ) -> Result<Value, ApiError> {
     let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let media_type = media.split(';').next().unwrap_or("").trim();
-    if media_type != "application/json" && media_type != "*/*" && !media_type.is_empty() {
-        return Err(ApiError::unsupported_media_type(media));
-    }
-    let object: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))?;
+    let object: Value = match media_type {
+        "application/json" | "*/*" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))?,
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as YAML: {e}")))?,
+        protobuf::MEDIA_TYPE => protobuf::decode(body).map_err(|error| match error {
+            ProtobufError::Malformed(_) => ApiError::bad_request(error.to_string()),
+            ProtobufError::UnknownKind(_) | ProtobufError::UnknownField { .. } => {
+                let mut refused = ApiError::unsupported_media_type(media);
+                refused.message = error.to_string();
+                refused
+            }
+        })?,
+        _ => return Err(ApiError::unsupported_media_type(media)),
+    };
     decode_checked(t, object, namespace, name)
 }
 

@@ -9,6 +9,7 @@ mod objects;
 mod openapi;
 mod patch;
 pub mod pki;
+mod protobuf;
 mod resources;
 mod scale;
 mod selectors;

@@ -151,6 +151,7 @@ impl Registry {
             ResourceType::of::<apps::v1::DaemonSet>(&["ds"], true, true),
             ResourceType::of::<apps::v1::StatefulSet>(&["sts"], true, true),
             ResourceType::of::<batch::v1::Job>(&[], true, true),
+            ResourceType::of::<batch::v1::CronJob>(&["cj"], true, true),
             ResourceType::of::<coordination::v1::Lease>(&[], false, false),
             ResourceType::of::<node::v1::RuntimeClass>(&[], false, false),
             ResourceType::of::<discovery::v1::EndpointSlice>(&[], false, false),

@@ -362,3 +362,49 @@ fn server_side_apply_tracks_managers_and_conflicts() {
     assert!(!all.contains("\"labels\": {}"), "no empty map is left behind: {all}");
     node.stop();
 }
+
+#[test]
+fn kubectl_create_sends_protobuf_and_auth_can_i_answers() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-protobuf");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+
+    assert_eq!(kubectl.ok(&["create", "namespace", "team"]).trim(), "namespace/team created");
+    let created = [
+        (vec!["create", "configmap", "settings", "--from-literal=colour=blue"], "configmap/settings created"),
+        (vec!["create", "secret", "generic", "password", "--from-literal=pw=s3cret"], "secret/password created"),
+        (vec!["create", "serviceaccount", "robot"], "serviceaccount/robot created"),
+        (
+            vec!["create", "deployment", "web", "--image=nginx:1.27", "--replicas=3", "--port=80"],
+            "deployment.apps/web created",
+        ),
+        (vec!["create", "deployment", "idle", "--image=nginx:1.27", "--replicas=0"], "deployment.apps/idle created"),
+        (vec!["create", "service", "clusterip", "web", "--tcp=80:8080"], "service/web created"),
+        (vec!["create", "job", "once", "--image=busybox", "--", "echo", "hi"], "job.batch/once created"),
+        (
+            vec!["create", "cronjob", "often", "--image=busybox", "--schedule=*/5 * * * *"],
+            "cronjob.batch/often created",
+        ),
+    ];
+    for (args, expected) in created {
+        let mut args = args;
+        args.splice(1..1, ["-n", "team"]);
+        assert_eq!(kubectl.ok(&args).trim(), expected, "{args:?}");
+    }
+    let get = |what: &str, path: &str| kubectl.ok(&["get", what, "-n", "team", "-o", &format!("jsonpath={path}")]);
+    assert_eq!(get("cm/settings", "{.data.colour}"), "blue");
+    assert_eq!(get("secret/password", "{.data.pw}"), "czNjcmV0");
+    assert_eq!(get("deploy/web", "{.spec.replicas} {.spec.template.spec.containers[0].image}"), "3 nginx:1.27");
+    assert_eq!(get("deploy/web", "{.spec.template.spec.containers[0].ports[0].containerPort}"), "80");
+    assert_eq!(get("deploy/idle", "{.spec.replicas}"), "0", "an explicit zero survives");
+    assert_eq!(get("svc/web", "{.spec.ports[0].port}:{.spec.ports[0].targetPort} {.spec.type}"), "80:8080 ClusterIP");
+    assert_eq!(get("job/once", "{.spec.template.spec.containers[0].command}"), r#"["echo","hi"]"#);
+    assert_eq!(get("cronjob/often", "{.spec.schedule}"), "*/5 * * * *");
+    let spec = kubectl.ok(&["get", "deploy", "web", "-n", "team", "-o", "json"]);
+    assert!(!spec.contains("hostPID") && !spec.contains("\"paused\""), "zero values stay out: {spec}");
+
+    assert_eq!(kubectl.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+    assert_eq!(kubectl.ok(&["auth", "can-i", "delete", "nodes", "-A"]).trim(), "yes");
+    node.stop();
+}
