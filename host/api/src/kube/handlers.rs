@@ -273,11 +273,13 @@ async fn resource(
         }
         (&Method::POST, None) => {
             let object = decode_object(t, headers, &body, namespace, None)?;
+            let warnings = field_validation(t, &object, query)?;
             let created = state.objects.create(t, namespace, object, &write).await?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
         }
         (&Method::PUT, Some(name)) => {
             let mut object = decode_object(t, headers, &body, namespace, Some(name))?;
+            let warnings = field_validation(t, &object, query)?;
             if target.subresource.as_deref() == Some("status") {
                 let mut current = state.objects.get(t, namespace, name).await?;
                 current["status"] = object.get("status").cloned().unwrap_or(Value::Null);
@@ -287,20 +289,22 @@ async fn resource(
                 object = current;
             }
             let updated = state.objects.update(t, namespace, name, object, &write).await?;
-            Ok(json_response(StatusCode::OK, &updated))
+            Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
         }
         (&Method::PATCH, Some(name)) => {
             let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             if media.split(';').next().is_some_and(|m| m.trim() == "application/apply-patch+yaml") {
                 let force = query.get("force").is_some_and(|v| v == "true");
-                return server_side_apply(state, t, namespace, name, &body, &write, force).await;
+                return server_side_apply(state, t, namespace, name, &body, &write, force, query).await;
             }
             let kind = PatchKind::from_media_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
             let patch: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
             let status_only = target.subresource.as_deref() == Some("status");
-            let patched = patch_object(state, t, namespace, name, kind, &patch, status_only, &write).await?;
-            Ok(json_response(StatusCode::OK, &patched))
+            let validation = query.get("fieldValidation").map(String::as_str);
+            let (patched, warnings) =
+                patch_object(state, t, namespace, name, (kind, &patch), status_only, &write, validation).await?;
+            Ok(with_warnings(json_response(StatusCode::OK, &patched), &warnings))
         }
         (&Method::DELETE, Some(name)) => {
             let options = DeleteOptions::parse(&body, query)?;
@@ -361,6 +365,7 @@ async fn server_side_apply(
     body: &[u8],
     write: &WriteOptions,
     force: bool,
+    query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let manager = write
         .manager
@@ -369,6 +374,7 @@ async fn server_side_apply(
     let config: Value =
         serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     let mut config = decode_checked(t, config, namespace, Some(name))?;
+    let warnings = field_validation(t, &config, query)?;
     super::objects::metadata_mut(&mut config).remove("managedFields");
     for attempt in 1..=PATCH_ATTEMPTS {
         let current = match state.objects.get(t, namespace, name).await {
@@ -385,7 +391,7 @@ async fn server_side_apply(
             Some(_) => state.objects.update(t, namespace, name, merged, &unmanaged).await.map(|o| (StatusCode::OK, o)),
         };
         match result {
-            Ok((code, object)) => return Ok(json_response(code, &object)),
+            Ok((code, object)) => return Ok(with_warnings(json_response(code, &object), &warnings)),
             Err(error) if matches!(error.reason, "Conflict" | "AlreadyExists") && attempt < PATCH_ATTEMPTS => continue,
             Err(error) => return Err(error),
         }
@@ -471,11 +477,11 @@ async fn patch_object(
     t: &ResourceType,
     namespace: Option<&str>,
     name: &str,
-    kind: PatchKind,
-    patch: &Value,
+    (kind, patch): (PatchKind, &Value),
     status_only: bool,
     write: &WriteOptions,
-) -> Result<Value, ApiError> {
+    validation: Option<&str>,
+) -> Result<(Value, Vec<String>), ApiError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -503,9 +509,10 @@ async fn patch_object(
             }
         }
         check_shape(t, &patched)?;
+        let warnings = unknown_field_policy(t, &patched, validation)?;
         match state.objects.update(t, namespace, name, patched, write).await {
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
-            other => return other,
+            other => return other.map(|patched| (patched, warnings)),
         }
     }
 }
@@ -669,6 +676,51 @@ fn decode_checked(
     }
     check_shape(t, &object)?;
     Ok(object)
+}
+
+/// `fieldValidation` for fields the kind does not declare: `Strict` refuses
+/// the request (400), `Warn` (the default) answers with warnings, `Ignore`
+/// says nothing.
+fn field_validation(
+    t: &ResourceType,
+    object: &Value,
+    query: &HashMap<String, String>,
+) -> Result<Vec<String>, ApiError> {
+    unknown_field_policy(t, object, query.get("fieldValidation").map(String::as_str))
+}
+
+fn unknown_field_policy(t: &ResourceType, object: &Value, validation: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let mode = validation.unwrap_or("Warn");
+    if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: \"{mode}\": supported values: \"Ignore\", \"Warn\", \"Strict\""
+        )));
+    }
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let unknown = t.unknown_fields(object).unwrap_or_default();
+    let described: Vec<String> = unknown.iter().map(|field| format!("unknown field \"{field}\"")).collect();
+    if mode == "Strict" && !described.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            described.join(", "),
+            kind = t.kind,
+            version = t.version,
+        )));
+    }
+    Ok(described)
+}
+
+/// Adds one `Warning` header per warning, as kube-apiserver does.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - \"{}\"", warning.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 /// 422 unless `object` has the shape of kind `t`.

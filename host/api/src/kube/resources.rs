@@ -48,7 +48,7 @@ pub struct ResourceType {
     /// Whether the kind has a `scale` subresource (`spec.replicas`).
     pub has_scale: bool,
     /// Checks that an object has the shape of the kind.
-    validate: fn(&Value) -> Result<(), ShapeError>,
+    validate: fn(&Value) -> Result<Value, ShapeError>,
     /// Adds the kind's schema (and those it refers to) to a generator.
     schema: fn(&mut SchemaGenerator),
     /// The name of the kind's schema, e.g. `io.k8s.api.core.v1.Pod`.
@@ -58,7 +58,7 @@ pub struct ResourceType {
 impl ResourceType {
     fn of<T>(short_names: &'static [&'static str], in_category_all: bool, has_status: bool) -> Self
     where
-        T: Resource + ListableResource + DeserializeOwned + JsonSchema + 'static,
+        T: Resource + ListableResource + DeserializeOwned + serde::Serialize + JsonSchema + 'static,
     {
         Self {
             group: T::GROUP,
@@ -74,10 +74,12 @@ impl ResourceType {
             has_status,
             has_scale: matches!(T::URL_PATH_SEGMENT, "deployments" | "replicasets" | "statefulsets"),
             validate: |value| {
-                serde_path_to_error::deserialize::<_, T>(value.clone()).map(|_| ()).map_err(|error| ShapeError {
+                let typed = serde_path_to_error::deserialize::<_, T>(value.clone()).map_err(|error| ShapeError {
                     field: error.path().to_string(),
                     message: error.into_inner().to_string(),
-                })
+                })?;
+                serde_json::to_value(typed)
+                    .map_err(|error| ShapeError { field: String::new(), message: error.to_string() })
             },
             schema: |generator| {
                 generator.subschema_for::<T>();
@@ -102,7 +104,19 @@ impl ResourceType {
     /// # Errors
     /// The first mismatch: where and what.
     pub fn validate(&self, object: &Value) -> Result<(), ShapeError> {
-        (self.validate)(object)
+        (self.validate)(object).map(|_| ())
+    }
+
+    /// The fields of `object` the kind does not declare, as paths
+    /// (`spec.replicass`); `metadata.managedFields` entries are free-form.
+    ///
+    /// # Errors
+    /// As [`ResourceType::validate`].
+    pub fn unknown_fields(&self, object: &Value) -> Result<Vec<String>, ShapeError> {
+        let known = (self.validate)(object)?;
+        let mut unknown = Vec::new();
+        collect_unknown(object, &known, String::new(), &mut unknown);
+        Ok(unknown)
     }
 
     /// The store key prefix of every object of the kind, or of those in
@@ -118,6 +132,29 @@ impl ResourceType {
     /// The store key of one object.
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
         format!("{}{name}", self.key_prefix(namespace))
+    }
+}
+
+/// Paths present (and not null) in `given` but absent from `known`, the
+/// typed model's reading of it.
+fn collect_unknown(given: &Value, known: &Value, path: String, unknown: &mut Vec<String>) {
+    match (given, known) {
+        (Value::Object(given), Value::Object(known)) => {
+            for (field, value) in given {
+                let here = if path.is_empty() { field.clone() } else { format!("{path}.{field}") };
+                match known.get(field) {
+                    _ if value.is_null() || here == "metadata.managedFields" => {}
+                    Some(known) => collect_unknown(value, known, here, unknown),
+                    None => unknown.push(here),
+                }
+            }
+        }
+        (Value::Array(given), Value::Array(known)) => {
+            for (index, (value, known)) in given.iter().zip(known).enumerate() {
+                collect_unknown(value, known, format!("{path}[{index}]"), unknown);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -217,5 +254,12 @@ mod tests {
             serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": 1}});
         let error = configmaps.validate(&bad).expect_err("a number is no string");
         assert_eq!(error.field, "data.k");
+        let deployments = registry.find("apps", "v1", "deployments").expect("deployments");
+        let typo = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labelz": {}},
+            "spec": {"replicass": 2, "selector": {}, "template": {"spec": {"containers": [{"name": "c", "imagee": "x"}]}}}});
+        assert_eq!(
+            deployments.unknown_fields(&typo).expect("decodes"),
+            ["metadata.labelz", "spec.replicass", "spec.template.spec.containers[0].imagee"]
+        );
     }
 }

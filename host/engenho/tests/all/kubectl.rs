@@ -408,3 +408,41 @@ fn kubectl_create_sends_protobuf_and_auth_can_i_answers() {
     assert_eq!(kubectl.ok(&["auth", "can-i", "delete", "nodes", "-A"]).trim(), "yes");
     node.stop();
 }
+
+#[test]
+fn bad_input_gets_a_status_and_stores_nothing() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-bad-input");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let post = |body: &str| {
+        kubectl.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"], Some(body))
+    };
+
+    let typo = DEPLOYMENT_YAML.replace("replicas: 2", "replicass: 2");
+    let strict = kubectl.fails(&["apply", "-f", "-"], Some(&typo));
+    assert!(strict.contains("Error from server (BadRequest)"), "{strict}");
+    assert!(strict.contains("strict decoding error: unknown field \"spec.replicass\""), "{strict}");
+    let warned = kubectl.run(&["apply", "--validate=warn", "-f", "-"], Some(&typo));
+    assert!(warned.status.success());
+    assert!(String::from_utf8_lossy(&warned.stderr).contains("Warning: unknown field \"spec.replicass\""));
+    kubectl.ok(&["delete", "deployment", "web"]);
+
+    let big = format!(
+        r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "big"}}, "data": {{"a": "{}"}}}}"#,
+        "a".repeat(3 * 1024 * 1024)
+    );
+    let too_large = post(&big);
+    assert!(too_large.contains("RequestEntityTooLarge") || too_large.contains("too large"), "{too_large}");
+    let malformed = post(r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x""#);
+    assert!(malformed.contains("could not be decoded as JSON"), "{malformed}");
+    let wrong_kind = post(r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}"#);
+    assert!(wrong_kind.contains("do not match the endpoint's v1 ConfigMap"), "{wrong_kind}");
+    let wrong_type = post(r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": 1}}"#);
+    assert!(wrong_type.contains("is invalid: data.a: Invalid value"), "{wrong_type}");
+    let bad_namespace = kubectl.fails(&["create", "namespace", "Not_Valid"], None);
+    assert!(bad_namespace.contains("is invalid") && bad_namespace.contains("RFC 1123"), "{bad_namespace}");
+
+    assert!(kubectl.ok(&["get", "configmaps,deployments", "-o", "name"]).trim().is_empty(), "nothing was stored");
+    node.stop();
+}
