@@ -13,6 +13,8 @@ use engenho_api::etcd::proto::etcdserverpb::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+mod api;
+
 /// Keys pre-written for the read benchmark.
 const READ_KEYS: usize = 1000;
 
@@ -31,6 +33,9 @@ enum BenchTarget {
     /// Write and read throughput and latency of the replicated store, and
     /// of etcd under the same client and workload.
     Store(StoreBenchArgs),
+    /// Pod creates, gets, lists and watch delivery through the Kubernetes
+    /// API of one node, with the raw store cost of the same writes.
+    Api(api::ApiBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +76,7 @@ struct StoreBenchArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Store(args) => store(args).await,
+        BenchTarget::Api(args) => api::run(args).await,
     }
 }
 

@@ -23,7 +23,7 @@ use super::scale;
 use super::selectors::Selector;
 use super::status::{ApiError, Cause};
 use super::table;
-use super::watch::{self, WATCH_TIMEOUT_MAX, WatchRequest};
+use super::watch::{self, SharedEvents, WATCH_TIMEOUT_MAX, WatchRequest};
 
 /// Largest request body accepted, as kube-apiserver.
 pub const REQUEST_BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
@@ -36,6 +36,8 @@ pub struct ApiState {
     pub objects: ObjectStore,
     /// The admin bearer token.
     pub admin_token: String,
+    /// Decoded store events shared by the watches.
+    pub watch_events: Arc<SharedEvents>,
     /// The OpenAPI documents, generated on first use.
     pub openapi: std::sync::OnceLock<OpenApi>,
 }
@@ -236,7 +238,7 @@ async fn resource(
                         .map_or(WATCH_TIMEOUT_MAX, |s| Duration::from_secs(s).min(WATCH_TIMEOUT_MAX)),
                     as_table: table::wants_table(accept),
                 };
-                return watch::start(&state.objects, request).await;
+                return watch::start(&state.objects, &state.watch_events, request).await;
             }
             let page = list_page(state, t, namespace, &selector, query).await?;
             if table::wants_table(accept) {

@@ -67,6 +67,7 @@ impl KubeApi {
             registry: Registry::built_in(),
             objects: ObjectStore::new(node),
             admin_token,
+            watch_events: Arc::default(),
             openapi: std::sync::OnceLock::new(),
         };
         Self { state: Arc::new(state) }

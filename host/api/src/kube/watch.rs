@@ -1,6 +1,8 @@
 //! Watches: newline-delimited JSON events (ADDED, MODIFIED, DELETED,
 //! BOOKMARK, ERROR) from the store's change stream.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -49,7 +51,11 @@ pub struct WatchRequest {
 ///
 /// # Errors
 /// Store failures reading the initial objects.
-pub async fn start(objects: &ObjectStore, request: WatchRequest) -> Result<Response, ApiError> {
+pub async fn start(
+    objects: &ObjectStore,
+    shared: &Arc<SharedEvents>,
+    request: WatchRequest,
+) -> Result<Response, ApiError> {
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(WATCH_BUFFER_EVENTS);
     let namespace = request.namespace.as_deref();
     let range = KeyRange::prefix(request.t.key_prefix(namespace));
@@ -62,12 +68,13 @@ pub async fn start(objects: &ObjectStore, request: WatchRequest) -> Result<Respo
         }
     };
     let watcher = Watcher::new(objects.store(), range, start_revision);
-    tokio::spawn(stream_events(request, initial, watcher, sender));
+    tokio::spawn(stream_events(shared.clone(), request, initial, watcher, sender));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn stream_events(
+    shared: Arc<SharedEvents>,
     request: WatchRequest,
     initial: Vec<Value>,
     mut watcher: Watcher,
@@ -79,9 +86,7 @@ async fn stream_events(
         } else {
             object
         };
-        let mut line = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
-        line.push(b'\n');
-        sender.send(Ok(Bytes::from(line)))
+        sender.send(Ok(encode_line(kind, &object)))
     };
     for object in initial {
         if send("ADDED", object).await.is_err() {
@@ -120,10 +125,15 @@ async fn stream_events(
             }
         };
         for batch in batches {
-            for event in batch.events {
-                if let Some((kind, object)) = translate(&request.selector, event, batch.revision)
-                    && send(kind, object).await.is_err()
-                {
+            for event in &batch.events {
+                let decoded = shared.get(event, batch.revision);
+                let Some((kind, object)) = decoded.through(&request.selector) else { continue };
+                let line = if request.as_table { None } else { Some(decoded.line(kind, object)) };
+                let sent = match line {
+                    Some(line) => sender.send(Ok(line)).await,
+                    None => send(kind, object.clone()).await,
+                };
+                if sent.is_err() {
                     return;
                 }
             }
@@ -131,27 +141,98 @@ async fn stream_events(
     }
 }
 
-/// The watch event for a store event, as seen through `selector`: an
-/// object that starts matching is ADDED, one that stops is DELETED.
-fn translate(selector: &Selector, event: Event, revision: i64) -> Option<(&'static str, Value)> {
-    let decode = |value: &[u8], version: i64| -> Option<Value> {
-        let mut object: Value = serde_json::from_slice(value).ok()?;
-        super::objects::metadata_mut(&mut object).insert("resourceVersion".into(), json!(version.to_string()));
-        Some(object)
-    };
-    let before = event.prev_kv.as_ref().and_then(|kv| decode(&kv.value, revision)).filter(|o| selector.matches(o));
-    match event.kind {
-        EventKind::Put => {
-            let after = decode(&event.kv.value, revision)?;
-            match (before.is_some(), selector.matches(&after)) {
-                (false, true) => Some(("ADDED", after)),
-                (true, true) => Some(("MODIFIED", after)),
-                (true, false) => Some(("DELETED", after)),
-                (false, false) => None,
-            }
+/// A store event decoded once for every watch of the process: the object
+/// before and after (resourceVersion set to the event's revision), and the
+/// encoded plain-JSON watch lines, made on first use.
+struct Decoded {
+    deleted: bool,
+    before: Option<Value>,
+    after: Option<Value>,
+    lines: [std::sync::OnceLock<Bytes>; 3],
+}
+
+impl Decoded {
+    fn new(event: &Event, revision: i64) -> Self {
+        let decode = |value: &[u8]| -> Option<Value> {
+            let mut object: Value = serde_json::from_slice(value).ok()?;
+            super::objects::metadata_mut(&mut object).insert("resourceVersion".into(), json!(revision.to_string()));
+            Some(object)
+        };
+        let deleted = event.kind == EventKind::Delete;
+        Self {
+            deleted,
+            before: event.prev_kv.as_ref().and_then(|kv| decode(&kv.value)),
+            after: if deleted { None } else { decode(&event.kv.value) },
+            lines: Default::default(),
         }
-        EventKind::Delete => before.map(|object| ("DELETED", object)),
     }
+
+    /// The watch event as seen through `selector`: an object that starts
+    /// matching is ADDED, one that stops is DELETED.
+    fn through(&self, selector: &Selector) -> Option<(&'static str, &Value)> {
+        let before = self.before.as_ref().filter(|o| selector.matches(o));
+        if self.deleted {
+            return before.map(|object| ("DELETED", object));
+        }
+        let after = self.after.as_ref()?;
+        match (before.is_some(), selector.matches(after)) {
+            (false, true) => Some(("ADDED", after)),
+            (true, true) => Some(("MODIFIED", after)),
+            (true, false) => Some(("DELETED", after)),
+            (false, false) => None,
+        }
+    }
+
+    /// The encoded line of the event as `kind`, for watches without tables.
+    fn line(&self, kind: &'static str, object: &Value) -> Bytes {
+        let slot = match kind {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            _ => 2,
+        };
+        self.lines[slot].get_or_init(|| encode_line(kind, object)).clone()
+    }
+}
+
+/// Store events decoded recently, shared between the watches of one API
+/// server: each event is decoded, and its plain-JSON line encoded, once.
+#[derive(Default)]
+pub struct SharedEvents {
+    recent: Mutex<RecentEvents>,
+}
+
+#[derive(Default)]
+struct RecentEvents {
+    by_event: HashMap<(i64, Vec<u8>), Arc<Decoded>>,
+    order: VecDeque<(i64, Vec<u8>)>,
+}
+
+/// Decoded events kept for sharing; a watch further behind decodes its own.
+const SHARED_EVENTS_MAX: usize = 4096;
+
+impl SharedEvents {
+    /// The decoded form of `event`, decoding it only if no watch has yet.
+    fn get(&self, event: &Event, revision: i64) -> Arc<Decoded> {
+        let id = (revision, event.kv.key.clone());
+        if let Some(decoded) = self.recent.lock().expect("shared events lock").by_event.get(&id) {
+            return decoded.clone();
+        }
+        let decoded = Arc::new(Decoded::new(event, revision));
+        let mut recent = self.recent.lock().expect("shared events lock");
+        if recent.order.len() >= SHARED_EVENTS_MAX
+            && let Some(oldest) = recent.order.pop_front()
+        {
+            recent.by_event.remove(&oldest);
+        }
+        recent.order.push_back(id.clone());
+        recent.by_event.entry(id).or_insert(decoded).clone()
+    }
+}
+
+fn encode_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 fn revision_of(object: &Value) -> i64 {
@@ -187,14 +268,20 @@ mod tests {
             kv: kv(after, 5),
             prev_kv: before.map(|b| kv(b, 4)),
         };
-        assert_eq!(translate(&selector, put(None, &web), 5).map(|e| e.0), Some("ADDED"));
-        assert_eq!(translate(&selector, put(Some(&web), &web), 5).map(|e| e.0), Some("MODIFIED"));
-        assert_eq!(translate(&selector, put(Some(&web), &other), 5).map(|e| e.0), Some("DELETED"));
-        assert_eq!(translate(&selector, put(Some(&other), &web), 5).map(|e| e.0), Some("ADDED"));
-        assert!(translate(&selector, put(None, &other), 5).is_none());
+        let kind_of = |event: Event| Decoded::new(&event, 5).through(&selector).map(|e| e.0);
+        assert_eq!(kind_of(put(None, &web)), Some("ADDED"));
+        assert_eq!(kind_of(put(Some(&web), &web)), Some("MODIFIED"));
+        assert_eq!(kind_of(put(Some(&web), &other)), Some("DELETED"));
+        assert_eq!(kind_of(put(Some(&other), &web)), Some("ADDED"));
+        assert_eq!(kind_of(put(None, &other)), None);
         let delete = Event { kind: EventKind::Delete, kv: KeyValue::default(), prev_kv: Some(kv(&web, 4)) };
-        let (kind, object) = translate(&selector, delete, 6).expect("deleted");
+        let decoded = Decoded::new(&delete, 6);
+        let (kind, object) = decoded.through(&selector).expect("deleted");
         assert_eq!(kind, "DELETED");
         assert_eq!(object["metadata"]["resourceVersion"], "6");
+        let line = decoded.line(kind, object);
+        assert!(line.starts_with(b"{\"object\":") || line.starts_with(b"{\"type\":"));
+        assert!(line.ends_with(b"\n"));
+        assert_eq!(decoded.line(kind, object), line, "encoded once, shared after");
     }
 }
