@@ -446,3 +446,67 @@ fn bad_input_gets_a_status_and_stores_nothing() {
     assert!(kubectl.ok(&["get", "configmaps,deployments", "-o", "name"]).trim().is_empty(), "nothing was stored");
     node.stop();
 }
+
+#[test]
+fn describe_edit_rollout_and_printing() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-describe");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(DEPLOYMENT_YAML));
+    let worker = r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1",
+        "labels": {"node-role.kubernetes.io/worker": ""}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.32.0",
+        "machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "k", "osImage": "o",
+        "containerRuntimeVersion": "c", "kubeProxyVersion": "p", "operatingSystem": "linux", "architecture": "amd64"}}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(worker));
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "a", "image": "busybox"}]},
+        "status": {"phase": "Running", "podIP": "10.1.0.7"}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(pod));
+    let uid = kubectl.ok(&["get", "pod", "p1", "-o", "jsonpath={.metadata.uid}"]);
+    let event = format!(
+        r#"{{"apiVersion": "v1", "kind": "Event", "metadata": {{"name": "p1.1"}}, "reason": "Scheduled",
+        "message": "assigned to n1", "type": "Normal",
+        "involvedObject": {{"kind": "Pod", "name": "p1", "namespace": "default", "uid": "{uid}"}}}}"#
+    );
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&event));
+
+    let described = kubectl.ok(&["describe", "pod", "p1"]);
+    assert!(described.contains("Node:") && described.contains("n1"), "{described}");
+    assert!(described.contains("Scheduled") && described.contains("assigned to n1"), "events: {described}");
+    let node_described = kubectl.ok(&["describe", "node", "n1"]);
+    assert!(node_described.contains("default") && node_described.contains("p1"), "pods on the node: {node_described}");
+    assert!(kubectl.ok(&["describe", "deployment", "web"]).contains("nginx:1.27"));
+
+    let wide = kubectl.ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.lines().next().is_some_and(|h| h.contains("IP") && h.contains("NODE")), "{wide}");
+    assert!(wide.contains("10.1.0.7") && wide.contains("Running"), "{wide}");
+    let nodes = kubectl.ok(&["get", "nodes"]);
+    let row: Vec<&str> = nodes.lines().nth(1).map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    assert_eq!(row.len(), 5, "{nodes}");
+    assert_eq!((row[0], row[1], row[2], row[4]), ("n1", "Ready", "worker", "v1.32.0"), "{nodes}");
+    let columns = kubectl.ok(&["get", "pods", "-o", "custom-columns=NAME:.metadata.name,NODE:.spec.nodeName"]);
+    assert_eq!(columns.lines().nth(1).map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["p1", "n1"]));
+    assert!(kubectl.ok(&["get", "pods", "--sort-by=.metadata.name"]).contains("p1"));
+    assert!(kubectl.ok(&["get", "pods", "-o", "yaml"]).contains("kind: List"));
+
+    assert_eq!(kubectl.ok(&["rollout", "restart", "deployment/web"]).trim(), "deployment.apps/web restarted");
+    let restarted = kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.metadata.annotations}"]);
+    assert!(restarted.contains("kubectl.kubernetes.io/restartedAt"), "{restarted}");
+    assert_eq!(
+        kubectl.ok(&["set", "image", "deployment/web", "app=nginx:1.29"]).trim(),
+        "deployment.apps/web image updated"
+    );
+    let edited = kubectl
+        .command(&["edit", "deployment/web"])
+        .env("EDITOR", "sed -i s/nginx:1.29/nginx:1.30/")
+        .output()
+        .expect("kubectl edit");
+    assert!(edited.status.success(), "{}", String::from_utf8_lossy(&edited.stderr));
+    assert_eq!(
+        kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
+        "nginx:1.30"
+    );
+    node.stop();
+}

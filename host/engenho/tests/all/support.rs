@@ -205,14 +205,23 @@ impl Kubectl {
         Self { home: tempfile::tempdir().expect("kubectl home"), kubeconfig: node.dir.join("kubeconfig") }
     }
 
-    /// Runs `kubectl args`, with `stdin` as input.
-    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
+    /// `kubectl args` ready to run, for callers that set more (environment).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("kubectl");
+        command
             .env("HOME", self.home.path())
             .env("KUBECONFIG", &self.kubeconfig)
             .args(["--request-timeout=20s"])
             .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `kubectl args`, with `stdin` as input.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
