@@ -107,6 +107,26 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if (t.group, t.plural) == ("", "pods") {
+            for (subresource, kind, verbs) in [
+                ("binding", "Binding", &["create"][..]),
+                ("eviction", "Eviction", &["create"]),
+                ("log", "Pod", &["get"]),
+            ] {
+                let mut resource = json!({
+                    "name": format!("pods/{subresource}"),
+                    "singularName": "",
+                    "namespaced": true,
+                    "kind": kind,
+                    "verbs": verbs,
+                });
+                if kind == "Eviction" {
+                    resource["group"] = json!("policy");
+                    resource["version"] = json!("v1");
+                }
+                resources.push(resource);
+            }
+        }
         if t.has_scale {
             resources.push(json!({
                 "name": format!("{}/scale", t.plural),

@@ -216,6 +216,10 @@ async fn resource(
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
             return scale_subresource(state, t, namespace, name, method, headers, &body, &write).await;
         }
+        Some(subresource @ ("binding" | "eviction" | "log")) if (t.group, t.plural) == ("", "pods") => {
+            let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
+            return pod_subresource(state, t, namespace, name, subresource, method, &body, &write).await;
+        }
         Some(subresource) => return Err(ApiError::no_route(&format!("{}/{subresource}", t.plural))),
     }
     match (method, target.name.as_deref()) {
@@ -342,6 +346,85 @@ fn self_subject_access_review(headers: &HeaderMap, body: &[u8]) -> Result<Respon
     review["kind"] = json!("SelfSubjectAccessReview");
     review["status"] = json!({"allowed": true, "reason": "the admin token is allowed everything"});
     Ok(json_response(StatusCode::CREATED, &review))
+}
+
+/// `pods/binding` (assign a node), `pods/eviction` (delete, as an
+/// eviction), `pods/log` (served by the node that runs the pod).
+#[allow(clippy::too_many_arguments)]
+async fn pod_subresource(
+    state: &ApiState,
+    t: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    subresource: &str,
+    method: &Method,
+    body: &[u8],
+    write: &WriteOptions,
+) -> Result<Response, ApiError> {
+    let allowed = if subresource == "log" { Method::GET } else { Method::POST };
+    if *method != allowed {
+        return Err(ApiError::method_not_allowed(method.as_str(), &format!("pods/{subresource}")));
+    }
+    let decode = || -> Result<Value, ApiError> {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body could not be decoded: {e}")))
+    };
+    match subresource {
+        "binding" => {
+            let binding = decode()?;
+            let node = binding.pointer("/target/name").and_then(Value::as_str).filter(|n| !n.is_empty());
+            let Some(node) = node else {
+                let cause = Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: a binding names the node".into(),
+                    field: "target.name".into(),
+                };
+                return Err(ApiError::invalid("", "Binding", name, vec![cause]));
+            };
+            for attempt in 1..=PATCH_ATTEMPTS {
+                let mut pod = state.objects.get(t, namespace, name).await?;
+                if let Some(bound) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                    let mut error = ApiError::conflict(t.group, t.plural, name);
+                    error.message = format!("pod {name} is already assigned to node \"{bound}\"");
+                    return Err(error);
+                }
+                if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                    let mut error = ApiError::conflict(t.group, t.plural, name);
+                    error.message = format!("pod {name} is being deleted, cannot be assigned to a host");
+                    return Err(error);
+                }
+                pod["spec"]["nodeName"] = json!(node);
+                match state.objects.update(t, namespace, name, pod, write).await {
+                    Ok(_) => return Ok(json_response(StatusCode::CREATED, &success_status())),
+                    Err(error) if error.reason == "Conflict" && attempt < PATCH_ATTEMPTS => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            unreachable!("the last attempt returns")
+        }
+        "eviction" => {
+            let eviction = decode()?;
+            let options =
+                eviction.get("deleteOptions").map(|o| serde_json::to_vec(o).unwrap_or_default()).unwrap_or_default();
+            let options = DeleteOptions::parse(&options, &HashMap::new())?;
+            state.objects.delete(t, namespace, name, &options, write.dry_run).await?;
+            Ok(json_response(StatusCode::CREATED, &success_status()))
+        }
+        _ => {
+            let pod = state.objects.get(t, namespace, name).await?;
+            match pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                None => {
+                    Err(ApiError::bad_request(format!("pod {name} is not scheduled to a node yet, so it has no logs")))
+                }
+                Some(node) => Err(ApiError::unavailable(format!(
+                    "no node agent serves the logs of node \"{node}\" (pods do not run on engenho nodes yet)"
+                ))),
+            }
+        }
+    }
+}
+
+fn success_status() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 }
 
 /// The field manager of a write: `fieldManager`, or the client's name from

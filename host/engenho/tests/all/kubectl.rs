@@ -510,3 +510,37 @@ fn describe_edit_rollout_and_printing() {
     );
     node.stop();
 }
+
+#[test]
+fn binding_eviction_drain_and_logs() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-pods");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let worker = r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(worker));
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"},
+        "spec": {"containers": [{"name": "a", "image": "busybox"}]}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(pod));
+
+    let unscheduled = kubectl.fails(&["logs", "p1"], None);
+    assert!(unscheduled.contains("not scheduled"), "{unscheduled}");
+    let bind = |node: &str| {
+        let binding = format!(
+            r#"{{"apiVersion": "v1", "kind": "Binding", "metadata": {{"name": "p1"}}, "target": {{"kind": "Node", "name": "{node}"}}}}"#
+        );
+        kubectl.run(&["create", "--raw", "/api/v1/namespaces/default/pods/p1/binding", "-f", "-"], Some(&binding))
+    };
+    assert!(bind("n1").status.success());
+    assert_eq!(kubectl.ok(&["get", "pod", "p1", "-o", "jsonpath={.spec.nodeName}"]), "n1");
+    let again = bind("n2");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("pod p1 is already assigned to node \"n1\""));
+    let no_agent = kubectl.fails(&["logs", "p1"], None);
+    assert!(no_agent.contains("ServiceUnavailable") && no_agent.contains("no node agent"), "{no_agent}");
+
+    let drained = kubectl.ok(&["drain", "n1", "--force", "--grace-period=0", "--timeout=30s"]);
+    assert!(drained.contains("pod/p1 evicted") && drained.contains("node/n1 drained"), "{drained}");
+    assert_eq!(kubectl.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    assert!(kubectl.fails(&["get", "pod", "p1"], None).contains("NotFound"));
+    node.stop();
+}
