@@ -95,7 +95,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     join_or_bootstrap(&node, &args).await?;
     let api = KubeApi::new(node.clone(), credentials.admin_token.clone());
-    api.ensure_default_namespaces().await.context("creating the default namespaces")?;
+    api.ensure_defaults().await.context("creating the default namespaces and RBAC policy")?;
     let api_server = tokio::spawn({
         let (api, tls, stop) = (api.clone(), credentials.tls.clone(), stop.clone());
         async move { api.serve(api_listener, tls, stop).await }

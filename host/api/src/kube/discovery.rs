@@ -107,25 +107,31 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "verbs": ["get", "patch", "update"],
             }));
         }
-        if (t.group, t.plural) == ("", "pods") {
-            for (subresource, kind, verbs) in [
-                ("binding", "Binding", &["create"][..]),
-                ("eviction", "Eviction", &["create"]),
-                ("log", "Pod", &["get"]),
-            ] {
-                let mut resource = json!({
-                    "name": format!("pods/{subresource}"),
-                    "singularName": "",
-                    "namespaced": true,
-                    "kind": kind,
-                    "verbs": verbs,
-                });
-                if kind == "Eviction" {
-                    resource["group"] = json!("policy");
-                    resource["version"] = json!("v1");
-                }
-                resources.push(resource);
+        let subresources: &[(&str, &str, &[&str])] = match (t.group, t.plural) {
+            ("", "pods") => {
+                &[("binding", "Binding", &["create"]), ("eviction", "Eviction", &["create"]), ("log", "Pod", &["get"])]
             }
+            ("", "serviceaccounts") => &[("token", "TokenRequest", &["create"])],
+            _ => &[],
+        };
+        for &(subresource, kind, verbs) in subresources {
+            let mut resource = json!({
+                "name": format!("{}/{subresource}", t.plural),
+                "singularName": "",
+                "namespaced": true,
+                "kind": kind,
+                "verbs": verbs,
+            });
+            let group = match kind {
+                "Eviction" => "policy",
+                "TokenRequest" => "authentication.k8s.io",
+                _ => "",
+            };
+            if !group.is_empty() {
+                resource["group"] = json!(group);
+                resource["version"] = json!("v1");
+            }
+            resources.push(resource);
         }
         if t.has_scale {
             resources.push(json!({

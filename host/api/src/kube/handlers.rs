@@ -13,12 +13,15 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::apply;
+use super::auth::UserInfo;
 use super::discovery;
 use super::objects::{DeleteOptions, ObjectStore, WriteOptions};
 use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
 use super::protobuf::{self, ProtobufError};
+use super::rbac::{Attributes, ResourceAttributes};
 use super::resources::{Registry, ResourceType};
+use super::reviews;
 use super::scale;
 use super::selectors::Selector;
 use super::status::{ApiError, Cause};
@@ -36,6 +39,10 @@ pub struct ApiState {
     pub objects: ObjectStore,
     /// The admin bearer token.
     pub admin_token: String,
+    /// Decides what users may do.
+    pub authorizer: super::rbac::Authorizer,
+    /// Signs service-account tokens; loaded from the store on first use.
+    pub token_signer: tokio::sync::OnceCell<super::auth::TokenSigner>,
     /// Decoded store events shared by the watches.
     pub watch_events: Arc<SharedEvents>,
     /// The OpenAPI documents, generated on first use.
@@ -123,6 +130,42 @@ pub fn parse_path(path: &str, registry: &Registry) -> Option<Route> {
     }))
 }
 
+/// What a request does, as RBAC sees it: a verb on a resource for paths
+/// that name one, a verb on the path otherwise.
+pub fn request_attributes(method: &Method, path: &str, query: &str, registry: &Registry) -> Attributes {
+    let non_resource = || Attributes { verb: method.as_str().to_lowercase(), resource: None, path: path.to_owned() };
+    let Some(Route::Resource(target)) = parse_path(path, registry) else { return non_resource() };
+    let watch = || parse_query(query).get("watch").is_some_and(|v| v == "true" || v == "1");
+    let named = target.name.is_some();
+    let verb = match *method {
+        Method::GET | Method::HEAD if named => "get",
+        Method::GET | Method::HEAD if watch() => "watch",
+        Method::GET | Method::HEAD => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => return non_resource(),
+    };
+    let name = target.name.clone().unwrap_or_default();
+    let namespace = match (target.group.as_str(), target.plural.as_str()) {
+        ("", "namespaces") => name.clone(),
+        _ => target.namespace.clone().unwrap_or_default(),
+    };
+    Attributes {
+        verb: verb.to_owned(),
+        resource: Some(ResourceAttributes {
+            group: target.group,
+            resource: target.plural,
+            subresource: target.subresource.unwrap_or_default(),
+            namespace,
+            name,
+        }),
+        path: path.to_owned(),
+    }
+}
+
 /// `/version`.
 pub async fn version() -> Response {
     axum::Json(discovery::version()).into_response()
@@ -171,15 +214,19 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
             .map(|document| json_response(StatusCode::OK, &document))
             .ok_or_else(|| ApiError::no_route(&path)),
         Route::Resource(target)
-            if (target.group.as_str(), target.version.as_str(), target.plural.as_str())
-                == ("authorization.k8s.io", "v1", "selfsubjectaccessreviews") =>
+            if target.version == "v1"
+                && reviews::REVIEWS
+                    .iter()
+                    .any(|(group, plural, _)| (*group, *plural) == (&*target.group, &*target.plural)) =>
         {
             if request.method() != Method::POST || target.name.is_some() {
-                return Err(ApiError::method_not_allowed(request.method().as_str(), "selfsubjectaccessreviews"));
+                return Err(ApiError::method_not_allowed(request.method().as_str(), &target.plural));
             }
+            let user = request.extensions().get::<UserInfo>().cloned().ok_or_else(ApiError::unauthorized)?;
             let headers = request.headers().clone();
             let body = read_body(request.into_body()).await?;
-            self_subject_access_review(&headers, &body)
+            let review = reviews::review(state, &target.group, &target.plural, &user, &headers, &body)?;
+            Ok(json_response(StatusCode::CREATED, &review))
         }
         Route::Resource(target) => {
             let t = state
@@ -219,6 +266,15 @@ async fn resource(
         Some(subresource @ ("binding" | "eviction" | "log")) if (t.group, t.plural) == ("", "pods") => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
             return pod_subresource(state, t, namespace, name, subresource, method, &body, &write).await;
+        }
+        Some("token") if (t.group, t.plural) == ("", "serviceaccounts") => {
+            let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
+            if *method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str(), "serviceaccounts/token"));
+            }
+            let namespace = namespace.unwrap_or("default");
+            let token = reviews::token_request(state, namespace, name, headers, &body).await?;
+            return Ok(json_response(StatusCode::CREATED, &token));
         }
         Some(subresource) => return Err(ApiError::no_route(&format!("{}/{subresource}", t.plural))),
     }
@@ -319,33 +375,6 @@ async fn resource(
         }
         (method, _) => Err(ApiError::method_not_allowed(method.as_str(), t.plural)),
     }
-}
-
-/// `SelfSubjectAccessReview`: may the caller do what the review names? The
-/// only identity the server knows is the admin token's, which may do
-/// everything, so the answer is yes for every well-formed review.
-fn self_subject_access_review(headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
-    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let mut review: Value = if media.starts_with(protobuf::MEDIA_TYPE) {
-        protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the review could not be decoded: {e}")))?
-    };
-    let spec = review.get("spec").cloned().unwrap_or(Value::Null);
-    let attributes = spec.get("resourceAttributes").or_else(|| spec.get("nonResourceAttributes"));
-    if attributes.and_then(|a| a.get("verb")).and_then(Value::as_str).is_none_or(str::is_empty) {
-        let cause = Cause {
-            reason: "FieldValueRequired".into(),
-            message: "Required value: resourceAttributes or nonResourceAttributes with a verb".into(),
-            field: "spec".into(),
-        };
-        return Err(ApiError::invalid("authorization.k8s.io", "SelfSubjectAccessReview", "", vec![cause]));
-    }
-    review["apiVersion"] = json!("authorization.k8s.io/v1");
-    review["kind"] = json!("SelfSubjectAccessReview");
-    review["status"] = json!({"allowed": true, "reason": "the admin token is allowed everything"});
-    Ok(json_response(StatusCode::CREATED, &review))
 }
 
 /// `pods/binding` (assign a node), `pods/eviction` (delete, as an
@@ -916,6 +945,29 @@ mod tests {
         assert_eq!(parse("/api/v1/nodes/n1"), Some(target("", None, "nodes", Some("n1"), None)));
         assert_eq!(parse("/api/v1/a/b/c/d/e/f"), None);
         assert_eq!(parse("/other"), None);
+    }
+
+    #[test]
+    fn requests_become_rbac_attributes() {
+        let registry = Registry::built_in();
+        let of = |method: Method, path: &str, query: &str| request_attributes(&method, path, query, &registry);
+        let watch = of(Method::GET, "/api/v1/namespaces/a/pods", "watch=true&resourceVersion=4");
+        let resource = watch.resource.expect("a resource");
+        assert_eq!(
+            (watch.verb.as_str(), resource.namespace.as_str(), resource.resource.as_str()),
+            ("watch", "a", "pods")
+        );
+        assert_eq!(of(Method::GET, "/api/v1/pods", "").verb, "list");
+        let scale = of(Method::PATCH, "/apis/apps/v1/namespaces/a/deployments/d/scale", "").resource.expect("scale");
+        assert_eq!((scale.group.as_str(), scale.subresource.as_str(), scale.name.as_str()), ("apps", "scale", "d"));
+        assert_eq!(of(Method::DELETE, "/api/v1/namespaces/a/configmaps", "").verb, "deletecollection");
+        let namespace = of(Method::GET, "/api/v1/namespaces/a", "").resource.expect("namespace");
+        assert_eq!(namespace.namespace, "a", "a namespace is in itself");
+        let discovery = of(Method::GET, "/apis/apps/v1", "");
+        assert_eq!(
+            (discovery.verb.as_str(), discovery.resource, discovery.path.as_str()),
+            ("get", None, "/apis/apps/v1")
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! tokens, discovery, and one generic, registry-driven path for every kind,
 //! kept in the replicated store.
 
+mod access;
 mod apply;
+mod auth;
 mod discovery;
 mod handlers;
 mod objects;
@@ -10,7 +12,9 @@ mod openapi;
 mod patch;
 pub mod pki;
 mod protobuf;
+mod rbac;
 mod resources;
+mod reviews;
 mod scale;
 mod selectors;
 mod status;
@@ -22,13 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::response::IntoResponse;
 use engenho_mesh::Node;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -39,7 +41,7 @@ pub use status::{ApiError, Cause};
 
 use handlers::ApiState;
 use objects::{ObjectStore, WriteOptions};
-use resources::Registry;
+use resources::{Registry, ResourceType};
 
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,9 +49,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the listen backlog.
 const CONNECTIONS_MAX: usize = 1024;
 
-/// Times the creation of a default namespace is tried while the cluster
+/// Times the creation of a default object is tried while the cluster
 /// cannot take writes.
-const DEFAULT_NAMESPACE_ATTEMPTS: u32 = 5;
+const DEFAULT_OBJECT_ATTEMPTS: u32 = 5;
 
 /// Namespaces every cluster has from its first start.
 pub const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -63,39 +65,54 @@ pub struct KubeApi {
 impl KubeApi {
     /// An API server over `node`, accepting `admin_token`.
     pub fn new(node: Node, admin_token: String) -> Self {
+        let registry = Registry::built_in();
         let state = ApiState {
-            registry: Registry::built_in(),
+            authorizer: rbac::Authorizer::new(node.store().clone(), &registry),
+            registry,
             objects: ObjectStore::new(node),
             admin_token,
+            token_signer: tokio::sync::OnceCell::new(),
             watch_events: Arc::default(),
             openapi: std::sync::OnceLock::new(),
         };
         Self { state: Arc::new(state) }
     }
 
-    /// Creates the default namespaces that do not exist yet.
+    /// Creates what every cluster has from its first start and does not
+    /// exist yet: the default namespaces and the bootstrap RBAC policy.
     ///
     /// # Errors
     /// The store refused or could not take the writes.
-    pub async fn ensure_default_namespaces(&self) -> Result<(), ApiError> {
-        let namespaces = self.state.registry.find("", "v1", "namespaces").expect("namespaces are built in").clone();
-        for name in DEFAULT_NAMESPACES {
-            let namespace = json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            });
+    pub async fn ensure_defaults(&self) -> Result<(), ApiError> {
+        let registry = &self.state.registry;
+        let namespaces = registry.find("", "v1", "namespaces").expect("namespaces are built in");
+        let mut defaults: Vec<(&ResourceType, Value)> = DEFAULT_NAMESPACES
+            .iter()
+            .map(|name| {
+                let namespace = json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                });
+                (namespaces, namespace)
+            })
+            .collect();
+        for (plural, object) in rbac::bootstrap_policy() {
+            let t = registry.find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC kinds are built in");
+            defaults.push((t, object));
+        }
+        for (t, object) in defaults {
             let mut attempt = 1;
             loop {
-                match self.state.objects.create(&namespaces, None, namespace.clone(), &WriteOptions::default()).await {
-                    Ok(_) => tracing::info!(namespace = name, "created a default namespace"),
+                match self.state.objects.create(t, None, object.clone(), &WriteOptions::default()).await {
+                    Ok(_) => tracing::info!(kind = t.kind, name = %object["metadata"]["name"], "created a default"),
                     Err(error) if error.reason == "AlreadyExists" => {}
                     // A leadership change (as when a restarted node steps
                     // down) leaves the outcome unknown: try again.
-                    Err(error) if matches!(error.code, 503 | 504) && attempt < DEFAULT_NAMESPACE_ATTEMPTS => {
-                        tracing::info!(namespace = name, %error, "retrying a default namespace");
+                    Err(error) if matches!(error.code, 503 | 504) && attempt < DEFAULT_OBJECT_ATTEMPTS => {
+                        tracing::info!(kind = t.kind, %error, "retrying a default");
                         attempt += 1;
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
@@ -105,10 +122,11 @@ impl KubeApi {
                 break;
             }
         }
+        self.state.token_signer().await?;
         Ok(())
     }
 
-    /// The HTTP routes, behind bearer-token authentication.
+    /// The HTTP routes, behind authentication and authorization.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/version", axum::routing::get(handlers::version))
@@ -119,7 +137,7 @@ impl KubeApi {
             .route("/apis", axum::routing::any(handlers::serve))
             .route("/apis/{*rest}", axum::routing::any(handlers::serve))
             .fallback(|request: Request| async move { ApiError::no_route(request.uri().path()).into_response() })
-            .layer(axum::middleware::from_fn_with_state(self.state.clone(), authenticate))
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), access::guard))
             .route("/healthz", axum::routing::get(|| async { "ok" }))
             .route("/livez", axum::routing::get(|| async { "ok" }))
             .route("/readyz", axum::routing::get(|| async { "ok" }))
@@ -184,22 +202,4 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, accep
     if let Err(error) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
         tracing::debug!(%peer, %error, "API connection ended");
     }
-}
-
-/// Lets requests with the admin bearer token through; 401 otherwise.
-async fn authenticate(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => next.run(request).await,
-        _ => ApiError::unauthorized().into_response(),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -41,7 +41,11 @@ impl ObjectStore {
         self.get_local(t, namespace, name)?.ok_or_else(|| ApiError::not_found(t.group, t.plural, name))
     }
 
-    fn get_local(&self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Option<Value>, ApiError> {
+    /// Object `name` as this node has it, without waiting for the leader.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn get_local(&self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Option<Value>, ApiError> {
         let request = RangeRequest { range: KeyRange::single(t.key(namespace, name)), ..RangeRequest::default() };
         let (_, found) = self.node.store().range(&request)?;
         found.kvs.first().map(decode).transpose()
@@ -67,6 +71,31 @@ impl ObjectStore {
         let (current, found) = self.node.store().range(&request)?;
         let items = found.kvs.iter().map(decode).collect::<Result<_, _>>()?;
         Ok(Listed { items, revision: if revision > 0 { revision } else { current } })
+    }
+
+    /// The bytes under `key`, first writing `make()` there if nothing is
+    /// (the first writer wins when several race).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn get_or_create_raw(&self, key: &str, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, ApiError> {
+        let read = |store: &engenho_store::Mvcc| -> Result<Option<Vec<u8>>, ApiError> {
+            let request = RangeRequest { range: KeyRange::single(key.to_owned()), ..RangeRequest::default() };
+            Ok(store.range(&request)?.1.kvs.into_iter().next().map(|kv| kv.value))
+        };
+        self.node.linearize().await?;
+        if let Some(value) = read(self.node.store())? {
+            return Ok(value);
+        }
+        let absent = Compare {
+            range: KeyRange::single(key.to_owned()),
+            result: CompareResult::Equal,
+            target: CompareTarget::Create(0),
+        };
+        let put = PutRequest { key: key.as_bytes().to_vec(), value: make(), ..PutRequest::default() };
+        self.run(TxnRequest { compare: vec![absent], success: vec![Operation::Put(put)], failure: Vec::new() }).await?;
+        self.node.linearize().await?;
+        read(self.node.store())?.ok_or_else(|| ApiError::internal(format!("{key} vanished after it was written")))
     }
 
     /// The store, for watches.
@@ -549,8 +578,16 @@ fn assign_name(t: &ResourceType, object: &mut Value) -> Result<String, ApiError>
     Ok(name)
 }
 
-/// Checks a name: an RFC 1123 label for namespaces, a subdomain otherwise.
+/// Checks a name: an RFC 1123 label for namespaces, a path segment for RBAC
+/// kinds (`system:discovery`), a subdomain otherwise.
 pub fn validate_name(t: &ResourceType, name: &str) -> Result<(), String> {
+    if t.group == "rbac.authorization.k8s.io" {
+        return match name {
+            "" | "." | ".." => Err(format!("may not be '{name}'")),
+            _ if name.contains(['/', '%']) => Err(format!("may not contain '/' or '%' ({name})")),
+            _ => Ok(()),
+        };
+    }
     let label_only = t.plural == "namespaces";
     let max = if label_only { 63 } else { 253 };
     let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();

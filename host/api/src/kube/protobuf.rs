@@ -341,6 +341,73 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             (7, "name", Str, ONE),
         ],
         "NonResourceAttributes" => &[(1, "path", Str, ONE), (2, "verb", Str, ONE)],
+        "Role" => &[(1, "metadata", Message("ObjectMeta"), ONE), (2, "rules", Message("PolicyRule"), MANY)],
+        "ClusterRole" => &[
+            (1, "metadata", Message("ObjectMeta"), ONE),
+            (2, "rules", Message("PolicyRule"), MANY),
+            (3, "aggregationRule", Message("AggregationRule"), PTR),
+        ],
+        "AggregationRule" => &[(1, "clusterRoleSelectors", Message("LabelSelector"), MANY)],
+        "PolicyRule" => &[
+            (1, "verbs", Str, MANY),
+            (2, "apiGroups", Str, MANY),
+            (3, "resources", Str, MANY),
+            (4, "resourceNames", Str, MANY),
+            (5, "nonResourceURLs", Str, MANY),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => &[
+            (1, "metadata", Message("ObjectMeta"), ONE),
+            (2, "subjects", Message("Subject"), MANY),
+            (3, "roleRef", Message("RoleRef"), ONE),
+        ],
+        "Subject" => {
+            &[(1, "kind", Str, ONE), (2, "apiGroup", Str, ONE), (3, "name", Str, ONE), (4, "namespace", Str, ONE)]
+        }
+        "RoleRef" => &[(1, "apiGroup", Str, ONE), (2, "kind", Str, ONE), (3, "name", Str, ONE)],
+        "TokenRequest" => &[
+            (1, "metadata", Message("ObjectMeta"), ONE),
+            (2, "spec", Message("TokenRequestSpec"), ONE),
+            (3, "status", Message("TokenRequestStatus"), ONE),
+        ],
+        "TokenRequestSpec" => &[
+            (1, "audiences", Str, MANY),
+            (3, "boundObjectRef", Message("BoundObjectReference"), PTR),
+            (4, "expirationSeconds", Int, PTR),
+        ],
+        "BoundObjectReference" => {
+            &[(1, "kind", Str, ONE), (2, "apiVersion", Str, ONE), (3, "name", Str, ONE), (4, "uid", Str, ONE)]
+        }
+        "TokenRequestStatus" => &[(1, "token", Str, ONE), (2, "expirationTimestamp", Time, ONE)],
+        "SelfSubjectReview" => {
+            &[(1, "metadata", Message("ObjectMeta"), ONE), (2, "status", Message("SelfSubjectReviewStatus"), ONE)]
+        }
+        "SelfSubjectReviewStatus" => &[(1, "userInfo", Message("UserInfo"), ONE)],
+        "UserInfo" => &[(1, "username", Str, ONE), (2, "uid", Str, ONE), (3, "groups", Str, MANY)],
+        "SelfSubjectRulesReview" => &[
+            (1, "metadata", Message("ObjectMeta"), ONE),
+            (2, "spec", Message("SelfSubjectRulesReviewSpec"), ONE),
+            (3, "status", Message("SubjectRulesReviewStatus"), ONE),
+        ],
+        "SelfSubjectRulesReviewSpec" => &[(1, "namespace", Str, ONE)],
+        "SubjectRulesReviewStatus" => &[
+            (1, "resourceRules", Message("PolicyRule"), MANY),
+            (2, "nonResourceRules", Message("NonResourceRule"), MANY),
+            (3, "incomplete", Bool, ONE),
+            (4, "evaluationError", Str, ONE),
+        ],
+        "NonResourceRule" => &[(1, "verbs", Str, MANY), (2, "nonResourceURLs", Str, MANY)],
+        "SubjectAccessReview" => &[
+            (1, "metadata", Message("ObjectMeta"), ONE),
+            (2, "spec", Message("SubjectAccessReviewSpec"), ONE),
+            (3, "status", Message("SubjectAccessReviewStatus"), ONE),
+        ],
+        "SubjectAccessReviewSpec" => &[
+            (1, "resourceAttributes", Message("ResourceAttributes"), PTR),
+            (2, "nonResourceAttributes", Message("NonResourceAttributes"), PTR),
+            (3, "user", Str, ONE),
+            (4, "groups", Str, MANY),
+            (6, "uid", Str, ONE),
+        ],
         "SubjectAccessReviewStatus" => &[
             (1, "allowed", Bool, ONE),
             (2, "reason", Str, ONE),
@@ -390,6 +457,14 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         "Job" => "Job",
         "CronJob" => "CronJob",
         "SelfSubjectAccessReview" => "SelfSubjectAccessReview",
+        "Role" => "Role",
+        "ClusterRole" => "ClusterRole",
+        "RoleBinding" => "RoleBinding",
+        "ClusterRoleBinding" => "ClusterRoleBinding",
+        "TokenRequest" => "TokenRequest",
+        "SelfSubjectReview" => "SelfSubjectReview",
+        "SelfSubjectRulesReview" => "SelfSubjectRulesReview",
+        "SubjectAccessReview" => "SubjectAccessReview",
         "" => return Err(malformed("the envelope names no kind")),
         _ => return Err(ProtobufError::UnknownKind(kind)),
     };

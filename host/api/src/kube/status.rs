@@ -45,6 +45,17 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
 
+    /// 403: the caller may not do what it asked.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
+    /// 403 for an object (or collection, with an empty `name`) of
+    /// `resource` in `group`.
+    pub fn forbidden_on(message: impl Into<String>, group: &str, resource: &str, name: &str) -> Self {
+        Self::forbidden(message).with_details(name, group, resource)
+    }
+
     /// 404 for an object of `resource` in `group`.
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         let what = if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") };

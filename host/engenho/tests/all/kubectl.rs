@@ -544,3 +544,71 @@ fn binding_eviction_drain_and_logs() {
     assert!(kubectl.fails(&["get", "pod", "p1"], None).contains("NotFound"));
     node.stop();
 }
+
+#[test]
+fn rbac_service_account_tokens_and_truthful_can_i() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-rbac");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let whoami =
+        kubectl.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"]);
+    assert_eq!(whoami, r#"admin ["system:masters","system:authenticated"]"#);
+    let defaults = kubectl.ok(&["get", "clusterroles", "-o", "name"]);
+    for role in ["cluster-admin", "admin", "edit", "view", "system:discovery", "system:basic-user"] {
+        assert!(defaults.contains(&format!("clusterrole.rbac.authorization.k8s.io/{role}\n")), "{defaults}");
+    }
+
+    kubectl.ok(&["create", "serviceaccount", "reader"]);
+    kubectl.ok(&["create", "role", "pod-reader", "--verb=get,list,watch", "--resource=pods"]);
+    kubectl.ok(&["create", "rolebinding", "reader", "--role=pod-reader", "--serviceaccount=default:reader"]);
+    let reader = "--as=system:serviceaccount:default:reader";
+    assert_eq!(kubectl.ok(&["auth", "can-i", "list", "pods", reader]).trim(), "yes");
+    assert_eq!(kubectl.fails_with_stdout(&["auth", "can-i", "delete", "pods", reader]).trim(), "no");
+    assert_eq!(kubectl.fails_with_stdout(&["auth", "can-i", "list", "pods", "-n", "kube-system", reader]).trim(), "no");
+    assert_eq!(kubectl.fails_with_stdout(&["auth", "can-i", "list", "secrets", reader]).trim(), "no");
+
+    let token = kubectl.ok(&["create", "token", "reader", "--duration=20m"]);
+    let token = format!("--token={}", token.trim());
+    kubectl.ok(&["run", "p1", "--image=busybox"]);
+    assert_eq!(kubectl.ok(&[&token, "get", "pods", "-o", "name"]).trim(), "pod/p1");
+    assert_eq!(
+        kubectl.ok(&[&token, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]),
+        "system:serviceaccount:default:reader"
+    );
+    let denied = kubectl.fails(&[&token, "delete", "pod", "p1"], None);
+    assert!(
+        denied.contains(
+            "Error from server (Forbidden): pods \"p1\" is forbidden: User \"system:serviceaccount:default:reader\" \
+             cannot delete resource \"pods\" in API group \"\" in the namespace \"default\""
+        ),
+        "{denied}"
+    );
+    let other_namespace = kubectl.fails(&[&token, "get", "configmaps", "-n", "kube-system"], None);
+    assert!(other_namespace.contains("cannot list resource \"configmaps\""), "{other_namespace}");
+    let rules = kubectl.ok(&[&token, "auth", "can-i", "--list"]);
+    assert!(rules.lines().any(|l| l.starts_with("pods ") && l.contains("[get list watch]")), "{rules}");
+    let escalate = kubectl.fails(&[&token, "get", "pods", "--as=admin"], None);
+    assert!(escalate.contains("cannot impersonate resource \"users\""), "{escalate}");
+
+    kubectl.ok(&[
+        "create",
+        "clusterrolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    kubectl.ok(&["create", "deployment", "web", "--image=nginx", "-n", "kube-system"]);
+    assert_eq!(kubectl.ok(&[&token, "get", "deployments", "-A", "-o", "name"]).trim(), "deployment.apps/web");
+
+    let garbage = kubectl.fails(&["--token=not-a-token", "get", "pods"], None);
+    assert!(garbage.contains("Unauthorized"), "{garbage}");
+
+    node.stop();
+    node.start_ready(&[]);
+    assert_eq!(kubectl.ok(&[&token, "get", "pods", "-o", "name"]).trim(), "pod/p1", "the signing key survives");
+    kubectl.ok(&["delete", "serviceaccount", "reader"]);
+    let orphaned = kubectl.fails(&[&token, "get", "pods"], None);
+    assert!(orphaned.contains("Unauthorized"), "a token dies with its account: {orphaned}");
+    node.stop();
+}

@@ -251,6 +251,14 @@ impl Kubectl {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
+    /// Runs `kubectl args`, which must fail; returns its standard output
+    /// (as `auth can-i` answers `no`).
+    pub fn fails_with_stdout(&self, args: &[&str]) -> String {
+        let output = self.run(args, None);
+        assert!(!output.status.success(), "kubectl {args:?} succeeded: {}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
     /// Runs `kubectl args`, which must fail; returns its standard error.
     pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
         let output = self.run(args, stdin);
