@@ -31,6 +31,9 @@ use super::watch::{self, SharedEvents, WATCH_TIMEOUT_MAX, WatchRequest};
 /// Largest request body accepted, as kube-apiserver.
 pub const REQUEST_BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
 
+/// Namespaces the cluster cannot do without.
+const UNDELETABLE_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 /// What every handler shares.
 pub struct ApiState {
     /// The kinds served.
@@ -369,6 +372,14 @@ async fn resource(
             Ok(with_warnings(json_response(StatusCode::OK, &patched), &warnings))
         }
         (&Method::DELETE, Some(name)) => {
+            if (t.group, t.plural) == ("", "namespaces") && UNDELETABLE_NAMESPACES.contains(&name) {
+                return Err(ApiError::forbidden_on(
+                    format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+                    "",
+                    "namespaces",
+                    name,
+                ));
+            }
             let options = DeleteOptions::parse(&body, query)?;
             let deleted = state.objects.delete(t, namespace, name, &options, dry_run).await?;
             Ok(json_response(StatusCode::OK, &deleted))

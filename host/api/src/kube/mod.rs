@@ -6,6 +6,7 @@ mod access;
 mod apply;
 mod auth;
 mod discovery;
+mod gc;
 mod handlers;
 mod objects;
 mod openapi;
@@ -124,6 +125,12 @@ impl KubeApi {
         }
         self.state.token_signer().await?;
         Ok(())
+    }
+
+    /// Collects garbage (dependents of deleted owners, contents of deleted
+    /// namespaces) until `stop` turns true.
+    pub async fn collect_garbage(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        gc::Collector::new(self.state.objects.clone(), self.state.registry.clone()).run(stop).await;
     }
 
     /// The HTTP routes, behind authentication and authorization.

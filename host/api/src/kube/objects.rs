@@ -117,9 +117,12 @@ impl ObjectStore {
     ) -> Result<Value, ApiError> {
         let dry_run = write.dry_run;
         if let Some(namespace) = namespace.filter(|_| t.namespaced) {
-            self.require_namespace(namespace).await?;
+            self.require_namespace(t, namespace).await?;
         }
         let name = assign_name(t, &mut object)?;
+        if (t.group, t.plural) == ("", "namespaces") {
+            prepare_namespace(&mut object, &name);
+        }
         let metadata = metadata_mut(&mut object);
         metadata.insert("uid".into(), json!(new_uid()));
         metadata.insert("creationTimestamp".into(), json!(now()));
@@ -244,7 +247,8 @@ impl ObjectStore {
                 finalizers.push(json!(finalizer));
             }
             let grace = pod_grace_period(t, &current, options.grace_period_seconds);
-            if finalizers.is_empty() && grace == 0 {
+            let holds_contents = has_namespace_finalizers(t, &current);
+            if finalizers.is_empty() && grace == 0 && !holds_contents {
                 if dry_run {
                     return Ok(current);
                 }
@@ -255,7 +259,7 @@ impl ObjectStore {
                 }
             }
             if current.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
-                && current.pointer("/metadata/finalizers") == Some(&json!(finalizers))
+                && current.pointer("/metadata/finalizers").cloned().unwrap_or_else(|| json!([])) == json!(finalizers)
             {
                 return Ok(current);
             }
@@ -265,6 +269,10 @@ impl ObjectStore {
             } else {
                 metadata.insert("finalizers".into(), json!(finalizers));
             }
+            if holds_contents {
+                marked["status"]["phase"] = json!("Terminating");
+            }
+            let metadata = metadata_mut(&mut marked);
             if metadata.get("deletionTimestamp").is_none_or(Value::is_null) {
                 let when = k8s_openapi::chrono::Utc::now() + k8s_openapi::chrono::Duration::seconds(grace);
                 let when = when.to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true);
@@ -327,15 +335,63 @@ impl ObjectStore {
         self.guarded_put(unchanged, key, object).await
     }
 
-    /// 404 unless `namespace` exists.
-    async fn require_namespace(&self, namespace: &str) -> Result<(), ApiError> {
-        let request =
-            RangeRequest { range: KeyRange::single(namespace_key(namespace)), count_only: true, ..Default::default() };
+    /// 404 unless `namespace` exists; 403 while it is being deleted.
+    async fn require_namespace(&self, t: &ResourceType, namespace: &str) -> Result<(), ApiError> {
+        let request = RangeRequest { range: KeyRange::single(namespace_key(namespace)), ..Default::default() };
         let (_, found) = self.node.store().range(&request)?;
-        if found.count == 0 {
-            return Err(ApiError::not_found("", "namespaces", namespace));
+        let found = found.kvs.first().ok_or_else(|| ApiError::not_found("", "namespaces", namespace))?;
+        let terminating = decode(found)?.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        if terminating {
+            return Err(ApiError::forbidden_on(
+                format!(
+                    "{} is forbidden: unable to create new content in namespace {namespace} because it is being \
+                     terminated",
+                    t.plural
+                ),
+                t.group,
+                t.plural,
+                "",
+            ));
         }
         Ok(())
+    }
+
+    /// Changes object `name` with `change` (which says whether it changed
+    /// anything), retrying when the object moves underneath; `false` if it
+    /// is gone or `change` left it alone.
+    ///
+    /// # Errors
+    /// Store failures, or a conflict that outlasts the retries.
+    pub async fn modify(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        mut change: impl FnMut(&mut Value) -> bool,
+    ) -> Result<bool, ApiError> {
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let mut object = match self.get(t, namespace, name).await {
+                Ok(object) => object,
+                Err(error) if error.code == 404 => return Ok(false),
+                Err(error) => return Err(error),
+            };
+            if !change(&mut object) {
+                return Ok(false);
+            }
+            match self.update(t, namespace, name, object, &WriteOptions::default()).await {
+                Ok(_) => return Ok(true),
+                Err(error) if error.code == 404 => return Ok(false),
+                Err(error) if error.reason == "Conflict" && attempt < WRITE_ATTEMPTS => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Whether this node leads the cluster now.
+    pub fn is_leader(&self) -> bool {
+        let status = self.node.raft_status();
+        status.leader == Some(status.id)
     }
 
     /// Puts `object` under `key` if `guard` holds; the revision written, or
@@ -492,7 +548,17 @@ fn finalized(t: &ResourceType, object: &Value) -> bool {
     let deleting = object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
     let finalizers = object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     let grace = object.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
-    deleting && !finalizers && (grace == 0 || (t.group, t.plural) != ("", "pods"))
+    deleting
+        && !finalizers
+        && !has_namespace_finalizers(t, object)
+        && (grace == 0 || (t.group, t.plural) != ("", "pods"))
+}
+
+/// Whether `object` is a namespace whose contents must go before it
+/// (`spec.finalizers`).
+fn has_namespace_finalizers(t: &ResourceType, object: &Value) -> bool {
+    (t.group, t.plural) == ("", "namespaces")
+        && object.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
 }
 
 /// The store key of namespace `name`.
@@ -536,7 +602,7 @@ fn carry_server_fields(current: &Value, object: &mut Value) {
     let spec_changed = current.get("spec") != object.get("spec");
     let generation = current.pointer("/metadata/generation").and_then(Value::as_i64);
     let metadata = metadata_mut(object);
-    for field in ["uid", "creationTimestamp"] {
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         match current.pointer(&format!("/metadata/{field}")) {
             Some(value) => metadata.insert(field.into(), value.clone()),
             None => metadata.remove(field),
@@ -546,6 +612,25 @@ fn carry_server_fields(current: &Value, object: &mut Value) {
     if let Some(generation) = generation {
         metadata.insert("generation".into(), json!(if spec_changed { generation + 1 } else { generation }));
     }
+}
+
+/// What every new namespace has: its name as a label, the `kubernetes`
+/// finalizer (its contents go before it), phase Active.
+fn prepare_namespace(object: &mut Value, name: &str) {
+    let labels = metadata_mut(object).entry("labels").or_insert_with(|| json!({}));
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+    }
+    let spec = object.as_object_mut().map(|o| o.entry("spec").or_insert_with(|| json!({})));
+    if let Some(spec) = spec.and_then(Value::as_object_mut) {
+        let finalizers = spec.entry("finalizers").or_insert_with(|| json!([]));
+        if let Some(finalizers) = finalizers.as_array_mut()
+            && !finalizers.iter().any(|f| f == "kubernetes")
+        {
+            finalizers.push(json!("kubernetes"));
+        }
+    }
+    object["status"] = json!({"phase": "Active"});
 }
 
 /// The object's name, generated from `generateName` when it has none.

@@ -206,6 +206,18 @@ impl Registry {
         self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural)
     }
 
+    /// The kind, namespace and name a store key holds.
+    pub fn locate<'k>(&self, key: &'k str) -> Option<(&ResourceType, Option<&'k str>, &'k str)> {
+        self.types.iter().find_map(|t| {
+            let rest = key.strip_prefix(t.key_prefix(None).as_str())?;
+            match rest.split_once('/') {
+                Some((namespace, name)) if t.namespaced && !name.contains('/') => Some((t, Some(namespace), name)),
+                None if !t.namespaced => Some((t, None, rest)),
+                _ => None,
+            }
+        })
+    }
+
     /// The groups, each with its versions, in discovery order (core first).
     pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
         let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
@@ -241,6 +253,12 @@ mod tests {
         let deployments = registry.find("apps", "v1", "deployments").expect("deployments");
         assert_eq!(deployments.api_version, "apps/v1");
         assert_eq!(registry.groups()[0], ("", vec!["v1"]));
+        let (t, namespace, name) = registry.locate("/registry/apps/deployments/team/web").expect("a deployment");
+        assert_eq!((t.kind, namespace, name), ("Deployment", Some("team"), "web"));
+        let (t, namespace, name) = registry.locate("/registry/core/nodes/n1").expect("a node");
+        assert_eq!((t.kind, namespace, name), ("Node", None, "n1"));
+        assert!(registry.locate("/registry/core/pods/no-name").is_none());
+        assert!(registry.locate("/engenho/serviceaccounts/signing-key").is_none());
     }
 
     #[test]

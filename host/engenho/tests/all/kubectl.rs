@@ -2,7 +2,9 @@
 //! Method: start a real node, drive it with the real kubectl (own HOME each),
 //! and check what kubectl prints, as a user would.
 
-use crate::support::{EngenhoNode, Kubectl};
+use std::time::Duration;
+
+use crate::support::{EngenhoNode, Kubectl, wait_for};
 
 const CONFIGMAP: &str = r#"{
   "apiVersion": "v1",
@@ -289,11 +291,11 @@ fn scale_finalizers_and_graceful_deletion() {
     kubectl.ok(&["patch", "cm", "held", "--type=json", "-p", r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#]);
     assert!(kubectl.fails(&["get", "cm", "held"], None).contains("NotFound"), "the last finalizer's removal deletes");
 
-    kubectl.ok(&["delete", "deployment", "web", "--cascade=foreground", "--wait=false"]);
-    assert_eq!(
-        kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.finalizers}"]),
-        r#"["foregroundDeletion"]"#
-    );
+    let dry_run = "/apis/apps/v1/namespaces/default/deployments/web?dryRun=All&propagationPolicy=Foreground";
+    let marked = kubectl.ok(&["delete", "--raw", dry_run]);
+    assert!(marked.contains(r#""foregroundDeletion""#), "held for its dependents: {marked}");
+    kubectl.ok(&["delete", "deployment", "web", "--cascade=foreground", "--timeout=30s"]);
+    assert!(kubectl.fails(&["get", "deploy", "web"], None).contains("NotFound"), "no dependents: it goes");
 
     let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
         "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 12, "containers": [{"name": "a", "image": "busybox"}]}}"#;
@@ -610,5 +612,71 @@ fn rbac_service_account_tokens_and_truthful_can_i() {
     kubectl.ok(&["delete", "serviceaccount", "reader"]);
     let orphaned = kubectl.fails(&[&token, "get", "pods"], None);
     assert!(orphaned.contains("Unauthorized"), "a token dies with its account: {orphaned}");
+    node.stop();
+}
+
+#[test]
+fn owners_take_their_dependents_and_namespaces_their_contents() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-gc");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let owned = |owner: &str, dependent: &str| {
+        kubectl.ok(&["create", "configmap", owner]);
+        let uid = kubectl.ok(&["get", "configmap", owner, "-o", "jsonpath={.metadata.uid}"]);
+        let dependent = format!(
+            r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "{dependent}", "ownerReferences":
+            [{{"apiVersion": "v1", "kind": "ConfigMap", "name": "{owner}", "uid": "{uid}", "blockOwnerDeletion": true}}]}}}}"#
+        );
+        kubectl.ok_with(&["apply", "-f", "-"], Some(&dependent));
+    };
+    let gone = |what: &str| !kubectl.run(&["get", "configmap", what], None).status.success();
+
+    owned("background", "background-child");
+    kubectl.ok(&["delete", "configmap", "background"]);
+    wait_for("the background dependent to go", Duration::from_secs(20), || gone("background-child"));
+
+    owned("foreground", "foreground-child");
+    kubectl.ok(&["delete", "configmap", "foreground", "--cascade=foreground", "--timeout=30s"]);
+    assert!(gone("foreground") && gone("foreground-child"), "the owner waited for its blocking dependent");
+
+    owned("orphaning", "orphan");
+    kubectl.ok(&["delete", "configmap", "orphaning", "--cascade=orphan", "--timeout=30s"]);
+    assert!(gone("orphaning"));
+    assert_eq!(kubectl.ok(&["get", "configmap", "orphan", "-o", "jsonpath={.metadata.ownerReferences}"]), "");
+
+    let dangling = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dangling", "ownerReferences":
+        [{"apiVersion": "v1", "kind": "ConfigMap", "name": "nobody", "uid": "0b0d1e5-no-such-owner"}]}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(dangling));
+    wait_for("a dependent of no owner to go", Duration::from_secs(20), || gone("dangling"));
+
+    kubectl.ok(&["create", "namespace", "team"]);
+    kubectl.ok(&["create", "deployment", "web", "--image=nginx", "-n", "team"]);
+    let held = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "namespace": "team",
+        "finalizers": ["example.com/hold"]}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(held));
+    kubectl.ok(&["delete", "namespace", "team", "--wait=false"]);
+    wait_for("the deployment to go with its namespace", Duration::from_secs(20), || {
+        kubectl.ok(&["get", "deployments", "-n", "team", "-o", "name"]).is_empty()
+    });
+    assert_eq!(kubectl.ok(&["get", "namespace", "team", "-o", "jsonpath={.status.phase}"]), "Terminating");
+    let refused = kubectl.fails(&["create", "configmap", "late", "-n", "team"], None);
+    assert!(refused.contains("unable to create new content in namespace team because it is being terminated"));
+    kubectl.ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        "team",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+    ]);
+    wait_for("the emptied namespace to go", Duration::from_secs(20), || {
+        !kubectl.run(&["get", "namespace", "team"], None).status.success()
+    });
+
+    let kept = kubectl.fails(&["delete", "namespace", "default"], None);
+    assert!(kept.contains("this namespace may not be deleted"), "{kept}");
     node.stop();
 }
