@@ -100,9 +100,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let (api, tls, stop) = (api.clone(), credentials.tls.clone(), stop.clone());
         async move { api.serve(api_listener, tls, stop).await }
     });
-    let collector = tokio::spawn({
+    let controllers = tokio::spawn({
         let (api, stop) = (api.clone(), stop.clone());
-        async move { api.collect_garbage(stop).await }
+        async move { api.run_controllers(stop).await }
     });
     tracing::info!(
         id = node.id(),
@@ -118,7 +118,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     stop_sender.send_replace(true);
     node.shutdown().await.context("stopping raft")?;
     let _ = api_server.await;
-    let _ = collector.await;
+    let _ = controllers.await;
     for server in [peer_server, etcd_server] {
         // Open watch and keep-alive streams never finish by themselves: give
         // in-flight requests a grace period, then leave.

@@ -72,7 +72,7 @@ async fn admit(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap
         .ok_or_else(ApiError::unauthorized)?;
     let caller = authenticate(state, token).await?;
     let user = impersonate(state, caller, headers)?;
-    let attributes = request_attributes(method, uri.path(), uri.query().unwrap_or(""), &state.registry);
+    let attributes = request_attributes(method, uri.path(), uri.query().unwrap_or(""), &state.registry());
     match state.authorizer.authorize(&user, &attributes)? {
         Some(_) => Ok(user),
         None => Err(rbac::forbidden(&user, &attributes)),
@@ -89,7 +89,8 @@ async fn authenticate(state: &ApiState, token: &str) -> Result<UserInfo, ApiErro
         tracing::debug!(%error, "refused a bearer token");
         ApiError::unauthorized()
     })?;
-    let accounts = state.registry.find("", "v1", "serviceaccounts").expect("service accounts are built in");
+    let registry = state.registry();
+    let accounts = registry.find("", "v1", "serviceaccounts").expect("service accounts are built in");
     let account = state.objects.get_local(accounts, Some(&claims.namespace), &claims.name)?;
     let uid = account.as_ref().and_then(|a| a.pointer("/metadata/uid")).and_then(Value::as_str);
     if uid != Some(claims.uid.as_str()) {

@@ -12,7 +12,7 @@ use engenho_store::{EventKind, KeyRange, KeyValue, RangeRequest, Watcher};
 use serde_json::Value;
 
 use super::objects::{DeleteOptions, ObjectStore, Propagation};
-use super::resources::Registry;
+use super::resources::{Registry, SharedRegistry};
 use super::status::ApiError;
 
 /// How often everything that may need work is looked at again (leadership
@@ -165,14 +165,14 @@ impl Queue {
 /// The collector of one API server.
 pub struct Collector {
     objects: ObjectStore,
-    registry: Registry,
+    registry: SharedRegistry,
     index: Index,
     queue: Queue,
 }
 
 impl Collector {
     /// A collector over `objects` of the kinds in `registry`.
-    pub fn new(objects: ObjectStore, registry: Registry) -> Self {
+    pub fn new(objects: ObjectStore, registry: SharedRegistry) -> Self {
         Self { objects, registry, index: Index::default(), queue: Queue::default() }
     }
 
@@ -200,7 +200,7 @@ impl Collector {
                                     EventKind::Put => Some(decode(&event.kv)),
                                     EventKind::Delete => None,
                                 };
-                                for key in self.index.record(&self.registry, &key, entry) {
+                                for key in self.index.record(&self.registry.current(), &key, entry) {
                                     self.queue.push(key);
                                 }
                             }
@@ -239,7 +239,7 @@ impl Collector {
         self.queue = Queue::default();
         for kv in &found.kvs {
             let key = String::from_utf8_lossy(&kv.key).into_owned();
-            for key in self.index.record(&self.registry, &key, Some(decode(kv))) {
+            for key in self.index.record(&self.registry.current(), &key, Some(decode(kv))) {
                 self.queue.push(key);
             }
         }
@@ -250,7 +250,8 @@ impl Collector {
     /// or freeing it when its owners are gone.
     async fn collect(&self, key: &str) -> Result<(), ApiError> {
         let Some(entry) = self.index.by_key.get(key).cloned() else { return Ok(()) };
-        let Some((t, namespace, name)) = self.registry.locate(key) else { return Ok(()) };
+        let registry = self.registry.current();
+        let Some((t, namespace, name)) = registry.locate(key) else { return Ok(()) };
         let dependents: Vec<String> = self.index.dependents.get(&entry.uid).into_iter().flatten().cloned().collect();
         if entry.deleting && entry.has_finalizer("orphan") {
             for dependent in &dependents {
@@ -312,7 +313,8 @@ impl Collector {
 
     /// Deletes `key` if it is still the object `uid`.
     async fn delete(&self, key: &str, uid: &str, propagation: Propagation) -> Result<(), ApiError> {
-        let Some((t, namespace, name)) = self.registry.locate(key) else { return Ok(()) };
+        let registry = self.registry.current();
+        let Some((t, namespace, name)) = registry.locate(key) else { return Ok(()) };
         let options = DeleteOptions { propagation, precondition_uid: Some(uid.to_owned()), ..DeleteOptions::default() };
         match self.objects.delete(t, namespace, name, &options, false).await {
             Ok(_) => {
@@ -326,7 +328,8 @@ impl Collector {
 
     /// Removes owner `owner_uid` from the owner references of `key`.
     async fn disown(&self, key: &str, owner_uid: &str) -> Result<(), ApiError> {
-        let Some((t, namespace, name)) = self.registry.locate(key) else { return Ok(()) };
+        let registry = self.registry.current();
+        let Some((t, namespace, name)) = registry.locate(key) else { return Ok(()) };
         self.objects
             .modify(t, namespace, name, |object| {
                 let Some(owners) = object.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) else {
@@ -347,7 +350,8 @@ impl Collector {
     /// Removes `finalizer` from the object at `key`; the object goes if it
     /// was the last.
     async fn remove_finalizer(&self, key: &str, finalizer: &str) -> Result<(), ApiError> {
-        let Some((t, namespace, name)) = self.registry.locate(key) else { return Ok(()) };
+        let registry = self.registry.current();
+        let Some((t, namespace, name)) = registry.locate(key) else { return Ok(()) };
         self.objects
             .modify(t, namespace, name, |object| {
                 let Some(finalizers) = object.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) else {

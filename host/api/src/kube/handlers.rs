@@ -20,7 +20,7 @@ use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
 use super::protobuf::{self, ProtobufError};
 use super::rbac::{Attributes, ResourceAttributes};
-use super::resources::{Registry, ResourceType};
+use super::resources::{Registry, ResourceType, SharedRegistry};
 use super::reviews;
 use super::scale;
 use super::selectors::Selector;
@@ -36,8 +36,8 @@ const UNDELETABLE_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-publi
 
 /// What every handler shares.
 pub struct ApiState {
-    /// The kinds served.
-    pub registry: Registry,
+    /// The kinds served, built in and custom.
+    pub registry: SharedRegistry,
     /// Where objects live.
     pub objects: ObjectStore,
     /// The admin bearer token.
@@ -48,13 +48,28 @@ pub struct ApiState {
     pub token_signer: tokio::sync::OnceCell<super::auth::TokenSigner>,
     /// Decoded store events shared by the watches.
     pub watch_events: Arc<SharedEvents>,
-    /// The OpenAPI documents, generated on first use.
-    pub openapi: std::sync::OnceLock<OpenApi>,
+    /// The OpenAPI documents of a registry generation, generated on first
+    /// use.
+    pub openapi: std::sync::Mutex<Option<(u64, Arc<OpenApi>)>>,
 }
 
 impl ApiState {
-    fn openapi(&self) -> &OpenApi {
-        self.openapi.get_or_init(|| OpenApi::build(&self.registry))
+    /// The kinds served now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.current()
+    }
+
+    fn openapi(&self) -> Arc<OpenApi> {
+        let registry = self.registry();
+        let mut cached = self.openapi.lock().expect("openapi lock");
+        match &*cached {
+            Some((generation, openapi)) if *generation == registry.generation() => openapi.clone(),
+            _ => {
+                let openapi = Arc::new(OpenApi::build(&registry));
+                *cached = Some((registry.generation(), openapi.clone()));
+                openapi
+            }
+        }
     }
 }
 
@@ -198,22 +213,23 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
 
 async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_owned();
-    let route = parse_path(&path, &state.registry).ok_or_else(|| ApiError::no_route(&path))?;
+    let registry = state.registry();
+    let route = parse_path(&path, &registry).ok_or_else(|| ApiError::no_route(&path))?;
     let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     match route {
         Route::Root { core } => {
             if discovery::wants_aggregated(&accept) {
-                return Ok(aggregated(discovery::aggregated(&state.registry, core)));
+                return Ok(aggregated(discovery::aggregated(&registry, core)));
             }
             Ok(json_response(
                 StatusCode::OK,
-                &if core { discovery::core_versions() } else { discovery::group_list(&state.registry) },
+                &if core { discovery::core_versions() } else { discovery::group_list(&registry) },
             ))
         }
-        Route::Group(group) => discovery::group(&state.registry, &group)
+        Route::Group(group) => discovery::group(&registry, &group)
             .map(|document| json_response(StatusCode::OK, &document))
             .ok_or_else(|| ApiError::no_route(&path)),
-        Route::GroupVersion(group, version) => discovery::resource_list(&state.registry, &group, &version)
+        Route::GroupVersion(group, version) => discovery::resource_list(&registry, &group, &version)
             .map(|document| json_response(StatusCode::OK, &document))
             .ok_or_else(|| ApiError::no_route(&path)),
         Route::Resource(target)
@@ -232,8 +248,7 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
             Ok(json_response(StatusCode::CREATED, &review))
         }
         Route::Resource(target) => {
-            let t = state
-                .registry
+            let t = registry
                 .find(&target.group, &target.version, &target.plural)
                 .ok_or_else(|| ApiError::no_route(&path))?
                 .clone();

@@ -5,6 +5,7 @@
 mod access;
 mod apply;
 mod auth;
+mod custom;
 mod discovery;
 mod gc;
 mod handlers;
@@ -42,7 +43,7 @@ pub use status::{ApiError, Cause};
 
 use handlers::ApiState;
 use objects::{ObjectStore, WriteOptions};
-use resources::{Registry, ResourceType};
+use resources::{ResourceType, SharedRegistry};
 
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,15 +67,15 @@ pub struct KubeApi {
 impl KubeApi {
     /// An API server over `node`, accepting `admin_token`.
     pub fn new(node: Node, admin_token: String) -> Self {
-        let registry = Registry::built_in();
+        let registry = SharedRegistry::default();
         let state = ApiState {
-            authorizer: rbac::Authorizer::new(node.store().clone(), &registry),
+            authorizer: rbac::Authorizer::new(node.store().clone(), &registry.current()),
             registry,
             objects: ObjectStore::new(node),
             admin_token,
             token_signer: tokio::sync::OnceCell::new(),
             watch_events: Arc::default(),
-            openapi: std::sync::OnceLock::new(),
+            openapi: std::sync::Mutex::new(None),
         };
         Self { state: Arc::new(state) }
     }
@@ -85,7 +86,7 @@ impl KubeApi {
     /// # Errors
     /// The store refused or could not take the writes.
     pub async fn ensure_defaults(&self) -> Result<(), ApiError> {
-        let registry = &self.state.registry;
+        let registry = self.state.registry();
         let namespaces = registry.find("", "v1", "namespaces").expect("namespaces are built in");
         let mut defaults: Vec<(&ResourceType, Value)> = DEFAULT_NAMESPACES
             .iter()
@@ -124,13 +125,20 @@ impl KubeApi {
             }
         }
         self.state.token_signer().await?;
+        self.definitions().load()?;
         Ok(())
     }
 
-    /// Collects garbage (dependents of deleted owners, contents of deleted
-    /// namespaces) until `stop` turns true.
-    pub async fn collect_garbage(&self, stop: tokio::sync::watch::Receiver<bool>) {
-        gc::Collector::new(self.state.objects.clone(), self.state.registry.clone()).run(stop).await;
+    /// Runs what keeps the served state whole until `stop` turns true: the
+    /// custom kinds of CustomResourceDefinitions, and garbage collection
+    /// (dependents of deleted owners, contents of deleted namespaces).
+    pub async fn run_controllers(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        let collector = gc::Collector::new(self.state.objects.clone(), self.state.registry.clone());
+        tokio::join!(self.definitions().run(stop.clone()), collector.run(stop));
+    }
+
+    fn definitions(&self) -> custom::Definitions {
+        custom::Definitions::new(self.state.objects.clone(), self.state.registry.clone())
     }
 
     /// The HTTP routes, behind authentication and authorization.

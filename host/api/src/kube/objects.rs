@@ -120,8 +120,12 @@ impl ObjectStore {
             self.require_namespace(t, namespace).await?;
         }
         let name = assign_name(t, &mut object)?;
-        if (t.group, t.plural) == ("", "namespaces") {
-            prepare_namespace(&mut object, &name);
+        match (t.group, t.plural) {
+            ("", "namespaces") => prepare_namespace(&mut object, &name),
+            ("apiextensions.k8s.io", "customresourcedefinitions") => {
+                super::custom::prepare_definition(&mut object, &name)?;
+            }
+            _ => {}
         }
         let metadata = metadata_mut(&mut object);
         metadata.insert("uid".into(), json!(new_uid()));

@@ -66,6 +66,9 @@ fn group_version_document(registry: &Registry, group: &str, version: &str) -> Va
         .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))
         .collect();
     for (name, t) in kinds {
+        if let Some(custom) = t.custom_schema() {
+            schemas.insert(name.clone(), custom);
+        }
         if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
             schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk(t)]));
         }

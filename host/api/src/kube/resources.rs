@@ -40,23 +40,80 @@ pub struct ResourceType {
     /// Whether objects live in namespaces.
     pub namespaced: bool,
     /// Short names kubectl accepts, e.g. `po`.
-    pub short_names: &'static [&'static str],
+    pub short_names: Vec<&'static str>,
     /// Whether `kubectl get all` includes the kind.
     pub in_category_all: bool,
     /// Whether the kind has a `status` subresource.
     pub has_status: bool,
     /// Whether the kind has a `scale` subresource (`spec.replicas`).
     pub has_scale: bool,
-    /// Checks that an object has the shape of the kind.
-    validate: fn(&Value) -> Result<Value, ShapeError>,
-    /// Adds the kind's schema (and those it refers to) to a generator.
-    schema: fn(&mut SchemaGenerator),
-    /// The name of the kind's schema, e.g. `io.k8s.api.core.v1.Pod`.
-    schema_name: fn() -> String,
+    /// Extra columns `kubectl get` prints (custom kinds).
+    pub printer_columns: Vec<PrinterColumn>,
+    /// How objects of the kind are checked and described.
+    shape: Shape,
+}
+
+/// A column of a custom kind's table (`additionalPrinterColumns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// Column name.
+    pub name: String,
+    /// OpenAPI type of the cells.
+    pub kind: String,
+    /// Simple JSONPath of the cell in the object, e.g. `.spec.size`.
+    pub json_path: String,
+    /// What the column shows.
+    pub description: String,
+    /// 0 for the default view, more for `-o wide`.
+    pub priority: u32,
+}
+
+/// How objects of a kind are checked and described.
+#[derive(Clone)]
+enum Shape {
+    /// A built-in kind: its k8s-openapi type.
+    Typed {
+        /// Checks an object by decoding it as the type; the typed reading.
+        validate: fn(&Value) -> Result<Value, ShapeError>,
+        /// Adds the kind's schema (and those it refers to) to a generator.
+        schema: fn(&mut SchemaGenerator),
+        /// The name of the kind's schema, e.g. `io.k8s.api.core.v1.Pod`.
+        schema_name: fn() -> String,
+    },
+    /// A custom kind: the structural schema of its definition.
+    Custom {
+        /// The schema's name in OpenAPI documents.
+        name: String,
+        /// The version's `openAPIV3Schema`.
+        schema: std::sync::Arc<Value>,
+    },
+}
+
+impl std::fmt::Debug for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Typed { schema_name, .. } => write!(f, "Typed({})", schema_name()),
+            Self::Custom { name, .. } => write!(f, "Custom({name})"),
+        }
+    }
 }
 
 impl ResourceType {
-    fn of<T>(short_names: &'static [&'static str], in_category_all: bool, has_status: bool) -> Self
+    /// Whether two kinds are served alike (custom kinds compared by their
+    /// names, features and schema).
+    fn same_as(&self, other: &Self) -> bool {
+        let schema = |t: &Self| match &t.shape {
+            Shape::Custom { schema, .. } => Some(schema.clone()),
+            Shape::Typed { .. } => None,
+        };
+        (self.api_version, self.kind, self.plural, self.namespaced, self.has_status, self.has_scale)
+            == (other.api_version, other.kind, other.plural, other.namespaced, other.has_status, other.has_scale)
+            && self.short_names == other.short_names
+            && self.printer_columns == other.printer_columns
+            && schema(self) == schema(other)
+    }
+
+    fn of<T>(short_names: &[&'static str], in_category_all: bool, has_status: bool) -> Self
     where
         T: Resource + ListableResource + DeserializeOwned + serde::Serialize + JsonSchema + 'static,
     {
@@ -69,33 +126,90 @@ impl ResourceType {
             plural: T::URL_PATH_SEGMENT,
             singular: T::KIND.to_lowercase(),
             namespaced: TypeId::of::<T::Scope>() == TypeId::of::<NamespaceResourceScope>(),
-            short_names,
+            short_names: short_names.to_vec(),
             in_category_all,
             has_status,
             has_scale: matches!(T::URL_PATH_SEGMENT, "deployments" | "replicasets" | "statefulsets"),
-            validate: |value| {
-                let typed = serde_path_to_error::deserialize::<_, T>(value.clone()).map_err(|error| ShapeError {
-                    field: error.path().to_string(),
-                    message: error.into_inner().to_string(),
-                })?;
-                serde_json::to_value(typed)
-                    .map_err(|error| ShapeError { field: String::new(), message: error.to_string() })
+            printer_columns: Vec::new(),
+            shape: Shape::Typed {
+                validate: |value| {
+                    let typed = serde_path_to_error::deserialize::<_, T>(value.clone()).map_err(|error| {
+                        ShapeError { field: error.path().to_string(), message: error.into_inner().to_string() }
+                    })?;
+                    serde_json::to_value(typed)
+                        .map_err(|error| ShapeError { field: String::new(), message: error.to_string() })
+                },
+                schema: |generator| {
+                    generator.subschema_for::<T>();
+                },
+                schema_name: T::schema_name,
             },
-            schema: |generator| {
-                generator.subschema_for::<T>();
+        }
+    }
+
+    /// A custom kind (from a CustomResourceDefinition version) checked
+    /// against `schema`, its structural `openAPIV3Schema`.
+    pub fn custom(names: CustomNames, schema: Value) -> Self {
+        let CustomNames {
+            group,
+            version,
+            kind,
+            list_kind,
+            plural,
+            singular,
+            namespaced,
+            short_names,
+            in_category_all,
+            has_status,
+            has_scale,
+            printer_columns,
+        } = names;
+        let (group, version, kind, plural) = (intern(&group), intern(&version), intern(&kind), intern(&plural));
+        let reversed: Vec<&str> = group.split('.').rev().collect();
+        Self {
+            group,
+            version,
+            api_version: intern(&format!("{group}/{version}")),
+            kind,
+            list_kind: intern(&list_kind),
+            plural,
+            singular,
+            namespaced,
+            short_names: short_names.iter().map(|n| intern(n)).collect(),
+            in_category_all,
+            has_status,
+            has_scale,
+            printer_columns,
+            shape: Shape::Custom {
+                name: format!("{}.{version}.{kind}", reversed.join(".")),
+                schema: std::sync::Arc::new(schema),
             },
-            schema_name: T::schema_name,
         }
     }
 
     /// Adds the kind's schema, and every schema it refers to, to `generator`.
     pub fn register_schema(&self, generator: &mut SchemaGenerator) {
-        (self.schema)(generator);
+        match &self.shape {
+            Shape::Typed { schema, .. } => schema(generator),
+            Shape::Custom { .. } => {
+                generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
+            }
+        }
     }
 
     /// The name of the kind's schema, e.g. `io.k8s.api.core.v1.Pod`.
     pub fn schema_name(&self) -> String {
-        (self.schema_name)()
+        match &self.shape {
+            Shape::Typed { schema_name, .. } => schema_name(),
+            Shape::Custom { name, .. } => name.clone(),
+        }
+    }
+
+    /// A custom kind's schema as an OpenAPI document carries it (with
+    /// `apiVersion`, `kind` and `metadata`); `None` for built-in kinds.
+    pub fn custom_schema(&self) -> Option<Value> {
+        let Shape::Custom { schema, .. } = &self.shape else { return None };
+        Some(super::custom::document_schema(schema))
     }
 
     /// Checks that `object` has the shape of the kind (field types, required
@@ -104,7 +218,7 @@ impl ResourceType {
     /// # Errors
     /// The first mismatch: where and what.
     pub fn validate(&self, object: &Value) -> Result<(), ShapeError> {
-        (self.validate)(object).map(|_| ())
+        self.checked(object).map(|_| ())
     }
 
     /// The fields of `object` the kind does not declare, as paths
@@ -113,10 +227,19 @@ impl ResourceType {
     /// # Errors
     /// As [`ResourceType::validate`].
     pub fn unknown_fields(&self, object: &Value) -> Result<Vec<String>, ShapeError> {
-        let known = (self.validate)(object)?;
+        let known = self.checked(object)?;
         let mut unknown = Vec::new();
         collect_unknown(object, &known, String::new(), &mut unknown);
         Ok(unknown)
+    }
+
+    /// The known reading of `object`: what the typed model or the schema
+    /// keeps of it.
+    fn checked(&self, object: &Value) -> Result<Value, ShapeError> {
+        match &self.shape {
+            Shape::Typed { validate, .. } => validate(object),
+            Shape::Custom { schema, .. } => super::custom::validate(schema, object),
+        }
     }
 
     /// The store key prefix of every object of the kind, or of those in
@@ -158,10 +281,81 @@ fn collect_unknown(given: &Value, known: &Value, path: String, unknown: &mut Vec
     }
 }
 
+/// The names and features of a custom kind.
+#[derive(Debug, Clone, Default)]
+pub struct CustomNames {
+    /// API group.
+    pub group: String,
+    /// Version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Kind of lists.
+    pub list_kind: String,
+    /// Plural resource name.
+    pub plural: String,
+    /// Singular resource name.
+    pub singular: String,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Short names.
+    pub short_names: Vec<String>,
+    /// Whether `kubectl get all` includes the kind.
+    pub in_category_all: bool,
+    /// Whether the kind has a `status` subresource.
+    pub has_status: bool,
+    /// Whether the kind has a `scale` subresource.
+    pub has_scale: bool,
+    /// Extra table columns.
+    pub printer_columns: Vec<PrinterColumn>,
+}
+
+/// `text` with a `'static` lifetime, each distinct text stored once, so
+/// that custom kinds share the built-in kinds' `&'static str` names. Only
+/// the names of custom kinds are interned: a handful per definition.
+fn intern(text: &str) -> &'static str {
+    static INTERNED: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut interned = INTERNED.lock().expect("interned names lock");
+    if let Some(existing) = interned.get(text) {
+        return existing;
+    }
+    let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    interned.insert(leaked);
+    leaked
+}
+
 /// Every kind the server knows, in discovery order.
 #[derive(Debug, Clone)]
 pub struct Registry {
     types: Vec<ResourceType>,
+    /// Changes whenever the set of kinds does.
+    generation: u64,
+}
+
+/// The registry of an API server, replaced as custom kinds come and go.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRegistry(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Registry>>>);
+
+impl SharedRegistry {
+    /// The registry now.
+    pub fn current(&self) -> std::sync::Arc<Registry> {
+        self.0.read().expect("registry lock").clone()
+    }
+
+    /// The built-in kinds and `custom` ones, if they differ from now.
+    pub fn set_custom(&self, custom: Vec<ResourceType>) {
+        let mut current = self.0.write().expect("registry lock");
+        let built_in = Registry::built_in();
+        let unchanged = current.types.len() == built_in.types.len() + custom.len()
+            && current.types[built_in.types.len()..].iter().zip(&custom).all(|(a, b)| a.same_as(b));
+        if unchanged {
+            return;
+        }
+        let mut types = built_in.types;
+        types.extend(custom);
+        *current = std::sync::Arc::new(Registry { types, generation: current.generation + 1 });
+    }
 }
 
 impl Default for Registry {
@@ -198,7 +392,17 @@ impl Registry {
             ResourceType::of::<rbac::v1::ClusterRoleBinding>(&[], false, false),
             ResourceType::of::<apiextensions::v1::CustomResourceDefinition>(&["crd", "crds"], false, true),
         ];
-        Self { types }
+        Self { types, generation: 0 }
+    }
+
+    /// Changes whenever the set of kinds does.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The built-in kind or a custom kind that has `group` and `plural`.
+    pub fn find_plural(&self, group: &str, plural: &str) -> Option<&ResourceType> {
+        self.types.iter().find(|t| t.group == group && t.plural == plural)
     }
 
     /// The kind served at `group`/`version` under `plural`.

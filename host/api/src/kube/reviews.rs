@@ -153,7 +153,8 @@ pub async fn token_request(
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let mut request = decode(headers, body)?;
-    let accounts = state.registry.find("", "v1", "serviceaccounts").expect("service accounts are built in");
+    let registry = state.registry();
+    let accounts = registry.find("", "v1", "serviceaccounts").expect("service accounts are built in");
     let account = state.objects.get(accounts, Some(namespace), name).await?;
     let spec = request.get("spec").cloned().unwrap_or(Value::Null);
     let seconds = match spec.get("expirationSeconds") {

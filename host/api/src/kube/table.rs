@@ -197,22 +197,20 @@ fn columns(t: &ResourceType) -> Vec<Column> {
 /// A `Table` of `objects` of kind `t`.
 pub fn of(t: &ResourceType, objects: &[Value], revision: i64, include: Include) -> Value {
     let columns = columns(t);
-    let definitions: Vec<Value> = columns
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "type": c.kind,
-                "format": c.format,
-                "description": c.description,
-                "priority": c.priority,
-            })
-        })
-        .collect();
+    let definition = |name: &str, kind: &str, format: &str, description: &str, priority: u32| json!({"name": name, "type": kind, "format": format, "description": description, "priority": priority});
+    let mut definitions: Vec<Value> =
+        columns.iter().map(|c| definition(c.name, c.kind, c.format, c.description, c.priority)).collect();
+    // A custom kind's columns go between NAME and AGE.
+    let custom_at = columns.len().saturating_sub(1);
+    definitions.splice(
+        custom_at..custom_at,
+        t.printer_columns.iter().map(|c| definition(&c.name, &c.kind, "", &c.description, c.priority)),
+    );
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(object)).collect();
+            let mut cells: Vec<Value> = columns.iter().map(|c| (c.cell)(object)).collect();
+            cells.splice(custom_at..custom_at, t.printer_columns.iter().map(|c| json_path_cell(object, &c.json_path)));
             let mut row = json!({ "cells": cells });
             match include {
                 Include::None => {}
@@ -235,6 +233,27 @@ pub fn of(t: &ResourceType, objects: &[Value], revision: i64, include: Include) 
         "columnDefinitions": definitions,
         "rows": rows,
     })
+}
+
+/// The cell at a simple JSONPath (`.spec.size`, `.status.items[0].name`);
+/// null where the object has nothing there.
+fn json_path_cell(object: &Value, path: &str) -> Value {
+    let mut here = object;
+    for step in path.trim_start_matches('{').trim_end_matches('}').trim_start_matches('.').split('.') {
+        let (field, index) = match step.split_once('[') {
+            Some((field, rest)) => (field, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (step, None),
+        };
+        let Some(next) = here.get(field) else { return Value::Null };
+        here = match index {
+            Some(index) => match next.get(index) {
+                Some(item) => item,
+                None => return Value::Null,
+            },
+            None => next,
+        };
+    }
+    here.clone()
 }
 
 fn text(object: &Value, pointer: &str) -> String {

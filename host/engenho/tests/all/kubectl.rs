@@ -680,3 +680,67 @@ fn owners_take_their_dependents_and_namespaces_their_contents() {
     assert!(kept.contains("this namespace may not be deleted"), "{kept}");
     node.stop();
 }
+
+const WIDGET_CRD: &str = r#"{
+  "apiVersion": "apiextensions.k8s.io/v1",
+  "kind": "CustomResourceDefinition",
+  "metadata": {"name": "widgets.example.com"},
+  "spec": {
+    "group": "example.com",
+    "scope": "Namespaced",
+    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+    "versions": [{
+      "name": "v1", "served": true, "storage": true,
+      "subresources": {"status": {}},
+      "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+      "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+        "spec": {"type": "object", "required": ["size"], "properties": {
+          "size": {"type": "integer", "minimum": 1, "description": "How big the widget is."},
+          "colour": {"type": "string"}}},
+        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}}}
+    }]
+  }
+}"#;
+
+#[test]
+fn custom_resource_definitions_are_served_dynamically() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-crd");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(WIDGET_CRD));
+    kubectl.ok(&["wait", "--for=condition=established", "crd/widgets.example.com", "--timeout=30s"]);
+    let resources = kubectl.ok(&["api-resources", "--api-group=example.com"]);
+    assert!(resources.contains("widgets") && resources.contains("wd") && resources.contains("Widget"), "{resources}");
+
+    let widget = |name: &str, spec: &str| {
+        format!(
+            r#"{{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {{"name": "{name}"}}, "spec": {spec}}}"#
+        )
+    };
+    let created = kubectl.ok_with(&["apply", "-f", "-"], Some(&widget("w1", r#"{"size": 3, "colour": "red"}"#)));
+    assert_eq!(created.trim(), "widget.example.com/w1 created");
+    let table = kubectl.ok(&["get", "wd"]);
+    assert!(table.lines().next().is_some_and(|h| h.contains("SIZE")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("w1") && l.contains(" 3 ")), "{table}");
+    let wrong_type = kubectl.fails(&["apply", "-f", "-"], Some(&widget("w2", r#"{"size": "three"}"#)));
+    assert!(wrong_type.contains("is invalid") && wrong_type.contains("spec.size"), "{wrong_type}");
+    let unknown = kubectl.fails(&["apply", "-f", "-"], Some(&widget("w2", r#"{"size": 2, "sise": 2}"#)));
+    assert!(unknown.contains("unknown field \"spec.sise\""), "{unknown}");
+    let explained = kubectl.ok(&["explain", "widget.spec.size"]);
+    assert!(explained.contains("How big the widget is."), "{explained}");
+
+    kubectl.ok(&["patch", "wd", "w1", "--type=merge", "-p", r#"{"spec": {"size": 5}}"#]);
+    kubectl.ok(&["patch", "wd", "w1", "--subresource=status", "--type=merge", "-p", r#"{"status": {"ready": true}}"#]);
+    assert_eq!(kubectl.ok(&["get", "wd", "w1", "-o", "jsonpath={.spec.size} {.status.ready}"]), "5 true");
+
+    kubectl.ok(&["delete", "crd", "widgets.example.com", "--timeout=30s"]);
+    wait_for("the widgets to stop being served", Duration::from_secs(20), || {
+        !kubectl.run(&["get", "--raw", "/apis/example.com/v1/widgets"], None).status.success()
+    });
+    kubectl.ok_with(&["apply", "-f", "-"], Some(WIDGET_CRD));
+    kubectl.ok(&["wait", "--for=condition=established", "crd/widgets.example.com", "--timeout=30s"]);
+    let listed = kubectl.ok(&["get", "--raw", "/apis/example.com/v1/widgets"]);
+    assert!(listed.contains(r#""items":[]"#), "the widgets went with their definition: {listed}");
+    node.stop();
+}
