@@ -59,6 +59,23 @@ impl ApiState {
         self.registry.current()
     }
 
+    /// 403 when `write` would give away RBAC permissions its author does
+    /// not hold.
+    fn guard_escalation(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        object: &Value,
+        write: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        match &write.author {
+            Some(author) if t.group == "rbac.authorization.k8s.io" => {
+                self.authorizer.check_escalation(author, t.plural, namespace.unwrap_or(""), object)
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn openapi(&self) -> Arc<OpenApi> {
         let registry = self.registry();
         let mut cached = self.openapi.lock().expect("openapi lock");
@@ -255,14 +272,17 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
             let query = parse_query(request.uri().query().unwrap_or(""));
             let method = request.method().clone();
             let headers = request.headers().clone();
+            let user = request.extensions().get::<UserInfo>().cloned().ok_or_else(ApiError::unauthorized)?;
             let body = read_body(request.into_body()).await?;
-            resource(state, &t, &target, &method, &headers, &query, body).await
+            resource(state, &user, &t, &target, &method, &headers, &query, body).await
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resource(
     state: &ApiState,
+    user: &UserInfo,
     t: &ResourceType,
     target: &Target,
     method: &Method,
@@ -272,7 +292,7 @@ async fn resource(
 ) -> Result<Response, ApiError> {
     let namespace = if t.namespaced { target.namespace.as_deref() } else { None };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
-    let write = WriteOptions { dry_run, manager: field_manager(query, headers) };
+    let write = WriteOptions { dry_run, manager: field_manager(query, headers), author: Some(user.clone()) };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     match target.subresource.as_deref() {
         None => {}
@@ -354,6 +374,7 @@ async fn resource(
         (&Method::POST, None) => {
             let object = decode_object(t, headers, &body, namespace, None)?;
             let warnings = field_validation(t, &object, query)?;
+            state.guard_escalation(t, namespace, &object, &write)?;
             let created = state.objects.create(t, namespace, object, &write).await?;
             Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
         }
@@ -368,6 +389,7 @@ async fn resource(
                 }
                 object = current;
             }
+            state.guard_escalation(t, namespace, &object, &write)?;
             let updated = state.objects.update(t, namespace, name, object, &write).await?;
             Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
         }
@@ -525,7 +547,8 @@ async fn server_side_apply(
         let merged = apply::apply(current.as_ref(), &config, &manager, t.api_version, force, &super::objects::now())
             .map_err(|conflicts| conflict_status(t, name, &conflicts))?;
         check_shape(t, &merged)?;
-        let unmanaged = WriteOptions { dry_run: write.dry_run, manager: None };
+        state.guard_escalation(t, namespace, &merged, write)?;
+        let unmanaged = WriteOptions { dry_run: write.dry_run, manager: None, author: write.author.clone() };
         let result = match current {
             None => state.objects.create(t, namespace, merged, &unmanaged).await.map(|o| (StatusCode::CREATED, o)),
             Some(_) => state.objects.update(t, namespace, name, merged, &unmanaged).await.map(|o| (StatusCode::OK, o)),
@@ -650,6 +673,7 @@ async fn patch_object(
         }
         check_shape(t, &patched)?;
         let warnings = unknown_field_policy(t, &patched, validation)?;
+        state.guard_escalation(t, namespace, &patched, write)?;
         match state.objects.update(t, namespace, name, patched, write).await {
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
             other => return other.map(|patched| (patched, warnings)),

@@ -426,6 +426,8 @@ pub struct WriteOptions {
     /// The field manager that owns what the write changes; `None` leaves
     /// `managedFields` as the object carries them.
     pub manager: Option<String>,
+    /// Who writes, for the checks that depend on it.
+    pub author: Option<super::auth::UserInfo>,
 }
 
 /// Times a delete is retried when the object changes under it.

@@ -250,6 +250,87 @@ impl Authorizer {
         Ok(granted)
     }
 
+    /// Refuses a Role, ClusterRole or binding that would give away more
+    /// than `user` holds: each rule of a role must be one the user holds in
+    /// its scope (unless the user may `escalate`), and a binding's role must
+    /// be (unless the user may `bind` it).
+    ///
+    /// # Errors
+    /// 403 naming the first rule the user does not hold; store failures.
+    pub fn check_escalation(
+        &self,
+        user: &UserInfo,
+        plural: &str,
+        namespace: &str,
+        object: &Value,
+    ) -> Result<(), ApiError> {
+        if user.is_master() {
+            return Ok(());
+        }
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let on = |verb: &str, resource: &str, name: &str| Attributes {
+            verb: verb.into(),
+            resource: Some(ResourceAttributes {
+                group: RBAC_GROUP.into(),
+                resource: resource.into(),
+                subresource: String::new(),
+                namespace: namespace.into(),
+                name: name.into(),
+            }),
+            path: String::new(),
+        };
+        let rules: Vec<PolicyRule> = match plural {
+            "roles" | "clusterroles" => {
+                if self.authorize(user, &on("escalate", plural, name))?.is_some() {
+                    return Ok(());
+                }
+                let role: Role = serde_json::from_value(object.clone()).unwrap_or_default();
+                role.rules
+            }
+            "rolebindings" | "clusterrolebindings" => {
+                let binding: Binding = serde_json::from_value(object.clone()).unwrap_or_default();
+                let (role_plural, key) = match binding.role_ref.kind.as_str() {
+                    "Role" => ("roles", self.roles.key(Some(namespace), &binding.role_ref.name)),
+                    _ => ("clusterroles", self.cluster_roles.key(None, &binding.role_ref.name)),
+                };
+                if self.authorize(user, &on("bind", role_plural, &binding.role_ref.name))?.is_some() {
+                    return Ok(());
+                }
+                let mut granted = Vec::new();
+                if role_plural == "roles" {
+                    granted.extend(self.read::<Role>(&key)?.into_iter().flat_map(|r| r.rules));
+                } else {
+                    let mut rules = Vec::new();
+                    self.grant_cluster_role(&binding.role_ref.name, "", &mut rules, 0)?;
+                    granted.extend(rules.into_iter().map(|g| g.rule));
+                }
+                granted
+            }
+            _ => return Ok(()),
+        };
+        let held = self.rules_for(user, namespace)?;
+        for rule in &rules {
+            let atoms = atoms_of(rule, namespace).ok_or_else(|| {
+                ApiError::forbidden(format!("{plural} \"{name}\" is forbidden: a rule expands to too many permissions"))
+            })?;
+            if let Some(missing) = atoms.iter().find(|atom| !held.iter().any(|g| g.rule.allows(atom))) {
+                return Err(ApiError::forbidden_on(
+                    format!(
+                        "{plural}.{RBAC_GROUP} \"{name}\" is forbidden: user \"{}\" (groups={:?}) is attempting to \
+                         grant RBAC permissions not currently held: {}",
+                        user.name,
+                        user.groups,
+                        describe(missing)
+                    ),
+                    RBAC_GROUP,
+                    plural,
+                    name,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the rules of ClusterRole `name` (with those of the roles it
     /// aggregates) to `granted`.
     fn grant_cluster_role(
@@ -283,6 +364,59 @@ impl Authorizer {
         };
         let (_, found) = self.store.range(&RangeRequest { range, ..RangeRequest::default() })?;
         Ok(found.kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
+    }
+}
+
+/// The RBAC API group.
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Permissions one rule may expand to before it is refused as too broad to
+/// check.
+const ATOMS_MAX: usize = 4096;
+
+/// The single permissions a rule grants, as requests in `namespace`.
+fn atoms_of(rule: &PolicyRule, namespace: &str) -> Option<Vec<Attributes>> {
+    let mut atoms = Vec::new();
+    let names: Vec<&str> = if rule.resource_names.is_empty() {
+        vec![""]
+    } else {
+        rule.resource_names.iter().map(String::as_str).collect()
+    };
+    for verb in &rule.verbs {
+        for group in &rule.api_groups {
+            for resource in &rule.resources {
+                let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+                for name in &names {
+                    atoms.push(Attributes {
+                        verb: verb.clone(),
+                        resource: Some(ResourceAttributes {
+                            group: group.clone(),
+                            resource: resource.to_owned(),
+                            subresource: subresource.to_owned(),
+                            namespace: namespace.to_owned(),
+                            name: (*name).to_owned(),
+                        }),
+                        path: String::new(),
+                    });
+                    if atoms.len() > ATOMS_MAX {
+                        return None;
+                    }
+                }
+            }
+        }
+        for url in &rule.non_resource_urls {
+            atoms.push(Attributes { verb: verb.clone(), resource: None, path: url.clone() });
+        }
+    }
+    (atoms.len() <= ATOMS_MAX).then_some(atoms)
+}
+
+/// A permission as a sentence fragment: `{get pods/log in ""}`.
+fn describe(atom: &Attributes) -> String {
+    match &atom.resource {
+        Some(r) if r.subresource.is_empty() => format!("{{{} {} in \"{}\"}}", atom.verb, r.resource, r.group),
+        Some(r) => format!("{{{} {}/{} in \"{}\"}}", atom.verb, r.resource, r.subresource, r.group),
+        None => format!("{{{} {}}}", atom.verb, atom.path),
     }
 }
 
@@ -468,6 +602,22 @@ mod tests {
         assert!(rule.allows(&path("/apis/apps/v1")));
         assert!(!rule.allows(&path("/api/v1")));
         assert!(!rule.allows(&on("get", "", "version", "", "")));
+    }
+
+    #[test]
+    fn rules_expand_to_single_permissions() {
+        let rule = rule(json!({"apiGroups": ["", "apps"], "resources": ["pods", "deployments/scale"],
+            "verbs": ["get", "patch"], "resourceNames": ["a"]}));
+        let atoms = atoms_of(&rule, "default").expect("few");
+        assert_eq!(atoms.len(), 8);
+        assert!(atoms.contains(&on("patch", "apps", "deployments", "scale", "a")));
+        let wide = PolicyRule {
+            verbs: (0..100).map(|v| v.to_string()).collect(),
+            api_groups: (0..100).map(|g| g.to_string()).collect(),
+            resources: vec!["pods".into()],
+            ..PolicyRule::default()
+        };
+        assert!(atoms_of(&wide, "").is_none(), "too broad to check");
     }
 
     #[test]

@@ -593,6 +593,20 @@ fn rbac_service_account_tokens_and_truthful_can_i() {
     let escalate = kubectl.fails(&[&token, "get", "pods", "--as=admin"], None);
     assert!(escalate.contains("cannot impersonate resource \"users\""), "{escalate}");
 
+    kubectl.ok(&["create", "role", "role-admin", "--verb=create,update,patch", "--resource=roles,rolebindings"]);
+    kubectl.ok(&["create", "rolebinding", "role-admin", "--role=role-admin", "--serviceaccount=default:reader"]);
+    kubectl.ok(&[&token, "create", "role", "pod-getter", "--verb=get", "--resource=pods"]);
+    kubectl.ok(&[&token, "create", "rolebinding", "pod-getter", "--role=pod-getter", "--user=jane"]);
+    let escalation =
+        kubectl.fails(&[&token, "create", "role", "pod-deleter", "--verb=delete", "--resource=pods"], None);
+    assert!(
+        escalation.contains("is attempting to grant RBAC permissions not currently held: {delete pods in \"\"}"),
+        "{escalation}"
+    );
+    let binding =
+        kubectl.fails(&[&token, "create", "rolebinding", "root", "--clusterrole=cluster-admin", "--user=jane"], None);
+    assert!(binding.contains("not currently held"), "{binding}");
+
     kubectl.ok(&[
         "create",
         "clusterrolebinding",
