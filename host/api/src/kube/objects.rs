@@ -112,10 +112,11 @@ impl ObjectStore {
         &self,
         t: &ResourceType,
         namespace: Option<&str>,
-        mut object: Value,
+        object: Value,
         write: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let dry_run = write.dry_run;
+        let mut object = t.pruned(object);
         if let Some(namespace) = namespace.filter(|_| t.namespaced) {
             self.require_namespace(t, namespace).await?;
         }
@@ -171,10 +172,11 @@ impl ObjectStore {
         t: &ResourceType,
         namespace: Option<&str>,
         name: &str,
-        mut object: Value,
+        object: Value,
         write: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let dry_run = write.dry_run;
+        let mut object = t.pruned(object);
         let current = self.get(t, namespace, name).await?;
         let current_version = resource_version(&current)?;
         let expected = match object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {

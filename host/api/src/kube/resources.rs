@@ -233,6 +233,19 @@ impl ResourceType {
         Ok(unknown)
     }
 
+    /// `object` without the fields a custom kind's schema does not know (as
+    /// kube-apiserver prunes custom objects); built-in kinds keep theirs.
+    pub fn pruned(&self, object: Value) -> Value {
+        let Shape::Custom { schema, .. } = &self.shape else { return object };
+        match super::custom::validate(schema, &object) {
+            Ok(mut known) => {
+                known["metadata"] = object.get("metadata").cloned().unwrap_or(Value::Null);
+                known
+            }
+            Err(_) => object,
+        }
+    }
+
     /// The known reading of `object`: what the typed model or the schema
     /// keeps of it.
     fn checked(&self, object: &Value) -> Result<Value, ShapeError> {

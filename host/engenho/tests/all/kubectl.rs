@@ -741,6 +741,13 @@ fn custom_resource_definitions_are_served_dynamically() {
     assert!(wrong_type.contains("is invalid") && wrong_type.contains("spec.size"), "{wrong_type}");
     let unknown = kubectl.fails(&["apply", "-f", "-"], Some(&widget("w2", r#"{"size": 2, "sise": 2}"#)));
     assert!(unknown.contains("unknown field \"spec.sise\""), "{unknown}");
+    let ignored = widget("w3", r#"{"size": 2, "sise": 2}"#);
+    kubectl.ok_with(&["apply", "--validate=false", "-f", "-"], Some(&ignored));
+    assert_eq!(
+        kubectl.ok(&["get", "wd", "w3", "-o", "jsonpath={.spec}"]),
+        r#"{"size":2}"#,
+        "unknown fields are pruned"
+    );
     let explained = kubectl.ok(&["explain", "widget.spec.size"]);
     assert!(explained.contains("How big the widget is."), "{explained}");
 
