@@ -1020,6 +1020,69 @@ mod tests {
         );
     }
 
+    fn headers(media: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(media).expect("a media type"));
+        headers
+    }
+
+    /// Runs a decoded body through every check a write makes.
+    fn check_everything(t: &ResourceType, object: &Value) {
+        let _ = check_shape(t, object);
+        let _ = t.unknown_fields(object);
+        let _ = field_validation(t, object, &parse_query("fieldValidation=Strict"));
+        let _ = Selector::parse(t, Some("a=b"), Some("metadata.name=x")).map(|s| s.matches(object));
+        let _ = table::of(t, std::slice::from_ref(object), 1, table::Include::Object);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_body_panics_the_decoders(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            media in proptest::sample::select(vec!["application/json", "application/yaml", protobuf::MEDIA_TYPE, "text/plain", ""]),
+        ) {
+            let registry = Registry::built_in();
+            for (group, plural) in [("", "pods"), ("apps", "deployments"), ("", "namespaces")] {
+                let t = registry.find_plural(group, plural).expect("built in");
+                if let Ok(object) = decode_object(t, &headers(media), &body, Some("default"), None) {
+                    check_everything(t, &object);
+                }
+            }
+            let _ = DeleteOptions::parse(&body, &HashMap::new());
+        }
+
+        #[test]
+        fn no_object_panics_the_checks(
+            metadata in crate::kube::strategies::json_value(),
+            spec in crate::kube::strategies::json_value(),
+            status in crate::kube::strategies::json_value(),
+        ) {
+            let registry = Registry::built_in();
+            for (group, plural) in [("", "pods"), ("apps", "deployments"), ("", "services"), ("", "nodes")] {
+                let t = registry.find_plural(group, plural).expect("built in");
+                let object = json!({"apiVersion": t.api_version, "kind": t.kind, "metadata": metadata.clone(),
+                    "spec": spec.clone(), "status": status.clone()});
+                let body = serde_json::to_vec(&object).expect("json");
+                if let Ok(decoded) = decode_object(t, &headers("application/json"), &body, Some("default"), None) {
+                    check_everything(t, &decoded);
+                }
+                check_everything(t, &object);
+            }
+        }
+
+        #[test]
+        fn no_path_query_or_selector_panics(path in "[/a-z0-9.%=&,!()-]{0,60}", text in ".{0,60}") {
+            let registry = Registry::built_in();
+            let _ = parse_path(&path, &registry);
+            let query = parse_query(&text);
+            let _ = request_attributes(&Method::GET, &path, &text, &registry);
+            let pods = registry.find_plural("", "pods").expect("pods");
+            let _ = Selector::parse(pods, Some(&text), None);
+            let _ = Selector::parse(pods, None, Some(&text));
+            let _ = DeleteOptions::parse(b"", &query);
+        }
+    }
+
     #[test]
     fn queries_are_percent_decoded() {
         let query = parse_query("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=500&watch");

@@ -20,6 +20,8 @@ mod reviews;
 mod scale;
 mod selectors;
 mod status;
+#[cfg(test)]
+mod strategies;
 mod table;
 mod watch;
 

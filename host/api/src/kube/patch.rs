@@ -236,6 +236,7 @@ fn strategic(target: Value, patch: &Value, field: &str) -> Result<Value, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::strategies::json_value;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -290,22 +291,6 @@ mod tests {
         )
         .expect("applies");
         assert_eq!(removed, json!({"metadata": {"finalizers": ["b"]}}));
-    }
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i32>().prop_map(|n| json!(n)),
-            "[a-z$/~0-9]{0,6}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("[a-z$/]{0,5}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
     }
 
     proptest! {
