@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use engenho_store::{Event, EventKind, KeyRange, StoreError, Watcher};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::objects::ObjectStore;
 use super::resources::ResourceType;
@@ -25,8 +24,8 @@ pub const WATCH_TIMEOUT_MAX: Duration = Duration::from_secs(1800);
 /// Interval of bookmarks to clients that allow them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Encoded events buffered for a slow client before the watch waits for it.
-const WATCH_BUFFER_EVENTS: usize = 256;
+/// Initial ADDED events sent in one chunk.
+const INITIAL_EVENTS_PER_CHUNK: usize = 64;
 
 /// What one watch request asked for.
 pub struct WatchRequest {
@@ -56,7 +55,6 @@ pub async fn start(
     shared: &Arc<SharedEvents>,
     request: WatchRequest,
 ) -> Result<Response, ApiError> {
-    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(WATCH_BUFFER_EVENTS);
     let namespace = request.namespace.as_deref();
     let range = KeyRange::prefix(request.t.key_prefix(namespace));
     let (initial, start_revision) = match request.resource_version {
@@ -67,77 +65,101 @@ pub async fn start(
             (items, listed.revision + 1)
         }
     };
-    let watcher = Watcher::new(objects.store(), range, start_revision);
-    tokio::spawn(stream_events(shared.clone(), request, initial, watcher, sender));
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    let now = tokio::time::Instant::now();
+    let events = EventStream {
+        shared: shared.clone(),
+        watcher: Watcher::new(objects.store(), range, start_revision),
+        initial: initial.into_iter(),
+        deadline: now + request.timeout,
+        bookmarks: tokio::time::interval_at(now + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL),
+        request,
+        ended: false,
+    };
+    // The response body pulls events straight from the store's change
+    // stream: no task or channel of its own between the store and the
+    // connection.
+    let body = Body::from_stream(futures::stream::unfold(events, |mut events| async move {
+        let chunk = events.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), events))
+    }));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn stream_events(
+/// The events of one watch, as chunks of encoded lines.
+struct EventStream {
     shared: Arc<SharedEvents>,
     request: WatchRequest,
-    initial: Vec<Value>,
-    mut watcher: Watcher,
-    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    let send = |kind: &str, object: Value| {
-        let object = if request.as_table && kind != "ERROR" && kind != "BOOKMARK" {
-            table::of(&request.t, std::slice::from_ref(&object), revision_of(&object), table::Include::Metadata)
+    watcher: Watcher,
+    initial: std::vec::IntoIter<Value>,
+    deadline: tokio::time::Instant,
+    bookmarks: tokio::time::Interval,
+    ended: bool,
+}
+
+impl EventStream {
+    /// The next lines to send; `None` when the watch is over.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        let mut chunk = Vec::new();
+        let initial: Vec<Value> = self.initial.by_ref().take(INITIAL_EVENTS_PER_CHUNK).collect();
+        for object in initial {
+            chunk.extend_from_slice(&self.encode("ADDED", object));
+        }
+        if !chunk.is_empty() {
+            return Some(Bytes::from(chunk));
+        }
+        loop {
+            let batches = tokio::select! {
+                batches = self.watcher.next() => batches,
+                _ = self.bookmarks.tick(), if self.request.bookmarks => {
+                    let revision = self.watcher.next_revision() - 1;
+                    let bookmark = json!({
+                        "kind": self.request.t.kind,
+                        "apiVersion": self.request.t.api_version,
+                        "metadata": {"resourceVersion": revision.to_string()},
+                    });
+                    return Some(self.encode("BOOKMARK", bookmark));
+                }
+                () = tokio::time::sleep_until(self.deadline) => return None,
+            };
+            let batches = match batches {
+                Ok(batches) => batches,
+                Err(error) => {
+                    let status = match error {
+                        StoreError::Compacted { .. } => ApiError::gone(format!("too old resource version: {error}")),
+                        other => ApiError::from(other),
+                    };
+                    self.ended = true;
+                    return Some(self.encode("ERROR", status.to_status()));
+                }
+            };
+            for batch in batches {
+                for event in &batch.events {
+                    let decoded = self.shared.get(event, batch.revision);
+                    let Some((kind, object)) = decoded.through(&self.request.selector) else { continue };
+                    if self.request.as_table {
+                        chunk.extend_from_slice(&self.encode(kind, object.clone()));
+                    } else {
+                        chunk.extend_from_slice(&decoded.line(kind, object));
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                return Some(Bytes::from(chunk));
+            }
+        }
+    }
+
+    /// One event line, the object as a one-row table if the watch asked.
+    fn encode(&self, kind: &str, object: Value) -> Bytes {
+        let object = if self.request.as_table && kind != "ERROR" && kind != "BOOKMARK" {
+            table::of(&self.request.t, std::slice::from_ref(&object), revision_of(&object), table::Include::Metadata)
         } else {
             object
         };
-        sender.send(Ok(encode_line(kind, &object)))
-    };
-    for object in initial {
-        if send("ADDED", object).await.is_err() {
-            return;
-        }
-    }
-    let deadline = tokio::time::Instant::now() + request.timeout;
-    let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
-    loop {
-        let batches = tokio::select! {
-            batches = watcher.next() => batches,
-            _ = bookmarks.tick(), if request.bookmarks => {
-                let revision = watcher.next_revision() - 1;
-                let bookmark = json!({
-                    "kind": request.t.kind,
-                    "apiVersion": request.t.api_version,
-                    "metadata": {"resourceVersion": revision.to_string()},
-                });
-                if send("BOOKMARK", bookmark).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            () = tokio::time::sleep_until(deadline) => return,
-            () = sender.closed() => return,
-        };
-        let batches = match batches {
-            Ok(batches) => batches,
-            Err(error) => {
-                let status = match error {
-                    StoreError::Compacted { .. } => ApiError::gone(format!("too old resource version: {error}")),
-                    other => ApiError::from(other),
-                };
-                let _ = send("ERROR", status.to_status()).await;
-                return;
-            }
-        };
-        for batch in batches {
-            for event in &batch.events {
-                let decoded = shared.get(event, batch.revision);
-                let Some((kind, object)) = decoded.through(&request.selector) else { continue };
-                let line = if request.as_table { None } else { Some(decoded.line(kind, object)) };
-                let sent = match line {
-                    Some(line) => sender.send(Ok(line)).await,
-                    None => send(kind, object.clone()).await,
-                };
-                if sent.is_err() {
-                    return;
-                }
-            }
-        }
+        encode_line(kind, &object)
     }
 }
 
@@ -201,31 +223,42 @@ pub struct SharedEvents {
     recent: Mutex<RecentEvents>,
 }
 
+/// Decoded events by revision, then by key (a revision has few events).
 #[derive(Default)]
 struct RecentEvents {
-    by_event: HashMap<(i64, Vec<u8>), Arc<Decoded>>,
-    order: VecDeque<(i64, Vec<u8>)>,
+    by_revision: HashMap<i64, Vec<(Vec<u8>, Arc<Decoded>)>>,
+    order: VecDeque<i64>,
 }
 
-/// Decoded events kept for sharing; a watch further behind decodes its own.
-const SHARED_EVENTS_MAX: usize = 4096;
+/// Revisions whose decoded events are kept for sharing; a watch further
+/// behind decodes its own.
+const SHARED_REVISIONS_MAX: usize = 1024;
 
 impl SharedEvents {
     /// The decoded form of `event`, decoding it only if no watch has yet.
     fn get(&self, event: &Event, revision: i64) -> Arc<Decoded> {
-        let id = (revision, event.kv.key.clone());
-        if let Some(decoded) = self.recent.lock().expect("shared events lock").by_event.get(&id) {
-            return decoded.clone();
+        let find = |recent: &RecentEvents| {
+            let events = recent.by_revision.get(&revision)?;
+            events.iter().find(|(key, _)| *key == event.kv.key).map(|(_, decoded)| decoded.clone())
+        };
+        if let Some(decoded) = find(&self.recent.lock().expect("shared events lock")) {
+            return decoded;
         }
         let decoded = Arc::new(Decoded::new(event, revision));
         let mut recent = self.recent.lock().expect("shared events lock");
-        if recent.order.len() >= SHARED_EVENTS_MAX
-            && let Some(oldest) = recent.order.pop_front()
-        {
-            recent.by_event.remove(&oldest);
+        if let Some(raced) = find(&recent) {
+            return raced;
         }
-        recent.order.push_back(id.clone());
-        recent.by_event.entry(id).or_insert(decoded).clone()
+        if !recent.by_revision.contains_key(&revision) {
+            if recent.order.len() >= SHARED_REVISIONS_MAX
+                && let Some(oldest) = recent.order.pop_front()
+            {
+                recent.by_revision.remove(&oldest);
+            }
+            recent.order.push_back(revision);
+        }
+        recent.by_revision.entry(revision).or_default().push((event.kv.key.clone(), decoded.clone()));
+        decoded
     }
 }
 
