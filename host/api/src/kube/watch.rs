@@ -223,10 +223,13 @@ pub struct SharedEvents {
     recent: Mutex<RecentEvents>,
 }
 
+/// A decoded event and the key it changed.
+type KeyedEvent = (Vec<u8>, Arc<Decoded>);
+
 /// Decoded events by revision, then by key (a revision has few events).
 #[derive(Default)]
 struct RecentEvents {
-    by_revision: HashMap<i64, Vec<(Vec<u8>, Arc<Decoded>)>>,
+    by_revision: HashMap<i64, Vec<KeyedEvent>>,
     order: VecDeque<i64>,
 }
 
