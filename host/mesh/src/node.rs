@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     clients: Arc<PeerClients>,
     leases: LeaseClock,
     config: NodeConfig,
+    /// The database, for the cause of a stop.
+    db: engenho_store::Storage,
 }
 
 impl Node {
@@ -157,7 +159,7 @@ impl Node {
             .map_err(|e| MeshError::Stopped(e.to_string()))?;
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         tokio::spawn(propose_batches(raft.clone(), queue, appended));
-        let inner = Arc::new(Inner { id, raft, proposals, store, clients, leases: LeaseClock::default(), config });
+        let inner = Arc::new(Inner { id, raft, proposals, store, clients, leases: LeaseClock::default(), config, db });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
         tokio::spawn(bound_history(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -402,7 +404,13 @@ impl Inner {
             _ => None,
         };
         let (reply, answer) = oneshot::channel();
-        let stopped = || Redirect::Failed(MeshError::Stopped("the proposer stopped".into()));
+        let stopped = || {
+            let cause = match self.db.first_failure() {
+                Some(failure) => format!("the proposer stopped after a storage failure: {failure}"),
+                None => "the proposer stopped".into(),
+            };
+            Redirect::Failed(MeshError::Stopped(cause))
+        };
         self.proposals.send((command, reply)).await.map_err(|_| stopped())?;
         let applied = answer.await.map_err(|_| stopped())??;
         if let (Some((id, ttl)), Ok(Outcome::LeaseGranted { .. })) = (grant, &applied.outcome) {

@@ -90,6 +90,14 @@ impl WriteFailures {
     }
 }
 
+impl Storage {
+    /// The first write failure of the database, if one happened: the cause
+    /// to report when writes stop.
+    pub fn first_failure(&self) -> Option<String> {
+        self.failures.first.get().cloned()
+    }
+}
+
 /// Opens the fjall database at `path` with the settings the store relies on.
 ///
 /// # Errors

@@ -8,6 +8,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use super::auth::{AUTHENTICATED_GROUP, TokenSigner, UserInfo, split_service_account, unix_now};
@@ -15,7 +17,8 @@ use super::handlers::{ApiState, request_attributes};
 use super::rbac::{self, Attributes, ResourceAttributes};
 use super::status::ApiError;
 
-/// Where the service-account signing key lives in the store.
+/// Where the service-account signing key (PKCS #8, base64) lives in the
+/// store.
 const SIGNING_KEY: &str = "/engenho/serviceaccounts/signing-key";
 
 /// Headers that ask to act as another user.
@@ -32,20 +35,12 @@ impl ApiState {
     pub async fn token_signer(&self) -> Result<&TokenSigner, ApiError> {
         self.token_signer
             .get_or_try_init(|| async {
-                let mut failure = None;
-                let key = self
-                    .objects
-                    .get_or_create_raw(SIGNING_KEY, || {
-                        TokenSigner::generate().unwrap_or_else(|error| {
-                            failure = Some(error);
-                            Vec::new()
-                        })
-                    })
-                    .await?;
-                if let Some(error) = failure {
-                    return Err(ApiError::internal(error.to_string()));
-                }
-                TokenSigner::from_pkcs8(&key).map_err(|error| ApiError::internal(error.to_string()))
+                let internal = |error: &dyn std::fmt::Display| ApiError::internal(error.to_string());
+                let candidate = TokenSigner::generate().map_err(|e| internal(&e))?;
+                let stored =
+                    self.objects.get_or_create_raw(SIGNING_KEY, || STANDARD.encode(candidate).into_bytes()).await?;
+                let key = STANDARD.decode(&stored).map_err(|e| internal(&format!("the stored signing key: {e}")))?;
+                TokenSigner::from_pkcs8(&key).map_err(|e| internal(&e))
             })
             .await
     }

@@ -50,7 +50,7 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with("/registry/"))
             .collect::<Vec<_>>(),
-        ["/engenho/mesh/join-token-hash", "fits", "keep"]
+        ["/engenho/mesh/join-token-hash", "/engenho/serviceaccounts/signing-key", "fits", "keep"]
     );
     node.stop();
     node.start_ready(&[]);
@@ -211,7 +211,7 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
         acknowledged.push(key);
     }
     let names_the_disk = refusal.contains("No space left on device") || refusal.contains("bytes free on");
-    assert!(names_the_disk, "a clear error: {refusal}");
+    assert!(names_the_disk, "a clear error: {refusal}\nnode log:\n{}", node.log_text());
     assert!(acknowledged.len() > 5, "some writes fit before the disk filled");
     let later = node.etcdctl(&["put", "later", "x"]);
     assert!(!later.status.success(), "writes stay refused once the store has stopped");
