@@ -1,0 +1,124 @@
+//! The host side of the `admission-policy` world.
+
+use std::sync::Arc;
+
+use super::{CallState, Limits, PluginError, PluginHost, call_error};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "admission-policy",
+        path: "../../wit",
+    });
+}
+
+use bindings::engenho::plugins::log;
+
+pub use bindings::engenho::plugins::admission_types::{Decision, Operation, Review, UserInfo};
+
+impl bindings::engenho::plugins::admission_types::Host for CallState {}
+
+impl log::Host for CallState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        CallState::log(self, level, &message);
+    }
+}
+
+/// An admission policy, ready to decide: its component checked and
+/// compiled, its imports linked, its configuration accepted.
+pub struct AdmissionPolicy {
+    name: Arc<str>,
+    digest: String,
+    config: String,
+    limits: Limits,
+    pre: bindings::AdmissionPolicyPre<CallState>,
+}
+
+impl AdmissionPolicy {
+    /// Loads plugin `name` from `bytes`, which must hash to `digest`, with
+    /// `config` (JSON) under `limits`.
+    ///
+    /// # Errors
+    /// A digest mismatch; bytes that are not an admission-policy
+    /// component; a configuration the plugin refuses.
+    pub fn load(
+        host: &PluginHost,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        config: &str,
+        limits: Limits,
+    ) -> Result<Self, PluginError> {
+        let invalid = |message: String| PluginError::Invalid { name: name.to_owned(), message };
+        let component = host.component(name, digest, bytes)?;
+        let mut linker = host.linker()?;
+        bindings::AdmissionPolicy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| invalid(format!("linking the host imports: {e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))?;
+        let pre = bindings::AdmissionPolicyPre::new(pre)
+            .map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))?;
+        let policy = Self { name: Arc::from(name), digest: digest.to_owned(), config: config.to_owned(), limits, pre };
+        // A configuration the plugin refuses is refused now, not on the
+        // first request.
+        policy.instantiate(host)?;
+        Ok(policy)
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The component's digest.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Decides `review` in a fresh, configured instance.
+    ///
+    /// # Errors
+    /// The call ran past its deadline, trapped, ran out of memory or
+    /// answered malformed output.
+    pub fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
+        let (mut store, instance) = self.instantiate(host)?;
+        let decision = instance
+            .engenho_plugins_policy()
+            .call_admit(&mut store, review)
+            .map_err(|e| call_error(&self.name, &self.limits, e))?;
+        if !decision.patch.is_empty() && !is_json_array(&decision.patch) {
+            return Err(PluginError::MalformedOutput {
+                name: self.name.to_string(),
+                message: "the patch is not a JSON array of operations".into(),
+            });
+        }
+        Ok(decision)
+    }
+
+    fn instantiate(
+        &self,
+        host: &PluginHost,
+    ) -> Result<(wasmtime::Store<CallState>, bindings::AdmissionPolicy), PluginError> {
+        let mut store = host.store(&self.name, &self.limits);
+        let instance = self.pre.instantiate(&mut store).map_err(|e| call_error(&self.name, &self.limits, e))?;
+        instance
+            .engenho_plugins_policy()
+            .call_configure(&mut store, &self.config)
+            .map_err(|e| call_error(&self.name, &self.limits, e))?
+            .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
+        Ok((store, instance))
+    }
+}
+
+/// Whether `text` looks like a JSON array (the host parses it fully when it
+/// applies the patch).
+fn is_json_array(text: &str) -> bool {
+    let text = text.trim();
+    text.starts_with('[') && text.ends_with(']')
+}

@@ -1,0 +1,275 @@
+//! The plugin host: one wasmtime [`Engine`] per node; components identified
+//! by their BLAKE3 digest, compiled once and kept precompiled on disk; every
+//! call in a fresh instance under a deadline, a memory limit and table
+//! limits, so that a plugin that loops, grabs memory or traps fails only its
+//! own call.
+//!
+//! A fresh instance per call (from an `InstancePre`, with the pooling
+//! allocator) is the isolation model: no state survives between calls, so a
+//! call cannot see another request's data, and a trapped instance is simply
+//! dropped.
+
+mod admission;
+mod cache;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
+
+/// How often the engine's epoch advances: the granularity of deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Bytes of a log line kept; the rest is cut.
+const LOG_LINE_BYTES_MAX: usize = 4096;
+
+/// Instances the pooling allocator keeps ready.
+const POOLED_INSTANCES: u32 = 256;
+
+/// Largest linear memory a pooled instance may grow to.
+const POOLED_MEMORY_BYTES_MAX: usize = 256 << 20;
+
+/// Why a plugin could not be loaded or a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The bytes do not hash to the digest they were given as.
+    #[error("plugin {name}: the bytes hash to {actual}, not to the expected digest {expected}")]
+    DigestMismatch {
+        /// The plugin.
+        name: String,
+        /// The digest expected.
+        expected: String,
+        /// The digest of the bytes.
+        actual: String,
+    },
+    /// The bytes are not a component, or not one of the expected world.
+    #[error("plugin {name}: {message}")]
+    Invalid {
+        /// The plugin.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The configuration was refused by the plugin.
+    #[error("plugin {name} refused its configuration: {message}")]
+    Configuration {
+        /// The plugin.
+        name: String,
+        /// The plugin's reason.
+        message: String,
+    },
+    /// The call ran past its deadline.
+    #[error("plugin {name} ran past its {deadline:?} deadline")]
+    Deadline {
+        /// The plugin.
+        name: String,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// The call trapped (including running out of memory).
+    #[error("plugin {name} failed: {message}")]
+    Trap {
+        /// The plugin.
+        name: String,
+        /// The trap, as wasmtime describes it.
+        message: String,
+    },
+    /// The plugin answered something the host cannot use.
+    #[error("plugin {name} answered malformed output: {message}")]
+    MalformedOutput {
+        /// The plugin.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The precompiled cache could not be used.
+    #[error("plugin cache {path}: {message}")]
+    Cache {
+        /// The cache file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// The limits of every call of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest a call may run.
+    pub deadline: Duration,
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Largest table, in elements.
+    pub table_elements: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { deadline: Duration::from_millis(100), memory_bytes: 64 << 20, table_elements: 20_000 }
+    }
+}
+
+/// The per-call state of an instance: WASI with nothing granted, the
+/// limits, and the plugin's name for its log lines.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    plugin: Arc<str>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl CallState {
+    fn new(plugin: Arc<str>, limits: &Limits) -> Self {
+        Self {
+            // No arguments, environment, preopened directories or sockets.
+            wasi: wasmtime_wasi::WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).build(),
+            table: ResourceTable::new(),
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .table_elements(limits.table_elements)
+                .instances(16)
+                .trap_on_grow_failure(true)
+                .build(),
+            plugin,
+        }
+    }
+
+    /// Writes a plugin's log line to the node's log, tagged with its name.
+    fn log(&self, level: &str, message: &str) {
+        let mut end = message.len().min(LOG_LINE_BYTES_MAX);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
+        let plugin = &*self.plugin;
+        match level {
+            "debug" => tracing::debug!(plugin, "{message}"),
+            "info" => tracing::info!(plugin, "{message}"),
+            "warn" => tracing::warn!(plugin, "{message}"),
+            _ => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+/// The node's plugin host: one engine, its epoch ticker, the component
+/// cache.
+pub struct PluginHost {
+    engine: Engine,
+    cache: cache::ComponentCache,
+    ticking: Arc<AtomicBool>,
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}
+
+impl PluginHost {
+    /// A host keeping precompiled components in `cache_dir` (none: compile
+    /// on every load).
+    ///
+    /// # Errors
+    /// The engine could not be configured.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling.total_component_instances(POOLED_INSTANCES);
+        pooling.total_core_instances(POOLED_INSTANCES * 4);
+        pooling.total_memories(POOLED_INSTANCES * 2);
+        pooling.total_tables(POOLED_INSTANCES * 4);
+        pooling.max_memory_size(POOLED_MEMORY_BYTES_MAX);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let engine = Engine::new(&config).map_err(|e| PluginError::Invalid {
+            name: "(engine)".into(),
+            message: format!("configuring wasmtime: {e:#}"),
+        })?;
+        let ticking = Arc::new(AtomicBool::new(true));
+        let (ticker_engine, running) = (engine.weak(), ticking.clone());
+        std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticker_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Invalid { name: "(engine)".into(), message: format!("epoch thread: {e}") })?;
+        Ok(Self { cache: cache::ComponentCache::new(cache_dir, &engine), engine, ticking })
+    }
+
+    /// The component `bytes`, checked against `digest` (hex BLAKE3) and
+    /// compiled (or read precompiled from the cache).
+    ///
+    /// # Errors
+    /// A digest mismatch, bytes that are not a component, a cache failure.
+    pub fn component(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        let actual = digest_of(bytes);
+        if actual != digest {
+            return Err(PluginError::DigestMismatch { name: name.to_owned(), expected: digest.to_owned(), actual });
+        }
+        if is_core_module(bytes) {
+            return Err(PluginError::Invalid {
+                name: name.to_owned(),
+                message: "this is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
+            });
+        }
+        self.cache.load(&self.engine, name, digest, bytes)
+    }
+
+    /// A store for one call of `plugin`, under `limits`, with its deadline
+    /// set.
+    fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
+        let mut store = Store::new(&self.engine, CallState::new(plugin.clone(), limits));
+        store.limiter(|state| &mut state.limits);
+        let ticks = (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store
+    }
+
+    /// A linker with WASI (nothing granted) and the host's `log` import.
+    fn linker(&self) -> Result<Linker<CallState>, PluginError> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Invalid { name: "(linker)".into(), message: format!("{e:#}") })?;
+        Ok(linker)
+    }
+}
+
+/// The hex BLAKE3 digest of `bytes`: a component's identity.
+pub fn digest_of(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Whether `bytes` start like a core module (version 1) rather than a
+/// component.
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+/// Turns a failed call into the plugin's error: a deadline, a trap, or
+/// malformed output.
+fn call_error(plugin: &str, limits: &Limits, error: wasmtime::Error) -> PluginError {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => PluginError::Deadline { name: plugin.to_owned(), deadline: limits.deadline },
+        _ => PluginError::Trap { name: plugin.to_owned(), message: format!("{error:#}") },
+    }
+}

@@ -1,0 +1,65 @@
+//! Test plugin for the host's containment: the configuration names how it
+//! misbehaves on every review.
+//!
+//! - `allow`: allows (and logs a line);
+//! - `loop`: never returns;
+//! - `bomb`: grows its memory until refused, then traps;
+//! - `trap`: traps at once;
+//! - `bad-patch`: allows with a patch that is not JSON.
+
+use std::cell::RefCell;
+
+wit_bindgen::generate!({
+    world: "admission-policy",
+    path: "../../../wit",
+});
+
+use engenho::plugins::admission_types::{Decision, Review};
+use engenho::plugins::log::{Level, log};
+use exports::engenho::plugins::policy::Guest;
+
+thread_local! {
+    static MODE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+struct Misbehaving;
+
+impl Guest for Misbehaving {
+    fn configure(config: String) -> Result<(), String> {
+        let mode = config.trim().trim_matches('"').to_owned();
+        if !["allow", "loop", "bomb", "trap", "bad-patch"].contains(&mode.as_str()) {
+            return Err(format!("unknown mode {mode:?}"));
+        }
+        MODE.with(|m| *m.borrow_mut() = mode);
+        Ok(())
+    }
+
+    fn admit(review: Review) -> Decision {
+        let mode = MODE.with(|m| m.borrow().clone());
+        match mode.as_str() {
+            "loop" => {
+                let mut spins: u64 = 0;
+                loop {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+            }
+            "bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "trap" => std::process::abort(),
+            "bad-patch" => {
+                Decision { allowed: true, reason: String::new(), patch: "{not json".into(), warnings: Vec::new() }
+            }
+            _ => {
+                log(Level::Info, &format!("allowing {} {}", review.kind, review.name));
+                Decision { allowed: true, reason: String::new(), patch: String::new(), warnings: Vec::new() }
+            }
+        }
+    }
+}
+
+export!(Misbehaving);
