@@ -5,9 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The plugin crates, as (name, path under plugins/).
-const PLUGINS: [(&str, &str); 2] =
-    [("required-labels", "admission/required-labels"), ("misbehaving", "testing/misbehaving")];
+/// The plugin crates (members of plugins/Cargo.toml), by package name.
+const PLUGINS: [&str; 5] = ["pod-security", "resource-defaults", "image-allowlist", "required-labels", "misbehaving"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -27,7 +26,7 @@ fn main() {
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
-    for name in PLUGINS.iter().map(|(name, _)| name) {
+    for name in PLUGINS {
         command.args(["-p", name]);
     }
     // The outer build's settings are for the host, not for the plugins.
@@ -47,7 +46,7 @@ fn main() {
 
     let mut listing =
         String::from("/// The built plugins, as (name, component bytes).\npub const PLUGINS: &[(&str, &[u8])] = &[\n");
-    for (name, _) in PLUGINS {
+    for name in PLUGINS {
         let file = component_path(&target_dir, name);
         assert!(file.exists(), "{} was not built", file.display());
         listing.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", file.display().to_string()));

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
+use engenho_api::kube::plugins::SigningKey;
 use engenho_api::kube::{Credentials, KubeApi};
 use engenho_mesh::{Node, NodeConfig, PeerService, split_peer_connections};
 use tokio::net::TcpListener;
@@ -94,8 +95,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let etcd_server = tokio::spawn(serve(facade.routes(), accept_without_delay(etcd_listener), stop.clone()));
 
     join_or_bootstrap(&node, &args).await?;
-    let api = KubeApi::new(node.clone(), credentials.admin_token.clone());
+    let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), Some(args.data_dir.join("plugins")))
+        .context("setting up the plugin engine")?;
     api.ensure_defaults().await.context("creating the default namespaces and RBAC policy")?;
+    let signer = SigningKey::load_or_create(&args.data_dir.join("pki").join("plugin-signer.key"))
+        .map_err(|e| anyhow::anyhow!("the plugin signing key: {e}"))?;
+    api.install_built_in_plugins(&signer).await.context("installing the built-in admission policies")?;
+    api.load_plugins().await;
     let api_server = tokio::spawn({
         let (api, tls, stop) = (api.clone(), credentials.tls.clone(), stop.clone());
         async move { api.serve(api_listener, tls, stop).await }

@@ -29,14 +29,34 @@ impl log::Host for CallState {
     }
 }
 
+/// Configured instances kept for reuse, at most.
+const POOLED_INSTANCES_MAX: usize = 16;
+
+/// Calls an instance serves before it is replaced by a fresh one, so that
+/// whatever a plugin leaves behind in its memory stays bounded.
+const CALLS_PER_INSTANCE_MAX: u32 = 10_000;
+
+/// A configured instance between calls.
+struct Pooled {
+    store: wasmtime::Store<CallState>,
+    instance: bindings::AdmissionPolicy,
+    calls: u32,
+}
+
 /// An admission policy, ready to decide: its component checked and
 /// compiled, its imports linked, its configuration accepted.
+///
+/// Calls reuse configured instances from a small pool (instantiating and
+/// configuring per call measured about twice the cost of the call itself);
+/// an instance that traps or runs past its deadline is dropped, and every
+/// instance is replaced after a bounded number of calls.
 pub struct AdmissionPolicy {
     name: Arc<str>,
     digest: String,
     config: String,
     limits: Limits,
     pre: bindings::AdmissionPolicyPre<CallState>,
+    pool: std::sync::Mutex<Vec<Pooled>>,
 }
 
 impl AdmissionPolicy {
@@ -64,10 +84,18 @@ impl AdmissionPolicy {
             .map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))?;
         let pre = bindings::AdmissionPolicyPre::new(pre)
             .map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))?;
-        let policy = Self { name: Arc::from(name), digest: digest.to_owned(), config: config.to_owned(), limits, pre };
+        let policy = Self {
+            name: Arc::from(name),
+            digest: digest.to_owned(),
+            config: config.to_owned(),
+            limits,
+            pre,
+            pool: std::sync::Mutex::default(),
+        };
         // A configuration the plugin refuses is refused now, not on the
         // first request.
-        policy.instantiate(host)?;
+        let first = policy.instantiate(host)?;
+        policy.pool.lock().expect("instance pool lock").push(first);
         Ok(policy)
     }
 
@@ -87,11 +115,22 @@ impl AdmissionPolicy {
     /// The call ran past its deadline, trapped, ran out of memory or
     /// answered malformed output.
     pub fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
-        let (mut store, instance) = self.instantiate(host)?;
-        let decision = instance
-            .engenho_plugins_policy()
-            .call_admit(&mut store, review)
-            .map_err(|e| call_error(&self.name, &self.limits, e))?;
+        let pooled = self.pool.lock().expect("instance pool lock").pop();
+        let mut pooled = match pooled {
+            Some(pooled) => pooled,
+            None => self.instantiate(host)?,
+        };
+        pooled.store.set_epoch_deadline(host.deadline_ticks(&self.limits));
+        let answer = pooled.instance.engenho_plugins_policy().call_admit(&mut pooled.store, review);
+        // A failed instance is dropped: it may be stuck in any state.
+        let decision = answer.map_err(|e| call_error(&self.name, &self.limits, e))?;
+        pooled.calls += 1;
+        if pooled.calls < CALLS_PER_INSTANCE_MAX {
+            let mut pool = self.pool.lock().expect("instance pool lock");
+            if pool.len() < POOLED_INSTANCES_MAX {
+                pool.push(pooled);
+            }
+        }
         if !decision.patch.is_empty() && !is_json_array(&decision.patch) {
             return Err(PluginError::MalformedOutput {
                 name: self.name.to_string(),
@@ -101,10 +140,8 @@ impl AdmissionPolicy {
         Ok(decision)
     }
 
-    fn instantiate(
-        &self,
-        host: &PluginHost,
-    ) -> Result<(wasmtime::Store<CallState>, bindings::AdmissionPolicy), PluginError> {
+    /// A fresh, configured instance.
+    fn instantiate(&self, host: &PluginHost) -> Result<Pooled, PluginError> {
         let mut store = host.store(&self.name, &self.limits);
         let instance = self.pre.instantiate(&mut store).map_err(|e| call_error(&self.name, &self.limits, e))?;
         instance
@@ -112,7 +149,7 @@ impl AdmissionPolicy {
             .call_configure(&mut store, &self.config)
             .map_err(|e| call_error(&self.name, &self.limits, e))?
             .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
-        Ok((store, instance))
+        Ok(Pooled { store, instance, calls: 0 })
     }
 }
 

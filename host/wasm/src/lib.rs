@@ -4,10 +4,10 @@
 //! limits, so that a plugin that loops, grabs memory or traps fails only its
 //! own call.
 //!
-//! A fresh instance per call (from an `InstancePre`, with the pooling
-//! allocator) is the isolation model: no state survives between calls, so a
-//! call cannot see another request's data, and a trapped instance is simply
-//! dropped.
+//! Instances come from an `InstancePre` (with the pooling allocator); each
+//! plugin keeps a few configured instances for reuse, drops any that traps
+//! or runs past its deadline, and replaces each after a bounded number of
+//! calls.
 
 mod admission;
 mod cache;
@@ -240,9 +240,14 @@ impl PluginHost {
     fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
         let mut store = Store::new(&self.engine, CallState::new(plugin.clone(), limits));
         store.limiter(|state| &mut state.limits);
-        let ticks = (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(self.deadline_ticks(limits));
         store
+    }
+
+    /// The epoch ticks of `limits`' deadline.
+    fn deadline_ticks(&self, limits: &Limits) -> u64 {
+        let ticks = (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 
     /// A linker with WASI (nothing granted) and the host's `log` import.

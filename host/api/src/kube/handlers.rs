@@ -27,6 +27,7 @@ use super::selectors::Selector;
 use super::status::{ApiError, Cause};
 use super::table;
 use super::watch::{self, SharedEvents, WATCH_TIMEOUT_MAX, WatchRequest};
+use engenho_wasm::Operation;
 
 /// Largest request body accepted, as kube-apiserver.
 pub const REQUEST_BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
@@ -44,6 +45,10 @@ pub struct ApiState {
     pub admin_token: String,
     /// Decides what users may do.
     pub authorizer: super::rbac::Authorizer,
+    /// Runs plugin components.
+    pub plugin_host: Arc<engenho_wasm::PluginHost>,
+    /// The admission policies now active.
+    pub plugins: Arc<super::plugins::ActivePolicies>,
     /// Signs service-account tokens; loaded from the store on first use.
     pub token_signer: tokio::sync::OnceCell<super::auth::TokenSigner>,
     /// Decoded store events shared by the watches.
@@ -264,6 +269,32 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
             let review = reviews::review(state, &target.group, &target.plural, &user, &headers, &body)?;
             Ok(json_response(StatusCode::CREATED, &review))
         }
+        Route::Resource(target)
+            if (target.group.as_str(), target.plural.as_str()) == (super::plugins::GROUP, "components") =>
+        {
+            let digest = target.name.clone().ok_or_else(|| ApiError::method_not_allowed("LIST", "components"))?;
+            match request.method().clone() {
+                Method::PUT => {
+                    let body = axum::body::to_bytes(request.into_body(), super::plugins::COMPONENT_BYTES_MAX)
+                        .await
+                        .map_err(|_| ApiError::too_large(super::plugins::COMPONENT_BYTES_MAX))?;
+                    let actual = engenho_wasm::digest_of(&body);
+                    if actual != digest {
+                        return Err(ApiError::bad_request(format!(
+                            "the component hashes to {actual}, not to the digest {digest} it was sent as"
+                        )));
+                    }
+                    super::plugins::store_component(&state.objects, &body).await?;
+                    Ok(json_response(StatusCode::CREATED, &json!({"digest": digest, "bytes": body.len()})))
+                }
+                Method::GET => {
+                    let bytes = super::plugins::load_component(&state.objects, &digest)?
+                        .ok_or_else(|| ApiError::not_found(super::plugins::GROUP, "components", &digest))?;
+                    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
+                }
+                other => Err(ApiError::method_not_allowed(other.as_str(), "components")),
+            }
+        }
         Route::Resource(target) => {
             let t = registry
                 .find(&target.group, &target.version, &target.plural)
@@ -372,9 +403,13 @@ async fn resource(
             Ok(json_response(StatusCode::OK, &object))
         }
         (&Method::POST, None) => {
-            let object = decode_object(t, headers, &body, namespace, None)?;
-            let warnings = field_validation(t, &object, query)?;
+            let mut object = decode_object(t, headers, &body, namespace, None)?;
+            let mut warnings = field_validation(t, &object, query)?;
             state.guard_escalation(t, namespace, &object, &write)?;
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let request = admission_request(t, namespace, &name, "", Operation::Create, &write);
+            warnings.extend(state.admit(&request, &mut object, None).await?);
+            check_shape(t, &object)?;
             let created = state.objects.create(t, namespace, object, &write).await?;
             Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
         }
@@ -390,6 +425,11 @@ async fn resource(
                 object = current;
             }
             state.guard_escalation(t, namespace, &object, &write)?;
+            let subresource = target.subresource.as_deref().unwrap_or_default();
+            let request = admission_request(t, namespace, name, subresource, Operation::Update, &write);
+            let mut warnings = warnings;
+            warnings.extend(state.admit(&request, &mut object, None).await?);
+            check_shape(t, &object)?;
             let updated = state.objects.update(t, namespace, name, object, &write).await?;
             Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
         }
@@ -418,6 +458,11 @@ async fn resource(
                 ));
             }
             let options = DeleteOptions::parse(&body, query)?;
+            if state.admission_matches(t, Operation::Delete) {
+                let mut current = state.objects.get(t, namespace, name).await?;
+                let request = admission_request(t, namespace, name, "", Operation::Delete, &write);
+                state.admit(&request, &mut current, None).await?;
+            }
             let deleted = state.objects.delete(t, namespace, name, &options, dry_run).await?;
             Ok(json_response(StatusCode::OK, &deleted))
         }
@@ -504,6 +549,26 @@ fn success_status() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 }
 
+/// What the admission chain is asked about one write.
+fn admission_request<'a>(
+    t: &'a ResourceType,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    subresource: &'a str,
+    operation: Operation,
+    write: &'a WriteOptions,
+) -> super::admission::Request<'a> {
+    super::admission::Request {
+        t,
+        namespace,
+        name,
+        subresource,
+        operation,
+        user: write.author.as_ref(),
+        dry_run: write.dry_run,
+    }
+}
+
 /// The field manager of a write: `fieldManager`, or the client's name from
 /// its User-Agent (`kubectl/v1.32.4 (...)` → `kubectl`).
 fn field_manager(query: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
@@ -548,13 +613,21 @@ async fn server_side_apply(
             .map_err(|conflicts| conflict_status(t, name, &conflicts))?;
         check_shape(t, &merged)?;
         state.guard_escalation(t, namespace, &merged, write)?;
+        let mut merged = merged;
+        let operation = if current.is_some() { Operation::Update } else { Operation::Create };
+        let request = admission_request(t, namespace, name, "", operation, write);
+        let admitted = state.admit(&request, &mut merged, current.as_ref()).await?;
+        check_shape(t, &merged)?;
         let unmanaged = WriteOptions { dry_run: write.dry_run, manager: None, author: write.author.clone() };
         let result = match current {
             None => state.objects.create(t, namespace, merged, &unmanaged).await.map(|o| (StatusCode::CREATED, o)),
             Some(_) => state.objects.update(t, namespace, name, merged, &unmanaged).await.map(|o| (StatusCode::OK, o)),
         };
         match result {
-            Ok((code, object)) => return Ok(with_warnings(json_response(code, &object), &warnings)),
+            Ok((code, object)) => {
+                let warnings: Vec<String> = warnings.iter().chain(&admitted).cloned().collect();
+                return Ok(with_warnings(json_response(code, &object), &warnings));
+            }
             Err(error) if matches!(error.reason, "Conflict" | "AlreadyExists") && attempt < PATCH_ATTEMPTS => continue,
             Err(error) => return Err(error),
         }
@@ -672,8 +745,12 @@ async fn patch_object(
             }
         }
         check_shape(t, &patched)?;
-        let warnings = unknown_field_policy(t, &patched, validation)?;
+        let mut warnings = unknown_field_policy(t, &patched, validation)?;
         state.guard_escalation(t, namespace, &patched, write)?;
+        let subresource = if status_only { "status" } else { "" };
+        let request = admission_request(t, namespace, name, subresource, Operation::Update, write);
+        warnings.extend(state.admit(&request, &mut patched, Some(&current)).await?);
+        check_shape(t, &patched)?;
         match state.objects.update(t, namespace, name, patched, write).await {
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
             other => return other.map(|patched| (patched, warnings)),

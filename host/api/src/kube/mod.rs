@@ -3,6 +3,7 @@
 //! kept in the replicated store.
 
 mod access;
+mod admission;
 mod apply;
 mod auth;
 mod custom;
@@ -13,6 +14,7 @@ mod objects;
 mod openapi;
 mod patch;
 pub mod pki;
+pub mod plugins;
 mod protobuf;
 mod rbac;
 mod resources;
@@ -67,10 +69,20 @@ pub struct KubeApi {
 }
 
 impl KubeApi {
-    /// An API server over `node`, accepting `admin_token`.
-    pub fn new(node: Node, admin_token: String) -> Self {
+    /// An API server over `node`, accepting `admin_token`, keeping
+    /// precompiled plugins in `plugin_cache`.
+    ///
+    /// # Errors
+    /// The plugin engine could not be set up.
+    pub fn new(
+        node: Node,
+        admin_token: String,
+        plugin_cache: Option<std::path::PathBuf>,
+    ) -> Result<Self, engenho_wasm::PluginError> {
         let registry = SharedRegistry::default();
         let state = ApiState {
+            plugin_host: Arc::new(engenho_wasm::PluginHost::new(plugin_cache)?),
+            plugins: Arc::default(),
             authorizer: rbac::Authorizer::new(node.store().clone(), &registry.current()),
             registry,
             objects: ObjectStore::new(node),
@@ -79,7 +91,7 @@ impl KubeApi {
             watch_events: Arc::default(),
             openapi: std::sync::Mutex::new(None),
         };
-        Self { state: Arc::new(state) }
+        Ok(Self { state: Arc::new(state) })
     }
 
     /// Creates what every cluster has from its first start and does not
@@ -107,6 +119,8 @@ impl KubeApi {
             let t = registry.find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC kinds are built in");
             defaults.push((t, object));
         }
+        let definitions = registry.find_plural("apiextensions.k8s.io", "customresourcedefinitions").expect("built in");
+        defaults.push((definitions, plugins::definition()));
         for (t, object) in defaults {
             let mut attempt = 1;
             loop {
@@ -131,12 +145,63 @@ impl KubeApi {
         Ok(())
     }
 
+    /// Installs the built-in admission policies that are not installed
+    /// yet, signed by `signer`, whose public key becomes trusted if no
+    /// signers are configured yet.
+    ///
+    /// # Errors
+    /// The store refused the writes.
+    pub async fn install_built_in_plugins(&self, signer: &plugins::SigningKey) -> Result<(), ApiError> {
+        let registry = self.state.registry();
+        let configmaps = registry.find("", "v1", "configmaps").expect("configmaps are built in");
+        let signers = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": plugins::SIGNERS_CONFIGMAP, "namespace": "kube-system"},
+            "data": {"bootstrap": signer.public_base64()},
+        });
+        let mut defaults = vec![(configmaps.clone(), Some("kube-system"), signers)];
+        let plugin_type =
+            registry.find_plural(plugins::GROUP, "plugins").expect("the Plugin kind is installed").clone();
+        for (name, mut spec) in plugins::built_in_policies() {
+            let bytes = engenho_plugin_artifacts::plugin(name).expect("built-in policies are built");
+            let digest = plugins::store_component(&self.state.objects, bytes).await?;
+            spec["signature"] = json!(signer.sign(name, plugins::ADMISSION_WORLD, &digest));
+            spec["digest"] = json!(digest);
+            let plugin = json!({"apiVersion": "engenho.io/v1alpha1", "kind": "Plugin", "metadata": {"name": name}, "spec": spec});
+            defaults.push((plugin_type.clone(), None, plugin));
+        }
+        for (t, namespace, object) in defaults {
+            match self.state.objects.create(&t, namespace, object, &WriteOptions::default()).await {
+                Ok(_) | Err(ApiError { reason: "AlreadyExists", .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the admission policies of the Plugin objects now, so that no
+    /// request is admitted before they are active.
+    pub async fn load_plugins(&self) {
+        self.plugin_controller().reconcile().await;
+    }
+
+    fn plugin_controller(&self) -> plugins::PluginController {
+        plugins::PluginController::new(
+            self.state.objects.clone(),
+            self.state.registry.clone(),
+            self.state.plugin_host.clone(),
+            self.state.plugins.clone(),
+        )
+    }
+
     /// Runs what keeps the served state whole until `stop` turns true: the
     /// custom kinds of CustomResourceDefinitions, and garbage collection
     /// (dependents of deleted owners, contents of deleted namespaces).
     pub async fn run_controllers(&self, stop: tokio::sync::watch::Receiver<bool>) {
         let collector = gc::Collector::new(self.state.objects.clone(), self.state.registry.clone());
-        tokio::join!(self.definitions().run(stop.clone()), collector.run(stop));
+        let plugins = self.plugin_controller();
+        tokio::join!(self.definitions().run(stop.clone()), collector.run(stop.clone()), plugins.run(stop));
     }
 
     fn definitions(&self) -> custom::Definitions {

@@ -73,6 +73,25 @@ impl ObjectStore {
         Ok(Listed { items, revision: if revision > 0 { revision } else { current } })
     }
 
+    /// The bytes under `key` as this node has them, if any.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        let request = RangeRequest { range: KeyRange::single(key.to_owned()), ..RangeRequest::default() };
+        Ok(self.node.store().range(&request)?.1.kvs.into_iter().next().map(|kv| kv.value))
+    }
+
+    /// Writes `value` under `key`.
+    ///
+    /// # Errors
+    /// Store failures; values over the store's limit.
+    pub async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), ApiError> {
+        let put = PutRequest { key: key.as_bytes().to_vec(), value, ..PutRequest::default() };
+        self.run(TxnRequest { compare: Vec::new(), success: vec![Operation::Put(put)], failure: Vec::new() }).await?;
+        Ok(())
+    }
+
     /// The bytes under `key`, first writing `make()` there if nothing is
     /// (the first writer wins when several race).
     ///

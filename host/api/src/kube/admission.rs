@@ -1,0 +1,157 @@
+//! The admission chain: every create, update and delete of a matching
+//! resource goes through the active admission policies, mutating ones
+//! first (their JSON patches applied in order), then validating ones. A
+//! denial is a 403 naming the policy; a failed call follows the policy's
+//! failure policy.
+
+use std::collections::BTreeMap;
+
+use engenho_wasm::{Operation, Review, UserInfo as PluginUser};
+use serde_json::Value;
+
+use super::auth::UserInfo;
+use super::handlers::ApiState;
+use super::patch::{self, PatchKind};
+use super::resources::ResourceType;
+use super::status::ApiError;
+
+/// What is being admitted.
+pub struct Request<'a> {
+    /// The kind.
+    pub t: &'a ResourceType,
+    /// The namespace, for namespaced kinds.
+    pub namespace: Option<&'a str>,
+    /// The object's name.
+    pub name: &'a str,
+    /// The subresource written, or empty.
+    pub subresource: &'a str,
+    /// What the request does.
+    pub operation: Operation,
+    /// Who asks.
+    pub user: Option<&'a UserInfo>,
+    /// Whether it is a dry run.
+    pub dry_run: bool,
+}
+
+impl ApiState {
+    /// Runs `request` through the admission policies that match it.
+    /// `object` is the object to store (mutating policies may change it;
+    /// for deletes, the object being deleted) and `old` the stored one for
+    /// updates (read here when `None`). The warnings for the client.
+    ///
+    /// # Errors
+    /// 403 when a policy denies; 500 when a policy that fails closed fails.
+    pub async fn admit(
+        &self,
+        request: &Request<'_>,
+        object: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        let operation = match request.operation {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        };
+        let t = request.t;
+        let policies = self.plugins.current();
+        let matching: Vec<_> = policies.iter().filter(|p| p.matches(t.group, t.plural, operation)).collect();
+        if matching.is_empty() {
+            return Ok(Vec::new());
+        }
+        let labels = match request.namespace {
+            Some(namespace) if matching.iter().any(|p| p.has_namespace_selector()) => {
+                self.namespace_labels(namespace)?
+            }
+            _ => BTreeMap::new(),
+        };
+        let user = request.user.map_or_else(
+            || PluginUser { username: String::new(), uid: String::new(), groups: Vec::new() },
+            |u| PluginUser { username: u.name.clone(), uid: u.uid.clone(), groups: u.groups.clone() },
+        );
+        let fetched;
+        let old = match old {
+            None if request.operation == Operation::Update => {
+                fetched = self.objects.get_local(t, request.namespace, request.name)?;
+                fetched.as_ref()
+            }
+            old => old,
+        };
+        let old_json = old.map(Value::to_string).unwrap_or_default();
+        let mut warnings = Vec::new();
+        for active in matching.into_iter().filter(|p| p.selects(&labels)) {
+            let review = Review {
+                uid: super::objects::now(),
+                operation: request.operation,
+                group: t.group.to_owned(),
+                version: t.version.to_owned(),
+                kind: t.kind.to_owned(),
+                plural: t.plural.to_owned(),
+                subresource: request.subresource.to_owned(),
+                namespace: request.namespace.unwrap_or_default().to_owned(),
+                name: request.name.to_owned(),
+                user: user.clone(),
+                dry_run: request.dry_run,
+                object: if request.operation == Operation::Delete { String::new() } else { object.to_string() },
+                old_object: if request.operation == Operation::Delete { object.to_string() } else { old_json.clone() },
+            };
+            let decision = match active.policy().admit(&self.plugin_host, &review) {
+                Ok(decision) => decision,
+                Err(error) if active.fails_closed() => {
+                    return Err(ApiError::internal(format!("admission plugin \"{}\" failed: {error}", active.name)));
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = active.name, %error, "a failing admission plugin was ignored");
+                    continue;
+                }
+            };
+            warnings.extend(decision.warnings.iter().map(|w| format!("{}: {w}", active.name)));
+            if !decision.allowed {
+                let what = if t.group.is_empty() { t.plural.to_owned() } else { format!("{}.{}", t.plural, t.group) };
+                return Err(ApiError::forbidden_on(
+                    format!("{what} \"{}\" is forbidden: denied by {}: {}", request.name, active.name, decision.reason),
+                    t.group,
+                    t.plural,
+                    request.name,
+                ));
+            }
+            if decision.patch.is_empty() || request.operation == Operation::Delete {
+                continue;
+            }
+            if !active.mutating() {
+                tracing::warn!(plugin = active.name, "a validating admission plugin returned a patch; it is ignored");
+                continue;
+            }
+            let operations: Value = serde_json::from_str(&decision.patch).map_err(|e| {
+                ApiError::internal(format!(
+                    "admission plugin \"{}\" returned a patch that is not JSON: {e}",
+                    active.name
+                ))
+            })?;
+            *object = patch::apply(PatchKind::Json, object, &operations).map_err(|e| {
+                ApiError::internal(format!(
+                    "admission plugin \"{}\" returned a patch that does not apply: {e}",
+                    active.name
+                ))
+            })?;
+        }
+        Ok(warnings)
+    }
+
+    /// Whether any active policy sees `operation` on kind `t`.
+    pub fn admission_matches(&self, t: &ResourceType, operation: Operation) -> bool {
+        let operation = match operation {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        };
+        self.plugins.current().iter().any(|p| p.matches(t.group, t.plural, operation))
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Result<BTreeMap<String, String>, ApiError> {
+        let registry = self.registry();
+        let namespaces = registry.find("", "v1", "namespaces").expect("namespaces are built in");
+        let object = self.objects.get_local(namespaces, None, namespace)?;
+        let labels = object.as_ref().and_then(|o| o.pointer("/metadata/labels")).and_then(Value::as_object);
+        Ok(labels.into_iter().flatten().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
+    }
+}
