@@ -78,23 +78,23 @@ fn loops_memory_bombs_traps_and_nonsense_are_contained() {
     let limits = Limits { deadline: Duration::from_millis(50), memory_bytes: 16 << 20, ..Limits::default() };
     let review = pod_review("{}", Operation::Create);
 
-    let looping = load(&host, "misbehaving", "loop", limits).expect("loads");
+    let looping = load(&host, "misbehaving", r#"{"mode": "loop"}"#, limits).expect("loads");
     let started = Instant::now();
     let error = looping.admit(&host, &review).expect_err("interrupted");
     assert!(matches!(error, PluginError::Deadline { .. }), "{error}");
     assert!(started.elapsed() < Duration::from_secs(2), "stopped near its deadline: {:?}", started.elapsed());
 
-    let bomb = load(&host, "misbehaving", "bomb", limits).expect("loads");
+    let bomb = load(&host, "misbehaving", r#"{"mode": "bomb"}"#, limits).expect("loads");
     let error = bomb.admit(&host, &review).expect_err("refused memory");
     assert!(matches!(error, PluginError::Trap { .. }), "{error}");
 
-    let trap = load(&host, "misbehaving", "trap", limits).expect("loads");
+    let trap = load(&host, "misbehaving", r#"{"mode": "trap"}"#, limits).expect("loads");
     assert!(matches!(trap.admit(&host, &review), Err(PluginError::Trap { .. })));
 
-    let nonsense = load(&host, "misbehaving", "bad-patch", limits).expect("loads");
+    let nonsense = load(&host, "misbehaving", r#"{"mode": "bad-patch"}"#, limits).expect("loads");
     assert!(matches!(nonsense.admit(&host, &review), Err(PluginError::MalformedOutput { .. })));
 
-    let fine = load(&host, "misbehaving", "allow", limits).expect("loads");
+    let fine = load(&host, "misbehaving", r#"{"mode": "allow"}"#, limits).expect("loads");
     assert!(fine.admit(&host, &review).expect("the host still works").allowed);
     assert!(error.to_string().contains("misbehaving"), "errors name the plugin: {error}");
 }

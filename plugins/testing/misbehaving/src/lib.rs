@@ -1,5 +1,5 @@
-//! Test plugin for the host's containment: the configuration names how it
-//! misbehaves on every review.
+//! Test plugin for the host's containment: the configuration
+//! (`{"mode": "loop"}`) names how it misbehaves on every review.
 //!
 //! - `allow`: allows (and logs a line);
 //! - `loop`: never returns;
@@ -26,7 +26,8 @@ struct Misbehaving;
 
 impl Guest for Misbehaving {
     fn configure(config: String) -> Result<(), String> {
-        let mode = config.trim().trim_matches('"').to_owned();
+        let mode =
+            config.split_once("\"mode\"").and_then(|(_, rest)| rest.split('"').nth(1)).unwrap_or_default().to_owned();
         if !["allow", "loop", "bomb", "trap", "bad-patch"].contains(&mode.as_str()) {
             return Err(format!("unknown mode {mode:?}"));
         }

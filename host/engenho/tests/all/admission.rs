@@ -1,0 +1,135 @@
+//! Goal: admission policies run as signed components in the API server's
+//! write path, and swap live.
+//! Method: a real node, driven by the real kubectl (and kube-rs for load);
+//! policies pushed through the API and signed with the node's bootstrap
+//! signer key.
+
+use std::time::Duration;
+
+use engenho_api::kube::plugins::SigningKey;
+
+use crate::support::{EngenhoNode, Kubectl, wait_for};
+
+const PRIVILEGED: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
+    "spec": {"containers": [{"name": "a", "image": "busybox", "securityContext": {"privileged": true}}]}}"#;
+
+fn signer(node: &EngenhoNode) -> SigningKey {
+    SigningKey::load_or_create(&node.dir.join("pki").join("plugin-signer.key")).expect("the bootstrap signer")
+}
+
+#[test]
+fn built_in_policies_refuse_mutate_and_follow_their_configuration() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "admission");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let plugins = kubectl.ok(&["get", "plugins"]);
+    for name in ["pod-security", "resource-defaults", "image-allowlist", "required-labels"] {
+        assert!(plugins.lines().any(|l| l.starts_with(name) && l.contains("True")), "{plugins}");
+    }
+
+    let refused = kubectl.fails(&["apply", "-f", "-"], Some(PRIVILEGED));
+    assert!(
+        refused.contains(
+            "Error from server (Forbidden): error when creating \"STDIN\": pods \"root\" is forbidden: denied by \
+             pod-security: violates PodSecurity \"baseline\": privileged (container \"a\" must not set \
+             securityContext.privileged=true)"
+        ),
+        "{refused}"
+    );
+    let dry = kubectl.fails(&["apply", "--dry-run=server", "-f", "-"], Some(PRIVILEGED));
+    assert!(dry.contains("denied by pod-security"), "dry runs are admitted too: {dry}");
+
+    kubectl.ok(&["run", "plain", "--image=busybox"]);
+    assert_eq!(
+        kubectl.ok(&["get", "pod", "plain", "-o", "jsonpath={.spec.containers[0].resources}"]),
+        r#"{"limits":{"memory":"512Mi"},"requests":{"cpu":"100m","memory":"128Mi"}}"#
+    );
+
+    kubectl.ok(&["create", "configmap", "before"]);
+    kubectl.ok(&[
+        "patch",
+        "plugin",
+        "required-labels",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"config": {"labels": ["team"]}}}"#,
+    ]);
+    wait_for("the new configuration to decide", Duration::from_secs(20), || {
+        !kubectl.run(&["create", "configmap", "probe", "--dry-run=server"], None).status.success()
+    });
+    let unlabelled = kubectl.fails(&["create", "configmap", "after"], None);
+    assert!(unlabelled.contains("denied by required-labels: missing required labels: team"), "{unlabelled}");
+    let labelled =
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after", "labels": {"team": "a"}}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(labelled));
+
+    kubectl.ok(&["create", "namespace", "strict"]);
+    kubectl.ok(&["label", "namespace", "strict", "engenho.io/image-policy=enforce"]);
+    let unpinned = kubectl.fails(&["run", "web", "--image=nginx", "--labels=team=a", "-n", "strict"], None);
+    assert!(
+        unpinned.contains("denied by image-allowlist: image \"nginx\" is not pinned by a sha256 digest"),
+        "{unpinned}"
+    );
+    let pinned = format!("--image=nginx@sha256:{}", "a".repeat(64));
+    kubectl.ok(&["run", "web", &pinned, "--labels=team=a", "-n", "strict"]);
+    node.stop();
+}
+
+#[test]
+fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "signatures");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let bytes = engenho_plugin_artifacts::plugin("misbehaving").expect("built");
+    let digest = engenho_wasm::digest_of(bytes);
+    let file = root.path().join("misbehaving.wasm");
+    std::fs::write(&file, bytes).expect("component file");
+    let url = format!("/apis/engenho.io/v1alpha1/components/{digest}");
+    kubectl.ok(&["replace", "--raw", &url, "-f", file.to_str().expect("path")]);
+    let wrong = kubectl.fails(
+        &["replace", "--raw", "/apis/engenho.io/v1alpha1/components/0000", "-f", file.to_str().expect("path")],
+        None,
+    );
+    assert!(wrong.contains("not to the digest 0000"), "{wrong}");
+
+    let plugin = |name: &str, signature: &str| {
+        format!(
+            r#"{{"apiVersion": "engenho.io/v1alpha1", "kind": "Plugin", "metadata": {{"name": "{name}"}},
+            "spec": {{"world": "admission-policy", "digest": "{digest}", "signature": "{signature}", "config": {{"mode": "loop"}},
+            "admission": {{"rules": [{{"apiGroups": [""], "resources": ["secrets"], "operations": ["CREATE"]}}]}}}}}}"#
+        )
+    };
+    let stranger = SigningKey::from_text(&SigningKey::generate().expect("key")).expect("key");
+    kubectl
+        .ok_with(&["apply", "-f", "-"], Some(&plugin("forged", &stranger.sign("forged", "admission-policy", &digest))));
+    let status = || {
+        kubectl.ok(&[
+            "get",
+            "plugin",
+            "forged",
+            "-o",
+            "jsonpath={.status.conditions[0].status} {.status.conditions[0].message}",
+        ])
+    };
+    wait_for("the forged plugin's refusal", Duration::from_secs(20), || status().starts_with("False"));
+    assert!(status().contains("does not verify against any trusted signer"), "{}", status());
+    kubectl.ok(&["create", "secret", "generic", "s1", "--from-literal=a=b"]);
+
+    let genuine = signer(&node).sign("looping", "admission-policy", &digest);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&plugin("looping", &genuine)));
+    wait_for("the signed plugin to be active", Duration::from_secs(20), || {
+        kubectl.ok(&["get", "plugin", "looping", "-o", "jsonpath={.status.conditions[0].status}"]) == "True"
+    });
+    let failed = kubectl.fails(&["create", "secret", "generic", "s2", "--from-literal=a=b"], None);
+    assert!(
+        failed.contains("admission plugin \"looping\" failed: plugin looping ran past its 100ms deadline"),
+        "{failed}"
+    );
+    kubectl.ok(&["patch", "plugin", "looping", "--type=merge", "-p", r#"{"spec": {"failurePolicy": "Ignore"}}"#]);
+    wait_for("the failure policy to be Ignore", Duration::from_secs(20), || {
+        kubectl.run(&["create", "secret", "generic", "s3", "--from-literal=a=b"], None).status.success()
+    });
+    node.stop();
+}
