@@ -133,3 +133,88 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
     });
     node.stop();
 }
+
+/// Goal: a policy swaps under load with no failed request, and every
+/// decision comes from the old or the new version.
+/// Method: 16 kube-rs clients make 10,000 dry-run creates of an unlabelled
+/// ConfigMap while the required-labels policy's configuration swaps 20
+/// times between requiring nothing (allowed) and requiring `never`
+/// (denied with that reason).
+#[test]
+fn policies_swap_live_under_load() {
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "swap");
+    node.start_ready(&[]);
+    let kubeconfig = Kubeconfig::read_from(node.dir.join("kubeconfig")).expect("kubeconfig");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (allowed, denied, swaps) = runtime.block_on(async {
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(10_000));
+        let mut workers = Vec::new();
+        for worker in 0..16 {
+            let (client, remaining) = (client.clone(), remaining.clone());
+            workers.push(tokio::spawn(async move {
+                let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(client);
+                let params = PostParams { dry_run: true, ..PostParams::default() };
+                let (mut allowed, mut denied) = (0, 0);
+                while remaining
+                    .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| {
+                        n.checked_sub(1)
+                    })
+                    .is_ok()
+                {
+                    let object =
+                        serde_json::from_value(serde_json::json!({"metadata": {"name": format!("w{worker}")}}))
+                            .expect("a ConfigMap");
+                    match configmaps.create(&params, &object).await {
+                        Ok(_) => allowed += 1,
+                        Err(kube::Error::Api(status))
+                            if status.code == 403
+                                && status
+                                    .message
+                                    .ends_with("denied by required-labels: missing required labels: never") =>
+                        {
+                            denied += 1
+                        }
+                        Err(other) => panic!("a request failed during the swaps: {other:?}"),
+                    }
+                }
+                (allowed, denied)
+            }));
+        }
+        let plugins: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &ApiResource {
+                group: "engenho.io".into(),
+                version: "v1alpha1".into(),
+                api_version: "engenho.io/v1alpha1".into(),
+                kind: "Plugin".into(),
+                plural: "plugins".into(),
+            },
+        );
+        let mut swaps = 0;
+        while swaps < 20 {
+            let labels = if swaps % 2 == 0 { serde_json::json!(["never"]) } else { serde_json::json!([]) };
+            let patch = serde_json::json!({"spec": {"config": {"labels": labels}}});
+            plugins.patch("required-labels", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("swap");
+            swaps += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (mut allowed, mut denied) = (0, 0);
+        for worker in workers {
+            let (a, d) = worker.await.expect("a worker");
+            allowed += a;
+            denied += d;
+        }
+        (allowed, denied, swaps)
+    });
+    assert_eq!(allowed + denied, 10_000, "every request answered by one of the versions");
+    assert!(allowed > 0 && denied > 0, "both versions decided: {allowed} allowed, {denied} denied");
+    assert_eq!(swaps, 20);
+    node.stop();
+}
