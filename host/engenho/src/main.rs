@@ -1,6 +1,7 @@
 //! `engenho`: the node daemon and its command line.
 
 mod bench;
+mod plugin;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Up(up::UpArgs),
     /// Measure engenho (and the peers that run here) under load.
     Bench(bench::BenchArgs),
+    /// Make keys for, sign, push, list, check and start plugins.
+    Plugin(plugin::PluginArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +41,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Plugin(args) => runtime.block_on(plugin::run(args)),
     }
 }

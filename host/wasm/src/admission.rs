@@ -74,16 +74,7 @@ impl AdmissionPolicy {
         config: &str,
         limits: Limits,
     ) -> Result<Self, PluginError> {
-        let invalid = |message: String| PluginError::Invalid { name: name.to_owned(), message };
-        let component = host.component(name, digest, bytes)?;
-        let mut linker = host.linker()?;
-        bindings::AdmissionPolicy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| invalid(format!("linking the host imports: {e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))?;
-        let pre = bindings::AdmissionPolicyPre::new(pre)
-            .map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))?;
+        let pre = prepare(host, name, digest, bytes)?;
         let policy = Self {
             name: Arc::from(name),
             digest: digest.to_owned(),
@@ -97,6 +88,15 @@ impl AdmissionPolicy {
         let first = policy.instantiate(host)?;
         policy.pool.lock().expect("instance pool lock").push(first);
         Ok(policy)
+    }
+
+    /// Checks that `bytes` are a component of the admission-policy world
+    /// that links against the host's imports, without running it.
+    ///
+    /// # Errors
+    /// As [`AdmissionPolicy::load`], short of configuration.
+    pub fn check(host: &PluginHost, name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+        prepare(host, name, &super::digest_of(bytes), bytes).map(|_| ())
     }
 
     /// The plugin's name.
@@ -151,6 +151,23 @@ impl AdmissionPolicy {
             .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
         Ok(Pooled { store, instance, calls: 0 })
     }
+}
+
+/// The component `bytes` compiled and linked as an admission policy.
+fn prepare(
+    host: &PluginHost,
+    name: &str,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<bindings::AdmissionPolicyPre<CallState>, PluginError> {
+    let invalid = |message: String| PluginError::Invalid { name: name.to_owned(), message };
+    let component = host.component(name, digest, bytes)?;
+    let mut linker = host.linker()?;
+    bindings::AdmissionPolicy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+        .map_err(|e| invalid(format!("linking the host imports: {e:#}")))?;
+    let pre =
+        linker.instantiate_pre(&component).map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))?;
+    bindings::AdmissionPolicyPre::new(pre).map_err(|e| invalid(format!("not an admission-policy component: {e:#}")))
 }
 
 /// Whether `text` looks like a JSON array (the host parses it fully when it

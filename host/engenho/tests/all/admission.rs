@@ -218,3 +218,70 @@ fn policies_swap_live_under_load() {
     assert_eq!(swaps, 20);
     node.stop();
 }
+
+/// Goal: a plugin author goes from `engenho plugin new` to a policy that
+/// decides in the cluster, with the CLI alone.
+/// Method: scaffold, test and build the crate with cargo, trust a new
+/// signer key, push the component, and watch kubectl's next create.
+#[test]
+fn an_author_scaffolds_builds_signs_and_pushes_a_policy() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "author");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let engenho = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_engenho"))
+            .args(args)
+            .current_dir(root.path())
+            .env("KUBECONFIG", node.dir.join("kubeconfig"))
+            .output()
+            .expect("run engenho");
+        assert!(output.status.success(), "engenho {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    engenho(&["plugin", "new", "no-tmp"]);
+    let crate_dir = root.path().join("no-tmp");
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffold");
+    let cargo = |args: &[&str]| {
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(args)
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo {args:?} in the scaffolded crate");
+    };
+    cargo(&["test"]);
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let component = target.join("wasm32-wasip2/release/no_tmp.wasm");
+    let component = component.to_str().expect("path");
+    assert!(engenho(&["plugin", "inspect", component]).contains("world:  admission-policy"));
+
+    let public = engenho(&["plugin", "keygen", "--out", "author.key"]);
+    let patch = format!(r#"{{"data": {{"author": "{}"}}}}"#, public.trim());
+    kubectl.ok(&["patch", "configmap", "engenho-plugin-signers", "-n", "kube-system", "--type=merge", "-p", &patch]);
+    let pushed = engenho(&[
+        "plugin",
+        "push",
+        "--key",
+        "author.key",
+        "--name",
+        "no-tmp",
+        "--rule",
+        r#""":configmaps:CREATE"#,
+        "--config",
+        r#"{"forbiddenPrefix": "tmp-"}"#,
+        component,
+    ]);
+    assert!(pushed.starts_with("plugin/no-tmp pushed: "), "{pushed}");
+    wait_for("the pushed policy to decide", Duration::from_secs(20), || {
+        !kubectl.run(&["create", "configmap", "tmp-probe", "--dry-run=server"], None).status.success()
+    });
+    let refused = kubectl.fails(&["create", "configmap", "tmp-a"], None);
+    assert!(refused.contains("denied by no-tmp: names starting with \"tmp-\" are not allowed"), "{refused}");
+    kubectl.ok(&["create", "configmap", "kept"]);
+    let listed = engenho(&["plugin", "list"]);
+    assert!(listed.lines().any(|l| l.starts_with("no-tmp") && l.contains("True")), "{listed}");
+    node.stop();
+}
