@@ -14,6 +14,7 @@ use engenho_api::etcd::proto::etcdserverpb::{
 use tonic::transport::{Channel, Endpoint};
 
 mod api;
+mod plugins;
 
 /// Keys pre-written for the read benchmark.
 const READ_KEYS: usize = 1000;
@@ -36,6 +37,9 @@ enum BenchTarget {
     /// Pod creates, gets, lists and watch delivery through the Kubernetes
     /// API of one node, with the raw store cost of the same writes.
     Api(api::ApiBenchArgs),
+    /// Admission policies as components: per-call cost, loading, chain
+    /// throughput, live swaps.
+    Plugins(plugins::PluginBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +81,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Api(args) => api::run(args).await,
+        BenchTarget::Plugins(args) => plugins::run(args).await,
     }
 }
 

@@ -143,7 +143,9 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+/// A client of the API server whose kubeconfig is `kubeconfig`, once it
+/// answers.
+pub(super) async fn connect(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {

@@ -4,10 +4,10 @@
 //! Configuration: `{"allowedPrefixes": ["registry.example.com/"]}`; an
 //! empty list allows every source (digests are still required).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 wit_bindgen::generate!({
     world: "admission-policy",
@@ -41,21 +41,45 @@ impl Guest for ImageAllowlist {
         if review.operation == Operation::Delete || review.kind != "Pod" {
             return decision(true, String::new());
         }
-        let pod: Value = match serde_json::from_str(&review.object) {
+        let pod: Pod = match serde_json::from_str(&review.object) {
             Ok(pod) => pod,
             Err(e) => return decision(false, format!("the pod is not JSON: {e}")),
         };
         let mut refused = Vec::new();
-        for list in ["initContainers", "containers", "ephemeralContainers"] {
-            for container in pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array).into_iter().flatten() {
-                let image = container.get("image").and_then(Value::as_str).unwrap_or_default();
-                if let Some(why) = CONFIG.with(|c| problem(image, &c.borrow().allowed_prefixes)) {
-                    refused.push(format!("image {image:?} {why}"));
-                }
+        let spec = &pod.spec;
+        let containers = [&spec.init_containers, &spec.containers, &spec.ephemeral_containers];
+        for container in containers.into_iter().flatten().flatten() {
+            let image = container.image.as_deref().unwrap_or_default();
+            if let Some(why) = CONFIG.with(|c| problem(image, &c.borrow().allowed_prefixes)) {
+                refused.push(format!("image {image:?} {why}"));
             }
         }
         if refused.is_empty() { decision(true, String::new()) } else { decision(false, refused.join("; ")) }
     }
+}
+
+/// The images of a pod; the rest of the JSON is skipped, not built.
+#[derive(Deserialize)]
+struct Pod<'a> {
+    #[serde(borrow, default)]
+    spec: Spec<'a>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Spec<'a> {
+    #[serde(borrow)]
+    init_containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow)]
+    containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow)]
+    ephemeral_containers: Option<Vec<Container<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Container<'a> {
+    #[serde(borrow)]
+    image: Option<Cow<'a, str>>,
 }
 
 /// Why `image` is not allowed, if it is not.

@@ -5,10 +5,11 @@
 //!
 //! Configuration: `{"exemptNamespaces": ["kube-system"]}`.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::IgnoredAny;
 
 wit_bindgen::generate!({
     world: "admission-policy",
@@ -60,11 +61,11 @@ impl Guest for PodSecurity {
         if review.operation == Operation::Delete || review.kind != "Pod" || exempt {
             return decision(true, String::new());
         }
-        let pod: Value = match serde_json::from_str(&review.object) {
+        let pod: Pod = match serde_json::from_str(&review.object) {
             Ok(pod) => pod,
             Err(e) => return decision(false, format!("the pod is not JSON: {e}")),
         };
-        let violations = violations(pod.get("spec").unwrap_or(&Value::Null));
+        let violations = violations(&pod.spec);
         if violations.is_empty() {
             decision(true, String::new())
         } else {
@@ -73,56 +74,108 @@ impl Guest for PodSecurity {
     }
 }
 
+/// The parts of a pod the baseline looks at; the rest of the JSON is
+/// skipped, not built.
+#[derive(Deserialize)]
+struct Pod<'a> {
+    #[serde(borrow, default)]
+    spec: Spec<'a>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Spec<'a> {
+    host_network: Option<bool>,
+    #[serde(rename = "hostPID")]
+    host_pid: Option<bool>,
+    #[serde(rename = "hostIPC")]
+    host_ipc: Option<bool>,
+    #[serde(borrow)]
+    volumes: Option<Vec<Volume<'a>>>,
+    #[serde(borrow)]
+    init_containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow)]
+    containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow)]
+    ephemeral_containers: Option<Vec<Container<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Volume<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    host_path: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container<'a> {
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    security_context: Option<SecurityContext<'a>>,
+    ports: Option<Vec<Port>>,
+}
+
+#[derive(Deserialize)]
+struct SecurityContext<'a> {
+    privileged: Option<bool>,
+    #[serde(borrow)]
+    capabilities: Option<Capabilities<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Capabilities<'a> {
+    #[serde(borrow)]
+    add: Option<Vec<Cow<'a, str>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Port {
+    host_port: Option<i64>,
+}
+
 /// The baseline violations of a pod spec, worded as Kubernetes words them.
-fn violations(spec: &Value) -> Vec<String> {
+fn violations(spec: &Spec<'_>) -> Vec<String> {
     let mut found = Vec::new();
-    for (field, what) in [
-        ("hostNetwork", "host namespaces (hostNetwork=true)"),
-        ("hostPID", "host namespaces (hostPID=true)"),
-        ("hostIPC", "host namespaces (hostIPC=true)"),
+    for (set, what) in [
+        (spec.host_network, "host namespaces (hostNetwork=true)"),
+        (spec.host_pid, "host namespaces (hostPID=true)"),
+        (spec.host_ipc, "host namespaces (hostIPC=true)"),
     ] {
-        if spec.get(field).and_then(Value::as_bool) == Some(true) {
+        if set == Some(true) {
             found.push(what.to_owned());
         }
     }
-    let host_paths: Vec<&str> = spec
-        .get("volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|v| v.get("hostPath").is_some())
-        .filter_map(|v| v.get("name").and_then(Value::as_str))
-        .collect();
+    let host_paths: Vec<&str> =
+        spec.volumes.iter().flatten().filter(|v| v.host_path.is_some()).map(|v| v.name.as_ref()).collect();
     if !host_paths.is_empty() {
-        found.push(format!("hostPath volumes (volumes {:?})", host_paths));
+        found.push(format!("hostPath volumes (volumes {host_paths:?})"));
     }
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
-        for container in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
-            let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
-            let context = container.get("securityContext");
-            if context.and_then(|c| c.get("privileged")).and_then(Value::as_bool) == Some(true) {
-                found.push(format!("privileged (container {name:?} must not set securityContext.privileged=true)"));
-            }
-            let added: Vec<&str> = context
-                .and_then(|c| c.pointer("/capabilities/add"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .filter(|c| !BASELINE_CAPABILITIES.contains(c))
-                .collect();
-            if !added.is_empty() {
-                found.push(format!("non-default capabilities (container {name:?} must not include {added:?} in securityContext.capabilities.add)"));
-            }
-            let host_ports = container
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|p| p.get("hostPort").and_then(Value::as_i64).is_some_and(|port| port != 0));
-            if host_ports {
-                found.push(format!("hostPort (container {name:?} uses hostPort)"));
-            }
+    let containers = [&spec.init_containers, &spec.containers, &spec.ephemeral_containers];
+    for container in containers.into_iter().flatten().flatten() {
+        let name = container.name.as_ref();
+        let context = container.security_context.as_ref();
+        if context.and_then(|c| c.privileged) == Some(true) {
+            found.push(format!("privileged (container {name:?} must not set securityContext.privileged=true)"));
+        }
+        let added: Vec<&str> = context
+            .and_then(|c| c.capabilities.as_ref())
+            .and_then(|c| c.add.as_ref())
+            .into_iter()
+            .flatten()
+            .map(AsRef::as_ref)
+            .filter(|c| !BASELINE_CAPABILITIES.contains(c))
+            .collect();
+        if !added.is_empty() {
+            found.push(format!(
+                "non-default capabilities (container {name:?} must not include {added:?} in securityContext.capabilities.add)"
+            ));
+        }
+        if container.ports.iter().flatten().any(|p| p.host_port.is_some_and(|port| port != 0)) {
+            found.push(format!("hostPort (container {name:?} uses hostPort)"));
         }
     }
     found

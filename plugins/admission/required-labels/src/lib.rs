@@ -4,9 +4,12 @@
 //! create or update whose object lacks one of them is denied, naming the
 //! missing labels; deletes are always allowed.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 wit_bindgen::generate!({
     world: "admission-policy",
@@ -41,21 +44,28 @@ impl Guest for RequiredLabels {
         if review.operation == Operation::Delete {
             return allow();
         }
-        let object: serde_json::Value = match serde_json::from_str(&review.object) {
+        let object: Object = match serde_json::from_str(&review.object) {
             Ok(object) => object,
             Err(e) => return deny(format!("the object is not JSON: {e}")),
         };
-        let labels = object.pointer("/metadata/labels").and_then(serde_json::Value::as_object);
-        let missing: Vec<String> = CONFIG.with(|c| {
-            c.borrow()
-                .labels
-                .iter()
-                .filter(|l| labels.is_none_or(|present| !present.contains_key(*l)))
-                .cloned()
-                .collect()
-        });
+        let labels = object.metadata.labels.unwrap_or_default();
+        let missing: Vec<String> =
+            CONFIG.with(|c| c.borrow().labels.iter().filter(|l| !labels.contains_key(l.as_str())).cloned().collect());
         if missing.is_empty() { allow() } else { deny(format!("missing required labels: {}", missing.join(", "))) }
     }
+}
+
+/// An object's label names; the rest of the JSON is skipped, not built.
+#[derive(Deserialize)]
+struct Object<'a> {
+    #[serde(borrow, default)]
+    metadata: Metadata<'a>,
+}
+
+#[derive(Default, Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    labels: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
 }
 
 fn allow() -> Decision {

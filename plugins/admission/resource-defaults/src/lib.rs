@@ -4,9 +4,12 @@
 //! Configuration: `{"requests": {"cpu": "100m", "memory": "128Mi"},
 //! "limits": {"cpu": "500m", "memory": "256Mi"}}`.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 
 wit_bindgen::generate!({
@@ -48,7 +51,7 @@ impl Guest for ResourceDefaults {
         if review.operation != Operation::Create || review.kind != "Pod" {
             return allow(String::new());
         }
-        let pod: Value = match serde_json::from_str(&review.object) {
+        let pod: Pod = match serde_json::from_str(&review.object) {
             Ok(pod) => pod,
             Err(_) => return allow(String::new()),
         };
@@ -57,27 +60,59 @@ impl Guest for ResourceDefaults {
     }
 }
 
+/// What a pod's containers set of their resources; the rest of the JSON is
+/// skipped, not built.
+#[derive(Deserialize)]
+struct Pod<'a> {
+    #[serde(borrow, default)]
+    spec: Spec<'a>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Spec<'a> {
+    #[serde(borrow)]
+    init_containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow)]
+    containers: Option<Vec<Container<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Container<'a> {
+    #[serde(borrow)]
+    resources: Option<Resources<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Resources<'a> {
+    #[serde(borrow)]
+    requests: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
+    #[serde(borrow)]
+    limits: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
+}
+
 /// JSON patch operations that give each container the defaults it lacks.
-fn defaults(pod: &Value, config: &Config) -> Vec<Value> {
+fn defaults(pod: &Pod<'_>, config: &Config) -> Vec<Value> {
     let mut operations = Vec::new();
-    for list in ["initContainers", "containers"] {
-        for (index, container) in
-            pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array).into_iter().flatten().enumerate()
-        {
+    for (list, containers) in [("initContainers", &pod.spec.init_containers), ("containers", &pod.spec.containers)] {
+        for (index, container) in containers.iter().flatten().enumerate() {
             let base = format!("/spec/{list}/{index}/resources");
-            let resources = container.get("resources").and_then(Value::as_object);
-            if resources.is_none() {
+            if container.resources.is_none() {
                 operations.push(json!({"op": "add", "path": base, "value": {}}));
             }
+            let present = |field: &str| {
+                let resources = container.resources.as_ref()?;
+                if field == "requests" { resources.requests.as_ref() } else { resources.limits.as_ref() }
+            };
             for (field, wanted) in [("requests", &config.requests), ("limits", &config.limits)] {
                 if wanted.is_empty() {
                     continue;
                 }
-                match resources.and_then(|r| r.get(field)).and_then(Value::as_object) {
+                match present(field) {
                     None => operations.push(json!({"op": "add", "path": format!("{base}/{field}"), "value": wanted})),
                     Some(present) => {
                         for (resource, quantity) in wanted {
-                            if !present.contains_key(resource) {
+                            if !present.contains_key(resource.as_str()) {
                                 let path = format!("{base}/{field}/{resource}");
                                 operations.push(json!({"op": "add", "path": path, "value": quantity}));
                             }
