@@ -78,9 +78,13 @@ impl ApiState {
         };
         let old_json = old.map(Value::to_string).unwrap_or_default();
         let mut warnings = Vec::new();
+        let mut mutated = false;
+        let uid = super::objects::now();
+        // The object as JSON, made again only after a policy changed it.
+        let mut object_json = object.to_string();
         for active in matching.into_iter().filter(|p| p.selects(&labels)) {
             let review = Review {
-                uid: super::objects::now(),
+                uid: uid.clone(),
                 operation: request.operation,
                 group: t.group.to_owned(),
                 version: t.version.to_owned(),
@@ -91,8 +95,8 @@ impl ApiState {
                 name: request.name.to_owned(),
                 user: user.clone(),
                 dry_run: request.dry_run,
-                object: if request.operation == Operation::Delete { String::new() } else { object.to_string() },
-                old_object: if request.operation == Operation::Delete { object.to_string() } else { old_json.clone() },
+                object: if request.operation == Operation::Delete { String::new() } else { object_json.clone() },
+                old_object: if request.operation == Operation::Delete { object_json.clone() } else { old_json.clone() },
             };
             let decision = match active.policy().admit(&self.plugin_host, &review) {
                 Ok(decision) => decision,
@@ -133,6 +137,12 @@ impl ApiState {
                     active.name
                 ))
             })?;
+            mutated = true;
+            object_json = object.to_string();
+        }
+        // What mutating policies made must still have the kind's shape.
+        if mutated {
+            super::handlers::check_shape(t, object)?;
         }
         Ok(warnings)
     }

@@ -409,7 +409,6 @@ async fn resource(
             let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
             let request = admission_request(t, namespace, &name, "", Operation::Create, &write);
             warnings.extend(state.admit(&request, &mut object, None).await?);
-            check_shape(t, &object)?;
             let created = state.objects.create(t, namespace, object, &write).await?;
             Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
         }
@@ -429,7 +428,6 @@ async fn resource(
             let request = admission_request(t, namespace, name, subresource, Operation::Update, &write);
             let mut warnings = warnings;
             warnings.extend(state.admit(&request, &mut object, None).await?);
-            check_shape(t, &object)?;
             let updated = state.objects.update(t, namespace, name, object, &write).await?;
             Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
         }
@@ -617,7 +615,6 @@ async fn server_side_apply(
         let operation = if current.is_some() { Operation::Update } else { Operation::Create };
         let request = admission_request(t, namespace, name, "", operation, write);
         let admitted = state.admit(&request, &mut merged, current.as_ref()).await?;
-        check_shape(t, &merged)?;
         let unmanaged = WriteOptions { dry_run: write.dry_run, manager: None, author: write.author.clone() };
         let result = match current {
             None => state.objects.create(t, namespace, merged, &unmanaged).await.map(|o| (StatusCode::CREATED, o)),
@@ -750,7 +747,6 @@ async fn patch_object(
         let subresource = if status_only { "status" } else { "" };
         let request = admission_request(t, namespace, name, subresource, Operation::Update, write);
         warnings.extend(state.admit(&request, &mut patched, Some(&current)).await?);
-        check_shape(t, &patched)?;
         match state.objects.update(t, namespace, name, patched, write).await {
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
             other => return other.map(|patched| (patched, warnings)),
@@ -965,7 +961,7 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
 }
 
 /// 422 unless `object` has the shape of kind `t`.
-fn check_shape(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
+pub(super) fn check_shape(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
     t.validate(object).map_err(|shape| {
         let shown = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let message = format!("Invalid value: {}", shape.message);
