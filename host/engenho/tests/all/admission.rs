@@ -117,6 +117,18 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
     assert!(status().contains("does not verify against any trusted signer"), "{}", status());
     kubectl.ok(&["create", "secret", "generic", "s1", "--from-literal=a=b"]);
 
+    let warner = plugin("warner", &signer(&node).sign("warner", "admission-policy", &digest))
+        .replace(r#""mode": "loop""#, r#""mode": "warn""#)
+        .replace(r#""secrets""#, r#""configmaps""#);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&warner));
+    wait_for("the warning plugin to be active", Duration::from_secs(20), || {
+        kubectl.ok(&["get", "plugin", "warner", "-o", "jsonpath={.status.conditions[0].status}"]) == "True"
+    });
+    let output = kubectl.run(&["create", "configmap", "risky"], None);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Warning: warner: ConfigMap risky looks risky"), "warnings reach the client: {stderr}");
+
     let genuine = signer(&node).sign("looping", "admission-policy", &digest);
     kubectl.ok_with(&["apply", "-f", "-"], Some(&plugin("looping", &genuine)));
     wait_for("the signed plugin to be active", Duration::from_secs(20), || {

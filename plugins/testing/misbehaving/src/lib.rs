@@ -5,7 +5,8 @@
 //! - `loop`: never returns;
 //! - `bomb`: grows its memory until refused, then traps;
 //! - `trap`: traps at once;
-//! - `bad-patch`: allows with a patch that is not JSON.
+//! - `bad-patch`: allows with a patch that is not JSON;
+//! - `warn`: allows with a warning for the client.
 
 use std::cell::RefCell;
 
@@ -28,7 +29,7 @@ impl Guest for Misbehaving {
     fn configure(config: String) -> Result<(), String> {
         let mode =
             config.split_once("\"mode\"").and_then(|(_, rest)| rest.split('"').nth(1)).unwrap_or_default().to_owned();
-        if !["allow", "loop", "bomb", "trap", "bad-patch"].contains(&mode.as_str()) {
+        if !["allow", "loop", "bomb", "trap", "bad-patch", "warn"].contains(&mode.as_str()) {
             return Err(format!("unknown mode {mode:?}"));
         }
         MODE.with(|m| *m.borrow_mut() = mode);
@@ -55,6 +56,12 @@ impl Guest for Misbehaving {
             "bad-patch" => {
                 Decision { allowed: true, reason: String::new(), patch: "{not json".into(), warnings: Vec::new() }
             }
+            "warn" => Decision {
+                allowed: true,
+                reason: String::new(),
+                patch: String::new(),
+                warnings: vec![format!("{} {} looks risky", review.kind, review.name)],
+            },
             _ => {
                 log(Level::Info, &format!("allowing {} {}", review.kind, review.name));
                 Decision { allowed: true, reason: String::new(), patch: String::new(), warnings: Vec::new() }
