@@ -119,7 +119,8 @@ fn load_key(path: &Path) -> anyhow::Result<SigningKey> {
     SigningKey::from_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn plugins_api(client: kube::Client) -> Api<DynamicObject> {
+/// The cluster's `Plugin` objects.
+pub(crate) fn plugins_api(client: kube::Client) -> Api<DynamicObject> {
     Api::all_with(
         client,
         &ApiResource {

@@ -474,17 +474,7 @@ impl Definitions {
                 return Ok(());
             }
         }
-        self.objects
-            .modify(definitions_type, None, name, |object| {
-                let Some(finalizers) = object.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) else {
-                    return false;
-                };
-                let before = finalizers.len();
-                finalizers.retain(|f| f.as_str() != Some(CLEANUP_FINALIZER));
-                finalizers.len() != before
-            })
-            .await?;
-        Ok(())
+        self.objects.remove_finalizer(definitions_type, None, name, CLEANUP_FINALIZER).await
     }
 }
 

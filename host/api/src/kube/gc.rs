@@ -352,17 +352,7 @@ impl Collector {
     async fn remove_finalizer(&self, key: &str, finalizer: &str) -> Result<(), ApiError> {
         let registry = self.registry.current();
         let Some((t, namespace, name)) = registry.locate(key) else { return Ok(()) };
-        self.objects
-            .modify(t, namespace, name, |object| {
-                let Some(finalizers) = object.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) else {
-                    return false;
-                };
-                let before = finalizers.len();
-                finalizers.retain(|f| f.as_str() != Some(finalizer));
-                finalizers.len() != before
-            })
-            .await?;
-        Ok(())
+        self.objects.remove_finalizer(t, namespace, name, finalizer).await
     }
 }
 

@@ -413,6 +413,30 @@ impl ObjectStore {
         unreachable!("the last attempt returns")
     }
 
+    /// Removes `finalizer` from object `name`; the object goes if it was
+    /// being deleted and this was its last finalizer.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::modify`].
+    pub async fn remove_finalizer(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        finalizer: &str,
+    ) -> Result<(), ApiError> {
+        self.modify(t, namespace, name, |object| {
+            let Some(finalizers) = object.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) else {
+                return false;
+            };
+            let before = finalizers.len();
+            finalizers.retain(|f| f.as_str() != Some(finalizer));
+            finalizers.len() != before
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Whether this node leads the cluster now.
     pub fn is_leader(&self) -> bool {
         let status = self.node.raft_status();

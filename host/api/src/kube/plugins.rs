@@ -218,6 +218,10 @@ pub async fn store_component(objects: &ObjectStore, bytes: &[u8]) -> Result<Stri
         return Err(ApiError::too_large(COMPONENT_BYTES_MAX));
     }
     let digest = digest_of(bytes);
+    // Content-addressed: stored bytes with this digest are these bytes.
+    if load_component(objects, &digest).ok().flatten().is_some() {
+        return Ok(digest);
+    }
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
     for (index, chunk) in chunks.iter().enumerate() {
         objects.put_raw(&format!("{COMPONENTS_PREFIX}{digest}/{index:04}"), chunk.to_vec()).await?;

@@ -12,7 +12,7 @@ use engenho_api::kube::plugins::built_in_policies;
 use engenho_wasm::{AdmissionPolicy, Limits, Operation, PluginHost, Review, UserInfo, digest_of};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 
 use super::{Cluster, System};
 
@@ -170,16 +170,7 @@ async fn swap_latency(root: &Path, swaps: usize) -> anyhow::Result<Vec<Duration>
     let cluster = Cluster::start(System::Engenho, 1, &dir, Path::new("etcd")).await?;
     cluster.wait_for_leader().await?;
     let client = super::api::connect(&dir.join("n0").join("kubeconfig")).await?;
-    let plugins: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource {
-            group: "engenho.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "engenho.io/v1alpha1".into(),
-            kind: "Plugin".into(),
-            plural: "plugins".into(),
-        },
-    );
+    let plugins = crate::plugin::plugins_api(client.clone());
     let configmaps: Api<ConfigMap> = Api::default_namespaced(client);
     let probe: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "probe"}}))?;
     let dry_run = PostParams { dry_run: true, ..PostParams::default() };

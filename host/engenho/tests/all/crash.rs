@@ -55,9 +55,11 @@ async fn read_all(endpoint: &str) -> BTreeMap<String, String> {
     let mut client = KvClient::connect(format!("http://{endpoint}")).await.expect("connect after restart");
     let request = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
     let response = client.range(request).await.expect("range after restart").into_inner();
+    // The writers' keys; the node's own (objects, components) start with `/`.
     response
         .kvs
         .into_iter()
+        .filter(|kv| !kv.key.starts_with(b"/"))
         .map(|kv| (String::from_utf8(kv.key).expect("utf-8 key"), String::from_utf8(kv.value).expect("utf-8 value")))
         .collect()
 }
