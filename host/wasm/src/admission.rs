@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{CallState, Limits, PluginError, PluginHost, call_error};
+use super::{CallState, Grants, Limits, PluginError, PluginHost, call_error};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -55,6 +55,7 @@ pub struct AdmissionPolicy {
     digest: String,
     config: String,
     limits: Limits,
+    grants: Grants,
     pre: bindings::AdmissionPolicyPre<CallState>,
     pool: std::sync::Mutex<Vec<Pooled>>,
 }
@@ -74,12 +75,31 @@ impl AdmissionPolicy {
         config: &str,
         limits: Limits,
     ) -> Result<Self, PluginError> {
+        Self::load_with_grants(host, name, digest, bytes, config, limits, Grants::default())
+    }
+
+    /// As [`AdmissionPolicy::load`], with what `grants` allows the plugin to
+    /// reach.
+    ///
+    /// # Errors
+    /// As [`AdmissionPolicy::load`]; a granted directory that cannot be
+    /// opened.
+    pub fn load_with_grants(
+        host: &PluginHost,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        config: &str,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Self, PluginError> {
         let pre = prepare(host, name, digest, bytes)?;
         let policy = Self {
             name: Arc::from(name),
             digest: digest.to_owned(),
             config: config.to_owned(),
             limits,
+            grants,
             pre,
             pool: std::sync::Mutex::default(),
         };
@@ -142,7 +162,7 @@ impl AdmissionPolicy {
 
     /// A fresh, configured instance.
     fn instantiate(&self, host: &PluginHost) -> Result<Pooled, PluginError> {
-        let mut store = host.store(&self.name, &self.limits);
+        let mut store = host.store(&self.name, &self.limits, &self.grants)?;
         let instance = self.pre.instantiate(&mut store).map_err(|e| call_error(&self.name, &self.limits, e))?;
         instance
             .engenho_plugins_policy()

@@ -115,7 +115,17 @@ impl Default for Limits {
     }
 }
 
-/// The per-call state of an instance: WASI with nothing granted, the
+/// What a plugin may reach beyond its own memory; nothing by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Environment variables the plugin sees, as (name, value).
+    pub environment: Vec<(String, String)>,
+    /// Host directories the plugin may read, each as (host path, path the
+    /// plugin sees), read-only.
+    pub directories: Vec<(PathBuf, String)>,
+}
+
+/// The per-call state of an instance: WASI with only what was granted, the
 /// limits, and the plugin's name for its log lines.
 pub(crate) struct CallState {
     wasi: WasiCtx,
@@ -131,10 +141,22 @@ impl WasiView for CallState {
 }
 
 impl CallState {
-    fn new(plugin: Arc<str>, limits: &Limits) -> Self {
-        Self {
-            // No arguments, environment, preopened directories or sockets.
-            wasi: wasmtime_wasi::WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).build(),
+    fn new(plugin: Arc<str>, limits: &Limits, grants: &Grants) -> Result<Self, PluginError> {
+        // No arguments and no sockets; environment and directories only as
+        // granted.
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.allow_tcp(false).allow_udp(false);
+        for (name, value) in &grants.environment {
+            wasi.env(name, value);
+        }
+        for (host, guest) in &grants.directories {
+            wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| PluginError::Invalid {
+                name: plugin.to_string(),
+                message: format!("the granted directory {}: {e:#}", host.display()),
+            })?;
+        }
+        Ok(Self {
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
@@ -143,7 +165,7 @@ impl CallState {
                 .trap_on_grow_failure(true)
                 .build(),
             plugin,
-        }
+        })
     }
 
     /// Writes a plugin's log line to the node's log, tagged with its name.
@@ -235,13 +257,16 @@ impl PluginHost {
         self.cache.load(&self.engine, name, digest, bytes)
     }
 
-    /// A store for one call of `plugin`, under `limits`, with its deadline
-    /// set.
-    fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
-        let mut store = Store::new(&self.engine, CallState::new(plugin.clone(), limits));
+    /// A store for `plugin`'s calls, under `limits`, with what `grants`
+    /// allows and its deadline set.
+    ///
+    /// # Errors
+    /// A granted directory that cannot be opened.
+    fn store(&self, plugin: &Arc<str>, limits: &Limits, grants: &Grants) -> Result<Store<CallState>, PluginError> {
+        let mut store = Store::new(&self.engine, CallState::new(plugin.clone(), limits, grants)?);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(self.deadline_ticks(limits));
-        store
+        Ok(store)
     }
 
     /// The epoch ticks of `limits`' deadline.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use engenho_wasm::{AdmissionPolicy, Limits, Operation, PluginError, PluginHost, Review, UserInfo, digest_of};
+use engenho_wasm::{AdmissionPolicy, Grants, Limits, Operation, PluginError, PluginHost, Review, UserInfo, digest_of};
 
 fn plugin(name: &str) -> &'static [u8] {
     engenho_plugin_artifacts::plugin(name).expect("built by the artifacts crate")
@@ -124,4 +124,35 @@ fn components_are_kept_precompiled_on_disk() {
         AdmissionPolicy::load(&host, "p", &digest_of(bytes), bytes, config, Limits::default()).expect("recompiles");
     assert!(policy.admit(&host, &pod_review("{}", Operation::Create)).expect("decides").allowed);
     eprintln!("loading from the precompiled cache took {warm:?}");
+}
+
+#[test]
+fn plugins_reach_only_what_they_are_granted() {
+    let host = PluginHost::new(None).expect("host");
+    let bytes = plugin("misbehaving");
+    let config = r#"{"mode": "reach"}"#;
+    let review = pod_review("{}", Operation::Create);
+    let closed = load(&host, "misbehaving", config, Limits::default()).expect("loads");
+    let warnings = closed.admit(&host, &review).expect("decides").warnings;
+    assert_eq!(warnings[0], "environment: no variable");
+    assert!(warnings[1].starts_with("file: no file"), "{warnings:?}");
+
+    let dir = tempfile::tempdir().expect("granted directory");
+    std::fs::write(dir.path().join("greeting.txt"), "hello from the host\n").expect("file");
+    let grants = Grants {
+        environment: vec![("GREETING".into(), "hi".into())],
+        directories: vec![(dir.path().to_owned(), "/data".into())],
+    };
+    let open = AdmissionPolicy::load_with_grants(
+        &host,
+        "misbehaving",
+        &digest_of(bytes),
+        bytes,
+        config,
+        Limits::default(),
+        grants,
+    )
+    .expect("loads");
+    let warnings = open.admit(&host, &review).expect("decides").warnings;
+    assert_eq!(warnings, ["environment: hi", "file: hello from the host"]);
 }

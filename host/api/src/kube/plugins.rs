@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use engenho_store::{KeyRange, Watcher};
-use engenho_wasm::{AdmissionPolicy, Limits, PluginHost, digest_of};
+use engenho_wasm::{AdmissionPolicy, Grants, Limits, PluginHost, digest_of};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -178,6 +178,15 @@ pub fn definition() -> Value {
             "deadlineMillis": {"type": "integer", "minimum": 1, "maximum": 10000},
             "memoryBytes": {"type": "integer", "minimum": 1048576, "maximum": 268435456},
         }},
+        "grants": {"type": "object",
+            "description": "What the plugin may reach; nothing unless granted. Sockets are never granted.",
+            "properties": {
+                "environment": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "Environment variables the plugin sees."},
+                "directories": {"type": "array", "description": "Host directories the plugin may read.",
+                    "items": {"type": "object", "required": ["hostPath", "path"], "properties": {
+                        "hostPath": {"type": "string"}, "path": {"type": "string"}}}},
+            }},
         "admission": admission,
     }});
     json!({
@@ -263,7 +272,23 @@ struct PluginSpec {
     config: Option<Value>,
     failure_policy: Option<String>,
     limits: PluginLimits,
+    grants: PluginGrants,
     admission: AdmissionSpec,
+}
+
+/// What a plugin may reach: nothing unless granted.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct PluginGrants {
+    environment: BTreeMap<String, String>,
+    directories: Vec<GrantedDirectory>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct GrantedDirectory {
+    host_path: String,
+    path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -474,7 +499,11 @@ impl PluginController {
             memory_bytes: spec.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
             ..defaults
         };
-        let policy = AdmissionPolicy::load(&self.host, name, &spec.digest, &bytes, &config, limits)
+        let grants = Grants {
+            environment: spec.grants.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            directories: spec.grants.directories.iter().map(|d| (d.host_path.clone().into(), d.path.clone())).collect(),
+        };
+        let policy = AdmissionPolicy::load_with_grants(&self.host, name, &spec.digest, &bytes, &config, limits, grants)
             .map_err(|e| e.to_string())?;
         tracing::info!(plugin = name, digest = spec.digest, "admission policy active");
         Ok(ActivePolicy { name: name.to_owned(), spec: spec.clone(), policy })

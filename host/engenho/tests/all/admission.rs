@@ -129,6 +129,20 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Warning: warner: ConfigMap risky looks risky"), "warnings reach the client: {stderr}");
 
+    let reacher = plugin("reacher", &signer(&node).sign("reacher", "admission-policy", &digest))
+        .replace(r#""mode": "loop"}"#, r#""mode": "reach"}, "grants": {"environment": {"GREETING": "hi"}}"#)
+        .replace(r#""secrets""#, r#""services""#);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&reacher));
+    wait_for("the granted plugin to be active", Duration::from_secs(20), || {
+        kubectl.ok(&["get", "plugin", "reacher", "-o", "jsonpath={.status.conditions[0].status}"]) == "True"
+    });
+    let output = kubectl.run(&["create", "service", "clusterip", "granted", "--tcp=80:80"], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Warning: reacher: environment: hi") && stderr.contains("Warning: reacher: file: no file"),
+        "granted the environment, not the filesystem: {stderr}"
+    );
+
     let genuine = signer(&node).sign("looping", "admission-policy", &digest);
     kubectl.ok_with(&["apply", "-f", "-"], Some(&plugin("looping", &genuine)));
     wait_for("the signed plugin to be active", Duration::from_secs(20), || {

@@ -6,7 +6,9 @@
 //! - `bomb`: grows its memory until refused, then traps;
 //! - `trap`: traps at once;
 //! - `bad-patch`: allows with a patch that is not JSON;
-//! - `warn`: allows with a warning for the client.
+//! - `warn`: allows with a warning for the client;
+//! - `reach`: allows, warning what it could reach: the environment variable
+//!   `GREETING` and the file `/data/greeting.txt`.
 
 use std::cell::RefCell;
 
@@ -29,7 +31,7 @@ impl Guest for Misbehaving {
     fn configure(config: String) -> Result<(), String> {
         let mode =
             config.split_once("\"mode\"").and_then(|(_, rest)| rest.split('"').nth(1)).unwrap_or_default().to_owned();
-        if !["allow", "loop", "bomb", "trap", "bad-patch", "warn"].contains(&mode.as_str()) {
+        if !["allow", "loop", "bomb", "trap", "bad-patch", "warn", "reach"].contains(&mode.as_str()) {
             return Err(format!("unknown mode {mode:?}"));
         }
         MODE.with(|m| *m.borrow_mut() = mode);
@@ -55,6 +57,16 @@ impl Guest for Misbehaving {
             "trap" => std::process::abort(),
             "bad-patch" => {
                 Decision { allowed: true, reason: String::new(), patch: "{not json".into(), warnings: Vec::new() }
+            }
+            "reach" => {
+                let variable = std::env::var("GREETING").unwrap_or_else(|_| "no variable".into());
+                let file = std::fs::read_to_string("/data/greeting.txt").unwrap_or_else(|e| format!("no file ({e})"));
+                Decision {
+                    allowed: true,
+                    reason: String::new(),
+                    patch: String::new(),
+                    warnings: vec![format!("environment: {variable}"), format!("file: {}", file.trim())],
+                }
             }
             "warn" => Decision {
                 allowed: true,
