@@ -123,6 +123,9 @@ pub struct Grants {
     /// Host directories the plugin may read, each as (host path, path the
     /// plugin sees), read-only.
     pub directories: Vec<(PathBuf, String)>,
+    /// Addresses the plugin may open TCP connections to; no other socket
+    /// use is ever allowed.
+    pub tcp_connect: Vec<std::net::SocketAddr>,
 }
 
 /// The per-call state of an instance: WASI with only what was granted, the
@@ -142,10 +145,21 @@ impl WasiView for CallState {
 
 impl CallState {
     fn new(plugin: Arc<str>, limits: &Limits, grants: &Grants) -> Result<Self, PluginError> {
-        // No arguments and no sockets; environment and directories only as
-        // granted.
+        // No arguments; environment, directories and TCP connections only
+        // as granted; no UDP, listening or name lookups.
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
-        wasi.allow_tcp(false).allow_udp(false);
+        wasi.allow_udp(false).allow_ip_name_lookup(false).allow_tcp(!grants.tcp_connect.is_empty());
+        let allowed = Arc::new(grants.tcp_connect.clone());
+        wasi.socket_addr_check(move |address, use_| {
+            use wasmtime_wasi::sockets::SocketAddrUse;
+            let permitted = match use_ {
+                SocketAddrUse::TcpConnect => allowed.contains(&address),
+                // A connect binds to the wildcard address first.
+                SocketAddrUse::TcpBind => !allowed.is_empty() && address.ip().is_unspecified() && address.port() == 0,
+                _ => false,
+            };
+            Box::pin(async move { permitted })
+        });
         for (name, value) in &grants.environment {
             wasi.env(name, value);
         }

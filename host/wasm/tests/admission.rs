@@ -130,18 +130,23 @@ fn components_are_kept_precompiled_on_disk() {
 fn plugins_reach_only_what_they_are_granted() {
     let host = PluginHost::new(None).expect("host");
     let bytes = plugin("misbehaving");
-    let config = r#"{"mode": "reach"}"#;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let peer = listener.local_addr().expect("address");
+    let config = format!(r#"{{"mode": "reach", "peer": "{peer}"}}"#);
+    let config = config.as_str();
     let review = pod_review("{}", Operation::Create);
     let closed = load(&host, "misbehaving", config, Limits::default()).expect("loads");
     let warnings = closed.admit(&host, &review).expect("decides").warnings;
     assert_eq!(warnings[0], "environment: no variable");
     assert!(warnings[1].starts_with("file: no file"), "{warnings:?}");
+    assert!(warnings[2].starts_with("network: no connection"), "{warnings:?}");
 
     let dir = tempfile::tempdir().expect("granted directory");
     std::fs::write(dir.path().join("greeting.txt"), "hello from the host\n").expect("file");
     let grants = Grants {
         environment: vec![("GREETING".into(), "hi".into())],
         directories: vec![(dir.path().to_owned(), "/data".into())],
+        tcp_connect: vec![peer],
     };
     let open = AdmissionPolicy::load_with_grants(
         &host,
@@ -154,5 +159,5 @@ fn plugins_reach_only_what_they_are_granted() {
     )
     .expect("loads");
     let warnings = open.admit(&host, &review).expect("decides").warnings;
-    assert_eq!(warnings, ["environment: hi", "file: hello from the host"]);
+    assert_eq!(warnings, ["environment: hi", "file: hello from the host", "network: connected"]);
 }

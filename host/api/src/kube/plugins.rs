@@ -179,13 +179,15 @@ pub fn definition() -> Value {
             "memoryBytes": {"type": "integer", "minimum": 1048576, "maximum": 268435456},
         }},
         "grants": {"type": "object",
-            "description": "What the plugin may reach; nothing unless granted. Sockets are never granted.",
+            "description": "What the plugin may reach; nothing unless granted.",
             "properties": {
                 "environment": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "Environment variables the plugin sees."},
                 "directories": {"type": "array", "description": "Host directories the plugin may read.",
                     "items": {"type": "object", "required": ["hostPath", "path"], "properties": {
                         "hostPath": {"type": "string"}, "path": {"type": "string"}}}},
+                "tcpConnect": {"type": "array", "items": {"type": "string"},
+                    "description": "Addresses (ip:port) the plugin may open TCP connections to."},
             }},
         "admission": admission,
     }});
@@ -282,6 +284,7 @@ struct PluginSpec {
 struct PluginGrants {
     environment: BTreeMap<String, String>,
     directories: Vec<GrantedDirectory>,
+    tcp_connect: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -499,9 +502,16 @@ impl PluginController {
             memory_bytes: spec.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
             ..defaults
         };
+        let tcp_connect = spec
+            .grants
+            .tcp_connect
+            .iter()
+            .map(|a| a.parse().map_err(|_| format!("grants.tcpConnect: {a:?} is not an address:port")))
+            .collect::<Result<_, _>>()?;
         let grants = Grants {
             environment: spec.grants.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             directories: spec.grants.directories.iter().map(|d| (d.host_path.clone().into(), d.path.clone())).collect(),
+            tcp_connect,
         };
         let policy = AdmissionPolicy::load_with_grants(&self.host, name, &spec.digest, &bytes, &config, limits, grants)
             .map_err(|e| e.to_string())?;

@@ -8,7 +8,8 @@
 //! - `bad-patch`: allows with a patch that is not JSON;
 //! - `warn`: allows with a warning for the client;
 //! - `reach`: allows, warning what it could reach: the environment variable
-//!   `GREETING` and the file `/data/greeting.txt`.
+//!   `GREETING`, the file `/data/greeting.txt`, and a TCP connection to the
+//!   address in the configuration's `peer`.
 
 use std::cell::RefCell;
 
@@ -23,6 +24,7 @@ use exports::engenho::plugins::policy::Guest;
 
 thread_local! {
     static MODE: RefCell<String> = const { RefCell::new(String::new()) };
+    static PEER: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 struct Misbehaving;
@@ -34,6 +36,8 @@ impl Guest for Misbehaving {
         if !["allow", "loop", "bomb", "trap", "bad-patch", "warn", "reach"].contains(&mode.as_str()) {
             return Err(format!("unknown mode {mode:?}"));
         }
+        let peer = config.split_once("\"peer\"").and_then(|(_, rest)| rest.split('"').nth(1)).unwrap_or("127.0.0.1:9");
+        PEER.with(|p| *p.borrow_mut() = peer.to_owned());
         MODE.with(|m| *m.borrow_mut() = mode);
         Ok(())
     }
@@ -61,11 +65,20 @@ impl Guest for Misbehaving {
             "reach" => {
                 let variable = std::env::var("GREETING").unwrap_or_else(|_| "no variable".into());
                 let file = std::fs::read_to_string("/data/greeting.txt").unwrap_or_else(|e| format!("no file ({e})"));
+                let peer = PEER.with(|p| p.borrow().clone());
+                let connection = match std::net::TcpStream::connect(peer.as_str()) {
+                    Ok(_) => "connected".to_owned(),
+                    Err(e) => format!("no connection ({e})"),
+                };
                 Decision {
                     allowed: true,
                     reason: String::new(),
                     patch: String::new(),
-                    warnings: vec![format!("environment: {variable}"), format!("file: {}", file.trim())],
+                    warnings: vec![
+                        format!("environment: {variable}"),
+                        format!("file: {}", file.trim()),
+                        format!("network: {connection}"),
+                    ],
                 }
             }
             "warn" => Decision {
