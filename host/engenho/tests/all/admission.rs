@@ -128,6 +128,13 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Warning: warner: ConfigMap risky looks risky"), "warnings reach the client: {stderr}");
+    let log = node.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("plugin=\"warner\"")
+            && l.contains("ConfigMap risky looks risky")),
+        "plugin log lines reach the node's log, tagged: {log}"
+    );
 
     let reacher = plugin("reacher", &signer(&node).sign("reacher", "admission-policy", &digest))
         .replace(r#""mode": "loop"}"#, r#""mode": "reach"}, "grants": {"environment": {"GREETING": "hi"}}"#)

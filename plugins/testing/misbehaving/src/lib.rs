@@ -6,7 +6,7 @@
 //! - `bomb`: grows its memory until refused, then traps;
 //! - `trap`: traps at once;
 //! - `bad-patch`: allows with a patch that is not JSON;
-//! - `warn`: allows with a warning for the client;
+//! - `warn`: allows with a warning for the client, and logs it;
 //! - `reach`: allows, warning what it could reach: the environment variable
 //!   `GREETING`, the file `/data/greeting.txt`, and a TCP connection to the
 //!   address in the configuration's `peer`.
@@ -81,12 +81,15 @@ impl Guest for Misbehaving {
                     ],
                 }
             }
-            "warn" => Decision {
-                allowed: true,
-                reason: String::new(),
-                patch: String::new(),
-                warnings: vec![format!("{} {} looks risky", review.kind, review.name)],
-            },
+            "warn" => {
+                log(Level::Warn, &format!("{} {} looks risky", review.kind, review.name));
+                Decision {
+                    allowed: true,
+                    reason: String::new(),
+                    patch: String::new(),
+                    warnings: vec![format!("{} {} looks risky", review.kind, review.name)],
+                }
+            }
             _ => {
                 log(Level::Info, &format!("allowing {} {}", review.kind, review.name));
                 Decision { allowed: true, reason: String::new(), patch: String::new(), warnings: Vec::new() }
