@@ -45,8 +45,9 @@ pub struct UpArgs {
     /// Join token: the one to present with --join, or the one to set when bootstrapping.
     #[arg(long, env = "ENGENHO_JOIN_TOKEN")]
     token: Option<String>,
-    /// Build a raft snapshot after this many log entries.
-    #[arg(long, default_value_t = 10_000)]
+    /// Build a raft snapshot after this many log entries (etcd's default
+    /// snapshot count).
+    #[arg(long, default_value_t = 100_000)]
     snapshot_logs: u64,
     /// Revisions of history kept for past reads and watch replay (0: keep all).
     #[arg(long, default_value_t = 100_000)]
