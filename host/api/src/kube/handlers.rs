@@ -741,7 +741,6 @@ async fn patch_object(
                 return Err(ApiError::bad_request(format!("a patch cannot change metadata.{field}")));
             }
         }
-        check_shape(t, &patched)?;
         let mut warnings = unknown_field_policy(t, &patched, validation)?;
         state.guard_escalation(t, namespace, &patched, write)?;
         let subresource = if status_only { "status" } else { "" };
@@ -865,8 +864,9 @@ fn decode_object(
     decode_checked(t, object, namespace, name)
 }
 
-/// Checks a decoded body as an object of kind `t` at the request's
-/// namespace and name, filling them in where the body left them out.
+/// Checks a decoded body's kind, apiVersion, namespace and name against the
+/// request, filling in namespace and name where the body left them out (its
+/// shape is checked with `fieldValidation`).
 fn decode_checked(
     t: &ResourceType,
     mut object: Value,
@@ -911,13 +911,13 @@ fn decode_checked(
             }
         }
     }
-    check_shape(t, &object)?;
     Ok(object)
 }
 
-/// `fieldValidation` for fields the kind does not declare: `Strict` refuses
-/// the request (400), `Warn` (the default) answers with warnings, `Ignore`
-/// says nothing.
+/// Checks `object` against its kind (422 when it has not the kind's shape)
+/// and applies `fieldValidation` to the fields the kind does not declare:
+/// `Strict` refuses the request (400), `Warn` (the default) answers with
+/// warnings, `Ignore` says nothing. One typed reading serves both checks.
 fn field_validation(
     t: &ResourceType,
     object: &Value,
@@ -934,9 +934,10 @@ fn unknown_field_policy(t: &ResourceType, object: &Value, validation: Option<&st
         )));
     }
     if mode == "Ignore" {
+        check_shape(t, object)?;
         return Ok(Vec::new());
     }
-    let unknown = t.unknown_fields(object).unwrap_or_default();
+    let unknown = t.unknown_fields(object).map_err(|shape| shape_error(t, object, shape))?;
     let described: Vec<String> = unknown.iter().map(|field| format!("unknown field \"{field}\"")).collect();
     if mode == "Strict" && !described.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -962,12 +963,15 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
 
 /// 422 unless `object` has the shape of kind `t`.
 pub(super) fn check_shape(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
-    t.validate(object).map_err(|shape| {
-        let shown = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let message = format!("Invalid value: {}", shape.message);
-        let cause = Cause { reason: "FieldValueInvalid".into(), message, field: shape.field };
-        ApiError::invalid(t.group, t.kind, &shown, vec![cause])
-    })
+    t.validate(object).map_err(|shape| shape_error(t, object, shape))
+}
+
+/// The 422 for `object` departing from its kind's shape.
+fn shape_error(t: &ResourceType, object: &Value, shape: super::resources::ShapeError) -> ApiError {
+    let shown = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let message = format!("Invalid value: {}", shape.message);
+    let cause = Cause { reason: "FieldValueInvalid".into(), message, field: shape.field };
+    ApiError::invalid(t.group, t.kind, &shown, vec![cause])
 }
 
 fn object_revision(object: &Value) -> i64 {
