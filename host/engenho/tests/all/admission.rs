@@ -160,7 +160,17 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
         failed.contains("admission plugin \"looping\" failed: plugin looping ran past its 100ms deadline"),
         "{failed}"
     );
-    kubectl.ok(&["patch", "plugin", "looping", "--type=merge", "-p", r#"{"spec": {"failurePolicy": "Ignore"}}"#]);
+    let tampered = format!(
+        r#"{{"spec": {{"failurePolicy": "Ignore", "signature": "{}"}}}}"#,
+        stranger.sign("looping", "admission-policy", &digest)
+    );
+    kubectl.ok(&["patch", "plugin", "looping", "--type=merge", "-p", &tampered]);
+    let looping = || kubectl.ok(&["get", "plugin", "looping", "-o", "jsonpath={.status.conditions[0].status}"]);
+    wait_for("the tampered update's refusal", Duration::from_secs(20), || looping() == "False");
+    let kept = kubectl.fails(&["create", "secret", "generic", "s2", "--from-literal=a=b"], None);
+    assert!(kept.contains("ran past its 100ms deadline"), "a refused update leaves the old version running: {kept}");
+    let signed = format!(r#"{{"spec": {{"failurePolicy": "Ignore", "signature": "{genuine}"}}}}"#);
+    kubectl.ok(&["patch", "plugin", "looping", "--type=merge", "-p", &signed]);
     wait_for("the failure policy to be Ignore", Duration::from_secs(20), || {
         kubectl.run(&["create", "secret", "generic", "s3", "--from-literal=a=b"], None).status.success()
     });
