@@ -8,7 +8,7 @@ use engenho_store::{KeyRange, RangeRequest, Watcher};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
-use super::objects::{DeleteOptions, ObjectStore};
+use super::objects::{DeleteOptions, ObjectStore, strings_at};
 use super::resources::{CustomNames, PrinterColumn, Registry, ResourceType, ShapeError, SharedRegistry};
 use super::status::{ApiError, Cause};
 
@@ -54,10 +54,6 @@ pub fn kinds_of(definition: &Value, taken: &Registry) -> Result<Vec<ResourceType
     fn text<'v>(value: &'v Value, pointer: &str) -> &'v str {
         value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
     }
-    let strings = |value: &Value, pointer: &str| -> Vec<String> {
-        let items = value.pointer(pointer).and_then(Value::as_array).into_iter().flatten();
-        items.filter_map(Value::as_str).map(str::to_owned).collect()
-    };
     let (group, plural, kind) = (text(spec, "/group"), text(spec, "/names/plural"), text(spec, "/names/kind"));
     if group.is_empty() || plural.is_empty() || kind.is_empty() {
         return Err("spec.group, spec.names.plural and spec.names.kind are required".into());
@@ -101,8 +97,8 @@ pub fn kinds_of(definition: &Value, taken: &Registry) -> Result<Vec<ResourceType
             plural: plural.to_owned(),
             singular: singular.clone(),
             namespaced: text(spec, "/scope") != "Cluster",
-            short_names: strings(spec, "/names/shortNames"),
-            in_category_all: strings(spec, "/names/categories").iter().any(|c| c == "all"),
+            short_names: strings_at(spec, "/names/shortNames"),
+            in_category_all: strings_at(spec, "/names/categories").iter().any(|c| c == "all"),
             has_status: version.pointer("/subresources/status").is_some(),
             has_scale: version.pointer("/subresources/scale").is_some(),
             printer_columns,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use engenho_store::{EventKind, KeyRange, KeyValue, RangeRequest, Watcher};
 use serde_json::Value;
 
-use super::objects::{DeleteOptions, ObjectStore, Propagation};
+use super::objects::{DeleteOptions, ObjectStore, Propagation, strings_at};
 use super::resources::{Registry, SharedRegistry};
 use super::status::ApiError;
 
@@ -47,14 +47,7 @@ impl Entry {
             .map(|o| (text(o, "uid"), o.get("blockOwnerDeletion").and_then(Value::as_bool).unwrap_or(false)))
             .filter(|(uid, _)| !uid.is_empty())
             .collect();
-        let finalizers = metadata
-            .and_then(|m| m.get("finalizers"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
+        let finalizers = strings_at(value, "/metadata/finalizers");
         Self {
             uid: metadata.map(|m| text(m, "uid")).unwrap_or_default(),
             owners,

@@ -612,6 +612,13 @@ fn has_namespace_finalizers(t: &ResourceType, object: &Value) -> bool {
         && object.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
 }
 
+/// The strings of the array at `pointer` in `value` (none if it is absent
+/// or not an array; items that are not strings are skipped).
+pub fn strings_at(value: &Value, pointer: &str) -> Vec<String> {
+    let items = value.pointer(pointer).and_then(Value::as_array).into_iter().flatten();
+    items.filter_map(Value::as_str).map(str::to_owned).collect()
+}
+
 /// The store key of namespace `name`.
 pub fn namespace_key(name: &str) -> String {
     format!("/registry/core/namespaces/{name}")

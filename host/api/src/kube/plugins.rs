@@ -484,7 +484,8 @@ impl PluginController {
                 self.report(&plugins_type, object, &spec, condition).await;
             }
         }
-        let changed = next.len() != previous.len() || next.iter().zip(previous.iter()).any(|(a, b)| !Arc::ptr_eq(a, b));
+        // The set is the same when every policy is one already active.
+        let changed = next.len() != previous.len() || !next.iter().all(|a| previous.iter().any(|b| Arc::ptr_eq(a, b)));
         if changed {
             self.active.replace(next);
         }

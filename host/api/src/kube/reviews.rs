@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::auth::{ServiceAccountClaims, TOKEN_ISSUER, UserInfo, unix_now};
 use super::handlers::ApiState;
+use super::objects::strings_at;
 use super::protobuf;
 use super::rbac::{Attributes, PolicyRule, ResourceAttributes};
 use super::status::{ApiError, Cause};
@@ -65,11 +66,10 @@ pub fn review(
         "selfsubjectaccessreviews" => access_status(state, user, &spec, kind)?,
         "subjectaccessreviews" => {
             let name = spec.get("user").and_then(Value::as_str).unwrap_or_default();
-            let groups = spec.get("groups").and_then(Value::as_array).into_iter().flatten();
             let subject = UserInfo {
                 name: name.to_owned(),
                 uid: spec.get("uid").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                groups: groups.filter_map(Value::as_str).map(str::to_owned).collect(),
+                groups: strings_at(&spec, "/groups"),
             };
             if subject.name.is_empty() && subject.groups.is_empty() {
                 return Err(required(kind, "spec.user", "a user or groups to ask about"));
@@ -171,14 +171,7 @@ pub async fn token_request(
         };
         return Err(ApiError::invalid("authentication.k8s.io", "TokenRequest", name, vec![cause]));
     }
-    let mut audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let mut audiences = strings_at(&spec, "/audiences");
     if audiences.is_empty() {
         audiences.push(TOKEN_ISSUER.to_owned());
     }
