@@ -1,7 +1,8 @@
 //! Goal: every write the store acknowledged survives `kill -9` at any
-//! moment. Method: concurrent gRPC clients stream writes at a real node;
-//! the node is killed at a random moment, restarted, and every acknowledged
-//! write is read back; repeated over many rounds on one data directory.
+//! moment, of a lone node or of a cluster's leader. Method: concurrent gRPC
+//! clients stream writes at a real node; the node is killed at a random
+//! moment, restarted, and every acknowledged write is read back; repeated
+//! over many rounds on the same data directories.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use engenho_api::etcd::proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
 use rand::Rng;
 
-use crate::support::EngenhoNode;
+use crate::support::{EngenhoNode, wait_for};
 
 const ROUNDS: usize = 12;
 const WRITERS: usize = 4;
@@ -51,9 +52,11 @@ async fn write_until_failure(endpoint: String, round: usize, writer: usize, hot_
     unreachable!("the loop ends at the first failed write")
 }
 
-async fn read_all(endpoint: &str) -> BTreeMap<String, String> {
+/// Every writer's key and value on `endpoint`: a linearizable read, or the
+/// node's own applied state when `serializable`.
+async fn read_all(endpoint: &str, serializable: bool) -> BTreeMap<String, String> {
     let mut client = KvClient::connect(format!("http://{endpoint}")).await.expect("connect after restart");
-    let request = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
+    let request = RangeRequest { key: vec![0], range_end: vec![0], serializable, ..RangeRequest::default() };
     let response = client.range(request).await.expect("range after restart").into_inner();
     // The writers' keys; the node's own (objects, components) start with `/`.
     response
@@ -69,38 +72,108 @@ fn acknowledged_writes_survive_kill_9() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut node = EngenhoNode::new(root.path(), "crashy");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut expected_keys: Vec<String> = Vec::new();
-    let mut hot_floor: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut total = 0;
+    let mut ledger = Ledger::default();
     for round in 0..ROUNDS {
         node.start_ready(&[]);
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
-                let start = hot_floor.get(&writer).copied().unwrap_or(0);
+                let start = ledger.hot_floor.get(&writer).copied().unwrap_or(0);
                 runtime.spawn(write_until_failure(node.etcd.clone(), round, writer, start))
             })
             .collect();
         std::thread::sleep(Duration::from_millis(rand::rng().random_range(150..900)));
         node.kill();
         for (writer, task) in writers.into_iter().enumerate() {
-            let acknowledged = runtime.block_on(task).expect("writer task");
-            total += acknowledged.keys.len();
-            expected_keys.extend(acknowledged.keys);
-            if let Some(hot) = acknowledged.hot {
-                hot_floor.insert(writer, hot);
-            }
+            ledger.record(writer, runtime.block_on(task).expect("writer task"));
         }
         node.start_ready(&[]);
-        let stored = runtime.block_on(read_all(&node.etcd));
-        for key in &expected_keys {
-            assert_eq!(stored.get(key), Some(key), "acknowledged write {key} lost in round {round}");
-        }
-        for (writer, floor) in hot_floor.clone() {
-            let value: u64 = stored[&format!("hot/{writer}")].parse().expect("counter");
-            assert!(value == floor || value == floor + 1, "hot/{writer} is {value}, acknowledged {floor}");
-            hot_floor.insert(writer, value);
-        }
+        let stored = runtime.block_on(read_all(&node.etcd, false));
+        ledger.check(&stored, &format!("round {round}"));
         node.kill();
     }
-    assert!(total > ROUNDS * WRITERS, "the writers got writes acknowledged ({total})");
+    assert!(ledger.keys.len() > ROUNDS * WRITERS, "the writers got writes acknowledged ({})", ledger.keys.len());
+}
+
+/// Writes acknowledged over the rounds, and checks of what a node stores.
+#[derive(Default)]
+struct Ledger {
+    keys: Vec<String>,
+    hot_floor: BTreeMap<usize, u64>,
+}
+
+impl Ledger {
+    fn record(&mut self, writer: usize, acknowledged: Acknowledged) {
+        self.keys.extend(acknowledged.keys);
+        if let Some(hot) = acknowledged.hot {
+            self.hot_floor.insert(writer, hot);
+        }
+    }
+
+    /// Panics unless `stored` holds every acknowledged write; raises each
+    /// hot key's floor to what is stored (an unacknowledged write may have
+    /// committed too).
+    fn check(&mut self, stored: &BTreeMap<String, String>, what: &str) {
+        for key in &self.keys {
+            assert_eq!(stored.get(key), Some(key), "acknowledged write {key} lost ({what})");
+        }
+        for (writer, floor) in self.hot_floor.clone() {
+            let value: u64 = stored[&format!("hot/{writer}")].parse().expect("counter");
+            assert!(value == floor || value == floor + 1, "hot/{writer} is {value}, acknowledged {floor} ({what})");
+            self.hot_floor.insert(writer, value);
+        }
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_the_leaders_kill_9() {
+    const CLUSTER_ROUNDS: usize = 4;
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut nodes: Vec<EngenhoNode> = Vec::new();
+    for name in ["c1", "c2", "c3"] {
+        let mut node = EngenhoNode::new(root.path(), name);
+        let mut args = vec!["--token", "crash-cluster", "--snapshot-logs", "500"];
+        let seed = nodes.first().map(|first| first.peer.clone());
+        if let Some(seed) = &seed {
+            args.extend(["--join", seed.as_str()]);
+        }
+        node.start_ready(&args);
+        nodes.push(node);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut ledger = Ledger::default();
+    for round in 0..CLUSTER_ROUNDS {
+        let mut leader = None;
+        wait_for("a leader", Duration::from_secs(10), || {
+            leader = nodes.iter().position(EngenhoNode::is_leader);
+            leader.is_some()
+        });
+        let leader = leader.expect("a leader");
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let start = ledger.hot_floor.get(&writer).copied().unwrap_or(0);
+                runtime.spawn(write_until_failure(nodes[leader].etcd.clone(), round, writer, start))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(rand::rng().random_range(300..1200)));
+        nodes[leader].kill();
+        for (writer, task) in writers.into_iter().enumerate() {
+            ledger.record(writer, runtime.block_on(task).expect("writer task"));
+        }
+        let survivors: Vec<usize> = (0..nodes.len()).filter(|&i| i != leader).collect();
+        wait_for("a new leader", Duration::from_secs(10), || survivors.iter().any(|&i| nodes[i].is_leader()));
+        let stored = runtime.block_on(read_all(&nodes[survivors[0]].etcd, false));
+        ledger.check(&stored, &format!("cluster after round {round}"));
+
+        nodes[leader].start_ready(&["--snapshot-logs", "500"]);
+        let newest = stored.clone();
+        wait_for("the old leader to catch up", Duration::from_secs(20), || {
+            let local = runtime.block_on(read_all(&nodes[leader].etcd, true));
+            newest.iter().all(|(key, value)| local.get(key) == Some(value))
+        });
+    }
+    assert!(
+        ledger.keys.len() > CLUSTER_ROUNDS * WRITERS,
+        "the writers got writes acknowledged ({})",
+        ledger.keys.len()
+    );
 }
