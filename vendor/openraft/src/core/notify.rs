@@ -44,7 +44,7 @@ where C: RaftTypeConfig
     /// Result of executing a command sent from state machine worker.
     StateMachine { command_result: sm::CommandResult<C> },
 
-    /// The leader's own log io finished: entries up to `log_id`, appended
+    /// engenho: the leader's own log io finished: entries up to `log_id`, appended
     /// while leading with `vote`, are on disk (or failed to get there).
     LocalLogFlushed {
         vote: Vote<C::NodeId>,
