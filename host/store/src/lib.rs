@@ -25,7 +25,7 @@ pub use log_store::LogStore;
 pub use model::*;
 pub use mvcc::{Mvcc, Status};
 pub use state_machine::StateMachineStore;
-pub use watch::{WATCH_CHANNEL_REVISIONS, WatchBatch, WatchHub, Watcher};
+pub use watch::{WATCH_CHANNEL_REVISIONS, WatchBatch, WatchHub, WatchProgress, Watcher};
 
 /// A node of the cluster as raft knows it: its name and where to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

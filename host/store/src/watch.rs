@@ -1,21 +1,24 @@
 //! Fan-out of committed changes to watchers.
 //!
-//! Every committed revision is published once as a [`WatchBatch`] on a
-//! bounded broadcast channel. A [`Watcher`] first replays history from the
-//! store, then follows the channel; if it falls more than the channel's
-//! capacity behind, it goes back to history instead of losing events.
+//! Every watcher registers a mailbox for its key range with the
+//! [`WatchHub`]. Each committed revision is published once: the hub puts it
+//! in the mailboxes whose range it touches and wakes only those watchers,
+//! so a write wakes nobody who does not watch its key. A [`Watcher`] first
+//! replays history from the store, then follows its mailbox; if it falls more
+//! than a mailbox holds behind, it goes back to history instead of losing
+//! events.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use std::sync::atomic::{AtomicI64, Ordering};
-
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
 use crate::error::Result;
 use crate::model::{Event, KeyRange};
 use crate::mvcc::Mvcc;
 
-/// Revisions buffered for live watchers before a slow one must replay
+/// Revisions a watcher's mailbox holds before a slow watcher must replay
 /// from history.
 pub const WATCH_CHANNEL_REVISIONS: usize = 4096;
 
@@ -31,34 +34,48 @@ pub struct WatchBatch {
     pub events: Vec<Event>,
 }
 
-/// Publishes committed revisions to watchers.
+/// Publishes committed revisions to the watchers of their keys.
 #[derive(Debug)]
 pub struct WatchHub {
-    batches: broadcast::Sender<Arc<WatchBatch>>,
+    mailboxes: Mutex<Vec<Weak<Mailbox>>>,
     revision: AtomicI64,
 }
 
 impl WatchHub {
     /// A hub whose current revision is `revision`.
     pub fn new(revision: i64) -> Self {
-        let (batches, _) = broadcast::channel(WATCH_CHANNEL_REVISIONS);
-        Self { batches, revision: AtomicI64::new(revision) }
+        Self { mailboxes: Mutex::new(Vec::new()), revision: AtomicI64::new(revision) }
+    }
+
+    fn mailboxes(&self) -> MutexGuard<'_, Vec<Weak<Mailbox>>> {
+        self.mailboxes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Publishes committed batches, in revision order.
     pub(crate) fn publish(&self, batches: Vec<WatchBatch>) {
-        for batch in batches {
-            let revision = batch.revision;
-            assert!(revision > self.current_revision(), "revisions are published in order");
-            // No receivers is fine: nobody is watching.
-            let _ = self.batches.send(Arc::new(batch));
-            self.revision.store(revision, Ordering::Release);
-        }
+        let Some(newest) = batches.last().map(|batch| batch.revision) else { return };
+        assert!(batches[0].revision > self.current_revision(), "revisions are published in order");
+        let batches: Vec<Arc<WatchBatch>> = batches.into_iter().map(Arc::new).collect();
+        let mut mailboxes = self.mailboxes();
+        mailboxes.retain(|mailbox| match mailbox.upgrade() {
+            Some(mailbox) => {
+                mailbox.deliver(&batches);
+                true
+            }
+            None => false,
+        });
+        // Stored while the mailboxes are held: a watcher registering now
+        // sees either the batches or the revision that covers them.
+        self.revision.store(newest, Ordering::Release);
     }
 
     /// Announces a revision reached without publishing events (after a
-    /// snapshot install).
+    /// snapshot install): every watcher replays what it missed from history.
     pub(crate) fn reset(&self, revision: i64) {
+        let mailboxes = self.mailboxes();
+        for mailbox in mailboxes.iter().filter_map(Weak::upgrade) {
+            mailbox.overflow();
+        }
         self.revision.store(revision, Ordering::Release);
     }
 
@@ -67,17 +84,113 @@ impl WatchHub {
         self.revision.load(Ordering::Acquire)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<WatchBatch>> {
-        self.batches.subscribe()
+    /// Registers a mailbox for `range` from `start_revision` on (0 or
+    /// less: from the next revision); history covers what came before.
+    fn register(&self, range: KeyRange, start_revision: i64) -> Arc<Mailbox> {
+        let mut mailboxes = self.mailboxes();
+        let current = self.current_revision();
+        let next_revision = if start_revision > 0 { start_revision } else { current + 1 };
+        let mailbox = Arc::new(Mailbox {
+            range,
+            pending: Mutex::new(Pending::default()),
+            ready: Notify::new(),
+            next_revision: AtomicI64::new(next_revision),
+            replaying: AtomicBool::new(next_revision <= current),
+        });
+        mailboxes.push(Arc::downgrade(&mailbox));
+        mailbox
     }
+}
+
+/// Batches published for one watcher and not yet taken.
+#[derive(Debug, Default)]
+struct Pending {
+    batches: VecDeque<Arc<WatchBatch>>,
+    /// More arrived than the mailbox holds (or history changed under the
+    /// watcher): it must replay from history.
+    overflowed: bool,
+}
+
+/// One watcher's share of the hub.
+#[derive(Debug)]
+struct Mailbox {
+    range: KeyRange,
+    pending: Mutex<Pending>,
+    ready: Notify,
+    /// The watcher's next revision to deliver, for [`WatchProgress`].
+    next_revision: AtomicI64,
+    /// Whether the watcher is reading history rather than its mailbox.
+    replaying: AtomicBool,
+}
+
+impl Mailbox {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps the batches that touch this mailbox's range; wakes the watcher
+    /// if there was one.
+    fn deliver(&self, batches: &[Arc<WatchBatch>]) {
+        let mut touched = false;
+        let mut pending = self.pending();
+        for batch in batches.iter().filter(|batch| batch.events.iter().any(|e| self.range.contains(&e.kv.key))) {
+            touched = true;
+            if pending.overflowed {
+                break;
+            }
+            if pending.batches.len() >= WATCH_CHANNEL_REVISIONS {
+                pending.batches.clear();
+                pending.overflowed = true;
+                break;
+            }
+            pending.batches.push_back(batch.clone());
+        }
+        drop(pending);
+        if touched {
+            self.ready.notify_one();
+        }
+    }
+
+    fn overflow(&self) {
+        let mut pending = self.pending();
+        pending.batches.clear();
+        pending.overflowed = true;
+        drop(pending);
+        self.ready.notify_one();
+    }
+
+    /// The revision of the next event the watcher may deliver: its first
+    /// pending batch, or above every published revision once it has taken
+    /// them all.
+    fn next_revision(&self, hub: &WatchHub) -> i64 {
+        let current = hub.current_revision();
+        let taken = self.next_revision.load(Ordering::Acquire);
+        if self.replaying.load(Ordering::Acquire) {
+            return taken;
+        }
+        let pending = self.pending();
+        if pending.overflowed {
+            return taken;
+        }
+        match pending.batches.front() {
+            Some(first) => taken.max(first.revision),
+            None => taken.max(current + 1),
+        }
+    }
+}
+
+/// What a mailbox hands its watcher.
+enum Taken {
+    Batch(Arc<WatchBatch>),
+    Overflowed,
+    Nothing,
 }
 
 /// A stream of events on a key range from a start revision on.
 pub struct Watcher {
     store: Arc<Mvcc>,
-    range: KeyRange,
+    mailbox: Arc<Mailbox>,
     next_revision: i64,
-    live: broadcast::Receiver<Arc<WatchBatch>>,
     replaying: bool,
 }
 
@@ -85,15 +198,40 @@ impl Watcher {
     /// Watches `range` from `start_revision` (0 or less: from the next
     /// revision).
     pub fn new(store: Arc<Mvcc>, range: KeyRange, start_revision: i64) -> Self {
-        let live = store.hub().subscribe();
-        let current = store.hub().current_revision();
-        let next_revision = if start_revision > 0 { start_revision } else { current + 1 };
-        Self { store, range, next_revision, live, replaying: true }
+        let mailbox = store.hub().register(range, start_revision);
+        let next_revision = mailbox.next_revision.load(Ordering::Acquire);
+        let replaying = mailbox.replaying.load(Ordering::Acquire);
+        Self { store, mailbox, next_revision, replaying }
     }
 
     /// The revision of the next event this watcher may deliver.
     pub fn next_revision(&self) -> i64 {
-        self.next_revision
+        self.mailbox.next_revision(self.store.hub())
+    }
+
+    /// A handle that tells this watcher's progress from another task.
+    pub fn progress(&self) -> WatchProgress {
+        WatchProgress { store: self.store.clone(), mailbox: Arc::downgrade(&self.mailbox) }
+    }
+
+    fn advance(&mut self, next_revision: i64) {
+        self.next_revision = next_revision;
+        self.mailbox.next_revision.store(next_revision, Ordering::Release);
+    }
+
+    fn set_replaying(&mut self, replaying: bool) {
+        self.replaying = replaying;
+        self.mailbox.replaying.store(replaying, Ordering::Release);
+    }
+
+    fn take(&self) -> Taken {
+        let mut pending = self.mailbox.pending();
+        if pending.overflowed {
+            pending.overflowed = false;
+            pending.batches.clear();
+            return Taken::Overflowed;
+        }
+        pending.batches.pop_front().map_or(Taken::Nothing, Taken::Batch)
     }
 
     /// The next events of the range, grouped by revision and in order.
@@ -108,38 +246,52 @@ impl Watcher {
             if self.replaying {
                 let current = self.store.hub().current_revision();
                 if self.next_revision > current {
-                    self.replaying = false;
+                    self.set_replaying(false);
                     continue;
                 }
-                let batches = self.store.events_since(&self.range, self.next_revision, WATCH_REPLAY_EVENTS_MAX)?;
-                self.next_revision = match batches.last() {
+                let batches =
+                    self.store.events_since(&self.mailbox.range, self.next_revision, WATCH_REPLAY_EVENTS_MAX)?;
+                self.advance(match batches.last() {
                     Some(last) => last.revision + 1,
                     None => current + 1,
-                };
+                });
                 if !batches.is_empty() {
                     return Ok(batches);
                 }
                 continue;
             }
-            match self.live.recv().await {
-                Ok(batch) if batch.revision < self.next_revision => continue,
-                Ok(batch) => {
-                    if batch.revision > self.next_revision {
-                        // A revision was skipped (a snapshot was installed):
-                        // fill the gap from history.
-                        self.replaying = true;
-                        continue;
-                    }
-                    self.next_revision = batch.revision + 1;
+            match self.take() {
+                Taken::Batch(batch) if batch.revision < self.next_revision => continue,
+                Taken::Batch(batch) => {
+                    self.advance(batch.revision + 1);
                     let events: Vec<Event> =
-                        batch.events.iter().filter(|e| self.range.contains(&e.kv.key)).cloned().collect();
+                        batch.events.iter().filter(|e| self.mailbox.range.contains(&e.kv.key)).cloned().collect();
                     if !events.is_empty() {
                         return Ok(vec![WatchBatch { revision: batch.revision, events }]);
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
-                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                Taken::Overflowed => self.set_replaying(true),
+                Taken::Nothing => self.mailbox.ready.notified().await,
             }
+        }
+    }
+}
+
+/// Tells how far a [`Watcher`] has come, from another task.
+#[derive(Debug, Clone)]
+pub struct WatchProgress {
+    store: Arc<Mvcc>,
+    mailbox: Weak<Mailbox>,
+}
+
+impl WatchProgress {
+    /// The revision of the next event the watcher may deliver (above every
+    /// published revision once the watcher is gone).
+    pub fn next_revision(&self) -> i64 {
+        let hub = self.store.hub();
+        match self.mailbox.upgrade() {
+            Some(mailbox) => mailbox.next_revision(hub),
+            None => hub.current_revision() + 1,
         }
     }
 }

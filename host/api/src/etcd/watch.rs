@@ -6,10 +6,8 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-use engenho_store::{EventKind, KeyRange, StoreError, Watcher};
+use engenho_store::{EventKind, KeyRange, StoreError, WatchProgress, Watcher};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,7 +29,7 @@ type Sender = mpsc::Sender<Result<pb::WatchResponse, Status>>;
 
 struct Running {
     task: JoinHandle<()>,
-    next_revision: Arc<AtomicI64>,
+    progress: WatchProgress,
 }
 
 #[tonic::async_trait]
@@ -82,7 +80,7 @@ async fn serve_stream(facade: Facade, mut requests: Streaming<pb::WatchRequest>,
                 let current = facade.node().store().revision();
                 let revision = watchers
                     .values()
-                    .map(|running| running.next_revision.load(Ordering::Acquire) - 1)
+                    .map(|running| running.progress.next_revision() - 1)
                     .fold(current, i64::min);
                 let response =
                     pb::WatchResponse { header: facade.header(revision), watch_id: -1, ..pb::WatchResponse::default() };
@@ -136,7 +134,6 @@ async fn create_watcher(
         return false;
     }
     let watcher = Watcher::new(facade.node().store().clone(), range, create.start_revision);
-    let next_revision = Arc::new(AtomicI64::new(watcher.next_revision()));
     let options = Options {
         id,
         prev_kv: create.prev_kv,
@@ -144,8 +141,9 @@ async fn create_watcher(
         no_delete: create.filters.contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
         progress_notify: create.progress_notify,
     };
-    let task = tokio::spawn(run_watcher(facade.clone(), watcher, options, next_revision.clone(), sender.clone()));
-    watchers.insert(id, Running { task, next_revision });
+    let progress = watcher.progress();
+    let task = tokio::spawn(run_watcher(facade.clone(), watcher, options, sender.clone()));
+    watchers.insert(id, Running { task, progress });
     true
 }
 
@@ -161,7 +159,6 @@ async fn run_watcher(
     facade: Facade,
     mut watcher: Watcher,
     options: Options,
-    next_revision: Arc<AtomicI64>,
     sender: Sender,
 ) {
     let interval = facade.inner.config.watch_progress_interval;
@@ -170,7 +167,6 @@ async fn run_watcher(
         let response = tokio::select! {
             batches = watcher.next() => match batches {
                 Ok(batches) => {
-                    next_revision.store(watcher.next_revision(), Ordering::Release);
                     let revision = batches.last().map_or(0, |b| b.revision);
                     let events: Vec<_> = batches
                         .into_iter()

@@ -70,3 +70,28 @@ async fn a_watcher_from_the_past_replays_then_follows() {
     let refused = stale.next().await;
     assert!(matches!(refused, Err(StoreError::Compacted { compacted: 8, .. })), "{refused:?}");
 }
+
+#[tokio::test]
+async fn an_idle_watcher_reports_progress_past_writes_to_other_keys() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let storage = open_database(dir.path()).expect("open");
+    let store = Mvcc::open(&storage).expect("open store");
+    let mut watcher = Watcher::new(store.clone(), KeyRange::prefix("quiet/"), 0);
+    let progress = watcher.progress();
+    for i in 0..(WATCH_CHANNEL_REVISIONS + 10) {
+        put(&store, "busy", &i.to_string());
+    }
+    let current = store.revision();
+    assert_eq!(watcher.next_revision(), current + 1, "nothing of its range is pending");
+    assert_eq!(progress.next_revision(), current + 1, "the same from another task");
+
+    put(&store, "quiet/one", "1");
+    assert_eq!(progress.next_revision(), current + 1, "the event of its range waits to be taken");
+    let taken = collect(&mut watcher, 1).await;
+    assert_eq!(taken[0].kv.key, b"quiet/one".to_vec());
+    assert_eq!(progress.next_revision(), store.revision() + 1);
+
+    drop(watcher);
+    put(&store, "busy", "after");
+    assert_eq!(progress.next_revision(), store.revision() + 1, "a watcher that is gone holds nothing back");
+}
