@@ -78,10 +78,8 @@ async fn serve_stream(facade: Facade, mut requests: Streaming<pb::WatchRequest>,
             Some(RequestUnion::ProgressRequest(_)) => {
                 // Every future event on this stream is above this revision.
                 let current = facade.node().store().revision();
-                let revision = watchers
-                    .values()
-                    .map(|running| running.progress.next_revision() - 1)
-                    .fold(current, i64::min);
+                let revision =
+                    watchers.values().map(|running| running.progress.next_revision() - 1).fold(current, i64::min);
                 let response =
                     pb::WatchResponse { header: facade.header(revision), watch_id: -1, ..pb::WatchResponse::default() };
                 sender.send(Ok(response)).await.is_ok()
@@ -155,12 +153,7 @@ struct Options {
     progress_notify: bool,
 }
 
-async fn run_watcher(
-    facade: Facade,
-    mut watcher: Watcher,
-    options: Options,
-    sender: Sender,
-) {
+async fn run_watcher(facade: Facade, mut watcher: Watcher, options: Options, sender: Sender) {
     let interval = facade.inner.config.watch_progress_interval;
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
