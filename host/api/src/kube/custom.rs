@@ -22,11 +22,11 @@ const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// Schemas nested deeper are refused.
 const SCHEMA_DEPTH_MAX: usize = 64;
 
-/// Checks a new definition: its name must be `<plural>.<group>`, and it
-/// gets the cleanup finalizer.
+/// Checks a new definition: its name must be `<plural>.<group>` and
+/// exactly one version its storage version; it gets the cleanup finalizer.
 ///
 /// # Errors
-/// 422 when the name does not match.
+/// 422 when the name does not match or the storage version is not one.
 pub fn prepare_definition(definition: &mut Value, name: &str) -> Result<(), ApiError> {
     let text = |pointer: &str| definition.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
     let expected = format!("{}.{}", text("/spec/names/plural"), text("/spec/group"));
@@ -35,6 +35,15 @@ pub fn prepare_definition(definition: &mut Value, name: &str) -> Result<(), ApiE
             reason: "FieldValueInvalid".into(),
             message: format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
             field: "metadata.name".into(),
+        };
+        return Err(ApiError::invalid("apiextensions.k8s.io", "CustomResourceDefinition", name, vec![cause]));
+    }
+    let versions = definition.pointer("/spec/versions").and_then(Value::as_array).map(Vec::as_slice);
+    if let Err(why) = storage_version_of(versions.unwrap_or_default()) {
+        let cause = Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {why}"),
+            field: "spec.versions".into(),
         };
         return Err(ApiError::invalid("apiextensions.k8s.io", "CustomResourceDefinition", name, vec![cause]));
     }
@@ -69,8 +78,10 @@ pub fn kinds_of(definition: &Value, taken: &Registry) -> Result<Vec<ResourceType
         "" => format!("{kind}List"),
         list_kind => list_kind.to_owned(),
     };
+    let versions = spec.get("versions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let storage_version = storage_version_of(versions)?;
     let mut kinds = Vec::new();
-    for version in spec.get("versions").and_then(Value::as_array).into_iter().flatten() {
+    for version in versions {
         if version.get("served").and_then(Value::as_bool) != Some(true) {
             continue;
         }
@@ -102,10 +113,22 @@ pub fn kinds_of(definition: &Value, taken: &Registry) -> Result<Vec<ResourceType
             has_status: version.pointer("/subresources/status").is_some(),
             has_scale: version.pointer("/subresources/scale").is_some(),
             printer_columns,
+            storage_version: storage_version.clone(),
         };
         kinds.push(ResourceType::custom(names, schema));
     }
     Ok(kinds)
+}
+
+/// The name of the one version marked `storage: true`.
+fn storage_version_of(versions: &[Value]) -> Result<String, String> {
+    let mut marked = versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true));
+    match (marked.next(), marked.next()) {
+        (Some(version), None) => version.get("name").and_then(Value::as_str).filter(|name| !name.is_empty()),
+        _ => None,
+    }
+    .map(str::to_owned)
+    .ok_or_else(|| "exactly one version must be the storage version (storage: true)".to_owned())
 }
 
 fn check_depth(schema: &Value, depth: usize) -> Result<(), String> {
@@ -403,14 +426,22 @@ impl Definitions {
             Ok(_) => ("True", "InitialNamesAccepted", "the initial names have been accepted".to_owned()),
             Err(why) => ("False", "NamesConflict", why.clone()),
         };
-        let storage: Vec<Value> = definition
+        // Every version objects may have been stored at: the ones recorded
+        // before and today's storage version.
+        let mut storage: Vec<Value> =
+            definition.pointer("/status/storedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let current = definition
             .pointer("/spec/versions")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-            .filter_map(|v| v.get("name").cloned())
-            .collect();
+            .filter_map(|v| v.get("name").cloned());
+        for version in current {
+            if !storage.contains(&version) {
+                storage.push(version);
+            }
+        }
         let now = super::objects::now();
         let condition = |kind: &str, status: &str, reason: &str, message: &str| json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": now});
         let established = if accepted.is_ok() {
@@ -544,6 +575,11 @@ mod tests {
         assert_eq!(widgets.short_names, ["wd"]);
         assert_eq!(widgets.printer_columns[0].json_path, ".spec.size");
         assert_eq!(widgets.schema_name(), "com.example.v1.Widget");
+
+        assert_eq!(widgets.storage_api_version, Some("example.com/v1"));
+        let mut two_storage = definition.clone();
+        two_storage["spec"]["versions"][1]["storage"] = json!(true);
+        assert!(kinds_of(&two_storage, &Registry::built_in()).expect_err("two").contains("exactly one version"));
 
         let mut clash = definition.clone();
         clash["spec"]["group"] = json!("apps");

@@ -48,7 +48,7 @@ impl ObjectStore {
     pub fn get_local(&self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Option<Value>, ApiError> {
         let request = RangeRequest { range: KeyRange::single(t.key(namespace, name)), ..RangeRequest::default() };
         let (_, found) = self.node.store().range(&request)?;
-        found.kvs.first().map(decode).transpose()
+        found.kvs.first().map(|kv| decode_as(t, kv)).transpose()
     }
 
     /// Every object of the kind (in `namespace`, when given), now.
@@ -69,7 +69,7 @@ impl ObjectStore {
         let request =
             RangeRequest { range: KeyRange::prefix(t.key_prefix(namespace)), revision, ..RangeRequest::default() };
         let (current, found) = self.node.store().range(&request)?;
-        let items = found.kvs.iter().map(decode).collect::<Result<_, _>>()?;
+        let items = found.kvs.iter().map(|kv| decode_as(t, kv)).collect::<Result<_, _>>()?;
         Ok(Listed { items, revision: if revision > 0 { revision } else { current } })
     }
 
@@ -174,7 +174,7 @@ impl ObjectStore {
             target: CompareTarget::Create(0),
         };
         let revision = self
-            .guarded_put(absent, key, &object)
+            .guarded_put(t, absent, key, &object)
             .await?
             .ok_or_else(|| ApiError::already_exists(t.group, t.plural, &name))?;
         set_resource_version(&mut object, revision);
@@ -231,7 +231,7 @@ impl ObjectStore {
             target: CompareTarget::Mod(expected),
         };
         let revision = self
-            .guarded_put(unchanged, t.key(namespace, name), &object)
+            .guarded_put(t, unchanged, t.key(namespace, name), &object)
             .await?
             .ok_or_else(|| ApiError::conflict(t.group, t.plural, name))?;
         set_resource_version(&mut object, revision);
@@ -357,7 +357,7 @@ impl ObjectStore {
             result: CompareResult::Equal,
             target: CompareTarget::Mod(version),
         };
-        self.guarded_put(unchanged, key, object).await
+        self.guarded_put(t, unchanged, key, object).await
     }
 
     /// 404 unless `namespace` exists; 403 while it is being deleted.
@@ -445,8 +445,14 @@ impl ObjectStore {
 
     /// Puts `object` under `key` if `guard` holds; the revision written, or
     /// `None` when the guard failed.
-    async fn guarded_put(&self, guard: Compare, key: String, object: &Value) -> Result<Option<i64>, ApiError> {
-        let value = serde_json::to_vec(object).map_err(|e| ApiError::internal(e.to_string()))?;
+    async fn guarded_put(
+        &self,
+        t: &ResourceType,
+        guard: Compare,
+        key: String,
+        object: &Value,
+    ) -> Result<Option<i64>, ApiError> {
+        let value = t.stored_bytes(object).map_err(|e| ApiError::internal(e.to_string()))?;
         let put = PutRequest { key: key.into_bytes(), value, ..PutRequest::default() };
         self.run(TxnRequest { compare: vec![guard], success: vec![Operation::Put(put)], failure: Vec::new() }).await
     }
@@ -622,6 +628,13 @@ pub fn strings_at(value: &Value, pointer: &str) -> Vec<String> {
 /// The store key of namespace `name`.
 pub fn namespace_key(name: &str) -> String {
     format!("/registry/core/namespaces/{name}")
+}
+
+/// An object of kind `t` as stored, at the version `t` serves.
+fn decode_as(t: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object = decode(kv)?;
+    t.present(&mut object);
+    Ok(object)
 }
 
 /// An object as stored, with its `resourceVersion` set from the store.

@@ -49,6 +49,9 @@ pub struct ResourceType {
     pub has_scale: bool,
     /// Extra columns `kubectl get` prints (custom kinds).
     pub printer_columns: Vec<PrinterColumn>,
+    /// The `apiVersion` a custom kind's objects are stored with: its
+    /// definition's storage version, whichever version wrote them.
+    pub storage_api_version: Option<&'static str>,
     /// How objects of the kind are checked and described.
     shape: Shape,
 }
@@ -131,6 +134,7 @@ impl ResourceType {
             has_status,
             has_scale: matches!(T::URL_PATH_SEGMENT, "deployments" | "replicasets" | "statefulsets"),
             printer_columns: Vec::new(),
+            storage_api_version: None,
             shape: Shape::Typed {
                 validate: |value| {
                     let typed = serde_path_to_error::deserialize::<_, T>(value.clone()).map_err(|error| {
@@ -163,8 +167,10 @@ impl ResourceType {
             has_status,
             has_scale,
             printer_columns,
+            storage_version,
         } = names;
         let (group, version, kind, plural) = (intern(&group), intern(&version), intern(&kind), intern(&plural));
+        let storage_api_version = Some(intern(&format!("{group}/{storage_version}")));
         let reversed: Vec<&str> = group.split('.').rev().collect();
         Self {
             group,
@@ -180,10 +186,36 @@ impl ResourceType {
             has_status,
             has_scale,
             printer_columns,
+            storage_api_version,
             shape: Shape::Custom {
                 name: format!("{}.{version}.{kind}", reversed.join(".")),
                 schema: std::sync::Arc::new(schema),
             },
+        }
+    }
+
+    /// Gives `object`, read from the store, this version's `apiVersion`. The
+    /// versions of a custom kind differ in name only (the `None`
+    /// conversion strategy), so an object stored at another version is
+    /// served at this one by renaming it.
+    pub fn present(&self, object: &mut Value) {
+        if self.storage_api_version.is_some()
+            && object.get("apiVersion").and_then(Value::as_str) != Some(self.api_version)
+        {
+            object["apiVersion"] = Value::from(self.api_version);
+        }
+    }
+
+    /// The bytes stored for `object`: a custom kind's objects are stored at
+    /// its storage version.
+    pub fn stored_bytes(&self, object: &Value) -> serde_json::Result<Vec<u8>> {
+        match self.storage_api_version {
+            Some(storage) if object.get("apiVersion").and_then(Value::as_str) != Some(storage) => {
+                let mut stored = object.clone();
+                stored["apiVersion"] = Value::from(storage);
+                serde_json::to_vec(&stored)
+            }
+            _ => serde_json::to_vec(object),
         }
     }
 
@@ -321,6 +353,8 @@ pub struct CustomNames {
     pub has_scale: bool,
     /// Extra table columns.
     pub printer_columns: Vec<PrinterColumn>,
+    /// The version objects are stored at (`storage: true`).
+    pub storage_version: String,
 }
 
 /// `text` with a `'static` lifetime, each distinct text stored once, so

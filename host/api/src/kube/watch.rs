@@ -139,10 +139,17 @@ impl EventStream {
                 for event in &batch.events {
                     let decoded = self.shared.get(event, batch.revision);
                     let Some((kind, object)) = decoded.through(&self.request.selector) else { continue };
+                    let t = &self.request.t;
                     if self.request.as_table {
-                        chunk.extend_from_slice(&self.encode(kind, object.clone()));
-                    } else {
+                        let mut object = object.clone();
+                        t.present(&mut object);
+                        chunk.extend_from_slice(&self.encode(kind, object));
+                    } else if object.get("apiVersion").and_then(Value::as_str) == Some(t.api_version) {
                         chunk.extend_from_slice(&decoded.line(kind, object));
+                    } else {
+                        let mut object = object.clone();
+                        t.present(&mut object);
+                        chunk.extend_from_slice(&encode_line(kind, &object));
                     }
                 }
             }

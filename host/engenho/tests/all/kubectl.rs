@@ -765,3 +765,75 @@ fn custom_resource_definitions_are_served_dynamically() {
     assert!(listed.contains(r#""items":[]"#), "the widgets went with their definition: {listed}");
     node.stop();
 }
+
+/// A kind served at two versions; `storage` names the one objects are
+/// stored at.
+fn gadget_crd(storage: &str) -> String {
+    let version = |name: &str| {
+        format!(
+            r#"{{"name": "{name}", "served": true, "storage": {}, "schema": {{"openAPIV3Schema": {{"type": "object",
+               "properties": {{"spec": {{"type": "object", "properties": {{"size": {{"type": "integer"}}}}}}}}}}}}}}"#,
+            name == storage
+        )
+    };
+    format!(
+        r#"{{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+             "metadata": {{"name": "gadgets.example.com"}},
+             "spec": {{"group": "example.com", "scope": "Namespaced",
+                       "names": {{"plural": "gadgets", "kind": "Gadget"}},
+                       "versions": [{}, {}]}}}}"#,
+        version("v1"),
+        version("v1beta1")
+    )
+}
+
+#[test]
+fn custom_kinds_serve_every_version_from_one_storage_version() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-crd-versions");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&gadget_crd("v1")));
+    kubectl.ok(&["wait", "--for=condition=established", "crd/gadgets.example.com", "--timeout=30s"]);
+    let old =
+        r#"{"apiVersion": "example.com/v1beta1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 1}}"#;
+    assert_eq!(kubectl.ok_with(&["apply", "-f", "-"], Some(old)).trim(), "gadget.example.com/g1 created");
+
+    let api_version = |path: &str| -> String {
+        let object: serde_json::Value = serde_json::from_str(&kubectl.ok(&["get", "--raw", path])).expect("json");
+        object["apiVersion"].as_str().expect("apiVersion").to_owned()
+    };
+    assert_eq!(api_version("/apis/example.com/v1/namespaces/default/gadgets/g1"), "example.com/v1");
+    assert_eq!(api_version("/apis/example.com/v1beta1/namespaces/default/gadgets/g1"), "example.com/v1beta1");
+    let listed = kubectl.ok(&["get", "--raw", "/apis/example.com/v1beta1/namespaces/default/gadgets"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    assert_eq!(listed["items"][0]["apiVersion"], "example.com/v1beta1", "{listed}");
+    let stored = node.local_value("/registry/example.com/gadgets/default/g1").expect("stored");
+    assert!(stored.contains(r#""apiVersion":"example.com/v1""#), "stored at the storage version: {stored}");
+    let stored_versions =
+        || kubectl.ok(&["get", "crd", "gadgets.example.com", "-o", "jsonpath={.status.storedVersions}"]);
+    assert_eq!(stored_versions(), r#"["v1"]"#);
+
+    let before = kubectl.ok(&["get", "gadget", "g1", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    kubectl.ok(&["patch", "gadgets.v1.example.com", "g1", "--type=merge", "-p", r#"{"spec": {"size": 2}}"#]);
+    let watched = kubectl.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/apis/example.com/v1beta1/namespaces/default/gadgets?watch=1&resourceVersion={before}&timeoutSeconds=1"
+        ),
+    ]);
+    let event: serde_json::Value = serde_json::from_str(watched.lines().next().expect("an event")).expect("json");
+    assert_eq!((event["type"].as_str(), event["object"]["spec"]["size"].as_i64()), (Some("MODIFIED"), Some(2)));
+    assert_eq!(event["object"]["apiVersion"], "example.com/v1beta1", "watched at the version asked: {event}");
+
+    let two_storage = gadget_crd("v1").replace("gadget", "doodad").replace(r#""storage": false"#, r#""storage": true"#);
+    let refused = kubectl.fails(&["create", "-f", "-"], Some(&two_storage));
+    assert!(refused.contains("is invalid") && refused.contains("spec.versions"), "{refused}");
+
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&gadget_crd("v1beta1")));
+    wait_for("v1beta1 to join the stored versions", Duration::from_secs(20), || {
+        stored_versions() == r#"["v1","v1beta1"]"#
+    });
+    node.stop();
+}
