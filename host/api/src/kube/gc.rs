@@ -9,9 +9,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use engenho_store::{EventKind, KeyRange, KeyValue, RangeRequest, Watcher};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::objects::{DeleteOptions, ObjectStore, Propagation, strings_at};
+use super::objects::{DeleteOptions, ObjectStore, Propagation};
 use super::resources::{Registry, SharedRegistry};
 use super::status::ApiError;
 
@@ -35,26 +36,69 @@ struct Entry {
     holds_contents: bool,
 }
 
+/// The fields of a stored object the collector reads; the rest of the
+/// object is skipped unparsed, and a `null` reads as absent.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Stored<'a> {
+    #[serde(borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(deserialize_with = "null_as_default")]
+    metadata: StoredMetadata,
+    #[serde(deserialize_with = "null_as_default")]
+    spec: StoredSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct StoredMetadata {
+    #[serde(deserialize_with = "null_as_default")]
+    uid: String,
+    #[serde(deserialize_with = "null_as_default")]
+    owner_references: Vec<StoredOwner>,
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+    #[serde(deserialize_with = "null_as_default")]
+    finalizers: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct StoredOwner {
+    #[serde(deserialize_with = "null_as_default")]
+    uid: String,
+    block_owner_deletion: Option<bool>,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StoredSpec {
+    finalizers: Option<Vec<serde::de::IgnoredAny>>,
+}
+
 impl Entry {
-    fn of(value: &Value) -> Self {
-        let metadata = value.get("metadata");
-        let text = |v: &Value, field: &str| v.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let owners = metadata
-            .and_then(|m| m.get("ownerReferences"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|o| (text(o, "uid"), o.get("blockOwnerDeletion").and_then(Value::as_bool).unwrap_or(false)))
-            .filter(|(uid, _)| !uid.is_empty())
-            .collect();
-        let finalizers = strings_at(value, "/metadata/finalizers");
+    /// What the collector keeps of a stored object (nothing of bytes that
+    /// are not one).
+    fn parse(bytes: &[u8]) -> Self {
+        let Ok(stored) = serde_json::from_slice::<Stored<'_>>(bytes) else { return Self::default() };
+        let metadata = stored.metadata;
         Self {
-            uid: metadata.map(|m| text(m, "uid")).unwrap_or_default(),
-            owners,
-            deleting: metadata.and_then(|m| m.get("deletionTimestamp")).is_some_and(|v| !v.is_null()),
-            finalizers,
-            holds_contents: value.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
-                && value.get("kind").and_then(Value::as_str) == Some("Namespace"),
+            uid: metadata.uid,
+            owners: metadata
+                .owner_references
+                .into_iter()
+                .filter(|owner| !owner.uid.is_empty())
+                .map(|owner| (owner.uid, owner.block_owner_deletion.unwrap_or(false)))
+                .collect(),
+            deleting: metadata.deletion_timestamp.is_some(),
+            finalizers: metadata.finalizers,
+            holds_contents: stored.spec.finalizers.is_some_and(|f| !f.is_empty())
+                && stored.kind.as_deref() == Some("Namespace"),
         }
     }
 
@@ -350,7 +394,7 @@ impl Collector {
 }
 
 fn decode(kv: &KeyValue) -> Entry {
-    serde_json::from_slice::<Value>(&kv.value).map(|value| Entry::of(&value)).unwrap_or_default()
+    Entry::parse(&kv.value)
 }
 
 #[cfg(test)]
@@ -365,7 +409,11 @@ mod tests {
             value["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
             value["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
         }
-        Entry::of(&value)
+        entry(value)
+    }
+
+    fn entry(value: Value) -> Entry {
+        Entry::parse(&serde_json::to_vec(&value).expect("json"))
     }
 
     #[test]
@@ -397,10 +445,14 @@ mod tests {
 
     #[test]
     fn entries_read_finalizers_and_namespace_contents() {
-        let namespace = Entry::of(&json!({"kind": "Namespace", "metadata": {"uid": "n",
+        let namespace = entry(json!({"kind": "Namespace", "metadata": {"uid": "n",
             "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"finalizers": ["kubernetes"]}}));
         assert!(namespace.deleting && namespace.holds_contents);
-        let orphaning = Entry::of(&json!({"metadata": {"uid": "o", "finalizers": ["orphan"]}}));
+        let orphaning = entry(json!({"metadata": {"uid": "o", "finalizers": ["orphan"]}}));
         assert!(orphaning.has_finalizer("orphan") && !orphaning.holds_contents);
+        let nulls = entry(json!({"metadata": {"uid": "x", "ownerReferences": null, "finalizers": null,
+            "deletionTimestamp": null}, "spec": null}));
+        assert_eq!((nulls.uid.as_str(), nulls.owners.len(), nulls.deleting), ("x", 0, false));
+        assert_eq!(Entry::parse(b"not json"), Entry::default());
     }
 }

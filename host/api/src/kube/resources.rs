@@ -137,8 +137,9 @@ impl ResourceType {
             storage_api_version: None,
             shape: Shape::Typed {
                 validate: |value| {
-                    let typed = serde_path_to_error::deserialize::<_, T>(value.clone()).map_err(|error| {
-                        ShapeError { field: error.path().to_string(), message: error.into_inner().to_string() }
+                    let typed = serde_path_to_error::deserialize::<_, T>(value).map_err(|error| ShapeError {
+                        field: error.path().to_string(),
+                        message: error.into_inner().to_string(),
                     })?;
                     serde_json::to_value(typed)
                         .map_err(|error| ShapeError { field: String::new(), message: error.to_string() })
