@@ -131,7 +131,7 @@ impl ApiState {
                     active.name
                 ))
             })?;
-            *object = patch::apply(PatchKind::Json, object, &operations).map_err(|e| {
+            *object = patch::apply(PatchKind::Json, std::mem::take(object), &operations).map_err(|e| {
                 ApiError::internal(format!(
                     "admission plugin \"{}\" returned a patch that does not apply: {e}",
                     active.name
@@ -158,10 +158,6 @@ impl ApiState {
     }
 
     fn namespace_labels(&self, namespace: &str) -> Result<BTreeMap<String, String>, ApiError> {
-        let registry = self.registry();
-        let namespaces = registry.find("", "v1", "namespaces").expect("namespaces are built in");
-        let object = self.objects.get_local(namespaces, None, namespace)?;
-        let labels = object.as_ref().and_then(|o| o.pointer("/metadata/labels")).and_then(Value::as_object);
-        Ok(labels.into_iter().flatten().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
+        Ok(self.objects.namespace_head(namespace)?.map(|head| head.labels).unwrap_or_default())
     }
 }

@@ -312,7 +312,8 @@ pub fn apply(
     if !conflicts.is_empty() {
         return Err(conflicts);
     }
-    let mut merged = patch::apply(patch::PatchKind::Strategic, current, config).unwrap_or_else(|_| config.clone());
+    let mut merged =
+        patch::apply(patch::PatchKind::Strategic, current.clone(), config).unwrap_or_else(|_| config.clone());
     // Fields this manager applied before, applies no more, and nobody else
     // owns, go away.
     for path in leaves(&previous) {

@@ -682,7 +682,7 @@ async fn scale_subresource(
                 let kind = PatchKind::from_media_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
                 let patch: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
-                patch::apply(kind, &current, &patch).map_err(invalid)?
+                patch::apply(kind, current.clone(), &patch).map_err(invalid)?
             }
             ref other => return Err(ApiError::method_not_allowed(other.as_str(), "scale")),
         };
@@ -719,7 +719,7 @@ async fn patch_object(
     loop {
         attempt += 1;
         let current = state.objects.get(t, namespace, name).await?;
-        let mut patched = patch::apply(kind, &current, patch).map_err(|message| {
+        let mut patched = patch::apply(kind, current.clone(), patch).map_err(|message| {
             let cause = Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: String::new() };
             let mut error = ApiError::invalid(t.group, t.kind, name, vec![cause]);
             error.message = format!("{} \"{name}\" is invalid: the patch does not apply: {message}", t.kind);

@@ -1,6 +1,8 @@
 //! Kubernetes objects in the replicated store: one JSON value per key, its
 //! `resourceVersion` the store revision that last wrote it.
 
+use std::collections::BTreeMap;
+
 use engenho_mesh::Node;
 use engenho_store::{
     Command, Compare, CompareResult, CompareTarget, DeleteRequest, KeyRange, KeyValue, Operation, Outcome, PutRequest,
@@ -360,13 +362,27 @@ impl ObjectStore {
         self.guarded_put(t, unchanged, key, object).await
     }
 
+    /// The labels and deletion state of namespace `name` as this node has
+    /// it, read without decoding the rest of the object.
+    ///
+    /// # Errors
+    /// Store failures; a stored namespace that is not one.
+    pub fn namespace_head(&self, name: &str) -> Result<Option<NamespaceHead>, ApiError> {
+        let request = RangeRequest { range: KeyRange::single(namespace_key(name)), ..Default::default() };
+        let (_, found) = self.node.store().range(&request)?;
+        let Some(found) = found.kvs.first() else { return Ok(None) };
+        let stored: StoredNamespace = serde_json::from_slice(&found.value)
+            .map_err(|e| ApiError::internal(format!("stored namespace {name} is not one: {e}")))?;
+        Ok(Some(NamespaceHead {
+            labels: stored.metadata.labels.unwrap_or_default(),
+            terminating: stored.metadata.deletion_timestamp.is_some(),
+        }))
+    }
+
     /// 404 unless `namespace` exists; 403 while it is being deleted.
     async fn require_namespace(&self, t: &ResourceType, namespace: &str) -> Result<(), ApiError> {
-        let request = RangeRequest { range: KeyRange::single(namespace_key(namespace)), ..Default::default() };
-        let (_, found) = self.node.store().range(&request)?;
-        let found = found.kvs.first().ok_or_else(|| ApiError::not_found("", "namespaces", namespace))?;
-        let terminating = decode(found)?.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
-        if terminating {
+        let head = self.namespace_head(namespace)?.ok_or_else(|| ApiError::not_found("", "namespaces", namespace))?;
+        if head.terminating {
             return Err(ApiError::forbidden_on(
                 format!(
                     "{} is forbidden: unable to create new content in namespace {namespace} because it is being \
@@ -467,6 +483,31 @@ impl ObjectStore {
             Err(refused) => Err(ApiError::bad_request(refused.to_string())),
         }
     }
+}
+
+/// What writes into a namespace need to know of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceHead {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Whether it is being deleted.
+    pub terminating: bool,
+}
+
+/// The fields of a stored namespace [`NamespaceHead`] reads.
+#[derive(serde::Deserialize)]
+struct StoredNamespace {
+    #[serde(default)]
+    metadata: StoredNamespaceMetadata,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct StoredNamespaceMetadata {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
 }
 
 /// How a write is made: for real or not, and by which field manager.

@@ -30,11 +30,11 @@ impl PatchKind {
 ///
 /// # Errors
 /// A description of why the patch does not apply.
-pub fn apply(kind: PatchKind, target: &Value, patch: &Value) -> Result<Value, String> {
+pub fn apply(kind: PatchKind, target: Value, patch: &Value) -> Result<Value, String> {
     match kind {
-        PatchKind::Merge => Ok(merge(target.clone(), patch)),
-        PatchKind::Json => json_patch(target.clone(), patch),
-        PatchKind::Strategic => strategic(target.clone(), patch, ""),
+        PatchKind::Merge => Ok(merge(target, patch)),
+        PatchKind::Json => json_patch(target, patch),
+        PatchKind::Strategic => strategic(target, patch, ""),
     }
 }
 
@@ -297,7 +297,7 @@ mod tests {
         #[test]
         fn no_patch_input_panics(target in json_value(), patch in json_value()) {
             for kind in [PatchKind::Merge, PatchKind::Json, PatchKind::Strategic] {
-                let _ = apply(kind, &target, &patch);
+                let _ = apply(kind, target.clone(), &patch);
             }
         }
 
