@@ -460,13 +460,13 @@ impl Registry {
 
     /// The kind, namespace and name a store key holds.
     pub fn locate<'k>(&self, key: &'k str) -> Option<(&ResourceType, Option<&'k str>, &'k str)> {
-        self.types.iter().find_map(|t| {
-            let rest = key.strip_prefix(t.key_prefix(None).as_str())?;
-            match rest.split_once('/') {
-                Some((namespace, name)) if t.namespaced && !name.contains('/') => Some((t, Some(namespace), name)),
-                None if !t.namespaced => Some((t, None, rest)),
-                _ => None,
-            }
+        let (group, rest) = key.strip_prefix("/registry/")?.split_once('/')?;
+        let (plural, rest) = rest.split_once('/')?;
+        let group = if group == "core" { "" } else { group };
+        self.types.iter().filter(|t| t.group == group && t.plural == plural).find_map(|t| match rest.split_once('/') {
+            Some((namespace, name)) if t.namespaced && !name.contains('/') => Some((t, Some(namespace), name)),
+            None if !t.namespaced => Some((t, None, rest)),
+            _ => None,
         })
     }
 
