@@ -26,6 +26,9 @@ pub const GROUP: &str = "engenho.io";
 /// The world an admission policy implements.
 pub const ADMISSION_WORLD: &str = "admission-policy";
 
+/// Where Plugin objects are stored.
+const PLUGINS_PREFIX: &str = "/registry/engenho.io/plugins/";
+
 /// Where component bytes live: `<prefix><digest>` holds the manifest,
 /// `<prefix><digest>/<n>` the chunks.
 const COMPONENTS_PREFIX: &str = "/engenho/plugins/components/";
@@ -426,21 +429,27 @@ impl PluginController {
         loop {
             let revision = self.objects.store().hub().current_revision();
             self.reconcile().await;
-            let mut watcher = Watcher::new(self.objects.store(), KeyRange::prefix("/".to_owned()), revision + 1);
+            // Plugins, their components and the trusted signers: a watch
+            // of each, so that no other write wakes the controller.
+            let watch = |range: KeyRange| Watcher::new(self.objects.store(), range, revision + 1);
+            let mut plugins = watch(KeyRange::prefix(PLUGINS_PREFIX));
+            let mut components = watch(KeyRange::prefix(COMPONENTS_PREFIX));
+            let mut signers =
+                watch(KeyRange::single(format!("/registry/core/configmaps/kube-system/{SIGNERS_CONFIGMAP}")));
             let mut resync = tokio::time::interval(RESYNC_INTERVAL);
             resync.tick().await;
             loop {
-                let relevant = tokio::select! {
-                    batches = watcher.next() => match batches {
-                        Ok(batches) => batches.iter().flat_map(|b| &b.events).any(|e| relevant(&e.kv.key)),
-                        Err(_) => break,
-                    },
+                let watching = tokio::select! {
+                    batches = plugins.next() => batches.is_ok(),
+                    batches = components.next() => batches.is_ok(),
+                    batches = signers.next() => batches.is_ok(),
                     _ = resync.tick() => true,
                     _ = stop.wait_for(|stopped| *stopped) => return,
                 };
-                if relevant {
-                    self.reconcile().await;
+                if !watching {
+                    break;
                 }
+                self.reconcile().await;
             }
         }
     }
@@ -566,12 +575,6 @@ impl PluginController {
 }
 
 /// Whether a changed store key can change the active plugins.
-fn relevant(key: &[u8]) -> bool {
-    key.starts_with(b"/registry/engenho.io/plugins/")
-        || key.starts_with(COMPONENTS_PREFIX.as_bytes())
-        || key == format!("/registry/core/configmaps/kube-system/{SIGNERS_CONFIGMAP}").as_bytes()
-}
-
 /// Checks a Plugin's signature against the trusted signers.
 fn verify_signature(name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<(), String> {
     if spec.signature.is_empty() {
