@@ -76,12 +76,12 @@ impl ApiState {
             }
             old => old,
         };
-        let old_json = old.map(Value::to_string).unwrap_or_default();
+        let old_json = old.map(json_text).unwrap_or_default();
         let mut warnings = Vec::new();
         let mut mutated = false;
         let uid = super::objects::now();
         // The object as JSON, made again only after a policy changed it.
-        let mut object_json = object.to_string();
+        let mut object_json = json_text(object);
         for active in matching.into_iter().filter(|p| p.selects(&labels)) {
             let review = Review {
                 uid: uid.clone(),
@@ -138,7 +138,7 @@ impl ApiState {
                 ))
             })?;
             mutated = true;
-            object_json = object.to_string();
+            object_json = json_text(object);
         }
         // What mutating policies made must still have the kind's shape.
         if mutated {
@@ -160,4 +160,10 @@ impl ApiState {
     fn namespace_labels(&self, namespace: &str) -> Result<BTreeMap<String, String>, ApiError> {
         Ok(self.objects.namespace_head(namespace)?.map(|head| head.labels).unwrap_or_default())
     }
+}
+
+/// `value` as JSON text (written straight into a string, not through
+/// `Display`'s formatter).
+fn json_text(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
