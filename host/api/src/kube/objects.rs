@@ -50,7 +50,7 @@ impl ObjectStore {
     pub fn get_local(&self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Option<Value>, ApiError> {
         let request = RangeRequest { range: KeyRange::single(t.key(namespace, name)), ..RangeRequest::default() };
         let (_, found) = self.node.store().range(&request)?;
-        found.kvs.first().map(|kv| decode_as(t, kv)).transpose()
+        found.kvs.first().map(|kv| decode(t, kv)).transpose()
     }
 
     /// Every object of the kind (in `namespace`, when given), now.
@@ -71,7 +71,7 @@ impl ObjectStore {
         let request =
             RangeRequest { range: KeyRange::prefix(t.key_prefix(namespace)), revision, ..RangeRequest::default() };
         let (current, found) = self.node.store().range(&request)?;
-        let items = found.kvs.iter().map(|kv| decode_as(t, kv)).collect::<Result<_, _>>()?;
+        let items = found.kvs.iter().map(|kv| decode(t, kv)).collect::<Result<_, _>>()?;
         Ok(Listed { items, revision: if revision > 0 { revision } else { current } })
     }
 
@@ -671,19 +671,14 @@ pub fn namespace_key(name: &str) -> String {
     format!("/registry/core/namespaces/{name}")
 }
 
-/// An object of kind `t` as stored, at the version `t` serves.
-fn decode_as(t: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut object = decode(kv)?;
-    t.present(&mut object);
-    Ok(object)
-}
-
-/// An object as stored, with its `resourceVersion` set from the store.
-fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+/// An object of kind `t` as stored, with its `resourceVersion` set from the
+/// store, at the version `t` serves.
+fn decode(t: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!("stored object {} is not JSON: {e}", String::from_utf8_lossy(&kv.key)))
     })?;
     set_resource_version(&mut object, kv.mod_revision);
+    t.present(&mut object);
     Ok(object)
 }
 
