@@ -95,3 +95,72 @@ async fn an_idle_watcher_reports_progress_past_writes_to_other_keys() {
     put(&store, "busy", "after");
     assert_eq!(progress.next_revision(), store.revision() + 1, "a watcher that is gone holds nothing back");
 }
+
+/// A step of the routing property: a write to one of a few keys, or a new
+/// watcher on one of a few ranges from a revision at or before now.
+#[derive(Debug, Clone)]
+enum Step {
+    Put { key: usize },
+    Watch { range: usize, back: i64 },
+}
+
+const KEYS: [&str; 4] = ["a/1", "a/2", "b/1", "c"];
+
+fn range_of(index: usize) -> KeyRange {
+    match index {
+        0 => KeyRange::prefix("a/"),
+        1 => KeyRange::single("b/1"),
+        2 => KeyRange::prefix("b/"),
+        _ => KeyRange::prefix(""),
+    }
+}
+
+fn routing_step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..KEYS.len()).prop_map(|key| Step::Put { key }),
+        1 => (0usize..4, 0i64..3).prop_map(|(range, back)| Step::Watch { range, back }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+    /// Every watcher gets exactly the writes of its range from its start
+    /// revision on, in order, however writes and new watchers interleave.
+    #[test]
+    fn watchers_get_exactly_their_ranges_writes(steps in proptest::collection::vec(routing_step(), 1..60)) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage = open_database(dir.path()).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        let mut written: Vec<(i64, &str)> = Vec::new();
+        let mut watchers: Vec<(KeyRange, i64, Watcher)> = Vec::new();
+        for step in steps {
+            match step {
+                Step::Put { key } => {
+                    put(&store, KEYS[key], "v");
+                    written.push((store.revision(), KEYS[key]));
+                }
+                Step::Watch { range, back } => {
+                    let start = (store.revision() + 1 - back).max(1);
+                    let range = range_of(range);
+                    watchers.push((range.clone(), start, Watcher::new(store.clone(), range, start)));
+                }
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        for (range, start, mut watcher) in watchers {
+            let expected: Vec<(i64, Vec<u8>)> = written
+                .iter()
+                .filter(|(revision, key)| *revision >= start && range.contains(key.as_bytes()))
+                .map(|(revision, key)| (*revision, key.as_bytes().to_vec()))
+                .collect();
+            let events = runtime.block_on(collect(&mut watcher, expected.len()));
+            let got: Vec<(i64, Vec<u8>)> = events.iter().map(|e| (e.kv.mod_revision, e.kv.key.clone())).collect();
+            proptest::prop_assert_eq!(got, expected);
+            let quiet = std::time::Duration::from_millis(20);
+            let extra = runtime.block_on(async { tokio::time::timeout(quiet, watcher.next()).await });
+            proptest::prop_assert!(extra.is_err(), "nothing more arrives: {:?}", extra);
+            proptest::prop_assert_eq!(watcher.next_revision(), store.revision() + 1, "caught up");
+        }
+    }
+}
