@@ -579,13 +579,16 @@ async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
 /// leader may commit or drop them), so losing it ends the wait with
 /// [`MeshError::LeaderChanged`].
 async fn client_write(raft: &Raft, command: Command) -> Result<Applied, Redirect> {
-    let mut metrics = raft.metrics();
+    // The server metrics change only with the vote, role, leader or
+    // membership, not with every write, so waiting on them wakes nobody
+    // per write.
+    let mut server = raft.server_metrics();
     let (id, term, leading) = {
-        let now = metrics.borrow_and_update();
-        (now.id, now.current_term, now.current_leader == Some(now.id))
+        let now = server.borrow_and_update();
+        (now.id, now.vote.leader_id.term, now.current_leader == Some(now.id))
     };
     let written = if leading {
-        let deposed = metrics.wait_for(|m| m.current_term != term || m.current_leader != Some(id));
+        let deposed = server.wait_for(|m| m.vote.leader_id.term != term || m.current_leader != Some(id));
         tokio::select! {
             biased;
             written = raft.client_write(command) => written,
