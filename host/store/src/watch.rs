@@ -88,6 +88,9 @@ impl WatchHub {
     /// less: from the next revision); history covers what came before.
     fn register(&self, range: KeyRange, start_revision: i64) -> Arc<Mailbox> {
         let mut mailboxes = self.mailboxes();
+        // Watchers gone since the last publish leave with the newcomer, so
+        // the list stays as long as the live watchers even with no writes.
+        mailboxes.retain(|mailbox| mailbox.strong_count() > 0);
         let current = self.current_revision();
         let next_revision = if start_revision > 0 { start_revision } else { current + 1 };
         let mailbox = Arc::new(Mailbox {
@@ -293,5 +296,24 @@ impl WatchProgress {
             Some(mailbox) => mailbox.next_revision(hub),
             None => hub.current_revision() + 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchers_that_come_and_go_without_writes_leave_nothing_behind() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage = crate::open_database(dir.path()).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        for _ in 0..10_000 {
+            drop(Watcher::new(store.clone(), KeyRange::prefix("x/"), 0));
+        }
+        assert_eq!(store.hub().mailboxes().len(), 1, "only the newest registration is kept until the next one");
+        let kept = Watcher::new(store.clone(), KeyRange::prefix("x/"), 0);
+        assert_eq!(store.hub().mailboxes().len(), 1);
+        drop(kept);
     }
 }
