@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use engenho_store::{EventKind, KeyRange, KeyValue, RangeRequest, Watcher};
+use engenho_store::{EventKind, KeyRange, RangeRequest, Watcher};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -234,7 +234,7 @@ impl Collector {
                             for event in batches.iter().flat_map(|b| &b.events) {
                                 let key = String::from_utf8_lossy(&event.kv.key).into_owned();
                                 let entry = match event.kind {
-                                    EventKind::Put => Some(decode(&event.kv)),
+                                    EventKind::Put => Some(Entry::parse(&event.kv.value)),
                                     EventKind::Delete => None,
                                 };
                                 for key in self.index.record(&self.registry.current(), &key, entry) {
@@ -276,7 +276,7 @@ impl Collector {
         self.queue = Queue::default();
         for kv in &found.kvs {
             let key = String::from_utf8_lossy(&kv.key).into_owned();
-            for key in self.index.record(&self.registry.current(), &key, Some(decode(kv))) {
+            for key in self.index.record(&self.registry.current(), &key, Some(Entry::parse(&kv.value))) {
                 self.queue.push(key);
             }
         }
@@ -391,10 +391,6 @@ impl Collector {
         let Some((t, namespace, name)) = registry.locate(key) else { return Ok(()) };
         self.objects.remove_finalizer(t, namespace, name, finalizer).await
     }
-}
-
-fn decode(kv: &KeyValue) -> Entry {
-    Entry::parse(&kv.value)
 }
 
 #[cfg(test)]
