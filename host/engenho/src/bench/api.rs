@@ -78,12 +78,12 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
             Ok(())
         })
         .await?;
-        let cpu = cluster.cpu_time()?.saturating_sub(cpu_before);
-        creates.server_cpu_per_operation =
-            Some(cpu.div_f64((creates.operations_per_second * duration.as_secs_f64()).max(1.0)));
+        creates.server_cpu_per_operation = Some(cpu_per_operation(&cluster, cpu_before, &creates, duration)?);
         eprintln!("  pod creates c={concurrency}: {creates:?}");
         let connections = concurrency.clamp(1, 16);
-        let store = measure_writes(&etcd, connections, concurrency, pod_bytes, duration).await?;
+        let cpu_before = cluster.cpu_time()?;
+        let mut store = measure_writes(&etcd, connections, concurrency, pod_bytes, duration).await?;
+        store.server_cpu_per_operation = Some(cpu_per_operation(&cluster, cpu_before, &store, duration)?);
         eprintln!("  store puts c={concurrency}: {store:?}");
         let gets = run_workers(&clients, duration, |client, worker, sequence| async move {
             let pods: Api<Pod> = Api::namespaced(client, "listed");
@@ -107,19 +107,21 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     drop(cluster);
 
     println!(
-        "| clients | pod creates/s | p50 | p99 | CPU/create | store puts/s (same bytes) | API cost / store cost | get p50 | get p99 | list ({LISTED_PODS} pods) p50 | list p99 |"
+        "| clients | pod creates/s | p50 | p99 | CPU/create | store puts/s (same bytes) | CPU/put | throughput: store/API | server CPU: API/store | get p50 | get p99 | list ({LISTED_PODS} pods) p50 | list p99 |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (concurrency, creates, store, gets, lists) in rows {
-        let cpu =
-            creates.server_cpu_per_operation.map_or_else(|| "-".into(), |c| format!("{:.0} µs", c.as_secs_f64() * 1e6));
+        let micros = |figures: &Figures| figures.server_cpu_per_operation.unwrap_or_default().as_secs_f64() * 1e6;
         println!(
-            "| {concurrency} | {:.0} | {} | {} | {cpu} | {:.0} | {:.2}× | {} | {} | {} | {} |",
+            "| {concurrency} | {:.0} | {} | {} | {:.0} µs | {:.0} | {:.0} µs | {:.2}× | {:.2}× | {} | {} | {} | {} |",
             creates.operations_per_second,
             millis(creates.p50),
             millis(creates.p99),
+            micros(&creates),
             store.operations_per_second,
+            micros(&store),
             store.operations_per_second / creates.operations_per_second,
+            micros(&creates) / micros(&store).max(f64::MIN_POSITIVE),
             millis(gets.p50),
             millis(gets.p99),
             millis(lists.p50),
@@ -141,6 +143,12 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The node's CPU time since `before` per operation of `figures`.
+fn cpu_per_operation(cluster: &Cluster, before: Duration, figures: &Figures, duration: Duration) -> anyhow::Result<Duration> {
+    let cpu = cluster.cpu_time()?.saturating_sub(before);
+    Ok(cpu.div_f64((figures.operations_per_second * duration.as_secs_f64()).max(1.0)))
 }
 
 /// A client of the API server whose kubeconfig is `kubeconfig`, once it
