@@ -146,7 +146,12 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
 }
 
 /// The node's CPU time since `before` per operation of `figures`.
-fn cpu_per_operation(cluster: &Cluster, before: Duration, figures: &Figures, duration: Duration) -> anyhow::Result<Duration> {
+fn cpu_per_operation(
+    cluster: &Cluster,
+    before: Duration,
+    figures: &Figures,
+    duration: Duration,
+) -> anyhow::Result<Duration> {
     let cpu = cluster.cpu_time()?.saturating_sub(before);
     Ok(cpu.div_f64((figures.operations_per_second * duration.as_secs_f64()).max(1.0)))
 }
