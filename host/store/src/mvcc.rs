@@ -48,12 +48,27 @@ struct Version {
     kv: KeyValue,
 }
 
+/// A [`Version`] as written: the same encoding, borrowing the key-value.
+#[derive(Serialize)]
+struct VersionRef<'a> {
+    deleted: bool,
+    kv: &'a KeyValue,
+}
+
 /// What the `events` keyspace keeps of an event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct EventRecord {
     kind: EventKind,
     #[serde(with = "serde_bytes")]
     key: Vec<u8>,
+}
+
+/// An [`EventRecord`] as written: the same encoding, borrowing the key.
+#[derive(Serialize)]
+struct EventRecordRef<'a> {
+    kind: EventKind,
+    #[serde(with = "serde_bytes")]
+    key: &'a [u8],
 }
 
 #[derive(Debug, Default)]
@@ -760,9 +775,9 @@ impl Applier<'_> {
         if !deleted && event.kv.lease != 0 {
             leases.entry(event.kv.lease).or_default().keys.insert(key.clone());
         }
-        let version = encode(&Version { deleted, kv: event.kv.clone() });
+        let version = encode(&VersionRef { deleted, kv: &event.kv });
         self.batch.insert(&store.history, versioned_key(key, revision), version);
-        let record = EventRecord { kind: event.kind, key: key.clone() };
+        let record = EventRecordRef { kind: event.kind, key };
         self.batch.insert(&store.events, event_key(revision, sub), encode(&record));
     }
 
@@ -871,5 +886,39 @@ fn compare_one(compare: &Compare, kv: &KeyValue) -> bool {
         CompareResult::Greater => ordering.is_gt(),
         CompareResult::Less => ordering.is_lt(),
         CompareResult::NotEqual => ordering.is_ne(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn borrowed_records_encode_as_the_stored_ones(
+            key in proptest::collection::vec(any::<u8>(), 1..16),
+            value in proptest::collection::vec(any::<u8>(), 0..64),
+            revisions in (1i64..1000, 1i64..1000, 1i64..1000),
+            lease in any::<i64>(),
+            deleted in any::<bool>(),
+        ) {
+            let kv = KeyValue {
+                key: key.clone(),
+                create_revision: revisions.0,
+                mod_revision: revisions.1,
+                version: revisions.2,
+                value,
+                lease,
+            };
+            let version: Version = decode(&encode(&VersionRef { deleted, kv: &kv })).expect("decodes");
+            prop_assert_eq!(version.deleted, deleted);
+            prop_assert_eq!(&version.kv, &kv);
+            prop_assert_eq!(encode(&VersionRef { deleted, kv: &kv }), encode(&Version { deleted, kv: kv.clone() }));
+            let kind = if deleted { EventKind::Delete } else { EventKind::Put };
+            let record = EventRecordRef { kind, key: &key };
+            prop_assert_eq!(encode(&record), encode(&EventRecord { kind, key: key.clone() }));
+        }
     }
 }

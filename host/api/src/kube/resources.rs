@@ -76,6 +76,8 @@ pub struct PrinterColumn {
 enum Shape {
     /// A built-in kind: its k8s-openapi type.
     Typed {
+        /// Checks an object by decoding it as the type.
+        check: fn(&Value) -> Result<(), ShapeError>,
         /// Checks an object by decoding it as the type; the typed reading.
         validate: fn(&Value) -> Result<Value, ShapeError>,
         /// Adds the kind's schema (and those it refers to) to a generator.
@@ -136,12 +138,9 @@ impl ResourceType {
             printer_columns: Vec::new(),
             storage_api_version: None,
             shape: Shape::Typed {
+                check: |value| decode_typed::<T>(value).map(drop),
                 validate: |value| {
-                    let typed = serde_path_to_error::deserialize::<_, T>(value).map_err(|error| ShapeError {
-                        field: error.path().to_string(),
-                        message: error.into_inner().to_string(),
-                    })?;
-                    serde_json::to_value(typed)
+                    serde_json::to_value(decode_typed::<T>(value)?)
                         .map_err(|error| ShapeError { field: String::new(), message: error.to_string() })
                 },
                 schema: |generator| {
@@ -251,7 +250,10 @@ impl ResourceType {
     /// # Errors
     /// The first mismatch: where and what.
     pub fn validate(&self, object: &Value) -> Result<(), ShapeError> {
-        self.checked(object).map(|_| ())
+        match &self.shape {
+            Shape::Typed { check, .. } => check(object),
+            Shape::Custom { .. } => self.checked(object).map(drop),
+        }
     }
 
     /// The fields of `object` the kind does not declare, as paths
@@ -302,6 +304,12 @@ impl ResourceType {
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
         format!("{}{name}", self.key_prefix(namespace))
     }
+}
+
+/// `value` decoded as the built-in type `T`; where and why not.
+fn decode_typed<T: DeserializeOwned>(value: &Value) -> Result<T, ShapeError> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map_err(|error| ShapeError { field: error.path().to_string(), message: error.into_inner().to_string() })
 }
 
 /// Paths present (and not null) in `given` but absent from `known`, the
