@@ -5,7 +5,7 @@
 //! Every API server keeps an index of owners and namespace members from a
 //! store watch; only the raft leader acts on it, so one node does the work.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use engenho_store::{EventKind, KeyRange, RangeRequest, Watcher};
@@ -113,7 +113,9 @@ struct Index {
     by_key: HashMap<String, Entry>,
     by_uid: HashMap<String, String>,
     dependents: HashMap<String, BTreeSet<String>>,
-    members: HashMap<String, BTreeSet<String>>,
+    /// The keys of each namespace's objects (hashed: a namespace may hold
+    /// many thousands, their keys sharing a long prefix).
+    members: HashMap<String, HashSet<String>>,
 }
 
 impl Index {
