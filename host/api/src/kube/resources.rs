@@ -78,7 +78,8 @@ enum Shape {
     Typed {
         /// Checks an object by decoding it as the type.
         check: fn(&Value) -> Result<(), ShapeError>,
-        /// Checks an object by decoding it as the type; the typed reading.
+        /// The typed reading of an object: what the type keeps of it once
+        /// decoded (fails where `check` does).
         validate: fn(&Value) -> Result<Value, ShapeError>,
         /// Adds the kind's schema (and those it refers to) to a generator.
         schema: fn(&mut SchemaGenerator),
