@@ -178,28 +178,34 @@ async fn measure_system(
 
 /// Per workload, the median of each figure over the rounds.
 fn median(rounds: &[Vec<(String, Figures)>]) -> Vec<(String, Figures)> {
-    fn middle<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
-        values.sort_by(|a, b| a.partial_cmp(b).expect("figures are never NaN"));
-        values[values.len() / 2]
-    }
     rounds[0]
         .iter()
         .enumerate()
         .map(|(index, (workload, _))| {
             let all: Vec<Figures> = rounds.iter().map(|round| round[index].1).collect();
-            let figures = Figures {
-                operations_per_second: middle(all.iter().map(|f| f.operations_per_second).collect()),
-                p50: middle(all.iter().map(|f| f.p50).collect()),
-                p99: middle(all.iter().map(|f| f.p99).collect()),
-                server_cpu_per_operation: all
-                    .iter()
-                    .map(|f| f.server_cpu_per_operation)
-                    .collect::<Option<Vec<_>>>()
-                    .map(middle),
-            };
-            (workload.clone(), figures)
+            (workload.clone(), median_figures(&all))
         })
         .collect()
+}
+
+/// The median of each figure of `all` (not empty).
+fn median_figures(all: &[Figures]) -> Figures {
+    Figures {
+        operations_per_second: middle(all.iter().map(|f| f.operations_per_second).collect()),
+        p50: middle(all.iter().map(|f| f.p50).collect()),
+        p99: middle(all.iter().map(|f| f.p99).collect()),
+        server_cpu_per_operation: all
+            .iter()
+            .map(|f| f.server_cpu_per_operation)
+            .collect::<Option<Vec<_>>>()
+            .map(middle),
+    }
+}
+
+/// The middle one of `values` (not empty) once sorted.
+fn middle<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("figures are never NaN"));
+    values[values.len() / 2]
 }
 
 fn print_table(rows: &[Row]) {

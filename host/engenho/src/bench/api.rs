@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::{Cluster, Figures, System, measure_writes, millis};
+use super::{Cluster, Figures, System, measure_writes, median_figures, middle, millis};
 
 /// Arguments of `engenho bench api`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +30,11 @@ pub struct ApiBenchArgs {
     /// Pods created while the watchers listen.
     #[arg(long, default_value_t = 100)]
     watch_events: usize,
+    /// Times the create and store-put measurements are repeated at each
+    /// concurrency, taking turns to go first; the table shows the median of
+    /// each figure and of the rounds' throughput ratios.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=25))]
+    rounds: u32,
 }
 
 /// Watches sharing one client (one HTTP/2 connection).
@@ -66,25 +71,46 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         listed.create(&PostParams::default(), &pod(&format!("pod-{i:03}"))).await?;
     }
     let duration = Duration::from_secs(args.seconds);
-    let pod_bytes = serde_json::to_vec(&pod("bench-00-0000000"))?.len();
+    let pod_bytes = serde_json::to_vec(&pod("bench-00-0-00-0000000"))?.len();
     let mut rows = Vec::new();
     for &concurrency in &args.concurrency {
         let clients = connect_many(&kubeconfig, concurrency).await?;
-        let cpu_before = cluster.cpu_time()?;
-        let mut creates = run_workers(&clients, duration, move |client, worker, sequence| async move {
-            let pods: Api<Pod> = Api::namespaced(client, "bench");
-            pods.create(&PostParams::default(), &pod(&format!("bench-{concurrency:02}-{worker:02}-{sequence:07}")))
-                .await?;
-            Ok(())
-        })
-        .await?;
-        creates.server_cpu_per_operation = Some(cpu_per_operation(&cluster, cpu_before, &creates, duration)?);
-        eprintln!("  pod creates c={concurrency}: {creates:?}");
         let connections = concurrency.clamp(1, 16);
-        let cpu_before = cluster.cpu_time()?;
-        let mut store = measure_writes(&etcd, connections, concurrency, pod_bytes, duration).await?;
-        store.server_cpu_per_operation = Some(cpu_per_operation(&cluster, cpu_before, &store, duration)?);
-        eprintln!("  store puts c={concurrency}: {store:?}");
+        let (mut all_creates, mut all_puts, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..args.rounds {
+            let create_pods = || async {
+                let cpu_before = cluster.cpu_time()?;
+                let mut creates = run_workers(&clients, duration, move |client, worker, sequence| async move {
+                    let pods: Api<Pod> = Api::namespaced(client, "bench");
+                    let name = format!("bench-{concurrency:02}-{round}-{worker:02}-{sequence:07}");
+                    pods.create(&PostParams::default(), &pod(&name)).await?;
+                    Ok(())
+                })
+                .await?;
+                creates.server_cpu_per_operation = Some(cpu_per_operation(&cluster, cpu_before, &creates, duration)?);
+                eprintln!("  pod creates c={concurrency}: {creates:?}");
+                anyhow::Ok(creates)
+            };
+            let put_values = || async {
+                let cpu_before = cluster.cpu_time()?;
+                let mut puts = measure_writes(&etcd, connections, concurrency, pod_bytes, duration).await?;
+                puts.server_cpu_per_operation = Some(cpu_per_operation(&cluster, cpu_before, &puts, duration)?);
+                eprintln!("  store puts c={concurrency}: {puts:?}");
+                anyhow::Ok(puts)
+            };
+            // The two take turns to go first.
+            let (creates, puts) = if round % 2 == 0 {
+                let creates = create_pods().await?;
+                (creates, put_values().await?)
+            } else {
+                let puts = put_values().await?;
+                (create_pods().await?, puts)
+            };
+            ratios.push(puts.operations_per_second / creates.operations_per_second);
+            all_creates.push(creates);
+            all_puts.push(puts);
+        }
+        let (creates, store, ratio) = (median_figures(&all_creates), median_figures(&all_puts), middle(ratios));
         let gets = run_workers(&clients, duration, |client, worker, sequence| async move {
             let pods: Api<Pod> = Api::namespaced(client, "listed");
             let index = (worker * 31 + sequence as usize) % LISTED_PODS;
@@ -101,7 +127,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         })
         .await?;
         eprintln!("  pod lists c={concurrency}: {lists:?}");
-        rows.push((concurrency, creates, store, gets, lists));
+        rows.push((concurrency, creates, store, ratio, gets, lists));
     }
     let delivery = watch_delivery(&kubeconfig, args.watchers, args.watch_events).await?;
     drop(cluster);
@@ -110,7 +136,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         "| clients | pod creates/s | p50 | p99 | CPU/create | store puts/s (same bytes) | CPU/put | throughput: store/API | server CPU: API/store | get p50 | get p99 | list ({LISTED_PODS} pods) p50 | list p99 |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (concurrency, creates, store, gets, lists) in rows {
+    for (concurrency, creates, store, ratio, gets, lists) in rows {
         let micros = |figures: &Figures| figures.server_cpu_per_operation.unwrap_or_default().as_secs_f64() * 1e6;
         println!(
             "| {concurrency} | {:.0} | {} | {} | {:.0} µs | {:.0} | {:.0} µs | {:.2}× | {:.2}× | {} | {} | {} | {} |",
@@ -120,7 +146,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
             micros(&creates),
             store.operations_per_second,
             micros(&store),
-            store.operations_per_second / creates.operations_per_second,
+            ratio,
             micros(&creates) / micros(&store).max(f64::MIN_POSITIVE),
             millis(gets.p50),
             millis(gets.p99),
