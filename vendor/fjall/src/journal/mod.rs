@@ -121,11 +121,12 @@ impl Journal {
     /// Persists the journal.
     ///
     /// engenho: the sync runs outside the writer lock. Under the lock the
-    /// buffered bytes go to the OS and the file is duplicated; the
-    /// `fdatasync`/`fsync` then runs on the duplicate, which covers every
-    /// byte written to the file before it (a sync is per file, not per
-    /// handle). Writers go on appending meanwhile instead of waiting for the
-    /// disk. Rotation still syncs the sealed journal under the lock.
+    /// buffered bytes go to the OS and the file's second handle (opened with
+    /// the file) is taken; the `fdatasync`/`fsync` then runs on that handle,
+    /// which covers every byte written to the file before it (a sync is per
+    /// file, not per handle). Writers go on appending meanwhile instead of
+    /// waiting for the disk. Rotation still syncs the sealed journal under
+    /// the lock.
     pub fn persist(&self, mode: PersistMode) -> crate::Result<()> {
         let file = {
             let mut journal_writer = self.get_writer()?;
@@ -133,7 +134,7 @@ impl Journal {
             if mode == PersistMode::Buffer {
                 return Ok(());
             }
-            journal_writer.duplicate_file()?
+            journal_writer.sync_handle()
         };
         match mode {
             PersistMode::SyncAll => file.sync_all()?,

@@ -13,6 +13,7 @@ use std::{
     hash::Hasher,
     io::{BufWriter, Seek, Write},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 // TODO: this should be a database configuration
@@ -23,6 +24,9 @@ pub const JOURNAL_BUFFER_BYTES: usize = 8 * 1_024;
 pub struct Writer {
     pub(crate) path: PathBuf,
     file: BufWriter<File>,
+    /// engenho: a second handle on the journal file, opened with it, to
+    /// sync it without holding the writer (see `Journal::persist`).
+    sync_handle: Arc<File>,
     buf: Vec<u8>,
     is_buffer_dirty: bool,
 
@@ -59,10 +63,10 @@ impl Writer {
         self.file.stream_position().map_err(Into::into)
     }
 
-    /// engenho: a second handle on the journal file, to sync it without
+    /// engenho: the handle on the journal file that syncs it without
     /// holding the writer (see `Journal::persist`).
-    pub fn duplicate_file(&self) -> std::io::Result<File> {
-        self.file.get_ref().try_clone()
+    pub fn sync_handle(&self) -> Arc<File> {
+        self.sync_handle.clone()
     }
 
     pub fn len(&self) -> crate::Result<u64> {
@@ -147,6 +151,7 @@ impl Writer {
 
         Ok(Self {
             path,
+            sync_handle: Arc::new(file.try_clone()?),
             file: BufWriter::new(file),
             buf: Vec::new(),
             is_buffer_dirty: false,
@@ -180,6 +185,7 @@ impl Writer {
 
             return Ok(Self {
                 path: path.into(),
+                sync_handle: Arc::new(file.try_clone()?),
                 file: BufWriter::with_capacity(JOURNAL_BUFFER_BYTES, file),
                 buf: Vec::new(),
                 is_buffer_dirty: false,
@@ -197,6 +203,7 @@ impl Writer {
 
         Ok(Self {
             path: path.into(),
+            sync_handle: Arc::new(file.try_clone()?),
             file: BufWriter::with_capacity(JOURNAL_BUFFER_BYTES, file),
             buf: Vec::new(),
             is_buffer_dirty: false,
