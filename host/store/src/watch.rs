@@ -190,11 +190,13 @@ enum Taken {
 }
 
 /// A stream of events on a key range from a start revision on.
+///
+/// Its position (the next revision to deliver, and whether it reads
+/// history) lives in its mailbox, where [`WatchProgress`] reads it too; the
+/// watcher is the only one that writes it.
 pub struct Watcher {
     store: Arc<Mvcc>,
     mailbox: Arc<Mailbox>,
-    next_revision: i64,
-    replaying: bool,
 }
 
 impl Watcher {
@@ -202,9 +204,7 @@ impl Watcher {
     /// revision).
     pub fn new(store: Arc<Mvcc>, range: KeyRange, start_revision: i64) -> Self {
         let mailbox = store.hub().register(range, start_revision);
-        let next_revision = mailbox.next_revision.load(Ordering::Acquire);
-        let replaying = mailbox.replaying.load(Ordering::Acquire);
-        Self { store, mailbox, next_revision, replaying }
+        Self { store, mailbox }
     }
 
     /// The revision of the next event this watcher may deliver.
@@ -217,13 +217,20 @@ impl Watcher {
         WatchProgress { store: self.store.clone(), mailbox: Arc::downgrade(&self.mailbox) }
     }
 
-    fn advance(&mut self, next_revision: i64) {
-        self.next_revision = next_revision;
+    /// The revision after the last one taken.
+    fn taken(&self) -> i64 {
+        self.mailbox.next_revision.load(Ordering::Acquire)
+    }
+
+    fn advance(&self, next_revision: i64) {
         self.mailbox.next_revision.store(next_revision, Ordering::Release);
     }
 
-    fn set_replaying(&mut self, replaying: bool) {
-        self.replaying = replaying;
+    fn replaying(&self) -> bool {
+        self.mailbox.replaying.load(Ordering::Acquire)
+    }
+
+    fn set_replaying(&self, replaying: bool) {
         self.mailbox.replaying.store(replaying, Ordering::Release);
     }
 
@@ -246,14 +253,13 @@ impl Watcher {
     /// compacted away; storage errors when history cannot be read.
     pub async fn next(&mut self) -> Result<Vec<WatchBatch>> {
         loop {
-            if self.replaying {
+            if self.replaying() {
                 let current = self.store.hub().current_revision();
-                if self.next_revision > current {
+                if self.taken() > current {
                     self.set_replaying(false);
                     continue;
                 }
-                let batches =
-                    self.store.events_since(&self.mailbox.range, self.next_revision, WATCH_REPLAY_EVENTS_MAX)?;
+                let batches = self.store.events_since(&self.mailbox.range, self.taken(), WATCH_REPLAY_EVENTS_MAX)?;
                 self.advance(match batches.last() {
                     Some(last) => last.revision + 1,
                     None => current + 1,
@@ -264,7 +270,7 @@ impl Watcher {
                 continue;
             }
             match self.take() {
-                Taken::Batch(batch) if batch.revision < self.next_revision => continue,
+                Taken::Batch(batch) if batch.revision < self.taken() => continue,
                 Taken::Batch(batch) => {
                     self.advance(batch.revision + 1);
                     let events: Vec<Event> =

@@ -430,17 +430,11 @@ impl Definitions {
         // before and today's storage version.
         let mut storage: Vec<Value> =
             definition.pointer("/status/storedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
-        let current = definition
-            .pointer("/spec/versions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-            .filter_map(|v| v.get("name").cloned());
-        for version in current {
-            if !storage.contains(&version) {
-                storage.push(version);
-            }
+        let versions = definition.pointer("/spec/versions").and_then(Value::as_array).map(Vec::as_slice);
+        if let Ok(current) = storage_version_of(versions.unwrap_or_default()).map(Value::from)
+            && !storage.contains(&current)
+        {
+            storage.push(current);
         }
         let now = super::objects::now();
         let condition = |kind: &str, status: &str, reason: &str, message: &str| json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": now});

@@ -574,7 +574,6 @@ impl PluginController {
     }
 }
 
-/// Whether a changed store key can change the active plugins.
 /// Checks a Plugin's signature against the trusted signers.
 fn verify_signature(name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<(), String> {
     if spec.signature.is_empty() {
