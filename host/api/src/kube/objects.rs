@@ -814,11 +814,19 @@ fn random_suffix() -> String {
 
 /// A random (version 4) UUID.
 fn new_uid() -> String {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    let mut uid = String::with_capacity(36);
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            uid.push('-');
+        }
+        uid.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        uid.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+    uid
 }
 
 /// The current time as Kubernetes writes it (RFC 3339, seconds, UTC).
@@ -851,6 +859,10 @@ mod tests {
         let uid = new_uid();
         assert_eq!(uid.len(), 36);
         assert_eq!(&uid[14..15], "4");
+        assert!(matches!(&uid[19..20], "8" | "9" | "a" | "b"), "{uid}");
+        let groups: Vec<usize> = uid.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert!(uid.chars().all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)), "{uid}");
         assert_ne!(uid, new_uid());
     }
 

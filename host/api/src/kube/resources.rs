@@ -78,9 +78,9 @@ enum Shape {
     Typed {
         /// Checks an object by decoding it as the type.
         check: fn(&Value) -> Result<(), ShapeError>,
-        /// The typed reading of an object: what the type keeps of it once
-        /// decoded (fails where `check` does).
-        validate: fn(&Value) -> Result<Value, ShapeError>,
+        /// The fields of an object the type does not declare, found while
+        /// decoding it (fails where `check` does).
+        unknown: fn(&Value) -> Result<Vec<String>, ShapeError>,
         /// Adds the kind's schema (and those it refers to) to a generator.
         schema: fn(&mut SchemaGenerator),
         /// The name of the kind's schema, e.g. `io.k8s.api.core.v1.Pod`.
@@ -140,10 +140,7 @@ impl ResourceType {
             storage_api_version: None,
             shape: Shape::Typed {
                 check: |value| decode_typed::<T>(value).map(drop),
-                validate: |value| {
-                    serde_json::to_value(decode_typed::<T>(value)?)
-                        .map_err(|error| ShapeError { field: String::new(), message: error.to_string() })
-                },
+                unknown: unknown_typed::<T>,
                 schema: |generator| {
                     generator.subschema_for::<T>();
                 },
@@ -253,20 +250,26 @@ impl ResourceType {
     pub fn validate(&self, object: &Value) -> Result<(), ShapeError> {
         match &self.shape {
             Shape::Typed { check, .. } => check(object),
-            Shape::Custom { .. } => self.checked(object).map(drop),
+            Shape::Custom { schema, .. } => super::custom::validate(schema, object).map(drop),
         }
     }
 
     /// The fields of `object` the kind does not declare, as paths
-    /// (`spec.replicass`); `metadata.managedFields` entries are free-form.
+    /// (`spec.replicass`), as a strict decoder reports them (an undeclared
+    /// field given as null too).
     ///
     /// # Errors
     /// As [`ResourceType::validate`].
     pub fn unknown_fields(&self, object: &Value) -> Result<Vec<String>, ShapeError> {
-        let known = self.checked(object)?;
-        let mut unknown = Vec::new();
-        collect_unknown(object, &known, String::new(), &mut unknown);
-        Ok(unknown)
+        match &self.shape {
+            Shape::Typed { unknown, .. } => unknown(object),
+            Shape::Custom { schema, .. } => {
+                let known = super::custom::validate(schema, object)?;
+                let mut unknown = Vec::new();
+                collect_unknown(object, &known, String::new(), &mut unknown);
+                Ok(unknown)
+            }
+        }
     }
 
     /// `object` without the fields a custom kind's schema does not know (as
@@ -279,15 +282,6 @@ impl ResourceType {
                 known
             }
             Err(_) => object,
-        }
-    }
-
-    /// The known reading of `object`: what the typed model or the schema
-    /// keeps of it.
-    fn checked(&self, object: &Value) -> Result<Value, ShapeError> {
-        match &self.shape {
-            Shape::Typed { validate, .. } => validate(object),
-            Shape::Custom { schema, .. } => super::custom::validate(schema, object),
         }
     }
 
@@ -309,12 +303,40 @@ impl ResourceType {
 
 /// `value` decoded as the built-in type `T`; where and why not.
 fn decode_typed<T: DeserializeOwned>(value: &Value) -> Result<T, ShapeError> {
-    serde_path_to_error::deserialize::<_, T>(value)
-        .map_err(|error| ShapeError { field: error.path().to_string(), message: error.into_inner().to_string() })
+    serde_path_to_error::deserialize::<_, T>(value).map_err(shape_error)
 }
 
-/// Paths present (and not null) in `given` but absent from `known`, the
-/// typed model's reading of it.
+/// Decodes `value` as `T`, collecting the paths of the fields `T` skips
+/// (`spec.containers[0].imagePullPolicyy`) as it goes: one pass reads the
+/// object and finds what it does not declare.
+fn unknown_typed<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, ShapeError> {
+    let mut unknown = Vec::new();
+    let mut skipped = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+    serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(value, &mut skipped))
+        .map_err(shape_error)?;
+    Ok(unknown)
+}
+
+fn shape_error(error: serde_path_to_error::Error<serde_json::Error>) -> ShapeError {
+    ShapeError { field: error.path().to_string(), message: error.into_inner().to_string() }
+}
+
+/// A decoder's path as Kubernetes writes field paths: `a.b[2].c`.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Paths present (and not null) in `given` but absent from `known`, a
+/// custom kind's schema's reading of it.
 fn collect_unknown(given: &Value, known: &Value, path: String, unknown: &mut Vec<String>) {
     match (given, known) {
         (Value::Object(given), Value::Object(known)) => {
@@ -540,5 +562,22 @@ mod tests {
             deployments.unknown_fields(&typo).expect("decodes"),
             ["metadata.labelz", "spec.replicass", "spec.template.spec.containers[0].imagee"]
         );
+    }
+
+    #[test]
+    fn known_fields_given_as_null_and_free_form_fields_are_not_unknown() {
+        let registry = Registry::built_in();
+        let pods = registry.find("", "v1", "pods").expect("pods");
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "creationTimestamp": null, "labels": {"x": "y"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}}}}}}]},
+            "spec": {"nodeName": null, "containers": [{"name": "c", "image": "x",
+                "resources": {"limits": {"cpu": "1"}}, "ports": [{"containerPort": 80}]}]},
+            "status": {}});
+        assert_eq!(pods.unknown_fields(&pod).expect("decodes"), Vec::<String>::new());
+        let unknown_null = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+            "spec": {"containers": [{"name": "c"}, {"name": "d", "sidecar": null}]}});
+        assert_eq!(pods.unknown_fields(&unknown_null).expect("decodes"), ["spec.containers[1].sidecar"]);
     }
 }
