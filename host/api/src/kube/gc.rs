@@ -5,7 +5,7 @@
 //! Every API server keeps an index of owners and namespace members from a
 //! store watch; only the raft leader acts on it, so one node does the work.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use engenho_store::{EventKind, KeyRange, RangeRequest, Watcher};
@@ -106,6 +106,12 @@ impl Entry {
         self.finalizers.iter().any(|f| f == finalizer)
     }
 }
+
+/// Hash maps of the index: keyed by store keys and uids of every object,
+/// hashed with foldhash (randomly seeded per process; a fraction of
+/// SipHash's cost on keys of 40 to 100 bytes).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Owners, dependents and namespace members of every object.
 #[derive(Debug, Default)]
