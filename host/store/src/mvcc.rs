@@ -1,21 +1,22 @@
 //! The MVCC key-value state machine on fjall.
 //!
-//! The live key space (the newest version of every key) is held in memory,
-//! as etcd holds its key index; it is rebuilt from `history` on open.
+//! As in etcd, versions are stored by revision and the key index is held in
+//! memory: for every key, its newest live version and where each of its
+//! stored versions lies. The index is rebuilt from `revisions` on open.
 //!
 //! Keyspaces:
-//! - `history`: escaped key ++ revision → [`Version`], every version since
-//!   the compacted revision, for reads in the past;
-//! - `events`: revision ++ sub-index → [`EventRecord`] (kind and key; the
-//!   values are read from `history` when an event is replayed), for watches;
+//! - `revisions`: revision ++ event index → [`Version`], every version
+//!   written since the compacted revision (and the newest one at or below
+//!   it of each live key): reads in the past and watch replay. A write
+//!   appends one record at the end of the keyspace;
 //! - `leases`: lease id → granted time to live;
 //! - `meta`: revision, compacted revision, last applied raft log id and
 //!   membership.
 //!
 //! One [`Applier`] at a time writes, through one fjall batch per raft
-//! `apply` call, then updates the live key space. Reads at the current
-//! revision take the live key space briefly; reads in the past use fjall
-//! snapshots.
+//! `apply` call, then updates the key index. Reads at the current revision
+//! take the index briefly; reads in the past find their versions in it and
+//! read them from a fjall snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -24,7 +25,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, Readable
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode, escape_bound, event_key, event_revision, split_versioned, versioned_key};
+use crate::codec::{decode, encode, version_key, version_position};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::watch::{WatchBatch, WatchHub};
@@ -37,6 +38,12 @@ const REVISION_KEY: &[u8] = b"revision";
 const COMPACTED_KEY: &[u8] = b"compacted";
 const APPLIED_KEY: &[u8] = b"applied";
 const MEMBERSHIP_KEY: &[u8] = b"membership";
+
+/// Keyspace of the versions, by revision.
+const REVISIONS_KEYSPACE: &str = "revisions";
+
+/// Keyspace in which an earlier format kept versions by key.
+const KEY_ORDERED_HISTORY_KEYSPACE: &str = "history";
 
 /// The raft membership as stored with the state machine.
 pub type Membership = StoredMembership<u64, NodeInfo>;
@@ -53,22 +60,6 @@ struct Version {
 struct VersionRef<'a> {
     deleted: bool,
     kv: &'a KeyValue,
-}
-
-/// What the `events` keyspace keeps of an event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct EventRecord {
-    kind: EventKind,
-    #[serde(with = "serde_bytes")]
-    key: Vec<u8>,
-}
-
-/// An [`EventRecord`] as written: the same encoding, borrowing the key.
-#[derive(Serialize)]
-struct EventRecordRef<'a> {
-    kind: EventKind,
-    #[serde(with = "serde_bytes")]
-    key: &'a [u8],
 }
 
 #[derive(Debug, Default)]
@@ -88,33 +79,104 @@ pub struct Status {
     pub disk_bytes: u64,
 }
 
-/// The newest version of every live key, at one revision.
+/// Where one stored version of a key lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    revision: i64,
+    /// Index of the event among its revision's.
+    sub: u32,
+    /// Whether the version is a deletion.
+    deleted: bool,
+}
+
+impl Position {
+    fn key(self) -> [u8; 12] {
+        version_key(self.revision, self.sub)
+    }
+}
+
+/// What the index knows of one key.
+#[derive(Debug, Default)]
+struct KeyState {
+    /// The newest version, unless the key is deleted.
+    newest: Option<KeyValue>,
+    /// Every stored version, oldest first.
+    versions: Vec<Position>,
+}
+
+impl KeyState {
+    /// The newest stored version at or below `revision`.
+    fn at(&self, revision: i64) -> Option<Position> {
+        let newer = self.versions.partition_point(|p| p.revision <= revision);
+        newer.checked_sub(1).map(|index| self.versions[index])
+    }
+
+    /// How many of the oldest versions neither a read at or after `target`
+    /// nor a watch from `target` can see: those below `target`, except the
+    /// newest of them when it is a live version that is still the key's
+    /// version at `target`.
+    fn obsolete(&self, target: i64) -> usize {
+        let below = self.versions.partition_point(|p| p.revision < target);
+        let written_at_target = self.versions.get(below).is_some_and(|p| p.revision == target);
+        match below.checked_sub(1).map(|index| self.versions[index]) {
+            Some(newest) if !newest.deleted && !written_at_target => below - 1,
+            _ => below,
+        }
+    }
+}
+
+/// The key index: every key with a live or stored version, at one revision.
 #[derive(Debug, Default)]
 struct Live {
-    keys: BTreeMap<Vec<u8>, KeyValue>,
+    keys: BTreeMap<Vec<u8>, KeyState>,
     revision: i64,
     compacted: i64,
 }
 
 impl Live {
-    /// Takes the newest version of a key found in history, if it is live.
-    fn insert_newest(&mut self, newest: Option<Version>) {
-        if let Some(version) = newest.filter(|v| !v.deleted) {
-            self.keys.insert(version.kv.key.clone(), version.kv);
+    /// Records the version that event `sub` of `revision` wrote.
+    fn record(&mut self, revision: i64, sub: u32, event: &Event) {
+        let deleted = event.kind == EventKind::Delete;
+        let newest = (!deleted).then(|| event.kv.clone());
+        let position = Position { revision, sub, deleted };
+        match self.keys.get_mut(&event.kv.key) {
+            Some(state) => {
+                state.newest = newest;
+                state.versions.push(position);
+            }
+            None => {
+                self.keys.insert(event.kv.key.clone(), KeyState { newest, versions: vec![position] });
+            }
         }
     }
 
-    fn scan(&self, range: &KeyRange) -> Vec<KeyValue> {
+    /// The states of the keys in `range`.
+    fn states<'a>(&'a self, range: &KeyRange) -> Box<dyn Iterator<Item = &'a KeyState> + 'a> {
         if range.is_single() {
-            return self.keys.get(&range.key).cloned().into_iter().collect();
+            return Box::new(self.keys.get(&range.key).into_iter());
         }
         if range.is_open_ended() {
-            return self.keys.range(range.key.clone()..).map(|(_, kv)| kv.clone()).collect();
+            return Box::new(self.keys.range(range.key.clone()..).map(|(_, state)| state));
         }
         if range.end <= range.key {
-            return Vec::new();
+            return Box::new(std::iter::empty());
         }
-        self.keys.range(range.key.clone()..range.end.clone()).map(|(_, kv)| kv.clone()).collect()
+        Box::new(self.keys.range(range.key.clone()..range.end.clone()).map(|(_, state)| state))
+    }
+
+    /// The live keys of `range`.
+    fn scan(&self, range: &KeyRange) -> Vec<KeyValue> {
+        self.states(range).filter_map(|state| state.newest.clone()).collect()
+    }
+
+    /// Forgets the versions compacting to `target` removed, and the keys
+    /// left with neither a live nor a stored version.
+    fn compact(&mut self, target: i64) {
+        self.keys.retain(|_, state| {
+            state.versions.drain(..state.obsolete(target));
+            state.newest.is_some() || !state.versions.is_empty()
+        });
+        self.compacted = target;
     }
 }
 
@@ -122,8 +184,7 @@ impl Live {
 pub struct Mvcc {
     db: Database,
     live: RwLock<Live>,
-    history: Keyspace,
-    events: Keyspace,
+    revisions: Keyspace,
     leases_keyspace: Keyspace,
     meta: Keyspace,
     leases: Mutex<BTreeMap<i64, Lease>>,
@@ -139,8 +200,7 @@ impl std::fmt::Debug for Mvcc {
 }
 
 /// A consistent read view: a fjall snapshot with its revision.
-struct View<'a> {
-    store: &'a Mvcc,
+struct View {
     snapshot: Snapshot,
     revision: i64,
     compacted: i64,
@@ -153,12 +213,18 @@ impl Mvcc {
     /// Any fjall error or a corrupt record.
     pub fn open(storage: &Storage) -> Result<Arc<Self>> {
         let db = &storage.db;
+        if db.keyspace_exists(KEY_ORDERED_HISTORY_KEYSPACE) {
+            return Err(StoreError::Storage(
+                "the data directory holds versions in an earlier format (by key); it cannot be read by this \
+                 version"
+                    .into(),
+            ));
+        }
         let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         let store = Self {
             db: db.clone(),
             live: RwLock::new(Live::default()),
-            history: open("history")?,
-            events: open("events")?,
+            revisions: open(REVISIONS_KEYSPACE)?,
             leases_keyspace: open("leases")?,
             meta: open("meta")?,
             leases: Mutex::new(BTreeMap::new()),
@@ -170,27 +236,24 @@ impl Mvcc {
         Ok(Arc::new(store))
     }
 
-    /// Rebuilds the live key space and the lease table from disk.
+    /// Rebuilds the key index and the lease table from disk.
     fn load(&self) -> Result<()> {
         let view = self.view();
         let mut live = Live { keys: BTreeMap::new(), revision: view.revision, compacted: view.compacted };
-        let mut newest: Option<Version> = None;
-        for guard in view.snapshot.iter(&self.history) {
-            let (_, value) = guard.into_inner()?;
+        for guard in view.snapshot.iter(&self.revisions) {
+            let (key, value) = guard.into_inner()?;
+            let (revision, sub) = version_position(&key).ok_or_else(|| corrupt("version key"))?;
             let version: Version = decode(&value)?;
-            if newest.as_ref().is_some_and(|v| v.kv.key != version.kv.key) {
-                live.insert_newest(newest.take());
-            }
-            newest = Some(version);
+            let kind = if version.deleted { EventKind::Delete } else { EventKind::Put };
+            live.record(revision, sub, &Event { kind, kv: version.kv, prev_kv: None });
         }
-        live.insert_newest(newest);
         let mut leases = BTreeMap::new();
         for guard in view.snapshot.iter(&self.leases_keyspace) {
             let (key, value) = guard.into_inner()?;
             let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| corrupt("lease id"))?);
             leases.insert(id, Lease { ttl: decode(&value)?, keys: BTreeSet::new() });
         }
-        for kv in live.keys.values().filter(|kv| kv.lease != 0) {
+        for kv in live.keys.values().filter_map(|state| state.newest.as_ref()).filter(|kv| kv.lease != 0) {
             leases.entry(kv.lease).or_default().keys.insert(kv.key.clone());
         }
         let revision = live.revision;
@@ -213,14 +276,14 @@ impl Mvcc {
         &self.hub
     }
 
-    fn view(&self) -> View<'_> {
+    fn view(&self) -> View {
         let snapshot = self.db.snapshot();
         let read = |key: &[u8]| -> i64 {
             snapshot.get(&self.meta, key).ok().flatten().and_then(|bytes| decode(&bytes).ok()).unwrap_or(0)
         };
         let revision = read(REVISION_KEY);
         let compacted = read(COMPACTED_KEY);
-        View { store: self, snapshot, revision, compacted }
+        View { snapshot, revision, compacted }
     }
 
     /// The newest committed revision (as published to watchers); cheap.
@@ -245,23 +308,51 @@ impl Mvcc {
     pub fn range(&self, request: &RangeRequest) -> Result<(i64, RangeResult)> {
         request.range.validate()?;
         let at = request.revision;
-        let (revision, kvs) = {
+        let (revision, found) = {
             let live = self.read_live();
-            if at > live.revision {
-                return Err(StoreError::FutureRevision { requested: at, current: live.revision });
-            }
-            if at > 0 && at < live.compacted {
-                return Err(StoreError::Compacted { requested: at, compacted: live.compacted });
-            }
-            let kvs = (at <= 0 || at == live.revision).then(|| live.scan(&request.range));
-            (live.revision, kvs)
+            let found = if at <= 0 || at == live.revision {
+                Found::Live(live.scan(&request.range))
+            } else {
+                Found::Stored(self.locate(&live, &request.range, at)?)
+            };
+            (live.revision, found)
         };
-        // Disk holds every revision the live key space has reached.
-        let kvs = match kvs {
-            Some(kvs) => kvs,
-            None => self.view().scan_at(&request.range, at)?,
+        let kvs = match found {
+            Found::Live(kvs) => kvs,
+            Found::Stored(located) => self.read_located(located)?,
         };
         Ok((revision, finish_range(kvs, request)))
+    }
+
+    /// Where the live versions of `range` at revision `at` are stored, with
+    /// a snapshot that holds them; `live` is the index at its revision.
+    fn locate(&self, live: &Live, range: &KeyRange, at: i64) -> Result<Located> {
+        if at > live.revision {
+            return Err(StoreError::FutureRevision { requested: at, current: live.revision });
+        }
+        if at < live.compacted {
+            return Err(StoreError::Compacted { requested: at, compacted: live.compacted });
+        }
+        let positions =
+            live.states(range).filter_map(|state| state.at(at)).filter(|position| !position.deleted).collect();
+        // Taken while the index is held: the index changes only after the
+        // batch behind it is committed, so the snapshot has every version
+        // the index points to, unless a compaction committed meanwhile.
+        Ok(Located { at, positions, snapshot: self.db.snapshot() })
+    }
+
+    /// Reads versions located by [`Mvcc::locate`].
+    fn read_located(&self, located: Located) -> Result<Vec<KeyValue>> {
+        let Located { at, positions, snapshot } = located;
+        let mut kvs = Vec::with_capacity(positions.len());
+        for position in positions {
+            let Some(bytes) = snapshot.get(&self.revisions, position.key())? else {
+                // A compaction passed `at` between the index and the snapshot.
+                return Err(StoreError::Compacted { requested: at, compacted: self.read_live().compacted });
+            };
+            kvs.push(decode::<Version>(&bytes)?.kv);
+        }
+        Ok(kvs)
     }
 
     /// The events of `range` from revision `from` on, whole revisions only,
@@ -270,23 +361,32 @@ impl Mvcc {
     /// # Errors
     /// [`StoreError::Compacted`] when `from` is below the compacted revision.
     pub fn events_since(&self, range: &KeyRange, from: i64, events_max: usize) -> Result<Vec<WatchBatch>> {
-        let view = self.view();
-        if from < view.compacted {
-            return Err(StoreError::Compacted { requested: from, compacted: view.compacted });
+        // The snapshot is taken while the index is held: it has every
+        // version up to the index's revision (and maybe a batch beyond it,
+        // which is left for the next call).
+        let (snapshot, indexed, compacted) = {
+            let live = self.read_live();
+            (self.db.snapshot(), live.revision, live.compacted)
+        };
+        if from < compacted {
+            return Err(StoreError::Compacted { requested: from, compacted });
         }
         let mut batches: Vec<WatchBatch> = Vec::new();
         let mut count = 0;
-        for guard in view.snapshot.range(&self.events, event_key(from.max(1), 0)..) {
+        for guard in snapshot.range(&self.revisions, version_key(from.max(1), 0)..) {
             let (key, value) = guard.into_inner()?;
-            let revision = event_revision(&key).ok_or_else(|| corrupt("event key"))?;
+            let (revision, _) = version_position(&key).ok_or_else(|| corrupt("version key"))?;
+            if revision > indexed {
+                break;
+            }
             if count >= events_max && batches.last().is_some_and(|b| b.revision != revision) {
                 break;
             }
-            let record: EventRecord = decode(&value)?;
-            if !range.contains(&record.key) {
+            let version: Version = decode(&value)?;
+            if !range.contains(&version.kv.key) {
                 continue;
             }
-            let event = view.replay(record, revision)?;
+            let event = self.replay(&snapshot, version, revision)?;
             count += 1;
             match batches.last_mut() {
                 Some(batch) if batch.revision == revision => batch.events.push(event),
@@ -380,9 +480,41 @@ impl Mvcc {
         self.load()
     }
 
-    fn keyspaces(&self) -> [(&'static str, &Keyspace); 4] {
-        [("history", &self.history), ("events", &self.events), ("leases", &self.leases_keyspace), ("meta", &self.meta)]
+    /// The event that wrote `version` at `revision` (at most the index's
+    /// revision), with the version before it where one is still stored.
+    fn replay(&self, snapshot: &Snapshot, version: Version, revision: i64) -> Result<Event> {
+        let previous = {
+            let live = self.read_live();
+            live.keys.get(&version.kv.key).and_then(|state| state.at(revision - 1))
+        };
+        let prev_kv = match previous.filter(|position| !position.deleted) {
+            Some(position) => snapshot
+                .get(&self.revisions, position.key())?
+                .map(|bytes| decode::<Version>(&bytes))
+                .transpose()?
+                .map(|version| version.kv),
+            None => None,
+        };
+        let kind = if version.deleted { EventKind::Delete } else { EventKind::Put };
+        Ok(Event { kind, kv: version.kv, prev_kv })
     }
+
+    fn keyspaces(&self) -> [(&'static str, &Keyspace); 3] {
+        [(REVISIONS_KEYSPACE, &self.revisions), ("leases", &self.leases_keyspace), ("meta", &self.meta)]
+    }
+}
+
+/// What a range read found: live versions, or where past ones are stored.
+enum Found {
+    Live(Vec<KeyValue>),
+    Stored(Located),
+}
+
+/// Stored versions of a read in the past, and the snapshot to read them from.
+struct Located {
+    at: i64,
+    positions: Vec<Position>,
+    snapshot: Snapshot,
 }
 
 /// The serialized form of a whole store.
@@ -400,70 +532,6 @@ struct KeyspaceImage {
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Storage(format!("corrupt {what}"))
-}
-
-impl View<'_> {
-    /// Rebuilds an event from its record and the versions in `history`.
-    fn replay(&self, record: EventRecord, revision: i64) -> Result<Event> {
-        let kv = match record.kind {
-            EventKind::Put => match self.version_at_or_below(&record.key, revision)? {
-                Some((at, version)) if at == revision => version.kv,
-                _ => return Err(corrupt("history of a replayed put")),
-            },
-            EventKind::Delete => KeyValue { key: record.key.clone(), mod_revision: revision, ..KeyValue::default() },
-        };
-        let prev_kv = match self.version_at_or_below(&record.key, revision - 1)? {
-            Some((_, version)) if !version.deleted => Some(version.kv),
-            _ => None,
-        };
-        Ok(Event { kind: record.kind, kv, prev_kv })
-    }
-
-    /// The newest stored version of `key` at or below `revision`.
-    fn version_at_or_below(&self, key: &[u8], revision: i64) -> Result<Option<(i64, Version)>> {
-        if revision < 1 {
-            return Ok(None);
-        }
-        let versions = self.snapshot.range(&self.store.history, escape_bound(key)..=versioned_key(key, revision));
-        let Some(guard) = versions.last() else { return Ok(None) };
-        let (stored, value) = guard.into_inner()?;
-        let (user_key, at) = split_versioned(&stored).ok_or_else(|| corrupt("history key"))?;
-        if user_key != key {
-            return Ok(None);
-        }
-        Ok(Some((at, decode(&value)?)))
-    }
-
-    /// The keys of `range` as they were at `revision`.
-    fn scan_at(&self, range: &KeyRange, revision: i64) -> Result<Vec<KeyValue>> {
-        let lower = escape_bound(&range.key);
-        let iter = if range.is_single() {
-            let mut upper = crate::codec::escape_key(&range.key);
-            upper.extend_from_slice(&i64::MAX.to_be_bytes());
-            self.snapshot.range(&self.store.history, lower..=upper)
-        } else if range.is_open_ended() {
-            self.snapshot.range(&self.store.history, lower..)
-        } else {
-            if range.end <= range.key {
-                return Ok(Vec::new());
-            }
-            self.snapshot.range(&self.store.history, lower..escape_bound(&range.end))
-        };
-        let mut out: Vec<KeyValue> = Vec::new();
-        let mut newest: Option<Version> = None;
-        for guard in iter {
-            let (key, value) = guard.into_inner()?;
-            let (user_key, version_revision) = split_versioned(&key).ok_or_else(|| corrupt("history key"))?;
-            if newest.as_ref().is_some_and(|v| v.kv.key != user_key) {
-                out.extend(newest.take().filter(|v| !v.deleted).map(|v| v.kv));
-            }
-            if version_revision <= revision {
-                newest = Some(decode(&value)?);
-            }
-        }
-        out.extend(newest.filter(|v| !v.deleted).map(|v| v.kv));
-        Ok(out)
-    }
 }
 
 /// Applies filters, sorting, counting and the limit of a range request.
@@ -555,7 +623,7 @@ impl Applier<'_> {
             Err(StoreError::Storage(message)) => return Err(StoreError::Storage(message)),
             Err(refusal) => return Ok(Applied { revision: self.revision, outcome: Err(refusal) }),
         };
-        self.merge(scope)?;
+        self.merge(scope);
         Ok(Applied { revision: self.revision, outcome: Ok(outcome) })
     }
 
@@ -609,7 +677,7 @@ impl Applier<'_> {
         if let Some(kv) = scope.overlay.get(key).or_else(|| self.overlay.get(key)) {
             return kv.clone();
         }
-        self.store.read_live().keys.get(key).cloned()
+        self.store.read_live().keys.get(key).and_then(|state| state.newest.clone())
     }
 
     fn scan(&self, scope: &Scope, range: &KeyRange) -> Vec<KeyValue> {
@@ -723,20 +791,15 @@ impl Applier<'_> {
         request.range.validate()?;
         if request.revision > 0 && request.revision != self.revision {
             // Reads in the past see committed history only.
-            let view = self.store.view();
-            if request.revision > view.revision {
-                return Err(StoreError::FutureRevision { requested: request.revision, current: view.revision });
-            }
-            if request.revision < view.compacted {
-                return Err(StoreError::Compacted { requested: request.revision, compacted: view.compacted });
-            }
-            return Ok(finish_range(view.scan_at(&request.range, request.revision)?, request));
+            let store = self.store;
+            let located = store.locate(&store.read_live(), &request.range, request.revision)?;
+            return Ok(finish_range(store.read_located(located)?, request));
         }
         Ok(finish_range(self.scan(scope, &request.range), request))
     }
 
     /// Moves a successful command's writes into the batch.
-    fn merge(&mut self, scope: Scope) -> Result<()> {
+    fn merge(&mut self, scope: Scope) {
         let store = self.store;
         let mut leases = store.lock_leases();
         for (id, ttl) in scope.granted {
@@ -760,9 +823,8 @@ impl Applier<'_> {
         drop(leases);
         self.overlay.extend(scope.overlay);
         if let Some(target) = scope.compact {
-            self.compact(target)?;
+            self.compact(target);
         }
-        Ok(())
     }
 
     fn write_event(&mut self, leases: &mut BTreeMap<i64, Lease>, revision: i64, sub: u32, event: &Event) {
@@ -776,39 +838,43 @@ impl Applier<'_> {
             leases.entry(event.kv.lease).or_default().keys.insert(key.clone());
         }
         let version = encode(&VersionRef { deleted, kv: &event.kv });
-        self.batch.insert(&store.history, versioned_key(key, revision), version);
-        let record = EventRecordRef { kind: event.kind, key };
-        self.batch.insert(&store.events, event_key(revision, sub), encode(&record));
+        self.batch.insert(&store.revisions, version_key(revision, sub), version);
     }
 
-    /// Drops history that no read at or after `target` can see.
-    fn compact(&mut self, target: i64) -> Result<()> {
+    /// Drops the versions no read at or after `target` can see; the index
+    /// forgets them at commit.
+    fn compact(&mut self, target: i64) {
         let store = self.store;
-        let mut pending: Option<(Vec<u8>, Vec<u8>, bool)> = None;
-        for guard in store.history.iter() {
-            let (key, value) = guard.into_inner()?;
-            let (user_key, revision) = split_versioned(&key).ok_or_else(|| corrupt("history key"))?;
-            if revision > target {
-                continue;
+        // Versions written earlier in this batch are not in the index yet.
+        let mut pending: BTreeMap<&[u8], KeyState> = BTreeMap::new();
+        for batch in &self.published {
+            for (sub, event) in batch.events.iter().enumerate() {
+                let sub = u32::try_from(sub).expect("events per revision fit u32");
+                let deleted = event.kind == EventKind::Delete;
+                let position = Position { revision: batch.revision, sub, deleted };
+                pending.entry(&event.kv.key).or_default().versions.push(position);
             }
-            let deleted = decode::<Version>(&value)?.deleted;
-            if let Some((previous_key, previous_user_key, previous_deleted)) = pending.take() {
-                // A newer version at or below the target hides the older one.
-                if previous_user_key == user_key || previous_deleted {
-                    self.batch.remove(&store.history, previous_key);
+        }
+        let mut obsolete = Vec::new();
+        {
+            let live = store.read_live();
+            for (key, state) in &live.keys {
+                match pending.get_mut(key.as_slice()) {
+                    Some(written) => {
+                        written.versions.splice(0..0, state.versions.iter().copied());
+                    }
+                    None => obsolete.extend_from_slice(&state.versions[..state.obsolete(target)]),
                 }
             }
-            pending = Some((key.to_vec(), user_key, deleted));
         }
-        if let Some((key, _, true)) = pending {
-            self.batch.remove(&store.history, key);
+        for state in pending.values() {
+            obsolete.extend_from_slice(&state.versions[..state.obsolete(target)]);
         }
-        for guard in store.events.range(..event_key(target, 0)) {
-            self.batch.remove(&store.events, guard.key()?);
+        for position in obsolete {
+            self.batch.remove(&store.revisions, position.key());
         }
         self.compacted = target;
         self.batch.insert(&store.meta, COMPACTED_KEY, encode(&target));
-        Ok(())
     }
 
     /// Commits the batch with the raft position it reaches, then publishes
@@ -828,15 +894,17 @@ impl Applier<'_> {
         self.batch.commit().map_err(|e| StoreError::Storage(store.failures.describe(&e)))?;
         {
             let mut live = store.live.write().expect("live key space lock poisoned by a panic");
-            for (key, kv) in std::mem::take(&mut self.overlay) {
-                match kv {
-                    Some(kv) => live.keys.insert(key, kv),
-                    None => live.keys.remove(&key),
-                };
+            for batch in &self.published {
+                for (sub, event) in batch.events.iter().enumerate() {
+                    let sub = u32::try_from(sub).expect("events per revision fit u32");
+                    live.record(batch.revision, sub, event);
+                }
             }
             assert!(self.revision >= live.revision, "revisions never go back");
             live.revision = self.revision;
-            live.compacted = self.compacted;
+            if self.compacted != live.compacted {
+                live.compact(self.compacted);
+            }
         }
         store.hub.publish(std::mem::take(&mut self.published));
         Ok(())
@@ -895,6 +963,65 @@ mod tests {
 
     use super::*;
 
+    fn put(key: &str, value: &str) -> Command {
+        Command::Put(PutRequest { key: key.into(), value: value.into(), ..PutRequest::default() })
+    }
+
+    fn delete(key: &str) -> Command {
+        Command::Delete(DeleteRequest { range: KeyRange::single(key.as_bytes().to_vec()), ..DeleteRequest::default() })
+    }
+
+    fn stored_revisions(store: &Mvcc) -> Vec<(i64, u32)> {
+        store
+            .revisions
+            .iter()
+            .map(|guard| version_position(&guard.key().expect("key")).expect("a version key"))
+            .collect()
+    }
+
+    #[test]
+    fn versions_below_the_target_go_except_each_live_keys_version_at_it() {
+        let position = |revision, deleted| Position { revision, sub: 0, deleted };
+        let state = |versions: Vec<Position>| KeyState { newest: None, versions };
+        let live = state(vec![position(1, false), position(3, false), position(6, false)]);
+        assert_eq!(live.obsolete(5), 1, "the version at 3 is the key's at 5");
+        assert_eq!(live.obsolete(6), 2, "the version at 6 is the key's at 6");
+        assert_eq!(live.obsolete(1), 0);
+        assert_eq!(live.at(5), Some(position(3, false)));
+        assert_eq!(live.at(0), None);
+        let gone = state(vec![position(1, false), position(2, true)]);
+        assert_eq!(gone.obsolete(4), 2, "nothing is left to read at 4");
+        assert_eq!(gone.obsolete(2), 1, "a watch from 2 still sees the deletion");
+    }
+
+    #[test]
+    fn compaction_removes_what_no_read_can_see_even_within_one_batch() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage = crate::open_database(dir.path()).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        for command in [put("a", "1"), put("b", "1"), put("a", "2"), delete("b")] {
+            let mut applier = store.applier();
+            applier.apply(&command).expect("applied");
+            applier.commit(None, None).expect("committed");
+        }
+        // One batch: a write, then a compaction up to it, then a write.
+        let mut applier = store.applier();
+        for command in [put("a", "3"), Command::Compact { revision: 5 }, put("c", "1")] {
+            applier.apply(&command).expect("applied").outcome.expect("accepted");
+        }
+        applier.commit(None, None).expect("committed");
+        assert_eq!(stored_revisions(&store), [(5, 0), (6, 0)], "a at 5 and c at 6 are all that is left");
+        assert!(!store.read_live().keys.contains_key(b"b".as_slice()), "the deleted key is forgotten");
+        let at =
+            |revision| RangeRequest { range: KeyRange::single(b"a".to_vec()), revision, ..RangeRequest::default() };
+        assert_eq!(store.range(&at(5)).expect("read at 5").1.kvs[0].value, b"3");
+        assert!(matches!(store.range(&at(4)), Err(StoreError::Compacted { requested: 4, compacted: 5 })));
+        drop(store);
+        let store = Mvcc::open(&storage).expect("reopen store");
+        assert_eq!(store.range(&at(0)).expect("read").1.kvs[0].value, b"3");
+        assert_eq!(store.read_live().keys.len(), 2);
+    }
+
     proptest! {
         #[test]
         fn borrowed_records_encode_as_the_stored_ones(
@@ -916,9 +1043,6 @@ mod tests {
             prop_assert_eq!(version.deleted, deleted);
             prop_assert_eq!(&version.kv, &kv);
             prop_assert_eq!(encode(&VersionRef { deleted, kv: &kv }), encode(&Version { deleted, kv: kv.clone() }));
-            let kind = if deleted { EventKind::Delete } else { EventKind::Put };
-            let record = EventRecordRef { kind, key: &key };
-            prop_assert_eq!(encode(&record), encode(&EventRecord { kind, key: key.clone() }));
         }
     }
 }
