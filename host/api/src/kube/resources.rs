@@ -317,6 +317,7 @@ fn unknown_typed<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, Shap
     Ok(unknown)
 }
 
+/// A failed typed decoding as a shape error: where and why.
 fn shape_error(error: serde_path_to_error::Error<serde_json::Error>) -> ShapeError {
     ShapeError { field: error.path().to_string(), message: error.into_inner().to_string() }
 }
@@ -555,6 +556,8 @@ mod tests {
             serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": 1}});
         let error = configmaps.validate(&bad).expect_err("a number is no string");
         assert_eq!(error.field, "data.k");
+        let error = configmaps.unknown_fields(&bad).expect_err("a number is no string");
+        assert_eq!(error.field, "data.k", "the unknown-field reading tells where, too");
         let deployments = registry.find("apps", "v1", "deployments").expect("deployments");
         let typo = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labelz": {}},
             "spec": {"replicass": 2, "selector": {}, "template": {"spec": {"containers": [{"name": "c", "imagee": "x"}]}}}});
