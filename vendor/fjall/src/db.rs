@@ -792,6 +792,13 @@ impl Database {
                     "Set keyspace id counter to {}",
                     db.keyspace_id_counter.get(),
                 );
+
+                // engenho: writes go on after the last valid entry, inside
+                // a preallocated file again.
+                db.supervisor
+                    .journal
+                    .get_writer()?
+                    .preallocate_after_recovery()?;
             }
         }
 

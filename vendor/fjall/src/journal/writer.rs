@@ -194,8 +194,11 @@ impl Writer {
             });
         }
 
+        // engenho: opened for writing, not appending; recovery replays the
+        // file, cuts it after its last valid entry, then moves the writer
+        // there with `preallocate_after_recovery`.
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(path)
             .inspect_err(|e| {
                 log::error!("Failed to open journal file at {}: {e:?}", path.display());
@@ -210,6 +213,23 @@ impl Writer {
             compression: CompressionType::None,
             compression_threshold: 0,
         })
+    }
+
+    /// engenho: after recovery has replayed the journal and cut it after its
+    /// last valid entry, positions the writer there and extends the file
+    /// to the preallocated size again, as a new journal is made. Writes then
+    /// land inside the file's size: an `fdatasync` has no size change to
+    /// commit with them (on ext4, a journal commit per sync while the file
+    /// grew by appends).
+    pub(crate) fn preallocate_after_recovery(&mut self) -> crate::Result<()> {
+        self.file.flush()?;
+        let file = self.file.get_mut();
+        let end = file.seek(std::io::SeekFrom::End(0))?;
+        if end < PRE_ALLOCATED_BYTES {
+            file.set_len(PRE_ALLOCATED_BYTES)?;
+            file.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Persists the journal file.
