@@ -409,6 +409,9 @@ fn intern(text: &str) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct Registry {
     types: Vec<ResourceType>,
+    /// Positions in `types` of the kinds of each plural name (every
+    /// request looks its kind up).
+    by_plural: std::collections::HashMap<&'static str, Vec<usize>>,
     /// Changes whenever the set of kinds does.
     generation: u64,
 }
@@ -434,7 +437,7 @@ impl SharedRegistry {
         }
         let mut types = built_in.types;
         types.extend(custom);
-        *current = std::sync::Arc::new(Registry { types, generation: current.generation + 1 });
+        *current = std::sync::Arc::new(Registry::new(types, current.generation + 1));
     }
 }
 
@@ -472,7 +475,20 @@ impl Registry {
             ResourceType::of::<rbac::v1::ClusterRoleBinding>(&[], false, false),
             ResourceType::of::<apiextensions::v1::CustomResourceDefinition>(&["crd", "crds"], false, true),
         ];
-        Self { types, generation: 0 }
+        Self::new(types, 0)
+    }
+
+    fn new(types: Vec<ResourceType>, generation: u64) -> Self {
+        let mut by_plural: std::collections::HashMap<&'static str, Vec<usize>> = std::collections::HashMap::new();
+        for (index, t) in types.iter().enumerate() {
+            by_plural.entry(t.plural).or_default().push(index);
+        }
+        Self { types, by_plural, generation }
+    }
+
+    /// The kinds named `plural`, in any group or version.
+    fn named<'a>(&'a self, plural: &str) -> impl Iterator<Item = &'a ResourceType> {
+        self.by_plural.get(plural).into_iter().flatten().map(|&index| &self.types[index])
     }
 
     /// Changes whenever the set of kinds does.
@@ -482,12 +498,12 @@ impl Registry {
 
     /// The built-in kind or a custom kind that has `group` and `plural`.
     pub fn find_plural(&self, group: &str, plural: &str) -> Option<&ResourceType> {
-        self.types.iter().find(|t| t.group == group && t.plural == plural)
+        self.named(plural).find(|t| t.group == group)
     }
 
     /// The kind served at `group`/`version` under `plural`.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
-        self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural)
+        self.named(plural).find(|t| t.group == group && t.version == version)
     }
 
     /// The kind, namespace and name a store key holds.
@@ -495,7 +511,7 @@ impl Registry {
         let (group, rest) = key.strip_prefix("/registry/")?.split_once('/')?;
         let (plural, rest) = rest.split_once('/')?;
         let group = if group == "core" { "" } else { group };
-        self.types.iter().filter(|t| t.group == group && t.plural == plural).find_map(|t| match rest.split_once('/') {
+        self.named(plural).filter(|t| t.group == group).find_map(|t| match rest.split_once('/') {
             Some((namespace, name)) if t.namespaced && !name.contains('/') => Some((t, Some(namespace), name)),
             None if !t.namespaced => Some((t, None, rest)),
             _ => None,
