@@ -169,13 +169,16 @@ impl Live {
         self.states(range).filter_map(|state| state.newest.clone()).collect()
     }
 
-    /// Forgets the versions compacting to `target` removed, and the keys
-    /// left with neither a live nor a stored version.
-    fn compact(&mut self, target: i64) {
-        self.keys.retain(|_, state| {
+    /// Forgets the versions of `keys` that compacting to `target` removed,
+    /// and those keys left with neither a live nor a stored version.
+    fn compact(&mut self, target: i64, keys: &BTreeSet<Vec<u8>>) {
+        for key in keys {
+            let Some(state) = self.keys.get_mut(key) else { continue };
             state.versions.drain(..state.obsolete(target));
-            state.newest.is_some() || !state.versions.is_empty()
-        });
+            if state.newest.is_none() && state.versions.is_empty() {
+                self.keys.remove(key);
+            }
+        }
         self.compacted = target;
     }
 }
@@ -434,6 +437,7 @@ impl Mvcc {
             revision,
             compacted,
             published: Vec::new(),
+            compacted_keys: BTreeSet::new(),
         }
     }
 
@@ -598,6 +602,8 @@ pub struct Applier<'a> {
     revision: i64,
     compacted: i64,
     published: Vec<WatchBatch>,
+    /// Keys whose versions a compaction of this batch removes.
+    compacted_keys: BTreeSet<Vec<u8>>,
 }
 
 impl Applier<'_> {
@@ -856,6 +862,7 @@ impl Applier<'_> {
             }
         }
         let mut obsolete = Vec::new();
+        let mut compacted_keys = Vec::new();
         {
             let live = store.read_live();
             for (key, state) in &live.keys {
@@ -863,16 +870,27 @@ impl Applier<'_> {
                     Some(written) => {
                         written.versions.splice(0..0, state.versions.iter().copied());
                     }
-                    None => obsolete.extend_from_slice(&state.versions[..state.obsolete(target)]),
+                    None => {
+                        let versions = &state.versions[..state.obsolete(target)];
+                        if !versions.is_empty() {
+                            obsolete.extend_from_slice(versions);
+                            compacted_keys.push(key.clone());
+                        }
+                    }
                 }
             }
         }
-        for state in pending.values() {
-            obsolete.extend_from_slice(&state.versions[..state.obsolete(target)]);
+        for (key, state) in &pending {
+            let versions = &state.versions[..state.obsolete(target)];
+            if !versions.is_empty() {
+                obsolete.extend_from_slice(versions);
+                compacted_keys.push(key.to_vec());
+            }
         }
         for position in obsolete {
             self.batch.remove(&store.revisions, position.key());
         }
+        self.compacted_keys.extend(compacted_keys);
         self.compacted = target;
         self.batch.insert(&store.meta, COMPACTED_KEY, encode(&target));
     }
@@ -903,7 +921,7 @@ impl Applier<'_> {
             assert!(self.revision >= live.revision, "revisions never go back");
             live.revision = self.revision;
             if self.compacted != live.compacted {
-                live.compact(self.compacted);
+                live.compact(self.compacted, &self.compacted_keys);
             }
         }
         store.hub.publish(std::mem::take(&mut self.published));
@@ -1012,6 +1030,13 @@ mod tests {
         applier.commit(None, None).expect("committed");
         assert_eq!(stored_revisions(&store), [(5, 0), (6, 0)], "a at 5 and c at 6 are all that is left");
         assert!(!store.read_live().keys.contains_key(b"b".as_slice()), "the deleted key is forgotten");
+        let indexed: BTreeSet<(i64, u32)> = store
+            .read_live()
+            .keys
+            .values()
+            .flat_map(|state| state.versions.iter().map(|p| (p.revision, p.sub)))
+            .collect();
+        assert_eq!(indexed, stored_revisions(&store).into_iter().collect(), "the index lists what is stored");
         let at =
             |revision| RangeRequest { range: KeyRange::single(b"a".to_vec()), revision, ..RangeRequest::default() };
         assert_eq!(store.range(&at(5)).expect("read at 5").1.kvs[0].value, b"3");
