@@ -134,20 +134,16 @@ struct Live {
 }
 
 impl Live {
-    /// Records the version that event `sub` of `revision` wrote.
-    fn record(&mut self, revision: i64, sub: u32, event: &Event) {
-        let deleted = event.kind == EventKind::Delete;
-        let newest = (!deleted).then(|| event.kv.clone());
-        let position = Position { revision, sub, deleted };
-        match self.keys.get_mut(&event.kv.key) {
-            Some(state) => {
-                state.newest = newest;
-                state.versions.push(position);
-            }
-            None => {
-                self.keys.insert(event.kv.key.clone(), KeyState { newest, versions: vec![position] });
-            }
+    /// Records the version `kv` stored at `position` (a deletion when the
+    /// position says so).
+    fn record(&mut self, position: Position, kv: KeyValue) {
+        if let Some(state) = self.keys.get_mut(&kv.key) {
+            state.newest = (!position.deleted).then_some(kv);
+            state.versions.push(position);
+            return;
         }
+        let (key, newest) = if position.deleted { (kv.key, None) } else { (kv.key.clone(), Some(kv)) };
+        self.keys.insert(key, KeyState { newest, versions: vec![position] });
     }
 
     /// The states of the keys in `range`.
@@ -247,8 +243,7 @@ impl Mvcc {
             let (key, value) = guard.into_inner()?;
             let (revision, sub) = version_position(&key).ok_or_else(|| corrupt("version key"))?;
             let version: Version = decode(&value)?;
-            let kind = if version.deleted { EventKind::Delete } else { EventKind::Put };
-            live.record(revision, sub, &Event { kind, kv: version.kv, prev_kv: None });
+            live.record(Position { revision, sub, deleted: version.deleted }, version.kv);
         }
         let mut leases = BTreeMap::new();
         for guard in view.snapshot.iter(&self.leases_keyspace) {
@@ -853,13 +848,8 @@ impl Applier<'_> {
         let store = self.store;
         // Versions written earlier in this batch are not in the index yet.
         let mut pending: BTreeMap<&[u8], KeyState> = BTreeMap::new();
-        for batch in &self.published {
-            for (sub, event) in batch.events.iter().enumerate() {
-                let sub = u32::try_from(sub).expect("events per revision fit u32");
-                let deleted = event.kind == EventKind::Delete;
-                let position = Position { revision: batch.revision, sub, deleted };
-                pending.entry(&event.kv.key).or_default().versions.push(position);
-            }
+        for (position, event) in written(&self.published) {
+            pending.entry(&event.kv.key).or_default().versions.push(position);
         }
         let mut obsolete = Vec::new();
         let mut compacted_keys = Vec::new();
@@ -912,11 +902,8 @@ impl Applier<'_> {
         self.batch.commit().map_err(|e| StoreError::Storage(store.failures.describe(&e)))?;
         {
             let mut live = store.live.write().expect("live key space lock poisoned by a panic");
-            for batch in &self.published {
-                for (sub, event) in batch.events.iter().enumerate() {
-                    let sub = u32::try_from(sub).expect("events per revision fit u32");
-                    live.record(batch.revision, sub, event);
-                }
+            for (position, event) in written(&self.published) {
+                live.record(position, event.kv.clone());
             }
             assert!(self.revision >= live.revision, "revisions never go back");
             live.revision = self.revision;
@@ -927,6 +914,16 @@ impl Applier<'_> {
         store.hub.publish(std::mem::take(&mut self.published));
         Ok(())
     }
+}
+
+/// Each event of `batches` with where its version is stored.
+fn written(batches: &[WatchBatch]) -> impl Iterator<Item = (Position, &Event)> {
+    batches.iter().flat_map(|batch| {
+        batch.events.iter().enumerate().map(|(sub, event)| {
+            let sub = u32::try_from(sub).expect("events per revision fit u32");
+            (Position { revision: batch.revision, sub, deleted: event.kind == EventKind::Delete }, event)
+        })
+    })
 }
 
 fn record_delete(scope: &mut Scope, prev: KeyValue, revision: i64) {
