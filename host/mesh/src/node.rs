@@ -135,7 +135,7 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| storage(&e))?;
         let id = node_id(&config.data_dir)?;
         let db = engenho_store::open_database(&config.data_dir.join("db"))?;
-        let log = LogStore::open(&db)?;
+        let log = LogStore::open(&db, id)?;
         let appended = log.appended();
         let store = Mvcc::open(&db)?;
         let state_machine = StateMachineStore::new(store.clone(), &config.data_dir);

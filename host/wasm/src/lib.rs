@@ -23,8 +23,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
 
-/// How often the engine's epoch advances: the granularity of deadlines.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// How often the engine's epoch advances: the granularity of deadlines. A
+/// call runs at least its deadline and at most two ticks more; each tick
+/// wakes the node's ticker thread, idle or not.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of a log line kept; the rest is cut.
 const LOG_LINE_BYTES_MAX: usize = 4096;
@@ -283,9 +285,11 @@ impl PluginHost {
         Ok(store)
     }
 
-    /// The epoch ticks of `limits`' deadline.
+    /// The epoch ticks of `limits`' deadline: the first tick comes anywhere
+    /// within one tick of the call's start, so one more than the deadline
+    /// spans lets the call run its whole deadline.
     fn deadline_ticks(&self, limits: &Limits) -> u64 {
-        let ticks = (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1);
+        let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) + 1;
         u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 

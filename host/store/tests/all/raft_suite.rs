@@ -12,7 +12,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let db = engenho_store::open_database(&dir.path().join("db")).expect("open database");
-        let log = LogStore::open(&db).expect("open log store");
+        let log = LogStore::open(&db, 0).expect("open log store");
         let store = Mvcc::open(&db).expect("open mvcc");
         let state_machine = StateMachineStore::new(store, dir.path());
         Ok((dir, log, state_machine))
