@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{CallState, Grants, Limits, PluginError, PluginHost, call_error};
+use super::{CallState, Grants, Limits, PluginError, PluginHost, call_error, deadline_ticks};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -140,7 +140,7 @@ impl AdmissionPolicy {
             Some(pooled) => pooled,
             None => self.instantiate(host)?,
         };
-        pooled.store.set_epoch_deadline(host.deadline_ticks(&self.limits));
+        pooled.store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
         let answer = pooled.instance.engenho_plugins_policy().call_admit(&mut pooled.store, review);
         // A failed instance is dropped: it may be stuck in any state.
         let decision = answer.map_err(|e| call_error(&self.name, &self.limits, e))?;

@@ -281,16 +281,8 @@ impl PluginHost {
     fn store(&self, plugin: &Arc<str>, limits: &Limits, grants: &Grants) -> Result<Store<CallState>, PluginError> {
         let mut store = Store::new(&self.engine, CallState::new(plugin.clone(), limits, grants)?);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(self.deadline_ticks(limits));
+        store.set_epoch_deadline(deadline_ticks(limits.deadline));
         Ok(store)
-    }
-
-    /// The epoch ticks of `limits`' deadline: the first tick comes anywhere
-    /// within one tick of the call's start, so one more than the deadline
-    /// spans lets the call run its whole deadline.
-    fn deadline_ticks(&self, limits: &Limits) -> u64 {
-        let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) + 1;
-        u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 
     /// A linker with WASI (nothing granted) and the host's `log` import.
@@ -319,5 +311,34 @@ fn call_error(plugin: &str, limits: &Limits, error: wasmtime::Error) -> PluginEr
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => PluginError::Deadline { name: plugin.to_owned(), deadline: limits.deadline },
         _ => PluginError::Trap { name: plugin.to_owned(), message: format!("{error:#}") },
+    }
+}
+
+/// The epoch ticks that let a call run for `deadline`: the first tick comes
+/// anywhere within one tick of the call's start, so one more than the
+/// deadline spans lets the call run its whole deadline.
+fn deadline_ticks(deadline: Duration) -> u64 {
+    let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Goal: a call is never stopped before its deadline, nor more than
+        /// two ticks after it. Method: the earliest stop is one tick short
+        /// of the deadline ticks (the first tick may come at once), the
+        /// latest is all of them.
+        #[test]
+        fn a_call_runs_its_deadline_and_at_most_two_ticks_more(millis in 0u64..100_000) {
+            let deadline = Duration::from_millis(millis);
+            let ticks = u32::try_from(deadline_ticks(deadline)).expect("small");
+            prop_assert!(EPOCH_TICK * (ticks - 1) >= deadline);
+            prop_assert!(EPOCH_TICK * ticks <= deadline + EPOCH_TICK * 2);
+        }
     }
 }
