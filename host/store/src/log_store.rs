@@ -34,8 +34,8 @@ pub const FLUSH_QUEUE_APPENDS_MAX: usize = 4096;
 /// follower's raft waits for that sync before it answers, and receives one
 /// batch at a time, so a hand-off to the flusher would only add two thread
 /// wake-ups to every write's round trip. Votes are synced before they are
-/// acknowledged. The log shares fjall's journal with
-/// the state machine, so a crash recovers both as one consistent prefix.
+/// acknowledged. The log shares fjall's journal with the state machine, so
+/// a crash recovers both as one consistent prefix.
 #[derive(Clone)]
 pub struct LogStore {
     /// This node's raft id: entries proposed by another node are synced inline.
