@@ -58,12 +58,14 @@ impl ApiState {
         if matching.is_empty() {
             return Ok(Vec::new());
         }
-        let labels = match request.namespace {
+        let head = match request.namespace {
             Some(namespace) if matching.iter().any(|p| p.has_namespace_selector()) => {
-                self.namespace_labels(namespace)?
+                self.objects.namespace_head(namespace)?
             }
-            _ => BTreeMap::new(),
+            _ => None,
         };
+        let unlabelled = BTreeMap::new();
+        let labels = head.as_ref().map_or(&unlabelled, |head| &head.labels);
         let user = request.user.map_or_else(
             || PluginUser { username: String::new(), uid: String::new(), groups: Vec::new() },
             |u| PluginUser { username: u.name.clone(), uid: u.uid.clone(), groups: u.groups.clone() },
@@ -76,28 +78,31 @@ impl ApiState {
             }
             old => old,
         };
-        let old_json = old.map(json_text).unwrap_or_default();
+        let object_json = json_text(object);
+        let (object_json, old_json) = match request.operation {
+            Operation::Delete => (String::new(), object_json),
+            _ => (object_json, old.map(json_text).unwrap_or_default()),
+        };
+        // One review serves every policy; its object is made again only
+        // after a policy changed it.
+        let mut review = Review {
+            uid: super::objects::now(),
+            operation: request.operation,
+            group: t.group.to_owned(),
+            version: t.version.to_owned(),
+            kind: t.kind.to_owned(),
+            plural: t.plural.to_owned(),
+            subresource: request.subresource.to_owned(),
+            namespace: request.namespace.unwrap_or_default().to_owned(),
+            name: request.name.to_owned(),
+            user,
+            dry_run: request.dry_run,
+            object: object_json,
+            old_object: old_json,
+        };
         let mut warnings = Vec::new();
         let mut mutated = false;
-        let uid = super::objects::now();
-        // The object as JSON, made again only after a policy changed it.
-        let mut object_json = json_text(object);
-        for active in matching.into_iter().filter(|p| p.selects(&labels)) {
-            let review = Review {
-                uid: uid.clone(),
-                operation: request.operation,
-                group: t.group.to_owned(),
-                version: t.version.to_owned(),
-                kind: t.kind.to_owned(),
-                plural: t.plural.to_owned(),
-                subresource: request.subresource.to_owned(),
-                namespace: request.namespace.unwrap_or_default().to_owned(),
-                name: request.name.to_owned(),
-                user: user.clone(),
-                dry_run: request.dry_run,
-                object: if request.operation == Operation::Delete { String::new() } else { object_json.clone() },
-                old_object: if request.operation == Operation::Delete { object_json.clone() } else { old_json.clone() },
-            };
+        for active in matching.into_iter().filter(|p| p.selects(labels)) {
             let decision = match active.policy().admit(&self.plugin_host, &review) {
                 Ok(decision) => decision,
                 Err(error) if active.fails_closed() => {
@@ -138,7 +143,7 @@ impl ApiState {
                 ))
             })?;
             mutated = true;
-            object_json = json_text(object);
+            review.object = json_text(object);
         }
         // What mutating policies made must still have the kind's shape.
         if mutated {
@@ -155,10 +160,6 @@ impl ApiState {
             Operation::Delete => "DELETE",
         };
         self.plugins.current().iter().any(|p| p.matches(t.group, t.plural, operation))
-    }
-
-    fn namespace_labels(&self, namespace: &str) -> Result<BTreeMap<String, String>, ApiError> {
-        Ok(self.objects.namespace_head(namespace)?.map(|head| head.labels).unwrap_or_default())
     }
 }
 

@@ -1,7 +1,8 @@
 //! Kubernetes objects in the replicated store: one JSON value per key, its
 //! `resourceVersion` the store revision that last wrote it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use engenho_mesh::Node;
 use engenho_store::{
@@ -18,7 +19,14 @@ use super::status::{ApiError, Cause};
 #[derive(Clone)]
 pub struct ObjectStore {
     node: Node,
+    /// Namespace heads decoded before, by name, with the revision that
+    /// wrote each (every namespaced write reads its namespace's head).
+    heads: Arc<Mutex<HashMap<String, (i64, Arc<NamespaceHead>)>>>,
 }
+
+/// Namespace heads [`ObjectStore`] keeps decoded; past this many it starts
+/// again from none.
+const NAMESPACE_HEADS_MAX: usize = 4096;
 
 /// A list of objects and the store revision it was read at.
 pub struct Listed {
@@ -31,7 +39,7 @@ pub struct Listed {
 impl ObjectStore {
     /// Objects kept through `node`.
     pub fn new(node: Node) -> Self {
-        Self { node }
+        Self { node, heads: Arc::default() }
     }
 
     /// The current object `name`.
@@ -363,20 +371,33 @@ impl ObjectStore {
     }
 
     /// The labels and deletion state of namespace `name` as this node has
-    /// it, read without decoding the rest of the object.
+    /// it, read without decoding the rest of the object; decoded once per
+    /// stored version.
     ///
     /// # Errors
     /// Store failures; a stored namespace that is not one.
-    pub fn namespace_head(&self, name: &str) -> Result<Option<NamespaceHead>, ApiError> {
+    pub fn namespace_head(&self, name: &str) -> Result<Option<Arc<NamespaceHead>>, ApiError> {
         let request = RangeRequest { range: KeyRange::single(namespace_key(name)), ..Default::default() };
         let (_, found) = self.node.store().range(&request)?;
         let Some(found) = found.kvs.first() else { return Ok(None) };
+        let cached = self.heads.lock().expect("namespace heads lock").get(name).cloned();
+        if let Some((revision, head)) = cached
+            && revision == found.mod_revision
+        {
+            return Ok(Some(head));
+        }
         let stored: StoredNamespace = serde_json::from_slice(&found.value)
             .map_err(|e| ApiError::internal(format!("stored namespace {name} is not one: {e}")))?;
-        Ok(Some(NamespaceHead {
+        let head = Arc::new(NamespaceHead {
             labels: stored.metadata.labels.unwrap_or_default(),
             terminating: stored.metadata.deletion_timestamp.is_some(),
-        }))
+        });
+        let mut heads = self.heads.lock().expect("namespace heads lock");
+        if heads.len() >= NAMESPACE_HEADS_MAX {
+            heads.clear();
+        }
+        heads.insert(name.to_owned(), (found.mod_revision, head.clone()));
+        Ok(Some(head))
     }
 
     /// 404 unless `namespace` exists; 403 while it is being deleted.

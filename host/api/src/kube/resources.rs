@@ -301,9 +301,11 @@ impl ResourceType {
     }
 }
 
-/// `value` decoded as the built-in type `T`; where and why not.
+/// `value` decoded as the built-in type `T`; where and why not. The
+/// decoding runs untracked, as it nearly always succeeds; a failed one runs
+/// again tracking its path, to say where it fails.
 fn decode_typed<T: DeserializeOwned>(value: &Value) -> Result<T, ShapeError> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(shape_error)
+    T::deserialize(value).or_else(|_| serde_path_to_error::deserialize::<_, T>(value).map_err(shape_error))
 }
 
 /// Decodes `value` as `T`, collecting the paths of the fields `T` skips
@@ -312,9 +314,12 @@ fn decode_typed<T: DeserializeOwned>(value: &Value) -> Result<T, ShapeError> {
 fn unknown_typed<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, ShapeError> {
     let mut unknown = Vec::new();
     let mut skipped = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
-    serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(value, &mut skipped))
-        .map_err(shape_error)?;
-    Ok(unknown)
+    match T::deserialize(serde_ignored::Deserializer::new(value, &mut skipped)) {
+        Ok(_) => Ok(unknown),
+        Err(error) => Err(decode_typed::<T>(value)
+            .err()
+            .unwrap_or_else(|| ShapeError { field: String::new(), message: error.to_string() })),
+    }
 }
 
 /// A failed typed decoding as a shape error: where and why.
