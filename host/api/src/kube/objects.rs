@@ -19,10 +19,13 @@ use super::status::{ApiError, Cause};
 #[derive(Clone)]
 pub struct ObjectStore {
     node: Node,
-    /// Namespace heads decoded before, by name, with the revision that
-    /// wrote each (every namespaced write reads its namespace's head).
-    heads: Arc<Mutex<HashMap<String, (i64, Arc<NamespaceHead>)>>>,
+    /// Namespace heads decoded before (every namespaced write reads its
+    /// namespace's head).
+    heads: Arc<Mutex<NamespaceHeads>>,
 }
+
+/// Decoded namespace heads by name, each with the revision that wrote it.
+type NamespaceHeads = HashMap<String, (i64, Arc<NamespaceHead>)>;
 
 /// Namespace heads [`ObjectStore`] keeps decoded; past this many it starts
 /// again from none.

@@ -65,6 +65,8 @@ fn built_in_policies_refuse_mutate_and_follow_their_configuration() {
     kubectl.ok_with(&["apply", "-f", "-"], Some(labelled));
 
     kubectl.ok(&["create", "namespace", "strict"]);
+    // Until the namespace opts in, its pods may name any image.
+    kubectl.ok(&["run", "before", "--image=nginx", "--labels=team=a", "-n", "strict"]);
     kubectl.ok(&["label", "namespace", "strict", "engenho.io/image-policy=enforce"]);
     let unpinned = kubectl.fails(&["run", "web", "--image=nginx", "--labels=team=a", "-n", "strict"], None);
     assert!(
