@@ -8,9 +8,9 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 wit_bindgen::generate!({
     world: "admission-policy",
@@ -55,8 +55,12 @@ impl Guest for ResourceDefaults {
             Ok(pod) => pod,
             Err(_) => return allow(String::new()),
         };
-        let operations = CONFIG.with(|c| c.borrow().as_ref().map(|config| defaults(&pod, config)).unwrap_or_default());
-        if operations.is_empty() { allow(String::new()) } else { allow(Value::Array(operations).to_string()) }
+        let patch = CONFIG.with(|c| {
+            let config = c.borrow();
+            let operations = config.as_ref().map(|config| defaults(&pod, config)).unwrap_or_default();
+            if operations.is_empty() { String::new() } else { serde_json::to_string(&operations).unwrap_or_default() }
+        });
+        allow(patch)
     }
 }
 
@@ -91,14 +95,32 @@ struct Resources<'a> {
     limits: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
 }
 
+/// One JSON patch operation adding `value` at `path`.
+#[derive(Serialize)]
+struct Add<'a> {
+    op: &'static str,
+    path: String,
+    value: Added<'a>,
+}
+
+/// What an [`Add`] adds: an empty object, or configured defaults.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Added<'a> {
+    Empty(Map<String, Value>),
+    Defaults(&'a Map<String, Value>),
+    Quantity(&'a Value),
+}
+
 /// JSON patch operations that give each container the defaults it lacks.
-fn defaults(pod: &Pod<'_>, config: &Config) -> Vec<Value> {
+fn defaults<'a>(pod: &Pod<'_>, config: &'a Config) -> Vec<Add<'a>> {
     let mut operations = Vec::new();
+    let mut add = |path: String, value: Added<'a>| operations.push(Add { op: "add", path, value });
     for (list, containers) in [("initContainers", &pod.spec.init_containers), ("containers", &pod.spec.containers)] {
         for (index, container) in containers.iter().flatten().enumerate() {
             let base = format!("/spec/{list}/{index}/resources");
             if container.resources.is_none() {
-                operations.push(json!({"op": "add", "path": base, "value": {}}));
+                add(base.clone(), Added::Empty(Map::new()));
             }
             let present = |field: &str| {
                 let resources = container.resources.as_ref()?;
@@ -109,12 +131,11 @@ fn defaults(pod: &Pod<'_>, config: &Config) -> Vec<Value> {
                     continue;
                 }
                 match present(field) {
-                    None => operations.push(json!({"op": "add", "path": format!("{base}/{field}"), "value": wanted})),
+                    None => add(format!("{base}/{field}"), Added::Defaults(wanted)),
                     Some(present) => {
                         for (resource, quantity) in wanted {
                             if !present.contains_key(resource.as_str()) {
-                                let path = format!("{base}/{field}/{resource}");
-                                operations.push(json!({"op": "add", "path": path, "value": quantity}));
+                                add(format!("{base}/{field}/{resource}"), Added::Quantity(quantity));
                             }
                         }
                     }
