@@ -103,7 +103,8 @@ struct Add<'a> {
     value: Added<'a>,
 }
 
-/// What an [`Add`] adds: an empty object, or configured defaults.
+/// What an [`Add`] adds: an empty object, the configured requests or
+/// limits, or one configured quantity.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Added<'a> {
