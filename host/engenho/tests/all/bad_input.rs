@@ -215,7 +215,8 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
     assert!(acknowledged.len() > 5, "some writes fit before the disk filled");
     let later = node.etcdctl(&["put", "later", "x"]);
     assert!(!later.status.success(), "writes stay refused once the store has stopped");
-    assert!(String::from_utf8_lossy(&later.stderr).contains("raft stopped"));
+    let later_refusal = String::from_utf8_lossy(&later.stderr);
+    assert!(later_refusal.contains("raft stopped"), "{later_refusal}\nnode log:\n{}", node.log_text());
 
     node.kill();
     disk.grow("256m");
