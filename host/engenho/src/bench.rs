@@ -447,8 +447,12 @@ impl Cluster {
             cluster.children.push(child);
             cluster.client_addrs.push(format!("{ip}:2379"));
             if system == System::Engenho {
-                // Later members join through the cluster, which must be up.
+                // Later members join through the cluster, which must be up;
+                // a member is measured only once it has finished starting
+                // (its plugins compiled and its API serving), as an etcd
+                // member is once it serves.
                 cluster.wait_for_leader().await?;
+                api::connect(&dir.join(format!("n{index}")).join("kubeconfig")).await?;
             }
         }
         Ok(cluster)

@@ -13,6 +13,7 @@ mod error;
 mod log_store;
 mod model;
 mod mvcc;
+mod recent;
 mod state_machine;
 mod watch;
 

@@ -11,20 +11,20 @@ use openraft::{
 };
 
 use crate::codec::{decode, encode};
+use crate::recent::RecentEntries;
 use crate::{Storage, TypeConfig, WriteFailures};
 
 type Entry = openraft::Entry<TypeConfig>;
 type StorageResult<T> = Result<T, StorageError<u64>>;
 
 const VOTE_KEY: &[u8] = b"vote";
-const COMMITTED_KEY: &[u8] = b"committed";
 const LAST_PURGED_KEY: &[u8] = b"last_purged";
 
 /// Appends waiting for the flusher before appenders are held back.
 pub const FLUSH_QUEUE_APPENDS_MAX: usize = 4096;
 
-/// The raft log storage: entries by index, plus vote, committed and
-/// last-purged markers.
+/// The raft log storage: entries by index, plus vote and last-purged
+/// markers.
 ///
 /// A leader's own appends are written to fjall's journal at once and
 /// acknowledged to raft only after a flusher thread has synced the journal:
@@ -35,7 +35,14 @@ pub const FLUSH_QUEUE_APPENDS_MAX: usize = 4096;
 /// batch at a time, so a hand-off to the flusher would only add two thread
 /// wake-ups to every write's round trip. Votes are synced before they are
 /// acknowledged. The log shares fjall's journal with the state machine, so
-/// a crash recovers both as one consistent prefix.
+/// a crash recovers both as one consistent prefix. The newest entries are
+/// also kept decoded in memory ([`RecentEntries`]), so the leader sends and
+/// applies what it just appended without reading it back. The commit index is not
+/// saved: in that shared journal an entry's application closely follows its
+/// commit, so a saved index would let a restart apply only the entries whose
+/// application was in flight at the crash (the leader's next commit brings
+/// them too), and saving it would cost every write a journal write on every
+/// node.
 #[derive(Clone)]
 pub struct LogStore {
     /// This node's raft id: entries proposed by another node are synced inline.
@@ -45,6 +52,8 @@ pub struct LogStore {
     marks: Keyspace,
     flusher: tokio::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
     appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Shared by every clone, the log readers included.
+    recent: std::sync::Arc<std::sync::Mutex<RecentEntries<Entry>>>,
     failures: WriteFailures,
 }
 
@@ -67,7 +76,8 @@ impl LogStore {
             .spawn(move || flush_appends(&synced, pending, &recorded))
             .map_err(|e| crate::StoreError::Storage(format!("starting the log flusher: {e}")))?;
         let appended = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
-        Ok(Self { node, db: db.clone(), entries, marks, flusher, appended, failures })
+        let recent = std::sync::Arc::default();
+        Ok(Self { node, db: db.clone(), entries, marks, flusher, appended, recent, failures })
     }
 
     /// Follows the index of the newest entry written to the log (not yet
@@ -75,6 +85,10 @@ impl LogStore {
     /// its entry in.
     pub fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
         self.appended.subscribe()
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries<Entry>> {
+        self.recent.lock().expect("recent entries lock")
     }
 
     fn failed(&self, error: &fjall::Error) -> String {
@@ -151,6 +165,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             std::ops::Bound::Excluded(&i) => i + 1,
             std::ops::Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            std::ops::Bound::Included(&i) => i.checked_add(1),
+            std::ops::Bound::Excluded(&i) => Some(i),
+            std::ops::Bound::Unbounded => None,
+        };
+        if let Some(kept) = end.and_then(|end| self.recent().get(start, end)) {
+            return Ok(kept);
+        }
         let mut out = Vec::new();
         for guard in self.entries.range(index_key(start)..) {
             let (key, value) = guard.into_inner().map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
@@ -192,30 +214,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_mark(VOTE_KEY)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
-        // The committed index is a hint for faster restarts; it needs no sync.
-        self.marks
-            .insert(COMMITTED_KEY, encode(&committed))
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, self.failed(&e)))
-    }
-
-    async fn read_committed(&mut self) -> StorageResult<Option<LogId<u64>>> {
-        Ok(self.read_mark::<Option<LogId<u64>>>(COMMITTED_KEY)?.flatten())
-    }
-
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = self.db.batch();
-        let mut last = None;
+        let mut appending = Vec::new();
         let mut replicated = false;
         for entry in entries {
-            batch.insert(&self.entries, index_key(entry.log_id.index), encode(&entry));
-            last = Some(entry.log_id.index);
+            let encoded = encode(&entry);
+            appending.push((encoded.len(), entry.clone()));
+            batch.insert(&self.entries, index_key(entry.log_id.index), encoded);
             replicated |= entry.log_id.leader_id.node_id != self.node;
         }
+        let last = appending.last().map(|(_, entry)| entry.log_id.index);
         tracing::trace!(entries = batch.len(), replicated, "append");
         let written =
             batch.commit().and_then(|()| if replicated { self.db.persist(PersistMode::SyncData) } else { Ok(()) });
@@ -223,6 +236,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let failure = self.failed(&e);
             callback.log_io_completed(Err(io::Error::other(failure.clone())));
             return Err(io_error(ErrorSubject::Logs, ErrorVerb::Write, failure));
+        }
+        {
+            let mut recent = self.recent();
+            for (size, entry) in appending {
+                recent.push(entry.log_id.index, size, entry);
+            }
         }
         if let Some(last) = last {
             self.appended.send_replace(last);
@@ -238,6 +257,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
+        self.recent().truncate_from(log_id.index);
         self.remove_range(index_key(log_id.index).., ErrorSubject::Logs)
     }
 
@@ -245,6 +265,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Mark first: a crash between the two writes leaves extra entries,
         // never a hole below the first entry.
         self.write_mark(ErrorSubject::Logs, LAST_PURGED_KEY, &log_id)?;
+        self.recent().purge_to(log_id.index);
         self.remove_range(..=index_key(log_id.index), ErrorSubject::Logs)?;
         tracing::info!(index = log_id.index, "purged the raft log");
         Ok(())
