@@ -37,12 +37,13 @@ pub const FLUSH_QUEUE_APPENDS_MAX: usize = 4096;
 /// acknowledged. The log shares fjall's journal with the state machine, so
 /// a crash recovers both as one consistent prefix. The newest entries are
 /// also kept decoded in memory ([`RecentEntries`]), so the leader sends and
-/// applies what it just appended without reading it back. The commit index is not
-/// saved: in that shared journal an entry's application closely follows its
-/// commit, so a saved index would let a restart apply only the entries whose
-/// application was in flight at the crash (the leader's next commit brings
-/// them too), and saving it would cost every write a journal write on every
-/// node.
+/// applies what it just appended without reading it back.
+///
+/// The commit index is not saved: in the shared journal an entry's
+/// application closely follows its commit, so a saved index would let a
+/// restart apply only the entries whose application was in flight at the
+/// crash (the leader's next commit brings them too), and saving it would
+/// cost every write a journal write on every node.
 #[derive(Clone)]
 pub struct LogStore {
     /// This node's raft id: entries proposed by another node are synced inline.

@@ -12,8 +12,8 @@ pub const RECENT_ENTRIES_MAX: usize = 1024;
 /// Encoded bytes of the entries kept, at most.
 pub const RECENT_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// A contiguous run of the log's newest entries (`T` is an entry with its
-/// index), bounded by [`RECENT_ENTRIES_MAX`] and [`RECENT_BYTES_MAX`].
+/// A contiguous run of the log's newest entries (of type `T`), each under
+/// its index, bounded by [`RECENT_ENTRIES_MAX`] and [`RECENT_BYTES_MAX`].
 ///
 /// The log keeps it a suffix of itself: every append is pushed, a truncation
 /// or a purge drops what it removes, and an append that does not follow the
@@ -60,7 +60,7 @@ impl<T: Clone> RecentEntries<T> {
     }
 
     /// Drops every entry.
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
     }
