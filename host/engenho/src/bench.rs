@@ -115,6 +115,9 @@ struct Row {
     workload: String,
     engenho: Figures,
     etcd: Option<Figures>,
+    /// The lowest and highest throughput ratio of one round's engenho
+    /// cluster to the etcd cluster measured next to it.
+    round_ratios: Option<(f64, f64)>,
 }
 
 async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
@@ -138,7 +141,14 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         let medians: Vec<Vec<(String, Figures)>> = rounds_by_system.iter().map(|rounds| median(rounds)).collect();
         for (index, (workload, figures)) in medians[0].iter().enumerate() {
             let etcd = medians.get(1).map(|f| f[index].1);
-            rows.push(Row { nodes, workload: workload.clone(), engenho: *figures, etcd });
+            let round_ratios = rounds_by_system.get(1).map(|etcd_rounds| {
+                let ratios = rounds_by_system[0]
+                    .iter()
+                    .zip(etcd_rounds)
+                    .map(|(ours, theirs)| ours[index].1.operations_per_second / theirs[index].1.operations_per_second);
+                ratios.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), ratio| (low.min(ratio), high.max(ratio)))
+            });
+            rows.push(Row { nodes, workload: workload.clone(), engenho: *figures, etcd, round_ratios });
         }
     }
     println!("Medians of {} round(s):", args.rounds);
@@ -210,9 +220,9 @@ fn middle<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| nodes | workload | engenho ops/s | p50 | p99 | CPU/op | etcd ops/s | p50 | p99 | CPU/op | throughput ratio | p99 ratio |"
+        "| nodes | workload | engenho ops/s | p50 | p99 | CPU/op | etcd ops/s | p50 | p99 | CPU/op | throughput ratio | rounds' ratios | p99 ratio |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in rows {
         let ours = row.engenho;
         let (theirs, ratio, p99_ratio) = match row.etcd {
@@ -223,8 +233,9 @@ fn print_table(rows: &[Row]) {
             ),
             None => ("- | - | - | -".into(), "-".into(), "-".into()),
         };
+        let rounds = row.round_ratios.map_or_else(|| "-".into(), |(low, high)| format!("{low:.2}–{high:.2}×"));
         println!(
-            "| {} | {} | {} | {} | {theirs} | {ratio} | {p99_ratio} |",
+            "| {} | {} | {} | {} | {theirs} | {ratio} | {rounds} | {p99_ratio} |",
             row.nodes,
             row.workload,
             columns(ours),
