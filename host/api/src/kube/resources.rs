@@ -310,15 +310,16 @@ fn decode_typed<T: DeserializeOwned>(value: &Value) -> Result<T, ShapeError> {
 
 /// Decodes `value` as `T`, collecting the paths of the fields `T` skips
 /// (`spec.containers[0].imagePullPolicyy`) as it goes: one pass reads the
-/// object and finds what it does not declare.
+/// object and finds what it does not declare; a failed one runs once more
+/// tracking its path, to say where it fails.
 fn unknown_typed<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, ShapeError> {
     let mut unknown = Vec::new();
     let mut skipped = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
     match T::deserialize(serde_ignored::Deserializer::new(value, &mut skipped)) {
         Ok(_) => Ok(unknown),
-        Err(error) => Err(decode_typed::<T>(value)
+        Err(error) => Err(serde_path_to_error::deserialize::<_, T>(value)
             .err()
-            .unwrap_or_else(|| ShapeError { field: String::new(), message: error.to_string() })),
+            .map_or_else(|| ShapeError { field: String::new(), message: error.to_string() }, shape_error)),
     }
 }
 
