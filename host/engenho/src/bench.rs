@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use engenho_api::etcd::proto::etcdserverpb::{
-    PutRequest, RangeRequest, StatusRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
+    Compare, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest, compare, kv_client::KvClient,
+    maintenance_client::MaintenanceClient, request_op,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -334,6 +335,49 @@ async fn measure_writes(
         async move {
             let key = format!("bench/{worker}/{}", sequence % 1000).into_bytes();
             client.put(PutRequest { key, value: value.to_vec(), ..PutRequest::default() }).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Creates of fresh keys as the API server writes an object: a
+/// transaction that puts `value_bytes` under a key only if the key has
+/// never been created. Each key is `prefix`, the worker and a sequence
+/// number; the transaction must succeed.
+async fn measure_creates(
+    addr: &str,
+    connections: usize,
+    concurrency: usize,
+    prefix: String,
+    value_bytes: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let channels = connect(addr, connections).await?;
+    let value = Arc::new(vec![b'v'; value_bytes]);
+    let prefix = Arc::new(prefix);
+    measure(channels, concurrency, duration, move |mut client, worker, sequence| {
+        let (value, prefix) = (value.clone(), prefix.clone());
+        async move {
+            let key = format!("{prefix}{worker:02}-{sequence:07}").into_bytes();
+            let absent = Compare {
+                result: compare::CompareResult::Equal.into(),
+                target: compare::CompareTarget::Create.into(),
+                key: key.clone(),
+                target_union: Some(compare::TargetUnion::CreateRevision(0)),
+                ..Compare::default()
+            };
+            let put = RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key,
+                    value: value.to_vec(),
+                    ..PutRequest::default()
+                })),
+            };
+            let request = TxnRequest { compare: vec![absent], success: vec![put], failure: Vec::new() };
+            if !client.txn(request).await?.into_inner().succeeded {
+                bail!("a create of a fresh key found the key");
+            }
             Ok(())
         }
     })
