@@ -3,6 +3,7 @@
 
 mod admission;
 mod bad_input;
+mod bench;
 mod cluster;
 mod crash;
 mod etcdctl;

@@ -1,0 +1,84 @@
+//! `engenho bench`: the store and API benchmarks run end to end on small
+//! settings and print their tables. The figures themselves belong in
+//! BENCHMARKS.md; here every measured row must show work done.
+
+use std::process::Command;
+
+/// Runs `engenho` with `args`; its standard output, after it succeeded.
+fn engenho(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_engenho")).args(args).output().expect("run engenho");
+    assert!(
+        output.status.success(),
+        "engenho {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// The cells of the table rows of `output` (markdown), separators left out.
+fn rows(output: &str) -> Vec<Vec<String>> {
+    output
+        .lines()
+        .filter(|line| line.starts_with('|') && !line.starts_with("| ---"))
+        .map(|line| line.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect())
+        .collect()
+}
+
+/// The row whose first cells are `first` and `second` (`None`: one cell).
+fn row<'a>(rows: &'a [Vec<String>], first: &str, second: Option<&str>) -> &'a [String] {
+    rows.iter()
+        .find(|row| row[0] == first && second.is_none_or(|second| row[1] == second))
+        .unwrap_or_else(|| panic!("no row {first} {second:?} in {rows:?}"))
+}
+
+fn positive(cell: &str) -> f64 {
+    let number: f64 = cell.trim_end_matches('×').parse().unwrap_or_else(|_| panic!("{cell:?} is not a number"));
+    assert!(number > 0.0, "{cell} is not positive");
+    number
+}
+
+/// One test for both: the benchmarks' clusters listen on fixed loopback
+/// addresses, so they run one after the other.
+#[test]
+fn store_and_api_benchmarks_run_end_to_end() {
+    let store = engenho(&[
+        "bench",
+        "store",
+        "--nodes",
+        "1",
+        "--concurrency",
+        "2",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--skip-etcd",
+    ]);
+    let table = rows(&store);
+    positive(&row(&table, "1", Some("write c=2"))[2]);
+    positive(&row(&table, "1", Some("serializable read c=16"))[2]);
+
+    let api = engenho(&[
+        "bench",
+        "api",
+        "--concurrency",
+        "2",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--watchers",
+        "3",
+        "--watch-events",
+        "2",
+    ]);
+    let table = rows(&api);
+    let creates = row(&table, "2", None);
+    let (pod_creates, store_creates) = (positive(&creates[1]), positive(&creates[5]));
+    let ratio = positive(&creates[7]);
+    assert!((ratio - store_creates / pod_creates).abs() < 0.01 * ratio, "{creates:?}");
+    let delivered = table.iter().filter(|row| row[0] == "3" && row[1] == "2").collect::<Vec<_>>();
+    assert_eq!(delivered.len(), 2, "{table:?}");
+    assert!(delivered.iter().all(|row| row[2] == "6"), "every watcher saw every event: {delivered:?}");
+}
