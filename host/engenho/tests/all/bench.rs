@@ -4,9 +4,11 @@
 
 use std::process::Command;
 
-/// Runs `engenho` with `args`; its standard output, after it succeeded.
-fn engenho(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_engenho")).args(args).output().expect("run engenho");
+/// Runs `engenho` with the words of `command_line`; its standard output,
+/// after it succeeded.
+fn engenho(command_line: &str) -> String {
+    let args: Vec<&str> = command_line.split_whitespace().collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_engenho")).args(&args).output().expect("run engenho");
     assert!(
         output.status.success(),
         "engenho {args:?} failed: {}\n{}",
@@ -25,13 +27,15 @@ fn rows(output: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The row whose first cells are `first` and `second` (`None`: one cell).
+/// The row whose first cell is `first` and, if given, whose second is
+/// `second`.
 fn row<'a>(rows: &'a [Vec<String>], first: &str, second: Option<&str>) -> &'a [String] {
     rows.iter()
         .find(|row| row[0] == first && second.is_none_or(|second| row[1] == second))
         .unwrap_or_else(|| panic!("no row {first} {second:?} in {rows:?}"))
 }
 
+/// The number in `cell` (a ratio's `×` dropped), which must be above 0.
 fn positive(cell: &str) -> f64 {
     let number: f64 = cell.trim_end_matches('×').parse().unwrap_or_else(|_| panic!("{cell:?} is not a number"));
     assert!(number > 0.0, "{cell} is not positive");
@@ -42,37 +46,12 @@ fn positive(cell: &str) -> f64 {
 /// addresses, so they run one after the other.
 #[test]
 fn store_and_api_benchmarks_run_end_to_end() {
-    let store = engenho(&[
-        "bench",
-        "store",
-        "--nodes",
-        "1",
-        "--concurrency",
-        "2",
-        "--rounds",
-        "1",
-        "--seconds",
-        "1",
-        "--skip-etcd",
-    ]);
+    let store = engenho("bench store --nodes 1 --concurrency 2 --rounds 1 --seconds 1 --skip-etcd");
     let table = rows(&store);
     positive(&row(&table, "1", Some("write c=2"))[2]);
     positive(&row(&table, "1", Some("serializable read c=16"))[2]);
 
-    let api = engenho(&[
-        "bench",
-        "api",
-        "--concurrency",
-        "2",
-        "--rounds",
-        "1",
-        "--seconds",
-        "1",
-        "--watchers",
-        "3",
-        "--watch-events",
-        "2",
-    ]);
+    let api = engenho("bench api --concurrency 2 --rounds 1 --seconds 1 --watchers 3 --watch-events 2");
     let table = rows(&api);
     let creates = row(&table, "2", None);
     let (pod_creates, store_creates) = (positive(&creates[1]), positive(&creates[5]));
