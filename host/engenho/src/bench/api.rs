@@ -64,14 +64,17 @@ struct PodBody {
 }
 
 impl PodBody {
+    /// Stands for the name in the serialized template.
     const NAME_SLOT: &str = "name-slot";
 
+    /// The benchmark's pod, cut around its name.
     fn new() -> anyhow::Result<Self> {
         let text = serde_json::to_string(&pod(Self::NAME_SLOT))?;
         let (before_name, after_name) = text.split_once(Self::NAME_SLOT).context("the pod's name slot")?;
         Ok(Self { before_name: before_name.to_owned(), after_name: after_name.to_owned() })
     }
 
+    /// The create body of the pod named `name`.
     fn with_name(&self, name: &str) -> Vec<u8> {
         [self.before_name.as_str(), name, self.after_name.as_str()].concat().into_bytes()
     }
