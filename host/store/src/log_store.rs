@@ -225,9 +225,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut replicated = false;
         for entry in entries {
             let encoded = encode(&entry);
-            appending.push((encoded.len(), entry.clone()));
+            let size = encoded.len();
             batch.insert(&self.entries, index_key(entry.log_id.index), encoded);
             replicated |= entry.log_id.leader_id.node_id != self.node;
+            appending.push((size, entry));
         }
         let last = appending.last().map(|(_, entry)| entry.log_id.index);
         tracing::trace!(entries = batch.len(), replicated, "append");
