@@ -67,6 +67,11 @@ struct StoreBenchArgs {
     /// Measure engenho only.
     #[arg(long)]
     skip_etcd: bool,
+    /// Turns each measurement is split into. Both systems' clusters run
+    /// through a round, and their turns alternate, so that the two see the
+    /// machine alike: on a shared machine its speed drifts within seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    turns: u32,
     /// Times every measurement is repeated, each on a fresh cluster, the
     /// systems taking turns to go first; the table shows the median of each
     /// figure (the spread between runs on a shared machine is wide).
@@ -124,19 +129,43 @@ struct Row {
 async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let root = tempfile::tempdir().context("temporary directory")?;
     let systems: &[System] = if args.skip_etcd { &[System::Engenho] } else { &[System::Engenho, System::Etcd] };
+    let workloads: Vec<Workload> = args
+        .concurrency
+        .iter()
+        .map(|&concurrency| Workload::Write(concurrency))
+        .chain([Workload::Read(args.read_concurrency)])
+        .collect();
+    let turn = Duration::from_secs(args.seconds).div_f64(f64::from(args.turns));
     let mut rows = Vec::new();
     for &nodes in &args.nodes {
         let mut rounds_by_system: Vec<Vec<Vec<(String, Figures)>>> = vec![Vec::new(); systems.len()];
         for round in 0..args.rounds {
-            let mut order: Vec<usize> = (0..systems.len()).collect();
-            if round % 2 == 1 {
-                order.reverse();
-            }
-            for index in order {
-                let system = systems[index];
+            eprintln!("round {} of {}:", round + 1, args.rounds);
+            let mut running = Vec::with_capacity(systems.len());
+            for &system in systems {
                 let dir = root.path().join(format!("{}-{nodes}-{round}", system.name()));
-                eprintln!("round {} of {}:", round + 1, args.rounds);
-                rounds_by_system[index].push(measure_system(system, nodes, &dir, &args).await?);
+                running.push(Running::start(system, nodes, &dir, &args.etcd).await?);
+            }
+            let mut figures = vec![Vec::new(); systems.len()];
+            for &workload in &workloads {
+                let mut samples: Vec<Sample> = (0..systems.len()).map(|_| Sample::default()).collect();
+                for number in 0..args.turns {
+                    let mut order: Vec<usize> = (0..systems.len()).collect();
+                    if (number + round) % 2 == 1 {
+                        order.reverse();
+                    }
+                    for index in order {
+                        samples[index].add(running[index].measure(workload, &args, turn).await?);
+                    }
+                }
+                for (index, sample) in samples.into_iter().enumerate() {
+                    let measured = sample.figures(workload.is_write())?;
+                    eprintln!("  {} {}: {measured:?}", systems[index].name(), workload.name());
+                    figures[index].push((workload.name(), measured));
+                }
+            }
+            for (index, figures) in figures.into_iter().enumerate() {
+                rounds_by_system[index].push(figures);
             }
         }
         let medians: Vec<Vec<(String, Figures)>> = rounds_by_system.iter().map(|rounds| median(rounds)).collect();
@@ -157,34 +186,100 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts one cluster of `system` and runs every workload against it.
-async fn measure_system(
-    system: System,
-    nodes: usize,
-    dir: &Path,
-    args: &StoreBenchArgs,
-) -> anyhow::Result<Vec<(String, Figures)>> {
-    let duration = Duration::from_secs(args.seconds);
-    let cluster = Cluster::start(system, nodes, dir, &args.etcd).await?;
-    let leader = cluster.wait_for_leader().await?;
-    eprintln!("{} with {nodes} node(s): leader at {leader}", system.name());
-    let mut figures = Vec::new();
-    for &concurrency in &args.concurrency {
-        let connections = concurrency.min(args.connections.max(1));
-        let cpu_before = cluster.cpu_time()?;
-        let mut measured = measure_writes(&leader, connections, concurrency, args.value_bytes, duration).await?;
-        let operations = measured.operations_per_second * duration.as_secs_f64();
-        let cpu = cluster.cpu_time()?.saturating_sub(cpu_before);
-        measured.server_cpu_per_operation = Some(cpu.div_f64(operations.max(1.0)));
-        eprintln!("  writes c={concurrency}: {measured:?}");
-        figures.push((format!("write c={concurrency}"), measured));
+/// One workload of the store benchmark, with its number of clients.
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    /// Puts to the leader.
+    Write(usize),
+    /// Serializable gets from the last member.
+    Read(usize),
+}
+
+impl Workload {
+    fn name(self) -> String {
+        match self {
+            Self::Write(concurrency) => format!("write c={concurrency}"),
+            Self::Read(concurrency) => format!("serializable read c={concurrency}"),
+        }
     }
-    let read_from = cluster.client_addrs.last().cloned().unwrap_or_else(|| leader.clone());
-    let connections = args.read_concurrency.min(args.connections.max(1));
-    let measured = measure_reads(&leader, &read_from, connections, args.read_concurrency, duration).await?;
-    eprintln!("  serializable reads c={}: {measured:?}", args.read_concurrency);
-    figures.push((format!("serializable read c={}", args.read_concurrency), measured));
-    Ok(figures)
+
+    fn is_write(self) -> bool {
+        matches!(self, Self::Write(_))
+    }
+}
+
+/// A cluster of one system, up and ready for every workload.
+struct Running {
+    cluster: Cluster,
+    leader: String,
+    read_from: String,
+}
+
+impl Running {
+    /// Starts a cluster of `system` and writes the keys the reads get.
+    async fn start(system: System, nodes: usize, dir: &Path, etcd: &Path) -> anyhow::Result<Self> {
+        let cluster = Cluster::start(system, nodes, dir, etcd).await?;
+        let leader = cluster.wait_for_leader().await?;
+        eprintln!("{} with {nodes} node(s): leader at {leader}", system.name());
+        let read_from = cluster.client_addrs.last().cloned().unwrap_or_else(|| leader.clone());
+        write_read_keys(&leader).await?;
+        Ok(Self { cluster, leader, read_from })
+    }
+
+    /// Runs `workload` for `duration`; a write's sample carries the CPU
+    /// time the cluster's processes spent meanwhile.
+    async fn measure(&self, workload: Workload, args: &StoreBenchArgs, duration: Duration) -> anyhow::Result<Sample> {
+        match workload {
+            Workload::Write(concurrency) => {
+                let connections = concurrency.min(args.connections.max(1));
+                let cpu_before = self.cluster.cpu_time()?;
+                let mut sample =
+                    measure_writes(&self.leader, connections, concurrency, args.value_bytes, duration).await?;
+                sample.server_cpu = self.cluster.cpu_time()?.saturating_sub(cpu_before);
+                Ok(sample)
+            }
+            Workload::Read(concurrency) => {
+                let connections = concurrency.min(args.connections.max(1));
+                measure_reads(&self.read_from, connections, concurrency, duration).await
+            }
+        }
+    }
+}
+
+/// The operations of one or more turns of a measurement.
+#[derive(Debug, Default)]
+struct Sample {
+    /// Each operation's latency.
+    latencies: Vec<Duration>,
+    /// Time the turns took.
+    elapsed: Duration,
+    /// CPU time the server processes spent meanwhile, when measured.
+    server_cpu: Duration,
+}
+
+impl Sample {
+    fn add(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.elapsed += other.elapsed;
+        self.server_cpu += other.server_cpu;
+    }
+
+    /// Throughput and latencies, with the server CPU per operation if
+    /// `with_cpu`.
+    fn figures(mut self, with_cpu: bool) -> anyhow::Result<Figures> {
+        if self.latencies.is_empty() {
+            bail!("no operation completed");
+        }
+        self.latencies.sort_unstable();
+        let count = self.latencies.len();
+        let at = |quantile: f64| self.latencies[((count as f64 * quantile) as usize).min(count - 1)];
+        Ok(Figures {
+            operations_per_second: count as f64 / self.elapsed.as_secs_f64(),
+            p50: at(0.50),
+            p99: at(0.99),
+            server_cpu_per_operation: with_cpu.then(|| self.server_cpu.div_f64(count as f64)),
+        })
+    }
 }
 
 /// Per workload, the median of each figure over the rounds.
@@ -272,17 +367,55 @@ async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
     Ok(channels)
 }
 
-/// Runs `concurrency` workers for `duration`, each calling `operation`
-/// in a loop, and collects latencies.
+/// Runs `concurrency` workers for `duration` over `connections`
+/// connections to `addr`, each calling `operation` in a loop, and collects
+/// latencies. The clients and their connections run on a thread of their
+/// own with a single-threaded runtime: a request and its connection's tasks
+/// hand off within that thread, so the client adds as little as it can to
+/// every request, the same for every system measured.
 async fn measure<F, Fut>(
+    addr: &str,
+    connections: usize,
+    concurrency: usize,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Sample>
+where
+    F: Fn(KvClient<Channel>, usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + 'static,
+{
+    let addr = addr.to_owned();
+    let (sender, measured) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-clients".into())
+        .spawn(move || {
+            let sample = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("the clients' runtime")
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let channels = connect(&addr, connections).await?;
+                        let local = tokio::task::LocalSet::new();
+                        local.run_until(run_clients(channels, concurrency, duration, operation)).await
+                    })
+                });
+            let _ = sender.send(sample);
+        })
+        .context("starting the clients' thread")?;
+    measured.await.context("the clients' thread stopped")?
+}
+
+/// The measurement loop of [`measure`], on the clients' own thread.
+async fn run_clients<F, Fut>(
     channels: Vec<Channel>,
     concurrency: usize,
     duration: Duration,
     operation: F,
-) -> anyhow::Result<Figures>
+) -> anyhow::Result<Sample>
 where
-    F: Fn(KvClient<Channel>, usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    F: Fn(KvClient<Channel>, usize, u64) -> Fut + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + 'static,
 {
     let operation = Arc::new(operation);
     let started = Instant::now();
@@ -291,7 +424,7 @@ where
     for worker in 0..concurrency {
         let client = KvClient::new(channels[worker % channels.len()].clone());
         let operation = operation.clone();
-        workers.push(tokio::spawn(async move {
+        workers.push(tokio::task::spawn_local(async move {
             let mut latencies = Vec::new();
             let mut sequence = 0u64;
             while Instant::now() < deadline {
@@ -307,18 +440,7 @@ where
     for worker in workers {
         latencies.extend(worker.await??);
     }
-    let elapsed = started.elapsed();
-    if latencies.is_empty() {
-        bail!("no operation completed");
-    }
-    latencies.sort_unstable();
-    let at = |quantile: f64| latencies[((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1)];
-    Ok(Figures {
-        operations_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        server_cpu_per_operation: None,
-    })
+    Ok(Sample { latencies, elapsed: started.elapsed(), server_cpu: Duration::ZERO })
 }
 
 async fn measure_writes(
@@ -327,10 +449,9 @@ async fn measure_writes(
     concurrency: usize,
     value_bytes: usize,
     duration: Duration,
-) -> anyhow::Result<Figures> {
-    let channels = connect(addr, connections).await?;
+) -> anyhow::Result<Sample> {
     let value = Arc::new(vec![b'v'; value_bytes]);
-    measure(channels, concurrency, duration, move |mut client, worker, sequence| {
+    measure(addr, connections, concurrency, duration, move |mut client, worker, sequence| {
         let value = value.clone();
         async move {
             let key = format!("bench/{worker}/{}", sequence % 1000).into_bytes();
@@ -353,10 +474,9 @@ async fn measure_creates(
     value_bytes: usize,
     duration: Duration,
 ) -> anyhow::Result<Figures> {
-    let channels = connect(addr, connections).await?;
     let value = Arc::new(vec![b'v'; value_bytes]);
     let prefix = Arc::new(prefix);
-    measure(channels, concurrency, duration, move |mut client, worker, sequence| {
+    measure(addr, connections, concurrency, duration, move |mut client, worker, sequence| {
         let (value, prefix) = (value.clone(), prefix.clone());
         async move {
             let key = format!("{prefix}{worker:02}-{sequence:07}").into_bytes();
@@ -381,24 +501,28 @@ async fn measure_creates(
             Ok(())
         }
     })
-    .await
+    .await?
+    .figures(false)
 }
 
-async fn measure_reads(
-    leader: &str,
-    addr: &str,
-    connections: usize,
-    concurrency: usize,
-    duration: Duration,
-) -> anyhow::Result<Figures> {
+/// Writes the keys [`measure_reads`] gets.
+async fn write_read_keys(leader: &str) -> anyhow::Result<()> {
     let mut writer = KvClient::new(connect(leader, 1).await?.remove(0));
     for i in 0..READ_KEYS {
         let request =
             PutRequest { key: format!("read/{i:04}").into_bytes(), value: vec![b'r'; 256], ..PutRequest::default() };
         writer.put(request).await?;
     }
-    let channels = connect(addr, connections).await?;
-    measure(channels, concurrency, duration, |mut client, worker, sequence| async move {
+    Ok(())
+}
+
+async fn measure_reads(
+    addr: &str,
+    connections: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
+    measure(addr, connections, concurrency, duration, |mut client, worker, sequence| async move {
         let index = (worker * 7919 + usize::try_from(sequence).unwrap_or(0)) % READ_KEYS;
         let request = RangeRequest {
             key: format!("read/{index:04}").into_bytes(),

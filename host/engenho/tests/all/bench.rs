@@ -46,10 +46,16 @@ fn positive(cell: &str) -> f64 {
 /// addresses, so they run one after the other.
 #[test]
 fn store_and_api_benchmarks_run_end_to_end() {
-    let store = engenho("bench store --nodes 1 --concurrency 2 --rounds 1 --seconds 1 --skip-etcd");
+    // engenho and etcd take turns, two each per workload.
+    let store = engenho("bench store --nodes 1 --concurrency 2 --rounds 1 --seconds 1 --turns 2");
     let table = rows(&store);
-    positive(&row(&table, "1", Some("write c=2"))[2]);
-    positive(&row(&table, "1", Some("serializable read c=16"))[2]);
+    let writes = row(&table, "1", Some("write c=2"));
+    let (ours, theirs, ratio) = (positive(&writes[2]), positive(&writes[6]), positive(&writes[10]));
+    assert!((ratio - ours / theirs).abs() < 0.01 * ratio, "{writes:?}");
+    positive(writes[5].trim_end_matches(" µs"));
+    let reads = row(&table, "1", Some("serializable read c=16"));
+    positive(&reads[2]);
+    positive(&reads[6]);
 
     let api = engenho("bench api --concurrency 2 --rounds 1 --seconds 1 --watchers 3 --watch-events 2");
     let table = rows(&api);
