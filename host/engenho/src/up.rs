@@ -55,6 +55,11 @@ pub struct UpArgs {
     /// Seconds between checks whether history needs compacting.
     #[arg(long, default_value_t = 60)]
     compaction_interval: u64,
+    /// Worker threads of the datastore's runtime (raft, its log and state
+    /// machine, the peer and etcd endpoints); the API server, controllers
+    /// and plugins run on the node's other runtime.
+    #[arg(long, env = "ENGENHO_STORE_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    store_threads: u16,
     /// Seconds between progress notifications to watchers that ask for them.
     #[arg(long, default_value_t = 600)]
     watch_progress_interval: u64,
@@ -72,28 +77,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         history_revisions: args.history_revisions,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
     };
-    let peer_listener =
-        TcpListener::bind(args.peer_addr).await.with_context(|| format!("binding peer address {}", args.peer_addr))?;
-    let etcd_listener =
-        TcpListener::bind(args.etcd_addr).await.with_context(|| format!("binding etcd address {}", args.etcd_addr))?;
+    let peer_listener = bind(args.peer_addr, "peer")?;
+    let etcd_listener = bind(args.etcd_addr, "etcd")?;
     let api_listener =
         TcpListener::bind(args.api_addr).await.with_context(|| format!("binding API address {}", args.api_addr))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let credentials =
         Credentials::load_or_create(&args.data_dir, args.api_addr).context("making the API server's credentials")?;
-    let node = Node::start(config).await.context("starting the raft node")?;
-
+    let store_runtime = StoreRuntime::new(args.store_threads)?;
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
-    let peer_server = tokio::spawn(serve(
-        tonic::service::Routes::new(PeerService::server(&node)),
-        split_peer_connections(peer_listener, &node),
-        stop.clone(),
-    ));
-    let facade = Facade::new(
-        node.clone(),
-        FacadeConfig { watch_progress_interval: Duration::from_secs(args.watch_progress_interval) },
-    );
-    let etcd_server = tokio::spawn(serve(facade.routes(), accept_without_delay(etcd_listener), stop.clone()));
+    let watch_progress_interval = Duration::from_secs(args.watch_progress_interval);
+    let (node, peer_server, etcd_server) = store_runtime
+        .handle()
+        .spawn({
+            let stop = stop.clone();
+            async move {
+                let node = Node::start(config).await.context("starting the raft node")?;
+                let peer_listener = TcpListener::from_std(peer_listener)?;
+                let etcd_listener = TcpListener::from_std(etcd_listener)?;
+                let peer_server = tokio::spawn(serve(
+                    tonic::service::Routes::new(PeerService::server(&node)),
+                    split_peer_connections(peer_listener, &node),
+                    stop.clone(),
+                ));
+                let facade = Facade::new(node.clone(), FacadeConfig { watch_progress_interval });
+                let etcd_server = tokio::spawn(serve(facade.routes(), accept_without_delay(etcd_listener), stop));
+                anyhow::Ok((node, peer_server, etcd_server))
+            }
+        })
+        .await
+        .context("the store runtime")??;
 
     join_or_bootstrap(&node, &args).await?;
     let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), Some(args.data_dir.join("plugins")))
@@ -135,6 +148,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Binds a listening socket for a runtime other than the current one.
+fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {what} address {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The datastore's own runtime. Dropped from async code, it shuts down
+/// without waiting for its threads.
+struct StoreRuntime(Option<tokio::runtime::Runtime>);
+
+impl StoreRuntime {
+    fn new(threads: u16) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.into())
+            .thread_name("engenho-store")
+            .enable_all()
+            .build()
+            .context("starting the store runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the runtime lives until drop").handle()
+    }
+}
+
+impl Drop for StoreRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 async fn serve(
