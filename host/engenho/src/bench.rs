@@ -272,14 +272,21 @@ impl Sample {
         }
         self.latencies.sort_unstable();
         let count = self.latencies.len();
-        let at = |quantile: f64| self.latencies[((count as f64 * quantile) as usize).min(count - 1)];
         Ok(Figures {
             operations_per_second: count as f64 / self.elapsed.as_secs_f64(),
-            p50: at(0.50),
-            p99: at(0.99),
+            p50: quantile(&self.latencies, 0.50),
+            p99: quantile(&self.latencies, 0.99),
             server_cpu_per_operation: with_cpu.then(|| self.server_cpu.div_f64(count as f64)),
         })
     }
+}
+
+/// The value at `q` (0 to 1) of `sorted`; zero if it is empty.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
 /// Per workload, the median of each figure over the rounds.

@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::{Cluster, Figures, System, measure_creates, median_figures, middle, millis};
+use super::{Cluster, Figures, Sample, System, measure_creates, median_figures, middle, millis, quantile};
 
 /// Arguments of `engenho bench api`.
 #[derive(Debug, clap::Args)]
@@ -287,21 +287,7 @@ where
     for worker in workers {
         latencies.extend(worker.await??);
     }
-    latencies.sort_unstable();
-    anyhow::ensure!(!latencies.is_empty(), "no operation completed");
-    Ok(Figures {
-        operations_per_second: latencies.len() as f64 / started.elapsed().as_secs_f64(),
-        p50: quantile(&latencies, 0.50),
-        p99: quantile(&latencies, 0.99),
-        server_cpu_per_operation: None,
-    })
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+    Sample { latencies, elapsed: started.elapsed(), server_cpu: Duration::ZERO }.figures(false)
 }
 
 /// Opens `watchers` watches on one namespace, creates `events` pods there
