@@ -1,0 +1,23 @@
+//! The trust of an engenho cluster: its certificate authority and the
+//! certificates it issues (node identities, serving and client
+//! certificates), join tokens that pin the authority, and the TLS
+//! configurations and listener that every port of a node uses.
+//!
+//! Every port a node opens speaks TLS under the cluster CA: the peer port
+//! (raft frames, forwarded requests and joins) and the etcd endpoint require
+//! a client certificate the CA issued; the Kubernetes API presents a
+//! certificate the CA issued and authenticates callers by token.
+
+mod ca;
+mod error;
+mod files;
+mod listener;
+mod tls;
+mod token;
+
+pub use ca::{CaHash, ClusterCa, Identity, NODE_ORGANIZATION, Profile, node_name_of};
+pub use error::{PkiError, Result};
+pub use files::{read_optional, write_private};
+pub use listener::{HandshakeLimits, TlsConnectInfo, TlsConnection, accept_tls};
+pub use tls::{HTTP2_ALPN, mutual_client_config, mutual_server_config, pinned_client_config, server_config};
+pub use token::{JoinToken, random_secret};
