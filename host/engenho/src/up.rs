@@ -1,16 +1,17 @@
 //! `engenho up`: run a node.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
 use engenho_api::kube::plugins::SigningKey;
 use engenho_api::kube::{Credentials, KubeApi};
-use engenho_mesh::{Node, NodeConfig, PeerService, split_peer_connections};
+use engenho_mesh::{Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials, split_peer_connections};
+use engenho_pki::{ClusterCa, HTTP2_ALPN, HandshakeLimits, Identity, JoinToken, Profile, accept_tls};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Times a restarted node tries to record its join token's hash.
 const JOIN_TOKEN_ATTEMPTS: u32 = 5;
@@ -20,6 +21,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Most concurrent HTTP/2 streams per client connection.
 const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+
+/// Environment variable that may hold the join token (or, when
+/// bootstrapping, the secret to use).
+const JOIN_TOKEN_ENV: &str = "ENGENHO_JOIN_TOKEN";
+
+/// Bounds on the etcd endpoint's TLS handshakes: a client that connects and
+/// stays silent is closed after a few seconds.
+const ETCD_HANDSHAKE_LIMITS: HandshakeLimits = HandshakeLimits { timeout: Duration::from_secs(5), in_flight_max: 1024 };
 
 /// Arguments of `engenho up`.
 #[derive(Debug, clap::Args)]
@@ -39,12 +48,16 @@ pub struct UpArgs {
     /// Address of the peer endpoint (raft traffic between nodes).
     #[arg(long, default_value = "127.0.0.1:2380")]
     peer_addr: SocketAddr,
-    /// Peer address of a node of the cluster to join (first start only).
-    #[arg(long, requires = "token")]
+    /// Peer address of a node of the cluster to join (first start only);
+    /// needs the cluster's join token (DIR/join-token of a member) from
+    /// --token-file or ENGENHO_JOIN_TOKEN.
+    #[arg(long)]
     join: Option<String>,
-    /// Join token: the one to present with --join, or the one to set when bootstrapping.
-    #[arg(long, env = "ENGENHO_JOIN_TOKEN")]
-    token: Option<String>,
+    /// File holding the join token to present with --join, or the secret to
+    /// use when bootstrapping (default: random). ENGENHO_JOIN_TOKEN may hold
+    /// it instead; never on the command line, where `ps` would show it.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Build a raft snapshot after this many log entries (etcd's default
     /// snapshot count).
     #[arg(long, default_value_t = 100_000)]
@@ -68,6 +81,18 @@ pub struct UpArgs {
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(host_name);
+    let peer_listener = bind(args.peer_addr, "peer")?;
+    let etcd_listener = bind(args.etcd_addr, "etcd")?;
+    let api_listener =
+        TcpListener::bind(args.api_addr).await.with_context(|| format!("binding API address {}", args.api_addr))?;
+    create_private_dir(&args.data_dir)?;
+    let supplied_token = supplied_token(&args)?;
+    let pki = args.data_dir.join("pki");
+    let peer_credentials = peer_credentials(&args, &name, &pki, supplied_token.as_deref()).await?;
+    let ca = peer_credentials.ca.clone();
+    let credentials = Credentials::load_or_create(&args.data_dir, &ca, args.api_addr)
+        .context("making the API server's credentials")?;
+    let etcd_tls = etcd_tls(&ca, &pki, args.etcd_addr).context("making the etcd endpoint's credentials")?;
     let config = NodeConfig {
         data_dir: args.data_dir.clone(),
         name,
@@ -76,14 +101,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         snapshot_logs: args.snapshot_logs,
         history_revisions: args.history_revisions,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
+        credentials: peer_credentials,
     };
-    let peer_listener = bind(args.peer_addr, "peer")?;
-    let etcd_listener = bind(args.etcd_addr, "etcd")?;
-    let api_listener =
-        TcpListener::bind(args.api_addr).await.with_context(|| format!("binding API address {}", args.api_addr))?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let credentials =
-        Credentials::load_or_create(&args.data_dir, args.api_addr).context("making the API server's credentials")?;
     let store_runtime = StoreRuntime::new(args.store_threads)?;
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let watch_progress_interval = Duration::from_secs(args.watch_progress_interval);
@@ -101,14 +120,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     stop.clone(),
                 ));
                 let facade = Facade::new(node.clone(), FacadeConfig { watch_progress_interval });
-                let etcd_server = tokio::spawn(serve(facade.routes(), accept_without_delay(etcd_listener), stop));
+                let etcd_connections =
+                    accept_tls(etcd_listener, Arc::new(move |_| Some(etcd_tls.clone())), ETCD_HANDSHAKE_LIMITS);
+                let etcd_server = tokio::spawn(serve(facade.routes(), etcd_connections, stop));
                 anyhow::Ok((node, peer_server, etcd_server))
             }
         })
         .await
         .context("the store runtime")??;
 
-    join_or_bootstrap(&node, &args).await?;
+    join_or_bootstrap(&node, &args, &ca, supplied_token.as_deref()).await?;
     let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), Some(args.data_dir.join("plugins")))
         .context("setting up the plugin engine")?;
     api.ensure_defaults().await.context("creating the default namespaces and RBAC policy")?;
@@ -185,11 +206,14 @@ impl Drop for StoreRuntime {
     }
 }
 
-async fn serve(
+async fn serve<IO>(
     routes: tonic::service::Routes,
-    incoming: impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>>,
+    incoming: impl tokio_stream::Stream<Item = std::io::Result<IO>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+{
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -202,64 +226,140 @@ async fn serve(
         .context("serving gRPC")
 }
 
-/// Accepted connections with Nagle's algorithm off: small gRPC replies must
-/// not wait for the peer's delayed acknowledgement.
-fn accept_without_delay(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
+/// The join token or secret given to this start, if any: from
+/// `--token-file`, else from [`JOIN_TOKEN_ENV`].
+fn supplied_token(args: &UpArgs) -> anyhow::Result<Option<String>> {
+    let text = match &args.token_file {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+        None => std::env::var(JOIN_TOKEN_ENV).ok(),
+    };
+    Ok(text.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty()))
+}
+
+/// The node's certificate and the cluster CA. A node holding the CA issues
+/// its node certificate anew for the peer address of this start; a new
+/// node joining a cluster obtains both from a member; a new node that does
+/// not join makes a new CA.
+async fn peer_credentials(
+    args: &UpArgs,
+    name: &str,
+    pki: &Path,
+    supplied_token: Option<&str>,
+) -> anyhow::Result<PeerCredentials> {
+    let issue_own = |ca: ClusterCa| -> anyhow::Result<PeerCredentials> {
+        let identity = ca
+            .issue(&Profile::Node { name: name.to_owned(), ip: args.peer_addr.ip() })
+            .context("issuing this node's certificate")?;
+        Ok(PeerCredentials { ca: Arc::new(ca), identity })
+    };
+    let credentials = match (ClusterCa::load(pki).context("loading the cluster CA")?, &args.join) {
+        (Some(ca), _) => issue_own(ca)?,
+        (None, Some(seed)) => {
+            let token = supplied_token.with_context(|| {
+                format!("--join needs the cluster's join token: --token-file FILE or {JOIN_TOKEN_ENV}")
+            })?;
+            let token = JoinToken::parse(token)?;
+            fetch_credentials(seed, &token, name, &args.peer_addr.to_string(), pki)
+                .await
+                .with_context(|| format!("joining the cluster at {seed}"))?
+        }
+        (None, None) => issue_own(ClusterCa::create(pki).context("making the cluster CA")?)?,
+    };
+    credentials.identity.write(&pki.join("node.crt"), &pki.join("node.key"))?;
+    Ok(credentials)
+}
+
+/// The etcd endpoint's TLS configuration: a serving certificate for `addr`
+/// and loopback, and client certificates from the cluster CA required. The
+/// admin client certificate `pki/etcd-client.crt` is made on first start.
+fn etcd_tls(ca: &ClusterCa, pki: &Path, addr: SocketAddr) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (certificate, key) = (pki.join("etcd-client.crt"), pki.join("etcd-client.key"));
+    if Identity::load(&certificate, &key)?.is_none() {
+        ca.issue(&Profile::Client { common_name: "engenho-etcd-admin".into() })?.write(&certificate, &key)?;
+    }
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+    if !addr.ip().is_unspecified() && !ips.contains(&addr.ip()) {
+        ips.push(addr.ip());
+    }
+    let profile = Profile::Server { common_name: "engenho-etcd".into(), dns_names: vec!["localhost".into()], ips };
+    Ok(engenho_pki::mutual_server_config(&ca.issue(&profile)?, ca.certificate_der(), &[HTTP2_ALPN])?)
 }
 
 /// Brings a node into a cluster on first start: joins one, or bootstraps a
 /// new one. Restarts skip both.
-async fn join_or_bootstrap(node: &Node, args: &UpArgs) -> anyhow::Result<()> {
+async fn join_or_bootstrap(
+    node: &Node,
+    args: &UpArgs,
+    ca: &ClusterCa,
+    supplied_token: Option<&str>,
+) -> anyhow::Result<()> {
     let token_path = args.data_dir.join("join-token");
     if node.is_initialized().await? {
         if args.join.is_some() {
             tracing::warn!("--join ignored: this data directory already belongs to a cluster");
         }
-        ensure_token_recorded(node, &token_path);
+        ensure_secret_recorded(node, &token_path);
         return Ok(());
     }
     match &args.join {
         Some(peer) => {
-            let token = args.token.as_deref().context("--join needs --token")?;
-            node.join(peer, token).await.with_context(|| format!("joining the cluster at {peer}"))?;
-            write_secret(&token_path, token)?;
+            node.join(peer).await.with_context(|| format!("joining the cluster at {peer}"))?;
+            let token = JoinToken::parse(supplied_token.context("a joining node has its token")?)?;
+            write_secret(&token_path, &token.to_string())?;
         }
         None => {
-            let token = args.token.clone().unwrap_or_else(random_token);
-            write_secret(&token_path, &token)?;
-            node.bootstrap(&token).await.context("bootstrapping a new cluster")?;
+            let secret = bootstrap_secret(supplied_token, ca)?;
+            write_secret(&token_path, &JoinToken::new(ca.hash(), &secret)?.to_string())?;
+            node.bootstrap(&secret).await.context("bootstrapping a new cluster")?;
             tracing::info!(path = %token_path.display(), "new cluster; its join token is in this file");
         }
     }
     Ok(())
 }
 
-/// Completes a bootstrap that a crash interrupted before the join token
+/// The join secret of a new cluster: the one supplied (a bare secret, or a
+/// whole token naming this cluster's CA), or a random one.
+fn bootstrap_secret(supplied_token: Option<&str>, ca: &ClusterCa) -> anyhow::Result<String> {
+    let Some(supplied) = supplied_token else { return Ok(engenho_pki::random_secret()) };
+    match JoinToken::parse(supplied) {
+        Ok(token) if token.ca_hash() == ca.hash() => Ok(token.secret().to_owned()),
+        Ok(_) => anyhow::bail!("the join token names another cluster's CA; a new cluster takes a bare secret"),
+        Err(_) => Ok(JoinToken::new(ca.hash(), supplied)?.secret().to_owned()),
+    }
+}
+
+/// Completes a bootstrap that a crash interrupted before the join secret
 /// was recorded (a no-op otherwise), without holding up the start.
-fn ensure_token_recorded(node: &Node, token_path: &Path) {
-    let Ok(token) = std::fs::read_to_string(token_path) else { return };
+fn ensure_secret_recorded(node: &Node, token_path: &Path) {
+    let Ok(text) = std::fs::read_to_string(token_path) else { return };
+    let token = match JoinToken::parse(&text) {
+        Ok(token) => token,
+        Err(error) => return tracing::warn!(%error, path = %token_path.display(), "unreadable join token"),
+    };
     let node = node.clone();
     tokio::spawn(async move {
         // A restarted node may step down as leader at once, which ends a
         // write with "leader changed": try again a few times.
         for attempt in 1..=JOIN_TOKEN_ATTEMPTS {
-            match node.record_join_token(&token).await {
+            match node.record_join_secret(token.secret()).await {
                 Ok(()) => return,
                 Err(error) if attempt == JOIN_TOKEN_ATTEMPTS => {
-                    tracing::warn!(%error, "could not check the recorded join token");
+                    tracing::warn!(%error, "could not check the recorded join secret");
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
     });
+}
+
+/// Makes the data directory, readable by this user alone.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
@@ -275,11 +375,6 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     file.write_all(secret.as_bytes())?;
     file.sync_all()?;
     Ok(())
-}
-
-fn random_token() -> String {
-    let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn host_name() -> String {

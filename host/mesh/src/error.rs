@@ -24,6 +24,9 @@ pub enum MeshError {
     /// A join was refused.
     #[error("join refused: {0}")]
     JoinRefused(String),
+    /// TLS credentials were unusable.
+    #[error("peer TLS: {0}")]
+    Tls(String),
     /// A peer sent a message that could not be decoded.
     #[error("malformed peer message: {0}")]
     Malformed(String),

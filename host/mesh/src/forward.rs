@@ -15,14 +15,13 @@ pub(crate) enum ForwardRequest {
     LeaseKeepAlive(i64),
     /// Remaining time to live of a lease.
     LeaseRemaining(i64),
-    /// Add a node to the cluster as a voter.
+    /// Add a node, which holds a node certificate of the cluster, as a
+    /// voter.
     Join {
         /// The new node's id.
         id: u64,
         /// How to reach it.
         node: NodeInfo,
-        /// The cluster's join token.
-        token: String,
     },
 }
 

@@ -1,15 +1,18 @@
 //! revoada, the distribution layer of engenho: the raft node that
-//! replicates the datastore, its peer transport (raft frames and gRPC on one
-//! port), and the forwarding of leader-only requests (writes, read indexes,
-//! lease renewals, joins) from any node to the leader.
+//! replicates the datastore, its peer transport (raft frames, gRPC and joins
+//! on one mutually authenticated TLS port), and the forwarding of
+//! leader-only requests (writes, read indexes, lease renewals, joins) from
+//! any node to the leader.
 
 mod error;
 mod forward;
+mod join;
 mod leases;
 mod network;
 mod node;
 mod raft_wire;
 mod service;
+mod tls;
 
 /// Generated gRPC types of the peer service.
 pub mod proto {
@@ -18,6 +21,8 @@ pub mod proto {
 }
 
 pub use error::{MeshError, Result};
+pub use join::fetch_credentials;
 pub use node::{JOIN_TOKEN_HASH_KEY, Member, Node, NodeConfig, RaftStatus};
 pub use raft_wire::split_peer_connections;
 pub use service::PeerService;
+pub use tls::PeerCredentials;

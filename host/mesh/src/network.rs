@@ -1,10 +1,11 @@
 //! The raft network (openraft RPCs over [`crate::raft_wire`]) and the gRPC
-//! clients that forward leader-only requests.
+//! clients that forward leader-only requests, both over TLS.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use bincode::Options;
 use engenho_store::{NodeInfo, TypeConfig};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -13,17 +14,20 @@ use openraft::raft::{
     VoteResponse,
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::MeshError;
 use crate::proto::Payload;
 use crate::proto::peer_client::PeerClient;
-use crate::raft_wire::{RAFT_PREFACE, RaftRequest, WireError, read_frame, write_frame};
+use crate::raft_wire::{RAFT_FRAME_BYTES_MAX, RaftRequest, WireError, read_frame, write_frame};
+use crate::tls::PeerTls;
 
-/// Time allowed to open a connection to a peer.
-pub(crate) const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a raft connection is reused after its last call: well within
+/// [`crate::raft_wire::RAFT_IDLE_TIMEOUT`], after which the peer closes it.
+const RAFT_REUSE_WINDOW: Duration = Duration::from_secs(3);
 
 /// Largest forwarded request or answer, in either direction: room for the
 /// largest client request.
@@ -36,27 +40,45 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Payload {
 
 /// Decodes a peer message.
 pub(crate) fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, MeshError> {
-    bincode::deserialize(&payload.data).map_err(|e| MeshError::Malformed(e.to_string()))
+    decode_bounded(&payload.data).map_err(|e| MeshError::Malformed(e.to_string()))
+}
+
+/// Decodes bincode as [`bincode::serialize`] writes it, allocating no more
+/// than `bytes` holds: a length prefix larger than what follows it is an
+/// error, not an allocation.
+pub(crate) fn decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
+    let limit = u64::try_from(bytes.len()).expect("usize fits u64");
+    bincode::DefaultOptions::new().with_fixint_encoding().allow_trailing_bytes().with_limit(limit).deserialize(bytes)
 }
 
 /// Lazily connected gRPC clients, one per peer address.
-#[derive(Debug, Default)]
 pub(crate) struct PeerClients {
+    tls: Arc<PeerTls>,
     clients: Mutex<HashMap<String, PeerClient<Channel>>>,
 }
 
 impl PeerClients {
-    /// The client for `addr`, connecting lazily on first use.
+    pub(crate) fn new(tls: Arc<PeerTls>) -> Self {
+        Self { tls, clients: Mutex::default() }
+    }
+
+    /// The client for `addr`, connecting (over TLS, as this node) lazily on
+    /// first use.
     pub(crate) fn get(&self, addr: &str) -> Result<PeerClient<Channel>, MeshError> {
         let mut clients = self.clients.lock().expect("peer client lock poisoned by a panic");
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());
         }
+        // The scheme is http because the connector below makes the TLS
+        // connection itself.
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| MeshError::LeaderUnreachable(format!("bad peer address {addr}: {e}")))?
-            .connect_timeout(PEER_CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
-        let client = PeerClient::new(endpoint.connect_lazy())
+            .map_err(|e| MeshError::LeaderUnreachable(format!("bad peer address {addr}: {e}")))?;
+        let (tls, target) = (self.tls.clone(), addr.to_owned());
+        let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+            let (tls, target) = (tls.clone(), target.clone());
+            async move { tls.dial_grpc(&target).await.map(hyper_util::rt::TokioIo::new) }
+        });
+        let client = PeerClient::new(endpoint.connect_with_connector_lazy(connector))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         clients.insert(addr.to_owned(), client.clone());
@@ -65,23 +87,27 @@ impl PeerClients {
 }
 
 /// Creates raft connections to peers.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct PeerNetwork;
+#[derive(Clone)]
+pub(crate) struct PeerNetwork {
+    pub(crate) tls: Arc<PeerTls>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Self::Network {
-        PeerConnection { target, addr: node.peer_addr.clone(), connection: None }
+        PeerConnection { target, addr: node.peer_addr.clone(), tls: self.tls.clone(), connection: None }
     }
 }
 
-/// A raft connection to one peer, opened on first use and reopened after
-/// any failure (a late answer must never be taken for the next call's).
+/// A raft connection to one peer, opened on first use, reopened after any
+/// failure (a late answer must never be taken for the next call's) and
+/// after [`RAFT_REUSE_WINDOW`] without a call.
 pub(crate) struct PeerConnection {
     target: u64,
     addr: String,
-    connection: Option<BufReader<TcpStream>>,
+    tls: Arc<PeerTls>,
+    connection: Option<(BufReader<TlsStream<TcpStream>>, Instant)>,
 }
 
 /// Why a raft call failed before the peer answered.
@@ -89,8 +115,6 @@ pub(crate) struct PeerConnection {
 enum CallError {
     #[error("connecting to {addr}: {source}")]
     Connect { addr: String, source: std::io::Error },
-    #[error("connecting to {addr}: no answer within {PEER_CONNECT_TIMEOUT:?}")]
-    ConnectTimedOut { addr: String },
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
     #[error(transparent)]
@@ -115,9 +139,7 @@ impl PeerConnection {
         let answer: Result<Resp, RaftError<u64, E>> = answer.map_err(|error| {
             self.connection = None;
             match error {
-                CallError::Connect { .. } | CallError::ConnectTimedOut { .. } => {
-                    RPCError::Unreachable(Unreachable::new(&error))
-                }
+                CallError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&error)),
                 CallError::TimedOut(_) | CallError::Wire(_) => RPCError::Network(NetworkError::new(&error)),
             }
         })?;
@@ -125,24 +147,18 @@ impl PeerConnection {
     }
 
     async fn exchange<T: DeserializeOwned>(&mut self, request: &RaftRequest) -> Result<T, CallError> {
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => self.connection.insert(connect(&self.addr).await?),
-        };
+        let fresh = self.connection.as_ref().is_some_and(|(_, used)| used.elapsed() < RAFT_REUSE_WINDOW);
+        if !fresh {
+            let failed = |source| CallError::Connect { addr: self.addr.clone(), source };
+            let stream = self.tls.dial_raft(&self.addr).await.map_err(failed)?;
+            self.connection = Some((BufReader::new(stream), Instant::now()));
+        }
+        let (connection, used) = self.connection.as_mut().expect("connected above");
         write_frame(connection.get_mut(), request).await?;
-        Ok(read_frame(connection).await?)
+        let answer = read_frame(connection, RAFT_FRAME_BYTES_MAX).await?;
+        *used = Instant::now();
+        Ok(answer)
     }
-}
-
-async fn connect(addr: &str) -> Result<BufReader<TcpStream>, CallError> {
-    let failed = |source| CallError::Connect { addr: addr.to_owned(), source };
-    let mut stream = tokio::time::timeout(PEER_CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| CallError::ConnectTimedOut { addr: addr.to_owned() })?
-        .map_err(failed)?;
-    stream.set_nodelay(true).map_err(failed)?;
-    stream.write_all(RAFT_PREFACE).await.map_err(failed)?;
-    Ok(BufReader::new(stream))
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use engenho_store::{
     Applied, Command, Compare, CompareResult, CompareTarget, KeyRange, LogStore, Mvcc, NodeInfo, Operation, Outcome,
-    PutRequest, Raft, RangeRequest, StateMachineStore, TxnRequest,
+    PutRequest, Raft, StateMachineStore, TxnRequest,
 };
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
@@ -20,6 +20,7 @@ use crate::forward::{ForwardRequest, ForwardResponse};
 use crate::leases::{LEASE_CHECK_INTERVAL, LeaseClock};
 use crate::network::{PeerClients, PeerNetwork, decode, encode};
 use crate::proto::peer_client::PeerClient;
+use crate::tls::{PeerCredentials, PeerTls};
 
 /// Most raft entries sent in one AppendEntries message: every proposal
 /// in flight fits in one. With [`PROPOSAL_BYTES_MAX`] (and a single command
@@ -55,7 +56,7 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pause between attempts while no leader is known.
 const LEADER_WAIT_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Key (in the replicated store) of the BLAKE3 hash of the join token.
+/// Key (in the replicated store) of the BLAKE3 hash of the join secret.
 pub const JOIN_TOKEN_HASH_KEY: &[u8] = b"/engenho/mesh/join-token-hash";
 
 /// How to start a node.
@@ -76,6 +77,8 @@ pub struct NodeConfig {
     pub history_revisions: i64,
     /// How often the leader checks whether history needs compacting.
     pub compaction_interval: Duration,
+    /// The node's certificate and the cluster CA, for the peer port.
+    pub credentials: PeerCredentials,
 }
 
 /// One member of the raft group.
@@ -116,8 +119,9 @@ pub(crate) struct Inner {
     id: u64,
     pub(crate) raft: Raft,
     proposals: mpsc::Sender<Pending>,
-    store: Arc<Mvcc>,
-    clients: Arc<PeerClients>,
+    pub(crate) store: Arc<Mvcc>,
+    pub(crate) tls: Arc<PeerTls>,
+    clients: PeerClients,
     leases: LeaseClock,
     config: NodeConfig,
     /// The database, for the cause of a stop.
@@ -130,7 +134,8 @@ impl Node {
     /// or [`Node::join`].
     ///
     /// # Errors
-    /// Storage failures and an invalid raft configuration.
+    /// Storage failures, an invalid raft configuration, or credentials
+    /// that TLS refuses.
     pub async fn start(config: NodeConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| storage(&e))?;
         let id = node_id(&config.data_dir)?;
@@ -152,14 +157,16 @@ impl Node {
         }
         .validate()
         .map_err(|e| MeshError::Stopped(format!("invalid raft configuration: {e}")))?;
-        let clients = Arc::new(PeerClients::default());
-        let network = PeerNetwork;
+        let tls = Arc::new(PeerTls::new(config.credentials.clone())?);
+        let clients = PeerClients::new(tls.clone());
+        let network = PeerNetwork { tls: tls.clone() };
         let raft = Raft::new(id, Arc::new(raft_config), network, log, state_machine)
             .await
             .map_err(|e| MeshError::Stopped(e.to_string()))?;
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         tokio::spawn(propose_batches(raft.clone(), queue, appended));
-        let inner = Arc::new(Inner { id, raft, proposals, store, clients, leases: LeaseClock::default(), config, db });
+        let leases = LeaseClock::default();
+        let inner = Arc::new(Inner { id, raft, proposals, store, tls, clients, leases, config, db });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
         tokio::spawn(bound_history(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -197,24 +204,25 @@ impl Node {
         self.inner.raft.is_initialized().await.map_err(|e| MeshError::Stopped(e.to_string()))
     }
 
-    /// Makes this node a new one-node cluster and records the join token
+    /// Makes this node a new one-node cluster and records the join secret
     /// other nodes must present.
     ///
     /// # Errors
-    /// Raft refused to initialize, or the token could not be stored.
-    pub async fn bootstrap(&self, join_token: &str) -> Result<()> {
+    /// Raft refused to initialize, or the secret could not be stored.
+    pub async fn bootstrap(&self, join_secret: &str) -> Result<()> {
         let members = BTreeMap::from([(self.inner.id, self.info())]);
         self.inner.raft.initialize(members).await.map_err(|e| MeshError::Stopped(e.to_string()))?;
-        self.record_join_token(join_token).await
+        self.record_join_secret(join_secret).await
     }
 
-    /// Records the hash of the cluster's join token, unless one is recorded
-    /// already (so a restart after an interrupted bootstrap completes it).
+    /// Records the hash of the cluster's join secret, unless one is
+    /// recorded already (so a restart after an interrupted bootstrap
+    /// completes it).
     ///
     /// # Errors
     /// No leader took the write in time.
-    pub async fn record_join_token(&self, join_token: &str) -> Result<()> {
-        let hash = blake3::hash(join_token.trim().as_bytes()).to_hex().to_string();
+    pub async fn record_join_secret(&self, join_secret: &str) -> Result<()> {
+        let hash = blake3::hash(join_secret.as_bytes()).to_hex().to_string();
         let put_if_absent = TxnRequest {
             compare: vec![Compare {
                 range: KeyRange::single(JOIN_TOKEN_HASH_KEY),
@@ -232,13 +240,15 @@ impl Node {
         Ok(())
     }
 
-    /// Joins the cluster reachable at `peer_addr` as a voter. This node must
-    /// already serve its peer endpoint, so the leader can bring it up to date.
+    /// Joins the cluster reachable at `peer_addr` as a voter, under the node
+    /// certificate [`crate::fetch_credentials`] obtained. This node must
+    /// already serve its peer endpoint, so the leader can bring it up to
+    /// date.
     ///
     /// # Errors
-    /// The cluster refused the token or could not be reached in time.
-    pub async fn join(&self, peer_addr: &str, token: &str) -> Result<()> {
-        let request = ForwardRequest::Join { id: self.inner.id, node: self.info(), token: token.to_owned() };
+    /// The cluster refused the node or could not be reached in time.
+    pub async fn join(&self, peer_addr: &str) -> Result<()> {
+        let request = ForwardRequest::Join { id: self.inner.id, node: self.info() };
         let client = self.inner.clients.get(peer_addr)?;
         match call_forward(client, &request, JOIN_TIMEOUT).await? {
             ForwardResponse::Joined => Ok(()),
@@ -457,7 +467,7 @@ impl Inner {
                 let remaining = self.store.lease(id).map(|lease| self.leases.remaining(id).unwrap_or(lease.ttl));
                 Ok(ForwardResponse::Lease(remaining))
             }
-            ForwardRequest::Join { id, node, token } => self.admit(id, node, &token).await.map_err(Redirect::Failed),
+            ForwardRequest::Join { id, node } => self.admit(id, node).await.map_err(Redirect::Failed),
         }
     }
 
@@ -469,22 +479,16 @@ impl Inner {
         }
     }
 
-    /// Admits a node: checks its token, brings it up to date as a learner,
-    /// then makes it a voter.
-    async fn admit(&self, id: u64, node: NodeInfo, token: &str) -> Result<ForwardResponse> {
+    /// Admits a node whose certificate the cluster issued (it reached this
+    /// node over mutual TLS): brings it up to date as a learner, then makes
+    /// it a voter.
+    async fn admit(&self, id: u64, node: NodeInfo) -> Result<ForwardResponse> {
         let Some((leader, info)) = self.leader().await else {
             return Err(MeshError::NoLeader);
         };
         if leader != self.id {
             let client = self.clients.get(&info.peer_addr)?;
-            let request = ForwardRequest::Join { id, node, token: token.to_owned() };
-            return call_forward(client, &request, JOIN_TIMEOUT).await;
-        }
-        let request = RangeRequest { range: KeyRange::single(JOIN_TOKEN_HASH_KEY), ..RangeRequest::default() };
-        let (_, stored) = self.store.range(&request)?;
-        let expected = stored.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
-        if expected.is_empty() || blake3::hash(token.trim().as_bytes()).to_hex().as_bytes() != expected.as_slice() {
-            return Err(MeshError::JoinRefused("the join token does not match this cluster's".into()));
+            return call_forward(client, &ForwardRequest::Join { id, node }, JOIN_TIMEOUT).await;
         }
         let refused = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| MeshError::JoinRefused(e.to_string());
         self.raft.add_learner(id, node, true).await.map_err(refused)?;

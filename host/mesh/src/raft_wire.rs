@@ -1,38 +1,40 @@
 //! The raft transport: openraft's RPCs as length-prefixed bincode frames on
-//! plain TCP connections that share the peer port with the gRPC service.
+//! TLS connections that share the peer port with the gRPC service and
+//! joins (see [`crate::tls`]).
 //!
-//! A raft connection opens with [`RAFT_PREFACE`]; the peer listener tells it
-//! from an HTTP/2 (gRPC) connection by its first bytes. Each raft stream of
-//! openraft (one per follower, plus one per vote round) owns one connection
-//! and makes one call at a time on it: a request frame, then its answer
-//! frame. The caller writes and reads the socket itself, so a call costs no
-//! task hand-offs beyond the network.
+//! Each raft stream of openraft (one per follower, plus one per vote round)
+//! owns one connection and makes one call at a time on it: a request
+//! frame, then its answer frame. The caller writes and reads the socket
+//! itself, so a call costs no task hand-offs beyond the network.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use engenho_pki::{HTTP2_ALPN, TlsConnection};
 use engenho_store::TypeConfig;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamExt;
 
 use crate::node::Inner;
-
-/// First bytes a raft connection sends. gRPC connections start with the
-/// HTTP/2 preface (`PRI * HTTP/2.0`), which never matches.
-pub(crate) const RAFT_PREFACE: &[u8; 8] = b"engraft1";
+use crate::tls::{JOIN_ALPN, PEER_HANDSHAKE_LIMITS, RAFT_ALPN, is_from_node};
 
 /// Largest raft frame, in either direction: room for a batch of
 /// [`crate::node::RAFT_PAYLOAD_ENTRIES_MAX`] entries of the largest proposal.
 pub(crate) const RAFT_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Time a new peer connection has to send its first bytes.
-const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a served raft connection may stay without a frame beginning; the
+/// leader's heartbeats keep a follower's connection busier than this.
+pub(crate) const RAFT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Time to receive the rest of a frame once its length has arrived.
-const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time to receive the rest of a frame once its first bytes have arrived.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes a frame's buffer grows by before more of the frame arrives.
+const FRAME_READ_CHUNK: usize = 64 * 1024;
 
 /// Raft connections one node serves at once; more are closed at accept.
 const RAFT_CONNECTIONS_MAX: usize = 256;
@@ -55,121 +57,138 @@ pub(crate) enum RaftRequest {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WireError {
     /// The socket failed or closed.
-    #[error("raft connection: {0}")]
+    #[error("peer connection: {0}")]
     Io(#[from] std::io::Error),
     /// The frame announced more bytes than a frame may hold.
-    #[error("raft frame of {0} bytes exceeds the {RAFT_FRAME_BYTES_MAX}-byte limit")]
-    TooLarge(usize),
+    #[error("frame of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Bytes announced.
+        size: usize,
+        /// Bytes allowed.
+        limit: usize,
+    },
     /// The frame did not decode.
-    #[error("malformed raft frame: {0}")]
+    #[error("malformed frame: {0}")]
     Malformed(String),
     /// The rest of a frame did not arrive in time.
-    #[error("raft frame incomplete after {FRAME_TIMEOUT:?}")]
+    #[error("frame incomplete after {FRAME_TIMEOUT:?}")]
     Stalled,
 }
 
 /// Writes one frame: its length (u32, big endian), then `value` in bincode.
-pub(crate) async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> Result<(), WireError> {
+pub(crate) async fn write_frame<W, T>(stream: &mut W, value: &T) -> Result<(), WireError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
     let size = bincode::serialized_size(value).map_err(|e| WireError::Malformed(e.to_string()))?;
     let size = usize::try_from(size).unwrap_or(usize::MAX);
     if size > RAFT_FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge(size));
+        return Err(WireError::TooLarge { size, limit: RAFT_FRAME_BYTES_MAX });
     }
     let mut frame = Vec::with_capacity(4 + size);
     frame.extend_from_slice(&u32::try_from(size).expect("bounded by the frame limit").to_be_bytes());
     bincode::serialize_into(&mut frame, value).map_err(|e| WireError::Malformed(e.to_string()))?;
     stream.write_all(&frame).await?;
+    stream.flush().await?;
     Ok(())
 }
 
-/// Reads one frame written by [`write_frame`]. Waits as long as it takes for
-/// a frame to begin; once it has, the rest must come within [`FRAME_TIMEOUT`].
-pub(crate) async fn read_frame<T: DeserializeOwned>(stream: &mut BufReader<TcpStream>) -> Result<T, WireError> {
+/// Reads one frame written by [`write_frame`] of at most `limit` bytes.
+/// Waits as long as it takes for a frame to begin; once it has, the rest
+/// must come within [`FRAME_TIMEOUT`]. The buffer grows only as bytes
+/// arrive, and decoding allocates no more than the frame holds.
+pub(crate) async fn read_frame<R, T>(stream: &mut R, limit: usize) -> Result<T, WireError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
     let size = stream.read_u32().await?;
     let size = usize::try_from(size).unwrap_or(usize::MAX);
-    if size > RAFT_FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge(size));
+    if size > limit {
+        return Err(WireError::TooLarge { size, limit });
     }
-    let mut body = vec![0; size];
-    tokio::time::timeout(FRAME_TIMEOUT, stream.read_exact(&mut body)).await.map_err(|_| WireError::Stalled)??;
-    bincode::deserialize(&body).map_err(|e| WireError::Malformed(e.to_string()))
+    let mut body = Vec::with_capacity(size.min(FRAME_READ_CHUNK));
+    let announced = u64::try_from(size).expect("usize fits u64");
+    tokio::time::timeout(FRAME_TIMEOUT, (&mut *stream).take(announced).read_to_end(&mut body))
+        .await
+        .map_err(|_| WireError::Stalled)??;
+    if body.len() != size {
+        return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    crate::network::decode_bounded(&body).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
-/// Accepts peer connections: raft connections are served here, one task
-/// each; the others (gRPC) are handed on through the returned stream. Stops
+/// Accepts peer connections under TLS: raft and join connections are
+/// served here, one task each; gRPC connections from nodes are handed on
+/// through the returned stream. A connection whose client presented no
+/// node certificate of the cluster carries nothing but a join. Stops
 /// accepting when the stream is dropped.
 pub fn split_peer_connections(
     listener: TcpListener,
     node: &crate::Node,
-) -> impl tokio_stream::Stream<Item = std::io::Result<TcpStream>> + use<> {
+) -> impl tokio_stream::Stream<Item = std::io::Result<TlsConnection>> + use<> {
+    let tls = node.inner().tls.clone();
+    let connections =
+        engenho_pki::accept_tls(listener, Arc::new(move |hello| tls.select(hello)), PEER_HANDSHAKE_LIMITS);
     let (grpc, incoming) = mpsc::channel(GRPC_BACKLOG_MAX);
-    tokio::spawn(accept(listener, Arc::downgrade(node.inner()), grpc));
+    tokio::spawn(dispatch(connections, Arc::downgrade(node.inner()), grpc));
     tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
 
-async fn accept(listener: TcpListener, node: Weak<Inner>, grpc: mpsc::Sender<std::io::Result<TcpStream>>) {
+async fn dispatch(
+    connections: impl tokio_stream::Stream<Item = std::io::Result<TlsConnection>>,
+    node: Weak<Inner>,
+    grpc: mpsc::Sender<std::io::Result<TlsConnection>>,
+) {
     let raft_connections = Arc::new(Semaphore::new(RAFT_CONNECTIONS_MAX));
+    let mut connections = std::pin::pin!(connections);
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let next = tokio::select! {
+            next = connections.next() => next,
             () = grpc.closed() => return,
         };
-        let stream = match accepted.and_then(|(stream, _)| stream.set_nodelay(true).map(|()| stream)) {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::debug!(%error, "accepting a peer connection");
-                continue;
+        let Some(Ok(connection)) = next else { return };
+        match connection.alpn() {
+            Some(JOIN_ALPN) => {
+                tokio::spawn(crate::join::serve_join(connection, node.clone()));
             }
-        };
-        let (node, grpc, raft_connections) = (node.clone(), grpc.clone(), raft_connections.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(PREFACE_TIMEOUT, starts_with_preface(&stream)).await {
-                Ok(Ok(true)) => {
-                    let Ok(_permit) = raft_connections.try_acquire() else {
-                        tracing::warn!("closing a raft connection: {RAFT_CONNECTIONS_MAX} already open");
-                        return;
-                    };
-                    if let Err(error) = serve_raft(stream, node).await {
+            Some(RAFT_ALPN) if is_from_node(&connection) => {
+                let Ok(permit) = raft_connections.clone().try_acquire_owned() else {
+                    tracing::warn!("closing a raft connection: {RAFT_CONNECTIONS_MAX} already open");
+                    continue;
+                };
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = serve_raft(connection, node).await {
                         tracing::debug!(%error, "raft connection closed");
                     }
-                }
-                Ok(Ok(false)) => {
-                    let _ = grpc.send(Ok(stream)).await;
-                }
-                Ok(Err(error)) => tracing::debug!(%error, "reading a peer connection's first bytes"),
-                Err(_) => tracing::debug!("a peer connection sent nothing for {PREFACE_TIMEOUT:?}"),
+                    drop(permit);
+                });
             }
-        });
-    }
-}
-
-/// Whether the connection opens with [`RAFT_PREFACE`], without consuming
-/// anything: a gRPC connection must reach the gRPC server whole.
-async fn starts_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
-    let mut first = [0; RAFT_PREFACE.len()];
-    loop {
-        let seen = stream.peek(&mut first).await?;
-        if seen == 0 || first[..seen] != RAFT_PREFACE[..seen] {
-            return Ok(false);
+            Some(HTTP2_ALPN) if is_from_node(&connection) => {
+                let _ = grpc.send(Ok(connection)).await;
+            }
+            _ => tracing::warn!(
+                remote = ?connection.remote_addr(),
+                "closing a peer connection whose client certificate is not a node's"
+            ),
         }
-        if seen == RAFT_PREFACE.len() {
-            return Ok(true);
-        }
-        stream.readable().await?;
     }
 }
 
 /// Answers the raft requests of one connection, one at a time, until the
-/// peer closes it or sends something malformed.
-async fn serve_raft(stream: TcpStream, node: Weak<Inner>) -> Result<(), WireError> {
-    let mut stream = BufReader::new(stream);
-    let mut preface = [0; RAFT_PREFACE.len()];
-    stream.read_exact(&mut preface).await?;
+/// peer closes it, stays idle for [`RAFT_IDLE_TIMEOUT`] or sends something
+/// malformed.
+async fn serve_raft(connection: TlsConnection, node: Weak<Inner>) -> Result<(), WireError> {
+    let mut stream = BufReader::new(connection);
     loop {
-        let request = match read_frame::<RaftRequest>(&mut stream).await {
-            Err(WireError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            other => other?,
+        match tokio::time::timeout(RAFT_IDLE_TIMEOUT, stream.fill_buf()).await {
+            Err(_) => return Ok(()),
+            Ok(Ok([])) => return Ok(()),
+            Ok(filled) => filled?,
         };
+        let request = read_frame::<_, RaftRequest>(&mut stream, RAFT_FRAME_BYTES_MAX).await?;
         let Some(node) = node.upgrade() else { return Ok(()) };
         let socket = stream.get_mut();
         match request {
@@ -183,6 +202,7 @@ async fn serve_raft(stream: TcpStream, node: Weak<Inner>) -> Result<(), WireErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
 
     async fn connected_pair() -> (TcpStream, BufReader<TcpStream>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -199,7 +219,7 @@ mod tests {
             write_frame(&mut writer, value).await.expect("write");
         }
         for value in &sent {
-            let received: (u64, String) = read_frame(&mut reader).await.expect("read");
+            let received: (u64, String) = read_frame(&mut reader, RAFT_FRAME_BYTES_MAX).await.expect("read");
             assert_eq!(&received, value);
         }
     }
@@ -209,8 +229,8 @@ mod tests {
         let (mut writer, mut reader) = connected_pair().await;
         let announced = u32::try_from(RAFT_FRAME_BYTES_MAX + 1).expect("fits u32");
         writer.write_all(&announced.to_be_bytes()).await.expect("write");
-        let error = read_frame::<u64>(&mut reader).await.expect_err("refused");
-        assert!(matches!(error, WireError::TooLarge(size) if size == RAFT_FRAME_BYTES_MAX + 1), "{error}");
+        let error = read_frame::<_, u64>(&mut reader, RAFT_FRAME_BYTES_MAX).await.expect_err("refused");
+        assert!(matches!(error, WireError::TooLarge { size, .. } if size == RAFT_FRAME_BYTES_MAX + 1), "{error}");
     }
 
     #[tokio::test]
@@ -218,31 +238,25 @@ mod tests {
         let (mut writer, mut reader) = connected_pair().await;
         writer.write_all(&3u32.to_be_bytes()).await.expect("write");
         writer.write_all(&[0xff, 0xff, 0xff]).await.expect("write");
-        let error = read_frame::<(u64, String)>(&mut reader).await.expect_err("undecodable");
+        let error = read_frame::<_, (u64, String)>(&mut reader, RAFT_FRAME_BYTES_MAX).await.expect_err("undecodable");
         assert!(matches!(error, WireError::Malformed(_)), "{error}");
         writer.write_all(&100u32.to_be_bytes()).await.expect("write");
         writer.write_all(&[0; 10]).await.expect("write");
         drop(writer);
-        let error = read_frame::<(u64, String)>(&mut reader).await.expect_err("truncated");
+        let error = read_frame::<_, (u64, String)>(&mut reader, RAFT_FRAME_BYTES_MAX).await.expect_err("truncated");
         assert!(matches!(error, WireError::Io(_)), "{error}");
     }
 
     #[tokio::test]
-    async fn the_preface_is_recognised_without_being_consumed() {
-        let (mut writer, reader) = connected_pair().await;
-        writer.write_all(&RAFT_PREFACE[..3]).await.expect("write");
-        let (raft, ()) = tokio::join!(starts_with_preface(reader.get_ref()), async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            writer.write_all(&RAFT_PREFACE[3..]).await.expect("write");
-        });
-        assert!(raft.expect("peek"));
-        let mut reader = reader;
-        let mut preface = [0; RAFT_PREFACE.len()];
-        reader.read_exact(&mut preface).await.expect("still readable");
-        assert_eq!(&preface, RAFT_PREFACE);
-
-        let (mut writer, reader) = connected_pair().await;
-        writer.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
-        assert!(!starts_with_preface(reader.get_ref()).await.expect("peek"));
+    async fn a_frame_claiming_a_huge_collection_allocates_only_what_arrived() {
+        // Twelve bytes that announce a vector of 2^60 strings: decoding must
+        // fail on the missing bytes, not try to reserve room for them.
+        let (mut writer, mut reader) = connected_pair().await;
+        let mut body = (1u64 << 60).to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 4]);
+        writer.write_all(&u32::try_from(body.len()).expect("small").to_be_bytes()).await.expect("write");
+        writer.write_all(&body).await.expect("write");
+        let error = read_frame::<_, Vec<String>>(&mut reader, RAFT_FRAME_BYTES_MAX).await.expect_err("refused");
+        assert!(matches!(error, WireError::Malformed(_)), "{error}");
     }
 }

@@ -43,6 +43,11 @@ impl CaHash {
         let digest = ring::digest::digest(&ring::digest::SHA256, certificate);
         Self(digest.as_ref().try_into().expect("SHA-256 digests are 32 bytes"))
     }
+
+    /// The digest of a PEM certificate, or `None` if it is not one.
+    pub fn of_pem(certificate_pem: &str) -> Option<Self> {
+        CertificateDer::from_pem_slice(certificate_pem.as_bytes()).ok().map(|der| Self::of(&der))
+    }
 }
 
 impl fmt::Display for CaHash {

@@ -42,7 +42,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use discovery::KUBERNETES_MINOR;
 pub use handlers::REQUEST_BODY_BYTES_MAX;
-pub use pki::{Credentials, PkiError};
+pub use pki::Credentials;
 pub use status::{ApiError, Cause};
 
 use handlers::ApiState;

@@ -1,0 +1,162 @@
+//! Joining a cluster. A node that has no certificate yet dials a member
+//! with the join ALPN, trusting it only if its certificate chain carries
+//! the CA the join token pins; then it sends the token's secret and a
+//! certificate signing request for a key that never leaves it. A member
+//! that finds the secret's hash in the store answers with the cluster CA
+//! (certificate and key: every node that joins is a control-plane member)
+//! and the node certificate it signed. The membership change itself then
+//! travels as a forwarded request over mutual TLS, under that certificate.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use engenho_pki::{CaHash, ClusterCa, Identity, JoinToken, Profile, TlsConnection};
+use engenho_store::{KeyRange, RangeRequest};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio_rustls::TlsConnector;
+
+use crate::error::{MeshError, Result};
+use crate::node::{Inner, JOIN_TOKEN_HASH_KEY};
+use crate::raft_wire::{read_frame, write_frame};
+use crate::tls::{JOIN_ALPN, PeerCredentials, dial};
+
+/// Largest join message, in either direction.
+const JOIN_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+
+/// Time a join connection has to send its request, and a joining node to
+/// receive the answer.
+const JOIN_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest node name.
+const NODE_NAME_BYTES_MAX: usize = 253;
+
+/// What a joining node sends.
+#[derive(Serialize, Deserialize)]
+struct CertificateRequest {
+    /// The node's name, for its certificate.
+    name: String,
+    /// The node's peer address, for its certificate.
+    peer_addr: String,
+    /// The join secret.
+    secret: String,
+    /// A certificate signing request for the node's key, PEM.
+    request_pem: String,
+}
+
+/// What a member answers a joining node that knew the secret.
+#[derive(Serialize, Deserialize)]
+struct CertificateGrant {
+    /// The cluster CA certificate, PEM.
+    ca_certificate_pem: String,
+    /// The cluster CA key, PEM.
+    ca_key_pem: String,
+    /// The node's certificate, PEM.
+    certificate_pem: String,
+}
+
+/// Asks the member at `seed` for this node's certificate, presenting
+/// `token`; installs the cluster CA it answers with in `pki` and returns
+/// the node's credentials.
+///
+/// # Errors
+/// The member is not of the cluster the token pins, refused the secret, or
+/// could not be reached in time.
+pub async fn fetch_credentials(
+    seed: &str,
+    token: &JoinToken,
+    name: &str,
+    peer_addr: &str,
+    pki: &Path,
+) -> Result<PeerCredentials> {
+    let refused = |what: String| MeshError::JoinRefused(what);
+    let pki_failed = |e: engenho_pki::PkiError| MeshError::Tls(e.to_string());
+    let config = engenho_pki::pinned_client_config(token.ca_hash(), &[JOIN_ALPN]).map_err(pki_failed)?;
+    let exchange = async {
+        let stream = dial(&TlsConnector::from(config), seed)
+            .await
+            .map_err(|e| refused(format!("{seed} is not a member of the cluster the join token names: {e}")))?;
+        let (key, request_pem) = Identity::request().map_err(pki_failed)?;
+        let request = CertificateRequest {
+            name: name.to_owned(),
+            peer_addr: peer_addr.to_owned(),
+            secret: token.secret().to_owned(),
+            request_pem,
+        };
+        let mut stream = BufReader::new(stream);
+        write_frame(stream.get_mut(), &request).await.map_err(|e| refused(e.to_string()))?;
+        let answer: Result<CertificateGrant> =
+            read_frame(&mut stream, JOIN_MESSAGE_BYTES_MAX).await.map_err(|e| refused(e.to_string()))?;
+        Ok::<_, MeshError>((key, answer?))
+    };
+    let (key, grant) = tokio::time::timeout(JOIN_EXCHANGE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| refused(format!("{seed} did not answer within {JOIN_EXCHANGE_TIMEOUT:?}")))??;
+    if CaHash::of_pem(&grant.ca_certificate_pem) != Some(token.ca_hash()) {
+        return Err(refused(format!("{seed} answered with a CA other than the one the join token names")));
+    }
+    let ca = ClusterCa::install(pki, &grant.ca_certificate_pem, &grant.ca_key_pem).map_err(pki_failed)?;
+    let identity = Identity::from_issued(&key, &grant.certificate_pem, ca.certificate_der()).map_err(pki_failed)?;
+    Ok(PeerCredentials { ca: Arc::new(ca), identity })
+}
+
+/// Serves one join connection: reads the request, answers it, closes.
+pub(crate) async fn serve_join(connection: TlsConnection, node: Weak<Inner>) {
+    let remote = connection.remote_addr();
+    let mut stream = BufReader::new(connection);
+    let request = tokio::time::timeout(JOIN_EXCHANGE_TIMEOUT, read_frame(&mut stream, JOIN_MESSAGE_BYTES_MAX)).await;
+    let request: CertificateRequest = match request {
+        Ok(Ok(request)) => request,
+        Ok(Err(error)) => return tracing::warn!(?remote, %error, "malformed join request"),
+        Err(_) => return tracing::warn!(?remote, "no join request within {JOIN_EXCHANGE_TIMEOUT:?}"),
+    };
+    let Some(node) = node.upgrade() else { return };
+    let answer = node.grant_certificate(&request);
+    match &answer {
+        Ok(_) => tracing::info!(?remote, name = %request.name, peer = %request.peer_addr, "issued a node certificate"),
+        Err(error) => tracing::warn!(?remote, %error, "join refused"),
+    }
+    if write_frame(stream.get_mut(), &answer).await.is_ok() {
+        let _ = stream.get_mut().shutdown().await;
+    }
+}
+
+impl Inner {
+    /// Signs a joining node's certificate if it knows the join secret.
+    fn grant_certificate(&self, request: &CertificateRequest) -> Result<CertificateGrant> {
+        self.check_join_secret(&request.secret)?;
+        let name = &request.name;
+        if name.is_empty() || name.len() > NODE_NAME_BYTES_MAX || name.chars().any(char::is_control) {
+            return Err(MeshError::JoinRefused(format!(
+                "a node name has 1 to {NODE_NAME_BYTES_MAX} bytes and no control characters"
+            )));
+        }
+        let peer: SocketAddr = request.peer_addr.parse().map_err(|_| {
+            MeshError::JoinRefused(format!("the peer address {:?} is not an IP address and port", request.peer_addr))
+        })?;
+        let ca = self.tls.ca();
+        let certificate_pem = ca
+            .sign_request(&request.request_pem, &Profile::Node { name: name.clone(), ip: peer.ip() })
+            .map_err(|e| MeshError::JoinRefused(format!("the certificate signing request: {e}")))?;
+        Ok(CertificateGrant {
+            ca_certificate_pem: ca.certificate_pem().to_owned(),
+            ca_key_pem: ca.key_pem(),
+            certificate_pem,
+        })
+    }
+
+    /// Checks a join secret against the hash the cluster recorded.
+    fn check_join_secret(&self, secret: &str) -> Result<()> {
+        let request = RangeRequest { range: KeyRange::single(JOIN_TOKEN_HASH_KEY), ..RangeRequest::default() };
+        let (_, stored) = self.store.range(&request)?;
+        let expected = stored.kvs.first().and_then(|kv| std::str::from_utf8(&kv.value).ok().map(str::to_owned));
+        let expected = expected.and_then(|hex| blake3::Hash::from_hex(hex).ok());
+        // blake3::Hash compares in constant time.
+        if expected != Some(blake3::hash(secret.as_bytes())) {
+            return Err(MeshError::JoinRefused("the join secret does not match this cluster's".into()));
+        }
+        Ok(())
+    }
+}
