@@ -21,7 +21,7 @@ use tokio_rustls::TlsConnector;
 use crate::error::{MeshError, Result};
 use crate::node::{Inner, JOIN_TOKEN_HASH_KEY};
 use crate::raft_wire::{read_frame, write_frame};
-use crate::tls::{JOIN_ALPN, PeerCredentials, dial};
+use crate::tls::{JOIN_ALPN, PEER_CONNECT_TIMEOUT, PeerCredentials};
 
 /// Largest join message, in either direction.
 const JOIN_MESSAGE_BYTES_MAX: usize = 64 * 1024;
@@ -75,7 +75,7 @@ pub async fn fetch_credentials(
     let pki_failed = |e: engenho_pki::PkiError| MeshError::Tls(e.to_string());
     let config = engenho_pki::pinned_client_config(token.ca_hash(), &[JOIN_ALPN]).map_err(pki_failed)?;
     let exchange = async {
-        let stream = dial(&TlsConnector::from(config), seed)
+        let stream = engenho_pki::dial_tls(&TlsConnector::from(config), seed, PEER_CONNECT_TIMEOUT)
             .await
             .map_err(|e| refused(format!("{seed} is not a member of the cluster the join token names: {e}")))?;
         let (key, request_pem) = Identity::request().map_err(pki_failed)?;

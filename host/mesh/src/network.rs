@@ -17,7 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::MeshError;
 use crate::proto::Payload;
@@ -69,16 +69,7 @@ impl PeerClients {
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());
         }
-        // The scheme is http because the connector below makes the TLS
-        // connection itself.
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| MeshError::LeaderUnreachable(format!("bad peer address {addr}: {e}")))?;
-        let (tls, target) = (self.tls.clone(), addr.to_owned());
-        let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-            let (tls, target) = (tls.clone(), target.clone());
-            async move { tls.dial_grpc(&target).await.map(hyper_util::rt::TokioIo::new) }
-        });
-        let client = PeerClient::new(endpoint.connect_with_connector_lazy(connector))
+        let client = PeerClient::new(self.tls.grpc_channel(addr)?)
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         clients.insert(addr.to_owned(), client.clone());

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engenho_pki::{ClusterCa, HTTP2_ALPN, HandshakeLimits, Identity, TlsConnection};
-use rustls::ServerConfig;
-use rustls::pki_types::ServerName;
 use rustls::server::ClientHello;
+use rustls::{ClientConfig, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use tonic::transport::Channel;
 
 use crate::error::MeshError;
 
@@ -47,7 +47,7 @@ pub(crate) struct PeerTls {
     mutual_server: Arc<ServerConfig>,
     join_server: Arc<ServerConfig>,
     raft_client: TlsConnector,
-    grpc_client: TlsConnector,
+    grpc_client: Arc<ClientConfig>,
     credentials: PeerCredentials,
 }
 
@@ -60,7 +60,7 @@ impl PeerTls {
                 .map_err(refused)?,
             join_server: engenho_pki::server_config(identity, &[JOIN_ALPN]).map_err(refused)?,
             raft_client: engenho_pki::mutual_client_config(identity, ca, &[RAFT_ALPN]).map_err(refused)?.into(),
-            grpc_client: engenho_pki::mutual_client_config(identity, ca, &[HTTP2_ALPN]).map_err(refused)?.into(),
+            grpc_client: engenho_pki::mutual_client_config(identity, ca, &[HTTP2_ALPN]).map_err(refused)?,
             credentials,
         })
     }
@@ -80,30 +80,14 @@ impl PeerTls {
 
     /// Opens a raft connection to `addr`.
     pub(crate) async fn dial_raft(&self, addr: &str) -> std::io::Result<TlsStream<TcpStream>> {
-        dial(&self.raft_client, addr).await
+        engenho_pki::dial_tls(&self.raft_client, addr, PEER_CONNECT_TIMEOUT).await
     }
 
-    /// Opens a gRPC connection to `addr`.
-    pub(crate) async fn dial_grpc(&self, addr: &str) -> std::io::Result<TlsStream<TcpStream>> {
-        dial(&self.grpc_client, addr).await
+    /// A gRPC channel to `addr`, connecting on first use.
+    pub(crate) fn grpc_channel(&self, addr: &str) -> Result<Channel, MeshError> {
+        engenho_pki::grpc_channel(addr, self.grpc_client.clone(), PEER_CONNECT_TIMEOUT)
+            .map_err(|e| MeshError::LeaderUnreachable(e.to_string()))
     }
-}
-
-/// Opens a TLS connection to `addr` (`host:port`); the server's certificate
-/// must name `host`.
-pub(crate) async fn dial(connector: &TlsConnector, addr: &str) -> std::io::Result<TlsStream<TcpStream>> {
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {addr}"));
-    let (host, _) = addr.rsplit_once(':').ok_or_else(|| invalid("a peer address is host:port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(host.to_owned()).map_err(|_| invalid("not a host name or address"))?;
-    let connect = async {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        connector.connect(name, stream).await
-    };
-    tokio::time::timeout(PEER_CONNECT_TIMEOUT, connect).await.map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no TLS connection within {PEER_CONNECT_TIMEOUT:?}"))
-    })?
 }
 
 /// Whether a connection that finished its handshake may carry raft or gRPC:

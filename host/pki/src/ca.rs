@@ -27,8 +27,7 @@ pub const NODE_ORGANIZATION: &str = "system:nodes";
 /// Prefix of a node certificate's common name, before the node's name.
 const NODE_COMMON_NAME_PREFIX: &str = "system:node:";
 
-/// File of the CA certificate in a node's `pki/` directory.
-const CERTIFICATE_FILE: &str = "ca.crt";
+use crate::dial::CA_CERTIFICATE_FILE as CERTIFICATE_FILE;
 
 /// File of the CA key in a node's `pki/` directory.
 const KEY_FILE: &str = "ca.key";

@@ -27,6 +27,9 @@ pub enum PkiError {
     /// The TLS configuration was refused.
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
+    /// An address is not one a client can dial.
+    #[error("address {0}")]
+    Address(String),
     /// A join token is not of the form `K10<CA hash>::<secret>`.
     #[error("malformed join token: {0}")]
     MalformedToken(String),

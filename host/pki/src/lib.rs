@@ -9,6 +9,7 @@
 //! certificate the CA issued and authenticates callers by token.
 
 mod ca;
+mod dial;
 mod error;
 mod files;
 mod listener;
@@ -16,6 +17,10 @@ mod tls;
 mod token;
 
 pub use ca::{CaHash, ClusterCa, Identity, NODE_ORGANIZATION, Profile, node_name_of};
+pub use dial::{
+    CA_CERTIFICATE_FILE, ETCD_CLIENT_CERTIFICATE_FILE, ETCD_CLIENT_KEY_FILE, dial_tls, etcd_admin_client_config,
+    grpc_channel, load_certificate,
+};
 pub use error::{PkiError, Result};
 pub use files::{read_optional, write_private};
 pub use listener::{HandshakeLimits, TlsConnectInfo, TlsConnection, accept_tls};

@@ -3,8 +3,6 @@
 //! malformed protobuf to a real node; then check it still serves and holds
 //! exactly the data written before.
 
-use std::time::Duration;
-
 use bytes::{Buf, BufMut};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
@@ -18,7 +16,7 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
     node.etcdctl_ok(&["put", "keep", "me"]);
 
     let big = vec![b'x'; 1536 * 1024 + 1];
-    let refused = etcdctl(&node.etcd, &["put", "big"], Some(&big));
+    let refused = etcdctl(&node, &["put", "big"], Some(&big));
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("request is too large"),
@@ -26,11 +24,11 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
         String::from_utf8_lossy(&refused.stderr)
     );
     let huge = vec![b'x'; 3 * 1024 * 1024];
-    let refused = etcdctl(&node.etcd, &["put", "huge"], Some(&huge));
+    let refused = etcdctl(&node, &["put", "huge"], Some(&huge));
     assert!(!refused.status.success(), "a message over the gRPC limit is refused");
 
     let fits = vec![b'y'; 1024 * 1024];
-    assert!(etcdctl(&node.etcd, &["put", "fits"], Some(&fits)).status.success());
+    assert!(etcdctl(&node, &["put", "fits"], Some(&fits)).status.success());
 
     let no_lease = node.etcdctl(&["put", "k", "v", "--lease=1234abcd"]);
     assert!(String::from_utf8_lossy(&no_lease.stderr).contains("requested lease not found"));
@@ -40,9 +38,9 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
     assert!(String::from_utf8_lossy(&revoke_missing.stderr).contains("requested lease not found"));
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let status = runtime.block_on(send_raw(&node.etcd, "/etcdserverpb.KV/Put", vec![0xff, 0xff, 0xff, 0x0f, 0x01]));
+    let status = runtime.block_on(send_raw(&node, "/etcdserverpb.KV/Put", vec![0xff, 0xff, 0xff, 0x0f, 0x01]));
     assert_eq!(status.code(), tonic::Code::Internal, "malformed protobuf: {status:?}");
-    let status = runtime.block_on(send_raw(&node.etcd, "/etcdserverpb.KV/Nope", vec![]));
+    let status = runtime.block_on(send_raw(&node, "/etcdserverpb.KV/Nope", vec![]));
     assert_eq!(status.code(), tonic::Code::Unimplemented);
 
     assert_eq!(
@@ -57,60 +55,10 @@ fn oversized_invalid_and_unknown_inputs_are_refused() {
     assert_eq!(node.local_value("keep").as_deref(), Some("me"));
 }
 
-/// Raw bytes on the peer port: raft frames that are oversized, truncated or
-/// undecodable, and talk that is neither raft nor HTTP/2. Each such
-/// connection is closed; the node keeps serving and replicating.
-#[test]
-fn garbage_on_the_peer_port_is_refused() {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-
-    let root = tempfile::tempdir().expect("temporary directory");
-    let mut node = EngenhoNode::new(root.path(), "peer-guard");
-    node.start_ready(&[]);
-    node.etcdctl_ok(&["put", "before", "1"]);
-
-    let closed_after = |bytes: &[u8]| {
-        let mut stream = TcpStream::connect(&node.peer).expect("connect to the peer port");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
-        stream.write_all(bytes).expect("send");
-        let mut answer = Vec::new();
-        // The node answers nothing a raft peer could take for an answer and
-        // closes the connection (EOF, or a reset).
-        let _ = stream.read_to_end(&mut answer);
-        answer
-    };
-    let mut oversized = b"engraft1".to_vec();
-    oversized.extend_from_slice(&u32::MAX.to_be_bytes());
-    assert!(closed_after(&oversized).is_empty(), "a frame over the limit is refused");
-    let mut undecodable = b"engraft1".to_vec();
-    undecodable.extend_from_slice(&8u32.to_be_bytes());
-    undecodable.extend_from_slice(&[0xff; 8]);
-    assert!(closed_after(&undecodable).is_empty(), "an undecodable frame is refused");
-    let mut truncated = b"engraft1".to_vec();
-    truncated.extend_from_slice(&1000u32.to_be_bytes());
-    truncated.extend_from_slice(&[0; 10]);
-    let mut stream = TcpStream::connect(&node.peer).expect("connect to the peer port");
-    stream.write_all(&truncated).expect("send");
-    let plain_http = closed_after(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(!plain_http.starts_with(b"engraft1"), "HTTP/1 goes to the gRPC server, which refuses it");
-
-    node.etcdctl_ok(&["put", "after", "2"]);
-    drop(stream);
-    assert_eq!(node.local_value("before").as_deref(), Some("1"));
-    assert_eq!(node.local_value("after").as_deref(), Some("2"));
-    node.stop();
-}
-
-/// Sends raw bytes as a unary gRPC request and returns the status.
-async fn send_raw(endpoint: &str, path: &'static str, body: Vec<u8>) -> tonic::Status {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
-        .expect("endpoint")
-        .timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(channel);
+/// Sends raw bytes as a unary gRPC request to the node's etcd endpoint and
+/// returns the status.
+async fn send_raw(node: &EngenhoNode, path: &'static str, body: Vec<u8>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(node.etcd_channel());
     grpc.ready().await.expect("ready");
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     match grpc.unary::<Vec<u8>, Vec<u8>, RawCodec>(tonic::Request::new(body), path, RawCodec).await {
@@ -203,7 +151,7 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
     let mut refusal = String::new();
     for i in 0..200 {
         let key = format!("fill/{i:03}");
-        let output = etcdctl(&node.etcd, &["put", &key], Some(&value));
+        let output = etcdctl(&node, &["put", &key], Some(&value));
         if !output.status.success() {
             refusal = String::from_utf8_lossy(&output.stderr).into_owned();
             break;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use engenho_api::etcd::proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
 use rand::Rng;
+use tonic::transport::Channel;
 
 use crate::support::{EngenhoNode, wait_for};
 
@@ -24,9 +25,9 @@ struct Acknowledged {
     hot: Option<u64>,
 }
 
-async fn write_until_failure(endpoint: String, round: usize, writer: usize, hot_start: u64) -> Acknowledged {
+async fn write_until_failure(channel: Channel, round: usize, writer: usize, hot_start: u64) -> Acknowledged {
     let mut acknowledged = Acknowledged::default();
-    let Ok(mut client) = KvClient::connect(format!("http://{endpoint}")).await else { return acknowledged };
+    let mut client = KvClient::new(channel);
     for i in 0u64.. {
         let key = format!("crash/{round}/{writer}/{i}");
         let unique = tonic::Request::new(PutRequest {
@@ -52,10 +53,10 @@ async fn write_until_failure(endpoint: String, round: usize, writer: usize, hot_
     unreachable!("the loop ends at the first failed write")
 }
 
-/// Every writer's key and value on `endpoint`: a linearizable read, or the
+/// Every writer's key and value on a node: a linearizable read, or the
 /// node's own applied state when `serializable`.
-async fn read_all(endpoint: &str, serializable: bool) -> BTreeMap<String, String> {
-    let mut client = KvClient::connect(format!("http://{endpoint}")).await.expect("connect after restart");
+async fn read_all(channel: Channel, serializable: bool) -> BTreeMap<String, String> {
+    let mut client = KvClient::new(channel);
     let request = RangeRequest { key: vec![0], range_end: vec![0], serializable, ..RangeRequest::default() };
     let response = client.range(request).await.expect("range after restart").into_inner();
     // The writers' keys; the node's own (objects, components) start with `/`.
@@ -72,13 +73,14 @@ fn acknowledged_writes_survive_kill_9() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut node = EngenhoNode::new(root.path(), "crashy");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _entered = runtime.enter();
     let mut ledger = Ledger::default();
     for round in 0..ROUNDS {
         node.start_ready(&[]);
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 let start = ledger.hot_floor.get(&writer).copied().unwrap_or(0);
-                runtime.spawn(write_until_failure(node.etcd.clone(), round, writer, start))
+                runtime.spawn(write_until_failure(node.etcd_channel(), round, writer, start))
             })
             .collect();
         std::thread::sleep(Duration::from_millis(rand::rng().random_range(150..900)));
@@ -87,7 +89,7 @@ fn acknowledged_writes_survive_kill_9() {
             ledger.record(writer, runtime.block_on(task).expect("writer task"));
         }
         node.start_ready(&[]);
-        let stored = runtime.block_on(read_all(&node.etcd, false));
+        let stored = runtime.block_on(read_all(node.etcd_channel(), false));
         ledger.check(&stored, &format!("round {round}"));
         node.kill();
     }
@@ -131,15 +133,13 @@ fn acknowledged_writes_survive_the_leaders_kill_9() {
     let mut nodes: Vec<EngenhoNode> = Vec::new();
     for name in ["c1", "c2", "c3"] {
         let mut node = EngenhoNode::new(root.path(), name);
-        let mut args = vec!["--token", "crash-cluster", "--snapshot-logs", "500"];
-        let seed = nodes.first().map(|first| first.peer.clone());
-        if let Some(seed) = &seed {
-            args.extend(["--join", seed.as_str()]);
-        }
-        node.start_ready(&args);
+        let mut args = nodes.first().map(EngenhoNode::join_args).unwrap_or_default();
+        args.extend(["--snapshot-logs".into(), "500".into()]);
+        node.start_ready(&args.iter().map(String::as_str).collect::<Vec<_>>());
         nodes.push(node);
     }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _entered = runtime.enter();
     let mut ledger = Ledger::default();
     for round in 0..CLUSTER_ROUNDS {
         let mut leader = None;
@@ -151,7 +151,7 @@ fn acknowledged_writes_survive_the_leaders_kill_9() {
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 let start = ledger.hot_floor.get(&writer).copied().unwrap_or(0);
-                runtime.spawn(write_until_failure(nodes[leader].etcd.clone(), round, writer, start))
+                runtime.spawn(write_until_failure(nodes[leader].etcd_channel(), round, writer, start))
             })
             .collect();
         std::thread::sleep(Duration::from_millis(rand::rng().random_range(300..1200)));
@@ -161,13 +161,13 @@ fn acknowledged_writes_survive_the_leaders_kill_9() {
         }
         let survivors: Vec<usize> = (0..nodes.len()).filter(|&i| i != leader).collect();
         wait_for("a new leader", Duration::from_secs(10), || survivors.iter().any(|&i| nodes[i].is_leader()));
-        let stored = runtime.block_on(read_all(&nodes[survivors[0]].etcd, false));
+        let stored = runtime.block_on(read_all(nodes[survivors[0]].etcd_channel(), false));
         ledger.check(&stored, &format!("cluster after round {round}"));
 
         nodes[leader].start_ready(&["--snapshot-logs", "500"]);
         let newest = stored.clone();
         wait_for("the old leader to catch up", Duration::from_secs(20), || {
-            let local = runtime.block_on(read_all(&nodes[leader].etcd, true));
+            let local = runtime.block_on(read_all(nodes[leader].etcd_channel(), true));
             newest.iter().all(|(key, value)| local.get(key) == Some(value))
         });
     }

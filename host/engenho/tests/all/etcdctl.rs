@@ -61,7 +61,7 @@ fn txn_compares_and_branches_atomically() {
     let (_root, node) = single_node();
     node.etcdctl_ok(&["put", "cfg", "v1"]);
     let run_txn = |script: &str| {
-        let output = crate::support::etcdctl(&node.etcd, &["txn"], Some(script.as_bytes()));
+        let output = crate::support::etcdctl(&node, &["txn"], Some(script.as_bytes()));
         assert!(output.status.success(), "txn failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("utf-8")
     };
@@ -73,7 +73,7 @@ fn txn_compares_and_branches_atomically() {
     assert_eq!(missing, "SUCCESS\n\nOK\n");
     assert_eq!(node.etcdctl_ok(&["get", "cfg-log", "--print-value-only"]), "changed\n");
     let revision_before = json(&node.etcdctl_ok(&["get", "cfg", "-w", "json"]))["header"]["revision"].clone();
-    let duplicate = crate::support::etcdctl(&node.etcd, &["txn"], Some(b"\nput d 1\nput d 2\n\n\n"));
+    let duplicate = crate::support::etcdctl(&node, &["txn"], Some(b"\nput d 1\nput d 2\n\n\n"));
     assert!(!duplicate.status.success());
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("duplicate key given in txn request"));
     let revision_after = json(&node.etcdctl_ok(&["get", "cfg", "-w", "json"]))["header"]["revision"].clone();

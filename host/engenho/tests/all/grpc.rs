@@ -26,10 +26,9 @@ fn progress_cancel_and_filters_over_grpc() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut node = EngenhoNode::new(root.path(), "watched");
     node.start_ready(&["--watch-progress-interval", "1"]);
-    let endpoint = format!("http://{}", node.etcd);
     tokio::runtime::Runtime::new().expect("runtime").block_on(async move {
-        let mut kv = KvClient::connect(endpoint.clone()).await.expect("connect");
-        let mut watch = WatchClient::connect(endpoint).await.expect("connect");
+        let mut kv = KvClient::new(node.etcd_channel());
+        let mut watch = WatchClient::new(node.etcd_channel());
         let (requests, receiver) = mpsc::channel(8);
         let mut stream =
             watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.expect("watch").into_inner();

@@ -88,6 +88,25 @@ impl EngenhoNode {
         }
     }
 
+    /// Waits for the process to exit by itself and returns how it exited.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("the node was started");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll child") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {} still running; log:\n{}", self.name, self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process id of the running node.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The node's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -123,7 +142,30 @@ impl EngenhoNode {
 
     /// Runs `etcdctl` against this node.
     pub fn etcdctl(&self, args: &[&str]) -> Output {
-        etcdctl(&self.etcd, args, None)
+        etcdctl(self, args, None)
+    }
+
+    /// The node's `pki/` directory.
+    pub fn pki(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+
+    /// The file holding the node's join token, for `--token-file`.
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.join("join-token")
+    }
+
+    /// `engenho up` arguments that join the cluster through this node.
+    pub fn join_args(&self) -> Vec<String> {
+        let token_file = self.token_file().to_str().expect("utf-8 path").to_owned();
+        vec!["--join".into(), self.peer.clone(), "--token-file".into(), token_file]
+    }
+
+    /// A gRPC channel to the node's etcd endpoint, as its administrator
+    /// (the client certificate `engenho up` writes).
+    pub fn etcd_channel(&self) -> tonic::transport::Channel {
+        let config = engenho_pki::etcd_admin_client_config(&self.pki()).expect("the node's etcd client certificate");
+        engenho_pki::grpc_channel(&self.etcd, config, Duration::from_secs(2)).expect("etcd channel")
     }
 
     /// Runs `etcdctl` against this node and returns its standard output,
@@ -164,12 +206,20 @@ impl Drop for EngenhoNode {
     }
 }
 
-/// Runs `etcdctl` (API v3) against `endpoint`, with `stdin` as input.
-pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+/// Runs `etcdctl` (API v3) against `node` over TLS with the node's admin
+/// client certificate, with `stdin` as input.
+pub fn etcdctl(node: &EngenhoNode, args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
+    let pki = node.pki();
     let mut child = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
+        .arg(format!("--endpoints=https://{}", node.etcd))
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("etcd-client.crt"))
+        .arg("--key")
+        .arg(pki.join("etcd-client.key"))
         .args(["--dial-timeout=2s", "--command-timeout=15s"])
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
