@@ -80,11 +80,36 @@ fn txn_compares_and_branches_atomically() {
     assert_eq!(revision_before, revision_after, "a refused txn changes nothing");
 }
 
-/// Reads lines from a running `etcdctl watch` until `expected` lines came.
-fn watch_lines(endpoint: &str, args: &[&str], expected: usize, act: impl FnOnce()) -> Vec<String> {
-    let mut child = Command::new("etcdctl")
+#[test]
+fn only_clients_with_a_certificate_of_the_cluster_are_served() {
+    let (_root, node) = single_node();
+    node.etcdctl_ok(&["put", "secret", "value"]);
+    let pki = node.pki();
+    let anonymous = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
+        .arg(format!("--endpoints=https://{}", node.etcd))
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .args(["--dial-timeout=2s", "--command-timeout=4s", "get", "secret"])
+        .output()
+        .expect("etcdctl");
+    assert!(!anonymous.status.success(), "no client certificate: refused");
+    assert!(anonymous.stdout.is_empty(), "nothing read without a certificate");
+    let plaintext = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=http://{}", node.etcd))
+        .args(["--dial-timeout=2s", "--command-timeout=4s", "get", "secret"])
+        .output()
+        .expect("etcdctl");
+    assert!(!plaintext.status.success() && plaintext.stdout.is_empty(), "plaintext: refused");
+    let handshake = crate::support::openssl_s_client(&node.etcd, "h2", &pki.join("ca.crt"), None);
+    assert!(handshake.contains("alert certificate required"), "refused at the handshake: {handshake}");
+    assert_eq!(node.etcdctl_ok(&["get", "secret", "--print-value-only"]), "value\n");
+}
+
+/// Reads lines from a running `etcdctl watch` until `expected` lines came.
+fn watch_lines(node: &EngenhoNode, args: &[&str], expected: usize, act: impl FnOnce()) -> Vec<String> {
+    let mut child = crate::support::etcdctl_command(node)
         .arg("watch")
         .args(args)
         .stdout(Stdio::piped())
@@ -119,13 +144,13 @@ fn watch_streams_live_and_past_events_with_prev_kv() {
     let (_root, node) = single_node();
     node.etcdctl_ok(&["put", "w/a", "0"]);
     let start = json(&node.etcdctl_ok(&["get", "w/a", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
-    let live = watch_lines(&node.etcd, &["w/", "--prefix", "--prev-kv"], 10, || {
+    let live = watch_lines(&node, &["w/", "--prefix", "--prev-kv"], 10, || {
         node.etcdctl_ok(&["put", "w/a", "1"]);
         node.etcdctl_ok(&["put", "x/ignored", "1"]);
         node.etcdctl_ok(&["del", "w/a"]);
     });
     assert_eq!(live, ["PUT", "w/a", "0", "w/a", "1", "DELETE", "w/a", "1", "w/a", ""]);
-    let past = watch_lines(&node.etcd, &["w/a", &format!("--rev={start}")], 9, || {});
+    let past = watch_lines(&node, &["w/a", &format!("--rev={start}")], 9, || {});
     assert_eq!(past, ["PUT", "w/a", "0", "PUT", "w/a", "1", "DELETE", "w/a", ""]);
 }
 

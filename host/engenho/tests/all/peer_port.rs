@@ -9,40 +9,15 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use engenho_pki::{ClusterCa, Identity, Profile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
-use crate::support::{EngenhoNode, wait_for};
+use crate::support::{EngenhoNode, openssl_s_client, wait_for};
 
 const RAFT_ALPN: &[u8] = b"engenho-raft/1";
-
-/// Runs `openssl s_client` against `addr` offering `alpn`, with the given
-/// certificate and key, sends nothing, and returns what it printed once the
-/// server ended the connection.
-fn s_client(addr: &str, alpn: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> String {
-    let mut command = Command::new("openssl");
-    command.args(["s_client", "-connect", addr, "-alpn", alpn, "-ign_eof", "-CAfile"]).arg(ca);
-    if let Some((certificate, key)) = identity {
-        command.arg("-cert").arg(certificate).arg("-key").arg(key);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl is installed");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("poll openssl").is_none() {
-        assert!(Instant::now() < deadline, "the server kept the connection open");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("openssl output");
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
 
 /// Opens a TLS connection to the peer port with `identity` and ALPN
 /// `alpn`, sends `bytes`, and returns what came back before the server
@@ -78,7 +53,7 @@ fn the_peer_port_serves_the_clusters_nodes_only() {
     let pki = node.pki();
     let ca = pki.join("ca.crt");
 
-    let anonymous = s_client(&node.peer, "engenho-raft/1", &ca, None);
+    let anonymous = openssl_s_client(&node.peer, "engenho-raft/1", &ca, None);
     assert!(anonymous.contains("alert certificate required"), "no client certificate: {anonymous}");
     let other_ca = ClusterCa::create(&root.path().join("other-pki")).expect("another CA");
     let stranger = other_ca
@@ -86,7 +61,7 @@ fn the_peer_port_serves_the_clusters_nodes_only() {
         .expect("a node certificate of another cluster");
     let (certificate, key) = (root.path().join("stranger.crt"), root.path().join("stranger.key"));
     stranger.write(&certificate, &key).expect("write");
-    let foreign = s_client(&node.peer, "engenho-raft/1", &ca, Some((&certificate, &key)));
+    let foreign = openssl_s_client(&node.peer, "engenho-raft/1", &ca, Some((&certificate, &key)));
     assert!(foreign.contains("SSL alert number"), "a certificate of another CA: {foreign}");
 
     let mut plain = TcpStream::connect(&node.peer).expect("connect");

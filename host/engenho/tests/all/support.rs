@@ -206,12 +206,12 @@ impl Drop for EngenhoNode {
     }
 }
 
-/// Runs `etcdctl` (API v3) against `node` over TLS with the node's admin
-/// client certificate, with `stdin` as input.
-pub fn etcdctl(node: &EngenhoNode, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
+/// An `etcdctl` (API v3) command for `node`, over TLS with the node's
+/// admin client certificate.
+pub fn etcdctl_command(node: &EngenhoNode) -> Command {
     let pki = node.pki();
-    let mut child = Command::new("etcdctl")
+    let mut command = Command::new("etcdctl");
+    command
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints=https://{}", node.etcd))
         .arg("--cacert")
@@ -219,7 +219,14 @@ pub fn etcdctl(node: &EngenhoNode, args: &[&str], stdin: Option<&[u8]>) -> Outpu
         .arg("--cert")
         .arg(pki.join("etcd-client.crt"))
         .arg("--key")
-        .arg(pki.join("etcd-client.key"))
+        .arg(pki.join("etcd-client.key"));
+    command
+}
+
+/// Runs `etcdctl` against `node` with `stdin` as input.
+pub fn etcdctl(node: &EngenhoNode, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = etcdctl_command(node)
         .args(["--dial-timeout=2s", "--command-timeout=15s"])
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -231,6 +238,30 @@ pub fn etcdctl(node: &EngenhoNode, args: &[&str], stdin: Option<&[u8]>) -> Outpu
         child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
     }
     child.wait_with_output().expect("etcdctl output")
+}
+
+/// Runs `openssl s_client` against `addr` offering `alpn`, with the given
+/// certificate and key, sends nothing, and returns what it printed once the
+/// server ended the connection.
+pub fn openssl_s_client(addr: &str, alpn: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> String {
+    let mut command = Command::new("openssl");
+    command.args(["s_client", "-connect", addr, "-alpn", alpn, "-ign_eof", "-CAfile"]).arg(ca);
+    if let Some((certificate, key)) = identity {
+        command.arg("-cert").arg(certificate).arg("-key").arg(key);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("poll openssl").is_none() {
+        assert!(Instant::now() < deadline, "the server kept the connection open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("openssl output");
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
