@@ -12,7 +12,9 @@ use engenho_api::etcd::proto::etcdserverpb::{
     Compare, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest, compare, kv_client::KvClient,
     maintenance_client::MaintenanceClient, request_op,
 };
-use tonic::transport::{Channel, Endpoint};
+use engenho_pki::{ClusterCa, HTTP2_ALPN, Profile};
+use rustls::ClientConfig;
+use tonic::transport::Channel;
 
 mod api;
 mod plugins;
@@ -208,11 +210,19 @@ impl Workload {
     }
 }
 
+/// Where benchmark clients connect, and the TLS client configuration
+/// (with a client certificate) they prove themselves with.
+#[derive(Clone)]
+struct Target {
+    addr: String,
+    tls: Arc<ClientConfig>,
+}
+
 /// A cluster of one system, up and ready for every workload.
 struct Running {
     cluster: Cluster,
-    leader: String,
-    read_from: String,
+    leader: Target,
+    read_from: Target,
 }
 
 impl Running {
@@ -220,8 +230,8 @@ impl Running {
     async fn start(system: System, nodes: usize, dir: &Path, etcd: &Path) -> anyhow::Result<Self> {
         let cluster = Cluster::start(system, nodes, dir, etcd).await?;
         let leader = cluster.wait_for_leader().await?;
-        eprintln!("{} with {nodes} node(s): leader at {leader}", system.name());
-        let read_from = cluster.client_addrs.last().cloned().unwrap_or_else(|| leader.clone());
+        eprintln!("{} with {nodes} node(s): leader at {}", system.name(), leader.addr);
+        let read_from = cluster.targets().last().cloned().unwrap_or_else(|| leader.clone());
         write_read_keys(&leader).await?;
         Ok(Self { cluster, leader, read_from })
     }
@@ -359,16 +369,20 @@ fn millis(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
 }
 
-async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
+/// `count` gRPC channels to `target` over TLS, each with a connection of
+/// its own, connected before they are returned.
+async fn connect(target: &Target, count: usize) -> anyhow::Result<Vec<Channel>> {
+    let endpoint =
+        engenho_pki::grpc_endpoint(&target.addr)?.connect_timeout(Duration::from_secs(2)).timeout(REQUEST_TIMEOUT);
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect()
+        let channel = engenho_pki::grpc_channel(&endpoint, target.tls.clone());
+        // A first request opens the connection, so that no measured request
+        // pays for the TCP and TLS handshakes.
+        MaintenanceClient::new(channel.clone())
+            .status(StatusRequest {})
             .await
-            .with_context(|| format!("connecting to {addr}"))?;
+            .with_context(|| format!("connecting to {}", target.addr))?;
         channels.push(channel);
     }
     Ok(channels)
@@ -381,7 +395,7 @@ async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
 /// hand off within that thread, so the client adds as little as it can to
 /// every request, the same for every system measured.
 async fn measure<F, Fut>(
-    addr: &str,
+    target: &Target,
     connections: usize,
     concurrency: usize,
     duration: Duration,
@@ -391,7 +405,7 @@ where
     F: Fn(KvClient<Channel>, usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + 'static,
 {
-    let addr = addr.to_owned();
+    let target = target.clone();
     let (sender, measured) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("bench-clients".into())
@@ -402,7 +416,7 @@ where
                 .context("the clients' runtime")
                 .and_then(|runtime| {
                     runtime.block_on(async {
-                        let channels = connect(&addr, connections).await?;
+                        let channels = connect(&target, connections).await?;
                         let local = tokio::task::LocalSet::new();
                         local.run_until(run_clients(channels, concurrency, duration, operation)).await
                     })
@@ -451,14 +465,14 @@ where
 }
 
 async fn measure_writes(
-    addr: &str,
+    target: &Target,
     connections: usize,
     concurrency: usize,
     value_bytes: usize,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
     let value = Arc::new(vec![b'v'; value_bytes]);
-    measure(addr, connections, concurrency, duration, move |mut client, worker, sequence| {
+    measure(target, connections, concurrency, duration, move |mut client, worker, sequence| {
         let value = value.clone();
         async move {
             let key = format!("bench/{worker}/{}", sequence % 1000).into_bytes();
@@ -474,7 +488,7 @@ async fn measure_writes(
 /// never been created. Each key is `prefix`, the worker and a sequence
 /// number; the transaction must succeed.
 async fn measure_creates(
-    addr: &str,
+    target: &Target,
     connections: usize,
     concurrency: usize,
     prefix: String,
@@ -483,7 +497,7 @@ async fn measure_creates(
 ) -> anyhow::Result<Figures> {
     let value = Arc::new(vec![b'v'; value_bytes]);
     let prefix = Arc::new(prefix);
-    measure(addr, connections, concurrency, duration, move |mut client, worker, sequence| {
+    measure(target, connections, concurrency, duration, move |mut client, worker, sequence| {
         let (value, prefix) = (value.clone(), prefix.clone());
         async move {
             let key = format!("{prefix}{worker:02}-{sequence:07}").into_bytes();
@@ -513,7 +527,7 @@ async fn measure_creates(
 }
 
 /// Writes the keys [`measure_reads`] gets.
-async fn write_read_keys(leader: &str) -> anyhow::Result<()> {
+async fn write_read_keys(leader: &Target) -> anyhow::Result<()> {
     let mut writer = KvClient::new(connect(leader, 1).await?.remove(0));
     for i in 0..READ_KEYS {
         let request =
@@ -524,12 +538,12 @@ async fn write_read_keys(leader: &str) -> anyhow::Result<()> {
 }
 
 async fn measure_reads(
-    addr: &str,
+    target: &Target,
     connections: usize,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
-    measure(addr, connections, concurrency, duration, |mut client, worker, sequence| async move {
+    measure(target, connections, concurrency, duration, |mut client, worker, sequence| async move {
         let index = (worker * 7919 + usize::try_from(sequence).unwrap_or(0)) % READ_KEYS;
         let request = RangeRequest {
             key: format!("read/{index:04}").into_bytes(),
@@ -549,6 +563,8 @@ async fn measure_reads(
 struct Cluster {
     children: Vec<Child>,
     client_addrs: Vec<String>,
+    /// How clients prove themselves to the cluster's client endpoints.
+    tls: Arc<ClientConfig>,
 }
 
 impl Drop for Cluster {
@@ -587,10 +603,20 @@ impl Cluster {
         Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64))
     }
 
+    /// Starts a cluster of `system`, every client and peer URL under TLS
+    /// with client certificates required, from a CA the bench makes (for
+    /// engenho, the first member's cluster CA).
     async fn start(system: System, nodes: usize, dir: &Path, etcd: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut cluster = Self { children: Vec::new(), client_addrs: Vec::new() };
-        let initial: Vec<String> = (0..nodes).map(|i| format!("e{i}=http://{}:2380", member_ip(system, i))).collect();
+        let pki = match system {
+            System::Engenho => dir.join("n0").join("pki"),
+            System::Etcd => dir.join("pki"),
+        };
+        let ca = ClusterCa::create(&pki)?;
+        let client = ca.issue(&Profile::Client { common_name: "bench".into() })?;
+        let tls = engenho_pki::mutual_client_config(&client, ca.certificate_der(), &[HTTP2_ALPN])?;
+        let mut cluster = Self { children: Vec::new(), client_addrs: Vec::new(), tls };
+        let initial: Vec<String> = (0..nodes).map(|i| format!("e{i}=https://{}:2380", member_ip(system, i))).collect();
         for index in 0..nodes {
             let ip = member_ip(system, index);
             let log = std::fs::File::create(dir.join(format!("{index}.log")))?;
@@ -601,26 +627,40 @@ impl Cluster {
                         .args(["up", "--data-dir"])
                         .arg(dir.join(format!("n{index}")))
                         .args(["--name", &format!("n{index}"), "--etcd-addr", &format!("{ip}:2379")])
-                        .args(["--peer-addr", &format!("{ip}:2380"), "--api-addr", &format!("{ip}:6443")])
-                        .args(["--token", "bench"]);
+                        .args(["--peer-addr", &format!("{ip}:2380"), "--api-addr", &format!("{ip}:6443")]);
                     if index > 0 {
-                        command.args(["--join", &format!("{}:2380", member_ip(system, 0))]);
+                        command.args(["--join", &format!("{}:2380", member_ip(system, 0)), "--token-file"]);
+                        command.arg(dir.join("n0").join("join-token"));
                     }
                     command.env("ENGENHO_LOG", "warn");
                     command
                 }
                 System::Etcd => {
+                    let name = format!("e{index}");
+                    let (certificate, key) = (pki.join(format!("{name}.crt")), pki.join(format!("{name}.key")));
+                    ca.issue(&Profile::Node { name: name.clone(), ip: ip.into() })?.write(&certificate, &key)?;
+                    let trusted = pki.join(engenho_pki::CA_CERTIFICATE_FILE);
                     let mut command = Command::new(etcd);
                     command
-                        .args(["--name", &format!("e{index}"), "--data-dir"])
-                        .arg(dir.join(format!("e{index}")))
-                        .args(["--listen-client-urls", &format!("http://{ip}:2379")])
-                        .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
-                        .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
-                        .args(["--initial-advertise-peer-urls", &format!("http://{ip}:2380")])
+                        .args(["--name", &name, "--data-dir"])
+                        .arg(dir.join(&name))
+                        .args(["--listen-client-urls", &format!("https://{ip}:2379")])
+                        .args(["--advertise-client-urls", &format!("https://{ip}:2379")])
+                        .args(["--listen-peer-urls", &format!("https://{ip}:2380")])
+                        .args(["--initial-advertise-peer-urls", &format!("https://{ip}:2380")])
                         .args(["--initial-cluster", &initial[..nodes].join(",")])
                         .args(["--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
-                        .args(["--logger", "zap", "--log-level", "error"]);
+                        .args(["--client-cert-auth", "--peer-client-cert-auth"]);
+                    for flag in ["--cert-file", "--peer-cert-file"] {
+                        command.arg(flag).arg(&certificate);
+                    }
+                    for flag in ["--key-file", "--peer-key-file"] {
+                        command.arg(flag).arg(&key);
+                    }
+                    for flag in ["--trusted-ca-file", "--peer-trusted-ca-file"] {
+                        command.arg(flag).arg(&trusted);
+                    }
+                    command.args(["--logger", "zap", "--log-level", "error"]);
                     command
                 }
             };
@@ -644,9 +684,14 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Every member's client endpoint.
+    fn targets(&self) -> Vec<Target> {
+        self.client_addrs.iter().map(|addr| Target { addr: addr.clone(), tls: self.tls.clone() }).collect()
+    }
+
     /// Waits until every member answers and agrees on a leader; returns the
-    /// leader's client address.
-    async fn wait_for_leader(&self) -> anyhow::Result<String> {
+    /// leader's client endpoint.
+    async fn wait_for_leader(&self) -> anyhow::Result<Target> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(addr)) = self.leader().await {
@@ -659,18 +704,18 @@ impl Cluster {
         }
     }
 
-    async fn leader(&self) -> anyhow::Result<Option<String>> {
+    async fn leader(&self) -> anyhow::Result<Option<Target>> {
         let mut leaders = Vec::new();
         let mut leader_addr = None;
-        for addr in &self.client_addrs {
-            let channel = connect(addr, 1).await?.remove(0);
+        for target in self.targets() {
+            let channel = connect(&target, 1).await?.remove(0);
             let status = MaintenanceClient::new(channel).status(StatusRequest {}).await?.into_inner();
             let member = status.header.map_or(0, |h| h.member_id);
             if status.leader == 0 {
                 return Ok(None);
             }
             if status.leader == member {
-                leader_addr = Some(addr.clone());
+                leader_addr = Some(target);
             }
             leaders.push(status.leader);
         }

@@ -85,8 +85,8 @@ impl PeerTls {
 
     /// A gRPC channel to `addr`, connecting on first use.
     pub(crate) fn grpc_channel(&self, addr: &str) -> Result<Channel, MeshError> {
-        engenho_pki::grpc_channel(addr, self.grpc_client.clone(), PEER_CONNECT_TIMEOUT)
-            .map_err(|e| MeshError::LeaderUnreachable(e.to_string()))
+        let endpoint = engenho_pki::grpc_endpoint(addr).map_err(|e| MeshError::LeaderUnreachable(e.to_string()))?;
+        Ok(engenho_pki::grpc_channel(&endpoint.connect_timeout(PEER_CONNECT_TIMEOUT), self.grpc_client.clone()))
     }
 }
 

@@ -17,6 +17,10 @@ use crate::ca::Identity;
 use crate::error::{PkiError, Result};
 use crate::tls::{HTTP2_ALPN, mutual_client_config};
 
+/// Longest a gRPC channel's connection attempt takes, TLS handshake
+/// included, when its endpoint sets no shorter connect timeout.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// File of the CA certificate in a node's `pki/` directory.
 pub const CA_CERTIFICATE_FILE: &str = "ca.crt";
 
@@ -47,23 +51,30 @@ pub async fn dial_tls(connector: &TlsConnector, addr: &str, timeout: Duration) -
     })?
 }
 
-/// A gRPC channel to `addr` (`host:port`) over TLS under `config`, which
-/// connects on first use and reconnects after failures.
+/// A gRPC endpoint for `addr` (`host:port`), to be configured (timeouts,
+/// keep-alives) and then connected over TLS by [`grpc_channel`]. Its scheme
+/// is `http` because the connector makes the TLS connection itself.
 ///
 /// # Errors
 /// The address is not a valid authority.
-pub fn grpc_channel(addr: &str, config: Arc<ClientConfig>, connect_timeout: Duration) -> Result<Channel> {
-    // The scheme is http because the connector makes the TLS connection
-    // itself.
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| PkiError::Address(format!("{addr}: {e}")))?
-        .tcp_nodelay(true);
-    let (connector, target) = (TlsConnector::from(config), addr.to_owned());
+pub fn grpc_endpoint(addr: &str) -> Result<Endpoint> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map(|endpoint| endpoint.tcp_nodelay(true))
+        .map_err(|e| PkiError::Address(format!("{addr}: {e}")))
+}
+
+/// A gRPC channel over TLS under `config` to the address of `endpoint`
+/// (made by [`grpc_endpoint`]), which connects on first use and reconnects
+/// after failures; each connection attempt is bounded by the endpoint's
+/// connect timeout, or by [`DIAL_TIMEOUT`].
+pub fn grpc_channel(endpoint: &Endpoint, config: Arc<ClientConfig>) -> Channel {
+    let target = endpoint.uri().authority().map(ToString::to_string).unwrap_or_default();
+    let connector = TlsConnector::from(config);
     let connect = tower::service_fn(move |_: Uri| {
         let (connector, target) = (connector.clone(), target.clone());
-        async move { dial_tls(&connector, &target, connect_timeout).await.map(hyper_util::rt::TokioIo::new) }
+        async move { dial_tls(&connector, &target, DIAL_TIMEOUT).await.map(hyper_util::rt::TokioIo::new) }
     });
-    Ok(endpoint.connect_with_connector_lazy(connect))
+    endpoint.connect_with_connector_lazy(connect)
 }
 
 /// Reads a PEM certificate.

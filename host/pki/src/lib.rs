@@ -18,8 +18,8 @@ mod token;
 
 pub use ca::{CaHash, ClusterCa, Identity, NODE_ORGANIZATION, Profile, node_name_of};
 pub use dial::{
-    CA_CERTIFICATE_FILE, ETCD_CLIENT_CERTIFICATE_FILE, ETCD_CLIENT_KEY_FILE, dial_tls, etcd_admin_client_config,
-    grpc_channel, load_certificate,
+    CA_CERTIFICATE_FILE, DIAL_TIMEOUT, ETCD_CLIENT_CERTIFICATE_FILE, ETCD_CLIENT_KEY_FILE, dial_tls,
+    etcd_admin_client_config, grpc_channel, grpc_endpoint, load_certificate,
 };
 pub use error::{PkiError, Result};
 pub use files::{read_optional, write_private};

@@ -18,8 +18,8 @@ impl Cluster for Facade {
             .map(|member| pb::Member {
                 id: member.id,
                 name: member.info.name,
-                peer_ur_ls: vec![format!("http://{}", member.info.peer_addr)],
-                client_ur_ls: vec![format!("http://{}", member.info.client_addr)],
+                peer_ur_ls: vec![format!("https://{}", member.info.peer_addr)],
+                client_ur_ls: vec![format!("https://{}", member.info.client_addr)],
                 is_learner: member.is_learner,
             })
             .collect();

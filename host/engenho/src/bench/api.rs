@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::{Cluster, Figures, Sample, System, measure_creates, median_figures, middle, millis, quantile};
+use super::{Cluster, Figures, Sample, System, Target, measure_creates, median_figures, middle, millis, quantile};
 
 /// Arguments of `engenho bench api`.
 #[derive(Debug, clap::Args)]
@@ -85,7 +85,7 @@ impl PodBody {
 /// creates the pod creates are compared with. The pod read is one of the
 /// listed ones, whose name and namespace are 13 bytes shorter than the
 /// created pods'.
-async fn stored_pod_bytes(etcd: &str) -> anyhow::Result<usize> {
+async fn stored_pod_bytes(etcd: &Target) -> anyhow::Result<usize> {
     let channel = super::connect(etcd, 1).await?.remove(0);
     let key = b"/registry/core/pods/listed/pod-000".to_vec();
     let found = KvClient::new(channel).range(RangeRequest { key, ..RangeRequest::default() }).await?.into_inner();

@@ -165,7 +165,8 @@ impl EngenhoNode {
     /// (the client certificate `engenho up` writes).
     pub fn etcd_channel(&self) -> tonic::transport::Channel {
         let config = engenho_pki::etcd_admin_client_config(&self.pki()).expect("the node's etcd client certificate");
-        engenho_pki::grpc_channel(&self.etcd, config, Duration::from_secs(2)).expect("etcd channel")
+        let endpoint = engenho_pki::grpc_endpoint(&self.etcd).expect("etcd endpoint");
+        engenho_pki::grpc_channel(&endpoint.connect_timeout(Duration::from_secs(2)), config)
     }
 
     /// Runs `etcdctl` against this node and returns its standard output,
