@@ -148,7 +148,14 @@ async fn dispatch(
             next = connections.next() => next,
             () = grpc.closed() => return,
         };
-        let Some(Ok(connection)) = next else { return };
+        let connection = match next {
+            Some(Ok(connection)) => connection,
+            Some(Err(error)) => {
+                tracing::debug!(%error, "accepting a peer connection");
+                continue;
+            }
+            None => return,
+        };
         match connection.alpn() {
             Some(JOIN_ALPN) => {
                 tokio::spawn(crate::join::serve_join(connection, node.clone()));

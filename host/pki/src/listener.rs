@@ -146,7 +146,8 @@ async fn accept(
             }
         };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            tracing::warn!(%remote_addr, "closing a connection: {} handshakes already in progress", limits.in_flight_max);
+            // Logged quietly: whoever floods the port must not flood the log.
+            tracing::debug!(%remote_addr, "closing a connection: {} handshakes already in progress", limits.in_flight_max);
             continue;
         };
         let (select, ready) = (select.clone(), ready.clone());
