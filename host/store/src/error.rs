@@ -73,6 +73,23 @@ pub enum StoreError {
     /// The disk failed under the store.
     #[error("etcdserver: storage failure: {0}")]
     Storage(String),
+    /// A lease grant named an id that is not positive: 0 means "no lease"
+    /// and ids are chosen before proposing.
+    #[error("etcdserver: lease id must be positive")]
+    InvalidLeaseId {
+        /// The id asked for.
+        id: i64,
+    },
+    /// A batch held another batch; batches are formed by the leader from
+    /// single commands only.
+    #[error("etcdserver: a batch of commands holds another batch")]
+    NestedBatch,
+    /// Transactions are nested more deeply than [`crate::TXN_NESTING_MAX`].
+    #[error("etcdserver: transactions nested too deeply")]
+    TxnTooDeep {
+        /// Levels of nested transactions in the request.
+        depth: usize,
+    },
 }
 
 impl From<fjall::Error> for StoreError {

@@ -15,6 +15,7 @@ mod model;
 mod mvcc;
 mod recent;
 mod state_machine;
+mod validate;
 mod watch;
 
 use std::io::Cursor;
@@ -26,6 +27,7 @@ pub use log_store::LogStore;
 pub use model::*;
 pub use mvcc::{Mvcc, Status};
 pub use state_machine::StateMachineStore;
+pub use validate::{TXN_NESTING_MAX, validate_command};
 pub use watch::{WATCH_CHANNEL_REVISIONS, WatchBatch, WatchHub, WatchProgress, Watcher};
 
 /// A node of the cluster as raft knows it: its name and where to reach it.

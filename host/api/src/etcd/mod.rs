@@ -127,7 +127,10 @@ pub(crate) fn store_status(error: StoreError) -> Status {
         | StoreError::LeaseProvided
         | StoreError::DuplicateKey
         | StoreError::TooManyOperations { .. }
-        | StoreError::RequestTooLarge { .. } => Status::invalid_argument(message),
+        | StoreError::RequestTooLarge { .. }
+        | StoreError::InvalidLeaseId { .. }
+        | StoreError::NestedBatch
+        | StoreError::TxnTooDeep { .. } => Status::invalid_argument(message),
     }
 }
 

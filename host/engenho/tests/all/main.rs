@@ -10,4 +10,5 @@ mod etcdctl;
 mod grpc;
 mod kube_rs;
 mod kubectl;
+mod refusals;
 mod support;
