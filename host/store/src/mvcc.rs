@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{decode, encode, version_key, version_position};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::validate::validate_single;
 use crate::watch::{WatchBatch, WatchHub};
 use crate::{NodeInfo, Storage, WriteFailures};
 
@@ -608,15 +609,25 @@ impl Applier<'_> {
     }
 
     /// Applies one command. A refused command leaves the store unchanged and
-    /// its refusal is the outcome.
+    /// its refusal is the outcome; so does a command that fails
+    /// [`crate::validate_command`], whoever proposed it. A batch applies
+    /// its commands in order, each with its own outcome.
     ///
     /// # Errors
     /// Only storage failures, which must stop the node: the batch is then
     /// incomplete.
     pub fn apply(&mut self, command: &Command) -> Result<Applied> {
         if let Command::Batch(commands) = command {
-            let outcomes = commands.iter().map(|command| self.apply(command)).collect::<Result<Vec<_>>>()?;
+            let outcomes = commands.iter().map(|command| self.apply_single(command)).collect::<Result<Vec<_>>>()?;
             return Ok(Applied { revision: self.revision, outcome: Ok(Outcome::Batch(outcomes)) });
+        }
+        self.apply_single(command)
+    }
+
+    /// Applies a command that should not be a batch; a batch is refused.
+    fn apply_single(&mut self, command: &Command) -> Result<Applied> {
+        if let Err(refusal) = validate_single(command) {
+            return Ok(Applied { revision: self.revision, outcome: Err(refusal) });
         }
         let mut scope = Scope::default();
         let outcome = match self.execute(&mut scope, command) {
@@ -633,10 +644,7 @@ impl Applier<'_> {
         match command {
             Command::Put(put) => self.put(scope, put, revision).map(Outcome::Put),
             Command::Delete(delete) => self.delete(scope, delete, revision).map(Outcome::Delete),
-            Command::Txn(txn) => {
-                check_txn_size(txn)?;
-                self.txn(scope, txn, revision).map(Outcome::Txn)
-            }
+            Command::Txn(txn) => self.txn(scope, txn, revision).map(Outcome::Txn),
             Command::Compact { revision: target } => {
                 if *target > self.revision {
                     return Err(StoreError::FutureRevision { requested: *target, current: self.revision });
@@ -648,10 +656,6 @@ impl Applier<'_> {
                 Ok(Outcome::Compacted)
             }
             Command::LeaseGrant { id, ttl } => {
-                if *ttl > LEASE_TTL_MAX {
-                    return Err(StoreError::LeaseTtlTooLarge { ttl: *ttl });
-                }
-                assert_ne!(*id, 0, "lease ids are chosen before proposing");
                 if self.store.lock_leases().contains_key(id) {
                     return Err(StoreError::LeaseExists { id: *id });
                 }
@@ -670,7 +674,7 @@ impl Applier<'_> {
                 scope.revoked.push(*id);
                 Ok(Outcome::LeaseRevoked)
             }
-            Command::Batch(_) => unreachable!("batches are unpacked by Applier::apply"),
+            Command::Batch(_) => Err(StoreError::NestedBatch),
         }
     }
 
@@ -706,21 +710,12 @@ impl Applier<'_> {
     }
 
     fn put(&self, scope: &mut Scope, put: &PutRequest, revision: i64) -> Result<PutResult> {
-        if put.key.is_empty() {
-            return Err(StoreError::EmptyKey);
-        }
         if scope.put_keys.contains(&put.key) || scope.deleted_ranges.iter().any(|r| r.contains(&put.key)) {
             return Err(StoreError::DuplicateKey);
         }
         let prev = self.get(scope, &put.key);
         if (put.ignore_value || put.ignore_lease) && prev.is_none() {
             return Err(StoreError::KeyNotFound);
-        }
-        if put.ignore_value && !put.value.is_empty() {
-            return Err(StoreError::ValueProvided);
-        }
-        if put.ignore_lease && put.lease != 0 {
-            return Err(StoreError::LeaseProvided);
         }
         let lease = match &prev {
             Some(prev) if put.ignore_lease => prev.lease,
@@ -748,7 +743,6 @@ impl Applier<'_> {
     }
 
     fn delete(&self, scope: &mut Scope, delete: &DeleteRequest, revision: i64) -> Result<DeleteResult> {
-        delete.range.validate()?;
         if scope.put_keys.iter().any(|key| delete.range.contains(key)) {
             return Err(StoreError::DuplicateKey);
         }
@@ -789,7 +783,6 @@ impl Applier<'_> {
     }
 
     fn txn_range(&self, scope: &Scope, request: &RangeRequest) -> Result<RangeResult> {
-        request.range.validate()?;
         if request.revision > 0 && request.revision != self.revision {
             // Reads in the past see committed history only.
             let store = self.store;
@@ -930,14 +923,6 @@ fn record_delete(scope: &mut Scope, prev: KeyValue, revision: i64) {
     let kv = KeyValue { key: prev.key.clone(), mod_revision: revision, ..KeyValue::default() };
     scope.overlay.insert(prev.key.clone(), None);
     scope.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev) });
-}
-
-fn check_txn_size(txn: &TxnRequest) -> Result<()> {
-    let count = txn.success.len().max(txn.failure.len()).max(txn.compare.len());
-    if count > MAX_TXN_OPS {
-        return Err(StoreError::TooManyOperations { count });
-    }
-    Ok(())
 }
 
 /// Whether every key in `found` satisfies `compare`; for a single key that
