@@ -98,8 +98,8 @@ impl From<fjall::Error> for StoreError {
     }
 }
 
-impl From<bincode::Error> for StoreError {
-    fn from(error: bincode::Error) -> Self {
+impl From<crate::DecodeError> for StoreError {
+    fn from(error: crate::DecodeError) -> Self {
         Self::Storage(format!("corrupt record: {error}"))
     }
 }

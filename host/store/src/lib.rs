@@ -13,6 +13,7 @@ mod error;
 mod log_store;
 mod model;
 mod mvcc;
+mod nesting;
 mod recent;
 mod state_machine;
 mod validate;
@@ -22,10 +23,12 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+pub use codec::{DecodeError, decode_bounded};
 pub use error::{Result, StoreError};
 pub use log_store::LogStore;
 pub use model::*;
 pub use mvcc::{Mvcc, Status};
+pub use nesting::DECODE_NESTING_MAX;
 pub use state_machine::StateMachineStore;
 pub use validate::{TXN_NESTING_MAX, validate_command};
 pub use watch::{WATCH_CHANNEL_REVISIONS, WatchBatch, WatchHub, WatchProgress, Watcher};

@@ -12,7 +12,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::mvcc::{Membership, Mvcc};
-use crate::{Applied, NodeInfo, Outcome, TypeConfig};
+use crate::{Applied, NodeInfo, Outcome, TypeConfig, decode_bounded};
 
 type Entry = openraft::Entry<TypeConfig>;
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -67,7 +67,7 @@ impl StateMachineStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(snapshot_error(None, ErrorVerb::Read, e)),
         };
-        let snapshot = bincode::deserialize(&bytes).map_err(|e| snapshot_error(None, ErrorVerb::Read, e))?;
+        let snapshot = decode_bounded(&bytes).map_err(|e| snapshot_error(None, ErrorVerb::Read, e))?;
         Ok(Some(snapshot))
     }
 }
