@@ -9,6 +9,7 @@
 #![expect(clippy::result_large_err, reason = "openraft's storage traits fix StorageError as the error type")]
 
 mod codec;
+mod data_dir;
 mod error;
 mod log_store;
 mod model;
@@ -24,6 +25,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{DecodeError, decode_bounded};
+pub use data_dir::{DATA_DIR_ENTRIES_MAX, DataDirError, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, secure_data_dir};
 pub use error::{Result, StoreError};
 pub use log_store::LogStore;
 pub use model::*;
@@ -105,14 +107,66 @@ impl Storage {
 }
 
 /// Opens the fjall database at `path` with the settings the store relies on.
+/// The directory is created private if missing, and every file the
+/// process creates from then on is private (umask 077), the database's
+/// own among them.
 ///
 /// # Errors
 /// Any I/O or recovery error of fjall.
 pub fn open_database(path: &std::path::Path) -> Result<Storage> {
+    data_dir::create_private_dir(path).map_err(|e| StoreError::Storage(e.to_string()))?;
     let failures = WriteFailures { first: std::sync::Arc::default(), path: path.to_owned() };
     // One background worker for flushes and compactions: a node shares a
     // few cores with its peers and its clients, and more threads measured
     // slower (context switches) without speeding up the write path.
     let db = fjall::Database::builder(path).worker_threads(1).open()?;
     Ok(Storage { db, failures })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Every entry under `dir` with its permission bits.
+    fn modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(current) = pending.pop() {
+            for entry in std::fs::read_dir(&current).expect("list") {
+                let path = entry.expect("entry").path();
+                let metadata = std::fs::symlink_metadata(&path).expect("metadata");
+                if metadata.is_dir() {
+                    pending.push(path.clone());
+                }
+                found.push((path, metadata.permissions().mode() & 0o777));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_database_creates_its_files_private() {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let root = tempfile::tempdir().expect("temporary directory");
+        let path = root.path().join("db");
+        {
+            let storage = open_database(&path).expect("open");
+            let store = Mvcc::open(&storage).expect("open store");
+            let mut applier = store.applier();
+            let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..PutRequest::default() };
+            applier.apply(&Command::Put(put)).expect("applied");
+            applier.commit(None, None).expect("committed");
+            storage.db.persist(fjall::PersistMode::SyncAll).expect("persisted");
+        }
+        let entries = modes(&path);
+        assert!(entries.iter().any(|(_, mode)| *mode == PRIVATE_FILE_MODE), "the database wrote files");
+        for (entry, mode) in entries {
+            let expected = if entry.is_dir() { PRIVATE_DIR_MODE } else { PRIVATE_FILE_MODE };
+            assert_eq!(mode, expected, "{}", entry.display());
+        }
+        let dir_mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(dir_mode, PRIVATE_DIR_MODE);
+    }
 }

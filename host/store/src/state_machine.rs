@@ -50,7 +50,16 @@ impl StateMachineStore {
         let bytes = bincode::serialize(snapshot).map_err(|e| snapshot_error(None, ErrorVerb::Write, e))?;
         {
             use std::io::Write;
-            let mut file = std::fs::File::create(&temporary).map_err(fail)?;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(crate::PRIVATE_FILE_MODE)
+                .open(&temporary)
+                .map_err(fail)?;
+            // A file left by an interrupted save keeps the mode it had.
+            file.set_permissions(std::fs::Permissions::from_mode(crate::PRIVATE_FILE_MODE)).map_err(fail)?;
             file.write_all(&bytes).map_err(fail)?;
             file.sync_all().map_err(fail)?;
         }
