@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What an operator does about a corrupt file in the data directory.
+pub const CORRUPT_REMEDY: &str =
+    "restore the data directory from a backup, or remove it and join the node to the cluster again";
+
 /// Why the store refused or failed a request.
 ///
 /// The messages are etcd's own, so that etcd clients print what their users
@@ -84,6 +88,15 @@ pub enum StoreError {
     /// single commands only.
     #[error("etcdserver: a batch of commands holds another batch")]
     NestedBatch,
+    /// A file of the data directory failed its checksum or did not decode:
+    /// the node cannot trust its state.
+    #[error("{file} is corrupt ({detail}); {CORRUPT_REMEDY}")]
+    Corrupt {
+        /// The file or directory, as a path.
+        file: String,
+        /// What was found wrong.
+        detail: String,
+    },
     /// Transactions are nested more deeply than [`crate::TXN_NESTING_MAX`].
     #[error("etcdserver: transactions nested too deeply")]
     TxnTooDeep {

@@ -9,6 +9,7 @@
 #![expect(clippy::result_large_err, reason = "openraft's storage traits fix StorageError as the error type")]
 
 mod codec;
+mod corruption;
 mod data_dir;
 mod error;
 mod log_store;
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use codec::{DecodeError, decode_bounded};
 pub use data_dir::{DATA_DIR_ENTRIES_MAX, DataDirError, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, secure_data_dir};
-pub use error::{Result, StoreError};
+pub use error::{CORRUPT_REMEDY, Result, StoreError};
 pub use log_store::LogStore;
 pub use model::*;
 pub use mvcc::{Mvcc, Status};
@@ -112,14 +113,16 @@ impl Storage {
 /// own among them.
 ///
 /// # Errors
-/// Any I/O or recovery error of fjall.
+/// [`StoreError::Corrupt`] when a journal or table of the database fails
+/// its checksum or does not decode; any other I/O error of fjall.
 pub fn open_database(path: &std::path::Path) -> Result<Storage> {
     data_dir::create_private_dir(path).map_err(|e| StoreError::Storage(e.to_string()))?;
     let failures = WriteFailures { first: std::sync::Arc::default(), path: path.to_owned() };
     // One background worker for flushes and compactions: a node shares a
     // few cores with its peers and its clients, and more threads measured
     // slower (context switches) without speeding up the write path.
-    let db = fjall::Database::builder(path).worker_threads(1).open()?;
+    let db =
+        fjall::Database::builder(path).worker_threads(1).open().map_err(|e| corruption::database_error(path, &e))?;
     Ok(Storage { db, failures })
 }
 
@@ -144,6 +147,41 @@ mod tests {
             }
         }
         found
+    }
+
+    /// Opens the database at `path`, writes `value` under a key and closes it.
+    fn write_and_close(path: &std::path::Path, value: &[u8]) {
+        let storage = open_database(path).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        let mut applier = store.applier();
+        let put = PutRequest { key: b"k".to_vec(), value: value.to_vec(), ..PutRequest::default() };
+        applier.apply(&Command::Put(put)).expect("applied");
+        applier.commit(None, None).expect("committed");
+        storage.db.persist(fjall::PersistMode::SyncAll).expect("persisted");
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_journal_fails_the_open_naming_the_database() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let path = root.path().join("db");
+        let marker = b"flip-a-byte-of-this-value";
+        write_and_close(&path, marker);
+        let (journal, at) = modes(&path)
+            .into_iter()
+            .filter(|(file, _)| file.is_file())
+            .find_map(|(file, _)| {
+                let bytes = std::fs::read(&file).expect("read");
+                bytes.windows(marker.len()).position(|w| w == marker).map(|at| (file, at))
+            })
+            .expect("the value is in a journal file");
+        let mut bytes = std::fs::read(&journal).expect("read");
+        bytes[at] ^= 0x01;
+        std::fs::write(&journal, bytes).expect("write");
+        let error = open_database(&path).and_then(|storage| Mvcc::open(&storage).map(|_| ())).expect_err("corrupt");
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&format!("{} is corrupt (journal checksum mismatch)", path.display())), "{message}");
+        assert!(message.contains(CORRUPT_REMEDY), "{message}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, Readable
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode, version_key, version_position};
+use crate::codec::{decode, decode_bounded, encode, version_key, version_position};
+use crate::corruption::{database_error, undecodable};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::validate::validate_single;
@@ -237,20 +238,24 @@ impl Mvcc {
     }
 
     /// Rebuilds the key index and the lease table from disk.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a record that fails its checksum or does
+    /// not decode.
     fn load(&self) -> Result<()> {
-        let view = self.view();
+        let view = self.view()?;
         let mut live = Live { keys: BTreeMap::new(), revision: view.revision, compacted: view.compacted };
         for guard in view.snapshot.iter(&self.revisions) {
-            let (key, value) = guard.into_inner()?;
-            let (revision, sub) = version_position(&key).ok_or_else(|| corrupt("version key"))?;
-            let version: Version = decode(&value)?;
+            let (key, value) = guard.into_inner().map_err(|e| self.read_failed(&e))?;
+            let (revision, sub) = version_position(&key).ok_or_else(|| self.malformed("a version key"))?;
+            let version: Version = self.decode_stored("a version", &value)?;
             live.record(Position { revision, sub, deleted: version.deleted }, version.kv);
         }
         let mut leases = BTreeMap::new();
         for guard in view.snapshot.iter(&self.leases_keyspace) {
-            let (key, value) = guard.into_inner()?;
-            let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| corrupt("lease id"))?);
-            leases.insert(id, Lease { ttl: decode(&value)?, keys: BTreeSet::new() });
+            let (key, value) = guard.into_inner().map_err(|e| self.read_failed(&e))?;
+            let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| self.malformed("a lease id"))?);
+            leases.insert(id, Lease { ttl: self.decode_stored("a lease", &value)?, keys: BTreeSet::new() });
         }
         for kv in live.keys.values().filter_map(|state| state.newest.as_ref()).filter(|kv| kv.lease != 0) {
             leases.entry(kv.lease).or_default().keys.insert(kv.key.clone());
@@ -260,6 +265,21 @@ impl Mvcc {
         *self.lock_leases() = leases;
         self.hub.reset(revision);
         Ok(())
+    }
+
+    /// The error for a failed read of the database.
+    fn read_failed(&self, error: &fjall::Error) -> StoreError {
+        database_error(&self.failures.path, error)
+    }
+
+    /// The error for a stored record that makes no sense.
+    fn malformed(&self, what: &str) -> StoreError {
+        StoreError::Corrupt { file: self.failures.path.display().to_string(), detail: format!("{what} is malformed") }
+    }
+
+    /// Decodes a stored record, naming the database when it is corrupt.
+    fn decode_stored<T: serde::de::DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+        decode_bounded(bytes).map_err(|e| undecodable(&self.failures.path, what, &e))
     }
 
     fn read_live(&self) -> RwLockReadGuard<'_, Live> {
@@ -275,14 +295,17 @@ impl Mvcc {
         &self.hub
     }
 
-    fn view(&self) -> View {
+    /// A snapshot of the database with the revisions it holds; a revision
+    /// never written is 0.
+    fn view(&self) -> Result<View> {
         let snapshot = self.db.snapshot();
-        let read = |key: &[u8]| -> i64 {
-            snapshot.get(&self.meta, key).ok().flatten().and_then(|bytes| decode(&bytes).ok()).unwrap_or(0)
+        let read = |key: &[u8]| -> Result<i64> {
+            let bytes = snapshot.get(&self.meta, key).map_err(|e| self.read_failed(&e))?;
+            bytes.map_or(Ok(0), |bytes| self.decode_stored("a revision", &bytes))
         };
-        let revision = read(REVISION_KEY);
-        let compacted = read(COMPACTED_KEY);
-        View { snapshot, revision, compacted }
+        let revision = read(REVISION_KEY)?;
+        let compacted = read(COMPACTED_KEY)?;
+        Ok(View { snapshot, revision, compacted })
     }
 
     /// The newest committed revision (as published to watchers); cheap.
@@ -412,9 +435,11 @@ impl Mvcc {
     /// # Errors
     /// Storage failure or a corrupt record.
     pub fn applied_state(&self) -> Result<(Option<LogId<u64>>, Membership)> {
-        let applied = self.meta.get(APPLIED_KEY)?.map(|b| decode::<Option<LogId<u64>>>(&b)).transpose()?.flatten();
-        let membership = self.meta.get(MEMBERSHIP_KEY)?.map(|b| decode(&b)).transpose()?;
-        Ok((applied, membership.unwrap_or_default()))
+        let read = |key: &[u8]| self.meta.get(key).map_err(|e| self.read_failed(&e));
+        let applied: Option<Option<LogId<u64>>> =
+            read(APPLIED_KEY)?.map(|b| self.decode_stored("the applied log id", &b)).transpose()?;
+        let membership = read(MEMBERSHIP_KEY)?.map(|b| self.decode_stored("the membership", &b)).transpose()?;
+        Ok((applied.flatten(), membership.unwrap_or_default()))
     }
 
     /// Starts applying a batch of raft entries. Only one applier exists at a

@@ -120,7 +120,7 @@ pub(crate) fn store_status(error: StoreError) -> Status {
         }
         StoreError::LeaseNotFound { .. } => Status::not_found(message),
         StoreError::LeaseExists { .. } => Status::failed_precondition(message),
-        StoreError::Storage(_) => Status::internal(message),
+        StoreError::Storage(_) | StoreError::Corrupt { .. } => Status::internal(message),
         StoreError::EmptyKey
         | StoreError::KeyNotFound
         | StoreError::ValueProvided

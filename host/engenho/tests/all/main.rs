@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod cluster;
 mod crash;
+mod disk;
 mod etcdctl;
 mod grpc;
 mod kube_rs;
