@@ -1054,6 +1054,49 @@ mod tests {
         assert_eq!(store.read_live().keys.len(), 2);
     }
 
+    #[test]
+    fn a_flipped_byte_in_a_table_fails_the_open_naming_the_database() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("db");
+        {
+            let storage = crate::open_database(&path).expect("open");
+            let store = Mvcc::open(&storage).expect("open store");
+            let mut applier = store.applier();
+            for index in 0..64 {
+                applier.apply(&put(&format!("key-{index}"), "a value long enough to fill a block")).expect("applied");
+            }
+            applier.commit(None, None).expect("committed");
+            store.revisions.rotate_memtable_and_wait().expect("flushed to a table");
+        }
+        let mut tables: Vec<_> =
+            walk(&path).into_iter().filter(|file| file.to_string_lossy().contains("tables")).collect();
+        tables.sort_by_key(|file| std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
+        let table = tables.pop().expect("a table file");
+        let mut bytes = std::fs::read(&table).expect("read");
+        let middle = bytes.len() / 4;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&table, bytes).expect("write");
+        let error =
+            crate::open_database(&path).and_then(|storage| Mvcc::open(&storage).map(|_| ())).expect_err("corrupt");
+        let message = error.to_string();
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+        assert!(message.contains(&format!("{} is corrupt (table checksum mismatch)", path.display())), "{message}");
+        assert!(message.contains(crate::CORRUPT_REMEDY), "{message}");
+    }
+
+    /// Every file under `dir`.
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(current) = pending.pop() {
+            for entry in std::fs::read_dir(&current).expect("list") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() { pending.push(path) } else { found.push(path) }
+            }
+        }
+        found
+    }
+
     proptest! {
         #[test]
         fn borrowed_records_encode_as_the_stored_ones(
