@@ -94,6 +94,11 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), DataDirError> {
         .map_err(|source| DataDirError::Unsecured { path: path.to_owned(), source })
 }
 
+/// Held by the tests that set or depend on the process umask, which all
+/// threads of a test process share.
+#[cfg(test)]
+pub(crate) static UMASK_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +131,7 @@ mod tests {
         }
         write(&dir.join("token"), 0o777);
 
+        let _umask = UMASK_TESTS.lock().expect("umask lock");
         secure_data_dir(&dir).expect("secured");
 
         for path in [&dir, &pki, &deep, &dir.join("db"), &dir.join("db").join("tables")] {
@@ -141,6 +147,7 @@ mod tests {
     fn a_missing_data_directory_is_created_private() {
         let root = tempfile::tempdir().expect("temporary directory");
         let dir = root.path().join("new").join("data");
+        let _umask = UMASK_TESTS.lock().expect("umask lock");
         secure_data_dir(&dir).expect("secured");
         assert_eq!(mode(&dir), PRIVATE_DIR_MODE);
         std::fs::write(dir.join("later"), b"x").expect("write");

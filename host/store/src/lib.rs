@@ -186,6 +186,7 @@ mod tests {
 
     #[test]
     fn the_database_creates_its_files_private() {
+        let _umask = data_dir::UMASK_TESTS.lock().expect("umask lock");
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
         let root = tempfile::tempdir().expect("temporary directory");
         let path = root.path().join("db");
