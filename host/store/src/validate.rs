@@ -8,7 +8,9 @@
 
 use crate::error::StoreError;
 use crate::mvcc::LEASE_TTL_MAX;
-use crate::{Command, MAX_REQUEST_BYTES, MAX_TXN_OPS, Operation, PutRequest, TxnRequest};
+use std::collections::BTreeSet;
+
+use crate::{Command, KeyRange, MAX_REQUEST_BYTES, MAX_TXN_OPS, Operation, PutRequest, TxnRequest};
 
 /// Deepest nesting of transactions inside a transaction. The etcd facade's
 /// protobuf decoder stops at 100 nested messages (about 50 transactions),
@@ -42,7 +44,14 @@ pub(crate) fn validate_single(command: &Command) -> Result<(), StoreError> {
         Command::Batch(_) => return Err(StoreError::NestedBatch),
         Command::Put(put) => validate_put(put)?,
         Command::Delete(delete) => delete.range.validate()?,
-        Command::Txn(txn) => validate_txn(txn, 0)?,
+        Command::Txn(txn) => {
+            validate_txn(txn, 0)?;
+            // After the counts are known to be bounded, as etcd does, so
+            // that the overlap check cannot blow up quadratically on
+            // oversized lists.
+            written_by(&txn.success)?;
+            written_by(&txn.failure)?;
+        }
         Command::LeaseGrant { id, ttl } => validate_lease_grant(*id, *ttl)?,
         Command::Compact { .. } | Command::LeaseRevoke { .. } => {}
     }
@@ -85,12 +94,68 @@ fn validate_txn(txn: &TxnRequest, depth: usize) -> Result<(), StoreError> {
     if count > MAX_TXN_OPS {
         return Err(StoreError::TooManyOperations { count });
     }
+    txn.compare.iter().try_for_each(|compare| compare.range.validate())?;
     txn.success.iter().chain(&txn.failure).try_for_each(|operation| match operation {
         Operation::Range(range) => range.range.validate(),
         Operation::Put(put) => validate_put(put),
         Operation::Delete(delete) => delete.range.validate(),
         Operation::Txn(nested) => validate_txn(nested, depth + 1),
     })
+}
+
+/// The keys a list of operations puts and the ranges it deletes, those of
+/// nested transactions included.
+#[derive(Default)]
+struct Written<'a> {
+    puts: BTreeSet<&'a [u8]>,
+    deletes: Vec<&'a KeyRange>,
+}
+
+impl Written<'_> {
+    fn deletes(&self, key: &[u8]) -> bool {
+        self.deletes.iter().any(|range| range.contains(key))
+    }
+}
+
+/// What `operations` write, refusing a key written twice, as etcd's
+/// `checkIntervals` does: no key may be put twice or both put and deleted,
+/// in one list or through the transactions nested in it; the two branches
+/// of a nested transaction may put the same key, as only one runs.
+fn written_by(operations: &[Operation]) -> Result<Written<'_>, StoreError> {
+    let deletes = operations
+        .iter()
+        .filter_map(|operation| match operation {
+            Operation::Delete(delete) => Some(&delete.range),
+            _ => None,
+        })
+        .collect();
+    let mut written = Written { puts: BTreeSet::new(), deletes };
+    for operation in operations {
+        let Operation::Txn(nested) = operation else { continue };
+        let success = written_by(&nested.success)?;
+        let failure = written_by(&nested.failure)?;
+        for key in &success.puts {
+            if written.puts.contains(key) || written.deletes(key) {
+                return Err(StoreError::DuplicateKey);
+            }
+        }
+        written.puts.extend(&success.puts);
+        for key in &failure.puts {
+            let both_branches = success.puts.contains(key);
+            if (written.puts.contains(key) && !both_branches) || written.deletes(key) {
+                return Err(StoreError::DuplicateKey);
+            }
+        }
+        written.puts.extend(failure.puts);
+        written.deletes.extend(success.deletes.into_iter().chain(failure.deletes));
+    }
+    for operation in operations {
+        let Operation::Put(put) = operation else { continue };
+        if written.deletes(&put.key) || !written.puts.insert(&put.key) {
+            return Err(StoreError::DuplicateKey);
+        }
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -169,6 +234,39 @@ mod tests {
         assert_eq!(validate_command(&Command::Put(keep_lease)), Err(StoreError::LeaseProvided));
         let everything = DeleteRequest { range: KeyRange { key: Vec::new(), end: vec![0] }, prev_kv: false };
         assert_eq!(validate_command(&Command::Delete(everything)), Ok(()));
+    }
+
+    fn delete(key: &str, end: &str) -> Operation {
+        let range = KeyRange { key: key.into(), end: end.into() };
+        Operation::Delete(DeleteRequest { range, prev_kv: false })
+    }
+
+    fn txn(success: Vec<Operation>, failure: Vec<Operation>) -> Command {
+        Command::Txn(TxnRequest { compare: Vec::new(), success, failure })
+    }
+
+    fn nested_txn(success: Vec<Operation>, failure: Vec<Operation>) -> Operation {
+        Operation::Txn(TxnRequest { compare: Vec::new(), success, failure })
+    }
+
+    #[test]
+    fn a_key_written_twice_is_refused_in_either_branch_as_etcd_does() {
+        let duplicate = Err(StoreError::DuplicateKey);
+        assert_eq!(validate_command(&txn(vec![], vec![put("a"), put("a")])), duplicate);
+        assert_eq!(validate_command(&txn(vec![delete("a", "c"), put("b")], vec![])), duplicate);
+        assert_eq!(validate_command(&txn(vec![put("b"), nested_txn(vec![put("b")], vec![])], vec![])), duplicate);
+        assert_eq!(
+            validate_command(&txn(vec![delete("a", "c"), nested_txn(vec![], vec![put("b")])], vec![])),
+            duplicate
+        );
+        let deleted_inside = txn(vec![nested_txn(vec![delete("a", "c")], vec![]), put("b")], vec![]);
+        assert_eq!(validate_command(&deleted_inside), duplicate);
+        assert_eq!(validate_command(&txn(vec![put("a")], vec![put("a")])), Ok(()), "one branch runs");
+        let either = txn(vec![nested_txn(vec![put("a")], vec![put("a")])], vec![]);
+        assert_eq!(validate_command(&either), Ok(()), "one nested branch runs");
+        let twice = txn(vec![nested_txn(vec![put("a")], vec![]), nested_txn(vec![], vec![put("a")])], vec![]);
+        assert_eq!(validate_command(&twice), duplicate);
+        assert_eq!(validate_command(&txn(vec![delete("a", ""), delete("a", "c"), put("c")], vec![])), Ok(()));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Goal: the etcd facade refuses before proposing what the store's one
 //! validation rule refuses: lease ids that are not positive, transactions
-//! with too many operations at any nesting level, and invalid operations in
-//! a branch that would not run. Method: send those requests to a real node
+//! with too many operations at any nesting level, and invalid operations or
+//! a key written twice in a branch that would not run. Method: send those requests to a real node
 //! with the generated etcd gRPC client, expect etcd's status codes and
 //! messages, then check the node still serves and holds only what was
 //! written before.
@@ -48,6 +48,9 @@ fn the_facade_refuses_what_the_store_refuses_before_proposing() {
         refused(kv.txn(nested).await, Code::InvalidArgument, "etcdserver: too many operations in txn request");
         let empty_key_unrun = TxnRequest { success: vec![put("ran")], failure: vec![put("")], ..TxnRequest::default() };
         refused(kv.txn(empty_key_unrun).await, Code::InvalidArgument, "etcdserver: key is not provided");
+        let twice_unrun =
+            TxnRequest { success: vec![put("ran")], failure: vec![put("x"), put("x")], ..TxnRequest::default() };
+        refused(kv.txn(twice_unrun).await, Code::InvalidArgument, "etcdserver: duplicate key given in txn request");
 
         let everything = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
         let kvs = kv.range(everything).await.expect("range").into_inner().kvs;
