@@ -4,6 +4,7 @@ use bincode::Options;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Result;
+use crate::hintless::Hintless;
 
 /// Why bytes did not decode: malformed, truncated, longer than the value
 /// they encode, claiming more bytes than they hold, or nested too deeply.
@@ -20,17 +21,18 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// stored record, raft entry and peer message), trusting nothing in it.
 ///
 /// No length in the input can make the decoder read past its end (the
-/// byte limit is the input's length), the value must use every byte, and
-/// recursive values nest at most [`crate::DECODE_NESTING_MAX`] levels, so
-/// hostile or corrupt input is an error rather than a crash or a large
-/// allocation.
+/// byte limit is the input's length) or reserve room for elements that are
+/// not there (lengths are hidden from the collections, see [`Hintless`]),
+/// the value must use every byte, and recursive values nest at most
+/// [`crate::DECODE_NESTING_MAX`] levels, so hostile or corrupt input is an
+/// error rather than a crash or a large allocation.
 ///
 /// # Errors
 /// [`DecodeError`] when the bytes are not exactly one valid value.
 pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let limit = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     let options = bincode::DefaultOptions::new().with_fixint_encoding().reject_trailing_bytes().with_limit(limit);
-    Ok(options.deserialize(bytes)?)
+    Ok(options.deserialize_seed(Hintless(std::marker::PhantomData::<T>), bytes)?)
 }
 
 /// Deserializes a stored record.

@@ -12,6 +12,7 @@ mod codec;
 mod corruption;
 mod data_dir;
 mod error;
+mod hintless;
 mod log_store;
 mod model;
 mod mvcc;

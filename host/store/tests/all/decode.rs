@@ -2,19 +2,18 @@
 //! than they hold, nor recurse without bound. Method: count every byte the
 //! decoding thread allocates (a counting global allocator, per thread so
 //! that tests running alongside do not interfere) while `decode_bounded`
-//! reads inputs whose length prefixes claim 2^60 elements or bytes, and
-//! while it reads a megabyte of nested batch headers.
+//! reads inputs whose length prefixes claim 2^60 elements or bytes, nested
+//! transactions that each claim 2^60 operations, and a megabyte of nested
+//! batch headers.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use engenho_store::{Command, decode_bounded};
 
-/// Most bytes one decode of a few dozen hostile bytes may allocate:
-/// serde preallocates at most 1 MiB for a sequence whatever length it
-/// claims, and the nesting bound closes the decode before a second level
-/// could add its own.
-const DECODE_ALLOCATION_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
+/// Most bytes one decode of a few kilobytes of hostile input may
+/// allocate: room for what the input holds, never for what it claims.
+const DECODE_ALLOCATION_BYTES_MAX: usize = 64 * 1024;
 
 /// The system allocator, counting what each thread allocates.
 struct Counting;
@@ -67,6 +66,18 @@ fn lengths_claiming_2_to_the_60_elements_allocate_little() {
         let allocated = allocated_by(|| assert!(decode_bounded::<Command>(&input).is_err()));
         assert!(allocated <= DECODE_ALLOCATION_BYTES_MAX, "{allocated} bytes allocated for {} bytes", input.len());
     }
+}
+
+#[test]
+fn nested_transactions_each_claiming_2_to_the_60_operations_allocate_little() {
+    let mut input = 2u32.to_le_bytes().to_vec();
+    for _ in 0..60 {
+        input.extend_from_slice(&0u64.to_le_bytes());
+        input.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        input.extend_from_slice(&3u32.to_le_bytes());
+    }
+    let allocated = allocated_by(|| assert!(decode_bounded::<Command>(&input).is_err()));
+    assert!(allocated <= DECODE_ALLOCATION_BYTES_MAX, "{allocated} bytes allocated for {} bytes", input.len());
 }
 
 #[test]
