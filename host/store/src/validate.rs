@@ -6,10 +6,10 @@
 //! enters the log, and one that enters the log anyway (proposed by an older
 //! or hostile node) is refused the same way on every replica when applied.
 
-use crate::error::StoreError;
-use crate::mvcc::LEASE_TTL_MAX;
 use std::collections::BTreeSet;
 
+use crate::error::StoreError;
+use crate::mvcc::LEASE_TTL_MAX;
 use crate::{Command, KeyRange, MAX_REQUEST_BYTES, MAX_TXN_OPS, Operation, PutRequest, TxnRequest};
 
 /// Deepest nesting of transactions inside a transaction. The etcd facade's
@@ -30,7 +30,8 @@ pub const TXN_NESTING_MAX: usize = 64;
 /// [`StoreError::InvalidLeaseId`], [`StoreError::LeaseTtlTooLarge`],
 /// [`StoreError::TooManyOperations`], [`StoreError::TxnTooDeep`],
 /// [`StoreError::EmptyKey`], [`StoreError::ValueProvided`],
-/// [`StoreError::LeaseProvided`] or [`StoreError::NestedBatch`].
+/// [`StoreError::LeaseProvided`], [`StoreError::DuplicateKey`] or
+/// [`StoreError::NestedBatch`].
 pub fn validate_command(command: &Command) -> Result<(), StoreError> {
     match command {
         Command::Batch(commands) => commands.iter().try_for_each(validate_single),
@@ -40,24 +41,26 @@ pub fn validate_command(command: &Command) -> Result<(), StoreError> {
 
 /// Checks one command that is not a batch; a batch is refused.
 pub(crate) fn validate_single(command: &Command) -> Result<(), StoreError> {
+    if let Command::Batch(_) = command {
+        return Err(StoreError::NestedBatch);
+    }
+    // The size next: it bounds the work of every other check.
+    let size = bincode::serialized_size(command).map_or(usize::MAX, |size| usize::try_from(size).unwrap_or(usize::MAX));
+    if size > MAX_REQUEST_BYTES {
+        return Err(StoreError::RequestTooLarge { size });
+    }
     match command {
-        Command::Batch(_) => return Err(StoreError::NestedBatch),
         Command::Put(put) => validate_put(put)?,
         Command::Delete(delete) => delete.range.validate()?,
         Command::Txn(txn) => {
             validate_txn(txn, 0)?;
-            // After the counts are known to be bounded, as etcd does, so
-            // that the overlap check cannot blow up quadratically on
-            // oversized lists.
+            // After every transaction's count is checked, as etcd does:
+            // the overlap check costs the product of puts and deletes.
             written_by(&txn.success)?;
             written_by(&txn.failure)?;
         }
         Command::LeaseGrant { id, ttl } => validate_lease_grant(*id, *ttl)?,
-        Command::Compact { .. } | Command::LeaseRevoke { .. } => {}
-    }
-    let size = bincode::serialized_size(command).map_or(usize::MAX, |size| usize::try_from(size).unwrap_or(usize::MAX));
-    if size > MAX_REQUEST_BYTES {
-        return Err(StoreError::RequestTooLarge { size });
+        Command::Compact { .. } | Command::LeaseRevoke { .. } | Command::Batch(_) => {}
     }
     Ok(())
 }
