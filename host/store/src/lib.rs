@@ -17,6 +17,7 @@ mod log_store;
 mod model;
 mod mvcc;
 mod nesting;
+mod range_set;
 mod recent;
 mod state_machine;
 mod validate;

@@ -29,6 +29,7 @@ use crate::codec::{decode, decode_bounded, encode, version_key, version_position
 use crate::corruption::{database_error, undecodable};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::range_set::{RangeSet, holds_any};
 use crate::validate::validate_single;
 use crate::watch::{WatchBatch, WatchHub};
 use crate::{NodeInfo, Storage, WriteFailures};
@@ -610,7 +611,7 @@ struct Scope {
     granted: Vec<(i64, i64)>,
     revoked: Vec<i64>,
     put_keys: BTreeSet<Vec<u8>>,
-    deleted_ranges: Vec<KeyRange>,
+    deleted_ranges: RangeSet,
     compact: Option<i64>,
 }
 
@@ -735,7 +736,7 @@ impl Applier<'_> {
     }
 
     fn put(&self, scope: &mut Scope, put: &PutRequest, revision: i64) -> Result<PutResult> {
-        if scope.put_keys.contains(&put.key) || scope.deleted_ranges.iter().any(|r| r.contains(&put.key)) {
+        if scope.put_keys.contains(&put.key) || scope.deleted_ranges.contains(&put.key) {
             return Err(StoreError::DuplicateKey);
         }
         let prev = self.get(scope, &put.key);
@@ -768,11 +769,11 @@ impl Applier<'_> {
     }
 
     fn delete(&self, scope: &mut Scope, delete: &DeleteRequest, revision: i64) -> Result<DeleteResult> {
-        if scope.put_keys.iter().any(|key| delete.range.contains(key)) {
+        if holds_any(&scope.put_keys, &delete.range) {
             return Err(StoreError::DuplicateKey);
         }
         let found = self.scan(scope, &delete.range);
-        scope.deleted_ranges.push(delete.range.clone());
+        scope.deleted_ranges.insert(&delete.range);
         let deleted = i64::try_from(found.len()).expect("key count fits i64");
         let mut prev_kvs = Vec::new();
         for prev in found {

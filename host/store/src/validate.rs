@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 
 use crate::error::StoreError;
 use crate::mvcc::LEASE_TTL_MAX;
-use crate::{Command, KeyRange, MAX_REQUEST_BYTES, MAX_TXN_OPS, Operation, PutRequest, TxnRequest};
+use crate::range_set::RangeSet;
+use crate::{Command, MAX_REQUEST_BYTES, MAX_TXN_OPS, Operation, PutRequest, TxnRequest};
 
 /// Deepest nesting of transactions inside a transaction. The etcd facade's
 /// protobuf decoder stops at 100 nested messages (about 50 transactions),
@@ -54,8 +55,7 @@ pub(crate) fn validate_single(command: &Command) -> Result<(), StoreError> {
         Command::Delete(delete) => delete.range.validate()?,
         Command::Txn(txn) => {
             validate_txn(txn, 0)?;
-            // After every transaction's count is checked, as etcd does:
-            // the overlap check costs the product of puts and deletes.
+            // After every transaction's count is checked, as etcd does.
             written_by(&txn.success)?;
             written_by(&txn.failure)?;
         }
@@ -111,12 +111,12 @@ fn validate_txn(txn: &TxnRequest, depth: usize) -> Result<(), StoreError> {
 #[derive(Default)]
 struct Written<'a> {
     puts: BTreeSet<&'a [u8]>,
-    deletes: Vec<&'a KeyRange>,
+    deletes: RangeSet,
 }
 
 impl Written<'_> {
     fn deletes(&self, key: &[u8]) -> bool {
-        self.deletes.iter().any(|range| range.contains(key))
+        self.deletes.contains(key)
     }
 }
 
@@ -125,14 +125,12 @@ impl Written<'_> {
 /// in one list or through the transactions nested in it; the two branches
 /// of a nested transaction may put the same key, as only one runs.
 fn written_by(operations: &[Operation]) -> Result<Written<'_>, StoreError> {
-    let deletes = operations
-        .iter()
-        .filter_map(|operation| match operation {
-            Operation::Delete(delete) => Some(&delete.range),
-            _ => None,
-        })
-        .collect();
-    let mut written = Written { puts: BTreeSet::new(), deletes };
+    let mut written = Written::default();
+    for operation in operations {
+        if let Operation::Delete(delete) = operation {
+            written.deletes.insert(&delete.range);
+        }
+    }
     for operation in operations {
         let Operation::Txn(nested) = operation else { continue };
         let success = written_by(&nested.success)?;
@@ -150,7 +148,8 @@ fn written_by(operations: &[Operation]) -> Result<Written<'_>, StoreError> {
             }
         }
         written.puts.extend(failure.puts);
-        written.deletes.extend(success.deletes.into_iter().chain(failure.deletes));
+        written.deletes.extend(success.deletes);
+        written.deletes.extend(failure.deletes);
     }
     for operation in operations {
         let Operation::Put(put) = operation else { continue };
