@@ -85,7 +85,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let etcd_listener = bind(args.etcd_addr, "etcd")?;
     let api_listener =
         TcpListener::bind(args.api_addr).await.with_context(|| format!("binding API address {}", args.api_addr))?;
-    create_private_dir(&args.data_dir)?;
+    engenho_store::secure_data_dir(&args.data_dir)
+        .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
     let supplied_token = supplied_token(&args)?;
     let pki = args.data_dir.join("pki");
     let peer_credentials = peer_credentials(&args, &name, &pki, supplied_token.as_deref()).await?;
@@ -350,16 +351,6 @@ fn ensure_secret_recorded(node: &Node, token_path: &Path) {
             }
         }
     });
-}
-
-/// Makes the data directory, readable by this user alone.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))
 }
 
 fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {

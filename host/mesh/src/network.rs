@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bincode::Options;
 use engenho_store::{NodeInfo, TypeConfig};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -38,17 +37,9 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Payload {
     Payload { data: bincode::serialize(value).expect("in-memory serialization cannot fail") }
 }
 
-/// Decodes a peer message.
+/// Decodes a peer message, allocating no more than it holds.
 pub(crate) fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, MeshError> {
-    decode_bounded(&payload.data).map_err(|e| MeshError::Malformed(e.to_string()))
-}
-
-/// Decodes bincode as [`bincode::serialize`] writes it, allocating no more
-/// than `bytes` holds: a length prefix larger than what follows it is an
-/// error, not an allocation.
-pub(crate) fn decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
-    let limit = u64::try_from(bytes.len()).expect("usize fits u64");
-    bincode::DefaultOptions::new().with_fixint_encoding().allow_trailing_bytes().with_limit(limit).deserialize(bytes)
+    engenho_store::decode_bounded(&payload.data).map_err(|e| MeshError::Malformed(e.to_string()))
 }
 
 /// Lazily connected gRPC clients, one per peer address.

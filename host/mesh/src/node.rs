@@ -452,7 +452,10 @@ impl Inner {
     /// where it must go.
     async fn serve_local(&self, request: ForwardRequest) -> Result<ForwardResponse, Redirect> {
         match request {
-            ForwardRequest::Write(command) => self.write_local(command).await.map(ForwardResponse::Written),
+            ForwardRequest::Write(command) => {
+                check_write(&command).map_err(|e| Redirect::Failed(MeshError::Store(e)))?;
+                self.write_local(command).await.map(ForwardResponse::Written)
+            }
             ForwardRequest::ReadIndex => self.read_index_local().await.map(ForwardResponse::ReadIndex),
             ForwardRequest::LeaseKeepAlive(id) => {
                 self.require_leader().await?;
@@ -495,6 +498,16 @@ impl Inner {
         self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(refused)?;
         Ok(ForwardResponse::Joined)
     }
+}
+
+/// Checks a client's write, from this node or forwarded by another, as the
+/// etcd facade checks a request before proposing it. A client's write is a
+/// single command: the proposer groups writes into batches itself.
+fn check_write(command: &Command) -> Result<(), engenho_store::StoreError> {
+    if let Command::Batch(_) = command {
+        return Err(engenho_store::StoreError::NestedBatch);
+    }
+    engenho_store::validate_command(command)
 }
 
 fn lease_answer(answer: ForwardResponse) -> Option<Option<i64>> {
@@ -692,4 +705,57 @@ fn node_id(dir: &std::path::Path) -> Result<u64> {
 
 fn storage(error: &std::io::Error) -> MeshError {
     MeshError::Store(engenho_store::StoreError::Storage(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use engenho_pki::{ClusterCa, Profile};
+    use engenho_store::StoreError;
+
+    use super::*;
+
+    async fn lone_node(dir: &std::path::Path) -> Node {
+        let ca = ClusterCa::create(&dir.join("pki")).expect("CA");
+        let identity =
+            ca.issue(&Profile::Node { name: "n".into(), ip: "127.0.0.1".parse().expect("ip") }).expect("identity");
+        let config = NodeConfig {
+            data_dir: dir.to_owned(),
+            name: "n".into(),
+            peer_addr: "127.0.0.1:1".into(),
+            client_addr: "127.0.0.1:2".into(),
+            snapshot_logs: 1000,
+            history_revisions: 0,
+            compaction_interval: Duration::from_secs(60),
+            credentials: PeerCredentials { ca: Arc::new(ca), identity },
+        };
+        let node = Node::start(config).await.expect("start");
+        node.bootstrap("secret").await.expect("bootstrap");
+        node
+    }
+
+    /// A forwarded write that the etcd facade would refuse is refused before
+    /// it is proposed, and the node goes on taking valid writes.
+    #[tokio::test]
+    async fn forwarded_writes_are_validated_before_proposing() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let node = lone_node(dir.path()).await;
+        let applied_before = node.raft_status().applied_index;
+        let lease_zero = ForwardRequest::Write(Command::LeaseGrant { id: 0, ttl: 60 });
+        let refused = node.inner.serve_forward(lease_zero).await.expect_err("refused");
+        assert_eq!(refused, MeshError::Store(StoreError::InvalidLeaseId { id: 0 }));
+        let put =
+            |key: &str| Command::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..PutRequest::default() });
+        let batch = ForwardRequest::Write(Command::Batch(vec![put("a"), put("b")]));
+        let refused = node.inner.serve_forward(batch).await.expect_err("refused");
+        assert_eq!(refused, MeshError::Store(StoreError::NestedBatch));
+        let empty_key = ForwardRequest::Write(put(""));
+        assert_eq!(
+            node.inner.serve_forward(empty_key).await.expect_err("refused"),
+            MeshError::Store(StoreError::EmptyKey)
+        );
+        assert_eq!(node.raft_status().applied_index, applied_before, "nothing was proposed");
+        let accepted = node.inner.serve_forward(ForwardRequest::Write(put("c"))).await.expect("a valid write");
+        assert!(matches!(accepted, ForwardResponse::Written(Applied { outcome: Ok(_), .. })));
+        node.shutdown().await.expect("shutdown");
+    }
 }

@@ -116,7 +116,7 @@ where
     if body.len() != size {
         return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
     }
-    crate::network::decode_bounded(&body).map_err(|e| WireError::Malformed(e.to_string()))
+    engenho_store::decode_bounded(&body).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 /// Accepts peer connections under TLS: raft and join connections are

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What an operator does about a corrupt file in the data directory.
+pub const CORRUPT_REMEDY: &str =
+    "restore the data directory from a backup, or remove it and join the node to the cluster again";
+
 /// Why the store refused or failed a request.
 ///
 /// The messages are etcd's own, so that etcd clients print what their users
@@ -73,6 +77,32 @@ pub enum StoreError {
     /// The disk failed under the store.
     #[error("etcdserver: storage failure: {0}")]
     Storage(String),
+    /// A lease grant named an id that is not positive: 0 means "no lease"
+    /// and ids are chosen before proposing.
+    #[error("etcdserver: lease id must be positive")]
+    InvalidLeaseId {
+        /// The id asked for.
+        id: i64,
+    },
+    /// A batch held another batch; batches are formed by the leader from
+    /// single commands only.
+    #[error("etcdserver: a batch of commands holds another batch")]
+    NestedBatch,
+    /// A file of the data directory failed its checksum or did not decode:
+    /// the node cannot trust its state.
+    #[error("{file} is corrupt ({detail}); {CORRUPT_REMEDY}")]
+    Corrupt {
+        /// The file or directory, as a path.
+        file: String,
+        /// What was found wrong.
+        detail: String,
+    },
+    /// Transactions are nested more deeply than [`crate::TXN_NESTING_MAX`].
+    #[error("etcdserver: transactions nested too deeply")]
+    TxnTooDeep {
+        /// Levels of nested transactions in the request.
+        depth: usize,
+    },
 }
 
 impl From<fjall::Error> for StoreError {
@@ -81,8 +111,8 @@ impl From<fjall::Error> for StoreError {
     }
 }
 
-impl From<bincode::Error> for StoreError {
-    fn from(error: bincode::Error) -> Self {
+impl From<crate::DecodeError> for StoreError {
+    fn from(error: crate::DecodeError) -> Self {
         Self::Storage(format!("corrupt record: {error}"))
     }
 }

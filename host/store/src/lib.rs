@@ -9,23 +9,33 @@
 #![expect(clippy::result_large_err, reason = "openraft's storage traits fix StorageError as the error type")]
 
 mod codec;
+mod corruption;
+mod data_dir;
 mod error;
+mod hintless;
 mod log_store;
 mod model;
 mod mvcc;
+mod nesting;
+mod range_set;
 mod recent;
 mod state_machine;
+mod validate;
 mod watch;
 
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::{Result, StoreError};
+pub use codec::{DecodeError, decode_bounded};
+pub use data_dir::{DATA_DIR_ENTRIES_MAX, DataDirError, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, secure_data_dir};
+pub use error::{CORRUPT_REMEDY, Result, StoreError};
 pub use log_store::LogStore;
 pub use model::*;
 pub use mvcc::{Mvcc, Status};
+pub use nesting::DECODE_NESTING_MAX;
 pub use state_machine::StateMachineStore;
+pub use validate::{TXN_NESTING_MAX, validate_command};
 pub use watch::{WATCH_CHANNEL_REVISIONS, WatchBatch, WatchHub, WatchProgress, Watcher};
 
 /// A node of the cluster as raft knows it: its name and where to reach it.
@@ -100,14 +110,104 @@ impl Storage {
 }
 
 /// Opens the fjall database at `path` with the settings the store relies on.
+/// The directory is created private if missing, and every file the
+/// process creates from then on is private (umask 077), the database's
+/// own among them.
 ///
 /// # Errors
-/// Any I/O or recovery error of fjall.
+/// [`StoreError::Corrupt`] when a journal or table of the database fails
+/// its checksum or does not decode; any other I/O error of fjall.
 pub fn open_database(path: &std::path::Path) -> Result<Storage> {
+    data_dir::create_private_dir(path).map_err(|e| StoreError::Storage(e.to_string()))?;
     let failures = WriteFailures { first: std::sync::Arc::default(), path: path.to_owned() };
     // One background worker for flushes and compactions: a node shares a
     // few cores with its peers and its clients, and more threads measured
     // slower (context switches) without speeding up the write path.
-    let db = fjall::Database::builder(path).worker_threads(1).open()?;
+    let db =
+        fjall::Database::builder(path).worker_threads(1).open().map_err(|e| corruption::database_error(path, &e))?;
     Ok(Storage { db, failures })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Every entry under `dir` with its permission bits.
+    fn modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(current) = pending.pop() {
+            for entry in std::fs::read_dir(&current).expect("list") {
+                let path = entry.expect("entry").path();
+                let metadata = std::fs::symlink_metadata(&path).expect("metadata");
+                if metadata.is_dir() {
+                    pending.push(path.clone());
+                }
+                found.push((path, metadata.permissions().mode() & 0o777));
+            }
+        }
+        found
+    }
+
+    /// Opens the database at `path`, writes `value` under a key and closes it.
+    fn write_and_close(path: &std::path::Path, value: &[u8]) {
+        let storage = open_database(path).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        let mut applier = store.applier();
+        let put = PutRequest { key: b"k".to_vec(), value: value.to_vec(), ..PutRequest::default() };
+        applier.apply(&Command::Put(put)).expect("applied");
+        applier.commit(None, None).expect("committed");
+        storage.db.persist(fjall::PersistMode::SyncAll).expect("persisted");
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_journal_fails_the_open_naming_the_database() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let path = root.path().join("db");
+        let marker = b"flip-a-byte-of-this-value";
+        write_and_close(&path, marker);
+        let (journal, at) = modes(&path)
+            .into_iter()
+            .filter(|(file, _)| file.is_file())
+            .find_map(|(file, _)| {
+                let bytes = std::fs::read(&file).expect("read");
+                bytes.windows(marker.len()).position(|w| w == marker).map(|at| (file, at))
+            })
+            .expect("the value is in a journal file");
+        let mut bytes = std::fs::read(&journal).expect("read");
+        bytes[at] ^= 0x01;
+        std::fs::write(&journal, bytes).expect("write");
+        let error = open_database(&path).and_then(|storage| Mvcc::open(&storage).map(|_| ())).expect_err("corrupt");
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&format!("{} is corrupt (journal checksum mismatch)", path.display())), "{message}");
+        assert!(message.contains(CORRUPT_REMEDY), "{message}");
+    }
+
+    #[test]
+    fn the_database_creates_its_files_private() {
+        let _umask = data_dir::UMASK_TESTS.lock().expect("umask lock");
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let root = tempfile::tempdir().expect("temporary directory");
+        let path = root.path().join("db");
+        {
+            let storage = open_database(&path).expect("open");
+            let store = Mvcc::open(&storage).expect("open store");
+            let mut applier = store.applier();
+            let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..PutRequest::default() };
+            applier.apply(&Command::Put(put)).expect("applied");
+            applier.commit(None, None).expect("committed");
+            storage.db.persist(fjall::PersistMode::SyncAll).expect("persisted");
+        }
+        let entries = modes(&path);
+        assert!(entries.iter().any(|(_, mode)| *mode == PRIVATE_FILE_MODE), "the database wrote files");
+        for (entry, mode) in entries {
+            let expected = if entry.is_dir() { PRIVATE_DIR_MODE } else { PRIVATE_FILE_MODE };
+            assert_eq!(mode, expected, "{}", entry.display());
+        }
+        let dir_mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(dir_mode, PRIVATE_DIR_MODE);
+    }
 }

@@ -10,9 +10,10 @@ use openraft::{
     AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
 };
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode_bounded, encode};
+use crate::corruption::{database_error, undecodable};
 use crate::recent::RecentEntries;
-use crate::{Storage, TypeConfig, WriteFailures};
+use crate::{Storage, StoreError, TypeConfig, WriteFailures};
 
 type Entry = openraft::Entry<TypeConfig>;
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -97,8 +98,24 @@ impl LogStore {
     }
 
     fn read_mark<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
-        let bytes = self.marks.get(key).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
-        bytes.map(|bytes| decode(&bytes)).transpose().map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
+        let bytes = self.marks.get(key).map_err(|e| self.read_failed(ErrorSubject::Store, &e))?;
+        bytes.map(|bytes| self.decode_stored(ErrorSubject::Store, "a raft mark", &bytes)).transpose()
+    }
+
+    /// The error for a failed read: corruption names the database.
+    fn read_failed(&self, subject: ErrorSubject<u64>, error: &fjall::Error) -> StorageError<u64> {
+        io_error(subject, ErrorVerb::Read, database_error(&self.failures.path, error))
+    }
+
+    /// Decodes a stored record, naming the database when it is corrupt.
+    fn decode_stored<T: serde::de::DeserializeOwned>(
+        &self,
+        subject: ErrorSubject<u64>,
+        what: &str,
+        bytes: &[u8],
+    ) -> StorageResult<T> {
+        decode_bounded(bytes)
+            .map_err(|e| io_error(subject, ErrorVerb::Read, undecodable(&self.failures.path, what, &e)))
     }
 
     fn write_mark<T: serde::Serialize>(&self, subject: ErrorSubject<u64>, key: &[u8], value: &T) -> StorageResult<()> {
@@ -111,8 +128,8 @@ impl LogStore {
         let Some(guard) = self.entries.last_key_value() else {
             return Ok(None);
         };
-        let (_, value) = guard.into_inner().map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let entry: Entry = decode(&value).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let (_, value) = guard.into_inner().map_err(|e| self.read_failed(ErrorSubject::Logs, &e))?;
+        let entry: Entry = self.decode_stored(ErrorSubject::Logs, "the last raft log entry", &value)?;
         Ok(Some(entry.log_id))
     }
 
@@ -176,7 +193,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         let mut out = Vec::new();
         for guard in self.entries.range(index_key(start)..) {
-            let (key, value) = guard.into_inner().map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let (key, value) = guard.into_inner().map_err(|e| self.read_failed(ErrorSubject::Logs, &e))?;
             let index = u64::from_be_bytes(
                 key.as_ref()
                     .try_into()
@@ -185,9 +202,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry =
-                decode(&value).map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
-            assert_eq!(entry.log_id.index, index, "log entry stored under another index");
+            let entry: Entry = self.decode_stored(ErrorSubject::LogIndex(index), "a raft log entry", &value)?;
+            if entry.log_id.index != index {
+                let file = self.failures.path.display().to_string();
+                let detail = format!("the raft log entry at {index} holds index {}", entry.log_id.index);
+                return Err(io_error(
+                    ErrorSubject::LogIndex(index),
+                    ErrorVerb::Read,
+                    StoreError::Corrupt { file, detail },
+                ));
+            }
             out.push(entry);
         }
         Ok(out)

@@ -285,7 +285,7 @@ pub enum Operation {
     /// A deletion.
     Delete(DeleteRequest),
     /// A nested transaction.
-    Txn(TxnRequest),
+    Txn(#[serde(deserialize_with = "crate::nesting::nested")] TxnRequest),
 }
 
 /// The answer to one [`Operation`].
@@ -298,7 +298,7 @@ pub enum OperationResult {
     /// Answer to a deletion.
     Delete(DeleteResult),
     /// Answer to a nested transaction.
-    Txn(TxnResult),
+    Txn(#[serde(deserialize_with = "crate::nesting::nested")] TxnResult),
 }
 
 /// A guarded, atomic batch of operations, as etcd's `TxnRequest`.
@@ -349,7 +349,7 @@ pub enum Command {
     },
     /// Several independent commands in one raft entry, applied in order,
     /// each at its own revision and with its own outcome (group commit).
-    Batch(Vec<Command>),
+    Batch(#[serde(deserialize_with = "crate::nesting::nested")] Vec<Command>),
 }
 
 impl Command {
@@ -440,7 +440,7 @@ pub enum Outcome {
     /// Answer to [`Command::LeaseRevoke`].
     LeaseRevoked,
     /// Answer to [`Command::Batch`]: one answer per command, in order.
-    Batch(Vec<Applied>),
+    Batch(#[serde(deserialize_with = "crate::nesting::nested")] Vec<Applied>),
     /// A raft entry that carried no command (blank or membership).
     Nothing,
 }

@@ -25,9 +25,12 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, Readable
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode, version_key, version_position};
+use crate::codec::{decode, decode_bounded, encode, version_key, version_position};
+use crate::corruption::{database_error, undecodable};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::range_set::{RangeSet, holds_any};
+use crate::validate::validate_single;
 use crate::watch::{WatchBatch, WatchHub};
 use crate::{NodeInfo, Storage, WriteFailures};
 
@@ -236,20 +239,24 @@ impl Mvcc {
     }
 
     /// Rebuilds the key index and the lease table from disk.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a record that fails its checksum or does
+    /// not decode.
     fn load(&self) -> Result<()> {
-        let view = self.view();
+        let view = self.view()?;
         let mut live = Live { keys: BTreeMap::new(), revision: view.revision, compacted: view.compacted };
         for guard in view.snapshot.iter(&self.revisions) {
-            let (key, value) = guard.into_inner()?;
-            let (revision, sub) = version_position(&key).ok_or_else(|| corrupt("version key"))?;
-            let version: Version = decode(&value)?;
+            let (key, value) = guard.into_inner().map_err(|e| self.read_failed(&e))?;
+            let (revision, sub) = version_position(&key).ok_or_else(|| self.malformed("a version key"))?;
+            let version: Version = self.decode_stored("a version", &value)?;
             live.record(Position { revision, sub, deleted: version.deleted }, version.kv);
         }
         let mut leases = BTreeMap::new();
         for guard in view.snapshot.iter(&self.leases_keyspace) {
-            let (key, value) = guard.into_inner()?;
-            let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| corrupt("lease id"))?);
-            leases.insert(id, Lease { ttl: decode(&value)?, keys: BTreeSet::new() });
+            let (key, value) = guard.into_inner().map_err(|e| self.read_failed(&e))?;
+            let id = i64::from_be_bytes(key.as_ref().try_into().map_err(|_| self.malformed("a lease id"))?);
+            leases.insert(id, Lease { ttl: self.decode_stored("a lease", &value)?, keys: BTreeSet::new() });
         }
         for kv in live.keys.values().filter_map(|state| state.newest.as_ref()).filter(|kv| kv.lease != 0) {
             leases.entry(kv.lease).or_default().keys.insert(kv.key.clone());
@@ -259,6 +266,21 @@ impl Mvcc {
         *self.lock_leases() = leases;
         self.hub.reset(revision);
         Ok(())
+    }
+
+    /// The error for a failed read of the database.
+    fn read_failed(&self, error: &fjall::Error) -> StoreError {
+        database_error(&self.failures.path, error)
+    }
+
+    /// The error for a stored record that makes no sense.
+    fn malformed(&self, what: &str) -> StoreError {
+        StoreError::Corrupt { file: self.failures.path.display().to_string(), detail: format!("{what} is malformed") }
+    }
+
+    /// Decodes a stored record, naming the database when it is corrupt.
+    fn decode_stored<T: serde::de::DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+        decode_bounded(bytes).map_err(|e| undecodable(&self.failures.path, what, &e))
     }
 
     fn read_live(&self) -> RwLockReadGuard<'_, Live> {
@@ -274,14 +296,17 @@ impl Mvcc {
         &self.hub
     }
 
-    fn view(&self) -> View {
+    /// A snapshot of the database with the revisions it holds; a revision
+    /// never written is 0.
+    fn view(&self) -> Result<View> {
         let snapshot = self.db.snapshot();
-        let read = |key: &[u8]| -> i64 {
-            snapshot.get(&self.meta, key).ok().flatten().and_then(|bytes| decode(&bytes).ok()).unwrap_or(0)
+        let read = |key: &[u8]| -> Result<i64> {
+            let bytes = snapshot.get(&self.meta, key).map_err(|e| self.read_failed(&e))?;
+            bytes.map_or(Ok(0), |bytes| self.decode_stored("a revision", &bytes))
         };
-        let revision = read(REVISION_KEY);
-        let compacted = read(COMPACTED_KEY);
-        View { snapshot, revision, compacted }
+        let revision = read(REVISION_KEY)?;
+        let compacted = read(COMPACTED_KEY)?;
+        Ok(View { snapshot, revision, compacted })
     }
 
     /// The newest committed revision (as published to watchers); cheap.
@@ -411,9 +436,11 @@ impl Mvcc {
     /// # Errors
     /// Storage failure or a corrupt record.
     pub fn applied_state(&self) -> Result<(Option<LogId<u64>>, Membership)> {
-        let applied = self.meta.get(APPLIED_KEY)?.map(|b| decode::<Option<LogId<u64>>>(&b)).transpose()?.flatten();
-        let membership = self.meta.get(MEMBERSHIP_KEY)?.map(|b| decode(&b)).transpose()?;
-        Ok((applied, membership.unwrap_or_default()))
+        let read = |key: &[u8]| self.meta.get(key).map_err(|e| self.read_failed(&e));
+        let applied: Option<Option<LogId<u64>>> =
+            read(APPLIED_KEY)?.map(|b| self.decode_stored("the applied log id", &b)).transpose()?;
+        let membership = read(MEMBERSHIP_KEY)?.map(|b| self.decode_stored("the membership", &b)).transpose()?;
+        Ok((applied.flatten(), membership.unwrap_or_default()))
     }
 
     /// Starts applying a batch of raft entries. Only one applier exists at a
@@ -584,7 +611,7 @@ struct Scope {
     granted: Vec<(i64, i64)>,
     revoked: Vec<i64>,
     put_keys: BTreeSet<Vec<u8>>,
-    deleted_ranges: Vec<KeyRange>,
+    deleted_ranges: RangeSet,
     compact: Option<i64>,
 }
 
@@ -608,15 +635,25 @@ impl Applier<'_> {
     }
 
     /// Applies one command. A refused command leaves the store unchanged and
-    /// its refusal is the outcome.
+    /// its refusal is the outcome; so does a command that fails
+    /// [`crate::validate_command`], whoever proposed it. A batch applies
+    /// its commands in order, each with its own outcome.
     ///
     /// # Errors
     /// Only storage failures, which must stop the node: the batch is then
     /// incomplete.
     pub fn apply(&mut self, command: &Command) -> Result<Applied> {
         if let Command::Batch(commands) = command {
-            let outcomes = commands.iter().map(|command| self.apply(command)).collect::<Result<Vec<_>>>()?;
+            let outcomes = commands.iter().map(|command| self.apply_single(command)).collect::<Result<Vec<_>>>()?;
             return Ok(Applied { revision: self.revision, outcome: Ok(Outcome::Batch(outcomes)) });
+        }
+        self.apply_single(command)
+    }
+
+    /// Applies a command that should not be a batch; a batch is refused.
+    fn apply_single(&mut self, command: &Command) -> Result<Applied> {
+        if let Err(refusal) = validate_single(command) {
+            return Ok(Applied { revision: self.revision, outcome: Err(refusal) });
         }
         let mut scope = Scope::default();
         let outcome = match self.execute(&mut scope, command) {
@@ -633,10 +670,7 @@ impl Applier<'_> {
         match command {
             Command::Put(put) => self.put(scope, put, revision).map(Outcome::Put),
             Command::Delete(delete) => self.delete(scope, delete, revision).map(Outcome::Delete),
-            Command::Txn(txn) => {
-                check_txn_size(txn)?;
-                self.txn(scope, txn, revision).map(Outcome::Txn)
-            }
+            Command::Txn(txn) => self.txn(scope, txn, revision).map(Outcome::Txn),
             Command::Compact { revision: target } => {
                 if *target > self.revision {
                     return Err(StoreError::FutureRevision { requested: *target, current: self.revision });
@@ -648,10 +682,6 @@ impl Applier<'_> {
                 Ok(Outcome::Compacted)
             }
             Command::LeaseGrant { id, ttl } => {
-                if *ttl > LEASE_TTL_MAX {
-                    return Err(StoreError::LeaseTtlTooLarge { ttl: *ttl });
-                }
-                assert_ne!(*id, 0, "lease ids are chosen before proposing");
                 if self.store.lock_leases().contains_key(id) {
                     return Err(StoreError::LeaseExists { id: *id });
                 }
@@ -670,7 +700,7 @@ impl Applier<'_> {
                 scope.revoked.push(*id);
                 Ok(Outcome::LeaseRevoked)
             }
-            Command::Batch(_) => unreachable!("batches are unpacked by Applier::apply"),
+            Command::Batch(_) => Err(StoreError::NestedBatch),
         }
     }
 
@@ -706,21 +736,12 @@ impl Applier<'_> {
     }
 
     fn put(&self, scope: &mut Scope, put: &PutRequest, revision: i64) -> Result<PutResult> {
-        if put.key.is_empty() {
-            return Err(StoreError::EmptyKey);
-        }
-        if scope.put_keys.contains(&put.key) || scope.deleted_ranges.iter().any(|r| r.contains(&put.key)) {
+        if scope.put_keys.contains(&put.key) || scope.deleted_ranges.contains(&put.key) {
             return Err(StoreError::DuplicateKey);
         }
         let prev = self.get(scope, &put.key);
         if (put.ignore_value || put.ignore_lease) && prev.is_none() {
             return Err(StoreError::KeyNotFound);
-        }
-        if put.ignore_value && !put.value.is_empty() {
-            return Err(StoreError::ValueProvided);
-        }
-        if put.ignore_lease && put.lease != 0 {
-            return Err(StoreError::LeaseProvided);
         }
         let lease = match &prev {
             Some(prev) if put.ignore_lease => prev.lease,
@@ -748,12 +769,11 @@ impl Applier<'_> {
     }
 
     fn delete(&self, scope: &mut Scope, delete: &DeleteRequest, revision: i64) -> Result<DeleteResult> {
-        delete.range.validate()?;
-        if scope.put_keys.iter().any(|key| delete.range.contains(key)) {
+        if holds_any(&scope.put_keys, &delete.range) {
             return Err(StoreError::DuplicateKey);
         }
         let found = self.scan(scope, &delete.range);
-        scope.deleted_ranges.push(delete.range.clone());
+        scope.deleted_ranges.insert(&delete.range);
         let deleted = i64::try_from(found.len()).expect("key count fits i64");
         let mut prev_kvs = Vec::new();
         for prev in found {
@@ -789,7 +809,6 @@ impl Applier<'_> {
     }
 
     fn txn_range(&self, scope: &Scope, request: &RangeRequest) -> Result<RangeResult> {
-        request.range.validate()?;
         if request.revision > 0 && request.revision != self.revision {
             // Reads in the past see committed history only.
             let store = self.store;
@@ -932,14 +951,6 @@ fn record_delete(scope: &mut Scope, prev: KeyValue, revision: i64) {
     scope.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev) });
 }
 
-fn check_txn_size(txn: &TxnRequest) -> Result<()> {
-    let count = txn.success.len().max(txn.failure.len()).max(txn.compare.len());
-    if count > MAX_TXN_OPS {
-        return Err(StoreError::TooManyOperations { count });
-    }
-    Ok(())
-}
-
 /// Whether every key in `found` satisfies `compare`; for a single key that
 /// does not exist, etcd compares against zero values (and a value compare
 /// fails).
@@ -1042,6 +1053,49 @@ mod tests {
         let store = Mvcc::open(&storage).expect("reopen store");
         assert_eq!(store.range(&at(0)).expect("read").1.kvs[0].value, b"3");
         assert_eq!(store.read_live().keys.len(), 2);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_table_fails_the_open_naming_the_database() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("db");
+        {
+            let storage = crate::open_database(&path).expect("open");
+            let store = Mvcc::open(&storage).expect("open store");
+            let mut applier = store.applier();
+            for index in 0..64 {
+                applier.apply(&put(&format!("key-{index}"), "a value long enough to fill a block")).expect("applied");
+            }
+            applier.commit(None, None).expect("committed");
+            store.revisions.rotate_memtable_and_wait().expect("flushed to a table");
+        }
+        let mut tables: Vec<_> =
+            walk(&path).into_iter().filter(|file| file.to_string_lossy().contains("tables")).collect();
+        tables.sort_by_key(|file| std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
+        let table = tables.pop().expect("a table file");
+        let mut bytes = std::fs::read(&table).expect("read");
+        let middle = bytes.len() / 4;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&table, bytes).expect("write");
+        let error =
+            crate::open_database(&path).and_then(|storage| Mvcc::open(&storage).map(|_| ())).expect_err("corrupt");
+        let message = error.to_string();
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+        assert!(message.contains(&format!("{} is corrupt (table checksum mismatch)", path.display())), "{message}");
+        assert!(message.contains(crate::CORRUPT_REMEDY), "{message}");
+    }
+
+    /// Every file under `dir`.
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(current) = pending.pop() {
+            for entry in std::fs::read_dir(&current).expect("list") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() { pending.push(path) } else { found.push(path) }
+            }
+        }
+        found
     }
 
     proptest! {

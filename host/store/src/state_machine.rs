@@ -12,7 +12,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::mvcc::{Membership, Mvcc};
-use crate::{Applied, NodeInfo, Outcome, TypeConfig};
+use crate::{Applied, NodeInfo, Outcome, StoreError, TypeConfig, decode_bounded};
 
 type Entry = openraft::Entry<TypeConfig>;
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -47,10 +47,19 @@ impl StateMachineStore {
         let signature = Some(snapshot.meta.signature());
         let fail = |e: std::io::Error| snapshot_error(signature.clone(), ErrorVerb::Write, e);
         let temporary = self.snapshot_path.with_extension("tmp");
-        let bytes = bincode::serialize(snapshot).map_err(|e| snapshot_error(None, ErrorVerb::Write, e))?;
+        let bytes = seal(snapshot).map_err(|e| snapshot_error(None, ErrorVerb::Write, e))?;
         {
             use std::io::Write;
-            let mut file = std::fs::File::create(&temporary).map_err(fail)?;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(crate::PRIVATE_FILE_MODE)
+                .open(&temporary)
+                .map_err(fail)?;
+            // A file left by an interrupted save keeps the mode it had.
+            file.set_permissions(std::fs::Permissions::from_mode(crate::PRIVATE_FILE_MODE)).map_err(fail)?;
             file.write_all(&bytes).map_err(fail)?;
             file.sync_all().map_err(fail)?;
         }
@@ -67,9 +76,47 @@ impl StateMachineStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(snapshot_error(None, ErrorVerb::Read, e)),
         };
-        let snapshot = bincode::deserialize(&bytes).map_err(|e| snapshot_error(None, ErrorVerb::Read, e))?;
+        let snapshot = unseal(&self.snapshot_path, &bytes).map_err(|e| snapshot_error(None, ErrorVerb::Read, e))?;
         Ok(Some(snapshot))
     }
+}
+
+/// First bytes of a snapshot file: its format and version.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"engsnap1";
+
+/// Bytes of the checksum (BLAKE3) that follows the magic and covers the
+/// rest of the file.
+const SNAPSHOT_CHECKSUM_BYTES: usize = 32;
+
+/// The snapshot file's bytes: magic, checksum, then the snapshot.
+fn seal(snapshot: &StoredSnapshot) -> bincode::Result<Vec<u8>> {
+    let header = SNAPSHOT_MAGIC.len() + SNAPSHOT_CHECKSUM_BYTES;
+    let size = usize::try_from(bincode::serialized_size(snapshot)?).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(header.saturating_add(size));
+    bytes.extend_from_slice(SNAPSHOT_MAGIC);
+    bytes.resize(header, 0);
+    bincode::serialize_into(&mut bytes, snapshot)?;
+    let checksum = blake3::hash(&bytes[header..]);
+    bytes[SNAPSHOT_MAGIC.len()..header].copy_from_slice(checksum.as_bytes());
+    Ok(bytes)
+}
+
+/// The snapshot in a file's bytes, if its checksum holds.
+///
+/// # Errors
+/// [`StoreError::Corrupt`], naming `path`, for a file without the magic,
+/// with a checksum mismatch, or that does not decode.
+fn unseal(path: &Path, bytes: &[u8]) -> Result<StoredSnapshot, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt { file: path.display().to_string(), detail };
+    let sealed = bytes.strip_prefix(SNAPSHOT_MAGIC).ok_or_else(|| corrupt("not an engenho raft snapshot".into()))?;
+    if sealed.len() < SNAPSHOT_CHECKSUM_BYTES {
+        return Err(corrupt("truncated".into()));
+    }
+    let (checksum, body) = sealed.split_at(SNAPSHOT_CHECKSUM_BYTES);
+    if blake3::hash(body).as_bytes() != checksum {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    decode_bounded(body).map_err(|e| corrupt(format!("does not decode: {e}")))
 }
 
 fn snapshot_error(
@@ -148,7 +195,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| snapshot_error(signature.clone(), ErrorVerb::Write, e))?
             .map_err(|e| snapshot_error(signature, ErrorVerb::Write, e))?;
         let (applied, _) = self.store.applied_state().map_err(|e| state_machine_error(ErrorVerb::Read, e))?;
-        assert_eq!(applied, meta.last_log_id, "installed image carries the snapshot's log id");
+        if applied != meta.last_log_id {
+            let mismatch = format!("the image holds log id {applied:?}, its metadata {:?}", meta.last_log_id);
+            return Err(snapshot_error(Some(meta.signature()), ErrorVerb::Write, mismatch));
+        }
         self.save_snapshot(&stored)?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "installed a raft snapshot");
         Ok(())
@@ -202,4 +252,64 @@ fn apply_entries(store: &Mvcc, entries: Vec<Entry>) -> StorageResult<Vec<Applied
     }
     applier.commit(last_applied, membership.as_ref()).map_err(|e| state_machine_error(ErrorVerb::Write, e))?;
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::{Command, PutRequest};
+
+    async fn snapshotted_store(dir: &Path) -> StateMachineStore {
+        let storage = crate::open_database(&dir.join("db")).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        let mut applier = store.applier();
+        let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..PutRequest::default() };
+        applier.apply(&Command::Put(put)).expect("applied");
+        applier.commit(None, None).expect("committed");
+        let mut machine = StateMachineStore::new(store, dir);
+        machine.build_snapshot().await.expect("snapshot built");
+        machine
+    }
+
+    fn flip_byte(path: &Path, at: usize) {
+        let mut bytes = std::fs::read(path).expect("read");
+        bytes[at] ^= 0x01;
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_reads_back_and_is_private() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut machine = snapshotted_store(dir.path()).await;
+        let snapshot = machine.get_current_snapshot().await.expect("read").expect("a snapshot");
+        assert!(!snapshot.snapshot.into_inner().is_empty());
+        let mode = std::fs::metadata(&machine.snapshot_path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, crate::PRIVATE_FILE_MODE);
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_in_the_snapshot_is_a_checksum_mismatch_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut machine = snapshotted_store(dir.path()).await;
+        let size = std::fs::metadata(&machine.snapshot_path).expect("metadata").len();
+        flip_byte(&machine.snapshot_path, usize::try_from(size / 2).expect("small"));
+        let error = machine.get_current_snapshot().await.expect_err("corrupt").to_string();
+        let file = machine.snapshot_path.display().to_string();
+        assert!(error.contains(&format!("{file} is corrupt (checksum mismatch)")), "{error}");
+        assert!(error.contains(crate::CORRUPT_REMEDY), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_without_its_header_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut machine = snapshotted_store(dir.path()).await;
+        flip_byte(&machine.snapshot_path, 0);
+        let error = machine.get_current_snapshot().await.expect_err("corrupt").to_string();
+        assert!(error.contains("is corrupt (not an engenho raft snapshot)"), "{error}");
+        std::fs::write(&machine.snapshot_path, &SNAPSHOT_MAGIC[..]).expect("write");
+        let error = machine.get_current_snapshot().await.expect_err("corrupt").to_string();
+        assert!(error.contains("is corrupt (truncated)"), "{error}");
+    }
 }

@@ -1,29 +1,21 @@
 //! etcd's KV service.
 
-use engenho_store::{Command, MAX_REQUEST_BYTES, Outcome, StoreError};
-use prost::Message;
+use engenho_store::{Command, Outcome, validate_command};
 use tonic::{Request, Response, Status};
 
 use super::proto::etcdserverpb::{self as pb, kv_server::Kv};
 use super::{Facade, convert, mesh_status, store_status};
 
 impl Facade {
-    /// Proposes a command and returns the revision and outcome, mapping
-    /// refusals to etcd's statuses.
+    /// Checks a command as etcd checks a client's request, proposes it and
+    /// returns the revision and outcome, mapping refusals to etcd's
+    /// statuses.
     pub(crate) async fn propose(&self, command: Command) -> Result<(i64, Outcome), Status> {
+        validate_command(&command).map_err(store_status)?;
         let applied = self.node().write(command).await.map_err(mesh_status)?;
         let outcome = applied.outcome.map_err(store_status)?;
         Ok((applied.revision, outcome))
     }
-}
-
-/// Refuses requests larger than etcd's request limit.
-fn check_size(request: &impl Message) -> Result<(), Status> {
-    let size = request.encoded_len();
-    if size > MAX_REQUEST_BYTES {
-        return Err(store_status(StoreError::RequestTooLarge { size }));
-    }
-    Ok(())
 }
 
 fn unexpected(outcome: &Outcome) -> Status {
@@ -54,7 +46,6 @@ impl Kv for Facade {
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let request = request.into_inner();
-        check_size(&request)?;
         match self.propose(Command::Put(convert::put_request(request))).await? {
             (revision, Outcome::Put(result)) => Ok(Response::new(convert::put_response(self.header(revision), result))),
             (_, other) => Err(unexpected(&other)),
@@ -66,7 +57,6 @@ impl Kv for Facade {
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let request = request.into_inner();
-        check_size(&request)?;
         match self.propose(Command::Delete(convert::delete_request(request))).await? {
             (revision, Outcome::Delete(result)) => {
                 Ok(Response::new(convert::delete_response(self.header(revision), result)))
@@ -77,7 +67,6 @@ impl Kv for Facade {
 
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let request = request.into_inner();
-        check_size(&request)?;
         match self.propose(Command::Txn(convert::txn_request(request)?)).await? {
             (revision, Outcome::Txn(result)) => Ok(Response::new(convert::txn_response(self.header(revision), result))),
             (_, other) => Err(unexpected(&other)),

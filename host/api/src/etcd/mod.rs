@@ -120,14 +120,17 @@ pub(crate) fn store_status(error: StoreError) -> Status {
         }
         StoreError::LeaseNotFound { .. } => Status::not_found(message),
         StoreError::LeaseExists { .. } => Status::failed_precondition(message),
-        StoreError::Storage(_) => Status::internal(message),
+        StoreError::Storage(_) | StoreError::Corrupt { .. } => Status::internal(message),
         StoreError::EmptyKey
         | StoreError::KeyNotFound
         | StoreError::ValueProvided
         | StoreError::LeaseProvided
         | StoreError::DuplicateKey
         | StoreError::TooManyOperations { .. }
-        | StoreError::RequestTooLarge { .. } => Status::invalid_argument(message),
+        | StoreError::RequestTooLarge { .. }
+        | StoreError::InvalidLeaseId { .. }
+        | StoreError::NestedBatch
+        | StoreError::TxnTooDeep { .. } => Status::invalid_argument(message),
     }
 }
 

@@ -88,20 +88,6 @@ impl EngenhoNode {
         }
     }
 
-    /// Waits for the process to exit by itself and returns how it exited.
-    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let child = self.child.as_mut().expect("the node was started");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("poll child") {
-                self.child = None;
-                return status;
-            }
-            assert!(Instant::now() < deadline, "node {} still running; log:\n{}", self.name, self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// The process id of the running node.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -110,6 +96,23 @@ impl EngenhoNode {
     /// The node's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself (within [`READY_TIMEOUT`])
+    /// and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the node was started");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll child") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {} did not exit in time; log:\n{}", self.name, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL, as a crash.
