@@ -17,16 +17,20 @@ const SNAPSHOT_LOGS: &str = "20";
 
 /// Every file under `dir`, in its subdirectories too.
 fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
+    entries(dir).into_iter().filter(|path| !path.is_dir()).collect()
+}
+
+/// `dir` and everything under it.
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = vec![dir.to_owned()];
     let mut pending = vec![dir.to_owned()];
     while let Some(current) = pending.pop() {
         for entry in std::fs::read_dir(&current).expect("list") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(path);
+                pending.push(path.clone());
             }
+            found.push(path);
         }
     }
     found
@@ -97,4 +101,31 @@ fn a_flipped_byte_in_the_raft_snapshot_stops_the_start() {
     assert!(log.contains(&format!("{} is corrupt (checksum mismatch)", snapshot.display())), "{log}");
     assert!(log.contains(CORRUPT_REMEDY), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A data directory whose files were opened up (0644 files, 0755
+/// directories) is private again once the node has started, every key,
+/// token, certificate and database file included.
+#[test]
+fn a_start_makes_the_data_directory_private_again() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "private");
+    node.start_ready(&[]);
+    node.etcdctl_ok(&["put", "k", "v"]);
+    node.stop();
+    for path in &entries(&node.dir) {
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    node.start_ready(&[]);
+    for path in entries(&node.dir) {
+        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        let expected = if path.is_dir() { 0o700 } else { PRIVATE_FILE_MODE };
+        assert_eq!(mode, expected, "{} is {mode:o}", path.display());
+    }
+    for key in ["pki/ca.key", "pki/node.key", "pki/etcd-client.key", "admin-token", "join-token", "kubeconfig"] {
+        assert!(node.dir.join(key).exists(), "{key} is in the data directory");
+    }
+    assert_eq!(node.local_value("k").as_deref(), Some("v"));
+    node.stop();
 }
