@@ -10,4 +10,6 @@ mod etcdctl;
 mod grpc;
 mod kube_rs;
 mod kubectl;
+mod plugin_powers;
+mod plugin_trust;
 mod support;
