@@ -93,6 +93,8 @@ impl AdmissionPolicy {
         limits: Limits,
         grants: Grants,
     ) -> Result<Self, PluginError> {
+        let grants =
+            grants.checked(&host.reserved).map_err(|message| PluginError::Grant { name: name.to_owned(), message })?;
         let pre = prepare(host, name, digest, bytes)?;
         let policy = Self {
             name: Arc::from(name),

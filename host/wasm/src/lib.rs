@@ -11,6 +11,7 @@
 
 mod admission;
 mod cache;
+mod grants;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
+pub use grants::{Grants, Reserved};
 
 /// How often the engine's epoch advances: the granularity of deadlines. A
 /// call runs at least its deadline and at most two ticks more; each tick
@@ -56,6 +58,14 @@ pub enum PluginError {
         /// The plugin.
         name: String,
         /// What is wrong.
+        message: String,
+    },
+    /// A grant names what no plugin may reach.
+    #[error("plugin {name} was refused a grant: {message}")]
+    Grant {
+        /// The plugin.
+        name: String,
+        /// Which grant, and why.
         message: String,
     },
     /// The configuration was refused by the plugin.
@@ -115,19 +125,6 @@ impl Default for Limits {
     fn default() -> Self {
         Self { deadline: Duration::from_millis(100), memory_bytes: 64 << 20, table_elements: 20_000 }
     }
-}
-
-/// What a plugin may reach beyond its own memory; nothing by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// Environment variables the plugin sees, as (name, value).
-    pub environment: Vec<(String, String)>,
-    /// Host directories the plugin may read, each as (host path, path the
-    /// plugin sees), read-only.
-    pub directories: Vec<(PathBuf, String)>,
-    /// Addresses the plugin may open TCP connections to; no other socket
-    /// use is ever allowed.
-    pub tcp_connect: Vec<std::net::SocketAddr>,
 }
 
 /// The per-call state of an instance: WASI with only what was granted, the
@@ -207,6 +204,7 @@ pub struct PluginHost {
     engine: Engine,
     cache: cache::ComponentCache,
     ticking: Arc<AtomicBool>,
+    reserved: Reserved,
 }
 
 impl Drop for PluginHost {
@@ -251,7 +249,19 @@ impl PluginHost {
                 }
             })
             .map_err(|e| PluginError::Invalid { name: "(engine)".into(), message: format!("epoch thread: {e}") })?;
-        Ok(Self { cache: cache::ComponentCache::new(cache_dir, &engine), engine, ticking })
+        Ok(Self {
+            cache: cache::ComponentCache::new(cache_dir, &engine),
+            engine,
+            ticking,
+            reserved: Reserved::default(),
+        })
+    }
+
+    /// The host, refusing every grant that names what `reserved` holds.
+    #[must_use]
+    pub fn with_reserved(mut self, reserved: Reserved) -> Self {
+        self.reserved = reserved;
+        self
     }
 
     /// The component `bytes`, checked against `digest` (hex BLAKE3) and

@@ -69,19 +69,12 @@ pub struct KubeApi {
 }
 
 impl KubeApi {
-    /// An API server over `node`, accepting `admin_token`, keeping
-    /// precompiled plugins in `plugin_cache`.
-    ///
-    /// # Errors
-    /// The plugin engine could not be set up.
-    pub fn new(
-        node: Node,
-        admin_token: String,
-        plugin_cache: Option<std::path::PathBuf>,
-    ) -> Result<Self, engenho_wasm::PluginError> {
+    /// An API server over `node`, accepting `admin_token`, running its
+    /// plugins in `plugin_host`.
+    pub fn new(node: Node, admin_token: String, plugin_host: engenho_wasm::PluginHost) -> Self {
         let registry = SharedRegistry::default();
         let state = ApiState {
-            plugin_host: Arc::new(engenho_wasm::PluginHost::new(plugin_cache)?),
+            plugin_host: Arc::new(plugin_host),
             plugins: Arc::default(),
             authorizer: rbac::Authorizer::new(node.store().clone(), &registry.current()),
             registry,
@@ -91,7 +84,7 @@ impl KubeApi {
             watch_events: Arc::default(),
             openapi: std::sync::Mutex::new(None),
         };
-        Ok(Self { state: Arc::new(state) })
+        Self { state: Arc::new(state) }
     }
 
     /// Creates what every cluster has from its first start and does not

@@ -124,3 +124,48 @@ fn probe_number() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Goal: a plugin is never granted the node's data directory, the root
+/// directory, `/proc`, `/sys` or `/etc`, nor a connection to the node's own
+/// etcd, peer or API address; each refusal is on its status, precisely, and
+/// the node keeps serving.
+/// Method: signed plugins with each forbidden grant; their statuses; a
+/// create that they would have decided.
+#[test]
+fn grants_of_the_nodes_own_files_and_ports_are_refused() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "powers-bounded");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let digest = upload_test_component(&kubectl);
+    let data_dir = std::fs::canonicalize(&node.dir).expect("the data directory");
+    let directory = |host: &str| serde_json::json!({"directories": [{"hostPath": host, "path": "/data"}]});
+    let connect = |address: &str| serde_json::json!({"tcpConnect": [address]});
+    let cases = [
+        (
+            "data-dir",
+            directory(data_dir.join("pki").to_str().expect("path")),
+            format!("lies within the node's data directory {}", data_dir.display()),
+        ),
+        ("root", directory("/"), "grants.directories: / is the root directory, which no plugin may read".into()),
+        ("proc", directory("/proc/self"), "is within /proc, which no plugin may read".into()),
+        ("sys", directory("/sys"), "grants.directories: /sys is within /sys, which no plugin may read".into()),
+        ("etc", directory("/etc"), "grants.directories: /etc is within /etc, which no plugin may read".into()),
+        ("api", connect(&node.api), format!("{} is the node's own API address", node.api)),
+        ("etcd", connect(&node.etcd), format!("{} is the node's own etcd address", node.etcd)),
+        ("peer", connect(&node.peer), format!("{} is the node's own peer address", node.peer)),
+    ];
+    for (name, grants, _) in &cases {
+        let plugin = reacher(name, &digest, grants.clone(), serde_json::json!({}));
+        kubectl.ok_with(&["apply", "-f", "-"], Some(&signed(&bootstrap_signer(&node), &plugin)));
+    }
+    for (name, _, expected) in &cases {
+        wait_for("the grant's refusal", SETTLE_TIMEOUT, || readiness(&kubectl, name).starts_with("False"));
+        let status = readiness(&kubectl, name);
+        assert!(status.starts_with(&format!("False plugin {name} was refused a grant: ")), "{status}");
+        assert!(status.contains(expected.as_str()), "{name}: {status}");
+    }
+    let warnings = service_warnings(&kubectl, "served");
+    assert!(!warnings.contains("environment"), "no refused plugin runs: {warnings}");
+    node.stop();
+}
