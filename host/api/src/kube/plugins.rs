@@ -41,6 +41,9 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// Largest component accepted.
 pub const COMPONENT_BYTES_MAX: usize = 3 * 1024 * 1024;
 
+/// Longest a load waits for one of the host's turns to run plugin code.
+const LOAD_TURN_WAIT: Duration = Duration::from_secs(10);
+
 /// How often plugins are looked at again without a change.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -363,7 +366,7 @@ struct Selector {
 /// What runs for an active admission policy.
 enum Runner {
     /// The loaded component.
-    Loaded(AdmissionPolicy),
+    Loaded(Arc<AdmissionPolicy>),
     /// No component: every call fails with this reason. A policy that
     /// fails closed runs so while its signature cannot be checked.
     Refusing(String),
@@ -407,13 +410,13 @@ impl ActivePolicy {
         self.spec.admission.namespace_selector.as_ref().is_some_and(|s| !s.match_labels.is_empty())
     }
 
-    /// Decides `review`.
+    /// Decides `review`, off the async runtime's workers.
     ///
     /// # Errors
     /// The call failed, or no component can run (the reason).
-    pub fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, String> {
+    pub async fn admit(&self, host: &Arc<PluginHost>, review: Review) -> Result<Decision, String> {
         match &self.runner {
-            Runner::Loaded(policy) => policy.admit(host, review).map_err(|e| e.to_string()),
+            Runner::Loaded(policy) => policy.admit_blocking(host, review).await.map_err(|e| e.to_string()),
             Runner::Refusing(reason) => Err(reason.clone()),
         }
     }
@@ -514,7 +517,7 @@ impl PluginController {
             if spec.world != ADMISSION_WORLD {
                 continue;
             }
-            let (running, condition) = self.settle(&name, &spec, &trust, &previous);
+            let (running, condition) = self.settle(&name, &spec, &trust, &previous).await;
             next.extend(running);
             if self.objects.is_leader() {
                 self.report(&plugins_type, object, &spec, condition).await;
@@ -529,7 +532,7 @@ impl PluginController {
 
     /// What runs for Plugin `name` with `spec` under `trust`, and the
     /// condition for its status.
-    fn settle(
+    async fn settle(
         &self,
         name: &str,
         spec: &PluginSpec,
@@ -543,7 +546,7 @@ impl PluginController {
         let before = previous.iter().find(|p| p.name == name && p.is_loaded());
         let outcome = match before {
             Some(active) if active.spec == *spec => verify_signature(name, spec, signers).map(|()| active.clone()),
-            _ => self.load(name, spec, signers).map(Arc::new),
+            _ => self.load(name, spec, signers).await.map(Arc::new),
         };
         match outcome {
             Ok(active) => (Some(active), ("True", "Active", format!("component {} is active", spec.digest))),
@@ -582,7 +585,7 @@ impl PluginController {
         (Some(refusing), condition)
     }
 
-    fn load(&self, name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<ActivePolicy, String> {
+    async fn load(&self, name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<ActivePolicy, String> {
         verify_signature(name, spec, signers)?;
         let bytes = load_component(&self.objects, &spec.digest)
             .map_err(|e| e.message)?
@@ -605,10 +608,13 @@ impl PluginController {
             directories: spec.grants.directories.iter().map(|d| (d.host_path.clone().into(), d.path.clone())).collect(),
             tcp_connect,
         };
-        let policy = AdmissionPolicy::load_with_grants(&self.host, name, &spec.digest, &bytes, &config, limits, grants)
-            .map_err(|e| e.to_string())?;
+        // Compiling and configuring run plugin code: on a blocking thread.
+        let (host, plugin, digest) = (self.host.clone(), name.to_owned(), spec.digest.clone());
+        let loading =
+            move || AdmissionPolicy::load_with_grants(&host, &plugin, &digest, &bytes, &config, limits, grants);
+        let policy = self.host.run_blocking(name, LOAD_TURN_WAIT, loading).await.map_err(|e| e.to_string())?;
         tracing::info!(plugin = name, digest = spec.digest, "admission policy active");
-        Ok(ActivePolicy { name: name.to_owned(), spec: spec.clone(), runner: Runner::Loaded(policy) })
+        Ok(ActivePolicy { name: name.to_owned(), spec: spec.clone(), runner: Runner::Loaded(Arc::new(policy)) })
     }
 
     async fn report(

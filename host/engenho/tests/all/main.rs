@@ -10,6 +10,7 @@ mod etcdctl;
 mod grpc;
 mod kube_rs;
 mod kubectl;
+mod plugin_calls;
 mod plugin_powers;
 mod plugin_trust;
 mod support;
