@@ -147,7 +147,7 @@ impl AdmissionPolicy {
     /// Decides `review` on a blocking thread, never on an async runtime's
     /// workers (WASI's blocking host calls, as a write to stdout, need
     /// one): once this plugin has one of its [`PLUGIN_CALLS_IN_FLIGHT_MAX`]
-    /// turns and the host one of its own, each waited for at most the
+    /// turns and the host one of its own, both waited for within the
     /// plugin's deadline.
     ///
     /// # Errors
@@ -157,7 +157,7 @@ impl AdmissionPolicy {
         host: &Arc<PluginHost>,
         review: Review,
     ) -> Result<Decision, PluginError> {
-        let deadline = self.limits.deadline;
+        let (deadline, waiting) = (self.limits.deadline, std::time::Instant::now());
         let Ok(Ok(turn)) = tokio::time::timeout(deadline, self.calls.clone().acquire_owned()).await else {
             return Err(PluginError::Busy {
                 name: self.name.to_string(),
@@ -165,7 +165,9 @@ impl AdmissionPolicy {
             });
         };
         let (policy, call_host) = (self.clone(), host.clone());
-        host.run_blocking(&self.name, deadline, move || {
+        // Both waits together take at most the deadline.
+        let left = deadline.saturating_sub(waiting.elapsed());
+        host.run_blocking(&self.name, left, move || {
             let _turn = turn;
             policy.admit(&call_host, &review)
         })
