@@ -7,7 +7,10 @@
 //! Instances come from an `InstancePre` (with the pooling allocator); each
 //! plugin keeps a few configured instances for reuse, drops any that traps
 //! or runs past its deadline, and replaces each after a bounded number of
-//! calls.
+//! calls. Calls from async code run on blocking threads, never on the
+//! runtime's workers, under turns: [`CALLS_IN_FLIGHT_MAX`] per node and
+//! [`PLUGIN_CALLS_IN_FLIGHT_MAX`] per plugin; idle instances across plugins
+//! stay within a budget, so that calls in flight always find an instance.
 
 mod admission;
 mod cache;
