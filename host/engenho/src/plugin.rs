@@ -17,13 +17,14 @@ pub struct PluginArgs {
 #[derive(Debug, clap::Subcommand)]
 enum PluginCommand {
     /// Make a signing key (written readable by its owner only) and print its
-    /// public key, for ConfigMap kube-system/engenho-plugin-signers.
+    /// public key, for a PluginSigner's `spec.publicKey`.
     Keygen {
         /// Where to write the key.
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print the signature of a component as plugin NAME.
+    /// Print the signature of a component as plugin NAME with the powers
+    /// given (none by default): what a Plugin's `spec.signature` holds.
     Sign {
         /// The signing key.
         #[arg(long)]
@@ -31,6 +32,9 @@ enum PluginCommand {
         /// The plugin's name (the Plugin object's).
         #[arg(long)]
         name: String,
+        /// What the signature grants the plugin.
+        #[command(flatten)]
+        powers: PowerArgs,
         /// The component file.
         component: PathBuf,
     },
@@ -62,12 +66,13 @@ struct PushArgs {
     /// The plugin's name.
     #[arg(long)]
     name: String,
-    /// Configuration, as JSON.
+    /// Configuration, as JSON (not signed: it only parameterises the
+    /// signed code).
     #[arg(long, default_value = "{}")]
     config: String,
-    /// Whether the policy mutates objects.
-    #[arg(long)]
-    mutating: bool,
+    /// What the signature grants the plugin.
+    #[command(flatten)]
+    powers: PowerArgs,
     /// Which requests it sees: `GROUPS:RESOURCES:OPERATIONS`, each a comma
     /// list (`"":pods:CREATE,UPDATE`; `*` for all). Repeatable.
     #[arg(long = "rule", required = true)]
@@ -77,6 +82,67 @@ struct PushArgs {
     failure_policy: String,
     /// The component file.
     component: PathBuf,
+}
+
+/// What a signature grants a plugin, as flags: the signed part of its
+/// spec besides its name, world and digest.
+#[derive(Debug, clap::Args)]
+struct PowerArgs {
+    /// Whether the policy mutates objects.
+    #[arg(long)]
+    mutating: bool,
+    /// Longest a call may run, in milliseconds (the host's default: 100).
+    #[arg(long)]
+    deadline_millis: Option<u64>,
+    /// Largest memory of a call, in bytes (the host's default: 64 MiB).
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// An environment variable the plugin sees, NAME=VALUE. Repeatable.
+    #[arg(long = "env")]
+    environment: Vec<String>,
+    /// A host directory the plugin may read, HOST_PATH:PATH. Repeatable.
+    #[arg(long = "directory")]
+    directories: Vec<String>,
+    /// An address the plugin may open TCP connections to, IP:PORT.
+    /// Repeatable.
+    #[arg(long = "tcp-connect")]
+    tcp_connect: Vec<String>,
+}
+
+impl PowerArgs {
+    /// A Plugin spec of `digest` with these powers.
+    fn spec(&self, digest: &str) -> anyhow::Result<serde_json::Value> {
+        let mut environment = serde_json::Map::new();
+        for variable in &self.environment {
+            let (name, value) =
+                variable.split_once('=').with_context(|| format!("--env {variable:?} is not NAME=VALUE"))?;
+            environment.insert(name.to_owned(), value.into());
+        }
+        let directories = self
+            .directories
+            .iter()
+            .map(|directory| {
+                let (host, path) = directory
+                    .split_once(':')
+                    .with_context(|| format!("--directory {directory:?} is not HOST_PATH:PATH"))?;
+                Ok(serde_json::json!({"hostPath": host, "path": path}))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut limits = serde_json::Map::new();
+        if let Some(millis) = self.deadline_millis {
+            limits.insert("deadlineMillis".into(), millis.into());
+        }
+        if let Some(bytes) = self.memory_bytes {
+            limits.insert("memoryBytes".into(), bytes.into());
+        }
+        Ok(serde_json::json!({
+            "world": ADMISSION_WORLD,
+            "digest": digest,
+            "limits": limits,
+            "grants": {"environment": environment, "directories": directories, "tcpConnect": self.tcp_connect},
+            "admission": {"mutating": self.mutating},
+        }))
+    }
 }
 
 /// Runs `engenho plugin`.
@@ -89,10 +155,10 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             let key = SigningKey::load_or_create(&out).map_err(anyhow::Error::msg)?;
             println!("{}", key.public_base64());
         }
-        PluginCommand::Sign { key, name, component } => {
+        PluginCommand::Sign { key, name, powers, component } => {
             let key = load_key(&key)?;
-            let digest = engenho_wasm::digest_of(&read(&component)?);
-            println!("{}", key.sign(&name, ADMISSION_WORLD, &digest));
+            let spec = powers.spec(&engenho_wasm::digest_of(&read(&component)?))?;
+            println!("{}", key.sign_plugin(&name, &spec).map_err(anyhow::Error::msg)?);
         }
         PluginCommand::Push(push_args) => push(push_args).await?,
         PluginCommand::List => list().await?,
@@ -144,18 +210,16 @@ async fn push(args: PushArgs) -> anyhow::Result<()> {
         .header(http::header::CONTENT_TYPE, "application/wasm")
         .body(bytes)?;
     client.request_text(upload).await.context("uploading the component")?;
+    let mut spec = args.powers.spec(&digest)?;
+    spec["config"] = config;
+    spec["failurePolicy"] = args.failure_policy.into();
+    spec["admission"]["rules"] = rules.into();
+    spec["signature"] = key.sign_plugin(&args.name, &spec).map_err(anyhow::Error::msg)?.into();
     let plugin = serde_json::json!({
         "apiVersion": "engenho.io/v1alpha1",
         "kind": "Plugin",
         "metadata": {"name": args.name},
-        "spec": {
-            "world": ADMISSION_WORLD,
-            "digest": digest,
-            "signature": key.sign(&args.name, ADMISSION_WORLD, &digest),
-            "config": config,
-            "failurePolicy": args.failure_policy,
-            "admission": {"mutating": args.mutating, "rules": rules},
-        },
+        "spec": spec,
     });
     let params = PatchParams::apply("engenho-plugin").force();
     plugins_api(client).patch(&args.name, &params, &Patch::Apply(&plugin)).await.context("applying the Plugin")?;

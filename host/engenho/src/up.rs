@@ -131,8 +131,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("the store runtime")??;
 
     join_or_bootstrap(&node, &args, &ca, supplied_token.as_deref()).await?;
-    let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), Some(args.data_dir.join("plugins")))
-        .context("setting up the plugin engine")?;
+    let plugin_host = engenho_wasm::PluginHost::new(Some(args.data_dir.join("plugins")))
+        .context("setting up the plugin engine")?
+        .with_reserved(engenho_wasm::Reserved {
+            data_dir: Some(args.data_dir.clone()),
+            addresses: vec![("API", args.api_addr), ("etcd", args.etcd_addr), ("peer", args.peer_addr)],
+        });
+    let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), plugin_host);
     api.ensure_defaults().await.context("creating the default namespaces and RBAC policy")?;
     let signer = SigningKey::load_or_create(&args.data_dir.join("pki").join("plugin-signer.key"))
         .map_err(|e| anyhow::anyhow!("the plugin signing key: {e}"))?;

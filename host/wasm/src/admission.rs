@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{CallState, Grants, Limits, PluginError, PluginHost, call_error, deadline_ticks};
+use super::{
+    CallState, Grants, IdleInstances, Limits, PLUGIN_CALLS_IN_FLIGHT_MAX, PluginError, PluginHost, call_error,
+    deadline_ticks,
+};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -29,9 +32,6 @@ impl log::Host for CallState {
     }
 }
 
-/// Configured instances kept for reuse, at most.
-const POOLED_INSTANCES_MAX: usize = 16;
-
 /// Calls an instance serves before it is replaced by a fresh one, so that
 /// whatever a plugin leaves behind in its memory stays bounded.
 const CALLS_PER_INSTANCE_MAX: u32 = 10_000;
@@ -49,7 +49,9 @@ struct Pooled {
 /// Calls reuse configured instances from a small pool (instantiating and
 /// configuring per call measured about twice the cost of the call itself);
 /// an instance that traps or runs past its deadline is dropped, and every
-/// instance is replaced after a bounded number of calls.
+/// instance is replaced after a bounded number of calls. A policy keeps at
+/// most [`PLUGIN_CALLS_IN_FLIGHT_MAX`] instances idle, and only while the
+/// host's budget of idle instances across plugins has room.
 pub struct AdmissionPolicy {
     name: Arc<str>,
     digest: String,
@@ -58,6 +60,15 @@ pub struct AdmissionPolicy {
     grants: Grants,
     pre: bindings::AdmissionPolicyPre<CallState>,
     pool: std::sync::Mutex<Vec<Pooled>>,
+    idle: Arc<IdleInstances>,
+    calls: Arc<tokio::sync::Semaphore>,
+}
+
+impl Drop for AdmissionPolicy {
+    fn drop(&mut self) {
+        let idle = self.pool.get_mut().map_or(0, |pool| pool.len());
+        self.idle.give_back(u32::try_from(idle).expect("a policy keeps a few idle instances"));
+    }
 }
 
 impl AdmissionPolicy {
@@ -93,6 +104,8 @@ impl AdmissionPolicy {
         limits: Limits,
         grants: Grants,
     ) -> Result<Self, PluginError> {
+        let grants =
+            grants.checked(&host.reserved).map_err(|message| PluginError::Grant { name: name.to_owned(), message })?;
         let pre = prepare(host, name, digest, bytes)?;
         let policy = Self {
             name: Arc::from(name),
@@ -102,11 +115,13 @@ impl AdmissionPolicy {
             grants,
             pre,
             pool: std::sync::Mutex::default(),
+            idle: host.idle_instances.clone(),
+            calls: Arc::new(tokio::sync::Semaphore::new(PLUGIN_CALLS_IN_FLIGHT_MAX as usize)),
         };
         // A configuration the plugin refuses is refused now, not on the
         // first request.
         let first = policy.instantiate(host)?;
-        policy.pool.lock().expect("instance pool lock").push(first);
+        policy.keep_idle(first);
         Ok(policy)
     }
 
@@ -129,7 +144,39 @@ impl AdmissionPolicy {
         &self.digest
     }
 
-    /// Decides `review` in a fresh, configured instance.
+    /// Decides `review` on a blocking thread, never on an async runtime's
+    /// workers (WASI's blocking host calls, as a write to stdout, need
+    /// one): once this plugin has one of its [`PLUGIN_CALLS_IN_FLIGHT_MAX`]
+    /// turns and the host one of its own, both waited for within the
+    /// plugin's deadline.
+    ///
+    /// # Errors
+    /// No free turn in time; as [`AdmissionPolicy::admit`].
+    pub async fn admit_blocking(
+        self: &Arc<Self>,
+        host: &Arc<PluginHost>,
+        review: Review,
+    ) -> Result<Decision, PluginError> {
+        let (deadline, waiting) = (self.limits.deadline, std::time::Instant::now());
+        let Ok(Ok(turn)) = tokio::time::timeout(deadline, self.calls.clone().acquire_owned()).await else {
+            return Err(PluginError::Busy {
+                name: self.name.to_string(),
+                message: format!("its {PLUGIN_CALLS_IN_FLIGHT_MAX} calls in flight did not end within {deadline:?}"),
+            });
+        };
+        let (policy, call_host) = (self.clone(), host.clone());
+        // Both waits together take at most the deadline.
+        let left = deadline.saturating_sub(waiting.elapsed());
+        host.run_blocking(&self.name, left, move || {
+            let _turn = turn;
+            policy.admit(&call_host, &review)
+        })
+        .await
+    }
+
+    /// Decides `review` on the calling thread, in a configured instance,
+    /// outside the bounds of [`AdmissionPolicy::admit_blocking`]: for
+    /// threads that may block (tools, benchmarks, tests).
     ///
     /// # Errors
     /// The call ran past its deadline, trapped, ran out of memory or
@@ -137,7 +184,10 @@ impl AdmissionPolicy {
     pub fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
         let pooled = self.pool.lock().expect("instance pool lock").pop();
         let mut pooled = match pooled {
-            Some(pooled) => pooled,
+            Some(pooled) => {
+                self.idle.give_back(1);
+                pooled
+            }
             None => self.instantiate(host)?,
         };
         pooled.store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
@@ -146,10 +196,7 @@ impl AdmissionPolicy {
         let decision = answer.map_err(|e| call_error(&self.name, &self.limits, e))?;
         pooled.calls += 1;
         if pooled.calls < CALLS_PER_INSTANCE_MAX {
-            let mut pool = self.pool.lock().expect("instance pool lock");
-            if pool.len() < POOLED_INSTANCES_MAX {
-                pool.push(pooled);
-            }
+            self.keep_idle(pooled);
         }
         if !decision.patch.is_empty() && !is_json_array(&decision.patch) {
             return Err(PluginError::MalformedOutput {
@@ -158,6 +205,15 @@ impl AdmissionPolicy {
             });
         }
         Ok(decision)
+    }
+
+    /// Keeps `pooled` for the next call, if this policy and the host have
+    /// room for one more idle instance; drops it otherwise.
+    fn keep_idle(&self, pooled: Pooled) {
+        let mut pool = self.pool.lock().expect("instance pool lock");
+        if pool.len() < PLUGIN_CALLS_IN_FLIGHT_MAX as usize && self.idle.take() {
+            pool.push(pooled);
+        }
     }
 
     /// A fresh, configured instance.

@@ -7,14 +7,18 @@
 //! Instances come from an `InstancePre` (with the pooling allocator); each
 //! plugin keeps a few configured instances for reuse, drops any that traps
 //! or runs past its deadline, and replaces each after a bounded number of
-//! calls.
+//! calls. Calls from async code run on blocking threads, never on the
+//! runtime's workers, under turns: [`CALLS_IN_FLIGHT_MAX`] per node and
+//! [`PLUGIN_CALLS_IN_FLIGHT_MAX`] per plugin; idle instances across plugins
+//! stay within a budget, so that calls in flight always find an instance.
 
 mod admission;
 mod cache;
+mod grants;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -22,6 +26,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
+pub use grants::{Grants, Reserved};
 
 /// How often the engine's epoch advances: the granularity of deadlines. A
 /// call runs at least its deadline and at most two ticks more; each tick
@@ -31,8 +36,26 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of a log line kept; the rest is cut.
 const LOG_LINE_BYTES_MAX: usize = 4096;
 
-/// Instances the pooling allocator keeps ready.
+/// Instances the pooling allocator keeps ready: the most that can exist at
+/// once, across every plugin.
 const POOLED_INSTANCES: u32 = 256;
+
+/// Plugin calls and loads running at once on a node, at most: each holds
+/// one blocking thread and one instance while it runs.
+pub const CALLS_IN_FLIGHT_MAX: u32 = 16;
+
+/// One plugin's calls running at once, at most, so that a plugin that is
+/// slow or under load leaves threads and instances to the others; also
+/// the configured instances one plugin keeps idle.
+pub const PLUGIN_CALLS_IN_FLIGHT_MAX: u32 = 4;
+
+/// Configured instances kept idle for reuse, across every plugin: with the
+/// calls in flight, never more than the pooling allocator holds, so a call
+/// always finds an instance slot.
+const IDLE_INSTANCES_MAX: u32 = POOLED_INSTANCES - CALLS_IN_FLIGHT_MAX;
+
+const _: () = assert!(PLUGIN_CALLS_IN_FLIGHT_MAX < CALLS_IN_FLIGHT_MAX, "one plugin never takes every call slot");
+const _: () = assert!(CALLS_IN_FLIGHT_MAX < POOLED_INSTANCES, "idle instances have room beside the calls");
 
 /// Largest linear memory a pooled instance may grow to.
 const POOLED_MEMORY_BYTES_MAX: usize = 256 << 20;
@@ -56,6 +79,22 @@ pub enum PluginError {
         /// The plugin.
         name: String,
         /// What is wrong.
+        message: String,
+    },
+    /// A grant names what no plugin may reach.
+    #[error("plugin {name} was refused a grant: {message}")]
+    Grant {
+        /// The plugin.
+        name: String,
+        /// Which grant, and why.
+        message: String,
+    },
+    /// The call found no free turn within its deadline.
+    #[error("plugin {name} could not run: {message}")]
+    Busy {
+        /// The plugin.
+        name: String,
+        /// Which bound was reached.
         message: String,
     },
     /// The configuration was refused by the plugin.
@@ -115,19 +154,6 @@ impl Default for Limits {
     fn default() -> Self {
         Self { deadline: Duration::from_millis(100), memory_bytes: 64 << 20, table_elements: 20_000 }
     }
-}
-
-/// What a plugin may reach beyond its own memory; nothing by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// Environment variables the plugin sees, as (name, value).
-    pub environment: Vec<(String, String)>,
-    /// Host directories the plugin may read, each as (host path, path the
-    /// plugin sees), read-only.
-    pub directories: Vec<(PathBuf, String)>,
-    /// Addresses the plugin may open TCP connections to; no other socket
-    /// use is ever allowed.
-    pub tcp_connect: Vec<std::net::SocketAddr>,
 }
 
 /// The per-call state of an instance: WASI with only what was granted, the
@@ -207,6 +233,32 @@ pub struct PluginHost {
     engine: Engine,
     cache: cache::ComponentCache,
     ticking: Arc<AtomicBool>,
+    reserved: Reserved,
+    calls: Arc<tokio::sync::Semaphore>,
+    idle_instances: Arc<IdleInstances>,
+}
+
+/// The count of configured instances kept idle across every plugin,
+/// bounded by [`IDLE_INSTANCES_MAX`].
+#[derive(Debug, Default)]
+pub(crate) struct IdleInstances(AtomicU32);
+
+impl IdleInstances {
+    /// Takes a place for one more idle instance; false when none is left.
+    fn take(&self) -> bool {
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < IDLE_INSTANCES_MAX).then_some(n + 1)).is_ok()
+    }
+
+    /// Gives back the places of `count` instances no longer idle.
+    fn give_back(&self, count: u32) {
+        let before = self.0.fetch_sub(count, Ordering::AcqRel);
+        assert!(before >= count, "gave back {count} idle instances of {before}");
+    }
+
+    /// The instances idle now.
+    fn count(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for PluginHost {
@@ -251,7 +303,59 @@ impl PluginHost {
                 }
             })
             .map_err(|e| PluginError::Invalid { name: "(engine)".into(), message: format!("epoch thread: {e}") })?;
-        Ok(Self { cache: cache::ComponentCache::new(cache_dir, &engine), engine, ticking })
+        Ok(Self {
+            cache: cache::ComponentCache::new(cache_dir, &engine),
+            engine,
+            ticking,
+            reserved: Reserved::default(),
+            calls: Arc::new(tokio::sync::Semaphore::new(CALLS_IN_FLIGHT_MAX as usize)),
+            idle_instances: Arc::default(),
+        })
+    }
+
+    /// Runs `work` (a plugin call or load) on a blocking thread of the
+    /// current tokio runtime, never on its async workers, once one of the
+    /// node's [`CALLS_IN_FLIGHT_MAX`] turns is free; waits for a turn at
+    /// most `wait`. The turn is held until `work` returns, even when the
+    /// caller stops waiting for it.
+    ///
+    /// # Errors
+    /// No turn within `wait`; what `work` returns.
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        plugin: &str,
+        wait: Duration,
+        work: impl FnOnce() -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let turn = match tokio::time::timeout(wait, self.calls.clone().acquire_owned()).await {
+            Ok(Ok(turn)) => turn,
+            _ => {
+                return Err(PluginError::Busy {
+                    name: plugin.to_owned(),
+                    message: format!(
+                        "all {CALLS_IN_FLIGHT_MAX} of the node's plugin calls were in flight for {wait:?}"
+                    ),
+                });
+            }
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work()
+        });
+        done.await
+            .map_err(|e| PluginError::Trap { name: plugin.to_owned(), message: format!("its thread failed: {e}") })?
+    }
+
+    /// Configured instances kept idle now, across every plugin.
+    pub fn idle_instances(&self) -> u32 {
+        self.idle_instances.count()
+    }
+
+    /// The host, refusing every grant that names what `reserved` holds.
+    #[must_use]
+    pub fn with_reserved(mut self, reserved: Reserved) -> Self {
+        self.reserved = reserved;
+        self
     }
 
     /// The component `bytes`, checked against `digest` (hex BLAKE3) and

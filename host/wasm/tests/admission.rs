@@ -137,9 +137,10 @@ fn plugins_reach_only_what_they_are_granted() {
     let review = pod_review("{}", Operation::Create);
     let closed = load(&host, "misbehaving", config, Limits::default()).expect("loads");
     let warnings = closed.admit(&host, &review).expect("decides").warnings;
-    assert_eq!(warnings[0], "environment: no variable");
-    assert!(warnings[1].starts_with("file: no file"), "{warnings:?}");
-    assert!(warnings[2].starts_with("network: no connection"), "{warnings:?}");
+    assert_eq!(warnings[0], "stdout: written");
+    assert_eq!(warnings[1], "environment: no variable");
+    assert!(warnings[2].starts_with("file: no file"), "{warnings:?}");
+    assert!(warnings[3].starts_with("network: no connection"), "{warnings:?}");
 
     let dir = tempfile::tempdir().expect("granted directory");
     std::fs::write(dir.path().join("greeting.txt"), "hello from the host\n").expect("file");
@@ -159,5 +160,5 @@ fn plugins_reach_only_what_they_are_granted() {
     )
     .expect("loads");
     let warnings = open.admit(&host, &review).expect("decides").warnings;
-    assert_eq!(warnings, ["environment: hi", "file: hello from the host", "network: connected"]);
+    assert_eq!(warnings, ["stdout: written", "environment: hi", "file: hello from the host", "network: connected"]);
 }

@@ -69,19 +69,12 @@ pub struct KubeApi {
 }
 
 impl KubeApi {
-    /// An API server over `node`, accepting `admin_token`, keeping
-    /// precompiled plugins in `plugin_cache`.
-    ///
-    /// # Errors
-    /// The plugin engine could not be set up.
-    pub fn new(
-        node: Node,
-        admin_token: String,
-        plugin_cache: Option<std::path::PathBuf>,
-    ) -> Result<Self, engenho_wasm::PluginError> {
+    /// An API server over `node`, accepting `admin_token`, running its
+    /// plugins in `plugin_host`.
+    pub fn new(node: Node, admin_token: String, plugin_host: engenho_wasm::PluginHost) -> Self {
         let registry = SharedRegistry::default();
         let state = ApiState {
-            plugin_host: Arc::new(engenho_wasm::PluginHost::new(plugin_cache)?),
+            plugin_host: Arc::new(plugin_host),
             plugins: Arc::default(),
             authorizer: rbac::Authorizer::new(node.store().clone(), &registry.current()),
             registry,
@@ -91,7 +84,7 @@ impl KubeApi {
             watch_events: Arc::default(),
             openapi: std::sync::Mutex::new(None),
         };
-        Ok(Self { state: Arc::new(state) })
+        Self { state: Arc::new(state) }
     }
 
     /// Creates what every cluster has from its first start and does not
@@ -121,6 +114,7 @@ impl KubeApi {
         }
         let definitions = registry.find_plural("apiextensions.k8s.io", "customresourcedefinitions").expect("built in");
         defaults.push((definitions, plugins::definition()));
+        defaults.push((definitions, plugins::signer_definition()));
         for (t, object) in defaults {
             let mut attempt = 1;
             loop {
@@ -146,38 +140,13 @@ impl KubeApi {
     }
 
     /// Installs the built-in admission policies that are not installed
-    /// yet, signed by `signer`, whose public key becomes trusted if no
-    /// signers are configured yet.
+    /// yet, signed by `signer`, whose public key becomes the first trusted
+    /// signer when the cluster is new.
     ///
     /// # Errors
     /// The store refused the writes.
     pub async fn install_built_in_plugins(&self, signer: &plugins::SigningKey) -> Result<(), ApiError> {
-        let registry = self.state.registry();
-        let configmaps = registry.find("", "v1", "configmaps").expect("configmaps are built in");
-        let signers = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": plugins::SIGNERS_CONFIGMAP, "namespace": "kube-system"},
-            "data": {"bootstrap": signer.public_base64()},
-        });
-        let mut defaults = vec![(configmaps.clone(), Some("kube-system"), signers)];
-        let plugin_type =
-            registry.find_plural(plugins::GROUP, "plugins").expect("the Plugin kind is installed").clone();
-        for (name, mut spec) in plugins::built_in_policies() {
-            let bytes = engenho_plugin_artifacts::plugin(name).expect("built-in policies are built");
-            let digest = plugins::store_component(&self.state.objects, bytes).await?;
-            spec["signature"] = json!(signer.sign(name, plugins::ADMISSION_WORLD, &digest));
-            spec["digest"] = json!(digest);
-            let plugin = json!({"apiVersion": "engenho.io/v1alpha1", "kind": "Plugin", "metadata": {"name": name}, "spec": spec});
-            defaults.push((plugin_type.clone(), None, plugin));
-        }
-        for (t, namespace, object) in defaults {
-            match self.state.objects.create(&t, namespace, object, &WriteOptions::default()).await {
-                Ok(_) | Err(ApiError { reason: "AlreadyExists", .. }) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
+        plugins::install_built_ins(&self.state.objects, &self.state.registry(), signer).await
     }
 
     /// Loads the admission policies of the Plugin objects now, so that no

@@ -8,13 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use engenho_store::{KeyRange, Watcher};
-use engenho_wasm::{AdmissionPolicy, Grants, Limits, PluginHost, digest_of};
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use engenho_wasm::{AdmissionPolicy, Decision, Grants, Limits, PluginHost, Review, digest_of};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+mod trust;
+
+use trust::TrustRoot;
+pub use trust::{BOOTSTRAP_SIGNER, SIGNERS_PLURAL, SigningKey, definition as signer_definition};
 
 use super::objects::ObjectStore;
 use super::resources::{Registry, SharedRegistry};
@@ -39,75 +41,60 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// Largest component accepted.
 pub const COMPONENT_BYTES_MAX: usize = 3 * 1024 * 1024;
 
-/// The ConfigMap (in kube-system) whose values are the trusted signers'
-/// Ed25519 public keys, base64.
-pub const SIGNERS_CONFIGMAP: &str = "engenho-plugin-signers";
+/// Longest a load waits for one of the host's turns to run plugin code.
+const LOAD_TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// How often plugins are looked at again without a change.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The message a plugin signature signs.
-pub fn signed_message(name: &str, world: &str, digest: &str) -> Vec<u8> {
-    format!("engenho-plugin-v1\n{name}\n{world}\n{digest}").into_bytes()
+/// The first line of every message a plugin signature signs: the version
+/// of the signed terms.
+const SIGNED_TERMS_VERSION: &str = "engenho-plugin-v2";
+
+/// What a plugin's signature covers: everything that gives it power. The
+/// configuration is left out on purpose: it only parameterises the signed
+/// code, and changes without a new signature.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedTerms<'a> {
+    name: &'a str,
+    world: &'a str,
+    digest: &'a str,
+    mutating: bool,
+    limits: &'a PluginLimits,
+    grants: &'a PluginGrants,
 }
 
-/// A plugin signing key (Ed25519), kept as base64 PKCS #8 text.
-pub struct SigningKey {
-    pair: Ed25519KeyPair,
+impl PluginSpec {
+    /// The message a signature of Plugin `name` with this spec signs:
+    /// the terms as JSON (struct fields in order, maps sorted), so that
+    /// signer and host derive the same bytes.
+    fn signed_message(&self, name: &str) -> Vec<u8> {
+        let terms = SignedTerms {
+            name,
+            world: &self.world,
+            digest: &self.digest,
+            mutating: self.admission.mutating,
+            limits: &self.limits,
+            grants: &self.grants,
+        };
+        let mut message = format!("{SIGNED_TERMS_VERSION}\n").into_bytes();
+        // Serializing plain strings, numbers and maps of strings cannot fail.
+        message.extend(serde_json::to_vec(&terms).unwrap_or_default());
+        message
+    }
 }
 
 impl SigningKey {
-    /// A new key, as the text of its file.
+    /// The base64 signature of Plugin `name` with `spec` (its `spec`
+    /// field, as it will be stored): over its name, world, digest,
+    /// mutating flag, limits and grants.
     ///
     /// # Errors
-    /// The system's random source failed.
-    pub fn generate() -> Result<String, String> {
-        let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|e| e.to_string())?;
-        Ok(format!("{}\n", STANDARD.encode(document.as_ref())))
-    }
-
-    /// The key in a key file's `text`.
-    ///
-    /// # Errors
-    /// Text that is not a base64 Ed25519 PKCS #8 key.
-    pub fn from_text(text: &str) -> Result<Self, String> {
-        let der = STANDARD.decode(text.trim()).map_err(|_| "the key file is not base64".to_owned())?;
-        let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|e| format!("not an Ed25519 key: {e}"))?;
-        Ok(Self { pair })
-    }
-
-    /// The key at `path`, made there (readable by its owner only) if absent.
-    ///
-    /// # Errors
-    /// Unreadable or unwritable files; a file that holds no key.
-    pub fn load_or_create(path: &std::path::Path) -> Result<Self, String> {
-        let shown = path.display();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_text(&text).map_err(|e| format!("{shown}: {e}")),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let text = Self::generate()?;
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-                }
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|e| format!("{shown}: {e}"))?;
-                std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| format!("{shown}: {e}"))?;
-                Self::from_text(&text)
-            }
-            Err(error) => Err(format!("{shown}: {error}")),
-        }
-    }
-
-    /// The public key, base64: what the signers ConfigMap holds.
-    pub fn public_base64(&self) -> String {
-        STANDARD.encode(self.pair.public_key().as_ref())
-    }
-
-    /// The base64 signature of plugin `name` of `world` with `digest`.
-    pub fn sign(&self, name: &str, world: &str, digest: &str) -> String {
-        STANDARD.encode(self.pair.sign(&signed_message(name, world, digest)))
+    /// A spec that is not shaped as a Plugin's.
+    pub fn sign_plugin(&self, name: &str, spec: &Value) -> Result<String, String> {
+        let spec: PluginSpec = serde_json::from_value(spec.clone()).map_err(|e| format!("not a Plugin's spec: {e}"))?;
+        Ok(self.sign_message(&spec.signed_message(name)))
     }
 }
 
@@ -151,6 +138,36 @@ pub fn built_in_policies() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Makes `signer` the first trusted signer of a new cluster, and installs
+/// the built-in admission policies that are not installed yet, signed by
+/// it.
+///
+/// # Errors
+/// The store refused the writes.
+pub async fn install_built_ins(
+    objects: &ObjectStore,
+    registry: &Registry,
+    signer: &SigningKey,
+) -> Result<(), ApiError> {
+    trust::bootstrap(objects, registry, signer).await?;
+    let plugin_type =
+        registry.find_plural(GROUP, "plugins").ok_or_else(|| ApiError::internal("the Plugin kind is not installed"))?;
+    for (name, mut spec) in built_in_policies() {
+        let bytes = engenho_plugin_artifacts::plugin(name)
+            .ok_or_else(|| ApiError::internal(format!("the built-in policy {name} was not built")))?;
+        let digest = store_component(objects, bytes).await?;
+        spec["digest"] = json!(digest);
+        spec["signature"] = json!(signer.sign_plugin(name, &spec).map_err(ApiError::internal)?);
+        let plugin =
+            json!({"apiVersion": "engenho.io/v1alpha1", "kind": "Plugin", "metadata": {"name": name}, "spec": spec});
+        match objects.create(plugin_type, None, plugin, &super::objects::WriteOptions::default()).await {
+            Ok(_) | Err(ApiError { reason: "AlreadyExists", .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
 /// The CustomResourceDefinition of `Plugin`.
 pub fn definition() -> Value {
     let admission = json!({"type": "object", "properties": {
@@ -172,7 +189,8 @@ pub fn definition() -> Value {
             "description": "The WIT world the component implements."},
         "digest": {"type": "string", "description": "Hex BLAKE3 digest of the component."},
         "signature": {"type": "string",
-            "description": "Base64 Ed25519 signature over (name, world, digest) by a trusted signer."},
+            "description": "Base64 Ed25519 signature by a trusted signer over the name, world, digest, \
+                mutating flag, limits and grants (not the configuration)."},
         "config": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
             "description": "The plugin's configuration, given to it as JSON."},
         "failurePolicy": {"type": "string", "enum": ["Fail", "Ignore"],
@@ -281,8 +299,15 @@ struct PluginSpec {
     admission: AdmissionSpec,
 }
 
+impl PluginSpec {
+    /// Whether a failed call refuses the request.
+    fn fails_closed(&self) -> bool {
+        self.failure_policy.as_deref() != Some("Ignore")
+    }
+}
+
 /// What a plugin may reach: nothing unless granted.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", default)]
 struct PluginGrants {
     environment: BTreeMap<String, String>,
@@ -290,14 +315,14 @@ struct PluginGrants {
     tcp_connect: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", default)]
 struct GrantedDirectory {
     host_path: String,
     path: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", default)]
 struct PluginLimits {
     deadline_millis: Option<u64>,
@@ -338,12 +363,21 @@ struct Selector {
     match_labels: BTreeMap<String, String>,
 }
 
+/// What runs for an active admission policy.
+enum Runner {
+    /// The loaded component.
+    Loaded(Arc<AdmissionPolicy>),
+    /// No component: every call fails with this reason. A policy that
+    /// fails closed runs so while its signature cannot be checked.
+    Refusing(String),
+}
+
 /// One active admission policy.
 pub struct ActivePolicy {
     /// The Plugin object's name.
     pub name: String,
     spec: PluginSpec,
-    policy: AdmissionPolicy,
+    runner: Runner,
 }
 
 impl ActivePolicy {
@@ -354,7 +388,7 @@ impl ActivePolicy {
 
     /// Whether a failed call refuses the request.
     pub fn fails_closed(&self) -> bool {
-        self.spec.failure_policy.as_deref() != Some("Ignore")
+        self.spec.fails_closed()
     }
 
     /// Whether the policy sees `operation` on `resource` of `group`.
@@ -376,9 +410,19 @@ impl ActivePolicy {
         self.spec.admission.namespace_selector.as_ref().is_some_and(|s| !s.match_labels.is_empty())
     }
 
-    /// The loaded component.
-    pub fn policy(&self) -> &AdmissionPolicy {
-        &self.policy
+    /// Decides `review`, off the async runtime's workers.
+    ///
+    /// # Errors
+    /// The call failed, or no component can run (the reason).
+    pub async fn admit(&self, host: &Arc<PluginHost>, review: Review) -> Result<Decision, String> {
+        match &self.runner {
+            Runner::Loaded(policy) => policy.admit_blocking(host, review).await.map_err(|e| e.to_string()),
+            Runner::Refusing(reason) => Err(reason.clone()),
+        }
+    }
+
+    fn is_loaded(&self) -> bool {
+        matches!(self.runner, Runner::Loaded(_))
     }
 }
 
@@ -402,6 +446,9 @@ impl ActivePolicies {
         *self.current.write().expect("active policies lock") = Arc::new(policies);
     }
 }
+
+/// A status condition: status, reason, message.
+type Condition = (&'static str, &'static str, String);
 
 /// Keeps an API server's admission policies current with the `Plugin`
 /// objects, the stored components and the trusted signers.
@@ -434,8 +481,7 @@ impl PluginController {
             let watch = |range: KeyRange| Watcher::new(self.objects.store(), range, revision + 1);
             let mut plugins = watch(KeyRange::prefix(PLUGINS_PREFIX));
             let mut components = watch(KeyRange::prefix(COMPONENTS_PREFIX));
-            let mut signers =
-                watch(KeyRange::single(format!("/registry/core/configmaps/kube-system/{SIGNERS_CONFIGMAP}")));
+            let mut signers = watch(KeyRange::prefix(trust::SIGNERS_PREFIX));
             let mut resync = tokio::time::interval(RESYNC_INTERVAL);
             resync.tick().await;
             loop {
@@ -454,13 +500,14 @@ impl PluginController {
         }
     }
 
-    /// Loads every Plugin that changed; keeps those that did not; reports
-    /// each one's state on its status (the leader writes it).
+    /// Loads every Plugin that changed; keeps those that did not and still
+    /// verify against the trusted signers; reports each one's state on its
+    /// status (the leader writes it).
     pub async fn reconcile(&self) {
         let registry = self.registry.current();
         let Some(plugins_type) = registry.find_plural(GROUP, "plugins").cloned() else { return };
         let Ok(listed) = self.objects.list_at(&plugins_type, None, 0) else { return };
-        let signers = self.trusted_signers(&registry);
+        let trust = TrustRoot::read(&self.objects, &registry);
         let previous = self.active.current();
         let mut next = Vec::new();
         for object in &listed.items {
@@ -470,25 +517,8 @@ impl PluginController {
             if spec.world != ADMISSION_WORLD {
                 continue;
             }
-            let unchanged = previous.iter().find(|p| p.name == name && p.spec == spec);
-            let outcome = match unchanged {
-                Some(active) => Ok(active.clone()),
-                None => self.load(&name, &spec, &signers).map(Arc::new),
-            };
-            let condition = match &outcome {
-                Ok(active) => {
-                    next.push(active.clone());
-                    ("True", "Active", format!("component {} is active", spec.digest))
-                }
-                Err(error) => {
-                    tracing::warn!(plugin = name, %error, "a plugin was refused");
-                    // A refused update leaves the version before it running.
-                    if let Some(before) = previous.iter().find(|p| p.name == name) {
-                        next.push(before.clone());
-                    }
-                    ("False", "Refused", error.clone())
-                }
-            };
+            let (running, condition) = self.settle(&name, &spec, &trust, &previous).await;
+            next.extend(running);
             if self.objects.is_leader() {
                 self.report(&plugins_type, object, &spec, condition).await;
             }
@@ -500,7 +530,62 @@ impl PluginController {
         }
     }
 
-    fn load(&self, name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<ActivePolicy, String> {
+    /// What runs for Plugin `name` with `spec` under `trust`, and the
+    /// condition for its status.
+    async fn settle(
+        &self,
+        name: &str,
+        spec: &PluginSpec,
+        trust: &TrustRoot,
+        previous: &[Arc<ActivePolicy>],
+    ) -> (Option<Arc<ActivePolicy>>, Condition) {
+        let signers = match trust {
+            TrustRoot::Known(signers) => signers,
+            TrustRoot::Unknown(reason) => return Self::untrusted(name, spec, reason, previous),
+        };
+        let before = previous.iter().find(|p| p.name == name && p.is_loaded());
+        let outcome = match before {
+            Some(active) if active.spec == *spec => verify_signature(name, spec, signers).map(|()| active.clone()),
+            _ => self.load(name, spec, signers).await.map(Arc::new),
+        };
+        match outcome {
+            Ok(active) => (Some(active), ("True", "Active", format!("component {} is active", spec.digest))),
+            Err(error) => {
+                tracing::warn!(plugin = name, %error, "a plugin was refused");
+                // A refused update leaves the version before it running,
+                // as long as its own signature still verifies.
+                let kept =
+                    before.filter(|b| b.spec != *spec && verify_signature(name, &b.spec, signers).is_ok()).cloned();
+                (kept, ("False", "Refused", error))
+            }
+        }
+    }
+
+    /// While the trusted signers are missing or unreadable, a policy that
+    /// fails closed refuses the requests it matches (reusing its refusing
+    /// entry when nothing changed); one that fails open does not run.
+    fn untrusted(
+        name: &str,
+        spec: &PluginSpec,
+        reason: &str,
+        previous: &[Arc<ActivePolicy>],
+    ) -> (Option<Arc<ActivePolicy>>, Condition) {
+        let message = format!("the trusted plugin signers cannot be read: {reason}");
+        tracing::warn!(plugin = name, message, "a plugin cannot be verified");
+        if !spec.fails_closed() {
+            return (None, ("False", "SignersUnreadable", format!("{message}; not run (failurePolicy Ignore)")));
+        }
+        let condition = ("False", "SignersUnreadable", format!("{message}; the requests it matches are refused"));
+        let same = previous
+            .iter()
+            .find(|p| p.name == name && p.spec == *spec && matches!(&p.runner, Runner::Refusing(m) if *m == message));
+        let refusing = same.cloned().unwrap_or_else(|| {
+            Arc::new(ActivePolicy { name: name.to_owned(), spec: spec.clone(), runner: Runner::Refusing(message) })
+        });
+        (Some(refusing), condition)
+    }
+
+    async fn load(&self, name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<ActivePolicy, String> {
         verify_signature(name, spec, signers)?;
         let bytes = load_component(&self.objects, &spec.digest)
             .map_err(|e| e.message)?
@@ -523,20 +608,13 @@ impl PluginController {
             directories: spec.grants.directories.iter().map(|d| (d.host_path.clone().into(), d.path.clone())).collect(),
             tcp_connect,
         };
-        let policy = AdmissionPolicy::load_with_grants(&self.host, name, &spec.digest, &bytes, &config, limits, grants)
-            .map_err(|e| e.to_string())?;
+        // Compiling and configuring run plugin code: on a blocking thread.
+        let (host, plugin, digest) = (self.host.clone(), name.to_owned(), spec.digest.clone());
+        let loading =
+            move || AdmissionPolicy::load_with_grants(&host, &plugin, &digest, &bytes, &config, limits, grants);
+        let policy = self.host.run_blocking(name, LOAD_TURN_WAIT, loading).await.map_err(|e| e.to_string())?;
         tracing::info!(plugin = name, digest = spec.digest, "admission policy active");
-        Ok(ActivePolicy { name: name.to_owned(), spec: spec.clone(), policy })
-    }
-
-    /// The trusted signers' public keys, from the signers ConfigMap.
-    fn trusted_signers(&self, registry: &Registry) -> Vec<Vec<u8>> {
-        let Some(configmaps) = registry.find("", "v1", "configmaps") else { return Vec::new() };
-        let Ok(Some(configmap)) = self.objects.get_local(configmaps, Some("kube-system"), SIGNERS_CONFIGMAP) else {
-            return Vec::new();
-        };
-        let data = configmap.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
-        data.values().filter_map(Value::as_str).filter_map(|key| STANDARD.decode(key.trim()).ok()).collect()
+        Ok(ActivePolicy { name: name.to_owned(), spec: spec.clone(), runner: Runner::Loaded(Arc::new(policy)) })
     }
 
     async fn report(
@@ -544,7 +622,7 @@ impl PluginController {
         plugins_type: &super::resources::ResourceType,
         object: &Value,
         spec: &PluginSpec,
-        (status, reason, message): (&str, &str, String),
+        (status, reason, message): Condition,
     ) {
         let current = object.pointer("/status/conditions/0");
         let same = current.is_some_and(|c| {
@@ -576,50 +654,56 @@ impl PluginController {
 
 /// Checks a Plugin's signature against the trusted signers.
 fn verify_signature(name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<(), String> {
-    if spec.signature.is_empty() {
-        return Err("the plugin is not signed".into());
-    }
-    if signers.is_empty() {
-        return Err(format!("no trusted signers: put their public keys in ConfigMap kube-system/{SIGNERS_CONFIGMAP}"));
-    }
-    let signature = STANDARD.decode(spec.signature.trim()).map_err(|_| "the signature is not base64".to_owned())?;
-    let message = signed_message(name, &spec.world, &spec.digest);
-    let trusted = signers.iter().any(|key| UnparsedPublicKey::new(&ED25519, key).verify(&message, &signature).is_ok());
-    if trusted {
-        Ok(())
-    } else {
-        Err(format!(
-            "the signature over ({name}, {}, {}) does not verify against any trusted signer",
-            spec.world, spec.digest
-        ))
-    }
+    let what = format!("the name, world, digest, mutating flag, limits and grants of {name}");
+    trust::verify(&spec.signature, &spec.signed_message(name), signers, &what)
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
+    /// Goal: a signature binds everything that gives a plugin power, and
+    /// not its configuration. Method: sign one spec, then change each
+    /// field in turn and verify the old signature against the change.
     #[test]
-    fn signatures_bind_name_world_and_digest() {
-        let random = ring::rand::SystemRandom::new();
-        let key =
-            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&random).expect("key").as_ref()).expect("key");
-        let public = key.public_key().as_ref().to_vec();
-        let sign = |name: &str, digest: &str| STANDARD.encode(key.sign(&signed_message(name, ADMISSION_WORLD, digest)));
-        let spec = |signature: String| PluginSpec {
-            world: ADMISSION_WORLD.into(),
-            digest: "abc".into(),
-            signature,
-            ..PluginSpec::default()
+    fn signatures_bind_everything_that_gives_power() {
+        let key = SigningKey::from_text(&SigningKey::generate().expect("key")).expect("key");
+        let public = vec![STANDARD.decode(key.public_base64()).expect("base64")];
+        let signed = json!({"world": ADMISSION_WORLD, "digest": "abc", "config": {"a": 1},
+            "limits": {"deadlineMillis": 100}, "grants": {"environment": {"A": "1"}, "tcpConnect": ["127.0.0.1:80"]},
+            "admission": {"mutating": false}});
+        let signature = key.sign_plugin("p", &signed).expect("signed");
+        let verify = |name: &str, spec: &Value| {
+            let mut spec: PluginSpec = serde_json::from_value(spec.clone()).expect("spec");
+            spec.signature = signature.clone();
+            verify_signature(name, &spec, &public)
         };
-        assert!(verify_signature("p", &spec(sign("p", "abc")), std::slice::from_ref(&public)).is_ok());
-        assert!(verify_signature("q", &spec(sign("p", "abc")), std::slice::from_ref(&public)).is_err(), "another name");
-        assert!(
-            verify_signature("p", &spec(sign("p", "abd")), std::slice::from_ref(&public)).is_err(),
-            "another digest"
-        );
-        assert!(verify_signature("p", &spec(String::new()), &[public]).expect_err("unsigned").contains("not signed"));
-        assert!(verify_signature("p", &spec(sign("p", "abc")), &[]).expect_err("no signers").contains("no trusted"));
+        assert!(verify("p", &signed).is_ok());
+        let mut configured = signed.clone();
+        configured["config"] = json!({"a": 2});
+        assert!(verify("p", &configured).is_ok(), "the configuration is not signed");
+        assert!(verify("q", &signed).is_err(), "another name");
+        let changes = [
+            ("/digest", json!("abd")),
+            ("/limits/deadlineMillis", json!(10_000)),
+            ("/grants/environment/A", json!("2")),
+            ("/grants/tcpConnect/0", json!("127.0.0.1:2379")),
+            ("/admission/mutating", json!(true)),
+        ];
+        for (pointer, value) in changes {
+            let mut changed = signed.clone();
+            *changed.pointer_mut(pointer).expect("field") = value;
+            let refused = verify("p", &changed).expect_err(pointer);
+            assert!(refused.contains("does not verify against any trusted signer"), "{refused}");
+        }
+        let mut granted = signed.clone();
+        granted["grants"]["directories"] = json!([{"hostPath": "/srv", "path": "/data"}]);
+        assert!(verify("p", &granted).is_err(), "a new directory");
+        let unsigned = PluginSpec { world: ADMISSION_WORLD.into(), ..PluginSpec::default() };
+        assert!(verify_signature("p", &unsigned, &public).expect_err("unsigned").contains("not signed"));
     }
 
     #[test]

@@ -17,6 +17,14 @@ fn signer(node: &EngenhoNode) -> SigningKey {
     SigningKey::load_or_create(&node.dir.join("pki").join("plugin-signer.key")).expect("the bootstrap signer")
 }
 
+/// The Plugin in `text` (JSON) with its spec signed by `key`.
+pub fn signed(key: &SigningKey, text: &str) -> String {
+    let mut plugin: serde_json::Value = serde_json::from_str(text).expect("a Plugin as JSON");
+    let name = plugin["metadata"]["name"].as_str().expect("a name").to_owned();
+    plugin["spec"]["signature"] = key.sign_plugin(&name, &plugin["spec"]).expect("a Plugin's spec").into();
+    plugin.to_string()
+}
+
 #[test]
 fn built_in_policies_refuse_mutate_and_follow_their_configuration() {
     let root = tempfile::tempdir().expect("temporary directory");
@@ -96,16 +104,15 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
     );
     assert!(wrong.contains("not to the digest 0000"), "{wrong}");
 
-    let plugin = |name: &str, signature: &str| {
+    let plugin = |name: &str| {
         format!(
             r#"{{"apiVersion": "engenho.io/v1alpha1", "kind": "Plugin", "metadata": {{"name": "{name}"}},
-            "spec": {{"world": "admission-policy", "digest": "{digest}", "signature": "{signature}", "config": {{"mode": "loop"}},
+            "spec": {{"world": "admission-policy", "digest": "{digest}", "config": {{"mode": "loop"}},
             "admission": {{"rules": [{{"apiGroups": [""], "resources": ["secrets"], "operations": ["CREATE"]}}]}}}}}}"#
         )
     };
     let stranger = SigningKey::from_text(&SigningKey::generate().expect("key")).expect("key");
-    kubectl
-        .ok_with(&["apply", "-f", "-"], Some(&plugin("forged", &stranger.sign("forged", "admission-policy", &digest))));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&signed(&stranger, &plugin("forged"))));
     let status = || {
         kubectl.ok(&[
             "get",
@@ -119,9 +126,9 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
     assert!(status().contains("does not verify against any trusted signer"), "{}", status());
     kubectl.ok(&["create", "secret", "generic", "s1", "--from-literal=a=b"]);
 
-    let warner = plugin("warner", &signer(&node).sign("warner", "admission-policy", &digest))
-        .replace(r#""mode": "loop""#, r#""mode": "warn""#)
-        .replace(r#""secrets""#, r#""configmaps""#);
+    let warner =
+        plugin("warner").replace(r#""mode": "loop""#, r#""mode": "warn""#).replace(r#""secrets""#, r#""configmaps""#);
+    let warner = signed(&signer(&node), &warner);
     kubectl.ok_with(&["apply", "-f", "-"], Some(&warner));
     wait_for("the warning plugin to be active", Duration::from_secs(20), || {
         kubectl.ok(&["get", "plugin", "warner", "-o", "jsonpath={.status.conditions[0].status}"]) == "True"
@@ -138,9 +145,10 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
         "plugin log lines reach the node's log, tagged: {log}"
     );
 
-    let reacher = plugin("reacher", &signer(&node).sign("reacher", "admission-policy", &digest))
+    let reacher = plugin("reacher")
         .replace(r#""mode": "loop"}"#, r#""mode": "reach"}, "grants": {"environment": {"GREETING": "hi"}}"#)
         .replace(r#""secrets""#, r#""services""#);
+    let reacher = signed(&signer(&node), &reacher);
     kubectl.ok_with(&["apply", "-f", "-"], Some(&reacher));
     wait_for("the granted plugin to be active", Duration::from_secs(20), || {
         kubectl.ok(&["get", "plugin", "reacher", "-o", "jsonpath={.status.conditions[0].status}"]) == "True"
@@ -152,8 +160,9 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
         "granted the environment, not the filesystem: {stderr}"
     );
 
-    let genuine = signer(&node).sign("looping", "admission-policy", &digest);
-    kubectl.ok_with(&["apply", "-f", "-"], Some(&plugin("looping", &genuine)));
+    let looping: serde_json::Value = serde_json::from_str(&plugin("looping")).expect("JSON");
+    let genuine = signer(&node).sign_plugin("looping", &looping["spec"]).expect("signed");
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&signed(&signer(&node), &plugin("looping"))));
     wait_for("the signed plugin to be active", Duration::from_secs(20), || {
         kubectl.ok(&["get", "plugin", "looping", "-o", "jsonpath={.status.conditions[0].status}"]) == "True"
     });
@@ -164,7 +173,7 @@ fn unsigned_and_mis_signed_plugins_are_refused_on_their_status() {
     );
     let tampered = format!(
         r#"{{"spec": {{"failurePolicy": "Ignore", "signature": "{}"}}}}"#,
-        stranger.sign("looping", "admission-policy", &digest)
+        stranger.sign_plugin("looping", &looping["spec"]).expect("signed")
     );
     kubectl.ok(&["patch", "plugin", "looping", "--type=merge", "-p", &tampered]);
     let looping = || kubectl.ok(&["get", "plugin", "looping", "-o", "jsonpath={.status.conditions[0].status}"]);
@@ -304,8 +313,12 @@ fn an_author_scaffolds_builds_signs_and_pushes_a_policy() {
     assert!(engenho(&["plugin", "inspect", component]).contains("world:  admission-policy"));
 
     let public = engenho(&["plugin", "keygen", "--out", "author.key"]);
-    let patch = format!(r#"{{"data": {{"author": "{}"}}}}"#, public.trim());
-    kubectl.ok(&["patch", "configmap", "engenho-plugin-signers", "-n", "kube-system", "--type=merge", "-p", &patch]);
+    let signer = format!(
+        r#"{{"apiVersion": "engenho.io/v1alpha1", "kind": "PluginSigner", "metadata": {{"name": "author"}},
+            "spec": {{"publicKey": "{}"}}}}"#,
+        public.trim()
+    );
+    kubectl.ok_with(&["create", "-f", "-"], Some(&signer));
     let pushed = engenho(&[
         "plugin",
         "push",

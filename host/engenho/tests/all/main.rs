@@ -12,5 +12,8 @@ mod grpc;
 mod kube_rs;
 mod kubectl;
 mod peer_port;
+mod plugin_calls;
+mod plugin_powers;
+mod plugin_trust;
 mod refusals;
 mod support;

@@ -7,9 +7,12 @@
 //! - `trap`: traps at once;
 //! - `bad-patch`: allows with a patch that is not JSON;
 //! - `warn`: allows with a warning for the client, and logs it;
-//! - `reach`: allows, warning what it could reach: the environment variable
-//!   `GREETING`, the file `/data/greeting.txt`, and a TCP connection to the
-//!   address in the configuration's `peer`.
+//! - `slow`: sleeps the configuration's `millis` (default 100; a blocking
+//!   host call), then allows;
+//! - `reach`: writes a line to stdout, then allows, warning what it could
+//!   reach: the environment variable `GREETING`, the file
+//!   `/data/greeting.txt`, and a TCP connection to the address in the
+//!   configuration's `peer`.
 
 use std::cell::RefCell;
 
@@ -25,6 +28,7 @@ use exports::engenho::plugins::policy::Guest;
 thread_local! {
     static MODE: RefCell<String> = const { RefCell::new(String::new()) };
     static PEER: RefCell<String> = const { RefCell::new(String::new()) };
+    static MILLIS: RefCell<u64> = const { RefCell::new(100) };
 }
 
 struct Misbehaving;
@@ -33,11 +37,17 @@ impl Guest for Misbehaving {
     fn configure(config: String) -> Result<(), String> {
         let mode =
             config.split_once("\"mode\"").and_then(|(_, rest)| rest.split('"').nth(1)).unwrap_or_default().to_owned();
-        if !["allow", "loop", "bomb", "trap", "bad-patch", "warn", "reach"].contains(&mode.as_str()) {
+        if !["allow", "loop", "bomb", "trap", "bad-patch", "warn", "reach", "slow"].contains(&mode.as_str()) {
             return Err(format!("unknown mode {mode:?}"));
         }
         let peer = config.split_once("\"peer\"").and_then(|(_, rest)| rest.split('"').nth(1)).unwrap_or("127.0.0.1:9");
         PEER.with(|p| *p.borrow_mut() = peer.to_owned());
+        let millis = config
+            .split_once("\"millis\"")
+            .and_then(|(_, rest)| rest.trim_start_matches([' ', ':']).split([',', '}']).next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(100);
+        MILLIS.with(|m| *m.borrow_mut() = millis);
         MODE.with(|m| *m.borrow_mut() = mode);
         Ok(())
     }
@@ -59,10 +69,16 @@ impl Guest for Misbehaving {
                 }
             }
             "trap" => std::process::abort(),
+            "slow" => {
+                std::thread::sleep(std::time::Duration::from_millis(MILLIS.with(|m| *m.borrow())));
+                Decision { allowed: true, reason: String::new(), patch: String::new(), warnings: Vec::new() }
+            }
             "bad-patch" => {
                 Decision { allowed: true, reason: String::new(), patch: "{not json".into(), warnings: Vec::new() }
             }
             "reach" => {
+                let written = std::io::Write::write_all(&mut std::io::stdout(), b"reaching out\n")
+                    .and_then(|()| std::io::Write::flush(&mut std::io::stdout()));
                 let variable = std::env::var("GREETING").unwrap_or_else(|_| "no variable".into());
                 let file = std::fs::read_to_string("/data/greeting.txt").unwrap_or_else(|e| format!("no file ({e})"));
                 let peer = PEER.with(|p| p.borrow().clone());
@@ -75,6 +91,7 @@ impl Guest for Misbehaving {
                     reason: String::new(),
                     patch: String::new(),
                     warnings: vec![
+                        format!("stdout: {}", written.map_or_else(|e| format!("not written ({e})"), |()| "written".into())),
                         format!("environment: {variable}"),
                         format!("file: {}", file.trim()),
                         format!("network: {connection}"),

@@ -1,0 +1,176 @@
+//! Goal: plugin calls run off the async runtime's workers, and their
+//! threads and instances are shared so that no plugin starves the others.
+//! Method: the built test plugins in a real wasmtime host, called through
+//! `admit_blocking` from a multi-threaded tokio runtime as the API server
+//! calls them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engenho_wasm::{
+    AdmissionPolicy, Grants, Limits, Operation, PLUGIN_CALLS_IN_FLIGHT_MAX, PluginError, PluginHost, Review, UserInfo,
+    digest_of,
+};
+
+fn review() -> Review {
+    Review {
+        uid: "r-1".into(),
+        operation: Operation::Create,
+        group: String::new(),
+        version: "v1".into(),
+        kind: "Pod".into(),
+        plural: "pods".into(),
+        subresource: String::new(),
+        namespace: "default".into(),
+        name: "web".into(),
+        user: UserInfo { username: "admin".into(), uid: String::new(), groups: Vec::new() },
+        dry_run: false,
+        object: r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {}}}"#.into(),
+        old_object: String::new(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// Loads the misbehaving test plugin as `name` in `config`'s mode, on a
+/// blocking thread, as the API server does.
+async fn misbehaving(host: &Arc<PluginHost>, name: &str, config: &str, limits: Limits) -> Arc<AdmissionPolicy> {
+    let bytes = engenho_plugin_artifacts::plugin("misbehaving").expect("built");
+    let (load_host, name_owned, config) = (host.clone(), name.to_owned(), config.to_owned());
+    let loading = move || {
+        AdmissionPolicy::load_with_grants(
+            &load_host,
+            &name_owned,
+            &digest_of(bytes),
+            bytes,
+            &config,
+            limits,
+            Grants::default(),
+        )
+    };
+    Arc::new(host.run_blocking(name, Duration::from_secs(10), loading).await.expect("loads"))
+}
+
+/// Goal: a plugin that writes to stdout, reads a granted directory and
+/// connects to a granted address works when called from an async runtime
+/// (WASI's blocking host calls cannot run on a runtime worker).
+/// Method: the `reach` mode with every grant, called with
+/// `admit_blocking` from inside a multi-threaded runtime.
+#[test]
+fn granted_calls_work_from_an_async_runtime() {
+    let host = Arc::new(PluginHost::new(None).expect("host"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let peer = listener.local_addr().expect("address");
+    let dir = tempfile::tempdir().expect("granted directory");
+    std::fs::write(dir.path().join("greeting.txt"), "hello from the host\n").expect("file");
+    let grants = Grants {
+        environment: vec![("GREETING".into(), "hi".into())],
+        directories: vec![(dir.path().to_owned(), "/data".into())],
+        tcp_connect: vec![peer],
+    };
+    let bytes = engenho_plugin_artifacts::plugin("misbehaving").expect("built");
+    let config = format!(r#"{{"mode": "reach", "peer": "{peer}"}}"#);
+    let warnings = runtime().block_on(async {
+        let load_host = host.clone();
+        let loading = move || {
+            AdmissionPolicy::load_with_grants(
+                &load_host,
+                "reach",
+                &digest_of(bytes),
+                bytes,
+                &config,
+                Limits::default(),
+                grants,
+            )
+        };
+        let policy = Arc::new(host.run_blocking("reach", Duration::from_secs(10), loading).await.expect("loads"));
+        policy.admit_blocking(&host, review()).await.expect("decides").warnings
+    });
+    assert_eq!(warnings, ["stdout: written", "environment: hi", "file: hello from the host", "network: connected"]);
+}
+
+/// Goal: a plugin under load cannot take every thread or instance: others
+/// still load and decide at once.
+/// Method: 300 calls of a plugin that loops to its deadline are started
+/// together (more than the allocator's 256 instances); meanwhile a new
+/// plugin loads and decides 8 concurrent calls, well within the looping
+/// plugin's deadline. The looping calls beyond its share are refused as
+/// busy once they waited their deadline.
+#[test]
+fn a_plugin_under_load_cannot_starve_the_others() {
+    let host = Arc::new(PluginHost::new(None).expect("host"));
+    let hog_limits = Limits { deadline: Duration::from_secs(2), ..Limits::default() };
+    let (victim_elapsed, outcomes) = runtime().block_on(async {
+        let hog = misbehaving(&host, "hog", r#"{"mode": "loop"}"#, hog_limits).await;
+        let mut hogging = Vec::new();
+        for _ in 0..300 {
+            let (hog, host) = (hog.clone(), host.clone());
+            hogging.push(tokio::spawn(async move { hog.admit_blocking(&host, review()).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let victim = misbehaving(&host, "victim", r#"{"mode": "allow"}"#, Limits::default()).await;
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (victim, host) = (victim.clone(), host.clone());
+                tokio::spawn(async move { victim.admit_blocking(&host, review()).await })
+            })
+            .collect();
+        for call in calls {
+            assert!(call.await.expect("joined").expect("the victim decides").allowed);
+        }
+        let victim_elapsed = started.elapsed();
+        let mut outcomes = Vec::new();
+        for call in hogging {
+            outcomes.push(call.await.expect("joined"));
+        }
+        (victim_elapsed, outcomes)
+    });
+    assert!(victim_elapsed < Duration::from_secs(1), "the victim waited {victim_elapsed:?}");
+    let deadlines = outcomes.iter().filter(|o| matches!(o, Err(PluginError::Deadline { .. }))).count();
+    let busy: Vec<_> =
+        outcomes.iter().filter_map(|o| o.as_ref().err()).filter(|e| matches!(e, PluginError::Busy { .. })).collect();
+    assert_eq!(deadlines + busy.len(), 300, "every looping call ends in its deadline or a refusal");
+    assert!(deadlines >= PLUGIN_CALLS_IN_FLIGHT_MAX as usize, "the hog ran its share");
+    assert_eq!(busy[0].to_string(), "plugin hog could not run: its 4 calls in flight did not end within 2s");
+}
+
+/// Goal: the instances kept idle across plugins stay within the host's
+/// budget, so that many plugins under concurrent load all keep deciding.
+/// Method: 80 plugins each take 4 concurrent calls that sleep 20 ms (so
+/// the calls overlap and each plugin wants 4 instances: 320, more than the
+/// allocator holds); every call must succeed, and the idle instances stay
+/// within the budget.
+#[test]
+fn idle_instances_across_plugins_stay_within_the_budget() {
+    let host = Arc::new(PluginHost::new(None).expect("host"));
+    let outcomes = runtime().block_on(async {
+        let mut policies = Vec::new();
+        for index in 0..80 {
+            let name = format!("sleeper-{index}");
+            // Waiting for a turn counts against the deadline: a long one.
+            let limits = Limits { deadline: Duration::from_secs(10), ..Limits::default() };
+            policies.push(misbehaving(&host, &name, r#"{"mode": "slow", "millis": 20}"#, limits).await);
+        }
+        let mut calls = Vec::new();
+        for policy in &policies {
+            for _ in 0..4 {
+                let (policy, host) = (policy.clone(), host.clone());
+                calls.push(tokio::spawn(async move { policy.admit_blocking(&host, review()).await }));
+            }
+        }
+        let mut outcomes = Vec::new();
+        for call in calls {
+            outcomes.push(call.await.expect("joined"));
+        }
+        (outcomes, host.idle_instances())
+    });
+    let (outcomes, idle) = outcomes;
+    let failed: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).map(ToString::to_string).collect();
+    assert!(failed.is_empty(), "{} calls failed, the first: {:?}", failed.len(), failed.first());
+    assert!(idle <= 240, "{idle} instances idle");
+    assert!(idle > 0, "instances are kept for reuse");
+    assert_eq!(host.idle_instances(), 0, "dropped policies give their idle instances back");
+}
