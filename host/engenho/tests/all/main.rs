@@ -5,6 +5,7 @@ mod admission;
 mod bad_input;
 mod bench;
 mod cluster;
+mod connections;
 mod crash;
 mod etcdctl;
 mod grpc;

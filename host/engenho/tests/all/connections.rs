@@ -1,0 +1,159 @@
+//! Goal: connections that never speak, or stop speaking, cannot lock real
+//! clients out of the API server, and the server closes them by itself.
+//! Method: a real node; 1,500 silent TCP connections from this test, then a
+//! real `kubectl`; TLS connections (this test's own rustls client) that send
+//! nothing, or go quiet after one request, must be closed by the server.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{EngenhoNode, Kubectl};
+
+/// Silent connections the flood opens: more than the server's pending
+/// handshake places.
+const FLOOD_CONNECTIONS: usize = 1_500;
+
+/// Threads that open the flood's connections, so that it is opened in
+/// well under a second even when a few connects are retried.
+const FLOOD_THREADS: usize = 15;
+
+/// How long `kubectl get ns` may take behind the flood.
+const KUBECTL_BEHIND_FLOOD_MAX: Duration = Duration::from_secs(5);
+
+/// How long from the start of the flood until `kubectl get ns` has its
+/// answer: opening the flood (a few of its connects are retried after a
+/// second when the listen backlog overflows on a loaded machine) and the
+/// command.
+const LOCKED_OUT_MAX: Duration = Duration::from_secs(9);
+
+/// How long the server may take to close a connection that never sent a
+/// byte: its handshake timeout (3 s) and a margin.
+const SILENT_CLOSE_MAX: Duration = Duration::from_secs(6);
+
+#[test]
+fn a_flood_of_silent_connections_neither_locks_kubectl_out_nor_stays_open() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "conn-flood");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    kubectl.ok(&["get", "ns"]);
+
+    let flood_started = Instant::now();
+    let flood = open_silent_connections(&node.api);
+    let flood_took = flood_started.elapsed();
+    let kubectl_started = Instant::now();
+    let namespaces = kubectl.ok(&["get", "ns"]);
+    let (kubectl_took, locked_out) = (kubectl_started.elapsed(), flood_started.elapsed());
+    assert!(namespaces.contains("kube-system"), "{namespaces}");
+    assert!(
+        kubectl_took < KUBECTL_BEHIND_FLOOD_MAX && locked_out < LOCKED_OUT_MAX,
+        "opening {FLOOD_CONNECTIONS} silent connections took {flood_took:?}, kubectl then took {kubectl_took:?}"
+    );
+
+    for (index, (opened, mut stream)) in flood.into_iter().enumerate() {
+        let left = SILENT_CLOSE_MAX.saturating_sub(opened.elapsed()).max(Duration::from_millis(1));
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        let mut buffer = [0; 16];
+        match stream.read(&mut buffer) {
+            Ok(0) => {}
+            Ok(read) => panic!("silent connection {index} was sent {read} bytes"),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(error) => panic!("silent connection {index} still open after {:?}: {error}", opened.elapsed()),
+        }
+    }
+    kubectl.ok(&["get", "ns"]);
+    node.stop();
+}
+
+/// Opens [`FLOOD_CONNECTIONS`] TCP connections to `address` from
+/// [`FLOOD_THREADS`] threads at once; each comes with when it was opened.
+fn open_silent_connections(address: &str) -> Vec<(Instant, TcpStream)> {
+    let openers: Vec<_> = (0..FLOOD_THREADS)
+        .map(|_| {
+            let address = address.to_owned();
+            std::thread::spawn(move || {
+                (0..FLOOD_CONNECTIONS / FLOOD_THREADS)
+                    .map(|_| {
+                        let stream = TcpStream::connect(&address).expect("connect to the API");
+                        (Instant::now(), stream)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    openers.into_iter().flat_map(|opener| opener.join().expect("an opener thread")).collect()
+}
+
+/// A TLS client that trusts the node's cluster CA.
+fn tls_connector(node: &EngenhoNode) -> tokio_rustls::TlsConnector {
+    let ca = CertificateDer::from_pem_file(node.dir.join("pki/ca.crt")).expect("the cluster CA");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("a CA certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Reads until the server closes the connection; returns how long that took
+/// and what was read.
+async fn read_until_closed(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> (Duration, String) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0; 4096];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return (started.elapsed(), String::from_utf8_lossy(&received).into_owned()),
+            Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
+            Err(_) => panic!("connection still open after {limit:?}; read {}", String::from_utf8_lossy(&received)),
+        }
+    }
+}
+
+#[test]
+fn tls_connections_without_requests_are_closed_by_the_server() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "conn-idle");
+    node.start_ready(&[]);
+    let connector = tls_connector(&node);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let connect = || async {
+            let tcp = tokio::net::TcpStream::connect(&node.api).await.expect("connect to the API");
+            let name = ServerName::try_from("127.0.0.1").expect("a server name");
+            connector.connect(name.to_owned(), tcp).await.expect("TLS handshake")
+        };
+
+        // Never sends a request: closed after the header-read timeout (5 s).
+        let mut silent = connect().await;
+        // Sends headers that never end: closed after the same timeout.
+        let mut partial = connect().await;
+        partial.write_all(b"GET /healthz HTTP/1.1\r\nHost: engenho\r\n").await.expect("write");
+        // One request, then quiet on a keep-alive connection: closed once
+        // the wait for the next request's headers passes the header-read
+        // timeout (the idle timeout bounds it too).
+        let mut keep_alive = connect().await;
+        keep_alive.write_all(b"GET /healthz HTTP/1.1\r\nHost: engenho\r\n\r\n").await.expect("write");
+
+        let (silent_took, _) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+        assert!(silent_took < Duration::from_secs(8), "a silent TLS connection stayed {silent_took:?}");
+        let (partial_took, _) = read_until_closed(&mut partial, Duration::from_secs(10)).await;
+        assert!(partial_took < Duration::from_secs(8), "a half-sent request stayed {partial_took:?}");
+        let (_, answered) = read_until_closed(&mut keep_alive, Duration::from_secs(40)).await;
+        assert!(answered.starts_with("HTTP/1.1 200") && answered.ends_with("ok"), "{answered}");
+    });
+    node.stop();
+}
