@@ -610,6 +610,7 @@ async fn server_side_apply(
         let merged = apply::apply(current.as_ref(), &config, &manager, t.api_version, force, &super::objects::now())
             .map_err(|conflicts| conflict_status(t, name, &conflicts))?;
         check_shape(t, &merged)?;
+        patch::check_object_size(&merged).map_err(|e| e.status(t.group, t.kind, name))?;
         state.guard_escalation(t, namespace, &merged, write)?;
         let mut merged = merged;
         let operation = if current.is_some() { Operation::Update } else { Operation::Create };
@@ -682,7 +683,10 @@ async fn scale_subresource(
                 let kind = PatchKind::from_media_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
                 let patch: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
-                patch::apply(kind, current.clone(), &patch).map_err(invalid)?
+                patch::apply(kind, current.clone(), &patch).map_err(|e| match e {
+                    patch::PatchError::NotApplicable(message) => invalid(message),
+                    other => other.status("autoscaling", "Scale", name),
+                })?
             }
             ref other => return Err(ApiError::method_not_allowed(other.as_str(), "scale")),
         };
@@ -719,12 +723,7 @@ async fn patch_object(
     loop {
         attempt += 1;
         let current = state.objects.get(t, namespace, name).await?;
-        let mut patched = patch::apply(kind, current.clone(), patch).map_err(|message| {
-            let cause = Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: String::new() };
-            let mut error = ApiError::invalid(t.group, t.kind, name, vec![cause]);
-            error.message = format!("{} \"{name}\" is invalid: the patch does not apply: {message}", t.kind);
-            error
-        })?;
+        let mut patched = patch::apply(kind, current.clone(), patch).map_err(|e| e.status(t.group, t.kind, name))?;
         if status_only {
             let mut updated = current.clone();
             updated["status"] = patched.get("status").cloned().unwrap_or(Value::Null);

@@ -27,6 +27,11 @@ pub struct ObjectStore {
 /// Decoded namespace heads by name, each with the revision that wrote it.
 type NamespaceHeads = HashMap<String, (i64, Arc<NamespaceHead>)>;
 
+/// The largest object kept, encoded as stored: the store's limit for one
+/// request (as etcd's 1.5 MiB, which bounds Kubernetes objects), less room
+/// for the key and the transaction around the value.
+pub const OBJECT_BYTES_MAX: usize = engenho_store::MAX_REQUEST_BYTES - 4096;
+
 /// Namespace heads [`ObjectStore`] keeps decoded; past this many it starts
 /// again from none.
 const NAMESPACE_HEADS_MAX: usize = 4096;
@@ -493,6 +498,10 @@ impl ObjectStore {
         object: &Value,
     ) -> Result<Option<i64>, ApiError> {
         let value = t.stored_bytes(object).map_err(|e| ApiError::internal(e.to_string()))?;
+        if value.len() > OBJECT_BYTES_MAX {
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            return Err(ApiError::object_too_large(t.group, t.kind, name));
+        }
         let put = PutRequest { key: key.into_bytes(), value, ..PutRequest::default() };
         self.run(TxnRequest { compare: vec![guard], success: vec![Operation::Put(put)], failure: Vec::new() }).await
     }

@@ -102,6 +102,28 @@ impl ApiError {
         Self::new(413, "RequestEntityTooLarge", format!("the request body exceeds the {limit}-byte limit"))
     }
 
+    /// 413 with Kubernetes' wording, for a request whose content (not its
+    /// byte count) is over a limit.
+    pub fn entity_too_large(message: impl std::fmt::Display) -> Self {
+        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: {message}"))
+    }
+
+    /// 422 whose message says all there is (no field applies).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(422, "Invalid", message)
+    }
+
+    /// 422: `kind` object `name` would encode to more than
+    /// [`super::objects::OBJECT_BYTES_MAX`] bytes.
+    pub fn object_too_large(group: &str, kind: &str, name: &str) -> Self {
+        let message = format!("Too long: may not be more than {} bytes", super::objects::OBJECT_BYTES_MAX);
+        let cause = Cause { reason: "FieldValueTooLong".into(), message: message.clone(), field: String::new() };
+        let mut error = Self::invalid(group, kind, name, vec![cause]);
+        let kind_name = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        error.message = format!("{kind_name} \"{name}\" is invalid: []: {message}");
+        error
+    }
+
     /// 415: the body's media type is not one the endpoint takes.
     pub fn unsupported_media_type(media: &str) -> Self {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format: {media}"))

@@ -11,4 +11,5 @@ mod etcdctl;
 mod grpc;
 mod kube_rs;
 mod kubectl;
+mod object_limits;
 mod support;
