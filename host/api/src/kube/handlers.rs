@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::apply;
 use super::auth::UserInfo;
 use super::discovery;
+use super::lists::{self, ListRequest, Listing, StreamFormat};
 use super::objects::{DeleteOptions, ObjectStore, WriteOptions};
 use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub token_signer: tokio::sync::OnceCell<super::auth::TokenSigner>,
     /// Decoded store events shared by the watches.
     pub watch_events: Arc<SharedEvents>,
+    /// Watches open per user.
+    pub watch_quota: Arc<super::quota::WatchQuota>,
     /// The OpenAPI documents of a registry generation, generated on first
     /// use.
     pub openapi: std::sync::Mutex<Option<(u64, Arc<OpenApi>)>>,
@@ -355,7 +358,12 @@ async fn resource(
                 query.get("fieldSelector").map(String::as_str),
             )?;
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
+                let slot = match state.watch_quota.take(user) {
+                    Ok(slot) => slot,
+                    Err(refused) => return Ok(refused),
+                };
                 let request = WatchRequest {
+                    slot,
                     t: t.clone(),
                     namespace: namespace.map(str::to_owned),
                     selector,
@@ -369,9 +377,16 @@ async fn resource(
                 };
                 return watch::start(&state.objects, &state.watch_events, request).await;
             }
-            let page = list_page(state, t, namespace, &selector, query).await?;
+            let request = ListRequest { t, namespace, selector: &selector, query };
+            let include = table::Include::from_query(query.get("includeObject").map(String::as_str));
+            let page = match lists::list(&state.objects, &request).await? {
+                Listing::Page(page) => page,
+                Listing::Stream(first) => {
+                    let format = if table::wants_table(accept) { StreamFormat::Table(include) } else { StreamFormat::List };
+                    return Ok(lists::stream(state.objects.clone(), &request, first, format));
+                }
+            };
             if table::wants_table(accept) {
-                let include = table::Include::from_query(query.get("includeObject").map(String::as_str));
                 let mut table = table::of(t, &page.items, page.revision, include);
                 if let Some(token) = &page.next {
                     table["metadata"]["continue"] = json!(token);
@@ -750,77 +765,6 @@ async fn patch_object(
             other => return other.map(|patched| (patched, warnings)),
         }
     }
-}
-
-/// One page of a list.
-struct Page {
-    items: Vec<Value>,
-    revision: i64,
-    next: Option<String>,
-}
-
-/// The selected objects of a list request, `limit` at a time, every page
-/// read at the revision of the first (`continue` carries it).
-async fn list_page(
-    state: &ApiState,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    selector: &Selector,
-    query: &HashMap<String, String>,
-) -> Result<Page, ApiError> {
-    let limit = match query.get("limit").map(|v| v.parse::<usize>()) {
-        Some(Ok(0)) | None => usize::MAX,
-        Some(Ok(limit)) => limit,
-        Some(Err(_)) => return Err(ApiError::bad_request("limit must be a non-negative integer")),
-    };
-    let (listed, after) = match query.get("continue").filter(|c| !c.is_empty()) {
-        Some(token) => {
-            let (revision, after) = decode_continue(token)?;
-            let listed = state.objects.list_at(t, namespace, revision).map_err(|error| {
-                if error.code == 410 {
-                    ApiError::gone(
-                        "The provided continue parameter is too old to display a consistent list result. You can \
-                         start a new list without the continue parameter.",
-                    )
-                } else {
-                    error
-                }
-            })?;
-            (listed, Some(after))
-        }
-        None => (state.objects.list(t, namespace).await?, None),
-    };
-    let key_of = |object: &Value| {
-        let ns = object.pointer("/metadata/namespace").and_then(Value::as_str);
-        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        t.key(ns, name)
-    };
-    let mut selected = listed
-        .items
-        .into_iter()
-        .filter(|o| after.as_ref().is_none_or(|after| key_of(o) > *after))
-        .filter(|o| selector.matches(o))
-        .peekable();
-    let items: Vec<Value> = selected.by_ref().take(limit).collect();
-    let next = match (selected.peek(), items.last()) {
-        (Some(_), Some(last)) => Some(encode_continue(listed.revision, &key_of(last))),
-        _ => None,
-    };
-    Ok(Page { items, revision: listed.revision, next })
-}
-
-fn encode_continue(revision: i64, after: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{revision}\n{after}"))
-}
-
-fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
-    use base64::Engine;
-    let invalid = || ApiError::bad_request("continue key is not valid");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let (revision, after) = text.split_once('\n').ok_or_else(invalid)?;
-    Ok((revision.parse().map_err(|_| invalid())?, after.to_owned()))
 }
 
 /// `resourceVersion` of a watch: absent, empty or "0" start with the current

@@ -11,12 +11,14 @@ mod custom;
 mod discovery;
 mod gc;
 mod handlers;
+mod lists;
 mod objects;
 mod openapi;
 mod patch;
 pub mod pki;
 pub mod plugins;
 mod protobuf;
+mod quota;
 mod rbac;
 mod resources;
 mod reviews;
@@ -82,6 +84,7 @@ impl KubeApi {
             admin_token,
             token_signer: tokio::sync::OnceCell::new(),
             watch_events: Arc::default(),
+            watch_quota: Arc::default(),
             openapi: std::sync::Mutex::new(None),
         };
         Ok(Self { state: Arc::new(state) })

@@ -44,6 +44,24 @@ pub struct Listed {
     pub revision: i64,
 }
 
+/// Objects a list reads from the store at once, at most.
+pub const LIST_CHUNK_KEYS: usize = 500;
+
+/// Stored bytes past which a list's read from the store ends early.
+pub const LIST_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// One bounded read of a listing.
+pub struct Chunk {
+    /// Each object with its store key and stored size, in key order.
+    pub items: Vec<(String, Value, usize)>,
+    /// The revision of the read.
+    pub revision: i64,
+    /// The store key of the last object read.
+    pub last_key: Option<String>,
+    /// Whether more objects follow.
+    pub more: bool,
+}
+
 impl ObjectStore {
     /// Objects kept through `node`.
     pub fn new(node: Node) -> Self {
@@ -89,6 +107,45 @@ impl ObjectStore {
         let (current, found) = self.node.store().range(&request)?;
         let items = found.kvs.iter().map(|kv| decode(t, kv)).collect::<Result<_, _>>()?;
         Ok(Listed { items, revision: if revision > 0 { revision } else { current } })
+    }
+
+    /// Waits until this node has every write acknowledged before now, so
+    /// that reads of its own replica see them.
+    ///
+    /// # Errors
+    /// The cluster has no leader to confirm with.
+    pub async fn read_barrier(&self) -> Result<(), ApiError> {
+        self.node.linearize().await?;
+        Ok(())
+    }
+
+    /// The objects of the kind (in `namespace`, when given) after store key
+    /// `after` (from the first when `None`), as of store `revision` (0: the
+    /// newest this node has): at most [`LIST_CHUNK_KEYS`], fewer once they
+    /// reach [`LIST_CHUNK_BYTES`].
+    ///
+    /// # Errors
+    /// 410 when `revision` was compacted away; store failures.
+    pub fn list_chunk(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        revision: i64,
+        after: Option<&str>,
+    ) -> Result<Chunk, ApiError> {
+        let mut range = KeyRange::prefix(t.key_prefix(namespace));
+        if let Some(after) = after {
+            debug_assert!(after.as_bytes() >= range.key.as_slice());
+            range.key = [after.as_bytes(), b"\0"].concat();
+        }
+        let (current, kvs, more) =
+            self.node.store().range_page(&range, revision, LIST_CHUNK_KEYS, LIST_CHUNK_BYTES)?;
+        let last_key = kvs.last().map(|kv| String::from_utf8_lossy(&kv.key).into_owned());
+        let items = kvs
+            .iter()
+            .map(|kv| Ok((String::from_utf8_lossy(&kv.key).into_owned(), decode(t, kv)?, kv.value.len())))
+            .collect::<Result<_, ApiError>>()?;
+        Ok(Chunk { items, revision: if revision > 0 { revision } else { current }, last_key, more })
     }
 
     /// The bytes under `key` as this node has them, if any.

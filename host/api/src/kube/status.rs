@@ -124,6 +124,11 @@ impl ApiError {
         error
     }
 
+    /// 429: the client holds or sends more than it may; it should retry later.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
     /// 415: the body's media type is not one the endpoint takes.
     pub fn unsupported_media_type(media: &str) -> Self {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format: {media}"))

@@ -29,6 +29,10 @@ const INITIAL_EVENTS_PER_CHUNK: usize = 64;
 
 /// What one watch request asked for.
 pub struct WatchRequest {
+    /// The watch's place among its user's open watches, held while the
+    /// watch is open.
+    #[expect(dead_code, reason = "held, never read: dropping it with the watch frees the place")]
+    pub slot: super::quota::WatchSlot,
     /// The kind watched.
     pub t: ResourceType,
     /// The namespace, if the watch is namespaced.

@@ -11,5 +11,6 @@ mod etcdctl;
 mod grpc;
 mod kube_rs;
 mod kubectl;
+mod lists_and_watches;
 mod object_limits;
 mod support;
