@@ -13,4 +13,5 @@ mod kube_rs;
 mod kubectl;
 mod lists_and_watches;
 mod object_limits;
+mod rbac_escalation;
 mod support;

@@ -49,9 +49,8 @@ fn patches_and_writes_past_the_object_size_are_refused_before_they_are_built() {
     let before = kubectl.ok(&["get", "configmap", "seed", "-o", "jsonpath={.metadata.resourceVersion}"]);
 
     // Each copy of `data` into itself doubles it: 1 KiB becomes 16 MiB.
-    let doubling: Vec<_> = (0..14)
-        .map(|i| serde_json::json!({"op": "copy", "from": "/data", "path": format!("/data/copy{i}")}))
-        .collect();
+    let doubling: Vec<_> =
+        (0..14).map(|i| serde_json::json!({"op": "copy", "from": "/data", "path": format!("/data/copy{i}")})).collect();
     let doubling = write_file(files, "doubling.json", &serde_json::Value::Array(doubling).to_string());
     let refused = kubectl.fails(&["patch", "configmap", "seed", "--type=json", "--patch-file", &doubling], None);
     assert_too_long(&refused, "doubling JSON patch");
@@ -69,7 +68,8 @@ fn patches_and_writes_past_the_object_size_are_refused_before_they_are_built() {
     let too_many = write_file(files, "too-many.json", &serde_json::Value::Array(too_many).to_string());
     let refused = kubectl.fails(&["patch", "configmap", "seed", "--type=json", "--patch-file", &too_many], None);
     assert!(
-        refused.contains("Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"),
+        refused
+            .contains("Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"),
         "{refused}"
     );
 
