@@ -48,12 +48,7 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// Accepts connections on `listener` and serves `router` over TLS on each
 /// until `stop` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    router: Router,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router, mut stop: watch::Receiver<bool>) {
     let handshakes = Arc::new(PendingHandshakes::default());
     let established = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
@@ -71,12 +66,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let evicted = handshakes.admit();
-        let connection = Connection {
-            peer,
-            acceptor: acceptor.clone(),
-            router: router.clone(),
-            established: established.clone(),
-        };
+        let connection =
+            Connection { peer, acceptor: acceptor.clone(), router: router.clone(), established: established.clone() };
         tokio::spawn(connection.run(stream, evicted));
     }
 }

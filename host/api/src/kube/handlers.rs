@@ -382,7 +382,8 @@ async fn resource(
             let page = match lists::list(&state.objects, &request).await? {
                 Listing::Page(page) => page,
                 Listing::Stream(first) => {
-                    let format = if table::wants_table(accept) { StreamFormat::Table(include) } else { StreamFormat::List };
+                    let format =
+                        if table::wants_table(accept) { StreamFormat::Table(include) } else { StreamFormat::List };
                     return Ok(lists::stream(state.objects.clone(), &request, first, format));
                 }
             };

@@ -138,8 +138,7 @@ impl ObjectStore {
             debug_assert!(after.as_bytes() >= range.key.as_slice());
             range.key = [after.as_bytes(), b"\0"].concat();
         }
-        let (current, kvs, more) =
-            self.node.store().range_page(&range, revision, LIST_CHUNK_KEYS, LIST_CHUNK_BYTES)?;
+        let (current, kvs, more) = self.node.store().range_page(&range, revision, LIST_CHUNK_KEYS, LIST_CHUNK_BYTES)?;
         let last_key = kvs.last().map(|kv| String::from_utf8_lossy(&kv.key).into_owned());
         let items = kvs
             .iter()
