@@ -517,7 +517,7 @@ async fn pod_subresource(
                 return Err(ApiError::invalid("", "Binding", name, vec![cause]));
             };
             for attempt in 1..=PATCH_ATTEMPTS {
-                let mut pod = state.objects.get(t, namespace, name).await?;
+                let pod = state.objects.get(t, namespace, name).await?;
                 if let Some(bound) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
                     let mut error = ApiError::conflict(t.group, t.plural, name);
                     error.message = format!("pod {name} is already assigned to node \"{bound}\"");
@@ -528,8 +528,10 @@ async fn pod_subresource(
                     error.message = format!("pod {name} is being deleted, cannot be assigned to a host");
                     return Err(error);
                 }
-                pod["spec"]["nodeName"] = json!(node);
-                match state.objects.update(t, namespace, name, pod, write).await {
+                let mut bound = pod.clone();
+                bound["spec"]["nodeName"] = json!(node);
+                let bound = admitted_update(state, (t, namespace, name, "binding"), &pod, bound, write).await?;
+                match state.objects.update(t, namespace, name, bound, write).await {
                     Ok(_) => return Ok(json_response(StatusCode::CREATED, &success_status())),
                     Err(error) if error.reason == "Conflict" && attempt < PATCH_ATTEMPTS => continue,
                     Err(error) => return Err(error),
@@ -542,6 +544,11 @@ async fn pod_subresource(
             let options =
                 eviction.get("deleteOptions").map(|o| serde_json::to_vec(o).unwrap_or_default()).unwrap_or_default();
             let options = DeleteOptions::parse(&options, &HashMap::new())?;
+            if state.admission_matches(t, Operation::Delete) {
+                let mut current = state.objects.get(t, namespace, name).await?;
+                let request = admission_request(t, namespace, name, "eviction", Operation::Delete, write);
+                state.admit(&request, &mut current, None).await?;
+            }
             state.objects.delete(t, namespace, name, &options, write.dry_run).await?;
             Ok(json_response(StatusCode::CREATED, &success_status()))
         }
@@ -688,7 +695,7 @@ async fn scale_subresource(
         error
     };
     for attempt in 1..=PATCH_ATTEMPTS {
-        let mut object = state.objects.get(t, namespace, name).await?;
+        let object = state.objects.get(t, namespace, name).await?;
         let current = scale::of(&object);
         let wanted = match *method {
             Method::GET => return Ok(json_response(StatusCode::OK, &current)),
@@ -708,7 +715,9 @@ async fn scale_subresource(
         };
         let pinned = wanted.pointer("/metadata/resourceVersion").is_some_and(|v| v.as_str() != Some(""))
             && wanted.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion");
-        scale::apply_to(&mut object, &wanted).map_err(invalid)?;
+        let mut scaled = object.clone();
+        scale::apply_to(&mut scaled, &wanted).map_err(invalid)?;
+        let object = admitted_update(state, (t, namespace, name, "scale"), &object, scaled, write).await?;
         match state.objects.update(t, namespace, name, object, write).await {
             Ok(updated) => return Ok(json_response(StatusCode::OK, &scale::of(&updated))),
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
@@ -716,6 +725,22 @@ async fn scale_subresource(
         }
     }
     unreachable!("the last attempt returns")
+}
+
+/// `changed`, the new state of `current`, once a write of its
+/// `subresource` has passed admission as an update of the whole object.
+async fn admitted_update(
+    state: &ApiState,
+    (t, namespace, name, subresource): (&ResourceType, Option<&str>, &str, &str),
+    current: &Value,
+    mut changed: Value,
+    write: &WriteOptions,
+) -> Result<Value, ApiError> {
+    if state.admission_matches(t, Operation::Update) {
+        let request = admission_request(t, namespace, name, subresource, Operation::Update, write);
+        state.admit(&request, &mut changed, Some(current)).await?;
+    }
+    Ok(changed)
 }
 
 /// Times a patch is retried when the object changes under it (a patch

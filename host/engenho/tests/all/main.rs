@@ -14,4 +14,5 @@ mod kubectl;
 mod lists_and_watches;
 mod object_limits;
 mod rbac_escalation;
+mod subresource_admission;
 mod support;
