@@ -285,6 +285,9 @@ impl ObjectStore {
             _ => current_version,
         };
         carry_server_fields(&current, &mut object);
+        if (t.group, t.plural) == ("apiextensions.k8s.io", "customresourcedefinitions") {
+            super::custom::check_group(&object, name)?;
+        }
         if let Some(manager) = &write.manager {
             apply::record_update(Some(&current), &mut object, manager, t.api_version, &now());
         }

@@ -7,6 +7,7 @@ mod bench;
 mod cluster;
 mod connections;
 mod crash;
+mod crd_groups;
 mod etcdctl;
 mod grpc;
 mod kube_rs;
