@@ -17,3 +17,4 @@ mod object_limits;
 mod rbac_escalation;
 mod subresource_admission;
 mod support;
+mod token_claims;
