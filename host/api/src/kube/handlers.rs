@@ -360,7 +360,7 @@ async fn resource(
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
                 let slot = match state.watch_quota.take(user) {
                     Ok(slot) => slot,
-                    Err(refused) => return Ok(refused),
+                    Err(refused) => return Ok(refused.into_response()),
                 };
                 let request = WatchRequest {
                     slot,

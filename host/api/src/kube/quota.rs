@@ -49,30 +49,39 @@ impl WatchQuota {
     /// A slot for one more watch of `user`.
     ///
     /// # Errors
-    /// The 429 response when `user` holds [`WATCHES_PER_USER_MAX`] already.
-    pub fn take(self: &Arc<Self>, user: &UserInfo) -> Result<WatchSlot, Response> {
+    /// [`TooManyWatches`] when `user` holds [`WATCHES_PER_USER_MAX`] already.
+    pub fn take(self: &Arc<Self>, user: &UserInfo) -> Result<WatchSlot, TooManyWatches> {
         if user.groups.iter().any(|group| group == MASTERS_GROUP) {
             return Ok(WatchSlot { quota: self.clone(), user: None });
         }
         let mut open = self.open.lock().expect("the watch quota is never poisoned");
         let count = open.entry(user.name.clone()).or_default();
         if *count >= WATCHES_PER_USER_MAX {
-            return Err(too_many_watches(&user.name));
+            return Err(TooManyWatches { user: user.name.clone() });
         }
         *count += 1;
         Ok(WatchSlot { quota: self.clone(), user: Some(user.name.clone()) })
     }
 }
 
-/// 429 `TooManyRequests` with `Retry-After`, as a Kubernetes Status.
-fn too_many_watches(user: &str) -> Response {
-    let error = ApiError::too_many_requests(format!(
-        "Too many requests: user \"{user}\" has {WATCHES_PER_USER_MAX} watches open on this server, the most one user \
+/// A watch refused: its user holds [`WATCHES_PER_USER_MAX`] already.
+#[derive(Debug)]
+pub struct TooManyWatches {
+    user: String,
+}
+
+impl IntoResponse for TooManyWatches {
+    /// 429 `TooManyRequests` with `Retry-After`, as a Kubernetes Status.
+    fn into_response(self) -> Response {
+        let user = self.user;
+        let error = ApiError::too_many_requests(format!(
+            "Too many requests: user \"{user}\" has {WATCHES_PER_USER_MAX} watches open on this server, the most one user \
          may hold; please try again later"
-    ));
-    let mut status = error.to_status();
-    status["details"] = serde_json::json!({"retryAfterSeconds": RETRY_AFTER_SECONDS});
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(status)).into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-    response
+        ));
+        let mut status = error.to_status();
+        status["details"] = serde_json::json!({"retryAfterSeconds": RETRY_AFTER_SECONDS});
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(status)).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        response
+    }
 }
