@@ -87,15 +87,6 @@ impl ObjectStore {
         found.kvs.first().map(|kv| decode(t, kv)).transpose()
     }
 
-    /// Every object of the kind (in `namespace`, when given), now.
-    ///
-    /// # Errors
-    /// Store failures.
-    pub async fn list(&self, t: &ResourceType, namespace: Option<&str>) -> Result<Listed, ApiError> {
-        self.node.linearize().await?;
-        self.list_at(t, namespace, 0)
-    }
-
     /// Every object of the kind (in `namespace`, when given) as of store
     /// `revision` (0: the newest this node has).
     ///

@@ -92,6 +92,20 @@ fn unlimited_lists_stream_and_large_pages_end_early() {
     let expected: Vec<String> = (0..LARGE_CONFIGMAPS).map(|i| format!("large-{i:02}")).collect();
     assert_eq!(names, expected, "the pages ({pages}) hold every ConfigMap once, in order");
 
+    // A watch from now sends the current objects first, read a chunk at a
+    // time: every one of them, once, as ADDED.
+    let watch = curl(&node, &token, "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=3", 30);
+    let (head, body) = head_and_body(&watch);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let added: Vec<String> = body
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["type"] == "ADDED")
+        .filter_map(|event| event["object"]["metadata"]["name"].as_str().map(str::to_owned))
+        .filter(|name| name.starts_with("large-"))
+        .collect();
+    assert_eq!(added, expected, "the watch's initial events");
+
     let table = kubectl.ok(&["get", "configmaps", "--chunk-size=0", "-o", "name"]);
     assert_eq!(table.lines().filter(|l| l.starts_with("configmap/large-")).count(), LARGE_CONFIGMAPS);
     node.stop();
