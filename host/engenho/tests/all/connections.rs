@@ -90,8 +90,8 @@ fn open_silent_connections(address: &str) -> Vec<(Instant, TcpStream)> {
     openers.into_iter().flat_map(|opener| opener.join().expect("an opener thread")).collect()
 }
 
-/// A TLS client that trusts the node's cluster CA.
-fn tls_connector(node: &EngenhoNode) -> tokio_rustls::TlsConnector {
+/// A TLS client that trusts the node's cluster CA and offers `alpn`.
+fn tls_connector(node: &EngenhoNode, alpn: &[u8]) -> tokio_rustls::TlsConnector {
     let ca = CertificateDer::from_pem_file(node.dir.join("pki/ca.crt")).expect("the cluster CA");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).expect("a CA certificate");
@@ -101,7 +101,7 @@ fn tls_connector(node: &EngenhoNode) -> tokio_rustls::TlsConnector {
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
@@ -111,16 +111,97 @@ async fn read_until_closed(
     stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     limit: Duration,
 ) -> (Duration, String) {
+    let (took, received) = read_bytes_until_closed(stream, limit).await;
+    (took, String::from_utf8_lossy(&received).into_owned())
+}
+
+async fn read_bytes_until_closed(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> (Duration, Vec<u8>) {
     let started = Instant::now();
     let mut received = Vec::new();
     let mut buffer = [0; 4096];
     loop {
         match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
-            Ok(Ok(0) | Err(_)) => return (started.elapsed(), String::from_utf8_lossy(&received).into_owned()),
+            Ok(Ok(0) | Err(_)) => return (started.elapsed(), received),
             Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
             Err(_) => panic!("connection still open after {limit:?}; read {}", String::from_utf8_lossy(&received)),
         }
     }
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame.
+fn http2_preface() -> Vec<u8> {
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    bytes
+}
+
+/// A HEADERS frame on stream 1 for `GET /healthz` that ends the stream
+/// (HPACK: indexed `:method GET` and `:scheme https`, literal `:path` and
+/// `:authority` with indexed names, no Huffman coding).
+fn http2_get_healthz() -> Vec<u8> {
+    let mut block = vec![0x82, 0x87, 0x04, 8];
+    block.extend_from_slice(b"/healthz");
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"127.0.0.1");
+    let length = u8::try_from(block.len()).expect("a short header block");
+    let mut frame = vec![0, 0, length, 1, 0x05, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    frame
+}
+
+/// The types of the HTTP/2 frames in `bytes`, in order.
+fn http2_frame_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        types.push(rest[3]);
+        rest = rest.get(9 + length..).unwrap_or_default();
+    }
+    types
+}
+
+/// HTTP/2 frame types.
+const HEADERS: u8 = 1;
+const GOAWAY: u8 = 7;
+
+#[test]
+fn http2_connections_with_no_open_stream_are_closed_by_the_server() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "conn-h2-idle");
+    node.start_ready(&[]);
+    let connector = tls_connector(&node, b"h2");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let connect = || async {
+            let tcp = tokio::net::TcpStream::connect(&node.api).await.expect("connect to the API");
+            let name = ServerName::try_from("127.0.0.1").expect("a server name");
+            connector.connect(name.to_owned(), tcp).await.expect("TLS handshake")
+        };
+        // The preface and no request: closed after the header-read timeout.
+        let mut silent = connect().await;
+        silent.write_all(&http2_preface()).await.expect("write");
+        // One request answered, then no stream open: closed after the idle
+        // timeout (30 s), with a GOAWAY first (and a PING, which this client
+        // leaves unanswered, so the server's shutdown grace ends it).
+        let mut served = connect().await;
+        served.write_all(&http2_preface()).await.expect("write");
+        served.write_all(&http2_get_healthz()).await.expect("write");
+
+        let (silent_took, silent_frames) = read_bytes_until_closed(&mut silent, Duration::from_secs(10)).await;
+        assert!(silent_took < Duration::from_secs(8), "an HTTP/2 connection without requests stayed {silent_took:?}");
+        assert!(http2_frame_types(&silent_frames).contains(&GOAWAY), "{silent_frames:?}");
+        let (served_took, served_frames) = read_bytes_until_closed(&mut served, Duration::from_secs(45)).await;
+        let types = http2_frame_types(&served_frames);
+        let answered = types.iter().position(|t| *t == HEADERS);
+        let going_away = types.iter().rposition(|t| *t == GOAWAY);
+        assert!(answered.is_some() && going_away > answered, "frames {types:?}");
+        assert!(served_took > Duration::from_secs(20), "closed while it was in use: after {served_took:?}");
+    });
+    node.stop();
 }
 
 #[test]
@@ -128,7 +209,7 @@ fn tls_connections_without_requests_are_closed_by_the_server() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut node = EngenhoNode::new(root.path(), "conn-idle");
     node.start_ready(&[]);
-    let connector = tls_connector(&node);
+    let connector = tls_connector(&node, b"http/1.1");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let connect = || async {
