@@ -106,8 +106,11 @@ fn unlimited_lists_stream_and_large_pages_end_early() {
         .collect();
     assert_eq!(added, expected, "the watch's initial events");
 
-    let table = kubectl.ok(&["get", "configmaps", "--chunk-size=0", "-o", "name"]);
-    assert_eq!(table.lines().filter(|l| l.starts_with("configmap/large-")).count(), LARGE_CONFIGMAPS);
+    let names = kubectl.ok(&["get", "configmaps", "--chunk-size=0", "-o", "name"]);
+    assert_eq!(names.lines().filter(|l| l.starts_with("configmap/large-")).count(), LARGE_CONFIGMAPS);
+    let table = kubectl.ok(&["get", "configmaps", "--chunk-size=0"]);
+    assert!(table.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "DATA", "AGE"])), "{table}");
+    assert_eq!(table.lines().filter(|l| l.starts_with("large-")).count(), LARGE_CONFIGMAPS, "{table}");
     node.stop();
 }
 
