@@ -1092,6 +1092,35 @@ mod tests {
         assert_eq!(store.read_live().keys.len(), 2);
     }
 
+    #[test]
+    fn pages_hold_their_own_keys_now_and_in_the_past() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage = crate::open_database(dir.path()).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        for command in [put("k/1", "aa"), put("k/2", "bb"), put("k/3", "cc"), put("k/4", "dd"), put("l/1", "x")] {
+            let mut applier = store.applier();
+            applier.apply(&command).expect("applied");
+            applier.commit(None, None).expect("committed");
+        }
+        let keys =
+            |kvs: &[KeyValue]| kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect::<Vec<_>>();
+        let all = KeyRange::prefix(b"k/".to_vec());
+        let (revision, page, more) = store.range_page(&all, 0, 2, usize::MAX).expect("a page");
+        assert_eq!((revision, keys(&page), more), (5, vec!["k/1".to_owned(), "k/2".to_owned()], true));
+        let after = KeyRange { key: b"k/2\0".to_vec(), end: all.end.clone() };
+        let (_, page, more) = store.range_page(&after, 0, 2, usize::MAX).expect("the next page");
+        assert_eq!((keys(&page), more), (vec!["k/3".to_owned(), "k/4".to_owned()], false));
+        let (_, page, more) = store.range_page(&all, 0, 10, 3).expect("a page cut by bytes");
+        assert_eq!((keys(&page), more), (vec!["k/1".to_owned(), "k/2".to_owned()], true));
+
+        let mut applier = store.applier();
+        applier.apply(&put("k/1", "changed")).expect("applied");
+        applier.commit(None, None).expect("committed");
+        let (_, page, more) = store.range_page(&all, 3, 10, usize::MAX).expect("a page in the past");
+        assert_eq!((keys(&page), more), (vec!["k/1".to_owned(), "k/2".to_owned(), "k/3".to_owned()], false));
+        assert_eq!(page[0].value, b"aa");
+    }
+
     proptest! {
         #[test]
         fn borrowed_records_encode_as_the_stored_ones(
