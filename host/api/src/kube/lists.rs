@@ -150,20 +150,19 @@ pub fn stream(objects: ObjectStore, request: &ListRequest<'_>, first: Chunk, for
     let state = StreamState { objects, t, namespace, selector, format, next: Some(first), written: 0 };
     let chunks = futures::stream::unfold(state, |mut state| async move {
         let chunk = state.next.take()?;
-        let (t, namespace, revision) = (state.t.clone(), state.namespace.clone(), chunk.revision);
-        let after = chunk.last_key.clone().filter(|_| chunk.more);
-        let bytes = state.encode(chunk);
-        if let Some(after) = after {
-            match state.objects.list_chunk(&t, namespace.as_deref(), revision, Some(&after)) {
-                Ok(next) => state.next = Some(next),
-                Err(error) => return Some((Err(std::io::Error::other(error.message)), state)),
+        let (revision, after) = (chunk.revision, chunk.last_key.clone().filter(|_| chunk.more));
+        let mut bytes = state.encode(chunk);
+        match after {
+            None => bytes.extend_from_slice(b"]}"),
+            Some(after) => {
+                let namespace = state.namespace.as_deref();
+                match state.objects.list_chunk(&state.t, namespace, revision, Some(&after)) {
+                    Ok(next) => state.next = Some(next),
+                    Err(error) => return Some((Err(std::io::Error::other(error.message)), state)),
+                }
             }
-        } else {
-            let mut bytes = bytes.to_vec();
-            bytes.extend_from_slice(b"]}");
-            return Some((Ok(Bytes::from(bytes)), state));
         }
-        Some((Ok(bytes), state))
+        Some((Ok(Bytes::from(bytes)), state))
     });
     let body = futures::StreamExt::chain(futures::stream::once(async move { Ok(Bytes::from(opening)) }), chunks);
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response()
@@ -194,7 +193,7 @@ struct StreamState {
 impl StreamState {
     /// The selected objects of `chunk` as array elements, each after a
     /// comma but the very first.
-    fn encode(&mut self, chunk: Chunk) -> Bytes {
+    fn encode(&mut self, chunk: Chunk) -> Vec<u8> {
         let selected: Vec<Value> =
             chunk.items.into_iter().map(|(_, object, _)| object).filter(|o| self.selector.matches(o)).collect();
         let elements = match self.format {
@@ -215,7 +214,7 @@ impl StreamState {
             encoded.extend_from_slice(element.to_string().as_bytes());
             self.written += 1;
         }
-        Bytes::from(encoded)
+        encoded
     }
 }
 
