@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::objects::OBJECT_BYTES_MAX;
-use super::status::{ApiError, Cause};
+use super::status::ApiError;
 
 /// The patch formats the server takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +81,7 @@ impl PatchError {
             Self::ResultTooLarge => ApiError::object_too_large(group, kind, name),
             Self::CopiedTooMuch { .. } => ApiError::unprocessable(self.to_string()),
             Self::NotApplicable(message) => {
-                let cause =
-                    Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: String::new() };
-                let mut error = ApiError::invalid(group, kind, name, vec![cause]);
-                error.message = format!("{kind} \"{name}\" is invalid: the patch does not apply: {message}");
-                error
+                ApiError::unprocessable(format!("{kind} \"{name}\" is invalid: the patch does not apply: {message}"))
             }
         }
     }

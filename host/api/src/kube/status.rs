@@ -117,11 +117,9 @@ impl ApiError {
     /// [`super::objects::OBJECT_BYTES_MAX`] bytes.
     pub fn object_too_large(group: &str, kind: &str, name: &str) -> Self {
         let message = format!("Too long: may not be more than {} bytes", super::objects::OBJECT_BYTES_MAX);
-        let cause = Cause { reason: "FieldValueTooLong".into(), message: message.clone(), field: String::new() };
-        let mut error = Self::invalid(group, kind, name, vec![cause]);
-        let kind_name = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
-        error.message = format!("{kind_name} \"{name}\" is invalid: []: {message}");
-        error
+        // Kubernetes names the whole object's path `[]`.
+        let cause = Cause { reason: "FieldValueTooLong".into(), message, field: "[]".into() };
+        Self::invalid(group, kind, name, vec![cause])
     }
 
     /// 429: the client holds or sends more than it may; it should retry later.
