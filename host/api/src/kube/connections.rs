@@ -30,6 +30,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// server closes it (gracefully: HTTP/2 sends GOAWAY).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Interval of HTTP/2 PINGs on a connection, so that a peer that vanished
+/// without closing (its streams held open, as a watch's) is found.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Time a peer has to answer a PING before its connection is closed.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Time a connection that is being closed for idleness has to wind down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -151,7 +158,7 @@ impl Connection {
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new()).keep_alive_interval(PING_INTERVAL).keep_alive_timeout(PING_TIMEOUT);
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
         tokio::pin!(connection);
         let result = tokio::select! {

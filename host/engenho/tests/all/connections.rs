@@ -138,14 +138,22 @@ fn http2_preface() -> Vec<u8> {
     bytes
 }
 
-/// A HEADERS frame on stream 1 for `GET /healthz` that ends the stream
-/// (HPACK: indexed `:method GET` and `:scheme https`, literal `:path` and
-/// `:authority` with indexed names, no Huffman coding).
-fn http2_get_healthz() -> Vec<u8> {
-    let mut block = vec![0x82, 0x87, 0x04, 8];
-    block.extend_from_slice(b"/healthz");
-    block.extend_from_slice(&[0x01, 9]);
-    block.extend_from_slice(b"127.0.0.1");
+/// A HEADERS frame on stream 1 for `GET path` that ends the stream, with
+/// `authorization` if given (HPACK: indexed `:method GET` and `:scheme
+/// https`, literals with indexed names, no Huffman coding; each value
+/// shorter than 127 bytes).
+fn http2_get(path: &str, authorization: Option<&str>) -> Vec<u8> {
+    let literal = |block: &mut Vec<u8>, name_index: &[u8], value: &str| {
+        block.extend_from_slice(name_index);
+        block.push(u8::try_from(value.len()).ok().filter(|l| *l < 127).expect("a short value"));
+        block.extend_from_slice(value.as_bytes());
+    };
+    let mut block = vec![0x82, 0x87];
+    literal(&mut block, &[0x04], path);
+    literal(&mut block, &[0x01], "127.0.0.1");
+    if let Some(authorization) = authorization {
+        literal(&mut block, &[0x0f, 0x08], authorization);
+    }
     let length = u8::try_from(block.len()).expect("a short header block");
     let mut frame = vec![0, 0, length, 1, 0x05, 0, 0, 0, 1];
     frame.extend_from_slice(&block);
@@ -167,6 +175,7 @@ fn http2_frame_types(bytes: &[u8]) -> Vec<u8> {
 /// HTTP/2 frame types.
 const HEADERS: u8 = 1;
 const GOAWAY: u8 = 7;
+const PING: u8 = 6;
 
 #[test]
 fn http2_connections_with_no_open_stream_are_closed_by_the_server() {
@@ -189,7 +198,7 @@ fn http2_connections_with_no_open_stream_are_closed_by_the_server() {
         // leaves unanswered, so the server's shutdown grace ends it).
         let mut served = connect().await;
         served.write_all(&http2_preface()).await.expect("write");
-        served.write_all(&http2_get_healthz()).await.expect("write");
+        served.write_all(&http2_get("/healthz", None)).await.expect("write");
 
         let (silent_took, silent_frames) = read_bytes_until_closed(&mut silent, Duration::from_secs(10)).await;
         assert!(silent_took < Duration::from_secs(8), "an HTTP/2 connection without requests stayed {silent_took:?}");
@@ -235,6 +244,33 @@ fn tls_connections_without_requests_are_closed_by_the_server() {
         assert!(partial_took < Duration::from_secs(8), "a half-sent request stayed {partial_took:?}");
         let (_, answered) = read_until_closed(&mut keep_alive, Duration::from_secs(40)).await;
         assert!(answered.starts_with("HTTP/1.1 200") && answered.ends_with("ok"), "{answered}");
+    });
+    node.stop();
+}
+
+#[test]
+fn http2_peers_that_stop_answering_pings_are_dropped_with_their_watches() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "conn-h2-ping");
+    node.start_ready(&[]);
+    let token = std::fs::read_to_string(node.dir.join("admin-token")).expect("the admin token");
+    let connector = tls_connector(&node, b"h2");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&node.api).await.expect("connect to the API");
+        let name = ServerName::try_from("127.0.0.1").expect("a server name");
+        let mut watching = connector.connect(name.to_owned(), tcp).await.expect("TLS handshake");
+        watching.write_all(&http2_preface()).await.expect("write");
+        let authorization = format!("Bearer {}", token.trim());
+        let watch = http2_get("/api/v1/namespaces/default/configmaps?watch=true", Some(&authorization));
+        watching.write_all(&watch).await.expect("write");
+        // The watch stays open (30 minutes by default), but this peer never
+        // answers a PING: the server closes it after its ping interval
+        // (30 s) and timeout (20 s).
+        let (took, frames) = read_bytes_until_closed(&mut watching, Duration::from_secs(75)).await;
+        let types = http2_frame_types(&frames);
+        assert!(types.contains(&HEADERS) && types.contains(&PING), "frames {types:?}");
+        assert!(took > Duration::from_secs(40), "closed after {took:?}");
     });
     node.stop();
 }
