@@ -256,3 +256,27 @@ impl HttpBody for TrackedBody {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_handshake_past_the_bound_drops_the_oldest() {
+        let handshakes = Arc::new(PendingHandshakes::default());
+        let mut slots: Vec<HandshakeSlot> = (0..HANDSHAKES_MAX).map(|_| handshakes.admit()).collect();
+        assert!(
+            slots
+                .iter_mut()
+                .all(|slot| slot.evicted.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Empty))
+        );
+        let newest = handshakes.admit();
+        let oldest = slots.first_mut().expect("a slot");
+        assert_eq!(oldest.evicted.try_recv(), Err(oneshot::error::TryRecvError::Closed), "the oldest is told to go");
+        assert!(slots[1..].iter_mut().all(|slot| slot.evicted.try_recv() == Err(oneshot::error::TryRecvError::Empty)));
+        drop(slots);
+        assert_eq!(handshakes.pending.lock().expect("lock").1.len(), 1, "finished handshakes give their place back");
+        drop(newest);
+        assert!(handshakes.pending.lock().expect("lock").1.is_empty());
+    }
+}

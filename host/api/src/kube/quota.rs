@@ -85,3 +85,28 @@ impl IntoResponse for TooManyWatches {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_user_holds_at_most_the_bound_and_dropped_watches_give_their_place_back() {
+        let quota = Arc::new(WatchQuota::default());
+        let jane = UserInfo { name: "jane".into(), uid: String::new(), groups: vec!["system:authenticated".into()] };
+        let joe = UserInfo { name: "joe".into(), ..jane.clone() };
+        let mut held: Vec<WatchSlot> = (0..WATCHES_PER_USER_MAX).map(|_| quota.take(&jane).expect("a place")).collect();
+        let Err(refused) = quota.take(&jane) else { panic!("a place past the bound") };
+        let response = refused.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        assert!(quota.take(&joe).is_ok(), "another user has places of its own");
+        held.pop();
+        assert!(quota.take(&jane).is_ok(), "a dropped watch gives its place back");
+        let admin = UserInfo::admin();
+        let exempt: Vec<WatchSlot> = (0..=WATCHES_PER_USER_MAX).map(|_| quota.take(&admin).expect("exempt")).collect();
+        assert_eq!(exempt.len(), WATCHES_PER_USER_MAX + 1);
+        drop(held);
+        assert!(!quota.open.lock().expect("lock").contains_key("jane"), "no count is left for a user with none");
+    }
+}
