@@ -99,7 +99,7 @@ impl ApiError {
 
     /// 413: the body is over the limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request body exceeds the {limit}-byte limit"))
+        Self::entity_too_large(format_args!("limit is {limit}"))
     }
 
     /// 413 with Kubernetes' wording, for a request whose content (not its

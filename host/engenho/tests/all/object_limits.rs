@@ -90,6 +90,11 @@ fn patches_and_writes_past_the_object_size_are_refused_before_they_are_built() {
     let refused = kubectl.fails(&["create", "-f", &created], None);
     assert_too_long(&refused, "create");
 
+    let over_request =
+        write_file(files, "over-request.json", &serde_json::json!({"data": {"x": "r".repeat(3 << 20)}}).to_string());
+    let refused = kubectl.fails(&["patch", "configmap", "seed", "--type=merge", "--patch-file", &over_request], None);
+    assert!(refused.contains("Request entity too large: limit is 3145728"), "{refused}");
+
     let after = kubectl.ok(&["get", "configmap", "seed", "-o", "jsonpath={.metadata.resourceVersion}"]);
     assert_eq!(before, after, "a refused patch changed the object");
     let names = kubectl.ok(&["get", "configmaps", "-o", "name"]);
