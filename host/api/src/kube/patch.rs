@@ -38,6 +38,11 @@ pub const JSON_PATCH_OPERATIONS_MAX: usize = 10_000;
 /// memory.
 pub const JSON_PATCH_COPY_BYTES_MAX: usize = 3 * 1024 * 1024;
 
+/// Element comparisons one strategic merge of a keyed list may take (each
+/// patch element is looked up among the list's elements), so that a patch
+/// cannot spend minutes of CPU merging two long lists.
+pub const LIST_MERGE_COMPARISONS_MAX: usize = 10_000_000;
+
 /// Why a patch was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
@@ -366,6 +371,14 @@ fn strategic(target: Value, patch: &Value, field: &str) -> Result<Value, String>
         }
         Value::Array(items) => match (merge_keys(field), target) {
             (keys, Value::Array(mut current)) if !keys.is_empty() => {
+                if items.len().saturating_mul(current.len()) > LIST_MERGE_COMPARISONS_MAX {
+                    return Err(format!(
+                        "merging {} elements into the {} of {field} takes more than the \
+                         {LIST_MERGE_COMPARISONS_MAX} comparisons one list merge may",
+                        items.len(),
+                        current.len()
+                    ));
+                }
                 for item in items {
                     let Some((key, id)) = keys.iter().find_map(|key| Some((*key, item.get(*key)?.clone()))) else {
                         return Err(format!("an element of {field} lacks its merge key {}", keys.join(" or ")));
@@ -508,6 +521,17 @@ mod tests {
         let status = PatchError::ResultTooLarge.status("", "ConfigMap", "big");
         assert_eq!(status.code, 422);
         assert!(status.message.starts_with("ConfigMap \"big\" is invalid: []: Too long: may not be more than"));
+    }
+
+    #[test]
+    fn merging_two_long_keyed_lists_is_refused() {
+        let elements = |count: usize| -> Vec<Value> { (0..count).map(|i| json!({"name": format!("c{i}")})).collect() };
+        let target = json!({"spec": {"containers": elements(4_000)}});
+        let patch = json!({"spec": {"containers": elements(4_000)}});
+        let refused = strategic(target.clone(), &patch, "");
+        assert!(refused.is_err_and(|why| why.contains("comparisons one list merge may")));
+        let small = json!({"spec": {"containers": elements(10)}});
+        assert!(strategic(target, &small, "").is_ok());
     }
 
     proptest! {
