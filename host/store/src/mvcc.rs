@@ -336,7 +336,7 @@ impl Mvcc {
             let found = if at <= 0 || at == live.revision {
                 Found::Live(live.scan(&request.range))
             } else {
-                Found::Stored(self.locate(&live, &request.range, at)?)
+                Found::Stored(self.locate(&live, &request.range, at, usize::MAX)?)
             };
             (live.revision, found)
         };
@@ -347,17 +347,65 @@ impl Mvcc {
         Ok((revision, finish_range(kvs, request)))
     }
 
-    /// Where the live versions of `range` at revision `at` are stored, with
-    /// a snapshot that holds them; `live` is the index at its revision.
-    fn locate(&self, live: &Live, range: &KeyRange, at: i64) -> Result<Located> {
+    /// The first live keys of `range` at `revision` (0 or less: the newest),
+    /// in key order: at most `keys_max`, and no more once their values reach
+    /// `bytes_max` (at least one); with the revision read at and whether
+    /// more keys follow. Only the keys returned (and one more) are read, so
+    /// paging through a large range costs each page its own size.
+    ///
+    /// # Errors
+    /// Invalid range, compacted or future revision, storage failure.
+    pub fn range_page(
+        &self,
+        range: &KeyRange,
+        revision: i64,
+        keys_max: usize,
+        bytes_max: usize,
+    ) -> Result<(i64, Vec<KeyValue>, bool)> {
+        assert!(keys_max > 0, "a page holds at least one key");
+        range.validate()?;
+        let (current, found) = {
+            let live = self.read_live();
+            let found = if revision <= 0 || revision == live.revision {
+                Found::Live(live.states(range).filter_map(|state| state.newest.clone()).take(keys_max + 1).collect())
+            } else {
+                Found::Stored(self.locate(&live, range, revision, keys_max + 1)?)
+            };
+            (live.revision, found)
+        };
+        let mut kvs = match found {
+            Found::Live(kvs) => kvs,
+            Found::Stored(located) => self.read_located(located)?,
+        };
+        let mut bytes = 0;
+        let within = kvs
+            .iter()
+            .position(|kv| {
+                bytes += kv.value.len();
+                bytes >= bytes_max
+            })
+            .map_or(keys_max, |last| (last + 1).min(keys_max));
+        let more = kvs.len() > within;
+        kvs.truncate(within);
+        Ok((current, kvs, more))
+    }
+
+    /// Where the live versions of `range` at revision `at` are stored (the
+    /// first `keys_max` of them), with a snapshot that holds them; `live` is
+    /// the index at its revision.
+    fn locate(&self, live: &Live, range: &KeyRange, at: i64, keys_max: usize) -> Result<Located> {
         if at > live.revision {
             return Err(StoreError::FutureRevision { requested: at, current: live.revision });
         }
         if at < live.compacted {
             return Err(StoreError::Compacted { requested: at, compacted: live.compacted });
         }
-        let positions =
-            live.states(range).filter_map(|state| state.at(at)).filter(|position| !position.deleted).collect();
+        let positions = live
+            .states(range)
+            .filter_map(|state| state.at(at))
+            .filter(|position| !position.deleted)
+            .take(keys_max)
+            .collect();
         // Taken while the index is held: the index changes only after the
         // batch behind it is committed, so the snapshot has every version
         // the index points to, unless a compaction committed meanwhile.
@@ -812,7 +860,7 @@ impl Applier<'_> {
         if request.revision > 0 && request.revision != self.revision {
             // Reads in the past see committed history only.
             let store = self.store;
-            let located = store.locate(&store.read_live(), &request.range, request.revision)?;
+            let located = store.locate(&store.read_live(), &request.range, request.revision, usize::MAX)?;
             return Ok(finish_range(store.read_located(located)?, request));
         }
         Ok(finish_range(self.scan(scope, &request.range), request))
@@ -1096,6 +1144,35 @@ mod tests {
             }
         }
         found
+    }
+
+    #[test]
+    fn pages_hold_their_own_keys_now_and_in_the_past() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage = crate::open_database(dir.path()).expect("open");
+        let store = Mvcc::open(&storage).expect("open store");
+        for command in [put("k/1", "aa"), put("k/2", "bb"), put("k/3", "cc"), put("k/4", "dd"), put("l/1", "x")] {
+            let mut applier = store.applier();
+            applier.apply(&command).expect("applied");
+            applier.commit(None, None).expect("committed");
+        }
+        let keys =
+            |kvs: &[KeyValue]| kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect::<Vec<_>>();
+        let all = KeyRange::prefix(b"k/".to_vec());
+        let (revision, page, more) = store.range_page(&all, 0, 2, usize::MAX).expect("a page");
+        assert_eq!((revision, keys(&page), more), (5, vec!["k/1".to_owned(), "k/2".to_owned()], true));
+        let after = KeyRange { key: b"k/2\0".to_vec(), end: all.end.clone() };
+        let (_, page, more) = store.range_page(&after, 0, 2, usize::MAX).expect("the next page");
+        assert_eq!((keys(&page), more), (vec!["k/3".to_owned(), "k/4".to_owned()], false));
+        let (_, page, more) = store.range_page(&all, 0, 10, 3).expect("a page cut by bytes");
+        assert_eq!((keys(&page), more), (vec!["k/1".to_owned(), "k/2".to_owned()], true));
+
+        let mut applier = store.applier();
+        applier.apply(&put("k/1", "changed")).expect("applied");
+        applier.commit(None, None).expect("committed");
+        let (_, page, more) = store.range_page(&all, 3, 10, usize::MAX).expect("a page in the past");
+        assert_eq!((keys(&page), more), (vec!["k/1".to_owned(), "k/2".to_owned(), "k/3".to_owned()], false));
+        assert_eq!(page[0].value, b"aa");
     }
 
     proptest! {

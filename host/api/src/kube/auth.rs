@@ -103,6 +103,10 @@ pub struct ServiceAccountClaims {
     pub expires_at: i64,
 }
 
+/// Seconds a token's `iat` and `nbf` may be ahead of this node's clock,
+/// for clocks of nodes that differ a little (as Kubernetes' token leeway).
+pub const CLOCK_SKEW_SECONDS: i64 = 60;
+
 /// Why a token was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -121,6 +125,22 @@ pub enum TokenError {
     /// Past its expiry.
     #[error("the token expired")]
     Expired,
+    /// Its `nbf` is still ahead (beyond the allowed clock skew).
+    #[error("the token is not valid yet (nbf {not_before}, now {now})")]
+    NotYetValid {
+        /// The token's `nbf`.
+        not_before: i64,
+        /// The time it was presented.
+        now: i64,
+    },
+    /// Its `iat` is ahead (beyond the allowed clock skew).
+    #[error("the token was issued in the future (iat {issued_at}, now {now})")]
+    IssuedInTheFuture {
+        /// The token's `iat`.
+        issued_at: i64,
+        /// The time it was presented.
+        now: i64,
+    },
     /// The signing key is unusable.
     #[error("the service-account signing key is unusable: {0}")]
     BadKey(String),
@@ -220,13 +240,20 @@ impl TokenSigner {
         if now >= expires_at {
             return Err(TokenError::Expired);
         }
+        let issued_at = number("iat").ok_or(TokenError::Malformed("no issue time"))?;
+        if issued_at > now.saturating_add(CLOCK_SKEW_SECONDS) {
+            return Err(TokenError::IssuedInTheFuture { issued_at, now });
+        }
+        if let Some(not_before) = number("nbf").filter(|nbf| *nbf > now.saturating_add(CLOCK_SKEW_SECONDS)) {
+            return Err(TokenError::NotYetValid { not_before, now });
+        }
         let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
         let claims = ServiceAccountClaims {
             namespace: text("/kubernetes.io/namespace"),
             name: text("/kubernetes.io/serviceaccount/name"),
             uid: text("/kubernetes.io/serviceaccount/uid"),
             audiences,
-            issued_at: number("iat").unwrap_or_default(),
+            issued_at,
             expires_at,
         };
         if claims.namespace.is_empty() || claims.name.is_empty() {
@@ -294,6 +321,15 @@ mod tests {
         let elsewhere = ServiceAccountClaims { audiences: vec!["vault".into()], ..claims() };
         assert!(matches!(ours.verify(&ours.issue(&elsewhere), 2_000), Err(TokenError::WrongAudience(_))));
         assert!(matches!(ours.verify("a.b", 2_000), Err(TokenError::Malformed(_))));
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused() {
+        let signer = signer();
+        let token = signer.issue(&claims());
+        assert_eq!(signer.verify(&token, 1_000 - CLOCK_SKEW_SECONDS), Ok(claims()));
+        let early = 1_000 - CLOCK_SKEW_SECONDS - 1;
+        assert_eq!(signer.verify(&token, early), Err(TokenError::IssuedInTheFuture { issued_at: 1_000, now: early }));
     }
 
     #[test]

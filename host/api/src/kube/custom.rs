@@ -28,6 +28,7 @@ const SCHEMA_DEPTH_MAX: usize = 64;
 /// # Errors
 /// 422 when the name does not match or the storage version is not one.
 pub fn prepare_definition(definition: &mut Value, name: &str) -> Result<(), ApiError> {
+    check_group(definition, name)?;
     let text = |pointer: &str| definition.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
     let expected = format!("{}.{}", text("/spec/names/plural"), text("/spec/group"));
     if name != expected {
@@ -56,6 +57,39 @@ pub fn prepare_definition(definition: &mut Value, name: &str) -> Result<(), ApiE
     Ok(())
 }
 
+/// Refuses a definition (named `name`) whose `spec.group` is not one a
+/// custom kind may claim.
+///
+/// # Errors
+/// 422 on `spec.group`.
+pub fn check_group(definition: &Value, name: &str) -> Result<(), ApiError> {
+    let group = definition.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+    let Some(why) = unclaimable_group(group) else { return Ok(()) };
+    let cause = Cause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: \"{group}\": {why}"),
+        field: "spec.group".into(),
+    };
+    Err(ApiError::invalid("apiextensions.k8s.io", "CustomResourceDefinition", name, vec![cause]))
+}
+
+/// Why custom kinds may not claim `group`, if they may not: objects are
+/// stored under `/registry/<group>/<plural>/`, with `core` for the core
+/// group, so `core` and the built-in groups would share the built-in kinds'
+/// storage.
+fn unclaimable_group(group: &str) -> Option<String> {
+    if group == "core" {
+        return Some("the core group's built-in kinds are stored under this name".into());
+    }
+    if Registry::built_in().groups().iter().any(|(built_in, _)| *built_in == group) {
+        return Some("the group is served by the built-in kinds".into());
+    }
+    if !group.contains('.') {
+        return Some("should be a domain with at least one dot".into());
+    }
+    None
+}
+
 /// The kinds a definition serves, one per served version; `Err` says why
 /// its names are not accepted.
 pub fn kinds_of(definition: &Value, taken: &Registry) -> Result<Vec<ResourceType>, String> {
@@ -66,6 +100,9 @@ pub fn kinds_of(definition: &Value, taken: &Registry) -> Result<Vec<ResourceType
     let (group, plural, kind) = (text(spec, "/group"), text(spec, "/names/plural"), text(spec, "/names/kind"));
     if group.is_empty() || plural.is_empty() || kind.is_empty() {
         return Err("spec.group, spec.names.plural and spec.names.kind are required".into());
+    }
+    if let Some(why) = unclaimable_group(group) {
+        return Err(format!("spec.group {group:?}: {why}"));
     }
     if taken.find_plural(group, plural).is_some_and(|t| t.custom_schema().is_none()) {
         return Err(format!("{plural}.{group} is served by the built-in kinds"));

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::apply;
 use super::auth::UserInfo;
 use super::discovery;
+use super::lists::{self, ListRequest, Listing, StreamFormat};
 use super::objects::{DeleteOptions, ObjectStore, WriteOptions};
 use super::openapi::OpenApi;
 use super::patch::{self, PatchKind};
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub token_signer: tokio::sync::OnceCell<super::auth::TokenSigner>,
     /// Decoded store events shared by the watches.
     pub watch_events: Arc<SharedEvents>,
+    /// Watches open per user.
+    pub watch_quota: Arc<super::quota::WatchQuota>,
     /// The OpenAPI documents of a registry generation, generated on first
     /// use.
     pub openapi: std::sync::Mutex<Option<(u64, Arc<OpenApi>)>>,
@@ -355,7 +358,12 @@ async fn resource(
                 query.get("fieldSelector").map(String::as_str),
             )?;
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
+                let slot = match state.watch_quota.take(user) {
+                    Ok(slot) => slot,
+                    Err(refused) => return Ok(refused.into_response()),
+                };
                 let request = WatchRequest {
+                    slot,
                     t: t.clone(),
                     namespace: namespace.map(str::to_owned),
                     selector,
@@ -369,9 +377,17 @@ async fn resource(
                 };
                 return watch::start(&state.objects, &state.watch_events, request).await;
             }
-            let page = list_page(state, t, namespace, &selector, query).await?;
+            let request = ListRequest { t, namespace, selector: &selector, query };
+            let include = table::Include::from_query(query.get("includeObject").map(String::as_str));
+            let page = match lists::list(&state.objects, &request).await? {
+                Listing::Page(page) => page,
+                Listing::Stream(first) => {
+                    let format =
+                        if table::wants_table(accept) { StreamFormat::Table(include) } else { StreamFormat::List };
+                    return Ok(lists::stream(state.objects.clone(), &request, first, format));
+                }
+            };
             if table::wants_table(accept) {
-                let include = table::Include::from_query(query.get("includeObject").map(String::as_str));
                 let mut table = table::of(t, &page.items, page.revision, include);
                 if let Some(token) = &page.next {
                     table["metadata"]["continue"] = json!(token);
@@ -501,7 +517,7 @@ async fn pod_subresource(
                 return Err(ApiError::invalid("", "Binding", name, vec![cause]));
             };
             for attempt in 1..=PATCH_ATTEMPTS {
-                let mut pod = state.objects.get(t, namespace, name).await?;
+                let pod = state.objects.get(t, namespace, name).await?;
                 if let Some(bound) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
                     let mut error = ApiError::conflict(t.group, t.plural, name);
                     error.message = format!("pod {name} is already assigned to node \"{bound}\"");
@@ -512,8 +528,10 @@ async fn pod_subresource(
                     error.message = format!("pod {name} is being deleted, cannot be assigned to a host");
                     return Err(error);
                 }
-                pod["spec"]["nodeName"] = json!(node);
-                match state.objects.update(t, namespace, name, pod, write).await {
+                let mut bound = pod.clone();
+                bound["spec"]["nodeName"] = json!(node);
+                let bound = admitted_update(state, (t, namespace, name, "binding"), &pod, bound, write).await?;
+                match state.objects.update(t, namespace, name, bound, write).await {
                     Ok(_) => return Ok(json_response(StatusCode::CREATED, &success_status())),
                     Err(error) if error.reason == "Conflict" && attempt < PATCH_ATTEMPTS => continue,
                     Err(error) => return Err(error),
@@ -526,6 +544,11 @@ async fn pod_subresource(
             let options =
                 eviction.get("deleteOptions").map(|o| serde_json::to_vec(o).unwrap_or_default()).unwrap_or_default();
             let options = DeleteOptions::parse(&options, &HashMap::new())?;
+            if state.admission_matches(t, Operation::Delete) {
+                let mut current = state.objects.get(t, namespace, name).await?;
+                let request = admission_request(t, namespace, name, "eviction", Operation::Delete, write);
+                state.admit(&request, &mut current, None).await?;
+            }
             state.objects.delete(t, namespace, name, &options, write.dry_run).await?;
             Ok(json_response(StatusCode::CREATED, &success_status()))
         }
@@ -610,6 +633,7 @@ async fn server_side_apply(
         let merged = apply::apply(current.as_ref(), &config, &manager, t.api_version, force, &super::objects::now())
             .map_err(|conflicts| conflict_status(t, name, &conflicts))?;
         check_shape(t, &merged)?;
+        patch::check_object_size(&merged).map_err(|e| e.status(t.group, t.kind, name))?;
         state.guard_escalation(t, namespace, &merged, write)?;
         let mut merged = merged;
         let operation = if current.is_some() { Operation::Update } else { Operation::Create };
@@ -671,7 +695,7 @@ async fn scale_subresource(
         error
     };
     for attempt in 1..=PATCH_ATTEMPTS {
-        let mut object = state.objects.get(t, namespace, name).await?;
+        let object = state.objects.get(t, namespace, name).await?;
         let current = scale::of(&object);
         let wanted = match *method {
             Method::GET => return Ok(json_response(StatusCode::OK, &current)),
@@ -682,13 +706,18 @@ async fn scale_subresource(
                 let kind = PatchKind::from_media_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
                 let patch: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
-                patch::apply(kind, current.clone(), &patch).map_err(invalid)?
+                patch::apply(kind, current.clone(), &patch).map_err(|e| match e {
+                    patch::PatchError::NotApplicable(message) => invalid(message),
+                    other => other.status("autoscaling", "Scale", name),
+                })?
             }
             ref other => return Err(ApiError::method_not_allowed(other.as_str(), "scale")),
         };
         let pinned = wanted.pointer("/metadata/resourceVersion").is_some_and(|v| v.as_str() != Some(""))
             && wanted.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion");
-        scale::apply_to(&mut object, &wanted).map_err(invalid)?;
+        let mut scaled = object.clone();
+        scale::apply_to(&mut scaled, &wanted).map_err(invalid)?;
+        let object = admitted_update(state, (t, namespace, name, "scale"), &object, scaled, write).await?;
         match state.objects.update(t, namespace, name, object, write).await {
             Ok(updated) => return Ok(json_response(StatusCode::OK, &scale::of(&updated))),
             Err(error) if error.reason == "Conflict" && !pinned && attempt < PATCH_ATTEMPTS => continue,
@@ -696,6 +725,22 @@ async fn scale_subresource(
         }
     }
     unreachable!("the last attempt returns")
+}
+
+/// `changed`, the new state of `current`, once a write of its
+/// `subresource` has passed admission as an update of the whole object.
+async fn admitted_update(
+    state: &ApiState,
+    (t, namespace, name, subresource): (&ResourceType, Option<&str>, &str, &str),
+    current: &Value,
+    mut changed: Value,
+    write: &WriteOptions,
+) -> Result<Value, ApiError> {
+    if state.admission_matches(t, Operation::Update) {
+        let request = admission_request(t, namespace, name, subresource, Operation::Update, write);
+        state.admit(&request, &mut changed, Some(current)).await?;
+    }
+    Ok(changed)
 }
 
 /// Times a patch is retried when the object changes under it (a patch
@@ -719,12 +764,7 @@ async fn patch_object(
     loop {
         attempt += 1;
         let current = state.objects.get(t, namespace, name).await?;
-        let mut patched = patch::apply(kind, current.clone(), patch).map_err(|message| {
-            let cause = Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: String::new() };
-            let mut error = ApiError::invalid(t.group, t.kind, name, vec![cause]);
-            error.message = format!("{} \"{name}\" is invalid: the patch does not apply: {message}", t.kind);
-            error
-        })?;
+        let mut patched = patch::apply(kind, current.clone(), patch).map_err(|e| e.status(t.group, t.kind, name))?;
         if status_only {
             let mut updated = current.clone();
             updated["status"] = patched.get("status").cloned().unwrap_or(Value::Null);
@@ -751,77 +791,6 @@ async fn patch_object(
             other => return other.map(|patched| (patched, warnings)),
         }
     }
-}
-
-/// One page of a list.
-struct Page {
-    items: Vec<Value>,
-    revision: i64,
-    next: Option<String>,
-}
-
-/// The selected objects of a list request, `limit` at a time, every page
-/// read at the revision of the first (`continue` carries it).
-async fn list_page(
-    state: &ApiState,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    selector: &Selector,
-    query: &HashMap<String, String>,
-) -> Result<Page, ApiError> {
-    let limit = match query.get("limit").map(|v| v.parse::<usize>()) {
-        Some(Ok(0)) | None => usize::MAX,
-        Some(Ok(limit)) => limit,
-        Some(Err(_)) => return Err(ApiError::bad_request("limit must be a non-negative integer")),
-    };
-    let (listed, after) = match query.get("continue").filter(|c| !c.is_empty()) {
-        Some(token) => {
-            let (revision, after) = decode_continue(token)?;
-            let listed = state.objects.list_at(t, namespace, revision).map_err(|error| {
-                if error.code == 410 {
-                    ApiError::gone(
-                        "The provided continue parameter is too old to display a consistent list result. You can \
-                         start a new list without the continue parameter.",
-                    )
-                } else {
-                    error
-                }
-            })?;
-            (listed, Some(after))
-        }
-        None => (state.objects.list(t, namespace).await?, None),
-    };
-    let key_of = |object: &Value| {
-        let ns = object.pointer("/metadata/namespace").and_then(Value::as_str);
-        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        t.key(ns, name)
-    };
-    let mut selected = listed
-        .items
-        .into_iter()
-        .filter(|o| after.as_ref().is_none_or(|after| key_of(o) > *after))
-        .filter(|o| selector.matches(o))
-        .peekable();
-    let items: Vec<Value> = selected.by_ref().take(limit).collect();
-    let next = match (selected.peek(), items.last()) {
-        (Some(_), Some(last)) => Some(encode_continue(listed.revision, &key_of(last))),
-        _ => None,
-    };
-    Ok(Page { items, revision: listed.revision, next })
-}
-
-fn encode_continue(revision: i64, after: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{revision}\n{after}"))
-}
-
-fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
-    use base64::Engine;
-    let invalid = || ApiError::bad_request("continue key is not valid");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let (revision, after) = text.split_once('\n').ok_or_else(invalid)?;
-    Ok((revision.parse().map_err(|_| invalid())?, after.to_owned()))
 }
 
 /// `resourceVersion` of a watch: absent, empty or "0" start with the current

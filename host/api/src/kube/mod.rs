@@ -6,16 +6,19 @@ mod access;
 mod admission;
 mod apply;
 mod auth;
+mod connections;
 mod custom;
 mod discovery;
 mod gc;
 mod handlers;
+mod lists;
 mod objects;
 mod openapi;
 mod patch;
 pub mod pki;
 pub mod plugins;
 mod protobuf;
+mod quota;
 mod rbac;
 mod resources;
 mod reviews;
@@ -27,7 +30,6 @@ mod strategies;
 mod table;
 mod watch;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +37,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::IntoResponse;
 use engenho_mesh::Node;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -48,12 +49,6 @@ pub use status::{ApiError, Cause};
 use handlers::ApiState;
 use objects::{ObjectStore, WriteOptions};
 use resources::{ResourceType, SharedRegistry};
-
-/// Time a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections served at once; more wait in the listen backlog.
-const CONNECTIONS_MAX: usize = 1024;
 
 /// Times the creation of a default object is tried while the cluster
 /// cannot take writes.
@@ -82,6 +77,7 @@ impl KubeApi {
             admin_token,
             token_signer: tokio::sync::OnceCell::new(),
             watch_events: Arc::default(),
+            watch_quota: Arc::default(),
             openapi: std::sync::Mutex::new(None),
         };
         Self { state: Arc::new(state) }
@@ -200,57 +196,8 @@ impl KubeApi {
         &self,
         listener: TcpListener,
         tls: Arc<rustls::ServerConfig>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let acceptor = TlsAcceptor::from(tls);
-        let router = self.router();
-        let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
-        loop {
-            let permit = tokio::select! {
-                permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::debug!(%error, "accepting an API connection");
-                        continue;
-                    }
-                },
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            };
-            let _ = stream.set_nodelay(true);
-            let (acceptor, router) = (acceptor.clone(), router.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                serve_connection(stream, peer, acceptor, router).await;
-            });
-        }
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, router: Router) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let router = router.clone();
-        async move {
-            use tower::ServiceExt;
-            router.oneshot(request.map(axum::body::Body::new)).await
-        }
-    });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(error) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
-        tracing::debug!(%peer, %error, "API connection ended");
+        connections::serve(listener, TlsAcceptor::from(tls), self.router(), stop).await;
     }
 }

@@ -27,6 +27,11 @@ pub struct ObjectStore {
 /// Decoded namespace heads by name, each with the revision that wrote it.
 type NamespaceHeads = HashMap<String, (i64, Arc<NamespaceHead>)>;
 
+/// The largest object kept, encoded as stored: the store's limit for one
+/// request (as etcd's 1.5 MiB, which bounds Kubernetes objects), less room
+/// for the key and the transaction around the value.
+pub const OBJECT_BYTES_MAX: usize = engenho_store::MAX_REQUEST_BYTES - 4096;
+
 /// Namespace heads [`ObjectStore`] keeps decoded; past this many it starts
 /// again from none.
 const NAMESPACE_HEADS_MAX: usize = 4096;
@@ -37,6 +42,24 @@ pub struct Listed {
     pub items: Vec<Value>,
     /// The revision of the read: the list's `resourceVersion`.
     pub revision: i64,
+}
+
+/// Objects a list reads from the store at once, at most.
+pub const LIST_CHUNK_KEYS: usize = 500;
+
+/// Stored bytes past which a list's read from the store ends early.
+pub const LIST_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// One bounded read of a listing.
+pub struct Chunk {
+    /// Each object with its store key and stored size, in key order.
+    pub items: Vec<(String, Value, usize)>,
+    /// The revision of the read.
+    pub revision: i64,
+    /// The store key of the last object read.
+    pub last_key: Option<String>,
+    /// Whether more objects follow.
+    pub more: bool,
 }
 
 impl ObjectStore {
@@ -64,15 +87,6 @@ impl ObjectStore {
         found.kvs.first().map(|kv| decode(t, kv)).transpose()
     }
 
-    /// Every object of the kind (in `namespace`, when given), now.
-    ///
-    /// # Errors
-    /// Store failures.
-    pub async fn list(&self, t: &ResourceType, namespace: Option<&str>) -> Result<Listed, ApiError> {
-        self.node.linearize().await?;
-        self.list_at(t, namespace, 0)
-    }
-
     /// Every object of the kind (in `namespace`, when given) as of store
     /// `revision` (0: the newest this node has).
     ///
@@ -84,6 +98,44 @@ impl ObjectStore {
         let (current, found) = self.node.store().range(&request)?;
         let items = found.kvs.iter().map(|kv| decode(t, kv)).collect::<Result<_, _>>()?;
         Ok(Listed { items, revision: if revision > 0 { revision } else { current } })
+    }
+
+    /// Waits until this node has every write acknowledged before now, so
+    /// that reads of its own replica see them.
+    ///
+    /// # Errors
+    /// The cluster has no leader to confirm with.
+    pub async fn read_barrier(&self) -> Result<(), ApiError> {
+        self.node.linearize().await?;
+        Ok(())
+    }
+
+    /// The objects of the kind (in `namespace`, when given) after store key
+    /// `after` (from the first when `None`), as of store `revision` (0: the
+    /// newest this node has): at most [`LIST_CHUNK_KEYS`], fewer once they
+    /// reach [`LIST_CHUNK_BYTES`].
+    ///
+    /// # Errors
+    /// 410 when `revision` was compacted away; store failures.
+    pub fn list_chunk(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        revision: i64,
+        after: Option<&str>,
+    ) -> Result<Chunk, ApiError> {
+        let mut range = KeyRange::prefix(t.key_prefix(namespace));
+        if let Some(after) = after {
+            debug_assert!(after.as_bytes() >= range.key.as_slice());
+            range.key = [after.as_bytes(), b"\0"].concat();
+        }
+        let (current, kvs, more) = self.node.store().range_page(&range, revision, LIST_CHUNK_KEYS, LIST_CHUNK_BYTES)?;
+        let last_key = kvs.last().map(|kv| String::from_utf8_lossy(&kv.key).into_owned());
+        let items = kvs
+            .iter()
+            .map(|kv| Ok((String::from_utf8_lossy(&kv.key).into_owned(), decode(t, kv)?, kv.value.len())))
+            .collect::<Result<_, ApiError>>()?;
+        Ok(Chunk { items, revision: if revision > 0 { revision } else { current }, last_key, more })
     }
 
     /// The bytes under `key` as this node has them, if any.
@@ -224,6 +276,9 @@ impl ObjectStore {
             _ => current_version,
         };
         carry_server_fields(&current, &mut object);
+        if (t.group, t.plural) == ("apiextensions.k8s.io", "customresourcedefinitions") {
+            super::custom::check_group(&object, name)?;
+        }
         if let Some(manager) = &write.manager {
             apply::record_update(Some(&current), &mut object, manager, t.api_version, &now());
         }
@@ -493,6 +548,10 @@ impl ObjectStore {
         object: &Value,
     ) -> Result<Option<i64>, ApiError> {
         let value = t.stored_bytes(object).map_err(|e| ApiError::internal(e.to_string()))?;
+        if value.len() > OBJECT_BYTES_MAX {
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            return Err(ApiError::object_too_large(t.group, t.kind, name));
+        }
         let put = PutRequest { key: key.into_bytes(), value, ..PutRequest::default() };
         self.run(TxnRequest { compare: vec![guard], success: vec![Operation::Put(put)], failure: Vec::new() }).await
     }

@@ -285,7 +285,11 @@ impl Authorizer {
                     return Ok(());
                 }
                 let role: Role = serde_json::from_value(object.clone()).unwrap_or_default();
-                role.rules
+                let mut rules = role.rules;
+                if let Some(aggregation) = role.aggregation_rule.filter(|_| plural == "clusterroles") {
+                    rules.extend(self.aggregated_rules(name, &aggregation)?);
+                }
+                rules
             }
             "rolebindings" | "clusterrolebindings" => {
                 let binding: Binding = serde_json::from_value(object.clone()).unwrap_or_default();
@@ -329,6 +333,20 @@ impl Authorizer {
             }
         }
         Ok(())
+    }
+
+    /// The rules a ClusterRole named `name` with `aggregation` would take
+    /// from the ClusterRoles it selects (and those they aggregate), as they
+    /// stand: what writing that aggregation grants.
+    fn aggregated_rules(&self, name: &str, aggregation: &AggregationRule) -> Result<Vec<PolicyRule>, ApiError> {
+        let mut granted = Vec::new();
+        for member in self.read::<Role>(&self.cluster_roles.key_prefix(None))? {
+            let selected = aggregation.cluster_role_selectors.iter().any(|selector| labels_match(selector, &member));
+            if selected && member.metadata.name != name {
+                self.grant_cluster_role(&member.metadata.name, "", &mut granted, 1)?;
+            }
+        }
+        Ok(granted.into_iter().map(|g| g.rule).collect())
     }
 
     /// Adds the rules of ClusterRole `name` (with those of the roles it

@@ -99,7 +99,32 @@ impl ApiError {
 
     /// 413: the body is over the limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request body exceeds the {limit}-byte limit"))
+        Self::entity_too_large(format_args!("limit is {limit}"))
+    }
+
+    /// 413 with Kubernetes' wording, for a request whose content (not its
+    /// byte count) is over a limit.
+    pub fn entity_too_large(message: impl std::fmt::Display) -> Self {
+        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: {message}"))
+    }
+
+    /// 422 whose message says all there is (no field applies).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(422, "Invalid", message)
+    }
+
+    /// 422: `kind` object `name` would encode to more than
+    /// [`super::objects::OBJECT_BYTES_MAX`] bytes.
+    pub fn object_too_large(group: &str, kind: &str, name: &str) -> Self {
+        let message = format!("Too long: may not be more than {} bytes", super::objects::OBJECT_BYTES_MAX);
+        // Kubernetes names the whole object's path `[]`.
+        let cause = Cause { reason: "FieldValueTooLong".into(), message, field: "[]".into() };
+        Self::invalid(group, kind, name, vec![cause])
+    }
+
+    /// 429: the client holds or sends more than it may; it should retry later.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
     }
 
     /// 415: the body's media type is not one the endpoint takes.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use engenho_store::{Event, EventKind, KeyRange, StoreError, Watcher};
 use serde_json::{Value, json};
 
-use super::objects::ObjectStore;
+use super::objects::{Chunk, ObjectStore};
 use super::resources::ResourceType;
 use super::selectors::Selector;
 use super::status::ApiError;
@@ -29,6 +29,10 @@ const INITIAL_EVENTS_PER_CHUNK: usize = 64;
 
 /// What one watch request asked for.
 pub struct WatchRequest {
+    /// The watch's place among its user's open watches, held while the
+    /// watch is open.
+    #[expect(dead_code, reason = "held, never read: dropping it with the watch frees the place")]
+    pub slot: super::quota::WatchSlot,
     /// The kind watched.
     pub t: ResourceType,
     /// The namespace, if the watch is namespaced.
@@ -58,18 +62,19 @@ pub async fn start(
     let namespace = request.namespace.as_deref();
     let range = KeyRange::prefix(request.t.key_prefix(namespace));
     let (initial, start_revision) = match request.resource_version {
-        Some(version) if version > 0 => (Vec::new(), version + 1),
+        Some(version) if version > 0 => (Initial::none(objects), version + 1),
         _ => {
-            let listed = objects.list(&request.t, namespace).await?;
-            let items: Vec<Value> = listed.items.into_iter().filter(|o| request.selector.matches(o)).collect();
-            (items, listed.revision + 1)
+            objects.read_barrier().await?;
+            let first = objects.list_chunk(&request.t, namespace, 0, None)?;
+            let revision = first.revision;
+            (Initial::starting_with(objects, first, &request.selector), revision + 1)
         }
     };
     let now = tokio::time::Instant::now();
     let events = EventStream {
         shared: shared.clone(),
         watcher: Watcher::new(objects.store(), range, start_revision),
-        initial: initial.into_iter(),
+        initial,
         deadline: now + request.timeout,
         bookmarks: tokio::time::interval_at(now + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL),
         request,
@@ -85,12 +90,56 @@ pub async fn start(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// The current objects a watch from "now" sends first as ADDED: read from
+/// the store a bounded chunk at a time, all at the revision the watch
+/// starts after, so that no watch holds a whole collection.
+struct Initial {
+    objects: ObjectStore,
+    pending: std::vec::IntoIter<Value>,
+    /// The revision and the store key after which the next chunk is read.
+    next: Option<(i64, String)>,
+}
+
+impl Initial {
+    /// Nothing to send first (the watch starts after a given version).
+    fn none(objects: &ObjectStore) -> Self {
+        Self { objects: objects.clone(), pending: Vec::new().into_iter(), next: None }
+    }
+
+    /// The selected objects of `first`, and of the chunks after it.
+    fn starting_with(objects: &ObjectStore, first: Chunk, selector: &Selector) -> Self {
+        let mut initial = Self::none(objects);
+        initial.take(first, selector);
+        initial
+    }
+
+    fn take(&mut self, chunk: Chunk, selector: &Selector) {
+        self.next = chunk.last_key.filter(|_| chunk.more).map(|after| (chunk.revision, after));
+        let selected: Vec<Value> =
+            chunk.items.into_iter().map(|(_, object, _)| object).filter(|o| selector.matches(o)).collect();
+        self.pending = selected.into_iter();
+    }
+
+    /// Up to [`INITIAL_EVENTS_PER_CHUNK`] more objects; none once all are
+    /// sent.
+    fn next(&mut self, t: &ResourceType, namespace: Option<&str>, selector: &Selector) -> Result<Vec<Value>, ApiError> {
+        let mut objects: Vec<Value> = self.pending.by_ref().take(INITIAL_EVENTS_PER_CHUNK).collect();
+        while objects.len() < INITIAL_EVENTS_PER_CHUNK {
+            let Some((revision, after)) = self.next.take() else { break };
+            let chunk = self.objects.list_chunk(t, namespace, revision, Some(&after))?;
+            self.take(chunk, selector);
+            objects.extend(self.pending.by_ref().take(INITIAL_EVENTS_PER_CHUNK - objects.len()));
+        }
+        Ok(objects)
+    }
+}
+
 /// The events of one watch, as chunks of encoded lines.
 struct EventStream {
     shared: Arc<SharedEvents>,
     request: WatchRequest,
     watcher: Watcher,
-    initial: std::vec::IntoIter<Value>,
+    initial: Initial,
     deadline: tokio::time::Instant,
     bookmarks: tokio::time::Interval,
     ended: bool,
@@ -103,7 +152,14 @@ impl EventStream {
             return None;
         }
         let mut chunk = Vec::new();
-        let initial: Vec<Value> = self.initial.by_ref().take(INITIAL_EVENTS_PER_CHUNK).collect();
+        let namespace = self.request.namespace.clone();
+        let initial = match self.initial.next(&self.request.t, namespace.as_deref(), &self.request.selector) {
+            Ok(initial) => initial,
+            Err(error) => {
+                self.ended = true;
+                return Some(self.encode("ERROR", error.to_status()));
+            }
+        };
         for object in initial {
             chunk.extend_from_slice(&self.encode("ADDED", object));
         }
