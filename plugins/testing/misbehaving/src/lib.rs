@@ -91,7 +91,10 @@ impl Guest for Misbehaving {
                     reason: String::new(),
                     patch: String::new(),
                     warnings: vec![
-                        format!("stdout: {}", written.map_or_else(|e| format!("not written ({e})"), |()| "written".into())),
+                        format!(
+                            "stdout: {}",
+                            written.map_or_else(|e| format!("not written ({e})"), |()| "written".into())
+                        ),
                         format!("environment: {variable}"),
                         format!("file: {}", file.trim()),
                         format!("network: {connection}"),
