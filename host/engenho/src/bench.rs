@@ -638,7 +638,11 @@ impl Cluster {
                 System::Etcd => {
                     let name = format!("e{index}");
                     let (certificate, key) = (pki.join(format!("{name}.crt")), pki.join(format!("{name}.key")));
-                    ca.issue(&Profile::Node { name: name.clone(), ip: ip.into() })?.write(&certificate, &key)?;
+                    // An etcd member checks that a dialing peer's address
+                    // is in its certificate; on loopback peers dial from
+                    // 127.0.0.1.
+                    let ips = vec![ip.into(), Ipv4Addr::LOCALHOST.into()];
+                    ca.issue(&Profile::Member { common_name: name.clone(), ips })?.write(&certificate, &key)?;
                     let trusted = pki.join(engenho_pki::CA_CERTIFICATE_FILE);
                     let mut command = Command::new(etcd);
                     command

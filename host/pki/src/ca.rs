@@ -99,6 +99,15 @@ pub enum Profile {
         /// Addresses it answers on.
         ips: Vec<IpAddr>,
     },
+    /// A member of a replicated service that serves its peers and dials
+    /// them with the same certificate, as an etcd member does: server and
+    /// client use, for every address it is reached on or dials from.
+    Member {
+        /// Common name.
+        common_name: String,
+        /// Addresses it answers on and dials from.
+        ips: Vec<IpAddr>,
+    },
     /// A TLS client.
     Client {
         /// Common name.
@@ -119,6 +128,13 @@ impl Profile {
             Self::Server { common_name, dns_names, ips } => {
                 (common_name.clone(), None, dns_names.clone(), ips.clone(), vec![ExtendedKeyUsagePurpose::ServerAuth])
             }
+            Self::Member { common_name, ips } => (
+                common_name.clone(),
+                None,
+                Vec::new(),
+                ips.clone(),
+                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+            ),
             Self::Client { common_name } => {
                 (common_name.clone(), None, Vec::new(), Vec::new(), vec![ExtendedKeyUsagePurpose::ClientAuth])
             }
