@@ -170,7 +170,7 @@ pub fn stream(objects: ObjectStore, request: &ListRequest<'_>, first: Chunk, for
 
 /// `head` encoded with its closing brace replaced by `,"<field>":[`.
 fn open_array(head: &Value, field: &str) -> Vec<u8> {
-    let mut encoded = head.to_string().into_bytes();
+    let mut encoded = serde_json::to_vec(head).expect("JSON values encode into memory");
     debug_assert_eq!(encoded.last(), Some(&b'}'));
     encoded.pop();
     let separator: &[u8] = if encoded.len() > 1 { b"," } else { b"" };
@@ -211,7 +211,7 @@ impl StreamState {
             if self.written > 0 {
                 encoded.push(b',');
             }
-            encoded.extend_from_slice(element.to_string().as_bytes());
+            serde_json::to_writer(&mut encoded, element).expect("JSON values encode into memory");
             self.written += 1;
         }
         encoded
