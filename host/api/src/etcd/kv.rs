@@ -1,17 +1,17 @@
 //! etcd's KV service.
 
-use engenho_store::{Command, Outcome, validate_command};
+use engenho_store::{Command, Outcome};
 use tonic::{Request, Response, Status};
 
 use super::proto::etcdserverpb::{self as pb, kv_server::Kv};
 use super::{Facade, convert, mesh_status, store_status};
 
 impl Facade {
-    /// Checks a command as etcd checks a client's request, proposes it and
-    /// returns the revision and outcome, mapping refusals to etcd's
-    /// statuses.
+    /// Proposes a command and returns the revision and outcome, mapping
+    /// refusals to etcd's statuses. The node checks every write as etcd
+    /// checks a client's request before proposing it
+    /// ([`engenho_store::validate_command`]), once, at the leader.
     pub(crate) async fn propose(&self, command: Command) -> Result<(i64, Outcome), Status> {
-        validate_command(&command).map_err(store_status)?;
         let applied = self.node().write(command).await.map_err(mesh_status)?;
         let outcome = applied.outcome.map_err(store_status)?;
         Ok((applied.revision, outcome))
