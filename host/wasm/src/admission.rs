@@ -1,16 +1,18 @@
 //! The host side of the `admission-policy` world.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{
-    CallState, Grants, IdleInstances, Limits, PLUGIN_CALLS_IN_FLIGHT_MAX, PluginError, PluginHost, call_error,
-    deadline_ticks,
+    CallState, Compiler, Grants, IdleInstances, LOAD_TURN_WAIT, Limits, PLUGIN_CALLS_IN_FLIGHT_MAX, PluginError,
+    PluginHost, call_error,
 };
 
 mod bindings {
     wasmtime::component::bindgen!({
         world: "admission-policy",
         path: "../../wit",
+        exports: { default: async },
     });
 }
 
@@ -61,7 +63,7 @@ pub struct AdmissionPolicy {
     pre: bindings::AdmissionPolicyPre<CallState>,
     pool: std::sync::Mutex<Vec<Pooled>>,
     idle: Arc<IdleInstances>,
-    calls: Arc<tokio::sync::Semaphore>,
+    calls: tokio::sync::Semaphore,
 }
 
 impl Drop for AdmissionPolicy {
@@ -78,7 +80,7 @@ impl AdmissionPolicy {
     /// # Errors
     /// A digest mismatch; bytes that are not an admission-policy
     /// component; a configuration the plugin refuses.
-    pub fn load(
+    pub async fn load(
         host: &PluginHost,
         name: &str,
         digest: &str,
@@ -86,16 +88,17 @@ impl AdmissionPolicy {
         config: &str,
         limits: Limits,
     ) -> Result<Self, PluginError> {
-        Self::load_with_grants(host, name, digest, bytes, config, limits, Grants::default())
+        Self::load_with_grants(host, name, digest, bytes, config, limits, Grants::default()).await
     }
 
     /// As [`AdmissionPolicy::load`], with what `grants` allows the plugin to
-    /// reach.
+    /// reach. Compiling runs on a blocking thread, once one of the host's
+    /// turns is free (waited for at most [`LOAD_TURN_WAIT`]).
     ///
     /// # Errors
     /// As [`AdmissionPolicy::load`]; a granted directory that cannot be
-    /// opened.
-    pub fn load_with_grants(
+    /// opened; no turn in time.
+    pub async fn load_with_grants(
         host: &PluginHost,
         name: &str,
         digest: &str,
@@ -106,7 +109,10 @@ impl AdmissionPolicy {
     ) -> Result<Self, PluginError> {
         let grants =
             grants.checked(&host.reserved).map_err(|message| PluginError::Grant { name: name.to_owned(), message })?;
-        let pre = prepare(host, name, digest, bytes)?;
+        let pre = {
+            let (compiler, name, digest, bytes) = (host.compiler(), name.to_owned(), digest.to_owned(), bytes.to_vec());
+            host.run_blocking(&name.clone(), LOAD_TURN_WAIT, move || prepare(&compiler, &name, &digest, &bytes)).await?
+        };
         let policy = Self {
             name: Arc::from(name),
             digest: digest.to_owned(),
@@ -116,11 +122,11 @@ impl AdmissionPolicy {
             pre,
             pool: std::sync::Mutex::default(),
             idle: host.idle_instances.clone(),
-            calls: Arc::new(tokio::sync::Semaphore::new(PLUGIN_CALLS_IN_FLIGHT_MAX as usize)),
+            calls: tokio::sync::Semaphore::new(PLUGIN_CALLS_IN_FLIGHT_MAX as usize),
         };
         // A configuration the plugin refuses is refused now, not on the
         // first request.
-        let first = policy.instantiate(host)?;
+        let first = policy.within_deadline(policy.instantiate(host)).await?;
         policy.keep_idle(first);
         Ok(policy)
     }
@@ -131,7 +137,7 @@ impl AdmissionPolicy {
     /// # Errors
     /// As [`AdmissionPolicy::load`], short of configuration.
     pub fn check(host: &PluginHost, name: &str, bytes: &[u8]) -> Result<(), PluginError> {
-        prepare(host, name, &super::digest_of(bytes), bytes).map(|_| ())
+        prepare(&host.compiler(), name, &super::digest_of(bytes), bytes).map(|_| ())
     }
 
     /// The plugin's name.
@@ -144,60 +150,27 @@ impl AdmissionPolicy {
         &self.digest
     }
 
-    /// Decides `review` on a blocking thread, never on an async runtime's
-    /// workers (WASI's blocking host calls, as a write to stdout, need
-    /// one): once this plugin has one of its [`PLUGIN_CALLS_IN_FLIGHT_MAX`]
-    /// turns and the host one of its own, both waited for within the
-    /// plugin's deadline.
+    /// Decides `review` in a configured instance, as a future that yields
+    /// to the async runtime at every epoch tick (so a plugin that computes
+    /// holds a runtime worker for one tick at a time): once this plugin has
+    /// one of its [`PLUGIN_CALLS_IN_FLIGHT_MAX`] turns and the host one of
+    /// its own, both waited for within the plugin's deadline; the call
+    /// itself then runs for at most its deadline.
     ///
     /// # Errors
-    /// No free turn in time; as [`AdmissionPolicy::admit`].
-    pub async fn admit_blocking(
-        self: &Arc<Self>,
-        host: &Arc<PluginHost>,
-        review: Review,
-    ) -> Result<Decision, PluginError> {
-        let (deadline, waiting) = (self.limits.deadline, std::time::Instant::now());
-        let Ok(Ok(turn)) = tokio::time::timeout(deadline, self.calls.clone().acquire_owned()).await else {
+    /// No free turn in time; the call ran past its deadline, trapped, ran
+    /// out of memory or answered malformed output.
+    pub async fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
+        let (deadline, waiting) = (self.limits.deadline, Instant::now());
+        let Ok(Ok(_turn)) = tokio::time::timeout(deadline, self.calls.acquire()).await else {
             return Err(PluginError::Busy {
                 name: self.name.to_string(),
                 message: format!("its {PLUGIN_CALLS_IN_FLIGHT_MAX} calls in flight did not end within {deadline:?}"),
             });
         };
-        let (policy, call_host) = (self.clone(), host.clone());
         // Both waits together take at most the deadline.
-        let left = deadline.saturating_sub(waiting.elapsed());
-        host.run_blocking(&self.name, left, move || {
-            let _turn = turn;
-            policy.admit(&call_host, &review)
-        })
-        .await
-    }
-
-    /// Decides `review` on the calling thread, in a configured instance,
-    /// outside the bounds of [`AdmissionPolicy::admit_blocking`]: for
-    /// threads that may block (tools, benchmarks, tests).
-    ///
-    /// # Errors
-    /// The call ran past its deadline, trapped, ran out of memory or
-    /// answered malformed output.
-    pub fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
-        let pooled = self.pool.lock().expect("instance pool lock").pop();
-        let mut pooled = match pooled {
-            Some(pooled) => {
-                self.idle.give_back(1);
-                pooled
-            }
-            None => self.instantiate(host)?,
-        };
-        pooled.store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
-        let answer = pooled.instance.engenho_plugins_policy().call_admit(&mut pooled.store, review);
-        // A failed instance is dropped: it may be stuck in any state.
-        let decision = answer.map_err(|e| call_error(&self.name, &self.limits, e))?;
-        pooled.calls += 1;
-        if pooled.calls < CALLS_PER_INSTANCE_MAX {
-            self.keep_idle(pooled);
-        }
+        let _host_turn = host.turn(&self.name, deadline.saturating_sub(waiting.elapsed())).await?;
+        let decision = self.within_deadline(self.call(host, review)).await?;
         if !decision.patch.is_empty() && !is_json_array(&decision.patch) {
             return Err(PluginError::MalformedOutput {
                 name: self.name.to_string(),
@@ -205,6 +178,42 @@ impl AdmissionPolicy {
             });
         }
         Ok(decision)
+    }
+
+    /// One call in an idle instance (or a fresh one), which goes back to
+    /// the pool unless the call failed or the instance served its calls.
+    async fn call(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
+        let pooled = self.pool.lock().expect("instance pool lock").pop();
+        let mut pooled = match pooled {
+            Some(pooled) => {
+                self.idle.give_back(1);
+                pooled
+            }
+            None => self.instantiate(host).await?,
+        };
+        // The first yield comes a tick from now, not at once for an
+        // instance that sat idle across ticks.
+        pooled.store.set_epoch_deadline(1);
+        let answer = pooled.instance.engenho_plugins_policy().call_admit(&mut pooled.store, review).await;
+        // A failed instance is dropped: it may be stuck in any state.
+        let decision = answer.map_err(|e| call_error(&self.name, e))?;
+        pooled.calls += 1;
+        if pooled.calls < CALLS_PER_INSTANCE_MAX {
+            self.keep_idle(pooled);
+        }
+        Ok(decision)
+    }
+
+    /// `work` cut off at this plugin's deadline. A call cut off is dropped
+    /// with its instance.
+    async fn within_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        let deadline = self.limits.deadline;
+        tokio::time::timeout(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(PluginError::Deadline { name: self.name.to_string(), deadline }))
     }
 
     /// Keeps `pooled` for the next call, if this policy and the host have
@@ -217,13 +226,14 @@ impl AdmissionPolicy {
     }
 
     /// A fresh, configured instance.
-    fn instantiate(&self, host: &PluginHost) -> Result<Pooled, PluginError> {
+    async fn instantiate(&self, host: &PluginHost) -> Result<Pooled, PluginError> {
         let mut store = host.store(&self.name, &self.limits, &self.grants)?;
-        let instance = self.pre.instantiate(&mut store).map_err(|e| call_error(&self.name, &self.limits, e))?;
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| call_error(&self.name, e))?;
         instance
             .engenho_plugins_policy()
             .call_configure(&mut store, &self.config)
-            .map_err(|e| call_error(&self.name, &self.limits, e))?
+            .await
+            .map_err(|e| call_error(&self.name, e))?
             .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
         Ok(Pooled { store, instance, calls: 0 })
     }
@@ -231,7 +241,7 @@ impl AdmissionPolicy {
 
 /// The component `bytes` compiled and linked as an admission policy.
 fn prepare(
-    host: &PluginHost,
+    host: &Compiler,
     name: &str,
     digest: &str,
     bytes: &[u8],

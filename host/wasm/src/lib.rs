@@ -7,8 +7,11 @@
 //! Instances come from an `InstancePre` (with the pooling allocator); each
 //! plugin keeps a few configured instances for reuse, drops any that traps
 //! or runs past its deadline, and replaces each after a bounded number of
-//! calls. Calls from async code run on blocking threads, never on the
-//! runtime's workers, under turns: [`CALLS_IN_FLIGHT_MAX`] per node and
+//! calls. Calls are futures on wasmtime's async support: plugin code runs
+//! on a fiber and yields to the async runtime at every epoch tick, and
+//! WASI's host calls (stdout, files, sockets) are awaited, never blocking
+//! a runtime worker; compiling runs on a blocking thread. Calls and loads
+//! take turns: [`CALLS_IN_FLIGHT_MAX`] per node and
 //! [`PLUGIN_CALLS_IN_FLIGHT_MAX`] per plugin; idle instances across plugins
 //! stay within a budget, so that calls in flight always find an instance.
 
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -28,10 +32,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
 pub use grants::{Grants, Reserved};
 
-/// How often the engine's epoch advances: the granularity of deadlines. A
-/// call runs at least its deadline and at most two ticks more; each tick
-/// wakes the node's ticker thread, idle or not.
+/// How often the engine's epoch advances: the longest a plugin computes on
+/// a runtime worker before it yields to the other tasks, and so how far a
+/// call may run past its deadline. Each tick wakes the node's ticker
+/// thread, idle or not.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Longest a load waits for one of the host's turns before it compiles.
+pub const LOAD_TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// Bytes of a log line kept; the rest is cut.
 const LOG_LINE_BYTES_MAX: usize = 4096;
@@ -41,7 +49,7 @@ const LOG_LINE_BYTES_MAX: usize = 4096;
 const POOLED_INSTANCES: u32 = 256;
 
 /// Plugin calls and loads running at once on a node, at most: each holds
-/// one blocking thread and one instance while it runs.
+/// an instance and its stack (a load, a blocking thread) while it runs.
 pub const CALLS_IN_FLIGHT_MAX: u32 = 16;
 
 /// One plugin's calls running at once, at most, so that a plugin that is
@@ -230,12 +238,45 @@ impl CallState {
 /// The node's plugin host: one engine, its epoch ticker, the component
 /// cache.
 pub struct PluginHost {
-    engine: Engine,
-    cache: cache::ComponentCache,
+    compiler: Compiler,
     ticking: Arc<AtomicBool>,
     reserved: Reserved,
-    calls: Arc<tokio::sync::Semaphore>,
+    calls: Arc<Semaphore>,
     idle_instances: Arc<IdleInstances>,
+}
+
+/// What compiling and linking a component needs: the engine and the
+/// component cache, cheap to clone onto a blocking thread.
+#[derive(Clone)]
+pub(crate) struct Compiler {
+    engine: Engine,
+    cache: Arc<cache::ComponentCache>,
+}
+
+impl Compiler {
+    /// The component `bytes`, checked against `digest` (hex BLAKE3) and
+    /// compiled (or read precompiled from the cache).
+    fn component(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        let actual = digest_of(bytes);
+        if actual != digest {
+            return Err(PluginError::DigestMismatch { name: name.to_owned(), expected: digest.to_owned(), actual });
+        }
+        if is_core_module(bytes) {
+            return Err(PluginError::Invalid {
+                name: name.to_owned(),
+                message: "this is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
+            });
+        }
+        self.cache.load(&self.engine, name, digest, bytes)
+    }
+
+    /// A linker with WASI (nothing granted), awaited by calls.
+    fn linker(&self) -> Result<Linker<CallState>, PluginError> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| PluginError::Invalid { name: "(linker)".into(), message: format!("{e:#}") })?;
+        Ok(linker)
+    }
 }
 
 /// The count of configured instances kept idle across every plugin,
@@ -284,6 +325,7 @@ impl PluginHost {
         pooling.total_memories(POOLED_INSTANCES * 2);
         pooling.total_tables(POOLED_INSTANCES * 4);
         pooling.max_memory_size(POOLED_MEMORY_BYTES_MAX);
+        pooling.total_stacks(POOLED_INSTANCES);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         let engine = Engine::new(&config).map_err(|e| PluginError::Invalid {
             name: "(engine)".into(),
@@ -304,46 +346,54 @@ impl PluginHost {
             })
             .map_err(|e| PluginError::Invalid { name: "(engine)".into(), message: format!("epoch thread: {e}") })?;
         Ok(Self {
-            cache: cache::ComponentCache::new(cache_dir, &engine),
-            engine,
+            compiler: Compiler { cache: Arc::new(cache::ComponentCache::new(cache_dir, &engine)), engine },
             ticking,
             reserved: Reserved::default(),
-            calls: Arc::new(tokio::sync::Semaphore::new(CALLS_IN_FLIGHT_MAX as usize)),
+            calls: Arc::new(Semaphore::new(CALLS_IN_FLIGHT_MAX as usize)),
             idle_instances: Arc::default(),
         })
     }
 
-    /// Runs `work` (a plugin call or load) on a blocking thread of the
-    /// current tokio runtime, never on its async workers, once one of the
-    /// node's [`CALLS_IN_FLIGHT_MAX`] turns is free; waits for a turn at
-    /// most `wait`. The turn is held until `work` returns, even when the
-    /// caller stops waiting for it.
+    /// One of the node's [`CALLS_IN_FLIGHT_MAX`] turns for a call or load
+    /// of `plugin`, waited for at most `wait`.
+    ///
+    /// # Errors
+    /// No turn within `wait`.
+    pub(crate) async fn turn(&self, plugin: &str, wait: Duration) -> Result<OwnedSemaphorePermit, PluginError> {
+        match tokio::time::timeout(wait, self.calls.clone().acquire_owned()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            _ => Err(PluginError::Busy {
+                name: plugin.to_owned(),
+                message: format!("all {CALLS_IN_FLIGHT_MAX} of the node's plugin calls were in flight for {wait:?}"),
+            }),
+        }
+    }
+
+    /// Runs `work` (compiling) on a blocking thread of the current tokio
+    /// runtime, never on its async workers, once one of the host's turns is
+    /// free; waits for a turn at most `wait`. The turn is held until `work`
+    /// returns, even when the caller stops waiting for it.
     ///
     /// # Errors
     /// No turn within `wait`; what `work` returns.
-    pub async fn run_blocking<T: Send + 'static>(
+    pub(crate) async fn run_blocking<T: Send + 'static>(
         &self,
         plugin: &str,
         wait: Duration,
         work: impl FnOnce() -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
-        let turn = match tokio::time::timeout(wait, self.calls.clone().acquire_owned()).await {
-            Ok(Ok(turn)) => turn,
-            _ => {
-                return Err(PluginError::Busy {
-                    name: plugin.to_owned(),
-                    message: format!(
-                        "all {CALLS_IN_FLIGHT_MAX} of the node's plugin calls were in flight for {wait:?}"
-                    ),
-                });
-            }
-        };
+        let turn = self.turn(plugin, wait).await?;
         let done = tokio::task::spawn_blocking(move || {
             let _turn = turn;
             work()
         });
         done.await
             .map_err(|e| PluginError::Trap { name: plugin.to_owned(), message: format!("its thread failed: {e}") })?
+    }
+
+    /// What compiling needs, for a blocking thread.
+    pub(crate) fn compiler(&self) -> Compiler {
+        self.compiler.clone()
     }
 
     /// Configured instances kept idle now, across every plugin.
@@ -358,43 +408,16 @@ impl PluginHost {
         self
     }
 
-    /// The component `bytes`, checked against `digest` (hex BLAKE3) and
-    /// compiled (or read precompiled from the cache).
-    ///
-    /// # Errors
-    /// A digest mismatch, bytes that are not a component, a cache failure.
-    pub fn component(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-        let actual = digest_of(bytes);
-        if actual != digest {
-            return Err(PluginError::DigestMismatch { name: name.to_owned(), expected: digest.to_owned(), actual });
-        }
-        if is_core_module(bytes) {
-            return Err(PluginError::Invalid {
-                name: name.to_owned(),
-                message: "this is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
-            });
-        }
-        self.cache.load(&self.engine, name, digest, bytes)
-    }
-
     /// A store for `plugin`'s calls, under `limits`, with what `grants`
-    /// allows and its deadline set.
+    /// allows, yielding to the async runtime at every epoch tick.
     ///
     /// # Errors
     /// A granted directory that cannot be opened.
     fn store(&self, plugin: &Arc<str>, limits: &Limits, grants: &Grants) -> Result<Store<CallState>, PluginError> {
-        let mut store = Store::new(&self.engine, CallState::new(plugin.clone(), limits, grants)?);
+        let mut store = Store::new(&self.compiler.engine, CallState::new(plugin.clone(), limits, grants)?);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(limits.deadline));
+        store.epoch_deadline_async_yield_and_update(1);
         Ok(store)
-    }
-
-    /// A linker with WASI (nothing granted) and the host's `log` import.
-    fn linker(&self) -> Result<Linker<CallState>, PluginError> {
-        let mut linker = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| PluginError::Invalid { name: "(linker)".into(), message: format!("{e:#}") })?;
-        Ok(linker)
     }
 }
 
@@ -409,40 +432,8 @@ fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
-/// Turns a failed call into the plugin's error: a deadline, a trap, or
-/// malformed output.
-fn call_error(plugin: &str, limits: &Limits, error: wasmtime::Error) -> PluginError {
-    match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => PluginError::Deadline { name: plugin.to_owned(), deadline: limits.deadline },
-        _ => PluginError::Trap { name: plugin.to_owned(), message: format!("{error:#}") },
-    }
-}
-
-/// The epoch ticks that let a call run for `deadline`: the first tick comes
-/// anywhere within one tick of the call's start, so one more than the
-/// deadline spans lets the call run its whole deadline.
-fn deadline_ticks(deadline: Duration) -> u64 {
-    let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) + 1;
-    u64::try_from(ticks).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    proptest! {
-        /// Goal: a call is never stopped before its deadline, nor more than
-        /// two ticks after it. Method: the earliest stop is one tick short
-        /// of the deadline ticks (the first tick may come at once), the
-        /// latest is all of them.
-        #[test]
-        fn a_call_runs_its_deadline_and_at_most_two_ticks_more(millis in 0u64..100_000) {
-            let deadline = Duration::from_millis(millis);
-            let ticks = u32::try_from(deadline_ticks(deadline)).expect("small");
-            prop_assert!(EPOCH_TICK * (ticks - 1) >= deadline);
-            prop_assert!(EPOCH_TICK * ticks <= deadline + EPOCH_TICK * 2);
-        }
-    }
+/// Turns a failed call into the plugin's error: a trap, with wasmtime's
+/// description (running out of memory is one).
+fn call_error(plugin: &str, error: wasmtime::Error) -> PluginError {
+    PluginError::Trap { name: plugin.to_owned(), message: format!("{error:#}") }
 }

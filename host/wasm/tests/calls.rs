@@ -1,8 +1,8 @@
-//! Goal: plugin calls run off the async runtime's workers, and their
-//! threads and instances are shared so that no plugin starves the others.
-//! Method: the built test plugins in a real wasmtime host, called through
-//! `admit_blocking` from a multi-threaded tokio runtime as the API server
-//! calls them.
+//! Goal: plugin calls never block the async runtime's workers, and their
+//! turns and instances are shared so that no plugin starves the others.
+//! Method: the built test plugins in a real wasmtime host, called from a
+//! multi-threaded tokio runtime with two workers, as the API server calls
+//! them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,30 +34,19 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
-/// Loads the misbehaving test plugin as `name` in `config`'s mode, on a
-/// blocking thread, as the API server does.
-async fn misbehaving(host: &Arc<PluginHost>, name: &str, config: &str, limits: Limits) -> Arc<AdmissionPolicy> {
+/// Loads the misbehaving test plugin as `name` in `config`'s mode.
+async fn misbehaving(host: &PluginHost, name: &str, config: &str, limits: Limits) -> Arc<AdmissionPolicy> {
     let bytes = engenho_plugin_artifacts::plugin("misbehaving").expect("built");
-    let (load_host, name_owned, config) = (host.clone(), name.to_owned(), config.to_owned());
-    let loading = move || {
-        AdmissionPolicy::load_with_grants(
-            &load_host,
-            &name_owned,
-            &digest_of(bytes),
-            bytes,
-            &config,
-            limits,
-            Grants::default(),
-        )
-    };
-    Arc::new(host.run_blocking(name, Duration::from_secs(10), loading).await.expect("loads"))
+    let digest = digest_of(bytes);
+    let loading = AdmissionPolicy::load_with_grants(host, name, &digest, bytes, config, limits, Grants::default());
+    Arc::new(loading.await.expect("loads"))
 }
 
 /// Goal: a plugin that writes to stdout, reads a granted directory and
 /// connects to a granted address works when called from an async runtime
-/// (WASI's blocking host calls cannot run on a runtime worker).
-/// Method: the `reach` mode with every grant, called with
-/// `admit_blocking` from inside a multi-threaded runtime.
+/// (WASI's host calls are awaited, not run blocking on a worker).
+/// Method: the `reach` mode with every grant, called from inside a
+/// multi-threaded runtime.
 #[test]
 fn granted_calls_work_from_an_async_runtime() {
     let host = Arc::new(PluginHost::new(None).expect("host"));
@@ -72,21 +61,12 @@ fn granted_calls_work_from_an_async_runtime() {
     };
     let bytes = engenho_plugin_artifacts::plugin("misbehaving").expect("built");
     let config = format!(r#"{{"mode": "reach", "peer": "{peer}"}}"#);
+    let digest = digest_of(bytes);
     let warnings = runtime().block_on(async {
-        let load_host = host.clone();
-        let loading = move || {
-            AdmissionPolicy::load_with_grants(
-                &load_host,
-                "reach",
-                &digest_of(bytes),
-                bytes,
-                &config,
-                Limits::default(),
-                grants,
-            )
-        };
-        let policy = Arc::new(host.run_blocking("reach", Duration::from_secs(10), loading).await.expect("loads"));
-        policy.admit_blocking(&host, review()).await.expect("decides").warnings
+        let loading =
+            AdmissionPolicy::load_with_grants(&host, "reach", &digest, bytes, &config, Limits::default(), grants);
+        let policy = loading.await.expect("loads");
+        policy.admit(&host, &review()).await.expect("decides").warnings
     });
     assert_eq!(warnings, ["stdout: written", "environment: hi", "file: hello from the host", "network: connected"]);
 }
@@ -107,7 +87,7 @@ fn a_plugin_under_load_cannot_starve_the_others() {
         let mut hogging = Vec::new();
         for _ in 0..300 {
             let (hog, host) = (hog.clone(), host.clone());
-            hogging.push(tokio::spawn(async move { hog.admit_blocking(&host, review()).await }));
+            hogging.push(tokio::spawn(async move { hog.admit(&host, &review()).await }));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = Instant::now();
@@ -115,7 +95,7 @@ fn a_plugin_under_load_cannot_starve_the_others() {
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 let (victim, host) = (victim.clone(), host.clone());
-                tokio::spawn(async move { victim.admit_blocking(&host, review()).await })
+                tokio::spawn(async move { victim.admit(&host, &review()).await })
             })
             .collect();
         for call in calls {
@@ -158,7 +138,7 @@ fn idle_instances_across_plugins_stay_within_the_budget() {
         for policy in &policies {
             for _ in 0..4 {
                 let (policy, host) = (policy.clone(), host.clone());
-                calls.push(tokio::spawn(async move { policy.admit_blocking(&host, review()).await }));
+                calls.push(tokio::spawn(async move { policy.admit(&host, &review()).await }));
             }
         }
         let mut outcomes = Vec::new();
@@ -173,4 +153,32 @@ fn idle_instances_across_plugins_stay_within_the_budget() {
     assert!(idle <= 240, "{idle} instances idle");
     assert!(idle > 0, "instances are kept for reuse");
     assert_eq!(host.idle_instances(), 0, "dropped policies give their idle instances back");
+}
+
+/// Goal: a plugin that computes gives the runtime back at every epoch tick,
+/// so that it holds no worker for longer than a tick at a time.
+/// Method: on a runtime with a single thread, a plugin that loops to its
+/// one-second deadline is started first; another plugin's call and a timer
+/// on the same thread must still finish within a few ticks.
+#[test]
+fn a_computing_plugin_yields_its_thread_at_every_tick() {
+    let host = Arc::new(PluginHost::new(None).expect("host"));
+    let single = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (victim_elapsed, hogged) = single.block_on(async {
+        let hog_limits = Limits { deadline: Duration::from_secs(1), ..Limits::default() };
+        let hog = misbehaving(&host, "hog", r#"{"mode": "loop"}"#, hog_limits).await;
+        let victim = misbehaving(&host, "victim", r#"{"mode": "allow"}"#, Limits::default()).await;
+        let hogging = {
+            let host = host.clone();
+            tokio::spawn(async move { hog.admit(&host, &review()).await })
+        };
+        // The hog is running once the timer lets this task go on.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let started = Instant::now();
+        assert!(victim.admit(&host, &review()).await.expect("the victim decides").allowed);
+        let victim_elapsed = started.elapsed();
+        (victim_elapsed, hogging.await.expect("joined"))
+    });
+    assert!(victim_elapsed < Duration::from_millis(200), "the victim waited {victim_elapsed:?}");
+    assert!(matches!(hogged, Err(PluginError::Deadline { .. })), "{hogged:?}");
 }

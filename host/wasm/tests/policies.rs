@@ -5,9 +5,15 @@
 use engenho_wasm::{AdmissionPolicy, Decision, Limits, Operation, PluginHost, Review, UserInfo, digest_of};
 use serde_json::{Value, json};
 
+/// `work` run to its end, as the API server's runtime runs plugin calls.
+fn block_on<F: std::future::Future>(work: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(work)
+}
+
 fn policy(host: &PluginHost, name: &str, config: Value) -> AdmissionPolicy {
     let bytes = engenho_plugin_artifacts::plugin(name).expect("built");
-    AdmissionPolicy::load(host, name, &digest_of(bytes), bytes, &config.to_string(), Limits::default()).expect("loads")
+    block_on(AdmissionPolicy::load(host, name, &digest_of(bytes), bytes, &config.to_string(), Limits::default()))
+        .expect("loads")
 }
 
 fn admit(host: &PluginHost, policy: &AdmissionPolicy, namespace: &str, spec: Value) -> Decision {
@@ -28,7 +34,7 @@ fn admit(host: &PluginHost, policy: &AdmissionPolicy, namespace: &str, spec: Val
         object: pod.to_string(),
         old_object: String::new(),
     };
-    policy.admit(host, &review).expect("decides")
+    block_on(policy.admit(host, &review)).expect("decides")
 }
 
 #[test]
@@ -99,8 +105,8 @@ fn resource_defaults_patch_only_what_is_missing() {
     assert_eq!(patch(complete), json!([]));
 
     let bytes = engenho_plugin_artifacts::plugin("resource-defaults").expect("built");
-    let refused =
-        AdmissionPolicy::load(&host, "d", &digest_of(bytes), bytes, r#"{"requests": {"cpu": 1}}"#, Limits::default());
+    let config = r#"{"requests": {"cpu": 1}}"#;
+    let refused = block_on(AdmissionPolicy::load(&host, "d", &digest_of(bytes), bytes, config, Limits::default()));
     assert!(refused.err().expect("a number is no quantity").to_string().contains("quantities are strings"));
 }
 

@@ -103,7 +103,7 @@ impl ApiState {
         let mut warnings = Vec::new();
         let mut mutated = false;
         for active in matching.into_iter().filter(|p| p.selects(labels)) {
-            let decision = match active.admit(&self.plugin_host, review.clone()).await {
+            let decision = match active.admit(&self.plugin_host, &review).await {
                 Ok(decision) => decision,
                 Err(error) if active.fails_closed() => {
                     return Err(ApiError::internal(format!("admission plugin \"{}\" failed: {error}", active.name)));

@@ -41,9 +41,6 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// Largest component accepted.
 pub const COMPONENT_BYTES_MAX: usize = 3 * 1024 * 1024;
 
-/// Longest a load waits for one of the host's turns to run plugin code.
-const LOAD_TURN_WAIT: Duration = Duration::from_secs(10);
-
 /// How often plugins are looked at again without a change.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -410,13 +407,13 @@ impl ActivePolicy {
         self.spec.admission.namespace_selector.as_ref().is_some_and(|s| !s.match_labels.is_empty())
     }
 
-    /// Decides `review`, off the async runtime's workers.
+    /// Decides `review`.
     ///
     /// # Errors
     /// The call failed, or no component can run (the reason).
-    pub async fn admit(&self, host: &Arc<PluginHost>, review: Review) -> Result<Decision, String> {
+    pub async fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, String> {
         match &self.runner {
-            Runner::Loaded(policy) => policy.admit_blocking(host, review).await.map_err(|e| e.to_string()),
+            Runner::Loaded(policy) => policy.admit(host, review).await.map_err(|e| e.to_string()),
             Runner::Refusing(reason) => Err(reason.clone()),
         }
     }
@@ -608,11 +605,9 @@ impl PluginController {
             directories: spec.grants.directories.iter().map(|d| (d.host_path.clone().into(), d.path.clone())).collect(),
             tcp_connect,
         };
-        // Compiling and configuring run plugin code: on a blocking thread.
-        let (host, plugin, digest) = (self.host.clone(), name.to_owned(), spec.digest.clone());
-        let loading =
-            move || AdmissionPolicy::load_with_grants(&host, &plugin, &digest, &bytes, &config, limits, grants);
-        let policy = self.host.run_blocking(name, LOAD_TURN_WAIT, loading).await.map_err(|e| e.to_string())?;
+        let policy = AdmissionPolicy::load_with_grants(&self.host, name, &spec.digest, &bytes, &config, limits, grants)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(plugin = name, digest = spec.digest, "admission policy active");
         Ok(ActivePolicy { name: name.to_owned(), spec: spec.clone(), runner: Runner::Loaded(Arc::new(policy)) })
     }

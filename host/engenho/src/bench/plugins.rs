@@ -1,13 +1,11 @@
 //! `engenho bench plugins`: admission policies as components. The cost of
-//! one call of each built-in policy on a realistic 4 KB pod (on the
-//! calling thread, and on the API server's path: from the async runtime
-//! onto a blocking thread under the host's turns), loading a policy
-//! compiled and from the precompiled cache, the four-policy chain's
-//! throughput on one core, and the latency of a live swap on a running
-//! node.
+//! one call of each built-in policy on a realistic 4 KB pod (as the API
+//! server calls it: a future on the async runtime, under the host's
+//! turns), loading a policy compiled and from the precompiled cache, the
+//! four-policy chain's throughput on one core, and the latency of a live
+//! swap on a running node.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -101,13 +99,10 @@ pub async fn run(args: PluginBenchArgs) -> anyhow::Result<()> {
     println!("pod: {} bytes of JSON; {} calls per policy\n", pod.len(), args.calls);
 
     let compiling = PluginHost::new(Some(cache.clone()))?;
-    let warm = Arc::new(PluginHost::new(Some(cache.clone()))?);
+    let warm = PluginHost::new(Some(cache.clone()))?;
     let mut policies = Vec::new();
-    println!(
-        "| policy | component | compile + load | load from the precompiled cache | call p50 | call p99 | \
-         API path p50 | API path p99 |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| policy | component | compile + load | load from the precompiled cache | call p50 | call p99 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (name, spec) in built_in_policies() {
         let bytes = engenho_plugin_artifacts::plugin(name).context("built-in policies are built")?;
         let mut config = spec["config"].clone();
@@ -117,32 +112,29 @@ pub async fn run(args: PluginBenchArgs) -> anyhow::Result<()> {
         let config = config.to_string();
         let digest = digest_of(bytes);
         let started = Instant::now();
-        AdmissionPolicy::load(&compiling, name, &digest, bytes, &config, Limits::default())?;
+        AdmissionPolicy::load(&compiling, name, &digest, bytes, &config, Limits::default()).await?;
         let cold = started.elapsed();
         let started = Instant::now();
-        let policy = Arc::new(AdmissionPolicy::load(&warm, name, &digest, bytes, &config, Limits::default())?);
+        let policy = AdmissionPolicy::load(&warm, name, &digest, bytes, &config, Limits::default()).await?;
         let cached = started.elapsed();
         let mut latencies = Vec::with_capacity(args.calls);
         for _ in 0..args.calls / 10 {
-            policy.admit(&warm, &review)?;
+            policy.admit(&warm, &review).await?;
         }
         for _ in 0..args.calls {
             let started = Instant::now();
-            let decision = policy.admit(&warm, &review)?;
+            let decision = policy.admit(&warm, &review).await?;
             latencies.push(started.elapsed());
             anyhow::ensure!(decision.allowed, "{name} refused the benchmark pod: {}", decision.reason);
         }
         latencies.sort();
-        let api_path = api_path_latencies(&warm, &policy, &review, args.calls).await?;
         println!(
-            "| {name} | {} KB | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} KB | {} | {} | {} | {} |",
             bytes.len() / 1024,
             super::millis(cold),
             super::millis(cached),
             micros(percentile(&latencies, 0.50)),
             micros(percentile(&latencies, 0.99)),
-            micros(percentile(&api_path, 0.50)),
-            micros(percentile(&api_path, 0.99)),
         );
         policies.push(policy);
     }
@@ -150,24 +142,12 @@ pub async fn run(args: PluginBenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     for _ in 0..args.calls {
         for policy in &policies {
-            policy.admit(&warm, &review)?;
+            policy.admit(&warm, &review).await?;
         }
     }
     let elapsed = started.elapsed();
     println!(
-        "\nfour-policy chain on one core: {:.0} reviews/s ({} per review)",
-        args.calls as f64 / elapsed.as_secs_f64(),
-        micros(elapsed / u32::try_from(args.calls).unwrap_or(u32::MAX)),
-    );
-    let started = Instant::now();
-    for _ in 0..args.calls {
-        for policy in &policies {
-            policy.admit_blocking(&warm, review.clone()).await?;
-        }
-    }
-    let elapsed = started.elapsed();
-    println!(
-        "four-policy chain on the API path (each call on a blocking thread): {:.0} reviews/s ({} per review)\n",
+        "\nfour-policy chain on one core: {:.0} reviews/s ({} per review)\n",
         args.calls as f64 / elapsed.as_secs_f64(),
         micros(elapsed / u32::try_from(args.calls).unwrap_or(u32::MAX)),
     );
@@ -182,28 +162,6 @@ pub async fn run(args: PluginBenchArgs) -> anyhow::Result<()> {
         super::millis(percentile(&swaps, 1.0))
     );
     Ok(())
-}
-
-/// `calls` latencies of `policy` deciding `review` as the API server calls
-/// it: from the async runtime, on a blocking thread, under the host's turns.
-async fn api_path_latencies(
-    host: &Arc<PluginHost>,
-    policy: &Arc<AdmissionPolicy>,
-    review: &Review,
-    calls: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let mut latencies = Vec::with_capacity(calls);
-    for _ in 0..calls / 10 {
-        policy.admit_blocking(host, review.clone()).await?;
-    }
-    for _ in 0..calls {
-        let review = review.clone();
-        let started = Instant::now();
-        policy.admit_blocking(host, review).await?;
-        latencies.push(started.elapsed());
-    }
-    latencies.sort();
-    Ok(latencies)
 }
 
 /// The time from a Plugin's changed configuration being accepted by the API
