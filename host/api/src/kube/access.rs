@@ -76,7 +76,7 @@ async fn admit(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap
 
 /// The user `token` names: the admin, or a live service account whose
 /// token the cluster signed.
-async fn authenticate(state: &ApiState, token: &str) -> Result<UserInfo, ApiError> {
+pub(super) async fn authenticate(state: &ApiState, token: &str) -> Result<UserInfo, ApiError> {
     if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
         return Ok(UserInfo::admin());
     }

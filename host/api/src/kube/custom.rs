@@ -362,8 +362,9 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// Serves the custom kinds of every definition: keeps the registry current
-/// from a store watch and, on the leader, marks definitions Established and
-/// removes the objects of deleted ones.
+/// from a store watch and, on the leader, marks definitions Established,
+/// removes the objects of deleted ones and keeps an APIService for every
+/// served group version.
 pub struct Definitions {
     objects: ObjectStore,
     registry: SharedRegistry,
@@ -414,6 +415,9 @@ impl Definitions {
                 };
                 self.serve(&definitions);
                 if self.objects.is_leader() {
+                    if let Err(error) = super::apiservices::reconcile(&self.objects, &self.registry.current()).await {
+                        tracing::debug!(%error, "the APIServices will be looked at again");
+                    }
                     for definition in &definitions {
                         if let Err(error) = self.reconcile(&definitions_type, definition).await {
                             tracing::debug!(%error, "a custom resource definition will be looked at again");

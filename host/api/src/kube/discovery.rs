@@ -13,9 +13,6 @@ pub const KUBERNETES_MINOR: &str = "32";
 /// that does not carry it.
 pub const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
-/// Verbs every served kind supports.
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-
 /// `/version`.
 pub fn version() -> Value {
     json!({
@@ -89,7 +86,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             "singularName": t.singular,
             "namespaced": t.namespaced,
             "kind": t.kind,
-            "verbs": VERBS,
+            "verbs": t.verbs,
         });
         if !t.short_names.is_empty() {
             resource["shortNames"] = json!(t.short_names);
@@ -112,13 +109,16 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 &[("binding", "Binding", &["create"]), ("eviction", "Eviction", &["create"]), ("log", "Pod", &["get"])]
             }
             ("", "serviceaccounts") => &[("token", "TokenRequest", &["create"])],
+            ("certificates.k8s.io", "certificatesigningrequests") => {
+                &[("approval", "CertificateSigningRequest", &["get", "patch", "update"])]
+            }
             _ => &[],
         };
         for &(subresource, kind, verbs) in subresources {
             let mut resource = json!({
                 "name": format!("{}/{subresource}", t.plural),
                 "singularName": "",
-                "namespaced": true,
+                "namespaced": t.namespaced,
                 "kind": kind,
                 "verbs": verbs,
             });
@@ -183,7 +183,7 @@ fn aggregated_resource(t: &ResourceType) -> Value {
         "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
         "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": t.singular,
-        "verbs": VERBS,
+        "verbs": t.verbs,
     });
     if !t.short_names.is_empty() {
         resource["shortNames"] = json!(t.short_names);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::apply;
 use super::auth::UserInfo;
+use super::components;
 use super::discovery;
 use super::lists::{self, ListRequest, Listing, StreamFormat};
 use super::objects::{DeleteOptions, ObjectStore, WriteOptions};
@@ -269,8 +270,30 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
             let user = request.extensions().get::<UserInfo>().cloned().ok_or_else(ApiError::unauthorized)?;
             let headers = request.headers().clone();
             let body = read_body(request.into_body()).await?;
-            let review = reviews::review(state, &target.group, &target.plural, &user, &headers, &body)?;
+            let route = (target.group.as_str(), target.plural.as_str(), target.namespace.as_deref());
+            let review = reviews::review(state, route, &user, &headers, &body).await?;
             Ok(json_response(StatusCode::CREATED, &review))
+        }
+        Route::Resource(target) if (target.group.as_str(), target.plural.as_str()) == ("", "componentstatuses") => {
+            if request.method() != Method::GET || target.subresource.is_some() {
+                return Err(ApiError::method_not_allowed(request.method().as_str(), "componentstatuses"));
+            }
+            let t = registry.find("", "v1", "componentstatuses").ok_or_else(|| ApiError::no_route(&path))?;
+            let objects = match &target.name {
+                Some(name) => vec![components::status(&state.objects, name)?],
+                None => components::statuses(&state.objects),
+            };
+            if table::wants_table(&accept) {
+                let include = table::Include::from_query(
+                    parse_query(request.uri().query().unwrap_or("")).get("includeObject").map(String::as_str),
+                );
+                return Ok(json_response(StatusCode::OK, &table::of(t, &objects, 0, include)));
+            }
+            let document = match target.name {
+                Some(_) => objects.into_iter().next().unwrap_or_default(),
+                None => json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": objects}),
+            };
+            Ok(json_response(StatusCode::OK, &document))
         }
         Route::Resource(target)
             if (target.group.as_str(), target.plural.as_str()) == (super::plugins::GROUP, "components") =>
@@ -338,6 +361,10 @@ async fn resource(
         Some(subresource @ ("binding" | "eviction" | "log")) if (t.group, t.plural) == ("", "pods") => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
             return pod_subresource(state, t, namespace, name, subresource, method, &body, &write).await;
+        }
+        Some("approval") if (t.group, t.plural) == ("certificates.k8s.io", "certificatesigningrequests") => {
+            let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
+            return certificate_approval(state, t, name, method, &body, user, &write).await;
         }
         Some("token") if (t.group, t.plural) == ("", "serviceaccounts") => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
@@ -725,6 +752,83 @@ async fn scale_subresource(
         }
     }
     unreachable!("the last attempt returns")
+}
+
+/// GET and PUT of `certificatesigningrequests/<name>/approval`: the
+/// request's `Approved` or `Denied` condition, set by a user who may also
+/// `approve` for its signer (`certificates.k8s.io/signers`, named by the
+/// signer), as kube-apiserver requires.
+async fn certificate_approval(
+    state: &ApiState,
+    t: &ResourceType,
+    name: &str,
+    method: &Method,
+    body: &[u8],
+    user: &UserInfo,
+    write: &WriteOptions,
+) -> Result<Response, ApiError> {
+    let current = state.objects.get(t, None, name).await?;
+    if *method == Method::GET {
+        return Ok(json_response(StatusCode::OK, &current));
+    }
+    if *method != Method::PUT {
+        return Err(ApiError::method_not_allowed(method.as_str(), "certificatesigningrequests/approval"));
+    }
+    let wanted: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))?;
+    let signer = current.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or_default();
+    let attributes = Attributes {
+        verb: "approve".into(),
+        resource: Some(ResourceAttributes {
+            group: "certificates.k8s.io".into(),
+            resource: "signers".into(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: signer.to_owned(),
+        }),
+        path: String::new(),
+    };
+    if state.authorizer.authorize(user, &attributes)?.is_none() {
+        return Err(ApiError::forbidden_on(
+            format!(
+                "certificatesigningrequests.certificates.k8s.io \"{name}\" is forbidden: user not permitted to approve requests with signerName \"{signer}\""
+            ),
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            name,
+        ));
+    }
+    let conditions = wanted.pointer("/status/conditions").cloned().unwrap_or_else(|| json!([]));
+    let types: Vec<&str> =
+        conditions.as_array().into_iter().flatten().filter_map(|c| c.get("type")?.as_str()).collect();
+    let approved_and_denied = types.contains(&"Approved") && types.contains(&"Denied");
+    let cause = |message: &str| Cause {
+        reason: "FieldValueInvalid".into(),
+        message: message.to_owned(),
+        field: "status.conditions".into(),
+    };
+    if approved_and_denied {
+        let causes = vec![cause("Invalid value: \"Denied\": Approved and Denied conditions are mutually exclusive")];
+        return Err(ApiError::invalid("certificates.k8s.io", "CertificateSigningRequest", name, causes));
+    }
+    let was_approved = current
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c.get("type").and_then(Value::as_str) == Some("Approved"));
+    if was_approved && !types.contains(&"Approved") {
+        let causes = vec![cause("Forbidden: updates may not remove a condition of type \"Approved\"")];
+        return Err(ApiError::invalid("certificates.k8s.io", "CertificateSigningRequest", name, causes));
+    }
+    let mut changed = current.clone();
+    changed["status"]["conditions"] = conditions;
+    if let Some(version) = wanted.pointer("/metadata/resourceVersion").filter(|v| v.as_str() != Some("")) {
+        changed["metadata"]["resourceVersion"] = version.clone();
+    }
+    let object = admitted_update(state, (t, None, name, "approval"), &current, changed, write).await?;
+    let updated = state.objects.update(t, None, name, object, write).await?;
+    Ok(json_response(StatusCode::OK, &updated))
 }
 
 /// `changed`, the new state of `current`, once a write of its

@@ -4,9 +4,12 @@
 
 mod access;
 mod admission;
+mod apiservices;
 mod apply;
 mod auth;
+mod components;
 mod connections;
+mod conversion;
 mod custom;
 mod discovery;
 mod gc;
@@ -56,6 +59,21 @@ const DEFAULT_OBJECT_ATTEMPTS: u32 = 5;
 
 /// Namespaces every cluster has from its first start.
 pub const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The PriorityClasses every cluster has, as Kubernetes creates them:
+/// (name, value, description).
+pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
 
 /// The API server of one node.
 #[derive(Clone)]
@@ -108,6 +126,18 @@ impl KubeApi {
             let t = registry.find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC kinds are built in");
             defaults.push((t, object));
         }
+        let priority_classes = registry.find_plural("scheduling.k8s.io", "priorityclasses").expect("built in");
+        defaults.extend(SYSTEM_PRIORITY_CLASSES.iter().map(|&(name, value, description)| {
+            let class = json!({
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+                "description": description,
+                "preemptionPolicy": "PreemptLowerPriority",
+            });
+            (priority_classes, class)
+        }));
         let definitions = registry.find_plural("apiextensions.k8s.io", "customresourcedefinitions").expect("built in");
         defaults.push((definitions, plugins::definition()));
         defaults.push((definitions, plugins::signer_definition()));

@@ -532,6 +532,12 @@ impl ObjectStore {
         .map(|_| ())
     }
 
+    /// Whether the cluster has a leader this node knows of: whether the
+    /// store can take writes.
+    pub fn has_leader(&self) -> bool {
+        self.node.raft_status().leader.is_some()
+    }
+
     /// Whether this node leads the cluster now.
     pub fn is_leader(&self) -> bool {
         let status = self.node.raft_status();

@@ -3,13 +3,20 @@
 
 use std::any::TypeId;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, node, rbac};
+use k8s_openapi::api::{
+    admissionregistration, apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
+    discovery, events, flowcontrol, networking, node, rbac, scheduling, storage,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration;
 use k8s_openapi::schemars::JsonSchema;
 use k8s_openapi::schemars::r#gen::SchemaGenerator;
 use k8s_openapi::{ListableResource, NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// Verbs every stored kind supports.
+pub const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 /// Where an object departs from the shape of its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +56,19 @@ pub struct ResourceType {
     pub has_scale: bool,
     /// Extra columns `kubectl get` prints (custom kinds).
     pub printer_columns: Vec<PrinterColumn>,
-    /// The `apiVersion` a custom kind's objects are stored with: its
-    /// definition's storage version, whichever version wrote them.
+    /// The `apiVersion` the kind's objects are stored with, when it is not
+    /// the one served: a custom kind's storage version, a built-in kind's
+    /// storage version (autoscaling/v2 for v1 HorizontalPodAutoscalers),
+    /// whichever version wrote them.
     pub storage_api_version: Option<&'static str>,
+    /// The group whose store keys hold the objects: the kind's own, or core
+    /// for events.k8s.io Events, which are core Events.
+    storage_group: &'static str,
+    /// Converts an object between the served and the stored version (to
+    /// the `apiVersion` given); `None` renames only (custom kinds).
+    convert: Option<fn(&mut Value, &str)>,
+    /// The verbs the kind serves.
+    pub verbs: &'static [&'static str],
     /// How objects of the kind are checked and described.
     shape: Shape,
 }
@@ -135,9 +152,50 @@ impl ResourceType {
             short_names: short_names.to_vec(),
             in_category_all,
             has_status,
-            has_scale: matches!(T::URL_PATH_SEGMENT, "deployments" | "replicasets" | "statefulsets"),
+            has_scale: matches!(
+                T::URL_PATH_SEGMENT,
+                "deployments" | "replicasets" | "statefulsets" | "replicationcontrollers"
+            ),
             printer_columns: Vec::new(),
             storage_api_version: None,
+            storage_group: T::GROUP,
+            convert: None,
+            verbs: &VERBS,
+            shape: Shape::Typed {
+                check: |value| decode_typed::<T>(value).map(drop),
+                unknown: unknown_typed::<T>,
+                schema: |generator| {
+                    generator.subschema_for::<T>();
+                },
+                schema_name: T::schema_name,
+            },
+        }
+    }
+
+    /// A review kind: created and answered at once, never stored or listed
+    /// (SubjectAccessReview, TokenReview and their kin).
+    fn review<T>() -> Self
+    where
+        T: Resource + DeserializeOwned + serde::Serialize + JsonSchema + 'static,
+    {
+        Self {
+            group: T::GROUP,
+            version: T::VERSION,
+            api_version: T::API_VERSION,
+            kind: T::KIND,
+            list_kind: "",
+            plural: T::URL_PATH_SEGMENT,
+            singular: T::KIND.to_lowercase(),
+            namespaced: TypeId::of::<T::Scope>() == TypeId::of::<NamespaceResourceScope>(),
+            short_names: Vec::new(),
+            in_category_all: false,
+            has_status: false,
+            has_scale: false,
+            printer_columns: Vec::new(),
+            storage_api_version: None,
+            storage_group: T::GROUP,
+            convert: None,
+            verbs: &["create"],
             shape: Shape::Typed {
                 check: |value| decode_typed::<T>(value).map(drop),
                 unknown: unknown_typed::<T>,
@@ -185,6 +243,9 @@ impl ResourceType {
             has_scale,
             printer_columns,
             storage_api_version,
+            storage_group: group,
+            convert: None,
+            verbs: &VERBS,
             shape: Shape::Custom {
                 name: format!("{}.{version}.{kind}", reversed.join(".")),
                 schema: std::sync::Arc::new(schema),
@@ -192,28 +253,54 @@ impl ResourceType {
         }
     }
 
-    /// Gives `object`, read from the store, this version's `apiVersion`. The
-    /// versions of a custom kind differ in name only (the `None`
-    /// conversion strategy), so an object stored at another version is
-    /// served at this one by renaming it.
+    /// The kind stored at `storage_api_version` under `storage_group`'s
+    /// keys, converted by `convert` in both directions.
+    fn stored_as(
+        mut self,
+        storage_api_version: &'static str,
+        storage_group: &'static str,
+        convert: fn(&mut Value, &str),
+    ) -> Self {
+        self.storage_api_version = Some(storage_api_version);
+        self.storage_group = storage_group;
+        self.convert = Some(convert);
+        self
+    }
+
+    /// The kind, serving only `verbs`.
+    fn serving(mut self, verbs: &'static [&'static str]) -> Self {
+        self.verbs = verbs;
+        self
+    }
+
+    /// Gives `object`, read from the store, this version's shape: a
+    /// built-in kind's conversion, or a custom kind's rename (its versions
+    /// differ in name only, the `None` conversion strategy).
     pub fn present(&self, object: &mut Value) {
         if self.storage_api_version.is_some()
             && object.get("apiVersion").and_then(Value::as_str) != Some(self.api_version)
         {
-            object["apiVersion"] = Value::from(self.api_version);
+            self.convert_to(object, self.api_version);
         }
     }
 
-    /// The bytes stored for `object`: a custom kind's objects are stored at
-    /// its storage version.
+    /// The bytes stored for `object`, converted to the storage version.
     pub fn stored_bytes(&self, object: &Value) -> serde_json::Result<Vec<u8>> {
         match self.storage_api_version {
             Some(storage) if object.get("apiVersion").and_then(Value::as_str) != Some(storage) => {
                 let mut stored = object.clone();
-                stored["apiVersion"] = Value::from(storage);
+                self.convert_to(&mut stored, storage);
                 serde_json::to_vec(&stored)
             }
             _ => serde_json::to_vec(object),
+        }
+    }
+
+    /// `object` at `api_version`.
+    fn convert_to(&self, object: &mut Value, api_version: &str) {
+        match self.convert {
+            Some(convert) => convert(object, api_version),
+            None => object["apiVersion"] = Value::from(api_version),
         }
     }
 
@@ -288,7 +375,7 @@ impl ResourceType {
     /// The store key prefix of every object of the kind, or of those in
     /// `namespace`.
     pub fn key_prefix(&self, namespace: Option<&str>) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        let group = if self.storage_group.is_empty() { "core" } else { self.storage_group };
         match namespace {
             Some(namespace) if self.namespaced => format!("/registry/{group}/{}/{namespace}/", self.plural),
             _ => format!("/registry/{group}/{}/", self.plural),
@@ -480,6 +567,46 @@ impl Registry {
             ResourceType::of::<rbac::v1::ClusterRole>(&[], false, false),
             ResourceType::of::<rbac::v1::ClusterRoleBinding>(&[], false, false),
             ResourceType::of::<apiextensions::v1::CustomResourceDefinition>(&["crd", "crds"], false, true),
+            ResourceType::of::<core::v1::PersistentVolume>(&["pv"], false, true),
+            ResourceType::of::<core::v1::PersistentVolumeClaim>(&["pvc"], false, true),
+            ResourceType::of::<core::v1::PodTemplate>(&[], false, false),
+            ResourceType::of::<core::v1::ReplicationController>(&["rc"], true, true),
+            ResourceType::of::<core::v1::ComponentStatus>(&["cs"], false, false).serving(&["get", "list"]),
+            ResourceType::of::<apps::v1::ControllerRevision>(&[], false, false),
+            ResourceType::of::<autoscaling::v2::HorizontalPodAutoscaler>(&["hpa"], true, true),
+            ResourceType::of::<autoscaling::v1::HorizontalPodAutoscaler>(&["hpa"], true, true).stored_as(
+                autoscaling::v2::HorizontalPodAutoscaler::API_VERSION,
+                "autoscaling",
+                super::conversion::horizontal_pod_autoscaler,
+            ),
+            ResourceType::of::<networking::v1::Ingress>(&["ing"], false, true),
+            ResourceType::of::<networking::v1::IngressClass>(&[], false, false),
+            ResourceType::of::<networking::v1::NetworkPolicy>(&["netpol"], false, false),
+            ResourceType::of::<scheduling::v1::PriorityClass>(&["pc"], false, false),
+            ResourceType::of::<storage::v1::StorageClass>(&["sc"], false, false),
+            ResourceType::of::<storage::v1::CSIDriver>(&[], false, false),
+            ResourceType::of::<storage::v1::CSINode>(&[], false, false),
+            ResourceType::of::<storage::v1::CSIStorageCapacity>(&[], false, false),
+            ResourceType::of::<storage::v1::VolumeAttachment>(&[], false, true),
+            ResourceType::of::<certificates::v1::CertificateSigningRequest>(&["csr"], false, true),
+            ResourceType::of::<admissionregistration::v1::MutatingWebhookConfiguration>(&[], false, false),
+            ResourceType::of::<admissionregistration::v1::ValidatingWebhookConfiguration>(&[], false, false),
+            ResourceType::of::<admissionregistration::v1::ValidatingAdmissionPolicy>(&[], false, true),
+            ResourceType::of::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(&[], false, false),
+            ResourceType::of::<events::v1::Event>(&["ev"], false, false).stored_as(
+                core::v1::Event::API_VERSION,
+                "",
+                super::conversion::event,
+            ),
+            ResourceType::of::<apiregistration::v1::APIService>(&[], false, true),
+            ResourceType::of::<flowcontrol::v1::FlowSchema>(&[], false, true),
+            ResourceType::of::<flowcontrol::v1::PriorityLevelConfiguration>(&[], false, true),
+            ResourceType::review::<authentication::v1::TokenReview>(),
+            ResourceType::review::<authentication::v1::SelfSubjectReview>(),
+            ResourceType::review::<authorization::v1::LocalSubjectAccessReview>(),
+            ResourceType::review::<authorization::v1::SelfSubjectAccessReview>(),
+            ResourceType::review::<authorization::v1::SelfSubjectRulesReview>(),
+            ResourceType::review::<authorization::v1::SubjectAccessReview>(),
         ];
         Self::new(types, 0)
     }

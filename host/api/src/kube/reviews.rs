@@ -22,11 +22,13 @@ const TOKEN_SECONDS_MIN: i64 = 600;
 const TOKEN_SECONDS_MAX: i64 = 365 * 24 * 3600;
 
 /// The review kinds served, as (group, plural, kind).
-pub const REVIEWS: [(&str, &str, &str); 4] = [
+pub const REVIEWS: [(&str, &str, &str); 6] = [
     ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview"),
     ("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview"),
     ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview"),
+    ("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview"),
     ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview"),
+    ("authentication.k8s.io", "tokenreviews", "TokenReview"),
 ];
 
 /// Decodes a review or token request sent as JSON or protobuf.
@@ -43,14 +45,14 @@ fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-/// Answers review `plural` of `group` for `user`.
+/// Answers review `plural` of `group` for `user` (in `namespace`, for a
+/// local access review).
 ///
 /// # Errors
 /// A malformed review (400, 422) or a store failure.
-pub fn review(
+pub async fn review(
     state: &ApiState,
-    group: &str,
-    plural: &str,
+    (group, plural, namespace): (&str, &str, Option<&str>),
     user: &UserInfo,
     headers: &HeaderMap,
     body: &[u8],
@@ -61,21 +63,40 @@ pub fn review(
     let mut review = decode(headers, body)?;
     review["apiVersion"] = json!(format!("{group}/v1"));
     review["kind"] = json!(kind);
-    let spec = review.get("spec").cloned().unwrap_or(Value::Null);
+    let mut spec = review.get("spec").cloned().unwrap_or(Value::Null);
     review["status"] = match plural {
         "selfsubjectaccessreviews" => access_status(state, user, &spec, kind)?,
-        "subjectaccessreviews" => {
-            let name = spec.get("user").and_then(Value::as_str).unwrap_or_default();
-            let subject = UserInfo {
-                name: name.to_owned(),
-                uid: spec.get("uid").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                groups: strings_at(&spec, "/groups"),
-            };
-            if subject.name.is_empty() && subject.groups.is_empty() {
-                return Err(required(kind, "spec.user", "a user or groups to ask about"));
+        "tokenreviews" => {
+            let token = spec.get("token").and_then(Value::as_str).unwrap_or_default();
+            if token.is_empty() {
+                return Err(required(kind, "spec.token", "a token to review"));
             }
-            access_status(state, &subject, &spec, kind)?
+            match super::access::authenticate(state, token).await {
+                Ok(reviewed) => json!({"authenticated": true, "user": reviewed.to_json()}),
+                Err(_) => json!({"authenticated": false, "user": {}, "error": "the token is not valid"}),
+            }
         }
+        "localsubjectaccessreviews" => {
+            let namespace = namespace.unwrap_or_default();
+            let attributes = spec.pointer_mut("/resourceAttributes").filter(|a| a.is_object());
+            let Some(attributes) = attributes else {
+                return Err(required(kind, "spec.resourceAttributes", "resourceAttributes in the review's namespace"));
+            };
+            match attributes.get("namespace").and_then(Value::as_str) {
+                None | Some("") => attributes["namespace"] = json!(namespace),
+                Some(other) if other != namespace => {
+                    let cause = Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!("Invalid value: \"{other}\": must match metadata.namespace (\"{namespace}\")"),
+                        field: "spec.resourceAttributes.namespace".into(),
+                    };
+                    return Err(ApiError::invalid("authorization.k8s.io", kind, "", vec![cause]));
+                }
+                Some(_) => {}
+            }
+            subject_access_status(state, &spec, kind)?
+        }
+        "subjectaccessreviews" => subject_access_status(state, &spec, kind)?,
         "selfsubjectrulesreviews" => {
             let namespace = spec.get("namespace").and_then(Value::as_str).unwrap_or_default();
             rules_status(state, user, namespace)?
@@ -85,10 +106,28 @@ pub fn review(
     Ok(review)
 }
 
+/// The status of an access review of `spec` for the subject it names.
+fn subject_access_status(state: &ApiState, spec: &Value, kind: &str) -> Result<Value, ApiError> {
+    let name = spec.get("user").and_then(Value::as_str).unwrap_or_default();
+    let subject = UserInfo {
+        name: name.to_owned(),
+        uid: spec.get("uid").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        groups: strings_at(spec, "/groups"),
+    };
+    if subject.name.is_empty() && subject.groups.is_empty() {
+        return Err(required(kind, "spec.user", "a user or groups to ask about"));
+    }
+    access_status(state, &subject, spec, kind)
+}
+
 fn required(kind: &str, field: &str, what: &str) -> ApiError {
     let cause =
         Cause { reason: "FieldValueRequired".into(), message: format!("Required value: {what}"), field: field.into() };
-    let group = if kind == "SelfSubjectReview" { "authentication.k8s.io" } else { "authorization.k8s.io" };
+    let group = if matches!(kind, "SelfSubjectReview" | "TokenReview") {
+        "authentication.k8s.io"
+    } else {
+        "authorization.k8s.io"
+    };
     ApiError::invalid(group, kind, "", vec![cause])
 }
 

@@ -47,6 +47,11 @@ pub fn apply_to(object: &mut Value, scale: &Value) -> Result<(), String> {
 /// A label selector in its string form (`app=web,tier in (a,b)`).
 fn selector_string(selector: Option<&Value>) -> String {
     let Some(selector) = selector else { return String::new() };
+    // A ReplicationController's selector is a plain map of labels.
+    if selector.get("matchLabels").is_none() && selector.get("matchExpressions").is_none() {
+        let labels = selector.as_object().into_iter().flatten();
+        return labels.map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",");
+    }
     let mut terms: Vec<String> = selector
         .get("matchLabels")
         .and_then(Value::as_object)
@@ -87,6 +92,9 @@ mod tests {
         assert_eq!(scale["spec"]["replicas"], 2);
         assert_eq!(scale["status"], json!({"replicas": 1, "selector": "app=web,tier in (a,b)"}));
         assert_eq!(scale["metadata"], json!({"name": "web", "namespace": "d", "resourceVersion": "7"}));
+        let controller =
+            json!({"metadata": {"name": "rc"}, "spec": {"replicas": 3, "selector": {"app": "web", "tier": "a"}}});
+        assert_eq!(of(&controller)["status"]["selector"], "app=web,tier=a");
         apply_to(&mut deployment, &json!({"spec": {"replicas": 5}})).expect("applies");
         assert_eq!(deployment["spec"]["replicas"], 5);
         assert!(apply_to(&mut deployment, &json!({"spec": {"replicas": -1}})).is_err());
