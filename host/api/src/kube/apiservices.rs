@@ -68,15 +68,17 @@ pub fn wanted(registry: &Registry) -> Vec<Value> {
 }
 
 /// Creates the APIServices `registry` wants and deletes the automanaged
-/// ones it no longer does (a deleted custom group's).
+/// ones it no longer does (a deleted custom group's). A refused write does
+/// not keep the others from being made.
 ///
 /// # Errors
-/// The store refused a read or a write.
+/// The store refused the read, or the first refused write.
 pub async fn reconcile(objects: &ObjectStore, registry: &Registry) -> Result<(), ApiError> {
     let Some(t) = registry.find("apiregistration.k8s.io", "v1", "apiservices") else { return Ok(()) };
     let existing = objects.list_at(t, None, 0)?.items;
     let name_of = |o: &Value| o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let wanted = wanted(registry);
+    let mut first_error = None;
     for service in &wanted {
         if existing.iter().any(|e| name_of(e) == name_of(service)) {
             continue;
@@ -84,7 +86,7 @@ pub async fn reconcile(objects: &ObjectStore, registry: &Registry) -> Result<(),
         match objects.create(t, None, service.clone(), &WriteOptions::default()).await {
             Ok(_) => {}
             Err(error) if error.reason == "AlreadyExists" => {}
-            Err(error) => return Err(error),
+            Err(error) => first_error = first_error.or(Some(error)),
         }
     }
     for stale in existing.iter().filter(|e| !wanted.iter().any(|w| name_of(w) == name_of(e))) {
@@ -94,10 +96,10 @@ pub async fn reconcile(objects: &ObjectStore, registry: &Registry) -> Result<(),
         match objects.delete(t, None, &name_of(stale), &DeleteOptions::default(), false).await {
             Ok(_) => {}
             Err(error) if matches!(error.code, 404 | 409) => {}
-            Err(error) => return Err(error),
+            Err(error) => first_error = first_error.or(Some(error)),
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

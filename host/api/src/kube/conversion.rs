@@ -71,10 +71,10 @@ fn hpa_to_v2(object: &mut Value) {
         from_annotations(HPA_CURRENT_METRICS),
         from_annotations(HPA_CONDITIONS),
     );
-    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        if metadata.get("annotations").and_then(Value::as_object).is_some_and(Map::is_empty) {
-            metadata.remove("annotations");
-        }
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        && metadata.get("annotations").and_then(Value::as_object).is_some_and(Map::is_empty)
+    {
+        metadata.remove("annotations");
     }
     let spec = object_field(object, "spec").as_object_mut().expect("an object");
     let mut all_metrics = Vec::new();

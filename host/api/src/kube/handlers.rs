@@ -364,7 +364,7 @@ async fn resource(
         }
         Some("approval") if (t.group, t.plural) == ("certificates.k8s.io", "certificatesigningrequests") => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
-            return certificate_approval(state, t, name, method, &body, user, &write).await;
+            return certificate_approval(state, t, name, (method, headers, &body), user, &write).await;
         }
         Some("token") if (t.group, t.plural) == ("", "serviceaccounts") => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
@@ -762,8 +762,7 @@ async fn certificate_approval(
     state: &ApiState,
     t: &ResourceType,
     name: &str,
-    method: &Method,
-    body: &[u8],
+    (method, headers, body): (&Method, &HeaderMap, &[u8]),
     user: &UserInfo,
     write: &WriteOptions,
 ) -> Result<Response, ApiError> {
@@ -774,8 +773,7 @@ async fn certificate_approval(
     if *method != Method::PUT {
         return Err(ApiError::method_not_allowed(method.as_str(), "certificatesigningrequests/approval"));
     }
-    let wanted: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))?;
+    let wanted = decode_object(t, headers, body, None, Some(name))?;
     let signer = current.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or_default();
     let attributes = Attributes {
         verb: "approve".into(),

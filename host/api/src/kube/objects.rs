@@ -860,9 +860,11 @@ fn assign_name(t: &ResourceType, object: &mut Value) -> Result<String, ApiError>
 }
 
 /// Checks a name: an RFC 1123 label for namespaces, a path segment for RBAC
-/// kinds (`system:discovery`), a subdomain otherwise.
+/// kinds (`system:discovery`) and APIServices, a subdomain otherwise.
 pub fn validate_name(t: &ResourceType, name: &str) -> Result<(), String> {
-    if t.group == "rbac.authorization.k8s.io" {
+    // RBAC objects and APIServices (`v1.` names the core group's) need only
+    // be path segments.
+    if matches!(t.group, "rbac.authorization.k8s.io" | "apiregistration.k8s.io") {
         return match name {
             "" | "." | ".." => Err(format!("may not be '{name}'")),
             _ if name.contains(['/', '%']) => Err(format!("may not contain '/' or '%' ({name})")),

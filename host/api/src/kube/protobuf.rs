@@ -44,6 +44,8 @@ enum Kind {
     Bool,
     Int,
     Message(&'static str),
+    /// `bytes`, base64-encoded in JSON.
+    Bytes,
     /// `map<string, string>`.
     StrMap,
     /// `map<string, bytes>`, values base64-encoded.
@@ -322,6 +324,31 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         ],
         "CronJobStatus" => &[],
         "JobTemplateSpec" => &[(1, "metadata", Message("ObjectMeta"), ONE), (2, "spec", Message("JobSpec"), ONE)],
+        "CertificateSigningRequest" => &[
+            (1, "metadata", Message("ObjectMeta"), ONE),
+            (2, "spec", Message("CertificateSigningRequestSpec"), ONE),
+            (3, "status", Message("CertificateSigningRequestStatus"), ONE),
+        ],
+        "CertificateSigningRequestSpec" => &[
+            (1, "request", Bytes, ONE),
+            (2, "username", Str, ONE),
+            (3, "uid", Str, ONE),
+            (4, "groups", Str, MANY),
+            (5, "usages", Str, MANY),
+            (7, "signerName", Str, ONE),
+            (8, "expirationSeconds", Int, PTR),
+        ],
+        "CertificateSigningRequestStatus" => {
+            &[(1, "conditions", Message("CertificateSigningRequestCondition"), MANY), (2, "certificate", Bytes, ONE)]
+        }
+        "CertificateSigningRequestCondition" => &[
+            (1, "type", Str, ONE),
+            (2, "reason", Str, ONE),
+            (3, "message", Str, ONE),
+            (4, "lastUpdateTime", Time, ONE),
+            (5, "lastTransitionTime", Time, ONE),
+            (6, "status", Str, ONE),
+        ],
         "SelfSubjectAccessReview" => &[
             (1, "metadata", Message("ObjectMeta"), ONE),
             (2, "spec", Message("SelfSubjectAccessReviewSpec"), ONE),
@@ -449,6 +476,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
     })?;
     let message: &'static str = match kind.as_str() {
         "Namespace" => "Namespace",
+        "CertificateSigningRequest" => "CertificateSigningRequest",
         "ConfigMap" => "ConfigMap",
         "Secret" => "Secret",
         "ServiceAccount" => "ServiceAccount",
@@ -556,6 +584,7 @@ fn decode_value(
         // Kubernetes' integers are int32/int64: two's complement varints.
         (Int, Wire::Varint(v)) => json!(v as i64),
         (Str, Wire::Bytes(bytes)) => json!(utf8(bytes)?),
+        (Bytes, Wire::Bytes(bytes)) => json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
         (Message(inner), Wire::Bytes(bytes)) => Value::Object(decode_message(inner, bytes, depth + 1)?),
         (StrMap | BytesMap | QuantityMap, Wire::Bytes(bytes)) => {
             let (mut key, mut value) = (String::new(), Value::Null);

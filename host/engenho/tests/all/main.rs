@@ -11,6 +11,7 @@ mod crd_groups;
 mod disk;
 mod etcdctl;
 mod grpc;
+mod kinds;
 mod kube_rs;
 mod kubectl;
 mod lists_and_watches;

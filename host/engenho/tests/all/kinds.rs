@@ -1,0 +1,170 @@
+//! Goal: every built-in kind of Kubernetes 1.32 is served as kube-apiserver
+//! serves it: an application's manifests apply, list, explain and delete;
+//! kinds served at two versions or under two groups are one object; the
+//! read-only and create-only kinds say so in discovery; the server keeps
+//! its APIServices and system PriorityClasses.
+//! Method: a real node and the real kubectl, with a manifest holding one
+//! object of every kind added beyond the first release's
+//! (`manifests/every-kind.yaml`).
+
+use std::time::Duration;
+
+use crate::support::{EngenhoNode, Kubectl, wait_for};
+
+const EVERY_KIND: &str = include_str!("manifests/every-kind.yaml");
+
+/// Every (resource, namespace or "", name) of the manifest.
+const OBJECTS: [(&str, &str, &str); 25] = [
+    ("persistentvolumes", "", "kinds-pv"),
+    ("persistentvolumeclaims", "default", "kinds-pvc"),
+    ("podtemplates", "default", "kinds-template"),
+    ("replicationcontrollers", "default", "kinds-rc"),
+    ("controllerrevisions.apps", "default", "kinds-revision"),
+    ("horizontalpodautoscalers.autoscaling", "default", "kinds-hpa"),
+    ("horizontalpodautoscalers.autoscaling", "default", "kinds-hpa-v1"),
+    ("ingressclasses.networking.k8s.io", "", "kinds-ingress-class"),
+    ("ingresses.networking.k8s.io", "default", "kinds-ingress"),
+    ("networkpolicies.networking.k8s.io", "default", "kinds-netpol"),
+    ("priorityclasses.scheduling.k8s.io", "", "kinds-priority"),
+    ("storageclasses.storage.k8s.io", "", "kinds-sc"),
+    ("csidrivers.storage.k8s.io", "", "kinds.csi.example.com"),
+    ("csinodes.storage.k8s.io", "", "kinds-node"),
+    ("csistoragecapacities.storage.k8s.io", "default", "kinds-capacity"),
+    ("volumeattachments.storage.k8s.io", "", "kinds-attachment"),
+    ("certificatesigningrequests.certificates.k8s.io", "", "kinds-csr"),
+    ("mutatingwebhookconfigurations.admissionregistration.k8s.io", "", "kinds-mutating"),
+    ("validatingwebhookconfigurations.admissionregistration.k8s.io", "", "kinds-validating"),
+    ("validatingadmissionpolicies.admissionregistration.k8s.io", "", "kinds-policy"),
+    ("validatingadmissionpolicybindings.admissionregistration.k8s.io", "", "kinds-policy-binding"),
+    ("events.events.k8s.io", "default", "kinds-event"),
+    ("apiservices.apiregistration.k8s.io", "", "v1beta1.kinds.example.com"),
+    ("prioritylevelconfigurations.flowcontrol.apiserver.k8s.io", "", "kinds-level"),
+    ("flowschemas.flowcontrol.apiserver.k8s.io", "", "kinds-flow"),
+];
+
+/// Every verb discovery may list.
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn get_args<'a>(resource: &'a str, namespace: &'a str, name: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["get", resource, name, "-o", "name"];
+    if !namespace.is_empty() {
+        args.extend(["-n", namespace]);
+    }
+    args
+}
+
+#[test]
+fn every_kind_applies_lists_explains_and_deletes() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kinds");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+
+    let applied = kubectl.ok_with(&["apply", "-f", "-"], Some(EVERY_KIND));
+    assert_eq!(applied.lines().filter(|l| l.ends_with(" created")).count(), OBJECTS.len(), "{applied}");
+    let applied = kubectl.ok_with(&["apply", "--server-side", "-f", "-"], Some(EVERY_KIND));
+    assert_eq!(applied.lines().filter(|l| l.ends_with(" serverside-applied")).count(), OBJECTS.len(), "{applied}");
+    for (resource, namespace, name) in OBJECTS {
+        let found = kubectl.ok(&get_args(resource, namespace, name));
+        assert!(found.trim().ends_with(&format!("/{name}")), "{resource} {name}: {found}");
+        // `events.events.k8s.io` would read as core events' fields.
+        let explain: &[&str] = match resource {
+            "events.events.k8s.io" => &["explain", "events", "--api-version=events.k8s.io/v1"],
+            _ => &["explain", resource],
+        };
+        let kind = kubectl.ok(explain);
+        assert!(kind.contains("KIND:") && kind.contains("DESCRIPTION:"), "explain {resource}: {kind}");
+    }
+
+    // One autoscaler, two versions: written at v1, read at v2, and back.
+    let v1 =
+        kubectl.ok(&["get", "--raw", "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/kinds-hpa"]);
+    let v1: serde_json::Value = serde_json::from_str(&v1).expect("json");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 80, "{v1}");
+    let v2 =
+        kubectl.ok(&["get", "--raw", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/kinds-hpa-v1"]);
+    let v2: serde_json::Value = serde_json::from_str(&v2).expect("json");
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 60, "{v2}");
+    // One event, two groups.
+    let core = kubectl.ok(&["get", "--raw", "/api/v1/namespaces/default/events/kinds-event"]);
+    let core: serde_json::Value = serde_json::from_str(&core).expect("json");
+    assert_eq!(
+        (core["message"].as_str(), core["involvedObject"]["kind"].as_str()),
+        (Some("every kind applied"), Some("ConfigMap"))
+    );
+
+    // kubectl sends the approval as protobuf.
+    kubectl.ok(&["certificate", "approve", "kinds-csr"]);
+    let condition = kubectl.ok(&["get", "csr", "kinds-csr", "-o", "jsonpath={.status.conditions[0].type}"]);
+    assert_eq!(condition, "Approved");
+
+    let deleted = kubectl.ok_with(&["delete", "-f", "-"], Some(EVERY_KIND));
+    assert_eq!(deleted.lines().filter(|l| l.ends_with(" deleted")).count(), OBJECTS.len(), "{deleted}");
+    for (resource, namespace, name) in OBJECTS {
+        let gone = kubectl.fails(&get_args(resource, namespace, name), None);
+        assert!(gone.contains("NotFound"), "{resource} {name}: {gone}");
+    }
+    node.stop();
+}
+
+#[test]
+fn discovery_apiservices_and_system_objects_are_kube_apiservers() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kinds-system");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+
+    let resources = kubectl.ok(&["api-resources", "-o", "wide", "--no-headers"]);
+    // The wide listing's verbs column: `create` or `get,list,...`.
+    let verbs_of = |name: &str| {
+        let line = resources.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_default();
+        let verbs = line.split_whitespace().find(|w| w.split(',').all(|v| VERBS.contains(&v)));
+        verbs.unwrap_or_default().to_owned()
+    };
+    assert_eq!(verbs_of("tokenreviews"), "create", "{resources}");
+    assert_eq!(verbs_of("localsubjectaccessreviews"), "create");
+    assert_eq!(verbs_of("componentstatuses"), "get,list");
+    assert_eq!(verbs_of("horizontalpodautoscalers"), "create,delete,deletecollection,get,list,patch,update,watch");
+
+    let statuses = kubectl.ok(&["get", "componentstatuses", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(statuses, "etcd-0");
+    let refused = kubectl.fails(&["delete", "componentstatus", "etcd-0"], None);
+    assert!(refused.contains("MethodNotAllowed") || refused.contains("not supported"), "{refused}");
+
+    let token = kubectl.ok(&["config", "view", "--raw", "-o", "jsonpath={.users[0].user.token}"]);
+    let review = |token: &str| {
+        let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token}});
+        let reviewed = kubectl.ok_with(&["create", "-f", "-", "-o", "json"], Some(&body.to_string()));
+        serde_json::from_str::<serde_json::Value>(&reviewed).expect("json")["status"].clone()
+    };
+    assert_eq!(review("not-a-token")["authenticated"], false);
+    let status = review(&token);
+    assert_eq!((&status["authenticated"], &status["user"]["username"]), (&true.into(), &"admin".into()), "{status}");
+
+    let classes =
+        kubectl.ok(&["get", "priorityclasses", "-o", "jsonpath={range .items[*]}{.metadata.name}={.value} {end}"]);
+    assert!(classes.contains("system-node-critical=2000001000"), "{classes}");
+    assert!(classes.contains("system-cluster-critical=2000000000"), "{classes}");
+
+    let services = || kubectl.ok(&["get", "apiservices", "-o", "name"]);
+    wait_for("the built-in APIServices", Duration::from_secs(20), || {
+        let names = services();
+        ["apiservice.apiregistration.k8s.io/v1.", "/v2.autoscaling", "/v1.autoscaling", "/v1.events.k8s.io"]
+            .iter()
+            .all(|n| names.contains(n))
+    });
+    let definition = serde_json::json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.kinds.example.com"},
+        "spec": {"group": "kinds.example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&definition.to_string()));
+    wait_for("the custom group's APIService", Duration::from_secs(20), || services().contains("/v1.kinds.example.com"));
+    kubectl.ok(&["delete", "crd", "gadgets.kinds.example.com"]);
+    wait_for("the custom group's APIService to go", Duration::from_secs(20), || {
+        !services().contains("/v1.kinds.example.com")
+    });
+    node.stop();
+}
