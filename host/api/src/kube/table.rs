@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use super::resources::ResourceType;
 
+mod kinds;
+
 /// Whether an `Accept` header asks for a `Table`.
 pub fn wants_table(accept: &str) -> bool {
     accept.split(',').any(|part| part.contains("as=Table"))
@@ -190,7 +192,7 @@ fn columns(t: &ResourceType) -> Vec<Column> {
             },
             AGE,
         ],
-        _ => vec![NAME, AGE],
+        _ => kinds::columns(t.group, t.plural).unwrap_or_else(|| vec![NAME, AGE]),
     }
 }
 

@@ -5,6 +5,7 @@ mod admission;
 mod bad_input;
 mod bench;
 mod cluster;
+mod columns;
 mod connections;
 mod crash;
 mod crd_groups;
