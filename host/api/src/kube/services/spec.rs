@@ -467,3 +467,140 @@ fn allocate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn network() -> ServiceNetwork {
+        ServiceNetwork::parse("10.43.0.0/28", "30000-30015").expect("valid")
+    }
+
+    /// One write of a history over a few Service names.
+    #[derive(Debug, Clone)]
+    enum Write {
+        Create { name: u8, node_port: bool, ip: Option<u8> },
+        ToggleType { name: u8 },
+        Delete { name: u8 },
+    }
+
+    fn write() -> impl Strategy<Value = Write> {
+        prop_oneof![
+            3 => (0..6u8, any::<bool>(), prop::option::of(0..16u8))
+                .prop_map(|(name, node_port, ip)| Write::Create { name, node_port, ip }),
+            1 => (0..6u8).prop_map(|name| Write::ToggleType { name }),
+            1 => (0..6u8).prop_map(|name| Write::Delete { name }),
+        ]
+    }
+
+    /// Applies a plan as the store's transaction does: every claim must be
+    /// free, else nothing changes.
+    fn commit(keys: &mut BTreeSet<String>, plan: &Plan) -> bool {
+        if plan.claims.iter().any(|claim| keys.contains(claim)) {
+            return false;
+        }
+        keys.extend(plan.claims.iter().cloned());
+        plan.releases.iter().for_each(|released| assert!(keys.remove(released), "{released} was held"));
+        true
+    }
+
+    proptest! {
+        /// Goal: whatever Services are created, retyped and deleted, the
+        /// held keys are exactly what the stored Services hold: no address
+        /// or port is held twice, none outlives its Service. Method: a set
+        /// stands in for the store's allocation keys; each write's plan is
+        /// committed as the store's transaction commits it.
+        #[test]
+        fn plans_never_hand_out_twice_and_never_leak(seed in any::<u64>(), writes in prop::collection::vec(write(), 1..80)) {
+            let network = network();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut keys: BTreeSet<String> = BTreeSet::new();
+            let mut stored: BTreeMap<u8, Value> = BTreeMap::new();
+            for write in writes {
+                match write {
+                    Write::Create { name, node_port, ip } if !stored.contains_key(&name) => {
+                        let mut service = json!({"spec": {
+                            "type": if node_port { "NodePort" } else { "ClusterIP" },
+                            "ports": [{"port": 80}, {"port": 443}],
+                        }});
+                        if let Some(ip) = ip {
+                            service["spec"]["clusterIP"] = json!(network.address(u32::from(ip)).to_string());
+                        }
+                        let taken = |key: &str| keys.contains(key);
+                        if let Ok(plan) = settle(&network, None, &mut service, &mut rng, taken)
+                            && commit(&mut keys, &plan)
+                        {
+                            stored.insert(name, service);
+                        }
+                    }
+                    Write::ToggleType { name } if stored.contains_key(&name) => {
+                        let old = stored[&name].clone();
+                        let mut service = old.clone();
+                        let other = if service_type(&old) == "NodePort" { "ClusterIP" } else { "NodePort" };
+                        service["spec"]["type"] = json!(other);
+                        let taken = |key: &str| keys.contains(key);
+                        if let Ok(plan) = settle(&network, Some(&old), &mut service, &mut rng, taken)
+                            && commit(&mut keys, &plan)
+                        {
+                            prop_assert_eq!(&service["spec"]["clusterIP"], &old["spec"]["clusterIP"]);
+                            stored.insert(name, service);
+                        }
+                    }
+                    Write::Delete { name } => {
+                        if let Some(service) = stored.remove(&name) {
+                            for released in held(&service) {
+                                prop_assert!(keys.remove(&released));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let mut expected = BTreeSet::new();
+                for service in stored.values() {
+                    for key in held(service) {
+                        prop_assert!(expected.insert(key.clone()), "{} held by two Services", key);
+                    }
+                }
+                prop_assert_eq!(&expected, &keys, "held keys match the stored Services");
+            }
+        }
+    }
+
+    #[test]
+    fn kubernetes_defaults_are_filled_in() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut service = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
+        let plan = settle(&ServiceNetwork::default(), None, &mut service, &mut rng, |_| false).expect("settles");
+        let spec = &service["spec"];
+        assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
+        assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
+        assert_eq!(spec["externalTrafficPolicy"], "Cluster");
+        assert_eq!(spec["allocateLoadBalancerNodePorts"], true);
+        assert_eq!(spec["ports"][0]["targetPort"], 80);
+        assert_eq!(service["status"], json!({"loadBalancer": {}}));
+        assert_eq!(plan.claims.len(), 2, "a cluster IP and a node port: {plan:?}");
+        assert!(plan.releases.is_empty());
+    }
+
+    #[test]
+    fn ipv6_and_dual_stack_are_refused_with_kubernetes_messages() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut service = json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"], "ports": [{"port": 80}]}});
+        let Err(Refusal::Invalid(causes)) = settle(&ServiceNetwork::default(), None, &mut service, &mut rng, |_| false)
+        else {
+            panic!("refused")
+        };
+        let messages: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        assert!(messages.contains(&"spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services".to_owned()), "{messages:?}");
+        assert!(
+            messages
+                .contains(&"spec.ipFamilies[1]: Invalid value: \"IPv6\": not configured on this cluster".to_owned()),
+            "{messages:?}"
+        );
+    }
+}
