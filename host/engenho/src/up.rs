@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
 use engenho_api::kube::plugins::SigningKey;
+use engenho_api::kube::services::Requested;
 use engenho_api::kube::{Credentials, KubeApi};
 use engenho_mesh::{Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials, split_peer_connections};
 use engenho_pki::{ClusterCa, HTTP2_ALPN, HandshakeLimits, Identity, JoinToken, Profile, accept_tls};
@@ -76,6 +77,15 @@ pub struct UpArgs {
     /// Seconds between progress notifications to watchers that ask for them.
     #[arg(long, default_value_t = 600)]
     watch_progress_interval: u64,
+    /// IPv4 range Services' cluster IPs come from, for the whole cluster
+    /// (default 10.43.0.0/16). Taken from the first node; a later node may
+    /// leave it out, and refuses to start if it names another range.
+    #[arg(long)]
+    service_cidr: Option<String>,
+    /// Ports NodePort and LoadBalancer Services' node ports come from, for
+    /// the whole cluster (default 30000-32767); as --service-cidr.
+    #[arg(long)]
+    service_node_port_range: Option<String>,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -139,6 +149,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         });
     let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), plugin_host);
     api.ensure_defaults().await.context("creating the default namespaces and RBAC policy")?;
+    let requested = Requested { cidr: args.service_cidr.clone(), node_ports: args.service_node_port_range.clone() };
+    let network = api.settle_service_network(&requested).await?;
+    tracing::info!(cidr = network.cidr(), node_ports = network.port_range(), "service network");
     let signer = SigningKey::load_or_create(&args.data_dir.join("pki").join("plugin-signer.key"))
         .map_err(|e| anyhow::anyhow!("the plugin signing key: {e}"))?;
     api.install_built_in_plugins(&signer).await.context("installing the built-in admission policies")?;
@@ -149,7 +162,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
     let controllers = tokio::spawn({
         let (api, stop) = (api.clone(), stop.clone());
-        async move { api.run_controllers(stop).await }
+        let advertised = advertised_api_addr(&args);
+        async move { tokio::join!(api.run_controllers(stop.clone()), api.run_service_network(advertised, stop)) }
     });
     tracing::info!(
         id = node.id(),
@@ -175,6 +189,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The address other nodes and the `kubernetes` Service reach this API
+/// server at: `--api-addr`, or, when that is a wildcard, the peer
+/// address's IP with the API port.
+fn advertised_api_addr(args: &UpArgs) -> SocketAddr {
+    match args.api_addr.ip().is_unspecified() {
+        true => SocketAddr::new(args.peer_addr.ip(), args.api_addr.port()),
+        false => args.api_addr,
+    }
 }
 
 /// Binds a listening socket for a runtime other than the current one.

@@ -27,6 +27,7 @@ mod resources;
 mod reviews;
 mod scale;
 mod selectors;
+pub mod services;
 mod status;
 #[cfg(test)]
 mod strategies;
@@ -197,6 +198,46 @@ impl KubeApi {
         let collector = gc::Collector::new(self.state.objects.clone(), self.state.registry.clone());
         let plugins = self.plugin_controller();
         tokio::join!(self.definitions().run(stop.clone()), collector.run(stop.clone()), plugins.run(stop));
+    }
+
+    /// Settles the cluster's service network: the one stored for the
+    /// cluster, or, when none is yet (a new cluster), `requested` with
+    /// defaults for what it leaves out, stored for every later node.
+    ///
+    /// # Errors
+    /// A malformed setting; a setting `requested` that differs from the
+    /// cluster's; the store could not be read or written.
+    pub async fn settle_service_network(
+        &self,
+        requested: &services::Requested,
+    ) -> Result<services::ServiceNetwork, services::NetworkError> {
+        let wanted = requested.network()?;
+        let not_settled = |reason: String| services::NetworkError::NotSettled { reason };
+        let stored = self
+            .state
+            .objects
+            .get_or_create_raw(services::SERVICE_NETWORK_KEY, || serde_json::to_vec(&wanted).expect("JSON encodes"))
+            .await
+            .map_err(|e| not_settled(e.message))?;
+        let cluster: services::ServiceNetwork =
+            serde_json::from_slice(&stored).map_err(|e| not_settled(format!("the stored setting: {e}")))?;
+        requested.check(&cluster)?;
+        self.state.objects.set_service_network(cluster);
+        Ok(cluster)
+    }
+
+    /// Runs until `stop` turns true: this API server's registration as
+    /// reachable at `advertised`, and (on the raft leader) the loop that
+    /// keeps the `kubernetes` Service pointing at every registered API
+    /// server.
+    pub async fn run_service_network(
+        &self,
+        advertised: std::net::SocketAddr,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let registration = services::ApiServerRegistration::new(self.state.objects.clone(), advertised);
+        let service = services::KubernetesService::new(self.state.objects.clone(), self.state.registry.clone());
+        tokio::join!(registration.run(stop.clone()), service.run(stop));
     }
 
     fn definitions(&self) -> custom::Definitions {

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::apply;
 use super::resources::ResourceType;
+use super::services::{self, ServiceNetwork};
 use super::status::{ApiError, Cause};
 
 /// Reads and writes objects of every kind through one node.
@@ -22,6 +23,8 @@ pub struct ObjectStore {
     /// Namespace heads decoded before (every namespaced write reads its
     /// namespace's head).
     heads: Arc<Mutex<NamespaceHeads>>,
+    /// The cluster's service network, once settled at start.
+    service_network: Arc<std::sync::OnceLock<ServiceNetwork>>,
 }
 
 /// Decoded namespace heads by name, each with the revision that wrote it.
@@ -65,7 +68,25 @@ pub struct Chunk {
 impl ObjectStore {
     /// Objects kept through `node`.
     pub fn new(node: Node) -> Self {
-        Self { node, heads: Arc::default() }
+        Self { node, heads: Arc::default(), service_network: Arc::default() }
+    }
+
+    /// Sets the cluster's service network, which Service writes allocate
+    /// from; the first setting holds.
+    pub fn set_service_network(&self, network: ServiceNetwork) {
+        let kept = *self.service_network.get_or_init(|| network);
+        assert_eq!(kept, network, "a node has one service network");
+    }
+
+    /// The cluster's service network.
+    ///
+    /// # Errors
+    /// 503 before it is settled at start.
+    pub fn service_network(&self) -> Result<ServiceNetwork, ApiError> {
+        self.service_network
+            .get()
+            .copied()
+            .ok_or_else(|| ApiError::unavailable("the service network is not settled yet"))
     }
 
     /// The current object `name`.
@@ -182,6 +203,11 @@ impl ObjectStore {
         read(self.node.store())?.ok_or_else(|| ApiError::internal(format!("{key} vanished after it was written")))
     }
 
+    /// The node the objects are kept through.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
     /// The store, for watches.
     pub fn store(&self) -> std::sync::Arc<engenho_store::Mvcc> {
         self.node.store().clone()
@@ -225,6 +251,9 @@ impl ObjectStore {
             if !existing_entries {
                 apply::record_update(None, &mut object, manager, t.api_version, &now());
             }
+        }
+        if is_service(t) {
+            return self.create_service(t, namespace, &name, object, dry_run).await;
         }
         let key = t.key(namespace, &name);
         if dry_run {
@@ -279,6 +308,10 @@ impl ObjectStore {
         if (t.group, t.plural) == ("apiextensions.k8s.io", "customresourcedefinitions") {
             super::custom::check_group(&object, name)?;
         }
+        let plan = match is_service(t) {
+            true => self.settle_service(t, name, Some(&current), &mut object)?,
+            false => services::Plan::default(),
+        };
         if let Some(manager) = &write.manager {
             apply::record_update(Some(&current), &mut object, manager, t.api_version, &now());
         }
@@ -287,7 +320,7 @@ impl ObjectStore {
             return Ok(object);
         }
         if finalized(t, &object) {
-            if !self.delete_at(t, namespace, name, expected).await? {
+            if !self.delete_at(t, namespace, name, expected, &held_keys(t, &current)).await? {
                 return Err(ApiError::conflict(t.group, t.plural, name));
             }
             set_resource_version(&mut object, expected);
@@ -298,8 +331,11 @@ impl ObjectStore {
             result: CompareResult::Equal,
             target: CompareTarget::Mod(expected),
         };
+        let mut guards = vec![unchanged];
+        let mut changes = Vec::new();
+        claim_and_release(&t.key(namespace, name), &plan, &mut guards, &mut changes);
         let revision = self
-            .guarded_put(t, unchanged, t.key(namespace, name), &object)
+            .guarded_write(t, guards, t.key(namespace, name), &object, changes)
             .await?
             .ok_or_else(|| ApiError::conflict(t.group, t.plural, name))?;
         set_resource_version(&mut object, revision);
@@ -345,7 +381,7 @@ impl ObjectStore {
                 if dry_run {
                     return Ok(current);
                 }
-                match self.delete_at(t, namespace, name, version).await? {
+                match self.delete_at(t, namespace, name, version, &held_keys(t, &current)).await? {
                     true => return Ok(current),
                     false if attempt < WRITE_ATTEMPTS => continue,
                     false => return Err(ApiError::conflict(t.group, t.plural, name)),
@@ -387,13 +423,16 @@ impl ObjectStore {
         unreachable!("the last attempt returns")
     }
 
-    /// Deletes `name` if it is still at `version`; whether it was.
+    /// Deletes `name` if it is still at `version`, and with it the
+    /// allocation keys `held` (what the object at `version` holds);
+    /// whether it was.
     async fn delete_at(
         &self,
         t: &ResourceType,
         namespace: Option<&str>,
         name: &str,
         version: i64,
+        held: &std::collections::BTreeSet<String>,
     ) -> Result<bool, ApiError> {
         let key = t.key(namespace, name);
         let unchanged = Compare {
@@ -401,11 +440,11 @@ impl ObjectStore {
             result: CompareResult::Equal,
             target: CompareTarget::Mod(version),
         };
-        let txn = TxnRequest {
-            compare: vec![unchanged],
-            success: vec![Operation::Delete(DeleteRequest { range: KeyRange::single(key), prev_kv: false })],
-            failure: Vec::new(),
-        };
+        let mut success = vec![Operation::Delete(DeleteRequest { range: KeyRange::single(key), prev_kv: false })];
+        success.extend(held.iter().map(|released| {
+            Operation::Delete(DeleteRequest { range: KeyRange::single(released.clone()), prev_kv: false })
+        }));
+        let txn = TxnRequest { compare: vec![unchanged], success, failure: Vec::new() };
         Ok(self.run(txn).await?.is_some())
     }
 
@@ -553,13 +592,83 @@ impl ObjectStore {
         key: String,
         object: &Value,
     ) -> Result<Option<i64>, ApiError> {
+        self.guarded_write(t, vec![guard], key, object, Vec::new()).await
+    }
+
+    /// Puts `object` under `key`, and makes `changes` in the same
+    /// transaction, if every guard holds; the revision written, or `None`
+    /// when a guard failed.
+    async fn guarded_write(
+        &self,
+        t: &ResourceType,
+        guards: Vec<Compare>,
+        key: String,
+        object: &Value,
+        changes: Vec<Operation>,
+    ) -> Result<Option<i64>, ApiError> {
         let value = t.stored_bytes(object).map_err(|e| ApiError::internal(e.to_string()))?;
         if value.len() > OBJECT_BYTES_MAX {
             let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
             return Err(ApiError::object_too_large(t.group, t.kind, name));
         }
         let put = PutRequest { key: key.into_bytes(), value, ..PutRequest::default() };
-        self.run(TxnRequest { compare: vec![guard], success: vec![Operation::Put(put)], failure: Vec::new() }).await
+        let mut success = vec![Operation::Put(put)];
+        success.extend(changes);
+        self.run(TxnRequest { compare: guards, success, failure: Vec::new() }).await
+    }
+
+    /// Settles a Service written over `old` (see [`services::settle`]).
+    fn settle_service(
+        &self,
+        t: &ResourceType,
+        name: &str,
+        old: Option<&Value>,
+        service: &mut Value,
+    ) -> Result<services::Plan, ApiError> {
+        let network = self.service_network()?;
+        let taken = |key: &str| self.get_raw(key).map_or(true, |found| found.is_some());
+        services::settle(&network, old, service, &mut rand::rng(), taken).map_err(|refusal| match refusal {
+            services::Refusal::Invalid(causes) => ApiError::invalid(t.group, t.kind, name, causes),
+            services::Refusal::RangeFull(what) => {
+                ApiError::internal(format!("failed to allocate a {what}: range is full"))
+            }
+        })
+    }
+
+    /// Creates a Service and claims its cluster IP and node ports in the
+    /// same transaction; a pick that another write took meanwhile is made
+    /// again, up to [`ALLOCATION_ATTEMPTS`] times.
+    async fn create_service(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let key = t.key(namespace, name);
+        for _ in 0..ALLOCATION_ATTEMPTS {
+            let mut service = object.clone();
+            let plan = self.settle_service(t, name, None, &mut service)?;
+            if dry_run {
+                if self.get_local(t, namespace, name)?.is_some() {
+                    return Err(ApiError::already_exists(t.group, t.plural, name));
+                }
+                return Ok(service);
+            }
+            let mut guards = vec![absent(&key)];
+            let mut changes = Vec::new();
+            claim_and_release(&key, &plan, &mut guards, &mut changes);
+            if let Some(revision) = self.guarded_write(t, guards, key.clone(), &service, changes).await? {
+                set_resource_version(&mut service, revision);
+                return Ok(service);
+            }
+            self.node.linearize().await?;
+            if self.get_raw(&key)?.is_some() {
+                return Err(ApiError::already_exists(t.group, t.plural, name));
+            }
+        }
+        Err(ApiError::conflict(t.group, t.plural, name))
     }
 
     /// Runs a transaction; its revision if the guards held.
@@ -613,6 +722,39 @@ pub struct WriteOptions {
 
 /// Times a delete is retried when the object changes under it.
 const WRITE_ATTEMPTS: usize = 5;
+
+/// Times a Service create picks its addresses and ports again after a
+/// concurrent write took one of them.
+const ALLOCATION_ATTEMPTS: usize = 16;
+
+/// Whether `t` is the Service kind, whose writes allocate.
+fn is_service(t: &ResourceType) -> bool {
+    (t.group, t.plural) == ("", "services")
+}
+
+/// The allocation keys `object` holds (none unless it is a Service).
+fn held_keys(t: &ResourceType, object: &Value) -> std::collections::BTreeSet<String> {
+    if is_service(t) { services::held(object) } else { std::collections::BTreeSet::new() }
+}
+
+/// A guard that `key` does not exist.
+fn absent(key: &str) -> Compare {
+    Compare { range: KeyRange::single(key.to_owned()), result: CompareResult::Equal, target: CompareTarget::Create(0) }
+}
+
+/// Adds to a write of the object under `owner` the claims of `plan`
+/// (each guarded on being free) and its releases.
+fn claim_and_release(owner: &str, plan: &services::Plan, guards: &mut Vec<Compare>, changes: &mut Vec<Operation>) {
+    let value = serde_json::to_vec(&json!({"owner": owner})).expect("JSON encodes");
+    for claim in &plan.claims {
+        guards.push(absent(claim));
+        let put = PutRequest { key: claim.as_bytes().to_vec(), value: value.clone(), ..PutRequest::default() };
+        changes.push(Operation::Put(put));
+    }
+    for released in &plan.releases {
+        changes.push(Operation::Delete(DeleteRequest { range: KeyRange::single(released.clone()), prev_kv: false }));
+    }
+}
 
 /// How an object's dependents go with it (`propagationPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

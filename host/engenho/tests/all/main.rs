@@ -23,6 +23,7 @@ mod plugin_powers;
 mod plugin_trust;
 mod rbac_escalation;
 mod refusals;
+mod services;
 mod subresource_admission;
 mod support;
 mod token_claims;

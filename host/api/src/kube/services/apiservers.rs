@@ -1,0 +1,245 @@
+//! The `kubernetes` Service in `default` and where it leads: every API
+//! server of the cluster.
+//!
+//! As kube-apiserver's lease endpoint reconciler does, each API server
+//! keeps a key of its own, [`APISERVERS_PREFIX`]`<node id>`, holding its
+//! address and port and attached to a store lease it renews
+//! ([`ApiServerRegistration`]). A stopped node stops renewing, and the
+//! leader revokes its lease, which deletes its key, within
+//! [`REGISTRATION_TTL_SECONDS`]. The raft leader keeps the `kubernetes`
+//! Service, its EndpointSlice and its Endpoints in line with the keys
+//! ([`KubernetesService`]), writing through the same object store as API
+//! requests.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use engenho_store::{Command, KeyRange, Outcome, PutRequest, RangeRequest};
+use serde_json::{Value, json};
+
+use crate::kube::objects::{ObjectStore, WriteOptions};
+use crate::kube::resources::SharedRegistry;
+use crate::kube::status::ApiError;
+
+/// Prefix of the API servers' registration keys.
+pub const APISERVERS_PREFIX: &str = "/engenho/apiservers/";
+
+/// Seconds a registration outlives its API server's last renewal
+/// (kube-apiserver's master lease lasts 15 s).
+pub const REGISTRATION_TTL_SECONDS: i64 = 15;
+
+/// How often an API server renews its registration.
+const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the leader brings the `kubernetes` Service in line.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Most API servers the `kubernetes` endpoints list.
+const APISERVERS_MAX: usize = 64;
+
+/// The field manager of the leader's writes.
+const MANAGER: &str = "kube-apiserver";
+
+/// One API server's registration: renews its key until stopped.
+pub struct ApiServerRegistration {
+    objects: ObjectStore,
+    advertised: SocketAddr,
+}
+
+impl ApiServerRegistration {
+    /// Registers the API server reachable at `advertised`.
+    pub fn new(objects: ObjectStore, advertised: SocketAddr) -> Self {
+        Self { objects, advertised }
+    }
+
+    /// Keeps the registration alive until `stop` turns true; failures are
+    /// logged and tried again at the next renewal.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut lease_opt: Option<i64> = None;
+        let mut ticks = tokio::time::interval(RENEW_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            match self.renew(lease_opt).await {
+                Ok(lease) => lease_opt = Some(lease),
+                Err(error) => {
+                    tracing::warn!(%error, "could not renew this API server's registration");
+                    lease_opt = None;
+                }
+            }
+        }
+    }
+
+    /// Renews `lease_opt`, or registers afresh under a new lease when there
+    /// is none or it has gone; the lease in use.
+    async fn renew(&self, lease_opt: Option<i64>) -> Result<i64, ApiError> {
+        let node = self.objects.node();
+        if let Some(lease) = lease_opt
+            && node.lease_keep_alive(lease).await?.is_some()
+        {
+            return Ok(lease);
+        }
+        let id = rand::random_range(1..i64::MAX);
+        let granted = node.write(Command::LeaseGrant { id, ttl: REGISTRATION_TTL_SECONDS }).await?;
+        if !matches!(granted.outcome, Ok(Outcome::LeaseGranted { .. })) {
+            return Err(ApiError::internal(format!("lease grant answered {:?}", granted.outcome)));
+        }
+        let value = json!({"address": self.advertised.ip().to_string(), "port": self.advertised.port()});
+        let put = PutRequest {
+            key: format!("{APISERVERS_PREFIX}{}", node.id()).into_bytes(),
+            value: serde_json::to_vec(&value).expect("JSON encodes"),
+            lease: id,
+            ..PutRequest::default()
+        };
+        let applied = node.write(Command::Put(put)).await?;
+        if let Err(refused) = applied.outcome {
+            return Err(ApiError::internal(format!("registering this API server: {refused}")));
+        }
+        tracing::info!(address = %self.advertised, "registered this API server");
+        Ok(id)
+    }
+}
+
+/// The leader's loop over the `kubernetes` Service, its EndpointSlice and
+/// its Endpoints.
+pub struct KubernetesService {
+    objects: ObjectStore,
+    registry: SharedRegistry,
+}
+
+impl KubernetesService {
+    /// The loop over the objects kept in `objects`.
+    pub fn new(objects: ObjectStore, registry: SharedRegistry) -> Self {
+        Self { objects, registry }
+    }
+
+    /// Runs until `stop` turns true; only the raft leader writes.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(RECONCILE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            if !self.objects.is_leader() {
+                continue;
+            }
+            if let Err(error) = self.reconcile().await {
+                tracing::warn!(%error, "could not bring the kubernetes Service in line");
+            }
+        }
+    }
+
+    /// One pass: the Service, then the endpoints of the registered API
+    /// servers.
+    ///
+    /// # Errors
+    /// Store failures and refused writes.
+    pub async fn reconcile(&self) -> Result<(), ApiError> {
+        self.objects.read_barrier().await?;
+        let servers = registered(&self.objects)?;
+        let Some(&(_, port)) = servers.iter().next() else { return Ok(()) };
+        let network = self.objects.service_network()?;
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": network.kubernetes_address().to_string(),
+                "sessionAffinity": "None",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            },
+        });
+        self.ensure("", "v1", "services", service, &["/spec/ports"]).await?;
+        let endpoints: Vec<Value> = servers
+            .iter()
+            .map(|(ip, _)| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}}))
+            .collect();
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        });
+        self.ensure("discovery.k8s.io", "v1", "endpointslices", slice, &["/endpoints", "/ports"]).await?;
+        let addresses: Vec<Value> = servers.iter().map(|(ip, _)| json!({"ip": ip.to_string()})).collect();
+        let legacy = json!({
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+        });
+        self.ensure("", "v1", "endpoints", legacy, &["/subsets"]).await
+    }
+
+    /// Creates `desired`, or sets the fields at `owned` of the existing
+    /// object to the desired ones where they differ.
+    async fn ensure(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        desired: Value,
+        owned: &[&str],
+    ) -> Result<(), ApiError> {
+        let registry = self.registry.current();
+        let t = registry.find(group, version, plural).expect("built-in kinds are registered");
+        let write = WriteOptions { manager: Some(MANAGER.into()), ..WriteOptions::default() };
+        let name = "kubernetes";
+        let current = match self.objects.get(t, Some("default"), name).await {
+            Ok(current) => current,
+            Err(error) if error.code == 404 => {
+                return match self.objects.create(t, Some("default"), desired, &write).await {
+                    Ok(_) => Ok(()),
+                    Err(error) if error.reason == "AlreadyExists" => Ok(()),
+                    Err(error) => Err(error),
+                };
+            }
+            Err(error) => return Err(error),
+        };
+        let differs = |object: &Value| owned.iter().any(|pointer| object.pointer(pointer) != desired.pointer(pointer));
+        if !differs(&current) {
+            return Ok(());
+        }
+        self.objects
+            .modify(t, Some("default"), name, |object| {
+                let changed = differs(object);
+                for pointer in owned {
+                    let field = pointer.trim_start_matches('/');
+                    object[field] = desired.pointer(pointer).cloned().unwrap_or(Value::Null);
+                }
+                changed
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The registered API servers with IPv4 addresses, by address, at most
+/// [`APISERVERS_MAX`]; each address once.
+fn registered(objects: &ObjectStore) -> Result<BTreeSet<(Ipv4Addr, u16)>, ApiError> {
+    let request = RangeRequest { range: KeyRange::prefix(APISERVERS_PREFIX), ..RangeRequest::default() };
+    let (_, found) = objects.node().store().range(&request)?;
+    let mut servers = BTreeSet::new();
+    for kv in &found.kvs {
+        let Ok(value) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+        let address = value["address"].as_str().and_then(|a| a.parse::<Ipv4Addr>().ok());
+        let port = value["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+        if let (Some(address), Some(port)) = (address, port)
+            && servers.len() < APISERVERS_MAX
+            && !servers.iter().any(|(known, _)| *known == address)
+        {
+            servers.insert((address, port));
+        }
+    }
+    Ok(servers)
+}
