@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{
     CallState, Compiler, Grants, IdleInstances, LOAD_TURN_WAIT, Limits, PLUGIN_CALLS_IN_FLIGHT_MAX, PluginError,
-    PluginHost, call_error,
+    PluginHost, TURN_WAIT_MIN, call_error,
 };
 
 mod bindings {
@@ -154,22 +154,24 @@ impl AdmissionPolicy {
     /// to the async runtime at every epoch tick (so a plugin that computes
     /// holds a runtime worker for one tick at a time): once this plugin has
     /// one of its [`PLUGIN_CALLS_IN_FLIGHT_MAX`] turns and the host one of
-    /// its own, both waited for within the plugin's deadline; the call
-    /// itself then runs for at most its deadline.
+    /// its own, both waited for within the plugin's deadline or
+    /// [`TURN_WAIT_MIN`], whichever is longer (a busy node's queue is not
+    /// the plugin's fault); the call itself then runs for at most its
+    /// deadline.
     ///
     /// # Errors
     /// No free turn in time; the call ran past its deadline, trapped, ran
     /// out of memory or answered malformed output.
     pub async fn admit(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
-        let (deadline, waiting) = (self.limits.deadline, Instant::now());
-        let Ok(Ok(_turn)) = tokio::time::timeout(deadline, self.calls.acquire()).await else {
+        let (wait, waiting) = (self.limits.deadline.max(TURN_WAIT_MIN), Instant::now());
+        let Ok(Ok(_turn)) = tokio::time::timeout(wait, self.calls.acquire()).await else {
             return Err(PluginError::Busy {
                 name: self.name.to_string(),
-                message: format!("its {PLUGIN_CALLS_IN_FLIGHT_MAX} calls in flight did not end within {deadline:?}"),
+                message: format!("its {PLUGIN_CALLS_IN_FLIGHT_MAX} calls in flight did not end within {wait:?}"),
             });
         };
-        // Both waits together take at most the deadline.
-        let _host_turn = host.turn(&self.name, deadline.saturating_sub(waiting.elapsed())).await?;
+        // Both waits together take at most `wait`.
+        let _host_turn = host.turn(&self.name, wait.saturating_sub(waiting.elapsed())).await?;
         let decision = self.within_deadline(self.call(host, review)).await?;
         if !decision.patch.is_empty() && !is_json_array(&decision.patch) {
             return Err(PluginError::MalformedOutput {

@@ -38,6 +38,11 @@ pub use grants::{Grants, Reserved};
 /// thread, idle or not.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Shortest a call waits for its turns before it is refused as busy, however
+/// short its deadline: on a node under load, requests queue for the runtime
+/// and its plugins' turns alike.
+pub const TURN_WAIT_MIN: Duration = Duration::from_secs(1);
+
 /// Longest a load waits for one of the host's turns before it compiles.
 pub const LOAD_TURN_WAIT: Duration = Duration::from_secs(10);
 
