@@ -3,7 +3,7 @@
 
 use std::any::TypeId;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, node, rbac};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, node, policy, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::schemars::JsonSchema;
 use k8s_openapi::schemars::r#gen::SchemaGenerator;
@@ -480,6 +480,9 @@ impl Registry {
             ResourceType::of::<rbac::v1::ClusterRole>(&[], false, false),
             ResourceType::of::<rbac::v1::ClusterRoleBinding>(&[], false, false),
             ResourceType::of::<apiextensions::v1::CustomResourceDefinition>(&["crd", "crds"], false, true),
+            ResourceType::of::<core::v1::ResourceQuota>(&["quota"], false, true),
+            ResourceType::of::<core::v1::LimitRange>(&["limits"], false, false),
+            ResourceType::of::<policy::v1::PodDisruptionBudget>(&["pdb"], false, true),
         ];
         Self::new(types, 0)
     }
