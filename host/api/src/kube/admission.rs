@@ -3,6 +3,14 @@
 //! first (their JSON patches applied in order), then validating ones. A
 //! denial is a 403 naming the policy; a failed call follows the policy's
 //! failure policy.
+//!
+//! Built-in steps surround the policies in kube-apiserver's order:
+//! LimitRanger's defaults (and a LimitRange's own) come before every
+//! policy, as Kubernetes runs built-in mutating admission before webhooks,
+//! so a policy such as `resource-defaults` fills only what no LimitRange
+//! did; after the policies come the kind's validation, LimitRanger's
+//! bounds and, last, the ResourceQuota charge, so that only an object
+//! about to be stored is charged.
 
 use std::collections::BTreeMap;
 
@@ -34,14 +42,62 @@ pub struct Request<'a> {
 }
 
 impl ApiState {
-    /// Runs `request` through the admission policies that match it.
-    /// `object` is the object to store (mutating policies may change it;
-    /// for deletes, the object being deleted) and `old` the stored one for
-    /// updates (read here when `None`). The warnings for the client.
+    /// Runs `request` through the built-in admission steps and the
+    /// admission policies that match it. `object` is the object to store
+    /// (mutating steps may change it; for deletes, the object being
+    /// deleted) and `old` the stored one for updates (read here when
+    /// `None`). The warnings for the client.
     ///
     /// # Errors
-    /// 403 when a policy denies; 500 when a policy that fails closed fails.
+    /// 403 when a policy, a LimitRange or a quota denies; 422 when the
+    /// object breaks its kind's rules; 500 when a policy that fails closed
+    /// fails.
     pub async fn admit(
+        &self,
+        request: &Request<'_>,
+        object: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        self.admit_before_policies(request, object).await?;
+        let warnings = self.admit_by_policies(request, object, old).await?;
+        self.admit_after_policies(request, object).await?;
+        Ok(warnings)
+    }
+
+    /// The built-in mutating steps: a LimitRange's defaults, and a new
+    /// pod's defaults from its namespace's LimitRanges.
+    async fn admit_before_policies(&self, request: &Request<'_>, object: &mut Value) -> Result<(), ApiError> {
+        let t = request.t;
+        match ((t.group, t.plural), request.operation, request.namespace) {
+            (("", "limitranges"), Operation::Create | Operation::Update, _) => {
+                super::limit_ranger::default_limit_range(object);
+            }
+            (("", "pods"), Operation::Create, Some(namespace)) if request.subresource.is_empty() => {
+                super::limit_ranger::default_pod(&self.objects, &self.registry(), namespace, object)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The built-in validating steps: the kind's validation, a new pod's
+    /// LimitRange bounds, and the ResourceQuota charge of a create.
+    async fn admit_after_policies(&self, request: &Request<'_>, object: &Value) -> Result<(), ApiError> {
+        let t = request.t;
+        if request.operation == Operation::Delete {
+            return Ok(());
+        }
+        super::validation::validate(t, object)?;
+        let (Operation::Create, Some(namespace)) = (request.operation, request.namespace) else { return Ok(()) };
+        let registry = self.registry();
+        if (t.group, t.plural) == ("", "pods") {
+            super::limit_ranger::check_pod(&self.objects, &registry, namespace, object)?;
+        }
+        super::resource_quota::charge(&self.objects, &registry, t, namespace, object, request.dry_run).await
+    }
+
+    /// Runs `request` through the admission policies that match it.
+    async fn admit_by_policies(
         &self,
         request: &Request<'_>,
         object: &mut Value,

@@ -571,6 +571,10 @@ async fn pod_subresource(
             let options =
                 eviction.get("deleteOptions").map(|o| serde_json::to_vec(o).unwrap_or_default()).unwrap_or_default();
             let options = DeleteOptions::parse(&options, &HashMap::new())?;
+            let pod = state.objects.get(t, namespace, name).await?;
+            let registry = state.registry();
+            let namespace_name = namespace.unwrap_or("default");
+            super::disruption::take_disruption(&state.objects, &registry, namespace_name, &pod, write.dry_run).await?;
             if state.admission_matches(t, Operation::Delete) {
                 let mut current = state.objects.get(t, namespace, name).await?;
                 let request = admission_request(t, namespace, name, "eviction", Operation::Delete, write);

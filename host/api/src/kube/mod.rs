@@ -12,17 +12,22 @@ mod connections;
 mod conversion;
 mod custom;
 mod discovery;
+mod disruption;
 mod gc;
 mod handlers;
+mod limit_ranger;
 mod lists;
 mod objects;
 mod openapi;
 mod patch;
 pub mod pki;
 pub mod plugins;
+mod policy_status;
 mod protobuf;
+mod quantity;
 mod quota;
 mod rbac;
+mod resource_quota;
 mod resources;
 mod reviews;
 mod scale;
@@ -32,6 +37,7 @@ mod status;
 #[cfg(test)]
 mod strategies;
 mod table;
+mod validation;
 mod watch;
 
 use std::sync::Arc;
@@ -193,11 +199,18 @@ impl KubeApi {
 
     /// Runs what keeps the served state whole until `stop` turns true: the
     /// custom kinds of CustomResourceDefinitions, and garbage collection
-    /// (dependents of deleted owners, contents of deleted namespaces).
+    /// (dependents of deleted owners, contents of deleted namespaces), and
+    /// the status of ResourceQuotas and PodDisruptionBudgets.
     pub async fn run_controllers(&self, stop: tokio::sync::watch::Receiver<bool>) {
         let collector = gc::Collector::new(self.state.objects.clone(), self.state.registry.clone());
         let plugins = self.plugin_controller();
-        tokio::join!(self.definitions().run(stop.clone()), collector.run(stop.clone()), plugins.run(stop));
+        let policy_status = policy_status::PolicyStatus::new(self.state.objects.clone(), self.state.registry.clone());
+        tokio::join!(
+            self.definitions().run(stop.clone()),
+            collector.run(stop.clone()),
+            plugins.run(stop.clone()),
+            policy_status.run(stop)
+        );
     }
 
     /// Settles the cluster's service network: the one stored for the

@@ -236,8 +236,15 @@ impl ObjectStore {
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 super::custom::prepare_definition(&mut object, &name)?;
             }
+            ("", "resourcequotas") | ("policy", "poddisruptionbudgets") => {
+                // Their status is the server's to count.
+                if let Some(fields) = object.as_object_mut() {
+                    fields.remove("status");
+                }
+            }
             _ => {}
         }
+        super::validation::validate(t, &object)?;
         let metadata = metadata_mut(&mut object);
         metadata.insert("uid".into(), json!(new_uid()));
         metadata.insert("creationTimestamp".into(), json!(now()));
@@ -305,6 +312,7 @@ impl ObjectStore {
             _ => current_version,
         };
         carry_server_fields(&current, &mut object);
+        super::validation::validate(t, &object)?;
         if (t.group, t.plural) == ("apiextensions.k8s.io", "customresourcedefinitions") {
             super::custom::check_group(&object, name)?;
         }
@@ -1013,8 +1021,27 @@ pub fn validate_name(t: &ResourceType, name: &str) -> Result<(), String> {
             _ => Ok(()),
         };
     }
-    let label_only = t.plural == "namespaces";
-    let max = if label_only { 63 } else { 253 };
+    if t.plural != "namespaces" {
+        return subdomain(name);
+    }
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(alphanumeric)
+        && name.ends_with(alphanumeric)
+        && name.chars().all(|c| alphanumeric(c) || c == '-');
+    if valid {
+        return Ok(());
+    }
+    Err("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and \
+         end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is \
+         '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        .into())
+}
+
+/// Checks a lowercase RFC 1123 subdomain (`example.com`), as Kubernetes
+/// words the refusal.
+pub fn subdomain(name: &str) -> Result<(), String> {
     let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let parts_ok = |part: &str| {
         !part.is_empty()
@@ -1022,21 +1049,13 @@ pub fn validate_name(t: &ResourceType, name: &str) -> Result<(), String> {
             && part.ends_with(alphanumeric)
             && part.chars().all(|c| alphanumeric(c) || c == '-')
     };
-    let valid = name.len() <= max && if label_only { parts_ok(name) } else { name.split('.').all(parts_ok) };
-    if valid {
+    if name.len() <= 253 && name.split('.').all(parts_ok) {
         return Ok(());
     }
-    Err(if label_only {
-        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and \
-         end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is \
-         '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-            .into()
-    } else {
-        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must \
+    Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must \
          start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is \
          '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-            .into()
-    })
+        .into())
 }
 
 /// Five characters as Kubernetes appends to a `generateName`.

@@ -491,6 +491,7 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
         {"apiGroups": ["batch"], "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"]},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]},
     ]);
     let with_verbs = |rules: &Value, verbs: &[&str]| -> Vec<Value> {
         rules
@@ -505,8 +506,14 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
             .collect()
     };
     let read_write = [&read[..], &write[..]].concat();
-    let view = with_verbs(&workloads, &read);
+    // Quotas and limit ranges are read by every role and written only by
+    // cluster administrators, as in Kubernetes.
+    let limits = json!({"apiGroups": [""], "resources": ["resourcequotas", "resourcequotas/status", "limitranges"],
+        "verbs": read});
+    let mut view = with_verbs(&workloads, &read);
+    view.push(limits.clone());
     let mut edit = with_verbs(&workloads, &read_write);
+    edit.push(limits);
     edit.push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": read_write}));
     edit.push(json!({"apiGroups": [""], "resources": ["pods/eviction", "serviceaccounts/token"], "verbs": ["create"]}));
     let mut admin = edit.clone();

@@ -5,7 +5,7 @@ use std::any::TypeId;
 
 use k8s_openapi::api::{
     admissionregistration, apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
-    discovery, events, flowcontrol, networking, node, rbac, scheduling, storage,
+    discovery, events, flowcontrol, networking, node, policy, rbac, scheduling, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration;
@@ -607,6 +607,9 @@ impl Registry {
             ResourceType::review::<authorization::v1::SelfSubjectAccessReview>(),
             ResourceType::review::<authorization::v1::SelfSubjectRulesReview>(),
             ResourceType::review::<authorization::v1::SubjectAccessReview>(),
+            ResourceType::of::<core::v1::ResourceQuota>(&["quota"], false, true),
+            ResourceType::of::<core::v1::LimitRange>(&["limits"], false, false),
+            ResourceType::of::<policy::v1::PodDisruptionBudget>(&["pdb"], false, true),
         ];
         Self::new(types, 0)
     }

@@ -192,7 +192,91 @@ fn columns(t: &ResourceType) -> Vec<Column> {
             },
             AGE,
         ],
+        ("", "resourcequotas") => vec![
+            NAME,
+            AGE,
+            Column {
+                name: "Request",
+                kind: "string",
+                format: "",
+                description: "Request represents a minimum amount of cpu/memory that a container may consume.",
+                priority: 0,
+                cell: |o| json!(quota_usage(o, false)),
+            },
+            Column {
+                name: "Limit",
+                kind: "string",
+                format: "",
+                description: "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+                priority: 0,
+                cell: |o| json!(quota_usage(o, true)),
+            },
+        ],
+        ("", "limitranges") => vec![
+            NAME,
+            Column {
+                name: "Created At",
+                kind: "date",
+                format: "",
+                description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                priority: 0,
+                cell: |o| json!(text(o, "/metadata/creationTimestamp")),
+            },
+        ],
+        ("policy", "poddisruptionbudgets") => vec![
+            NAME,
+            Column {
+                name: "Min Available",
+                kind: "string",
+                format: "",
+                description: "The minimum number of pods that must be available, in percent or count.",
+                priority: 0,
+                cell: |o| json!(int_or_percent(o, "/spec/minAvailable")),
+            },
+            Column {
+                name: "Max Unavailable",
+                kind: "string",
+                format: "",
+                description: "The maximum number of pods that may be unavailable, in percent or count.",
+                priority: 0,
+                cell: |o| json!(int_or_percent(o, "/spec/maxUnavailable")),
+            },
+            Column {
+                name: "Allowed Disruptions",
+                kind: "integer",
+                format: "",
+                description: "Number of pod disruptions that are currently allowed.",
+                priority: 0,
+                cell: |o| json!(int(o, "/status/disruptionsAllowed")),
+            },
+            AGE,
+        ],
         _ => kinds::columns(t.group, t.plural).unwrap_or_else(|| vec![NAME, AGE]),
+    }
+}
+
+/// A quota's `used/hard` pairs (`pods: 1/2, requests.cpu: 0/1`), in
+/// resource order: those named `limits.*`, or the others.
+fn quota_usage(quota: &Value, limits: bool) -> String {
+    let hard = quota.pointer("/status/hard").and_then(Value::as_object).into_iter().flatten();
+    let mut pairs: Vec<(&String, &Value)> = hard.filter(|(name, _)| name.starts_with("limits.") == limits).collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    pairs
+        .iter()
+        .map(|(name, hard)| {
+            let used = quota.pointer("/status/used").and_then(|u| u.get(name.as_str())).and_then(Value::as_str);
+            format!("{name}: {}/{}", used.unwrap_or("0"), hard.as_str().unwrap_or_default())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An int-or-percent cell, or `N/A` when unset.
+fn int_or_percent(object: &Value, pointer: &str) -> String {
+    match object.pointer(pointer) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Number(number)) => number.to_string(),
+        _ => "N/A".to_owned(),
     }
 }
 
