@@ -14,7 +14,7 @@ use crate::support::{EngenhoNode, Kubectl, wait_for};
 const EVERY_KIND: &str = include_str!("manifests/every-kind.yaml");
 
 /// Every (resource, namespace or "", name) of the manifest.
-const OBJECTS: [(&str, &str, &str); 25] = [
+const OBJECTS: [(&str, &str, &str); 28] = [
     ("persistentvolumes", "", "kinds-pv"),
     ("persistentvolumeclaims", "default", "kinds-pvc"),
     ("podtemplates", "default", "kinds-template"),
@@ -40,6 +40,22 @@ const OBJECTS: [(&str, &str, &str); 25] = [
     ("apiservices.apiregistration.k8s.io", "", "v1beta1.kinds.example.com"),
     ("prioritylevelconfigurations.flowcontrol.apiserver.k8s.io", "", "kinds-level"),
     ("flowschemas.flowcontrol.apiserver.k8s.io", "", "kinds-flow"),
+    ("resourcequotas", "default", "kinds-quota"),
+    ("limitranges", "default", "kinds-limits"),
+    ("poddisruptionbudgets.policy", "default", "kinds-pdb"),
+];
+
+/// Column headers (words joined by one space) of some of the kinds.
+const HEADERS: [(&str, &str); 9] = [
+    ("persistentvolumeclaims", "NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS"),
+    ("horizontalpodautoscalers", "NAME REFERENCE TARGETS MINPODS MAXPODS REPLICAS AGE"),
+    ("ingresses", "NAME CLASS HOSTS ADDRESS PORTS AGE"),
+    ("priorityclasses", "NAME VALUE GLOBAL-DEFAULT AGE"),
+    ("storageclasses", "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE"),
+    ("certificatesigningrequests", "NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION"),
+    ("poddisruptionbudgets", "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE"),
+    ("resourcequotas", "NAME AGE REQUEST LIMIT"),
+    ("apiservices", "NAME SERVICE AVAILABLE AGE"),
 ];
 
 /// Every verb discovery may list.
@@ -74,6 +90,13 @@ fn every_kind_applies_lists_explains_and_deletes() {
         };
         let kind = kubectl.ok(explain);
         assert!(kind.contains("KIND:") && kind.contains("DESCRIPTION:"), "explain {resource}: {kind}");
+    }
+
+    // kube-apiserver's columns, as kubectl prints them.
+    for (resource, header) in HEADERS {
+        let table = kubectl.ok(&["get", resource, "-A"]);
+        let first = table.lines().next().unwrap_or_default();
+        assert!(first.split_whitespace().collect::<Vec<_>>().join(" ").contains(header), "{resource}: {table}");
     }
 
     // One autoscaler, two versions: written at v1, read at v2, and back.
