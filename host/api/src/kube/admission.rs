@@ -64,10 +64,14 @@ impl ApiState {
         Ok(warnings)
     }
 
-    /// The built-in mutating steps: a LimitRange's defaults, and a new
-    /// pod's defaults from its namespace's LimitRanges.
+    /// The built-in mutating steps: the kind's Kubernetes defaults, a
+    /// LimitRange's defaults, and a new pod's defaults from its namespace's
+    /// LimitRanges.
     async fn admit_before_policies(&self, request: &Request<'_>, object: &mut Value) -> Result<(), ApiError> {
         let t = request.t;
+        if request.operation != Operation::Delete {
+            super::defaults::apply(t, object);
+        }
         match ((t.group, t.plural), request.operation, request.namespace) {
             (("", "limitranges"), Operation::Create | Operation::Update, _) => {
                 super::limit_ranger::default_limit_range(object);

@@ -11,6 +11,7 @@ mod components;
 mod connections;
 mod conversion;
 mod custom;
+mod defaults;
 mod discovery;
 mod disruption;
 mod gc;

@@ -244,6 +244,7 @@ impl ObjectStore {
             }
             _ => {}
         }
+        super::defaults::apply(t, &mut object);
         super::validation::validate(t, &object)?;
         let metadata = metadata_mut(&mut object);
         metadata.insert("uid".into(), json!(new_uid()));
@@ -312,6 +313,7 @@ impl ObjectStore {
             _ => current_version,
         };
         carry_server_fields(&current, &mut object);
+        super::defaults::apply(t, &mut object);
         super::validation::validate(t, &object)?;
         if (t.group, t.plural) == ("apiextensions.k8s.io", "customresourcedefinitions") {
             super::custom::check_group(&object, name)?;

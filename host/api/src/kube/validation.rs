@@ -12,6 +12,11 @@ use super::quantity::Quantity;
 use super::resources::ResourceType;
 use super::status::{ApiError, Cause};
 
+mod cluster;
+mod networking;
+mod storage;
+mod workloads;
+
 /// The rules of one kind: the causes of an object's invalidity.
 type Rules = fn(&Value) -> Vec<Cause>;
 
@@ -21,6 +26,32 @@ fn rules_of(t: &ResourceType) -> Option<Rules> {
         ("", "resourcequotas") => Some(resource_quota),
         ("", "limitranges") => Some(limit_range),
         ("policy", "poddisruptionbudgets") => Some(pod_disruption_budget),
+        ("", "persistentvolumes") => Some(storage::persistent_volume),
+        ("", "persistentvolumeclaims") => Some(storage::persistent_volume_claim),
+        ("", "podtemplates") => Some(workloads::pod_template),
+        ("", "replicationcontrollers") => Some(workloads::replication_controller),
+        ("apps", "controllerrevisions") => Some(workloads::controller_revision),
+        ("autoscaling", "horizontalpodautoscalers") => Some(workloads::horizontal_pod_autoscaler),
+        ("scheduling.k8s.io", "priorityclasses") => Some(workloads::priority_class),
+        ("networking.k8s.io", "ingresses") => Some(networking::ingress),
+        ("networking.k8s.io", "ingressclasses") => Some(networking::ingress_class),
+        ("networking.k8s.io", "networkpolicies") => Some(networking::network_policy),
+        ("storage.k8s.io", "storageclasses") => Some(storage::storage_class),
+        ("storage.k8s.io", "csinodes") => Some(storage::csi_node),
+        ("storage.k8s.io", "csistoragecapacities") => Some(storage::csi_storage_capacity),
+        ("storage.k8s.io", "volumeattachments") => Some(storage::volume_attachment),
+        ("certificates.k8s.io", "certificatesigningrequests") => Some(cluster::certificate_signing_request),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations" | "mutatingwebhookconfigurations") => {
+            Some(cluster::webhook_configuration)
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => Some(cluster::validating_admission_policy),
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
+            Some(cluster::validating_admission_policy_binding)
+        }
+        ("events.k8s.io", "events") => Some(cluster::event),
+        ("apiregistration.k8s.io", "apiservices") => Some(cluster::api_service),
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => Some(cluster::flow_schema),
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => Some(cluster::priority_level_configuration),
         _ => None,
     }
 }
@@ -67,6 +98,16 @@ fn unsupported(field: impl Into<String>, given: &str, supported: &[&str]) -> Cau
         message: format!("Unsupported value: {given:?}: supported values: {}", supported.join(", ")),
         field: field.into(),
     }
+}
+
+/// The text at `pointer` in `value`, or empty.
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The items of the array at `pointer` in `value` (none when absent).
+fn items<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
+    value.pointer(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
 }
 
 /// Kubernetes' message for a negative value.

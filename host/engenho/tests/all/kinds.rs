@@ -191,3 +191,106 @@ fn discovery_apiservices_and_system_objects_are_kube_apiservers() {
     });
     node.stop();
 }
+
+/// Invalid objects of the new kinds, each with the field path and message
+/// kube-apiserver gives: (manifest, expected text of the refusal).
+const INVALID: [(&str, &str); 15] = [
+    (
+        r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Sideways",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}"#,
+        r#"spec.rules[0].http.paths[0].pathType: Unsupported value: "Sideways""#,
+    ),
+    (
+        r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"resources": {"requests": {"storage": "1Gi"}}}}"#,
+        "spec.accessModes: Required value: at least 1 access mode is required",
+    ),
+    (
+        r#"{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "bad"},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/a"}, "nfs": {"server": "s", "path": "/b"}}}"#,
+        "spec.nfs: Forbidden: may not specify more than 1 volume type",
+    ),
+    (
+        r#"{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "system-mine"}, "value": 5}"#,
+        "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only",
+    ),
+    (
+        r#"{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "bad"}, "provisioner": ""}"#,
+        "provisioner: Required value",
+    ),
+    (
+        r#"{"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "bad"},
+            "spec": {"request": "bm90IGEgY3NyCg==", "signerName": "example.com/signer", "usages": ["client auth"]}}"#,
+        "spec.request: Invalid value",
+    ),
+    (
+        r#"{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "bad"}, "webhooks": [{"name": "short.name", "sideEffects": "None",
+            "admissionReviewVersions": ["v1"], "clientConfig": {"url": "https://example.com"}}]}"#,
+        "webhooks[0].name: Invalid value: \"short.name\": should be a domain with at least three segments",
+    ),
+    (
+        r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 2}}"#,
+        "spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`",
+    ),
+    (
+        r#"{"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"selector": {"app": "one"}, "template": {"metadata": {"labels": {"app": "two"}},
+                "spec": {"containers": [{"name": "a", "image": "a"}]}}}}"#,
+        "spec.template.metadata.labels: Invalid value",
+    ),
+    (
+        r#"{"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "bad", "namespace": "default"},
+            "reportingController": "c", "reportingInstance": "i", "action": "A", "reason": "R", "type": "Normal"}"#,
+        "eventTime: Required value",
+    ),
+    (
+        r#"{"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "v1.wrong.example.com"},
+            "spec": {"group": "right.example.com", "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 100}}"#,
+        "metadata.name: Invalid value",
+    ),
+    (
+        r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"podSelector": {}, "policyTypes": ["Sideways"]}}"#,
+        r#"spec.policyTypes[0]: Unsupported value: "Sideways""#,
+    ),
+    (
+        r#"{"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": "bad"},
+            "spec": {"priorityLevelConfiguration": {"name": "x"}, "matchingPrecedence": 20000}}"#,
+        "spec.matchingPrecedence: Invalid value: 20000: must be between 1 and 10000, inclusive",
+    ),
+    (
+        r#"{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": "bad"}, "spec": {"policyName": "p"}}"#,
+        "spec.validationActions: Required value: at least one validation action is required",
+    ),
+    (
+        r#"{"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment", "metadata": {"name": "bad"},
+            "spec": {"attacher": "a", "nodeName": "n", "source": {}}}"#,
+        "spec.source: Required value: must specify exactly one of inlineVolumeSpec and persistentVolumeName",
+    ),
+];
+
+#[test]
+fn invalid_objects_of_every_new_kind_are_refused_with_field_paths() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kinds-invalid");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    for (manifest, expected) in INVALID {
+        let object: serde_json::Value = serde_json::from_str(manifest).expect("a manifest");
+        let refused = kubectl.fails(&["create", "-f", "-"], Some(manifest));
+        assert!(refused.contains("is invalid") && refused.contains(expected), "{expected}: {refused}");
+        let kind = object["kind"].as_str().expect("kind").to_lowercase();
+        let group = object["apiVersion"].as_str().expect("apiVersion").rsplit_once('/').map(|(g, _)| g);
+        let resource = group.map_or_else(|| kind.clone(), |group| format!("{kind}.{group}"));
+        let name = object["metadata"]["name"].as_str().expect("name");
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let gone = kubectl.fails(&get_args(&resource, namespace, name), None);
+        assert!(gone.contains("NotFound"), "nothing stored for {resource}: {gone}");
+    }
+    node.stop();
+}

@@ -1,0 +1,228 @@
+//! Kubernetes' defaults of the built-in kinds served beyond the first
+//! release's, filled in before admission and again before storing (so that
+//! writes of the server's own loops get them too): only fields that are
+//! missing, so applying them twice changes nothing.
+
+use serde_json::{Map, Value, json};
+
+use super::resources::ResourceType;
+
+/// Fills the missing fields of `object`, of kind `t`, that Kubernetes
+/// defaults.
+pub fn apply(t: &ResourceType, object: &mut Value) {
+    let Some(fields) = object.as_object_mut() else { return };
+    match (t.group, t.plural) {
+        ("", "persistentvolumes") => {
+            let spec = child(fields, "spec");
+            fill(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            fill(spec, "volumeMode", json!("Filesystem"));
+            fill(child(fields, "status"), "phase", json!("Pending"));
+        }
+        ("", "persistentvolumeclaims") => {
+            fill(child(fields, "spec"), "volumeMode", json!("Filesystem"));
+            fill(child(fields, "status"), "phase", json!("Pending"));
+        }
+        ("", "replicationcontrollers") => replication_controller(fields),
+        ("autoscaling", "horizontalpodautoscalers") => {
+            let v2 = fields.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v2");
+            let spec = child(fields, "spec");
+            fill(spec, "minReplicas", json!(1));
+            if v2 && spec.get("metrics").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+                spec.insert(
+                    "metrics".into(),
+                    json!([{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                );
+            }
+        }
+        ("networking.k8s.io", "networkpolicies") => network_policy(child(fields, "spec")),
+        ("scheduling.k8s.io", "priorityclasses") => fill(fields, "preemptionPolicy", json!("PreemptLowerPriority")),
+        ("storage.k8s.io", "storageclasses") => {
+            fill(fields, "reclaimPolicy", json!("Delete"));
+            fill(fields, "volumeBindingMode", json!("Immediate"));
+        }
+        ("storage.k8s.io", "csidrivers") => {
+            let spec = child(fields, "spec");
+            for (field, value) in [
+                ("attachRequired", json!(true)),
+                ("podInfoOnMount", json!(false)),
+                ("storageCapacity", json!(false)),
+                ("fsGroupPolicy", json!("ReadWriteOnceWithFSType")),
+                ("requiresRepublish", json!(false)),
+                ("volumeLifecycleModes", json!(["Persistent"])),
+                ("seLinuxMount", json!(false)),
+            ] {
+                fill(spec, field, value);
+            }
+        }
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations" | "mutatingwebhookconfigurations") => {
+            let mutating = t.plural == "mutatingwebhookconfigurations";
+            for webhook in fields.get_mut("webhooks").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(webhook) = webhook.as_object_mut() {
+                    webhook_defaults(webhook, mutating);
+                }
+            }
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
+            let spec = child(fields, "spec");
+            fill(spec, "failurePolicy", json!("Fail"));
+            let constraints = child(spec, "matchConstraints");
+            match_defaults(constraints);
+            for rule in constraints.get_mut("resourceRules").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(rule) = rule.as_object_mut() {
+                    fill(rule, "scope", json!("*"));
+                }
+            }
+        }
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => {
+            fill(child(fields, "spec"), "matchingPrecedence", json!(1000))
+        }
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => priority_level(child(fields, "spec")),
+        _ => {}
+    }
+}
+
+/// The object at `field` of `fields`, made one if it is missing.
+fn child<'a>(fields: &'a mut Map<String, Value>, field: &str) -> &'a mut Map<String, Value> {
+    let slot = fields.entry(field).or_insert_with(|| json!({}));
+    if !slot.is_object() {
+        *slot = json!({});
+    }
+    slot.as_object_mut().expect("made an object")
+}
+
+/// Sets `field` to `value` where it is missing or null.
+fn fill(fields: &mut Map<String, Value>, field: &str, value: Value) {
+    if fields.get(field).is_none_or(Value::is_null) {
+        fields.insert(field.into(), value);
+    }
+}
+
+fn replication_controller(fields: &mut Map<String, Value>) {
+    let labels = fields
+        .get("spec")
+        .and_then(|spec| spec.pointer("/template/metadata/labels"))
+        .and_then(Value::as_object)
+        .cloned();
+    let spec = child(fields, "spec");
+    fill(spec, "replicas", json!(1));
+    if let Some(labels) = labels.filter(|l| !l.is_empty()) {
+        if spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty) {
+            spec.insert("selector".into(), Value::Object(labels.clone()));
+        }
+        let metadata = child(fields, "metadata");
+        if metadata.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty) {
+            metadata.insert("labels".into(), Value::Object(labels));
+        }
+    }
+}
+
+fn network_policy(spec: &mut Map<String, Value>) {
+    if spec.get("policyTypes").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        let mut types = vec![json!("Ingress")];
+        if spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
+            types.push(json!("Egress"));
+        }
+        spec.insert("policyTypes".into(), Value::Array(types));
+    }
+    for direction in ["ingress", "egress"] {
+        for rule in spec.get_mut(direction).and_then(Value::as_array_mut).into_iter().flatten() {
+            for port in rule.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(port) = port.as_object_mut() {
+                    fill(port, "protocol", json!("TCP"));
+                }
+            }
+        }
+    }
+}
+
+fn match_defaults(fields: &mut Map<String, Value>) {
+    fill(fields, "matchPolicy", json!("Equivalent"));
+    fill(fields, "namespaceSelector", json!({}));
+    fill(fields, "objectSelector", json!({}));
+}
+
+fn webhook_defaults(webhook: &mut Map<String, Value>, mutating: bool) {
+    fill(webhook, "failurePolicy", json!("Fail"));
+    fill(webhook, "timeoutSeconds", json!(10));
+    match_defaults(webhook);
+    if mutating {
+        fill(webhook, "reinvocationPolicy", json!("Never"));
+    }
+    for rule in webhook.get_mut("rules").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(rule) = rule.as_object_mut() {
+            fill(rule, "scope", json!("*"));
+        }
+    }
+    if let Some(service) =
+        webhook.get_mut("clientConfig").and_then(|c| c.get_mut("service")).and_then(Value::as_object_mut)
+    {
+        fill(service, "port", json!(443));
+    }
+}
+
+fn priority_level(spec: &mut Map<String, Value>) {
+    if spec.get("type").and_then(Value::as_str) != Some("Limited") {
+        return;
+    }
+    let limited = child(spec, "limited");
+    fill(limited, "nominalConcurrencyShares", json!(30));
+    fill(limited, "lendablePercent", json!(0));
+    let response = child(limited, "limitResponse");
+    if response.get("type").and_then(Value::as_str) == Some("Queue") {
+        let queuing = child(response, "queuing");
+        fill(queuing, "queues", json!(64));
+        fill(queuing, "handSize", json!(8));
+        fill(queuing, "queueLengthLimit", json!(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::resources::Registry;
+
+    fn defaulted(group: &str, plural: &str, mut object: Value) -> Value {
+        let registry = Registry::built_in();
+        let t = registry.find_plural(group, plural).expect("served");
+        apply(t, &mut object);
+        let again = object.clone();
+        apply(t, &mut object);
+        assert_eq!(object, again, "defaults fill only what is missing");
+        object
+    }
+
+    #[test]
+    fn kinds_get_kubernetes_defaults() {
+        let rc = defaulted(
+            "",
+            "replicationcontrollers",
+            json!({"spec": {"template": {"metadata": {"labels": {"app": "a"}}}}}),
+        );
+        assert_eq!((&rc["spec"]["replicas"], &rc["spec"]["selector"]["app"]), (&json!(1), &json!("a")));
+        assert_eq!(rc["metadata"]["labels"]["app"], "a");
+        let pv = defaulted("", "persistentvolumes", json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}));
+        assert_eq!(
+            (&pv["spec"]["persistentVolumeReclaimPolicy"], &pv["spec"]["volumeMode"]),
+            (&json!("Delete"), &json!("Filesystem"))
+        );
+        let hpa =
+            defaulted("autoscaling", "horizontalpodautoscalers", json!({"apiVersion": "autoscaling/v2", "spec": {}}));
+        assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+        let policy =
+            defaulted("networking.k8s.io", "networkpolicies", json!({"spec": {"egress": [{"ports": [{"port": 53}]}]}}));
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        assert_eq!(policy["spec"]["egress"][0]["ports"][0]["protocol"], "TCP");
+        let hooks = defaulted(
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            json!({"webhooks": [{"name": "a.b.c", "clientConfig": {"service": {"name": "s", "namespace": "n"}}, "rules": [{}]}]}),
+        );
+        let hook = &hooks["webhooks"][0];
+        assert_eq!(
+            (&hook["failurePolicy"], &hook["timeoutSeconds"], &hook["reinvocationPolicy"]),
+            (&json!("Fail"), &json!(10), &json!("Never"))
+        );
+        assert_eq!((&hook["rules"][0]["scope"], &hook["clientConfig"]["service"]["port"]), (&json!("*"), &json!(443)));
+    }
+}
