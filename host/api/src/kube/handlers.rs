@@ -274,6 +274,29 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
             let review = reviews::review(state, route, &user, &headers, &body).await?;
             Ok(json_response(StatusCode::CREATED, &review))
         }
+        Route::Resource(target) if (target.group.as_str(), target.plural.as_str()) == ("", "bindings") => {
+            // A Binding of the pod it names: as `pods/<name>/binding`.
+            if request.method() != Method::POST || target.name.is_some() {
+                return Err(ApiError::method_not_allowed(request.method().as_str(), "bindings"));
+            }
+            let pods = registry.find("", "v1", "pods").ok_or_else(|| ApiError::no_route(&path))?.clone();
+            let user = request.extensions().get::<UserInfo>().cloned().ok_or_else(ApiError::unauthorized)?;
+            let body = read_body(request.into_body()).await?;
+            let binding: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the body could not be decoded: {e}")))?;
+            let name = binding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if name.is_empty() {
+                let cause = Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: name or generateName is required".into(),
+                    field: "metadata.name".into(),
+                };
+                return Err(ApiError::invalid("", "Binding", "", vec![cause]));
+            }
+            let write = WriteOptions { dry_run: false, manager: None, author: Some(user) };
+            let namespace = target.namespace.as_deref();
+            pod_subresource(state, &pods, namespace, &name, "binding", &Method::POST, &body, &write).await
+        }
         Route::Resource(target) if (target.group.as_str(), target.plural.as_str()) == ("", "componentstatuses") => {
             if request.method() != Method::GET || target.subresource.is_some() {
                 return Err(ApiError::method_not_allowed(request.method().as_str(), "componentstatuses"));

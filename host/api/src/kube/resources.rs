@@ -172,8 +172,9 @@ impl ResourceType {
         }
     }
 
-    /// A review kind: created and answered at once, never stored or listed
-    /// (SubjectAccessReview, TokenReview and their kin).
+    /// A kind that is only created and answered at once, never stored or
+    /// listed (SubjectAccessReview, TokenReview and their kin; Binding,
+    /// which binds the pod it names).
     fn review<T>() -> Self
     where
         T: Resource + DeserializeOwned + serde::Serialize + JsonSchema + 'static,
@@ -601,6 +602,7 @@ impl Registry {
             ResourceType::of::<apiregistration::v1::APIService>(&[], false, true),
             ResourceType::of::<flowcontrol::v1::FlowSchema>(&[], false, true),
             ResourceType::of::<flowcontrol::v1::PriorityLevelConfiguration>(&[], false, true),
+            ResourceType::review::<core::v1::Binding>(),
             ResourceType::review::<authentication::v1::TokenReview>(),
             ResourceType::review::<authentication::v1::SelfSubjectReview>(),
             ResourceType::review::<authorization::v1::LocalSubjectAccessReview>(),

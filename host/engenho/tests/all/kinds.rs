@@ -147,6 +147,7 @@ fn discovery_apiservices_and_system_objects_are_kube_apiservers() {
     assert_eq!(verbs_of("tokenreviews"), "create", "{resources}");
     assert_eq!(verbs_of("localsubjectaccessreviews"), "create");
     assert_eq!(verbs_of("componentstatuses"), "get,list");
+    assert_eq!(verbs_of("bindings"), "create");
     assert_eq!(verbs_of("horizontalpodautoscalers"), "create,delete,deletecollection,get,list,patch,update,watch");
 
     let statuses = kubectl.ok(&["get", "componentstatuses", "-o", "jsonpath={.items[*].metadata.name}"]);
@@ -164,6 +165,13 @@ fn discovery_apiservices_and_system_objects_are_kube_apiservers() {
     assert_eq!(review("not-a-token")["authenticated"], false);
     let status = review(&token);
     assert_eq!((&status["authenticated"], &status["user"]["username"]), (&true.into(), &"admin".into()), "{status}");
+
+    // A Binding names the pod it binds.
+    kubectl.ok(&["run", "bound", "--image=registry.example.com/app:1.0"]);
+    let binding = serde_json::json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"}});
+    kubectl.ok_with(&["create", "-f", "-"], Some(&binding.to_string()));
+    assert_eq!(kubectl.ok(&["get", "pod", "bound", "-o", "jsonpath={.spec.nodeName}"]), "node-a");
 
     let classes =
         kubectl.ok(&["get", "priorityclasses", "-o", "jsonpath={range .items[*]}{.metadata.name}={.value} {end}"]);
