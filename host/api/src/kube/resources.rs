@@ -141,14 +141,7 @@ impl ResourceType {
         T: Resource + ListableResource + DeserializeOwned + serde::Serialize + JsonSchema + 'static,
     {
         Self {
-            group: T::GROUP,
-            version: T::VERSION,
-            api_version: T::API_VERSION,
-            kind: T::KIND,
             list_kind: T::LIST_KIND,
-            plural: T::URL_PATH_SEGMENT,
-            singular: T::KIND.to_lowercase(),
-            namespaced: TypeId::of::<T::Scope>() == TypeId::of::<NamespaceResourceScope>(),
             short_names: short_names.to_vec(),
             in_category_all,
             has_status,
@@ -156,19 +149,7 @@ impl ResourceType {
                 T::URL_PATH_SEGMENT,
                 "deployments" | "replicasets" | "statefulsets" | "replicationcontrollers"
             ),
-            printer_columns: Vec::new(),
-            storage_api_version: None,
-            storage_group: T::GROUP,
-            convert: None,
-            verbs: &VERBS,
-            shape: Shape::Typed {
-                check: |value| decode_typed::<T>(value).map(drop),
-                unknown: unknown_typed::<T>,
-                schema: |generator| {
-                    generator.subschema_for::<T>();
-                },
-                schema_name: T::schema_name,
-            },
+            ..Self::typed::<T>()
         }
     }
 
@@ -176,6 +157,15 @@ impl ResourceType {
     /// listed (SubjectAccessReview, TokenReview and their kin; Binding,
     /// which binds the pod it names).
     fn review<T>() -> Self
+    where
+        T: Resource + DeserializeOwned + serde::Serialize + JsonSchema + 'static,
+    {
+        Self::typed::<T>().serving(&["create"])
+    }
+
+    /// The built-in kind of type `T`, with no list, short names or
+    /// subresources.
+    fn typed<T>() -> Self
     where
         T: Resource + DeserializeOwned + serde::Serialize + JsonSchema + 'static,
     {
@@ -196,7 +186,7 @@ impl ResourceType {
             storage_api_version: None,
             storage_group: T::GROUP,
             convert: None,
-            verbs: &["create"],
+            verbs: &VERBS,
             shape: Shape::Typed {
                 check: |value| decode_typed::<T>(value).map(drop),
                 unknown: unknown_typed::<T>,
