@@ -66,7 +66,7 @@ impl ApiState {
 
     /// The built-in mutating steps: the kind's Kubernetes defaults, a
     /// LimitRange's defaults, and a new pod's defaults from its namespace's
-    /// LimitRanges.
+    /// LimitRanges and its priority from its PriorityClass.
     async fn admit_before_policies(&self, request: &Request<'_>, object: &mut Value) -> Result<(), ApiError> {
         let t = request.t;
         if request.operation != Operation::Delete {
@@ -77,21 +77,27 @@ impl ApiState {
                 super::limit_ranger::default_limit_range(object);
             }
             (("", "pods"), Operation::Create, Some(namespace)) if request.subresource.is_empty() => {
-                super::limit_ranger::default_pod(&self.objects, &self.registry(), namespace, object)?;
+                let registry = self.registry();
+                super::limit_ranger::default_pod(&self.objects, &registry, namespace, object)?;
+                super::priority::resolve_pod(&self.objects, &registry, object)?;
             }
             _ => {}
         }
         Ok(())
     }
 
-    /// The built-in validating steps: the kind's validation, a new pod's
-    /// LimitRange bounds, and the ResourceQuota charge of a create.
+    /// The built-in validating steps: the kind's validation, one default
+    /// PriorityClass at most, a new pod's LimitRange bounds, and the
+    /// ResourceQuota charge of a create.
     async fn admit_after_policies(&self, request: &Request<'_>, object: &Value) -> Result<(), ApiError> {
         let t = request.t;
         if request.operation == Operation::Delete {
             return Ok(());
         }
         super::validation::validate(t, object)?;
+        if (t.group, t.plural) == ("scheduling.k8s.io", "priorityclasses") {
+            super::priority::check_default(&self.objects, &self.registry(), object)?;
+        }
         let (Operation::Create, Some(namespace)) = (request.operation, request.namespace) else { return Ok(()) };
         let registry = self.registry();
         if (t.group, t.plural) == ("", "pods") {

@@ -24,6 +24,7 @@ mod patch;
 pub mod pki;
 pub mod plugins;
 mod policy_status;
+mod priority;
 mod protobuf;
 mod quantity;
 mod quota;

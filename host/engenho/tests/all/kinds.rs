@@ -302,3 +302,59 @@ fn invalid_objects_of_every_new_kind_are_refused_with_field_paths() {
     }
     node.stop();
 }
+
+/// Goal: pods take their priority from their PriorityClass, as
+/// kube-apiserver's priority admission gives it, and a cluster has one
+/// default class at most.
+/// Method: classes and pods created with the real kubectl; the stored
+/// pods' `spec.priority` and `spec.preemptionPolicy`, and the refusals.
+#[test]
+fn pods_take_their_priority_from_their_class() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kinds-priority");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let class = |name: &str, value: i64, default: bool| {
+        let class = serde_json::json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "globalDefault": default, "preemptionPolicy": "Never"});
+        kubectl.run(&["create", "-f", "-"], Some(&class.to_string()))
+    };
+    let pod = |name: &str, spec: serde_json::Value| {
+        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]}});
+        pod["spec"].as_object_mut().expect("spec").extend(spec.as_object().cloned().unwrap_or_default());
+        kubectl.run(&["create", "-f", "-"], Some(&pod.to_string()))
+    };
+    let priority_of = |name: &str| {
+        kubectl.ok(&[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.spec.priority} {.spec.priorityClassName} {.spec.preemptionPolicy}",
+        ])
+    };
+    assert!(class("high", 1000, false).status.success());
+    assert!(pod("important", serde_json::json!({"priorityClassName": "high"})).status.success());
+    assert_eq!(priority_of("important"), "1000 high Never");
+    assert!(pod("plain", serde_json::json!({})).status.success());
+    assert_eq!(priority_of("plain").trim(), "0");
+
+    let unknown = pod("lost", serde_json::json!({"priorityClassName": "nope"}));
+    let refused = String::from_utf8_lossy(&unknown.stderr);
+    assert!(refused.contains("no PriorityClass with name nope was found"), "{refused}");
+    let forged = pod("forged", serde_json::json!({"priorityClassName": "high", "priority": 7}));
+    let refused = String::from_utf8_lossy(&forged.stderr);
+    assert!(refused.contains("the integer value of priority (7) must not be provided in pod spec"), "{refused}");
+
+    assert!(class("everyone", 50, true).status.success());
+    assert!(pod("defaulted", serde_json::json!({})).status.success());
+    assert_eq!(priority_of("defaulted"), "50 everyone Never");
+    let second = class("also-everyone", 60, true);
+    let refused = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        refused.contains("PriorityClass everyone is already marked as default. Only one default can exist"),
+        "{refused}"
+    );
+    node.stop();
+}
