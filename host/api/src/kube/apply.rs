@@ -267,12 +267,15 @@ pub struct Conflict {
 
 /// Applies `config` as `manager` to `current` (`None`: the object does not
 /// exist yet); the new object, or the conflicts when not `force`d.
+/// `defaulted` is `config` with its kind's defaults filled in: an applied
+/// value is compared with the stored one as the server would store it, so
+/// a default inside an atomic list is no change.
 ///
 /// # Errors
 /// The conflicts, when other managers own fields the apply would change.
 pub fn apply(
     current: Option<&Value>,
-    config: &Value,
+    (config, defaulted): (&Value, &Value),
     manager: &str,
     api_version: &str,
     force: bool,
@@ -292,7 +295,7 @@ pub fn apply(
         .unwrap_or_else(|| json!({}));
     let mut conflicts = Vec::new();
     for path in leaves(&applied) {
-        if value_at(current, &path) == value_at(config, &path) {
+        if value_at(current, &path) == value_at(defaulted, &path) {
             continue;
         }
         for entry in entries.iter_mut().filter(|e| e.manager != manager) {
@@ -405,6 +408,16 @@ fn display_path(path: &[String]) -> String {
 mod tests {
     use super::*;
 
+    /// `apply` of a config whose kind has no defaults.
+    fn apply_alike(
+        current: Option<&Value>,
+        config: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, Vec<Conflict>> {
+        apply(current, (config, config), manager, "apps/v1", force, "t")
+    }
+
     fn deployment(replicas: i64, image: &str) -> Value {
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
@@ -434,13 +447,13 @@ mod tests {
 
     #[test]
     fn applies_conflict_unless_forced_and_share_equal_values() {
-        let created = apply(None, &deployment(2, "a:1"), "alice", "apps/v1", false, "t").expect("create");
-        let same = apply(Some(&created), &deployment(2, "a:1"), "bob", "apps/v1", false, "t").expect("shared");
+        let created = apply_alike(None, &deployment(2, "a:1"), "alice", false).expect("create");
+        let same = apply_alike(Some(&created), &deployment(2, "a:1"), "bob", false).expect("shared");
         assert_eq!(managed_of(&same).len(), 2);
-        let conflicts = apply(Some(&same), &deployment(3, "a:1"), "bob", "apps/v1", false, "t").expect_err("conflict");
+        let conflicts = apply_alike(Some(&same), &deployment(3, "a:1"), "bob", false).expect_err("conflict");
         assert_eq!(conflicts.len(), 1);
         assert_eq!((conflicts[0].manager.as_str(), conflicts[0].field.as_str()), ("alice", ".spec.replicas"));
-        let forced = apply(Some(&same), &deployment(3, "a:1"), "bob", "apps/v1", true, "t").expect("forced");
+        let forced = apply_alike(Some(&same), &deployment(3, "a:1"), "bob", true).expect("forced");
         assert_eq!(forced["spec"]["replicas"], 3);
         let alice = managed_of(&forced).into_iter().find(|m| m.manager == "alice").expect("alice");
         assert!(!contains(&alice.fields, &["f:spec".to_owned(), "f:replicas".to_owned()]));
@@ -448,17 +461,17 @@ mod tests {
 
     #[test]
     fn fields_a_manager_stops_applying_are_removed() {
-        let created = apply(None, &deployment(2, "a:1"), "alice", "apps/v1", false, "t").expect("create");
+        let created = apply_alike(None, &deployment(2, "a:1"), "alice", false).expect("create");
         let mut smaller = deployment(2, "a:1");
         smaller["metadata"]["labels"] = json!({});
         smaller["metadata"].as_object_mut().expect("metadata").remove("labels");
-        let applied = apply(Some(&created), &smaller, "alice", "apps/v1", false, "t").expect("apply");
+        let applied = apply_alike(Some(&created), &smaller, "alice", false).expect("apply");
         assert!(applied.pointer("/metadata/labels/app").is_none(), "{applied}");
     }
 
     #[test]
     fn updates_take_over_the_fields_they_change() {
-        let created = apply(None, &deployment(2, "a:1"), "alice", "apps/v1", false, "t").expect("create");
+        let created = apply_alike(None, &deployment(2, "a:1"), "alice", false).expect("create");
         let mut scaled = created.clone();
         scaled["spec"]["replicas"] = json!(4);
         record_update(Some(&created), &mut scaled, "kubectl-scale", "apps/v1", "t");
@@ -466,7 +479,7 @@ mod tests {
         let replicas = ["f:spec".to_owned(), "f:replicas".to_owned()];
         assert!(contains(&entries.iter().find(|e| e.manager == "kubectl-scale").expect("scale").fields, &replicas));
         assert!(!contains(&entries.iter().find(|e| e.manager == "alice").expect("alice").fields, &replicas));
-        let conflicts = apply(Some(&scaled), &deployment(2, "a:1"), "alice", "apps/v1", false, "t").expect_err("c");
+        let conflicts = apply_alike(Some(&scaled), &deployment(2, "a:1"), "alice", false).expect_err("c");
         assert_eq!(conflicts[0].manager, "kubectl-scale");
     }
 }

@@ -678,14 +678,23 @@ async fn server_side_apply(
     let mut config = decode_checked(t, config, namespace, Some(name))?;
     let warnings = field_validation(t, &config, query)?;
     super::objects::metadata_mut(&mut config).remove("managedFields");
+    let mut defaulted = config.clone();
+    super::defaults::apply(t, &mut defaulted);
     for attempt in 1..=PATCH_ATTEMPTS {
         let current = match state.objects.get(t, namespace, name).await {
             Ok(current) => Some(current),
             Err(error) if error.code == 404 => None,
             Err(error) => return Err(error),
         };
-        let merged = apply::apply(current.as_ref(), &config, &manager, t.api_version, force, &super::objects::now())
-            .map_err(|conflicts| conflict_status(t, name, &conflicts))?;
+        let merged = apply::apply(
+            current.as_ref(),
+            (&config, &defaulted),
+            &manager,
+            t.api_version,
+            force,
+            &super::objects::now(),
+        )
+        .map_err(|conflicts| conflict_status(t, name, &conflicts))?;
         check_shape(t, &merged)?;
         patch::check_object_size(&merged).map_err(|e| e.status(t.group, t.kind, name))?;
         state.guard_escalation(t, namespace, &merged, write)?;

@@ -311,7 +311,9 @@ pub(crate) fn merge_keys(field: &str) -> &'static [&'static str] {
         | "env"
         | "volumes"
         | "imagePullSecrets"
-        | "resourceClaims" => &["name"],
+        | "resourceClaims"
+        | "webhooks"
+        | "drivers" => &["name"],
         "readinessGates" => &["conditionType"],
         "ports" => &["containerPort", "port"],
         "volumeMounts" => &["mountPath"],

@@ -130,14 +130,21 @@ fn kubectl_get_prints_kube_apiserver_columns() {
     let services = kubectl.ok(&["get", "services", "-o", "wide"]);
     assert_eq!(header(&services), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]);
     let web = row(&services, "web");
-    assert_eq!(
-        (web[1], web[3], web[4], web[6]),
-        ("NodePort", "<none>", "80:30080/TCP,443/TCP", "app=web"),
-        "{services}"
-    );
+    assert_eq!((web[1], web[3], web[6]), ("NodePort", "<none>", "app=web"), "{services}");
+    assert!(web[2].starts_with("10.43."), "an allocated cluster IP: {services}");
+    // The second port's node port is allocated at random from the range.
+    let node_port = |cell: &str| {
+        cell.split_once(':')
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .and_then(|(port, _)| port.parse::<u16>().ok())
+            .is_some_and(|port| (30000..=32767).contains(&port))
+    };
+    let ports: Vec<&str> = web[4].split(',').collect();
+    assert_eq!(ports[0], "80:30080/TCP", "{services}");
+    assert!(ports[1].starts_with("443:") && ports[1].ends_with("/TCP") && node_port(ports[1]), "{services}");
     let edge = row(&services, "edge");
     assert_eq!((edge[1], edge[3], edge[6]), ("LoadBalancer", "<pending>", "app=edge"), "{services}");
-    assert!(edge[4].starts_with("53") && edge[4].ends_with("/UDP"), "{services}");
+    assert!(edge[4].starts_with("53:") && edge[4].ends_with("/UDP") && node_port(edge[4]), "{services}");
 
     let cron_jobs = kubectl.ok(&["get", "cronjobs"]);
     assert_eq!(header(&cron_jobs), ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]);
