@@ -32,11 +32,16 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
 pub use grants::{Grants, Reserved};
 
-/// How often the engine's epoch advances: the longest a plugin computes on
-/// a runtime worker before it yields to the other tasks, and so how far a
-/// call may run past its deadline. Each tick wakes the node's ticker
-/// thread, idle or not.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the engine's epoch advances while plugin calls run: the
+/// longest a plugin computes on a runtime worker before it yields to the
+/// other tasks (so a plugin that computes to its deadline delays a request
+/// it does not decide by about a tick per step of that request), and how
+/// far a call may run past its deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// How often the epoch advances while no call runs: the ticker thread
+/// sleeps longer on an idle node.
+const IDLE_TICK: Duration = Duration::from_millis(10);
 
 /// Shortest a call waits for its turns before it is refused as busy, however
 /// short its deadline: on a node under load, requests queue for the runtime
@@ -337,12 +342,14 @@ impl PluginHost {
             message: format!("configuring wasmtime: {e:#}"),
         })?;
         let ticking = Arc::new(AtomicBool::new(true));
-        let (ticker_engine, running) = (engine.weak(), ticking.clone());
+        let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT_MAX as usize));
+        let (ticker_engine, running, in_flight) = (engine.weak(), ticking.clone(), calls.clone());
         std::thread::Builder::new()
             .name("plugin-epoch".into())
             .spawn(move || {
                 while running.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+                    let busy = in_flight.available_permits() < CALLS_IN_FLIGHT_MAX as usize;
+                    std::thread::sleep(if busy { EPOCH_TICK } else { IDLE_TICK });
                     match ticker_engine.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => return,
@@ -354,7 +361,7 @@ impl PluginHost {
             compiler: Compiler { cache: Arc::new(cache::ComponentCache::new(cache_dir, &engine)), engine },
             ticking,
             reserved: Reserved::default(),
-            calls: Arc::new(Semaphore::new(CALLS_IN_FLIGHT_MAX as usize)),
+            calls,
             idle_instances: Arc::default(),
         })
     }

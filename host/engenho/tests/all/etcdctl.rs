@@ -143,7 +143,9 @@ fn watch_lines(node: &EngenhoNode, args: &[&str], expected: usize, act: impl FnO
 fn watch_streams_live_and_past_events_with_prev_kv() {
     let (_root, node) = single_node();
     node.etcdctl_ok(&["put", "w/a", "0"]);
-    let start = json(&node.etcdctl_ok(&["get", "w/a", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
+    // The key's own revision: the node may write other keys meanwhile.
+    let got = json(&node.etcdctl_ok(&["get", "w/a", "-w", "json"]));
+    let start = got["kvs"][0]["mod_revision"].as_i64().expect("revision");
     let live = watch_lines(&node, &["w/", "--prefix", "--prev-kv"], 10, || {
         node.etcdctl_ok(&["put", "w/a", "1"]);
         node.etcdctl_ok(&["put", "x/ignored", "1"]);
