@@ -156,14 +156,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("the plugin signing key: {e}"))?;
     api.install_built_in_plugins(&signer).await.context("installing the built-in admission policies")?;
     api.load_plugins().await;
+    let advertised = advertised_api_addr(&args);
+    // Registered before the node answers when the cluster can take the
+    // write; otherwise the loop below keeps trying.
+    let registration = api
+        .register_api_server(advertised)
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "this API server will register once the cluster takes writes"))
+        .ok();
     let api_server = tokio::spawn({
         let (api, tls, stop) = (api.clone(), credentials.tls.clone(), stop.clone());
         async move { api.serve(api_listener, tls, stop).await }
     });
     let controllers = tokio::spawn({
         let (api, stop) = (api.clone(), stop.clone());
-        let advertised = advertised_api_addr(&args);
-        async move { tokio::join!(api.run_controllers(stop.clone()), api.run_service_network(advertised, stop)) }
+        async move {
+            tokio::join!(api.run_controllers(stop.clone()), api.run_service_network(advertised, registration, stop))
+        }
     });
     tracing::info!(
         id = node.id(),

@@ -171,7 +171,9 @@ impl KubeApi {
         }
         self.state.token_signer().await?;
         self.definitions().load()?;
-        Ok(())
+        // The APIServices of the groups served at start exist before the
+        // node answers; the definitions' loop keeps them current after.
+        apiservices::reconcile(&self.state.objects, &self.state.registry()).await
     }
 
     /// Installs the built-in admission policies that are not installed
@@ -242,17 +244,36 @@ impl KubeApi {
     }
 
     /// Runs until `stop` turns true: this API server's registration as
-    /// reachable at `advertised`, and (on the raft leader) the loop that
-    /// keeps the `kubernetes` Service pointing at every registered API
-    /// server.
+    /// reachable at `advertised` (renewing `lease_opt`, or registering
+    /// anew without one), and (on the raft
+    /// leader) the loop that keeps the `kubernetes` Service pointing at
+    /// every registered API server.
     pub async fn run_service_network(
         &self,
         advertised: std::net::SocketAddr,
+        lease_opt: Option<i64>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let registration = services::ApiServerRegistration::new(self.state.objects.clone(), advertised);
         let service = services::KubernetesService::new(self.state.objects.clone(), self.state.registry.clone());
-        tokio::join!(registration.run(stop.clone()), service.run(stop));
+        tokio::join!(registration.run(lease_opt, stop.clone()), service.run(stop));
+    }
+
+    /// Registers this API server at `advertised` and, on the leader, brings
+    /// the `kubernetes` Service in line, before the node answers; the
+    /// registration's lease, for [`KubeApi::run_service_network`] to renew.
+    ///
+    /// # Errors
+    /// Store failures and refused writes.
+    pub async fn register_api_server(&self, advertised: std::net::SocketAddr) -> Result<i64, ApiError> {
+        let registration = services::ApiServerRegistration::new(self.state.objects.clone(), advertised);
+        let lease = registration.renew(None).await?;
+        if self.state.objects.is_leader() {
+            services::KubernetesService::new(self.state.objects.clone(), self.state.registry.clone())
+                .reconcile()
+                .await?;
+        }
+        Ok(lease)
     }
 
     fn definitions(&self) -> custom::Definitions {

@@ -53,11 +53,14 @@ impl ApiServerRegistration {
         Self { objects, advertised }
     }
 
-    /// Keeps the registration alive until `stop` turns true; failures are
-    /// logged and tried again at the next renewal.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut lease_opt: Option<i64> = None;
+    /// Keeps the registration under `lease_opt` (a first one made when
+    /// `None`) alive until `stop` turns true; failures are logged and tried
+    /// again at the next renewal.
+    pub async fn run(self, mut lease_opt: Option<i64>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(RENEW_INTERVAL);
+        if lease_opt.is_some() {
+            ticks.tick().await;
+        }
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -75,7 +78,10 @@ impl ApiServerRegistration {
 
     /// Renews `lease_opt`, or registers afresh under a new lease when there
     /// is none or it has gone; the lease in use.
-    async fn renew(&self, lease_opt: Option<i64>) -> Result<i64, ApiError> {
+    ///
+    /// # Errors
+    /// Store failures and refused writes.
+    pub async fn renew(&self, lease_opt: Option<i64>) -> Result<i64, ApiError> {
         let node = self.objects.node();
         if let Some(lease) = lease_opt
             && node.lease_keep_alive(lease).await?.is_some()
