@@ -92,7 +92,7 @@ impl Controllers {
             let Some(reference) = controller_of(pod) else { continue };
             let found = self.named(&reference).map(|(uid, controller)| {
                 let deployment = (controller.kind == "ReplicaSet")
-                    .then(|| controller.controlled_by_opt.as_ref())
+                    .then_some(controller.controlled_by_opt.as_ref())
                     .flatten()
                     .filter(|(kind, _)| kind == "Deployment")
                     .and_then(|owner| self.named(owner));
