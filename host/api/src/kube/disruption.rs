@@ -238,9 +238,9 @@ fn too_many(cause: String) -> ApiError {
 pub enum Clearance {
     /// The pod may be deleted as it is.
     Granted,
-    /// The pod is not Ready and goes without taking a disruption: it may
-    /// be deleted only at the resource version the eviction read, so that
-    /// a pod that turned Ready meanwhile stays.
+    /// The pod goes without taking a disruption (finished, pending, or not
+    /// Ready): it may be deleted only at the resource version the eviction
+    /// read, so that a pod that changed meanwhile stays.
     IfUnchanged,
 }
 
@@ -264,9 +264,11 @@ fn lets_unready_pods_go(budget: &Value) -> bool {
 /// Lets the eviction of `pod` take one disruption from the budget that
 /// covers it: none covers it, or its budget allows one and is updated
 /// (conditional on being unchanged since read) to allow one fewer and to
-/// hold the pod in `disruptedPods`. Finished pods need no budget; a pod
-/// that is not Ready goes without a disruption when its budget's
-/// `unhealthyPodEvictionPolicy` lets it ([`Clearance::IfUnchanged`]).
+/// hold the pod in `disruptedPods`. As Kubernetes' `canIgnorePDB`, pods
+/// finished or pending need no budget ([`Clearance::IfUnchanged`]), nor
+/// pods being deleted; a pod that is not Ready goes without a disruption
+/// when its budget's `unhealthyPodEvictionPolicy` lets it
+/// ([`Clearance::IfUnchanged`]).
 ///
 /// # Errors
 /// 429 when the budget allows no disruption or its status is behind its
@@ -278,7 +280,10 @@ pub async fn take_disruption(
     pod: &Value,
     dry_run: bool,
 ) -> Result<Clearance, ApiError> {
-    if matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")) {
+    if matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed" | "Pending")) {
+        return Ok(Clearance::IfUnchanged);
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
         return Ok(Clearance::Granted);
     }
     let budgets = registry.find("policy", "v1", "poddisruptionbudgets").expect("budgets are built in");

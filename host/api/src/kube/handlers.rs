@@ -600,7 +600,8 @@ async fn pod_subresource(
             let clearance =
                 super::disruption::take_disruption(&state.objects, &registry, namespace_name, &pod, write.dry_run)
                     .await?;
-            if clearance == super::disruption::Clearance::IfUnchanged {
+            if clearance == super::disruption::Clearance::IfUnchanged && options.precondition_resource_version.is_none()
+            {
                 let version = pod.pointer("/metadata/resourceVersion").and_then(Value::as_str);
                 options.precondition_resource_version = version.map(str::to_owned);
             }

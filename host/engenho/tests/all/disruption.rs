@@ -156,8 +156,9 @@ fn budgets_expect_the_scale_of_the_pods_controllers() {
 }
 
 /// Goal: `unhealthyPodEvictionPolicy` as Kubernetes applies it at
-/// eviction: under the default `IfHealthyBudget` a pod that is not Ready
-/// stays while the budget lacks healthy pods; under `AlwaysAllow` it goes
+/// eviction: under the default `IfHealthyBudget` a running pod that is not
+/// Ready stays while the budget lacks healthy pods (a pending pod goes,
+/// needing no budget); under `AlwaysAllow` it goes
 /// even though the budget allows no disruption, which ready pods still
 /// get refused.
 /// Method: a real node and the real kubectl; two ready pods and one not
@@ -189,6 +190,14 @@ fn unhealthy_pods_go_past_an_exhausted_budget_when_it_always_allows() {
         "{}",
         stderr(&kept)
     );
+
+    let pending = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "back-pending", "labels": {"app": "back"}},
+        "spec": {"containers": [{"name": "a", "image": "busybox"}]}}"#;
+    kubectl.ok_with(&["create", "-f", "-"], Some(pending));
+    let phase = r#"{"status": {"phase": "Pending"}}"#;
+    kubectl.ok(&["patch", "pod", "back-pending", "--subresource=status", "--type=merge", "-p", phase]);
+    let pending_evicted = evict(&kubectl, "back-pending");
+    assert!(pending_evicted.status.success(), "a pending pod needs no budget: {}", stderr(&pending_evicted));
 
     let always = r#"{"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}}"#;
     kubectl.ok(&["patch", "pdb", "back", "--type=merge", "-p", always]);
