@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
 use engenho_api::kube::plugins::SigningKey;
-use engenho_api::kube::services::Requested;
+use engenho_api::kube::services::{Requested, SERVICE_NETWORK_KEY, ServiceNetwork};
 use engenho_api::kube::{Credentials, KubeApi};
-use engenho_mesh::{Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials, split_peer_connections};
+use engenho_mesh::{
+    ClusterSettings, JoinCheck, Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials,
+    split_peer_connections,
+};
 use engenho_pki::{ClusterCa, HTTP2_ALPN, HandshakeLimits, Identity, JoinToken, Profile, accept_tls};
 use tokio::net::TcpListener;
 
@@ -79,7 +82,8 @@ pub struct UpArgs {
     watch_progress_interval: u64,
     /// IPv4 range Services' cluster IPs come from, for the whole cluster
     /// (default 10.43.0.0/16). Taken from the first node; a later node may
-    /// leave it out, and refuses to start if it names another range.
+    /// leave it out, and refuses to start (a joining node: before it joins)
+    /// if it names another range.
     #[arg(long)]
     service_cidr: Option<String>,
     /// Ports NodePort and LoadBalancer Services' node ports come from, for
@@ -298,7 +302,11 @@ async fn peer_credentials(
                 format!("--join needs the cluster's join token: --token-file FILE or {JOIN_TOKEN_ENV}")
             })?;
             let token = JoinToken::parse(token)?;
-            fetch_credentials(seed, &token, name, &args.peer_addr.to_string(), pki)
+            let requested =
+                Requested { cidr: args.service_cidr.clone(), node_ports: args.service_node_port_range.clone() };
+            let accept = |settings: &ClusterSettings| service_network_agrees(&requested, settings);
+            let check = JoinCheck { keys: &[SERVICE_NETWORK_KEY], accept: &accept };
+            fetch_credentials(seed, &token, name, &args.peer_addr.to_string(), pki, &check)
                 .await
                 .with_context(|| format!("joining the cluster at {seed}"))?
         }
@@ -306,6 +314,17 @@ async fn peer_credentials(
     };
     credentials.identity.write(&pki.join("node.crt"), &pki.join("node.key"))?;
     Ok(credentials)
+}
+
+/// Whether the service network this node was started with agrees with
+/// the cluster's, as a member reported it (a cluster that has not settled
+/// one yet agrees with any).
+fn service_network_agrees(requested: &Requested, settings: &ClusterSettings) -> Result<(), String> {
+    requested.network().map_err(|e| e.to_string())?;
+    let Some(stored) = settings.get(SERVICE_NETWORK_KEY) else { return Ok(()) };
+    let cluster: ServiceNetwork =
+        serde_json::from_slice(stored).map_err(|e| format!("the cluster's service network setting: {e}"))?;
+    requested.check(&cluster).map_err(|e| e.to_string())
 }
 
 /// The etcd endpoint's TLS configuration: a serving certificate for `addr`

@@ -4,9 +4,13 @@
 //! certificate signing request for a key that never leaves it. A member
 //! that finds the secret's hash in the store answers with the cluster CA
 //! (certificate and key: every node that joins is a control-plane member)
-//! and the node certificate it signed. The membership change itself then
-//! travels as a forwarded request over mutual TLS, under that certificate.
+//! and the node certificate it signed, with the cluster settings the node
+//! asked for, which the node checks before it installs anything: a node
+//! whose own settings disagree with the cluster's stops there, never a
+//! member. The membership change itself then travels as a forwarded
+//! request over mutual TLS, under that certificate.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -33,6 +37,26 @@ const JOIN_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest node name.
 const NODE_NAME_BYTES_MAX: usize = 253;
 
+/// Most cluster settings a joining node may ask for.
+const JOIN_SETTINGS_MAX: usize = 8;
+
+/// The prefix of the store keys a joining node may read: engenho's own
+/// settings, never Kubernetes objects.
+const JOIN_SETTINGS_PREFIX: &str = "/engenho/";
+
+/// Cluster settings a joining node reads before it becomes a member:
+/// store keys and the values the cluster holds (keys it does not hold are
+/// left out).
+pub type ClusterSettings = BTreeMap<String, Vec<u8>>;
+
+/// What a joining node checks of the cluster before it joins.
+pub struct JoinCheck<'a> {
+    /// Store keys of the settings to read, each under `/engenho/`.
+    pub keys: &'a [&'a str],
+    /// Accepts the settings read, or says why this node may not join.
+    pub accept: &'a (dyn Fn(&ClusterSettings) -> std::result::Result<(), String> + Sync),
+}
+
 /// What a joining node sends.
 #[derive(Serialize, Deserialize)]
 struct CertificateRequest {
@@ -44,6 +68,8 @@ struct CertificateRequest {
     secret: String,
     /// A certificate signing request for the node's key, PEM.
     request_pem: String,
+    /// Store keys of the cluster settings the node checks before joining.
+    settings: Vec<String>,
 }
 
 /// What a member answers a joining node that knew the secret.
@@ -55,21 +81,26 @@ struct CertificateGrant {
     ca_key_pem: String,
     /// The node's certificate, PEM.
     certificate_pem: String,
+    /// The cluster settings asked for that the cluster holds.
+    settings: ClusterSettings,
 }
 
 /// Asks the member at `seed` for this node's certificate, presenting
-/// `token`; installs the cluster CA it answers with in `pki` and returns
+/// `token`, and for the settings `check` names; when `check` accepts them,
+/// installs the cluster CA the member answers with in `pki` and returns
 /// the node's credentials.
 ///
 /// # Errors
 /// The member is not of the cluster the token pins, refused the secret, or
-/// could not be reached in time.
+/// could not be reached in time; `check` refused the cluster's settings
+/// (nothing is installed then).
 pub async fn fetch_credentials(
     seed: &str,
     token: &JoinToken,
     name: &str,
     peer_addr: &str,
     pki: &Path,
+    check: &JoinCheck<'_>,
 ) -> Result<PeerCredentials> {
     let refused = |what: String| MeshError::JoinRefused(what);
     let pki_failed = |e: engenho_pki::PkiError| MeshError::Tls(e.to_string());
@@ -84,6 +115,7 @@ pub async fn fetch_credentials(
             peer_addr: peer_addr.to_owned(),
             secret: token.secret().to_owned(),
             request_pem,
+            settings: check.keys.iter().map(|key| (*key).to_owned()).collect(),
         };
         let mut stream = BufReader::new(stream);
         write_frame(stream.get_mut(), &request).await.map_err(|e| refused(e.to_string()))?;
@@ -97,6 +129,7 @@ pub async fn fetch_credentials(
     if CaHash::of_pem(&grant.ca_certificate_pem) != Some(token.ca_hash()) {
         return Err(refused(format!("{seed} answered with a CA other than the one the join token names")));
     }
+    (check.accept)(&grant.settings).map_err(refused)?;
     let ca = ClusterCa::install(pki, &grant.ca_certificate_pem, &grant.ca_key_pem).map_err(pki_failed)?;
     let identity = Identity::from_issued(&key, &grant.certificate_pem, ca.certificate_der()).map_err(pki_failed)?;
     Ok(PeerCredentials { ca: Arc::new(ca), identity })
@@ -136,6 +169,7 @@ impl Inner {
         let peer: SocketAddr = request.peer_addr.parse().map_err(|_| {
             MeshError::JoinRefused(format!("the peer address {:?} is not an IP address and port", request.peer_addr))
         })?;
+        let settings = self.join_settings(&request.settings)?;
         let ca = self.tls.ca();
         let certificate_pem = ca
             .sign_request(&request.request_pem, &Profile::Node { name: name.clone(), ip: peer.ip() })
@@ -144,7 +178,27 @@ impl Inner {
             ca_certificate_pem: ca.certificate_pem().to_owned(),
             ca_key_pem: ca.key_pem(),
             certificate_pem,
+            settings,
         })
+    }
+
+    /// The values of the settings `keys` a joining node asked for.
+    fn join_settings(&self, keys: &[String]) -> Result<ClusterSettings> {
+        if keys.len() > JOIN_SETTINGS_MAX {
+            return Err(MeshError::JoinRefused(format!("a node may ask for at most {JOIN_SETTINGS_MAX} settings")));
+        }
+        let mut settings = ClusterSettings::new();
+        for key in keys {
+            if !key.starts_with(JOIN_SETTINGS_PREFIX) {
+                return Err(MeshError::JoinRefused(format!("{key:?} is not a setting under {JOIN_SETTINGS_PREFIX}")));
+            }
+            let request = RangeRequest { range: KeyRange::single(key.as_str()), ..RangeRequest::default() };
+            let (_, stored) = self.store.range(&request)?;
+            if let Some(kv) = stored.kvs.first() {
+                settings.insert(key.clone(), kv.value.clone());
+            }
+        }
+        Ok(settings)
     }
 
     /// Checks a join secret against the hash the cluster recorded.

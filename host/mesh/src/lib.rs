@@ -21,7 +21,7 @@ pub mod proto {
 }
 
 pub use error::{MeshError, Result};
-pub use join::fetch_credentials;
+pub use join::{ClusterSettings, JoinCheck, fetch_credentials};
 pub use node::{JOIN_TOKEN_HASH_KEY, Member, Node, NodeConfig, RaftStatus};
 pub use raft_wire::split_peer_connections;
 pub use service::PeerService;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::disruption_scale::Controllers;
 use super::objects::{ObjectStore, WriteOptions};
 use super::resources::Registry;
 use super::status::{ApiError, Cause};
@@ -61,11 +62,7 @@ fn covers(budget: &Value, pod: &Value) -> bool {
 
 /// Whether a pod counts as healthy: Ready and not being deleted.
 fn healthy(pod: &Value) -> bool {
-    let conditions = pod.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten();
-    let ready = conditions
-        .into_iter()
-        .any(|c| c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True")));
-    ready && pod.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null)
+    ready(pod) && pod.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null)
 }
 
 /// An int-or-percent of `total`, percentages rounded up.
@@ -79,11 +76,43 @@ fn scaled(value: &Value, total: i64) -> i64 {
     }
 }
 
-/// The status of `budget` over the pods of its namespace at time `now`
-/// (seconds since the epoch): expected pods are the pods it covers.
-pub fn status_of(budget: &Value, pods: &[Value], now: i64) -> Value {
+/// The expected pod count and the desired healthy count of `budget` over
+/// the pods it covers, as Kubernetes' disruption controller counts them:
+/// an integer `minAvailable` expects the covered pods; a percentage
+/// `minAvailable` and any `maxUnavailable` expect the scale of the pods'
+/// controllers.
+///
+/// # Errors
+/// Kubernetes' message when a covered pod's controller is not found.
+fn expected_and_desired(budget: &Value, covered: &[&Value], controllers: &Controllers) -> Result<(i64, i64), String> {
+    let spec = budget.get("spec").cloned().unwrap_or(Value::Null);
+    let pods = i64::try_from(covered.len()).unwrap_or(i64::MAX);
+    match (spec.get("minAvailable").filter(|v| !v.is_null()), spec.get("maxUnavailable").filter(|v| !v.is_null())) {
+        (_, Some(max)) => {
+            let expected = controllers.expected(covered.iter().copied())?;
+            Ok((expected, (expected - scaled(max, expected)).max(0)))
+        }
+        (Some(min @ Value::String(_)), None) => {
+            let expected = controllers.expected(covered.iter().copied())?;
+            Ok((expected, scaled(min, expected)))
+        }
+        (Some(min), None) => Ok((pods, scaled(min, pods))),
+        (None, None) => Ok((pods, pods)),
+    }
+}
+
+/// The status of `budget` over the pods of its namespace and their
+/// `controllers` at time `now` (seconds since the epoch). When a covered
+/// pod's controller is missing, the status Kubernetes' fail-safe writes:
+/// the previous one with no disruption allowed and a `SyncFailed`
+/// condition.
+pub fn status_of(budget: &Value, pods: &[Value], controllers: &Controllers, now: i64) -> Value {
     let covered: Vec<&Value> = pods.iter().filter(|pod| covers(budget, pod)).collect();
-    let expected = i64::try_from(covered.len()).unwrap_or(i64::MAX);
+    let generation = budget.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let (expected, desired) = match expected_and_desired(budget, &covered, controllers) {
+        Ok(counts) => counts,
+        Err(message) => return failed_status(budget, &message),
+    };
     let disrupted: BTreeMap<String, Value> = budget
         .pointer("/status/disruptedPods")
         .and_then(Value::as_object)
@@ -103,17 +132,7 @@ pub fn status_of(budget: &Value, pods: &[Value], now: i64) -> Value {
         })
         .count();
     let current = i64::try_from(current).unwrap_or(i64::MAX);
-    let spec = budget.get("spec").cloned().unwrap_or(Value::Null);
-    let desired = match (
-        spec.get("minAvailable").filter(|v| !v.is_null()),
-        spec.get("maxUnavailable").filter(|v| !v.is_null()),
-    ) {
-        (Some(min), _) => scaled(min, expected),
-        (None, Some(max)) => (expected - scaled(max, expected)).max(0),
-        (None, None) => expected,
-    };
     let allowed = (current - desired).max(0);
-    let generation = budget.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
     let mut status = json!({
         "observedGeneration": generation,
         "expectedPods": expected,
@@ -128,10 +147,32 @@ pub fn status_of(budget: &Value, pods: &[Value], now: i64) -> Value {
     status
 }
 
+/// Kubernetes' fail-safe status of a budget it could not count: the
+/// previous status (its `observedGeneration` kept) with no disruption
+/// allowed and `DisruptionAllowed=False` for `SyncFailed`.
+fn failed_status(budget: &Value, message: &str) -> Value {
+    let mut status = budget.get("status").filter(|s| s.is_object()).cloned().unwrap_or_else(|| json!({}));
+    let observed = status.get("observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+    status["disruptionsAllowed"] = json!(0);
+    for field in ["expectedPods", "currentHealthy", "desiredHealthy"] {
+        if status.get(field).is_none() {
+            status[field] = json!(0);
+        }
+    }
+    status["conditions"] = json!([condition_with(budget, ("False", "SyncFailed", message), observed)]);
+    status
+}
+
 /// The `DisruptionAllowed` condition, its transition time kept while its
 /// status stays.
 fn condition(budget: &Value, allowed: i64, generation: i64) -> Value {
-    let (state, reason) = if allowed > 0 { ("True", "SufficientPods") } else { ("False", "InsufficientPods") };
+    let state = if allowed > 0 { ("True", "SufficientPods", "") } else { ("False", "InsufficientPods", "") };
+    condition_with(budget, state, generation)
+}
+
+/// The `DisruptionAllowed` condition with `(status, reason, message)`, its
+/// transition time kept while its status stays.
+fn condition_with(budget: &Value, (state, reason, message): (&str, &str, &str), generation: i64) -> Value {
     let previous = budget
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -140,7 +181,7 @@ fn condition(budget: &Value, allowed: i64, generation: i64) -> Value {
         .find(|c| c.get("type") == Some(&json!("DisruptionAllowed")) && c.get("status") == Some(&json!(state)));
     let since =
         previous.and_then(|c| c.get("lastTransitionTime").cloned()).unwrap_or_else(|| json!(super::objects::now()));
-    json!({"type": "DisruptionAllowed", "status": state, "reason": reason, "message": "",
+    json!({"type": "DisruptionAllowed", "status": state, "reason": reason, "message": message,
         "observedGeneration": generation, "lastTransitionTime": since})
 }
 
@@ -164,9 +205,10 @@ pub async fn recount(objects: &ObjectStore, registry: &Registry, namespace: &str
         return Ok(());
     }
     let pods = objects.list_at(pods, Some(namespace), 0)?.items;
+    let controllers = Controllers::read(objects, registry, namespace)?;
     let now = k8s_openapi::chrono::Utc::now().timestamp();
     for budget in held {
-        let status = status_of(&budget, &pods, now);
+        let status = status_of(&budget, &pods, &controllers, now);
         if budget.get("status") == Some(&status) {
             continue;
         }
@@ -191,10 +233,42 @@ fn too_many(cause: String) -> ApiError {
     error
 }
 
+/// What an eviction a budget lets through asks of the pod's delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clearance {
+    /// The pod may be deleted as it is.
+    Granted,
+    /// The pod goes without taking a disruption (finished, pending, or not
+    /// Ready): it may be deleted only at the resource version the eviction
+    /// read, so that a pod that changed meanwhile stays.
+    IfUnchanged,
+}
+
+/// Whether a pod is Ready, as Kubernetes' `IsPodReady`.
+fn ready(pod: &Value) -> bool {
+    let conditions = pod.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten();
+    conditions.into_iter().any(|c| c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True")))
+}
+
+/// Whether `budget` lets a pod that is not Ready go without a disruption:
+/// its `unhealthyPodEvictionPolicy` is `AlwaysAllow`, or (the default
+/// `IfHealthyBudget`) it has the healthy pods it wants.
+fn lets_unready_pods_go(budget: &Value) -> bool {
+    if budget.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str) == Some("AlwaysAllow") {
+        return true;
+    }
+    let number = |field: &str| budget.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0);
+    number("currentHealthy") >= number("desiredHealthy") && number("desiredHealthy") > 0
+}
+
 /// Lets the eviction of `pod` take one disruption from the budget that
 /// covers it: none covers it, or its budget allows one and is updated
 /// (conditional on being unchanged since read) to allow one fewer and to
-/// hold the pod in `disruptedPods`. Finished pods need no budget.
+/// hold the pod in `disruptedPods`. As Kubernetes' `canIgnorePDB`, pods
+/// finished or pending need no budget ([`Clearance::IfUnchanged`]), nor
+/// pods being deleted; a pod that is not Ready goes without a disruption
+/// when its budget's `unhealthyPodEvictionPolicy` lets it
+/// ([`Clearance::IfUnchanged`]).
 ///
 /// # Errors
 /// 429 when the budget allows no disruption or its status is behind its
@@ -205,9 +279,12 @@ pub async fn take_disruption(
     namespace: &str,
     pod: &Value,
     dry_run: bool,
-) -> Result<(), ApiError> {
-    if matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")) {
-        return Ok(());
+) -> Result<Clearance, ApiError> {
+    if matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed" | "Pending")) {
+        return Ok(Clearance::IfUnchanged);
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        return Ok(Clearance::Granted);
     }
     let budgets = registry.find("policy", "v1", "poddisruptionbudgets").expect("budgets are built in");
     let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
@@ -216,7 +293,7 @@ pub async fn take_disruption(
         let covering: Vec<Value> =
             objects.list_at(budgets, Some(namespace), 0)?.items.into_iter().filter(|b| covers(b, pod)).collect();
         let budget = match covering.as_slice() {
-            [] => return Ok(()),
+            [] => return Ok(Clearance::Granted),
             [one] => one.clone(),
             _ => {
                 return Err(ApiError::internal(
@@ -224,6 +301,9 @@ pub async fn take_disruption(
                 ));
             }
         };
+        if !ready(pod) && lets_unready_pods_go(&budget) {
+            return Ok(Clearance::IfUnchanged);
+        }
         let name = budget.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let number = |field: &str| budget.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0);
         let generation = budget.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
@@ -239,7 +319,7 @@ pub async fn take_disruption(
             )));
         }
         if dry_run {
-            return Ok(());
+            return Ok(Clearance::Granted);
         }
         let mut updated = budget.clone();
         updated["status"]["disruptionsAllowed"] = json!(allowed - 1);
@@ -251,7 +331,7 @@ pub async fn take_disruption(
         }
         updated["status"]["disruptedPods"][pod_name] = json!(super::objects::now());
         match objects.update(budgets, Some(namespace), &name, updated, &WriteOptions::default()).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(Clearance::Granted),
             Err(error) if error.reason == "Conflict" => continue,
             Err(error) => return Err(error),
         }
@@ -264,7 +344,8 @@ mod tests {
     use super::*;
 
     fn pod(name: &str, ready: bool) -> Value {
-        json!({"metadata": {"name": name, "labels": {"app": "web"}},
+        json!({"metadata": {"name": name, "labels": {"app": "web"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "web", "uid": "rs", "controller": true}]},
             "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
     }
 
@@ -274,14 +355,52 @@ mod tests {
             "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}});
         let mut pods = vec![pod("a", true), pod("b", true), pod("c", false)];
         pods.push(json!({"metadata": {"name": "other", "labels": {"app": "db"}}}));
-        let status = status_of(&budget, &pods, 0);
+        let controllers =
+            Controllers::new([json!({"kind": "ReplicaSet", "metadata": {"uid": "rs"}, "spec": {"replicas": 6}})]);
+        let status = status_of(&budget, &pods, &controllers, 0);
         assert_eq!((status["expectedPods"].as_i64(), status["currentHealthy"].as_i64()), (Some(3), Some(2)));
         assert_eq!(status["disruptionsAllowed"], 0);
         assert_eq!(status["conditions"][0]["reason"], "InsufficientPods");
         pods[2] = pod("c", true);
-        assert_eq!(status_of(&budget, &pods, 0)["disruptionsAllowed"], 1);
-        let percent = json!({"spec": {"maxUnavailable": "50%", "selector": {}}});
-        assert_eq!(status_of(&percent, &pods, 0)["desiredHealthy"], 2, "4 pods, 2 may go");
+        assert_eq!(status_of(&budget, &pods, &controllers, 0)["disruptionsAllowed"], 1);
+        let percent = json!({"spec": {"maxUnavailable": "50%", "selector": {"matchLabels": {"app": "web"}}}});
+        let status = status_of(&percent, &pods, &controllers, 0);
+        assert_eq!((status["expectedPods"].as_i64(), status["desiredHealthy"].as_i64()), (Some(6), Some(3)));
+    }
+
+    #[test]
+    fn percentages_and_max_unavailable_count_the_controllers_scale() {
+        let mut pods: Vec<Value> = (0..4).map(|i| pod(&format!("p{i}"), true)).collect();
+        let controllers =
+            Controllers::new([json!({"kind": "ReplicaSet", "metadata": {"uid": "rs"}, "spec": {"replicas": 4}})]);
+        let one = json!({"metadata": {"generation": 2}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
+        let status = status_of(&one, &pods, &controllers, 0);
+        assert_eq!((status["expectedPods"].as_i64(), status["disruptionsAllowed"].as_i64()), (Some(4), Some(1)));
+        let half = json!({"spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}});
+        assert_eq!(status_of(&half, &pods, &controllers, 0)["disruptionsAllowed"], 2);
+        pods[0]["metadata"]["ownerReferences"][0]["uid"] = json!("gone");
+        let failed = status_of(&one, &pods, &controllers, 0);
+        assert_eq!(failed["disruptionsAllowed"], 0);
+        assert_eq!(failed["conditions"][0]["reason"], "SyncFailed");
+        assert_eq!(failed["conditions"][0]["message"], "found no controllers for pod \"p0\"");
+        assert!(failed["observedGeneration"].as_i64().unwrap_or(0) < 2, "a failed count observes no generation");
+        let integer = json!({"spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}});
+        assert_eq!(status_of(&integer, &pods, &controllers, 0)["disruptionsAllowed"], 1, "an integer counts pods");
+    }
+
+    #[test]
+    fn unready_pods_go_past_a_budget_that_lets_them() {
+        let exhausted = json!({"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"},
+            "status": {"currentHealthy": 1, "desiredHealthy": 3}});
+        assert!(lets_unready_pods_go(&exhausted));
+        let mut default = exhausted.clone();
+        default["spec"] = json!({});
+        assert!(!lets_unready_pods_go(&default), "IfHealthyBudget keeps them while the budget lacks healthy pods");
+        default["status"]["currentHealthy"] = json!(3);
+        assert!(lets_unready_pods_go(&default));
+        default["spec"]["unhealthyPodEvictionPolicy"] = json!("IfHealthyBudget");
+        default["status"]["desiredHealthy"] = json!(0);
+        assert!(!lets_unready_pods_go(&default), "a budget wanting no healthy pods counts them");
     }
 
     #[test]

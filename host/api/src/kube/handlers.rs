@@ -593,11 +593,18 @@ async fn pod_subresource(
             let eviction = decode()?;
             let options =
                 eviction.get("deleteOptions").map(|o| serde_json::to_vec(o).unwrap_or_default()).unwrap_or_default();
-            let options = DeleteOptions::parse(&options, &HashMap::new())?;
+            let mut options = DeleteOptions::parse(&options, &HashMap::new())?;
             let pod = state.objects.get(t, namespace, name).await?;
             let registry = state.registry();
             let namespace_name = namespace.unwrap_or("default");
-            super::disruption::take_disruption(&state.objects, &registry, namespace_name, &pod, write.dry_run).await?;
+            let clearance =
+                super::disruption::take_disruption(&state.objects, &registry, namespace_name, &pod, write.dry_run)
+                    .await?;
+            if clearance == super::disruption::Clearance::IfUnchanged && options.precondition_resource_version.is_none()
+            {
+                let version = pod.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+                options.precondition_resource_version = version.map(str::to_owned);
+            }
             if state.admission_matches(t, Operation::Delete) {
                 let mut current = state.objects.get(t, namespace, name).await?;
                 let request = admission_request(t, namespace, name, "eviction", Operation::Delete, write);

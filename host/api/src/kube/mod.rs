@@ -14,6 +14,7 @@ mod custom;
 mod defaults;
 mod discovery;
 mod disruption;
+mod disruption_scale;
 mod gc;
 mod handlers;
 mod limit_ranger;

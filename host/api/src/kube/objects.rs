@@ -642,6 +642,7 @@ impl ObjectStore {
             services::Refusal::RangeFull(what) => {
                 ApiError::internal(format!("failed to allocate a {what}: range is full"))
             }
+            services::Refusal::Internal(message) => ApiError::internal(message),
         })
     }
 

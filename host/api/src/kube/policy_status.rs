@@ -2,7 +2,9 @@
 //! PodDisruptionBudgets current, as Kubernetes' quota and disruption
 //! controllers do: a quota is recounted when it is new or its limits
 //! changed, and when objects in its namespace are deleted or pods finish;
-//! a budget when pods of its namespace change or its spec does. Every API
+//! a budget when pods or the controllers that scale them (Deployments,
+//! ReplicaSets, ReplicationControllers, StatefulSets) change in its
+//! namespace, or its spec does. Every API
 //! server watches the store; only the raft leader writes. A full recount
 //! every [`RESYNC_INTERVAL`] mends what a charge left behind when its
 //! create then failed.
@@ -132,7 +134,11 @@ impl PolicyStatus {
         match ((t.group, t.plural), value) {
             (_, None) => {
                 Dirty::mark(&mut self.dirty.quotas, namespace);
-                if (t.group, t.plural) == ("", "pods") {
+                let scaled = matches!(
+                    (t.group, t.plural),
+                    ("", "pods" | "replicationcontrollers") | ("apps", "deployments" | "replicasets" | "statefulsets")
+                );
+                if scaled {
                     Dirty::mark(&mut self.dirty.budgets, namespace);
                 }
             }
@@ -145,6 +151,9 @@ impl PolicyStatus {
                 if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
                     Dirty::mark(&mut self.dirty.quotas, namespace);
                 }
+            }
+            (("apps", "deployments" | "replicasets" | "statefulsets") | ("", "replicationcontrollers"), Some(_)) => {
+                Dirty::mark(&mut self.dirty.budgets, namespace);
             }
             (("policy", "poddisruptionbudgets"), Some(_)) => {
                 let budget = parsed();

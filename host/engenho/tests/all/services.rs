@@ -243,3 +243,103 @@ fn the_kubernetes_service_follows_the_api_servers_of_a_cluster() {
     let listed: BTreeSet<String> = endpoints.split_whitespace().map(str::to_owned).collect();
     assert_eq!(listed, remaining);
 }
+
+/// Goal: a LoadBalancer Service with `externalTrafficPolicy: Local` gets a
+/// `healthCheckNodePort` from the node port range, apart from its node
+/// ports, as kube-apiserver gives one; another Service asking for that
+/// port is refused with Kubernetes' 500 and message, one asking outside
+/// the range likewise, a ClusterIP Service naming one gets Kubernetes'
+/// 422; the port is released when its Service is deleted (and when it
+/// turns `externalTrafficPolicy: Cluster`), so a request for it then
+/// succeeds.
+/// Method: one real node with a small node port range, driven with the
+/// real kubectl.
+#[test]
+fn local_load_balancers_get_a_health_check_node_port() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "health-check");
+    node.start_ready(&["--service-node-port-range", "31000-31049"]);
+    let kubectl = Kubectl::for_node(&node);
+    let service = |name: &str, extra: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "{name}"}},
+            "spec": {{"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{{"port": 80}}]{extra}}}}}"#
+        )
+    };
+    let create = |manifest: &str| -> Value {
+        serde_json::from_str(&kubectl.ok_with(&["create", "-f", "-", "-o", "json"], Some(manifest))).expect("JSON")
+    };
+    let health_check = |name: &str| kubectl.ok(&["get", "svc", name, "-o", "jsonpath={.spec.healthCheckNodePort}"]);
+
+    let local = create(&service("local", ""));
+    let port = local["spec"]["healthCheckNodePort"].as_u64().expect("a health check node port");
+    assert!((31000..=31049).contains(&port), "{port} in the node port range");
+    assert_ne!(local["spec"]["ports"][0]["nodePort"].as_u64(), Some(port), "apart from the Service's node port");
+    assert_eq!(health_check("local"), port.to_string());
+
+    let taken =
+        kubectl.fails(&["create", "-f", "-"], Some(&service("taken", &format!(r#", "healthCheckNodePort": {port}"#))));
+    let message = format!(
+        "Internal error occurred: failed to allocate requested HealthCheck NodePort {port}: provided port is already allocated"
+    );
+    assert!(taken.contains("InternalError") && taken.contains(&message), "{taken}");
+    let outside = kubectl.fails(&["create", "-f", "-"], Some(&service("outside", r#", "healthCheckNodePort": 30000"#)));
+    assert!(
+        outside.contains("failed to allocate requested HealthCheck NodePort 30000: provided port is not in the valid range. The range of valid ports is 31000-31049"),
+        "{outside}"
+    );
+    let cluster_ip = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "plain"},
+        "spec": {"healthCheckNodePort": 31001, "ports": [{"port": 80}]}}"#;
+    let invalid = kubectl.fails(&["create", "-f", "-"], Some(cluster_ip));
+    assert!(
+        invalid.contains("spec.healthCheckNodePort: Invalid value: 31001: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"),
+        "{invalid}"
+    );
+    for name in ["taken", "outside", "plain"] {
+        assert!(!kubectl.run(&["get", "svc", name], None).status.success(), "{name} was not stored");
+    }
+
+    kubectl.ok(&["delete", "svc", "local"]);
+    let reuse = create(&service("reuse", &format!(r#", "healthCheckNodePort": {port}"#)));
+    assert_eq!(reuse["spec"]["healthCheckNodePort"].as_u64(), Some(port), "a deleted Service's port is free again");
+    kubectl.ok(&["patch", "svc", "reuse", "--type=merge", "-p", r#"{"spec": {"externalTrafficPolicy": "Cluster"}}"#]);
+    assert_eq!(health_check("reuse"), "", "a Cluster policy holds no health check port");
+    let again = create(&service("again", &format!(r#", "healthCheckNodePort": {port}"#)));
+    assert_eq!(again["spec"]["healthCheckNodePort"].as_u64(), Some(port), "the port went with the Local policy");
+}
+
+/// Goal: a node joining with a `--service-cidr` other than the cluster's
+/// is refused before it becomes a member: it exits with the message
+/// naming both ranges, installs no cluster CA, and the cluster's raft
+/// membership never shows it; a node agreeing with the cluster joins.
+/// Method: a real one-node cluster; a second real `engenho up --join`
+/// with another range; `etcdctl member list` on the first node.
+#[test]
+fn a_node_with_another_service_cidr_never_joins() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut first = EngenhoNode::new(root.path(), "cidr-1");
+    first.start_ready(&["--service-cidr", "10.44.0.0/24"]);
+    let mut other = EngenhoNode::new(root.path(), "cidr-2");
+    let mut args = first.join_args();
+    args.extend(["--service-cidr".to_owned(), "10.50.0.0/16".to_owned()]);
+    other.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!other.wait_exit().success(), "a node naming another service range does not start");
+    let log = other.log_text();
+    assert!(
+        log.contains(
+            "join refused: the cluster's service CIDR is 10.44.0.0/24; this node was started with 10.50.0.0/16"
+        ),
+        "{log}"
+    );
+    assert!(!other.pki().join("ca.key").exists(), "a refused node installs nothing");
+    let members = first.etcdctl_ok(&["member", "list"]);
+    assert_eq!(members.lines().count(), 1, "{members}");
+    assert!(!members.contains("cidr-2"), "{members}");
+
+    let mut agreeing = EngenhoNode::new(root.path(), "cidr-3");
+    let mut args = first.join_args();
+    args.extend(["--service-cidr".to_owned(), "10.44.0.0/24".to_owned()]);
+    agreeing.start_ready(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let members = first.etcdctl_ok(&["member", "list"]);
+    assert!(members.contains("cidr-3") && !members.contains("cidr-2"), "{members}");
+}

@@ -34,6 +34,9 @@ pub enum Refusal {
     Invalid(Vec<Cause>),
     /// No free value is left of the range named (`serviceIP`, `nodePort`).
     RangeFull(&'static str),
+    /// The message of a 500 kube-apiserver answers: a health check node
+    /// port that could not be allocated.
+    Internal(String),
 }
 
 /// Settles `service` (new, or replacing `old`) for the store: fills in
@@ -56,6 +59,7 @@ pub fn settle(
     if let Some(old) = old {
         drop_type_dependent_fields(old, service);
         carry_allocations(old, service);
+        carry_health_check(old, service);
     }
     set_defaults(service);
     let mut causes = check(network, service);
@@ -70,7 +74,9 @@ pub fn settle(
     if !causes.is_empty() {
         return Err(Refusal::Invalid(causes));
     }
+    check_requested_health_check(network, service, &before, &mut taken)?;
     allocate(network, service, rng, |key| before.contains(key) || taken(key))?;
+    allocate_health_check(network, service, rng, |key| before.contains(key) || taken(key))?;
     let after = held(service);
     Ok(Plan {
         claims: after.difference(&before).cloned().collect(),
@@ -91,6 +97,9 @@ pub fn held(service: &Value) -> BTreeSet<String> {
             keys.insert(node_port_key(node_port));
         }
     }
+    if let Some(port) = health_check_port(service) {
+        keys.insert(node_port_key(port));
+    }
     keys
 }
 
@@ -108,6 +117,17 @@ fn needs_cluster_ip(service: &Value) -> bool {
 
 fn needs_node_ports(service: &Value) -> bool {
     matches!(service_type(service), "NodePort" | "LoadBalancer")
+}
+
+/// Kubernetes' `needsHCNodePort`: a LoadBalancer Service with
+/// `externalTrafficPolicy: Local` has a health check node port.
+fn needs_health_check(service: &Value) -> bool {
+    service_type(service) == "LoadBalancer" && service["spec"]["externalTrafficPolicy"] == "Local"
+}
+
+/// The health check node port `service` names, if one in port range.
+fn health_check_port(service: &Value) -> Option<u16> {
+    service["spec"]["healthCheckNodePort"].as_u64().and_then(|p| u16::try_from(p).ok()).filter(|&p| p > 0)
 }
 
 /// Kubernetes' `dropTypeDependentFields`: a change of type away from
@@ -129,6 +149,12 @@ fn drop_type_dependent_fields(old: &Value, service: &mut Value) {
         if spec.get("externalTrafficPolicy") == old["spec"].get("externalTrafficPolicy") {
             spec.remove("externalTrafficPolicy");
         }
+    }
+    if needs_health_check(old)
+        && !needs_health_check(service)
+        && service["spec"].get("healthCheckNodePort") == old["spec"].get("healthCheckNodePort")
+    {
+        service["spec"].as_object_mut().expect("a settled spec is an object").remove("healthCheckNodePort");
     }
     if service_type(old) == "LoadBalancer" && service_type(service) != "LoadBalancer" {
         let spec = service["spec"].as_object_mut().expect("a settled spec is an object");
@@ -164,6 +190,14 @@ fn carry_allocations(old: &Value, service: &mut Value) {
                 port["nodePort"] = node_port.clone();
             }
         }
+    }
+}
+
+/// Kubernetes' `patchAllocatedValues` of the health check node port.
+fn carry_health_check(old: &Value, service: &mut Value) {
+    let unset = service["spec"]["healthCheckNodePort"].as_i64().is_none_or(|p| p == 0);
+    if needs_health_check(old) && needs_health_check(service) && unset {
+        service["spec"]["healthCheckNodePort"] = old["spec"]["healthCheckNodePort"].clone();
     }
 }
 
@@ -277,6 +311,14 @@ fn check(network: &ServiceNetwork, service: &Value) -> Vec<Cause> {
         }
     }
     causes.extend(check_ports(network, service, headless));
+    let health_check = &spec["healthCheckNodePort"];
+    if !needs_health_check(service) && !health_check.is_null() && health_check.as_i64() != Some(0) {
+        causes.push(invalid(
+            "spec.healthCheckNodePort",
+            health_check,
+            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+        ));
+    }
     causes
 }
 
@@ -424,6 +466,65 @@ fn check_requested(
     causes
 }
 
+/// A requested health check node port not held by `old` must be in the
+/// node port range and free (of other Services and of this one's node
+/// ports); kube-apiserver refuses one that is not with a 500.
+fn check_requested_health_check(
+    network: &ServiceNetwork,
+    service: &Value,
+    before: &BTreeSet<String>,
+    taken: &mut impl FnMut(&str) -> bool,
+) -> Result<(), Refusal> {
+    let requested = service["spec"]["healthCheckNodePort"].as_i64().unwrap_or(0);
+    if !needs_health_check(service) || requested == 0 {
+        return Ok(());
+    }
+    let failed = |why: String| {
+        Refusal::Internal(format!("failed to allocate requested HealthCheck NodePort {requested}: {why}"))
+    };
+    let Some(port) = u16::try_from(requested).ok().filter(|p| network.node_ports().contains(p)) else {
+        return Err(failed(format!(
+            "provided port is not in the valid range. The range of valid ports is {}",
+            network.port_range()
+        )));
+    };
+    let key = node_port_key(port);
+    let own =
+        service["spec"]["ports"].as_array().into_iter().flatten().any(|p| p["nodePort"].as_i64() == Some(requested));
+    if own || (!before.contains(&key) && taken(&key)) {
+        return Err(failed("provided port is already allocated".into()));
+    }
+    Ok(())
+}
+
+/// Picks a health check node port for a Service that needs one and asked
+/// for none, apart from its own node ports.
+fn allocate_health_check(
+    network: &ServiceNetwork,
+    service: &mut Value,
+    rng: &mut impl Rng,
+    mut taken: impl FnMut(&str) -> bool,
+) -> Result<(), Refusal> {
+    if !needs_health_check(service) || health_check_port(service).is_some() {
+        return Ok(());
+    }
+    let own: BTreeSet<u32> = service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["nodePort"].as_u64().and_then(|n| u32::try_from(n).ok()))
+        .collect();
+    let ports = network.node_ports();
+    let (first, last) = (u32::from(*ports.start()), u32::from(*ports.end()));
+    let dynamic = (first + dynamic_band_start(last - first + 1, 32, 128)).min(last)..=last;
+    let port = pick(first..=last, dynamic, rng, |p| {
+        own.contains(&p) || taken(&node_port_key(u16::try_from(p).expect("a port")))
+    })
+    .ok_or_else(|| Refusal::Internal("failed to allocate a HealthCheck NodePort 0: range is full".into()))?;
+    service["spec"]["healthCheckNodePort"] = json!(port);
+    Ok(())
+}
+
 /// Picks a cluster IP and node ports where the Service needs them and
 /// asked for none.
 fn allocate(
@@ -484,15 +585,15 @@ mod tests {
     /// One write of a history over a few Service names.
     #[derive(Debug, Clone)]
     enum Write {
-        Create { name: u8, node_port: bool, ip: Option<u8> },
+        Create { name: u8, kind: u8, ip: Option<u8> },
         ToggleType { name: u8 },
         Delete { name: u8 },
     }
 
     fn write() -> impl Strategy<Value = Write> {
         prop_oneof![
-            3 => (0..6u8, any::<bool>(), prop::option::of(0..16u8))
-                .prop_map(|(name, node_port, ip)| Write::Create { name, node_port, ip }),
+            3 => (0..6u8, 0..3u8, prop::option::of(0..16u8))
+                .prop_map(|(name, kind, ip)| Write::Create { name, kind, ip }),
             1 => (0..6u8).prop_map(|name| Write::ToggleType { name }),
             1 => (0..6u8).prop_map(|name| Write::Delete { name }),
         ]
@@ -523,11 +624,15 @@ mod tests {
             let mut stored: BTreeMap<u8, Value> = BTreeMap::new();
             for write in writes {
                 match write {
-                    Write::Create { name, node_port, ip } if !stored.contains_key(&name) => {
+                    Write::Create { name, kind, ip } if !stored.contains_key(&name) => {
+                        let kind_name = ["ClusterIP", "NodePort", "LoadBalancer"][usize::from(kind)];
                         let mut service = json!({"spec": {
-                            "type": if node_port { "NodePort" } else { "ClusterIP" },
+                            "type": kind_name,
                             "ports": [{"port": 80}, {"port": 443}],
                         }});
+                        if kind == 2 {
+                            service["spec"]["externalTrafficPolicy"] = json!("Local");
+                        }
                         if let Some(ip) = ip {
                             service["spec"]["clusterIP"] = json!(network.address(u32::from(ip)).to_string());
                         }
@@ -541,13 +646,21 @@ mod tests {
                     Write::ToggleType { name } if stored.contains_key(&name) => {
                         let old = stored[&name].clone();
                         let mut service = old.clone();
-                        let other = if service_type(&old) == "NodePort" { "ClusterIP" } else { "NodePort" };
+                        let other = match service_type(&old) {
+                            "ClusterIP" => "LoadBalancer",
+                            "LoadBalancer" => "NodePort",
+                            _ => "ClusterIP",
+                        };
                         service["spec"]["type"] = json!(other);
+                        if other == "LoadBalancer" {
+                            service["spec"]["externalTrafficPolicy"] = json!("Local");
+                        }
                         let taken = |key: &str| keys.contains(key);
                         if let Ok(plan) = settle(&network, Some(&old), &mut service, &mut rng, taken)
                             && commit(&mut keys, &plan)
                         {
                             prop_assert_eq!(&service["spec"]["clusterIP"], &old["spec"]["clusterIP"]);
+                            prop_assert_eq!(needs_health_check(&service), health_check_port(&service).is_some());
                             stored.insert(name, service);
                         }
                     }
@@ -585,6 +698,45 @@ mod tests {
         assert_eq!(service["status"], json!({"loadBalancer": {}}));
         assert_eq!(plan.claims.len(), 2, "a cluster IP and a node port: {plan:?}");
         assert!(plan.releases.is_empty());
+    }
+
+    #[test]
+    fn local_load_balancers_get_a_health_check_node_port() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let network = network();
+        let local =
+            json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}});
+        let mut service = local.clone();
+        let plan = settle(&network, None, &mut service, &mut rng, |_| false).expect("settles");
+        let port = health_check_port(&service).expect("a health check node port");
+        assert!(network.node_ports().contains(&port));
+        assert_ne!(service["spec"]["ports"][0]["nodePort"], json!(port), "apart from the Service's node ports");
+        assert_eq!(plan.claims.len(), 3, "a cluster IP, a node port and the health check port: {plan:?}");
+
+        let mut to_cluster = service.clone();
+        to_cluster["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        let plan = settle(&network, Some(&service), &mut to_cluster, &mut rng, |_| false).expect("settles");
+        assert_eq!(plan.releases, BTreeSet::from([node_port_key(port)]), "the health check port goes");
+        assert!(to_cluster["spec"].get("healthCheckNodePort").is_none());
+
+        let refused = |request: Value, taken: &dyn Fn(&str) -> bool| {
+            let mut service = local.clone();
+            service["spec"]["healthCheckNodePort"] = request;
+            settle(&network, None, &mut service, &mut rng.clone(), taken).expect_err("refused")
+        };
+        let message = "failed to allocate requested HealthCheck NodePort 30003: provided port is already allocated";
+        assert_eq!(refused(json!(30003), &|key: &str| key == node_port_key(30003)), Refusal::Internal(message.into()));
+        let range = "failed to allocate requested HealthCheck NodePort 20000: provided port is not in the valid range. The range of valid ports is 30000-30015";
+        assert_eq!(refused(json!(20000), &|_: &str| false), Refusal::Internal(range.into()));
+        let mut cluster_ip = json!({"spec": {"healthCheckNodePort": 30001, "ports": [{"port": 80}]}});
+        let Err(Refusal::Invalid(causes)) = settle(&network, None, &mut cluster_ip, &mut rng, |_| false) else {
+            panic!("refused")
+        };
+        assert_eq!(causes[0].field, "spec.healthCheckNodePort");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: 30001: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"
+        );
     }
 
     #[test]
