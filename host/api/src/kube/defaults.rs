@@ -1,5 +1,5 @@
 //! Kubernetes' defaults of the built-in kinds served beyond the first
-//! release's, filled in before admission and again before storing (so that
+//! release's, and a new pod's phase and QoS class, filled in before admission and again before storing (so that
 //! writes of the server's own loops get them too): only fields that are
 //! missing, so applying them twice changes nothing.
 
@@ -17,6 +17,12 @@ pub fn apply(t: &ResourceType, object: &mut Value) {
             fill(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
             fill(spec, "volumeMode", json!("Filesystem"));
             fill(child(fields, "status"), "phase", json!("Pending"));
+        }
+        ("", "pods") => {
+            let qos = qos_class(fields.get("spec").unwrap_or(&Value::Null));
+            let status = child(fields, "status");
+            fill(status, "phase", json!("Pending"));
+            fill(status, "qosClass", json!(qos));
         }
         ("", "persistentvolumeclaims") => {
             fill(child(fields, "spec"), "volumeMode", json!("Filesystem"));
@@ -79,6 +85,28 @@ pub fn apply(t: &ResourceType, object: &mut Value) {
         }
         ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => priority_level(child(fields, "spec")),
         _ => {}
+    }
+}
+
+/// A pod's quality of service class, as Kubernetes computes it from its
+/// containers' requests and limits of CPU and memory.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers = ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(|field| spec.get(field).and_then(Value::as_array).into_iter().flatten());
+    let (mut any, mut guaranteed) = (false, true);
+    for container in containers {
+        for resource in ["cpu", "memory"] {
+            let request = container.pointer(&format!("/resources/requests/{resource}"));
+            let limit = container.pointer(&format!("/resources/limits/{resource}"));
+            any |= request.is_some() || limit.is_some();
+            guaranteed &= limit.is_some() && request.is_none_or(|r| Some(r) == limit);
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
     }
 }
 
@@ -201,6 +229,13 @@ mod tests {
         );
         assert_eq!((&rc["spec"]["replicas"], &rc["spec"]["selector"]["app"]), (&json!(1), &json!("a")));
         assert_eq!(rc["metadata"]["labels"]["app"], "a");
+        let pod = |resources: Value| {
+            let pod = defaulted("", "pods", json!({"spec": {"containers": [{"name": "a", "resources": resources}]}}));
+            (pod["status"]["phase"].clone(), pod["status"]["qosClass"].clone())
+        };
+        assert_eq!(pod(json!({})), (json!("Pending"), json!("BestEffort")));
+        assert_eq!(pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}})), (json!("Pending"), json!("Guaranteed")));
+        assert_eq!(pod(json!({"requests": {"cpu": "1"}})), (json!("Pending"), json!("Burstable")));
         let pv = defaulted("", "persistentvolumes", json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}));
         assert_eq!(
             (&pv["spec"]["persistentVolumeReclaimPolicy"], &pv["spec"]["volumeMode"]),
