@@ -28,6 +28,7 @@ mod priority;
 mod protobuf;
 mod quantity;
 mod quota;
+mod quota_scope;
 mod rbac;
 mod resource_quota;
 mod resources;

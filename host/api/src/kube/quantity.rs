@@ -121,6 +121,19 @@ impl Quantity {
         Self { nanos: self.nanos.saturating_add(other.nanos).clamp(-NANOS_MAX, NANOS_MAX), format: self.format }
     }
 
+    /// The difference, in this quantity's format.
+    #[must_use]
+    pub fn minus(self, other: Self) -> Self {
+        Self { nanos: self.nanos.saturating_sub(other.nanos).clamp(-NANOS_MAX, NANOS_MAX), format: self.format }
+    }
+
+    /// Rounded up to a whole number of units (a claim's storage is counted
+    /// in whole bytes).
+    #[must_use]
+    pub fn whole_units_up(self) -> Self {
+        Self { nanos: div_ceil(self.nanos, NANOS_PER_UNIT) * NANOS_PER_UNIT, format: self.format }
+    }
+
     /// The larger of two quantities (the first when equal).
     #[must_use]
     pub fn max_of(self, other: Self) -> Self {
