@@ -103,7 +103,8 @@ fn container_usage(container: &Value) -> ResourceList {
     used
 }
 
-/// `a + b`, each resource in the format of the side that had it first.
+/// `a + b`, each resource in the format of the side that had it first
+/// (of the other side when that was zero, as Kubernetes adds).
 pub fn add(mut a: ResourceList, b: &ResourceList) -> ResourceList {
     for (name, quantity) in b {
         let sum = a.get(name).map_or(*quantity, |held| held.plus(*quantity));

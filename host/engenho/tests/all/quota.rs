@@ -157,7 +157,7 @@ fn invalid_quotas_ranges_and_budgets_are_refused() {
 }
 
 fn status_used(kubectl: &Kubectl, quota: &str, resource: &str) -> String {
-    let path = format!("jsonpath={{.status.used['{resource}']}}");
+    let path = format!("jsonpath={{.status.used.{}}}", resource.replace('.', "\\."));
     kubectl.ok(&["get", "quota", quota, "-o", &path])
 }
 
@@ -174,8 +174,10 @@ fn scoped_pod(name: &str, cpu: Option<&str>, class: Option<&str>) -> String {
 /// both when a create is charged and when `status.used` is recounted: a
 /// `BestEffort` quota counts only pods without requests, a `PriorityClass`
 /// selector quota only pods of that class.
-/// Method: a real node and kubectl; three quotas (best effort, class
-/// `high` through `scopeSelector`, unscoped), pods of each sort created
+/// Method: a real node and kubectl; the built-in `resource-defaults`
+/// policy deleted (it gives every pod requests, so none would be best
+/// effort); three quotas (best effort, class `high` through
+/// `scopeSelector`, unscoped), pods of each sort created
 /// until the scoped quotas refuse with Kubernetes' message while other
 /// pods still pass; then a delete makes the node recount, and the scoped
 /// usage must come out of the recount matching only its pods.
@@ -185,14 +187,21 @@ fn scoped_quotas_count_only_the_pods_they_match() {
     let mut node = EngenhoNode::new(root.path(), "quota-scopes");
     node.start_ready(&[]);
     let kubectl = Kubectl::for_node(&node);
-    let objects = r#"{"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000},
+    let objects = r#"
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000}
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "besteffort"},
-            "spec": {"hard": {"pods": "1"}, "scopes": ["BestEffort"]}},
+            "spec": {"hard": {"pods": "1"}, "scopes": ["BestEffort"]}}
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "high"},
             "spec": {"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
-                {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}},
-        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "all"}, "spec": {"hard": {"pods": "10"}}}]}"#;
+                {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}}
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "all"}, "spec": {"hard": {"pods": "10"}}}"#;
+    kubectl.ok(&["delete", "plugin", "resource-defaults"]);
+    let bare = scoped_pod("probe", None, None);
+    let defaulted = || {
+        let args = ["create", "--dry-run=server", "-o", "jsonpath={.spec.containers[0].resources}", "-f", "-"];
+        kubectl.ok_with(&args, Some(&bare))
+    };
+    wait_for("pods to keep their lack of requests", Duration::from_secs(20), || defaulted().is_empty());
     kubectl.ok_with(&["apply", "-f", "-"], Some(objects));
     wait_for("the quotas' status", Duration::from_secs(20), || {
         ["besteffort", "high", "all"].iter().all(|quota| status_used(&kubectl, quota, "pods") == "0")
@@ -251,13 +260,13 @@ fn updates_and_claims_are_charged() {
     let mut node = EngenhoNode::new(root.path(), "quota-claims");
     node.start_ready(&[]);
     let kubectl = Kubectl::for_node(&node);
-    let quotas = r#"{"apiVersion": "v1", "kind": "List", "items": [
+    let quotas = r#"
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "ports"},
-            "spec": {"hard": {"services.nodeports": "0"}}},
+            "spec": {"hard": {"services.nodeports": "0"}}}
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "storage"},
             "spec": {"hard": {"requests.storage": "5Gi", "persistentvolumeclaims": "10",
                 "gold.storageclass.storage.k8s.io/requests.storage": "1Gi",
-                "gold.storageclass.storage.k8s.io/persistentvolumeclaims": "1"}}}]}"#;
+                "gold.storageclass.storage.k8s.io/persistentvolumeclaims": "1"}}}"#;
     kubectl.ok_with(&["apply", "-f", "-"], Some(quotas));
     wait_for("the quotas' status", Duration::from_secs(20), || {
         status_used(&kubectl, "ports", "services.nodeports") == "0"
@@ -326,5 +335,5 @@ fn updates_and_claims_are_charged() {
         "{refused}"
     );
     kubectl.ok_with(&["create", "-n", "bounded", "-f", "-"], Some(&claim("fits", "2Gi", None)));
-    assert_eq!(kubectl.ok(&["get", "pvc", "-n", "bounded", "-o", "name"]), "persistentvolumeclaim/fits");
+    assert_eq!(kubectl.ok(&["get", "pvc", "-n", "bounded", "-o", "name"]).trim(), "persistentvolumeclaim/fits");
 }
