@@ -132,6 +132,18 @@ fn invalid_quotas_ranges_and_budgets_are_refused() {
             "spec.hard[pods]: Invalid value: \"-1\": must be greater than or equal to 0",
         ),
         (
+            r#"{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"}, "spec": {"hard": {"pods": "1"},
+                "scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "In"}]}}}"#,
+            "spec.scopeSelector.matchExpressions.values: Required value: must be at least one value when `operator` \
+             is 'In' or 'NotIn' for scope selector",
+        ),
+        (
+            r#"{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+                "spec": {"hard": {"pods": "1"}, "scopes": ["Terminating", "NotTerminating"]}}"#,
+            "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"Terminating\", \"NotTerminating\"}: \
+             conflicting scopes",
+        ),
+        (
             r#"{"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l"},
                 "spec": {"limits": [{"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}}"#,
             "spec.limits[0].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1",
