@@ -146,6 +146,9 @@ impl PolicyStatus {
                     Dirty::mark(&mut self.dirty.quotas, namespace);
                 }
             }
+            // A Service may have changed type and given back node ports
+            // or its load balancer; only a recount lowers the usage.
+            (("", "services"), Some(_)) => Dirty::mark(&mut self.dirty.quotas, namespace),
             (("policy", "poddisruptionbudgets"), Some(_)) => {
                 let budget = parsed();
                 let generation = budget.pointer("/metadata/generation").and_then(Value::as_i64);

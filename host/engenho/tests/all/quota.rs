@@ -265,7 +265,8 @@ fn claim(name: &str, storage: &str, class: Option<&str>) -> String {
 /// LimitRange's `PersistentVolumeClaim` item bounds a claim's storage; each
 /// refusal is Kubernetes' 403 message and leaves nothing changed.
 /// Method: a real node and kubectl `create`, `patch` and `get` against
-/// quotas of node ports and storage and a LimitRange of claims.
+/// quotas of node ports and storage and a LimitRange of claims; a Service
+/// turned back to ClusterIP must give its node port back in the recount.
 #[test]
 fn updates_and_claims_are_charged() {
     let root = tempfile::tempdir().expect("temporary directory");
@@ -295,6 +296,18 @@ fn updates_and_claims_are_charged() {
         "{refused}"
     );
     assert_eq!(kubectl.ok(&["get", "service", "web", "-o", "jsonpath={.spec.type}"]), "ClusterIP");
+    kubectl.ok(&["patch", "quota", "ports", "-p", r#"{"spec": {"hard": {"services.nodeports": "1"}}}"#]);
+    wait_for("the raised limit", Duration::from_secs(20), || {
+        kubectl.ok(&["get", "quota", "ports", "-o", "jsonpath={.status.hard.services\\.nodeports}"]) == "1"
+    });
+    kubectl.ok(&["patch", "service", "web", "-p", r#"{"spec": {"type": "NodePort"}}"#]);
+    assert_eq!(status_used(&kubectl, "ports", "services.nodeports"), "1");
+    let back = r#"[{"op": "replace", "path": "/spec/type", "value": "ClusterIP"},
+        {"op": "remove", "path": "/spec/ports/0/nodePort"}]"#;
+    kubectl.ok(&["patch", "service", "web", "--type=json", "-p", back]);
+    wait_for("the node port given back", Duration::from_secs(20), || {
+        status_used(&kubectl, "ports", "services.nodeports") == "0"
+    });
 
     kubectl.ok_with(&["create", "-f", "-"], Some(&claim("data", "2Gi", None)));
     let refused = kubectl.fails(&["create", "-f", "-"], Some(&claim("fast", "2Gi", Some("gold"))));
