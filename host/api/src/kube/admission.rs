@@ -9,7 +9,8 @@
 //! policy, as Kubernetes runs built-in mutating admission before webhooks,
 //! so a policy such as `resource-defaults` fills only what no LimitRange
 //! did; after the policies come the kind's validation, LimitRanger's
-//! bounds and, last, the ResourceQuota charge, so that only an object
+//! bounds and, last, the ResourceQuota charge (of creates, and of updates
+//! of Services and claims, which may use more), so that only an object
 //! about to be stored is charged.
 
 use std::collections::BTreeMap;
@@ -60,7 +61,7 @@ impl ApiState {
     ) -> Result<Vec<String>, ApiError> {
         self.admit_before_policies(request, object).await?;
         let warnings = self.admit_by_policies(request, object, old).await?;
-        self.admit_after_policies(request, object).await?;
+        self.admit_after_policies(request, object, old).await?;
         Ok(warnings)
     }
 
@@ -87,9 +88,16 @@ impl ApiState {
     }
 
     /// The built-in validating steps: the kind's validation, one default
-    /// PriorityClass at most, a new pod's LimitRange bounds, and the
-    /// ResourceQuota charge of a create.
-    async fn admit_after_policies(&self, request: &Request<'_>, object: &Value) -> Result<(), ApiError> {
+    /// PriorityClass at most, a new pod's and a claim's LimitRange bounds,
+    /// and the ResourceQuota charge of a create, or of an update of a
+    /// Service or a claim (what it uses beyond `old`, the stored object,
+    /// read here when `None`).
+    async fn admit_after_policies(
+        &self,
+        request: &Request<'_>,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         let t = request.t;
         if request.operation == Operation::Delete {
             return Ok(());
@@ -98,12 +106,32 @@ impl ApiState {
         if (t.group, t.plural) == ("scheduling.k8s.io", "priorityclasses") {
             super::priority::check_default(&self.objects, &self.registry(), object)?;
         }
-        let (Operation::Create, Some(namespace)) = (request.operation, request.namespace) else { return Ok(()) };
+        let Some(namespace) = request.namespace else { return Ok(()) };
         let registry = self.registry();
-        if (t.group, t.plural) == ("", "pods") {
-            super::limit_ranger::check_pod(&self.objects, &registry, namespace, object)?;
+        let whole = request.subresource.is_empty();
+        match ((t.group, t.plural), request.operation) {
+            (("", "pods"), Operation::Create) => {
+                super::limit_ranger::check_pod(&self.objects, &registry, namespace, object)?;
+            }
+            (("", "persistentvolumeclaims"), Operation::Create | Operation::Update) if whole => {
+                super::limit_ranger::check_claim(&self.objects, &registry, namespace, object)?;
+            }
+            _ => {}
         }
-        super::resource_quota::charge(&self.objects, &registry, t, namespace, object, request.dry_run).await
+        let fetched;
+        let old = match ((t.group, t.plural), request.operation) {
+            (_, Operation::Create) => None,
+            (("", "services" | "persistentvolumeclaims"), Operation::Update) if whole => match old {
+                Some(old) => Some(old),
+                None => {
+                    fetched = self.objects.get_local(t, request.namespace, request.name)?;
+                    fetched.as_ref()
+                }
+            },
+            _ => return Ok(()),
+        };
+        let charged = (object, old);
+        super::resource_quota::charge(&self.objects, &registry, t, namespace, charged, request.dry_run).await
     }
 
     /// Runs `request` through the admission policies that match it.

@@ -2,8 +2,10 @@
 //! LimitRange's own defaults (a default limit from `max`, a default
 //! request from the default limit or `min`), containers of new pods given
 //! the namespace's `default` limits and `defaultRequest` requests they
-//! lack, and pods refused (403, Kubernetes' message) whose containers, or
-//! whose sums, fall outside `min`/`max` or pass `maxLimitRequestRatio`.
+//! lack, pods refused (403, Kubernetes' message) whose containers, or
+//! whose sums, fall outside `min`/`max` or pass `maxLimitRequestRatio`,
+//! and claims refused whose storage request falls outside the `min`/`max`
+//! of `PersistentVolumeClaim` items.
 
 use serde_json::{Value, json};
 
@@ -134,6 +136,75 @@ pub fn check_pod(objects: &ObjectStore, registry: &Registry, namespace: &str, po
     }
 }
 
+/// Refuses a claim being created or updated whose requests fall outside
+/// the `min` and `max` of the `PersistentVolumeClaim` items of
+/// `namespace`'s LimitRanges; a claim's limits are not read, as in
+/// Kubernetes.
+///
+/// # Errors
+/// 403 `persistentvolumeclaims "data" is forbidden: maximum storage usage
+/// per PersistentVolumeClaim is 2Gi, but request is 5Gi`; store failures.
+pub fn check_claim(objects: &ObjectStore, registry: &Registry, namespace: &str, claim: &Value) -> Result<(), ApiError> {
+    let ranges = limit_ranges(objects, registry, namespace)?;
+    let request = |resource: &str| {
+        claim
+            .pointer(&format!("/spec/resources/requests/{resource}"))
+            .and_then(Value::as_str)
+            .and_then(|q| Quantity::parse(q).ok())
+    };
+    let reasons: Vec<String> =
+        items(&ranges, "PersistentVolumeClaim").flat_map(|item| claim_violations(item, &request)).collect();
+    match reasons.as_slice() {
+        [] => Ok(()),
+        reasons => {
+            let name = claim.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let reason = if reasons.len() == 1 { reasons[0].clone() } else { format!("[{}]", reasons.join(", ")) };
+            Err(ApiError::forbidden_on(
+                format!("persistentvolumeclaims \"{name}\" is forbidden: {reason}"),
+                "",
+                "persistentvolumeclaims",
+                name,
+            ))
+        }
+    }
+}
+
+/// How a claim's requests break one `PersistentVolumeClaim` item, in
+/// Kubernetes' words: `min` and `max` both bound the request.
+fn claim_violations(item: &Value, request: &dyn Fn(&str) -> Option<Quantity>) -> Vec<String> {
+    let kind = "PersistentVolumeClaim";
+    let mut reasons = Vec::new();
+    for (resource, min) in bounds(item, "min") {
+        match request(&resource) {
+            None => reasons.push(format!("minimum {resource} usage per {kind} is {min}.  No request is specified")),
+            Some(request) if request < min => {
+                reasons.push(format!("minimum {resource} usage per {kind} is {min}, but request is {request}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for (resource, max) in bounds(item, "max") {
+        match request(&resource) {
+            None => reasons.push(format!("maximum {resource} usage per {kind} is {max}.  No request is specified")),
+            Some(request) if request > max => {
+                reasons.push(format!("maximum {resource} usage per {kind} is {max}, but request is {request}"));
+            }
+            Some(_) => {}
+        }
+    }
+    reasons
+}
+
+/// The quantities of an item's `field` (`min`, `max`) in resource name
+/// order, skipping what does not parse.
+fn bounds(item: &Value, field: &str) -> Vec<(String, Quantity)> {
+    let entries = item.get(field).and_then(Value::as_object).into_iter().flatten();
+    let mut found: Vec<(String, Quantity)> =
+        entries.filter_map(|(r, q)| Some((r.clone(), Quantity::parse(q.as_str()?).ok()?))).collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
 /// How one container (or pod) breaks one LimitRange item, in Kubernetes'
 /// words.
 fn violations(
@@ -142,13 +213,7 @@ fn violations(
     request: &dyn Fn(&str) -> Option<Quantity>,
     limit: &dyn Fn(&str) -> Option<Quantity>,
 ) -> Vec<String> {
-    let bounds = |field: &str| -> Vec<(String, Quantity)> {
-        let entries = item.get(field).and_then(Value::as_object).into_iter().flatten();
-        let mut found: Vec<(String, Quantity)> =
-            entries.filter_map(|(r, q)| Some((r.clone(), Quantity::parse(q.as_str()?).ok()?))).collect();
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        found
-    };
+    let bounds = |field: &str| bounds(item, field);
     let mut reasons = Vec::new();
     for (resource, min) in bounds("min") {
         match (request(&resource), limit(&resource)) {
@@ -220,6 +285,27 @@ mod tests {
             &quantities(&[("cpu", "1")]),
         );
         assert!(fits.is_empty(), "{fits:?}");
+    }
+
+    #[test]
+    fn claims_outside_the_range_are_named_as_kubernetes_does() {
+        let item = json!({"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "2Gi"}});
+        assert_eq!(
+            claim_violations(&item, &quantities(&[("storage", "5Gi")])),
+            ["maximum storage usage per PersistentVolumeClaim is 2Gi, but request is 5Gi"]
+        );
+        assert_eq!(
+            claim_violations(&item, &quantities(&[("storage", "512Mi")])),
+            ["minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 512Mi"]
+        );
+        assert_eq!(
+            claim_violations(&item, &quantities(&[])),
+            [
+                "minimum storage usage per PersistentVolumeClaim is 1Gi.  No request is specified",
+                "maximum storage usage per PersistentVolumeClaim is 2Gi.  No request is specified",
+            ]
+        );
+        assert!(claim_violations(&item, &quantities(&[("storage", "2Gi")])).is_empty());
     }
 
     #[test]

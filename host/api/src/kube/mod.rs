@@ -29,6 +29,7 @@ mod priority;
 mod protobuf;
 mod quantity;
 mod quota;
+mod quota_scope;
 mod rbac;
 mod resource_quota;
 mod resources;

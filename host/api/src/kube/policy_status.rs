@@ -155,6 +155,9 @@ impl PolicyStatus {
             (("apps", "deployments" | "replicasets" | "statefulsets") | ("", "replicationcontrollers"), Some(_)) => {
                 Dirty::mark(&mut self.dirty.budgets, namespace);
             }
+            // A Service may have changed type and given back node ports
+            // or its load balancer; only a recount lowers the usage.
+            (("", "services"), Some(_)) => Dirty::mark(&mut self.dirty.quotas, namespace),
             (("policy", "poddisruptionbudgets"), Some(_)) => {
                 let budget = parsed();
                 let generation = budget.pointer("/metadata/generation").and_then(Value::as_i64);

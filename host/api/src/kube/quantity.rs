@@ -115,10 +115,27 @@ impl Quantity {
         Ok(Self { nanos: if negative { -nanos } else { nanos }, format })
     }
 
-    /// The sum, in this quantity's format.
+    /// The sum, in this quantity's format (the other's when this one is
+    /// zero, as Kubernetes adds).
     #[must_use]
     pub fn plus(self, other: Self) -> Self {
-        Self { nanos: self.nanos.saturating_add(other.nanos).clamp(-NANOS_MAX, NANOS_MAX), format: self.format }
+        let format = if self.is_zero() { other.format } else { self.format };
+        Self { nanos: self.nanos.saturating_add(other.nanos).clamp(-NANOS_MAX, NANOS_MAX), format }
+    }
+
+    /// The difference, in this quantity's format (the other's when this
+    /// one is zero, as Kubernetes subtracts).
+    #[must_use]
+    pub fn minus(self, other: Self) -> Self {
+        let format = if self.is_zero() { other.format } else { self.format };
+        Self { nanos: self.nanos.saturating_sub(other.nanos).clamp(-NANOS_MAX, NANOS_MAX), format }
+    }
+
+    /// Rounded up to a whole number of units (a claim's storage is counted
+    /// in whole bytes).
+    #[must_use]
+    pub fn whole_units_up(self) -> Self {
+        Self { nanos: div_ceil(self.nanos, NANOS_PER_UNIT) * NANOS_PER_UNIT, format: self.format }
     }
 
     /// The larger of two quantities (the first when equal).
@@ -290,6 +307,9 @@ mod tests {
         assert_eq!(q("100m").plus(q("900m")), q("1"));
         assert_eq!(q("1Gi").plus(q("-512Mi")).to_string(), "512Mi");
         assert_eq!(q("1").plus(q("1Ki")).to_string(), "1025");
+        assert_eq!(q("0").plus(q("2Gi")).to_string(), "2Gi", "a sum from zero takes the other's format");
+        assert_eq!(q("3Gi").minus(q("1Gi")).to_string(), "2Gi");
+        assert_eq!(q("1.5").whole_units_up().to_string(), "2");
         assert!(q("1") < q("1001m"));
         assert_eq!(q("1.5").milli_value(), 1500);
         assert_eq!(q("1n").milli_value(), 1, "thousandths round up");

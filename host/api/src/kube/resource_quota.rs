@@ -1,9 +1,11 @@
 //! ResourceQuota, as kube-apiserver's quota admission and the quota
 //! controller keep it: what an object uses of its namespace's quotas,
-//! the admission step that refuses a create past a quota and charges
-//! `status.used` with the store's optimistic concurrency (so racing creates
-//! cannot both take the last slot), and the recount of `status` from the
-//! objects stored.
+//! the admission step that refuses a create (or an update that uses more:
+//! a Service changing type, a claim asking more storage) past a quota and
+//! charges `status.used` with the store's optimistic concurrency (so racing
+//! writes cannot both take the last slot), and the recount of `status`
+//! from the objects stored. A quota's scopes narrow the objects it counts
+//! ([`super::quota_scope`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::objects::{ObjectStore, WriteOptions};
 use super::quantity::{Format, Quantity};
+use super::quota_scope;
 use super::resources::{Registry, ResourceType};
 use super::status::ApiError;
 
@@ -24,6 +27,46 @@ const CHARGE_ATTEMPTS: usize = 10;
 /// limits them.
 const COMPUTE_RESOURCES: [&str; 6] =
     ["cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"];
+
+/// What names a quota resource limited to one storage class:
+/// `<class>.storageclass.storage.k8s.io/<resource>`.
+const STORAGE_CLASS_INFIX: &str = ".storageclass.storage.k8s.io/";
+
+/// The resources a claim uses, also counted per storage class.
+const CLAIM_RESOURCES: [&str; 2] = ["persistentvolumeclaims", "requests.storage"];
+
+/// Whether `resource` is a claim resource, of every class or of one.
+fn claim_resource(resource: &str) -> bool {
+    CLAIM_RESOURCES.contains(&resource)
+        || CLAIM_RESOURCES.iter().any(|r| resource.strip_suffix(r).is_some_and(|s| s.ends_with(STORAGE_CLASS_INFIX)))
+}
+
+/// What a claim uses: itself and the storage it requests (in whole
+/// bytes), each also under its storage class (the beta annotation first,
+/// as Kubernetes reads it, then `spec.storageClassName`).
+fn claim_usage(claim: &Value) -> ResourceList {
+    let annotation = claim.pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class");
+    let class = annotation
+        .or_else(|| claim.pointer("/spec/storageClassName"))
+        .and_then(Value::as_str)
+        .filter(|class| !class.is_empty());
+    let mut used = ResourceList::new();
+    let storage = claim
+        .pointer("/spec/resources/requests/storage")
+        .and_then(Value::as_str)
+        .and_then(|text| Quantity::parse(text).ok())
+        .map(Quantity::whole_units_up);
+    if let Some(storage) = storage {
+        used.insert("requests.storage".into(), storage);
+    }
+    if let Some(class) = class {
+        used.insert(format!("{class}{STORAGE_CLASS_INFIX}persistentvolumeclaims"), Quantity::from_units(1));
+        if let Some(storage) = storage {
+            used.insert(format!("{class}{STORAGE_CLASS_INFIX}requests.storage"), storage);
+        }
+    }
+    used
+}
 
 /// The quota resource `count/<resource>.<group>` of kind `t`.
 fn count_name(t: &ResourceType) -> String {
@@ -60,7 +103,8 @@ fn container_usage(container: &Value) -> ResourceList {
     used
 }
 
-/// `a + b`, each resource in the format of the side that had it first.
+/// `a + b`, each resource in the format of the side that had it first
+/// (of the other side when that was zero, as Kubernetes adds).
 pub fn add(mut a: ResourceList, b: &ResourceList) -> ResourceList {
     for (name, quantity) in b {
         let sum = a.get(name).map_or(*quantity, |held| held.plus(*quantity));
@@ -93,6 +137,7 @@ pub fn usage(t: &ResourceType, object: &Value) -> ResourceList {
     match (t.group, t.plural) {
         ("", "pods") if terminal(object) => return used,
         ("", "pods") => used = pod_usage(object),
+        ("", "persistentvolumeclaims") => used = claim_usage(object),
         ("", "services") => {
             let ports = object.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
             let ports = i64::try_from(ports).unwrap_or(i64::MAX);
@@ -136,6 +181,7 @@ fn matches_kind(t: &ResourceType, resource: &str) -> bool {
         || match (t.group, t.plural) {
             ("", "pods") => COMPUTE_RESOURCES.contains(&resource),
             ("", "services") => matches!(resource, "services.nodeports" | "services.loadbalancers"),
+            ("", "persistentvolumeclaims") => claim_resource(resource),
             _ => false,
         }
 }
@@ -187,12 +233,14 @@ fn missing_compute(pod: &Value, required: &BTreeSet<&str>) -> Option<String> {
     Some(format!("must specify {}", parts.join("; ")))
 }
 
-/// The quota charge of creating `object` of kind `t` in `namespace`:
-/// refused (403, Kubernetes' message) when it would pass a quota or
-/// leaves out a compute resource a quota limits; otherwise every quota it
-/// touches has the usage added to `status.used`, each write conditional
-/// on the quota being unchanged since it was read. Quotas whose status the
-/// controller has not filled yet limit nothing, as in Kubernetes.
+/// The quota charge of storing `object` of kind `t` in `namespace`, in
+/// place of `old` for an update: refused (403, Kubernetes' message) when
+/// it would pass a quota or leaves out a compute resource a quota limits;
+/// otherwise every quota whose scopes match it has the usage (for an
+/// update, only what it uses beyond `old`) added to `status.used`, each
+/// write conditional on the quota being unchanged since it was read.
+/// Quotas whose status the controller has not filled yet limit nothing,
+/// as in Kubernetes.
 ///
 /// # Errors
 /// 403 as above; 409 when the quotas keep changing; store failures.
@@ -201,7 +249,7 @@ pub async fn charge(
     registry: &Registry,
     t: &ResourceType,
     namespace: &str,
-    object: &Value,
+    (object, old): (&Value, Option<&Value>),
     dry_run: bool,
 ) -> Result<(), ApiError> {
     let quotas = registry.find("", "v1", "resourcequotas").expect("resource quotas are built in");
@@ -210,7 +258,7 @@ pub async fn charge(
     let refuse = |message: String| {
         ApiError::forbidden_on(format!("{what} \"{name}\" is forbidden: {message}"), t.group, t.plural, name)
     };
-    let delta: ResourceList = usage(t, object).into_iter().filter(|(_, q)| !q.is_zero()).collect();
+    let delta = growth(usage(t, object), &old.map(|old| usage(t, old)).unwrap_or_default());
     let mut charged = BTreeSet::new();
     for attempt in 0..CHARGE_ATTEMPTS {
         // The first reading is this node's (as kube-apiserver reads its
@@ -220,7 +268,7 @@ pub async fn charge(
         }
         let held: Vec<Held> = objects.list_at(quotas, Some(namespace), 0)?.items.into_iter().map(Held::read).collect();
         let mut updates = Vec::new();
-        for quota in &held {
+        for quota in held.iter().filter(|quota| quota_scope::matches(t, &quota.object, object)) {
             let restricted: BTreeSet<&str> =
                 quota.hard.keys().map(String::as_str).filter(|r| matches_kind(t, r)).collect();
             if t.plural == "pods" && t.group.is_empty() {
@@ -283,6 +331,17 @@ pub async fn charge(
     Err(ApiError::conflict("", "resourcequotas", namespace))
 }
 
+/// What `used` takes beyond `previous`: each resource's increase, without
+/// those that did not grow.
+fn growth(used: ResourceList, previous: &ResourceList) -> ResourceList {
+    used.into_iter()
+        .filter_map(|(resource, quantity)| {
+            let grown = previous.get(&resource).map_or(quantity, |before| quantity.minus(*before));
+            (!grown.is_zero() && !grown.is_negative()).then_some((resource, grown))
+        })
+        .collect()
+}
+
 /// A resource list as JSON, each quantity in canonical form.
 pub fn to_json(list: &ResourceList) -> Value {
     Value::Object(
@@ -292,7 +351,7 @@ pub fn to_json(list: &ResourceList) -> Value {
 
 /// Recounts `status` of every quota in `namespace` from the objects
 /// stored: `hard` from the spec, `used` summed over the objects of the
-/// kinds the quota limits. Writes only what changed, conditional on the
+/// kinds the quota limits that its scopes match. Writes only what changed, conditional on the
 /// quota being unchanged since it was read (a charge made meanwhile wins).
 ///
 /// # Errors
@@ -301,26 +360,29 @@ pub async fn recount(objects: &ObjectStore, registry: &Registry, namespace: &str
     let quotas = registry.find("", "v1", "resourcequotas").expect("resource quotas are built in");
     objects.read_barrier().await?;
     let held = objects.list_at(quotas, Some(namespace), 0)?.items;
-    let mut totals: BTreeMap<(&str, &str), ResourceList> = BTreeMap::new();
+    let mut stored: BTreeMap<(&str, &str), Vec<(Value, ResourceList)>> = BTreeMap::new();
     for quota in held {
         let hard = resource_list(quota.pointer("/spec/hard"));
         let mut used = ResourceList::new();
         for resource in hard.keys() {
             let Some(t) = kind_of(registry, resource) else { continue };
-            let total = match totals.entry((t.group, t.plural)) {
+            let counted = match stored.entry((t.group, t.plural)) {
                 std::collections::btree_map::Entry::Occupied(held) => held.into_mut(),
                 std::collections::btree_map::Entry::Vacant(empty) => {
-                    let mut total = ResourceList::new();
-                    for object in objects.list_at(t, Some(namespace), 0)?.items {
-                        total = add(total, &usage(t, &object));
-                    }
-                    empty.insert(total)
+                    let items = objects.list_at(t, Some(namespace), 0)?.items;
+                    let usages = items.into_iter().map(|object| {
+                        let used = usage(t, &object);
+                        (object, used)
+                    });
+                    empty.insert(usages.collect())
                 }
             };
-            used.insert(
-                resource.clone(),
-                total.get(resource).copied().unwrap_or_else(|| Quantity::zero(Format::DecimalSi)),
-            );
+            let total = counted
+                .iter()
+                .filter(|(object, _)| quota_scope::matches(t, &quota, object))
+                .filter_map(|(_, usage)| usage.get(resource).copied())
+                .reduce(Quantity::plus);
+            used.insert(resource.clone(), total.unwrap_or_else(|| Quantity::zero(Format::DecimalSi)));
         }
         for resource in hard.keys() {
             used.entry(resource.clone()).or_insert_with(|| Quantity::zero(Format::DecimalSi));
@@ -347,6 +409,7 @@ fn kind_of<'r>(registry: &'r Registry, resource: &str) -> Option<&'r ResourceTyp
     match resource {
         r if COMPUTE_RESOURCES.contains(&r) => core("pods"),
         "services.nodeports" | "services.loadbalancers" => core("services"),
+        r if claim_resource(r) => core("persistentvolumeclaims"),
         r => match r.strip_prefix("count/") {
             Some(counted) => {
                 let (plural, group) = counted.split_once('.').unwrap_or((counted, ""));
@@ -390,5 +453,41 @@ mod tests {
         assert!(usage(pods, &finished).is_empty());
         let deployments = registry.find_plural("apps", "deployments").expect("deployments");
         assert_eq!(usage(deployments, &json!({})).keys().collect::<Vec<_>>(), ["count/deployments.apps"]);
+    }
+
+    #[test]
+    fn claims_use_their_storage_also_per_class() {
+        let registry = Registry::built_in();
+        let claims = registry.find_plural("", "persistentvolumeclaims").expect("claims");
+        let claim = json!({"metadata": {"annotations": {"volume.beta.kubernetes.io/storage-class": "gold"}},
+            "spec": {"storageClassName": "silver", "resources": {"requests": {"storage": "1.5"}}}});
+        let used = usage(claims, &claim);
+        let text = |r: &str| used.get(r).map(ToString::to_string);
+        assert_eq!(text("persistentvolumeclaims").as_deref(), Some("1"));
+        assert_eq!(text("requests.storage").as_deref(), Some("2"), "storage counts in whole bytes");
+        assert_eq!(text("gold.storageclass.storage.k8s.io/requests.storage").as_deref(), Some("2"));
+        assert_eq!(text("gold.storageclass.storage.k8s.io/persistentvolumeclaims").as_deref(), Some("1"));
+        assert!(!used.keys().any(|r| r.starts_with("silver")), "the annotation wins over the field");
+        for resource in used.keys() {
+            assert!(matches_kind(claims, resource), "{resource}");
+            assert_eq!(kind_of(&registry, resource).map(|t| t.plural), Some("persistentvolumeclaims"));
+        }
+        assert!(!claim_resource("gold.storageclass.storage.k8s.io/limits.cpu"));
+    }
+
+    #[test]
+    fn updates_are_charged_only_what_grew() {
+        let registry = Registry::built_in();
+        let services = registry.find_plural("", "services").expect("services");
+        let ports = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}, {"port": 81}]}});
+        let mut exposed = ports.clone();
+        exposed["spec"]["type"] = json!("NodePort");
+        let grown = growth(usage(services, &exposed), &usage(services, &ports));
+        assert_eq!(pretty(&grown), "services.nodeports=2", "the service itself is not counted again");
+        assert!(growth(usage(services, &ports), &usage(services, &exposed)).is_empty(), "shrinking is free");
+        let claims = registry.find_plural("", "persistentvolumeclaims").expect("claims");
+        let sized = |storage: &str| json!({"spec": {"resources": {"requests": {"storage": storage}}}});
+        let grown = growth(usage(claims, &sized("3Gi")), &usage(claims, &sized("1Gi")));
+        assert_eq!(pretty(&grown), "requests.storage=2Gi");
     }
 }

@@ -14,6 +14,7 @@ use super::status::{ApiError, Cause};
 
 mod cluster;
 mod networking;
+mod quota_scopes;
 mod storage;
 mod workloads;
 
@@ -187,7 +188,8 @@ fn quantity_at(field: &str, value: &Value, causes: &mut Vec<Cause>) -> Option<Qu
 }
 
 /// A `ResourceQuota`: known resource names, non-negative (and, for
-/// counts, whole) quantities, known scopes.
+/// counts, whole) quantities, known scopes that fit the resources limited,
+/// and a well-formed scope selector.
 fn resource_quota(object: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     for (path, pointer) in
@@ -219,6 +221,7 @@ fn resource_quota(object: &Value) -> Vec<Cause> {
             causes.push(unsupported(format!("spec.scopes[{index}]"), scope, &QUOTA_SCOPES));
         }
     }
+    causes.extend(quota_scopes::quota_scopes(object));
     causes
 }
 

@@ -132,6 +132,18 @@ fn invalid_quotas_ranges_and_budgets_are_refused() {
             "spec.hard[pods]: Invalid value: \"-1\": must be greater than or equal to 0",
         ),
         (
+            r#"{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"}, "spec": {"hard": {"pods": "1"},
+                "scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "In"}]}}}"#,
+            "spec.scopeSelector.matchExpressions.values: Required value: must be at least one value when `operator` \
+             is 'In' or 'NotIn' for scope selector",
+        ),
+        (
+            r#"{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+                "spec": {"hard": {"pods": "1"}, "scopes": ["Terminating", "NotTerminating"]}}"#,
+            "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"Terminating\", \"NotTerminating\"}: \
+             conflicting scopes",
+        ),
+        (
             r#"{"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l"},
                 "spec": {"limits": [{"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}}"#,
             "spec.limits[0].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1",
@@ -154,4 +166,199 @@ fn invalid_quotas_ranges_and_budgets_are_refused() {
     for kind in ["quota", "limits", "pdb"] {
         assert_eq!(kubectl.ok(&["get", kind, "-o", "name"]), "", "nothing stored");
     }
+}
+
+fn status_used(kubectl: &Kubectl, quota: &str, resource: &str) -> String {
+    let path = format!("jsonpath={{.status.used.{}}}", resource.replace('.', "\\."));
+    kubectl.ok(&["get", "quota", quota, "-o", &path])
+}
+
+fn scoped_pod(name: &str, cpu: Option<&str>, class: Option<&str>) -> String {
+    let resources = cpu.map_or_else(String::new, |cpu| format!(r#", "resources": {{"requests": {{"cpu": "{cpu}"}}}}"#));
+    let class = class.map_or_else(String::new, |class| format!(r#""priorityClassName": "{class}", "#));
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+        "spec": {{{class}"containers": [{{"name": "a", "image": "busybox"{resources}}}]}}}}"#
+    )
+}
+
+/// Goal: a quota's `scopes` and `scopeSelector` narrow the pods it counts,
+/// both when a create is charged and when `status.used` is recounted: a
+/// `BestEffort` quota counts only pods without requests, a `PriorityClass`
+/// selector quota only pods of that class.
+/// Method: a real node and kubectl; the built-in `resource-defaults`
+/// policy deleted (it gives every pod requests, so none would be best
+/// effort); three quotas (best effort, class `high` through
+/// `scopeSelector`, unscoped), pods of each sort created
+/// until the scoped quotas refuse with Kubernetes' message while other
+/// pods still pass; then a delete makes the node recount, and the scoped
+/// usage must come out of the recount matching only its pods.
+#[test]
+fn scoped_quotas_count_only_the_pods_they_match() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "quota-scopes");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let objects = r#"
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000}
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "besteffort"},
+            "spec": {"hard": {"pods": "1"}, "scopes": ["BestEffort"]}}
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "high"},
+            "spec": {"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}}
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "all"}, "spec": {"hard": {"pods": "10"}}}"#;
+    kubectl.ok(&["delete", "plugin", "resource-defaults"]);
+    let bare = scoped_pod("probe", None, None);
+    let defaulted = || {
+        let args = ["create", "--dry-run=server", "-o", "jsonpath={.spec.containers[0].resources}", "-f", "-"];
+        kubectl.ok_with(&args, Some(&bare))
+    };
+    wait_for("pods to keep their lack of requests", Duration::from_secs(20), || defaulted().is_empty());
+    kubectl.ok_with(&["apply", "-f", "-"], Some(objects));
+    wait_for("the quotas' status", Duration::from_secs(20), || {
+        ["besteffort", "high", "all"].iter().all(|quota| status_used(&kubectl, quota, "pods") == "0")
+    });
+
+    kubectl.ok_with(&["create", "-f", "-"], Some(&scoped_pod("sized-1", Some("100m"), None)));
+    kubectl.ok_with(&["create", "-f", "-"], Some(&scoped_pod("idle-1", None, None)));
+    let refused = kubectl.fails(&["create", "-f", "-"], Some(&scoped_pod("idle-2", None, None)));
+    assert!(
+        refused.contains(
+            "pods \"idle-2\" is forbidden: exceeded quota: besteffort, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+        "{refused}"
+    );
+    kubectl.ok_with(&["create", "-f", "-"], Some(&scoped_pod("sized-2", Some("100m"), None)));
+    kubectl.ok_with(&["create", "-f", "-"], Some(&scoped_pod("urgent-1", Some("100m"), Some("high"))));
+    let refused = kubectl.fails(&["create", "-f", "-"], Some(&scoped_pod("urgent-2", Some("100m"), Some("high"))));
+    assert!(
+        refused.contains(
+            "pods \"urgent-2\" is forbidden: exceeded quota: high, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+        "{refused}"
+    );
+    assert_eq!(status_used(&kubectl, "all", "pods"), "4");
+    assert_eq!(status_used(&kubectl, "besteffort", "pods"), "1");
+    assert_eq!(status_used(&kubectl, "high", "pods"), "1");
+
+    kubectl.ok(&["delete", "pod", "idle-1"]);
+    wait_for("the recount after a delete", Duration::from_secs(20), || {
+        status_used(&kubectl, "all", "pods") == "3" && status_used(&kubectl, "besteffort", "pods") == "0"
+    });
+    wait_for("the recount of the class quota", Duration::from_secs(20), || {
+        status_used(&kubectl, "high", "pods") == "1"
+    });
+    kubectl.ok_with(&["create", "-f", "-"], Some(&scoped_pod("idle-3", None, None)));
+}
+
+fn claim(name: &str, storage: &str, class: Option<&str>) -> String {
+    let class = class.map_or_else(String::new, |class| format!(r#""storageClassName": "{class}", "#));
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {{"name": "{name}"}},
+        "spec": {{{class}"accessModes": ["ReadWriteOnce"], "resources": {{"requests": {{"storage": "{storage}"}}}}}}}}"#
+    )
+}
+
+/// Goal: updates are charged where Kubernetes charges them (a Service
+/// turning NodePort, a claim asking more storage, by the difference only),
+/// claims are counted in `requests.storage` and per storage class, and a
+/// LimitRange's `PersistentVolumeClaim` item bounds a claim's storage; each
+/// refusal is Kubernetes' 403 message and leaves nothing changed.
+/// Method: a real node and kubectl `create`, `patch` and `get` against
+/// quotas of node ports and storage and a LimitRange of claims; a Service
+/// turned back to ClusterIP must give its node port back in the recount.
+#[test]
+fn updates_and_claims_are_charged() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "quota-claims");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let quotas = r#"
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "ports"},
+            "spec": {"hard": {"services.nodeports": "0"}}}
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "storage"},
+            "spec": {"hard": {"requests.storage": "5Gi", "persistentvolumeclaims": "10",
+                "gold.storageclass.storage.k8s.io/requests.storage": "1Gi",
+                "gold.storageclass.storage.k8s.io/persistentvolumeclaims": "1"}}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(quotas));
+    wait_for("the quotas' status", Duration::from_secs(20), || {
+        status_used(&kubectl, "ports", "services.nodeports") == "0"
+            && status_used(&kubectl, "storage", "requests.storage") == "0"
+    });
+
+    kubectl.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let refused = kubectl.fails(&["patch", "service", "web", "-p", r#"{"spec": {"type": "NodePort"}}"#], None);
+    assert!(
+        refused.contains(
+            "services \"web\" is forbidden: exceeded quota: ports, requested: services.nodeports=1, \
+             used: services.nodeports=0, limited: services.nodeports=0"
+        ),
+        "{refused}"
+    );
+    assert_eq!(kubectl.ok(&["get", "service", "web", "-o", "jsonpath={.spec.type}"]), "ClusterIP");
+    kubectl.ok(&["patch", "quota", "ports", "-p", r#"{"spec": {"hard": {"services.nodeports": "1"}}}"#]);
+    wait_for("the raised limit", Duration::from_secs(20), || {
+        kubectl.ok(&["get", "quota", "ports", "-o", "jsonpath={.status.hard.services\\.nodeports}"]) == "1"
+    });
+    kubectl.ok(&["patch", "service", "web", "-p", r#"{"spec": {"type": "NodePort"}}"#]);
+    assert_eq!(status_used(&kubectl, "ports", "services.nodeports"), "1");
+    let back = r#"[{"op": "replace", "path": "/spec/type", "value": "ClusterIP"},
+        {"op": "remove", "path": "/spec/ports/0/nodePort"}]"#;
+    kubectl.ok(&["patch", "service", "web", "--type=json", "-p", back]);
+    wait_for("the node port given back", Duration::from_secs(20), || {
+        status_used(&kubectl, "ports", "services.nodeports") == "0"
+    });
+
+    kubectl.ok_with(&["create", "-f", "-"], Some(&claim("data", "2Gi", None)));
+    let refused = kubectl.fails(&["create", "-f", "-"], Some(&claim("fast", "2Gi", Some("gold"))));
+    assert!(
+        refused.contains(
+            "persistentvolumeclaims \"fast\" is forbidden: exceeded quota: storage, requested: \
+             gold.storageclass.storage.k8s.io/requests.storage=2Gi, used: \
+             gold.storageclass.storage.k8s.io/requests.storage=0, limited: \
+             gold.storageclass.storage.k8s.io/requests.storage=1Gi"
+        ),
+        "{refused}"
+    );
+    kubectl.ok_with(&["create", "-f", "-"], Some(&claim("fast", "1Gi", Some("gold"))));
+    assert_eq!(status_used(&kubectl, "storage", "requests.storage"), "3Gi");
+    assert_eq!(status_used(&kubectl, "storage", "gold.storageclass.storage.k8s.io/persistentvolumeclaims"), "1");
+    let refused = kubectl.fails(&["create", "-f", "-"], Some(&claim("more", "3Gi", None)));
+    assert!(
+        refused.contains(
+            "persistentvolumeclaims \"more\" is forbidden: exceeded quota: storage, requested: \
+             requests.storage=3Gi, used: requests.storage=3Gi, limited: requests.storage=5Gi"
+        ),
+        "{refused}"
+    );
+    assert!(kubectl.fails(&["get", "pvc", "more"], None).contains("NotFound"), "nothing stored");
+
+    kubectl.ok(&["patch", "pvc", "data", "--subresource=status", "-p", r#"{"status": {"phase": "Bound"}}"#]);
+    let grow = |storage: &str| format!(r#"{{"spec": {{"resources": {{"requests": {{"storage": "{storage}"}}}}}}}}"#);
+    let refused = kubectl.fails(&["patch", "pvc", "data", "-p", &grow("5Gi")], None);
+    assert!(
+        refused.contains(
+            "persistentvolumeclaims \"data\" is forbidden: exceeded quota: storage, requested: \
+             requests.storage=3Gi, used: requests.storage=3Gi, limited: requests.storage=5Gi"
+        ),
+        "{refused}"
+    );
+    kubectl.ok(&["patch", "pvc", "data", "-p", &grow("4Gi")]);
+    assert_eq!(status_used(&kubectl, "storage", "requests.storage"), "5Gi", "charged the difference");
+    assert_eq!(status_used(&kubectl, "storage", "persistentvolumeclaims"), "2", "a claim counted once");
+
+    kubectl.ok(&["create", "namespace", "bounded"]);
+    let range = r#"{"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "claims"},
+        "spec": {"limits": [{"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "2Gi"}}]}}"#;
+    kubectl.ok_with(&["apply", "-n", "bounded", "-f", "-"], Some(range));
+    let refused = kubectl.fails(&["create", "-n", "bounded", "-f", "-"], Some(&claim("big", "5Gi", None)));
+    assert!(
+        refused.contains(
+            "persistentvolumeclaims \"big\" is forbidden: maximum storage usage per PersistentVolumeClaim is 2Gi, \
+             but request is 5Gi"
+        ),
+        "{refused}"
+    );
+    kubectl.ok_with(&["create", "-n", "bounded", "-f", "-"], Some(&claim("fits", "2Gi", None)));
+    assert_eq!(kubectl.ok(&["get", "pvc", "-n", "bounded", "-o", "name"]).trim(), "persistentvolumeclaim/fits");
 }
