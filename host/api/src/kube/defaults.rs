@@ -1,5 +1,6 @@
-//! Kubernetes' defaults of the built-in kinds served beyond the first
-//! release's, and a new pod's phase and QoS class, filled in before admission and again before storing (so that
+//! Kubernetes' defaults of the built-in kinds (pods and the pod templates
+//! of workloads among them, a new pod's phase and QoS class too), filled
+//! in before admission and again before storing (so that
 //! writes of the server's own loops get them too): only fields that are
 //! missing, so applying them twice changes nothing.
 
@@ -19,10 +20,67 @@ pub fn apply(t: &ResourceType, object: &mut Value) {
             fill(child(fields, "status"), "phase", json!("Pending"));
         }
         ("", "pods") => {
+            pod_spec(child(fields, "spec"));
             let qos = qos_class(fields.get("spec").unwrap_or(&Value::Null));
             let status = child(fields, "status");
             fill(status, "phase", json!("Pending"));
             fill(status, "qosClass", json!(qos));
+        }
+        ("", "podtemplates") => pod_spec(child(child(fields, "template"), "spec")),
+        ("apps", "deployments") => {
+            let spec = child(fields, "spec");
+            fill(spec, "replicas", json!(1));
+            fill(spec, "revisionHistoryLimit", json!(10));
+            fill(spec, "progressDeadlineSeconds", json!(600));
+            let strategy = child(spec, "strategy");
+            fill(strategy, "type", json!("RollingUpdate"));
+            if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let rolling = child(strategy, "rollingUpdate");
+                fill(rolling, "maxUnavailable", json!("25%"));
+                fill(rolling, "maxSurge", json!("25%"));
+            }
+            template_spec(spec);
+        }
+        ("apps", "replicasets") => {
+            let spec = child(fields, "spec");
+            fill(spec, "replicas", json!(1));
+            template_spec(spec);
+        }
+        ("apps", "statefulsets") => {
+            let spec = child(fields, "spec");
+            fill(spec, "replicas", json!(1));
+            fill(spec, "podManagementPolicy", json!("OrderedReady"));
+            fill(spec, "revisionHistoryLimit", json!(10));
+            let strategy = child(spec, "updateStrategy");
+            fill(strategy, "type", json!("RollingUpdate"));
+            if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                fill(child(strategy, "rollingUpdate"), "partition", json!(0));
+            }
+            let retention = child(spec, "persistentVolumeClaimRetentionPolicy");
+            fill(retention, "whenDeleted", json!("Retain"));
+            fill(retention, "whenScaled", json!("Retain"));
+            template_spec(spec);
+        }
+        ("apps", "daemonsets") => {
+            let spec = child(fields, "spec");
+            fill(spec, "revisionHistoryLimit", json!(10));
+            let strategy = child(spec, "updateStrategy");
+            fill(strategy, "type", json!("RollingUpdate"));
+            if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let rolling = child(strategy, "rollingUpdate");
+                fill(rolling, "maxUnavailable", json!(1));
+                fill(rolling, "maxSurge", json!(0));
+            }
+            template_spec(spec);
+        }
+        ("batch", "jobs") => job_spec(child(fields, "spec")),
+        ("batch", "cronjobs") => {
+            let spec = child(fields, "spec");
+            fill(spec, "concurrencyPolicy", json!("Allow"));
+            fill(spec, "suspend", json!(false));
+            fill(spec, "successfulJobsHistoryLimit", json!(3));
+            fill(spec, "failedJobsHistoryLimit", json!(1));
+            job_spec(child(child(spec, "jobTemplate"), "spec"));
         }
         ("", "persistentvolumeclaims") => {
             fill(child(fields, "spec"), "volumeMode", json!("Filesystem"));
@@ -126,6 +184,53 @@ fn fill(fields: &mut Map<String, Value>, field: &str, value: Value) {
     }
 }
 
+/// A pod spec's defaults, as Kubernetes' `SetDefaults_PodSpec` and
+/// `SetDefaults_Container` give them.
+fn pod_spec(spec: &mut Map<String, Value>) {
+    fill(spec, "restartPolicy", json!("Always"));
+    fill(spec, "dnsPolicy", json!("ClusterFirst"));
+    fill(spec, "terminationGracePeriodSeconds", json!(30));
+    fill(spec, "schedulerName", json!("default-scheduler"));
+    fill(spec, "securityContext", json!({}));
+    fill(spec, "enableServiceLinks", json!(true));
+    for field in ["initContainers", "containers"] {
+        for container in spec.get_mut(field).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(container) = container.as_object_mut() else { continue };
+            let image = container.get("image").and_then(Value::as_str).unwrap_or_default();
+            // An image without a tag, or tagged `latest`, is pulled always.
+            let name = image.rsplit('/').next().unwrap_or_default();
+            let latest = !image.contains('@') && name.split_once(':').is_none_or(|(_, tag)| tag == "latest");
+            fill(container, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
+            fill(container, "terminationMessagePath", json!("/dev/termination-log"));
+            fill(container, "terminationMessagePolicy", json!("File"));
+            fill(container, "resources", json!({}));
+            for port in container.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(port) = port.as_object_mut() {
+                    fill(port, "protocol", json!("TCP"));
+                }
+            }
+        }
+    }
+}
+
+/// The pod spec of a workload's `template`.
+fn template_spec(spec: &mut Map<String, Value>) {
+    pod_spec(child(child(spec, "template"), "spec"));
+}
+
+/// A Job's defaults (and its pod template's).
+fn job_spec(spec: &mut Map<String, Value>) {
+    fill(spec, "parallelism", json!(1));
+    if spec.get("completionMode").and_then(Value::as_str) != Some("Indexed") {
+        fill(spec, "completions", json!(1));
+    }
+    fill(spec, "backoffLimit", json!(6));
+    fill(spec, "completionMode", json!("NonIndexed"));
+    fill(spec, "suspend", json!(false));
+    fill(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    template_spec(spec);
+}
+
 fn replication_controller(fields: &mut Map<String, Value>) {
     let labels = fields
         .get("spec")
@@ -134,6 +239,7 @@ fn replication_controller(fields: &mut Map<String, Value>) {
         .cloned();
     let spec = child(fields, "spec");
     fill(spec, "replicas", json!(1));
+    template_spec(spec);
     if let Some(labels) = labels.filter(|l| !l.is_empty()) {
         if spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty) {
             spec.insert("selector".into(), Value::Object(labels.clone()));
@@ -236,6 +342,26 @@ mod tests {
         assert_eq!(pod(json!({})), (json!("Pending"), json!("BestEffort")));
         assert_eq!(pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}})), (json!("Pending"), json!("Guaranteed")));
         assert_eq!(pod(json!({"requests": {"cpu": "1"}})), (json!("Pending"), json!("Burstable")));
+        let deployment = defaulted(
+            "apps",
+            "deployments",
+            json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "nginx"}, {"name": "b", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}}}}),
+        );
+        assert_eq!(deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        let template = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            (&template["schedulerName"], &template["restartPolicy"]),
+            (&json!("default-scheduler"), &json!("Always"))
+        );
+        assert_eq!(template["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(template["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(template["containers"][1]["ports"][0]["protocol"], "TCP");
+        let job = defaulted("batch", "jobs", json!({"spec": {"template": {"spec": {"containers": []}}}}));
+        assert_eq!(
+            (&job["spec"]["backoffLimit"], &job["spec"]["template"]["spec"]["restartPolicy"]),
+            (&json!(6), &json!("Never"))
+        );
         let pv = defaulted("", "persistentvolumes", json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}));
         assert_eq!(
             (&pv["spec"]["persistentVolumeReclaimPolicy"], &pv["spec"]["volumeMode"]),

@@ -33,6 +33,8 @@ fn rules_of(t: &ResourceType) -> Option<Rules> {
         ("", "replicationcontrollers") => Some(workloads::replication_controller),
         ("apps", "controllerrevisions") => Some(workloads::controller_revision),
         ("autoscaling", "horizontalpodautoscalers") => Some(workloads::horizontal_pod_autoscaler),
+        ("batch", "jobs") => Some(workloads::job),
+        ("batch", "cronjobs") => Some(workloads::cron_job),
         ("scheduling.k8s.io", "priorityclasses") => Some(workloads::priority_class),
         ("networking.k8s.io", "ingresses") => Some(networking::ingress),
         ("networking.k8s.io", "ingressclasses") => Some(networking::ingress_class),

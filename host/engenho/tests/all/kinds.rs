@@ -202,7 +202,7 @@ fn discovery_apiservices_and_system_objects_are_kube_apiservers() {
 
 /// Invalid objects of the new kinds, each with the field path and message
 /// kube-apiserver gives: (manifest, expected text of the refusal).
-const INVALID: [(&str, &str); 15] = [
+const INVALID: [(&str, &str); 16] = [
     (
         r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bad", "namespace": "default"},
             "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Sideways",
@@ -276,6 +276,11 @@ const INVALID: [(&str, &str); 15] = [
         "spec.validationActions: Required value: at least one validation action is required",
     ),
     (
+        r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a"}]}}}}"#,
+        r#"spec.template.spec.restartPolicy: Unsupported value: "Always""#,
+    ),
+    (
         r#"{"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment", "metadata": {"name": "bad"},
             "spec": {"attacher": "a", "nodeName": "n", "source": {}}}"#,
         "spec.source: Required value: must specify exactly one of inlineVolumeSpec and persistentVolumeName",
@@ -339,6 +344,11 @@ fn pods_take_their_priority_from_their_class() {
     assert_eq!(priority_of("important"), "1000 high Never");
     assert!(pod("plain", serde_json::json!({})).status.success());
     assert_eq!(priority_of("plain").trim(), "0");
+    // Kubernetes' pod defaults come with it.
+    let defaults = "{.spec.schedulerName} {.spec.restartPolicy} {.spec.dnsPolicy} \
+        {.spec.containers[0].imagePullPolicy} {.status.phase} {.status.qosClass}";
+    let plain = kubectl.ok(&["get", "pod", "plain", "-o", &format!("jsonpath={defaults}")]);
+    assert_eq!(plain, "default-scheduler Always ClusterFirst IfNotPresent Pending BestEffort");
 
     let unknown = pod("lost", serde_json::json!({"priorityClassName": "nope"}));
     let refused = String::from_utf8_lossy(&unknown.stderr);

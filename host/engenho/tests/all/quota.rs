@@ -213,7 +213,7 @@ fn scoped_quotas_count_only_the_pods_they_match() {
         let args = ["create", "--dry-run=server", "-o", "jsonpath={.spec.containers[0].resources}", "-f", "-"];
         kubectl.ok_with(&args, Some(&bare))
     };
-    wait_for("pods to keep their lack of requests", Duration::from_secs(20), || defaulted().is_empty());
+    wait_for("pods to keep their lack of requests", Duration::from_secs(20), || defaulted() == "{}");
     kubectl.ok_with(&["apply", "-f", "-"], Some(objects));
     wait_for("the quotas' status", Duration::from_secs(20), || {
         ["besteffort", "high", "all"].iter().all(|quota| status_used(&kubectl, quota, "pods") == "0")

@@ -135,3 +135,22 @@ pub fn priority_class(object: &Value) -> Vec<Cause> {
     }
     causes
 }
+
+/// A Job's pods restart `OnFailure` or `Never`, as Kubernetes requires.
+pub fn job(object: &Value) -> Vec<Cause> {
+    restart_policy("spec.template.spec", object.pointer("/spec/template/spec"))
+}
+
+/// A CronJob's jobs, as [`job`].
+pub fn cron_job(object: &Value) -> Vec<Cause> {
+    restart_policy("spec.jobTemplate.spec.template.spec", object.pointer("/spec/jobTemplate/spec/template/spec"))
+}
+
+fn restart_policy(path: &str, spec: Option<&Value>) -> Vec<Cause> {
+    let policy = spec.map_or("", |spec| text(spec, "/restartPolicy"));
+    match policy {
+        "OnFailure" | "Never" => Vec::new(),
+        "" => vec![required(format!("{path}.restartPolicy"), "valid values: \"OnFailure\", \"Never\"")],
+        other => vec![unsupported(format!("{path}.restartPolicy"), other, &["OnFailure", "Never"])],
+    }
+}
