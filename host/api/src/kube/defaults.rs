@@ -358,9 +358,10 @@ mod tests {
         assert_eq!(template["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(template["containers"][1]["ports"][0]["protocol"], "TCP");
         let job = defaulted("batch", "jobs", json!({"spec": {"template": {"spec": {"containers": []}}}}));
+        // Always, as Kubernetes defaults it: a Job's validation refuses it.
         assert_eq!(
             (&job["spec"]["backoffLimit"], &job["spec"]["template"]["spec"]["restartPolicy"]),
-            (&json!(6), &json!("Never"))
+            (&json!(6), &json!("Always"))
         );
         let pv = defaulted("", "persistentvolumes", json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}));
         assert_eq!(

@@ -542,7 +542,9 @@ fn allocate(
         service["spec"]["clusterIP"] = json!(ip);
         service["spec"]["clusterIPs"] = json!([ip]);
     }
-    if !needs_node_ports(service) {
+    // A load balancer that asks for no node ports keeps only those it names.
+    let declined = service_type(service) == "LoadBalancer" && service["spec"]["allocateLoadBalancerNodePorts"] == false;
+    if !needs_node_ports(service) || declined {
         return Ok(());
     }
     let ports = network.node_ports();
@@ -698,6 +700,18 @@ mod tests {
         assert_eq!(service["status"], json!({"loadBalancer": {}}));
         assert_eq!(plan.claims.len(), 2, "a cluster IP and a node port: {plan:?}");
         assert!(plan.releases.is_empty());
+    }
+
+    #[test]
+    fn load_balancers_that_decline_node_ports_get_only_those_they_name() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let network = network();
+        let mut service = json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+            "ports": [{"port": 80}, {"port": 443, "nodePort": 30003}]}});
+        let plan = settle(&network, None, &mut service, &mut rng, |_| false).expect("settles");
+        assert_eq!(service["spec"]["ports"][0].get("nodePort"), None, "{service}");
+        assert_eq!(service["spec"]["ports"][1]["nodePort"], 30003);
+        assert!(plan.claims.contains(&node_port_key(30003)), "the named port is claimed: {plan:?}");
     }
 
     #[test]
