@@ -315,6 +315,7 @@ impl ObjectStore {
         carry_server_fields(&current, &mut object);
         super::defaults::apply(t, &mut object);
         super::validation::validate(t, &object)?;
+        super::validation::validate_update(t, &current, &object)?;
         if (t.group, t.plural) == ("apiextensions.k8s.io", "customresourcedefinitions") {
             super::custom::check_group(&object, name)?;
         }

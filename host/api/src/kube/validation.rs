@@ -73,6 +73,50 @@ pub fn validate(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
     Err(ApiError::invalid(t.group, t.kind, name, causes))
 }
 
+/// 422 when an update changes what its kind keeps fixed once created, as
+/// kube-apiserver's update validation refuses it.
+///
+/// # Errors
+/// The 422 `Invalid` status, with one cause per changed field.
+pub fn validate_update(t: &ResourceType, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let changed = |pointer: &str| old.pointer(pointer) != new.pointer(pointer);
+    let mut causes = Vec::new();
+    match (t.group, t.plural) {
+        ("", "resourcequotas") => {
+            let scopes = |object: &Value| {
+                let mut scopes: Vec<String> =
+                    items(object, "/spec/scopes").iter().filter_map(Value::as_str).map(str::to_owned).collect();
+                scopes.sort();
+                scopes
+            };
+            if scopes(old) != scopes(new) {
+                let shown = serde_json::to_string(&scopes(new)).unwrap_or_default();
+                causes.push(invalid("spec.scopes", &shown, "field is immutable"));
+            }
+        }
+        ("scheduling.k8s.io", "priorityclasses") => {
+            for field in ["value", "preemptionPolicy"] {
+                if changed(&format!("/{field}")) {
+                    causes.push(forbidden(field, "may not be changed in an update."));
+                }
+            }
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            for field in ["provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"] {
+                if changed(&format!("/{field}")) {
+                    causes.push(forbidden(field, &format!("updates to {field} are forbidden.")));
+                }
+            }
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    Err(ApiError::invalid(t.group, t.kind, name, causes))
+}
+
 /// `field: Invalid value: <shown>: message`.
 pub fn invalid(field: impl Into<String>, shown: &str, message: &str) -> Cause {
     Cause {

@@ -357,6 +357,9 @@ fn pods_take_their_priority_from_their_class() {
     let refused = String::from_utf8_lossy(&forged.stderr);
     assert!(refused.contains("the integer value of priority (7) must not be provided in pod spec"), "{refused}");
 
+    // A class's value is fixed once it is created.
+    let changed = kubectl.fails(&["patch", "priorityclass", "high", "-p", r#"{"value": 5}"#], None);
+    assert!(changed.contains("value: Forbidden: may not be changed in an update."), "{changed}");
     assert!(class("everyone", 50, true).status.success());
     assert!(pod("defaulted", serde_json::json!({})).status.success());
     assert_eq!(priority_of("defaulted"), "50 everyone Never");
