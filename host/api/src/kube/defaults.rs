@@ -27,6 +27,13 @@ pub fn apply(t: &ResourceType, object: &mut Value) {
             fill(status, "qosClass", json!(qos));
         }
         ("", "podtemplates") => pod_spec(child(child(fields, "template"), "spec")),
+        ("", "secrets") => fill(fields, "type", json!("Opaque")),
+        ("", "endpoints") => {
+            for subset in fields.get_mut("subsets").and_then(Value::as_array_mut).into_iter().flatten() {
+                ports_protocol(subset.get_mut("ports"));
+            }
+        }
+        ("discovery.k8s.io", "endpointslices") => ports_protocol(fields.get_mut("ports")),
         ("apps", "deployments") => {
             let spec = child(fields, "spec");
             fill(spec, "replicas", json!(1));
@@ -213,6 +220,15 @@ fn pod_spec(spec: &mut Map<String, Value>) {
     }
 }
 
+/// `protocol: TCP` on each port of `ports` that names none.
+fn ports_protocol(ports: Option<&mut Value>) {
+    for port in ports.and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(port) = port.as_object_mut() {
+            fill(port, "protocol", json!("TCP"));
+        }
+    }
+}
+
 /// The pod spec of a workload's `template`.
 fn template_spec(spec: &mut Map<String, Value>) {
     pod_spec(child(child(spec, "template"), "spec"));
@@ -363,6 +379,9 @@ mod tests {
             (&job["spec"]["backoffLimit"], &job["spec"]["template"]["spec"]["restartPolicy"]),
             (&json!(6), &json!("Always"))
         );
+        assert_eq!(defaulted("", "secrets", json!({}))["type"], "Opaque");
+        let slice = defaulted("discovery.k8s.io", "endpointslices", json!({"ports": [{"port": 80}]}));
+        assert_eq!(slice["ports"][0]["protocol"], "TCP");
         let pv = defaulted("", "persistentvolumes", json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}));
         assert_eq!(
             (&pv["spec"]["persistentVolumeReclaimPolicy"], &pv["spec"]["volumeMode"]),
