@@ -196,9 +196,10 @@ impl AdmissionPolicy {
         // The first yield comes a tick from now, not at once for an
         // instance that sat idle across ticks.
         pooled.store.set_epoch_deadline(1);
+        pooled.store.data_mut().ticks_left = super::deadline_ticks(self.limits.deadline);
         let answer = pooled.instance.engenho_plugins_policy().call_admit(&mut pooled.store, review).await;
         // A failed instance is dropped: it may be stuck in any state.
-        let decision = answer.map_err(|e| call_error(&self.name, e))?;
+        let decision = answer.map_err(|e| call_error(&self.name, &self.limits, e))?;
         pooled.calls += 1;
         if pooled.calls < CALLS_PER_INSTANCE_MAX {
             self.keep_idle(pooled);
@@ -206,14 +207,16 @@ impl AdmissionPolicy {
         Ok(decision)
     }
 
-    /// `work` cut off at this plugin's deadline. A call cut off is dropped
-    /// with its instance.
+    /// `work` cut off when it has taken its deadline and [`TURN_WAIT_MIN`]
+    /// more in wall-clock time: the deadline of the plugin's own running is
+    /// counted in epoch ticks; this bounds a call stuck in a host call or
+    /// starved of the runtime. A call cut off is dropped with its instance.
     async fn within_deadline<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, PluginError>>,
     ) -> Result<T, PluginError> {
         let deadline = self.limits.deadline;
-        tokio::time::timeout(deadline, work)
+        tokio::time::timeout(deadline + TURN_WAIT_MIN, work)
             .await
             .unwrap_or_else(|_| Err(PluginError::Deadline { name: self.name.to_string(), deadline }))
     }
@@ -230,12 +233,13 @@ impl AdmissionPolicy {
     /// A fresh, configured instance.
     async fn instantiate(&self, host: &PluginHost) -> Result<Pooled, PluginError> {
         let mut store = host.store(&self.name, &self.limits, &self.grants)?;
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| call_error(&self.name, e))?;
+        let instance =
+            self.pre.instantiate_async(&mut store).await.map_err(|e| call_error(&self.name, &self.limits, e))?;
         instance
             .engenho_plugins_policy()
             .call_configure(&mut store, &self.config)
             .await
-            .map_err(|e| call_error(&self.name, e))?
+            .map_err(|e| call_error(&self.name, &self.limits, e))?
             .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
         Ok(Pooled { store, instance, calls: 0 })
     }

@@ -181,6 +181,9 @@ pub(crate) struct CallState {
     table: ResourceTable,
     limits: StoreLimits,
     plugin: Arc<str>,
+    /// Epoch ticks the call in progress may still run across: its
+    /// deadline counts the time it runs, not the time it waits to.
+    ticks_left: u64,
 }
 
 impl WasiView for CallState {
@@ -225,6 +228,7 @@ impl CallState {
                 .trap_on_grow_failure(true)
                 .build(),
             plugin,
+            ticks_left: deadline_ticks(limits.deadline),
         })
     }
 
@@ -428,7 +432,18 @@ impl PluginHost {
     fn store(&self, plugin: &Arc<str>, limits: &Limits, grants: &Grants) -> Result<Store<CallState>, PluginError> {
         let mut store = Store::new(&self.compiler.engine, CallState::new(plugin.clone(), limits, grants)?);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        // At each tick the plugin runs across: yield to the runtime, or
+        // stop it once its ticks are spent. Ticks that pass while it waits
+        // to be polled again are not its own, so a busy node does not
+        // spend a fast plugin's deadline.
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            if state.ticks_left == 0 {
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        });
         Ok(store)
     }
 }
@@ -444,8 +459,16 @@ fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
-/// Turns a failed call into the plugin's error: a trap, with wasmtime's
-/// description (running out of memory is one).
-fn call_error(plugin: &str, error: wasmtime::Error) -> PluginError {
-    PluginError::Trap { name: plugin.to_owned(), message: format!("{error:#}") }
+/// Turns a failed call into the plugin's error: its deadline spent, or a
+/// trap, with wasmtime's description (running out of memory is one).
+fn call_error(plugin: &str, limits: &Limits, error: wasmtime::Error) -> PluginError {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => PluginError::Deadline { name: plugin.to_owned(), deadline: limits.deadline },
+        _ => PluginError::Trap { name: plugin.to_owned(), message: format!("{error:#}") },
+    }
+}
+
+/// The epoch ticks a call may run across in `deadline`.
+fn deadline_ticks(deadline: Duration) -> u64 {
+    u64::try_from(deadline.as_micros().div_ceil(EPOCH_TICK.as_micros())).unwrap_or(u64::MAX)
 }
