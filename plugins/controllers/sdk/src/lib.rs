@@ -1,0 +1,410 @@
+//! What engenho's controller components are written with.
+//!
+//! A controller implements [`Controller`]: it names the kinds it reads and
+//! which changes queue which keys ([`Interest`]), and reconciles one key at
+//! a time through a [`Cluster`]: cached reads, writes through the API
+//! server's write path, events. On wasm32 the [`export_controller!`] macro
+//! makes it a component of the `controller-plugin` world (`wit/controller.wit`);
+//! on other targets the same code runs against any native [`Cluster`], which
+//! is how a host measures a controller compiled into itself.
+
+extern crate self as engenho_controller;
+
+pub mod kinds;
+pub mod meta;
+pub mod selector;
+
+#[cfg(target_arch = "wasm32")]
+pub mod guest;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A kind: group, version and plural resource name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind {
+    /// API group (empty: the core group).
+    pub group: Cow<'static, str>,
+    /// Version, e.g. `v1`.
+    pub version: Cow<'static, str>,
+    /// Plural resource name, e.g. `replicasets`.
+    pub plural: Cow<'static, str>,
+}
+
+impl Kind {
+    /// A kind named by constants.
+    pub const fn new(group: &'static str, version: &'static str, plural: &'static str) -> Self {
+        Self { group: Cow::Borrowed(group), version: Cow::Borrowed(version), plural: Cow::Borrowed(plural) }
+    }
+
+    /// `group/version`, or `version` for the core group: an object's
+    /// `apiVersion`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+}
+
+/// One object to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its namespace, or empty.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Why a call failed, as a Kubernetes `Status` says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code, e.g. 404, 409 or 422.
+    pub code: u16,
+    /// Reason, e.g. `NotFound`, `Conflict` or `Invalid`.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of the controller's own making (an object that would not
+    /// encode or decode), reported as a 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self { code: 500, reason: "InternalError".into(), message: message.into() }
+    }
+
+    /// Whether the object was not found.
+    pub fn is_not_found(&self) -> bool {
+        self.code == 404
+    }
+
+    /// Whether the object changed since it was read, or exists already.
+    pub fn is_conflict(&self) -> bool {
+        self.code == 409
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.reason, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Which cached objects a list returns; empty fields do not narrow it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// Only objects of this namespace.
+    pub namespace: String,
+    /// Only objects whose labels match this label selector (text form).
+    pub labels: String,
+    /// Only objects with an ownerReference to this uid.
+    pub owner_uid: String,
+    /// Only pods bound to this node.
+    pub node_name: String,
+}
+
+impl Selector {
+    /// Every object of one namespace.
+    pub fn namespace(namespace: &str) -> Self {
+        Self { namespace: namespace.to_owned(), ..Self::default() }
+    }
+
+    /// The objects an owner with `uid` owns, in its namespace.
+    pub fn owned_by(namespace: &str, uid: &str) -> Self {
+        Self { namespace: namespace.to_owned(), owner_uid: uid.to_owned(), ..Self::default() }
+    }
+}
+
+/// How a deletion treats the object's dependents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// Dependents are deleted after the object.
+    #[default]
+    Background,
+    /// The object stays until its blocking dependents are gone.
+    Foreground,
+    /// Dependents stay, their ownerReferences to the object removed.
+    Orphan,
+}
+
+/// One write to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Creates `object` in `namespace`.
+    Create {
+        /// Its kind.
+        kind: Kind,
+        /// Its namespace (empty for cluster-scoped kinds).
+        namespace: String,
+        /// The object.
+        object: Value,
+    },
+    /// Replaces an object with `object` (carrying the `resourceVersion`
+    /// it was read at).
+    Update {
+        /// Its kind.
+        kind: Kind,
+        /// Its namespace (empty for cluster-scoped kinds).
+        namespace: String,
+        /// The object.
+        object: Value,
+    },
+    /// Replaces an object's status with `object`'s.
+    UpdateStatus {
+        /// Its kind.
+        kind: Kind,
+        /// Its namespace (empty for cluster-scoped kinds).
+        namespace: String,
+        /// The object, with its new status.
+        object: Value,
+    },
+    /// Merge-patches an object (or, with `subresource` `status`, its
+    /// status).
+    Patch {
+        /// Its kind.
+        kind: Kind,
+        /// Its namespace (empty for cluster-scoped kinds).
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Empty, or `status`.
+        subresource: String,
+        /// The JSON merge patch.
+        patch: Value,
+    },
+    /// Deletes an object.
+    Delete {
+        /// Its kind.
+        kind: Kind,
+        /// Its namespace (empty for cluster-scoped kinds).
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Only the object with this uid (empty: whichever has the name).
+        uid: String,
+        /// What becomes of its dependents.
+        propagation: Propagation,
+    },
+}
+
+/// Whether an event is routine or a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Routine, e.g. `SuccessfulCreate`.
+    Normal,
+    /// A problem, e.g. `FailedCreate`.
+    Warning,
+}
+
+/// The object an event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its namespace (empty for cluster-scoped kinds).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: String,
+}
+
+impl ObjectRef {
+    /// The object of `kind` that `metadata` describes.
+    pub fn to(kind: &Kind, metadata: &meta::ObjectMeta) -> Self {
+        Self {
+            kind: kind.clone(),
+            namespace: metadata.namespace.clone(),
+            name: metadata.name.clone(),
+            uid: metadata.uid.clone(),
+        }
+    }
+}
+
+/// How much a log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Detail for whoever debugs the controller.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something the operator should look at.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// What the controller reads and writes: the cluster as its host serves it.
+pub trait Cluster {
+    /// The cached object `name` of `kind`, as JSON, if there is one.
+    ///
+    /// # Errors
+    /// `kind` is not among the controller's interests.
+    fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<String>, ApiError>;
+
+    /// The cached objects of `kind` that `selector` picks, as JSON.
+    ///
+    /// # Errors
+    /// `kind` is not among the controller's interests; a label selector
+    /// that does not parse.
+    fn list(&self, kind: &Kind, selector: &Selector) -> Result<Vec<String>, ApiError>;
+
+    /// Makes `writes` concurrently; each one's stored object as JSON (empty
+    /// for a deletion that removed the object at once) or its error.
+    fn apply(&self, writes: Vec<Write>) -> Vec<Result<String, ApiError>>;
+
+    /// Records an event about `regarding`.
+    fn emit(&self, regarding: &ObjectRef, event_type: EventType, reason: &str, message: &str);
+
+    /// Writes a line to the node's log.
+    fn log(&self, level: Level, message: &str);
+
+    /// The time now.
+    fn now(&self) -> DateTime<Utc>;
+
+    /// The cached object `name` of `kind`, decoded.
+    ///
+    /// # Errors
+    /// As [`Cluster::get`]; an object that does not decode as `T`.
+    fn get_as<T: DeserializeOwned>(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<T>, ApiError>
+    where
+        Self: Sized,
+    {
+        self.get(kind, namespace, name)?.map(|json| decode(kind, &json)).transpose()
+    }
+
+    /// The cached objects of `kind` that `selector` picks, decoded.
+    ///
+    /// # Errors
+    /// As [`Cluster::list`]; an object that does not decode as `T`.
+    fn list_as<T: DeserializeOwned>(&self, kind: &Kind, selector: &Selector) -> Result<Vec<T>, ApiError>
+    where
+        Self: Sized,
+    {
+        self.list(kind, selector)?.iter().map(|json| decode(kind, json)).collect()
+    }
+
+    /// Makes one write; the stored object as JSON (empty for a deletion
+    /// that removed the object at once).
+    ///
+    /// # Errors
+    /// Why the write failed.
+    fn write(&self, write: Write) -> Result<String, ApiError>
+    where
+        Self: Sized,
+    {
+        self.apply(vec![write]).pop().unwrap_or_else(|| Err(ApiError::internal("the host answered no write")))
+    }
+}
+
+/// `json`, an object of `kind`, decoded as `T`.
+///
+/// # Errors
+/// A 500 naming the kind and the decoding error.
+pub fn decode<T: DeserializeOwned>(kind: &Kind, json: &str) -> Result<T, ApiError> {
+    serde_json::from_str(json).map_err(|e| ApiError::internal(format!("a cached {} did not decode: {e}", kind.plural)))
+}
+
+/// `value` as a JSON value, for a write.
+///
+/// # Errors
+/// A 500 when it does not encode.
+pub fn encode<T: Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal(format!("an object did not encode: {e}")))
+}
+
+/// Which keys a change of an object queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// The changed object's own key.
+    Itself,
+    /// The keys of its owners of this kind.
+    Owners(Kind),
+    /// The keys of the objects of this kind in its namespace whose
+    /// `spec.selector` picks its labels.
+    Selecting(Kind),
+    /// The key of every object of this kind.
+    Every(Kind),
+    /// The key of the object of this kind with the changed object's name.
+    SameName(Kind),
+    /// The key of the changed object's namespace.
+    Namespace,
+}
+
+/// A kind the controller reads, and which keys its changes queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interest {
+    /// The kind.
+    pub kind: Kind,
+    /// The keys a change of one of its objects queues (none: read only).
+    pub triggers: Vec<Trigger>,
+}
+
+impl Interest {
+    /// `kind`, whose changes queue `triggers`.
+    pub fn new(kind: Kind, triggers: impl IntoIterator<Item = Trigger>) -> Self {
+        Self { kind, triggers: triggers.into_iter().collect() }
+    }
+}
+
+/// What became of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done until something queues it again.
+    Done,
+    /// Reconcile it again after this long.
+    RequeueAfter(Duration),
+    /// Failed; retried with backoff, and recorded as a warning event.
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<Result<Outcome, E>> for Outcome {
+    fn from(result: Result<Outcome, E>) -> Self {
+        result.unwrap_or_else(|error| Self::Failed(error.to_string()))
+    }
+}
+
+/// A controller: what it watches, and how it reconciles one key.
+pub trait Controller: Sized + 'static {
+    /// The controller configured by `config` (JSON; empty means none) and
+    /// the kinds it reads and watches.
+    ///
+    /// # Errors
+    /// A configuration the controller cannot use, in words.
+    fn configure(config: &str) -> Result<(Self, Vec<Interest>), String>;
+
+    /// Brings the object of `key` (which may no longer exist) toward its
+    /// desired state.
+    fn reconcile<C: Cluster>(&self, cluster: &C, key: &Key) -> Outcome;
+}
+
+/// Makes `$controller` (a [`Controller`]) the component's export, on
+/// wasm32; nothing elsewhere.
+#[macro_export]
+macro_rules! export_controller {
+    ($controller:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct Export;
+
+            impl $crate::guest::ControllerGuest for Export {
+                fn configure(config: String) -> Result<Vec<$crate::guest::Interest>, String> {
+                    $crate::guest::configure::<$controller>(&config)
+                }
+
+                fn reconcile(key: $crate::guest::ObjectKey) -> $crate::guest::Outcome {
+                    $crate::guest::reconcile::<$controller>(key)
+                }
+            }
+
+    $crate::guest::bindings::export!(Export with_types_in $crate::guest::bindings);
+        };
+    };
+}
