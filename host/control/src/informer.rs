@@ -531,17 +531,23 @@ impl Drop for Subscription {
 }
 
 /// The informers of one node, one per kind, started on first use and
-/// running until the node stops.
+/// running until this set is dropped.
 pub struct Informers {
     store: Arc<Mvcc>,
     running: Mutex<HashMap<String, Arc<Informer>>>,
-    stop: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Informers {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
 }
 
 impl Informers {
-    /// Informers over `store`, stopping when `stop` turns true.
-    pub fn new(store: Arc<Mvcc>, stop: watch::Receiver<bool>) -> Self {
-        Self { store, running: Mutex::default(), stop }
+    /// Informers over `store`.
+    pub fn new(store: Arc<Mvcc>) -> Self {
+        Self { store, running: Mutex::default(), stop: watch::Sender::new(false) }
     }
 
     /// The informer of the objects under `prefix` (named `name`, decoded by
@@ -552,7 +558,7 @@ impl Informers {
             return informer.clone();
         }
         let informer = Informer::new(name, self.store.clone(), prefix.to_owned(), decode());
-        tokio::spawn(informer.clone().run(self.stop.clone()));
+        tokio::spawn(informer.clone().run(self.stop.subscribe()));
         running.insert(prefix.to_owned(), informer.clone());
         informer
     }
@@ -601,8 +607,7 @@ mod tests {
         let store = Mvcc::open(&storage).expect("store");
         put_pod(&store, "a", "rs-1", "n1");
         put_pod(&store, "b", "rs-1", "n2");
-        let (_stopper, stop) = watch::channel(false);
-        let informers = Informers::new(store.clone(), stop);
+        let informers = Informers::new(store.clone());
         let informer = informers.informer("pods", "/registry/pods/", decode);
         informer.synced().await;
         assert_eq!(informer.size().0, 2);

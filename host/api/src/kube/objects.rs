@@ -916,7 +916,7 @@ pub fn namespace_key(name: &str) -> String {
 
 /// An object of kind `t` as stored, with its `resourceVersion` set from the
 /// store, at the version `t` serves.
-fn decode(t: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
+pub(super) fn decode(t: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!("stored object {} is not JSON: {e}", String::from_utf8_lossy(&kv.key)))
     })?;
