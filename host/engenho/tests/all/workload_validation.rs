@@ -72,7 +72,7 @@ fn workloads_are_defaulted_and_validated_as_kubernetes_does() {
     for (manifest, object, message) in refusals {
         let stderr = kubectl.fails(&["apply", "-f", "-"], Some(manifest));
         assert!(stderr.contains(message), "{object}: {stderr}");
-        let absent = kubectl.fails(&["get", object]);
+        let absent = kubectl.fails(&["get", object], None);
         assert!(absent.contains("NotFound") || absent.contains("not found"), "{object} was stored: {absent}");
     }
 
