@@ -209,14 +209,23 @@ fn resources(path: &str, resources: &Value, causes: &mut Vec<Cause>) {
     let limits = read("limits", causes);
     let requests = read("requests", causes);
     for (name, request) in &requests {
-        if let Some(limit) = limits.get(name)
-            && request > limit
-        {
-            causes.push(invalid(
+        let overcommit = CONTAINER_RESOURCES.contains(&name.as_str());
+        let shown = format!("{:?}", request.to_string());
+        match limits.get(name) {
+            Some(limit) if !overcommit && request != limit => causes.push(invalid(
                 format!("{path}.requests"),
-                &format!("{:?}", request.to_string()),
+                &shown,
+                &format!("must be equal to {name} limit of {limit}"),
+            )),
+            Some(limit) if request > limit => causes.push(invalid(
+                format!("{path}.requests"),
+                &shown,
                 &format!("must be less than or equal to {name} limit of {limit}"),
-            ));
+            )),
+            None if !overcommit => {
+                causes.push(required(format!("{path}.limits"), "Limit must be set for non overcommitable resources"))
+            }
+            _ => {}
         }
     }
 }
@@ -300,6 +309,18 @@ mod tests {
             "{found:?}"
         );
         assert_eq!(found.len(), 4, "{found:?}");
+        let mut gpu = container("gpu");
+        gpu["resources"] = json!({"requests": {"example.com/gpu": "1", "hugepages-2Mi": "2Mi"},
+            "limits": {"example.com/gpu": "2"}});
+        assert_eq!(
+            causes(defaulted(json!([gpu]))),
+            [
+                "spec.containers[0].resources.requests: Invalid value: \"1\": must be equal to example.com/gpu limit \
+                 of 2",
+                "spec.containers[0].resources.limits: Required value: Limit must be set for non overcommitable \
+                 resources",
+            ]
+        );
     }
 
     #[test]

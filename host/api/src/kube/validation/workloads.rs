@@ -289,3 +289,111 @@ fn restart_policy(path: &str, spec: Option<&Value>) -> Vec<Cause> {
         other => vec![unsupported(format!("{path}.restartPolicy"), other, &["OnFailure", "Never"])],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn messages(causes: Vec<Cause>) -> Vec<String> {
+        causes.into_iter().map(|c| format!("{}: {}", c.field, c.message)).collect()
+    }
+
+    fn pod(policy: &str) -> Value {
+        json!({"restartPolicy": policy, "dnsPolicy": "ClusterFirst",
+            "containers": [{"name": "run", "image": "busybox", "imagePullPolicy": "Always"}]})
+    }
+
+    fn cron(schedule: &str, zone: Option<&str>) -> Vec<String> {
+        let mut object = json!({"metadata": {"name": "c"}, "spec": {"schedule": schedule,
+            "concurrencyPolicy": "Allow", "jobTemplate": {"spec": {"template": {"spec": pod("Never")}}}}});
+        if let Some(zone) = zone {
+            object["spec"]["timeZone"] = json!(zone);
+        }
+        messages(cron_job(&object))
+    }
+
+    #[test]
+    fn jobs_refuse_negative_counts_and_restarting_pods() {
+        let job = json!({"spec": {"parallelism": -1, "backoffLimit": -2, "activeDeadlineSeconds": -3,
+            "completionMode": "Indexed", "template": {"spec": pod("Always")}}});
+        assert_eq!(
+            messages(super::job(&job)),
+            [
+                "spec.parallelism: Invalid value: -1: must be greater than or equal to 0",
+                "spec.backoffLimit: Invalid value: -2: must be greater than or equal to 0",
+                "spec.activeDeadlineSeconds: Invalid value: -3: must be greater than or equal to 0",
+                "spec.completions: Required value: when completion mode is Indexed",
+                "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \
+                 \"Never\"",
+            ]
+        );
+        let missing = json!({"spec": {"template": {"spec": {"dnsPolicy": "ClusterFirst", "containers": []}}}});
+        assert_eq!(
+            messages(super::job(&missing)),
+            [
+                "spec.template.spec.containers: Required value",
+                "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn job_selectors_must_select_the_template_and_are_required_when_manual() {
+        let manual = json!({"spec": {"manualSelector": true, "template": {"spec": pod("Never")}}});
+        assert_eq!(messages(super::job(&manual)), ["spec.selector: Required value"]);
+        let mismatched = json!({"spec": {"selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "c"}}, "spec": pod("Never")}}});
+        assert_eq!(
+            messages(super::job(&mismatched)),
+            ["spec.template.metadata.labels: Invalid value: map[string]string{\"a\":\"c\"}: `selector` does not \
+              match template `labels`"]
+        );
+    }
+
+    #[test]
+    fn cron_jobs_need_a_standard_schedule_without_a_zone_of_its_own() {
+        assert!(cron("*/5 * * * *", None).is_empty());
+        assert!(cron("@daily", Some("UTC")).is_empty());
+        assert_eq!(
+            cron("bad", None),
+            ["spec.schedule: Invalid value: \"bad\": expected exactly 5 fields, found 1: [bad]"]
+        );
+        assert_eq!(
+            cron("TZ=UTC 0 * * * *", None),
+            ["spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use \
+              timeZone field instead"]
+        );
+        assert_eq!(cron("", None), ["spec.schedule: Required value"]);
+        assert_eq!(
+            cron("0 * * * *", Some("Local")),
+            ["spec.timeZone: Invalid value: \"Local\": timeZone must be an explicit time zone as defined in \
+              https://www.iana.org/time-zones"]
+        );
+        assert_eq!(
+            cron("0 * * * *", Some("Mars/Olympus_Mons")),
+            ["spec.timeZone: Invalid value: \"Mars/Olympus_Mons\": unknown time zone Mars/Olympus_Mons"]
+        );
+        assert_eq!(
+            cron("0 * * * *", Some("../etc")),
+            ["spec.timeZone: Invalid value: \"../etc\": unknown time zone ../etc"]
+        );
+    }
+
+    #[test]
+    fn cron_jobs_check_policies_and_name_length() {
+        let object = json!({"metadata": {"name": "n".repeat(53)}, "spec": {"schedule": "0 0 * * *",
+            "concurrencyPolicy": "Sometimes", "failedJobsHistoryLimit": -1,
+            "jobTemplate": {"spec": {"template": {"spec": pod("OnFailure")}}}}});
+        assert_eq!(
+            messages(cron_job(&object)),
+            [
+                format!("metadata.name: Invalid value: \"{}\": must be no more than 52 characters", "n".repeat(53)),
+                "spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \
+                 \"Replace\""
+                    .to_owned(),
+                "spec.failedJobsHistoryLimit: Invalid value: -1: must be greater than or equal to 0".to_owned(),
+            ]
+        );
+    }
+}
