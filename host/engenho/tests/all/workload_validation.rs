@@ -1,11 +1,13 @@
 //! Goal: workloads, pods and Services are defaulted and validated as
 //! kube-apiserver does it: invalid ones are refused with Kubernetes' 422
 //! messages, shown by kubectl, and nothing is stored; valid ones get
-//! Kubernetes' defaults, and a Job gets its generated selector and labels.
+//! Kubernetes' defaults, and a Job gets its generated selector and labels;
+//! a Deployment's selector cannot change.
 //! Method: a real `engenho up` node driven with the installed kubectl:
 //! `kubectl apply` of invalid manifests (stderr checked, then `kubectl get`
 //! finds nothing), then `kubectl create deployment` and `kubectl create
-//! job`, reading the stored objects back as JSON.
+//! job`, reading the stored objects back as JSON, and a `kubectl patch`
+//! of the Deployment's selector, refused as immutable.
 
 use serde_json::Value;
 
@@ -94,6 +96,16 @@ fn workloads_are_defaulted_and_validated_as_kubernetes_does() {
         (&container["imagePullPolicy"], &container["terminationMessagePath"], &container["terminationMessagePolicy"]),
         (&"IfNotPresent".into(), &"/dev/termination-log".into(), &"File".into())
     );
+
+    let relabel = r#"{"spec": {"selector": {"matchLabels": {"app": "other"}},
+        "template": {"metadata": {"labels": {"app": "other"}}}}}"#;
+    let immutable = kubectl.fails(&["patch", "deployment", "web", "-p", relabel], None);
+    assert!(
+        immutable.contains("spec.selector: Invalid value: ") && immutable.contains("field is immutable"),
+        "{immutable}"
+    );
+    let kept = json(&kubectl, &["get", "deployment", "web", "-o", "json"]);
+    assert_eq!(kept["spec"]["selector"], deployment["spec"]["selector"], "the refused patch stored nothing");
 
     kubectl.ok(&["create", "job", "j", "--image=busybox"]);
     let job = json(&kubectl, &["get", "job", "j", "-o", "json"]);

@@ -241,19 +241,20 @@ const STATEFUL_SET_MUTABLE: [&str; 6] =
     ["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"];
 
 /// What an update of an apps/v1 workload may not change: its selector,
-/// and for a StatefulSet every field but those Kubernetes lets change.
+/// and for a StatefulSet (its selector included) every field of its spec
+/// but those Kubernetes lets change.
 pub fn update(plural: &str, old: &Value, new: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let (before, after) = (old.pointer("/spec/selector"), new.pointer("/spec/selector"));
-    if before != after {
+    if plural != "statefulsets" && before != after {
         let shown = after.map(Value::to_string).unwrap_or_else(|| "null".to_owned());
         causes.push(invalid("spec.selector", &shown, "field is immutable"));
     }
     if plural == "statefulsets" {
         let fixed = |object: &Value| -> Map<String, Value> {
             let mut spec = object.get("spec").and_then(Value::as_object).cloned().unwrap_or_default();
-            for field in STATEFUL_SET_MUTABLE.iter().chain(&["selector"]) {
-                spec.remove(*field);
+            for field in STATEFUL_SET_MUTABLE {
+                spec.remove(field);
             }
             spec
         };
@@ -371,8 +372,9 @@ mod tests {
         );
         let mut reselected = set.clone();
         reselected["spec"]["selector"] = json!({"matchLabels": {"app": "x"}});
+        assert_eq!(messages(update("statefulsets", &set, &reselected)).len(), 1, "the spec's rule covers the selector");
         assert_eq!(
-            messages(update("statefulsets", &set, &reselected)),
+            messages(update("deployments", &set, &reselected)),
             ["spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"x\"}}: field is immutable"]
         );
     }
