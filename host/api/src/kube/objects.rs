@@ -245,9 +245,13 @@ impl ObjectStore {
             _ => {}
         }
         super::defaults::apply(t, &mut object);
+        let uid = new_uid();
+        if (t.group, t.plural) == ("batch", "jobs") {
+            super::defaults::job_selector(&mut object, &uid);
+        }
         super::validation::validate(t, &object)?;
         let metadata = metadata_mut(&mut object);
-        metadata.insert("uid".into(), json!(new_uid()));
+        metadata.insert("uid".into(), json!(uid));
         metadata.insert("creationTimestamp".into(), json!(now()));
         metadata.remove("resourceVersion");
         metadata.remove("deletionTimestamp");
