@@ -1,0 +1,1 @@
+//! Controller: DaemonSets (in progress).
