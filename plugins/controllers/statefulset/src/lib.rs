@@ -215,3 +215,17 @@ fn prune<C: Cluster>(
 }
 
 engenho_controller::export_controller!(StatefulSets);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_is_empty_and_names_the_watched_kinds() {
+        let (_, interests) = StatefulSets::configure("").expect("configures");
+        let kinds: Vec<&str> = interests.iter().map(|i| i.kind.plural.as_ref()).collect();
+        assert_eq!(kinds, vec!["statefulsets", "pods", "persistentvolumeclaims", "controllerrevisions"]);
+        assert!(StatefulSets::configure("{}").is_ok());
+        assert!(StatefulSets::configure(r#"{"workers": 2}"#).is_err());
+    }
+}
