@@ -1,0 +1,286 @@
+//! What one reconcile of a DaemonSet does, decided from what was read:
+//! the nodes that get a pod and the pods that go, as Kubernetes' daemon
+//! controller decides them in `manage` and `rollingUpdate`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::model::{DaemonSet, Node, Pod};
+use crate::placement::{self, Fit};
+
+/// What the planner reads.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// The set.
+    pub set: &'a DaemonSet,
+    /// Every node.
+    pub nodes: &'a [Node],
+    /// The pods the set controls.
+    pub pods: &'a [Pod],
+    /// The hash of the set's current revision.
+    pub hash: &'a str,
+    /// The time now.
+    pub now: DateTime<Utc>,
+}
+
+/// The writes one reconcile makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The nodes that get a new pod.
+    pub create_on: Vec<String>,
+    /// The pods deleted, as (name, uid).
+    pub delete: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// Adds a deletion of `pod`, once.
+    fn delete(&mut self, pod: &Pod) {
+        let entry = (pod.metadata.name.clone(), pod.metadata.uid.clone());
+        if !self.delete.contains(&entry) {
+            self.delete.push(entry);
+        }
+    }
+
+    /// Adds a pod on `node`, once.
+    fn create(&mut self, node: &str) {
+        if !self.create_on.iter().any(|n| n == node) {
+            self.create_on.push(node.to_owned());
+        }
+    }
+}
+
+/// The set's pods by the node they are on or meant for, each node's oldest
+/// first; finished pods being deleted are left out.
+pub fn pods_by_node<'a>(pods: &'a [Pod]) -> BTreeMap<&'a str, Vec<&'a Pod>> {
+    let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for pod in pods.iter().filter(|p| !(p.is_terminal() && p.is_terminating())) {
+        if let Some(node) = pod.node() {
+            by_node.entry(node).or_default().push(pod);
+        }
+    }
+    for pods in by_node.values_mut() {
+        pods.sort_by_key(|p| p.age_key());
+    }
+    by_node
+}
+
+/// Where the set's pod fits on each node, by node name.
+pub fn fits<'a>(set: &DaemonSet, nodes: &'a [Node]) -> BTreeMap<&'a str, Fit> {
+    nodes.iter().map(|n| (n.metadata.name.as_str(), placement::fit(&set.spec.template, n))).collect()
+}
+
+/// `value` (a count or a percentage of `total`, rounded up), or `default`
+/// when unset; a malformed value counts as zero.
+pub fn scaled(value: Option<&Value>, total: i32, default: i32) -> i32 {
+    match value {
+        None | Some(Value::Null) => default,
+        Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0).max(0),
+        Some(Value::String(text)) => {
+            let Some(percent) = text.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else { return 0 };
+            let scaled = (percent.max(0) * i64::from(total.max(0)) + 99) / 100;
+            i32::try_from(scaled).unwrap_or(i32::MAX)
+        }
+        Some(_) => 0,
+    }
+}
+
+/// The rolling update's surge: how many nodes may run two pods.
+fn max_surge(set: &DaemonSet, desired: i32) -> i32 {
+    if !set.is_rolling() {
+        return 0;
+    }
+    scaled(set.spec.update_strategy.rolling_update.max_surge.as_ref(), desired, 0)
+}
+
+/// The plan for `input`.
+pub fn plan(input: &Input) -> Plan {
+    let mut plan = Plan::default();
+    if input.set.metadata.is_deleting() {
+        return plan;
+    }
+    let fits = fits(input.set, input.nodes);
+    let by_node = pods_by_node(input.pods);
+    manage(input, &fits, &by_node, &mut plan);
+    if input.set.is_rolling() {
+        rolling_update(input, &fits, &by_node, &mut plan);
+    }
+    plan
+}
+
+/// One pod on every node that should run it, none elsewhere: creates the
+/// missing, deletes finished pods, extra pods, pods on nodes that should
+/// not keep them and pods on nodes that are gone.
+fn manage(input: &Input, fits: &BTreeMap<&str, Fit>, by_node: &BTreeMap<&str, Vec<&Pod>>, plan: &mut Plan) {
+    let surging = max_surge(input.set, 1) > 0;
+    for (node, fit) in fits {
+        let pods = by_node.get(node).map_or(&[][..], Vec::as_slice);
+        if fit.should_run && pods.is_empty() {
+            plan.create(node);
+        } else if fit.should_continue {
+            let mut running = Vec::new();
+            for pod in pods.iter().filter(|p| !p.is_terminating()) {
+                if pod.is_terminal() {
+                    plan.delete(pod);
+                } else {
+                    running.push(*pod);
+                }
+            }
+            if surging {
+                prune_surge(input, &running, plan);
+            } else {
+                running.iter().skip(1).for_each(|pod| plan.delete(pod));
+            }
+        } else {
+            pods.iter().filter(|p| !p.is_terminating()).for_each(|pod| plan.delete(pod));
+        }
+    }
+    for (node, pods) in by_node {
+        if !fits.contains_key(node) {
+            pods.iter().filter(|p| !p.is_terminating()).for_each(|pod| plan.delete(pod));
+        }
+    }
+}
+
+/// With surge, a node keeps at most its oldest new pod and its oldest old
+/// pod, and the old one only while it is ready and the new one is not yet
+/// available.
+fn prune_surge(input: &Input, running: &[&Pod], plan: &mut Plan) {
+    let mut oldest_new = None;
+    let mut oldest_old = None;
+    for pod in running {
+        let slot = if pod.revision() == input.hash { &mut oldest_new } else { &mut oldest_old };
+        if slot.is_none() {
+            *slot = Some(*pod);
+        } else {
+            plan.delete(pod);
+        }
+    }
+    if let (Some(new), Some(old)) = (oldest_new, oldest_old) {
+        if !old.is_ready() || new.is_available(input.set.spec.min_ready_seconds, input.now) {
+            plan.delete(old);
+        }
+    }
+}
+
+/// A node's one new pod and one old pod (either may be missing), or `None`
+/// when it has more than one of either (`manage` prunes those first).
+fn new_and_old<'a>(pods: &[&'a Pod], hash: &str) -> Option<(Option<&'a Pod>, Option<&'a Pod>)> {
+    let mut new = None;
+    let mut old = None;
+    for pod in pods.iter().filter(|p| !p.is_terminating()) {
+        let slot = if pod.revision() == hash { &mut new } else { &mut old };
+        if slot.replace(*pod).is_some() {
+            return None;
+        }
+    }
+    Some((new, old))
+}
+
+/// Moves nodes to the new revision within `maxUnavailable` (deleting old
+/// pods for `manage` to replace) or, with `maxSurge`, by starting new pods
+/// beside old ones and deleting each old pod once its new one is available.
+fn rolling_update(input: &Input, fits: &BTreeMap<&str, Fit>, by_node: &BTreeMap<&str, Vec<&Pod>>, plan: &mut Plan) {
+    let desired = i32::try_from(fits.values().filter(|f| f.should_run).count()).unwrap_or(i32::MAX);
+    let strategy = &input.set.spec.update_strategy.rolling_update;
+    let surge = max_surge(input.set, desired);
+    let mut unavailable = scaled(strategy.max_unavailable.as_ref(), desired, 1);
+    if desired > 0 && unavailable == 0 && surge == 0 {
+        unavailable = 1;
+    }
+    if surge == 0 {
+        replace_within_unavailability(input, by_node, unavailable, plan);
+    } else {
+        replace_by_surging(input, fits, by_node, surge, desired, plan);
+    }
+}
+
+/// Deletes old pods so at most `max_unavailable` nodes lack an available
+/// pod; old pods that are unavailable anyway go at once.
+fn replace_within_unavailability(
+    input: &Input,
+    by_node: &BTreeMap<&str, Vec<&Pod>>,
+    max_unavailable: i32,
+    plan: &mut Plan,
+) {
+    let min_ready = input.set.spec.min_ready_seconds;
+    let mut unavailable = 0;
+    let mut replacements = Vec::new();
+    let mut candidates = Vec::new();
+    for pods in by_node.values() {
+        match new_and_old(pods, input.hash) {
+            None | Some((None, None) | (Some(_), Some(_))) => unavailable += 1,
+            Some((Some(new), None)) => {
+                if !new.is_available(min_ready, input.now) {
+                    unavailable += 1;
+                }
+            }
+            Some((None, Some(old))) => {
+                if !old.is_available(min_ready, input.now) {
+                    replacements.push(old);
+                } else if unavailable < max_unavailable {
+                    candidates.push(old);
+                }
+            }
+        }
+    }
+    let room = usize::try_from((max_unavailable - unavailable).max(0)).unwrap_or(0);
+    replacements.into_iter().chain(candidates.into_iter().take(room)).for_each(|pod| plan.delete(pod));
+}
+
+/// Starts new pods beside old ones on at most `max_surge` nodes at once (at
+/// once where the old pod is unavailable), and deletes old pods whose new
+/// pod is available.
+fn replace_by_surging(
+    input: &Input,
+    fits: &BTreeMap<&str, Fit>,
+    by_node: &BTreeMap<&str, Vec<&Pod>>,
+    max_surge: i32,
+    desired: i32,
+    plan: &mut Plan,
+) {
+    let min_ready = input.set.spec.min_ready_seconds;
+    let mut surging = 0;
+    let mut available = 0;
+    let mut allowed = Vec::new();
+    let mut candidates = Vec::new();
+    let mut unwanted = Vec::new();
+    for (node, pods) in by_node {
+        let Some((new, old)) = new_and_old(pods, input.hash) else {
+            surging += 1;
+            continue;
+        };
+        let old_available = old.is_some_and(|p| p.is_available(min_ready, input.now));
+        let new_available = new.is_some_and(|p| p.is_available(min_ready, input.now));
+        if old_available || new_available {
+            available += 1;
+        }
+        match (new, old) {
+            (_, None) => {}
+            (None, Some(old)) if !old_available => {
+                if fits.get(node).is_some_and(|f| f.should_run) {
+                    allowed.push(*node);
+                } else {
+                    unwanted.push(old);
+                }
+            }
+            (None, Some(_)) => {
+                if surging < max_surge {
+                    candidates.push(*node);
+                }
+            }
+            (Some(_), Some(old)) => {
+                if new_available {
+                    plan.delete(old);
+                } else {
+                    surging += 1;
+                }
+            }
+        }
+    }
+    let deletable = usize::try_from((available - desired).max(0)).unwrap_or(0);
+    unwanted.into_iter().take(deletable).for_each(|pod| plan.delete(pod));
+    let room = usize::try_from((max_surge - surging).max(0)).unwrap_or(0);
+    allowed.into_iter().chain(candidates.into_iter().take(room)).for_each(|node| plan.create(node));
+}
