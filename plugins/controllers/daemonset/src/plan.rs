@@ -189,15 +189,20 @@ fn rolling_update(input: &Input, fits: &BTreeMap<&str, Fit>, by_node: &BTreeMap<
     if desired > 0 && unavailable == 0 && surge == 0 {
         unavailable = 1;
     }
+    let mut wanted = by_node.clone();
+    for (node, _) in fits.iter().filter(|(_, fit)| fit.should_run) {
+        wanted.entry(node).or_default();
+    }
     if surge == 0 {
-        replace_within_unavailability(input, by_node, unavailable, plan);
+        replace_within_unavailability(input, &wanted, unavailable, plan);
     } else {
-        replace_by_surging(input, fits, by_node, surge, desired, plan);
+        replace_by_surging(input, fits, &wanted, surge, desired, plan);
     }
 }
 
 /// Deletes old pods so at most `max_unavailable` nodes lack an available
-/// pod; old pods that are unavailable anyway go at once.
+/// pod; old pods that are unavailable anyway go at once (and count).
+/// `by_node` has every node that should run a pod, with or without one.
 fn replace_within_unavailability(
     input: &Input,
     by_node: &BTreeMap<&str, Vec<&Pod>>,
@@ -219,6 +224,7 @@ fn replace_within_unavailability(
             Some((None, Some(old))) => {
                 if !old.is_available(min_ready, input.now) {
                     replacements.push(old);
+                    unavailable += 1;
                 } else if unavailable < max_unavailable {
                     candidates.push(old);
                 }
@@ -283,4 +289,166 @@ fn replace_by_surging(
     unwanted.into_iter().take(deletable).for_each(|pod| plan.delete(pod));
     let room = usize::try_from((max_surge - surging).max(0)).unwrap_or(0);
     allowed.into_iter().chain(candidates.into_iter().take(room)).for_each(|node| plan.create(node));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::REVISION_LABEL;
+    use engenho_controller::meta::parse_time;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        parse_time("2026-12-05T04:00:00Z").expect("a time")
+    }
+
+    fn set(strategy: Value) -> DaemonSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "agent", "namespace": "ns", "uid": "u1", "generation": 2},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"nodeSelector": {"role": "worker"}}},
+                "updateStrategy": strategy,
+            },
+        }))
+        .expect("a set")
+    }
+
+    fn rolling() -> DaemonSet {
+        set(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}))
+    }
+
+    fn nodes(names: &[&str]) -> Vec<Node> {
+        names
+            .iter()
+            .map(|n| {
+                serde_json::from_value(json!({"metadata": {"name": n, "labels": {"role": "worker"}}})).expect("a node")
+            })
+            .collect()
+    }
+
+    /// A pod on `node` at revision `hash`, ready or not, created at `created`.
+    fn pod(name: &str, node: &str, hash: &str, ready: bool, created: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "creationTimestamp": created, "labels": {REVISION_LABEL: hash}},
+            "spec": {"nodeName": node},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": "2026-12-05T03:00:00Z"}],
+            },
+        }))
+        .expect("a pod")
+    }
+
+    fn ready(name: &str, node: &str, hash: &str) -> Pod {
+        pod(name, node, hash, true, "2026-12-05T01:00:00Z")
+    }
+
+    fn run(set: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Plan {
+        plan(&Input { set, nodes, pods, hash: "new", now: now() })
+    }
+
+    fn deleted(plan: &Plan) -> Vec<&str> {
+        plan.delete.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    #[test]
+    fn every_eligible_node_without_a_pod_gets_one() {
+        let mut all = nodes(&["a", "b"]);
+        all.extend(serde_json::from_value::<Node>(json!({"metadata": {"name": "c", "labels": {"role": "db"}}})));
+        let plan = run(&rolling(), &all, &[ready("p-b", "b", "new")]);
+        assert_eq!(plan.create_on, vec!["a"]);
+        assert!(plan.delete.is_empty());
+    }
+
+    #[test]
+    fn a_pod_pinned_by_affinity_but_not_yet_bound_counts_for_its_node() {
+        let mut pinned = pod("p-a", "", "new", false, "2026-12-05T01:00:00Z");
+        pinned.spec.affinity = placement::pinned_affinity(&Value::Null, "a");
+        let plan = run(&rolling(), &nodes(&["a"]), &[pinned]);
+        assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn extra_finished_misplaced_and_orphaned_pods_are_deleted() {
+        let mut failed = ready("p-b", "b", "new");
+        failed.status.phase = "Failed".into();
+        let mut db: Vec<Node> = nodes(&["a", "b"]);
+        db.extend(serde_json::from_value::<Node>(json!({"metadata": {"name": "c", "labels": {"role": "db"}}})));
+        let pods = [
+            ready("p-a1", "a", "new"),
+            pod("p-a2", "a", "new", true, "2026-12-05T02:00:00Z"),
+            failed,
+            ready("p-c", "c", "new"),
+            ready("p-gone", "gone", "new"),
+        ];
+        let plan = run(&rolling(), &db, &pods);
+        assert_eq!(deleted(&plan), vec!["p-a2", "p-b", "p-c", "p-gone"]);
+        assert!(plan.create_on.is_empty(), "the failed pod's replacement comes once it is gone");
+    }
+
+    #[test]
+    fn a_rolling_update_replaces_at_most_max_unavailable_pods() {
+        let all = nodes(&["a", "b", "c"]);
+        let old = [ready("p-a", "a", "old"), ready("p-b", "b", "old"), ready("p-c", "c", "old")];
+        assert_eq!(deleted(&run(&rolling(), &all, &old)), vec!["p-a"]);
+        // One node is between pods: nothing more goes.
+        let replacing = [ready("p-b", "b", "old"), ready("p-c", "c", "old")];
+        let plan = run(&rolling(), &all, &replacing);
+        assert!(plan.delete.is_empty());
+        assert_eq!(plan.create_on, vec!["a"]);
+        // A new pod that is not ready yet holds the update too.
+        let waiting =
+            [pod("p-a", "a", "new", false, "2026-12-05T03:00:00Z"), ready("p-b", "b", "old"), ready("p-c", "c", "old")];
+        assert!(run(&rolling(), &all, &waiting).delete.is_empty());
+        let wide = set(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "50%"}}));
+        assert_eq!(deleted(&run(&wide, &all, &old)), vec!["p-a", "p-b"]);
+    }
+
+    #[test]
+    fn unavailable_old_pods_are_replaced_regardless_of_the_budget() {
+        let all = nodes(&["a", "b", "c"]);
+        let pods =
+            [ready("p-a", "a", "old"), pod("p-b", "b", "old", false, "2026-12-05T01:00:00Z"), ready("p-c", "c", "old")];
+        assert_eq!(deleted(&run(&rolling(), &all, &pods)), vec!["p-b"]);
+    }
+
+    #[test]
+    fn on_delete_leaves_old_pods() {
+        let on_delete = set(json!({"type": "OnDelete"}));
+        let old = [ready("p-a", "a", "old"), ready("p-b", "b", "old")];
+        assert_eq!(run(&on_delete, &nodes(&["a", "b"]), &old), Plan::default());
+    }
+
+    #[test]
+    fn a_surging_update_starts_new_pods_beside_old_ones_then_removes_the_old() {
+        let surge = set(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}));
+        let all = nodes(&["a", "b"]);
+        let old = [ready("p-a", "a", "old"), ready("p-b", "b", "old")];
+        let start = run(&surge, &all, &old);
+        assert_eq!((start.create_on.clone(), start.delete.len()), (vec!["a".to_owned()], 0));
+        let starting =
+            [ready("p-a", "a", "old"), pod("q-a", "a", "new", false, "2026-12-05T03:30:00Z"), ready("p-b", "b", "old")];
+        assert_eq!(run(&surge, &all, &starting), Plan::default());
+        let started = [ready("p-a", "a", "old"), ready("q-a", "a", "new"), ready("p-b", "b", "old")];
+        let next = run(&surge, &all, &started);
+        assert_eq!(deleted(&next), vec!["p-a"]);
+        assert_eq!(next.create_on, vec!["b"], "node a's surge ends as its old pod goes");
+    }
+
+    #[test]
+    fn a_set_being_deleted_is_left_alone() {
+        let mut owner = rolling();
+        owner.metadata.deletion_timestamp = Some("2026-12-05T04:00:00Z".into());
+        assert_eq!(run(&owner, &nodes(&["a"]), &[]), Plan::default());
+    }
+
+    #[test]
+    fn counts_and_percentages_scale_rounding_up() {
+        assert_eq!(scaled(None, 10, 1), 1);
+        assert_eq!(scaled(Some(&json!(3)), 10, 1), 3);
+        assert_eq!(scaled(Some(&json!("25%")), 10, 1), 3);
+        assert_eq!(scaled(Some(&json!("0%")), 10, 1), 0);
+        assert_eq!(scaled(Some(&json!("many")), 10, 1), 0);
+    }
 }
