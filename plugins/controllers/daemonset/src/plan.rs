@@ -53,7 +53,7 @@ impl Plan {
 
 /// The set's pods by the node they are on or meant for, each node's oldest
 /// first; finished pods being deleted are left out.
-pub fn pods_by_node<'a>(pods: &'a [Pod]) -> BTreeMap<&'a str, Vec<&'a Pod>> {
+pub fn pods_by_node(pods: &[Pod]) -> BTreeMap<&str, Vec<&Pod>> {
     let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for pod in pods.iter().filter(|p| !(p.is_terminal() && p.is_terminating())) {
         if let Some(node) = pod.node() {
@@ -157,10 +157,10 @@ fn prune_surge(input: &Input, running: &[&Pod], plan: &mut Plan) {
             plan.delete(pod);
         }
     }
-    if let (Some(new), Some(old)) = (oldest_new, oldest_old) {
-        if !old.is_ready() || new.is_available(input.set.spec.min_ready_seconds, input.now) {
-            plan.delete(old);
-        }
+    if let (Some(new), Some(old)) = (oldest_new, oldest_old)
+        && (!old.is_ready() || new.is_available(input.set.spec.min_ready_seconds, input.now))
+    {
+        plan.delete(old);
     }
 }
 
