@@ -451,4 +451,119 @@ mod tests {
         assert_eq!(scaled(Some(&json!("0%")), 10, 1), 0);
         assert_eq!(scaled(Some(&json!("many")), 10, 1), 0);
     }
+
+    /// What a node has in a generated scenario.
+    #[derive(Debug, Clone, Copy)]
+    enum Has {
+        Nothing,
+        Old { available: bool },
+        New { available: bool },
+        Both { new_available: bool },
+    }
+
+    fn has() -> impl proptest::strategy::Strategy<Value = Has> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Has::Nothing),
+            any::<bool>().prop_map(|available| Has::Old { available }),
+            any::<bool>().prop_map(|available| Has::New { available }),
+            any::<bool>().prop_map(|new_available| Has::Both { new_available }),
+        ]
+    }
+
+    /// The pods of a scenario, one or two per node `n0`, `n1`, …
+    fn scenario_pods(layout: &[Has]) -> Vec<Pod> {
+        let at = |i: usize, hash: &str, available: bool| {
+            pod(&format!("{hash}-{i}"), &format!("n{i}"), hash, available, "2026-12-05T01:00:00Z")
+        };
+        layout
+            .iter()
+            .enumerate()
+            .flat_map(|(i, has)| match *has {
+                Has::Nothing => vec![],
+                Has::Old { available } => vec![at(i, "old", available)],
+                Has::New { available } => vec![at(i, "new", available)],
+                Has::Both { new_available } => vec![at(i, "old", true), at(i, "new", new_available)],
+            })
+            .collect()
+    }
+
+    fn scenario_nodes(count: usize) -> Vec<Node> {
+        let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
+        nodes(&names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Nodes without an available pod once `plan`'s deletions are done.
+    fn unavailable_after(pods: &[Pod], count: usize, plan: &Plan) -> usize {
+        (0..count)
+            .filter(|i| {
+                let node = format!("n{i}");
+                !pods.iter().any(|p| {
+                    p.spec.node_name == node
+                        && p.is_available(0, now())
+                        && !plan.delete.iter().any(|(name, _)| *name == p.metadata.name)
+                })
+            })
+            .count()
+    }
+
+    proptest::proptest! {
+        /// Goal: without surge, an update never leaves more nodes without
+        /// an available pod than maxUnavailable (or than were so already),
+        /// and never deletes a new pod. Method: random nodes, each with no
+        /// pod, an old or a new pod (available or not).
+        #[test]
+        fn an_update_stays_within_max_unavailable(
+            layout in proptest::collection::vec(has(), 1..10),
+            max_unavailable in 1..4_i32,
+        ) {
+            let layout: Vec<Has> = layout.into_iter().map(|h| if let Has::Both { .. } = h { Has::Nothing } else { h }).collect();
+            let owner = set(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}}));
+            let pods = scenario_pods(&layout);
+            let plan = run(&owner, &scenario_nodes(layout.len()), &pods);
+            let before = unavailable_after(&pods, layout.len(), &Plan::default());
+            let after = unavailable_after(&pods, layout.len(), &plan);
+            let bound = usize::try_from(max_unavailable).unwrap_or(0).max(before);
+            proptest::prop_assert!(after <= bound, "{after} unavailable, bound {bound}: {plan:?}");
+            proptest::prop_assert!(plan.delete.iter().all(|(name, _)| name.starts_with("old-")));
+        }
+
+        /// Goal: with surge, no node loses its available pod (an old pod
+        /// goes only when its node's new pod is available) and at most
+        /// maxSurge nodes run two pods. Method: random nodes, each with no
+        /// pod, an old, a new, or both.
+        #[test]
+        fn a_surging_update_keeps_every_node_available_within_max_surge(
+            layout in proptest::collection::vec(has(), 1..10),
+            max_surge in 1..4_i32,
+        ) {
+            let owner = set(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": max_surge}}));
+            let pods = scenario_pods(&layout);
+            let plan = run(&owner, &scenario_nodes(layout.len()), &pods);
+            for (i, has) in layout.iter().enumerate() {
+                let node = format!("n{i}");
+                let deletes_old = plan.delete.iter().any(|(name, _)| *name == format!("old-{i}"));
+                match *has {
+                    Has::Old { available: true } => proptest::prop_assert!(!deletes_old),
+                    Has::Both { new_available } => proptest::prop_assert_eq!(deletes_old, new_available),
+                    _ => {}
+                }
+                let creates = plan.create_on.contains(&node);
+                let creatable = matches!(has, Has::Nothing | Has::Old { .. });
+                proptest::prop_assert!(!creates || creatable);
+            }
+            let doubled = layout
+                .iter()
+                .enumerate()
+                .filter(|(i, has)| match has {
+                    Has::Both { .. } => !plan.delete.iter().any(|(name, _)| *name == format!("old-{i}")),
+                    Has::Old { available: true } => plan.create_on.contains(&format!("n{i}")),
+                    _ => false,
+                })
+                .count();
+            let before = layout.iter().filter(|h| matches!(h, Has::Both { new_available: false })).count();
+            let bound = usize::try_from(max_surge).unwrap_or(0).max(before);
+            proptest::prop_assert!(doubled <= bound, "{doubled} doubled, bound {bound}: {plan:?}");
+        }
+    }
 }
