@@ -1,0 +1,4 @@
+//! Controllers as components, run on the controller runtime of real
+//! `engenho` nodes and judged with the installed kubectl.
+
+mod service_accounts;
