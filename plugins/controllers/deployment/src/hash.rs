@@ -40,12 +40,12 @@ pub fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
 /// map that only held it).
 fn without_hash_label(template: &Value) -> Value {
     let mut template = template.clone();
-    if let Some(metadata) = template.get_mut("metadata").and_then(Value::as_object_mut) {
-        if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut) {
-            labels.remove(POD_TEMPLATE_HASH);
-            if labels.is_empty() {
-                metadata.remove("labels");
-            }
+    if let Some(metadata) = template.get_mut("metadata").and_then(Value::as_object_mut)
+        && let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut)
+    {
+        labels.remove(POD_TEMPLATE_HASH);
+        if labels.is_empty() {
+            metadata.remove("labels");
         }
     }
     template

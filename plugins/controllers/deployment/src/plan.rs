@@ -545,7 +545,7 @@ impl<'a> Work<'a> {
             // size to the last.
             let mut resizes = self.resizes.iter().filter(|resize| resize.set == i);
             let first = resizes.next()?;
-            let last = resizes.last().unwrap_or(first);
+            let last = resizes.next_back().unwrap_or(first);
             (first.from != last.to)
                 .then(|| scaling_event(last.direction, &self.sets[i].metadata.name, first.from, last.to))
         };
@@ -654,4 +654,352 @@ pub fn create_failed(deployment: &Deployment, name: &str, message: &str, now: Da
     }
     let patch_opt = (updated != deployment.status).then(|| json!({"status": updated}));
     (patch_opt, Event { event_type: EventType::Warning, reason: status::REPLICA_SET_CREATE_ERROR, message: text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::tests::deployment;
+    use crate::status::{DEPLOYMENT_PAUSED, NEW_REPLICA_SET_AVAILABLE, find};
+    use engenho_controller::meta::parse_time;
+    use proptest::prelude::*;
+
+    /// A Deployment and its ReplicaSets, changed by the writes of plans as
+    /// the API server would store them; pods appear (unavailable) as soon as
+    /// a ReplicaSet asks for them, and go as soon as it asks for fewer,
+    /// available ones first (the worst case for availability).
+    struct World {
+        deployment: Deployment,
+        sets: Vec<ReplicaSet>,
+        pods: Vec<Pod>,
+        seconds: i64,
+    }
+
+    impl World {
+        fn new(deployment: Deployment) -> Self {
+            Self { deployment, sets: Vec::new(), pods: Vec::new(), seconds: 0 }
+        }
+
+        fn now(&self) -> DateTime<Utc> {
+            parse_time("2026-01-01T00:00:00Z").expect("time") + chrono::Duration::seconds(self.seconds)
+        }
+
+        /// Plans a reconcile at the next second and stores its writes.
+        fn reconcile(&mut self) -> Plan {
+            self.seconds += 1;
+            let plan = plan(&self.deployment, &self.sets, &self.pods, self.now());
+            let steps = plan.create_opt.iter().chain(&plan.changes).chain(&plan.deployment);
+            for step in steps.cloned().collect::<Vec<_>>() {
+                self.store(step.write);
+            }
+            plan
+        }
+
+        fn store(&mut self, write: Write) {
+            match write {
+                Write::Create { object, .. } => {
+                    let mut set: ReplicaSet = serde_json::from_value(object).expect("a replica set");
+                    set.metadata.uid = format!("uid-{}", set.metadata.name);
+                    set.metadata.creation_timestamp = Some(format_time(self.now()));
+                    set.metadata.generation = Some(1);
+                    self.sets.push(set);
+                }
+                Write::Patch { kind, name, subresource, patch, .. } if kind == REPLICA_SETS => {
+                    let set = self.sets.iter_mut().find(|s| s.metadata.name == name).expect("the patched set");
+                    assert!(subresource.is_empty());
+                    set.spec.replicas = patch["spec"]["replicas"].as_i64();
+                    set.metadata.annotations =
+                        serde_json::from_value(patch["metadata"]["annotations"].clone()).expect("annotations");
+                }
+                Write::Patch { subresource, patch, .. } if subresource == "status" => {
+                    self.deployment.status = serde_json::from_value(patch["status"].clone()).expect("a status");
+                }
+                Write::Patch { patch, .. } => {
+                    let revision = patch["metadata"]["annotations"][REVISION].as_str().expect("a revision");
+                    self.deployment.metadata.annotations.insert(REVISION.into(), revision.into());
+                }
+                Write::Delete { name, .. } => self.sets.retain(|s| s.metadata.name != name),
+                other => panic!("unexpected write {other:?}"),
+            }
+        }
+
+        /// The ReplicaSet controller's work: pods to each set's size, the
+        /// available ones kept last.
+        fn settle(&mut self) {
+            for set in &mut self.sets {
+                set.status.replicas = set.replicas();
+                set.status.available_replicas = set.status.available_replicas.min(set.replicas());
+                set.status.ready_replicas = set.status.available_replicas;
+                set.status.observed_generation = set.metadata.generation.unwrap_or(0);
+            }
+        }
+
+        /// Makes up to `count` unavailable pods of the `index`-th set
+        /// available.
+        fn make_available(&mut self, index: usize, count: i64) {
+            if self.sets.is_empty() {
+                return;
+            }
+            let len = self.sets.len();
+            let set = &mut self.sets[index % len];
+            set.status.available_replicas = (set.status.available_replicas + count).min(set.status.replicas);
+            set.status.ready_replicas = set.status.available_replicas;
+        }
+
+        fn make_all_available(&mut self) {
+            for set in &mut self.sets {
+                set.status.available_replicas = set.status.replicas;
+                set.status.ready_replicas = set.status.replicas;
+            }
+        }
+
+        fn change_template(&mut self, image: &str) {
+            self.deployment.spec.template["spec"]["containers"][0]["image"] = json!(image);
+            self.deployment.metadata.generation = Some(self.deployment.metadata.generation.unwrap_or(0) + 1);
+        }
+
+        fn total(&self) -> i64 {
+            self.sets.iter().map(ReplicaSet::replicas).sum()
+        }
+
+        fn available(&self) -> i64 {
+            self.sets.iter().map(|s| s.status.available_replicas).sum()
+        }
+
+        /// Reconciles and settles until nothing changes.
+        fn converge(&mut self) {
+            for _ in 0..50 {
+                self.settle();
+                self.make_all_available();
+                let plan = self.reconcile();
+                if plan.create_opt.is_none() && plan.changes.is_empty() && plan.deployment.is_empty() {
+                    return;
+                }
+            }
+            panic!("no convergence");
+        }
+    }
+
+    fn rolling(replicas: i64) -> Deployment {
+        let mut d = deployment(replicas, json!("25%"), json!("25%"));
+        d.spec.progress_deadline_seconds = Some(600);
+        d.spec.revision_history_limit = Some(10);
+        d
+    }
+
+    #[test]
+    fn a_new_deployment_creates_its_first_replica_set() {
+        // Goal: the first reconcile creates `web-<hash>` at full size, with
+        // the hash in its labels, selector and template, revision 1, the
+        // counts it was sized for, and says so in events and conditions.
+        let mut world = World::new(rolling(3));
+        let plan = world.reconcile();
+        let create = plan.create_opt.expect("a created replica set");
+        let Write::Create { object, .. } = &create.write else { panic!("a create") };
+        let hash = object["metadata"]["labels"][POD_TEMPLATE_HASH].as_str().expect("a hash");
+        let name = format!("web-{hash}");
+        assert_eq!(object["metadata"]["name"], name);
+        assert_eq!(object["spec"]["selector"]["matchLabels"][POD_TEMPLATE_HASH], hash);
+        assert_eq!(object["spec"]["template"]["metadata"]["labels"][POD_TEMPLATE_HASH], hash);
+        assert_eq!(object["spec"]["replicas"], 3);
+        assert_eq!(object["metadata"]["annotations"][REVISION], "1");
+        assert_eq!(object["metadata"]["annotations"][revision::DESIRED_REPLICAS], "3");
+        assert_eq!(object["metadata"]["annotations"][revision::MAX_REPLICAS], "4");
+        assert_eq!(object["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        assert_eq!(create.event_opt.expect("an event").message, format!("Scaled up replica set {name} from 0 to 3"));
+        assert_eq!(world.deployment.metadata.annotations[REVISION], "1");
+        let progressing = find(&world.deployment.status, PROGRESSING).expect("Progressing");
+        assert_eq!(progressing.reason, NEW_REPLICA_SET_CREATED);
+        assert_eq!(progressing.message, format!("Created new replica set \"{name}\""));
+        world.settle();
+        world.make_all_available();
+        world.converge();
+        let status = &world.deployment.status;
+        assert_eq!(
+            (status.replicas, status.updated_replicas, status.available_replicas, status.observed_generation),
+            (3, 3, 3, 1)
+        );
+        let progressing = find(status, PROGRESSING).expect("Progressing");
+        assert_eq!(progressing.reason, NEW_REPLICA_SET_AVAILABLE);
+        assert_eq!(progressing.message, format!("ReplicaSet \"{name}\" has successfully progressed."));
+    }
+
+    #[test]
+    fn a_template_change_rolls_over_and_a_rollback_reuses_the_old_replica_set() {
+        // Goal: v1 → v2 makes a second ReplicaSet (revision 2) that ends
+        // with every pod; back to v1 reuses the first as revision 3 with
+        // "1" in its history.
+        let mut world = World::new(rolling(4));
+        world.converge();
+        world.change_template("v2");
+        let plan = world.reconcile();
+        let Some(Step { write: Write::Create { object, .. }, .. }) = plan.create_opt else {
+            panic!("a second replica set")
+        };
+        // 25% of 4: one more pod, none fewer.
+        assert_eq!(object["spec"]["replicas"], 1);
+        assert_eq!(object["metadata"]["annotations"][REVISION], "2");
+        world.settle();
+        world.converge();
+        assert_eq!(world.sets.len(), 2);
+        assert_eq!(world.sets[0].replicas(), 0);
+        assert_eq!(world.sets[1].replicas(), 4);
+        assert_eq!(world.deployment.metadata.annotations[REVISION], "2");
+        world.change_template("v1");
+        world.converge();
+        assert_eq!(world.sets.len(), 2);
+        assert_eq!(world.sets[0].replicas(), 4);
+        assert_eq!(world.sets[0].metadata.annotations[REVISION], "3");
+        assert_eq!(world.sets[0].metadata.annotations[revision::REVISION_HISTORY], "1");
+        assert_eq!(world.deployment.metadata.annotations[REVISION], "3");
+    }
+
+    #[test]
+    fn recreate_waits_for_old_pods_before_creating_the_new_replica_set() {
+        let mut d = rolling(2);
+        d.spec.strategy.type_ = "Recreate".into();
+        let mut world = World::new(d);
+        world.converge();
+        world.change_template("v2");
+        let plan = world.reconcile();
+        assert!(plan.create_opt.is_none());
+        assert_eq!(world.sets[0].replicas(), 0);
+        // Scaled down, but a pod still terminates.
+        world.sets[0].status.replicas = 0;
+        let mut pod = Pod::default();
+        pod.metadata.owner_references = vec![OwnerReference {
+            uid: world.sets[0].metadata.uid.clone(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        }];
+        pod.status.phase = "Running".into();
+        world.pods.push(pod);
+        let plan = world.reconcile();
+        assert!(plan.create_opt.is_none());
+        assert_eq!(plan.requeue_opt, Some(OLD_PODS_POLL));
+        world.pods.clear();
+        let plan = world.reconcile();
+        let Some(Step { write: Write::Create { object, .. }, .. }) = plan.create_opt else {
+            panic!("the new replica set")
+        };
+        assert_eq!(object["spec"]["replicas"], 2);
+    }
+
+    #[test]
+    fn a_paused_deployment_scales_but_does_not_roll_out() {
+        let mut world = World::new(rolling(2));
+        world.converge();
+        world.deployment.spec.paused = true;
+        world.change_template("v2");
+        world.deployment.spec.replicas = Some(5);
+        let plan = world.reconcile();
+        assert!(plan.create_opt.is_none());
+        assert_eq!(world.sets.len(), 1);
+        assert_eq!(world.sets[0].replicas(), 5);
+        assert_eq!(
+            plan.changes[0].event_opt.as_ref().expect("an event").message,
+            format!("Scaled up replica set {} from 2 to 5", world.sets[0].metadata.name)
+        );
+        assert_eq!(find(&world.deployment.status, PROGRESSING).expect("Progressing").reason, DEPLOYMENT_PAUSED);
+        world.deployment.spec.paused = false;
+        world.settle();
+        world.make_all_available();
+        world.converge();
+        assert_eq!(world.sets.len(), 2);
+        assert_eq!(world.sets[1].replicas(), 5);
+    }
+
+    #[test]
+    fn scaling_mid_rollout_is_proportional() {
+        // Goal: 10 pods, surge 3, stuck half-way (8 old, 5 new unavailable);
+        // scaled to 15, the old set grows by 3 and the new by 2.
+        let mut world = World::new(deployment(10, json!(3), json!(2)));
+        world.converge();
+        world.change_template("v2");
+        world.reconcile();
+        world.settle();
+        world.reconcile();
+        world.settle();
+        assert_eq!((world.sets[0].replicas(), world.sets[1].replicas()), (8, 5));
+        world.deployment.spec.replicas = Some(15);
+        world.reconcile();
+        assert_eq!((world.sets[0].replicas(), world.sets[1].replicas()), (11, 7));
+    }
+
+    #[test]
+    fn old_revisions_beyond_the_limit_are_deleted() {
+        let mut d = rolling(1);
+        d.spec.revision_history_limit = Some(1);
+        let mut world = World::new(d);
+        for image in ["v1", "v2", "v3", "v4"] {
+            world.change_template(image);
+            world.converge();
+        }
+        let revisions: Vec<i64> = world.sets.iter().map(ReplicaSet::revision).collect();
+        assert_eq!(revisions, [3, 4]);
+    }
+
+    #[test]
+    fn a_name_taken_by_another_template_bumps_the_collision_count() {
+        let mut world = World::new(rolling(1));
+        let plan = world.reconcile();
+        let Some(Step { write: Write::Create { object, .. }, .. }) = plan.create_opt else { panic!("a create") };
+        let mut squatter: ReplicaSet = serde_json::from_value(object).expect("a replica set");
+        squatter.metadata.owner_references.clear();
+        squatter.metadata.labels.clear();
+        squatter.spec.template["spec"] = json!({"other": true});
+        let mut world = World::new(rolling(1));
+        world.sets.push(squatter);
+        let plan = world.reconcile();
+        assert!(plan.create_opt.is_none());
+        assert!(plan.failure_opt.is_some());
+        assert_eq!(world.deployment.status.collision_count, Some(1));
+        let plan = world.reconcile();
+        assert!(plan.create_opt.is_some(), "a salted hash names another replica set");
+    }
+
+    #[test]
+    fn orphans_are_adopted_before_anything_else() {
+        let mut orphan = ReplicaSet::default();
+        orphan.metadata.name = "web-old".into();
+        orphan.metadata.labels = [("app".to_owned(), "web".to_owned())].into();
+        let plan = plan(&rolling(1), &[orphan], &[], parse_time("2026-01-01T00:00:00Z").expect("time"));
+        assert_eq!(plan.ownership.len(), 1);
+        assert!(plan.create_opt.is_none());
+    }
+
+    proptest! {
+        /// Goal: over rollouts of random sizes and bounds, with template
+        /// changes and pods becoming available at random, a rolling update
+        /// never asks for more than the count plus maxSurge and never
+        /// leaves fewer available than the count less maxUnavailable.
+        #[test]
+        fn rolling_updates_stay_within_their_bounds(
+            replicas in 1i64..12,
+            surge in prop_oneof![(0i64..4).prop_map(|n| json!(n)), (0u32..101).prop_map(|p| json!(format!("{p}%")))],
+            unavailable in prop_oneof![(0i64..4).prop_map(|n| json!(n)), (0u32..101).prop_map(|p| json!(format!("{p}%")))],
+            events in proptest::collection::vec((0usize..4, 0i64..4, 0u8..10), 1..60),
+        ) {
+            let d = deployment(replicas, surge, unavailable);
+            let most = replicas + max_surge(&d);
+            let least = replicas - rollout::max_unavailable(&d);
+            let mut world = World::new(d);
+            world.converge();
+            let mut version = 1;
+            for (set, count, roll) in events {
+                if roll == 0 {
+                    version += 1;
+                    world.change_template(&format!("v{version}"));
+                }
+                world.reconcile();
+                prop_assert!(world.total() <= most, "{} pods asked for, at most {most}", world.total());
+                world.settle();
+                prop_assert!(world.available() >= least, "{} available, at least {least}", world.available());
+                world.make_available(set, count);
+            }
+            world.converge();
+            let status = &world.deployment.status;
+            prop_assert_eq!((status.replicas, status.updated_replicas, status.available_replicas), (replicas, replicas, replicas));
+        }
+    }
 }
