@@ -166,7 +166,7 @@ impl ReplicaSets {
             }
             Scale::Delete(count) => {
                 let owned: Vec<Pod> = active.iter().map(|pod| (*pod).clone()).collect();
-                let victims = pods::to_delete(&owned, count);
+                let victims = pods::to_delete(&owned, count, cluster.now());
                 let writes = victims
                     .iter()
                     .map(|pod| Write::Delete {

@@ -40,46 +40,59 @@ fn phase_rank(phase: &str) -> u8 {
     }
 }
 
-/// `count` of `pods` to delete, in the order Kubernetes' `getPodsToDelete`
-/// ranks them: unassigned before assigned, pending before unknown before
-/// running, not ready before ready, pods sharing a node with more of the
-/// set's pods first, ready for less time first, more restarts first,
-/// newer first.
-pub fn to_delete(pods: &[Pod], count: usize) -> Vec<&Pod> {
+/// The annotation that makes a pod cheaper (lower) or dearer to delete.
+pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// `count` of `pods` to delete at `now`, in the order Kubernetes'
+/// `getPodsToDelete` ranks them: unassigned before assigned, pending before
+/// unknown before running, not ready before ready, lower
+/// `pod-deletion-cost` first, pods sharing a node with more of the set's
+/// active pods first, ready for less time first, more restarts first, newer
+/// first; times compared on a logarithmic scale (durations within the same
+/// power of two rank alike), as Kubernetes' `LogarithmicScaleDown` does.
+pub fn to_delete(pods: &[Pod], count: usize, now: DateTime<Utc>) -> Vec<&Pod> {
     let mut on_node: BTreeMap<&str, usize> = BTreeMap::new();
-    for pod in pods.iter().filter(|pod| !pod.spec.node_name.is_empty()) {
+    for pod in pods.iter().filter(|pod| pod.is_active()) {
         *on_node.entry(pod.spec.node_name.as_str()).or_default() += 1;
     }
-    let rank = |pod: &Pod| {
-        if pod.spec.node_name.is_empty() { 0 } else { on_node.get(pod.spec.node_name.as_str()).copied().unwrap_or(0) }
-    };
-    let mut ranked: Vec<&Pod> = pods.iter().collect();
-    ranked.sort_by(|a, b| deletion_order(a, b, rank(a), rank(b)));
-    ranked.truncate(count);
-    ranked
+    let mut ranked: Vec<(&Pod, usize)> =
+        pods.iter().map(|pod| (pod, on_node.get(pod.spec.node_name.as_str()).copied().unwrap_or(0))).collect();
+    ranked.sort_by(|(a, rank_a), (b, rank_b)| deletion_order(a, b, *rank_a, *rank_b, now));
+    ranked.into_iter().take(count).map(|(pod, _)| pod).collect()
 }
 
 /// Whether `a` goes before `b` when deleting (`Less`: `a` first).
-fn deletion_order(a: &Pod, b: &Pod, rank_a: usize, rank_b: usize) -> Ordering {
+fn deletion_order(a: &Pod, b: &Pod, rank_a: usize, rank_b: usize, now: DateTime<Utc>) -> Ordering {
     let assigned = |pod: &Pod| !pod.spec.node_name.is_empty();
+    let cost = |pod: &Pod| pod.metadata.annotations.get(DELETION_COST).and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+    let ready_time = |pod: &Pod| pod.ready_since().flatten();
     assigned(a)
         .cmp(&assigned(b))
         .then_with(|| phase_rank(&a.status.phase).cmp(&phase_rank(&b.status.phase)))
         .then_with(|| a.is_ready().cmp(&b.is_ready()))
+        .then_with(|| cost(a).cmp(&cost(b)))
         .then_with(|| rank_b.cmp(&rank_a))
-        .then_with(|| newer_first(a.ready_since().flatten(), b.ready_since().flatten()))
+        .then_with(|| {
+            if a.is_ready() && b.is_ready() && ready_time(a) != ready_time(b) {
+                newer_first(ready_time(a), ready_time(b), now)
+            } else {
+                Ordering::Equal
+            }
+        })
         .then_with(|| b.restarts().cmp(&a.restarts()))
-        .then_with(|| newer_first(a.metadata.created(), b.metadata.created()))
+        .then_with(|| newer_first(a.metadata.created(), b.metadata.created(), now))
+        .then_with(|| a.metadata.uid.cmp(&b.metadata.uid))
 }
 
-/// Later times first; an unknown time before any known one.
-fn newer_first(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => b.cmp(&a),
-    }
+/// Later times first, on a logarithmic scale of their age at `now`; an
+/// unknown time first.
+fn newer_first(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Ordering {
+    let bucket = |time: Option<DateTime<Utc>>| -> i64 {
+        time.and_then(|t| (now - t).num_nanoseconds())
+            .filter(|nanos| *nanos > 0)
+            .map_or(-1, |nanos| i64::from(63 - nanos.leading_zeros()))
+    };
+    bucket(a).cmp(&bucket(b))
 }
 
 #[cfg(test)]
@@ -134,11 +147,27 @@ pub(crate) mod tests {
             pod("unassigned", "", "Pending", None, t),
             pod("ready-later", "n4", "Running", Some("2026-01-03T00:00:00Z"), t),
         ];
-        let order = names(to_delete(&pods, 7));
+        let now = parse_time("2026-01-04T00:00:00Z").expect("time");
+        let order = names(to_delete(&pods, 7, now));
         // ready-old shares n1 with two others: it ranks before the pods
         // alone on their nodes.
         assert_eq!(order, ["unassigned", "pending", "unready", "ready-old", "ready-later", "restarting", "ready-new"]);
-        assert_eq!(names(to_delete(&pods, 2)), ["unassigned", "pending"]);
+        assert_eq!(names(to_delete(&pods, 2, now)), ["unassigned", "pending"]);
+    }
+
+    #[test]
+    fn deletion_cost_and_coarse_ages_decide_among_alike_pods() {
+        // Goal: a lower pod-deletion-cost goes first whatever the age; ages
+        // within the same power of two rank alike, so more restarts decide.
+        let t = "2026-01-01T00:00:00Z";
+        let now = parse_time("2026-01-01T01:00:00Z").expect("time");
+        let mut cheap = pod("cheap", "n1", "Running", Some(t), t);
+        cheap.metadata.annotations.insert(DELETION_COST.into(), "-5".into());
+        let young = pod("young", "n2", "Running", Some(t), "2026-01-01T00:00:10Z");
+        let mut restarting = pod("restarting", "n3", "Running", Some(t), "2026-01-01T00:00:00Z");
+        restarting.status.container_statuses = vec![ContainerStatus { restart_count: 1 }];
+        let pods = vec![young, restarting, cheap];
+        assert_eq!(names(to_delete(&pods, 3, now)), ["cheap", "restarting", "young"]);
     }
 
     #[test]
