@@ -145,7 +145,7 @@ fn is_timed_out(deployment: &Deployment, status: &DeploymentStatus, now: DateTim
 /// and `Progressing` as the rollout goes: `NewReplicaSetAvailable` when
 /// complete, `ReplicaSetUpdated` on progress, `ProgressDeadlineExceeded`
 /// past the deadline; no `Progressing` without a deadline. `ReplicaFailure`
-/// mirrors a ReplicaSet's.
+/// mirrors the new ReplicaSet's, or else an old one's.
 pub fn rollout(
     deployment: &Deployment,
     all: &[&ReplicaSet],
@@ -187,12 +187,12 @@ pub fn rollout(
             );
         }
     }
-    let failure_opt = all
-        .iter()
-        .find_map(|set| set.status.conditions.iter().find(|c| c.type_ == REPLICA_FAILURE && c.status == "True"));
+    let failure_of = |set: &ReplicaSet| set.status.conditions.iter().find(|c| c.type_ == REPLICA_FAILURE).cloned();
+    // The new ReplicaSet's failure over the old ones'.
+    let failure_opt = new_opt.and_then(failure_of).or_else(|| all.iter().find_map(|set| failure_of(set)));
     match failure_opt {
         Some(failure) => {
-            let mut mirrored = condition(REPLICA_FAILURE, "True", &failure.reason, failure.message.clone(), now);
+            let mut mirrored = condition(REPLICA_FAILURE, &failure.status, &failure.reason, failure.message, now);
             if let Some(since) = &failure.last_transition_time {
                 mirrored.last_update_time = Some(since.clone());
                 mirrored.last_transition_time = Some(since.clone());
@@ -328,6 +328,31 @@ mod tests {
         let progressing = find(&late, PROGRESSING).expect("Progressing");
         assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("False", PROGRESS_DEADLINE_EXCEEDED));
         assert_eq!(progressing.message, "ReplicaSet \"web-1\" has timed out progressing.");
+    }
+
+    #[test]
+    fn a_replica_set_failure_is_mirrored_and_cleared() {
+        let now = at("2026-01-01T00:01:00Z");
+        let d = deployment(2, json!(1), json!(0));
+        let mut new = set("web-1", 1, 2, 0);
+        new.status.conditions.push(Condition {
+            type_: REPLICA_FAILURE.into(),
+            status: "True".into(),
+            reason: "FailedCreate".into(),
+            message: "pods \"web-1-x\" is forbidden: exceeded quota".into(),
+            last_transition_time: Some("2026-01-01T00:00:30Z".into()),
+            ..Condition::default()
+        });
+        let status = rollout(&d, &[&new], Some(&new), now);
+        let failure = find(&status, REPLICA_FAILURE).expect("ReplicaFailure");
+        assert_eq!(
+            (failure.reason.as_str(), failure.last_update_time.as_deref()),
+            ("FailedCreate", Some("2026-01-01T00:00:30Z"))
+        );
+        let mut failed = d.clone();
+        failed.status = status;
+        let healed = set("web-1", 1, 2, 2);
+        assert!(find(&rollout(&failed, &[&healed], Some(&healed), now), REPLICA_FAILURE).is_none());
     }
 
     #[test]
