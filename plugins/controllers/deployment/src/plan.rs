@@ -76,6 +76,9 @@ pub fn plan(deployment: &Deployment, sets: &[ReplicaSet], pods: &[Pod], now: Dat
         work.deployment.status.observed_generation = work.deployment.status.observed_generation.max(generation);
         return work.finish();
     }
+    if !deployment.spec.template.is_object() {
+        return Plan { failure_opt: Some("spec.template is not an object".into()), ..Plan::default() };
+    }
     let ownership = claims(deployment, sets);
     if !ownership.is_empty() {
         return Plan { ownership, ..Plan::default() };
@@ -855,6 +858,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_annotation_on_the_template_makes_a_new_replica_set() {
+        // Goal: `kubectl rollout restart` (an annotation on the template)
+        // rolls every pod over to a second ReplicaSet, the change cause
+        // copied onto it.
+        let mut world = World::new(rolling(2));
+        world.converge();
+        world.deployment.spec.template["metadata"]["annotations"] =
+            json!({"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"});
+        world.deployment.metadata.annotations.insert("kubernetes.io/change-cause".into(), "restart".into());
+        world.deployment.metadata.generation = Some(2);
+        world.converge();
+        assert_eq!(world.sets.len(), 2);
+        assert_eq!((world.sets[0].replicas(), world.sets[1].replicas()), (0, 2));
+        assert_eq!(world.sets[1].metadata.annotations["kubernetes.io/change-cause"], "restart");
+        assert_eq!(world.deployment.status.observed_generation, 2);
+    }
+
+    #[test]
     fn recreate_waits_for_old_pods_before_creating_the_new_replica_set() {
         let mut d = rolling(2);
         d.spec.strategy.type_ = "Recreate".into();
@@ -956,6 +977,15 @@ mod tests {
         assert_eq!(world.deployment.status.collision_count, Some(1));
         let plan = world.reconcile();
         assert!(plan.create_opt.is_some(), "a salted hash names another replica set");
+    }
+
+    #[test]
+    fn a_malformed_template_fails_without_writes() {
+        let mut d = rolling(1);
+        d.spec.template = json!("not a template");
+        let plan = plan(&d, &[], &[], parse_time("2026-01-01T00:00:00Z").expect("time"));
+        assert!(plan.create_opt.is_none() && plan.deployment.is_empty());
+        assert!(plan.failure_opt.is_some());
     }
 
     #[test]
