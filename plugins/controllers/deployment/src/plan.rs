@@ -166,8 +166,11 @@ struct Work<'a> {
     resizes: Vec<Resize>,
     /// Events not tied to a write.
     events: Vec<Event>,
+    /// When to reconcile again, if sooner than a change would.
     requeue_opt: Option<Duration>,
+    /// Why the reconcile fails once its writes are made.
     failure_opt: Option<String>,
+    /// The time of the reconcile.
     now: DateTime<Utc>,
 }
 
