@@ -6,13 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 6] = [
+const PLUGINS: [&str; 10] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
     "required-labels",
     "misbehaving",
     "serviceaccount-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "statefulset-controller",
+    "daemonset-controller",
 ];
 
 fn main() {

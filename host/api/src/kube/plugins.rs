@@ -142,11 +142,18 @@ pub fn built_in_policies() -> Vec<(&'static str, Value)> {
 /// component, spec without digest and signature); `ca_pem` is the bundle
 /// the service-account controller publishes in every namespace.
 pub fn built_in_controllers(ca_pem: &str) -> Vec<(&'static str, &'static str, Value)> {
-    vec![(
-        "service-account-controller",
-        "serviceaccount-controller",
-        json!({"world": CONTROLLER_WORLD, "config": {"rootCA": ca_pem}}),
-    )]
+    let plain = || json!({"world": CONTROLLER_WORLD});
+    vec![
+        (
+            "service-account-controller",
+            "serviceaccount-controller",
+            json!({"world": CONTROLLER_WORLD, "config": {"rootCA": ca_pem}}),
+        ),
+        ("replicaset-controller", "replicaset-controller", plain()),
+        ("deployment-controller", "deployment-controller", plain()),
+        ("statefulset-controller", "statefulset-controller", plain()),
+        ("daemon-set-controller", "daemonset-controller", plain()),
+    ]
 }
 
 /// Makes `signer` the first trusted signer of a new cluster, and installs
