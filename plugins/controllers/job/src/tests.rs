@@ -242,3 +242,79 @@ fn configuration_is_empty() {
     assert_eq!(interests.len(), 2);
     assert!(Jobs::configure(r#"{"x": 1}"#).is_err());
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A pod in one of the states a Job's pod can be in.
+    fn any_pod(n: usize) -> impl Strategy<Value = Pod> {
+        (0..5u8, any::<bool>(), any::<bool>()).prop_map(move |(state, deleting, ready)| {
+            let phase = ["Pending", "Running", "Succeeded", "Failed", "Running"][usize::from(state)];
+            let mut pod = pod(&format!("p{n}"), phase);
+            if deleting {
+                pod.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+            }
+            if ready {
+                pod.status.conditions.push(engenho_controller::meta::Condition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                });
+            }
+            pod
+        })
+    }
+
+    fn any_pods() -> impl Strategy<Value = Vec<Pod>> {
+        (0..8usize).prop_flat_map(|len| (0..len).map(any_pod).collect::<Vec<_>>())
+    }
+
+    proptest! {
+        #[test]
+        fn active_pods_never_exceed_parallelism_and_suspension_stops_them(
+            parallelism in 0..5i32,
+            completions in proptest::option::of(0..6i32),
+            suspend in any::<bool>(),
+            pods in any_pods(),
+        ) {
+            // Goal: whatever the pods, a plan that makes pods ends with at
+            // most `parallelism` active; a suspended Job ends with none.
+            let job = job(json!({"parallelism": parallelism, "completions": completions, "suspend": suspend, "backoffLimit": 100}));
+            let plan = plan(&job, &pods, now());
+            let active = pods.iter().filter(|p| p.is_active()).count();
+            let after = active + plan.creates.len() - plan.deletes.len();
+            prop_assert!(plan.creates.is_empty() || after <= usize::try_from(parallelism).unwrap_or(0));
+            if suspend {
+                prop_assert!(plan.creates.is_empty());
+                prop_assert_eq!(after, 0);
+            }
+            prop_assert!(plan.creates.is_empty() || plan.deletes.is_empty() || job.spec.is_indexed());
+        }
+
+        #[test]
+        fn every_finished_pod_is_counted_exactly_once(pods in any_pods(), vanish in any::<bool>()) {
+            // Goal: replaying reconciles (writing the planned status, then
+            // removing the released finalizers, some pods then vanishing)
+            // counts each finished pod once and keeps the count.
+            let mut job = job(json!({"parallelism": 0, "completions": 100, "backoffLimit": 100}));
+            let mut pods = pods;
+            let succeeded = pods.iter().filter(|p| p.succeeded()).count();
+            let failed = pods.iter().filter(|p| tracking::counts_as_failed(&job, p) && !p.succeeded()).count();
+            for round in 0..4 {
+                let plan = plan(&job, &pods, now());
+                job.status = plan.status;
+                for pod in pods.iter_mut().filter(|p| plan.releases.contains(&p.metadata.name)) {
+                    pod.metadata.finalizers.clear();
+                }
+                if vanish && round == 1 {
+                    pods.retain(|p| p.is_tracked());
+                }
+            }
+            prop_assert!(job.status.uncounted_terminated_pods.is_empty());
+            prop_assert_eq!(job.status.succeeded, tracking::count(succeeded));
+            prop_assert_eq!(job.status.failed, tracking::count(failed));
+        }
+    }
+}
