@@ -135,7 +135,9 @@ fn failure(job: &Job, active: &[&Pod], tracking: &Tracking, status: &JobStatus, 
             message: "Job has reached the specified backoff limit".into(),
         });
     }
-    let past = !job.spec.is_suspended() && deadline(job, status).is_some_and(|d| now >= d);
+    // A Job being resumed restarts its clock instead.
+    let resuming = !job.spec.is_suspended() && status.has("Suspended");
+    let past = !job.spec.is_suspended() && !resuming && deadline(job, status).is_some_and(|d| now >= d);
     past.then(|| Finish::Failure {
         reason: "DeadlineExceeded".into(),
         message: "Job was active longer than specified deadline".into(),

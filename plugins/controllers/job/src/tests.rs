@@ -173,6 +173,12 @@ fn suspending_deletes_active_pods_and_resuming_restarts_the_clock() {
     assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", "JobResumed"));
     assert_eq!(resumed.status.start_time.as_deref(), Some(format_time(later).as_str()));
     assert_eq!(reasons(&resumed), vec!["Resumed"]);
+    // A deadline that the time suspended would have passed does not fail the resumed Job.
+    job.spec.active_deadline_seconds = Some(50);
+    job.status.start_time = Some(format_time(now()));
+    let resumed = plan(&job, &[], later);
+    assert!(!resumed.status.has("FailureTarget"));
+    assert_eq!(resumed.requeue, Some(Duration::from_secs(50)));
     assert_eq!(resumed.creates.len(), 1);
 }
 
