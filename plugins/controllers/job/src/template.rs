@@ -25,7 +25,12 @@ pub fn new_pod(job: &Job, index: Option<i32>) -> Value {
     metadata.insert("generateName".into(), json!(generate_name(name, index)));
     metadata.insert("namespace".into(), json!(job.metadata.namespace));
     metadata.insert("ownerReferences".into(), json!([OwnerReference::controlled_by(&JOBS, "Job", &job.metadata)]));
-    metadata.insert("finalizers".into(), json!([TRACKING_FINALIZER]));
+    let mut finalizers = match template["metadata"].get("finalizers") {
+        Some(Value::Array(list)) => list.clone(),
+        _ => Vec::new(),
+    };
+    finalizers.push(json!(TRACKING_FINALIZER));
+    metadata.insert("finalizers".into(), Value::Array(finalizers));
     let mut spec = match template.get("spec") {
         Some(Value::Object(spec)) => spec.clone(),
         _ => Map::new(),
@@ -80,7 +85,7 @@ mod tests {
             ..Default::default()
         };
         job.spec.template = json!({
-            "metadata": {"labels": {"app": "pi", "batch.kubernetes.io/job-name": "pi"}},
+            "metadata": {"labels": {"app": "pi", "batch.kubernetes.io/job-name": "pi"}, "finalizers": ["example.com/keep"]},
             "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "perl"}]},
         });
         job
@@ -93,7 +98,7 @@ mod tests {
         assert_eq!(pod["metadata"]["labels"]["app"], "pi");
         assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "u1");
         assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
-        assert_eq!(pod["metadata"]["finalizers"][0], TRACKING_FINALIZER);
+        assert_eq!(pod["metadata"]["finalizers"], json!(["example.com/keep", TRACKING_FINALIZER]));
         assert_eq!(pod["spec"]["containers"][0]["image"], "perl");
         assert!(pod["spec"]["containers"][0].get("env").is_none());
     }
