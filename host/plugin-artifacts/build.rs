@@ -6,7 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 5] = ["pod-security", "resource-defaults", "image-allowlist", "required-labels", "misbehaving"];
+const PLUGINS: [&str; 6] = [
+    "pod-security",
+    "resource-defaults",
+    "image-allowlist",
+    "required-labels",
+    "misbehaving",
+    "serviceaccount-controller",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

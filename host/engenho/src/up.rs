@@ -158,7 +158,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!(cidr = network.cidr(), node_ports = network.port_range(), "service network");
     let signer = SigningKey::load_or_create(&args.data_dir.join("pki").join("plugin-signer.key"))
         .map_err(|e| anyhow::anyhow!("the plugin signing key: {e}"))?;
-    api.install_built_in_plugins(&signer).await.context("installing the built-in admission policies")?;
+    api.install_built_in_plugins(&signer, &credentials.ca_pem)
+        .await
+        .context("installing the built-in admission policies and controllers")?;
     api.load_plugins().await;
     let advertised = advertised_api_addr(&args);
     // Registered before the node answers when the cluster can take the

@@ -355,6 +355,30 @@ impl Node {
         members
     }
 
+    /// Whether this node leads the cluster, now and as it changes; the
+    /// receiver sees every change of leadership.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        let mut metrics = self.inner.raft.metrics();
+        let id = self.inner.id;
+        let leading = metrics.borrow_and_update().current_leader == Some(id);
+        let (sender, receiver) = watch::channel(leading);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = metrics.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let leading = metrics.borrow_and_update().current_leader == Some(id);
+                        sender.send_if_modified(|was| std::mem::replace(was, leading) != leading);
+                    }
+                    () = sender.closed() => break,
+                }
+            }
+        });
+        receiver
+    }
+
     /// The current raft term as this node knows it; cheap.
     pub fn term(&self) -> u64 {
         self.inner.raft.metrics().borrow().current_term

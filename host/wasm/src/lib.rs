@@ -17,6 +17,7 @@
 
 mod admission;
 mod cache;
+mod controller;
 mod grants;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
+pub use controller::{Applied, ClusterAccess, ControllerPlugin, RECONCILE_WALL_MAX, controller_types};
 pub use grants::{Grants, Reserved};
 
 /// How often the engine's epoch advances while plugin calls run: the
@@ -67,13 +69,22 @@ pub const CALLS_IN_FLIGHT_MAX: u32 = 16;
 /// the configured instances one plugin keeps idle.
 pub const PLUGIN_CALLS_IN_FLIGHT_MAX: u32 = 4;
 
+/// Controller reconciles running at once on a node, at most: each holds an
+/// instance and its stack while it runs, including while it waits for its
+/// writes (which is why reconciles do not take the turns of other calls:
+/// their writes pass admission policies, which need those turns).
+pub const RECONCILES_IN_FLIGHT_MAX: u32 = 32;
+
 /// Configured instances kept idle for reuse, across every plugin: with the
-/// calls in flight, never more than the pooling allocator holds, so a call
-/// always finds an instance slot.
-const IDLE_INSTANCES_MAX: u32 = POOLED_INSTANCES - CALLS_IN_FLIGHT_MAX;
+/// calls and reconciles in flight, never more than the pooling allocator
+/// holds, so a call always finds an instance slot.
+const IDLE_INSTANCES_MAX: u32 = POOLED_INSTANCES - CALLS_IN_FLIGHT_MAX - RECONCILES_IN_FLIGHT_MAX;
 
 const _: () = assert!(PLUGIN_CALLS_IN_FLIGHT_MAX < CALLS_IN_FLIGHT_MAX, "one plugin never takes every call slot");
-const _: () = assert!(CALLS_IN_FLIGHT_MAX < POOLED_INSTANCES, "idle instances have room beside the calls");
+const _: () = assert!(
+    CALLS_IN_FLIGHT_MAX + RECONCILES_IN_FLIGHT_MAX < POOLED_INSTANCES,
+    "idle instances have room beside the calls"
+);
 
 /// Largest linear memory a pooled instance may grow to.
 const POOLED_MEMORY_BYTES_MAX: usize = 256 << 20;
@@ -184,6 +195,8 @@ pub(crate) struct CallState {
     /// Epoch ticks the call in progress may still run across: its
     /// deadline counts the time it runs, not the time it waits to.
     ticks_left: u64,
+    /// What a controller's reconcile in progress reads and writes through.
+    cluster: Option<Arc<dyn ClusterAccess>>,
 }
 
 impl WasiView for CallState {
@@ -229,6 +242,7 @@ impl CallState {
                 .build(),
             plugin,
             ticks_left: deadline_ticks(limits.deadline),
+            cluster: None,
         })
     }
 
@@ -256,6 +270,7 @@ pub struct PluginHost {
     ticking: Arc<AtomicBool>,
     reserved: Reserved,
     calls: Arc<Semaphore>,
+    reconciles: Arc<Semaphore>,
     idle_instances: Arc<IdleInstances>,
 }
 
@@ -347,12 +362,15 @@ impl PluginHost {
         })?;
         let ticking = Arc::new(AtomicBool::new(true));
         let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT_MAX as usize));
-        let (ticker_engine, running, in_flight) = (engine.weak(), ticking.clone(), calls.clone());
+        let reconciles = Arc::new(Semaphore::new(RECONCILES_IN_FLIGHT_MAX as usize));
+        let (ticker_engine, running) = (engine.weak(), ticking.clone());
+        let (in_flight, reconciling) = (calls.clone(), reconciles.clone());
         std::thread::Builder::new()
             .name("plugin-epoch".into())
             .spawn(move || {
                 while running.load(Ordering::Relaxed) {
-                    let busy = in_flight.available_permits() < CALLS_IN_FLIGHT_MAX as usize;
+                    let busy = in_flight.available_permits() < CALLS_IN_FLIGHT_MAX as usize
+                        || reconciling.available_permits() < RECONCILES_IN_FLIGHT_MAX as usize;
                     std::thread::sleep(if busy { EPOCH_TICK } else { IDLE_TICK });
                     match ticker_engine.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -366,6 +384,7 @@ impl PluginHost {
             ticking,
             reserved: Reserved::default(),
             calls,
+            reconciles,
             idle_instances: Arc::default(),
         })
     }

@@ -50,7 +50,8 @@ impl ApiState {
 /// as travels on in the request's extensions.
 pub async fn guard(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
     let (method, uri) = (request.method().clone(), request.uri().clone());
-    let user = match admit(&state, &method, &uri, request.headers()).await {
+    let in_process = request.extensions().get::<InProcess>().map(|caller| caller.0.clone());
+    let user = match admit(&state, &method, &uri, request.headers(), in_process).await {
         Ok(user) => user,
         Err(error) => return error.into_response(),
     };
@@ -58,15 +59,34 @@ pub async fn guard(State(state): State<Arc<ApiState>>, mut request: Request, nex
     next.run(request).await
 }
 
-async fn admit(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(ApiError::unauthorized)?;
-    let caller = authenticate(state, token).await?;
-    let user = impersonate(state, caller, headers)?;
+/// The identity of a request a node makes to its own API server (a
+/// control loop's write): set only by the node itself on the request's
+/// extensions, which no network request can carry. Such a request skips
+/// the bearer token and impersonation; authorization, admission and
+/// validation run as for any other.
+#[derive(Debug, Clone)]
+pub struct InProcess(pub UserInfo);
+
+async fn admit(
+    state: &ApiState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    in_process: Option<UserInfo>,
+) -> Result<UserInfo, ApiError> {
+    let user = match in_process {
+        Some(user) => user,
+        None => {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(ApiError::unauthorized)?;
+            let caller = authenticate(state, token).await?;
+            impersonate(state, caller, headers)?
+        }
+    };
     let attributes = request_attributes(method, uri.path(), uri.query().unwrap_or(""), &state.registry());
     match state.authorizer.authorize(&user, &attributes)? {
         Some(_) => Ok(user),

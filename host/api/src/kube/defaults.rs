@@ -234,17 +234,48 @@ fn template_spec(spec: &mut Map<String, Value>) {
     pod_spec(child(child(spec, "template"), "spec"));
 }
 
-/// A Job's defaults (and its pod template's).
+/// A Job's defaults (and its pod template's): one completion only when
+/// neither completions nor parallelism is given, as Kubernetes.
 fn job_spec(spec: &mut Map<String, Value>) {
-    fill(spec, "parallelism", json!(1));
-    if spec.get("completionMode").and_then(Value::as_str) != Some("Indexed") {
-        fill(spec, "completions", json!(1));
+    let unset = |field: &str| spec.get(field).is_none_or(Value::is_null);
+    if unset("parallelism") && unset("completions") {
+        spec.insert("completions".into(), json!(1));
     }
+    fill(spec, "parallelism", json!(1));
     fill(spec, "backoffLimit", json!(6));
     fill(spec, "completionMode", json!("NonIndexed"));
     fill(spec, "suspend", json!(false));
     fill(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
     template_spec(spec);
+}
+
+/// The label of a Job's pods that holds its uid.
+const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+
+/// The label of a Job's pods that holds its name.
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Gives a new Job, of uid `uid`, that does not pick its selector itself
+/// the selector and template labels Kubernetes generates: the job's name
+/// and uid under their current and legacy labels, selected by uid.
+pub fn job_selector(job: &mut Value, uid: &str) {
+    let Some(fields) = job.as_object_mut() else { return };
+    let name = fields.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default();
+    let name = name.to_owned();
+    let spec = child(fields, "spec");
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let labels = child(child(child(spec, "template"), "metadata"), "labels");
+    for (label, value) in [
+        (JOB_NAME_LABEL, &name),
+        ("job-name", &name),
+        (CONTROLLER_UID_LABEL, &uid.to_owned()),
+        ("controller-uid", &uid.to_owned()),
+    ] {
+        fill(labels, label, json!(value));
+    }
+    fill(child(child(spec, "selector"), "matchLabels"), CONTROLLER_UID_LABEL, json!(uid));
 }
 
 fn replication_controller(fields: &mut Map<String, Value>) {
@@ -332,6 +363,21 @@ mod tests {
     use super::*;
     use crate::kube::resources::Registry;
 
+    #[test]
+    fn jobs_get_a_generated_selector_unless_manual() {
+        let mut job = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {}}}});
+        job_selector(&mut job, "u-1");
+        assert_eq!(job["spec"]["selector"], json!({"matchLabels": {CONTROLLER_UID_LABEL: "u-1"}}));
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"],
+            json!({JOB_NAME_LABEL: "j", "job-name": "j", CONTROLLER_UID_LABEL: "u-1", "controller-uid": "u-1"})
+        );
+        let mut manual = json!({"metadata": {"name": "j"}, "spec": {"manualSelector": true, "selector": {"matchLabels": {"a": "b"}}}});
+        let before = manual.clone();
+        job_selector(&mut manual, "u-1");
+        assert_eq!(manual, before);
+    }
+
     fn defaulted(group: &str, plural: &str, mut object: Value) -> Value {
         let registry = Registry::built_in();
         let t = registry.find_plural(group, plural).expect("served");
@@ -379,6 +425,8 @@ mod tests {
             (&job["spec"]["backoffLimit"], &job["spec"]["template"]["spec"]["restartPolicy"]),
             (&json!(6), &json!("Always"))
         );
+        let parallel = defaulted("batch", "jobs", json!({"spec": {"parallelism": 3}}));
+        assert_eq!((&parallel["spec"]["parallelism"], &parallel["spec"]["completions"]), (&json!(3), &Value::Null));
         assert_eq!(defaulted("", "secrets", json!({}))["type"], "Opaque");
         let slice = defaulted("discovery.k8s.io", "endpointslices", json!({"ports": [{"port": 80}]}));
         assert_eq!(slice["ports"][0]["protocol"], "TCP");

@@ -60,6 +60,10 @@ pub struct ApiState {
     /// The OpenAPI documents of a registry generation, generated on first
     /// use.
     pub openapi: std::sync::Mutex<Option<(u64, Arc<OpenApi>)>>,
+    /// The node's informer caches, shared by its control loops.
+    pub informers: engenho_control::Informers,
+    /// The control loops' metrics.
+    pub controller_metrics: Arc<engenho_control::metrics::Registry>,
 }
 
 impl ApiState {

@@ -7,8 +7,10 @@ mod admission;
 mod apiservices;
 mod apply;
 mod auth;
+mod client;
 mod components;
 mod connections;
+mod controllers;
 mod conversion;
 mod custom;
 mod defaults;
@@ -59,6 +61,7 @@ pub use discovery::KUBERNETES_MINOR;
 pub use handlers::REQUEST_BODY_BYTES_MAX;
 pub use pki::Credentials;
 pub use status::{ApiError, Cause};
+pub use validation::cron;
 
 use handlers::ApiState;
 use objects::{ObjectStore, WriteOptions};
@@ -102,12 +105,14 @@ impl KubeApi {
             plugins: Arc::default(),
             authorizer: rbac::Authorizer::new(node.store().clone(), &registry.current()),
             registry,
-            objects: ObjectStore::new(node),
+            objects: ObjectStore::new(node.clone()),
             admin_token,
             token_signer: tokio::sync::OnceCell::new(),
             watch_events: Arc::default(),
             watch_quota: Arc::default(),
             openapi: std::sync::Mutex::new(None),
+            informers: engenho_control::Informers::new(node.store().clone()),
+            controller_metrics: Arc::default(),
         };
         Self { state: Arc::new(state) }
     }
@@ -137,6 +142,12 @@ impl KubeApi {
             let t = registry.find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC kinds are built in");
             defaults.push((t, object));
         }
+        let labels = json!({rbac::BOOTSTRAP_LABEL.0: rbac::BOOTSTRAP_LABEL.1});
+        for (plural, object) in controllers::roles::bootstrap_objects(&labels) {
+            let t = registry
+                .find_plural(if plural == "serviceaccounts" { "" } else { "rbac.authorization.k8s.io" }, plural);
+            defaults.push((t.expect("built in"), object));
+        }
         let priority_classes = registry.find_plural("scheduling.k8s.io", "priorityclasses").expect("built in");
         defaults.extend(SYSTEM_PRIORITY_CLASSES.iter().map(|&(name, value, description)| {
             let class = json!({
@@ -155,7 +166,8 @@ impl KubeApi {
         for (t, object) in defaults {
             let mut attempt = 1;
             loop {
-                match self.state.objects.create(t, None, object.clone(), &WriteOptions::default()).await {
+                let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str);
+                match self.state.objects.create(t, namespace, object.clone(), &WriteOptions::default()).await {
                     Ok(_) => tracing::info!(kind = t.kind, name = %object["metadata"]["name"], "created a default"),
                     Err(error) if error.reason == "AlreadyExists" => {}
                     // A leadership change (as when a restarted node steps
@@ -178,14 +190,15 @@ impl KubeApi {
         apiservices::reconcile(&self.state.objects, &self.state.registry()).await
     }
 
-    /// Installs the built-in admission policies that are not installed
-    /// yet, signed by `signer`, whose public key becomes the first trusted
-    /// signer when the cluster is new.
+    /// Installs the built-in admission policies and controllers that are
+    /// not installed yet, signed by `signer`, whose public key becomes the
+    /// first trusted signer when the cluster is new; `ca_pem` is the
+    /// cluster's CA bundle, which every namespace gets.
     ///
     /// # Errors
     /// The store refused the writes.
-    pub async fn install_built_in_plugins(&self, signer: &plugins::SigningKey) -> Result<(), ApiError> {
-        plugins::install_built_ins(&self.state.objects, &self.state.registry(), signer).await
+    pub async fn install_built_in_plugins(&self, signer: &plugins::SigningKey, ca_pem: &str) -> Result<(), ApiError> {
+        plugins::install_built_ins(&self.state.objects, &self.state.registry(), signer, ca_pem).await
     }
 
     /// Loads the admission policies of the Plugin objects now, so that no
@@ -211,11 +224,13 @@ impl KubeApi {
         let collector = gc::Collector::new(self.state.objects.clone(), self.state.registry.clone());
         let plugins = self.plugin_controller();
         let policy_status = policy_status::PolicyStatus::new(self.state.objects.clone(), self.state.registry.clone());
+        let components = controllers::Controllers::new(self.state.clone(), self.router());
         tokio::join!(
             self.definitions().run(stop.clone()),
             collector.run(stop.clone()),
             plugins.run(stop.clone()),
-            policy_status.run(stop)
+            policy_status.run(stop.clone()),
+            components.run(stop)
         );
     }
 

@@ -245,9 +245,13 @@ impl ObjectStore {
             _ => {}
         }
         super::defaults::apply(t, &mut object);
+        let uid = new_uid();
+        if (t.group, t.plural) == ("batch", "jobs") {
+            super::defaults::job_selector(&mut object, &uid);
+        }
         super::validation::validate(t, &object)?;
         let metadata = metadata_mut(&mut object);
-        metadata.insert("uid".into(), json!(new_uid()));
+        metadata.insert("uid".into(), json!(uid));
         metadata.insert("creationTimestamp".into(), json!(now()));
         metadata.remove("resourceVersion");
         metadata.remove("deletionTimestamp");
@@ -916,7 +920,7 @@ pub fn namespace_key(name: &str) -> String {
 
 /// An object of kind `t` as stored, with its `resourceVersion` set from the
 /// store, at the version `t` serves.
-fn decode(t: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
+pub(super) fn decode(t: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!("stored object {} is not JSON: {e}", String::from_utf8_lossy(&kv.key)))
     })?;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 mod trust;
 
-use trust::TrustRoot;
+pub(super) use trust::TrustRoot;
 pub use trust::{BOOTSTRAP_SIGNER, SIGNERS_PLURAL, SigningKey, definition as signer_definition};
 
 use super::objects::ObjectStore;
@@ -28,12 +28,15 @@ pub const GROUP: &str = "engenho.io";
 /// The world an admission policy implements.
 pub const ADMISSION_WORLD: &str = "admission-policy";
 
+/// The world a controller implements.
+pub const CONTROLLER_WORLD: &str = "controller-plugin";
+
 /// Where Plugin objects are stored.
-const PLUGINS_PREFIX: &str = "/registry/engenho.io/plugins/";
+pub(super) const PLUGINS_PREFIX: &str = "/registry/engenho.io/plugins/";
 
 /// Where component bytes live: `<prefix><digest>` holds the manifest,
 /// `<prefix><digest>/<n>` the chunks.
-const COMPONENTS_PREFIX: &str = "/engenho/plugins/components/";
+pub(super) const COMPONENTS_PREFIX: &str = "/engenho/plugins/components/";
 
 /// Largest chunk of a component in one store value.
 const CHUNK_BYTES: usize = 512 * 1024;
@@ -42,7 +45,7 @@ const CHUNK_BYTES: usize = 512 * 1024;
 pub const COMPONENT_BYTES_MAX: usize = 3 * 1024 * 1024;
 
 /// How often plugins are looked at again without a change.
-const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The first line of every message a plugin signature signs: the version
 /// of the signed terms.
@@ -135,9 +138,20 @@ pub fn built_in_policies() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The controllers every cluster starts with, as (Plugin name, built
+/// component, spec without digest and signature); `ca_pem` is the bundle
+/// the service-account controller publishes in every namespace.
+pub fn built_in_controllers(ca_pem: &str) -> Vec<(&'static str, &'static str, Value)> {
+    vec![(
+        "service-account-controller",
+        "serviceaccount-controller",
+        json!({"world": CONTROLLER_WORLD, "config": {"rootCA": ca_pem}}),
+    )]
+}
+
 /// Makes `signer` the first trusted signer of a new cluster, and installs
-/// the built-in admission policies that are not installed yet, signed by
-/// it.
+/// the built-in admission policies and controllers that are not installed
+/// yet, signed by it.
 ///
 /// # Errors
 /// The store refused the writes.
@@ -145,13 +159,15 @@ pub async fn install_built_ins(
     objects: &ObjectStore,
     registry: &Registry,
     signer: &SigningKey,
+    ca_pem: &str,
 ) -> Result<(), ApiError> {
     trust::bootstrap(objects, registry, signer).await?;
     let plugin_type =
         registry.find_plural(GROUP, "plugins").ok_or_else(|| ApiError::internal("the Plugin kind is not installed"))?;
-    for (name, mut spec) in built_in_policies() {
-        let bytes = engenho_plugin_artifacts::plugin(name)
-            .ok_or_else(|| ApiError::internal(format!("the built-in policy {name} was not built")))?;
+    let policies = built_in_policies().into_iter().map(|(name, spec)| (name, name, spec));
+    for (name, package, mut spec) in policies.chain(built_in_controllers(ca_pem)) {
+        let bytes = engenho_plugin_artifacts::plugin(package)
+            .ok_or_else(|| ApiError::internal(format!("the built-in plugin {package} was not built")))?;
         let digest = store_component(objects, bytes).await?;
         spec["digest"] = json!(digest);
         spec["signature"] = json!(signer.sign_plugin(name, &spec).map_err(ApiError::internal)?);
@@ -182,7 +198,7 @@ pub fn definition() -> Value {
         }},
     }});
     let spec = json!({"type": "object", "required": ["world", "digest", "signature"], "properties": {
-        "world": {"type": "string", "enum": [ADMISSION_WORLD],
+        "world": {"type": "string", "enum": [ADMISSION_WORLD, CONTROLLER_WORLD],
             "description": "The WIT world the component implements."},
         "digest": {"type": "string", "description": "Hex BLAKE3 digest of the component."},
         "signature": {"type": "string",
@@ -208,6 +224,10 @@ pub fn definition() -> Value {
                     "description": "Addresses (ip:port) the plugin may open TCP connections to."},
             }},
         "admission": admission,
+        "controller": {"type": "object", "properties": {
+            "workers": {"type": "integer", "minimum": 1, "maximum": 16,
+                "description": "Keys the controller reconciles at once (default 4)."},
+        }},
     }});
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -285,18 +305,42 @@ pub fn load_component(objects: &ObjectStore, digest: &str) -> Result<Option<Vec<
 /// A `Plugin` object's spec, as the host reads it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct PluginSpec {
-    world: String,
-    digest: String,
+pub(super) struct PluginSpec {
+    pub(super) world: String,
+    pub(super) digest: String,
     signature: String,
     config: Option<Value>,
     failure_policy: Option<String>,
     limits: PluginLimits,
     grants: PluginGrants,
     admission: AdmissionSpec,
+    pub(super) controller: ControllerSpec,
+}
+
+/// How a controller runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct ControllerSpec {
+    /// Keys reconciled at once (default 4).
+    pub(super) workers: Option<usize>,
 }
 
 impl PluginSpec {
+    /// The configuration, as the component gets it (JSON).
+    pub(super) fn config_json(&self) -> String {
+        self.config.clone().unwrap_or_else(|| json!({})).to_string()
+    }
+
+    /// The limits of every call.
+    pub(super) fn call_limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            deadline: self.limits.deadline_millis.map_or(defaults.deadline, Duration::from_millis),
+            memory_bytes: self.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
+            ..defaults
+        }
+    }
+
     /// Whether a failed call refuses the request.
     fn fails_closed(&self) -> bool {
         self.failure_policy.as_deref() != Some("Ignore")
@@ -445,7 +489,7 @@ impl ActivePolicies {
 }
 
 /// A status condition: status, reason, message.
-type Condition = (&'static str, &'static str, String);
+pub(super) type Condition = (&'static str, &'static str, String);
 
 /// Keeps an API server's admission policies current with the `Plugin`
 /// objects, the stored components and the trusted signers.
@@ -517,7 +561,7 @@ impl PluginController {
             let (running, condition) = self.settle(&name, &spec, &trust, &previous).await;
             next.extend(running);
             if self.objects.is_leader() {
-                self.report(&plugins_type, object, &spec, condition).await;
+                report(&self.objects, &plugins_type, object, &spec, condition).await;
             }
         }
         // The set is the same when every policy is one already active.
@@ -587,13 +631,7 @@ impl PluginController {
         let bytes = load_component(&self.objects, &spec.digest)
             .map_err(|e| e.message)?
             .ok_or_else(|| format!("no component with digest {} has been pushed", spec.digest))?;
-        let config = spec.config.clone().unwrap_or_else(|| json!({})).to_string();
-        let defaults = Limits::default();
-        let limits = Limits {
-            deadline: spec.limits.deadline_millis.map_or(defaults.deadline, Duration::from_millis),
-            memory_bytes: spec.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
-            ..defaults
-        };
+        let (config, limits) = (spec.config_json(), spec.call_limits());
         let tcp_connect = spec
             .grants
             .tcp_connect
@@ -611,44 +649,46 @@ impl PluginController {
         tracing::info!(plugin = name, digest = spec.digest, "admission policy active");
         Ok(ActivePolicy { name: name.to_owned(), spec: spec.clone(), runner: Runner::Loaded(Arc::new(policy)) })
     }
+}
 
-    async fn report(
-        &self,
-        plugins_type: &super::resources::ResourceType,
-        object: &Value,
-        spec: &PluginSpec,
-        (status, reason, message): Condition,
-    ) {
-        let current = object.pointer("/status/conditions/0");
-        let same = current.is_some_and(|c| {
-            c.get("status").and_then(Value::as_str) == Some(status)
-                && c.get("message").and_then(Value::as_str) == Some(message.as_str())
-        });
-        if same {
-            return;
-        }
-        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": super::objects::now()});
-        let digest = spec.digest.clone();
-        let result = self
-            .objects
-            .modify(plugins_type, None, name, |object| {
-                object["status"]["conditions"] = json!([condition.clone()]);
-                if status == "True" {
-                    object["status"]["activeDigest"] = json!(digest);
-                }
-                true
-            })
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(plugin = name, %error, "the plugin's status will be written again");
-        }
+/// Writes `condition` as the Ready condition of Plugin `object` (with
+/// `spec`), unless it says so already.
+pub(super) async fn report(
+    objects: &ObjectStore,
+    plugins_type: &super::resources::ResourceType,
+    object: &Value,
+    spec: &PluginSpec,
+    (status, reason, message): Condition,
+) {
+    let current = object.pointer("/status/conditions/0");
+    let same = current.is_some_and(|c| {
+        c.get("status").and_then(Value::as_str) == Some(status)
+            && c.get("reason").and_then(Value::as_str) == Some(reason)
+            && c.get("message").and_then(Value::as_str) == Some(message.as_str())
+    });
+    if same {
+        return;
+    }
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": super::objects::now()});
+    let digest = spec.digest.clone();
+    let result = objects
+        .modify(plugins_type, None, name, |object| {
+            object["status"]["conditions"] = json!([condition.clone()]);
+            if status == "True" {
+                object["status"]["activeDigest"] = json!(digest);
+            }
+            true
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::debug!(plugin = name, %error, "the plugin's status will be written again");
     }
 }
 
 /// Checks a Plugin's signature against the trusted signers.
-fn verify_signature(name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<(), String> {
+pub(super) fn verify_signature(name: &str, spec: &PluginSpec, signers: &[Vec<u8>]) -> Result<(), String> {
     let what = format!("the name, world, digest, mutating flag, limits and grants of {name}");
     trust::verify(&spec.signature, &spec.signed_message(name), signers, &what)
 }

@@ -475,7 +475,7 @@ pub fn forbidden(user: &UserInfo, attributes: &Attributes) -> ApiError {
 }
 
 /// The label every bootstrap RBAC object carries.
-const BOOTSTRAP_LABEL: (&str, &str) = ("kubernetes.io/bootstrapping", "rbac-defaults");
+pub(super) const BOOTSTRAP_LABEL: (&str, &str) = ("kubernetes.io/bootstrapping", "rbac-defaults");
 
 /// The ClusterRoles and ClusterRoleBindings every cluster has from its first
 /// start, as (plural, object).

@@ -12,8 +12,11 @@ use super::quantity::Quantity;
 use super::resources::ResourceType;
 use super::status::{ApiError, Cause};
 
+mod apps;
 mod cluster;
+pub mod cron;
 mod networking;
+pub(super) mod pods;
 mod quota_scopes;
 mod storage;
 mod workloads;
@@ -29,6 +32,11 @@ fn rules_of(t: &ResourceType) -> Option<Rules> {
         ("policy", "poddisruptionbudgets") => Some(pod_disruption_budget),
         ("", "persistentvolumes") => Some(storage::persistent_volume),
         ("", "persistentvolumeclaims") => Some(storage::persistent_volume_claim),
+        ("", "pods") => Some(pods::pod),
+        ("apps", "deployments") => Some(apps::deployment),
+        ("apps", "replicasets") => Some(apps::replica_set),
+        ("apps", "statefulsets") => Some(apps::stateful_set),
+        ("apps", "daemonsets") => Some(apps::daemon_set),
         ("", "podtemplates") => Some(workloads::pod_template),
         ("", "replicationcontrollers") => Some(workloads::replication_controller),
         ("apps", "controllerrevisions") => Some(workloads::controller_revision),
@@ -107,6 +115,9 @@ pub fn validate_update(t: &ResourceType, old: &Value, new: &Value) -> Result<(),
                     causes.push(forbidden(field, &format!("updates to {field} are forbidden.")));
                 }
             }
+        }
+        ("apps", plural @ ("deployments" | "replicasets" | "statefulsets" | "daemonsets")) => {
+            causes.extend(apps::update(plural, old, new));
         }
         _ => {}
     }

@@ -29,3 +29,4 @@ mod services;
 mod subresource_admission;
 mod support;
 mod token_claims;
+mod workload_validation;

@@ -102,7 +102,7 @@ impl SigningKey {
 
 /// The trusted signers' public keys, or why they cannot be known.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum TrustRoot {
+pub(in crate::kube) enum TrustRoot {
     /// The keys of every PluginSigner.
     Known(Vec<Vec<u8>>),
     /// The signers are missing or unreadable: nothing can be verified.
@@ -114,7 +114,7 @@ impl TrustRoot {
     /// PluginSigner, or the kind not served) and unreadable (a store
     /// failure, a key that is not an Ed25519 public key) are both unknown:
     /// the caller fails closed rather than guessing.
-    pub(super) fn read(objects: &ObjectStore, registry: &Registry) -> Self {
+    pub(in crate::kube) fn read(objects: &ObjectStore, registry: &Registry) -> Self {
         let Some(signers) = registry.find_plural(GROUP, SIGNERS_PLURAL) else {
             return Self::Unknown("the PluginSigner kind is not served".into());
         };

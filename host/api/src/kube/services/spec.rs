@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::allocation::{cluster_ip_key, dynamic_band_start, node_port_key, pick};
 use super::network::ServiceNetwork;
 use crate::kube::status::Cause;
+use crate::kube::validation;
 
 /// The Service types Kubernetes knows.
 const TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
@@ -288,6 +289,17 @@ fn check(network: &ServiceNetwork, service: &Value) -> Vec<Cause> {
         causes.push(invalid("spec.clusterIPs", go_strings(&ips), "element [0] must match clusterIP"));
     }
     if kind == "ExternalName" {
+        let name = spec["externalName"].as_str().unwrap_or_default();
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.is_empty() {
+            causes.push(Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "spec.externalName".into(),
+            });
+        } else if let Err(message) = crate::kube::objects::subdomain(name) {
+            causes.push(invalid("spec.externalName", format!("{name:?}"), &message));
+        }
         if let Some(ip) = spec["clusterIP"].as_str().filter(|ip| !ip.is_empty()) {
             causes.push(invalid("spec.clusterIP", format!("{ip:?}"), "may not be set for ExternalName services"));
         }
@@ -375,12 +387,15 @@ fn check_ports(network: &ServiceNetwork, service: &Value, headless: bool) -> Vec
         });
     }
     let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for (index, port) in ports.iter().enumerate() {
         let path = format!("spec.ports[{index}]");
+        causes.extend(port_name(&path, port, ports.len(), &mut names));
         let number = port["port"].as_i64().unwrap_or(0);
         if !(1..=65535).contains(&number) {
             causes.push(invalid(format!("{path}.port"), number, "must be between 1 and 65535, inclusive"));
         }
+        causes.extend(target_port(&path, &port["targetPort"]));
         if !PROTOCOLS.contains(&protocol(port)) {
             causes.push(unsupported(format!("{path}.protocol"), protocol(port), &PROTOCOLS));
         }
@@ -411,6 +426,51 @@ fn check_ports(network: &ServiceNetwork, service: &Value, headless: bool) -> Vec
         }
     }
     causes
+}
+
+/// A Service port's name at `path`: required when the Service has more
+/// than one port, a DNS-1123 label, unique among `names`.
+fn port_name(path: &str, port: &Value, count: usize, names: &mut BTreeSet<String>) -> Vec<Cause> {
+    let name = port["name"].as_str().unwrap_or_default();
+    let field = format!("{path}.name");
+    if name.is_empty() {
+        if count > 1 {
+            return vec![Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field }];
+        }
+        return Vec::new();
+    }
+    let errors = validation::pods::dns_label_errors(name);
+    if !errors.is_empty() {
+        return errors.iter().map(|error| invalid(&field, format!("{name:?}"), error)).collect();
+    }
+    if !names.insert(name.to_owned()) {
+        return vec![Cause {
+            reason: "FieldValueDuplicate".into(),
+            message: format!("Duplicate value: {name:?}"),
+            field,
+        }];
+    }
+    Vec::new()
+}
+
+/// A Service port's `targetPort` at `path`: a port number, or the name of
+/// a container's port.
+fn target_port(path: &str, target: &Value) -> Vec<Cause> {
+    let field = format!("{path}.targetPort");
+    match target {
+        Value::Number(number) => {
+            let number = number.as_i64().unwrap_or(0);
+            if (1..=65535).contains(&number) {
+                Vec::new()
+            } else {
+                vec![invalid(field, number, validation::pods::PORT_RANGE_MESSAGE)]
+            }
+        }
+        Value::String(name) => {
+            validation::pods::port_name_errors(name).iter().map(|e| invalid(&field, format!("{name:?}"), e)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Kubernetes' checks of an update: the primary cluster IP may not change.
@@ -707,7 +767,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let network = network();
         let mut service = json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
-            "ports": [{"port": 80}, {"port": 443, "nodePort": 30003}]}});
+            "ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https", "nodePort": 30003}]}});
         let plan = settle(&network, None, &mut service, &mut rng, |_| false).expect("settles");
         assert_eq!(service["spec"]["ports"][0].get("nodePort"), None, "{service}");
         assert_eq!(service["spec"]["ports"][1]["nodePort"], 30003);
@@ -768,5 +828,38 @@ mod tests {
                 .contains(&"spec.ipFamilies[1]: Invalid value: \"IPv6\": not configured on this cluster".to_owned()),
             "{messages:?}"
         );
+    }
+
+    fn refusals(mut service: Value) -> Vec<String> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        match settle(&ServiceNetwork::default(), None, &mut service, &mut rng, |_| false) {
+            Err(Refusal::Invalid(causes)) => causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ports_need_unique_names_valid_targets_and_numbers_in_range() {
+        let service = json!({"spec": {"ports": [{"port": 0, "name": "http"}, {"port": 81, "name": "http",
+            "targetPort": 70000}, {"port": 82, "targetPort": "Web_Port"}]}});
+        assert_eq!(
+            refusals(service),
+            [
+                "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.ports[0].targetPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.ports[1].name: Duplicate value: \"http\"",
+                "spec.ports[1].targetPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                "spec.ports[2].name: Required value",
+                "spec.ports[2].targetPort: Invalid value: \"Web_Port\": must contain only alpha-numeric characters \
+                 (a-z, 0-9), and hyphens (-)",
+            ]
+        );
+        assert!(refusals(json!({"spec": {"ports": [{"port": 80, "targetPort": "http"}]}})).is_empty());
+    }
+
+    #[test]
+    fn external_names_are_required_dns_names() {
+        assert_eq!(refusals(json!({"spec": {"type": "ExternalName"}})), ["spec.externalName: Required value"]);
+        assert!(refusals(json!({"spec": {"type": "ExternalName", "externalName": "db.example.com."}})).is_empty());
     }
 }

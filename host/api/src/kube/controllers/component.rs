@@ -1,0 +1,651 @@
+//! One controller component as a control loop: its interests become
+//! informer subscriptions whose changes queue keys by the interests'
+//! triggers; each key is reconciled by a call into the component, whose
+//! reads are answered from the informer caches and whose writes go through
+//! the API server as the controller's service account.
+//!
+//! The next reconcile of a key waits (a bounded time) until the caches hold
+//! what the previous reconcile of that key wrote, so a controller never
+//! acts twice on a stale view of its own work.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use engenho_control::{Action, Cached, Change, Filter, Informer, LabelSelector, Reconciler, Subscription, WorkQueue};
+use engenho_wasm::controller_types::{
+    ApiError as WitError, EventType, Interest, KindRef, ObjectKey, ObjectRef, Outcome, Propagation, Selector, Trigger,
+    Write,
+};
+use engenho_wasm::{Applied, ClusterAccess, ControllerPlugin, PluginError};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::super::client::{LocalClient, PatchType, Refused};
+use super::super::handlers::ApiState;
+use super::super::resources::ResourceType;
+use super::events::{Event, EventRecorder, Regarding};
+
+/// Longest a reconcile waits for the caches to hold what the previous
+/// reconcile of its key wrote.
+const EXPECTATION_WAIT: Duration = Duration::from_secs(10);
+
+/// Writes of one `apply` call made at once, at most.
+const WRITES_IN_FLIGHT_MAX: usize = 64;
+
+/// Writes one `apply` call may ask for, at most.
+const WRITES_PER_CALL_MAX: usize = 1000;
+
+/// Calls a new version of a controller gets before it is trusted: one that
+/// traps or runs past its deadline on any of them is rolled back to the
+/// version before it.
+pub const PROBATION_CALLS: u32 = 3;
+
+/// A kind the controller reads: its served type and its informer.
+pub struct Watched {
+    /// The kind as the controller names it.
+    pub kind: KindRef,
+    /// The served type.
+    pub t: ResourceType,
+    /// Its cache.
+    pub informer: Arc<Informer>,
+}
+
+/// Where a change of a watched kind sends keys.
+#[derive(Debug, Clone)]
+enum Route {
+    Itself,
+    Owners(usize),
+    Selecting(usize),
+    Every(usize),
+    SameName(usize),
+    Namespace(usize),
+}
+
+/// A key of one controller: a watched kind (by index), namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    kind: usize,
+    namespace: String,
+    name: String,
+}
+
+/// What a write made that the caches must show before its key's next
+/// reconcile.
+enum Expectation {
+    /// An object written at this revision.
+    Applied { informer: Arc<Informer>, revision: i64 },
+    /// An object deleted: gone from the cache, replaced, or marked.
+    Gone { informer: Arc<Informer>, key: String, uid: String, revision: i64 },
+}
+
+impl Expectation {
+    fn informer(&self) -> &Arc<Informer> {
+        match self {
+            Self::Applied { informer, .. } | Self::Gone { informer, .. } => informer,
+        }
+    }
+
+    fn met(&self, informer: &Informer) -> bool {
+        match self {
+            Self::Applied { revision, .. } => informer.applied() >= *revision,
+            Self::Gone { key, uid, revision, .. } => informer
+                .get_by_key(key)
+                .is_none_or(|cached| cached.uid != *uid || (cached.deleting && cached.revision >= *revision)),
+        }
+    }
+}
+
+/// The versions of a controller's component: the one running, and the one
+/// before it while the running one is on probation.
+struct Versions {
+    running: Arc<ControllerPlugin>,
+    previous: Option<Arc<ControllerPlugin>>,
+    probation_left: u32,
+}
+
+/// A version rolled back, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledBack {
+    /// The digest of the version that failed.
+    pub digest: String,
+    /// Its failure.
+    pub reason: String,
+}
+
+/// A controller component's loop.
+pub struct ComponentLoop {
+    name: String,
+    state: Arc<ApiState>,
+    versions: RwLock<Versions>,
+    rolled_back: Mutex<Option<RolledBack>>,
+    watched: Vec<Watched>,
+    routes: Vec<(usize, Route)>,
+    events: EventRecorder,
+    access: AccessOwner,
+    pending: Mutex<HashMap<Key, Vec<Expectation>>>,
+}
+
+impl ComponentLoop {
+    /// The loop of controller `name` running `plugin`: its interests
+    /// resolved against the served kinds and their informers started.
+    ///
+    /// # Errors
+    /// An interest names a kind not served, or a trigger a kind that is
+    /// not among the interests.
+    pub fn new(
+        name: &str,
+        state: Arc<ApiState>,
+        plugin: Arc<ControllerPlugin>,
+        client: LocalClient,
+        events: EventRecorder,
+    ) -> Result<Self, String> {
+        let registry = state.registry();
+        let interests = plugin.interests().to_vec();
+        let mut watched: Vec<Watched> = Vec::new();
+        for interest in &interests {
+            let kind = &interest.kind;
+            let t = registry
+                .find(&kind.group, &kind.version, &kind.plural)
+                .ok_or_else(|| format!("it reads {}, which this cluster does not serve", describe(kind)))?
+                .clone();
+            if watched.iter().any(|w| same_kind(&w.kind, kind)) {
+                return Err(format!("it names {} twice among its interests", describe(kind)));
+            }
+            let informer = informer_of(&state, &t);
+            watched.push(Watched { kind: kind.clone(), t, informer });
+        }
+        let index_of = |kind: &KindRef| {
+            watched
+                .iter()
+                .position(|w| same_kind(&w.kind, kind))
+                .ok_or_else(|| format!("a trigger names {}, which is not among its interests", describe(kind)))
+        };
+        let mut routes = Vec::new();
+        for (source, interest) in interests.iter().enumerate() {
+            for trigger in &interest.triggers {
+                let route = match trigger {
+                    Trigger::Itself => Route::Itself,
+                    Trigger::Owners(kind) => Route::Owners(index_of(kind)?),
+                    Trigger::Selecting(kind) => Route::Selecting(index_of(kind)?),
+                    Trigger::Every(kind) => Route::Every(index_of(kind)?),
+                    Trigger::SameName(kind) => Route::SameName(index_of(kind)?),
+                    Trigger::Namespace => {
+                        let namespaces =
+                            KindRef { group: String::new(), version: "v1".into(), plural: "namespaces".into() };
+                        Route::Namespace(index_of(&namespaces)?)
+                    }
+                };
+                routes.push((source, route));
+            }
+        }
+        let access = AccessOwner {
+            state: state.clone(),
+            watched: Arc::new(watched.iter().map(|w| (w.kind.clone(), w.t.clone(), w.informer.clone())).collect()),
+            client,
+            events: events.clone(),
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            state,
+            versions: RwLock::new(Versions { running: plugin, previous: None, probation_left: 0 }),
+            rolled_back: Mutex::default(),
+            watched,
+            routes,
+            events,
+            access,
+            pending: Mutex::default(),
+        })
+    }
+
+    /// The component running now.
+    pub fn running(&self) -> Arc<ControllerPlugin> {
+        self.versions.read().unwrap_or_else(std::sync::PoisonError::into_inner).running.clone()
+    }
+
+    /// Runs `plugin` from the next reconcile on; reconciles in flight finish
+    /// on the version they started with. The version it replaces comes back
+    /// if `plugin` fails any of its first [`PROBATION_CALLS`] calls.
+    pub fn swap(&self, plugin: Arc<ControllerPlugin>) {
+        let mut versions = self.versions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = std::mem::replace(&mut versions.running, plugin);
+        versions.previous = Some(previous);
+        versions.probation_left = PROBATION_CALLS;
+    }
+
+    /// The last version rolled back, if any (taken: reported once).
+    pub fn take_rolled_back(&self) -> Option<RolledBack> {
+        self.rolled_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
+    /// Whether `interests` are the ones this loop watches.
+    pub fn watches(&self, interests: &[Interest]) -> bool {
+        let running = self.running();
+        running.interests() == interests
+    }
+
+    /// Keys a change of a `source` object queues.
+    fn route(&self, source: usize, object: &Cached, keys: &mut Vec<Key>) {
+        for (from, route) in &self.routes {
+            if *from != source {
+                continue;
+            }
+            match route {
+                Route::Itself => {
+                    keys.push(Key { kind: source, namespace: object.namespace.clone(), name: object.name.clone() })
+                }
+                Route::Owners(target) => {
+                    let target_t = &self.watched[*target].t;
+                    for owner in &object.owners {
+                        let group = owner.api_version.rsplit_once('/').map_or("", |(group, _)| group);
+                        if owner.kind == target_t.kind && group == target_t.group {
+                            let namespace = if target_t.namespaced { object.namespace.clone() } else { String::new() };
+                            keys.push(Key { kind: *target, namespace, name: owner.name.clone() });
+                        }
+                    }
+                }
+                Route::Selecting(target) => {
+                    let filter = Filter { namespace: Some(&object.namespace), ..Filter::default() };
+                    for candidate in self.watched[*target].informer.list(&filter) {
+                        let selects = candidate
+                            .selector
+                            .as_ref()
+                            .is_some_and(|s| !s.is_empty() && s.matches(|k| object.labels.get(k).map(String::as_str)));
+                        if selects {
+                            keys.push(Key {
+                                kind: *target,
+                                namespace: candidate.namespace.clone(),
+                                name: candidate.name.clone(),
+                            });
+                        }
+                    }
+                }
+                Route::Every(target) => {
+                    for candidate in self.watched[*target].informer.list(&Filter::default()) {
+                        keys.push(Key {
+                            kind: *target,
+                            namespace: candidate.namespace.clone(),
+                            name: candidate.name.clone(),
+                        });
+                    }
+                }
+                Route::SameName(target) => {
+                    let namespace =
+                        if self.watched[*target].t.namespaced { object.namespace.clone() } else { String::new() };
+                    keys.push(Key { kind: *target, namespace, name: object.name.clone() });
+                }
+                Route::Namespace(target) => {
+                    if !object.namespace.is_empty() {
+                        keys.push(Key { kind: *target, namespace: String::new(), name: object.namespace.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the caches hold what the last reconcile of `key` wrote.
+    async fn wait_for_own_writes(&self, key: &Key) {
+        let expectations =
+            self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key).unwrap_or_default();
+        for expectation in expectations {
+            let informer = expectation.informer().clone();
+            if !informer.wait_until(|informer| expectation.met(informer), EXPECTATION_WAIT).await {
+                tracing::debug!(controller = self.name, ?key, "the caches did not show a write in time; going on");
+            }
+        }
+    }
+
+    /// Records a warning about the object of `key` (if cached).
+    fn warn(&self, key: &Key, reason: &str, message: String) {
+        let watched = &self.watched[key.kind];
+        let Some(object) = watched.informer.get(&key.namespace, &key.name) else { return };
+        self.events.record(Event {
+            regarding: regarding(&watched.kind, &object.namespace, &object.name, &object.uid),
+            warning: true,
+            reason: reason.to_owned(),
+            message,
+        });
+    }
+
+    /// The version to call now, and whether it is on probation (with the
+    /// version to go back to).
+    fn version_for_call(&self) -> (Arc<ControllerPlugin>, bool) {
+        let versions = self.versions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (versions.running.clone(), versions.probation_left > 0 && versions.previous.is_some())
+    }
+
+    /// Settles the probation of `called` after a call that `failed` (with
+    /// the error) or succeeded.
+    fn settle_probation(&self, called: &Arc<ControllerPlugin>, failed: Option<&PluginError>) {
+        let mut versions = self.versions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !Arc::ptr_eq(&versions.running, called) || versions.probation_left == 0 {
+            return;
+        }
+        match (failed, versions.previous.clone()) {
+            (Some(error), Some(previous)) => {
+                tracing::warn!(controller = self.name, digest = called.digest(), %error, "a new version failed; rolled back");
+                *self.rolled_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(RolledBack { digest: called.digest().to_owned(), reason: error.to_string() });
+                versions.running = previous;
+                versions.previous = None;
+                versions.probation_left = 0;
+            }
+            _ => {
+                versions.probation_left -= 1;
+                if versions.probation_left == 0 {
+                    versions.previous = None;
+                }
+            }
+        }
+    }
+}
+
+impl Reconciler for ComponentLoop {
+    type Key = Key;
+
+    fn watch(self: &Arc<Self>, queue: &Arc<WorkQueue<Key>>) -> Vec<Subscription> {
+        let sources: Vec<usize> = self.routes.iter().map(|(source, _)| *source).collect();
+        let mut subscriptions = Vec::new();
+        for (source, watched) in self.watched.iter().enumerate() {
+            if !sources.contains(&source) {
+                continue;
+            }
+            let (controller, queue) = (Arc::downgrade(self), queue.clone());
+            subscriptions.push(watched.informer.subscribe(move |change: &Change| {
+                let Some(controller) = controller.upgrade() else { return };
+                let mut keys = Vec::new();
+                for object in [&change.old, &change.new].into_iter().flatten() {
+                    controller.route(source, object, &mut keys);
+                }
+                for key in keys {
+                    queue.add(key);
+                }
+            }));
+        }
+        subscriptions
+    }
+
+    fn resync(&self) -> Vec<Key> {
+        let mut keys = Vec::new();
+        for (source, route) in &self.routes {
+            if matches!(route, Route::Itself) {
+                for object in self.watched[*source].informer.list(&Filter::default()) {
+                    keys.push(Key { kind: *source, namespace: object.namespace.clone(), name: object.name.clone() });
+                }
+            }
+        }
+        keys
+    }
+
+    async fn reconcile(&self, key: &Key) -> Action {
+        self.wait_for_own_writes(key).await;
+        let object_key = ObjectKey {
+            kind: self.watched[key.kind].kind.clone(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        };
+        let access = Arc::new(Access { owner: self.access.clone(), expectations: Arc::default() });
+        let (plugin, on_probation) = self.version_for_call();
+        let answer = plugin.reconcile(&self.state.plugin_host, &object_key, access.clone()).await;
+        let expectations = std::mem::take(&mut *lock(&access.expectations));
+        if !expectations.is_empty() {
+            self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone(), expectations);
+        }
+        if on_probation {
+            let failed = answer.as_ref().err().filter(|e| !matches!(e, PluginError::Busy { .. }));
+            self.settle_probation(&plugin, failed);
+        }
+        match answer {
+            Ok(Outcome::Done) => Action::Done,
+            Ok(Outcome::RequeueAfter(millis)) => Action::RequeueAfter(Duration::from_millis(u64::from(millis))),
+            Ok(Outcome::Failed(reason)) => {
+                self.warn(key, "ReconcileFailed", format!("controller {}: {reason}", self.name));
+                Action::Retry(reason)
+            }
+            Err(error) => {
+                self.warn(key, "ReconcileError", format!("controller {}: {error}", self.name));
+                Action::Retry(error.to_string())
+            }
+        }
+    }
+}
+
+/// What one reconcile's [`Access`] needs of its loop, shared without the
+/// loop's lifetime.
+#[derive(Clone)]
+struct AccessOwner {
+    state: Arc<ApiState>,
+    watched: Arc<Vec<(KindRef, ResourceType, Arc<Informer>)>>,
+    client: LocalClient,
+    events: EventRecorder,
+}
+
+impl AccessOwner {
+    fn informer(&self, kind: &KindRef) -> Result<&Arc<Informer>, WitError> {
+        self.watched.iter().find(|(k, _, _)| same_kind(k, kind)).map(|(_, _, i)| i).ok_or_else(|| WitError {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: format!("{} is not among the controller's interests", describe(kind)),
+        })
+    }
+
+    /// The informer holding objects of `t`, if the controller watches it.
+    fn informer_of_type(&self, t: &ResourceType) -> Option<Arc<Informer>> {
+        let prefix = t.key_prefix(None);
+        self.watched.iter().find(|(_, w, _)| w.key_prefix(None) == prefix).map(|(_, _, i)| i.clone())
+    }
+}
+
+/// One reconcile's reads and writes, and what its writes must show in the
+/// caches before the key's next reconcile.
+struct Access {
+    owner: AccessOwner,
+    expectations: Arc<Mutex<Vec<Expectation>>>,
+}
+
+impl ClusterAccess for Access {
+    fn get(&self, kind: &KindRef, namespace: &str, name: &str) -> Result<Option<String>, WitError> {
+        Ok(self.owner.informer(kind)?.get(namespace, name).map(|cached| cached.json.to_string()))
+    }
+
+    fn list(&self, kind: &KindRef, selector: &Selector) -> Result<Vec<String>, WitError> {
+        let informer = self.owner.informer(kind)?;
+        let labels = match selector.labels.trim() {
+            "" => None,
+            text => Some(LabelSelector::parse(text).map_err(|e| WitError {
+                code: 400,
+                reason: "BadRequest".into(),
+                message: format!("unable to parse requirement: {e}"),
+            })?),
+        };
+        fn given(text: &str) -> Option<&str> {
+            (!text.is_empty()).then_some(text)
+        }
+        let filter = Filter {
+            namespace: given(&selector.namespace),
+            owner_uid: given(&selector.owner_uid),
+            node_name: given(&selector.node_name),
+            labels: labels.as_ref(),
+        };
+        Ok(informer.list(&filter).iter().map(|cached| cached.json.to_string()).collect())
+    }
+
+    fn apply(&self, writes: Vec<Write>) -> Applied {
+        let (owner, expectations) = (self.owner.clone(), self.expectations.clone());
+        Box::pin(async move {
+            if writes.len() > WRITES_PER_CALL_MAX {
+                let refused = WitError {
+                    code: 413,
+                    reason: "RequestEntityTooLarge".into(),
+                    message: format!("one apply may ask for {WRITES_PER_CALL_MAX} writes at most"),
+                };
+                return writes.iter().map(|_| Err(refused.clone())).collect();
+            }
+            futures::stream::iter(writes)
+                .map(|write| {
+                    let (owner, expectations) = (&owner, &expectations);
+                    async move { make(owner, expectations, write).await }
+                })
+                .buffered(WRITES_IN_FLIGHT_MAX)
+                .collect()
+                .await
+        })
+    }
+
+    fn emit(&self, object: ObjectRef, event_type: EventType, reason: String, message: String) {
+        self.owner.events.record(Event {
+            regarding: regarding(&object.kind, &object.namespace, &object.name, &object.uid),
+            warning: matches!(event_type, EventType::Warning),
+            reason,
+            message,
+        });
+    }
+}
+
+/// The head of an object an answer carries.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Answered {
+    metadata: AnsweredMetadata,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct AnsweredMetadata {
+    name: String,
+    uid: String,
+    resource_version: String,
+    deletion_timestamp: Option<Value>,
+}
+
+/// Makes one write; records what the caches must show of it.
+async fn make(owner: &AccessOwner, expectations: &Mutex<Vec<Expectation>>, write: Write) -> Result<String, WitError> {
+    let registry = owner.state.registry();
+    let resolve = |kind: &KindRef| {
+        registry.find(&kind.group, &kind.version, &kind.plural).cloned().ok_or_else(|| WitError {
+            code: 404,
+            reason: "NotFound".into(),
+            message: format!("the server could not find the requested resource ({})", describe(kind)),
+        })
+    };
+    let namespace_of =
+        |t: &ResourceType, namespace: &str| (t.namespaced && !namespace.is_empty()).then(|| namespace.to_owned());
+    let client = &owner.client;
+    let (t, answer) = match write {
+        Write::Create(write) => {
+            let t = resolve(&write.kind)?;
+            let namespace = namespace_of(&t, &write.namespace);
+            let answer = client.create(&t, namespace.as_deref(), write.object.into_bytes()).await;
+            (t, answer)
+        }
+        Write::Update(write) => {
+            let t = resolve(&write.kind)?;
+            let name = object_name(&write.object)?;
+            let namespace = namespace_of(&t, &write.namespace);
+            let answer = client.update(&t, namespace.as_deref(), &name, None, write.object.into_bytes()).await;
+            (t, answer)
+        }
+        Write::UpdateStatus(write) => {
+            let t = resolve(&write.kind)?;
+            let name = object_name(&write.object)?;
+            let namespace = namespace_of(&t, &write.namespace);
+            let answer =
+                client.update(&t, namespace.as_deref(), &name, Some("status"), write.object.into_bytes()).await;
+            (t, answer)
+        }
+        Write::Patch(write) => {
+            let t = resolve(&write.kind)?;
+            let namespace = namespace_of(&t, &write.namespace);
+            let subresource = (!write.subresource.is_empty()).then_some(write.subresource.as_str());
+            let patch = (PatchType::Merge, write.patch.into_bytes());
+            let answer = client.patch(&t, namespace.as_deref(), &write.name, subresource, patch).await;
+            (t, answer)
+        }
+        Write::Delete(deletion) => {
+            let t = resolve(&deletion.kind)?;
+            let namespace = namespace_of(&t, &deletion.namespace);
+            let propagation = match deletion.propagation {
+                Propagation::Background => "Background",
+                Propagation::Foreground => "Foreground",
+                Propagation::Orphan => "Orphan",
+            };
+            let mut options = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation});
+            if !deletion.uid.is_empty() {
+                options["preconditions"] = json!({"uid": deletion.uid});
+            }
+            let answer = client.delete(&t, namespace.as_deref(), &deletion.name, &options).await;
+            let body = answer.map_err(refused)?;
+            let answered: Answered = serde_json::from_slice(&body).unwrap_or_default();
+            let revision = answered.metadata.resource_version.parse().unwrap_or(0);
+            let marked = answered.metadata.deletion_timestamp.is_some_and(|t| !t.is_null());
+            if let Some(informer) = owner.informer_of_type(&t) {
+                let key = t.key(namespace.as_deref(), &deletion.name);
+                let uid = answered.metadata.uid;
+                lock(expectations).push(Expectation::Gone { informer, key, uid, revision });
+            }
+            return Ok(if marked { String::from_utf8_lossy(&body).into_owned() } else { String::new() });
+        }
+    };
+    let body = answer.map_err(refused)?;
+    let answered: Answered = serde_json::from_slice(&body).unwrap_or_default();
+    if let (Some(informer), Ok(revision)) = (owner.informer_of_type(&t), answered.metadata.resource_version.parse()) {
+        lock(expectations).push(Expectation::Applied { informer, revision });
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The name of `object` (JSON), which an update needs.
+fn object_name(object: &str) -> Result<String, WitError> {
+    #[derive(Deserialize)]
+    struct Named {
+        metadata: AnsweredMetadata,
+    }
+    serde_json::from_str::<Named>(object).ok().map(|n| n.metadata.name).filter(|name| !name.is_empty()).ok_or_else(
+        || WitError {
+            code: 400,
+            reason: "BadRequest".into(),
+            message: "an update names no object: metadata.name is missing".into(),
+        },
+    )
+}
+
+fn refused(refused: Refused) -> WitError {
+    WitError { code: refused.code, reason: refused.reason, message: refused.message }
+}
+
+/// The informer of kind `t` on this node.
+pub fn informer_of(state: &ApiState, t: &ResourceType) -> Arc<Informer> {
+    let prefix = t.key_prefix(None);
+    state.informers.informer(t.plural, &prefix, || {
+        let t = t.clone();
+        Arc::new(move |kv| super::super::objects::decode(&t, kv).map_err(|e| e.message))
+    })
+}
+
+fn same_kind(a: &KindRef, b: &KindRef) -> bool {
+    a.group == b.group && a.version == b.version && a.plural == b.plural
+}
+
+fn describe(kind: &KindRef) -> String {
+    if kind.group.is_empty() {
+        format!("{}/{}", kind.version, kind.plural)
+    } else {
+        format!("{}/{}/{}", kind.group, kind.version, kind.plural)
+    }
+}
+
+fn regarding(kind: &KindRef, namespace: &str, name: &str, uid: &str) -> Regarding {
+    Regarding {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        plural: kind.plural.clone(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+    }
+}

@@ -1,0 +1,673 @@
+//! Informer caches: each keeps every object of one kind as the store has
+//! it (listed, then followed by a store watch from the list's revision,
+//! listed again when the watch's history was compacted away), indexed by
+//! namespace, owner uid and node name, and tells its subscribers of every
+//! change.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
+use std::time::Duration;
+
+use engenho_store::{EventKind, KeyRange, KeyValue, Mvcc, StoreError, Watcher};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::labels::LabelSelector;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// Turns a stored key-value into the object a reader sees (its
+/// `resourceVersion` set, converted to the served version).
+pub type Decode = Arc<dyn Fn(&KeyValue) -> Result<Value, String> + Send + Sync>;
+
+/// Objects read from the store per step of a list.
+const LIST_PAGE_KEYS: usize = 500;
+
+/// Stored bytes read per step of a list, at most.
+const LIST_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// How long an informer waits before listing again after a store failure.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// One cached object: its JSON as readers get it, and the fields the
+/// indexes and the runtime read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    /// Its store key.
+    pub key: String,
+    /// Namespace, or empty.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Uid.
+    pub uid: String,
+    /// The store revision that last wrote it: its `resourceVersion`.
+    pub revision: i64,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Owners.
+    pub owners: Vec<Owner>,
+    /// Finalizers.
+    pub finalizers: Vec<String>,
+    /// Whether its deletion was asked for.
+    pub deleting: bool,
+    /// A pod's `spec.nodeName`, or empty.
+    pub node_name: String,
+    /// `spec.selector` (a label selector or a Service's map), if it has one
+    /// that parses.
+    pub selector: Option<LabelSelector>,
+    /// The object as JSON, `resourceVersion` included.
+    pub json: Arc<str>,
+}
+
+/// One ownerReference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The owner's `apiVersion`.
+    pub api_version: String,
+    /// The owner's kind.
+    pub kind: String,
+    /// The owner's name.
+    pub name: String,
+    /// The owner's uid.
+    pub uid: String,
+    /// Whether the owner manages this object.
+    pub controller: bool,
+    /// Whether the owner's foreground deletion waits for this object.
+    pub blocks_deletion: bool,
+}
+
+impl Cached {
+    /// The object decoded, for readers that need more than the head.
+    ///
+    /// # Errors
+    /// Never for what the informer made; the JSON's error otherwise.
+    pub fn value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
+
+    /// Bytes this entry holds, roughly: its JSON, its strings and its
+    /// index entries.
+    pub fn footprint(&self) -> usize {
+        let strings = self.key.len() + self.namespace.len() + self.name.len() + self.uid.len() + self.node_name.len();
+        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+        let owners: usize =
+            self.owners.iter().map(|o| o.api_version.len() + o.kind.len() + o.name.len() + o.uid.len() + 104).sum();
+        let finalizers: usize = self.finalizers.iter().map(|f| f.len() + 24).sum();
+        std::mem::size_of::<Self>() + self.json.len() + strings + labels + owners + finalizers
+    }
+
+    fn from_stored(key: String, revision: i64, object: &Value) -> Result<Self, String> {
+        let head = Head::deserialize(object).map_err(|e| format!("not an object: {e}"))?;
+        let metadata = head.metadata.unwrap_or_default();
+        let selector = head.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(LabelSelector::from_object);
+        Ok(Self {
+            key,
+            namespace: metadata.namespace.unwrap_or_default(),
+            name: metadata.name.unwrap_or_default(),
+            uid: metadata.uid.unwrap_or_default(),
+            revision,
+            labels: metadata.labels.unwrap_or_default(),
+            owners: metadata
+                .owner_references
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| Owner {
+                    api_version: o.api_version.unwrap_or_default(),
+                    kind: o.kind.unwrap_or_default(),
+                    name: o.name.unwrap_or_default(),
+                    uid: o.uid.unwrap_or_default(),
+                    controller: o.controller.unwrap_or(false),
+                    blocks_deletion: o.block_owner_deletion.unwrap_or(false),
+                })
+                .filter(|o| !o.uid.is_empty())
+                .collect(),
+            finalizers: metadata.finalizers.unwrap_or_default(),
+            deleting: metadata.deletion_timestamp.is_some_and(|t| !t.is_null()),
+            node_name: head.spec.and_then(|s| s.node_name).unwrap_or_default(),
+            selector,
+            json: object.to_string().into(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    metadata: Option<HeadMetadata>,
+    spec: Option<HeadSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct HeadMetadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    owner_references: Option<Vec<HeadOwner>>,
+    finalizers: Option<Vec<String>>,
+    deletion_timestamp: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadOwner {
+    api_version: Option<String>,
+    kind: Option<String>,
+    name: Option<String>,
+    uid: Option<String>,
+    controller: Option<bool>,
+    block_owner_deletion: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadSpec {
+    node_name: Option<String>,
+    selector: Option<Value>,
+}
+
+/// One change the informer saw: an object added (`old` none), changed, or
+/// deleted (`new` none).
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The object before.
+    pub old: Option<Arc<Cached>>,
+    /// The object after.
+    pub new: Option<Arc<Cached>>,
+}
+
+/// Which cached objects a list returns; `None` fields do not narrow it.
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    /// Only this namespace.
+    pub namespace: Option<&'a str>,
+    /// Only objects with an ownerReference to this uid.
+    pub owner_uid: Option<&'a str>,
+    /// Only objects whose `spec.nodeName` is this.
+    pub node_name: Option<&'a str>,
+    /// Only objects whose labels this selects.
+    pub labels: Option<&'a LabelSelector>,
+}
+
+impl Filter<'_> {
+    fn admits(&self, object: &Cached) -> bool {
+        self.namespace.is_none_or(|n| object.namespace == n)
+            && self.owner_uid.is_none_or(|uid| object.owners.iter().any(|o| o.uid == uid))
+            && self.node_name.is_none_or(|n| object.node_name == n)
+            && self.labels.is_none_or(|s| s.matches(|k| object.labels.get(k).map(String::as_str)))
+    }
+}
+
+/// The cached objects and their indexes.
+#[derive(Default)]
+struct Cache {
+    by_key: HashMap<String, Arc<Cached>>,
+    by_name: HashMap<(String, String), String>,
+    by_namespace: HashMap<String, HashSet<String>>,
+    by_owner: HashMap<String, HashSet<String>>,
+    by_node: HashMap<String, HashSet<String>>,
+    bytes: usize,
+}
+
+fn index_insert(index: &mut HashMap<String, HashSet<String>>, value: &str, key: &str) {
+    if !value.is_empty() {
+        index.entry(value.to_owned()).or_default().insert(key.to_owned());
+    }
+}
+
+fn index_remove(index: &mut HashMap<String, HashSet<String>>, value: &str, key: &str) {
+    if let Some(keys) = index.get_mut(value) {
+        keys.remove(key);
+        if keys.is_empty() {
+            index.remove(value);
+        }
+    }
+}
+
+impl Cache {
+    fn put(&mut self, object: Arc<Cached>) -> Option<Arc<Cached>> {
+        let old = self.remove(&object.key);
+        let key = object.key.clone();
+        self.by_name.insert((object.namespace.clone(), object.name.clone()), key.clone());
+        index_insert(&mut self.by_namespace, &object.namespace, &key);
+        for owner in &object.owners {
+            index_insert(&mut self.by_owner, &owner.uid, &key);
+        }
+        index_insert(&mut self.by_node, &object.node_name, &key);
+        self.bytes += object.footprint();
+        self.by_key.insert(key, object);
+        old
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Arc<Cached>> {
+        let old = self.by_key.remove(key)?;
+        self.by_name.remove(&(old.namespace.clone(), old.name.clone()));
+        index_remove(&mut self.by_namespace, &old.namespace, key);
+        for owner in &old.owners {
+            index_remove(&mut self.by_owner, &owner.uid, key);
+        }
+        index_remove(&mut self.by_node, &old.node_name, key);
+        self.bytes -= old.footprint();
+        Some(old)
+    }
+}
+
+type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
+
+/// The cache of one kind.
+pub struct Informer {
+    name: String,
+    store: Arc<Mvcc>,
+    prefix: String,
+    decode: Decode,
+    cache: RwLock<Cache>,
+    handlers: Mutex<Vec<(u64, Handler)>>,
+    next_handler: std::sync::atomic::AtomicU64,
+    /// The revision through which every change is applied (0 before the
+    /// first list).
+    applied: watch::Sender<i64>,
+}
+
+impl Informer {
+    /// An informer, not yet running, of the objects under store key
+    /// `prefix`, decoded by `decode`; `name` is for logs.
+    pub fn new(name: &str, store: Arc<Mvcc>, prefix: String, decode: Decode) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_owned(),
+            store,
+            prefix,
+            decode,
+            cache: RwLock::default(),
+            handlers: Mutex::default(),
+            next_handler: std::sync::atomic::AtomicU64::new(0),
+            applied: watch::Sender::new(0),
+        })
+    }
+
+    fn cache(&self) -> RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The informer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Lists and follows the store until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let revision = match self.relist() {
+                Ok(revision) => revision,
+                Err(error) => {
+                    tracing::warn!(informer = %self.name, %error, "listing failed; listing again");
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_DELAY) => continue,
+                        _ = stop.changed() => return,
+                    }
+                }
+            };
+            let range = KeyRange::prefix(self.prefix.clone());
+            let mut watcher = Watcher::new(self.store.clone(), range, revision + 1);
+            loop {
+                tokio::select! {
+                    batches = watcher.next() => match batches {
+                        Ok(batches) => {
+                            for batch in batches {
+                                self.apply(batch.revision, batch.events);
+                            }
+                        }
+                        Err(StoreError::Compacted { .. }) => {
+                            tracing::info!(informer = %self.name, "the watch fell behind compaction; listing again");
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::warn!(informer = %self.name, %error, "the watch failed; listing again");
+                            break;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+
+    /// Reads every object anew and tells subscribers what differs from
+    /// the cache; the revision read at.
+    fn relist(&self) -> Result<i64, StoreError> {
+        let mut range = KeyRange::prefix(self.prefix.clone());
+        let mut revision = 0;
+        let mut listed: HashMap<String, KeyValue> = HashMap::default();
+        loop {
+            let (current, kvs, more) = self.store.range_page(&range, revision, LIST_PAGE_KEYS, LIST_PAGE_BYTES)?;
+            revision = current;
+            if let Some(last) = kvs.last() {
+                range.key = [last.key.as_slice(), b"\0"].concat();
+            }
+            for kv in kvs {
+                listed.insert(String::from_utf8_lossy(&kv.key).into_owned(), kv);
+            }
+            if !more {
+                break;
+            }
+        }
+        let mut changes = Vec::new();
+        {
+            let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let gone: Vec<String> = cache.by_key.keys().filter(|k| !listed.contains_key(*k)).cloned().collect();
+            for key in gone {
+                changes.push(Change { old: cache.remove(&key), new: None });
+            }
+            for (key, kv) in listed {
+                if cache.by_key.get(&key).is_some_and(|c| c.revision == kv.mod_revision) {
+                    continue;
+                }
+                match self.cached(key.clone(), &kv) {
+                    Some(new) => changes.push(Change { old: cache.put(new.clone()), new: Some(new) }),
+                    None => changes.push(Change { old: cache.remove(&key), new: None }),
+                }
+            }
+        }
+        self.notify(&changes);
+        self.applied.send_replace(revision);
+        Ok(revision)
+    }
+
+    fn cached(&self, key: String, kv: &KeyValue) -> Option<Arc<Cached>> {
+        let object = (self.decode)(kv)
+            .and_then(|object| Cached::from_stored(key.clone(), kv.mod_revision, &object))
+            .inspect_err(|error| tracing::warn!(informer = %self.name, %key, %error, "an unreadable object is skipped"))
+            .ok()?;
+        Some(Arc::new(object))
+    }
+
+    fn apply(&self, revision: i64, events: Vec<engenho_store::Event>) {
+        let mut changes = Vec::with_capacity(events.len());
+        {
+            let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for event in events {
+                let key = String::from_utf8_lossy(&event.kv.key).into_owned();
+                let new = match event.kind {
+                    EventKind::Put => self.cached(key.clone(), &event.kv),
+                    EventKind::Delete => None,
+                };
+                let old = match &new {
+                    Some(new) => cache.put(new.clone()),
+                    None => cache.remove(&key),
+                };
+                if old.is_some() || new.is_some() {
+                    changes.push(Change { old, new });
+                }
+            }
+        }
+        self.notify(&changes);
+        self.applied.send_replace(revision);
+    }
+
+    fn notify(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        let handlers: Vec<Handler> = self
+            .handlers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect();
+        for change in changes {
+            for handler in &handlers {
+                handler(change);
+            }
+        }
+    }
+
+    /// Calls `handler` with every change from now on, first with an
+    /// addition for each object cached now; until the subscription drops.
+    pub fn subscribe(self: &Arc<Self>, handler: impl Fn(&Change) + Send + Sync + 'static) -> Subscription {
+        let handler: Handler = Arc::new(handler);
+        let id = self.next_handler.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Registered before the replay, so that no change slips between
+        // them (a change seen twice only queues a key twice).
+        self.handlers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((id, handler.clone()));
+        let objects: Vec<Arc<Cached>> = self.cache().by_key.values().cloned().collect();
+        for object in objects {
+            handler(&Change { old: None, new: Some(object) });
+        }
+        Subscription { informer: Arc::downgrade(self), id }
+    }
+
+    /// The object `name` (in `namespace`, empty for cluster-scoped kinds).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Cached>> {
+        let cache = self.cache();
+        let key = cache.by_name.get(&(namespace.to_owned(), name.to_owned()))?;
+        cache.by_key.get(key).cloned()
+    }
+
+    /// The object under store key `key`.
+    pub fn get_by_key(&self, key: &str) -> Option<Arc<Cached>> {
+        self.cache().by_key.get(key).cloned()
+    }
+
+    /// The objects `filter` admits, found through the narrowest index.
+    pub fn list(&self, filter: &Filter<'_>) -> Vec<Arc<Cached>> {
+        let cache = self.cache();
+        let candidates = [
+            filter.owner_uid.map(|uid| cache.by_owner.get(uid)),
+            filter.node_name.map(|node| cache.by_node.get(node)),
+            filter.namespace.map(|namespace| cache.by_namespace.get(namespace)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|keys| keys.map_or(0, HashSet::len));
+        match candidates {
+            Some(None) => Vec::new(),
+            Some(Some(keys)) => {
+                keys.iter().filter_map(|k| cache.by_key.get(k)).filter(|o| filter.admits(o)).cloned().collect()
+            }
+            None => cache.by_key.values().filter(|o| filter.admits(o)).cloned().collect(),
+        }
+    }
+
+    /// Objects cached, and the bytes they hold (roughly).
+    pub fn size(&self) -> (usize, usize) {
+        let cache = self.cache();
+        (cache.by_key.len(), cache.bytes)
+    }
+
+    /// The revision through which every change is applied.
+    pub fn applied(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the cache has applied every change through `revision`;
+    /// whether it did within `timeout`.
+    pub async fn wait_for_revision(&self, revision: i64, timeout: Duration) -> bool {
+        self.wait_until(|informer| informer.applied() >= revision, timeout).await
+    }
+
+    /// Waits until `condition` holds of the informer (checked after each
+    /// change it applies); whether it did within `timeout`.
+    pub async fn wait_until(&self, condition: impl Fn(&Self) -> bool, timeout: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        let waiting = async {
+            loop {
+                if condition(self) {
+                    return;
+                }
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, waiting).await.is_ok() && condition(self)
+    }
+
+    /// Waits until the first list is in the cache.
+    pub async fn synced(&self) {
+        let mut applied = self.applied.subscribe();
+        let _ = applied.wait_for(|revision| *revision > 0).await;
+    }
+}
+
+/// A registration of a change handler; dropping it ends the calls.
+pub struct Subscription {
+    informer: Weak<Informer>,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(informer) = self.informer.upgrade() {
+            informer
+                .handlers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+/// The informers of one node, one per kind, started on first use and
+/// running until this set is dropped.
+pub struct Informers {
+    store: Arc<Mvcc>,
+    running: Mutex<HashMap<String, Arc<Informer>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Informers {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl Informers {
+    /// Informers over `store`.
+    pub fn new(store: Arc<Mvcc>) -> Self {
+        Self { store, running: Mutex::default(), stop: watch::Sender::new(false) }
+    }
+
+    /// The informer of the objects under `prefix` (named `name`, decoded by
+    /// `decode` when it is new), started if it was not.
+    pub fn informer(&self, name: &str, prefix: &str, decode: impl FnOnce() -> Decode) -> Arc<Informer> {
+        let mut running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(informer) = running.get(prefix) {
+            return informer.clone();
+        }
+        let informer = Informer::new(name, self.store.clone(), prefix.to_owned(), decode());
+        tokio::spawn(informer.clone().run(self.stop.subscribe()));
+        running.insert(prefix.to_owned(), informer.clone());
+        informer
+    }
+
+    /// Every running informer.
+    pub fn all(&self) -> Vec<Arc<Informer>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engenho_store::{Command, DeleteRequest, PutRequest};
+    use serde_json::json;
+
+    fn write(store: &Mvcc, command: Command) {
+        let mut applier = store.applier();
+        applier.apply(&command).expect("applied");
+        applier.commit(None, None).expect("committed");
+    }
+
+    fn put_pod(store: &Mvcc, name: &str, owner: &str, node: &str) {
+        let pod = json!({
+            "metadata": {"name": name, "namespace": "d", "uid": format!("uid-{name}"), "labels": {"app": "web"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                                              "uid": owner, "controller": true}]},
+            "spec": {"nodeName": node},
+        });
+        let key = format!("/registry/pods/d/{name}").into_bytes();
+        write(store, Command::Put(PutRequest { key, value: pod.to_string().into_bytes(), ..PutRequest::default() }));
+    }
+
+    fn decode() -> Decode {
+        Arc::new(|kv: &KeyValue| {
+            let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+            object["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+            Ok(object)
+        })
+    }
+
+    #[tokio::test]
+    async fn an_informer_lists_follows_and_indexes_the_store() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let storage = engenho_store::open_database(&root.path().join("db")).expect("open");
+        let store = Mvcc::open(&storage).expect("store");
+        put_pod(&store, "a", "rs-1", "n1");
+        put_pod(&store, "b", "rs-1", "n2");
+        let informers = Informers::new(store.clone());
+        let informer = informers.informer("pods", "/registry/pods/", decode);
+        informer.synced().await;
+        assert_eq!(informer.size().0, 2);
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let seen = changes.clone();
+        let subscription = informer.subscribe(move |change: &Change| {
+            let name = |c: &Option<Arc<Cached>>| c.as_ref().map(|c| c.name.clone());
+            seen.lock().expect("lock").push((name(&change.old), name(&change.new)));
+        });
+        assert_eq!(changes.lock().expect("lock").len(), 2, "existing objects are replayed as additions");
+
+        put_pod(&store, "c", "rs-2", "n1");
+        write(&store, Command::Delete(DeleteRequest { range: KeyRange::single("/registry/pods/d/a"), prev_kv: false }));
+        assert!(informer.wait_for_revision(store.revision(), Duration::from_secs(5)).await);
+        let names = |objects: Vec<Arc<Cached>>| {
+            let mut names: Vec<String> = objects.iter().map(|o| o.name.clone()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(informer.list(&Filter { owner_uid: Some("rs-1"), ..Filter::default() })), ["b"]);
+        assert_eq!(names(informer.list(&Filter { node_name: Some("n1"), ..Filter::default() })), ["c"]);
+        assert_eq!(names(informer.list(&Filter { namespace: Some("d"), ..Filter::default() })), ["b", "c"]);
+        assert!(informer.list(&Filter { namespace: Some("other"), ..Filter::default() }).is_empty());
+        let selector = LabelSelector::parse("app=web").expect("parse");
+        assert_eq!(informer.list(&Filter { labels: Some(&selector), ..Filter::default() }).len(), 2);
+        let c = informer.get("d", "c").expect("cached");
+        assert_eq!(c.value().expect("json")["metadata"]["resourceVersion"], json!(c.revision.to_string()));
+        assert!(informer.get("d", "a").is_none());
+        let seen = changes.lock().expect("lock").clone();
+        assert!(seen.contains(&(None, Some("c".into()))) && seen.contains(&(Some("a".into()), None)), "{seen:?}");
+
+        drop(subscription);
+        put_pod(&store, "d", "rs-2", "n1");
+        assert!(informer.wait_for_revision(store.revision(), Duration::from_secs(5)).await);
+        assert_eq!(changes.lock().expect("lock").len(), seen.len(), "a dropped subscription hears nothing");
+    }
+
+    #[tokio::test]
+    async fn a_relist_reports_what_changed_while_the_informer_was_not_watching() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let storage = engenho_store::open_database(&root.path().join("db")).expect("open");
+        let store = Mvcc::open(&storage).expect("store");
+        put_pod(&store, "a", "rs", "n");
+        put_pod(&store, "b", "rs", "n");
+        let informer = Informer::new("pods", store.clone(), "/registry/pods/".into(), decode());
+        informer.relist().expect("listed");
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let seen = changes.clone();
+        let _subscription = informer.subscribe(move |change: &Change| {
+            if change.old.is_some() {
+                seen.lock().expect("lock").push((change.old.clone(), change.new.clone()));
+            }
+        });
+        write(&store, Command::Delete(DeleteRequest { range: KeyRange::single("/registry/pods/d/a"), prev_kv: false }));
+        put_pod(&store, "b", "rs", "m");
+        informer.relist().expect("listed again");
+        let seen = changes.lock().expect("lock");
+        assert_eq!(seen.len(), 2, "one deletion and one update");
+        assert!(seen.iter().any(|(old, new)| old.as_ref().is_some_and(|o| o.name == "a") && new.is_none()));
+        assert!(seen.iter().any(|(_, new)| new.as_ref().is_some_and(|n| n.node_name == "m")));
+        assert_eq!(informer.applied(), store.revision());
+    }
+}

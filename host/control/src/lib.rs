@@ -1,0 +1,16 @@
+//! The controller runtime every control loop of a node stands on:
+//! informer caches of the store with indexes ([`informer`]), rate-limited
+//! work queues ([`queue`]), loops that run only while the node leads the
+//! cluster ([`controller`]), label selectors ([`labels`]) and per-loop
+//! metrics ([`metrics`]).
+
+pub mod controller;
+pub mod informer;
+pub mod labels;
+pub mod metrics;
+pub mod queue;
+
+pub use controller::{Action, Reconciler, Settings};
+pub use informer::{Cached, Change, Filter, Informer, Informers, Subscription};
+pub use labels::LabelSelector;
+pub use queue::WorkQueue;
