@@ -1,0 +1,116 @@
+//! Cron schedules as Kubernetes' CronJobs write them (`spec.schedule`):
+//! five fields (minute, hour, day of month, month, day of week) with lists,
+//! ranges, steps and month and weekday names, or a descriptor (`@hourly`,
+//! `@daily`/`@midnight`, `@weekly`, `@monthly`, `@yearly`/`@annually`).
+//! As in Vixie cron, when both day fields are restricted a day matching
+//! either one is a match; when either is `*` both must match. Times are UTC.
+
+mod field;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc};
+
+use crate::field::{DAYS_OF_MONTH, DAYS_OF_WEEK, Field, HOURS, MINUTES, MONTHS};
+
+/// How many years ahead [`Schedule::next_after`] looks before it gives up
+/// (a schedule such as `0 0 30 2 *` never fires).
+pub const SEARCH_YEARS: i32 = 5;
+
+/// A parsed cron schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    minutes: Field,
+    hours: Field,
+    days_of_month: Field,
+    months: Field,
+    days_of_week: Field,
+}
+
+impl Schedule {
+    /// Reads `text`, five fields or a descriptor.
+    ///
+    /// # Errors
+    /// What does not parse, in words.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let expanded = match text.to_ascii_lowercase().as_str() {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            other if other.starts_with('@') => return Err(format!("unrecognized descriptor: {text}")),
+            _ => text,
+        };
+        let fields: Vec<&str> = expanded.split_whitespace().collect();
+        let [minutes, hours, days_of_month, months, days_of_week] = fields[..] else {
+            return Err(format!("expected exactly 5 fields, found {}: {text}", fields.len()));
+        };
+        Ok(Self {
+            minutes: field::parse(minutes, &MINUTES)?,
+            hours: field::parse(hours, &HOURS)?,
+            days_of_month: field::parse(days_of_month, &DAYS_OF_MONTH)?,
+            months: field::parse(months, &MONTHS)?,
+            days_of_week: field::parse(days_of_week, &DAYS_OF_WEEK)?,
+        })
+    }
+
+    /// Whether the schedule fires at `time`'s minute.
+    pub fn matches(&self, time: DateTime<Utc>) -> bool {
+        self.months.allows(time.month())
+            && self.matches_day(time.date_naive())
+            && self.hours.allows(time.hour())
+            && self.minutes.allows(time.minute())
+    }
+
+    /// Whether the schedule fires on `date`.
+    fn matches_day(&self, date: NaiveDate) -> bool {
+        let by_month = self.days_of_month.allows(date.day());
+        let by_week = self.days_of_week.allows(date.weekday().num_days_from_sunday());
+        if self.days_of_month.star || self.days_of_week.star { by_month && by_week } else { by_month || by_week }
+    }
+
+    /// The first time strictly after `time` at which the schedule fires (a
+    /// whole minute), or `None` when it does not within [`SEARCH_YEARS`].
+    pub fn next_after(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let start = time.with_second(0)?.with_nanosecond(0)?.checked_add_signed(Duration::minutes(1))?;
+        let limit = start.year().checked_add(SEARCH_YEARS)?;
+        let mut date = start.date_naive();
+        let mut first_day = true;
+        while date.year() <= limit {
+            if !self.months.allows(date.month()) {
+                date = first_of_next_month(date)?;
+                first_day = false;
+                continue;
+            }
+            if self.matches_day(date) {
+                let from = if first_day { start.time() } else { NaiveTime::MIN };
+                if let Some(at) = self.first_time_from(from) {
+                    return Some(date.and_time(at).and_utc());
+                }
+            }
+            date = date.succ_opt()?;
+            first_day = false;
+        }
+        None
+    }
+
+    /// The first hour and minute at or after `from` within one day.
+    fn first_time_from(&self, from: NaiveTime) -> Option<NaiveTime> {
+        (from.hour()..24).filter(|h| self.hours.allows(*h)).find_map(|hour| {
+            let first_minute = if hour == from.hour() { from.minute() } else { 0 };
+            let minute = (first_minute..60).find(|m| self.minutes.allows(*m))?;
+            NaiveTime::from_hms_opt(hour, minute, 0)
+        })
+    }
+}
+
+/// The first day of the month after `date`'s.
+fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
+    match date.month() {
+        12 => NaiveDate::from_ymd_opt(date.year().checked_add(1)?, 1, 1),
+        month => NaiveDate::from_ymd_opt(date.year(), month + 1, 1),
+    }
+}
+
+#[cfg(test)]
+mod tests;
