@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 10] = [
+const PLUGINS: [&str; 12] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
@@ -17,6 +17,8 @@ const PLUGINS: [&str; 10] = [
     "deployment-controller",
     "statefulset-controller",
     "daemonset-controller",
+    "job-controller",
+    "cronjob-controller",
 ];
 
 fn main() {

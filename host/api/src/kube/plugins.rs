@@ -153,6 +153,8 @@ pub fn built_in_controllers(ca_pem: &str) -> Vec<(&'static str, &'static str, Va
         ("deployment-controller", "deployment-controller", plain()),
         ("statefulset-controller", "statefulset-controller", plain()),
         ("daemon-set-controller", "daemonset-controller", plain()),
+        ("job-controller", "job-controller", plain()),
+        ("cronjob-controller", "cronjob-controller", plain()),
     ]
 }
 

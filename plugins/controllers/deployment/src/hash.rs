@@ -36,10 +36,13 @@ pub fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
     without_hash_label(a) == without_hash_label(b)
 }
 
-/// `template` without its `pod-template-hash` label (and without a labels
-/// map that only held it).
+/// `template` without its `pod-template-hash` label, and with what
+/// Kubernetes' semantic equality does not tell apart removed: `null`
+/// fields (a client's `creationTimestamp: null`), empty maps and empty
+/// lists.
 fn without_hash_label(template: &Value) -> Value {
     let mut template = template.clone();
+    prune_empty(&mut template);
     if let Some(metadata) = template.get_mut("metadata").and_then(Value::as_object_mut)
         && let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut)
     {
@@ -49,6 +52,29 @@ fn without_hash_label(template: &Value) -> Value {
         }
     }
     template
+}
+
+/// Removes `null` fields, empty maps and empty lists inside `value`.
+fn prune_empty(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            for field in fields.values_mut() {
+                prune_empty(field);
+            }
+            fields.retain(|_, field| !is_empty(field));
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(fields) => fields.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
 }
 
 /// FNV-1a, 32 bits.
@@ -104,6 +130,16 @@ mod tests {
         assert!(hash.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
         assert!((1..=10).contains(&hash.len()));
         assert_eq!(safe_encode("0123456789"), "456789bcdf");
+    }
+
+    #[test]
+    fn templates_compare_without_nulls_and_empty_fields() {
+        let stored = json!({"metadata": {"labels": {"app": "web", POD_TEMPLATE_HASH: "x"}},
+            "spec": {"containers": [{"name": "web", "resources": {}}], "volumes": []}});
+        let client = json!({"metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web"}]}});
+        assert!(equal_ignore_hash(&stored, &client));
+        assert_eq!(template_hash(&stored, None), template_hash(&client, None));
     }
 
     #[test]

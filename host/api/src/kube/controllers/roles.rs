@@ -29,7 +29,8 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             "replicaset-controller",
             vec![
                 rule("apps", &["replicasets"], &READ),
-                rule("apps", &["replicasets", "replicasets/status", "replicasets/finalizers"], &["update"]),
+                rule("apps", &["replicasets", "replicasets/finalizers"], &["update"]),
+                rule("apps", &["replicasets/status"], &["update", "patch"]),
                 rule("", &["pods"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
                 events(),
             ],
@@ -37,8 +38,9 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
         (
             "deployment-controller",
             vec![
-                rule("apps", &["deployments"], &["get", "list", "watch", "update"]),
-                rule("apps", &["deployments/status", "deployments/finalizers"], &["update"]),
+                rule("apps", &["deployments"], &["get", "list", "watch", "update", "patch"]),
+                rule("apps", &["deployments/status"], &["update", "patch"]),
+                rule("apps", &["deployments/finalizers"], &["update"]),
                 rule("apps", &["replicasets"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
                 rule("", &["pods"], &["get", "list", "watch", "update"]),
                 events(),
@@ -48,7 +50,8 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             "statefulset-controller",
             vec![
                 rule("apps", &["statefulsets"], &READ),
-                rule("apps", &["statefulsets/status", "statefulsets/finalizers"], &["update"]),
+                rule("apps", &["statefulsets/status"], &["update", "patch"]),
+                rule("apps", &["statefulsets/finalizers"], &["update"]),
                 rule("", &["pods"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
                 rule(
                     "apps",
@@ -63,7 +66,8 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             "daemon-set-controller",
             vec![
                 rule("apps", &["daemonsets"], &READ),
-                rule("apps", &["daemonsets/status", "daemonsets/finalizers"], &["update"]),
+                rule("apps", &["daemonsets/status"], &["update", "patch"]),
+                rule("apps", &["daemonsets/finalizers"], &["update"]),
                 rule("", &["nodes"], &READ),
                 rule("", &["pods"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
                 rule("", &["pods/binding"], &["create"]),
@@ -88,7 +92,8 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             "cronjob-controller",
             vec![
                 rule("batch", &["cronjobs"], &["get", "list", "watch", "update"]),
-                rule("batch", &["cronjobs/status", "cronjobs/finalizers"], &["update"]),
+                rule("batch", &["cronjobs/status"], &["update", "patch"]),
+                rule("batch", &["cronjobs/finalizers"], &["update"]),
                 rule("batch", &["jobs"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
                 rule("", &["pods"], &["get", "list", "watch", "delete"]),
                 events(),
