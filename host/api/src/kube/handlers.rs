@@ -219,7 +219,6 @@ pub async fn version() -> Response {
     axum::Json(discovery::version()).into_response()
 }
 
-/// `/openapi/v3`.
 /// `/metrics`: the control loops' work queues and reconciles, and the
 /// informer caches' sizes, in the Prometheus text format.
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
@@ -239,6 +238,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// `/openapi/v3`.
 pub async fn openapi_index(State(state): State<Arc<ApiState>>) -> Response {
     axum::Json(state.openapi().index()).into_response()
 }
