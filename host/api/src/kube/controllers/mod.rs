@@ -39,6 +39,10 @@ pub const CONTROLLER_NAMESPACE: &str = "kube-system";
 /// Keys a controller reconciles at once unless its Plugin says otherwise.
 const DEFAULT_WORKERS: usize = 4;
 
+/// How often the controller Plugins are looked at again without a change
+/// (a version rolled back shows on its Plugin within this).
+const ROLLBACK_REPORT_PERIOD: Duration = Duration::from_secs(5);
+
 /// How often a controller queues every object it reconciles again.
 const RESYNC_PERIOD: Duration = Duration::from_secs(300);
 
@@ -86,7 +90,8 @@ impl Controllers {
                     Action::Done
                 }
             });
-            let settings = ("controller-plugins", 1, super::loops::SERVING_RESYNC);
+            // Short, so that a rollback shows on its Plugin soon.
+            let settings = ("controller-plugins", 1, ROLLBACK_REPORT_PERIOD);
             super::loops::run_loop(&self.state, Arc::new(reconciler), settings, everywhere(), stop).await;
         }
         let running: Vec<Running> = self.lock().drain().map(|(_, running)| running).collect();
