@@ -644,7 +644,8 @@ impl PluginController {
 }
 
 /// Writes `condition` as the Ready condition of Plugin `object` (with
-/// `spec`), unless it says so already.
+/// `spec`), and the generation it describes as `observedGeneration`,
+/// unless the status says so already.
 pub(super) async fn report(
     objects: &ObjectStore,
     plugins_type: &super::resources::ResourceType,
@@ -653,11 +654,12 @@ pub(super) async fn report(
     (status, reason, message): Condition,
 ) {
     let current = object.pointer("/status/conditions/0");
+    let generation = object.pointer("/metadata/generation").cloned().unwrap_or(Value::Null);
     let same = current.is_some_and(|c| {
         c.get("status").and_then(Value::as_str) == Some(status)
             && c.get("reason").and_then(Value::as_str) == Some(reason)
             && c.get("message").and_then(Value::as_str) == Some(message.as_str())
-    });
+    }) && object.pointer("/status/observedGeneration") == Some(&generation);
     if same {
         return;
     }
@@ -668,6 +670,7 @@ pub(super) async fn report(
     let result = objects
         .modify(plugins_type, None, name, |object| {
             object["status"]["conditions"] = json!([condition.clone()]);
+            object["status"]["observedGeneration"] = generation.clone();
             if status == "True" {
                 object["status"]["activeDigest"] = json!(digest);
             }

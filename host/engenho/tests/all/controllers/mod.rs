@@ -3,3 +3,4 @@
 
 mod containment;
 mod service_accounts;
+mod swap;
