@@ -228,13 +228,20 @@ impl KubeApi {
         let collector = gc::Collector::new(gc::informer(&state.informers), state.registry.clone(), gc_client);
         let gc_loop = (gc::NAME, 4, gc::RESYNC_PERIOD);
         let leadership = state.objects.node().leadership();
-        let policy_status = policy_status::PolicyStatus::new(state.objects.clone(), state.registry.clone());
+        let everything = gc::informer(&state.informers);
+        let policy_status = policy_status::PolicyStatus::new(
+            state.objects.clone(),
+            state.registry.clone(),
+            everything,
+            &state.informers,
+        );
+        let policy_loop = ("resourcequota-and-disruption", 2, policy_status::RESYNC_INTERVAL);
         let components = Arc::new(controllers::Controllers::new(state.clone(), router));
         tokio::join!(
             Arc::new(self.definitions()).run(state, stop.clone()),
-            loops::run_loop(state, Arc::new(collector), gc_loop, leadership, stop.clone()),
+            loops::run_loop(state, Arc::new(collector), gc_loop, leadership.clone(), stop.clone()),
             self.plugin_controller().run(state, stop.clone()),
-            policy_status.run(stop.clone()),
+            loops::run_loop(state, Arc::new(policy_status), policy_loop, leadership.clone(), stop.clone()),
             components.run(stop)
         );
     }
