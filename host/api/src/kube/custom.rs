@@ -423,6 +423,9 @@ impl Definitions {
     /// ones, and keeps the APIServices current.
     async fn settle(&self, definitions: &[Value]) -> Action {
         let definitions_type = self.definitions_type();
+        // The APIServices follow what is served: serve what this pass sees
+        // first, whichever loop heard of the change first.
+        self.serve(definitions);
         let mut failed = None;
         if let Err(error) = super::apiservices::reconcile(&self.objects, &self.registry.current()).await {
             failed = Some(error.to_string());

@@ -285,7 +285,7 @@ impl KubeApi {
     ) {
         let registration = services::ApiServerRegistration::new(self.state.objects.clone(), advertised);
         let service = services::KubernetesService::new(self.state.objects.clone(), self.state.registry.clone());
-        tokio::join!(registration.run(lease_opt, stop.clone()), service.run(stop));
+        tokio::join!(registration.run(lease_opt, stop.clone()), service.run(&self.state, stop));
     }
 
     /// Registers this API server at `advertised` and, on the leader, brings
