@@ -214,7 +214,14 @@ impl KubeApi {
             self.state.registry.clone(),
             self.state.plugin_host.clone(),
             self.state.plugins.clone(),
+            self.plugin_status_client(),
         )
+    }
+
+    /// The client the plugin loops write Plugins' status with.
+    fn plugin_status_client(&self) -> client::LocalClient {
+        let writer = plugins::STATUS_WRITER;
+        client::LocalClient::new(self.router(), controllers::identity(writer), writer)
     }
 
     /// Runs what keeps the served state whole until `stop` turns true: the
@@ -236,7 +243,7 @@ impl KubeApi {
             &state.informers,
         );
         let policy_loop = ("resourcequota-and-disruption", 2, policy_status::RESYNC_INTERVAL);
-        let components = Arc::new(controllers::Controllers::new(state.clone(), router));
+        let components = Arc::new(controllers::Controllers::new(state.clone(), router, self.plugin_status_client()));
         tokio::join!(
             Arc::new(self.definitions()).run(state, stop.clone()),
             loops::run_loop(state, Arc::new(collector), gc_loop, leadership.clone(), stop.clone()),

@@ -18,6 +18,7 @@ mod trust;
 pub(super) use trust::TrustRoot;
 pub use trust::{BOOTSTRAP_SIGNER, SIGNERS_PLURAL, SigningKey, definition as signer_definition};
 
+use super::client::{LocalClient, PatchType};
 use super::handlers::ApiState;
 use super::objects::ObjectStore;
 use super::resources::{Registry, SharedRegistry};
@@ -502,18 +503,20 @@ pub struct PluginController {
     registry: SharedRegistry,
     host: Arc<PluginHost>,
     active: Arc<ActivePolicies>,
+    status: LocalClient,
 }
 
 impl PluginController {
     /// A controller loading components into `host` and publishing them in
-    /// `active`.
+    /// `active`, writing the Plugins' status through `status`.
     pub fn new(
         objects: ObjectStore,
         registry: SharedRegistry,
         host: Arc<PluginHost>,
         active: Arc<ActivePolicies>,
+        status: LocalClient,
     ) -> Self {
-        Self { objects, registry, host, active }
+        Self { objects, registry, host, active, status }
     }
 
     /// Follows the plugins until `stop` turns true: a loop on the controller
@@ -553,7 +556,7 @@ impl PluginController {
             let (running, condition) = self.settle(&name, &spec, &trust, &previous).await;
             next.extend(running);
             if self.objects.is_leader() {
-                report(&self.objects, &plugins_type, object, &spec, condition).await;
+                report(&self.status, &plugins_type, object, &spec, condition).await;
             }
         }
         // The set is the same when every policy is one already active.
@@ -643,11 +646,15 @@ impl PluginController {
     }
 }
 
+/// The name the plugin loops write Plugins' status as.
+pub const STATUS_WRITER: &str = "plugin-controller";
+
 /// Writes `condition` as the Ready condition of Plugin `object` (with
 /// `spec`), and the generation it describes as `observedGeneration`,
-/// unless the status says so already.
+/// unless the status says so already; through `client`, as
+/// [`STATUS_WRITER`].
 pub(super) async fn report(
-    objects: &ObjectStore,
+    client: &LocalClient,
     plugins_type: &super::resources::ResourceType,
     object: &Value,
     spec: &PluginSpec,
@@ -666,19 +673,13 @@ pub(super) async fn report(
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
         "lastTransitionTime": super::objects::now()});
-    let digest = spec.digest.clone();
-    let result = objects
-        .modify(plugins_type, None, name, |object| {
-            object["status"]["conditions"] = json!([condition.clone()]);
-            object["status"]["observedGeneration"] = generation.clone();
-            if status == "True" {
-                object["status"]["activeDigest"] = json!(digest);
-            }
-            true
-        })
-        .await;
-    if let Err(error) = result {
-        tracing::debug!(plugin = name, %error, "the plugin's status will be written again");
+    let mut patch = json!({"status": {"conditions": [condition], "observedGeneration": generation}});
+    if status == "True" {
+        patch["status"]["activeDigest"] = json!(spec.digest);
+    }
+    let patch = (PatchType::Merge, patch.to_string().into_bytes());
+    if let Err(refused) = client.patch(plugins_type, None, name, Some("status"), patch).await {
+        tracing::debug!(plugin = name, %refused, "the plugin's status will be written again");
     }
 }
 

@@ -64,6 +64,7 @@ struct Running {
 pub struct Controllers {
     state: Arc<ApiState>,
     router: Router,
+    status: LocalClient,
     running: Mutex<HashMap<String, Running>>,
     /// Plugins refused with no version running, and why: not tried again
     /// until they change.
@@ -71,9 +72,10 @@ pub struct Controllers {
 }
 
 impl Controllers {
-    /// Controllers writing through `router`.
-    pub fn new(state: Arc<ApiState>, router: Router) -> Self {
-        Self { state, router, running: Mutex::default(), refused: Mutex::default() }
+    /// Controllers writing through `router`, and their Plugins' status
+    /// through `status`.
+    pub fn new(state: Arc<ApiState>, router: Router, status: LocalClient) -> Self {
+        Self { state, router, status, running: Mutex::default(), refused: Mutex::default() }
     }
 
     /// Follows the controller Plugins until `stop` turns true (a loop on the
@@ -122,7 +124,7 @@ impl Controllers {
             present.push(name.clone());
             let condition = self.settle(&name, &spec, &trust).await;
             if self.state.objects.is_leader() {
-                plugins::report(&self.state.objects, &plugins_type, object, &spec, condition).await;
+                plugins::report(&self.status, &plugins_type, object, &spec, condition).await;
             }
         }
         let gone: Vec<Running> = {

@@ -134,6 +134,14 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "plugin-controller",
+            vec![
+                rule("engenho.io", &["plugins", "pluginsigners"], &READ),
+                rule("engenho.io", &["plugins/status"], &["update", "patch"]),
+                events(),
+            ],
+        ),
+        (
             "generic-garbage-collector",
             vec![
                 json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch", "patch", "update", "delete"]}),
