@@ -9,8 +9,9 @@ use engenho_store::{KeyRange, RangeRequest};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
+use super::client::{LocalClient, PatchType, Refused};
 use super::handlers::ApiState;
-use super::objects::{DeleteOptions, ObjectStore, strings_at};
+use super::objects::{ObjectStore, strings_at};
 use super::resources::{CustomNames, PrinterColumn, Registry, ResourceType, ShapeError, SharedRegistry};
 use super::status::{ApiError, Cause};
 
@@ -366,7 +367,11 @@ fn type_name(value: &Value) -> &'static str {
 pub struct Definitions {
     objects: ObjectStore,
     registry: SharedRegistry,
+    client: LocalClient,
 }
+
+/// The name the definitions' status loop writes as.
+pub const STATUS_WRITER: &str = "apiextensions-controller";
 
 /// The definitions `informer` holds.
 fn cached_definitions(informer: &engenho_control::Informer) -> Vec<Value> {
@@ -375,9 +380,11 @@ fn cached_definitions(informer: &engenho_control::Informer) -> Vec<Value> {
 }
 
 impl Definitions {
-    /// Definitions kept in `objects`, served through `registry`.
-    pub fn new(objects: ObjectStore, registry: SharedRegistry) -> Self {
-        Self { objects, registry }
+    /// Definitions kept in `objects`, served through `registry`; their
+    /// status and clean-up written through `client` (as
+    /// [`STATUS_WRITER`]).
+    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: LocalClient) -> Self {
+        Self { objects, registry, client }
     }
 
     /// Loads the definitions into the registry now.
@@ -432,7 +439,7 @@ impl Definitions {
         }
         for definition in definitions {
             if let Err(error) = self.reconcile(&definitions_type, definition).await {
-                failed = Some(error.to_string());
+                failed = Some(error);
             }
         }
         failed.map_or(Action::Done, Action::Retry)
@@ -466,7 +473,7 @@ impl Definitions {
     }
 
     /// Marks `definition` Established (or why not), or finishes its deletion.
-    async fn reconcile(&self, definitions_type: &ResourceType, definition: &Value) -> Result<(), ApiError> {
+    async fn reconcile(&self, definitions_type: &ResourceType, definition: &Value) -> Result<(), String> {
         let name = definition.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let deleting = definition.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
         if deleting {
@@ -514,39 +521,51 @@ impl Definitions {
         if definition.get("status").is_some_and(same) {
             return Ok(());
         }
-        self.objects
-            .modify(definitions_type, None, &name, |object| {
-                object["status"] = wanted.clone();
-                true
-            })
-            .await?;
-        Ok(())
+        let patch = (PatchType::Merge, json!({"status": wanted}).to_string().into_bytes());
+        match self.client.patch(definitions_type, None, &name, Some("status"), patch).await {
+            Ok(_) | Err(Refused { code: 404, .. }) => Ok(()),
+            Err(refused) => Err(refused.to_string()),
+        }
     }
 
     /// Deletes the objects of a deleted definition, then lets it go.
-    async fn clean_up(&self, definitions_type: &ResourceType, definition: &Value, name: &str) -> Result<(), ApiError> {
+    async fn clean_up(&self, definitions_type: &ResourceType, definition: &Value, name: &str) -> Result<(), String> {
         let registry = self.registry.current();
         let group = definition.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
         let plural = definition.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
         if let Some(t) = registry.find_plural(group, plural).filter(|t| t.custom_schema().is_some()) {
-            let listed = self.objects.list_at(t, None, 0)?;
+            let listed = self.objects.list_at(t, None, 0).map_err(|e| e.to_string())?;
             for object in &listed.items {
                 let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
                 let (Some(object_name), namespace) = (text("/metadata/name"), text("/metadata/namespace")) else {
                     continue;
                 };
-                let options = DeleteOptions { precondition_uid: text("/metadata/uid"), ..DeleteOptions::default() };
-                match self.objects.delete(t, namespace.as_deref(), &object_name, &options, false).await {
-                    Ok(_) => {}
-                    Err(error) if matches!(error.code, 404 | 409) => {}
-                    Err(error) => return Err(error),
+                let options = json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                    "preconditions": {"uid": text("/metadata/uid")}});
+                match self.client.delete(t, namespace.as_deref(), &object_name, &options).await {
+                    Ok(_) | Err(Refused { code: 404 | 409, .. }) => {}
+                    Err(refused) => return Err(refused.to_string()),
                 }
             }
-            if !self.objects.list_at(t, None, 0)?.items.is_empty() {
+            if !self.objects.list_at(t, None, 0).map_err(|e| e.to_string())?.items.is_empty() {
                 return Ok(());
             }
         }
-        self.objects.remove_finalizer(definitions_type, None, name, CLEANUP_FINALIZER).await
+        let finalizers: Vec<&Value> = definition
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|f| f.as_str() != Some(CLEANUP_FINALIZER))
+            .collect();
+        let finalizers = if finalizers.is_empty() { Value::Null } else { json!(finalizers) };
+        let version = definition.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": version}});
+        let patch = (PatchType::Merge, patch.to_string().into_bytes());
+        match self.client.patch(definitions_type, None, name, None, patch).await {
+            Ok(_) | Err(Refused { code: 404, .. }) => Ok(()),
+            Err(refused) => Err(refused.to_string()),
+        }
     }
 }
 

@@ -313,7 +313,9 @@ impl KubeApi {
     }
 
     fn definitions(&self) -> custom::Definitions {
-        custom::Definitions::new(self.state.objects.clone(), self.state.registry.clone())
+        let writer = custom::STATUS_WRITER;
+        let client = client::LocalClient::new(self.router(), controllers::identity(writer), writer);
+        custom::Definitions::new(self.state.objects.clone(), self.state.registry.clone(), client)
     }
 
     /// The HTTP routes, behind authentication and authorization.

@@ -134,6 +134,19 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "apiextensions-controller",
+            vec![
+                rule(
+                    "apiextensions.k8s.io",
+                    &["customresourcedefinitions"],
+                    &["get", "list", "watch", "patch", "update"],
+                ),
+                rule("apiextensions.k8s.io", &["customresourcedefinitions/status"], &["update", "patch"]),
+                json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "delete"]}),
+                events(),
+            ],
+        ),
+        (
             "plugin-controller",
             vec![
                 rule("engenho.io", &["plugins", "pluginsigners"], &READ),
