@@ -1,4 +1,6 @@
 //! Controllers as components, run on the controller runtime of real
 //! `engenho` nodes and judged with the installed kubectl.
 
+mod endpoint_slices;
+mod node_lifecycle;
 mod service_accounts;
