@@ -81,7 +81,7 @@ mod tests {
         let mut current = desired(&[], Some("Unknown"), now()).expect("tainted");
         current.insert(0, other.clone());
         assert_eq!(desired(&current, Some("True"), now()), Some(vec![other.clone()]));
-        assert!(desired(&[other.clone()], Some("True"), now()).is_none());
+        assert!(desired(std::slice::from_ref(&other), Some("True"), now()).is_none());
         assert!(desired(&[other], None, now()).is_none());
     }
 }

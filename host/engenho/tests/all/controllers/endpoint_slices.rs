@@ -52,8 +52,10 @@ fn slices(kubectl: &Kubectl) -> Vec<Value> {
 fn endpoints_of(slices: &[Value]) -> BTreeSet<(String, bool, String, Vec<i64>)> {
     let mut all = BTreeSet::new();
     for slice in slices {
-        let ports: Vec<i64> =
-            slice["ports"].as_array().map(|p| p.iter().filter_map(|p| p["port"].as_i64()).collect()).unwrap_or_default();
+        let ports: Vec<i64> = slice["ports"]
+            .as_array()
+            .map(|p| p.iter().filter_map(|p| p["port"].as_i64()).collect())
+            .unwrap_or_default();
         for endpoint in slice["endpoints"].as_array().into_iter().flatten() {
             all.insert((
                 endpoint["addresses"][0].as_str().unwrap_or_default().to_owned(),
@@ -125,17 +127,24 @@ fn a_service_s_endpoint_slice_and_endpoints_follow_its_pods() {
     // target port resolved to the container port.
     wait_for("a slice with the two ready pods", WAIT, || {
         let slices = slices(&kubectl);
-        slices.len() == 1 && endpoints_of(&slices) == expected(&[("10.1.0.1", true, "a", 8080), ("10.1.0.2", true, "b", 8080)])
+        slices.len() == 1
+            && endpoints_of(&slices) == expected(&[("10.1.0.1", true, "a", 8080), ("10.1.0.2", true, "b", 8080)])
     });
     let slice = slices(&kubectl).remove(0);
     let slice_name = slice["metadata"]["name"].as_str().expect("a name").to_owned();
     assert!(slice_name.starts_with("web-") && slice_name.len() == "web-".len() + 5, "{slice_name}");
     assert_eq!(slice["addressType"], "IPv4");
     assert_eq!(slice["ports"], json!([{"name": "http", "port": 8080, "protocol": "TCP"}]));
-    assert_eq!(slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
     assert_eq!(slice["metadata"]["labels"]["team"], "shop");
     let owner = &slice["metadata"]["ownerReferences"][0];
-    assert_eq!((owner["kind"].as_str(), owner["name"].as_str(), owner["controller"].as_bool()), (Some("Service"), Some("web"), Some(true)));
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str(), owner["controller"].as_bool()),
+        (Some("Service"), Some("web"), Some(true))
+    );
     let endpoint = &slice["endpoints"][0];
     assert_eq!(endpoint["conditions"], json!({"ready": true, "serving": true, "terminating": false}));
     assert_eq!(endpoint["targetRef"]["kind"], "Pod");
@@ -165,7 +174,7 @@ fn a_service_s_endpoint_slice_and_endpoints_follow_its_pods() {
     wait_for("the Endpoints to follow", WAIT, || legacy(&kubectl) == Some((set(&[]), set(&["10.1.0.3"]))));
     let names: Vec<String> =
         slices(&kubectl).iter().filter_map(|s| s["metadata"]["name"].as_str().map(str::to_owned)).collect();
-    assert_eq!(names, [slice_name.clone()], "the slice was updated in place");
+    assert_eq!(names, [slice_name], "the slice was updated in place");
 
     // A pod whose `http` port is another number: its own slice, with that
     // port.

@@ -83,13 +83,21 @@ fn node_taints(kubectl: &Kubectl, node: &str) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|t| (t["key"].as_str().unwrap_or_default().to_owned(), t["effect"].as_str().unwrap_or_default().to_owned()))
+        .map(|t| {
+            (t["key"].as_str().unwrap_or_default().to_owned(), t["effect"].as_str().unwrap_or_default().to_owned())
+        })
         .collect()
 }
 
 fn ready_condition(kubectl: &Kubectl, node: &str) -> Value {
     let node = json_of(kubectl, &["get", "node", node, "-o", "json"]);
-    node["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready").cloned().unwrap_or_default()
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -145,8 +153,11 @@ fn a_silent_node_is_tainted_unreachable_and_its_pods_evicted() {
         bind(&kubectl, pod, if index < 2 { "n1" } else { "n2" });
     }
     for (pod, tolerations) in [
-        ("tolerant", json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-            "tolerationSeconds": TOLERATED_SECONDS}])),
+        (
+            "tolerant",
+            json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+            "tolerationSeconds": TOLERATED_SECONDS}]),
+        ),
         ("forever", json!([{"operator": "Exists"}])),
     ] {
         let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
@@ -160,7 +171,9 @@ fn a_silent_node_is_tainted_unreachable_and_its_pods_evicted() {
     let deadline = Duration::from_secs(GRACE_SECONDS + 10);
     wait_for("n2 to be Unknown and tainted", deadline + Duration::from_secs(5), || {
         ready_condition(&kubectl, "n2")["status"] == "Unknown"
-            && node_taints(&kubectl, "n2").iter().any(|(k, e)| k == "node.kubernetes.io/unreachable" && e == "NoExecute")
+            && node_taints(&kubectl, "n2")
+                .iter()
+                .any(|(k, e)| k == "node.kubernetes.io/unreachable" && e == "NoExecute")
     });
     let took = silent_since.elapsed();
     assert!(took <= deadline, "n2 was marked after {took:?}");
