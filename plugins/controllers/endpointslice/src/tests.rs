@@ -206,3 +206,57 @@ fn configuration_bounds_the_slice_size() {
     assert!(EndpointSlices::configure(r#"{"maxEndpointsPerSlice": 1001}"#).is_err());
     assert!(EndpointSlices::configure(r#"{"other": 1}"#).is_err());
 }
+
+/// `slices` after `changes`, new slices named `new-<n>`.
+fn applied(mut slices: Vec<Slice>, changes: &[Change], round: usize) -> Vec<Slice> {
+    for (index, change) in changes.iter().enumerate() {
+        match change {
+            Change::Create(_) => slices.push(stored(change, &format!("new-{round}-{index}"))),
+            Change::Update(object) => {
+                let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                let updated = stored(change, &name);
+                for slice in slices.iter_mut().filter(|s| s.metadata.name == name) {
+                    *slice = updated.clone();
+                }
+            }
+            Change::Delete(name, _) => slices.retain(|s| &s.metadata.name != name),
+        }
+    }
+    slices
+}
+
+proptest::proptest! {
+    /// Whatever the pods before and after, the slices hold every endpoint
+    /// once, none more than the maximum, an endpoint that stays stays in
+    /// its slice, and planning again changes nothing.
+    #[test]
+    fn slices_hold_each_endpoint_once_and_keep_them_where_they_are(
+        before in proptest::collection::btree_set(0u8..60, 0..40),
+        after in proptest::collection::btree_set(0u8..60, 0..40),
+        max in 1usize..8,
+    ) {
+        let service = service(json!({}));
+        let pods = |ids: &std::collections::BTreeSet<u8>| -> Vec<Pod> {
+            ids.iter().map(|i| pod(&format!("p{i}"), &format!("10.0.0.{i}"), i % 3 != 0)).collect()
+        };
+        let first = applied(Vec::new(), &plan(&service, &desired(&service, &pods(&before)), &[], max), 0);
+        let second_changes = plan(&service, &desired(&service, &pods(&after)), &first, max);
+        let second = applied(first.clone(), &second_changes, 1);
+        let mut seen: Vec<String> = second.iter().flat_map(addresses).collect();
+        seen.sort();
+        let mut wanted: Vec<String> = after.iter().map(|i| format!("10.0.0.{i}")).collect();
+        wanted.sort();
+        proptest::prop_assert_eq!(seen, wanted);
+        proptest::prop_assert!(second.iter().all(|s| s.endpoints.iter().flatten().count() <= max));
+        proptest::prop_assert_eq!(second.len().max(1), second.len(), "a placeholder stands for no endpoints");
+        for slice in &first {
+            if let Some(now) = second.iter().find(|s| s.metadata.name == slice.metadata.name) {
+                for address in addresses(slice) {
+                    let stayed = after.iter().any(|i| format!("10.0.0.{i}") == address);
+                    proptest::prop_assert!(!stayed || addresses(now).contains(&address), "{address} moved");
+                }
+            }
+        }
+        proptest::prop_assert!(plan(&service, &desired(&service, &pods(&after)), &second, max).is_empty());
+    }
+}

@@ -84,4 +84,41 @@ mod tests {
         assert!(desired(std::slice::from_ref(&other), Some("True"), now()).is_none());
         assert!(desired(&[other], None, now()).is_none());
     }
+
+    fn taint() -> impl proptest::strategy::Strategy<Value = Taint> {
+        use proptest::prelude::*;
+        let key = prop::sample::select(vec![NOT_READY, UNREACHABLE, "dedicated", "gpu"]);
+        let effect = prop::sample::select(vec![NO_SCHEDULE, NO_EXECUTE, "PreferNoSchedule"]);
+        (key, effect).prop_map(|(key, effect)| Taint {
+            key: key.into(),
+            value: String::new(),
+            effect: effect.into(),
+            time_added: None,
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a node's taints and `Ready` status: the result has
+        /// exactly the taints the status calls for among this
+        /// controller's, keeps every other taint, and a second pass
+        /// changes nothing.
+        #[test]
+        fn taints_follow_the_status_and_leave_others(
+            current in proptest::collection::vec(taint(), 0..6),
+            ready in proptest::sample::select(vec![None, Some("True"), Some("False"), Some("Unknown")]),
+        ) {
+            let result = desired(&current, ready, now()).unwrap_or_else(|| current.clone());
+            let ours = |t: &Taint| (t.key == NOT_READY || t.key == UNREACHABLE) && t.effect != "PreferNoSchedule";
+            let others = |taints: &[Taint]| taints.iter().filter(|t| !ours(t)).cloned().collect::<Vec<_>>();
+            proptest::prop_assert_eq!(others(&result), others(&current));
+            for key in [NOT_READY, UNREACHABLE] {
+                let wanted = key_for(ready) == Some(key);
+                for effect in [NO_SCHEDULE, NO_EXECUTE] {
+                    let present = result.iter().any(|t| t.key == key && t.effect == effect);
+                    proptest::prop_assert_eq!(present, wanted, "{} {}", key, effect);
+                }
+            }
+            proptest::prop_assert!(desired(&result, ready, now()).is_none());
+        }
+    }
 }
