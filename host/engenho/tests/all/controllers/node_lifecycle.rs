@@ -113,7 +113,10 @@ fn a_silent_node_is_tainted_unreachable_and_its_pods_evicted() {
     let config = json!({"spec": {"config": {"gracePeriodSeconds": GRACE_SECONDS}}}).to_string();
     kubectl.ok(&["patch", "plugin", "node-lifecycle-controller", "--type=merge", "-p", &config]);
     wait_for("the reconfigured controller to be swapped in", WAIT, || {
-        node.log_text().lines().any(|l| l.contains("controller swapped") && l.contains("node-lifecycle-controller"))
+        let plugin = json_of(&kubectl, &["get", "plugin", "node-lifecycle-controller", "-o", "json"]);
+        plugin["status"]["conditions"][0]["status"] == "True"
+            && plugin["status"]["observedGeneration"] == plugin["metadata"]["generation"]
+            && plugin["metadata"]["generation"].as_i64() > Some(1)
     });
 
     for name in ["n1", "n2"] {
