@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 13] = [
+const PLUGINS: [&str; 15] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
@@ -20,6 +20,8 @@ const PLUGINS: [&str; 13] = [
     "job-controller",
     "cronjob-controller",
     "misbehaving-controller",
+    "endpointslice-controller",
+    "nodelifecycle-controller",
 ];
 
 fn main() {

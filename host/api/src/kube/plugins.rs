@@ -151,6 +151,8 @@ pub fn built_in_controllers(ca_pem: &str) -> Vec<(&'static str, &'static str, Va
         ("daemon-set-controller", "daemonset-controller", plain()),
         ("job-controller", "job-controller", plain()),
         ("cronjob-controller", "cronjob-controller", plain()),
+        ("endpointslice-controller", "endpointslice-controller", plain()),
+        ("node-lifecycle-controller", "nodelifecycle-controller", plain()),
     ]
 }
 
