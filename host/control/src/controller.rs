@@ -126,6 +126,10 @@ pub async fn run<R: Reconciler>(
     .await;
 }
 
+/// How long reconciles in flight may go on once their loop stops (its node
+/// no longer leads, or stops); past it they are dropped.
+pub const HANDOVER_GRACE: Duration = Duration::from_secs(5);
+
 /// A leadership that always holds: for loops every node runs (those that
 /// keep what the node itself serves current).
 pub fn everywhere() -> watch::Receiver<bool> {
@@ -176,8 +180,10 @@ async fn run_term<R: Reconciler>(
     tracing::info!(controller = %settings.name, "leading: the loop starts");
     let queue = Arc::new(WorkQueue::new(settings.queue_capacity, metrics.queue.clone()));
     let subscriptions = reconciler.watch(&queue);
-    let workers: Vec<_> =
-        (0..settings.workers).map(|_| tokio::spawn(work(reconciler.clone(), queue.clone(), metrics.clone()))).collect();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..settings.workers {
+        workers.spawn(work(reconciler.clone(), queue.clone(), metrics.clone()));
+    }
     let mut resync = tokio::time::interval(settings.resync);
     resync.tick().await;
     loop {
@@ -192,8 +198,10 @@ async fn run_term<R: Reconciler>(
     }
     drop(subscriptions);
     queue.shut_down();
-    for worker in workers {
-        let _ = worker.await;
+    let finishing = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(HANDOVER_GRACE, finishing).await.is_err() {
+        tracing::info!(controller = %settings.name, "reconciles still in flight were stopped");
+        workers.abort_all();
     }
     tracing::info!(controller = %settings.name, "no longer leading: the loop stopped");
 }
