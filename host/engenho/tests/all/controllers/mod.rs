@@ -1,4 +1,7 @@
 //! Controllers as components, run on the controller runtime of real
 //! `engenho` nodes and judged with the installed kubectl.
 
+mod deployments;
+mod kubelet;
 mod service_accounts;
+mod watch;
