@@ -3,5 +3,6 @@
 
 mod deployments;
 mod kubelet;
+mod replica_sets;
 mod service_accounts;
 mod watch;
