@@ -2,6 +2,7 @@
 //! `engenho` nodes and judged with the installed kubectl.
 
 mod deployments;
+mod jobs;
 mod kubelet;
 mod replica_sets;
 mod service_accounts;
