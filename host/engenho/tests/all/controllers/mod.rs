@@ -6,4 +6,5 @@ mod jobs;
 mod kubelet;
 mod replica_sets;
 mod service_accounts;
+mod stateful_sets;
 mod watch;
