@@ -53,8 +53,8 @@ fn pinned_nodes(kubectl: &Kubectl) -> Vec<String> {
 /// The Node `pod`'s required node affinity names (its only term's only
 /// `metadata.name` value), or `?` when it has another shape.
 fn pinned_node(pod: &Value) -> String {
-    let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"];
+    let terms =
+        &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
     let field = &terms[0]["matchFields"][0];
     let single = terms.as_array().map(Vec::len) == Some(1) && field["key"] == "metadata.name";
     match (single, field["operator"].as_str(), field["values"].as_array()) {

@@ -4,8 +4,8 @@
 //! the phase the rule names, through the status subresource as a kubelet
 //! reports them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ pub enum Pods {
 }
 
 /// One rule: the pods matched, and what they become.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Rule {
     pods: Pods,
     phase: Phase,
@@ -70,7 +70,6 @@ impl Rule {
 /// The running stand-in; stops when dropped.
 pub struct Kubelet {
     stop: Arc<AtomicBool>,
-    rules: Arc<Mutex<Vec<Rule>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -79,23 +78,16 @@ impl Kubelet {
     /// decides), reaching the API with `kubectl`.
     pub fn start(kubectl: Kubectl, rules: Vec<Rule>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let rules = Arc::new(Mutex::new(rules));
         let thread = {
-            let (stop, rules) = (stop.clone(), rules.clone());
+            let stop = stop.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let current = rules.lock().expect("rules lock").clone();
-                    tick(&kubectl, &current);
+                    tick(&kubectl, &rules);
                     std::thread::sleep(PERIOD);
                 }
             })
         };
-        Self { stop, rules, thread: Some(thread) }
-    }
-
-    /// Adds a rule, consulted before the earlier ones.
-    pub fn add_rule(&self, rule: Rule) {
-        self.rules.lock().expect("rules lock").insert(0, rule);
+        Self { stop, thread: Some(thread) }
     }
 }
 

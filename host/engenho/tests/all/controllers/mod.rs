@@ -1,6 +1,7 @@
 //! Controllers as components, run on the controller runtime of real
 //! `engenho` nodes and judged with the installed kubectl.
 
+mod cron_jobs;
 mod daemon_sets;
 mod deployments;
 mod jobs;
