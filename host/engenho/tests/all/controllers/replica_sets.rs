@@ -86,9 +86,10 @@ fn a_replica_set_adopts_replaces_scales_down_unready_first_and_reports_quota_ref
 
     // A quota of 2 pods and 3 replicas: the refusal surfaces on the ReplicaSet.
     kubectl.ok(&["create", "namespace", "limited"]);
-    let quota = r#"{"apiVersion": "v1", "kind": "ResourceQuota",
-        "metadata": {"name": "pods", "namespace": "limited"}, "spec": {"hard": {"pods": "2"}}}"#;
-    kubectl.ok_with(&["apply", "-f", "-"], Some(quota));
+    // kubectl sends the quota as protobuf.
+    kubectl.ok(&["create", "quota", "pods", "--hard=pods=2", "-n", "limited"]);
+    let quota = kubectl.json(&["get", "resourcequota", "pods", "-n", "limited", "-o", "json"]);
+    assert_eq!(quota["spec"]["hard"]["pods"], "2", "{quota}");
     kubectl.ok_with(&["apply", "-f", "-"], Some(&replica_set("limited", 3)));
     wait_for("the ReplicaFailure condition", DEADLINE, || {
         let rs = kubectl.json(&["get", "replicaset", "cache", "-n", "limited", "-o", "json"]);
