@@ -34,6 +34,8 @@ pub enum Pods {
     All,
     /// The pods of the Job of this name (label `job-name`).
     OfJob(String),
+    /// The pods with this label (key and value).
+    Labeled(String, String),
 }
 
 /// One rule: the pods matched, and what they become.
@@ -47,6 +49,11 @@ impl Rule {
     /// Every pod becomes Ready.
     pub fn every_pod_ready() -> Self {
         Self { pods: Pods::All, phase: Phase::Ready }
+    }
+
+    /// The pods labeled `key=value` become Ready.
+    pub fn labeled_ready(key: &str, value: &str) -> Self {
+        Self { pods: Pods::Labeled(key.to_owned(), value.to_owned()), phase: Phase::Ready }
     }
 
     /// The pods of Job `name` succeed.
@@ -63,6 +70,7 @@ impl Rule {
         match &self.pods {
             Pods::All => true,
             Pods::OfJob(job) => pod["metadata"]["labels"]["job-name"].as_str() == Some(job.as_str()),
+            Pods::Labeled(key, value) => pod["metadata"]["labels"][key].as_str() == Some(value.as_str()),
         }
     }
 }
