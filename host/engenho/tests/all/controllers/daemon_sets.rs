@@ -3,19 +3,21 @@
 //! tainted `NoSchedule`, only the 2 others get a pod, each pinned to its
 //! Node by a required node affinity on `metadata.name`; a Node added gets
 //! its pod; `kubectl rollout status daemonset` finishes once the pods are
-//! Ready, and the status counts the Nodes.
+//! Ready, and the status counts the Nodes; a new image rolls out with
+//! never more pods than Nodes nor more than one of them not Ready.
 //! Method: a real `engenho up` node; Nodes registered with `kubectl apply`
 //! and made Ready through their status subresource; the kubelet stand-in
 //! marks every pod Ready; each step waits (with a deadline) on what
-//! kubectl shows.
+//! kubectl shows; the rolling update is judged at every event of a
+//! `kubectl get pods --watch` that ran throughout it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::kubelet::{Kubelet, Rule};
-use super::watch::is_ready;
+use super::watch::{events, is_ready};
 use crate::support::{EngenhoNode, Kubectl, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -107,5 +109,35 @@ fn a_daemon_set_runs_a_pod_on_each_node_that_takes_it() {
         daemon_set["status"]["desiredNumberScheduled"] == 3 && daemon_set["status"]["numberReady"] == 3
     });
     assert!(!pinned_nodes(&kubectl).contains(&"n3".to_owned()), "the tainted Node gets no pod");
+
+    // A new image rolls node by node: by default (maxUnavailable 1, no
+    // surge) never more than 3 pods nor fewer than 2 Ready.
+    let mut watch =
+        kubectl.spawn(&["get", "pods", "-l", "app=agent", "--watch", "-o", "json", "--output-watch-events"]);
+    wait_for("the watch to list the pods", DEADLINE, || events(&watch.output()).len() >= 3);
+    kubectl.ok(&["set", "image", "daemonset/agent", "agent=busybox:1.37"]);
+    rollout_status(&kubectl);
+    wait_for("the watch to see the old pods go", DEADLINE, || {
+        events(&watch.output()).iter().filter(|event| event.kind == "DELETED").count() >= 3
+    });
+    let mut live: BTreeMap<String, bool> = BTreeMap::new();
+    let mut listed = false;
+    for event in events(&watch.output()) {
+        if event.kind == "DELETED" || !event.object["metadata"]["deletionTimestamp"].is_null() {
+            live.remove(event.name());
+        } else {
+            live.insert(event.name().to_owned(), is_ready(&event.object));
+        }
+        let ready = live.values().filter(|ready| **ready).count();
+        // The watch first lists the 3 Ready pods one by one.
+        listed |= ready == 3;
+        assert!(live.len() <= 3, "more pods than Nodes after {} {}: {live:?}", event.kind, event.name());
+        assert!(!listed || ready >= 2, "fewer than 2 Ready after {} {}: {live:?}", event.kind, event.name());
+    }
+    drop(watch);
+    let pods = kubectl.json(&["get", "pods", "-l", "app=agent", "-o", "json"]);
+    let images: Vec<&Value> =
+        pods["items"].as_array().into_iter().flatten().map(|p| &p["spec"]["containers"][0]["image"]).collect();
+    assert_eq!(images, ["busybox:1.37"; 3], "{pods}");
     node.stop();
 }
