@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 12] = [
+const PLUGINS: [&str; 13] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
@@ -19,6 +19,7 @@ const PLUGINS: [&str; 12] = [
     "daemonset-controller",
     "job-controller",
     "cronjob-controller",
+    "misbehaving-controller",
 ];
 
 fn main() {

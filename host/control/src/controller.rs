@@ -45,6 +45,48 @@ pub trait Reconciler: Send + Sync + 'static {
     fn reconcile(&self, key: &Self::Key) -> impl Future<Output = Action> + Send;
 }
 
+/// A loop that brings everything it keeps in line at once: any change of
+/// the informers it follows queues its one key, as does each resync.
+pub struct Whole<F> {
+    informers: Vec<Arc<crate::Informer>>,
+    work: F,
+}
+
+impl<F> Whole<F> {
+    /// A loop calling `work` after changes of `informers`.
+    pub fn new(informers: Vec<Arc<crate::Informer>>, work: F) -> Self {
+        Self { informers, work }
+    }
+}
+
+impl<F, Fut> Reconciler for Whole<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Action> + Send,
+{
+    type Key = ();
+
+    fn watch(self: &Arc<Self>, queue: &Arc<WorkQueue<()>>) -> Vec<Subscription> {
+        self.informers
+            .iter()
+            .map(|informer| {
+                let queue = queue.clone();
+                informer.subscribe(move |_| {
+                    queue.add(());
+                })
+            })
+            .collect()
+    }
+
+    fn resync(&self) -> Vec<()> {
+        vec![()]
+    }
+
+    fn reconcile(&self, (): &()) -> impl Future<Output = Action> + Send {
+        (self.work)()
+    }
+}
+
 /// How a loop runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -84,6 +126,12 @@ pub async fn run<R: Reconciler>(
     .await;
 }
 
+/// A leadership that always holds: for loops every node runs (those that
+/// keep what the node itself serves current).
+pub fn everywhere() -> watch::Receiver<bool> {
+    watch::channel(true).1
+}
+
 /// Calls `term` each time this node starts leading, with a receiver that
 /// turns true when it stops leading (or `stop` turns true), and waits for
 /// it to return; returns once `stop` turns true.
@@ -100,9 +148,15 @@ where
         let (end, term_over) = watch::channel(false);
         let running = term(term_over);
         tokio::pin!(running);
+        // A leadership whose sender is gone never changes again.
+        let lost = async {
+            if leadership.wait_for(|leading| !*leading).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         let stopping = tokio::select! {
             () = &mut running => false,
-            _ = leadership.wait_for(|leading| !*leading) => false,
+            () = lost => false,
             _ = stop.wait_for(|stopped| *stopped) => true,
         };
         end.send_replace(true);

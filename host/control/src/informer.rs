@@ -55,10 +55,13 @@ pub struct Cached {
     pub deleting: bool,
     /// A pod's `spec.nodeName`, or empty.
     pub node_name: String,
+    /// `spec.finalizers` (a Namespace's: what must go before it does).
+    pub spec_finalizers: Vec<String>,
     /// `spec.selector` (a label selector or a Service's map), if it has one
     /// that parses.
     pub selector: Option<LabelSelector>,
-    /// The object as JSON, `resourceVersion` included.
+    /// The object as JSON, `resourceVersion` included (empty in an
+    /// informer that keeps heads only).
     pub json: Arc<str>,
 }
 
@@ -92,14 +95,14 @@ impl Cached {
     /// index entries.
     pub fn footprint(&self) -> usize {
         let strings = self.key.len() + self.namespace.len() + self.name.len() + self.uid.len() + self.node_name.len();
+        let finalizers: usize = self.finalizers.iter().chain(&self.spec_finalizers).map(|f| f.len() + 24).sum();
         let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
         let owners: usize =
             self.owners.iter().map(|o| o.api_version.len() + o.kind.len() + o.name.len() + o.uid.len() + 104).sum();
-        let finalizers: usize = self.finalizers.iter().map(|f| f.len() + 24).sum();
         std::mem::size_of::<Self>() + self.json.len() + strings + labels + owners + finalizers
     }
 
-    fn from_stored(key: String, revision: i64, object: &Value) -> Result<Self, String> {
+    fn from_stored(key: String, revision: i64, object: &Value, keep_json: bool) -> Result<Self, String> {
         let head = Head::deserialize(object).map_err(|e| format!("not an object: {e}"))?;
         let metadata = head.metadata.unwrap_or_default();
         let selector = head.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(LabelSelector::from_object);
@@ -126,9 +129,10 @@ impl Cached {
                 .collect(),
             finalizers: metadata.finalizers.unwrap_or_default(),
             deleting: metadata.deletion_timestamp.is_some_and(|t| !t.is_null()),
-            node_name: head.spec.and_then(|s| s.node_name).unwrap_or_default(),
+            node_name: head.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+            spec_finalizers: head.spec.and_then(|s| s.finalizers).unwrap_or_default(),
             selector,
-            json: object.to_string().into(),
+            json: if keep_json { object.to_string().into() } else { Arc::from("") },
         })
     }
 }
@@ -167,6 +171,7 @@ struct HeadOwner {
 struct HeadSpec {
     node_name: Option<String>,
     selector: Option<Value>,
+    finalizers: Option<Vec<String>>,
 }
 
 /// One change the informer saw: an object added (`old` none), changed, or
@@ -209,6 +214,7 @@ struct Cache {
     by_namespace: HashMap<String, HashSet<String>>,
     by_owner: HashMap<String, HashSet<String>>,
     by_node: HashMap<String, HashSet<String>>,
+    by_uid: HashMap<String, String>,
     bytes: usize,
 }
 
@@ -237,6 +243,9 @@ impl Cache {
             index_insert(&mut self.by_owner, &owner.uid, &key);
         }
         index_insert(&mut self.by_node, &object.node_name, &key);
+        if !object.uid.is_empty() {
+            self.by_uid.insert(object.uid.clone(), key.clone());
+        }
         self.bytes += object.footprint();
         self.by_key.insert(key, object);
         old
@@ -250,6 +259,9 @@ impl Cache {
             index_remove(&mut self.by_owner, &owner.uid, key);
         }
         index_remove(&mut self.by_node, &old.node_name, key);
+        if self.by_uid.get(&old.uid).is_some_and(|k| k == key) {
+            self.by_uid.remove(&old.uid);
+        }
         self.bytes -= old.footprint();
         Some(old)
     }
@@ -263,6 +275,7 @@ pub struct Informer {
     store: Arc<Mvcc>,
     prefix: String,
     decode: Decode,
+    keep_json: bool,
     cache: RwLock<Cache>,
     handlers: Mutex<Vec<(u64, Handler)>>,
     next_handler: std::sync::atomic::AtomicU64,
@@ -273,13 +286,16 @@ pub struct Informer {
 
 impl Informer {
     /// An informer, not yet running, of the objects under store key
-    /// `prefix`, decoded by `decode`; `name` is for logs.
-    pub fn new(name: &str, store: Arc<Mvcc>, prefix: String, decode: Decode) -> Arc<Self> {
+    /// `prefix`, decoded by `decode`; `name` is for logs. One that does not
+    /// `keep_json` keeps only the heads of objects (for a loop that reads
+    /// nothing else, over many kinds).
+    pub fn new(name: &str, store: Arc<Mvcc>, prefix: String, decode: Decode, keep_json: bool) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_owned(),
             store,
             prefix,
             decode,
+            keep_json,
             cache: RwLock::default(),
             handlers: Mutex::default(),
             next_handler: std::sync::atomic::AtomicU64::new(0),
@@ -377,7 +393,7 @@ impl Informer {
 
     fn cached(&self, key: String, kv: &KeyValue) -> Option<Arc<Cached>> {
         let object = (self.decode)(kv)
-            .and_then(|object| Cached::from_stored(key.clone(), kv.mod_revision, &object))
+            .and_then(|object| Cached::from_stored(key.clone(), kv.mod_revision, &object, self.keep_json))
             .inspect_err(|error| tracing::warn!(informer = %self.name, %key, %error, "an unreadable object is skipped"))
             .ok()?;
         Some(Arc::new(object))
@@ -449,6 +465,12 @@ impl Informer {
     /// The object under store key `key`.
     pub fn get_by_key(&self, key: &str) -> Option<Arc<Cached>> {
         self.cache().by_key.get(key).cloned()
+    }
+
+    /// The object with uid `uid`.
+    pub fn get_by_uid(&self, uid: &str) -> Option<Arc<Cached>> {
+        let cache = self.cache();
+        cache.by_uid.get(uid).and_then(|key| cache.by_key.get(key)).cloned()
     }
 
     /// The objects `filter` admits, found through the narrowest index.
@@ -553,13 +575,24 @@ impl Informers {
     /// The informer of the objects under `prefix` (named `name`, decoded by
     /// `decode` when it is new), started if it was not.
     pub fn informer(&self, name: &str, prefix: &str, decode: impl FnOnce() -> Decode) -> Arc<Informer> {
+        self.start(name, prefix, decode, true)
+    }
+
+    /// The informer keeping only the heads of the objects under `prefix`
+    /// (see [`Informer::new`]), started if it was not.
+    pub fn head_informer(&self, name: &str, prefix: &str, decode: impl FnOnce() -> Decode) -> Arc<Informer> {
+        self.start(name, prefix, decode, false)
+    }
+
+    fn start(&self, name: &str, prefix: &str, decode: impl FnOnce() -> Decode, keep_json: bool) -> Arc<Informer> {
         let mut running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(informer) = running.get(prefix) {
+        let id = format!("{prefix}\0{keep_json}");
+        if let Some(informer) = running.get(&id) {
             return informer.clone();
         }
-        let informer = Informer::new(name, self.store.clone(), prefix.to_owned(), decode());
+        let informer = Informer::new(name, self.store.clone(), prefix.to_owned(), decode(), keep_json);
         tokio::spawn(informer.clone().run(self.stop.subscribe()));
-        running.insert(prefix.to_owned(), informer.clone());
+        running.insert(id, informer.clone());
         informer
     }
 
@@ -652,7 +685,7 @@ mod tests {
         let store = Mvcc::open(&storage).expect("store");
         put_pod(&store, "a", "rs", "n");
         put_pod(&store, "b", "rs", "n");
-        let informer = Informer::new("pods", store.clone(), "/registry/pods/".into(), decode());
+        let informer = Informer::new("pods", store.clone(), "/registry/pods/".into(), decode(), true);
         informer.relist().expect("listed");
         let changes = Arc::new(Mutex::new(Vec::new()));
         let seen = changes.clone();

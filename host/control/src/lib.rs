@@ -10,7 +10,7 @@ pub mod labels;
 pub mod metrics;
 pub mod queue;
 
-pub use controller::{Action, Reconciler, Settings};
+pub use controller::{Action, Reconciler, Settings, Whole, everywhere};
 pub use informer::{Cached, Change, Filter, Informer, Informers, Subscription};
 pub use labels::LabelSelector;
 pub use queue::WorkQueue;

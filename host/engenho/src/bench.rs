@@ -17,6 +17,7 @@ use rustls::ClientConfig;
 use tonic::transport::Channel;
 
 mod api;
+mod controllers;
 mod plugins;
 
 /// Keys pre-written for the read benchmark.
@@ -43,6 +44,10 @@ enum BenchTarget {
     /// Admission policies as components: per-call cost, loading, chain
     /// throughput, live swaps.
     Plugins(plugins::PluginBenchArgs),
+    /// Controllers: a large Deployment brought up on a node, informer
+    /// memory, and the replicaset controller as a component against the
+    /// same controller compiled into the host.
+    Controllers(controllers::ControllerBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +95,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Api(args) => api::run(args).await,
         BenchTarget::Plugins(args) => plugins::run(args).await,
+        BenchTarget::Controllers(args) => controllers::run(args).await,
     }
 }
 

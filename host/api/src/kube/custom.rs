@@ -2,22 +2,20 @@
 //! of the registry, checked against their structural schemas; a definition
 //! is marked Established once served, and its objects go before it does.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use engenho_store::{KeyRange, RangeRequest, Watcher};
+use engenho_control::{Action, Whole, everywhere};
+use engenho_store::{KeyRange, RangeRequest};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
+use super::handlers::ApiState;
 use super::objects::{DeleteOptions, ObjectStore, strings_at};
 use super::resources::{CustomNames, PrinterColumn, Registry, ResourceType, ShapeError, SharedRegistry};
 use super::status::{ApiError, Cause};
 
 /// The finalizer that holds a definition until its objects are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
-
-/// How often definitions are looked at again (leadership changes,
-/// cleanups waiting on finalizers).
-const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Schemas nested deeper are refused.
 const SCHEMA_DEPTH_MAX: usize = 64;
@@ -370,6 +368,12 @@ pub struct Definitions {
     registry: SharedRegistry,
 }
 
+/// The definitions `informer` holds.
+fn cached_definitions(informer: &engenho_control::Informer) -> Vec<Value> {
+    let cached = informer.list(&engenho_control::Filter::default());
+    cached.iter().filter_map(|definition| definition.value().ok()).collect()
+}
+
 impl Definitions {
     /// Definitions kept in `objects`, served through `registry`.
     pub fn new(objects: ObjectStore, registry: SharedRegistry) -> Self {
@@ -386,46 +390,52 @@ impl Definitions {
         Ok(revision)
     }
 
-    /// Follows the definitions until `stop` turns true.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Follows the definitions until `stop` turns true: two loops on the
+    /// controller runtime over the definitions' informer, one on every node
+    /// (serving their kinds), one on the leader (their status, the
+    /// APIServices, and the clean-up of deleted ones).
+    pub async fn run(self: Arc<Self>, state: &ApiState, stop: tokio::sync::watch::Receiver<bool>) {
+        let informer = super::loops::informer_of(&state.informers, &self.definitions_type());
+        let serving = {
+            let (this, informer) = (self.clone(), informer.clone());
+            Whole::new(vec![informer.clone()], move || {
+                this.serve(&cached_definitions(&informer));
+                std::future::ready(Action::Done)
+            })
+        };
+        let status = {
+            let (this, informer) = (self.clone(), informer.clone());
+            Whole::new(vec![informer.clone()], move || {
+                let (this, definitions) = (this.clone(), cached_definitions(&informer));
+                async move { this.settle(&definitions).await }
+            })
+        };
+        let leadership = self.objects.node().leadership();
+        let serving_loop = ("crd-serving", 1, super::loops::SERVING_RESYNC);
+        let status_loop = ("apiextensions-controller", 1, super::loops::SERVING_RESYNC);
+        tokio::join!(
+            super::loops::run_loop(state, Arc::new(serving), serving_loop, everywhere(), stop.clone()),
+            super::loops::run_loop(state, Arc::new(status), status_loop, leadership, stop),
+        );
+    }
+
+    /// Marks `definitions` Established (or why not), cleans up deleted
+    /// ones, and keeps the APIServices current.
+    async fn settle(&self, definitions: &[Value]) -> Action {
         let definitions_type = self.definitions_type();
-        loop {
-            let revision = match self.load() {
-                Ok(revision) => revision,
-                Err(error) => {
-                    tracing::warn!(%error, "custom resource definitions could not be read");
-                    tokio::select! {
-                        () = tokio::time::sleep(RESYNC_INTERVAL) => continue,
-                        _ = stop.wait_for(|stopped| *stopped) => return,
-                    }
-                }
-            };
-            let range = KeyRange::prefix(definitions_type.key_prefix(None));
-            let mut watcher = Watcher::new(self.objects.store(), range, revision + 1);
-            let mut resync = tokio::time::interval(RESYNC_INTERVAL);
-            loop {
-                tokio::select! {
-                    batches = watcher.next() => if batches.is_err() { break },
-                    _ = resync.tick() => {}
-                    _ = stop.wait_for(|stopped| *stopped) => return,
-                }
-                let definitions = match self.read() {
-                    Ok((_, definitions)) => definitions,
-                    Err(_) => break,
-                };
-                self.serve(&definitions);
-                if self.objects.is_leader() {
-                    if let Err(error) = super::apiservices::reconcile(&self.objects, &self.registry.current()).await {
-                        tracing::debug!(%error, "the APIServices will be looked at again");
-                    }
-                    for definition in &definitions {
-                        if let Err(error) = self.reconcile(&definitions_type, definition).await {
-                            tracing::debug!(%error, "a custom resource definition will be looked at again");
-                        }
-                    }
-                }
+        // The APIServices follow what is served: serve what this pass sees
+        // first, whichever loop heard of the change first.
+        self.serve(definitions);
+        let mut failed = None;
+        if let Err(error) = super::apiservices::reconcile(&self.objects, &self.registry.current()).await {
+            failed = Some(error.to_string());
+        }
+        for definition in definitions {
+            if let Err(error) = self.reconcile(&definitions_type, definition).await {
+                failed = Some(error.to_string());
             }
         }
+        failed.map_or(Action::Done, Action::Retry)
     }
 
     fn definitions_type(&self) -> ResourceType {

@@ -219,6 +219,25 @@ pub async fn version() -> Response {
     axum::Json(discovery::version()).into_response()
 }
 
+/// `/metrics`: the control loops' work queues and reconciles, and the
+/// informer caches' sizes, in the Prometheus text format.
+pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    use std::fmt::Write as _;
+    let mut text = state.controller_metrics.render();
+    let mut informers = state.informers.all();
+    informers.sort_by(|a, b| a.name().cmp(b.name()));
+    let _ = writeln!(text, "# HELP informer_objects Objects an informer caches.\n# TYPE informer_objects gauge");
+    for informer in &informers {
+        let _ = writeln!(text, "informer_objects{{name=\"{}\"}} {}", informer.name(), informer.size().0);
+    }
+    let _ =
+        writeln!(text, "# HELP informer_bytes Bytes an informer's cache holds, roughly.\n# TYPE informer_bytes gauge");
+    for informer in &informers {
+        let _ = writeln!(text, "informer_bytes{{name=\"{}\"}} {}", informer.name(), informer.size().1);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
 /// `/openapi/v3`.
 pub async fn openapi_index(State(state): State<Arc<ApiState>>) -> Response {
     axum::Json(state.openapi().index()).into_response()

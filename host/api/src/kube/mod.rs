@@ -21,6 +21,7 @@ mod gc;
 mod handlers;
 mod limit_ranger;
 mod lists;
+mod loops;
 mod objects;
 mod openapi;
 mod patch;
@@ -221,15 +222,26 @@ impl KubeApi {
     /// (dependents of deleted owners, contents of deleted namespaces), and
     /// the status of ResourceQuotas and PodDisruptionBudgets.
     pub async fn run_controllers(&self, stop: tokio::sync::watch::Receiver<bool>) {
-        let collector = gc::Collector::new(self.state.objects.clone(), self.state.registry.clone());
-        let plugins = self.plugin_controller();
-        let policy_status = policy_status::PolicyStatus::new(self.state.objects.clone(), self.state.registry.clone());
-        let components = controllers::Controllers::new(self.state.clone(), self.router());
+        let router = self.router();
+        let state = &self.state;
+        let gc_client = client::LocalClient::new(router.clone(), controllers::identity(gc::NAME), gc::NAME);
+        let collector = gc::Collector::new(gc::informer(&state.informers), state.registry.clone(), gc_client);
+        let gc_loop = (gc::NAME, 4, gc::RESYNC_PERIOD);
+        let leadership = state.objects.node().leadership();
+        let everything = gc::informer(&state.informers);
+        let policy_status = policy_status::PolicyStatus::new(
+            state.objects.clone(),
+            state.registry.clone(),
+            everything,
+            &state.informers,
+        );
+        let policy_loop = ("resourcequota-and-disruption", 2, policy_status::RESYNC_INTERVAL);
+        let components = Arc::new(controllers::Controllers::new(state.clone(), router));
         tokio::join!(
-            self.definitions().run(stop.clone()),
-            collector.run(stop.clone()),
-            plugins.run(stop.clone()),
-            policy_status.run(stop.clone()),
+            Arc::new(self.definitions()).run(state, stop.clone()),
+            loops::run_loop(state, Arc::new(collector), gc_loop, leadership.clone(), stop.clone()),
+            self.plugin_controller().run(state, stop.clone()),
+            loops::run_loop(state, Arc::new(policy_status), policy_loop, leadership.clone(), stop.clone()),
             components.run(stop)
         );
     }
@@ -273,7 +285,7 @@ impl KubeApi {
     ) {
         let registration = services::ApiServerRegistration::new(self.state.objects.clone(), advertised);
         let service = services::KubernetesService::new(self.state.objects.clone(), self.state.registry.clone());
-        tokio::join!(registration.run(lease_opt, stop.clone()), service.run(stop));
+        tokio::join!(registration.run(lease_opt, stop.clone()), service.run(&self.state, stop));
     }
 
     /// Registers this API server at `advertised` and, on the leader, brings
@@ -301,6 +313,7 @@ impl KubeApi {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/version", axum::routing::get(handlers::version))
+            .route("/metrics", axum::routing::get(handlers::metrics))
             .route("/openapi/v3", axum::routing::get(handlers::openapi_index))
             .route("/openapi/v3/{*path}", axum::routing::get(handlers::openapi_document))
             .route("/api", axum::routing::any(handlers::serve))

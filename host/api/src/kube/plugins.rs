@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use engenho_store::{KeyRange, Watcher};
+use engenho_control::{Action, Whole, everywhere};
 use engenho_wasm::{AdmissionPolicy, Decision, Grants, Limits, PluginHost, Review, digest_of};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ mod trust;
 pub(super) use trust::TrustRoot;
 pub use trust::{BOOTSTRAP_SIGNER, SIGNERS_PLURAL, SigningKey, definition as signer_definition};
 
+use super::handlers::ApiState;
 use super::objects::ObjectStore;
 use super::resources::{Registry, SharedRegistry};
 use super::status::ApiError;
@@ -31,9 +32,6 @@ pub const ADMISSION_WORLD: &str = "admission-policy";
 /// The world a controller implements.
 pub const CONTROLLER_WORLD: &str = "controller-plugin";
 
-/// Where Plugin objects are stored.
-pub(super) const PLUGINS_PREFIX: &str = "/registry/engenho.io/plugins/";
-
 /// Where component bytes live: `<prefix><digest>` holds the manifest,
 /// `<prefix><digest>/<n>` the chunks.
 pub(super) const COMPONENTS_PREFIX: &str = "/engenho/plugins/components/";
@@ -43,9 +41,6 @@ const CHUNK_BYTES: usize = 512 * 1024;
 
 /// Largest component accepted.
 pub const COMPONENT_BYTES_MAX: usize = 3 * 1024 * 1024;
-
-/// How often plugins are looked at again without a change.
-pub(super) const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The first line of every message a plugin signature signs: the version
 /// of the signed terms.
@@ -521,33 +516,21 @@ impl PluginController {
         Self { objects, registry, host, active }
     }
 
-    /// Follows the plugins until `stop` turns true.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let revision = self.objects.store().hub().current_revision();
-            self.reconcile().await;
-            // Plugins, their components and the trusted signers: a watch
-            // of each, so that no other write wakes the controller.
-            let watch = |range: KeyRange| Watcher::new(self.objects.store(), range, revision + 1);
-            let mut plugins = watch(KeyRange::prefix(PLUGINS_PREFIX));
-            let mut components = watch(KeyRange::prefix(COMPONENTS_PREFIX));
-            let mut signers = watch(KeyRange::prefix(trust::SIGNERS_PREFIX));
-            let mut resync = tokio::time::interval(RESYNC_INTERVAL);
-            resync.tick().await;
-            loop {
-                let watching = tokio::select! {
-                    batches = plugins.next() => batches.is_ok(),
-                    batches = components.next() => batches.is_ok(),
-                    batches = signers.next() => batches.is_ok(),
-                    _ = resync.tick() => true,
-                    _ = stop.wait_for(|stopped| *stopped) => return,
-                };
-                if !watching {
-                    break;
-                }
-                self.reconcile().await;
+    /// Follows the plugins until `stop` turns true: a loop on the controller
+    /// runtime, on every node, over the informers of the Plugins, the
+    /// trusted signers and the stored components.
+    pub async fn run(self, state: &ApiState, stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(informers) = plugin_informers(state) else { return };
+        let this = Arc::new(self);
+        let reconciler = Whole::new(informers, move || {
+            let this = this.clone();
+            async move {
+                this.reconcile().await;
+                Action::Done
             }
-        }
+        });
+        let settings = ("admission-plugins", 1, super::loops::SERVING_RESYNC);
+        super::loops::run_loop(state, Arc::new(reconciler), settings, everywhere(), stop).await;
     }
 
     /// Loads every Plugin that changed; keeps those that did not and still
@@ -661,7 +644,8 @@ impl PluginController {
 }
 
 /// Writes `condition` as the Ready condition of Plugin `object` (with
-/// `spec`), unless it says so already.
+/// `spec`), and the generation it describes as `observedGeneration`,
+/// unless the status says so already.
 pub(super) async fn report(
     objects: &ObjectStore,
     plugins_type: &super::resources::ResourceType,
@@ -670,11 +654,12 @@ pub(super) async fn report(
     (status, reason, message): Condition,
 ) {
     let current = object.pointer("/status/conditions/0");
+    let generation = object.pointer("/metadata/generation").cloned().unwrap_or(Value::Null);
     let same = current.is_some_and(|c| {
         c.get("status").and_then(Value::as_str) == Some(status)
             && c.get("reason").and_then(Value::as_str) == Some(reason)
             && c.get("message").and_then(Value::as_str) == Some(message.as_str())
-    });
+    }) && object.pointer("/status/observedGeneration") == Some(&generation);
     if same {
         return;
     }
@@ -685,6 +670,7 @@ pub(super) async fn report(
     let result = objects
         .modify(plugins_type, None, name, |object| {
             object["status"]["conditions"] = json!([condition.clone()]);
+            object["status"]["observedGeneration"] = generation.clone();
             if status == "True" {
                 object["status"]["activeDigest"] = json!(digest);
             }
@@ -694,6 +680,19 @@ pub(super) async fn report(
     if let Err(error) = result {
         tracing::debug!(plugin = name, %error, "the plugin's status will be written again");
     }
+}
+
+/// The informers whose changes concern plugins: the Plugins, the trusted
+/// signers and the stored components; none while the kinds are not served.
+pub(super) fn plugin_informers(state: &ApiState) -> Option<Vec<Arc<engenho_control::Informer>>> {
+    let registry = state.registry();
+    let plugins = registry.find_plural(GROUP, "plugins")?;
+    let signers = registry.find_plural(GROUP, SIGNERS_PLURAL)?;
+    Some(vec![
+        super::loops::informer_of(&state.informers, plugins),
+        super::loops::informer_of(&state.informers, signers),
+        super::loops::keys_informer(&state.informers, "plugin components", COMPONENTS_PREFIX),
+    ])
 }
 
 /// Checks a Plugin's signature against the trusted signers.

@@ -13,7 +13,8 @@ use crate::support::{EngenhoNode, Kubectl, wait_for};
 const PRIVILEGED: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
     "spec": {"containers": [{"name": "a", "image": "busybox", "securityContext": {"privileged": true}}]}}"#;
 
-fn signer(node: &EngenhoNode) -> SigningKey {
+/// The node's bootstrap plugin signer.
+pub fn signer(node: &EngenhoNode) -> SigningKey {
     SigningKey::load_or_create(&node.dir.join("pki").join("plugin-signer.key")).expect("the bootstrap signer")
 }
 

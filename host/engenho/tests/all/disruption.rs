@@ -65,7 +65,11 @@ fn budgets_guard_evictions() {
 /// Creates pod `name` labelled `app`, controlled by the `kind` named
 /// `owner` with `uid`; Ready when `ready`.
 fn owned_pod(kubectl: &Kubectl, name: &str, app: &str, (kind, owner, uid): (&str, &str, &str), ready: bool) {
-    let api_version = if kind == "Job" { "batch/v1" } else { "apps/v1" };
+    let api_version = match kind {
+        "Job" => "batch/v1",
+        "ConfigMap" => "v1",
+        _ => "apps/v1",
+    };
     let pod = format!(
         r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "labels": {{"app": "{app}"}},
         "ownerReferences": [{{"apiVersion": "{api_version}", "kind": "{kind}", "name": "{owner}", "uid": "{uid}", "controller": true}}]}},
@@ -89,13 +93,13 @@ fn stderr(output: &std::process::Output) -> String {
 
 /// Goal: a budget with `maxUnavailable` expects the scale of the pods'
 /// controller, as Kubernetes' disruption controller counts it: a
-/// ReplicaSet of 4 owning 4 ready pods with `maxUnavailable: 1` allows
-/// one eviction, then refuses with 429; a covered pod whose controller
-/// has no scale (a Job) makes the budget refuse with `SyncFailed` and
-/// Kubernetes' message until that pod goes.
-/// Method: a real node and the real kubectl; the ReplicaSet and the pods
-/// it controls created directly (nothing runs them), pods made ready
-/// through the status subresource; evictions posted with
+/// ReplicaSet of 4 with 4 ready pods and `maxUnavailable: 1` allows one
+/// eviction, then refuses with 429; a covered pod whose controller has no
+/// scale (here a ConfigMap, which no controller acts for) makes the budget
+/// refuse with `SyncFailed` and Kubernetes' message until that pod goes.
+/// Method: a real node and the real kubectl; the ReplicaSet's controller
+/// makes its pods, which the test makes ready through the status
+/// subresource (playing the kubelet); evictions posted with
 /// `kubectl create --raw`.
 #[test]
 fn budgets_expect_the_scale_of_the_pods_controllers() {
@@ -106,9 +110,16 @@ fn budgets_expect_the_scale_of_the_pods_controllers() {
     let replica_set = r#"{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "front"},
         "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "front"}},
             "template": {"metadata": {"labels": {"app": "front"}}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}}}}"#;
-    let uid = create_uid(&kubectl, replica_set);
-    for i in 1..=4 {
-        owned_pod(&kubectl, &format!("front-{i}"), "front", ("ReplicaSet", "front", &uid), true);
+    kubectl.ok_with(&["create", "-f", "-"], Some(replica_set));
+    let pods = || -> Vec<String> {
+        let names = kubectl.ok(&["get", "pods", "-l", "app=front", "-o", "jsonpath={.items[*].metadata.name}"]);
+        names.split_whitespace().map(str::to_owned).collect()
+    };
+    wait_for("the ReplicaSet's 4 pods", Duration::from_secs(30), || pods().len() == 4);
+    let ready = r#"{"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}"#;
+    let names = pods();
+    for name in &names {
+        kubectl.ok(&["patch", "pod", name, "--subresource=status", "--type=merge", "-p", ready]);
     }
     let budget = r#"{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "front"},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "front"}}}}"#;
@@ -119,32 +130,31 @@ fn budgets_expect_the_scale_of_the_pods_controllers() {
     });
     assert_eq!(status("desiredHealthy"), "3");
 
-    let first = evict(&kubectl, "front-1");
+    let first = evict(&kubectl, &names[0]);
     assert!(first.status.success(), "{}", stderr(&first));
-    let second = evict(&kubectl, "front-2");
+    let second = evict(&kubectl, &names[1]);
     assert!(!second.status.success(), "the budget allows one eviction");
     assert!(
         stderr(&second).contains("Cannot evict pod as it would violate the pod's disruption budget."),
         "{}",
         stderr(&second)
     );
-    kubectl.ok(&["get", "pod", "front-2"]);
-    wait_for("the budget to see the evicted pod gone", Duration::from_secs(20), || {
+    kubectl.ok(&["get", "pod", &names[1]]);
+    wait_for("the budget to see the evicted pod replaced by one not ready", Duration::from_secs(20), || {
         status("currentHealthy") == "3" && status("expectedPods") == "4" && status("disruptionsAllowed") == "0"
     });
 
-    let job = r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "batch"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "busybox"}]}}}}"#;
-    let job_uid = create_uid(&kubectl, job);
+    let holder = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "holder"}}"#;
+    let holder_uid = create_uid(&kubectl, holder);
     kubectl.ok(&["scale", "replicaset", "front", "--replicas=5"]);
-    owned_pod(&kubectl, "stray", "front", ("Job", "batch", &job_uid), true);
+    owned_pod(&kubectl, "stray", "front", ("ConfigMap", "holder", &holder_uid), true);
     let condition = |field: &str| {
         kubectl.ok(&["get", "pdb", "front", "-o", &format!("jsonpath={{.status.conditions[0].{field}}}")])
     };
     wait_for("the budget to fail its count", Duration::from_secs(20), || condition("reason") == "SyncFailed");
     assert_eq!(condition("message"), r#"found no controllers for pod "stray""#);
     assert_eq!(condition("status"), "False");
-    let refused = evict(&kubectl, "front-3");
+    let refused = evict(&kubectl, &names[2]);
     assert!(!refused.status.success(), "a budget that cannot count refuses evictions");
 
     kubectl.ok(&["delete", "pod", "stray", "--wait=false"]);

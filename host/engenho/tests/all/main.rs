@@ -1,7 +1,7 @@
 //! Integration tests that run real `engenho` processes and drive them with
 //! the real `etcdctl`, the real `kubectl`, kube-rs and a gRPC client.
 
-mod admission;
+pub mod admission;
 mod bad_input;
 mod bench;
 mod cluster;

@@ -153,7 +153,7 @@ impl ComponentLoop {
             if watched.iter().any(|w| same_kind(&w.kind, kind)) {
                 return Err(format!("it names {} twice among its interests", describe(kind)));
             }
-            let informer = informer_of(&state, &t);
+            let informer = super::super::loops::informer_of(&state.informers, &t);
             watched.push(Watched { kind: kind.clone(), t, informer });
         }
         let index_of = |kind: &KindRef| {
@@ -616,15 +616,6 @@ fn object_name(object: &str) -> Result<String, WitError> {
 
 fn refused(refused: Refused) -> WitError {
     WitError { code: refused.code, reason: refused.reason, message: refused.message }
-}
-
-/// The informer of kind `t` on this node.
-pub fn informer_of(state: &ApiState, t: &ResourceType) -> Arc<Informer> {
-    let prefix = t.key_prefix(None);
-    state.informers.informer(t.plural, &prefix, || {
-        let t = t.clone();
-        Arc::new(move |kv| super::super::objects::decode(&t, kv).map_err(|e| e.message))
-    })
 }
 
 fn same_kind(a: &KindRef, b: &KindRef) -> bool {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use engenho_control::controller::{Settings, run};
-use engenho_store::{KeyRange, Watcher};
+use engenho_control::{Action, Whole, everywhere};
 use engenho_wasm::ControllerPlugin;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -38,6 +38,10 @@ pub const CONTROLLER_NAMESPACE: &str = "kube-system";
 
 /// Keys a controller reconciles at once unless its Plugin says otherwise.
 const DEFAULT_WORKERS: usize = 4;
+
+/// How often the controller Plugins are looked at again without a change
+/// (a version rolled back shows on its Plugin within this).
+const ROLLBACK_REPORT_PERIOD: Duration = Duration::from_secs(5);
 
 /// How often a controller queues every object it reconciles again.
 const RESYNC_PERIOD: Duration = Duration::from_secs(300);
@@ -72,29 +76,23 @@ impl Controllers {
         Self { state, router, running: Mutex::default(), refused: Mutex::default() }
     }
 
-    /// Follows the controller Plugins until `stop` turns true; then stops
-    /// every loop (letting the reconciles in flight finish).
-    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
-        'outer: loop {
-            let revision = self.state.objects.store().hub().current_revision();
-            self.reconcile().await;
-            let watch = |range: KeyRange| Watcher::new(self.state.objects.store(), range, revision + 1);
-            let mut plugins = watch(KeyRange::prefix(plugins::PLUGINS_PREFIX));
-            let mut components = watch(KeyRange::prefix(plugins::COMPONENTS_PREFIX));
-            let mut resync = tokio::time::interval(plugins::RESYNC_INTERVAL);
-            resync.tick().await;
-            loop {
-                let watching = tokio::select! {
-                    batches = plugins.next() => batches.is_ok(),
-                    batches = components.next() => batches.is_ok(),
-                    _ = resync.tick() => true,
-                    _ = stop.wait_for(|stopped| *stopped) => break 'outer,
-                };
-                if !watching {
-                    break;
+    /// Follows the controller Plugins until `stop` turns true (a loop on the
+    /// controller runtime, on every node, over the informers of the Plugins,
+    /// the trusted signers and the stored components); then stops every
+    /// controller's loop (letting the reconciles in flight finish).
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        if let Some(informers) = plugins::plugin_informers(&self.state) {
+            let this = self.clone();
+            let reconciler = Whole::new(informers, move || {
+                let this = this.clone();
+                async move {
+                    this.reconcile().await;
+                    Action::Done
                 }
-                self.reconcile().await;
-            }
+            });
+            // Short, so that a rollback shows on its Plugin soon.
+            let settings = ("controller-plugins", 1, ROLLBACK_REPORT_PERIOD);
+            super::loops::run_loop(&self.state, Arc::new(reconciler), settings, everywhere(), stop).await;
         }
         let running: Vec<Running> = self.lock().drain().map(|(_, running)| running).collect();
         for running in running {

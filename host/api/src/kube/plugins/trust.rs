@@ -20,9 +20,6 @@ use super::GROUP;
 /// The plural of the kind whose objects are the trusted signers.
 pub const SIGNERS_PLURAL: &str = "pluginsigners";
 
-/// Where PluginSigner objects are stored.
-pub(super) const SIGNERS_PREFIX: &str = "/registry/engenho.io/pluginsigners/";
-
 /// The PluginSigner that holds the bootstrapping node's own key.
 pub const BOOTSTRAP_SIGNER: &str = "bootstrap";
 

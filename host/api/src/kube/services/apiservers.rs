@@ -13,8 +13,10 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use engenho_control::{Action, Whole};
 use engenho_store::{Command, KeyRange, Outcome, PutRequest, RangeRequest};
 use serde_json::{Value, json};
 
@@ -32,8 +34,10 @@ pub const REGISTRATION_TTL_SECONDS: i64 = 15;
 /// How often an API server renews its registration.
 const RENEW_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How often the leader brings the `kubernetes` Service in line.
-const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the leader brings the `kubernetes` Service in line without a
+/// change (registrations also expire with their lease, which a store
+/// watch of them reports).
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Most API servers the `kubernetes` endpoints list.
 const APISERVERS_MAX: usize = 64;
@@ -122,21 +126,25 @@ impl KubernetesService {
         Self { objects, registry }
     }
 
-    /// Runs until `stop` turns true; only the raft leader writes.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval(RECONCILE_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-            if !self.objects.is_leader() {
-                continue;
-            }
-            if let Err(error) = self.reconcile().await {
-                tracing::warn!(%error, "could not bring the kubernetes Service in line");
+    /// Runs until `stop` turns true: a loop on the controller runtime, on
+    /// the raft leader, over the registrations (and the Service, its
+    /// EndpointSlice and Endpoints: a change by anyone brings them back).
+    pub async fn run(self, state: &super::super::handlers::ApiState, stop: tokio::sync::watch::Receiver<bool>) {
+        let registry = self.registry.current();
+        let mut informers = vec![super::super::loops::keys_informer(&state.informers, "apiservers", APISERVERS_PREFIX)];
+        for (group, plural) in [("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices")] {
+            if let Some(t) = registry.find_plural(group, plural) {
+                informers.push(super::super::loops::informer_of(&state.informers, t));
             }
         }
+        let this = Arc::new(self);
+        let reconciler = Whole::new(informers, move || {
+            let this = this.clone();
+            async move { this.reconcile().await.map_or_else(|error| Action::Retry(error.to_string()), |()| Action::Done) }
+        });
+        let leadership = state.objects.node().leadership();
+        let settings = ("kubernetes-service", 1, RECONCILE_INTERVAL);
+        super::super::loops::run_loop(state, Arc::new(reconciler), settings, leadership, stop).await;
     }
 
     /// One pass: the Service, then the endpoints of the registered API

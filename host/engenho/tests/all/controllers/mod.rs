@@ -1,6 +1,7 @@
 //! Controllers as components, run on the controller runtime of real
 //! `engenho` nodes and judged with the installed kubectl.
 
+mod containment;
 mod cron_jobs;
 mod daemon_sets;
 mod deployments;
@@ -9,4 +10,5 @@ mod kubelet;
 mod replica_sets;
 mod service_accounts;
 mod stateful_sets;
+mod swap;
 mod watch;

@@ -6,7 +6,8 @@
 //! polling (with a deadline) for the two objects; their managedFields name
 //! the controller as the writer; `kubectl auth can-i` as the controller's
 //! service account shows what its ClusterRole allows and refuses; a
-//! ConfigMap bundle changed by hand is put back.
+//! ConfigMap bundle changed by hand is put back; `/metrics` counts the
+//! controller's reconciles and the namespaces informer's objects.
 
 use std::time::Duration;
 
@@ -50,6 +51,19 @@ fn every_namespace_gets_its_default_service_account_and_ca_bundle() {
     for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(exists(&["get", "serviceaccount", "default", "-n", namespace]), "{namespace} has its account");
     }
+
+    // The loops report their queues, reconciles and caches.
+    let metrics = kubectl.ok(&["get", "--raw", "/metrics"]);
+    for family in ["workqueue_depth", "workqueue_adds_total", "controller_reconcile_total", "informer_bytes"] {
+        assert!(metrics.contains(&format!("# TYPE {family} ")), "{family} in {metrics}");
+    }
+    let reconciles = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("controller_reconcile_total{name=\"service-account-controller\"} "))
+        .and_then(|count| count.parse::<u64>().ok())
+        .expect("the controller's reconciles are counted");
+    assert!(reconciles >= 5, "one per namespace at least: {reconciles}");
+    assert!(metrics.contains("informer_objects{name=\"namespaces\"} 5"), "{metrics}");
 
     // What the controller's ClusterRole allows, and what it does not.
     let can = |verb: &str, resource: &str| {

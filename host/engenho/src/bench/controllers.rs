@@ -1,0 +1,312 @@
+//! `engenho bench controllers`: how fast the controllers bring a large
+//! Deployment up on a real node, what the informer caches hold per object,
+//! and what running the replicaset controller as a component costs against
+//! the same controller compiled into the host.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use engenho_controller::{ApiError, Cluster, Controller, EventType, Key, Level, ObjectRef, Selector, Write};
+use engenho_wasm::controller_types::{self as wit, KindRef, ObjectKey};
+use engenho_wasm::{Applied, ClusterAccess, ControllerPlugin, Limits, PluginHost};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use replicaset_controller::ReplicaSets;
+use serde_json::json;
+
+use super::api::connect;
+use super::{Cluster as BenchCluster, System};
+
+/// Longest a Deployment's rollout may take before the benchmark gives up.
+const ROLLOUT_LIMIT: Duration = Duration::from_secs(600);
+
+/// Arguments of `engenho bench controllers`.
+#[derive(Debug, clap::Args)]
+pub struct ControllerBenchArgs {
+    /// Replicas of the Deployments created, one measurement each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+    replicas: Vec<usize>,
+    /// Reconciles of each side of the component/native comparison.
+    #[arg(long, default_value_t = 2000)]
+    reconciles: usize,
+    /// Pods of the ReplicaSet the comparison reconciles.
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
+    pods: Vec<usize>,
+}
+
+/// Runs the measurements and prints their tables.
+pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
+    let mut comparison = Vec::new();
+    for &pods in &args.pods {
+        comparison.push((pods, compare(pods, args.reconciles).await?));
+    }
+    let root = tempfile::tempdir().context("temporary directory")?;
+    let dir = root.path().join("engenho-controllers");
+    let cluster = BenchCluster::start(System::Engenho, 1, &dir, Path::new("etcd")).await?;
+    cluster.wait_for_leader().await?;
+    let kubeconfig = dir.join("n0").join("kubeconfig");
+    let client = connect(&kubeconfig).await?;
+    wait_for_controllers(&client).await?;
+    let mut rollouts = Vec::new();
+    for &replicas in &args.replicas {
+        let rollout = scale_up(&client, replicas).await?;
+        eprintln!("  {replicas} replicas: {rollout:?}");
+        rollouts.push((replicas, rollout));
+    }
+    let (objects, bytes) = pod_informer(&client).await?;
+    drop(cluster);
+
+    println!("| replicas | all pods exist | ReplicaSet and Deployment status complete | pods created/s |");
+    println!("| --- | --- | --- | --- |");
+    for (replicas, rollout) in &rollouts {
+        println!(
+            "| {replicas} | {:.2} s | {:.2} s | {:.0} |",
+            rollout.pods.as_secs_f64(),
+            rollout.status.as_secs_f64(),
+            *replicas as f64 / rollout.pods.as_secs_f64()
+        );
+    }
+    println!();
+    println!("| informer | objects | bytes | bytes per object |");
+    println!("| --- | --- | --- | --- |");
+    println!("| pods | {objects} | {bytes} | {:.0} |", bytes as f64 / objects.max(1) as f64);
+    println!();
+    println!("| pods of the ReplicaSet | component reconciles/s | native reconciles/s | component/native |");
+    println!("| --- | --- | --- | --- |");
+    for (pods, (component, native)) in comparison {
+        println!("| {pods} | {component:.0} | {native:.0} | {:.2} |", component / native);
+    }
+    Ok(())
+}
+
+/// Waits until the node runs the deployment and replicaset controllers
+/// (they compile once, at first start).
+async fn wait_for_controllers(client: &kube::Client) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for name in ["deployment-controller", "replicaset-controller"] {
+        loop {
+            let path = format!("/apis/engenho.io/v1alpha1/plugins/{name}");
+            let plugin: serde_json::Value =
+                serde_json::from_str(&client.request_text(http::Request::get(path).body(Vec::new())?).await?)?;
+            if plugin.pointer("/status/conditions/0/status").and_then(serde_json::Value::as_str) == Some("True") {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < ROLLOUT_LIMIT, "the {name} did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// How long a Deployment took to come up.
+#[derive(Debug)]
+struct Rollout {
+    /// From its create to the last of its pods existing.
+    pods: Duration,
+    /// From its create to its ReplicaSet's and its own status counting
+    /// every pod.
+    status: Duration,
+}
+
+/// Creates a Deployment of `replicas` in a namespace of its own and times
+/// it, following its pods with a watch.
+async fn scale_up(client: &kube::Client, replicas: usize) -> anyhow::Result<Rollout> {
+    let namespace = format!("scale-{replicas}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}}))?)
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let mut watch = pods.watch(&WatchParams::default().timeout(290), "0").await?.boxed();
+    let deployment = json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
+    });
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let started = Instant::now();
+    deployments.create(&PostParams::default(), &serde_json::from_value(deployment)?).await?;
+    let mut seen = 0;
+    while seen < replicas {
+        let event = tokio::time::timeout(ROLLOUT_LIMIT, watch.next())
+            .await
+            .context("the pods did not all come within the limit")?
+            .context("the watch ended")??;
+        match event {
+            WatchEvent::Added(_) => seen += 1,
+            WatchEvent::Error(error) => bail!("the watch failed: {error:?}"),
+            _ => {}
+        }
+    }
+    let pods_time = started.elapsed();
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
+    let wanted = i32::try_from(replicas)?;
+    loop {
+        anyhow::ensure!(started.elapsed() < ROLLOUT_LIMIT, "the status did not count every pod within the limit");
+        let sets = replica_sets.list(&ListParams::default()).await?;
+        let set_done = sets.items.iter().any(|set| {
+            set.status.as_ref().is_some_and(|s| s.replicas == wanted && s.fully_labeled_replicas == Some(wanted))
+        });
+        let deployment = deployments.get("web").await?;
+        let deployment_done = deployment.status.as_ref().is_some_and(|s| s.replicas == Some(wanted));
+        if set_done && deployment_done {
+            return Ok(Rollout { pods: pods_time, status: started.elapsed() });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The pods informer's objects and bytes, from the node's `/metrics`.
+async fn pod_informer(client: &kube::Client) -> anyhow::Result<(u64, u64)> {
+    let text = client.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
+    let value = |metric: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{metric}{{name=\"pods\"}} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Ok((value("informer_objects").context("no pods informer")?, value("informer_bytes").context("no pods informer")?))
+}
+
+/// A ReplicaSet of `pods` ready pods whose status already counts them, as
+/// JSON, with its pods: a reconcile that finds nothing to change.
+fn steady_replica_set(pods: usize) -> (String, Vec<String>) {
+    let owner = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "rs-uid",
+        "controller": true, "blockOwnerDeletion": true});
+    let pods: Vec<String> = (0..pods)
+        .map(|i| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("web-{i:05}"), "namespace": "bench", "uid": format!("pod-{i}"),
+                    "resourceVersion": "10", "creationTimestamp": "2026-12-01T00:00:00Z",
+                    "labels": {"app": "web"}, "ownerReferences": [owner]},
+                "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "nginx:1.27",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T00:00:05Z"}],
+                    "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0}]},
+            })
+            .to_string()
+        })
+        .collect();
+    let count = pods.len();
+    let replica_set = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web", "namespace": "bench", "uid": "rs-uid", "generation": 1, "resourceVersion": "9"},
+        "spec": {"replicas": count, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
+        "status": {"replicas": count, "fullyLabeledReplicas": count, "readyReplicas": count,
+            "availableReplicas": count, "observedGeneration": 1},
+    });
+    (replica_set.to_string(), pods)
+}
+
+/// The same cached objects, served to either side.
+struct Objects {
+    replica_set: String,
+    pods: Vec<String>,
+    writes: Mutex<usize>,
+}
+
+impl Objects {
+    fn get(&self, plural: &str) -> Option<String> {
+        (plural == "replicasets").then(|| self.replica_set.clone())
+    }
+
+    fn list(&self, plural: &str) -> Vec<String> {
+        if plural == "pods" { self.pods.clone() } else { Vec::new() }
+    }
+
+    fn count_writes(&self, writes: usize) {
+        *self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += writes;
+    }
+}
+
+/// The controller compiled into the host, reading [`Objects`].
+struct Native(Arc<Objects>);
+
+impl Cluster for Native {
+    fn get(&self, kind: &engenho_controller::Kind, _: &str, _: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.0.get(&kind.plural))
+    }
+
+    fn list(&self, kind: &engenho_controller::Kind, _: &Selector) -> Result<Vec<String>, ApiError> {
+        Ok(self.0.list(&kind.plural))
+    }
+
+    fn apply(&self, writes: Vec<Write>) -> Vec<Result<String, ApiError>> {
+        self.0.count_writes(writes.len());
+        writes.iter().map(|_| Ok(String::new())).collect()
+    }
+
+    fn emit(&self, _: &ObjectRef, _: EventType, _: &str, _: &str) {}
+
+    fn log(&self, _: Level, _: &str) {}
+
+    fn now(&self) -> k8s_openapi::chrono::DateTime<k8s_openapi::chrono::Utc> {
+        k8s_openapi::chrono::Utc::now()
+    }
+}
+
+/// The controller as a component, reading [`Objects`].
+struct Component(Arc<Objects>);
+
+impl ClusterAccess for Component {
+    fn get(&self, kind: &KindRef, _: &str, _: &str) -> Result<Option<String>, wit::ApiError> {
+        Ok(self.0.get(&kind.plural))
+    }
+
+    fn list(&self, kind: &KindRef, _: &wit::Selector) -> Result<Vec<String>, wit::ApiError> {
+        Ok(self.0.list(&kind.plural))
+    }
+
+    fn apply(&self, writes: Vec<wit::Write>) -> Applied {
+        self.0.count_writes(writes.len());
+        let answers = writes.iter().map(|_| Ok(String::new())).collect();
+        Box::pin(std::future::ready(answers))
+    }
+
+    fn emit(&self, _: wit::ObjectRef, _: wit::EventType, _: String, _: String) {}
+}
+
+/// Reconciles per second of the replicaset controller over a steady
+/// ReplicaSet of `pods` pods: as a component, and compiled into the host.
+async fn compare(pods: usize, reconciles: usize) -> anyhow::Result<(f64, f64)> {
+    let (replica_set, pod_objects) = steady_replica_set(pods);
+    let objects = Arc::new(Objects { replica_set, pods: pod_objects, writes: Mutex::new(0) });
+    let key = Key { kind: engenho_controller::kinds::REPLICA_SETS, namespace: "bench".into(), name: "web".into() };
+    let (native, _) = ReplicaSets::configure("").map_err(|e| anyhow::anyhow!(e))?;
+    let cluster = Native(objects.clone());
+    let started = Instant::now();
+    for _ in 0..reconciles {
+        native.reconcile(&cluster, &key);
+    }
+    let native_rate = reconciles as f64 / started.elapsed().as_secs_f64();
+
+    let host = PluginHost::new(None).context("the plugin engine")?;
+    let bytes = engenho_plugin_artifacts::plugin("replicaset-controller").context("the replicaset component")?;
+    let limits = Limits { deadline: Duration::from_secs(1), ..Limits::default() };
+    let digest = engenho_wasm::digest_of(bytes);
+    let component = ControllerPlugin::load(&host, "replicaset-controller", &digest, bytes, "{}", limits, 1).await?;
+    let access: Arc<dyn ClusterAccess> = Arc::new(Component(objects.clone()));
+    let key = ObjectKey {
+        kind: KindRef { group: "apps".into(), version: "v1".into(), plural: "replicasets".into() },
+        namespace: "bench".into(),
+        name: "web".into(),
+    };
+    component.reconcile(&host, &key, access.clone()).await?;
+    let started = Instant::now();
+    for _ in 0..reconciles {
+        component.reconcile(&host, &key, access.clone()).await?;
+    }
+    let component_rate = reconciles as f64 / started.elapsed().as_secs_f64();
+    let writes = *objects.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    anyhow::ensure!(writes == 0, "a steady ReplicaSet was written to {writes} times: the comparison is not steady");
+    eprintln!("  {pods} pods: component {component_rate:.0}/s, native {native_rate:.0}/s");
+    Ok((component_rate, native_rate))
+}
