@@ -142,6 +142,21 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             (4, "stringData", StrMap, ONE),
             (5, "immutable", Bool, PTR),
         ],
+        "ResourceQuota" => &[
+            (1, "metadata", Message("ObjectMeta"), ONE),
+            (2, "spec", Message("ResourceQuotaSpec"), ONE),
+            (3, "status", Message("ResourceQuotaStatus"), ONE),
+        ],
+        "ResourceQuotaSpec" => &[
+            (1, "hard", QuantityMap, ONE),
+            (2, "scopes", Str, MANY),
+            (3, "scopeSelector", Message("ScopeSelector"), PTR),
+        ],
+        "ScopeSelector" => &[(1, "matchExpressions", Message("ScopedResourceSelectorRequirement"), MANY)],
+        "ScopedResourceSelectorRequirement" => {
+            &[(1, "scopeName", Str, ONE), (2, "operator", Str, ONE), (3, "values", Str, MANY)]
+        }
+        "ResourceQuotaStatus" => &[(1, "hard", QuantityMap, ONE), (2, "used", QuantityMap, ONE)],
         "ServiceAccount" => &[
             (1, "metadata", Message("ObjectMeta"), ONE),
             (2, "secrets", Message("ObjectReference"), MANY),
@@ -479,6 +494,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         "CertificateSigningRequest" => "CertificateSigningRequest",
         "ConfigMap" => "ConfigMap",
         "Secret" => "Secret",
+        "ResourceQuota" => "ResourceQuota",
         "ServiceAccount" => "ServiceAccount",
         "Deployment" => "Deployment",
         "Service" => "Service",
@@ -747,6 +763,23 @@ mod tests {
         assert_eq!(decoded["type"], "Opaque");
         assert_eq!(decoded["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
         assert_eq!(decoded["metadata"]["deletionGracePeriodSeconds"], -5);
+    }
+
+    #[test]
+    fn a_resource_quota_as_kubectl_create_quota_sends_it() {
+        let hard = field(1, &[field(1, b"pods"), field(2, &field(1, b"2"))].concat());
+        let spec = [hard, field(2, b"NotTerminating")].concat();
+        let raw = [field(1, &field(1, b"pods")), field(2, &spec), field(3, &[])].concat();
+        let decoded = decode(&envelope("v1", "ResourceQuota", &raw)).expect("decodes");
+        assert_eq!(
+            decoded,
+            json!({
+                "apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": {"name": "pods"},
+                "spec": {"hard": {"pods": "2"}, "scopes": ["NotTerminating"]},
+                "status": {},
+            })
+        );
     }
 
     #[test]

@@ -324,6 +324,12 @@ impl Kubectl {
         self.ok_with(args, None)
     }
 
+    /// Runs `kubectl args` (which should print JSON) and parses its output;
+    /// fails the test if kubectl fails.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("kubectl prints JSON")
+    }
+
     /// As [`Kubectl::ok`], with `stdin` as input.
     pub fn ok_with(&self, args: &[&str], stdin: Option<&str>) -> String {
         let output = self.run(args, stdin);

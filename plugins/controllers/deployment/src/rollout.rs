@@ -98,7 +98,7 @@ pub fn shrink_old(deployment: &Deployment, old: &[&ReplicaSet], new: &ReplicaSet
     }
     let all_count = old_count + new.replicas();
     let min_available = deployment.spec.desired() - max_unavailable(deployment);
-    let new_unavailable = new.replicas() - new.status.available_replicas;
+    let new_unavailable = new.replicas() - kept_available(new);
     let most = all_count - min_available - new_unavailable;
     if most <= 0 {
         return sizes;
@@ -111,7 +111,7 @@ pub fn shrink_old(deployment: &Deployment, old: &[&ReplicaSet], new: &ReplicaSet
         if cleaned >= most {
             break;
         }
-        let unhealthy = sizes[i] - old[i].status.available_replicas;
+        let unhealthy = sizes[i] - kept_available(old[i]);
         if sizes[i] == 0 || unhealthy <= 0 {
             continue;
         }
@@ -120,8 +120,7 @@ pub fn shrink_old(deployment: &Deployment, old: &[&ReplicaSet], new: &ReplicaSet
         cleaned += take;
     }
     // Then available pods, as far as availability allows.
-    let available: i64 =
-        old.iter().map(|set| set.status.available_replicas).sum::<i64>() + new.status.available_replicas;
+    let available: i64 = old.iter().copied().map(kept_available).sum::<i64>() + kept_available(new);
     if available <= min_available {
         return sizes;
     }
@@ -139,6 +138,13 @@ pub fn shrink_old(deployment: &Deployment, old: &[&ReplicaSet], new: &ReplicaSet
         taken += take;
     }
     sizes
+}
+
+/// The available pods of `set` that it keeps: its status's count, but no
+/// more than its size. A ReplicaSet just scaled down reports the pods it
+/// is deleting until its next status; they are not there to count on.
+fn kept_available(set: &ReplicaSet) -> i64 {
+    set.status.available_replicas.min(set.replicas()).max(0)
 }
 
 /// Oldest first, then by name (Kubernetes' `ReplicaSetsByCreationTimestamp`).
@@ -282,6 +288,21 @@ pub(crate) mod tests {
         assert_eq!(shrink_old(&d, &[&set("b", 1, 10, 10)], &waiting), [8]);
         let at_minimum = set("b", 1, 8, 8);
         assert_eq!(shrink_old(&d, &[&at_minimum], &waiting), [8]);
+    }
+
+    #[test]
+    fn pods_an_old_replica_set_is_deleting_do_not_count_as_available() {
+        // Goal: 6 desired, 1 unavailable allowed; the old set was just
+        // scaled 5 → 4 and its status still counts 5 available; with the
+        // new set at 4 (2 available), only 1 more old pod may go (4 + 2 − 5),
+        // not 2.
+        let d = deployment(6, json!(2), json!(1));
+        let mut stale = set("old", 0, 4, 4);
+        stale.status.available_replicas = 5;
+        stale.status.replicas = 5;
+        let new = set("new", 1, 4, 2);
+        assert_eq!(shrink_old(&d, &[&stale], &new), [3]);
+        assert_eq!(shrink_old(&d, &[&set("old", 0, 4, 4)], &new), [3]);
     }
 
     #[test]

@@ -2,7 +2,15 @@
 //! `engenho` nodes and judged with the installed kubectl.
 
 mod containment;
+mod cron_jobs;
+mod daemon_sets;
+mod deployments;
 mod endpoint_slices;
+mod jobs;
+mod kubelet;
 mod node_lifecycle;
+mod replica_sets;
 mod service_accounts;
+mod stateful_sets;
 mod swap;
+mod watch;
