@@ -124,6 +124,9 @@ impl KubeApi {
     /// # Errors
     /// The store refused or could not take the writes.
     pub async fn ensure_defaults(&self) -> Result<(), ApiError> {
+        // A node that just joined reads its own replica below (a namespaced
+        // default needs its namespace): it must hold what is committed.
+        self.state.objects.read_barrier().await?;
         let registry = self.state.registry();
         let namespaces = registry.find("", "v1", "namespaces").expect("namespaces are built in");
         let mut defaults: Vec<(&ResourceType, Value)> = DEFAULT_NAMESPACES

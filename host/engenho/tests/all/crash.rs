@@ -57,7 +57,7 @@ async fn write_until_failure(channel: Channel, round: usize, writer: usize, hot_
 /// node's own applied state when `serializable`.
 async fn read_all(channel: Channel, serializable: bool) -> BTreeMap<String, String> {
     let mut client = KvClient::new(channel);
-    let request = RangeRequest { key: vec![0], range_end: vec![0], serializable, ..RangeRequest::default() };
+    let request = RangeRequest { key: b"0".to_vec(), range_end: vec![0], serializable, ..RangeRequest::default() };
     let response = client.range(request).await.expect("range after restart").into_inner();
     // The writers' keys; the node's own (objects, components) start with `/`.
     response

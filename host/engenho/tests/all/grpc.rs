@@ -64,11 +64,10 @@ fn progress_cancel_and_filters_over_grpc() {
         let progress = next(&mut stream).await;
         assert!(progress.events.is_empty(), "the delete is filtered out: {progress:?}");
         assert_eq!(progress.watch_id, 7);
-        assert_eq!(
-            progress.header.as_ref().map(|h| h.revision),
-            Some(revision + 1),
-            "progress covers the filtered delete"
-        );
+        // The node's own loops may write meanwhile: the progress reaches
+        // at least the filtered delete.
+        let reached = progress.header.as_ref().map_or(0, |h| h.revision);
+        assert!(reached > revision, "progress covers the filtered delete: {reached} after {revision}");
 
         requests
             .send(WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) })

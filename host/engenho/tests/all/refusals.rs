@@ -53,7 +53,7 @@ fn the_facade_refuses_what_the_store_refuses_before_proposing() {
             TxnRequest { success: vec![put("ran")], failure: vec![put("x"), put("x")], ..TxnRequest::default() };
         refused(kv.txn(twice_unrun).await, Code::InvalidArgument, "etcdserver: duplicate key given in txn request");
 
-        let everything = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
+        let everything = RangeRequest { key: b"0".to_vec(), range_end: vec![0], ..RangeRequest::default() };
         let kvs = kv.range(everything).await.expect("range").into_inner().kvs;
         let keys: Vec<&[u8]> = kvs.iter().map(|kv| kv.key.as_slice()).filter(|key| !key.starts_with(b"/")).collect();
         assert_eq!(keys, [b"keep".as_slice()], "nothing of a refused request was written");

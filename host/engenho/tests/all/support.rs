@@ -18,6 +18,35 @@ pub fn unique_ip() -> String {
     format!("127.{}.{}.1", std::process::id() % 200 + 20, counter)
 }
 
+/// The built-in plugins compiled once for every test node, as a node keeps
+/// them precompiled: the first call compiles them (the others wait), so
+/// that dozens of nodes starting at once do not each compile them again.
+fn precompiled_plugins() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("precompiled-plugins");
+        let host = engenho_wasm::PluginHost::new(Some(dir.clone())).expect("the plugin engine");
+        for (name, bytes) in engenho_plugin_artifacts::PLUGINS {
+            let checked = engenho_wasm::AdmissionPolicy::check(&host, name, bytes)
+                .or_else(|_| engenho_wasm::ControllerPlugin::check(&host, name, bytes));
+            checked.unwrap_or_else(|error| panic!("the built-in plugin {name} does not compile: {error}"));
+        }
+        dir
+    })
+}
+
+/// Puts the precompiled built-in plugins in a node's plugin cache `cache`
+/// (a node loads them from there instead of compiling them).
+fn seed_precompiled_plugins(cache: &Path) {
+    std::fs::create_dir_all(cache).expect("the node's plugin cache");
+    for entry in std::fs::read_dir(precompiled_plugins()).expect("the precompiled plugins").flatten() {
+        let target = cache.join(entry.file_name());
+        if entry.path().extension().is_some_and(|e| e == "cwasm") && !target.exists() {
+            std::fs::copy(entry.path(), &target).expect("seeding a node's plugin cache");
+        }
+    }
+}
+
 /// One `engenho up` process and its data directory.
 pub struct EngenhoNode {
     pub name: String,
@@ -49,6 +78,7 @@ impl EngenhoNode {
     /// Starts the process with extra `engenho up` arguments.
     pub fn start(&mut self, extra: &[&str]) {
         assert!(self.child.is_none(), "node {} is already running", self.name);
+        seed_precompiled_plugins(&self.dir.join("plugins"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
         let child = Command::new(env!("CARGO_BIN_EXE_engenho"))
             .args(["up", "--data-dir"])

@@ -6,6 +6,7 @@ mod cron_jobs;
 mod daemon_sets;
 mod deployments;
 mod endpoint_slices;
+mod failover;
 mod jobs;
 mod kubelet;
 mod node_lifecycle;
