@@ -180,13 +180,13 @@ fn unhealthy_pods_go_past_an_exhausted_budget_when_it_always_allows() {
     let mut node = EngenhoNode::new(root.path(), "disruption-unhealthy");
     node.start_ready(&[]);
     let kubectl = Kubectl::for_node(&node);
-    let replica_set = r#"{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "back"},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "back"}},
-            "template": {"metadata": {"labels": {"app": "back"}}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}}}}"#;
-    let uid = create_uid(&kubectl, replica_set);
-    owned_pod(&kubectl, "back-1", "back", ("ReplicaSet", "back", &uid), true);
-    owned_pod(&kubectl, "back-2", "back", ("ReplicaSet", "back", &uid), true);
-    owned_pod(&kubectl, "back-sick", "back", ("ReplicaSet", "back", &uid), false);
+    // Owned by a ConfigMap, which no controller acts for: a `minAvailable`
+    // count needs no scale, and the pods stay as the test makes them.
+    let holder = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "back"}}"#;
+    let uid = create_uid(&kubectl, holder);
+    owned_pod(&kubectl, "back-1", "back", ("ConfigMap", "back", &uid), true);
+    owned_pod(&kubectl, "back-2", "back", ("ConfigMap", "back", &uid), true);
+    owned_pod(&kubectl, "back-sick", "back", ("ConfigMap", "back", &uid), false);
     let budget = r#"{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "back"},
         "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "back"}}}}"#;
     kubectl.ok_with(&["create", "-f", "-"], Some(budget));

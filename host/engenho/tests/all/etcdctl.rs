@@ -188,20 +188,20 @@ fn leases_are_kept_alive_and_expire_with_their_keys() {
 #[test]
 fn compaction_drops_history_and_cancels_stale_watches() {
     let (_root, node) = single_node();
-    for value in 1..=5 {
-        node.etcdctl_ok(&["put", "k", &value.to_string()]);
-    }
-    let revision =
-        json(&node.etcdctl_ok(&["get", "k", "-w", "json"]))["header"]["revision"].as_i64().expect("revision");
-    assert_eq!(node.etcdctl_ok(&["get", "k", &format!("--rev={}", revision - 2), "--print-value-only"]), "3\n");
-    assert_eq!(
-        node.etcdctl_ok(&["compact", &(revision - 1).to_string()]),
-        format!("compacted revision {}\n", revision - 1)
-    );
-    let stale = node.etcdctl(&["get", "k", &format!("--rev={}", revision - 2)]);
+    // The node's own loops write too: each put's revision is read back.
+    let revisions: Vec<i64> = (1..=5)
+        .map(|value| {
+            let put = json(&node.etcdctl_ok(&["put", "k", &value.to_string(), "-w", "json"]));
+            put["header"]["revision"].as_i64().expect("revision")
+        })
+        .collect();
+    let (third, fourth) = (revisions[2], revisions[3]);
+    assert_eq!(node.etcdctl_ok(&["get", "k", &format!("--rev={third}"), "--print-value-only"]), "3\n");
+    assert_eq!(node.etcdctl_ok(&["compact", &fourth.to_string()]), format!("compacted revision {fourth}\n"));
+    let stale = node.etcdctl(&["get", "k", &format!("--rev={third}")]);
     assert!(String::from_utf8_lossy(&stale.stderr).contains("required revision has been compacted"));
-    assert_eq!(node.etcdctl_ok(&["get", "k", &format!("--rev={}", revision - 1), "--print-value-only"]), "4\n");
-    let watch = node.etcdctl(&["watch", "k", &format!("--rev={}", revision - 2)]);
+    assert_eq!(node.etcdctl_ok(&["get", "k", &format!("--rev={fourth}"), "--print-value-only"]), "4\n");
+    let watch = node.etcdctl(&["watch", "k", &format!("--rev={third}")]);
     let printed = format!("{}{}", String::from_utf8_lossy(&watch.stdout), String::from_utf8_lossy(&watch.stderr));
     assert!(printed.contains("required revision has been compacted"), "{printed}");
 }

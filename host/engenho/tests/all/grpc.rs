@@ -77,7 +77,7 @@ fn progress_cancel_and_filters_over_grpc() {
         while answer.watch_id != -1 {
             answer = next(&mut stream).await;
         }
-        assert_eq!(answer.header.map(|h| h.revision), Some(revision + 1));
+        assert!(answer.header.is_some_and(|h| h.revision > revision), "a progress answer covers the delete");
 
         requests.send(create(7, vec![])).await.expect("send");
         let duplicate = next(&mut stream).await;
