@@ -138,12 +138,16 @@ pub fn built_in_policies() -> Vec<(&'static str, Value)> {
 /// component, spec without digest and signature); `ca_pem` is the bundle
 /// the service-account controller publishes in every namespace.
 pub fn built_in_controllers(ca_pem: &str) -> Vec<(&'static str, &'static str, Value)> {
-    let plain = || json!({"world": CONTROLLER_WORLD});
+    // A reconcile decodes every object it owns (a ReplicaSet of 10,000
+    // pods: tens of megabytes of JSON), so controllers get more time and
+    // memory than an admission call.
+    let limits = json!({"deadlineMillis": 5000, "memoryBytes": 268_435_456});
+    let plain = || json!({"world": CONTROLLER_WORLD, "limits": limits});
     vec![
         (
             "service-account-controller",
             "serviceaccount-controller",
-            json!({"world": CONTROLLER_WORLD, "config": {"rootCA": ca_pem}}),
+            json!({"world": CONTROLLER_WORLD, "config": {"rootCA": ca_pem}, "limits": limits}),
         ),
         ("replicaset-controller", "replicaset-controller", plain()),
         ("deployment-controller", "deployment-controller", plain()),
