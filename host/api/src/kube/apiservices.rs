@@ -7,9 +7,9 @@
 
 use serde_json::{Value, json};
 
-use super::objects::{DeleteOptions, ObjectStore, WriteOptions};
+use super::client::{LocalClient, Refused};
+use super::objects::ObjectStore;
 use super::resources::Registry;
-use super::status::ApiError;
 
 /// The label that marks an APIService as kept by the server.
 const AUTOMANAGED: &str = "kube-aggregator.kubernetes.io/automanaged";
@@ -68,12 +68,12 @@ pub fn wanted(registry: &Registry) -> Vec<Value> {
 }
 
 /// Creates the APIServices `registry` wants and deletes the automanaged
-/// ones it no longer does (a deleted custom group's). A refused write does
-/// not keep the others from being made.
+/// ones it no longer does (a deleted custom group's), writing through
+/// `client`. A refused write does not keep the others from being made.
 ///
 /// # Errors
 /// The store refused the read, or the first refused write.
-pub async fn reconcile(objects: &ObjectStore, registry: &Registry) -> Result<(), ApiError> {
+pub async fn reconcile(objects: &ObjectStore, registry: &Registry, client: &LocalClient) -> Result<(), Refused> {
     let Some(t) = registry.find("apiregistration.k8s.io", "v1", "apiservices") else { return Ok(()) };
     let existing = objects.list_at(t, None, 0)?.items;
     let name_of = |o: &Value| o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -83,20 +83,20 @@ pub async fn reconcile(objects: &ObjectStore, registry: &Registry) -> Result<(),
         if existing.iter().any(|e| name_of(e) == name_of(service)) {
             continue;
         }
-        match objects.create(t, None, service.clone(), &WriteOptions::default()).await {
+        match client.create(t, None, service.to_string().into_bytes()).await {
             Ok(_) => {}
-            Err(error) if error.reason == "AlreadyExists" => {}
-            Err(error) => first_error = first_error.or(Some(error)),
+            Err(refused) if refused.reason == "AlreadyExists" => {}
+            Err(refused) => first_error = first_error.or(Some(refused)),
         }
     }
     for stale in existing.iter().filter(|e| !wanted.iter().any(|w| name_of(w) == name_of(e))) {
         if stale.pointer(&format!("/metadata/labels/{}", AUTOMANAGED.replace('/', "~1"))).is_none() {
             continue;
         }
-        match objects.delete(t, None, &name_of(stale), &DeleteOptions::default(), false).await {
+        match client.delete(t, None, &name_of(stale), &json!({})).await {
             Ok(_) => {}
-            Err(error) if matches!(error.code, 404 | 409) => {}
-            Err(error) => first_error = first_error.or(Some(error)),
+            Err(refused) if matches!(refused.code, 404 | 409) => {}
+            Err(refused) => first_error = first_error.or(Some(refused)),
         }
     }
     first_error.map_or(Ok(()), Err)

@@ -46,6 +46,17 @@ impl UserInfo {
         }
     }
 
+    /// The API server itself, as its own loops write (the `kubernetes`
+    /// Service, APIServices): `system:apiserver`, privileged as
+    /// kube-apiserver's loopback client is.
+    pub fn api_server() -> Self {
+        Self {
+            name: "system:apiserver".into(),
+            uid: String::new(),
+            groups: vec![MASTERS_GROUP.into(), AUTHENTICATED_GROUP.into()],
+        }
+    }
+
     /// Service account `name` in `namespace`, with its groups.
     pub fn service_account(namespace: &str, name: &str, uid: &str) -> Self {
         Self {

@@ -15,6 +15,7 @@ use tower::ServiceExt;
 use super::access::InProcess;
 use super::auth::UserInfo;
 use super::resources::ResourceType;
+use super::status::ApiError;
 
 /// Largest response body the client reads: an object at the store's limit,
 /// with room for its envelope.
@@ -35,6 +36,14 @@ pub struct Refused {
 impl Refused {
     fn internal(message: impl Into<String>) -> Self {
         Self { code: 500, reason: "InternalError".into(), message: message.into() }
+    }
+}
+
+/// A failure of the node's own store, read as the refusal the API server
+/// would have answered with.
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Self { code: error.code, reason: error.reason.to_owned(), message: error.message }
     }
 }
 
@@ -73,7 +82,7 @@ impl LocalClient {
             .extension(InProcess(UserInfo::clone(&self.user)))
             .body(Body::from(body))
             .map_err(|e| Refused::internal(format!("building a request to {path}: {e}")))?;
-        let response = self.router.clone().oneshot(request).await.map_err(|e| match e {})?;
+        let Ok(response) = self.router.clone().oneshot(request).await;
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), RESPONSE_BYTES_MAX)
             .await

@@ -368,6 +368,7 @@ pub struct Definitions {
     objects: ObjectStore,
     registry: SharedRegistry,
     client: LocalClient,
+    api_server: LocalClient,
 }
 
 /// The name the definitions' status loop writes as.
@@ -382,9 +383,10 @@ fn cached_definitions(informer: &engenho_control::Informer) -> Vec<Value> {
 impl Definitions {
     /// Definitions kept in `objects`, served through `registry`; their
     /// status and clean-up written through `client` (as
-    /// [`STATUS_WRITER`]).
-    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: LocalClient) -> Self {
-        Self { objects, registry, client }
+    /// [`STATUS_WRITER`]), the APIServices of what is served through
+    /// `api_server` (as the API server itself).
+    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: LocalClient, api_server: LocalClient) -> Self {
+        Self { objects, registry, client, api_server }
     }
 
     /// Loads the definitions into the registry now.
@@ -434,7 +436,9 @@ impl Definitions {
         // first, whichever loop heard of the change first.
         self.serve(definitions);
         let mut failed = None;
-        if let Err(error) = super::apiservices::reconcile(&self.objects, &self.registry.current()).await {
+        if let Err(error) =
+            super::apiservices::reconcile(&self.objects, &self.registry.current(), &self.api_server).await
+        {
             failed = Some(error.to_string());
         }
         for definition in definitions {

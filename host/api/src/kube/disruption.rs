@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::client::{LocalClient, Refused};
 use super::disruption_scale::Controllers;
 use super::objects::{ObjectStore, WriteOptions};
 use super::resources::Registry;
@@ -196,7 +197,12 @@ fn seconds_of(text: &str) -> Option<i64> {
 ///
 /// # Errors
 /// Store failures.
-pub async fn recount(objects: &ObjectStore, registry: &Registry, namespace: &str) -> Result<(), ApiError> {
+pub async fn recount(
+    objects: &ObjectStore,
+    registry: &Registry,
+    client: &LocalClient,
+    namespace: &str,
+) -> Result<(), Refused> {
     let budgets = registry.find("policy", "v1", "poddisruptionbudgets").expect("budgets are built in");
     let pods = registry.find("", "v1", "pods").expect("pods are built in");
     objects.read_barrier().await?;
@@ -215,10 +221,11 @@ pub async fn recount(objects: &ObjectStore, registry: &Registry, namespace: &str
         let name = budget.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut updated = budget;
         updated["status"] = status;
-        match objects.update(budgets, Some(namespace), &name, updated, &WriteOptions::default()).await {
+        let body = serde_json::to_vec(&updated).expect("JSON encodes");
+        match client.update(budgets, Some(namespace), &name, Some("status"), body).await {
             Ok(_) => {}
-            Err(error) if error.reason == "Conflict" || error.code == 404 => {}
-            Err(error) => return Err(error),
+            Err(refused) if refused.reason == "Conflict" || refused.code == 404 => {}
+            Err(refused) => return Err(refused),
         }
     }
     Ok(())

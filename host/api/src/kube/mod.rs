@@ -191,7 +191,15 @@ impl KubeApi {
         self.definitions().load()?;
         // The APIServices of the groups served at start exist before the
         // node answers; the definitions' loop keeps them current after.
-        apiservices::reconcile(&self.state.objects, &self.state.registry()).await
+        apiservices::reconcile(&self.state.objects, &self.state.registry(), &self.api_server_client())
+            .await
+            .map_err(|refused| ApiError::internal(format!("registering the served APIServices: {refused}")))
+    }
+
+    /// The client the API server's own loops write with, as
+    /// `system:apiserver`.
+    fn api_server_client(&self) -> client::LocalClient {
+        client::LocalClient::new(self.router(), auth::UserInfo::api_server(), services::MANAGER)
     }
 
     /// Installs the built-in admission policies and controllers that are
@@ -244,6 +252,7 @@ impl KubeApi {
             state.registry.clone(),
             everything,
             &state.informers,
+            &router,
         );
         let policy_loop = ("resourcequota-and-disruption", 2, policy_status::RESYNC_INTERVAL);
         let components = Arc::new(controllers::Controllers::new(state.clone(), router, self.plugin_status_client()));
@@ -294,7 +303,11 @@ impl KubeApi {
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let registration = services::ApiServerRegistration::new(self.state.objects.clone(), advertised);
-        let service = services::KubernetesService::new(self.state.objects.clone(), self.state.registry.clone());
+        let service = services::KubernetesService::new(
+            self.state.objects.clone(),
+            self.state.registry.clone(),
+            self.api_server_client(),
+        );
         tokio::join!(registration.run(lease_opt, stop.clone()), service.run(&self.state, stop));
     }
 
@@ -308,9 +321,14 @@ impl KubeApi {
         let registration = services::ApiServerRegistration::new(self.state.objects.clone(), advertised);
         let lease = registration.renew(None).await?;
         if self.state.objects.is_leader() {
-            services::KubernetesService::new(self.state.objects.clone(), self.state.registry.clone())
-                .reconcile()
-                .await?;
+            services::KubernetesService::new(
+                self.state.objects.clone(),
+                self.state.registry.clone(),
+                self.api_server_client(),
+            )
+            .reconcile()
+            .await
+            .map_err(|refused| ApiError::internal(format!("the kubernetes Service: {refused}")))?;
         }
         Ok(lease)
     }
@@ -318,7 +336,12 @@ impl KubeApi {
     fn definitions(&self) -> custom::Definitions {
         let writer = custom::STATUS_WRITER;
         let client = client::LocalClient::new(self.router(), controllers::identity(writer), writer);
-        custom::Definitions::new(self.state.objects.clone(), self.state.registry.clone(), client)
+        custom::Definitions::new(
+            self.state.objects.clone(),
+            self.state.registry.clone(),
+            client,
+            self.api_server_client(),
+        )
     }
 
     /// The HTTP routes, behind authentication and authorization.

@@ -5,7 +5,9 @@
 //! a budget when pods or the controllers that scale them (Deployments,
 //! ReplicaSets, ReplicationControllers, StatefulSets) change in its
 //! namespace, or its spec does. A loop on the
-//! controller runtime, on the raft leader. A full recount
+//! controller runtime, on the raft leader, writing status through the API
+//! as Kubernetes' `resourcequota-controller` and `disruption-controller`
+//! service accounts. A full recount
 //! every [`RESYNC_INTERVAL`] mends what a charge left behind when its
 //! create then failed.
 
@@ -15,6 +17,7 @@ use std::time::Duration;
 use engenho_control::{Action, Change, Informer, Reconciler, Subscription, WorkQueue};
 use serde_json::Value;
 
+use super::client::LocalClient;
 use super::objects::ObjectStore;
 use super::resources::SharedRegistry;
 
@@ -30,12 +33,21 @@ pub enum Recount {
     Budgets(String),
 }
 
+/// The identity a quota's recounted status is written under.
+pub const QUOTA_WRITER: &str = "resourcequota-controller";
+
+/// The identity a budget's recounted status is written under.
+pub const BUDGET_WRITER: &str = "disruption-controller";
+
 /// The status loop: a loop on the controller runtime, on the raft leader,
 /// over the heads of every object (deletions, which free quota) and the
-/// objects whose content decides a recount.
+/// objects whose content decides a recount. Quotas' status is written as
+/// [`QUOTA_WRITER`], budgets' as [`BUDGET_WRITER`].
 pub struct PolicyStatus {
     objects: ObjectStore,
     registry: SharedRegistry,
+    quota_client: LocalClient,
+    budget_client: LocalClient,
     everything: Arc<Informer>,
     watched: Vec<Arc<Informer>>,
 }
@@ -55,20 +67,29 @@ const WATCHED: [(&str, &str); 8] = [
 impl PolicyStatus {
     /// A loop over `objects` of the kinds in `registry`, following
     /// `everything` (the heads of every object) and the informers of
-    /// `informers`.
+    /// `informers`, writing through `router`.
     pub fn new(
         objects: ObjectStore,
         registry: SharedRegistry,
         everything: Arc<Informer>,
         informers: &engenho_control::Informers,
+        router: &axum::Router,
     ) -> Self {
+        let client = |name| LocalClient::new(router.clone(), super::controllers::identity(name), name);
         let current = registry.current();
         let watched = WATCHED
             .iter()
             .filter_map(|(group, plural)| current.find_plural(group, plural))
             .map(|t| super::loops::informer_of(informers, t))
             .collect();
-        Self { objects, registry, everything, watched }
+        Self {
+            objects,
+            registry,
+            quota_client: client(QUOTA_WRITER),
+            budget_client: client(BUDGET_WRITER),
+            everything,
+            watched,
+        }
     }
 
     /// What a change of `object` (or its deletion) may make stale.
@@ -160,8 +181,12 @@ impl Reconciler for PolicyStatus {
     async fn reconcile(&self, recount: &Recount) -> Action {
         let registry = self.registry.current();
         let counted = match recount {
-            Recount::Quotas(namespace) => super::resource_quota::recount(&self.objects, &registry, namespace).await,
-            Recount::Budgets(namespace) => super::disruption::recount(&self.objects, &registry, namespace).await,
+            Recount::Quotas(namespace) => {
+                super::resource_quota::recount(&self.objects, &registry, &self.quota_client, namespace).await
+            }
+            Recount::Budgets(namespace) => {
+                super::disruption::recount(&self.objects, &registry, &self.budget_client, namespace).await
+            }
         };
         counted.map_or_else(|error| Action::Retry(error.to_string()), |()| Action::Done)
     }

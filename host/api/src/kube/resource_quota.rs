@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use super::client::{LocalClient, Refused};
 use super::objects::{ObjectStore, WriteOptions};
 use super::quantity::{Format, Quantity};
 use super::quota_scope;
@@ -356,7 +357,12 @@ pub fn to_json(list: &ResourceList) -> Value {
 ///
 /// # Errors
 /// Store failures.
-pub async fn recount(objects: &ObjectStore, registry: &Registry, namespace: &str) -> Result<(), ApiError> {
+pub async fn recount(
+    objects: &ObjectStore,
+    registry: &Registry,
+    client: &LocalClient,
+    namespace: &str,
+) -> Result<(), Refused> {
     let quotas = registry.find("", "v1", "resourcequotas").expect("resource quotas are built in");
     objects.read_barrier().await?;
     let held = objects.list_at(quotas, Some(namespace), 0)?.items;
@@ -394,10 +400,11 @@ pub async fn recount(objects: &ObjectStore, registry: &Registry, namespace: &str
         let name = quota.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut updated = quota;
         updated["status"] = status;
-        match objects.update(quotas, Some(namespace), &name, updated, &WriteOptions::default()).await {
+        let body = serde_json::to_vec(&updated).expect("JSON encodes");
+        match client.update(quotas, Some(namespace), &name, Some("status"), body).await {
             Ok(_) => {}
-            Err(error) if error.reason == "Conflict" || error.code == 404 => {}
-            Err(error) => return Err(error),
+            Err(refused) if refused.reason == "Conflict" || refused.code == 404 => {}
+            Err(refused) => return Err(refused),
         }
     }
     Ok(())

@@ -42,6 +42,15 @@ fn budgets_guard_evictions() {
     let status = |field: &str| kubectl.ok(&["get", "pdb", "web", "-o", &format!("jsonpath={{.status.{field}}}")]);
     wait_for("the budget's status", Duration::from_secs(20), || status("currentHealthy") == "2");
     assert_eq!(status("disruptionsAllowed"), "0");
+    let managers = kubectl.ok(&[
+        "get",
+        "pdb",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.contains("disruption-controller"), "the status is the disruption controller's: {managers}");
 
     let refused = evict(&kubectl, "web-1");
     let message = String::from_utf8_lossy(&refused.stderr);

@@ -34,6 +34,15 @@ fn quotas_limit_creates_and_count_usage() {
     let kubectl = Kubectl::for_node(&node);
     kubectl.ok_with(&["apply", "-f", "-"], Some(QUOTA));
     wait_for("the quota's status", Duration::from_secs(20), || used(&kubectl, "default") == "0");
+    let managers = kubectl.ok(&[
+        "get",
+        "quota",
+        "compute",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.contains("resourcequota-controller"), "the status is the quota controller's: {managers}");
 
     kubectl.ok_with(&["create", "-f", "-"], Some(&pod("web-1")));
     kubectl.ok_with(&["create", "-f", "-"], Some(&pod("web-2")));

@@ -161,6 +161,24 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
                 events(),
             ],
         ),
+        (
+            "resourcequota-controller",
+            vec![
+                json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["list", "watch"]}),
+                rule("", &["resourcequotas/status"], &["update"]),
+                events(),
+            ],
+        ),
+        (
+            "disruption-controller",
+            vec![
+                rule("apps", &["deployments", "replicasets", "statefulsets"], &READ),
+                rule("", &["pods", "replicationcontrollers"], &READ),
+                rule("policy", &["poddisruptionbudgets"], &READ),
+                rule("policy", &["poddisruptionbudgets/status"], &["update"]),
+                events(),
+            ],
+        ),
         ("namespace-controller", vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ALL}), events()]),
     ]
 }

@@ -20,7 +20,8 @@ use engenho_control::{Action, Whole};
 use engenho_store::{Command, KeyRange, Outcome, PutRequest, RangeRequest};
 use serde_json::{Value, json};
 
-use crate::kube::objects::{ObjectStore, WriteOptions};
+use crate::kube::client::{LocalClient, PatchType, Refused};
+use crate::kube::objects::ObjectStore;
 use crate::kube::resources::SharedRegistry;
 use crate::kube::status::ApiError;
 
@@ -42,8 +43,8 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 /// Most API servers the `kubernetes` endpoints list.
 const APISERVERS_MAX: usize = 64;
 
-/// The field manager of the leader's writes.
-const MANAGER: &str = "kube-apiserver";
+/// The field manager of the API server's own writes.
+pub const MANAGER: &str = "kube-apiserver";
 
 /// One API server's registration: renews its key until stopped.
 pub struct ApiServerRegistration {
@@ -118,12 +119,14 @@ impl ApiServerRegistration {
 pub struct KubernetesService {
     objects: ObjectStore,
     registry: SharedRegistry,
+    client: LocalClient,
 }
 
 impl KubernetesService {
-    /// The loop over the objects kept in `objects`.
-    pub fn new(objects: ObjectStore, registry: SharedRegistry) -> Self {
-        Self { objects, registry }
+    /// The loop over the objects kept in `objects`, writing them through
+    /// `client`.
+    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: LocalClient) -> Self {
+        Self { objects, registry, client }
     }
 
     /// Runs until `stop` turns true: a loop on the controller runtime, on
@@ -152,7 +155,7 @@ impl KubernetesService {
     ///
     /// # Errors
     /// Store failures and refused writes.
-    pub async fn reconcile(&self) -> Result<(), ApiError> {
+    pub async fn reconcile(&self) -> Result<(), Refused> {
         self.objects.read_barrier().await?;
         let servers = registered(&self.objects)?;
         let Some(&(_, port)) = servers.iter().next() else { return Ok(()) };
@@ -195,7 +198,7 @@ impl KubernetesService {
         self.ensure("", "v1", "endpoints", legacy, &["/subsets"]).await
     }
 
-    /// Creates `desired`, or sets the fields at `owned` of the existing
+    /// Creates `desired`, or patches the fields at `owned` of the existing
     /// object to the desired ones where they differ.
     async fn ensure(
         &self,
@@ -204,38 +207,46 @@ impl KubernetesService {
         plural: &str,
         desired: Value,
         owned: &[&str],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Refused> {
         let registry = self.registry.current();
         let t = registry.find(group, version, plural).expect("built-in kinds are registered");
-        let write = WriteOptions { manager: Some(MANAGER.into()), ..WriteOptions::default() };
         let name = "kubernetes";
         let current = match self.objects.get(t, Some("default"), name).await {
             Ok(current) => current,
             Err(error) if error.code == 404 => {
-                return match self.objects.create(t, Some("default"), desired, &write).await {
+                return match self.client.create(t, Some("default"), desired.to_string().into_bytes()).await {
                     Ok(_) => Ok(()),
-                    Err(error) if error.reason == "AlreadyExists" => Ok(()),
-                    Err(error) => Err(error),
+                    Err(refused) if refused.reason == "AlreadyExists" => Ok(()),
+                    Err(refused) => Err(refused),
                 };
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(error.into()),
         };
-        let differs = |object: &Value| owned.iter().any(|pointer| object.pointer(pointer) != desired.pointer(pointer));
-        if !differs(&current) {
+        if owned.iter().all(|pointer| current.pointer(pointer) == desired.pointer(pointer)) {
             return Ok(());
         }
-        self.objects
-            .modify(t, Some("default"), name, |object| {
-                let changed = differs(object);
-                for pointer in owned {
-                    let field = pointer.trim_start_matches('/');
-                    object[field] = desired.pointer(pointer).cloned().unwrap_or(Value::Null);
-                }
-                changed
-            })
-            .await
-            .map(|_| ())
+        let patch = owned_fields(&desired, owned);
+        let body = (PatchType::Merge, patch.to_string().into_bytes());
+        self.client.patch(t, Some("default"), name, None, body).await.map(|_| ())
     }
+}
+
+/// A merge patch setting the fields of `desired` at each of `pointers`
+/// (arrays, which a merge patch replaces whole).
+fn owned_fields(desired: &Value, pointers: &[&str]) -> Value {
+    let mut patch = json!({});
+    for pointer in pointers {
+        let mut at = &mut patch;
+        let mut steps = pointer.trim_start_matches('/').split('/').peekable();
+        while let Some(step) = steps.next() {
+            if steps.peek().is_none() {
+                at[step] = desired.pointer(pointer).cloned().unwrap_or(Value::Null);
+            } else {
+                at = &mut at[step];
+            }
+        }
+    }
+    patch
 }
 
 /// The registered API servers with IPv4 addresses, by address, at most
@@ -256,4 +267,18 @@ fn registered(objects: &ObjectStore) -> Result<BTreeSet<(Ipv4Addr, u16)>, ApiErr
         }
     }
     Ok(servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_fields_patch_only_the_pointers_given() {
+        let desired = json!({"metadata": {"name": "kubernetes"}, "spec": {"ports": [{"port": 443}], "type": "ClusterIP"},
+            "endpoints": [{"addresses": ["10.0.0.1"]}]});
+        let patch = owned_fields(&desired, &["/spec/ports", "/endpoints"]);
+        assert_eq!(patch, json!({"spec": {"ports": [{"port": 443}]}, "endpoints": [{"addresses": ["10.0.0.1"]}]}));
+        assert_eq!(owned_fields(&desired, &["/subsets"]), json!({"subsets": null}));
+    }
 }

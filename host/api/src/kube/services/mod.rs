@@ -7,6 +7,6 @@ mod apiservers;
 mod network;
 mod spec;
 
-pub use apiservers::{ApiServerRegistration, KubernetesService};
+pub use apiservers::{ApiServerRegistration, KubernetesService, MANAGER};
 pub use network::{NetworkError, Requested, SERVICE_NETWORK_KEY, ServiceNetwork};
 pub use spec::{Plan, Refusal, held, settle};
