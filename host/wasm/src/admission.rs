@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::pool::{InstancePool, Pooled};
 use super::{
-    CallState, Compiler, Grants, IdleInstances, LOAD_TURN_WAIT, Limits, PLUGIN_CALLS_IN_FLIGHT_MAX, PluginError,
-    PluginHost, TURN_WAIT_MIN, call_error,
+    CallState, Compiler, Grants, LOAD_TURN_WAIT, Limits, PLUGIN_CALLS_IN_FLIGHT_MAX, PluginError, PluginHost,
+    TURN_WAIT_MIN, call_error,
 };
 
 mod bindings {
@@ -34,17 +35,6 @@ impl log::Host for CallState {
     }
 }
 
-/// Calls an instance serves before it is replaced by a fresh one, so that
-/// whatever a plugin leaves behind in its memory stays bounded.
-const CALLS_PER_INSTANCE_MAX: u32 = 10_000;
-
-/// A configured instance between calls.
-struct Pooled {
-    store: wasmtime::Store<CallState>,
-    instance: bindings::AdmissionPolicy,
-    calls: u32,
-}
-
 /// An admission policy, ready to decide: its component checked and
 /// compiled, its imports linked, its configuration accepted.
 ///
@@ -61,16 +51,8 @@ pub struct AdmissionPolicy {
     limits: Limits,
     grants: Grants,
     pre: bindings::AdmissionPolicyPre<CallState>,
-    pool: std::sync::Mutex<Vec<Pooled>>,
-    idle: Arc<IdleInstances>,
+    pool: InstancePool<bindings::AdmissionPolicy>,
     calls: tokio::sync::Semaphore,
-}
-
-impl Drop for AdmissionPolicy {
-    fn drop(&mut self) {
-        let idle = self.pool.get_mut().map_or(0, |pool| pool.len());
-        self.idle.give_back(u32::try_from(idle).expect("a policy keeps a few idle instances"));
-    }
 }
 
 impl AdmissionPolicy {
@@ -120,14 +102,13 @@ impl AdmissionPolicy {
             limits,
             grants,
             pre,
-            pool: std::sync::Mutex::default(),
-            idle: host.idle_instances.clone(),
+            pool: InstancePool::new(PLUGIN_CALLS_IN_FLIGHT_MAX as usize, host.idle_instances.clone()),
             calls: tokio::sync::Semaphore::new(PLUGIN_CALLS_IN_FLIGHT_MAX as usize),
         };
         // A configuration the plugin refuses is refused now, not on the
         // first request.
         let first = policy.within_deadline(policy.instantiate(host)).await?;
-        policy.keep_idle(first);
+        policy.pool.keep(first);
         Ok(policy)
     }
 
@@ -185,12 +166,8 @@ impl AdmissionPolicy {
     /// One call in an idle instance (or a fresh one), which goes back to
     /// the pool unless the call failed or the instance served its calls.
     async fn call(&self, host: &PluginHost, review: &Review) -> Result<Decision, PluginError> {
-        let pooled = self.pool.lock().expect("instance pool lock").pop();
-        let mut pooled = match pooled {
-            Some(pooled) => {
-                self.idle.give_back(1);
-                pooled
-            }
+        let mut pooled = match self.pool.take() {
+            Some(pooled) => pooled,
             None => self.instantiate(host).await?,
         };
         // The first yield comes a tick from now, not at once for an
@@ -201,9 +178,7 @@ impl AdmissionPolicy {
         // A failed instance is dropped: it may be stuck in any state.
         let decision = answer.map_err(|e| call_error(&self.name, &self.limits, e))?;
         pooled.calls += 1;
-        if pooled.calls < CALLS_PER_INSTANCE_MAX {
-            self.keep_idle(pooled);
-        }
+        self.pool.keep(pooled);
         Ok(decision)
     }
 
@@ -221,17 +196,8 @@ impl AdmissionPolicy {
             .unwrap_or_else(|_| Err(PluginError::Deadline { name: self.name.to_string(), deadline }))
     }
 
-    /// Keeps `pooled` for the next call, if this policy and the host have
-    /// room for one more idle instance; drops it otherwise.
-    fn keep_idle(&self, pooled: Pooled) {
-        let mut pool = self.pool.lock().expect("instance pool lock");
-        if pool.len() < PLUGIN_CALLS_IN_FLIGHT_MAX as usize && self.idle.take() {
-            pool.push(pooled);
-        }
-    }
-
     /// A fresh, configured instance.
-    async fn instantiate(&self, host: &PluginHost) -> Result<Pooled, PluginError> {
+    async fn instantiate(&self, host: &PluginHost) -> Result<Pooled<bindings::AdmissionPolicy>, PluginError> {
         let mut store = host.store(&self.name, &self.limits, &self.grants)?;
         let instance =
             self.pre.instantiate_async(&mut store).await.map_err(|e| call_error(&self.name, &self.limits, e))?;
@@ -241,7 +207,7 @@ impl AdmissionPolicy {
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?
             .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
-        Ok(Pooled { store, instance, calls: 0 })
+        Ok(Pooled::new(store, instance))
     }
 }
 

@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{CallState, Compiler, IdleInstances, LOAD_TURN_WAIT, Limits, PluginError, PluginHost, call_error};
+use super::pool::{InstancePool, Pooled};
+use super::{CallState, Compiler, LOAD_TURN_WAIT, Limits, PluginError, PluginHost, call_error};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -34,9 +35,6 @@ use controller_types::{ApiError, EventType, Interest, KindRef, ObjectKey, Object
 /// Longest one reconcile may take in wall-clock time, its writes included
 /// (its own computing is bounded by its deadline, counted in epoch ticks).
 pub const RECONCILE_WALL_MAX: Duration = Duration::from_secs(120);
-
-/// Calls an instance serves before it is replaced by a fresh one.
-const CALLS_PER_INSTANCE_MAX: u32 = 10_000;
 
 /// The answers to one `apply`, in order, once every write is made.
 pub type Applied = Pin<Box<dyn Future<Output = Vec<Result<String, ApiError>>> + Send>>;
@@ -104,13 +102,6 @@ impl log::Host for CallState {
     }
 }
 
-/// A configured instance between calls.
-struct Pooled {
-    store: wasmtime::Store<CallState>,
-    instance: bindings::ControllerPlugin,
-    calls: u32,
-}
-
 /// A controller component, ready to reconcile: compiled, linked, its
 /// configuration accepted and its interests known.
 ///
@@ -123,16 +114,7 @@ pub struct ControllerPlugin {
     limits: Limits,
     pre: bindings::ControllerPluginPre<CallState>,
     interests: Vec<Interest>,
-    pool: std::sync::Mutex<Vec<Pooled>>,
-    pool_max: usize,
-    idle: Arc<IdleInstances>,
-}
-
-impl Drop for ControllerPlugin {
-    fn drop(&mut self) {
-        let idle = self.pool.get_mut().map_or(0, |pool| pool.len());
-        self.idle.give_back(u32::try_from(idle).expect("a controller keeps a few idle instances"));
-    }
+    pool: InstancePool<bindings::ControllerPlugin>,
 }
 
 impl ControllerPlugin {
@@ -165,16 +147,14 @@ impl ControllerPlugin {
             limits,
             pre,
             interests: Vec::new(),
-            pool: std::sync::Mutex::default(),
-            pool_max: workers.max(1),
-            idle: host.idle_instances.clone(),
+            pool: InstancePool::new(workers.max(1), host.idle_instances.clone()),
         };
         let wall = limits.deadline + super::TURN_WAIT_MIN;
         let (first, interests) = tokio::time::timeout(wall, controller.instantiate(host))
             .await
             .unwrap_or_else(|_| Err(PluginError::Deadline { name: name.to_owned(), deadline: limits.deadline }))?;
         controller.interests = interests;
-        controller.keep_idle(first);
+        controller.pool.keep(first);
         Ok(controller)
     }
 
@@ -236,12 +216,8 @@ impl ControllerPlugin {
         key: &ObjectKey,
         cluster: Arc<dyn ClusterAccess>,
     ) -> Result<Outcome, PluginError> {
-        let pooled = self.pool.lock().expect("instance pool lock").pop();
-        let mut pooled = match pooled {
-            Some(pooled) => {
-                self.idle.give_back(1);
-                pooled
-            }
+        let mut pooled = match self.pool.take() {
+            Some(pooled) => pooled,
             None => self.instantiate(host).await?.0,
         };
         pooled.store.set_epoch_deadline(1);
@@ -252,21 +228,12 @@ impl ControllerPlugin {
         pooled.store.data_mut().cluster = None;
         let outcome = answer.map_err(|e| call_error(&self.name, &self.limits, e))?;
         pooled.calls += 1;
-        if pooled.calls < CALLS_PER_INSTANCE_MAX {
-            self.keep_idle(pooled);
-        }
+        self.pool.keep(pooled);
         Ok(outcome)
     }
 
-    fn keep_idle(&self, pooled: Pooled) {
-        let mut pool = self.pool.lock().expect("instance pool lock");
-        if pool.len() < self.pool_max && self.idle.take() {
-            pool.push(pooled);
-        }
-    }
-
     /// A fresh, configured instance, and the interests it named.
-    async fn instantiate(&self, host: &PluginHost) -> Result<(Pooled, Vec<Interest>), PluginError> {
+    async fn instantiate(&self, host: &PluginHost) -> Result<(Pooled<bindings::ControllerPlugin>, Vec<Interest>), PluginError> {
         let mut store = host.store(&self.name, &self.limits, &super::Grants::default())?;
         store.set_epoch_deadline(1);
         let instance =
@@ -277,7 +244,7 @@ impl ControllerPlugin {
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?
             .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
-        Ok((Pooled { store, instance, calls: 0 }, interests))
+        Ok((Pooled::new(store, instance), interests))
     }
 }
 

@@ -19,6 +19,7 @@ mod admission;
 mod cache;
 mod controller;
 mod grants;
+mod pool;
 
 use std::path::PathBuf;
 use std::sync::Arc;

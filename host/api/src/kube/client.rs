@@ -119,6 +119,32 @@ impl LocalClient {
         self.send(Method::PUT, &path, "application/json", object).await
     }
 
+    /// Sets the status of `object` (as read, with its resourceVersion) to
+    /// `status`, unless it already is: a write conditional on the object
+    /// being unchanged since it was read. An object that changed or went
+    /// meanwhile is left as it is (the change queues another pass).
+    ///
+    /// # Errors
+    /// The API server's refusal, other than a conflict or the object gone.
+    pub async fn update_status_as_read(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        mut object: Value,
+        status: Value,
+    ) -> Result<(), Refused> {
+        if object.get("status") == Some(&status) {
+            return Ok(());
+        }
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        object["status"] = status;
+        let body = serde_json::to_vec(&object).expect("JSON encodes");
+        match self.update(t, namespace, &name, Some("status"), body).await {
+            Err(refused) if refused.reason != "Conflict" && refused.code != 404 => Err(refused),
+            _ => Ok(()),
+        }
+    }
+
     /// Patches object `name` (or its `subresource`); the stored object.
     ///
     /// # Errors

@@ -215,18 +215,7 @@ pub async fn recount(
     let now = k8s_openapi::chrono::Utc::now().timestamp();
     for budget in held {
         let status = status_of(&budget, &pods, &controllers, now);
-        if budget.get("status") == Some(&status) {
-            continue;
-        }
-        let name = budget.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let mut updated = budget;
-        updated["status"] = status;
-        let body = serde_json::to_vec(&updated).expect("JSON encodes");
-        match client.update(budgets, Some(namespace), &name, Some("status"), body).await {
-            Ok(_) => {}
-            Err(refused) if refused.reason == "Conflict" || refused.code == 404 => {}
-            Err(refused) => return Err(refused),
-        }
+        client.update_status_as_read(budgets, Some(namespace), budget, status).await?;
     }
     Ok(())
 }

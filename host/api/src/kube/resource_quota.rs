@@ -394,18 +394,7 @@ pub async fn recount(
             used.entry(resource.clone()).or_insert_with(|| Quantity::zero(Format::DecimalSi));
         }
         let status = json!({"hard": to_json(&hard), "used": to_json(&used)});
-        if quota.get("status") == Some(&status) {
-            continue;
-        }
-        let name = quota.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let mut updated = quota;
-        updated["status"] = status;
-        let body = serde_json::to_vec(&updated).expect("JSON encodes");
-        match client.update(quotas, Some(namespace), &name, Some("status"), body).await {
-            Ok(_) => {}
-            Err(refused) if refused.reason == "Conflict" || refused.code == 404 => {}
-            Err(refused) => return Err(refused),
-        }
+        client.update_status_as_read(quotas, Some(namespace), quota, status).await?;
     }
     Ok(())
 }
