@@ -10,13 +10,15 @@
 mod model;
 mod placement;
 mod plan;
-mod revision;
 mod status;
 mod template;
 
 use std::time::Duration;
 
 use engenho_controller::kinds::{CONTROLLER_REVISIONS, DAEMON_SETS, NODES, PODS};
+use engenho_controller::nodes::Node;
+use engenho_controller::pods::{self, Pod};
+use engenho_controller::revisions;
 use engenho_controller::{
     ApiError, Cluster, Controller, EventType, Interest, Key, ObjectRef, Outcome, Propagation, Selector, Trigger, Write,
     decode,
@@ -24,9 +26,8 @@ use engenho_controller::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::model::{DaemonSet, Node, Pod, Revision};
+use crate::model::DaemonSet;
 use crate::plan::{Input, Plan};
-use crate::revision::UpdateRevision;
 
 /// The largest batch of pod creations sent at once.
 const CREATE_BATCH_MAX: usize = 500;
@@ -64,14 +65,10 @@ fn sync<C: Cluster>(cluster: &C, namespace: &str, name: &str) -> Result<Outcome,
     if set.spec.selector.is_empty() {
         return Ok(Outcome::Failed(format!("DaemonSet {name} has an empty selector and selects no pods")));
     }
-    let owned = Selector::owned_by(namespace, &set.metadata.uid);
-    let pods: Vec<Pod> = cluster.list_as::<Pod>(&PODS, &owned)?;
-    let pods: Vec<Pod> = pods.into_iter().filter(|p| p.metadata.is_controlled_by(&set.metadata.uid)).collect();
-    let revisions: Vec<Revision> = cluster.list_as::<Revision>(&CONTROLLER_REVISIONS, &owned)?;
-    let revisions: Vec<Revision> =
-        revisions.into_iter().filter(|r| r.metadata.is_controlled_by(&set.metadata.uid)).collect();
+    let pods: Vec<Pod> = pods::controlled_by(cluster, &set.metadata)?;
+    let history = revisions::controlled_by(cluster, &set.metadata)?;
     let nodes: Vec<Node> = cluster.list_as::<Node>(&NODES, &Selector::default())?;
-    let update = match update_revision(cluster, &set, &revisions)? {
+    let update = match revisions::ensure_update_revision(cluster, &set, &history)? {
         Ok(update) => update,
         Err(outcome) => return Ok(outcome),
     };
@@ -79,18 +76,15 @@ fn sync<C: Cluster>(cluster: &C, namespace: &str, name: &str) -> Result<Outcome,
     let now = cluster.now();
     let plan = plan::plan(&Input { set: &set, nodes: &nodes, pods: &pods, hash: &hash, now });
     let failure = apply(cluster, &set, &hash, &plan);
-    prune(cluster, &set, &revisions, &pods, &update.metadata.name)?;
+    // Live: the update revision, and those whose hash labels a pod.
+    revisions::prune(cluster, &set, &history, |r| {
+        r.metadata.name == update.metadata.name || pods.iter().any(|p| p.revision() == r.hash())
+    })?;
     let fits = plan::fits(&set, &nodes);
     let status = status::status(&set, &fits, &plan::pods_by_node(&pods), &hash, now);
     let settling = set.spec.min_ready_seconds > 0 && status.number_ready != status.number_available;
     if status != set.status {
-        cluster.write(Write::Patch {
-            kind: DAEMON_SETS,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            subresource: "status".into(),
-            patch: json!({"status": status}),
-        })?;
+        cluster.write(Write::status_patch(DAEMON_SETS, &set.metadata, json!(status)))?;
     }
     Ok(match failure {
         Some(error) => Outcome::Failed(error),
@@ -99,58 +93,6 @@ fn sync<C: Cluster>(cluster: &C, namespace: &str, name: &str) -> Result<Outcome,
         }
         None => Outcome::Done,
     })
-}
-
-/// The update revision, made or renumbered if it must be; or the outcome
-/// to answer at once (a hash collision, counted in the status).
-fn update_revision<C: Cluster>(
-    cluster: &C,
-    set: &DaemonSet,
-    revisions: &[Revision],
-) -> Result<Result<Revision, Outcome>, ApiError> {
-    let namespace = set.metadata.namespace.clone();
-    let found = match revision::update_revision(set, revisions) {
-        UpdateRevision::Current(found) => found,
-        UpdateRevision::Renumber(found) => {
-            cluster.write(Write::Patch {
-                kind: CONTROLLER_REVISIONS,
-                namespace,
-                name: found.metadata.name.clone(),
-                subresource: String::new(),
-                patch: json!({"revision": found.revision}),
-            })?;
-            found
-        }
-        UpdateRevision::Create(object) => {
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            match cluster.write(Write::Create { kind: CONTROLLER_REVISIONS, namespace: namespace.clone(), object }) {
-                Ok(stored) => decode::<Revision>(&CONTROLLER_REVISIONS, &stored)?,
-                Err(error) if error.is_conflict() => {
-                    let existing = cluster.get_as::<Revision>(&CONTROLLER_REVISIONS, &namespace, &name)?;
-                    match existing {
-                        Some(existing) if existing.data == revision::patch(set) => existing,
-                        _ => return count_collision(cluster, set).map(Err),
-                    }
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    };
-    Ok(Ok(found))
-}
-
-/// Counts a revision name taken by another template, so the next reconcile
-/// names the revision with another hash.
-fn count_collision<C: Cluster>(cluster: &C, set: &DaemonSet) -> Result<Outcome, ApiError> {
-    let count = set.status.collision_count.unwrap_or(0).saturating_add(1);
-    cluster.write(Write::Patch {
-        kind: DAEMON_SETS,
-        namespace: set.metadata.namespace.clone(),
-        name: set.metadata.name.clone(),
-        subresource: "status".into(),
-        patch: json!({"status": {"collisionCount": count}}),
-    })?;
-    Ok(Outcome::RequeueAfter(Duration::ZERO))
 }
 
 /// The sizes of the slow-start batches `count` creations go in: 1, 2, 4, …
@@ -224,33 +166,6 @@ fn apply<C: Cluster>(cluster: &C, set: &DaemonSet, hash: &str, plan: &Plan) -> O
         }
     }
     failure
-}
-
-/// Deletes the revisions beyond the set's history limit.
-fn prune<C: Cluster>(
-    cluster: &C,
-    set: &DaemonSet,
-    revisions: &[Revision],
-    pods: &[Pod],
-    live: &str,
-) -> Result<(), ApiError> {
-    let deletes: Vec<Write> = revision::to_prune(set, revisions, pods, live)
-        .into_iter()
-        .map(|r| Write::Delete {
-            kind: CONTROLLER_REVISIONS,
-            namespace: set.metadata.namespace.clone(),
-            name: r.metadata.name.clone(),
-            uid: r.metadata.uid.clone(),
-            propagation: Propagation::Background,
-        })
-        .collect();
-    for answer in cluster.apply(deletes) {
-        match answer {
-            Err(error) if !error.is_not_found() => return Err(error),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 engenho_controller::export_controller!(DaemonSets);

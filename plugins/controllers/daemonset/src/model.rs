@@ -1,14 +1,15 @@
-//! The objects the controller reads: DaemonSets, nodes, pods and revisions,
-//! as far as it reads them. Unknown fields are skipped.
+//! The DaemonSets the controller reads, as far as it reads them (unknown
+//! fields are skipped), and what it reads from a pod beyond the SDK's
+//! view; nodes, pods and revisions are the SDK's.
 
 use chrono::{DateTime, Duration, Utc};
-use engenho_controller::meta::{Condition, ObjectMeta, condition, parse_time};
+use engenho_controller::kinds::DAEMON_SETS;
+use engenho_controller::meta::ObjectMeta;
+use engenho_controller::pods::Pod;
 use engenho_controller::selector::LabelSelector;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The pod label with the hash of the revision a pod was made from.
-pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// The pod label with the template generation a pod was made from.
 pub const GENERATION_LABEL: &str = "pod-template-generation";
 /// The annotation with the set's template generation, when the API keeps it.
@@ -105,74 +106,24 @@ impl DaemonSet {
     }
 }
 
-/// A node, as far as the controller reads it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Node {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// Its spec.
-    pub spec: NodeSpec,
-}
+engenho_controller::impl_revisions_owner!(DaemonSet, DAEMON_SETS, "DaemonSet");
 
-/// A node's spec.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct NodeSpec {
-    /// Its taints.
-    pub taints: Vec<Taint>,
-    /// Whether it takes no new pods (daemon pods tolerate this).
-    pub unschedulable: bool,
-}
-
-/// A node taint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Taint {
-    /// Its key.
-    pub key: String,
-    /// Its value.
-    pub value: String,
-    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
-    pub effect: String,
-}
-
-/// A pod, as far as the controller reads it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Pod {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// Its spec.
-    pub spec: PodSpec,
-    /// Its status.
-    pub status: PodStatus,
-}
-
-/// A pod's spec, as far as the controller reads it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PodSpec {
-    /// The node it is bound to.
-    pub node_name: String,
-    /// Its affinity, where a daemon pod names its node before binding.
-    pub affinity: Value,
-}
-
-/// A pod's status.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PodStatus {
-    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
-    pub phase: String,
-    /// Its conditions.
-    pub conditions: Vec<Condition>,
-}
-
-impl Pod {
+/// What the daemon controller reads from a pod beyond the SDK's view.
+pub trait DaemonPod {
     /// The node it runs on or is meant for: its `nodeName`, or the one
     /// node its required affinity names by `metadata.name`.
-    pub fn node(&self) -> Option<&str> {
+    fn node(&self) -> Option<&str>;
+
+    /// Whether it has been ready `min_ready_seconds`.
+    fn is_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> bool;
+
+    /// The order Kubernetes keeps a node's daemon pods in: bound pods
+    /// first, then the oldest, then by name.
+    fn age_key(&self) -> (bool, Option<DateTime<Utc>>, String);
+}
+
+impl DaemonPod for Pod {
+    fn node(&self) -> Option<&str> {
         if !self.spec.node_name.is_empty() {
             return Some(&self.spec.node_name);
         }
@@ -186,63 +137,15 @@ impl Pod {
         })
     }
 
-    /// Whether its deletion was asked for.
-    pub fn is_terminating(&self) -> bool {
-        self.metadata.is_deleting()
-    }
-
-    /// Whether it ran to an end and will not run again.
-    pub fn is_terminal(&self) -> bool {
-        self.status.phase == "Failed" || self.status.phase == "Succeeded"
-    }
-
-    /// Whether its `Ready` condition is true.
-    pub fn is_ready(&self) -> bool {
-        condition(&self.status.conditions, "Ready").is_some_and(|c| c.status == "True")
-    }
-
-    /// Whether it has been ready `min_ready_seconds`.
-    pub fn is_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
-        if !self.is_ready() {
-            return false;
-        }
+    fn is_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
+        let Some(since) = self.ready_since() else { return false };
         if min_ready_seconds <= 0 {
             return true;
         }
-        let since = condition(&self.status.conditions, "Ready")
-            .and_then(|c| c.last_transition_time.as_deref())
-            .and_then(parse_time);
         since.is_some_and(|since| since + Duration::seconds(i64::from(min_ready_seconds)) <= now)
     }
 
-    /// The hash of the revision it was made from.
-    pub fn revision(&self) -> &str {
-        self.metadata.labels.get(REVISION_LABEL).map_or("", String::as_str)
-    }
-
-    /// The order Kubernetes keeps a node's daemon pods in: bound pods
-    /// first, then the oldest, then by name.
-    pub fn age_key(&self) -> (bool, Option<DateTime<Utc>>, String) {
+    fn age_key(&self) -> (bool, Option<DateTime<Utc>>, String) {
         (self.spec.node_name.is_empty(), self.metadata.created(), self.metadata.name.clone())
-    }
-}
-
-/// A ControllerRevision.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Revision {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// The template patch it records.
-    pub data: Value,
-    /// Its number in the set's history.
-    pub revision: i64,
-}
-
-impl Revision {
-    /// The hash pods of this revision are labelled with: its label, or its
-    /// name when it has none.
-    pub fn hash(&self) -> &str {
-        self.metadata.labels.get(REVISION_LABEL).unwrap_or(&self.metadata.name)
     }
 }

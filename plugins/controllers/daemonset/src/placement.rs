@@ -3,10 +3,9 @@
 //! `NoSchedule` and `NoExecute` taints, with the tolerations Kubernetes
 //! gives every daemon pod.
 
-use serde::Deserialize;
+use engenho_controller::nodes::Node;
+use engenho_controller::pods::Toleration;
 use serde_json::{Value, json};
-
-use crate::model::{Node, Taint};
 
 /// What a node means for the set's pod there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,37 +14,6 @@ pub struct Fit {
     pub should_run: bool,
     /// A pod already there may stay (its taints do not evict it).
     pub should_continue: bool,
-}
-
-/// A pod toleration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Toleration {
-    /// The taint key (empty with `Exists`: every key).
-    pub key: String,
-    /// `Equal` (default) or `Exists`.
-    pub operator: String,
-    /// The value `Equal` compares with.
-    pub value: String,
-    /// The effect it tolerates (empty: every effect).
-    pub effect: String,
-}
-
-impl Toleration {
-    /// Whether it tolerates `taint`.
-    fn tolerates(&self, taint: &Taint) -> bool {
-        if !self.effect.is_empty() && self.effect != taint.effect {
-            return false;
-        }
-        if !self.key.is_empty() && self.key != taint.key {
-            return false;
-        }
-        match self.operator.as_str() {
-            "Exists" => true,
-            "" | "Equal" => self.value == taint.value,
-            _ => false,
-        }
-    }
 }
 
 /// The tolerations Kubernetes adds to every daemon pod (and, with host

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use engenho_controller::nodes::Node;
+use engenho_controller::pods::Pod;
 use serde_json::Value;
 
-use crate::model::{DaemonSet, Node, Pod};
+use crate::model::{DaemonPod, DaemonSet};
 use crate::placement::{self, Fit};
 
 /// What the planner reads.
@@ -55,7 +57,7 @@ impl Plan {
 /// first; finished pods being deleted are left out.
 pub fn pods_by_node(pods: &[Pod]) -> BTreeMap<&str, Vec<&Pod>> {
     let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| !(p.is_terminal() && p.is_terminating())) {
+    for pod in pods.iter().filter(|p| !(p.is_terminal() && p.metadata.is_deleting())) {
         if let Some(node) = pod.node() {
             by_node.entry(node).or_default().push(pod);
         }
@@ -120,7 +122,7 @@ fn manage(input: &Input, fits: &BTreeMap<&str, Fit>, by_node: &BTreeMap<&str, Ve
             plan.create(node);
         } else if fit.should_continue {
             let mut running = Vec::new();
-            for pod in pods.iter().filter(|p| !p.is_terminating()) {
+            for pod in pods.iter().filter(|p| !p.metadata.is_deleting()) {
                 if pod.is_terminal() {
                     plan.delete(pod);
                 } else {
@@ -133,12 +135,12 @@ fn manage(input: &Input, fits: &BTreeMap<&str, Fit>, by_node: &BTreeMap<&str, Ve
                 running.iter().skip(1).for_each(|pod| plan.delete(pod));
             }
         } else {
-            pods.iter().filter(|p| !p.is_terminating()).for_each(|pod| plan.delete(pod));
+            pods.iter().filter(|p| !p.metadata.is_deleting()).for_each(|pod| plan.delete(pod));
         }
     }
     for (node, pods) in by_node {
         if !fits.contains_key(node) {
-            pods.iter().filter(|p| !p.is_terminating()).for_each(|pod| plan.delete(pod));
+            pods.iter().filter(|p| !p.metadata.is_deleting()).for_each(|pod| plan.delete(pod));
         }
     }
 }
@@ -169,7 +171,7 @@ fn prune_surge(input: &Input, running: &[&Pod], plan: &mut Plan) {
 fn new_and_old<'a>(pods: &[&'a Pod], hash: &str) -> Option<(Option<&'a Pod>, Option<&'a Pod>)> {
     let mut new = None;
     let mut old = None;
-    for pod in pods.iter().filter(|p| !p.is_terminating()) {
+    for pod in pods.iter().filter(|p| !p.metadata.is_deleting()) {
         let slot = if pod.revision() == hash { &mut new } else { &mut old };
         if slot.replace(*pod).is_some() {
             return None;
@@ -294,8 +296,8 @@ fn replace_by_surging(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::REVISION_LABEL;
     use engenho_controller::meta::parse_time;
+    use engenho_controller::revisions::REVISION_LABEL;
     use serde_json::json;
 
     fn now() -> DateTime<Utc> {

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use engenho_controller::pods::Pod;
 
-use crate::model::{DaemonSet, Pod, Status};
+use crate::model::{DaemonPod, DaemonSet, Status};
 use crate::placement::Fit;
 
 /// The status of `set` with `pods_by_node` and `fits` (per node), at
@@ -50,9 +51,10 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Node, REVISION_LABEL};
     use crate::plan::{fits, pods_by_node};
     use engenho_controller::meta::parse_time;
+    use engenho_controller::nodes::Node;
+    use engenho_controller::revisions::REVISION_LABEL;
     use serde_json::json;
 
     #[test]

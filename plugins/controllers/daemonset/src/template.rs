@@ -4,9 +4,10 @@
 
 use engenho_controller::kinds::DAEMON_SETS;
 use engenho_controller::meta::OwnerReference;
+use engenho_controller::revisions::REVISION_LABEL;
 use serde_json::{Value, json};
 
-use crate::model::{DaemonSet, GENERATION_LABEL, REVISION_LABEL};
+use crate::model::{DaemonSet, GENERATION_LABEL};
 use crate::placement;
 
 /// The pod for `node`, of the set's template at revision `hash`.

@@ -19,9 +19,11 @@ pub mod status;
 use std::time::Duration;
 
 use engenho_controller::kinds::{DEPLOYMENTS, PODS, REPLICA_SETS};
+use engenho_controller::pods::Pod;
+use engenho_controller::replicasets::ReplicaSet;
 use engenho_controller::{ApiError, Cluster, Controller, Interest, Key, ObjectRef, Outcome, Selector, Trigger, Write};
 
-use crate::model::{Deployment, Pod, ReplicaSet};
+use crate::model::Deployment;
 use crate::plan::{Event, Plan};
 
 /// How soon a Deployment is reconciled again after it adopted or released
@@ -81,16 +83,10 @@ fn sync<C: Cluster>(cluster: &C, key: &Key) -> Result<Outcome, ApiError> {
             Ok(_) => create.event_opt.iter().for_each(emit),
             Err(error) if error.is_conflict() => return Err(error),
             Err(error) => {
-                let (patch_opt, event) = plan::create_failed(&deployment, &name, &error.message, now);
+                let (write_opt, event) = plan::create_failed(&deployment, &name, &error.message, now);
                 emit(&event);
-                if let Some(patch) = patch_opt {
-                    cluster.write(Write::Patch {
-                        kind: DEPLOYMENTS,
-                        namespace: key.namespace.clone(),
-                        name: key.name.clone(),
-                        subresource: "status".into(),
-                        patch,
-                    })?;
+                if let Some(write) = write_opt {
+                    cluster.write(write)?;
                 }
                 return Ok(Outcome::Failed(event.message));
             }

@@ -1,8 +1,6 @@
-//! Deployments, ReplicaSets and pods, as far as this controller reads them.
+//! Deployments, as far as this controller reads them; ReplicaSets and pods
+//! are the SDK's.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
 use engenho_controller::meta::{Condition, ObjectMeta};
 use engenho_controller::selector::LabelSelector;
 use serde::{Deserialize, Serialize};
@@ -114,86 +112,4 @@ pub struct DeploymentStatus {
     /// How often a new ReplicaSet's name collided (salts the hash).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collision_count: Option<i64>,
-}
-
-/// A ReplicaSet.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ReplicaSet {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// What it asks for.
-    pub spec: ReplicaSetSpec,
-    /// What it reports.
-    pub status: ReplicaSetStatus,
-}
-
-/// What a ReplicaSet asks for.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ReplicaSetSpec {
-    /// How many pods (absent: 1).
-    pub replicas: Option<i64>,
-    /// How long a pod is ready before it counts as available.
-    pub min_ready_seconds: i64,
-    /// Which pods it owns.
-    pub selector: LabelSelector,
-    /// The pods it creates.
-    pub template: Value,
-}
-
-/// What a ReplicaSet reports.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ReplicaSetStatus {
-    /// Its active pods.
-    pub replicas: i64,
-    /// Its ready pods.
-    pub ready_replicas: i64,
-    /// Its available pods.
-    pub available_replicas: i64,
-    /// The generation its status describes.
-    pub observed_generation: i64,
-    /// `ReplicaFailure`, while it cannot create or delete pods.
-    pub conditions: Vec<Condition>,
-}
-
-impl ReplicaSet {
-    /// The number of pods it asks for.
-    pub fn replicas(&self) -> i64 {
-        self.spec.replicas.unwrap_or(1)
-    }
-
-    /// When it was created (the epoch when unknown).
-    pub fn created(&self) -> DateTime<Utc> {
-        self.metadata.created().unwrap_or_default()
-    }
-
-    /// Its `deployment.kubernetes.io/revision`, 0 when absent or invalid.
-    pub fn revision(&self) -> i64 {
-        annotation_number(&self.metadata.annotations, crate::revision::REVISION).unwrap_or(0)
-    }
-}
-
-/// The annotation `key` of `annotations` as a number, if it is one.
-pub fn annotation_number(annotations: &BTreeMap<String, String>, key: &str) -> Option<i64> {
-    annotations.get(key).and_then(|value| value.parse().ok())
-}
-
-/// A pod.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Pod {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// How it runs.
-    pub status: PodStatus,
-}
-
-/// The part of a pod's status this controller reads.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PodStatus {
-    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
-    pub phase: String,
 }

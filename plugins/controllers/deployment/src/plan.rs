@@ -10,11 +10,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use engenho_controller::kinds::{DEPLOYMENTS, REPLICA_SETS};
 use engenho_controller::meta::{OwnerReference, format_time};
+use engenho_controller::pods::Pod;
+use engenho_controller::replicasets::ReplicaSet;
 use engenho_controller::{EventType, Propagation, Write};
 use serde_json::{Value, json};
 
 use crate::hash::{POD_TEMPLATE_HASH, equal_ignore_hash, template_hash};
-use crate::model::{Deployment, Pod, ReplicaSet};
+use crate::model::Deployment;
 use crate::revision::{self, REVISION};
 use crate::rollout::{self, by_creation, max_surge};
 use crate::status::{self, FOUND_NEW_REPLICA_SET, NEW_REPLICA_SET_CREATED, PROGRESSING};
@@ -210,7 +212,7 @@ impl<'a> Work<'a> {
             .iter()
             .enumerate()
             .filter(|(i, _)| Some(*i) != found_opt)
-            .map(|(_, set)| set.revision())
+            .map(|(_, set)| revision::of(set))
             .max()
             .unwrap_or(0);
         let new_revision = max_old + 1;
@@ -484,9 +486,7 @@ impl<'a> Work<'a> {
         }
         let old_uids: BTreeSet<&str> = old.iter().map(|i| self.sets[*i].metadata.uid.as_str()).collect();
         pods.iter().any(|pod| {
-            pod.metadata.controller().is_some_and(|owner| old_uids.contains(owner.uid.as_str()))
-                && pod.status.phase != "Failed"
-                && pod.status.phase != "Succeeded"
+            pod.metadata.controller().is_some_and(|owner| old_uids.contains(owner.uid.as_str())) && !pod.is_terminal()
         })
     }
 
@@ -505,7 +505,7 @@ impl<'a> Work<'a> {
         }
         cleanable.sort_by(|a, b| {
             let (a, b) = (&self.sets[*a], &self.sets[*b]);
-            a.revision().cmp(&b.revision()).then_with(|| by_creation(a, b))
+            revision::of(a).cmp(&revision::of(b)).then_with(|| by_creation(a, b))
         });
         for i in cleanable.into_iter().take(usize::try_from(excess).unwrap_or(0)) {
             let set = &self.sets[i];
@@ -605,13 +605,7 @@ impl<'a> Work<'a> {
         }
         if self.deployment.status != self.read.status {
             plan.deployment.push(Step {
-                write: Write::Patch {
-                    kind: DEPLOYMENTS,
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    subresource: "status".into(),
-                    patch: json!({"status": self.deployment.status}),
-                },
+                write: Write::status_patch(DEPLOYMENTS, &self.deployment.metadata, json!(self.deployment.status)),
                 event_opt: None,
             });
         }
@@ -649,17 +643,19 @@ fn set_object(set: &ReplicaSet) -> Value {
     })
 }
 
-/// The status after the new ReplicaSet `name` could not be created
-/// (`Progressing` false, `ReplicaSetCreateError`), and its event.
-pub fn create_failed(deployment: &Deployment, name: &str, message: &str, now: DateTime<Utc>) -> (Option<Value>, Event) {
+/// The status write after the new ReplicaSet `name` could not be created
+/// (`Progressing` false, `ReplicaSetCreateError`), if the status changes,
+/// and its event.
+pub fn create_failed(deployment: &Deployment, name: &str, message: &str, now: DateTime<Utc>) -> (Option<Write>, Event) {
     let text = format!("Failed to create new replica set \"{name}\": {message}");
     let mut updated = deployment.status.clone();
     if deployment.spec.progress_deadline().is_some() {
         let failed = status::condition(PROGRESSING, "False", status::REPLICA_SET_CREATE_ERROR, text.clone(), now);
         status::set_condition(&mut updated.conditions, failed);
     }
-    let patch_opt = (updated != deployment.status).then(|| json!({"status": updated}));
-    (patch_opt, Event { event_type: EventType::Warning, reason: status::REPLICA_SET_CREATE_ERROR, message: text })
+    let write_opt =
+        (updated != deployment.status).then(|| Write::status_patch(DEPLOYMENTS, &deployment.metadata, json!(updated)));
+    (write_opt, Event { event_type: EventType::Warning, reason: status::REPLICA_SET_CREATE_ERROR, message: text })
 }
 
 #[cfg(test)]
@@ -959,7 +955,7 @@ mod tests {
             world.change_template(image);
             world.converge();
         }
-        let revisions: Vec<i64> = world.sets.iter().map(ReplicaSet::revision).collect();
+        let revisions: Vec<i64> = world.sets.iter().map(revision::of).collect();
         assert_eq!(revisions, [3, 4]);
     }
 

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use engenho_controller::replicasets::ReplicaSet;
+
 /// The revision of a ReplicaSet (and of its Deployment: its newest).
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 /// The revisions a ReplicaSet had before a rollback made it new again.
@@ -22,6 +24,16 @@ const NOT_COPIED: [&str; 6] = [
     MAX_REPLICAS,
     "deprecated.deployment.rollback.to",
 ];
+
+/// The revision of `set`, 0 when absent or invalid.
+pub fn of(set: &ReplicaSet) -> i64 {
+    annotation_number(&set.metadata.annotations, REVISION).unwrap_or(0)
+}
+
+/// The annotation `key` of `annotations` as a number, if it is one.
+pub fn annotation_number(annotations: &BTreeMap<String, String>, key: &str) -> Option<i64> {
+    annotations.get(key).and_then(|value| value.parse().ok())
+}
 
 /// Copies `deployment`'s annotations (but its own bookkeeping) onto
 /// `set`'s, overwriting; whether any changed.

@@ -7,7 +7,9 @@
 
 use std::cmp::Ordering;
 
-use crate::model::{Deployment, IntOrPercent, ReplicaSet};
+use engenho_controller::replicasets::ReplicaSet;
+
+use crate::model::{Deployment, IntOrPercent};
 
 /// The default of `maxSurge` and `maxUnavailable`.
 const DEFAULT_BOUND: &str = "25%";
@@ -204,7 +206,7 @@ fn fraction(deployment: &Deployment, set: &ReplicaSet) -> i64 {
         return -set.replicas();
     }
     let most = desired + max_surge(deployment);
-    let before = crate::model::annotation_number(&set.metadata.annotations, crate::revision::MAX_REPLICAS)
+    let before = crate::revision::annotation_number(&set.metadata.annotations, crate::revision::MAX_REPLICAS)
         .filter(|n| *n != 0)
         .unwrap_or(deployment.status.replicas);
     if before == 0 {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use engenho_controller::meta::{Condition, format_time, parse_time};
+use engenho_controller::replicasets::ReplicaSet;
 
-use crate::model::{Deployment, DeploymentStatus, ReplicaSet};
+use crate::model::{Deployment, DeploymentStatus};
 use crate::rollout::max_unavailable;
 
 /// Condition: enough pods are available.

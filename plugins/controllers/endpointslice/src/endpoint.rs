@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use engenho_controller::pods::Pod;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Pod, Service, ServicePort, TargetRef};
+use crate::model::{Service, ServicePort, TargetRef};
 
 /// One port of an endpoint (EndpointSlices and Endpoints alike).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

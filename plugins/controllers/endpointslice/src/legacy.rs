@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use engenho_controller::meta::ObjectMeta;
+use engenho_controller::pods::Pod;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::endpoint::{self, EndpointPort};
-use crate::model::{Pod, Service, TargetRef};
+use crate::model::{Service, TargetRef};
 use crate::slices::HEADLESS_LABEL;
 
 /// The annotation with the time of the change that last rewrote the

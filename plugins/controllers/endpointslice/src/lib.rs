@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 use engenho_controller::kinds::{ENDPOINT_SLICES, ENDPOINTS, NODES, PODS, SERVICES};
 use engenho_controller::meta::format_time;
+use engenho_controller::nodes::Node;
+use engenho_controller::pods::Pod;
 use engenho_controller::selector::equality_text;
 use engenho_controller::{
     ApiError, Cluster, Controller, EventType, Interest, Key, ObjectRef, Outcome, Propagation, Selector, Trigger, Write,
@@ -28,7 +30,7 @@ use serde::Deserialize;
 
 use crate::endpoint::members_by_ports;
 use crate::legacy::Endpoints;
-use crate::model::{Node, Pod, Service};
+use crate::model::Service;
 use crate::slices::{Change, Desired, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, Slice, SliceEndpoint};
 
 /// The most endpoints a slice holds, unless configured.

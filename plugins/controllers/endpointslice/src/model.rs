@@ -1,9 +1,10 @@
-//! The objects the controller reads, as far as it reads them. Unknown
-//! fields are skipped; missing ones take Kubernetes' defaults.
+//! The Services the controller reads, as far as it reads them (unknown
+//! fields are skipped; missing ones take Kubernetes' defaults), and the
+//! reference an endpoint makes to its pod; pods and nodes are the SDK's.
 
 use std::collections::BTreeMap;
 
-use engenho_controller::meta::{Condition, ObjectMeta};
+use engenho_controller::meta::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -79,118 +80,6 @@ impl ServicePort {
     pub fn protocol(&self) -> &str {
         if self.protocol.is_empty() { "TCP" } else { &self.protocol }
     }
-}
-
-/// A pod.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Pod {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// Its spec.
-    pub spec: PodSpec,
-    /// Its status.
-    pub status: PodStatus,
-}
-
-/// A pod's spec, as far as endpoints read it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PodSpec {
-    /// The node it is bound to.
-    pub node_name: String,
-    /// Its hostname, if set.
-    pub hostname: String,
-    /// Its subdomain, if set.
-    pub subdomain: String,
-    /// Its containers.
-    pub containers: Vec<Container>,
-}
-
-/// A container, as far as endpoints read it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Container {
-    /// The ports it names.
-    pub ports: Vec<ContainerPort>,
-}
-
-/// One port of a container.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ContainerPort {
-    /// Its name, if any.
-    pub name: String,
-    /// The port number in the container.
-    pub container_port: i32,
-    /// Its protocol (empty: `TCP`).
-    pub protocol: String,
-}
-
-/// A pod's status, as far as endpoints read it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PodStatus {
-    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
-    pub phase: String,
-    /// Its primary IP.
-    #[serde(rename = "podIP")]
-    pub pod_ip: String,
-    /// All its IPs, the primary first.
-    #[serde(rename = "podIPs")]
-    pub pod_ips: Vec<PodIp>,
-    /// Its conditions.
-    pub conditions: Vec<Condition>,
-}
-
-/// One IP of a pod.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct PodIp {
-    /// The address.
-    pub ip: String,
-}
-
-impl Pod {
-    /// Whether its `Ready` condition is `True`.
-    pub fn is_ready(&self) -> bool {
-        engenho_controller::meta::condition(&self.status.conditions, "Ready").is_some_and(|c| c.status == "True")
-    }
-
-    /// Whether it has finished for good (`Succeeded` or `Failed`).
-    pub fn is_terminal(&self) -> bool {
-        matches!(self.status.phase.as_str(), "Succeeded" | "Failed")
-    }
-
-    /// Its IPs, the primary first, without repeats.
-    pub fn ips(&self) -> Vec<&str> {
-        let mut ips: Vec<&str> = Vec::new();
-        let all = std::iter::once(self.status.pod_ip.as_str()).chain(self.status.pod_ips.iter().map(|p| p.ip.as_str()));
-        for ip in all {
-            if !ip.is_empty() && !ips.contains(&ip) {
-                ips.push(ip);
-            }
-        }
-        ips
-    }
-
-    /// Its IP of `family` (`IPv4` or `IPv6`), if it has one.
-    pub fn ip_of(&self, family: &str) -> Option<&str> {
-        self.ips().into_iter().find(|ip| ip_family(ip) == family)
-    }
-}
-
-/// The family of an address: `IPv6` when it has a colon, else `IPv4`.
-pub fn ip_family(ip: &str) -> &'static str {
-    if ip.contains(':') { "IPv6" } else { "IPv4" }
-}
-
-/// A Node, as far as endpoints read it (its zone label).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Node {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
 }
 
 /// The reference from an endpoint to its pod.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::Pod;
+use engenho_controller::pods::Pod;
+
+use crate::model::JobPod;
 
 /// The delay after the first failure.
 pub const FIRST_DELAY: Duration = Duration::from_secs(10);

@@ -23,13 +23,14 @@ use std::time::Duration;
 
 use engenho_controller::kinds::{JOBS, PODS};
 use engenho_controller::meta::ObjectMeta;
+use engenho_controller::pods::{self, Pod};
 use engenho_controller::{
     ApiError, Cluster, Controller, EventType, Interest, Key, ObjectRef, Outcome, Propagation, Selector, Trigger, Write,
     encode,
 };
 use serde_json::{Value, json};
 
-use crate::model::{JOB_NAME_LABEL, Job, JobStatus, Pod, TRACKING_FINALIZER};
+use crate::model::{JOB_NAME_LABEL, Job, JobPod, JobStatus, TRACKING_FINALIZER};
 use crate::plan::Doomed;
 
 /// Runs Jobs.
@@ -65,8 +66,7 @@ fn sync<C: Cluster>(cluster: &C, namespace: &str, name: &str) -> Result<Outcome,
         return Ok(Outcome::Done);
     }
     release_orphans(cluster, namespace, name, &job.metadata.uid)?;
-    let pods: Vec<Pod> = cluster.list_as::<Pod>(&PODS, &Selector::owned_by(namespace, &job.metadata.uid))?;
-    let pods: Vec<Pod> = pods.into_iter().filter(|p| p.metadata.is_controlled_by(&job.metadata.uid)).collect();
+    let pods: Vec<Pod> = pods::controlled_by(cluster, &job.metadata)?;
     if job.status.is_finished() {
         release(cluster, pods.iter().filter(|p| p.is_tracked()))?;
         return after_finish(cluster, &job, &job.status);
@@ -214,19 +214,10 @@ fn after_finish<C: Cluster>(cluster: &C, job: &Job, status: &JobStatus) -> Resul
     match expiry(job, status, cluster.now()) {
         None => Ok(Outcome::Done),
         Some(wait) if !wait.is_zero() => Ok(Outcome::RequeueAfter(wait)),
-        Some(_) => {
-            let deletion = Write::Delete {
-                kind: JOBS,
-                namespace: job.metadata.namespace.clone(),
-                name: job.metadata.name.clone(),
-                uid: job.metadata.uid.clone(),
-                propagation: Propagation::Background,
-            };
-            match cluster.write(deletion) {
-                Err(error) if !error.is_not_found() => Err(error),
-                _ => Ok(Outcome::Done),
-            }
-        }
+        Some(_) => match cluster.write(Write::delete(JOBS, &job.metadata)) {
+            Err(error) if !error.is_not_found() => Err(error),
+            _ => Ok(Outcome::Done),
+        },
     }
 }
 

@@ -1,10 +1,12 @@
-//! The parts of Jobs and Pods the controller reads and writes. Unknown
-//! status fields are kept, so a status write never drops what others set.
+//! The parts of Jobs the controller reads and writes, and what it reads
+//! from a pod beyond the SDK's view. Unknown Job status fields are kept,
+//! so a status write never drops what others set.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use engenho_controller::meta::{Condition, ObjectMeta, parse_time};
+use engenho_controller::pods::Pod;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -172,86 +174,30 @@ impl JobStatus {
     }
 }
 
-/// A pod, as far as the controller reads it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Pod {
-    /// Metadata.
-    pub metadata: ObjectMeta,
-    /// Status.
-    pub status: PodStatus,
-}
-
-/// A pod's status, as far as the controller reads it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PodStatus {
-    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
-    pub phase: String,
-    /// Conditions, `Ready` among them.
-    pub conditions: Vec<Condition>,
-    /// Containers' states.
-    pub container_statuses: Vec<ContainerStatus>,
-    /// Init containers' states.
-    pub init_container_statuses: Vec<ContainerStatus>,
-}
-
-/// A container's state, as far as the controller reads it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ContainerStatus {
-    /// How often the container restarted.
-    pub restart_count: i32,
-    /// Its current state.
-    pub state: Value,
-}
-
-impl Pod {
-    /// Whether the pod succeeded.
-    pub fn succeeded(&self) -> bool {
-        self.status.phase == "Succeeded"
-    }
-
-    /// Whether the pod reached a terminal phase.
-    pub fn is_terminal(&self) -> bool {
-        self.succeeded() || self.status.phase == "Failed"
-    }
-
-    /// Whether the pod is being deleted without having finished.
-    pub fn is_terminating(&self) -> bool {
-        self.metadata.is_deleting() && !self.is_terminal()
-    }
-
-    /// Whether the pod is running or pending: not finished, not being deleted.
-    pub fn is_active(&self) -> bool {
-        !self.metadata.is_deleting() && !self.is_terminal()
-    }
-
-    /// Whether the pod's `Ready` condition is `True`.
-    pub fn is_ready(&self) -> bool {
-        self.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-    }
-
+/// What the job controller reads from a pod beyond the SDK's view.
+pub trait JobPod {
     /// Whether the pod carries the tracking finalizer.
-    pub fn is_tracked(&self) -> bool {
+    fn is_tracked(&self) -> bool;
+
+    /// The completion index it carries, if it is a valid one.
+    fn completion_index(&self) -> Option<i32>;
+
+    /// When the pod finished: its containers' last exit, else when it
+    /// stopped being ready, else when its deletion was asked for.
+    fn finished_at(&self) -> Option<DateTime<Utc>>;
+}
+
+impl JobPod for Pod {
+    fn is_tracked(&self) -> bool {
         self.metadata.finalizers.iter().any(|f| f == TRACKING_FINALIZER)
     }
 
-    /// The completion index it carries, if it is a valid one.
-    pub fn completion_index(&self) -> Option<i32> {
+    fn completion_index(&self) -> Option<i32> {
         let text = self.metadata.annotations.get(COMPLETION_INDEX)?;
         text.parse::<i32>().ok().filter(|i| *i >= 0 && i.to_string() == *text)
     }
 
-    /// Container restarts, init containers included.
-    pub fn restarts(&self) -> i32 {
-        let all = self.status.container_statuses.iter().chain(&self.status.init_container_statuses);
-        all.map(|c| c.restart_count.max(0)).fold(0, i32::saturating_add)
-    }
-
-    /// When the pod finished: its containers' last exit, else when it
-    /// stopped being ready, else when its deletion was asked for.
-    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+    fn finished_at(&self) -> Option<DateTime<Utc>> {
         let exits = self
             .status
             .container_statuses

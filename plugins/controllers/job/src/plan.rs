@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use engenho_controller::EventType;
 use engenho_controller::meta::{Condition, format_time, parse_time, set_condition};
+use engenho_controller::pods::Pod;
 use serde_json::Value;
 
-use crate::model::{Job, JobStatus, Pod};
+use crate::model::{Job, JobPod, JobStatus};
 use crate::tracking::{Tracking, count, track};
 use crate::{backoff, indexes, template};
 
@@ -126,7 +127,7 @@ fn failure(job: &Job, active: &[&Pod], tracking: &Tracking, status: &JobStatus, 
     let failed = tracking.failed_total();
     let new_failure = failed > job.status.failed;
     let restarts_exceeded = job.spec.restart_policy() == "OnFailure" && {
-        let restarts = active.iter().map(|p| p.restarts()).fold(0, i32::saturating_add);
+        let restarts = active.iter().map(|p| p.total_restarts()).fold(0, i32::saturating_add);
         if limit == 0 { restarts > 0 } else { restarts >= limit }
     };
     if (new_failure && failed > limit) || restarts_exceeded {

@@ -138,7 +138,10 @@ fn restarts_beyond_the_limit_fail_an_on_failure_job() {
     let mut job = job(json!({"backoffLimit": 2}));
     job.spec.template["spec"]["restartPolicy"] = json!("OnFailure");
     let mut running = pod("a", "Running");
-    running.status.container_statuses.push(model::ContainerStatus { restart_count: 2, state: json!({}) });
+    running
+        .status
+        .container_statuses
+        .push(engenho_controller::pods::ContainerStatus { restart_count: 2, state: json!({}) });
     let plan = plan(&job, &[running], now());
     assert!(plan.status.has("FailureTarget"));
     assert_eq!(plan.deletes.len(), 1);

@@ -12,8 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use engenho_controller::pods::Pod;
+
 use crate::indexes;
-use crate::model::{Job, Pod, UncountedTerminatedPods};
+use crate::model::{Job, JobPod, UncountedTerminatedPods};
 
 /// At most this many pods are newly recorded in one status write, as Kubernetes bounds it.
 pub const MAX_UNCOUNTED_PODS: usize = 500;

@@ -6,8 +6,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use engenho_controller::meta::parse_time;
+use engenho_controller::nodes::Taint;
+use engenho_controller::pods::Pod;
 
-use crate::model::{Pod, Taint};
 use crate::taints::NO_EXECUTE;
 
 /// What becomes of a pod on a tainted node.

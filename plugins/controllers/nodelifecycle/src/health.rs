@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use engenho_controller::meta::{Condition, format_time, parse_time};
+use engenho_controller::nodes::Node;
 
-use crate::model::{Lease, Node};
+use crate::model::Lease;
 
 /// The conditions the kubelet reports that turn `Unknown` when it stops.
 pub const REPORTED_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
@@ -118,7 +119,7 @@ mod tests {
         assert_eq!(ready_condition.last_transition_time.as_deref(), Some("2026-01-01T01:00:00Z"));
         assert_eq!(conditions[2].status, "False", "other conditions stay");
         assert_eq!(conditions[3].reason, NEVER_REASON);
-        let marked = Node { status: crate::model::NodeStatus { conditions }, ..ready };
+        let marked = Node { status: engenho_controller::nodes::NodeStatus { conditions }, ..ready };
         assert!(silent_conditions(&marked, now).is_none(), "marking twice changes nothing");
         assert_eq!(ready_status(&marked.status.conditions), Some("Unknown"));
     }

@@ -23,14 +23,15 @@ use std::time::Duration;
 
 use engenho_controller::kinds::{LEASES, NODES, PODS};
 use engenho_controller::meta::Condition;
+use engenho_controller::nodes::Node;
+use engenho_controller::pods::Pod;
 use engenho_controller::{
-    ApiError, Cluster, Controller, EventType, Interest, Key, Level, ObjectRef, Outcome, Propagation, Selector, Trigger,
-    Write,
+    ApiError, Cluster, Controller, EventType, Interest, Key, Level, ObjectRef, Outcome, Selector, Trigger, Write,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::model::{Lease, Node, Pod};
+use crate::model::Lease;
 
 /// How long a node may be silent, unless configured (kube-controller-
 /// manager's `--node-monitor-grace-period`).
@@ -109,7 +110,7 @@ impl NodeLifecycle {
         let marks: Vec<Write> = plan
             .mark_not_ready
             .iter()
-            .map(|(pod, conditions)| pod_status_patch(pod, json!({"status": {"conditions": conditions}})))
+            .map(|(pod, conditions)| Write::status_patch(PODS, &pod.metadata, json!({"conditions": conditions})))
             .collect();
         for ((pod, _), answer) in plan.mark_not_ready.iter().zip(cluster.apply(marks)) {
             match answer {
@@ -144,7 +145,7 @@ fn evict<C: Cluster>(cluster: &C, pods: &[(&Pod, Vec<Condition>)]) -> Result<(),
     }
     let marks: Vec<Write> = pods
         .iter()
-        .map(|(pod, conditions)| pod_status_patch(pod, json!({"status": {"conditions": conditions}})))
+        .map(|(pod, conditions)| Write::status_patch(PODS, &pod.metadata, json!({"conditions": conditions})))
         .collect();
     // A mark that fails (the pod went meanwhile) does not stop the eviction.
     for (pod, answer) in pods.iter().zip(cluster.apply(marks)) {
@@ -152,16 +153,7 @@ fn evict<C: Cluster>(cluster: &C, pods: &[(&Pod, Vec<Condition>)]) -> Result<(),
             cluster.log(Level::Debug, &format!("marking pod {} for eviction: {error}", pod.0.metadata.name));
         }
     }
-    let deletes: Vec<Write> = pods
-        .iter()
-        .map(|(pod, _)| Write::Delete {
-            kind: PODS,
-            namespace: pod.metadata.namespace.clone(),
-            name: pod.metadata.name.clone(),
-            uid: pod.metadata.uid.clone(),
-            propagation: Propagation::Background,
-        })
-        .collect();
+    let deletes: Vec<Write> = pods.iter().map(|(pod, _)| Write::delete(PODS, &pod.metadata)).collect();
     let mut first_error = None;
     for ((pod, _), answer) in pods.iter().zip(cluster.apply(deletes)) {
         match answer {
@@ -186,17 +178,6 @@ fn node_patch(name: &str, subresource: &str, patch: serde_json::Value) -> Write 
         namespace: String::new(),
         name: name.to_owned(),
         subresource: subresource.to_owned(),
-        patch,
-    }
-}
-
-/// A merge patch of `pod`'s status.
-fn pod_status_patch(pod: &Pod, patch: serde_json::Value) -> Write {
-    Write::Patch {
-        kind: PODS,
-        namespace: pod.metadata.namespace.clone(),
-        name: pod.metadata.name.clone(),
-        subresource: "status".into(),
         patch,
     }
 }

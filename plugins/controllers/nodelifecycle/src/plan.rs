@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use engenho_controller::meta::{Condition, format_time, set_condition};
+use engenho_controller::nodes::{Node, Taint};
+use engenho_controller::pods::Pod;
 
 use crate::eviction::{Verdict, verdict};
 use crate::health::{last_heard, ready_status, silent_conditions};
-use crate::model::{Lease, Node, Pod, Taint};
+use crate::model::Lease;
 use crate::taints::{self, NO_EXECUTE};
 
 /// How often a node with `NoExecute` taints is looked at again, for pods

@@ -4,8 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use engenho_controller::meta::format_time;
-
-use crate::model::Taint;
+use engenho_controller::nodes::Taint;
 
 /// The taint of a node whose `Ready` condition is `False`.
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";

@@ -8,7 +8,6 @@
 //! Configuration (JSON, optional): `{"burstReplicas": 500}`, the most pods
 //! one reconcile creates or deletes.
 
-pub mod model;
 pub mod plan;
 pub mod pods;
 
@@ -16,14 +15,14 @@ use std::collections::BTreeMap;
 
 use engenho_controller::kinds::{PODS, REPLICA_SETS};
 use engenho_controller::meta::ObjectMeta;
+use engenho_controller::pods::Pod;
+use engenho_controller::replicasets::ReplicaSet;
 use engenho_controller::{
-    ApiError, Cluster, Controller, EventType, Interest, Key, Level, ObjectRef, Outcome, Propagation, Selector, Trigger,
-    Write,
+    ApiError, Cluster, Controller, EventType, Interest, Key, Level, ObjectRef, Outcome, Selector, Trigger, Write,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::model::{Pod, ReplicaSet};
 use crate::plan::{ManageFailure, Scale};
 
 /// The most pods one reconcile creates or deletes, unless configured.
@@ -106,13 +105,7 @@ impl ReplicaSets {
         let now = cluster.now();
         let status = plan::status(&rs, &active, now, failure_opt.as_ref());
         if status != rs.status {
-            cluster.write(Write::Patch {
-                kind: REPLICA_SETS,
-                namespace: rs.metadata.namespace.clone(),
-                name: rs.metadata.name.clone(),
-                subresource: "status".into(),
-                patch: json!({"status": status}),
-            })?;
+            cluster.write(Write::status_patch(REPLICA_SETS, &rs.metadata, json!(status)))?;
         }
         if let Some(failure) = failure_opt {
             return Ok(Outcome::Failed(failure.message));
@@ -127,7 +120,7 @@ impl ReplicaSets {
     /// the first failure, if any.
     fn manage<C: Cluster>(&self, cluster: &C, rs: &ReplicaSet, active: &[&Pod]) -> Option<ManageFailure> {
         let regarding = ObjectRef::to(&REPLICA_SETS, &rs.metadata);
-        match plan::scale(rs.spec.desired(), active.len(), self.burst_replicas) {
+        match plan::scale(rs.replicas().max(0), active.len(), self.burst_replicas) {
             Scale::Hold => None,
             Scale::Create(count) => {
                 let mut failure_opt = None;
@@ -167,16 +160,7 @@ impl ReplicaSets {
             Scale::Delete(count) => {
                 let owned: Vec<Pod> = active.iter().map(|pod| (*pod).clone()).collect();
                 let victims = pods::to_delete(&owned, count, cluster.now());
-                let writes = victims
-                    .iter()
-                    .map(|pod| Write::Delete {
-                        kind: PODS,
-                        namespace: pod.metadata.namespace.clone(),
-                        name: pod.metadata.name.clone(),
-                        uid: pod.metadata.uid.clone(),
-                        propagation: Propagation::Background,
-                    })
-                    .collect();
+                let writes = victims.iter().map(|pod| Write::delete(PODS, &pod.metadata)).collect();
                 let mut failure_opt = None;
                 for (pod, answer) in victims.iter().zip(cluster.apply(writes)) {
                     let name = &pod.metadata.name;

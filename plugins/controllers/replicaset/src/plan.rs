@@ -7,9 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use engenho_controller::kinds::REPLICA_SETS;
 use engenho_controller::meta::{Condition, OwnerReference, format_time};
+use engenho_controller::pods::Pod;
+use engenho_controller::replicasets::{ReplicaSet, ReplicaSetStatus};
 use serde_json::{Value, json};
 
-use crate::model::{Pod, ReplicaSet, ReplicaSetStatus};
 use crate::pods::{available_in, is_available};
 
 /// The condition a ReplicaSet carries while it cannot create or delete

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-
-use crate::model::Pod;
+use engenho_controller::pods::Pod;
 
 /// Whether `pod` is available at `now`: ready, and for more than
 /// `min_ready_seconds` (Kubernetes' `IsPodAvailable`).
@@ -79,7 +78,7 @@ fn deletion_order(a: &Pod, b: &Pod, rank_a: usize, rank_b: usize, now: DateTime<
                 Ordering::Equal
             }
         })
-        .then_with(|| b.restarts().cmp(&a.restarts()))
+        .then_with(|| b.max_container_restarts().cmp(&a.max_container_restarts()))
         .then_with(|| newer_first(a.metadata.created(), b.metadata.created(), now))
         .then_with(|| a.metadata.uid.cmp(&b.metadata.uid))
 }
@@ -98,8 +97,8 @@ fn newer_first(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>, now: DateTime
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{ContainerStatus, PodSpec, PodStatus};
     use engenho_controller::meta::{Condition, ObjectMeta, parse_time};
+    use engenho_controller::pods::{ContainerStatus, PodSpec, PodStatus};
 
     /// A pod named `name`, on `node` (or none), in `phase`, ready since
     /// `ready` (or not), created at `created`.
@@ -111,7 +110,7 @@ pub(crate) mod tests {
                 creation_timestamp: Some(created.into()),
                 ..ObjectMeta::default()
             },
-            spec: PodSpec { node_name: node.into() },
+            spec: PodSpec { node_name: node.into(), ..PodSpec::default() },
             status: PodStatus {
                 phase: phase.into(),
                 conditions: ready
@@ -123,7 +122,7 @@ pub(crate) mod tests {
                     })
                     .into_iter()
                     .collect(),
-                container_statuses: vec![],
+                ..PodStatus::default()
             },
         }
     }
@@ -137,7 +136,7 @@ pub(crate) mod tests {
         // Goal: each rule of Kubernetes' ranking decides over the later ones.
         let t = "2026-01-01T00:00:00Z";
         let mut restarting = pod("restarting", "n2", "Running", Some(t), t);
-        restarting.status.container_statuses = vec![ContainerStatus { restart_count: 4 }];
+        restarting.status.container_statuses = vec![ContainerStatus { restart_count: 4, ..ContainerStatus::default() }];
         let pods = vec![
             pod("ready-old", "n1", "Running", Some(t), t),
             pod("ready-new", "n3", "Running", Some(t), "2026-01-02T00:00:00Z"),
@@ -165,7 +164,7 @@ pub(crate) mod tests {
         cheap.metadata.annotations.insert(DELETION_COST.into(), "-5".into());
         let young = pod("young", "n2", "Running", Some(t), "2026-01-01T00:00:10Z");
         let mut restarting = pod("restarting", "n3", "Running", Some(t), "2026-01-01T00:00:00Z");
-        restarting.status.container_statuses = vec![ContainerStatus { restart_count: 1 }];
+        restarting.status.container_statuses = vec![ContainerStatus { restart_count: 1, ..ContainerStatus::default() }];
         let pods = vec![young, restarting, cheap];
         assert_eq!(names(to_delete(&pods, 3, now)), ["cheap", "restarting", "young"]);
     }

@@ -12,10 +12,18 @@ extern crate self as engenho_controller;
 
 pub mod kinds;
 pub mod meta;
+pub mod nodes;
+pub mod pods;
+pub mod replicasets;
+pub mod revisions;
 pub mod selector;
 
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
+
+/// `serde_json`, for the paths [`impl_revisions_owner!`] expands to.
+#[doc(hidden)]
+pub use serde_json;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -192,6 +200,32 @@ pub enum Write {
         /// What becomes of its dependents.
         propagation: Propagation,
     },
+}
+
+impl Write {
+    /// Merge-patches the status of the object of `kind` that `metadata`
+    /// describes: `{"status": status}`.
+    pub fn status_patch(kind: Kind, metadata: &meta::ObjectMeta, status: Value) -> Self {
+        Self::Patch {
+            kind,
+            namespace: metadata.namespace.clone(),
+            name: metadata.name.clone(),
+            subresource: "status".into(),
+            patch: serde_json::json!({"status": status}),
+        }
+    }
+
+    /// Deletes the object of `kind` that `metadata` describes (only while
+    /// it has that uid), its dependents in the background.
+    pub fn delete(kind: Kind, metadata: &meta::ObjectMeta) -> Self {
+        Self::Delete {
+            kind,
+            namespace: metadata.namespace.clone(),
+            name: metadata.name.clone(),
+            uid: metadata.uid.clone(),
+            propagation: Propagation::Background,
+        }
+    }
 }
 
 /// Whether an event is routine or a problem.

@@ -4,9 +4,10 @@
 
 use engenho_controller::kinds::{PODS, STATEFUL_SETS};
 use engenho_controller::meta::{ObjectMeta, OwnerReference};
+use engenho_controller::revisions::REVISION_LABEL;
 use serde_json::{Map, Value, json};
 
-use crate::model::{POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, StatefulSet};
+use crate::model::{POD_INDEX_LABEL, POD_NAME_LABEL, StatefulSet};
 
 /// The pod of `ordinal` made from `template`, labelled with `revision`.
 pub fn pod(set: &StatefulSet, template: &Value, revision: &str, ordinal: i32) -> Value {

@@ -11,23 +11,21 @@
 mod identity;
 mod model;
 mod plan;
-mod revision;
 mod status;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use engenho_controller::kinds::{CONTROLLER_REVISIONS, PERSISTENT_VOLUME_CLAIMS, PODS, STATEFUL_SETS};
+use engenho_controller::pods::{self, Pod};
+use engenho_controller::revisions;
 use engenho_controller::{
-    ApiError, Cluster, Controller, EventType, Interest, Key, ObjectRef, Outcome, Propagation, Selector, Trigger, Write,
-    decode,
+    ApiError, Cluster, Controller, EventType, Interest, Key, ObjectRef, Outcome, Selector, Trigger, Write,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::model::{Claim, Pod, Revision, StatefulSet};
+use crate::model::{Claim, StatefulSet};
 use crate::plan::{Action, Input, Plan, Version};
-use crate::revision::UpdateRevision;
 
 /// The controller's configuration: nothing to set.
 #[derive(Debug, Default, Deserialize)]
@@ -62,96 +60,39 @@ fn sync<C: Cluster>(cluster: &C, namespace: &str, name: &str) -> Result<Outcome,
     if set.spec.selector.is_empty() {
         return Ok(Outcome::Failed(format!("StatefulSet {name} has an empty selector and selects no pods")));
     }
-    let owned = Selector::owned_by(namespace, &set.metadata.uid);
-    let pods: Vec<Pod> = cluster.list_as::<Pod>(&PODS, &owned)?;
-    let pods: Vec<Pod> = pods.into_iter().filter(|p| p.metadata.is_controlled_by(&set.metadata.uid)).collect();
-    let revisions: Vec<Revision> = cluster.list_as::<Revision>(&CONTROLLER_REVISIONS, &owned)?;
-    let revisions: Vec<Revision> =
-        revisions.into_iter().filter(|r| r.metadata.is_controlled_by(&set.metadata.uid)).collect();
+    let pods: Vec<Pod> = pods::controlled_by(cluster, &set.metadata)?;
+    let history = revisions::controlled_by(cluster, &set.metadata)?;
     let claims: BTreeMap<String, Claim> = cluster
         .list_as::<Claim>(&PERSISTENT_VOLUME_CLAIMS, &Selector::namespace(namespace))?
         .into_iter()
         .map(|c| (c.metadata.name.clone(), c))
         .collect();
-    let update = match update_revision(cluster, &set, &revisions)? {
-        Ok(update) => update,
+    let update = match revisions::ensure_update_revision(cluster, &set, &history)? {
+        Ok(update) => Version::of(&update),
         Err(outcome) => return Ok(outcome),
     };
-    let current = revisions
+    let current = history
         .iter()
         .find(|r| r.metadata.name == set.status.current_revision)
-        .map_or_else(|| update.clone(), |r| Version { name: r.metadata.name.clone(), template: r.template() });
+        .map_or_else(|| update.clone(), Version::of);
     let now = cluster.now();
     let plan = plan::plan(&Input { set: &set, pods: &pods, claims: &claims, current: &current, update: &update, now });
     let failure = apply(cluster, &set, &plan);
-    prune(cluster, &set, &revisions, &pods, [current.name.as_str(), update.name.as_str()])?;
+    // Live: the current and update revisions, and those whose name labels
+    // a pod.
+    let live = [current.name.as_str(), update.name.as_str()];
+    revisions::prune(cluster, &set, &history, |r| {
+        live.contains(&r.metadata.name.as_str()) || pods.iter().any(|p| p.revision() == r.metadata.name)
+    })?;
     let status = status::status(&set, &pods, &current.name, &update.name, now);
     if status != set.status {
-        cluster.write(Write::Patch {
-            kind: STATEFUL_SETS,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            subresource: "status".into(),
-            patch: json!({"status": status}),
-        })?;
+        cluster.write(Write::status_patch(STATEFUL_SETS, &set.metadata, json!(status)))?;
     }
     Ok(match (failure, plan.blocked, plan.requeue) {
         (Some(error), _, _) | (None, Some(error), _) => Outcome::Failed(error),
         (None, None, Some(after)) => Outcome::RequeueAfter(after),
         (None, None, None) => Outcome::Done,
     })
-}
-
-/// The update revision, made or renumbered if it must be; or the outcome
-/// to answer at once (a hash collision, counted in the status).
-fn update_revision<C: Cluster>(
-    cluster: &C,
-    set: &StatefulSet,
-    revisions: &[Revision],
-) -> Result<Result<Version, Outcome>, ApiError> {
-    let namespace = set.metadata.namespace.clone();
-    let found = match revision::update_revision(set, revisions) {
-        UpdateRevision::Current(found) => found,
-        UpdateRevision::Renumber(found) => {
-            cluster.write(Write::Patch {
-                kind: CONTROLLER_REVISIONS,
-                namespace,
-                name: found.metadata.name.clone(),
-                subresource: String::new(),
-                patch: json!({"revision": found.revision}),
-            })?;
-            found
-        }
-        UpdateRevision::Create(object) => {
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            match cluster.write(Write::Create { kind: CONTROLLER_REVISIONS, namespace: namespace.clone(), object }) {
-                Ok(stored) => decode::<Revision>(&CONTROLLER_REVISIONS, &stored)?,
-                Err(error) if error.is_conflict() => {
-                    let existing = cluster.get_as::<Revision>(&CONTROLLER_REVISIONS, &namespace, &name)?;
-                    match existing {
-                        Some(existing) if existing.data == revision::patch(set) => existing,
-                        _ => return count_collision(cluster, set).map(Err),
-                    }
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    };
-    Ok(Ok(Version { name: found.metadata.name.clone(), template: found.template() }))
-}
-
-/// Counts a revision name taken by another template, so the next reconcile
-/// names the revision with another hash.
-fn count_collision<C: Cluster>(cluster: &C, set: &StatefulSet) -> Result<Outcome, ApiError> {
-    let count = set.status.collision_count.unwrap_or(0).saturating_add(1);
-    cluster.write(Write::Patch {
-        kind: STATEFUL_SETS,
-        namespace: set.metadata.namespace.clone(),
-        name: set.metadata.name.clone(),
-        subresource: "status".into(),
-        patch: json!({"status": {"collisionCount": count}}),
-    })?;
-    Ok(Outcome::RequeueAfter(Duration::ZERO))
 }
 
 /// Makes the plan's steps in order, each step's writes at once, recording
@@ -185,33 +126,6 @@ fn record_success<C: Cluster>(cluster: &C, regarding: &ObjectRef, action: &Actio
     if !action.success.is_empty() {
         cluster.emit(regarding, EventType::Normal, &format!("Successful{}", action.verb), &action.success);
     }
-}
-
-/// Deletes the revisions beyond the set's history limit.
-fn prune<C: Cluster>(
-    cluster: &C,
-    set: &StatefulSet,
-    revisions: &[Revision],
-    pods: &[Pod],
-    live: [&str; 2],
-) -> Result<(), ApiError> {
-    let deletes: Vec<Write> = revision::to_prune(set, revisions, pods, &live)
-        .into_iter()
-        .map(|r| Write::Delete {
-            kind: CONTROLLER_REVISIONS,
-            namespace: set.metadata.namespace.clone(),
-            name: r.metadata.name.clone(),
-            uid: r.metadata.uid.clone(),
-            propagation: Propagation::Background,
-        })
-        .collect();
-    for answer in cluster.apply(deletes) {
-        match answer {
-            Err(error) if !error.is_not_found() => return Err(error),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 engenho_controller::export_controller!(StatefulSets);

@@ -1,14 +1,15 @@
-//! The objects the controller reads: StatefulSets, their pods, claims and
-//! revisions, as far as it reads them. Unknown fields are skipped.
+//! The objects the controller reads: StatefulSets and claims, as far as it
+//! reads them (unknown fields are skipped), and what it reads from a pod
+//! beyond the SDK's view; pods and revisions are the SDK's.
 
 use chrono::{DateTime, Duration, Utc};
-use engenho_controller::meta::{Condition, ObjectMeta, condition, parse_time};
+use engenho_controller::kinds::STATEFUL_SETS;
+use engenho_controller::meta::ObjectMeta;
+use engenho_controller::pods::Pod;
 use engenho_controller::selector::LabelSelector;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The pod label naming the revision a pod was made from.
-pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// The pod label holding the pod's name.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// The pod label holding the pod's ordinal.
@@ -173,76 +174,6 @@ impl StatefulSet {
     }
 }
 
-/// A pod, as far as the controller reads it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Pod {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// Its status.
-    pub status: PodStatus,
-}
-
-/// A pod's status.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PodStatus {
-    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
-    pub phase: String,
-    /// Its conditions.
-    pub conditions: Vec<Condition>,
-}
-
-impl Pod {
-    /// Whether its deletion was asked for.
-    pub fn is_terminating(&self) -> bool {
-        self.metadata.is_deleting()
-    }
-
-    /// Whether it ran to an end (failed or succeeded) and will not run again.
-    pub fn is_finished(&self) -> bool {
-        self.status.phase == "Failed" || self.status.phase == "Succeeded"
-    }
-
-    /// Whether it is running with its `Ready` condition true.
-    pub fn is_running_and_ready(&self) -> bool {
-        self.status.phase == "Running"
-            && condition(&self.status.conditions, "Ready").is_some_and(|c| c.status == "True")
-    }
-
-    /// Whether it is running, ready, and not being deleted.
-    pub fn is_healthy(&self) -> bool {
-        self.is_running_and_ready() && !self.is_terminating()
-    }
-
-    /// How long until it has been ready `min_ready_seconds` (zero: it is
-    /// available now); `None` when it is not running and ready.
-    pub fn time_to_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> Option<Duration> {
-        if !self.is_running_and_ready() {
-            return None;
-        }
-        if min_ready_seconds <= 0 {
-            return Some(Duration::zero());
-        }
-        let since = condition(&self.status.conditions, "Ready")
-            .and_then(|c| c.last_transition_time.as_deref())
-            .and_then(parse_time)
-            .unwrap_or(now);
-        let due = since + Duration::seconds(i64::from(min_ready_seconds));
-        Some((due - now).max(Duration::zero()))
-    }
-
-    /// Whether it has been ready `min_ready_seconds`.
-    pub fn is_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
-        self.time_to_available(min_ready_seconds, now).is_some_and(|left| left.is_zero())
-    }
-
-    /// The revision it was made from.
-    pub fn revision(&self) -> &str {
-        self.metadata.labels.get(REVISION_LABEL).map_or("", String::as_str)
-    }
-}
-
 /// A PersistentVolumeClaim, as far as the controller reads it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -251,25 +182,39 @@ pub struct Claim {
     pub metadata: ObjectMeta,
 }
 
-/// A ControllerRevision.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Revision {
-    /// Its metadata.
-    pub metadata: ObjectMeta,
-    /// The template patch it records.
-    pub data: Value,
-    /// Its number in the set's history.
-    pub revision: i64,
+engenho_controller::impl_revisions_owner!(StatefulSet, STATEFUL_SETS, "StatefulSet");
+
+/// What the statefulset controller reads from a pod beyond the SDK's view.
+pub trait StatefulPod {
+    /// Whether it is running, ready, and not being deleted.
+    fn is_healthy(&self) -> bool;
+
+    /// How long until it has been ready `min_ready_seconds` (zero: it is
+    /// available now); `None` when it is not running and ready.
+    fn time_to_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> Option<Duration>;
+
+    /// Whether it has been ready `min_ready_seconds`.
+    fn is_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> bool;
 }
 
-impl Revision {
-    /// The pod template it records (without the patch directive).
-    pub fn template(&self) -> Value {
-        let mut template = self.data["spec"]["template"].clone();
-        if let Some(fields) = template.as_object_mut() {
-            fields.remove("$patch");
+impl StatefulPod for Pod {
+    fn is_healthy(&self) -> bool {
+        self.is_running_and_ready() && !self.metadata.is_deleting()
+    }
+
+    fn time_to_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> Option<Duration> {
+        if !self.is_running_and_ready() {
+            return None;
         }
-        template
+        if min_ready_seconds <= 0 {
+            return Some(Duration::zero());
+        }
+        let since = self.ready_since().flatten().unwrap_or(now);
+        let due = since + Duration::seconds(i64::from(min_ready_seconds));
+        Some((due - now).max(Duration::zero()))
+    }
+
+    fn is_available(&self, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
+        self.time_to_available(min_ready_seconds, now).is_some_and(|left| left.is_zero())
     }
 }

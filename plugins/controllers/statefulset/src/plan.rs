@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use engenho_controller::kinds::{PERSISTENT_VOLUME_CLAIMS, PODS};
+use engenho_controller::pods::Pod;
+use engenho_controller::revisions::Revision;
 use engenho_controller::{Propagation, Write};
 use serde_json::{Value, json};
 
 use crate::identity;
-use crate::model::{Claim, Pod, StatefulSet};
+use crate::model::{Claim, StatefulPod, StatefulSet};
 
 /// A revision the plan makes pods from.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +22,13 @@ pub struct Version {
     pub name: String,
     /// The pod template it records.
     pub template: Value,
+}
+
+impl Version {
+    /// The version `revision` records.
+    pub fn of(revision: &Revision) -> Self {
+        Self { name: revision.metadata.name.clone(), template: revision.template() }
+    }
 }
 
 /// What the planner reads.
@@ -137,8 +146,8 @@ fn replica_pass(
             }
             continue;
         };
-        if pod.is_finished() {
-            if !pod.is_terminating() {
+        if pod.is_terminal() {
+            if !pod.metadata.is_deleting() {
                 pod_writes.push(delete_pod(set, pod));
             }
             finished = true;
@@ -150,7 +159,7 @@ fn replica_pass(
         if !ordered {
             continue;
         }
-        if pod.is_terminating() || !pod.is_running_and_ready() {
+        if pod.metadata.is_deleting() || !pod.is_running_and_ready() {
             return Flow::Wait;
         }
         if let Some(left) = pod.time_to_available(set.spec.min_ready_seconds, input.now).filter(|l| !l.is_zero()) {
@@ -253,7 +262,7 @@ fn condemned_pass(input: &Input, replicas: &[(i32, Option<&Pod>)], condemned: &[
         .map(|pod| pod.metadata.uid.as_str());
     let mut deletes = Vec::new();
     for (_, pod) in condemned {
-        if pod.is_terminating() {
+        if pod.metadata.is_deleting() {
             if ordered {
                 break;
             }
@@ -288,7 +297,7 @@ fn rolling_update(input: &Input, replicas: &[(i32, Option<&Pod>)]) -> Option<Act
     let from = usize::try_from(set.partition().unwrap_or(0)).unwrap_or(0);
     for (_, found) in replicas.iter().skip(from).rev() {
         let pod = (*found)?;
-        if pod.revision() != input.update.name && !pod.is_terminating() {
+        if pod.revision() != input.update.name && !pod.metadata.is_deleting() {
             return Some(delete_pod(set, pod));
         }
         if !pod.is_healthy() {
@@ -341,8 +350,9 @@ fn claim_owner_fixes(input: &Input, replicas: &[(i32, Option<&Pod>)], condemned:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{REVISION_LABEL, RetentionPolicy, Spec};
+    use crate::model::{RetentionPolicy, Spec};
     use engenho_controller::meta::{Condition, ObjectMeta, OwnerReference, parse_time};
+    use engenho_controller::revisions::REVISION_LABEL;
 
     const NOW: &str = "2026-12-05T04:00:00Z";
 

@@ -2,8 +2,9 @@
 //! `computeReplicaStatus` and `completeRollingUpdate` count them.
 
 use chrono::{DateTime, Utc};
+use engenho_controller::pods::Pod;
 
-use crate::model::{Pod, StatefulSet, Status};
+use crate::model::{StatefulPod, StatefulSet, Status};
 
 /// The status of `set` with `pods`, at revisions `current` and `update`.
 pub fn status(set: &StatefulSet, pods: &[Pod], current: &str, update: &str, now: DateTime<Utc>) -> Status {
@@ -22,7 +23,7 @@ pub fn status(set: &StatefulSet, pods: &[Pod], current: &str, update: &str, now:
                 status.available_replicas += 1;
             }
         }
-        if !pod.is_terminating() {
+        if !pod.metadata.is_deleting() {
             if pod.revision() == current {
                 status.current_replicas += 1;
             }
@@ -41,8 +42,8 @@ pub fn status(set: &StatefulSet, pods: &[Pod], current: &str, update: &str, now:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::REVISION_LABEL;
     use engenho_controller::meta::parse_time;
+    use engenho_controller::revisions::REVISION_LABEL;
     use serde_json::json;
 
     fn set(strategy: &str) -> StatefulSet {
