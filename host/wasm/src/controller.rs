@@ -233,7 +233,10 @@ impl ControllerPlugin {
     }
 
     /// A fresh, configured instance, and the interests it named.
-    async fn instantiate(&self, host: &PluginHost) -> Result<(Pooled<bindings::ControllerPlugin>, Vec<Interest>), PluginError> {
+    async fn instantiate(
+        &self,
+        host: &PluginHost,
+    ) -> Result<(Pooled<bindings::ControllerPlugin>, Vec<Interest>), PluginError> {
         let mut store = host.store(&self.name, &self.limits, &super::Grants::default())?;
         store.set_epoch_deadline(1);
         let instance =

@@ -62,7 +62,6 @@ pub use discovery::KUBERNETES_MINOR;
 pub use handlers::REQUEST_BODY_BYTES_MAX;
 pub use pki::Credentials;
 pub use status::{ApiError, Cause};
-pub use validation::cron;
 
 use handlers::ApiState;
 use objects::{ObjectStore, WriteOptions};

@@ -14,7 +14,6 @@ use super::status::{ApiError, Cause};
 
 mod apps;
 mod cluster;
-pub mod cron;
 mod networking;
 pub(super) mod pods;
 mod quota_scopes;

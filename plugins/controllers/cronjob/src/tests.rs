@@ -140,6 +140,10 @@ fn suspended_and_foreign_time_zone_cronjobs_do_not_run() {
     assert!(plan(&cron(hourly(json!({"timeZone": "UTC"})), json!({})), &[], now).run.is_some());
     let broken = plan(&cron(hourly(json!({"schedule": "every hour"})), json!({})), &[], now);
     assert_eq!(reasons(&broken), vec!["UnparseableSchedule"]);
+    assert_eq!(
+        broken.events[0].message,
+        "unparseable schedule: \"every hour\" : expected exactly 5 fields, found 2: [every hour]"
+    );
 }
 
 #[test]

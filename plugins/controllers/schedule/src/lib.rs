@@ -4,11 +4,16 @@
 //! `@daily`/`@midnight`, `@weekly`, `@monthly`, `@yearly`/`@annually`).
 //! As in Vixie cron, when both day fields are restricted a day matching
 //! either one is a match; when either is `*` both must match. Times are UTC.
+//! Schedules are read, and refused with the same words, as Kubernetes' cron
+//! parser (robfig/cron) reads them, so the API server's validation and the
+//! CronJob controller agree.
 
+mod error;
 mod field;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 
+pub use crate::error::CronError;
 use crate::field::{DAYS_OF_MONTH, DAYS_OF_WEEK, Field, HOURS, MINUTES, MONTHS};
 
 /// How many years ahead [`Schedule::next_after`] looks before it gives up
@@ -26,24 +31,28 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Reads `text`, five fields or a descriptor.
+    /// Reads `text`, five fields or a descriptor (`@hourly`, `@daily`,
+    /// `@midnight`, `@weekly`, `@monthly`, `@yearly`, `@annually`; exactly
+    /// so spelled).
     ///
     /// # Errors
-    /// What does not parse, in words.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let expanded = match text.to_ascii_lowercase().as_str() {
+    /// The [`CronError`] of the first thing that does not parse.
+    pub fn parse(text: &str) -> Result<Self, CronError> {
+        if text.is_empty() {
+            return Err(CronError::Empty);
+        }
+        let expanded = match text {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
             "@weekly" => "0 0 * * 0",
             "@daily" | "@midnight" => "0 0 * * *",
             "@hourly" => "0 * * * *",
-            other if other.starts_with('@') => return Err(format!("unrecognized descriptor: {text}")),
-            _ => text,
+            other if other.starts_with('@') => return Err(CronError::Descriptor(other.to_owned())),
+            other => other,
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();
         let [minutes, hours, days_of_month, months, days_of_week] = fields[..] else {
-            return Err(format!("expected exactly 5 fields, found {}: {text}", fields.len()));
+            return Err(CronError::FieldCount(fields.iter().map(|field| (*field).to_owned()).collect()));
         };
         Ok(Self {
             minutes: field::parse(minutes, &MINUTES)?,

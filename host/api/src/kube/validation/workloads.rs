@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::super::disruption::selects;
 use super::super::status::Cause;
-use super::{NEGATIVE_MESSAGE, apps, cron, forbidden, invalid, label_selector, pods, required, text, unsupported};
+use super::{NEGATIVE_MESSAGE, apps, forbidden, invalid, label_selector, pods, required, text, unsupported};
 
 /// Highest value of a PriorityClass a user may create.
 const USER_PRIORITY_MAX: i64 = 1_000_000_000;
@@ -237,7 +237,7 @@ fn schedule(schedule: &str) -> Vec<Cause> {
     } else {
         schedule
     };
-    if let Err(error) = cron::Schedule::parse(bare) {
+    if let Err(error) = cron_schedule::Schedule::parse(bare) {
         causes.push(invalid("spec.schedule", &shown, &error.to_string()));
     }
     if schedule.contains("TZ") {
