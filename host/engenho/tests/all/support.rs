@@ -36,12 +36,18 @@ fn precompiled_plugins() -> &'static Path {
 }
 
 /// Puts the precompiled built-in plugins in a node's plugin cache `cache`
-/// (a node loads them from there instead of compiling them).
+/// (a node loads them from there instead of compiling them): those of this
+/// build only, not what earlier builds left in the shared directory (on a
+/// test's small disk they would not fit).
 fn seed_precompiled_plugins(cache: &Path) {
     std::fs::create_dir_all(cache).expect("the node's plugin cache");
+    let digests: Vec<String> =
+        engenho_plugin_artifacts::PLUGINS.iter().map(|(_, bytes)| engenho_wasm::digest_of(bytes)).collect();
     for entry in std::fs::read_dir(precompiled_plugins()).expect("the precompiled plugins").flatten() {
         let target = cache.join(entry.file_name());
-        if entry.path().extension().is_some_and(|e| e == "cwasm") && !target.exists() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let current = digests.iter().any(|digest| name.starts_with(&format!("{digest}-")));
+        if current && entry.path().extension().is_some_and(|e| e == "cwasm") && !target.exists() {
             std::fs::copy(entry.path(), &target).expect("seeding a node's plugin cache");
         }
     }

@@ -202,7 +202,7 @@ impl JobPod for Pod {
             .status
             .container_statuses
             .iter()
-            .filter_map(|c| c.state["terminated"]["finishedAt"].as_str().and_then(parse_time));
+            .filter_map(|c| c.state.terminated.as_ref()?.finished_at.as_deref().and_then(parse_time));
         exits
             .max()
             .or_else(|| {

@@ -141,7 +141,7 @@ fn restarts_beyond_the_limit_fail_an_on_failure_job() {
     running
         .status
         .container_statuses
-        .push(engenho_controller::pods::ContainerStatus { restart_count: 2, state: json!({}) });
+        .push(engenho_controller::pods::ContainerStatus { restart_count: 2, ..Default::default() });
     let plan = plan(&job, &[running], now());
     assert!(plan.status.has("FailureTarget"));
     assert_eq!(plan.deletes.len(), 1);

@@ -123,8 +123,26 @@ pub struct PodStatus {
 pub struct ContainerStatus {
     /// How often the container restarted.
     pub restart_count: i32,
-    /// Its current state (`waiting`, `running` or `terminated`), as written.
-    pub state: Value,
+    /// Its current state, as far as controllers read it.
+    pub state: ContainerState,
+}
+
+/// A container's current state, as far as controllers read it (read as a
+/// typed record, not a JSON tree: every controller decodes every pod's
+/// statuses on each reconcile).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ContainerState {
+    /// Set when the container has exited.
+    pub terminated: Option<Terminated>,
+}
+
+/// How a container exited, as far as controllers read it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Terminated {
+    /// When it exited (RFC 3339).
+    pub finished_at: Option<String>,
 }
 
 /// One IP of a pod.
