@@ -11,7 +11,7 @@
 pub mod plan;
 pub mod pods;
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 
 use engenho_controller::kinds::{PODS, REPLICA_SETS};
 use engenho_controller::meta::ObjectMeta;
@@ -185,19 +185,17 @@ impl ReplicaSets {
     }
 }
 
-/// The pods of `rs`'s namespace its selector picks, and those it controls.
+/// The pods of `rs`'s namespace its selector picks, and those it controls,
+/// each once.
 fn candidate_pods<C: Cluster>(cluster: &C, rs: &ReplicaSet) -> Result<Vec<Pod>, ApiError> {
     let namespace = &rs.metadata.namespace;
     let selected = Selector { labels: rs.spec.selector.to_text(), ..Selector::namespace(namespace) };
-    let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
-    for pod in cluster
-        .list_as::<Pod>(&PODS, &selected)?
-        .into_iter()
-        .chain(cluster.list_as::<Pod>(&PODS, &Selector::owned_by(namespace, &rs.metadata.uid))?)
-    {
-        pods.insert(pod.metadata.uid.clone(), pod);
-    }
-    Ok(pods.into_values().collect())
+    let mut pods = cluster.list_as::<Pod>(&PODS, &selected)?;
+    let owned = cluster.list_as::<Pod>(&PODS, &Selector::owned_by(namespace, &rs.metadata.uid))?;
+    let known: HashSet<&str> = pods.iter().map(|pod| pod.metadata.uid.as_str()).collect();
+    let released: Vec<Pod> = owned.into_iter().filter(|pod| !known.contains(pod.metadata.uid.as_str())).collect();
+    pods.extend(released);
+    Ok(pods)
 }
 
 /// A merge patch of `pod`.
