@@ -29,6 +29,14 @@ pub enum CronError {
     Reversed(u64, u64, String),
     /// A step of zero, and the range holding it.
     ZeroStep(String),
+    /// An `@every` schedule whose duration does not parse: the schedule,
+    /// and Go's words for the duration.
+    Duration {
+        /// The whole schedule.
+        schedule: String,
+        /// Why its duration does not parse.
+        reason: String,
+    },
 }
 
 impl fmt::Display for CronError {
@@ -54,6 +62,7 @@ impl fmt::Display for CronError {
                 write!(f, "beginning of range ({start}) beyond end of range ({end}): {part}")
             }
             Self::ZeroStep(part) => write!(f, "step of range should be a positive number: {part}"),
+            Self::Duration { schedule, reason } => write!(f, "failed to parse duration {schedule}: {reason}"),
         }
     }
 }

@@ -1,13 +1,15 @@
 //! Cron schedules as Kubernetes' CronJobs write them (`spec.schedule`):
 //! five fields (minute, hour, day of month, month, day of week) with lists,
-//! ranges, steps and month and weekday names, or a descriptor (`@hourly`,
-//! `@daily`/`@midnight`, `@weekly`, `@monthly`, `@yearly`/`@annually`).
+//! ranges, steps and month and weekday names, a descriptor (`@hourly`,
+//! `@daily`/`@midnight`, `@weekly`, `@monthly`, `@yearly`/`@annually`), or
+//! a fixed interval (`@every 90m`).
 //! As in Vixie cron, when both day fields are restricted a day matching
 //! either one is a match; when either is `*` both must match. Times are UTC.
 //! Schedules are read, and refused with the same words, as Kubernetes' cron
 //! parser (robfig/cron) reads them, so the API server's validation and the
 //! CronJob controller agree.
 
+mod duration;
 mod error;
 mod field;
 
@@ -22,7 +24,17 @@ pub const SEARCH_YEARS: i32 = 5;
 
 /// A parsed cron schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
+pub enum Schedule {
+    /// Five fields: the minutes at which it fires.
+    Fields(Fields),
+    /// `@every <duration>`: a fixed interval after each time, in whole
+    /// seconds, at least one (as Kubernetes' cron parser rounds it).
+    Every(Duration),
+}
+
+/// The five fields of a schedule: the values each allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
     minutes: Field,
     hours: Field,
     days_of_month: Field,
@@ -31,15 +43,20 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Reads `text`, five fields or a descriptor (`@hourly`, `@daily`,
+    /// Reads `text`: five fields, a descriptor (`@hourly`, `@daily`,
     /// `@midnight`, `@weekly`, `@monthly`, `@yearly`, `@annually`; exactly
-    /// so spelled).
+    /// so spelled) or `@every ` and a Go duration (`1h30m`).
     ///
     /// # Errors
     /// The [`CronError`] of the first thing that does not parse.
     pub fn parse(text: &str) -> Result<Self, CronError> {
         if text.is_empty() {
             return Err(CronError::Empty);
+        }
+        if let Some(interval) = text.strip_prefix("@every ") {
+            let every = duration::parse(interval)
+                .map_err(|reason| CronError::Duration { schedule: text.to_owned(), reason })?;
+            return Ok(Self::Every(every));
         }
         let expanded = match text {
             "@yearly" | "@annually" => "0 0 1 1 *",
@@ -54,15 +71,28 @@ impl Schedule {
         let [minutes, hours, days_of_month, months, days_of_week] = fields[..] else {
             return Err(CronError::FieldCount(fields.iter().map(|field| (*field).to_owned()).collect()));
         };
-        Ok(Self {
+        Ok(Self::Fields(Fields {
             minutes: field::parse(minutes, &MINUTES)?,
             hours: field::parse(hours, &HOURS)?,
             days_of_month: field::parse(days_of_month, &DAYS_OF_MONTH)?,
             months: field::parse(months, &MONTHS)?,
             days_of_week: field::parse(days_of_week, &DAYS_OF_WEEK)?,
-        })
+        }))
     }
 
+    /// The first time strictly after `time` at which the schedule fires, or
+    /// `None` when it does not within [`SEARCH_YEARS`]: for fields, a whole
+    /// minute; for an interval, `time` without its fraction of a second
+    /// plus the interval.
+    pub fn next_after(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Fields(fields) => fields.next_after(time),
+            Self::Every(every) => time.with_nanosecond(0)?.checked_add_signed(*every),
+        }
+    }
+}
+
+impl Fields {
     /// Whether the schedule fires at `time`'s minute.
     pub fn matches(&self, time: DateTime<Utc>) -> bool {
         self.months.allows(time.month())
@@ -78,9 +108,9 @@ impl Schedule {
         if self.days_of_month.star || self.days_of_week.star { by_month && by_week } else { by_month || by_week }
     }
 
-    /// The first time strictly after `time` at which the schedule fires (a
-    /// whole minute), or `None` when it does not within [`SEARCH_YEARS`].
-    pub fn next_after(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The first whole minute strictly after `time` at which the fields
+    /// fire, or `None` when none does within [`SEARCH_YEARS`].
+    fn next_after(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let start = time.with_second(0)?.with_nanosecond(0)?.checked_add_signed(Duration::minutes(1))?;
         let limit = start.year().checked_add(SEARCH_YEARS)?;
         let mut date = start.date_naive();

@@ -18,6 +18,14 @@ fn values(field: Field) -> Vec<u32> {
     (0..64).filter(|v| field.allows(*v)).collect()
 }
 
+/// The fields of a five-field schedule.
+fn fields(spec: &str) -> Fields {
+    match Schedule::parse(spec).expect("parses") {
+        Schedule::Fields(fields) => fields,
+        every => panic!("{spec} is an interval: {every:?}"),
+    }
+}
+
 fn error(spec: &str) -> String {
     Schedule::parse(spec).expect_err("refused").to_string()
 }
@@ -47,7 +55,6 @@ fn descriptors_stand_for_their_five_fields() {
     assert_eq!(next("@monthly", "2026-12-05T04:10:00Z").as_deref(), Some("2027-01-01T00:00:00Z"));
     assert_eq!(next("@yearly", "2026-12-05T04:10:00Z").as_deref(), Some("2027-01-01T00:00:00Z"));
     assert_eq!(next("@annually", "2026-12-05T04:10:00Z").as_deref(), Some("2027-01-01T00:00:00Z"));
-    assert!(Schedule::parse("@every 5m").is_err());
 }
 
 #[test]
@@ -74,18 +81,51 @@ fn malformed_schedules_are_refused() {
 
 #[test]
 fn fields_parse_into_sets() {
-    let schedule = Schedule::parse("*/15 9-17 1,15 jan-MAR mon-fri").expect("parses");
+    let schedule = fields("*/15 9-17 1,15 jan-MAR mon-fri");
     assert_eq!(values(schedule.minutes), [0, 15, 30, 45]);
     assert_eq!(values(schedule.hours), (9..=17).collect::<Vec<_>>());
     assert_eq!(values(schedule.days_of_month), [1, 15]);
     assert_eq!(values(schedule.months), [1, 2, 3]);
     assert_eq!(values(schedule.days_of_week), [1, 2, 3, 4, 5]);
     assert!(!schedule.days_of_month.star && !schedule.days_of_week.star);
-    assert_eq!(values(Schedule::parse("5/20 * * * *").expect("parses").minutes), [5, 25, 45]);
+    assert_eq!(values(fields("5/20 * * * *").minutes), [5, 25, 45]);
     assert_eq!(Schedule::parse("@weekly"), Schedule::parse("0 0 * * 0"));
     assert_eq!(Schedule::parse("@annually"), Schedule::parse("0 0 1 1 *"));
-    let midnight = Schedule::parse("@midnight").expect("parses");
+    let midnight = fields("@midnight");
     assert!(midnight.days_of_month.star && midnight.days_of_week.star);
+}
+
+#[test]
+fn every_fires_a_fixed_interval_after_in_whole_seconds() {
+    assert_eq!(next("@every 1h30m", "2026-12-05T04:00:00Z").as_deref(), Some("2026-12-05T05:30:00Z"));
+    assert_eq!(next("@every 90s", "2026-12-05T04:00:10.750Z").as_deref(), Some("2026-12-05T04:01:40Z"));
+    assert_eq!(Schedule::parse("@every 1.5h"), Schedule::parse("@every 90m"));
+    assert_eq!(Schedule::parse("@every 2500ms"), Ok(Schedule::Every(Duration::seconds(2))), "whole seconds");
+    for short in ["@every 0", "@every 10ms", "@every -5m", "@every 999999us"] {
+        assert_eq!(Schedule::parse(short), Ok(Schedule::Every(Duration::seconds(1))), "{short}: at least a second");
+    }
+    assert_eq!(Schedule::parse("@every 1\u{b5}s"), Schedule::parse("@every 1us"));
+}
+
+#[test]
+fn every_refuses_what_go_refuses_in_go_words() {
+    assert_eq!(error("@every 1"), "failed to parse duration @every 1: time: missing unit in duration \"1\"");
+    assert_eq!(error("@every 1x"), "failed to parse duration @every 1x: time: unknown unit \"x\" in duration \"1x\"");
+    assert_eq!(
+        error("@every 1h-"),
+        "failed to parse duration @every 1h-: time: unknown unit \"h-\" in duration \"1h-\""
+    );
+    assert_eq!(
+        error("@every 1..5h"),
+        "failed to parse duration @every 1..5h: time: missing unit in duration \"1..5h\""
+    );
+    for bad in ["", "h", ".h", "1h.", " 1h", "9223372036854775808h", "3000000h"] {
+        assert_eq!(
+            error(&format!("@every {bad}")),
+            format!("failed to parse duration @every {bad}: time: invalid duration \"{bad}\""),
+        );
+    }
+    assert_eq!(error("@every"), "unrecognized descriptor: @every");
 }
 
 #[test]
@@ -208,7 +248,7 @@ proptest! {
     ) {
         // Goal: next_after is strictly later, fires, and no earlier minute
         // fires (checked over the first day after the input).
-        let parsed = Schedule::parse(&text).expect("a generated schedule parses");
+        let parsed = fields(&text);
         let from = DateTime::from_timestamp(seconds, 0).expect("a time");
         if let Some(next) = parsed.next_after(from) {
             prop_assert!(next > from);

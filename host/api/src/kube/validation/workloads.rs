@@ -355,6 +355,12 @@ mod tests {
     fn cron_jobs_need_a_standard_schedule_without_a_zone_of_its_own() {
         assert!(cron("*/5 * * * *", None).is_empty());
         assert!(cron("@daily", Some("UTC")).is_empty());
+        assert!(cron("@every 1h30m", None).is_empty());
+        assert_eq!(
+            cron("@every 1x", None),
+            ["spec.schedule: Invalid value: \"@every 1x\": failed to parse duration @every 1x: time: unknown unit \
+              \"x\" in duration \"1x\""]
+        );
         assert_eq!(
             cron("bad", None),
             ["spec.schedule: Invalid value: \"bad\": expected exactly 5 fields, found 1: [bad]"]

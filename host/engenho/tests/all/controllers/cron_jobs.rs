@@ -4,7 +4,8 @@
 //! `lastScheduleTime` and `status.active` recorded; at the next minute a
 //! CronJob allowing concurrency makes a second Job while one with
 //! `concurrencyPolicy: Forbid`, its Job still running, makes none and
-//! records a `JobAlreadyActive` event.
+//! records a `JobAlreadyActive` event. A CronJob on `@every 5s` makes its
+//! first Job within seconds.
 //! Method: a real `engenho up` node and the kubelet stand-in keeping every
 //! pod Running and Ready (so the Jobs never finish); each step waits (with
 //! a deadline) on what kubectl shows.
@@ -20,10 +21,10 @@ use crate::support::{EngenhoNode, Kubectl, wait_for};
 /// controller a moment more.
 const MINUTE_AND_MORE: Duration = Duration::from_secs(75);
 
-fn cron_job(name: &str, policy: &str) -> String {
+fn cron_job(name: &str, policy: &str, schedule: &str) -> String {
     format!(
         r#"{{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {{"name": "{name}"}},
-  "spec": {{"schedule": "*/1 * * * *", "concurrencyPolicy": "{policy}",
+  "spec": {{"schedule": "{schedule}", "concurrencyPolicy": "{policy}",
     "jobTemplate": {{"spec": {{"template": {{"spec": {{"restartPolicy": "Never",
       "containers": [{{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}}]}}}}}}}}}}}}"#
     )
@@ -52,8 +53,11 @@ fn cron_jobs_make_jobs_each_minute_unless_forbidden_to_overlap() {
     let kubectl = Kubectl::for_node(&node);
     let _kubelet = Kubelet::start(Kubectl::for_node(&node), vec![Rule::every_pod_ready()]);
 
-    kubectl.ok_with(&["apply", "-f", "-"], Some(&cron_job("hello", "Allow")));
-    kubectl.ok_with(&["apply", "-f", "-"], Some(&cron_job("solo", "Forbid")));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&cron_job("interval", "Allow", "@every 5s")));
+    wait_for("a Job of the @every CronJob", Duration::from_secs(20), || !jobs_of(&kubectl, "interval").is_empty());
+    kubectl.ok(&["delete", "cronjob", "interval"]);
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&cron_job("hello", "Allow", "*/1 * * * *")));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&cron_job("solo", "Forbid", "*/1 * * * *")));
     let created = minutes_now();
     wait_for("a Job of each CronJob", MINUTE_AND_MORE, || {
         jobs_of(&kubectl, "hello").len() == 1 && jobs_of(&kubectl, "solo").len() == 1
