@@ -212,6 +212,26 @@ proptest! {
     }
 
     #[test]
+    fn any_interval_parses_to_whole_seconds_or_is_refused_without_panic(
+        interval in "[-+.0-9hmsnuµμx ]{0,24}",
+        from in 0i64..4_000_000_000,
+    ) {
+        if let Ok(Schedule::Every(every)) = Schedule::parse(&format!("@every {interval}")) {
+            prop_assert!(every >= Duration::seconds(1));
+            prop_assert_eq!(every.subsec_nanos(), 0);
+            let from = DateTime::from_timestamp(from, 0).expect("a time");
+            prop_assert_eq!(Schedule::Every(every).next_after(from), from.checked_add_signed(every));
+        }
+    }
+
+    #[test]
+    fn go_durations_of_whole_units_read_as_their_sum(hours in 0i64..1000, minutes in 0i64..1000, seconds in 0i64..1000) {
+        let text = format!("@every {hours}h{minutes}m{seconds}s");
+        let expected = Duration::seconds((hours * 3600 + minutes * 60 + seconds).max(1));
+        prop_assert_eq!(Schedule::parse(&text), Ok(Schedule::Every(expected)));
+    }
+
+    #[test]
     fn next_after_is_the_first_matching_minute(
         minute in 0u32..60, hour in 0u32..24, day in 1u32..29, start in 0i64..4_000_000_000,
     ) {
