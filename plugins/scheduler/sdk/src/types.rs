@@ -1,0 +1,339 @@
+//! The scheduler-plugin world's records (`wit/scheduler.wit`) as plain
+//! Rust: what the host sends and what a plugin answers, the same on both
+//! sides of the boundary.
+
+/// An amount of a resource: millicores of CPU, bytes of memory or storage,
+/// or a count.
+pub type Quantity = u64;
+
+/// A label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Label {
+    /// The key, e.g. `topology.kubernetes.io/zone`.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+/// An extended resource (e.g. `example.com/gpu`), by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExtendedResource {
+    /// The resource's name.
+    pub name: String,
+    /// How much of it.
+    pub amount: Quantity,
+}
+
+/// Amounts of every resource the scheduler counts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// CPU, in millicores.
+    pub milli_cpu: Quantity,
+    /// Memory, in bytes.
+    pub memory: Quantity,
+    /// Ephemeral storage, in bytes.
+    pub ephemeral_storage: Quantity,
+    /// Pods (a node's allocatable count; 1 in a pod's requests).
+    pub pods: Quantity,
+    /// Extended resources, each named once.
+    pub extended: Vec<ExtendedResource>,
+}
+
+/// How a taint repels pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaintEffect {
+    /// New pods that do not tolerate it are not scheduled there.
+    NoSchedule,
+    /// The scheduler avoids the node when it can.
+    PreferNoSchedule,
+    /// Running pods that do not tolerate it are evicted.
+    NoExecute,
+}
+
+/// A node's taint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    /// The taint's key.
+    pub key: String,
+    /// Its value, or empty.
+    pub value: String,
+    /// What it does.
+    pub effect: TaintEffect,
+}
+
+/// How a toleration compares values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TolerationOperator {
+    /// The taint's value must equal the toleration's.
+    Equal,
+    /// Any value (and, with an empty key, any key).
+    Exists,
+}
+
+/// A pod's toleration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toleration {
+    /// The key tolerated; empty with `Exists` tolerates every taint.
+    pub key: String,
+    /// How values compare.
+    pub operator: TolerationOperator,
+    /// The value tolerated, for `Equal`.
+    pub value: String,
+    /// The effect tolerated; `None` tolerates every effect.
+    pub effect: Option<TaintEffect>,
+}
+
+/// How a label selector requirement compares a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectorOperator {
+    /// The label's value is one of the values.
+    In,
+    /// The label is absent or its value is none of the values.
+    NotIn,
+    /// The label is present.
+    Exists,
+    /// The label is absent.
+    DoesNotExist,
+}
+
+/// One requirement of a label selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectorRequirement {
+    /// The label key.
+    pub key: String,
+    /// How it compares.
+    pub operator: SelectorOperator,
+    /// The values, for `In` and `NotIn`.
+    pub values: Vec<String>,
+}
+
+/// A label selector: every requirement must hold (`matchLabels` as `In`
+/// requirements of one value). No requirements select every object.
+pub type LabelSelector = Vec<SelectorRequirement>;
+
+/// How a node selector requirement compares a node's label or field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOperator {
+    /// The value is one of the values.
+    In,
+    /// The label is absent or its value is none of the values.
+    NotIn,
+    /// The label is present.
+    Exists,
+    /// The label is absent.
+    DoesNotExist,
+    /// The value, as an integer, is greater than the one value.
+    Gt,
+    /// The value, as an integer, is less than the one value.
+    Lt,
+}
+
+/// One requirement of a node selector term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRequirement {
+    /// The label key (or, in `match_fields`, the field: `metadata.name`).
+    pub key: String,
+    /// How it compares.
+    pub operator: NodeOperator,
+    /// The values.
+    pub values: Vec<String>,
+}
+
+/// A node selector term: every requirement must hold. A term with no
+/// requirements selects no node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeSelectorTerm {
+    /// Requirements on the node's labels.
+    pub match_expressions: Vec<NodeRequirement>,
+    /// Requirements on the node's fields (only `metadata.name`).
+    pub match_fields: Vec<NodeRequirement>,
+}
+
+/// A preferred node selector term and what it weighs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferredNodeTerm {
+    /// Its weight, 1 to 100.
+    pub weight: i32,
+    /// The term.
+    pub preference: NodeSelectorTerm,
+}
+
+/// `spec.affinity.nodeAffinity`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeAffinity {
+    /// The terms of which a node must match one (`None`: any node).
+    pub required: Option<Vec<NodeSelectorTerm>>,
+    /// The terms that add their weight to a node that matches them.
+    pub preferred: Vec<PreferredNodeTerm>,
+}
+
+/// A pod (anti-)affinity term: pods that match `selector`, in the
+/// namespaces it names, in the same topology domain as the node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodAffinityTerm {
+    /// Which pods the term is about (`None`: no pod).
+    pub selector: Option<LabelSelector>,
+    /// The namespaces of those pods. For a pod being placed, the host has
+    /// already resolved `namespaceSelector` and the default (the pod's own
+    /// namespace) into this list.
+    pub namespaces: Vec<String>,
+    /// For a placed pod's term: namespaces whose labels match this also
+    /// count (`None`: only `namespaces`).
+    pub namespace_selector: Option<LabelSelector>,
+    /// The node label whose value is the topology domain.
+    pub topology_key: String,
+}
+
+/// A preferred pod (anti-)affinity term and what it weighs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedPodAffinityTerm {
+    /// Its weight, 1 to 100.
+    pub weight: i32,
+    /// The term.
+    pub term: PodAffinityTerm,
+}
+
+/// `spec.affinity.podAffinity` or `podAntiAffinity`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodAffinity {
+    /// Terms every placement must satisfy.
+    pub required: Vec<PodAffinityTerm>,
+    /// Terms that weigh in a node's score.
+    pub preferred: Vec<WeightedPodAffinityTerm>,
+}
+
+/// What a topology spread constraint does when it cannot be met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsatisfiableAction {
+    /// The pod is not placed where the skew would grow past the bound.
+    DoNotSchedule,
+    /// Nodes that lower the skew score higher.
+    ScheduleAnyway,
+}
+
+/// Whether a spread constraint's domain count looks at a property of the
+/// nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InclusionPolicy {
+    /// Only nodes the pod could go to by that property count.
+    Honor,
+    /// Every node counts.
+    Ignore,
+}
+
+/// One of `spec.topologySpreadConstraints`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpreadConstraint {
+    /// The most the number of matching pods may differ between two domains.
+    pub max_skew: u32,
+    /// The node label whose value is the domain.
+    pub topology_key: String,
+    /// What happens when the bound cannot be met.
+    pub when_unsatisfiable: UnsatisfiableAction,
+    /// Which pods count (`matchLabelKeys` already merged in; `None`: no pod).
+    pub selector: Option<LabelSelector>,
+    /// The fewest domains assumed to exist (0: not set).
+    pub min_domains: u32,
+    /// Whether the pod's node affinity and node selector narrow the domains
+    /// counted.
+    pub node_affinity_policy: InclusionPolicy,
+    /// Whether the nodes' taints narrow the domains counted.
+    pub node_taints_policy: InclusionPolicy,
+}
+
+/// A pod: the one being placed, or one already placed on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pod {
+    /// Its uid.
+    pub uid: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: Vec<Label>,
+    /// The labels of its namespace.
+    pub namespace_labels: Vec<Label>,
+    /// What it requests (`pods` is 1).
+    pub requests: Resources,
+    /// `spec.priority`.
+    pub priority: i32,
+    /// `spec.nodeName` when it names a node, else empty.
+    pub node_name: String,
+    /// `spec.nodeSelector`.
+    pub node_selector: Vec<Label>,
+    /// `spec.affinity.nodeAffinity`, when set.
+    pub node_affinity: Option<NodeAffinity>,
+    /// `spec.tolerations`.
+    pub tolerations: Vec<Toleration>,
+    /// `spec.affinity.podAffinity`.
+    pub pod_affinity: PodAffinity,
+    /// `spec.affinity.podAntiAffinity`.
+    pub pod_anti_affinity: PodAffinity,
+    /// `spec.topologySpreadConstraints`.
+    pub spread_constraints: Vec<SpreadConstraint>,
+    /// The selector of the pod's Services, ReplicaSets and StatefulSets
+    /// together, for default spread constraints (`None`: it has none).
+    pub default_spread_selector: Option<LabelSelector>,
+}
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Node {
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: Vec<Label>,
+    /// Taints.
+    pub taints: Vec<Taint>,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    /// What the node can give pods in all (`status.allocatable`).
+    pub allocatable: Resources,
+}
+
+/// One change to a plugin's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A node at an index: new, or replacing the node there (its pods stay).
+    NodeSet(u32, Node),
+    /// The node at an index is gone, and the pods placed on it.
+    NodeRemoved(u32),
+    /// A pod is placed on the node at an index.
+    PodPlaced(u32, Pod),
+    /// The pod with this uid is no longer placed.
+    PodRemoved(String),
+}
+
+/// A table as it would be: for one call, these pods count as gone and these
+/// as placed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Assumptions {
+    /// Uids of placed pods that do not count.
+    pub without: Vec<String>,
+    /// Pods that count as placed, with their node's index.
+    pub extra: Vec<(u32, Pod)>,
+}
+
+/// What a plugin says of one node in a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The pod may go there.
+    Fits,
+    /// The pod may not go there now, for these reasons (kube-scheduler's
+    /// words); evicting pods might change that.
+    Unfit(Vec<String>),
+    /// The pod may not go there, and evicting pods would not change that.
+    Unresolvable(Vec<String>),
+}
+
+/// Which calls a plugin takes part in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Abilities {
+    /// It filters nodes.
+    pub filters: bool,
+    /// It scores nodes.
+    pub scores: bool,
+    /// It reads the pods placed on nodes.
+    pub reads_pods: bool,
+}
