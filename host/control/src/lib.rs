@@ -1,13 +1,14 @@
 //! The controller runtime every control loop of a node stands on:
 //! informer caches of the store with indexes ([`informer`]), rate-limited
 //! work queues ([`queue`]), loops that run only while the node leads the
-//! cluster ([`controller`]), label selectors ([`labels`]) and per-loop
-//! metrics ([`metrics`]).
+//! cluster ([`controller`]), label selectors ([`labels`]), resource
+//! quantities ([`quantity`]) and per-loop metrics ([`metrics`]).
 
 pub mod controller;
 pub mod informer;
 pub mod labels;
 pub mod metrics;
+pub mod quantity;
 pub mod queue;
 
 pub use controller::{Action, Reconciler, Settings, Whole, everywhere};

@@ -20,6 +20,7 @@ mod cache;
 mod controller;
 mod grants;
 mod pool;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
 pub use controller::{Applied, ClusterAccess, ControllerPlugin, RECONCILE_WALL_MAX, controller_types};
 pub use grants::{Grants, Reserved};
+pub use scheduler::{SCHEDULER_INSTANCES_MAX, SchedulerInstance, SchedulerPlugin};
 
 /// How often the engine's epoch advances while plugin calls run: the
 /// longest a plugin computes on a runtime worker before it yields to the
@@ -79,11 +81,12 @@ pub const RECONCILES_IN_FLIGHT_MAX: u32 = 32;
 /// Configured instances kept idle for reuse, across every plugin: with the
 /// calls and reconciles in flight, never more than the pooling allocator
 /// holds, so a call always finds an instance slot.
-const IDLE_INSTANCES_MAX: u32 = POOLED_INSTANCES - CALLS_IN_FLIGHT_MAX - RECONCILES_IN_FLIGHT_MAX;
+const IDLE_INSTANCES_MAX: u32 =
+    POOLED_INSTANCES - CALLS_IN_FLIGHT_MAX - RECONCILES_IN_FLIGHT_MAX - scheduler::SCHEDULER_INSTANCES_MAX;
 
 const _: () = assert!(PLUGIN_CALLS_IN_FLIGHT_MAX < CALLS_IN_FLIGHT_MAX, "one plugin never takes every call slot");
 const _: () = assert!(
-    CALLS_IN_FLIGHT_MAX + RECONCILES_IN_FLIGHT_MAX < POOLED_INSTANCES,
+    CALLS_IN_FLIGHT_MAX + RECONCILES_IN_FLIGHT_MAX + scheduler::SCHEDULER_INSTANCES_MAX < POOLED_INSTANCES,
     "idle instances have room beside the calls"
 );
 
@@ -273,6 +276,8 @@ pub struct PluginHost {
     calls: Arc<Semaphore>,
     reconciles: Arc<Semaphore>,
     idle_instances: Arc<IdleInstances>,
+    /// Slots for the long-lived instances of scheduler plugins.
+    scheduler_instances: Arc<Semaphore>,
 }
 
 /// What compiling and linking a component needs: the engine and the
@@ -387,6 +392,7 @@ impl PluginHost {
             calls,
             reconciles,
             idle_instances: Arc::default(),
+            scheduler_instances: Arc::new(Semaphore::new(scheduler::SCHEDULER_INSTANCES_MAX as usize)),
         })
     }
 

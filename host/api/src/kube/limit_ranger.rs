@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::objects::ObjectStore;
-use super::quantity::Quantity;
+use engenho_control::quantity::Quantity;
 use super::resources::Registry;
 use super::status::ApiError;
 

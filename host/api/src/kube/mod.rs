@@ -30,7 +30,6 @@ pub mod plugins;
 mod policy_status;
 mod priority;
 mod protobuf;
-mod quantity;
 mod quota;
 mod quota_scope;
 mod rbac;

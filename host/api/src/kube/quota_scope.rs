@@ -79,7 +79,7 @@ fn best_effort(pod: &Value) -> bool {
         container
             .pointer(&format!("/resources/{field}/{resource}"))
             .and_then(Value::as_str)
-            .and_then(|text| super::quantity::Quantity::parse(text).ok())
+            .and_then(|text| engenho_control::quantity::Quantity::parse(text).ok())
             .is_some_and(|quantity| !quantity.is_zero() && !quantity.is_negative())
     };
     !containers.into_iter().any(|container| {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::client::{LocalClient, Refused};
 use super::objects::{ObjectStore, WriteOptions};
-use super::quantity::{Format, Quantity};
+use engenho_control::quantity::{Format, Quantity};
 use super::quota_scope;
 use super::resources::{Registry, ResourceType};
 use super::status::ApiError;

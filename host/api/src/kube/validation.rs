@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::quantity::Quantity;
+use engenho_control::quantity::Quantity;
 use super::resources::ResourceType;
 use super::status::{ApiError, Cause};
 

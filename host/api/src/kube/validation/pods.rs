@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::super::quantity::Quantity;
+use engenho_control::quantity::Quantity;
 use super::super::status::Cause;
 use super::{NEGATIVE_MESSAGE, entries, invalid, quantity_at, required, text, unsupported};
 

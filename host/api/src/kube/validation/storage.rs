@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::super::quantity::Quantity;
+use engenho_control::quantity::Quantity;
 use super::super::status::Cause;
 use super::{forbidden, invalid, items, required, text, unsupported};
 

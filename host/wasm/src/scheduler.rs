@@ -1,0 +1,262 @@
+//! The host side of the `scheduler-plugin` world: a scheduler plugin
+//! component whose instances each keep their own node table, kept current
+//! by batches of changes, and judge one pod per call.
+//!
+//! Unlike the other worlds' instances, a scheduler instance is long-lived
+//! (its table is its state) and belongs to its caller, which calls it one
+//! call at a time; every node keeps at most [`SCHEDULER_INSTANCES_MAX`].
+
+use std::sync::Arc;
+
+use engenho_scheduler as sdk;
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::Store;
+
+use super::{CallState, Compiler, LOAD_TURN_WAIT, Limits, PluginError, PluginHost, call_error};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "scheduler-plugin",
+        path: "../../wit",
+        exports: { default: async },
+    });
+}
+
+mod convert;
+
+use bindings::engenho::plugins::log;
+use bindings::engenho::plugins::scheduler_types as wit;
+
+/// Scheduler plugin instances a node keeps at once, at most (each holds one
+/// of the pooling allocator's instance slots for as long as it lives).
+pub const SCHEDULER_INSTANCES_MAX: u32 = 48;
+
+impl log::Host for CallState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        CallState::log(self, level, &message);
+    }
+}
+
+impl wit::Host for CallState {}
+
+/// A scheduler plugin component, compiled and linked, its configuration
+/// accepted: what makes instances.
+pub struct SchedulerPlugin {
+    name: Arc<str>,
+    digest: String,
+    config: String,
+    limits: Limits,
+    pre: bindings::SchedulerPluginPre<CallState>,
+    abilities: sdk::Abilities,
+}
+
+impl SchedulerPlugin {
+    /// Loads scheduler plugin `name` from `bytes`, which must hash to
+    /// `digest`, with `config` (JSON) under `limits`; configures a first
+    /// instance to learn the plugin's abilities (and to refuse a
+    /// configuration it refuses).
+    ///
+    /// # Errors
+    /// A digest mismatch; bytes that are not a scheduler-plugin component; a
+    /// configuration the plugin refuses, or a first instance that traps or
+    /// runs past its deadline while configuring.
+    pub async fn load(
+        host: &PluginHost,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        config: &str,
+        limits: Limits,
+    ) -> Result<Self, PluginError> {
+        let pre = {
+            let (compiler, name, digest, bytes) = (host.compiler(), name.to_owned(), digest.to_owned(), bytes.to_vec());
+            host.run_blocking(&name.clone(), LOAD_TURN_WAIT, move || prepare(&compiler, &name, &digest, &bytes)).await?
+        };
+        let mut plugin = Self {
+            name: Arc::from(name),
+            digest: digest.to_owned(),
+            config: config.to_owned(),
+            limits,
+            pre,
+            abilities: sdk::Abilities::default(),
+        };
+        let first = plugin.instance(host).await?;
+        plugin.abilities = first.abilities;
+        Ok(plugin)
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The component's digest.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Which calls the plugin takes part in.
+    pub fn abilities(&self) -> sdk::Abilities {
+        self.abilities
+    }
+
+    /// A fresh, configured instance with an empty table.
+    ///
+    /// # Errors
+    /// The node already keeps [`SCHEDULER_INSTANCES_MAX`] instances; the
+    /// instance trapped or ran past its deadline while configuring, or
+    /// refused its configuration.
+    pub async fn instance(&self, host: &PluginHost) -> Result<SchedulerInstance, PluginError> {
+        let slot = host.scheduler_instances.clone().try_acquire_owned().map_err(|_| PluginError::Busy {
+            name: self.name.to_string(),
+            message: format!("the node already keeps {SCHEDULER_INSTANCES_MAX} scheduler plugin instances"),
+        })?;
+        let mut store = host.store(&self.name, &self.limits, &super::Grants::default())?;
+        store.set_epoch_deadline(1);
+        store.data_mut().ticks_left = super::deadline_ticks(self.limits.deadline);
+        let instance =
+            self.pre.instantiate_async(&mut store).await.map_err(|e| call_error(&self.name, &self.limits, e))?;
+        let abilities = instance
+            .engenho_plugins_scheduler()
+            .call_configure(&mut store, &self.config)
+            .await
+            .map_err(|e| call_error(&self.name, &self.limits, e))?
+            .map_err(|message| PluginError::Configuration { name: self.name.to_string(), message })?;
+        Ok(SchedulerInstance {
+            name: self.name.clone(),
+            limits: self.limits,
+            store,
+            instance,
+            abilities: convert::abilities(abilities),
+            _slot: slot,
+        })
+    }
+}
+
+/// One configured instance of a scheduler plugin and its table. A call that
+/// fails leaves the instance in an unknown state: its caller drops it.
+pub struct SchedulerInstance {
+    name: Arc<str>,
+    limits: Limits,
+    store: Store<CallState>,
+    instance: bindings::SchedulerPlugin,
+    abilities: sdk::Abilities,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl SchedulerInstance {
+    /// Which calls the plugin takes part in.
+    pub fn abilities(&self) -> sdk::Abilities {
+        self.abilities
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Applies `changes` to the instance's table, in order.
+    ///
+    /// # Errors
+    /// No turn in time; the call trapped, ran out of memory or ran past its
+    /// deadline.
+    pub async fn update(&mut self, host: &PluginHost, changes: &[sdk::Change]) -> Result<(), PluginError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let changes: Vec<wit::Change> = changes.iter().map(convert::change).collect();
+        let _turn = self.begin(host).await?;
+        let answer = self.instance.engenho_plugins_scheduler().call_update(&mut self.store, &changes).await;
+        answer.map_err(|e| call_error(&self.name, &self.limits, e))
+    }
+
+    /// The plugin's verdict on each of `candidates` for `pod`, under
+    /// `assumptions`, in order.
+    ///
+    /// # Errors
+    /// As [`SchedulerInstance::update`]; an answer with another number of
+    /// verdicts than candidates.
+    pub async fn filter(
+        &mut self,
+        host: &PluginHost,
+        pod: &sdk::Pod,
+        candidates: &[u32],
+        assumptions: &sdk::Assumptions,
+    ) -> Result<Vec<sdk::Verdict>, PluginError> {
+        let (pod, assumptions) = (convert::pod(pod), convert::assumptions(assumptions));
+        let _turn = self.begin(host).await?;
+        let answer = self
+            .instance
+            .engenho_plugins_scheduler()
+            .call_filter(&mut self.store, &pod, candidates, &assumptions)
+            .await
+            .map_err(|e| call_error(&self.name, &self.limits, e))?;
+        if answer.len() != candidates.len() {
+            return Err(self.malformed(format!(
+                "{} verdicts for {} candidate nodes",
+                answer.len(),
+                candidates.len()
+            )));
+        }
+        Ok(answer.into_iter().map(convert::verdict).collect())
+    }
+
+    /// The plugin's score (0 to 100) of each of `nodes` for `pod`, in order.
+    ///
+    /// # Errors
+    /// As [`SchedulerInstance::update`]; an answer with another number of
+    /// scores than nodes, or a score above 100.
+    pub async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, nodes: &[u32]) -> Result<Vec<u32>, PluginError> {
+        let pod = convert::pod(pod);
+        let _turn = self.begin(host).await?;
+        let answer = self
+            .instance
+            .engenho_plugins_scheduler()
+            .call_score(&mut self.store, &pod, nodes)
+            .await
+            .map_err(|e| call_error(&self.name, &self.limits, e))?;
+        if answer.len() != nodes.len() {
+            return Err(self.malformed(format!("{} scores for {} nodes", answer.len(), nodes.len())));
+        }
+        if let Some(score) = answer.iter().find(|s| **s > 100) {
+            return Err(self.malformed(format!("a score of {score}, above 100")));
+        }
+        Ok(answer)
+    }
+
+    /// One of the host's call turns, and the call's deadline set.
+    async fn begin(&mut self, host: &PluginHost) -> Result<OwnedSemaphorePermit, PluginError> {
+        let turn = host.turn(&self.name, super::TURN_WAIT_MIN).await?;
+        self.store.set_epoch_deadline(1);
+        self.store.data_mut().ticks_left = super::deadline_ticks(self.limits.deadline);
+        Ok(turn)
+    }
+
+    fn malformed(&self, message: String) -> PluginError {
+        PluginError::MalformedOutput { name: self.name.to_string(), message }
+    }
+}
+
+/// The component `bytes` compiled and linked as a scheduler plugin.
+fn prepare(
+    host: &Compiler,
+    name: &str,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<bindings::SchedulerPluginPre<CallState>, PluginError> {
+    let invalid = |message: String| PluginError::Invalid { name: name.to_owned(), message };
+    let component = host.component(name, digest, bytes)?;
+    let mut linker = host.linker()?;
+    bindings::SchedulerPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+        .map_err(|e| invalid(format!("linking the host imports: {e:#}")))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| invalid(format!("not a scheduler-plugin component: {e:#}")))?;
+    bindings::SchedulerPluginPre::new(pre).map_err(|e| invalid(format!("not a scheduler-plugin component: {e:#}")))
+}
