@@ -198,11 +198,7 @@ impl SchedulerInstance {
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
         if answer.len() != candidates.len() {
-            return Err(self.malformed(format!(
-                "{} verdicts for {} candidate nodes",
-                answer.len(),
-                candidates.len()
-            )));
+            return Err(self.malformed(format!("{} verdicts for {} candidate nodes", answer.len(), candidates.len())));
         }
         Ok(answer.into_iter().map(convert::verdict).collect())
     }
@@ -255,8 +251,7 @@ fn prepare(
     let mut linker = host.linker()?;
     bindings::SchedulerPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
         .map_err(|e| invalid(format!("linking the host imports: {e:#}")))?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| invalid(format!("not a scheduler-plugin component: {e:#}")))?;
+    let pre =
+        linker.instantiate_pre(&component).map_err(|e| invalid(format!("not a scheduler-plugin component: {e:#}")))?;
     bindings::SchedulerPluginPre::new(pre).map_err(|e| invalid(format!("not a scheduler-plugin component: {e:#}")))
 }

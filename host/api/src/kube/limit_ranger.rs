@@ -10,9 +10,9 @@
 use serde_json::{Value, json};
 
 use super::objects::ObjectStore;
-use engenho_control::quantity::Quantity;
 use super::resources::Registry;
 use super::status::ApiError;
+use engenho_control::quantity::Quantity;
 
 /// The LimitRanges of `namespace`, as this node has them (as
 /// kube-apiserver reads them from its cache).

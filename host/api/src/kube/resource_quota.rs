@@ -13,10 +13,10 @@ use serde_json::{Map, Value, json};
 
 use super::client::{LocalClient, Refused};
 use super::objects::{ObjectStore, WriteOptions};
-use engenho_control::quantity::{Format, Quantity};
 use super::quota_scope;
 use super::resources::{Registry, ResourceType};
 use super::status::ApiError;
+use engenho_control::quantity::{Format, Quantity};
 
 /// Quantities by quota resource name (`pods`, `requests.cpu`).
 pub type ResourceList = BTreeMap<String, Quantity>;

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use engenho_control::quantity::Quantity;
 use super::resources::ResourceType;
 use super::status::{ApiError, Cause};
+use engenho_control::quantity::Quantity;
 
 mod apps;
 mod cluster;

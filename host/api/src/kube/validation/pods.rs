@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use engenho_control::quantity::Quantity;
 use super::super::status::Cause;
 use super::{NEGATIVE_MESSAGE, entries, invalid, quantity_at, required, text, unsupported};
+use engenho_control::quantity::Quantity;
 
 /// The restart policies a pod may name.
 const RESTART_POLICIES: [&str; 3] = ["Always", "OnFailure", "Never"];

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use engenho_control::quantity::Quantity;
 use super::super::status::Cause;
 use super::{forbidden, invalid, items, required, text, unsupported};
+use engenho_control::quantity::Quantity;
 
 /// Access modes a volume or claim may ask for.
 const ACCESS_MODES: [&str; 4] = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];

@@ -1,0 +1,292 @@
+//! One scheduling cycle of a profile, as kube-scheduler runs it: filter a
+//! sample of nodes (enough to score, found from a rotating start), score the
+//! feasible ones with every scoring plugin, weigh and sum, pick the best
+//! (ties at random); or say why no node fits, in kube-scheduler's words.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use engenho_scheduler as sdk;
+use engenho_wasm::{PluginError, PluginHost, SchedulerInstance};
+
+use super::table::Table;
+
+/// Nodes below which every node is looked at.
+const NODES_TO_FIND_MIN: usize = 100;
+
+/// The default share of nodes scored at most, as kube-scheduler's adaptive
+/// `percentageOfNodesToScore`: 50% less 1% per 125 nodes, at least 5%.
+fn adaptive_percentage(nodes: usize) -> usize {
+    50usize.saturating_sub(nodes / 125).max(5)
+}
+
+/// How many feasible nodes a cycle looks for before it stops filtering.
+pub fn nodes_to_find(nodes: usize, percentage: Option<u32>) -> usize {
+    if nodes < NODES_TO_FIND_MIN || percentage == Some(100) {
+        return nodes;
+    }
+    let percentage = percentage.map_or_else(|| adaptive_percentage(nodes), |p| p as usize).clamp(1, 100);
+    (nodes * percentage / 100).max(NODES_TO_FIND_MIN)
+}
+
+/// A plugin of a profile: how it runs, what it weighs, and how far it has
+/// read the table.
+pub struct PluginRun {
+    /// The plugin's name in the profile.
+    pub name: String,
+    /// Its weight in the sum of scores.
+    pub weight: u32,
+    instance: SchedulerInstance,
+    /// The table changes it has seen.
+    cursor: u64,
+}
+
+impl PluginRun {
+    /// Plugin `name`'s `instance`, weighing `weight`, yet to see the table.
+    pub fn new(name: String, weight: u32, instance: SchedulerInstance) -> Self {
+        Self { name, weight, instance, cursor: 0 }
+    }
+
+    /// How far it has read the table.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Brings its copy of the table up to date: the whole table at first,
+    /// the changes since after.
+    async fn sync(&mut self, host: &PluginHost, table: &Table) -> Result<(), PluginError> {
+        let reads_pods = self.instance.abilities().reads_pods;
+        if self.cursor == 0 {
+            self.instance.update(host, &table.snapshot(reads_pods)).await?;
+        } else {
+            let changes = table.changes_since(self.cursor);
+            if reads_pods {
+                self.instance.update(host, changes).await?;
+            } else {
+                let nodes: Vec<sdk::Change> = changes
+                    .iter()
+                    .filter(|c| matches!(c, sdk::Change::NodeSet(..) | sdk::Change::NodeRemoved(_)))
+                    .cloned()
+                    .collect();
+                self.instance.update(host, &nodes).await?;
+            }
+        }
+        self.cursor = table.cursor();
+        Ok(())
+    }
+}
+
+/// Why no node fits a pod: how many nodes there are and, per reason, how
+/// many nodes gave it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FitError {
+    /// The nodes of the cluster.
+    pub nodes: usize,
+    /// Each reason and the number of nodes that gave it.
+    pub reasons: BTreeMap<String, usize>,
+    /// Nodes where evicting pods would not help.
+    pub unresolvable: Vec<u32>,
+}
+
+impl fmt::Display for FitError {
+    /// kube-scheduler's words: `0/5 nodes are available: 2 Insufficient
+    /// cpu, 3 node(s) had untolerated taint {a: b}.`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.nodes == 0 {
+            return write!(f, "no nodes available to schedule pods");
+        }
+        let mut reasons: Vec<String> = self.reasons.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+        reasons.sort();
+        write!(f, "0/{} nodes are available: {}.", self.nodes, reasons.join(", "))
+    }
+}
+
+/// What a cycle decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The pod goes to the node at this index.
+    Place(u32),
+    /// No node fits.
+    Unfit(FitError),
+}
+
+/// A failure of a plugin during a cycle (not a verdict): it names the
+/// plugin.
+#[derive(Debug, thiserror::Error)]
+#[error("scheduler plugin {plugin}: {error}")]
+pub struct CycleError {
+    /// The plugin's name in the profile.
+    pub plugin: String,
+    /// What went wrong.
+    #[source]
+    pub error: PluginError,
+}
+
+/// The plugins of a profile, running a cycle at a time.
+pub struct Cycle {
+    plugins: Vec<PluginRun>,
+    percentage: Option<u32>,
+    next_start: usize,
+    random: u64,
+}
+
+impl Cycle {
+    /// A cycle over `plugins`, scoring `percentage` of the nodes at most
+    /// (`None`: kube-scheduler's adaptive share).
+    pub fn new(plugins: Vec<PluginRun>, percentage: Option<u32>) -> Self {
+        Self { plugins, percentage, next_start: 0, random: 0x9e37_79b9_7f4a_7c15 }
+    }
+
+    /// The plugins, in order.
+    pub fn plugins(&self) -> &[PluginRun] {
+        &self.plugins
+    }
+
+    /// The oldest table change a plugin has yet to see.
+    pub fn oldest_cursor(&self) -> Option<u64> {
+        self.plugins.iter().map(|p| p.cursor).min()
+    }
+
+    /// Finds a node for `pod` in `table` (under `assumptions`).
+    ///
+    /// # Errors
+    /// A plugin failed (trapped, ran past its deadline, answered nonsense).
+    pub async fn decide(
+        &mut self,
+        host: &PluginHost,
+        table: &Table,
+        pod: &sdk::Pod,
+        assumptions: &sdk::Assumptions,
+    ) -> Result<Decision, CycleError> {
+        for plugin in &mut self.plugins {
+            plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+        }
+        let nodes: Vec<u32> = table.real_nodes().collect();
+        let (feasible, fit_error) = self.filter(host, &nodes, pod, assumptions).await?;
+        match feasible.as_slice() {
+            [] => Ok(Decision::Unfit(fit_error)),
+            [only] => Ok(Decision::Place(*only)),
+            _ => self.score(host, pod, &feasible).await.map(Decision::Place),
+        }
+    }
+
+    /// The feasible nodes found (enough of them), and why the others failed.
+    async fn filter(
+        &mut self,
+        host: &PluginHost,
+        nodes: &[u32],
+        pod: &sdk::Pod,
+        assumptions: &sdk::Assumptions,
+    ) -> Result<(Vec<u32>, FitError), CycleError> {
+        let wanted = nodes_to_find(nodes.len(), self.percentage);
+        let mut fit_error = FitError { nodes: nodes.len(), ..FitError::default() };
+        let mut feasible = Vec::new();
+        if nodes.is_empty() {
+            return Ok((feasible, fit_error));
+        }
+        let start = self.next_start % nodes.len();
+        let mut looked = 0;
+        while feasible.len() < wanted && looked < nodes.len() {
+            // Enough for what is still wanted, with a margin for the unfit.
+            let chunk = (wanted - feasible.len()).max(16) * 5 / 4;
+            let mut candidates: Vec<u32> =
+                (looked..(looked + chunk).min(nodes.len())).map(|i| nodes[(start + i) % nodes.len()]).collect();
+            looked += candidates.len();
+            for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().filters) {
+                if candidates.is_empty() {
+                    break;
+                }
+                let verdicts = plugin
+                    .instance
+                    .filter(host, pod, &candidates, assumptions)
+                    .await
+                    .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+                let mut kept = Vec::with_capacity(candidates.len());
+                for (node, verdict) in candidates.into_iter().zip(verdicts) {
+                    match verdict {
+                        sdk::Verdict::Fits => kept.push(node),
+                        sdk::Verdict::Unfit(reasons) => count(&mut fit_error, reasons),
+                        sdk::Verdict::Unresolvable(reasons) => {
+                            count(&mut fit_error, reasons);
+                            fit_error.unresolvable.push(node);
+                        }
+                    }
+                }
+                candidates = kept;
+            }
+            feasible.extend(candidates);
+        }
+        feasible.truncate(wanted.max(1));
+        self.next_start = (start + looked) % nodes.len();
+        Ok((feasible, fit_error))
+    }
+
+    /// The best of `feasible` by the weighted sum of every scoring plugin's
+    /// scores; ties broken at random.
+    async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, feasible: &[u32]) -> Result<u32, CycleError> {
+        let mut totals = vec![0u64; feasible.len()];
+        for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().scores && p.weight > 0) {
+            let scores = plugin
+                .instance
+                .score(host, pod, feasible)
+                .await
+                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            for (total, score) in totals.iter_mut().zip(scores) {
+                *total += u64::from(score) * u64::from(plugin.weight);
+            }
+        }
+        let best = totals.iter().copied().max().unwrap_or(0);
+        let mut chosen = feasible[0];
+        let mut ties = 0u64;
+        for (node, total) in feasible.iter().zip(&totals) {
+            if *total == best {
+                ties += 1;
+                if self.next_random().is_multiple_of(ties) {
+                    chosen = *node;
+                }
+            }
+        }
+        Ok(chosen)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: ties need no more than an even spread.
+        self.random ^= self.random >> 12;
+        self.random ^= self.random << 25;
+        self.random ^= self.random >> 27;
+        self.random.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn count(fit_error: &mut FitError, reasons: Vec<String>) {
+    for reason in reasons {
+        *fit_error.reasons.entry(reason).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_clusters_look_at_every_node_and_large_ones_at_a_share() {
+        assert_eq!(nodes_to_find(50, None), 50);
+        assert_eq!(nodes_to_find(500, None), 230);
+        assert_eq!(nodes_to_find(5_000, None), 500);
+        assert_eq!(nodes_to_find(100_000, None), 5_000);
+        assert_eq!(nodes_to_find(5_000, Some(100)), 5_000);
+        assert_eq!(nodes_to_find(5_000, Some(1)), 100);
+    }
+
+    #[test]
+    fn fit_errors_read_as_kube_scheduler_writes_them() {
+        let mut error = FitError { nodes: 5, ..FitError::default() };
+        count(&mut error, vec!["node(s) had untolerated taint {dedicated: gpu}".into(); 2]);
+        count(&mut error, vec!["Insufficient cpu".into(); 3]);
+        assert_eq!(
+            error.to_string(),
+            "0/5 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}, 3 Insufficient cpu."
+        );
+        assert_eq!(FitError::default().to_string(), "no nodes available to schedule pods");
+    }
+}

@@ -1,0 +1,18 @@
+//! The scheduler framework, as kube-scheduler's: a node table of every node
+//! and the pods placed on it ([`table`]), a queue of pods waiting for a
+//! node ([`queue`]), the cycle that asks a profile's plugins where a pod
+//! goes ([`cycle`]), and the loop that binds it ([`scheduler`]). The
+//! plugins are components of the `scheduler-plugin` world, each instance
+//! keeping its own copy of the table; Pods and Nodes become their records in
+//! [`view`].
+
+pub mod cycle;
+pub mod queue;
+pub mod scheduler;
+pub mod table;
+pub mod view;
+
+pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun};
+pub use queue::SchedulingQueue;
+pub use scheduler::{Binder, Inbox, PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source};
+pub use table::Table;
