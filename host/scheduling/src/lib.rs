@@ -14,5 +14,7 @@ pub mod view;
 
 pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun};
 pub use queue::SchedulingQueue;
-pub use scheduler::{Binder, Inbox, PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source};
+pub use scheduler::{
+    Binder, DefaultSpreadSelector, Inbox, PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source,
+};
 pub use table::Table;

@@ -75,6 +75,12 @@ pub struct ProfileSpec {
 /// The profiles by the scheduler name pods give.
 pub type Profiles = BTreeMap<String, Arc<ProfileSpec>>;
 
+/// The selector of the Services, ReplicaSets and StatefulSets that select a
+/// pod (of a namespace, with labels), all together; `None` when none does:
+/// what default topology spread constraints count.
+pub type DefaultSpreadSelector =
+    Arc<dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Send + Sync>;
+
 /// Informer changes the loop has yet to read, the latest per object.
 #[derive(Default)]
 pub struct Inbox {
@@ -128,6 +134,7 @@ pub struct Scheduler {
     binder: Arc<dyn Binder>,
     inbox: Arc<Inbox>,
     profiles: watch::Receiver<Profiles>,
+    default_spread: DefaultSpreadSelector,
     table: Table,
     queue: SchedulingQueue,
     waiting: HashMap<String, Waiting>,
@@ -143,18 +150,20 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler reading `inbox`, running `profiles`, writing through
-    /// `binder`.
+    /// `binder`, giving pods `default_spread`'s selector.
     pub fn new(
         host: Arc<PluginHost>,
         binder: Arc<dyn Binder>,
         inbox: Arc<Inbox>,
         profiles: watch::Receiver<Profiles>,
+        default_spread: DefaultSpreadSelector,
     ) -> Self {
         Self {
             host,
             binder,
             inbox,
             profiles,
+            default_spread,
             table: Table::new(),
             queue: SchedulingQueue::new(),
             waiting: HashMap::new(),
@@ -277,6 +286,13 @@ impl Scheduler {
         let scheduler_name =
             value.pointer("/spec/schedulerName").and_then(Value::as_str).unwrap_or("default-scheduler").to_owned();
         let record = Arc::new(self.record(&value));
+        if let Some(waiting) = self.waiting.get(&pod.uid)
+            && *waiting.pod == *record
+            && waiting.scheduler_name == scheduler_name
+        {
+            // Only its status changed (as when it is told it found no node).
+            return false;
+        }
         self.queue.add_or_update(&pod.uid, record.priority, Instant::now());
         self.waiting.insert(pod.uid.clone(), Waiting { pod: record, scheduler_name });
         false
@@ -296,7 +312,11 @@ impl Scheduler {
         let selected = |selector: &sdk::LabelSelector| {
             self.namespaces.iter().filter(|(_, l)| view::selects(selector, l)).map(|(n, _)| n.clone()).collect()
         };
-        view::pod(pod, labels, &selected)
+        let mut record = view::pod(pod, labels, &selected);
+        let pod_labels: BTreeMap<String, String> =
+            record.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
+        record.default_spread_selector = (self.default_spread)(namespace, &pod_labels);
+        record
     }
 
     /// Makes a cycle for every new or changed profile (a changed one starts

@@ -37,6 +37,7 @@ mod resource_quota;
 mod resources;
 mod reviews;
 mod scale;
+pub mod scheduler;
 mod selectors;
 pub mod services;
 mod status;
@@ -165,6 +166,7 @@ impl KubeApi {
         let definitions = registry.find_plural("apiextensions.k8s.io", "customresourcedefinitions").expect("built in");
         defaults.push((definitions, plugins::definition()));
         defaults.push((definitions, plugins::signer_definition()));
+        defaults.push((definitions, scheduler::definition()));
         for (t, object) in defaults {
             let mut attempt = 1;
             loop {
@@ -253,13 +255,16 @@ impl KubeApi {
             &router,
         );
         let policy_loop = ("resourcequota-and-disruption", 2, policy_status::RESYNC_INTERVAL);
-        let components = Arc::new(controllers::Controllers::new(state.clone(), router, self.plugin_status_client()));
+        let components =
+            Arc::new(controllers::Controllers::new(state.clone(), router.clone(), self.plugin_status_client()));
+        let scheduler = scheduler::SchedulerLoop::new(state.clone(), router, self.plugin_status_client());
         tokio::join!(
             Arc::new(self.definitions()).run(state, stop.clone()),
             loops::run_loop(state, Arc::new(collector), gc_loop, leadership.clone(), stop.clone()),
             self.plugin_controller().run(state, stop.clone()),
             loops::run_loop(state, Arc::new(policy_status), policy_loop, leadership.clone(), stop.clone()),
-            components.run(stop)
+            components.run(stop.clone()),
+            scheduler.run(stop)
         );
     }
 

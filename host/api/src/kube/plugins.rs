@@ -176,7 +176,10 @@ pub async fn install_built_ins(
     let plugin_type =
         registry.find_plural(GROUP, "plugins").ok_or_else(|| ApiError::internal("the Plugin kind is not installed"))?;
     let policies = built_in_policies().into_iter().map(|(name, spec)| (name, name, spec));
-    for (name, package, mut spec) in policies.chain(built_in_controllers(ca_pem)) {
+    let scheduler_plugins = super::scheduler::BUILT_IN_PLUGINS
+        .iter()
+        .map(|(name, _)| (*name, *name, super::scheduler::built_in_plugin_spec()));
+    for (name, package, mut spec) in policies.chain(built_in_controllers(ca_pem)).chain(scheduler_plugins) {
         let bytes = engenho_plugin_artifacts::plugin(package)
             .ok_or_else(|| ApiError::internal(format!("the built-in plugin {package} was not built")))?;
         let digest = store_component(objects, bytes).await?;
@@ -189,7 +192,7 @@ pub async fn install_built_ins(
             Err(error) => return Err(error),
         }
     }
-    Ok(())
+    super::scheduler::install_default_profile(objects, registry).await
 }
 
 /// The CustomResourceDefinition of `Plugin`.
@@ -209,7 +212,7 @@ pub fn definition() -> Value {
         }},
     }});
     let spec = json!({"type": "object", "required": ["world", "digest", "signature"], "properties": {
-        "world": {"type": "string", "enum": [ADMISSION_WORLD, CONTROLLER_WORLD],
+        "world": {"type": "string", "enum": [ADMISSION_WORLD, CONTROLLER_WORLD, super::scheduler::SCHEDULER_WORLD],
             "description": "The WIT world the component implements."},
         "digest": {"type": "string", "description": "Hex BLAKE3 digest of the component."},
         "signature": {"type": "string",

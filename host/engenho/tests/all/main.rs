@@ -26,6 +26,7 @@ mod plugin_trust;
 mod quota;
 mod rbac_escalation;
 mod refusals;
+mod scheduler;
 mod services;
 mod subresource_admission;
 mod support;

@@ -12,7 +12,7 @@
 //! Both show on the Plugin's status.
 
 mod component;
-mod events;
+pub(super) mod events;
 pub mod roles;
 
 use std::collections::HashMap;

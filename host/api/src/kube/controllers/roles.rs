@@ -26,6 +26,19 @@ fn events() -> Value {
 pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
     vec![
         (
+            "kube-scheduler",
+            vec![
+                rule("", &["pods", "nodes", "namespaces"], &READ),
+                rule("", &["pods/binding"], &["create"]),
+                rule("", &["pods/status"], &["update", "patch"]),
+                rule("", &["pods"], &["delete"]),
+                rule("policy", &["poddisruptionbudgets"], &READ),
+                rule("scheduling.k8s.io", &["priorityclasses"], &READ),
+                rule("engenho.io", &["schedulerprofiles", "plugins"], &READ),
+                events(),
+            ],
+        ),
+        (
             "replicaset-controller",
             vec![
                 rule("apps", &["replicasets"], &READ),

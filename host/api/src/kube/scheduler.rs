@@ -1,0 +1,492 @@
+//! The scheduler on the raft leader: `SchedulerProfile` objects
+//! (engenho.io/v1alpha1) name the scheduler-plugin Plugins a profile runs,
+//! with weights and config; pods pick a profile by `spec.schedulerName`.
+//! The loop (`engenho-scheduling`) reads nodes, pods and namespaces from
+//! the node's informers and writes as its own service account
+//! (`system:serviceaccount:kube-system:kube-scheduler`) through the API
+//! server's write path: `pods/binding`, the pod's `PodScheduled`
+//! condition, `FailedScheduling` Events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use engenho_control::controller::lead;
+use engenho_control::{Action, Whole, everywhere};
+use engenho_scheduling::scheduler::Pending;
+use engenho_scheduling::{
+    Binder, DefaultSpreadSelector, Inbox, PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source, view,
+};
+use engenho_wasm::SchedulerPlugin;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::client::{LocalClient, PatchType};
+use super::controllers::events::{Event, EventRecorder, Regarding};
+use super::handlers::ApiState;
+use super::plugins::{self, GROUP, PluginSpec, TrustRoot};
+
+/// The scheduler's loop name and service account.
+pub const NAME: &str = "kube-scheduler";
+
+/// The world of scheduler plugins.
+pub const SCHEDULER_WORLD: &str = "scheduler-plugin";
+
+/// The plural of `SchedulerProfile`.
+pub const PROFILES_PLURAL: &str = "schedulerprofiles";
+
+/// The profile pods get unless they name another.
+pub const DEFAULT_PROFILE: &str = "default-scheduler";
+
+/// The built-in scheduler plugins, as (Plugin name, built component), in
+/// the order the default profile runs them, with their default weight.
+pub const BUILT_IN_PLUGINS: [(&str, u32); 8] = [
+    ("node-name", 0),
+    ("node-unschedulable", 0),
+    ("taint-toleration", 3),
+    ("node-affinity", 2),
+    ("node-resources-fit", 1),
+    ("pod-topology-spread", 2),
+    ("inter-pod-affinity", 2),
+    ("node-resources-balanced-allocation", 1),
+];
+
+/// The CustomResourceDefinition of `SchedulerProfile`.
+pub fn definition() -> Value {
+    let plugin = json!({"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "description": "A Plugin of the scheduler-plugin world."},
+        "weight": {"type": "integer", "minimum": 0, "maximum": 100,
+            "description": "What its scores weigh in the sum (default 1)."},
+        "config": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+            "description": "Its configuration, given to it as JSON (default: the Plugin's own)."},
+    }});
+    let spec = json!({"type": "object", "required": ["schedulerName", "plugins"], "properties": {
+        "schedulerName": {"type": "string", "description": "The name pods give in spec.schedulerName."},
+        "plugins": {"type": "array", "items": plugin, "description": "The plugins, in the order they filter."},
+        "percentageOfNodesToScore": {"type": "integer", "minimum": 0, "maximum": 100,
+            "description": "The share of nodes a cycle scores at most (0 or unset: adaptive)."},
+    }});
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "schedulerprofiles.engenho.io"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Cluster",
+            "names": {"plural": PROFILES_PLURAL, "singular": "schedulerprofile", "kind": "SchedulerProfile",
+                "shortNames": ["sp"]},
+            "versions": [{
+                "name": "v1alpha1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Scheduler", "type": "string", "jsonPath": ".spec.schedulerName"},
+                    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[0].status"},
+                    {"name": "Reason", "type": "string", "jsonPath": ".status.conditions[0].reason"},
+                ],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "Which scheduler plugins place the pods that name this scheduler, and how.",
+                    "properties": {
+                        "spec": spec,
+                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    },
+                }},
+            }],
+        },
+    })
+}
+
+/// The profile every cluster starts with: the built-in plugins with
+/// kube-scheduler's default weights.
+pub fn default_profile() -> Value {
+    let plugins: Vec<Value> =
+        BUILT_IN_PLUGINS.iter().map(|(name, weight)| json!({"name": name, "weight": weight})).collect();
+    json!({
+        "apiVersion": "engenho.io/v1alpha1",
+        "kind": "SchedulerProfile",
+        "metadata": {"name": DEFAULT_PROFILE},
+        "spec": {"schedulerName": DEFAULT_PROFILE, "plugins": plugins},
+    })
+}
+
+/// The spec of a built-in scheduler Plugin, without digest and signature:
+/// each instance keeps the whole node table, so it gets room for a large
+/// cluster's.
+pub fn built_in_plugin_spec() -> Value {
+    json!({"world": SCHEDULER_WORLD, "limits": {"deadlineMillis": 2000, "memoryBytes": 268_435_456}})
+}
+
+/// Installs the default profile unless it exists.
+///
+/// # Errors
+/// The store refused the write.
+pub async fn install_default_profile(
+    objects: &super::objects::ObjectStore,
+    registry: &super::resources::Registry,
+) -> Result<(), super::status::ApiError> {
+    let Some(profiles) = registry.find_plural(GROUP, PROFILES_PLURAL) else {
+        return Err(super::status::ApiError::internal("the SchedulerProfile kind is not installed"));
+    };
+    match objects.create(profiles, None, default_profile(), &super::objects::WriteOptions::default()).await {
+        Ok(_) | Err(super::status::ApiError { reason: "AlreadyExists", .. }) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// A profile's spec, as the loop reads it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ProfileObject {
+    scheduler_name: String,
+    plugins: Vec<ProfilePluginObject>,
+    percentage_of_nodes_to_score: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ProfilePluginObject {
+    name: String,
+    weight: Option<u32>,
+    config: Option<Value>,
+}
+
+/// A plugin loaded for a profile, and what it was loaded from.
+struct Loaded {
+    digest: String,
+    config: String,
+    plugin: Arc<SchedulerPlugin>,
+}
+
+/// The scheduler of this node: it runs while the node leads.
+pub struct SchedulerLoop {
+    state: Arc<ApiState>,
+    router: Router,
+    status: LocalClient,
+}
+
+impl SchedulerLoop {
+    /// The scheduler, writing through `router`, its profiles' status
+    /// through `status`.
+    pub fn new(state: Arc<ApiState>, router: Router, status: LocalClient) -> Self {
+        Self { state, router, status }
+    }
+
+    /// Schedules while this node leads, until `stop` turns true.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let leadership = self.state.objects.node().leadership();
+        let this = Arc::new(self);
+        lead(leadership, stop, |term_over| {
+            let this = this.clone();
+            async move { this.term(term_over).await }
+        })
+        .await;
+    }
+
+    async fn term(self: Arc<Self>, term_over: watch::Receiver<bool>) {
+        let registry = self.state.registry();
+        let (Some(nodes), Some(pods), Some(namespaces)) =
+            (registry.find("", "v1", "nodes"), registry.find("", "v1", "pods"), registry.find("", "v1", "namespaces"))
+        else {
+            return;
+        };
+        let inbox = Arc::new(Inbox::default());
+        let mut subscriptions = Vec::new();
+        for (t, source) in [(namespaces, Source::Namespaces), (nodes, Source::Nodes), (pods, Source::Pods)] {
+            let informer = super::loops::informer_of(&self.state.informers, t);
+            informer.synced().await;
+            let inbox = inbox.clone();
+            subscriptions.push(informer.subscribe(move |change| inbox.push(source, change)));
+        }
+        let (profiles, profiles_seen) = watch::channel(Profiles::new());
+        let follower = Arc::new(ProfileFollower {
+            state: self.state.clone(),
+            status: self.status.clone(),
+            loaded: Mutex::default(),
+            profiles,
+        });
+        let client = LocalClient::new(self.router.clone(), super::controllers::identity(NAME), NAME);
+        let events = EventRecorder::start(client.clone(), self.state.registry.clone(), NAME);
+        let binder = Arc::new(ApiBinder { client, events, registry: self.state.registry.clone() });
+        let default_spread = default_spread_selector(&self.state);
+        let scheduler = Scheduler::new(self.state.plugin_host.clone(), binder, inbox, profiles_seen, default_spread);
+        tokio::join!(follower.run(term_over.clone()), scheduler.run(term_over));
+        drop(subscriptions);
+    }
+}
+
+/// kube-scheduler's default selector for spreading a pod: the selectors of
+/// the Services, ReplicaSets and StatefulSets of its namespace that select
+/// it, together; read from the node's informers at the moment of asking.
+fn default_spread_selector(state: &ApiState) -> DefaultSpreadSelector {
+    let registry = state.registry();
+    let informers: Vec<(bool, Arc<engenho_control::Informer>)> =
+        [("", "services"), ("apps", "replicasets"), ("apps", "statefulsets")]
+            .iter()
+            .filter_map(|(group, plural)| registry.find_plural(group, plural))
+            .map(|t| (t.plural == "services", super::loops::informer_of(&state.informers, t)))
+            .collect();
+    Arc::new(move |namespace, labels| {
+        let mut together: engenho_scheduler::LabelSelector = Vec::new();
+        let filter = engenho_control::Filter { namespace: Some(namespace), ..engenho_control::Filter::default() };
+        for (is_service, informer) in &informers {
+            for object in informer.list(&filter) {
+                let Ok(value) = object.value() else { continue };
+                let selector = if *is_service {
+                    // A Service's selector is a map; an empty one selects nothing here.
+                    value
+                        .pointer("/spec/selector")
+                        .filter(|s| s.as_object().is_some_and(|m| !m.is_empty()))
+                        .and_then(|s| view::label_selector(Some(&json!({"matchLabels": s}))))
+                } else {
+                    view::label_selector(value.pointer("/spec/selector"))
+                };
+                if let Some(selector) = selector.filter(|s| !s.is_empty() && view::selects(s, labels)) {
+                    together.extend(selector);
+                }
+            }
+        }
+        (!together.is_empty()).then_some(together)
+    })
+}
+
+/// Keeps the profiles the scheduler runs in line with the SchedulerProfile
+/// and Plugin objects, and reports each profile's state on its status.
+struct ProfileFollower {
+    state: Arc<ApiState>,
+    status: LocalClient,
+    loaded: Mutex<HashMap<String, Loaded>>,
+    profiles: watch::Sender<Profiles>,
+}
+
+impl ProfileFollower {
+    async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let registry = self.state.registry();
+        let Some(profiles_type) = registry.find_plural(GROUP, PROFILES_PLURAL) else { return };
+        let Some(mut informers) = plugins::plugin_informers(&self.state) else { return };
+        informers.push(super::loops::informer_of(&self.state.informers, profiles_type));
+        let this = self.clone();
+        let reconciler = Whole::new(informers, move || {
+            let this = this.clone();
+            async move {
+                this.reconcile().await;
+                Action::Done
+            }
+        });
+        let settings = ("scheduler-profiles", 1, super::loops::SERVING_RESYNC);
+        super::loops::run_loop(&self.state, Arc::new(reconciler), settings, everywhere(), stop).await;
+    }
+
+    async fn reconcile(&self) {
+        let registry = self.state.registry();
+        let (Some(profiles_type), Some(plugins_type)) =
+            (registry.find_plural(GROUP, PROFILES_PLURAL), registry.find_plural(GROUP, "plugins"))
+        else {
+            return;
+        };
+        let Ok(listed) = self.state.objects.list_at(profiles_type, None, 0) else { return };
+        let trust = TrustRoot::read(&self.state.objects, &registry);
+        let mut running = self.profiles.borrow().clone();
+        let mut present = Vec::new();
+        for object in &listed.items {
+            let spec: ProfileObject =
+                object.get("spec").cloned().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
+            present.push(spec.scheduler_name.clone());
+            let condition = match self.settle(&spec, plugins_type, &trust).await {
+                Ok(profile) => {
+                    let same = running.get(&spec.scheduler_name).is_some_and(|r| same_profile(r, &profile));
+                    if !same {
+                        running.insert(spec.scheduler_name.clone(), Arc::new(profile));
+                    }
+                    ("True", "Active", format!("scheduling the pods of {:?}", spec.scheduler_name))
+                }
+                Err(error) => ("False", "Refused", error),
+            };
+            report(&self.status, profiles_type, object, condition).await;
+        }
+        running.retain(|name, _| present.contains(name));
+        self.profiles.send_if_modified(|current| {
+            let changed = current.len() != running.len()
+                || current.iter().any(|(name, spec)| running.get(name).is_none_or(|r| !Arc::ptr_eq(r, spec)));
+            if changed {
+                *current = running;
+            }
+            changed
+        });
+    }
+
+    /// The profile `spec` asks for, its plugins loaded (reusing those
+    /// loaded before from the same digest and config).
+    async fn settle(
+        &self,
+        spec: &ProfileObject,
+        plugins_type: &super::resources::ResourceType,
+        trust: &TrustRoot,
+    ) -> Result<ProfileSpec, String> {
+        let signers = match trust {
+            TrustRoot::Known(signers) => signers,
+            TrustRoot::Unknown(reason) => return Err(format!("the trusted plugin signers cannot be read: {reason}")),
+        };
+        if spec.plugins.is_empty() {
+            return Err("the profile names no plugins".into());
+        }
+        let mut plugins = Vec::with_capacity(spec.plugins.len());
+        for entry in &spec.plugins {
+            let object = self
+                .state
+                .objects
+                .get(plugins_type, None, &entry.name)
+                .await
+                .map_err(|_| format!("plugin {:?}: no such Plugin", entry.name))?;
+            let plugin: PluginSpec =
+                object.get("spec").cloned().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
+            if plugin.world != SCHEDULER_WORLD {
+                return Err(format!("plugin {:?}: its world is {:?}, not {SCHEDULER_WORLD}", entry.name, plugin.world));
+            }
+            plugins::verify_signature(&entry.name, &plugin, signers)
+                .map_err(|error| format!("plugin {:?}: {error}", entry.name))?;
+            let config = entry.config.as_ref().map_or_else(|| plugin.config_json(), Value::to_string);
+            let loaded = self.load(&entry.name, &plugin, &config).await?;
+            plugins.push(ProfilePlugin { name: entry.name.clone(), weight: entry.weight.unwrap_or(1), plugin: loaded });
+        }
+        Ok(ProfileSpec { plugins, percentage_of_nodes_to_score: spec.percentage_of_nodes_to_score.filter(|p| *p > 0) })
+    }
+
+    async fn load(&self, name: &str, spec: &PluginSpec, config: &str) -> Result<Arc<SchedulerPlugin>, String> {
+        let key = format!("{name}\0{config}");
+        if let Some(loaded) = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
+            && loaded.digest == spec.digest
+            && loaded.config == config
+        {
+            return Ok(loaded.plugin.clone());
+        }
+        let bytes = plugins::load_component(&self.state.objects, &spec.digest)
+            .map_err(|e| e.message)?
+            .ok_or_else(|| format!("plugin {name:?}: no component with digest {} has been pushed", spec.digest))?;
+        let plugin =
+            SchedulerPlugin::load(&self.state.plugin_host, name, &spec.digest, &bytes, config, spec.call_limits())
+                .await
+                .map_err(|e| e.to_string())?;
+        let plugin = Arc::new(plugin);
+        let loaded = Loaded { digest: spec.digest.clone(), config: config.to_owned(), plugin: plugin.clone() };
+        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, loaded);
+        Ok(plugin)
+    }
+}
+
+/// Whether two profiles run the same plugins, alike.
+fn same_profile(a: &ProfileSpec, b: &ProfileSpec) -> bool {
+    a.percentage_of_nodes_to_score == b.percentage_of_nodes_to_score
+        && a.plugins.len() == b.plugins.len()
+        && a.plugins
+            .iter()
+            .zip(&b.plugins)
+            .all(|(x, y)| x.name == y.name && x.weight == y.weight && Arc::ptr_eq(&x.plugin, &y.plugin))
+}
+
+/// Writes `condition` as the Ready condition of profile `object`, unless it
+/// says so already.
+async fn report(
+    client: &LocalClient,
+    profiles_type: &super::resources::ResourceType,
+    object: &Value,
+    (status, reason, message): (&str, &str, String),
+) {
+    let current = object.pointer("/status/conditions/0");
+    let generation = object.pointer("/metadata/generation").cloned().unwrap_or(Value::Null);
+    let same = current.is_some_and(|c| {
+        c.get("status").and_then(Value::as_str) == Some(status)
+            && c.get("reason").and_then(Value::as_str) == Some(reason)
+            && c.get("message").and_then(Value::as_str) == Some(message.as_str())
+    }) && object.pointer("/status/observedGeneration") == Some(&generation);
+    if same {
+        return;
+    }
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": super::objects::now()});
+    let patch = json!({"status": {"conditions": [condition], "observedGeneration": generation}});
+    let patch = (PatchType::Merge, patch.to_string().into_bytes());
+    if let Err(refused) = client.patch(profiles_type, None, name, Some("status"), patch).await {
+        tracing::debug!(profile = name, %refused, "the profile's status will be written again");
+    }
+}
+
+/// The scheduler's writes, through the API server as `kube-scheduler`.
+struct ApiBinder {
+    client: LocalClient,
+    events: EventRecorder,
+    registry: super::resources::SharedRegistry,
+}
+
+impl Binder for ApiBinder {
+    fn bind(&self, pod: PodRef, node: String) -> Pending<Result<(), String>> {
+        let client = self.client.clone();
+        let pods = self.registry.current().find("", "v1", "pods").cloned();
+        Box::pin(async move {
+            let pods = pods.ok_or("pods are not served")?;
+            let binding = json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            let path = super::client::object_path(&pods, Some(&pod.namespace), &pod.name, Some("binding"));
+            client
+                .send(http::Method::POST, &path, "application/json", binding.to_string().into_bytes())
+                .await
+                .map(|_| ())
+                .map_err(|refused| refused.to_string())
+        })
+    }
+
+    fn unschedulable(&self, pod: PodRef, reason: &'static str, message: String) -> Pending<()> {
+        let client = self.client.clone();
+        let pods = self.registry.current().find("", "v1", "pods").cloned();
+        self.events.record(Event {
+            regarding: Regarding {
+                group: String::new(),
+                version: "v1".into(),
+                plural: "pods".into(),
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+            },
+            warning: true,
+            reason: "FailedScheduling".into(),
+            message: message.clone(),
+        });
+        Box::pin(async move {
+            let Some(pods) = pods else { return };
+            let path = super::client::object_path(&pods, Some(&pod.namespace), &pod.name, None);
+            let Ok(read) = client.send(http::Method::GET, &path, "application/json", Vec::new()).await else { return };
+            let Ok(object) = serde_json::from_slice::<Value>(&read) else { return };
+            if object.pointer("/metadata/uid").and_then(Value::as_str) != Some(pod.uid.as_str()) {
+                return;
+            }
+            let status = with_condition(object.get("status"), "PodScheduled", "False", reason, &message);
+            if let Err(refused) = client.update_status_as_read(&pods, Some(&pod.namespace), object, status).await {
+                tracing::debug!(pod = %pod.name, %refused, "a pod's PodScheduled condition was not written");
+            }
+        })
+    }
+}
+
+/// `status` with condition `kind` set to `state`, `reason` and `message`:
+/// its transition time kept while its state stays.
+fn with_condition(status: Option<&Value>, kind: &str, state: &str, reason: &str, message: &str) -> Value {
+    let mut status = status.cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let mut conditions: Vec<Value> = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let position = conditions.iter().position(|c| c.get("type").and_then(Value::as_str) == Some(kind));
+    let transition = position
+        .and_then(|i| conditions[i].get("status").and_then(Value::as_str).filter(|s| *s == state).map(|_| i))
+        .and_then(|i| conditions[i].get("lastTransitionTime").cloned())
+        .unwrap_or_else(|| json!(super::objects::now()));
+    let condition = json!({"type": kind, "status": state, "reason": reason, "message": message,
+        "lastProbeTime": null, "lastTransitionTime": transition});
+    match position {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+    status["conditions"] = Value::Array(conditions);
+    status
+}
