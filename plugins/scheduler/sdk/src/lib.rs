@@ -13,6 +13,7 @@
 extern crate self as engenho_scheduler;
 
 pub mod matching;
+pub mod normalization;
 pub mod resources;
 mod table;
 mod types;
@@ -44,6 +45,19 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, S
         text => text,
     };
     serde_json::from_str(text).map_err(|error| format!("invalid configuration: {error}"))
+}
+
+/// Checks that `config` configures nothing: empty, or `{}`.
+///
+/// # Errors
+/// `invalid configuration: ` and the field the plugin does not know, or
+/// what did not parse.
+pub fn parse_no_config(config: &str) -> Result<(), String> {
+    let fields: serde_json::Map<String, serde_json::Value> = parse_config(config)?;
+    match fields.keys().next() {
+        Some(field) => Err(format!("invalid configuration: unknown field `{field}`, the plugin takes none")),
+        None => Ok(()),
+    }
 }
 
 /// A scheduler plugin: its configuration, and how it filters and scores
@@ -227,6 +241,18 @@ mod tests {
         let (mut instance, _) = Instance::<ShortAnswers>::configure("{}").expect("configures");
         instance.update(&[Change::NodeSet(0, node("a")), Change::NodeSet(2, node("c"))]);
         instance
+    }
+
+    #[test]
+    fn configuration_text_is_read_as_json() {
+        // Goal: empty text reads as `{}`; unknown fields and bad JSON are
+        // refused with words that name the problem.
+        assert_eq!(parse_no_config(""), Ok(()));
+        assert_eq!(parse_no_config(" {} "), Ok(()));
+        let unknown = parse_no_config(r#"{"weight": 1}"#).expect_err("unknown field");
+        assert!(unknown.starts_with("invalid configuration: unknown field `weight`"), "{unknown}");
+        assert!(parse_no_config("{").is_err());
+        assert!(parse_no_config("[]").is_err());
     }
 
     #[test]
