@@ -79,7 +79,7 @@ fn broken_line(shape: &[ShapePoint], utilization: i64) -> i64 {
         return first.score;
     }
     for pair in shape.windows(2) {
-        let (from, to) = (pair[0], pair[1]);
+        let &[from, to] = pair else { continue };
         if utilization <= to.utilization {
             let run = to.utilization - from.utilization;
             if run <= 0 {

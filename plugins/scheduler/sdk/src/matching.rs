@@ -58,7 +58,7 @@ fn node_requirement_is_valid(requirement: &NodeRequirement) -> bool {
         NodeOperator::In | NodeOperator::NotIn => !requirement.values.is_empty(),
         NodeOperator::Exists | NodeOperator::DoesNotExist => requirement.values.is_empty(),
         NodeOperator::Gt | NodeOperator::Lt => {
-            requirement.values.len() == 1 && requirement.values[0].parse::<i64>().is_ok()
+            matches!(requirement.values.as_slice(), [bound] if bound.parse::<i64>().is_ok())
         }
     }
 }
@@ -113,9 +113,10 @@ pub fn node_term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
     let labels_match =
         term.match_expressions.iter().all(|requirement| node_requirement_matches(requirement, &node.labels));
     let fields_match = node.name.is_empty()
-        || term.match_fields.iter().all(|requirement| match requirement.operator {
-            NodeOperator::In => requirement.values[0] == node.name,
-            _ => requirement.values[0] != node.name,
+        || term.match_fields.iter().all(|requirement| match (requirement.operator, requirement.values.as_slice()) {
+            (NodeOperator::In, [name]) => *name == node.name,
+            (NodeOperator::NotIn, [name]) => *name != node.name,
+            _ => false,
         });
     labels_match && fields_match
 }
