@@ -198,3 +198,14 @@ fn bad_configuration_names_the_field() {
     assert!(refused(r#"{"hardPodAntiAffinityWeight": 1}"#).contains("unknown field `hardPodAntiAffinityWeight`"));
     assert!(Instance::<InterPodAffinity>::configure(r#"{"hardPodAffinityWeight": 0}"#).is_ok());
 }
+
+#[test]
+fn answers_are_well_formed_for_any_input() {
+    // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+    // indexes, invalid terms included), one verdict per candidate and one
+    // score within 0..=100 per node, and no panic.
+    engenho_scheduler::testsuite::assert_well_formed::<InterPodAffinity>(r#"{}"#);
+    engenho_scheduler::testsuite::assert_well_formed::<InterPodAffinity>(
+        r#"{"hardPodAffinityWeight": 100, "ignorePreferredTermsOfExistingPods": true}"#,
+    );
+}

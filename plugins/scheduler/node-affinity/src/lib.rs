@@ -203,4 +203,15 @@ mod tests {
         );
         assert!(error.contains("preferredDuringSchedulingIgnoredDuringExecution[0].weight"), "{error}");
     }
+
+    #[test]
+    fn answers_are_well_formed_for_any_input() {
+        // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+        // indexes, invalid terms included), one verdict per candidate and one
+        // score within 0..=100 per node, and no panic.
+        engenho_scheduler::testsuite::assert_well_formed::<NodeAffinity>(r#"{}"#);
+        engenho_scheduler::testsuite::assert_well_formed::<NodeAffinity>(
+            r#"{"addedAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Exists"}]}]}, "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "preference": {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["3"]}]}}]}}"#,
+        );
+    }
 }

@@ -79,4 +79,12 @@ mod tests {
         let error = Instance::<NodeName>::configure(r#"{"nodeName": "a"}"#).err().expect("refused");
         assert!(error.contains("unknown field `nodeName`"), "{error}");
     }
+
+    #[test]
+    fn answers_are_well_formed_for_any_input() {
+        // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+        // indexes, invalid terms included), one verdict per candidate and one
+        // score within 0..=100 per node, and no panic.
+        engenho_scheduler::testsuite::assert_well_formed::<NodeName>(r#"{}"#);
+    }
 }

@@ -171,4 +171,15 @@ mod tests {
         assert!(refused(r#"{"resources": [{"weight": 1}]}"#).contains("missing field `name`"));
         assert!(refused(r#"{"scoringStrategy": {}}"#).contains("unknown field `scoringStrategy`"));
     }
+
+    #[test]
+    fn answers_are_well_formed_for_any_input() {
+        // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+        // indexes, invalid terms included), one verdict per candidate and one
+        // score within 0..=100 per node, and no panic.
+        engenho_scheduler::testsuite::assert_well_formed::<BalancedAllocation>(r#"{}"#);
+        engenho_scheduler::testsuite::assert_well_formed::<BalancedAllocation>(
+            r#"{"resources": [{"name": "cpu"}, {"name": "memory"}, {"name": "example.com/gpu"}, {"name": "ephemeral-storage"}]}"#,
+        );
+    }
 }

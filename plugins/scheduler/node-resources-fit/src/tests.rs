@@ -174,3 +174,17 @@ fn bad_configuration_names_the_field() {
         refused(r#"{"scoringStrategy": {"type": "LeastAllocated"}, "extra": 1}"#).contains("unknown field `extra`")
     );
 }
+
+#[test]
+fn answers_are_well_formed_for_any_input() {
+    // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+    // indexes, invalid terms included), one verdict per candidate and one
+    // score within 0..=100 per node, and no panic.
+    engenho_scheduler::testsuite::assert_well_formed::<NodeResourcesFit>(r#"{}"#);
+    engenho_scheduler::testsuite::assert_well_formed::<NodeResourcesFit>(
+        r#"{"scoringStrategy": {"type": "MostAllocated", "resources": [{"name": "cpu"}, {"name": "example.com/gpu", "weight": 5}]}}"#,
+    );
+    engenho_scheduler::testsuite::assert_well_formed::<NodeResourcesFit>(
+        r#"{"scoringStrategy": {"type": "RequestedToCapacityRatio", "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]}}}"#,
+    );
+}

@@ -96,4 +96,12 @@ mod tests {
         let error = Instance::<NodeUnschedulable>::configure(r#"{"x": true}"#).err().expect("refused");
         assert!(error.contains("unknown field `x`"), "{error}");
     }
+
+    #[test]
+    fn answers_are_well_formed_for_any_input() {
+        // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+        // indexes, invalid terms included), one verdict per candidate and one
+        // score within 0..=100 per node, and no panic.
+        engenho_scheduler::testsuite::assert_well_formed::<NodeUnschedulable>(r#"{}"#);
+    }
 }

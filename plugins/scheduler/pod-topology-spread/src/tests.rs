@@ -228,3 +228,14 @@ fn bad_configuration_names_the_field() {
     assert!(refused(r#"{"defaultingType": "Cluster"}"#).contains("Cluster"));
     assert!(Instance::<PodTopologySpread>::configure(r#"{"defaultingType": "List"}"#).is_ok());
 }
+
+#[test]
+fn answers_are_well_formed_for_any_input() {
+    // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+    // indexes, invalid terms included), one verdict per candidate and one
+    // score within 0..=100 per node, and no panic.
+    engenho_scheduler::testsuite::assert_well_formed::<PodTopologySpread>(r#"{}"#);
+    engenho_scheduler::testsuite::assert_well_formed::<PodTopologySpread>(
+        r#"{"defaultingType": "List", "defaultConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}, {"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]}"#,
+    );
+}

@@ -34,7 +34,7 @@ impl Requested {
         self.total.memory = self.total.memory.saturating_add(requests.memory);
         self.total.ephemeral_storage = self.total.ephemeral_storage.saturating_add(requests.ephemeral_storage);
         self.total.pods = self.total.pods.saturating_add(1);
-        for resource in &requests.extended {
+        for resource in requests.extended.iter().filter(|resource| resource.amount > 0) {
             match self.total.extended.iter_mut().find(|r| r.name == resource.name) {
                 Some(sum) => sum.amount = sum.amount.saturating_add(resource.amount),
                 None => self.total.extended.push(resource.clone()),
@@ -441,5 +441,61 @@ mod tests {
         assert!(!current.assumes_anything());
         assert!(matches!(current.requested_on(0), Cow::Borrowed(_)));
         assert_eq!(uids_on(&current, 0), vec!["p", "q"]);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A change over a few indexes (some past the nodes set) and a few
+        /// uids, so that sequences revisit the same nodes and pods.
+        fn change() -> impl Strategy<Value = Change> {
+            let index = 0u32..6;
+            let uid = (0u8..8).prop_map(|n| format!("pod-{n}"));
+            prop_oneof![
+                index.clone().prop_map(|i| Change::NodeSet(i, node(&format!("node-{i}")))),
+                index.clone().prop_map(Change::NodeRemoved),
+                (index, uid.clone(), 0u64..3000, 0u64..3, 0u64..2).prop_map(|(i, uid, cpu, gpus, memory)| {
+                    let mut pod = requesting(&uid, cpu, memory);
+                    pod.requests.extended[0].amount = gpus;
+                    Change::PodPlaced(i, pod)
+                }),
+                uid.prop_map(Change::PodRemoved),
+            ]
+        }
+
+        /// What a node's pods request, summed from scratch.
+        fn recomputed(entry: &NodeEntry) -> Requested {
+            let mut requested = Requested::default();
+            entry.pods().iter().for_each(|pod| requested.add(pod));
+            requested.total.extended.retain(|sum| sum.amount > 0);
+            requested.total.extended.sort_by(|a, b| a.name.cmp(&b.name));
+            requested
+        }
+
+        proptest! {
+            #[test]
+            fn sums_kept_incrementally_equal_sums_recomputed(changes in prop::collection::vec(change(), 0..60)) {
+                // Goal: whatever the order of changes, each node's running
+                // sums equal its pods' requests summed anew, every placed
+                // uid is on the node the table says, and nothing panics.
+                let mut table = Table::new();
+                for change in changes {
+                    table.apply(change);
+                }
+                let mut pods = 0;
+                for (index, entry) in table.nodes() {
+                    let mut kept = entry.requested().clone();
+                    kept.total.extended.sort_by(|a, b| a.name.cmp(&b.name));
+                    prop_assert_eq!(kept, recomputed(entry));
+                    for pod in entry.pods() {
+                        prop_assert_eq!(table.placement(&pod.uid), Some(index));
+                    }
+                    pods += entry.pods().len();
+                }
+                prop_assert_eq!(pods, table.pod_count());
+            }
+        }
     }
 }
