@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 15] = [
+const PLUGINS: [&str; 23] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
@@ -22,6 +22,14 @@ const PLUGINS: [&str; 15] = [
     "misbehaving-controller",
     "endpointslice-controller",
     "nodelifecycle-controller",
+    "node-name",
+    "node-unschedulable",
+    "node-resources-fit",
+    "node-resources-balanced-allocation",
+    "node-affinity",
+    "taint-toleration",
+    "inter-pod-affinity",
+    "pod-topology-spread",
 ];
 
 fn main() {

@@ -1,6 +1,287 @@
-//! What engenho's scheduler plugin components are written with: the
-//! scheduler-plugin world's records (`wit/scheduler.wit`) as plain Rust.
+//! What engenho's scheduler plugin components are written with.
+//!
+//! A plugin implements [`Plugin`]: it reads its configuration once, then
+//! filters and scores nodes for one pod at a time over a [`Table`] of the
+//! cluster's nodes and the pods placed on them. An [`Instance`] keeps the
+//! plugin and its table together and answers the host's calls through the
+//! [`Judge`] trait. On wasm32 the [`export_scheduler!`] macro makes the
+//! plugin a component of the `scheduler-plugin` world
+//! (`wit/scheduler.wit`); on other targets a host runs the same [`Instance`]
+//! natively, which is how it compares a plugin compiled into itself with
+//! the component.
 
-pub mod types;
+extern crate self as engenho_scheduler;
 
+pub mod matching;
+pub mod normalization;
+pub mod resources;
+mod table;
+mod types;
+
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+#[cfg(target_arch = "wasm32")]
+pub mod guest;
+
+pub use table::{MAX_NODES, NodeEntry, Requested, Table, View};
 pub use types::*;
+
+/// The reason a host reads for a node a plugin was asked about that is not
+/// in its table.
+pub const NODE_NOT_FOUND: &str = "node(s) were not found";
+
+/// The highest score a node gets from one plugin.
+pub const MAX_NODE_SCORE: u32 = 100;
+
+/// Reads a plugin's JSON configuration as `T`; empty text reads as `{}`.
+///
+/// # Errors
+/// `invalid configuration: ` and what did not parse (serde names the
+/// field, e.g. ``unknown field `x` `` or ``invalid type ... at line 1``).
+pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
+    let text = match config.trim() {
+        "" => "{}",
+        text => text,
+    };
+    serde_json::from_str(text).map_err(|error| format!("invalid configuration: {error}"))
+}
+
+/// Checks that `config` configures nothing: empty, or `{}`.
+///
+/// # Errors
+/// `invalid configuration: ` and the field the plugin does not know, or
+/// what did not parse.
+pub fn parse_no_config(config: &str) -> Result<(), String> {
+    let fields: serde_json::Map<String, serde_json::Value> = parse_config(config)?;
+    match fields.keys().next() {
+        Some(field) => Err(format!("invalid configuration: unknown field `{field}`, the plugin takes none")),
+        None => Ok(()),
+    }
+}
+
+/// A scheduler plugin: its configuration, and how it filters and scores
+/// nodes for a pod.
+///
+/// Each call covers many nodes at once, so that a plugin works out what it
+/// needs to know about the pod once per call (as kube-scheduler's PreFilter
+/// and PreScore steps do) and then judges each node.
+pub trait Plugin: Sized + Send + 'static {
+    /// The plugin configured by `config` (JSON; empty or `{}` means the
+    /// defaults), and the calls it takes part in.
+    ///
+    /// # Errors
+    /// A configuration the plugin cannot use, in words that name the field.
+    fn configure(config: &str) -> Result<(Self, Abilities), String>;
+
+    /// One verdict per node of `candidates`, in their order, for `pod`
+    /// under `assumptions`. Every index in `candidates` names a node of
+    /// `table`.
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict>;
+
+    /// One score from 0 to [`MAX_NODE_SCORE`] per node of `nodes`, in their
+    /// order, normalized across them. Every index in `nodes` names a node
+    /// of `table`.
+    fn score(&self, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32>;
+}
+
+/// What a host calls on a configured plugin, whether it runs as a
+/// component or natively.
+pub trait Judge: Send {
+    /// Applies `changes` to the plugin's table, in order.
+    fn update(&mut self, changes: &[Change]);
+
+    /// One verdict per node of `candidates`, in their order.
+    fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict>;
+
+    /// One score from 0 to [`MAX_NODE_SCORE`] per node of `nodes`, in their
+    /// order.
+    fn score(&mut self, pod: &Pod, nodes: &[u32]) -> Vec<u32>;
+}
+
+/// A configured plugin and the node table it judges over.
+pub struct Instance<P: Plugin> {
+    plugin: P,
+    table: Table,
+}
+
+impl<P: Plugin> Instance<P> {
+    /// The plugin configured by `config`, with an empty table, and the
+    /// calls it takes part in.
+    ///
+    /// # Errors
+    /// The plugin's refusal of the configuration.
+    pub fn configure(config: &str) -> Result<(Self, Abilities), String> {
+        let (plugin, abilities) = P::configure(config)?;
+        Ok((Self { plugin, table: Table::new() }, abilities))
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &P {
+        &self.plugin
+    }
+
+    /// The node table as the changes so far made it.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+}
+
+impl<P: Plugin> Judge for Instance<P> {
+    fn update(&mut self, changes: &[Change]) {
+        for change in changes {
+            self.table.apply(change.clone());
+        }
+    }
+
+    fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict> {
+        let known: Vec<u32> = candidates.iter().copied().filter(|&index| self.table.node(index).is_some()).collect();
+        let mut answers = self.plugin.filter(&self.table, pod, &known, assumptions);
+        // A plugin that answers for too few or too many nodes is held to
+        // one verdict per node: missing ones refuse the node.
+        answers.resize_with(known.len(), || Verdict::Unresolvable(vec!["the plugin gave no verdict".into()]));
+        if known.len() == candidates.len() {
+            return answers;
+        }
+        let mut answers = answers.into_iter();
+        candidates
+            .iter()
+            .map(|&index| match self.table.node(index) {
+                Some(_) => answers.next().unwrap_or_else(|| Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()])),
+                None => Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]),
+            })
+            .collect()
+    }
+
+    fn score(&mut self, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
+        let known: Vec<u32> = nodes.iter().copied().filter(|&index| self.table.node(index).is_some()).collect();
+        let mut scores = self.plugin.score(&self.table, pod, &known);
+        scores.resize(known.len(), 0);
+        for score in &mut scores {
+            *score = (*score).min(MAX_NODE_SCORE);
+        }
+        if known.len() == nodes.len() {
+            return scores;
+        }
+        let mut scores = scores.into_iter();
+        nodes
+            .iter()
+            .map(|&index| match self.table.node(index) {
+                Some(_) => scores.next().unwrap_or(0),
+                None => 0,
+            })
+            .collect()
+    }
+}
+
+/// Makes `$plugin` (a [`Plugin`]) the component's export, on wasm32;
+/// nothing elsewhere.
+#[macro_export]
+macro_rules! export_scheduler {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct Export;
+
+            impl $crate::guest::SchedulerGuest for Export {
+                fn configure(config: String) -> Result<$crate::guest::WitAbilities, String> {
+                    $crate::guest::configure::<$plugin>(&config)
+                }
+
+                fn update(changes: Vec<$crate::guest::WitChange>) {
+                    $crate::guest::update::<$plugin>(changes)
+                }
+
+                fn filter(
+                    pod: $crate::guest::WitPod,
+                    candidates: Vec<u32>,
+                    assumptions: $crate::guest::WitAssumptions,
+                ) -> Vec<$crate::guest::WitVerdict> {
+                    $crate::guest::filter::<$plugin>(pod, candidates, assumptions)
+                }
+
+                fn score(pod: $crate::guest::WitPod, nodes: Vec<u32>) -> Vec<u32> {
+                    $crate::guest::score::<$plugin>(pod, nodes)
+                }
+            }
+
+    $crate::guest::bindings::export!(Export with_types_in $crate::guest::bindings);
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsuite::{node, pod};
+
+    /// A plugin that refuses every node it is asked about and scores each
+    /// node by its index, answering one item short, to test what the
+    /// instance makes of its answers.
+    struct ShortAnswers;
+
+    impl Plugin for ShortAnswers {
+        fn configure(config: &str) -> Result<(Self, Abilities), String> {
+            if config == "bad" {
+                return Err("bad configuration".into());
+            }
+            Ok((Self, Abilities { filters: true, scores: true, reads_pods: false }))
+        }
+
+        fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+            candidates.iter().skip(1).map(|_| Verdict::Unfit(vec!["no".into()])).collect()
+        }
+
+        fn score(&self, _: &Table, _: &Pod, nodes: &[u32]) -> Vec<u32> {
+            nodes.iter().skip(1).map(|&index| index * 1000).collect()
+        }
+    }
+
+    fn instance() -> Instance<ShortAnswers> {
+        let (mut instance, _) = Instance::<ShortAnswers>::configure("{}").expect("configures");
+        instance.update(&[Change::NodeSet(0, node("a")), Change::NodeSet(2, node("c"))]);
+        instance
+    }
+
+    #[test]
+    fn configuration_text_is_read_as_json() {
+        // Goal: empty text reads as `{}`; unknown fields and bad JSON are
+        // refused with words that name the problem.
+        assert_eq!(parse_no_config(""), Ok(()));
+        assert_eq!(parse_no_config(" {} "), Ok(()));
+        let unknown = parse_no_config(r#"{"weight": 1}"#).expect_err("unknown field");
+        assert!(unknown.starts_with("invalid configuration: unknown field `weight`"), "{unknown}");
+        assert!(parse_no_config("{").is_err());
+        assert!(parse_no_config("[]").is_err());
+    }
+
+    #[test]
+    fn configuration_errors_reach_the_host() {
+        // Goal: the plugin's refusal is the instance's refusal.
+        assert_eq!(Instance::<ShortAnswers>::configure("bad").err(), Some("bad configuration".to_owned()));
+    }
+
+    #[test]
+    fn filter_answers_one_verdict_per_candidate() {
+        // Goal: unknown nodes are refused as not found, and a plugin that
+        // answers short is padded, so the host always gets one verdict per
+        // candidate in order.
+        let mut instance = instance();
+        let verdicts = instance.filter(&pod("p"), &[0, 1, 2, 7], &Assumptions::default());
+        assert_eq!(verdicts.len(), 4);
+        assert!(matches!(&verdicts[0], Verdict::Unfit(_)));
+        assert_eq!(verdicts[1], Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]));
+        assert!(matches!(&verdicts[2], Verdict::Unresolvable(reasons) if reasons[0] == "the plugin gave no verdict"));
+        assert_eq!(verdicts[3], Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]));
+        assert!(instance.filter(&pod("p"), &[], &Assumptions::default()).is_empty());
+    }
+
+    #[test]
+    fn score_answers_one_bounded_score_per_node() {
+        // Goal: scores are capped at 100, unknown nodes and missing answers
+        // score 0.
+        let mut instance = instance();
+        assert_eq!(instance.score(&pod("p"), &[0, 2, 9]), vec![100, 0, 0]);
+        assert_eq!(instance.score(&pod("p"), &[2, 0]), vec![0, 0]);
+    }
+}

@@ -1,0 +1,114 @@
+//! The filter: what kube-scheduler's PreFilter counts once per call, and
+//! the verdict for each node.
+
+use std::collections::HashMap;
+
+use engenho_scheduler::matching::{label_value, placed_term_matches};
+use engenho_scheduler::{Pod, PodAffinityTerm, Verdict, View};
+
+use crate::{REASON_AFFINITY, REASON_ANTI_AFFINITY, REASON_EXISTING_ANTI_AFFINITY};
+
+/// A topology domain: a node label's key and value.
+type Domain<'a> = (&'a str, &'a str);
+
+/// Placed pods counted by topology domain, for one pod.
+pub struct Counts<'a> {
+    /// Placed pods matching every required affinity term of the pod, per
+    /// domain of each term.
+    affinity: HashMap<Domain<'a>, u64>,
+    /// Placed pods matching a required anti-affinity term of the pod, per
+    /// domain of that term.
+    anti_affinity: HashMap<Domain<'a>, u64>,
+    /// Required anti-affinity terms of placed pods that match the pod, per
+    /// domain of the placed pod.
+    existing_anti_affinity: HashMap<Domain<'a>, u64>,
+}
+
+/// Whether `pod` matches every term of `terms` (and there is one), each
+/// read as a term of `owner`.
+fn matches_all(terms: &[PodAffinityTerm], owner: &Pod, pod: &Pod) -> bool {
+    !terms.is_empty() && terms.iter().all(|term| placed_term_matches(term, owner, pod))
+}
+
+impl<'a> Counts<'a> {
+    /// Counts the placed pods of `view` that matter to `pod`.
+    pub fn of(view: &View<'a>, pod: &'a Pod) -> Self {
+        let mut counts =
+            Self { affinity: HashMap::new(), anti_affinity: HashMap::new(), existing_anti_affinity: HashMap::new() };
+        let affinity_terms = &pod.pod_affinity.required;
+        let anti_affinity_terms = &pod.pod_anti_affinity.required;
+        let pod_has_terms = !affinity_terms.is_empty() || !anti_affinity_terms.is_empty();
+        for (index, entry) in view.nodes() {
+            let labels = &entry.node().labels;
+            let domain = |key: &'a str| label_value(labels, key).map(|value| (key, value));
+            if view.may_have_pods_with_required_anti_affinity(index) {
+                for placed in view.pods_on(index) {
+                    for term in &placed.pod_anti_affinity.required {
+                        if let Some(domain) = domain(&term.topology_key)
+                            && placed_term_matches(term, placed, pod)
+                        {
+                            *counts.existing_anti_affinity.entry(domain).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            if !pod_has_terms {
+                continue;
+            }
+            for placed in view.pods_on(index) {
+                if matches_all(affinity_terms, pod, placed) {
+                    for domain in affinity_terms.iter().filter_map(|term| domain(&term.topology_key)) {
+                        *counts.affinity.entry(domain).or_default() += 1;
+                    }
+                }
+                for term in anti_affinity_terms {
+                    if let Some(domain) = domain(&term.topology_key)
+                        && placed_term_matches(term, pod, placed)
+                    {
+                        *counts.anti_affinity.entry(domain).or_default() += 1;
+                    }
+                }
+            }
+        }
+        counts
+    }
+
+    /// The verdict for the node at `index`.
+    pub fn verdict(&self, view: &View<'a>, pod: &Pod, index: u32) -> Verdict {
+        let Some(node) = view.node(index) else { return Verdict::Unresolvable(vec![REASON_AFFINITY.into()]) };
+        if !self.satisfies_affinity(pod, &node.labels) {
+            return Verdict::Unresolvable(vec![REASON_AFFINITY.into()]);
+        }
+        let in_domain = |counts: &HashMap<Domain<'_>, u64>, key: &str, value: &str| {
+            counts.get(&(key, value)).is_some_and(|&count| count > 0)
+        };
+        let repelled = pod.pod_anti_affinity.required.iter().any(|term| {
+            label_value(&node.labels, &term.topology_key)
+                .is_some_and(|value| in_domain(&self.anti_affinity, &term.topology_key, value))
+        });
+        if repelled {
+            return Verdict::Unfit(vec![REASON_ANTI_AFFINITY.into()]);
+        }
+        if !self.existing_anti_affinity.is_empty()
+            && node.labels.iter().any(|label| in_domain(&self.existing_anti_affinity, &label.key, &label.value))
+        {
+            return Verdict::Unfit(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
+        }
+        Verdict::Fits
+    }
+
+    /// Whether a node with `labels` meets the pod's required affinity.
+    fn satisfies_affinity(&self, pod: &Pod, labels: &[engenho_scheduler::Label]) -> bool {
+        let terms = &pod.pod_affinity.required;
+        let mut pods_in_every_domain = true;
+        for term in terms {
+            let Some(value) = label_value(labels, &term.topology_key) else { return false };
+            if self.affinity.get(&(term.topology_key.as_str(), value)).is_none_or(|&count| count == 0) {
+                pods_in_every_domain = false;
+            }
+        }
+        // The first pod of a group whose terms select itself may go to any
+        // node with the keys while no placed pod matches.
+        pods_in_every_domain || (self.affinity.is_empty() && matches_all(terms, pod, pod))
+    }
+}

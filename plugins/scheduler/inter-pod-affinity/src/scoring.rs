@@ -1,0 +1,84 @@
+//! The score: weights summed per topology domain, as kube-scheduler's
+//! PreScore gathers them, then per node, normalized.
+
+use std::collections::HashMap;
+
+use engenho_scheduler::matching::{label_value, placed_term_matches};
+use engenho_scheduler::normalization::min_max_normalize;
+use engenho_scheduler::{Label, Pod, PodAffinityTerm, Table};
+
+use crate::InterPodAffinity;
+
+/// Weights by topology key, then by the key's value.
+type DomainWeights<'a> = HashMap<&'a str, HashMap<&'a str, i64>>;
+
+/// Adds `weight` to the domain of `term` on a node with `labels`, when
+/// `term` (a term of `owner`) matches `pod`.
+fn add<'a>(
+    weights: &mut DomainWeights<'a>,
+    term: &'a PodAffinityTerm,
+    owner: &Pod,
+    pod: &Pod,
+    labels: &'a [Label],
+    weight: i64,
+) {
+    if let Some(value) = label_value(labels, &term.topology_key)
+        && placed_term_matches(term, owner, pod)
+    {
+        let sum = weights.entry(&term.topology_key).or_default().entry(value).or_default();
+        *sum = sum.saturating_add(weight);
+    }
+}
+
+/// One score per node of `nodes`.
+pub fn score(plugin: &InterPodAffinity, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
+    let has_preferred = !pod.pod_affinity.preferred.is_empty() || !pod.pod_anti_affinity.preferred.is_empty();
+    if plugin.ignore_preferred_terms_of_existing_pods && !has_preferred {
+        return vec![0; nodes.len()];
+    }
+    let mut weights: DomainWeights<'_> = HashMap::new();
+    for (_, entry) in table.nodes() {
+        // Unless the pod has preferred terms, only placed pods with terms
+        // of their own can weigh.
+        if !has_preferred && entry.pods_with_affinity() == 0 {
+            continue;
+        }
+        let labels = &entry.node().labels;
+        if labels.is_empty() {
+            continue;
+        }
+        for placed in entry.pods() {
+            for weighted in &pod.pod_affinity.preferred {
+                add(&mut weights, &weighted.term, pod, placed, labels, i64::from(weighted.weight));
+            }
+            for weighted in &pod.pod_anti_affinity.preferred {
+                add(&mut weights, &weighted.term, pod, placed, labels, -i64::from(weighted.weight));
+            }
+            if plugin.hard_pod_affinity_weight > 0 {
+                for term in &placed.pod_affinity.required {
+                    add(&mut weights, term, placed, pod, labels, plugin.hard_pod_affinity_weight);
+                }
+            }
+            for weighted in &placed.pod_affinity.preferred {
+                add(&mut weights, &weighted.term, placed, pod, labels, i64::from(weighted.weight));
+            }
+            for weighted in &placed.pod_anti_affinity.preferred {
+                add(&mut weights, &weighted.term, placed, pod, labels, -i64::from(weighted.weight));
+            }
+        }
+    }
+    if weights.is_empty() {
+        return vec![0; nodes.len()];
+    }
+    let sums: Vec<i64> = nodes
+        .iter()
+        .map(|&index| {
+            let labels = table.node(index).map_or(&[][..], |entry| &entry.node().labels);
+            weights
+                .iter()
+                .filter_map(|(key, values)| label_value(labels, key).and_then(|value| values.get(value)))
+                .fold(0i64, |sum, weight| sum.saturating_add(*weight))
+        })
+        .collect();
+    min_max_normalize(&sums)
+}

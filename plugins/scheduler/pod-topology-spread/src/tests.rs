@@ -1,0 +1,241 @@
+//! The plugin's filter, scores and configuration.
+
+use engenho_scheduler::testsuite::{labelled_node, labelled_pod, labels, match_labels, taint};
+use engenho_scheduler::{
+    Change, InclusionPolicy, Instance, Judge, LabelSelector, Node, SpreadConstraint, TaintEffect, UnsatisfiableAction,
+};
+
+use super::*;
+
+fn zoned(name: &str, zone: Option<&str>) -> Node {
+    match zone {
+        Some(zone) => labelled_node(name, &[(ZONE_KEY, zone), (HOSTNAME_KEY, name)]),
+        None => labelled_node(name, &[(HOSTNAME_KEY, name)]),
+    }
+}
+
+/// Nodes a and b in zone 1, c in zone 2, d without a zone, and `placed`.
+fn instance(config: &str, nodes: Vec<Node>, placed: Vec<(u32, Pod)>) -> Instance<PodTopologySpread> {
+    let (mut instance, abilities) = Instance::<PodTopologySpread>::configure(config).expect("configures");
+    assert_eq!(abilities, Abilities { filters: true, scores: true, reads_pods: true });
+    let mut changes: Vec<Change> =
+        nodes.into_iter().zip(0..).map(|(node, index)| Change::NodeSet(index, node)).collect();
+    changes.extend(placed.into_iter().map(|(index, pod)| Change::PodPlaced(index, pod)));
+    instance.update(&changes);
+    instance
+}
+
+fn zones() -> Vec<Node> {
+    vec![zoned("a", Some("1")), zoned("b", Some("1")), zoned("c", Some("2")), zoned("d", None)]
+}
+
+fn web(uid: &str) -> Pod {
+    labelled_pod(uid, &[("app", "web")])
+}
+
+fn constraint(
+    key: &str,
+    max_skew: u32,
+    action: UnsatisfiableAction,
+    selector: Option<LabelSelector>,
+) -> SpreadConstraint {
+    SpreadConstraint {
+        max_skew,
+        topology_key: key.into(),
+        when_unsatisfiable: action,
+        selector,
+        min_domains: 0,
+        node_affinity_policy: InclusionPolicy::Honor,
+        node_taints_policy: InclusionPolicy::Ignore,
+    }
+}
+
+fn spreading(uid: &str, constraints: Vec<SpreadConstraint>) -> Pod {
+    let mut pod = web(uid);
+    pod.spread_constraints = constraints;
+    pod
+}
+
+fn by_zone(max_skew: u32) -> SpreadConstraint {
+    constraint(ZONE_KEY, max_skew, UnsatisfiableAction::DoNotSchedule, Some(match_labels(&[("app", "web")])))
+}
+
+fn unfit() -> Verdict {
+    Verdict::Unfit(vec!["node(s) didn't match pod topology spread constraints".into()])
+}
+
+fn missing_label() -> Verdict {
+    Verdict::Unresolvable(vec!["node(s) didn't match pod topology spread constraints (missing required label)".into()])
+}
+
+const ALL: [u32; 4] = [0, 1, 2, 3];
+
+#[test]
+fn skew_past_the_bound_is_unfit_and_missing_keys_unresolvable() {
+    // Goal: zone 1 holds two matching pods, zone 2 none: the pod fits
+    // only zone 2; the node without a zone is refused unresolvably.
+    let mut instance = instance("{}", zones(), vec![(0, web("w0")), (1, web("w1"))]);
+    let pod = spreading("p", vec![by_zone(1)]);
+    assert_eq!(
+        instance.filter(&pod, &ALL, &Assumptions::default()),
+        vec![unfit(), unfit(), Verdict::Fits, missing_label()]
+    );
+    let lenient = spreading("p", vec![by_zone(3)]);
+    assert_eq!(
+        instance.filter(&lenient, &ALL, &Assumptions::default()),
+        vec![Verdict::Fits, Verdict::Fits, Verdict::Fits, missing_label()]
+    );
+}
+
+#[test]
+fn min_domains_treats_the_minimum_as_zero() {
+    // Goal: with fewer domains than minDomains the global minimum is 0.
+    let mut instance = instance("{}", zones(), vec![(0, web("w0")), (2, web("w1"))]);
+    let pod = spreading("p", vec![by_zone(1)]);
+    assert_eq!(instance.filter(&pod, &[0, 2], &Assumptions::default()), vec![Verdict::Fits, Verdict::Fits]);
+    let mut wanting_three = by_zone(1);
+    wanting_three.min_domains = 3;
+    let pod = spreading("p", vec![wanting_three]);
+    assert_eq!(instance.filter(&pod, &[0, 2], &Assumptions::default()), vec![unfit(), unfit()]);
+}
+
+#[test]
+fn inclusion_policies_narrow_the_domains_counted() {
+    // Goal: with nodeAffinityPolicy Honor, zones the pod's node selector
+    // rules out are not domains; with nodeTaintsPolicy Honor, neither are
+    // nodes with untolerated taints; Ignore counts them.
+    let mut nodes = zones();
+    for node in &mut nodes[..2] {
+        node.labels.extend(labels(&[("disk", "ssd")]));
+    }
+    let mut instance = instance("{}", nodes, vec![(0, web("w0"))]);
+    let mut pod = spreading("p", vec![by_zone(1)]);
+    pod.node_selector = labels(&[("disk", "ssd")]);
+    assert_eq!(instance.filter(&pod, &[0], &Assumptions::default()), vec![Verdict::Fits]);
+    pod.spread_constraints[0].node_affinity_policy = InclusionPolicy::Ignore;
+    assert_eq!(instance.filter(&pod, &[0], &Assumptions::default()), vec![unfit()]);
+
+    let mut tainted = zoned("c", Some("2"));
+    tainted.taints = vec![taint("dedicated", "x", TaintEffect::NoSchedule)];
+    instance.update(&[Change::NodeSet(2, tainted)]);
+    let mut pod = spreading("p", vec![by_zone(1)]);
+    assert_eq!(instance.filter(&pod, &[0], &Assumptions::default()), vec![unfit()]);
+    pod.spread_constraints[0].node_taints_policy = InclusionPolicy::Honor;
+    assert_eq!(instance.filter(&pod, &[0], &Assumptions::default()), vec![Verdict::Fits]);
+}
+
+#[test]
+fn selectors_and_namespaces_decide_what_counts() {
+    // Goal: only pods of the pod's namespace count; a constraint without
+    // a selector counts nothing, not even the pod; an empty selector
+    // counts no placed pod but the pod itself.
+    let mut elsewhere = web("other");
+    elsewhere.namespace = "other".into();
+    let mut instance = instance("{}", zones(), vec![(0, elsewhere.clone()), (0, elsewhere)]);
+    let pod = spreading("p", vec![by_zone(1)]);
+    assert_eq!(instance.filter(&pod, &[0], &Assumptions::default()), vec![Verdict::Fits]);
+    instance.update(&[Change::PodPlaced(0, web("w0"))]);
+    let blind = spreading("p", vec![constraint(ZONE_KEY, 1, UnsatisfiableAction::DoNotSchedule, None)]);
+    assert_eq!(instance.filter(&blind, &[0], &Assumptions::default()), vec![Verdict::Fits]);
+    let everything =
+        spreading("p", vec![constraint(ZONE_KEY, 0, UnsatisfiableAction::DoNotSchedule, Some(Vec::new()))]);
+    assert_eq!(instance.filter(&everything, &[0], &Assumptions::default()), vec![unfit()]);
+}
+
+#[test]
+fn assumptions_count_in_the_filter() {
+    // Goal: assumed pods count in their domain, pods assumed gone do not.
+    let mut instance = instance("{}", zones(), vec![(0, web("w0"))]);
+    let pod = spreading("p", vec![by_zone(1)]);
+    assert_eq!(instance.filter(&pod, &[0, 2], &Assumptions::default()), vec![unfit(), Verdict::Fits]);
+    let without = Assumptions { without: vec!["w0".into()], extra: Vec::new() };
+    assert_eq!(instance.filter(&pod, &[0, 2], &without), vec![Verdict::Fits, Verdict::Fits]);
+    let nominated = Assumptions { without: Vec::new(), extra: vec![(2, web("n")), (2, web("m"))] };
+    assert_eq!(instance.filter(&pod, &[0, 2], &nominated), vec![Verdict::Fits, unfit()]);
+}
+
+#[test]
+fn listed_default_constraints_apply_to_pods_without_their_own() {
+    // Goal: with defaultingType List, a pod without constraints gets the
+    // defaults with its services' and controllers' selector; without such
+    // a selector, none.
+    let config = r#"{"defaultingType": "List", "defaultConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}]}"#;
+    let mut instance = instance(config, zones(), vec![(0, web("w0")), (1, web("w1"))]);
+    let mut pod = web("p");
+    assert!(instance.filter(&pod, &ALL, &Assumptions::default()).iter().all(|verdict| *verdict == Verdict::Fits));
+    pod.default_spread_selector = Some(match_labels(&[("app", "web")]));
+    assert_eq!(
+        instance.filter(&pod, &ALL, &Assumptions::default()),
+        vec![unfit(), unfit(), Verdict::Fits, missing_label()]
+    );
+    // The system defaults only prefer, so they never filter.
+    let mut system = self::instance("{}", zones(), vec![(0, web("w0")), (1, web("w1"))]);
+    assert!(system.filter(&pod, &ALL, &Assumptions::default()).iter().all(|verdict| *verdict == Verdict::Fits));
+}
+
+#[test]
+fn schedule_anyway_scores_the_least_crowded_highest() {
+    // Goal: a hostname constraint: counts × ln(nodes + 2), inverted and
+    // normalized (2 pods → 0, 1 pod → 33, none → 100).
+    let mut instance = instance("{}", zones(), vec![(0, web("w0")), (0, web("w1")), (1, web("w2"))]);
+    let by_host =
+        constraint(HOSTNAME_KEY, 1, UnsatisfiableAction::ScheduleAnyway, Some(match_labels(&[("app", "web")])));
+    let pod = spreading("p", vec![by_host]);
+    assert_eq!(instance.score(&pod, &[0, 1, 2]), vec![0, 33, 100]);
+    // A node without a constraint's key scores 0.
+    let pod = spreading(
+        "p",
+        vec![constraint(ZONE_KEY, 1, UnsatisfiableAction::ScheduleAnyway, Some(match_labels(&[("app", "web")])))],
+    );
+    assert_eq!(instance.score(&pod, &ALL), vec![0, 0, 100, 0]);
+    assert_eq!(instance.score(&web("plain"), &ALL), vec![0, 0, 0, 0]);
+}
+
+#[test]
+fn system_defaults_spread_by_host_and_zone() {
+    // Goal: the built-in constraints (hostname 3, zone 5) with the pod's
+    // default selector; a node without a zone is still scored by host.
+    let mut instance = instance("{}", zones(), vec![(0, web("w0"))]);
+    let mut pod = web("p");
+    pod.default_spread_selector = Some(match_labels(&[("app", "web")]));
+    // Raw: a 9, b 8, c 6, d 2 → inverted between 2 and 9.
+    assert_eq!(instance.score(&pod, &ALL), vec![22, 33, 55, 100]);
+}
+
+#[test]
+fn bad_configuration_names_the_field() {
+    // Goal: each invalid setting is refused, naming the field.
+    let refused = |config: &str| Instance::<PodTopologySpread>::configure(config).err().expect("refused");
+    let listed = r#"[{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]"#;
+    assert!(refused(&format!(r#"{{"defaultConstraints": {listed}}}"#)).contains("defaultConstraints: must be empty"));
+    assert!(
+        refused(r#"{"defaultingType": "List", "defaultConstraints": [{"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]}"#)
+            .contains("defaultConstraints[0].maxSkew")
+    );
+    assert!(
+        refused(r#"{"defaultingType": "List", "defaultConstraints": [{"maxSkew": 1, "topologyKey": "", "whenUnsatisfiable": "DoNotSchedule"}]}"#)
+            .contains("defaultConstraints[0].topologyKey")
+    );
+    assert!(
+        refused(r#"{"defaultingType": "List", "defaultConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Maybe"}]}"#)
+            .contains("Maybe")
+    );
+    let twice = r#"{"defaultingType": "List", "defaultConstraints": [
+        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"},
+        {"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]}"#;
+    assert!(refused(twice).contains("defaultConstraints[1]"));
+    assert!(refused(r#"{"defaultingType": "Cluster"}"#).contains("Cluster"));
+    assert!(Instance::<PodTopologySpread>::configure(r#"{"defaultingType": "List"}"#).is_ok());
+}
+
+#[test]
+fn answers_are_well_formed_for_any_input() {
+    // Goal: over drawn tables, pods and assumptions (huge amounts, unknown
+    // indexes, invalid terms included), one verdict per candidate and one
+    // score within 0..=100 per node, and no panic.
+    engenho_scheduler::testsuite::assert_well_formed::<PodTopologySpread>(r#"{}"#);
+    engenho_scheduler::testsuite::assert_well_formed::<PodTopologySpread>(
+        r#"{"defaultingType": "List", "defaultConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}, {"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]}"#,
+    );
+}

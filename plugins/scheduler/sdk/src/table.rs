@@ -1,0 +1,501 @@
+//! The node table a plugin instance keeps: the cluster's nodes by index and
+//! the pods placed on each, with each node's requested resources summed as
+//! pods come and go.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use crate::resources::{extended_amount, non_zero_memory, non_zero_milli_cpu};
+use crate::{Assumptions, Change, Node, Pod, Quantity, Resources};
+
+/// The most nodes a table holds: changes naming an index at or past it are
+/// ignored, so that a stray index cannot make the table allocate without
+/// bound.
+pub const MAX_NODES: u32 = 1 << 16;
+
+/// What the pods placed on a node request, summed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Requested {
+    /// The pods' requests as given; `pods` counts the pods.
+    pub total: Resources,
+    /// CPU, counting a pod that requests none as requesting
+    /// [`crate::resources::DEFAULT_MILLI_CPU_REQUEST`].
+    pub non_zero_milli_cpu: Quantity,
+    /// Memory, counting a pod that requests none as requesting
+    /// [`crate::resources::DEFAULT_MEMORY_REQUEST`].
+    pub non_zero_memory: Quantity,
+}
+
+impl Requested {
+    /// Counts `pod` in.
+    pub fn add(&mut self, pod: &Pod) {
+        let requests = &pod.requests;
+        self.total.milli_cpu = self.total.milli_cpu.saturating_add(requests.milli_cpu);
+        self.total.memory = self.total.memory.saturating_add(requests.memory);
+        self.total.ephemeral_storage = self.total.ephemeral_storage.saturating_add(requests.ephemeral_storage);
+        self.total.pods = self.total.pods.saturating_add(1);
+        for resource in requests.extended.iter().filter(|resource| resource.amount > 0) {
+            match self.total.extended.iter_mut().find(|r| r.name == resource.name) {
+                Some(sum) => sum.amount = sum.amount.saturating_add(resource.amount),
+                None => self.total.extended.push(resource.clone()),
+            }
+        }
+        self.non_zero_milli_cpu = self.non_zero_milli_cpu.saturating_add(non_zero_milli_cpu(requests));
+        self.non_zero_memory = self.non_zero_memory.saturating_add(non_zero_memory(requests));
+    }
+
+    /// Counts `pod` out (it was counted in before).
+    pub fn remove(&mut self, pod: &Pod) {
+        let requests = &pod.requests;
+        self.total.milli_cpu = self.total.milli_cpu.saturating_sub(requests.milli_cpu);
+        self.total.memory = self.total.memory.saturating_sub(requests.memory);
+        self.total.ephemeral_storage = self.total.ephemeral_storage.saturating_sub(requests.ephemeral_storage);
+        self.total.pods = self.total.pods.saturating_sub(1);
+        for resource in &requests.extended {
+            if let Some(sum) = self.total.extended.iter_mut().find(|r| r.name == resource.name) {
+                sum.amount = sum.amount.saturating_sub(resource.amount);
+            }
+        }
+        self.total.extended.retain(|sum| sum.amount > 0);
+        self.non_zero_milli_cpu = self.non_zero_milli_cpu.saturating_sub(non_zero_milli_cpu(requests));
+        self.non_zero_memory = self.non_zero_memory.saturating_sub(non_zero_memory(requests));
+    }
+
+    /// How much of the extended resource `name` the pods request.
+    pub fn extended(&self, name: &str) -> Quantity {
+        extended_amount(&self.total.extended, name)
+    }
+}
+
+/// A node of the table and the pods placed on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEntry {
+    node: Node,
+    pods: Vec<Pod>,
+    requested: Requested,
+    pods_with_affinity: u32,
+    pods_with_required_anti_affinity: u32,
+}
+
+impl NodeEntry {
+    fn new(node: Node) -> Self {
+        Self {
+            node,
+            pods: Vec::new(),
+            requested: Requested::default(),
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
+        }
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The pods placed on it, in no particular order.
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// What its pods request, summed.
+    pub fn requested(&self) -> &Requested {
+        &self.requested
+    }
+
+    /// How many of its pods have pod affinity or anti-affinity terms,
+    /// required or preferred.
+    pub fn pods_with_affinity(&self) -> u32 {
+        self.pods_with_affinity
+    }
+
+    /// How many of its pods have required pod anti-affinity terms.
+    pub fn pods_with_required_anti_affinity(&self) -> u32 {
+        self.pods_with_required_anti_affinity
+    }
+
+    fn place(&mut self, pod: Pod) {
+        self.requested.add(&pod);
+        if has_affinity(&pod) {
+            self.pods_with_affinity = self.pods_with_affinity.saturating_add(1);
+        }
+        if !pod.pod_anti_affinity.required.is_empty() {
+            self.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity.saturating_add(1);
+        }
+        self.pods.push(pod);
+    }
+
+    fn unplace(&mut self, uid: &str) -> Option<Pod> {
+        let position = self.pods.iter().position(|pod| pod.uid == uid)?;
+        let pod = self.pods.swap_remove(position);
+        self.requested.remove(&pod);
+        if has_affinity(&pod) {
+            self.pods_with_affinity = self.pods_with_affinity.saturating_sub(1);
+        }
+        if !pod.pod_anti_affinity.required.is_empty() {
+            self.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity.saturating_sub(1);
+        }
+        Some(pod)
+    }
+}
+
+/// Whether `pod` has any pod affinity or anti-affinity term.
+fn has_affinity(pod: &Pod) -> bool {
+    !pod.pod_affinity.required.is_empty()
+        || !pod.pod_affinity.preferred.is_empty()
+        || !pod.pod_anti_affinity.required.is_empty()
+        || !pod.pod_anti_affinity.preferred.is_empty()
+}
+
+/// The cluster's nodes by index, and the pods placed on each, as the host's
+/// changes made them.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    nodes: Vec<Option<NodeEntry>>,
+    placements: HashMap<String, u32>,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one change. A change naming an index with no node (or past
+    /// [`MAX_NODES`]), or a uid not placed, is ignored.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::NodeSet(index, node) => self.set_node(index, node),
+            Change::NodeRemoved(index) => self.remove_node(index),
+            Change::PodPlaced(index, pod) => self.place_pod(index, pod),
+            Change::PodRemoved(uid) => {
+                self.remove_pod(&uid);
+            }
+        }
+    }
+
+    fn set_node(&mut self, index: u32, node: Node) {
+        if index >= MAX_NODES {
+            return;
+        }
+        let slot = index as usize;
+        if slot >= self.nodes.len() {
+            self.nodes.resize_with(slot + 1, || None);
+        }
+        match &mut self.nodes[slot] {
+            Some(entry) => entry.node = node,
+            empty => *empty = Some(NodeEntry::new(node)),
+        }
+    }
+
+    fn remove_node(&mut self, index: u32) {
+        let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
+        for pod in &entry.pods {
+            self.placements.remove(&pod.uid);
+        }
+        while matches!(self.nodes.last(), Some(None)) {
+            self.nodes.pop();
+        }
+    }
+
+    fn place_pod(&mut self, index: u32, pod: Pod) {
+        if self.node(index).is_none() {
+            return;
+        }
+        self.remove_pod(&pod.uid);
+        if let Some(Some(entry)) = self.nodes.get_mut(index as usize) {
+            self.placements.insert(pod.uid.clone(), index);
+            entry.place(pod);
+        }
+    }
+
+    fn remove_pod(&mut self, uid: &str) -> Option<Pod> {
+        let index = self.placements.remove(uid)?;
+        self.nodes.get_mut(index as usize)?.as_mut()?.unplace(uid)
+    }
+
+    /// The node at `index`, with its pods.
+    pub fn node(&self, index: u32) -> Option<&NodeEntry> {
+        self.nodes.get(index as usize)?.as_ref()
+    }
+
+    /// Every node, with its index, in index order.
+    pub fn nodes(&self) -> impl Iterator<Item = (u32, &NodeEntry)> {
+        self.nodes.iter().zip(0u32..).filter_map(|(entry, index)| entry.as_ref().map(|entry| (index, entry)))
+    }
+
+    /// How many nodes the table holds.
+    pub fn node_count(&self) -> usize {
+        self.nodes.iter().filter(|entry| entry.is_some()).count()
+    }
+
+    /// The index of the node the pod with `uid` is placed on.
+    pub fn placement(&self, uid: &str) -> Option<u32> {
+        self.placements.get(uid).copied()
+    }
+
+    /// How many pods are placed.
+    pub fn pod_count(&self) -> usize {
+        self.placements.len()
+    }
+
+    /// The table as it is.
+    pub fn current(&self) -> View<'_> {
+        View { table: self, extra: &[], hidden: HashSet::new() }
+    }
+
+    /// The table as `assumptions` would make it: the pods in `without`
+    /// (and the placed pods `extra` names again) count as gone, the pods in
+    /// `extra` count as placed on their node. Nothing is copied.
+    pub fn assuming<'a>(&'a self, assumptions: &'a Assumptions) -> View<'a> {
+        let hidden = assumptions
+            .without
+            .iter()
+            .map(String::as_str)
+            .chain(assumptions.extra.iter().map(|(_, pod)| pod.uid.as_str()))
+            .filter(|uid| self.placements.contains_key(*uid))
+            .collect();
+        View { table: self, extra: &assumptions.extra, hidden }
+    }
+}
+
+/// A table read under assumptions (see [`Table::assuming`]).
+#[derive(Debug, Clone)]
+pub struct View<'a> {
+    table: &'a Table,
+    extra: &'a [(u32, Pod)],
+    hidden: HashSet<&'a str>,
+}
+
+impl<'a> View<'a> {
+    /// The table underneath.
+    pub fn table(&self) -> &'a Table {
+        self.table
+    }
+
+    /// Whether the view differs from the table at all.
+    pub fn assumes_anything(&self) -> bool {
+        !self.hidden.is_empty() || !self.extra.is_empty()
+    }
+
+    /// The node at `index`.
+    pub fn node(&self, index: u32) -> Option<&'a Node> {
+        self.table.node(index).map(NodeEntry::node)
+    }
+
+    /// Every node, with its index, in index order.
+    pub fn nodes(&self) -> impl Iterator<Item = (u32, &'a NodeEntry)> + use<'a> {
+        self.table.nodes()
+    }
+
+    /// The pods that count as placed on the node at `index`.
+    pub fn pods_on(&self, index: u32) -> impl Iterator<Item = &'a Pod> + '_ {
+        let placed = self.table.node(index).map_or(&[][..], NodeEntry::pods);
+        let extra = self.extra.iter().filter(move |(at, _)| *at == index).map(|(_, pod)| pod);
+        placed.iter().filter(|pod| !self.hidden.contains(pod.uid.as_str())).chain(extra)
+    }
+
+    /// Whether some pod that counts as placed on the node at `index` may
+    /// have pod affinity or anti-affinity terms (a fast check: `false`
+    /// means none does).
+    pub fn may_have_pods_with_affinity(&self, index: u32) -> bool {
+        self.table.node(index).is_some_and(|entry| entry.pods_with_affinity > 0)
+            || self.extra.iter().any(|(at, pod)| *at == index && has_affinity(pod))
+    }
+
+    /// Whether some pod that counts as placed on the node at `index` may
+    /// have required pod anti-affinity terms (`false` means none does).
+    pub fn may_have_pods_with_required_anti_affinity(&self, index: u32) -> bool {
+        self.table.node(index).is_some_and(|entry| entry.pods_with_required_anti_affinity > 0)
+            || self.extra.iter().any(|(at, pod)| *at == index && !pod.pod_anti_affinity.required.is_empty())
+    }
+
+    /// What the pods that count as placed on the node at `index` request,
+    /// summed (borrowed from the table when nothing is assumed there).
+    pub fn requested_on(&self, index: u32) -> Cow<'a, Requested> {
+        let Some(entry) = self.table.node(index) else { return Cow::Owned(Requested::default()) };
+        let hidden_here = || entry.pods.iter().filter(|pod| self.hidden.contains(pod.uid.as_str()));
+        let extra_here = || self.extra.iter().filter(|(at, _)| *at == index).map(|(_, pod)| pod);
+        if hidden_here().next().is_none() && extra_here().next().is_none() {
+            return Cow::Borrowed(&entry.requested);
+        }
+        let mut requested = entry.requested.clone();
+        hidden_here().for_each(|pod| requested.remove(pod));
+        extra_here().for_each(|pod| requested.add(pod));
+        Cow::Owned(requested)
+    }
+
+    /// How many pods count as placed on the node at `index`.
+    pub fn pod_count_on(&self, index: u32) -> u64 {
+        self.requested_on(index).total.pods
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExtendedResource;
+    use crate::testsuite::{node, pod};
+
+    fn requesting(uid: &str, milli_cpu: Quantity, memory: Quantity) -> Pod {
+        let mut pod = pod(uid);
+        pod.requests.milli_cpu = milli_cpu;
+        pod.requests.memory = memory;
+        pod.requests.pods = 1;
+        pod.requests.extended = vec![ExtendedResource { name: "example.com/gpu".into(), amount: 1 }];
+        pod
+    }
+
+    fn uids_on(view: &View<'_>, index: u32) -> Vec<String> {
+        let mut uids: Vec<String> = view.pods_on(index).map(|pod| pod.uid.clone()).collect();
+        uids.sort();
+        uids
+    }
+
+    #[test]
+    fn node_set_keeps_the_pods_and_node_removed_drops_them() {
+        // Goal: replacing a node keeps its pods and sums; removing it
+        // forgets its pods, so that a later node at the index starts empty.
+        let mut table = Table::new();
+        table.apply(Change::NodeSet(1, node("a")));
+        table.apply(Change::PodPlaced(1, requesting("p", 100, 10)));
+        table.apply(Change::NodeSet(1, node("a2")));
+        let entry = table.node(1).expect("node 1");
+        assert_eq!(entry.node().name, "a2");
+        assert_eq!(entry.pods().len(), 1);
+        assert_eq!(entry.requested().total.milli_cpu, 100);
+        table.apply(Change::NodeRemoved(1));
+        assert!(table.node(1).is_none());
+        assert_eq!(table.placement("p"), None);
+        assert_eq!(table.pod_count(), 0);
+        table.apply(Change::NodeSet(1, node("b")));
+        assert!(table.node(1).expect("node 1").pods().is_empty());
+    }
+
+    #[test]
+    fn pods_are_summed_as_they_come_and_go() {
+        // Goal: the per-node sums follow placements, removals and moves,
+        // with non-zero defaults for pods that request nothing.
+        let mut table = Table::new();
+        table.apply(Change::NodeSet(0, node("a")));
+        table.apply(Change::NodeSet(1, node("b")));
+        table.apply(Change::PodPlaced(0, requesting("p", 100, 10)));
+        table.apply(Change::PodPlaced(0, requesting("q", 0, 0)));
+        let requested = table.node(0).expect("node 0").requested().clone();
+        assert_eq!(requested.total.milli_cpu, 100);
+        assert_eq!(requested.total.pods, 2);
+        assert_eq!(requested.extended("example.com/gpu"), 2);
+        assert_eq!(requested.non_zero_milli_cpu, 200);
+        assert_eq!(requested.non_zero_memory, 10 + 200 * 1024 * 1024);
+        // Placing a placed pod again moves it.
+        table.apply(Change::PodPlaced(1, requesting("p", 100, 10)));
+        assert_eq!(table.placement("p"), Some(1));
+        assert_eq!(table.node(0).expect("node 0").requested().total.milli_cpu, 0);
+        assert_eq!(table.node(1).expect("node 1").requested().total.milli_cpu, 100);
+        table.apply(Change::PodRemoved("q".into()));
+        assert_eq!(table.node(0).expect("node 0").requested(), &Requested::default());
+    }
+
+    #[test]
+    fn unknown_indexes_and_uids_are_ignored() {
+        // Goal: no change naming something absent panics or alters the
+        // table, huge indexes included.
+        let mut table = Table::new();
+        table.apply(Change::NodeSet(0, node("a")));
+        table.apply(Change::PodPlaced(0, pod("p")));
+        let before = table.clone();
+        table.apply(Change::PodPlaced(5, pod("q")));
+        table.apply(Change::PodPlaced(5, pod("p")));
+        table.apply(Change::PodRemoved("nobody".into()));
+        table.apply(Change::NodeRemoved(u32::MAX));
+        table.apply(Change::NodeSet(u32::MAX, node("huge")));
+        table.apply(Change::NodeSet(MAX_NODES, node("huge")));
+        assert_eq!(table.node_count(), 1);
+        assert_eq!(table.placement("p"), before.placement("p"));
+        assert_eq!(table.node(0), before.node(0));
+        assert!(table.node(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn assumptions_hide_and_add_pods_without_copying() {
+        // Goal: a view counts `without` pods as gone and `extra` pods as
+        // placed (moving a placed pod when its uid is placed already).
+        let mut table = Table::new();
+        table.apply(Change::NodeSet(0, node("a")));
+        table.apply(Change::NodeSet(1, node("b")));
+        table.apply(Change::PodPlaced(0, requesting("p", 100, 10)));
+        table.apply(Change::PodPlaced(0, requesting("q", 300, 10)));
+        let assumptions = Assumptions {
+            without: vec!["p".into(), "ghost".into()],
+            extra: vec![(1, requesting("q", 300, 10)), (1, requesting("n", 50, 10)), (9, requesting("x", 1, 1))],
+        };
+        let view = table.assuming(&assumptions);
+        assert!(view.assumes_anything());
+        assert!(uids_on(&view, 0).is_empty());
+        assert_eq!(uids_on(&view, 1), vec!["n", "q"]);
+        assert_eq!(view.requested_on(0).total.milli_cpu, 0);
+        assert_eq!(view.requested_on(1).total.milli_cpu, 350);
+        assert_eq!(view.pod_count_on(1), 2);
+        assert_eq!(view.pod_count_on(7), 0);
+        let current = table.current();
+        assert!(!current.assumes_anything());
+        assert!(matches!(current.requested_on(0), Cow::Borrowed(_)));
+        assert_eq!(uids_on(&current, 0), vec!["p", "q"]);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A change over a few indexes (some past the nodes set) and a few
+        /// uids, so that sequences revisit the same nodes and pods.
+        fn change() -> impl Strategy<Value = Change> {
+            let index = 0u32..6;
+            let uid = (0u8..8).prop_map(|n| format!("pod-{n}"));
+            prop_oneof![
+                index.clone().prop_map(|i| Change::NodeSet(i, node(&format!("node-{i}")))),
+                index.clone().prop_map(Change::NodeRemoved),
+                (index, uid.clone(), 0u64..3000, 0u64..3, 0u64..2).prop_map(|(i, uid, cpu, gpus, memory)| {
+                    let mut pod = requesting(&uid, cpu, memory);
+                    pod.requests.extended[0].amount = gpus;
+                    Change::PodPlaced(i, pod)
+                }),
+                uid.prop_map(Change::PodRemoved),
+            ]
+        }
+
+        /// What a node's pods request, summed from scratch.
+        fn recomputed(entry: &NodeEntry) -> Requested {
+            let mut requested = Requested::default();
+            entry.pods().iter().for_each(|pod| requested.add(pod));
+            requested.total.extended.retain(|sum| sum.amount > 0);
+            requested.total.extended.sort_by(|a, b| a.name.cmp(&b.name));
+            requested
+        }
+
+        proptest! {
+            #[test]
+            fn sums_kept_incrementally_equal_sums_recomputed(changes in prop::collection::vec(change(), 0..60)) {
+                // Goal: whatever the order of changes, each node's running
+                // sums equal its pods' requests summed anew, every placed
+                // uid is on the node the table says, and nothing panics.
+                let mut table = Table::new();
+                for change in changes {
+                    table.apply(change);
+                }
+                let mut pods = 0;
+                for (index, entry) in table.nodes() {
+                    let mut kept = entry.requested().clone();
+                    kept.total.extended.sort_by(|a, b| a.name.cmp(&b.name));
+                    prop_assert_eq!(kept, recomputed(entry));
+                    for pod in entry.pods() {
+                        prop_assert_eq!(table.placement(&pod.uid), Some(index));
+                    }
+                    pods += entry.pods().len();
+                }
+                prop_assert_eq!(pods, table.pod_count());
+            }
+        }
+    }
+}
