@@ -332,7 +332,7 @@ impl Scheduler {
             if self.running.get(&name).is_some_and(|r| Arc::ptr_eq(&r.spec, &spec)) {
                 continue;
             }
-            match self.start(&spec).await {
+            match start(&self.host, &spec).await {
                 Ok(cycle) => {
                     tracing::info!(profile = %name, "scheduler profile running");
                     self.running.insert(name, Running { spec, cycle });
@@ -343,19 +343,6 @@ impl Scheduler {
         // Pods that named a profile that now exists try again.
         self.told_unknown.retain(|_, scheduler_name| !self.running.contains_key(scheduler_name));
         self.queue.cluster_changed(Instant::now());
-    }
-
-    async fn start(&self, spec: &ProfileSpec) -> Result<Cycle, CycleError> {
-        let mut plugins = Vec::with_capacity(spec.plugins.len());
-        for plugin in &spec.plugins {
-            let instance = plugin
-                .plugin
-                .instance(&self.host)
-                .await
-                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
-            plugins.push(PluginRun::new(plugin.name.clone(), plugin.weight, instance));
-        }
-        Ok(Cycle::new(plugins, spec.percentage_of_nodes_to_score))
     }
 
     async fn schedule(&mut self, uid: &str) {
@@ -428,4 +415,15 @@ impl Scheduler {
         let oldest = self.running.values().filter_map(|r| r.cycle.oldest_cursor()).min();
         self.table.trim(oldest.unwrap_or_else(|| self.table.cursor()));
     }
+}
+
+/// Fresh instances of a profile's plugins, as a cycle.
+async fn start(host: &PluginHost, spec: &ProfileSpec) -> Result<Cycle, CycleError> {
+    let mut plugins = Vec::with_capacity(spec.plugins.len());
+    for plugin in &spec.plugins {
+        let instance =
+            plugin.plugin.instance(host).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+        plugins.push(PluginRun::new(plugin.name.clone(), plugin.weight, instance));
+    }
+    Ok(Cycle::new(plugins, spec.percentage_of_nodes_to_score))
 }

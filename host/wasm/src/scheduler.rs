@@ -91,6 +91,15 @@ impl SchedulerPlugin {
         Ok(plugin)
     }
 
+    /// Checks that `bytes` are a component of the scheduler-plugin world
+    /// that links against the host's imports, without running it.
+    ///
+    /// # Errors
+    /// As [`SchedulerPlugin::load`], short of configuration.
+    pub fn check(host: &PluginHost, name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+        prepare(&host.compiler(), name, &super::digest_of(bytes), bytes).map(|_| ())
+    }
+
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -257,7 +257,7 @@ impl KubeApi {
         let policy_loop = ("resourcequota-and-disruption", 2, policy_status::RESYNC_INTERVAL);
         let components =
             Arc::new(controllers::Controllers::new(state.clone(), router.clone(), self.plugin_status_client()));
-        let scheduler = scheduler::SchedulerLoop::new(state.clone(), router, self.plugin_status_client());
+        let scheduler = scheduler::SchedulerLoop::new(state.clone(), router);
         tokio::join!(
             Arc::new(self.definitions()).run(state, stop.clone()),
             loops::run_loop(state, Arc::new(collector), gc_loop, leadership.clone(), stop.clone()),

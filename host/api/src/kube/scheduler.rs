@@ -162,14 +162,12 @@ struct Loaded {
 pub struct SchedulerLoop {
     state: Arc<ApiState>,
     router: Router,
-    status: LocalClient,
 }
 
 impl SchedulerLoop {
-    /// The scheduler, writing through `router`, its profiles' status
-    /// through `status`.
-    pub fn new(state: Arc<ApiState>, router: Router, status: LocalClient) -> Self {
-        Self { state, router, status }
+    /// The scheduler, writing through `router`.
+    pub fn new(state: Arc<ApiState>, router: Router) -> Self {
+        Self { state, router }
     }
 
     /// Schedules while this node leads, until `stop` turns true.
@@ -199,13 +197,13 @@ impl SchedulerLoop {
             subscriptions.push(informer.subscribe(move |change| inbox.push(source, change)));
         }
         let (profiles, profiles_seen) = watch::channel(Profiles::new());
+        let client = LocalClient::new(self.router.clone(), super::controllers::identity(NAME), NAME);
         let follower = Arc::new(ProfileFollower {
             state: self.state.clone(),
-            status: self.status.clone(),
+            status: client.clone(),
             loaded: Mutex::default(),
             profiles,
         });
-        let client = LocalClient::new(self.router.clone(), super::controllers::identity(NAME), NAME);
         let events = EventRecorder::start(client.clone(), self.state.registry.clone(), NAME);
         let binder = Arc::new(ApiBinder { client, events, registry: self.state.registry.clone() });
         let default_spread = default_spread_selector(&self.state);

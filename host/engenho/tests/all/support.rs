@@ -28,7 +28,8 @@ fn precompiled_plugins() -> &'static Path {
         let host = engenho_wasm::PluginHost::new(Some(dir.clone())).expect("the plugin engine");
         for (name, bytes) in engenho_plugin_artifacts::PLUGINS {
             let checked = engenho_wasm::AdmissionPolicy::check(&host, name, bytes)
-                .or_else(|_| engenho_wasm::ControllerPlugin::check(&host, name, bytes));
+                .or_else(|_| engenho_wasm::ControllerPlugin::check(&host, name, bytes))
+                .or_else(|_| engenho_wasm::SchedulerPlugin::check(&host, name, bytes));
             checked.unwrap_or_else(|error| panic!("the built-in plugin {name} does not compile: {error}"));
         }
         dir

@@ -35,6 +35,7 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
                 rule("policy", &["poddisruptionbudgets"], &READ),
                 rule("scheduling.k8s.io", &["priorityclasses"], &READ),
                 rule("engenho.io", &["schedulerprofiles", "plugins"], &READ),
+                rule("engenho.io", &["schedulerprofiles/status"], &["update", "patch"]),
                 events(),
             ],
         ),
