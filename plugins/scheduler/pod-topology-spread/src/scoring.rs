@@ -42,19 +42,32 @@ pub fn score(plugin: &PodTopologySpread, table: &Table, pod: &Pod, nodes: &[u32]
             ((size + 2) as f64).ln()
         })
         .collect();
-    for (_, entry) in table.nodes() {
+    // Per constraint: matching pods per node, through the label index.
+    let view = table.current();
+    let per_node: Vec<HashMap<u32, i64>> = constraints
+        .iter()
+        .map(|constraint| {
+            let mut per_node: HashMap<u32, i64> = HashMap::new();
+            for (index, placed) in constraint.pods_counted(&view) {
+                if constraint.counts(pod, placed) {
+                    *per_node.entry(index).or_default() += 1;
+                }
+            }
+            per_node
+        })
+        .collect();
+    for (index, entry) in table.nodes() {
         let node = entry.node();
         if require_every_key && !has_every_key(node, &constraints) {
             continue;
         }
-        for (constraint, domains) in constraints.iter().zip(&mut counts) {
+        for ((constraint, domains), matching) in constraints.iter().zip(&mut counts).zip(&per_node) {
             if !constraint.includes(pod, node) {
                 continue;
             }
             let value = label_value(&node.labels, constraint.topology_key).unwrap_or("");
             if let Some(sum) = domains.get_mut(value) {
-                let matching = entry.pods().iter().filter(|placed| constraint.counts(pod, placed)).count();
-                *sum = sum.saturating_add(i64::try_from(matching).unwrap_or(i64::MAX));
+                *sum = sum.saturating_add(matching.get(&index).copied().unwrap_or(0));
             }
         }
     }
@@ -66,10 +79,11 @@ pub fn score(plugin: &PodTopologySpread, table: &Table, pod: &Pod, nodes: &[u32]
             }
             let entry = table.node(index)?;
             let mut score = 0.0;
-            for ((constraint, domains), weight) in constraints.iter().zip(&counts).zip(&weights) {
+            let each = constraints.iter().zip(&counts).zip(&weights).zip(&per_node);
+            for (((constraint, domains), weight), matching) in each {
                 let Some(value) = label_value(&entry.node().labels, constraint.topology_key) else { continue };
                 let count = if constraint.topology_key == HOSTNAME_KEY {
-                    entry.pods().iter().filter(|placed| constraint.counts(pod, placed)).count() as f64
+                    matching.get(&index).copied().unwrap_or(0) as f64
                 } else {
                     domains.get(value).copied().unwrap_or(0) as f64
                 };
