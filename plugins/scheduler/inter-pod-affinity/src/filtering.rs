@@ -31,42 +31,46 @@ fn matches_all(terms: &[PodAffinityTerm], owner: &Pod, pod: &Pod) -> bool {
 }
 
 impl<'a> Counts<'a> {
-    /// Counts the placed pods of `view` that matter to `pod`.
+    /// Counts the placed pods of `view` that matter to `pod`: placed pods'
+    /// anti-affinity only on the nodes that hold pods with some, and the
+    /// pod's own terms only over the pods their selectors can pick (through
+    /// the table's label index).
     pub fn of(view: &View<'a>, pod: &'a Pod) -> Self {
         let mut counts =
             Self { affinity: HashMap::new(), anti_affinity: HashMap::new(), existing_anti_affinity: HashMap::new() };
-        let affinity_terms = &pod.pod_affinity.required;
-        let anti_affinity_terms = &pod.pod_anti_affinity.required;
-        let pod_has_terms = !affinity_terms.is_empty() || !anti_affinity_terms.is_empty();
-        for (index, entry) in view.nodes() {
-            let labels = &entry.node().labels;
-            let domain = |key: &'a str| label_value(labels, key).map(|value| (key, value));
-            if view.may_have_pods_with_required_anti_affinity(index) {
-                for placed in view.pods_on(index) {
-                    for term in &placed.pod_anti_affinity.required {
-                        if let Some(domain) = domain(&term.topology_key)
-                            && placed_term_matches(term, placed, pod)
-                        {
-                            *counts.existing_anti_affinity.entry(domain).or_default() += 1;
-                        }
-                    }
-                }
-            }
-            if !pod_has_terms {
+        let domain = |index: u32, key: &'a str| {
+            view.node(index).and_then(|node| label_value(&node.labels, key)).map(|value| (key, value))
+        };
+        for (index, _) in view.nodes() {
+            if !view.may_have_pods_with_required_anti_affinity(index) {
                 continue;
             }
             for placed in view.pods_on(index) {
+                for term in &placed.pod_anti_affinity.required {
+                    if let Some(domain) = domain(index, &term.topology_key)
+                        && placed_term_matches(term, placed, pod)
+                    {
+                        *counts.existing_anti_affinity.entry(domain).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let affinity_terms = &pod.pod_affinity.required;
+        if let Some(first) = affinity_terms.first() {
+            for (index, placed) in view.pods_maybe_selected(first.selector.as_ref()) {
                 if matches_all(affinity_terms, pod, placed) {
-                    for domain in affinity_terms.iter().filter_map(|term| domain(&term.topology_key)) {
+                    for domain in affinity_terms.iter().filter_map(|term| domain(index, &term.topology_key)) {
                         *counts.affinity.entry(domain).or_default() += 1;
                     }
                 }
-                for term in anti_affinity_terms {
-                    if let Some(domain) = domain(&term.topology_key)
-                        && placed_term_matches(term, pod, placed)
-                    {
-                        *counts.anti_affinity.entry(domain).or_default() += 1;
-                    }
+            }
+        }
+        for term in &pod.pod_anti_affinity.required {
+            for (index, placed) in view.pods_maybe_selected(term.selector.as_ref()) {
+                if let Some(domain) = domain(index, &term.topology_key)
+                    && placed_term_matches(term, pod, placed)
+                {
+                    *counts.anti_affinity.entry(domain).or_default() += 1;
                 }
             }
         }

@@ -37,23 +37,24 @@ pub fn score(plugin: &InterPodAffinity, table: &Table, pod: &Pod, nodes: &[u32])
         return vec![0; nodes.len()];
     }
     let mut weights: DomainWeights<'_> = HashMap::new();
-    for (_, entry) in table.nodes() {
-        // Unless the pod has preferred terms, only placed pods with terms
-        // of their own can weigh.
-        if !has_preferred && entry.pods_with_affinity() == 0 {
-            continue;
+    let view = table.current();
+    let labels_of = |index: u32| table.node(index).map_or(&[][..], |entry| &entry.node().labels);
+    // The pod's preferred terms, over the pods their selectors can pick.
+    let preferred = pod.pod_affinity.preferred.iter().map(|weighted| (weighted, 1));
+    let unwanted = pod.pod_anti_affinity.preferred.iter().map(|weighted| (weighted, -1));
+    for (weighted, sign) in preferred.chain(unwanted) {
+        let weight = sign * i64::from(weighted.weight);
+        for (index, placed) in view.pods_maybe_selected(weighted.term.selector.as_ref()) {
+            add(&mut weights, &weighted.term, pod, placed, labels_of(index), weight);
         }
+    }
+    // Placed pods' terms, on the nodes holding pods that have some.
+    for (_, entry) in table.nodes() {
         let labels = &entry.node().labels;
-        if labels.is_empty() {
+        if entry.pods_with_affinity() == 0 || labels.is_empty() {
             continue;
         }
         for placed in entry.pods() {
-            for weighted in &pod.pod_affinity.preferred {
-                add(&mut weights, &weighted.term, pod, placed, labels, i64::from(weighted.weight));
-            }
-            for weighted in &pod.pod_anti_affinity.preferred {
-                add(&mut weights, &weighted.term, pod, placed, labels, -i64::from(weighted.weight));
-            }
             if plugin.hard_pod_affinity_weight > 0 {
                 for term in &placed.pod_affinity.required {
                     add(&mut weights, term, placed, pod, labels, plugin.hard_pod_affinity_weight);

@@ -5,7 +5,7 @@
 use engenho_scheduler::matching::{
     blocks_scheduling, first_untolerated_taint, required_node_affinity_matches, selector_matches,
 };
-use engenho_scheduler::{InclusionPolicy, LabelSelector, Node, Pod, UnsatisfiableAction};
+use engenho_scheduler::{InclusionPolicy, LabelSelector, Node, Pod, UnsatisfiableAction, View};
 
 use crate::PodTopologySpread;
 
@@ -32,6 +32,16 @@ impl<'a> Constraint<'a> {
     pub fn counts(&self, pod: &Pod, placed: &Pod) -> bool {
         placed.namespace == pod.namespace
             && self.selector.is_some_and(|selector| !selector.is_empty() && selector_matches(selector, &placed.labels))
+    }
+
+    /// The placed pods of `view` this constraint may count, with their
+    /// node's index: none when its selector is absent or empty (it counts
+    /// no pod), else those the table's label index offers for it.
+    pub fn pods_counted<'s>(&'s self, view: &'s View<'a>) -> Box<dyn Iterator<Item = (u32, &'a Pod)> + 's> {
+        match self.selector {
+            Some(selector) if !selector.is_empty() => view.pods_maybe_selected(Some(selector)),
+            _ => Box::new(std::iter::empty()),
+        }
     }
 
     /// Whether `pod` matches its own constraint (adds itself to a domain).

@@ -22,23 +22,34 @@ pub fn filter(
         return vec![Verdict::Fits; candidates.len()];
     }
     let view = table.assuming(assumptions);
-    // Per constraint: matching pods per domain value.
-    let mut counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
-    for (index, entry) in view.nodes() {
-        let node = entry.node();
-        if !has_every_key(node, &constraints) {
-            continue;
-        }
-        for (constraint, domains) in constraints.iter().zip(&mut counts) {
-            if !constraint.includes(pod, node) {
-                continue;
+    // Per constraint: matching pods per domain value, over the nodes that
+    // have every key and that the inclusion policies admit.
+    let counts: Vec<HashMap<&str, i64>> = constraints
+        .iter()
+        .map(|constraint| {
+            let mut domains: HashMap<&str, i64> = HashMap::new();
+            let mut node_domains: HashMap<u32, &str> = HashMap::new();
+            for (index, entry) in view.nodes() {
+                let node = entry.node();
+                if !has_every_key(node, &constraints) || !constraint.includes(pod, node) {
+                    continue;
+                }
+                if let Some(value) = label_value(&node.labels, constraint.topology_key) {
+                    domains.entry(value).or_default();
+                    node_domains.insert(index, value);
+                }
             }
-            let Some(value) = label_value(&node.labels, constraint.topology_key) else { continue };
-            let matching = view.pods_on(index).filter(|placed| constraint.counts(pod, placed)).count();
-            let sum = domains.entry(value).or_default();
-            *sum = sum.saturating_add(i64::try_from(matching).unwrap_or(i64::MAX));
-        }
-    }
+            for (index, placed) in constraint.pods_counted(&view) {
+                if let Some(value) = node_domains.get(&index)
+                    && constraint.counts(pod, placed)
+                {
+                    let sum = domains.entry(value).or_default();
+                    *sum = sum.saturating_add(1);
+                }
+            }
+            domains
+        })
+        .collect();
     candidates
         .iter()
         .map(|&index| {

@@ -6,8 +6,23 @@ use std::collections::{HashMap, HashSet};
 use engenho_scheduler::matching::label_value;
 use engenho_scheduler::{MAX_NODE_SCORE, Pod, Table, UnsatisfiableAction};
 
-use crate::constraints::has_every_key;
+use crate::constraints::{Constraint, has_every_key};
 use crate::{HOSTNAME_KEY, PodTopologySpread};
+
+/// What the score of one call is worked out from.
+struct Spread<'a> {
+    /// The pod's `ScheduleAnyway` constraints.
+    constraints: Vec<Constraint<'a>>,
+    /// Scored nodes left out for lacking a constraint's key.
+    ignored: HashSet<u32>,
+    /// Per constraint (but hostname's): matching pods per domain of the
+    /// scored nodes.
+    domains: Vec<HashMap<&'a str, i64>>,
+    /// Per constraint: `ln(domains + 2)`.
+    weights: Vec<f64>,
+    /// Per constraint: matching pods per node.
+    per_node: Vec<HashMap<u32, i64>>,
+}
 
 /// One score per node of `nodes`.
 pub fn score(plugin: &PodTopologySpread, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
@@ -18,67 +33,97 @@ pub fn score(plugin: &PodTopologySpread, table: &Table, pod: &Pod, nodes: &[u32]
     // With the system defaults, nodes without a zone still spread by
     // hostname.
     let require_every_key = !pod.spread_constraints.is_empty() || !plugin.system_defaulted;
-    let mut ignored: HashSet<u32> = HashSet::new();
-    let mut counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
-    for &index in nodes {
-        let Some(entry) = table.node(index) else { continue };
-        let node = entry.node();
-        if require_every_key && !has_every_key(node, &constraints) {
-            ignored.insert(index);
-            continue;
-        }
-        for (constraint, domains) in constraints.iter().zip(&mut counts) {
-            if constraint.topology_key != HOSTNAME_KEY {
-                domains.entry(label_value(&node.labels, constraint.topology_key).unwrap_or("")).or_default();
-            }
-        }
-    }
-    let weights: Vec<f64> = constraints
-        .iter()
-        .zip(&counts)
-        .map(|(constraint, domains)| {
-            let size =
-                if constraint.topology_key == HOSTNAME_KEY { nodes.len() - ignored.len() } else { domains.len() };
-            ((size + 2) as f64).ln()
-        })
-        .collect();
-    for (_, entry) in table.nodes() {
-        let node = entry.node();
-        if require_every_key && !has_every_key(node, &constraints) {
-            continue;
-        }
-        for (constraint, domains) in constraints.iter().zip(&mut counts) {
-            if !constraint.includes(pod, node) {
+    let mut spread = Spread::new(constraints, table, nodes, require_every_key);
+    spread.count_matching(table, pod);
+    spread.sum_domains(table, pod, require_every_key);
+    let raw: Vec<Option<i64>> = nodes.iter().map(|&index| spread.raw(table, index)).collect();
+    normalize(&raw)
+}
+
+impl<'a> Spread<'a> {
+    /// The domains of the scored `nodes`, and the constraints' weights.
+    fn new(constraints: Vec<Constraint<'a>>, table: &'a Table, nodes: &[u32], require_every_key: bool) -> Self {
+        let mut ignored: HashSet<u32> = HashSet::new();
+        let mut domains: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
+        for &index in nodes {
+            let Some(entry) = table.node(index) else { continue };
+            let node = entry.node();
+            if require_every_key && !has_every_key(node, &constraints) {
+                ignored.insert(index);
                 continue;
             }
-            let value = label_value(&node.labels, constraint.topology_key).unwrap_or("");
-            if let Some(sum) = domains.get_mut(value) {
-                let matching = entry.pods().iter().filter(|placed| constraint.counts(pod, placed)).count();
-                *sum = sum.saturating_add(i64::try_from(matching).unwrap_or(i64::MAX));
+            for (constraint, domains) in constraints.iter().zip(&mut domains) {
+                if constraint.topology_key != HOSTNAME_KEY {
+                    domains.entry(label_value(&node.labels, constraint.topology_key).unwrap_or("")).or_default();
+                }
+            }
+        }
+        let weights = constraints
+            .iter()
+            .zip(&domains)
+            .map(|(constraint, domains)| {
+                let hostname = constraint.topology_key == HOSTNAME_KEY;
+                let size = if hostname { nodes.len().saturating_sub(ignored.len()) } else { domains.len() };
+                ((size + 2) as f64).ln()
+            })
+            .collect();
+        let per_node = vec![HashMap::new(); constraints.len()];
+        Self { constraints, ignored, domains, weights, per_node }
+    }
+
+    /// Counts each constraint's matching pods per node, through the label
+    /// index.
+    fn count_matching(&mut self, table: &Table, pod: &Pod) {
+        let view = table.current();
+        for (constraint, per_node) in self.constraints.iter().zip(&mut self.per_node) {
+            for (index, placed) in constraint.pods_counted(&view) {
+                if constraint.counts(pod, placed) {
+                    *per_node.entry(index).or_default() += 1;
+                }
             }
         }
     }
-    let raw: Vec<Option<i64>> = nodes
-        .iter()
-        .map(|&index| {
-            if ignored.contains(&index) {
-                return None;
+
+    /// Sums the matching pods of every node the constraints admit into
+    /// the scored nodes' domains.
+    fn sum_domains(&mut self, table: &'a Table, pod: &Pod, require_every_key: bool) {
+        for (index, entry) in table.nodes() {
+            let node = entry.node();
+            if require_every_key && !has_every_key(node, &self.constraints) {
+                continue;
             }
-            let entry = table.node(index)?;
-            let mut score = 0.0;
-            for ((constraint, domains), weight) in constraints.iter().zip(&counts).zip(&weights) {
-                let Some(value) = label_value(&entry.node().labels, constraint.topology_key) else { continue };
-                let count = if constraint.topology_key == HOSTNAME_KEY {
-                    entry.pods().iter().filter(|placed| constraint.counts(pod, placed)).count() as f64
-                } else {
-                    domains.get(value).copied().unwrap_or(0) as f64
-                };
-                score += count * weight + (constraint.max_skew - 1) as f64;
+            let each = self.constraints.iter().zip(&mut self.domains).zip(&self.per_node);
+            for ((constraint, domains), per_node) in each {
+                if !constraint.includes(pod, node) {
+                    continue;
+                }
+                let value = label_value(&node.labels, constraint.topology_key).unwrap_or("");
+                if let Some(sum) = domains.get_mut(value) {
+                    *sum = sum.saturating_add(per_node.get(&index).copied().unwrap_or(0));
+                }
             }
-            Some(score.round() as i64)
-        })
-        .collect();
-    normalize(&raw)
+        }
+    }
+
+    /// The raw score of the node at `index` (`None`: ignored).
+    fn raw(&self, table: &Table, index: u32) -> Option<i64> {
+        if self.ignored.contains(&index) {
+            return None;
+        }
+        let labels = &table.node(index)?.node().labels;
+        let mut score = 0.0;
+        let each = self.constraints.iter().zip(&self.domains).zip(&self.weights).zip(&self.per_node);
+        for (((constraint, domains), weight), per_node) in each {
+            let Some(value) = label_value(labels, constraint.topology_key) else { continue };
+            let count = if constraint.topology_key == HOSTNAME_KEY {
+                per_node.get(&index).copied().unwrap_or(0)
+            } else {
+                domains.get(value).copied().unwrap_or(0)
+            };
+            score += count as f64 * weight + (constraint.max_skew - 1) as f64;
+        }
+        Some(score.round() as i64)
+    }
 }
 
 /// kube's inversion: ignored nodes (`None`) score 0; the others

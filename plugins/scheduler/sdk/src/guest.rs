@@ -60,8 +60,7 @@ pub fn configure<P: Plugin>(config: &str) -> Result<WitAbilities, String> {
 
 /// Applies `changes` to the instance's table (nothing before configure).
 pub fn update<P: Plugin>(changes: Vec<WitChange>) {
-    let changes: Vec<Change> = changes.into_iter().map(change).collect();
-    with_instance::<P, _>(|instance| instance.update(&changes));
+    with_instance::<P, _>(|instance| instance.apply(changes.into_iter().map(change)));
 }
 
 /// One verdict per candidate; before configure, each refuses the node.

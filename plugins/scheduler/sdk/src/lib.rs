@@ -125,6 +125,14 @@ impl<P: Plugin> Instance<P> {
     pub fn table(&self) -> &Table {
         &self.table
     }
+
+    /// Applies `changes` to the table in order, taking them rather than
+    /// copying them (as [`Judge::update`], which borrows, must).
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            self.table.apply(change);
+        }
+    }
 }
 
 impl<P: Plugin> Judge for Instance<P> {
@@ -259,6 +267,22 @@ mod tests {
     fn configuration_errors_reach_the_host() {
         // Goal: the plugin's refusal is the instance's refusal.
         assert_eq!(Instance::<ShortAnswers>::configure("bad").err(), Some("bad configuration".to_owned()));
+    }
+
+    #[test]
+    fn owned_and_borrowed_changes_make_the_same_table() {
+        // Goal: `apply` (taking changes) and `update` (borrowing them)
+        // leave the same table.
+        let changes =
+            vec![Change::NodeSet(0, node("a")), Change::PodPlaced(0, pod("p")), Change::NodeSet(3, node("d"))];
+        let (mut taking, _) = Instance::<ShortAnswers>::configure("{}").expect("configures");
+        let (mut borrowing, _) = Instance::<ShortAnswers>::configure("{}").expect("configures");
+        taking.apply(changes.clone());
+        borrowing.update(&changes);
+        assert_eq!(taking.table().node_count(), 2);
+        assert_eq!(taking.table().placement("p"), Some(0));
+        assert_eq!(taking.table().node(0), borrowing.table().node(0));
+        assert_eq!(taking.table().node(3), borrowing.table().node(3));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+use crate::matching::label_value;
 use crate::resources::{extended_amount, non_zero_memory, non_zero_milli_cpu};
-use crate::{Assumptions, Change, Node, Pod, Quantity, Resources};
+use crate::{Assumptions, Change, LabelSelector, Node, Pod, Quantity, Resources, SelectorOperator};
 
 /// The most nodes a table holds: changes naming an index at or past it are
 /// ignored, so that a stray index cannot make the table allocate without
@@ -114,7 +115,8 @@ impl NodeEntry {
         self.pods_with_required_anti_affinity
     }
 
-    fn place(&mut self, pod: Pod) {
+    /// Places `pod` last; its position.
+    fn place(&mut self, pod: Pod) -> usize {
         self.requested.add(&pod);
         if has_affinity(&pod) {
             self.pods_with_affinity = self.pods_with_affinity.saturating_add(1);
@@ -123,10 +125,14 @@ impl NodeEntry {
             self.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity.saturating_add(1);
         }
         self.pods.push(pod);
+        self.pods.len() - 1
     }
 
-    fn unplace(&mut self, uid: &str) -> Option<Pod> {
-        let position = self.pods.iter().position(|pod| pod.uid == uid)?;
+    /// Takes out the pod at `position`; the last pod takes its place.
+    fn unplace(&mut self, position: usize) -> Option<Pod> {
+        if position >= self.pods.len() {
+            return None;
+        }
         let pod = self.pods.swap_remove(position);
         self.requested.remove(&pod);
         if has_affinity(&pod) {
@@ -147,12 +153,24 @@ fn has_affinity(pod: &Pod) -> bool {
         || !pod.pod_anti_affinity.preferred.is_empty()
 }
 
+/// Where a placed pod is: its node's index and its position among the
+/// node's pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    node: u32,
+    position: usize,
+}
+
 /// The cluster's nodes by index, and the pods placed on each, as the host's
-/// changes made them.
+/// changes made them. Placed pods are also indexed by uid and by label, so
+/// that a plugin can reach the pods a selector may pick without scanning
+/// every pod.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     nodes: Vec<Option<NodeEntry>>,
-    placements: HashMap<String, u32>,
+    placements: HashMap<String, Slot>,
+    /// Uids of placed pods, by label key, then value.
+    labelled: HashMap<String, HashMap<String, HashSet<String>>>,
 }
 
 impl Table {
@@ -192,6 +210,7 @@ impl Table {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
         for pod in &entry.pods {
             self.placements.remove(&pod.uid);
+            self.unindex(pod);
         }
         while matches!(self.nodes.last(), Some(None)) {
             self.nodes.pop();
@@ -204,14 +223,44 @@ impl Table {
         }
         self.remove_pod(&pod.uid);
         if let Some(Some(entry)) = self.nodes.get_mut(index as usize) {
-            self.placements.insert(pod.uid.clone(), index);
-            entry.place(pod);
+            for label in &pod.labels {
+                let uids = self.labelled.entry(label.key.clone()).or_default().entry(label.value.clone()).or_default();
+                uids.insert(pod.uid.clone());
+            }
+            let uid = pod.uid.clone();
+            let position = entry.place(pod);
+            self.placements.insert(uid, Slot { node: index, position });
         }
     }
 
     fn remove_pod(&mut self, uid: &str) -> Option<Pod> {
-        let index = self.placements.remove(uid)?;
-        self.nodes.get_mut(index as usize)?.as_mut()?.unplace(uid)
+        let slot = self.placements.remove(uid)?;
+        let entry = self.nodes.get_mut(slot.node as usize)?.as_mut()?;
+        let pod = entry.unplace(slot.position)?;
+        // The node's last pod now sits where the removed one was.
+        if let Some(moved) = entry.pods.get(slot.position)
+            && let Some(moved_slot) = self.placements.get_mut(&moved.uid)
+        {
+            moved_slot.position = slot.position;
+        }
+        self.unindex(&pod);
+        Some(pod)
+    }
+
+    /// Drops `pod` from the label index.
+    fn unindex(&mut self, pod: &Pod) {
+        for label in &pod.labels {
+            let Some(values) = self.labelled.get_mut(&label.key) else { continue };
+            if let Some(uids) = values.get_mut(&label.value) {
+                uids.remove(&pod.uid);
+                if uids.is_empty() {
+                    values.remove(&label.value);
+                }
+            }
+            if values.is_empty() {
+                self.labelled.remove(&label.key);
+            }
+        }
     }
 
     /// The node at `index`, with its pods.
@@ -231,7 +280,19 @@ impl Table {
 
     /// The index of the node the pod with `uid` is placed on.
     pub fn placement(&self, uid: &str) -> Option<u32> {
-        self.placements.get(uid).copied()
+        self.placements.get(uid).map(|slot| slot.node)
+    }
+
+    /// The placed pod with `uid`, and its node's index.
+    pub fn placed(&self, uid: &str) -> Option<(u32, &Pod)> {
+        let slot = self.placements.get(uid)?;
+        let pod = self.node(slot.node)?.pods.get(slot.position)?;
+        Some((slot.node, pod))
+    }
+
+    /// The uids of the placed pods whose label `key` is `value`.
+    pub fn labelled(&self, key: &str, value: &str) -> impl Iterator<Item = &str> {
+        self.labelled.get(key).and_then(|values| values.get(value)).into_iter().flatten().map(String::as_str)
     }
 
     /// How many pods are placed.
@@ -295,12 +356,55 @@ impl<'a> View<'a> {
         placed.iter().filter(|pod| !self.hidden.contains(pod.uid.as_str())).chain(extra)
     }
 
-    /// Whether some pod that counts as placed on the node at `index` may
-    /// have pod affinity or anti-affinity terms (a fast check: `false`
-    /// means none does).
-    pub fn may_have_pods_with_affinity(&self, index: u32) -> bool {
-        self.table.node(index).is_some_and(|entry| entry.pods_with_affinity > 0)
-            || self.extra.iter().any(|(at, pod)| *at == index && has_affinity(pod))
+    /// Every pod that counts as placed, with its node's index.
+    pub fn pods(&self) -> impl Iterator<Item = (u32, &'a Pod)> + '_ {
+        let extra = self.extra.iter().filter(|(at, _)| self.table.node(*at).is_some()).map(|(at, pod)| (*at, pod));
+        self.table
+            .nodes()
+            .flat_map(|(index, entry)| entry.pods.iter().map(move |pod| (index, pod)))
+            .filter(|(_, pod)| !self.hidden.contains(pod.uid.as_str()))
+            .chain(extra)
+    }
+
+    /// The pods that count as placed and whose label `key` has one of
+    /// `values`, with their node's index, found through the table's label
+    /// index.
+    pub fn pods_labelled<'s>(
+        &'s self,
+        key: &'s str,
+        values: &'s [String],
+    ) -> impl Iterator<Item = (u32, &'a Pod)> + 's {
+        let distinct =
+            values.iter().enumerate().filter(|(i, value)| !values[..*i].contains(value)).map(|(_, value)| value);
+        let table = self.table;
+        let placed = distinct
+            .flat_map(move |value| table.labelled(key, value))
+            .filter(|uid| self.hidden.is_empty() || !self.hidden.contains(uid))
+            .filter_map(move |uid| table.placed(uid));
+        let extra = self
+            .extra
+            .iter()
+            .filter(|(at, _)| table.node(*at).is_some())
+            .filter(move |(_, pod)| {
+                label_value(&pod.labels, key).is_some_and(|value| values.iter().any(|v| v == value))
+            })
+            .map(|(at, pod)| (*at, pod));
+        placed.chain(extra)
+    }
+
+    /// The pods that count as placed and that `selector` may select, with
+    /// their node's index: none for no selector; through the label index
+    /// when the selector has an `In` requirement; else every pod. Callers
+    /// still match each pod against the whole selector.
+    pub fn pods_maybe_selected<'s>(
+        &'s self,
+        selector: Option<&'s LabelSelector>,
+    ) -> Box<dyn Iterator<Item = (u32, &'a Pod)> + 's> {
+        let Some(selector) = selector else { return Box::new(std::iter::empty()) };
+        match selector.iter().find(|requirement| requirement.operator == SelectorOperator::In) {
+            Some(requirement) => Box::new(self.pods_labelled(&requirement.key, &requirement.values)),
+            None => Box::new(self.pods()),
+        }
     }
 
     /// Whether some pod that counts as placed on the node at `index` may
@@ -423,11 +527,18 @@ mod tests {
         let mut table = Table::new();
         table.apply(Change::NodeSet(0, node("a")));
         table.apply(Change::NodeSet(1, node("b")));
-        table.apply(Change::PodPlaced(0, requesting("p", 100, 10)));
+        table.apply(Change::PodPlaced(
+            0,
+            Pod { labels: crate::testsuite::labels(&[("app", "web")]), ..requesting("p", 100, 10) },
+        ));
         table.apply(Change::PodPlaced(0, requesting("q", 300, 10)));
         let assumptions = Assumptions {
             without: vec!["p".into(), "ghost".into()],
-            extra: vec![(1, requesting("q", 300, 10)), (1, requesting("n", 50, 10)), (9, requesting("x", 1, 1))],
+            extra: vec![
+                (1, requesting("q", 300, 10)),
+                (1, Pod { labels: crate::testsuite::labels(&[("app", "web")]), ..requesting("n", 50, 10) }),
+                (9, requesting("x", 1, 1)),
+            ],
         };
         let view = table.assuming(&assumptions);
         assert!(view.assumes_anything());
@@ -437,10 +548,47 @@ mod tests {
         assert_eq!(view.requested_on(1).total.milli_cpu, 350);
         assert_eq!(view.pod_count_on(1), 2);
         assert_eq!(view.pod_count_on(7), 0);
+        let wanted = vec!["web".to_owned()];
+        let labelled: Vec<(u32, String)> =
+            view.pods_labelled("app", &wanted).map(|(at, pod)| (at, pod.uid.clone())).collect();
+        assert_eq!(labelled, vec![(1, "n".to_owned())]);
+        let selector = vec![crate::testsuite::requirement("app", SelectorOperator::In, &["web"])];
+        assert_eq!(view.pods_maybe_selected(Some(&selector)).count(), 1);
+        assert_eq!(view.pods_maybe_selected(None).count(), 0);
+        assert_eq!(view.pods_maybe_selected(Some(&Vec::new())).count(), 2);
+        assert_eq!(view.pods().count(), 2);
         let current = table.current();
         assert!(!current.assumes_anything());
+        assert_eq!(current.pods_labelled("app", &wanted).count(), 1);
         assert!(matches!(current.requested_on(0), Cow::Borrowed(_)));
         assert_eq!(uids_on(&current, 0), vec!["p", "q"]);
+    }
+
+    #[test]
+    fn nodes_count_their_pods_with_required_anti_affinity() {
+        // Goal: the per-node count follows placements and removals, and a
+        // view also counts assumed pods.
+        let repelling = |uid: &str| {
+            let mut pod = pod(uid);
+            pod.pod_anti_affinity.required = vec![crate::PodAffinityTerm::default()];
+            pod
+        };
+        let mut table = Table::new();
+        table.apply(Change::NodeSet(0, node("a")));
+        table.apply(Change::NodeSet(1, node("b")));
+        table.apply(Change::PodPlaced(0, repelling("r1")));
+        table.apply(Change::PodPlaced(0, repelling("r2")));
+        table.apply(Change::PodPlaced(0, pod("calm")));
+        table.apply(Change::PodRemoved("r2".into()));
+        let entry = table.node(0).expect("node 0");
+        assert_eq!(entry.pods_with_required_anti_affinity(), 1);
+        assert_eq!(entry.pods_with_affinity(), 1);
+        assert!(table.current().may_have_pods_with_required_anti_affinity(0));
+        assert!(!table.current().may_have_pods_with_required_anti_affinity(1));
+        let assumptions = Assumptions { without: Vec::new(), extra: vec![(1, repelling("r3"))] };
+        assert!(table.assuming(&assumptions).may_have_pods_with_required_anti_affinity(1));
+        table.apply(Change::PodRemoved("r1".into()));
+        assert_eq!(table.node(0).expect("node 0").pods_with_required_anti_affinity(), 0);
     }
 
     mod properties {
@@ -456,11 +604,14 @@ mod tests {
             prop_oneof![
                 index.clone().prop_map(|i| Change::NodeSet(i, node(&format!("node-{i}")))),
                 index.clone().prop_map(Change::NodeRemoved),
-                (index, uid.clone(), 0u64..3000, 0u64..3, 0u64..2).prop_map(|(i, uid, cpu, gpus, memory)| {
-                    let mut pod = requesting(&uid, cpu, memory);
-                    pod.requests.extended[0].amount = gpus;
-                    Change::PodPlaced(i, pod)
-                }),
+                (index, uid.clone(), 0u64..3000, 0u64..3, 0u64..2, 0u8..3).prop_map(
+                    |(i, uid, cpu, gpus, memory, app)| {
+                        let mut pod = requesting(&uid, cpu, memory);
+                        pod.requests.extended[0].amount = gpus;
+                        pod.labels = crate::testsuite::labels(&[("app", &format!("app-{app}"))]);
+                        Change::PodPlaced(i, pod)
+                    }
+                ),
                 uid.prop_map(Change::PodRemoved),
             ]
         }
@@ -490,11 +641,23 @@ mod tests {
                     kept.total.extended.sort_by(|a, b| a.name.cmp(&b.name));
                     prop_assert_eq!(kept, recomputed(entry));
                     for pod in entry.pods() {
-                        prop_assert_eq!(table.placement(&pod.uid), Some(index));
+                        prop_assert_eq!(table.placed(&pod.uid), Some((index, pod)));
                     }
                     pods += entry.pods().len();
                 }
                 prop_assert_eq!(pods, table.pod_count());
+                // The label index finds exactly the pods a scan finds.
+                let values = vec!["app-0".to_owned(), "app-2".to_owned(), "app-0".to_owned()];
+                let view = table.current();
+                let mut indexed: Vec<&str> = view.pods_labelled("app", &values).map(|(_, pod)| pod.uid.as_str()).collect();
+                let mut scanned: Vec<&str> = view
+                    .pods()
+                    .filter(|(_, pod)| pod.labels.iter().any(|l| l.value == "app-0" || l.value == "app-2"))
+                    .map(|(_, pod)| pod.uid.as_str())
+                    .collect();
+                indexed.sort_unstable();
+                scanned.sort_unstable();
+                prop_assert_eq!(indexed, scanned);
             }
         }
     }
