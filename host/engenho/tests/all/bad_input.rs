@@ -136,14 +136,15 @@ impl Drop for SmallDisk {
 }
 
 /// Goal: a full disk stops writes with a clear error and corrupts nothing.
-/// Method: a node on a 24 MiB tmpfs takes 400 KB values until a write
+/// Method: a node on a 64 MiB tmpfs (its 23 precompiled built-in plugins
+/// take about half) takes 400 KB values until a write
 /// fails; the failure must be a clean gRPC status, later writes must be
 /// refused too, and after the disk grows and the node restarts every
 /// acknowledged write must read back intact.
 #[test]
 fn a_full_disk_refuses_writes_and_loses_nothing() {
     let root = tempfile::tempdir().expect("temporary directory");
-    let disk = SmallDisk::mount(&root.path().join("disk"), "24m");
+    let disk = SmallDisk::mount(&root.path().join("disk"), "64m");
     let mut node = EngenhoNode::new(&disk.path, "cramped");
     node.start_ready(&[]);
     let value: Vec<u8> = (0..400_000u32).map(|i| b'a' + u8::try_from(i % 26).expect("letter")).collect();
