@@ -667,8 +667,24 @@ pub(super) async fn report(
     plugins_type: &super::resources::ResourceType,
     object: &Value,
     spec: &PluginSpec,
-    (status, reason, message): Condition,
+    condition: Condition,
 ) {
+    let active = condition.0 == "True";
+    let Some(mut patch) = ready_patch(object, condition) else { return };
+    if active {
+        patch["status"]["activeDigest"] = json!(spec.digest);
+    }
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let patch = (PatchType::Merge, patch.to_string().into_bytes());
+    if let Err(refused) = client.patch(plugins_type, None, name, Some("status"), patch).await {
+        tracing::debug!(plugin = name, %refused, "the plugin's status will be written again");
+    }
+}
+
+/// The merge patch that makes `condition` the `Ready` condition of
+/// `object`'s status, with the generation it describes as
+/// `observedGeneration`; none when the status says so already.
+pub(super) fn ready_patch(object: &Value, (status, reason, message): Condition) -> Option<Value> {
     let current = object.pointer("/status/conditions/0");
     let generation = object.pointer("/metadata/generation").cloned().unwrap_or(Value::Null);
     let same = current.is_some_and(|c| {
@@ -677,19 +693,11 @@ pub(super) async fn report(
             && c.get("message").and_then(Value::as_str) == Some(message.as_str())
     }) && object.pointer("/status/observedGeneration") == Some(&generation);
     if same {
-        return;
+        return None;
     }
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
         "lastTransitionTime": super::objects::now()});
-    let mut patch = json!({"status": {"conditions": [condition], "observedGeneration": generation}});
-    if status == "True" {
-        patch["status"]["activeDigest"] = json!(spec.digest);
-    }
-    let patch = (PatchType::Merge, patch.to_string().into_bytes());
-    if let Err(refused) = client.patch(plugins_type, None, name, Some("status"), patch).await {
-        tracing::debug!(plugin = name, %refused, "the plugin's status will be written again");
-    }
+    Some(json!({"status": {"conditions": [condition], "observedGeneration": generation}}))
 }
 
 /// The informers whose changes concern plugins: the Plugins, the trusted

@@ -388,22 +388,10 @@ async fn report(
     client: &LocalClient,
     profiles_type: &super::resources::ResourceType,
     object: &Value,
-    (status, reason, message): (&str, &str, String),
+    condition: plugins::Condition,
 ) {
-    let current = object.pointer("/status/conditions/0");
-    let generation = object.pointer("/metadata/generation").cloned().unwrap_or(Value::Null);
-    let same = current.is_some_and(|c| {
-        c.get("status").and_then(Value::as_str) == Some(status)
-            && c.get("reason").and_then(Value::as_str) == Some(reason)
-            && c.get("message").and_then(Value::as_str) == Some(message.as_str())
-    }) && object.pointer("/status/observedGeneration") == Some(&generation);
-    if same {
-        return;
-    }
+    let Some(patch) = plugins::ready_patch(object, condition) else { return };
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
-        "lastTransitionTime": super::objects::now()});
-    let patch = json!({"status": {"conditions": [condition], "observedGeneration": generation}});
     let patch = (PatchType::Merge, patch.to_string().into_bytes());
     if let Err(refused) = client.patch(profiles_type, None, name, Some("status"), patch).await {
         tracing::debug!(profile = name, %refused, "the profile's status will be written again");
