@@ -158,6 +158,9 @@ impl Scheduler {
         profiles: watch::Receiver<Profiles>,
         default_spread: DefaultSpreadSelector,
     ) -> Self {
+        // The profiles as they stand are the first to start.
+        let mut profiles = profiles;
+        profiles.mark_changed();
         Self {
             host,
             binder,
@@ -197,7 +200,8 @@ impl Scheduler {
             tokio::select! {
                 () = self.inbox.arrived.notified() => {}
                 answer = self.bindings.1.recv() => if let Some((pod, node, result)) = answer { self.bound(pod, node, result) },
-                _ = self.profiles.changed() => {}
+                // Seen here, read by the next refresh.
+                _ = self.profiles.changed() => self.profiles.mark_changed(),
                 () = tokio::time::sleep(wake.max(Duration::from_millis(1))) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
@@ -323,7 +327,7 @@ impl Scheduler {
     /// fresh instances; the old ones finish the cycle they are in, which,
     /// one cycle at a time, is none); drops removed ones.
     async fn refresh_profiles(&mut self) {
-        if !self.profiles.has_changed().unwrap_or(false) && !self.running.is_empty() {
+        if !self.profiles.has_changed().unwrap_or(false) {
             return;
         }
         let profiles = self.profiles.borrow_and_update().clone();
