@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 23] = [
+const PLUGINS: [&str; 24] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
@@ -30,6 +30,7 @@ const PLUGINS: [&str; 23] = [
     "taint-toleration",
     "inter-pod-affinity",
     "pod-topology-spread",
+    "misbehaving-scheduler",
 ];
 
 fn main() {

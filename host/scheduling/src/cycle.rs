@@ -56,6 +56,9 @@ impl PluginRun {
     /// the changes since after.
     async fn sync(&mut self, host: &PluginHost, table: &Table) -> Result<(), PluginError> {
         let reads_pods = self.instance.abilities().reads_pods;
+        if self.cursor != 0 && self.cursor == table.cursor() {
+            return Ok(());
+        }
         if self.cursor == 0 {
             self.instance.update(host, &table.snapshot(reads_pods)).await?;
         } else {
@@ -86,6 +89,9 @@ pub struct FitError {
     pub reasons: BTreeMap<String, usize>,
     /// Nodes where evicting pods would not help.
     pub unresolvable: Vec<u32>,
+    /// What preemption made of it, when it could not help (kube-scheduler's
+    /// words: `preemption: 0/5 nodes are available: …`).
+    pub preemption: Option<String>,
 }
 
 impl fmt::Display for FitError {
@@ -95,10 +101,20 @@ impl fmt::Display for FitError {
         if self.nodes == 0 {
             return write!(f, "no nodes available to schedule pods");
         }
-        let mut reasons: Vec<String> = self.reasons.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
-        reasons.sort();
-        write!(f, "0/{} nodes are available: {}.", self.nodes, reasons.join(", "))
+        write!(f, "{}", nodes_available(self.nodes, &self.reasons))?;
+        match &self.preemption {
+            Some(preemption) => write!(f, " {preemption}."),
+            None => Ok(()),
+        }
     }
+}
+
+/// `0/5 nodes are available: 2 Insufficient cpu, 3 node(s) had untolerated
+/// taint {a: b}.`: each reason with the nodes that gave it, in order.
+pub fn nodes_available(nodes: usize, reasons: &BTreeMap<String, usize>) -> String {
+    let mut reasons: Vec<String> = reasons.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    reasons.sort();
+    format!("0/{nodes} nodes are available: {}.", reasons.join(", "))
 }
 
 /// What a cycle decided.
@@ -168,6 +184,33 @@ impl Cycle {
             [only] => Ok(Decision::Place(*only)),
             _ => self.score(host, pod, &feasible).await.map(Decision::Place),
         }
+    }
+
+    /// Whether `pod` fits on node `node` under `assumptions`, by every
+    /// filtering plugin.
+    ///
+    /// # Errors
+    /// A plugin failed.
+    pub async fn fits(
+        &mut self,
+        host: &PluginHost,
+        table: &Table,
+        pod: &sdk::Pod,
+        node: u32,
+        assumptions: &sdk::Assumptions,
+    ) -> Result<bool, CycleError> {
+        for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().filters) {
+            plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            let verdicts = plugin
+                .instance
+                .filter(host, pod, &[node], assumptions)
+                .await
+                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            if !matches!(verdicts.as_slice(), [sdk::Verdict::Fits]) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The feasible nodes found (enough of them), and why the others failed.

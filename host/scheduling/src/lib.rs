@@ -7,6 +7,7 @@
 //! [`view`].
 
 pub mod cycle;
+pub mod preemption;
 pub mod queue;
 pub mod scheduler;
 pub mod table;
@@ -15,6 +16,7 @@ pub mod view;
 pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun};
 pub use queue::SchedulingQueue;
 pub use scheduler::{
-    Binder, DefaultSpreadSelector, Inbox, PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source,
+    Binder, BudgetReader, DefaultSpreadSelector, Failed, FailedProfiles, Inbox, Lookups, PodRef, ProfilePlugin,
+    ProfileSpec, Profiles, Scheduler, Source,
 };
 pub use table::Table;

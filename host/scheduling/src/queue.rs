@@ -185,6 +185,19 @@ impl SchedulingQueue {
         }
     }
 
+    /// Pod `uid`'s attempt failed through no fault of its own (the profile
+    /// it ran went back to an earlier version): it is tried again at once,
+    /// the attempt not counted.
+    pub fn retry(&mut self, uid: &str) {
+        let Some(queued) = self.pods.get_mut(uid) else { return };
+        if queued.place != Place::InFlight {
+            return;
+        }
+        queued.generation += 1;
+        queued.place = Place::Active;
+        self.push_active(uid);
+    }
+
     /// The cluster changed in a way that could help pods that found no
     /// node: every one of them is tried again, after its back-off.
     pub fn cluster_changed(&mut self, now: Instant) {

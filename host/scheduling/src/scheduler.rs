@@ -4,7 +4,7 @@
 //! chosen node and binds it in the background (a failed binding forgets the
 //! assumption and queues the pod again).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -16,13 +16,22 @@ use engenho_wasm::{PluginHost, SchedulerPlugin};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::cycle::{Cycle, CycleError, Decision, PluginRun};
+use super::cycle::{Cycle, CycleError, Decision, FitError, PluginRun};
+use super::preemption::{self, Budget, Candidate, Preemption};
 use super::queue::SchedulingQueue;
 use super::table::Table;
 use super::view;
 
 /// Bindings in flight at once, at most.
 const BINDINGS_IN_FLIGHT_MAX: usize = 64;
+
+/// How far the search for preemption victims moves its start each time
+/// (a prime, so that every node gets its turn to be first).
+const PREEMPTION_STRIDE: usize = 7919;
+
+/// Cycles a new version of a profile runs before it is trusted: a plugin
+/// failure in any of them brings back the version before it.
+pub const PROBATION_CYCLES: u32 = 5;
 
 /// A pod the scheduler writes about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +57,16 @@ pub trait Binder: Send + Sync + 'static {
     fn bind(&self, pod: PodRef, node: String) -> Pending<Result<(), String>>;
 
     /// Records that `pod` found no node: `PodScheduled=False` with `reason`
-    /// and `message`, and a `FailedScheduling` Event.
-    fn unschedulable(&self, pod: PodRef, reason: &'static str, message: String) -> Pending<()>;
+    /// and `message` (and `status.nominatedNodeName` when preemption made
+    /// room for it on a node), and a `FailedScheduling` Event.
+    fn unschedulable(&self, pod: PodRef, reason: &'static str, message: String, nominated: Option<String>)
+    -> Pending<()>;
+
+    /// Evicts `victims` from `node` to make room for `pod` (each marked
+    /// `DisruptionTarget`, deleted, and told by a `Preempted` Event), and
+    /// takes their nomination from `displaced`, pods of lower priority
+    /// nominated to that node.
+    fn preempt(&self, pod: PodRef, node: String, victims: Vec<PodRef>, displaced: Vec<PodRef>) -> Pending<()>;
 }
 
 /// A plugin of a profile, loaded.
@@ -75,11 +92,38 @@ pub struct ProfileSpec {
 /// The profiles by the scheduler name pods give.
 pub type Profiles = BTreeMap<String, Arc<ProfileSpec>>;
 
+/// A version of a profile the scheduler gave up on.
+#[derive(Clone)]
+pub struct Failed {
+    /// The version that failed (its first cycles, or its start).
+    pub failed: Arc<ProfileSpec>,
+    /// The version running again in its place, if one ran before it.
+    pub restored: Option<Arc<ProfileSpec>>,
+    /// What failed, naming the plugin.
+    pub reason: String,
+}
+
+/// The failed versions by scheduler name: each stays until another version
+/// of its profile is given.
+pub type FailedProfiles = BTreeMap<String, Failed>;
+
 /// The selector of the Services, ReplicaSets and StatefulSets that select a
 /// pod (of a namespace, with labels), all together; `None` when none does:
 /// what default topology spread constraints count.
 pub type DefaultSpreadSelector =
     Arc<dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Send + Sync>;
+
+/// The PodDisruptionBudgets of the cluster, read at the moment of asking.
+pub type BudgetReader = Arc<dyn Fn() -> Vec<Budget> + Send + Sync>;
+
+/// What the loop reads of the cluster beyond nodes, pods and namespaces.
+#[derive(Clone)]
+pub struct Lookups {
+    /// The selector that default topology spread constraints count.
+    pub default_spread: DefaultSpreadSelector,
+    /// The budgets preemption respects.
+    pub budgets: BudgetReader,
+}
 
 /// Informer changes the loop has yet to read, the latest per object.
 #[derive(Default)]
@@ -120,12 +164,43 @@ impl Inbox {
 struct Waiting {
     pod: Arc<sdk::Pod>,
     scheduler_name: String,
+    /// Whether it may evict pods of lower priority (`preemptionPolicy`).
+    preempts: bool,
+}
+
+/// A pod nominated to a node where preemption makes room for it: it counts
+/// there for pods of no higher priority until it is bound.
+struct Nominated {
+    node: String,
+    pod: Arc<sdk::Pod>,
 }
 
 /// A profile's running cycle and the spec it was made from.
 struct Running {
     spec: Arc<ProfileSpec>,
     cycle: Cycle,
+    /// The version before it, kept while this one is on probation.
+    previous: Option<Box<Running>>,
+    probation_left: u32,
+}
+
+impl Running {
+    /// A cycle of `spec` on probation, `previous` ready to take over.
+    fn new(spec: Arc<ProfileSpec>, cycle: Cycle, previous: Option<Running>) -> Self {
+        let previous = previous.map(|mut p| {
+            p.previous = None;
+            Box::new(p)
+        });
+        Self { spec, cycle, previous, probation_left: PROBATION_CYCLES }
+    }
+
+    /// One more cycle passed; the previous version goes once probation ends.
+    fn passed(&mut self) {
+        self.probation_left = self.probation_left.saturating_sub(1);
+        if self.probation_left == 0 {
+            self.previous = None;
+        }
+    }
 }
 
 /// The scheduler of one leadership term.
@@ -134,12 +209,18 @@ pub struct Scheduler {
     binder: Arc<dyn Binder>,
     inbox: Arc<Inbox>,
     profiles: watch::Receiver<Profiles>,
-    default_spread: DefaultSpreadSelector,
+    failed: watch::Sender<FailedProfiles>,
+    lookups: Lookups,
     table: Table,
     queue: SchedulingQueue,
     waiting: HashMap<String, Waiting>,
     /// Pods assumed on a node, their binding in flight.
     binding: HashMap<String, Waiting>,
+    nominated: HashMap<String, Nominated>,
+    /// Bound pods being deleted.
+    terminating: HashSet<String>,
+    /// Where the next search for preemption victims starts.
+    preemption_offset: usize,
     namespaces: HashMap<String, BTreeMap<String, String>>,
     running: BTreeMap<String, Running>,
     /// Pods named by no profile, already told so.
@@ -149,14 +230,15 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler reading `inbox`, running `profiles`, writing through
-    /// `binder`, giving pods `default_spread`'s selector.
+    /// A scheduler reading `inbox`, running `profiles` (and telling
+    /// `failed` which versions it gave up on), writing through `binder`,
+    /// reading the rest of the cluster through `lookups`.
     pub fn new(
         host: Arc<PluginHost>,
         binder: Arc<dyn Binder>,
         inbox: Arc<Inbox>,
-        profiles: watch::Receiver<Profiles>,
-        default_spread: DefaultSpreadSelector,
+        (profiles, failed): (watch::Receiver<Profiles>, watch::Sender<FailedProfiles>),
+        lookups: Lookups,
     ) -> Self {
         // The profiles as they stand are the first to start.
         let mut profiles = profiles;
@@ -166,11 +248,15 @@ impl Scheduler {
             binder,
             inbox,
             profiles,
-            default_spread,
+            failed,
+            lookups,
             table: Table::new(),
             queue: SchedulingQueue::new(),
             waiting: HashMap::new(),
             binding: HashMap::new(),
+            nominated: HashMap::new(),
+            terminating: HashSet::new(),
+            preemption_offset: 0,
             namespaces: HashMap::new(),
             running: BTreeMap::new(),
             told_unknown: HashMap::new(),
@@ -271,6 +357,9 @@ impl Scheduler {
         let finished = matches!(phase, "Succeeded" | "Failed");
         if !pod.node_name.is_empty() {
             self.forget(&pod.uid);
+            if pod.deleting {
+                self.terminating.insert(pod.uid.clone());
+            }
             if finished {
                 return self.table.unplace(&pod.uid).is_some();
             }
@@ -289,16 +378,27 @@ impl Scheduler {
         }
         let scheduler_name =
             value.pointer("/spec/schedulerName").and_then(Value::as_str).unwrap_or("default-scheduler").to_owned();
+        let preempts = value.pointer("/spec/preemptionPolicy").and_then(Value::as_str) != Some("Never");
         let record = Arc::new(self.record(&value));
+        if let Some(node) = value.pointer("/status/nominatedNodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+            && !self.nominated.contains_key(&pod.uid)
+        {
+            // Nominated by an earlier term's scheduler.
+            self.nominated.insert(pod.uid.clone(), Nominated { node: node.to_owned(), pod: record.clone() });
+        }
         if let Some(waiting) = self.waiting.get(&pod.uid)
             && *waiting.pod == *record
             && waiting.scheduler_name == scheduler_name
+            && waiting.preempts == preempts
         {
             // Only its status changed (as when it is told it found no node).
             return false;
         }
         self.queue.add_or_update(&pod.uid, record.priority, Instant::now());
-        self.waiting.insert(pod.uid.clone(), Waiting { pod: record, scheduler_name });
+        if let Some(nominated) = self.nominated.get_mut(&pod.uid) {
+            nominated.pod = record.clone();
+        }
+        self.waiting.insert(pod.uid.clone(), Waiting { pod: record, scheduler_name, preempts });
         false
     }
 
@@ -307,6 +407,8 @@ impl Scheduler {
         self.waiting.remove(uid);
         self.binding.remove(uid);
         self.told_unknown.remove(uid);
+        self.nominated.remove(uid);
+        self.terminating.remove(uid);
     }
 
     fn record(&self, pod: &Value) -> sdk::Pod {
@@ -319,29 +421,46 @@ impl Scheduler {
         let mut record = view::pod(pod, labels, &selected);
         let pod_labels: BTreeMap<String, String> =
             record.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
-        record.default_spread_selector = (self.default_spread)(namespace, &pod_labels);
+        record.default_spread_selector = (self.lookups.default_spread)(namespace, &pod_labels);
         record
     }
 
     /// Makes a cycle for every new or changed profile (a changed one starts
-    /// fresh instances; the old ones finish the cycle they are in, which,
-    /// one cycle at a time, is none); drops removed ones.
+    /// fresh instances on probation, the version before it kept until they
+    /// pass; cycles run one at a time, so none is in flight); drops removed
+    /// ones. A version given up on is not started again.
     async fn refresh_profiles(&mut self) {
         if !self.profiles.has_changed().unwrap_or(false) {
             return;
         }
         let profiles = self.profiles.borrow_and_update().clone();
         self.running.retain(|name, _| profiles.contains_key(name));
+        self.failed.send_if_modified(|failed| {
+            let before = failed.len();
+            failed.retain(|name, _| profiles.contains_key(name));
+            failed.len() != before
+        });
         for (name, spec) in profiles {
-            if self.running.get(&name).is_some_and(|r| Arc::ptr_eq(&r.spec, &spec)) {
+            if self.running.get(&name).is_some_and(|r| Arc::ptr_eq(&r.spec, &spec))
+                || self.failed.borrow().get(&name).is_some_and(|f| Arc::ptr_eq(&f.failed, &spec))
+            {
                 continue;
             }
             match start(&self.host, &spec).await {
                 Ok(cycle) => {
                     tracing::info!(profile = %name, "scheduler profile running");
-                    self.running.insert(name, Running { spec, cycle });
+                    self.failed.send_if_modified(|failed| failed.remove(&name).is_some());
+                    let previous = self.running.remove(&name);
+                    self.running.insert(name, Running::new(spec, cycle, previous));
                 }
-                Err(error) => tracing::warn!(profile = %name, %error, "a scheduler profile could not start"),
+                Err(error) => {
+                    tracing::warn!(profile = %name, %error, "a scheduler profile could not start");
+                    let restored = self.running.get(&name).map(|r| r.spec.clone());
+                    let failed = Failed { failed: spec, restored, reason: error.to_string() };
+                    self.failed.send_modify(|all| {
+                        all.insert(name, failed);
+                    });
+                }
             }
         }
         // Pods that named a profile that now exists try again.
@@ -354,43 +473,107 @@ impl Scheduler {
             self.queue.remove(uid);
             return;
         };
-        let (pod, scheduler_name) = (waiting.pod.clone(), waiting.scheduler_name.clone());
+        let (pod, scheduler_name, preempts) = (waiting.pod.clone(), waiting.scheduler_name.clone(), waiting.preempts);
         let pod_ref = PodRef { namespace: pod.namespace.clone(), name: pod.name.clone(), uid: uid.to_owned() };
         let Some(running) = self.running.get_mut(&scheduler_name) else {
+            if let Some(failed) = self.failed.borrow().get(&scheduler_name) {
+                // Its only version failed to start: the pod waits for another.
+                self.queue.failed(uid, false, Instant::now());
+                tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerError", failed.reason.clone(), None));
+                return;
+            }
             self.queue.failed(uid, true, Instant::now());
             if self.told_unknown.insert(uid.to_owned(), scheduler_name.clone()).is_none() {
                 let message = format!("no scheduler profile is named {scheduler_name:?} (spec.schedulerName)");
-                tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerProfileNotFound", message));
+                tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerProfileNotFound", message, None));
             }
             return;
         };
-        let decision = running.cycle.decide(&self.host, &self.table, &pod, &sdk::Assumptions::default()).await;
-        match decision {
-            Ok(Decision::Place(index)) => {
-                let Some(node) = self.table.node(index).map(|n| n.node.name.clone()) else { return };
-                self.table.place(&node, pod, true);
-                self.queue.done(uid);
-                if let Some(waiting) = self.waiting.remove(uid) {
-                    self.binding.insert(uid.to_owned(), waiting);
-                }
-                self.in_flight += 1;
-                let (binder, answers) = (self.binder.clone(), self.bindings.0.clone());
-                tokio::spawn(async move {
-                    let result = binder.bind(pod_ref.clone(), node.clone()).await;
-                    let _ = answers.send((pod_ref, node, result)).await;
-                });
-            }
-            Ok(Decision::Unfit(fit_error)) => {
+        let assumptions = nominated_assumptions(&self.nominated, &self.table, &pod);
+        let nominated_node = self.nominated.get(uid).and_then(|n| self.table.index_of(&n.node));
+        let may_preempt = if !preempts {
+            Err("not eligible due to preemptionPolicy=Never.")
+        } else if terminating_on(&self.table, &self.terminating, nominated_node, &pod) {
+            Err("not eligible due to a terminating pod on the nominated node.")
+        } else {
+            self.preemption_offset = self.preemption_offset.wrapping_add(PREEMPTION_STRIDE);
+            Ok((&self.lookups.budgets, self.preemption_offset))
+        };
+        let cluster = (&mut running.cycle, &*self.host, &self.table);
+        let outcome = judge(cluster, &pod, &assumptions, nominated_node, may_preempt).await;
+        if outcome.is_ok() {
+            running.passed();
+        }
+        match outcome {
+            Ok(Outcome::Place(index)) => self.place(uid, pod, pod_ref, index),
+            Ok(Outcome::Unfit(fit_error, candidate)) => {
                 self.queue.failed(uid, true, Instant::now());
-                tokio::spawn(self.binder.unschedulable(pod_ref, "Unschedulable", fit_error.to_string()));
+                let nominated = candidate.and_then(|c| self.nominate(&pod, &pod_ref, c));
+                tokio::spawn(self.binder.unschedulable(pod_ref, "Unschedulable", fit_error.to_string(), nominated));
             }
-            Err(error) => {
-                tracing::warn!(pod = %pod.name, %error, "a scheduling cycle failed");
-                // The failed instance is in an unknown state: the profile
-                // starts afresh on its next pod.
-                self.running.remove(&scheduler_name);
+            Err(error) => self.cycle_failed(uid, &scheduler_name, pod_ref, &error),
+        }
+    }
+
+    /// Assumes `pod` on the node at `index` and binds it in the background.
+    fn place(&mut self, uid: &str, pod: Arc<sdk::Pod>, pod_ref: PodRef, index: u32) {
+        let Some(node) = self.table.node(index).map(|n| n.node.name.clone()) else { return };
+        self.table.place(&node, pod, true);
+        self.queue.done(uid);
+        self.nominated.remove(uid);
+        if let Some(waiting) = self.waiting.remove(uid) {
+            self.binding.insert(uid.to_owned(), waiting);
+        }
+        self.in_flight += 1;
+        let (binder, answers) = (self.binder.clone(), self.bindings.0.clone());
+        tokio::spawn(async move {
+            let result = binder.bind(pod_ref.clone(), node.clone()).await;
+            let _ = answers.send((pod_ref, node, result)).await;
+        });
+    }
+
+    /// Nominates `pod` to the candidate's node and evicts its victims in the
+    /// background; the node's name.
+    fn nominate(&mut self, pod: &Arc<sdk::Pod>, pod_ref: &PodRef, candidate: Candidate) -> Option<String> {
+        let node = self.table.node(candidate.node)?.node.name.clone();
+        let displaced: Vec<String> = self
+            .nominated
+            .iter()
+            .filter(|(other, n)| **other != pod_ref.uid && n.node == node && n.pod.priority < pod.priority)
+            .map(|(other, _)| other.clone())
+            .collect();
+        let displaced: Vec<PodRef> =
+            displaced.iter().filter_map(|other| self.nominated.remove(other)).map(|n| pod_ref_of(&n.pod)).collect();
+        self.nominated.insert(pod_ref.uid.clone(), Nominated { node: node.clone(), pod: pod.clone() });
+        let victims = candidate.victims.iter().map(|v| pod_ref_of(v)).collect();
+        tracing::info!(pod = %pod.name, node = %node, victims = candidate.victims.len(), "preempting");
+        tokio::spawn(self.binder.preempt(pod_ref.clone(), node.clone(), victims, displaced));
+        Some(node)
+    }
+
+    /// A plugin failed during `uid`'s cycle: the pod is told; a profile
+    /// version on probation gives way to the one before it, any other
+    /// starts afresh.
+    fn cycle_failed(&mut self, uid: &str, scheduler_name: &str, pod_ref: PodRef, error: &CycleError) {
+        tracing::warn!(pod = %pod_ref.name, %error, "a scheduling cycle failed");
+        let message = error.to_string();
+        tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerError", message.clone(), None));
+        // The failed instances are in an unknown state.
+        let Some(failed) = self.running.remove(scheduler_name) else { return };
+        match failed.previous.filter(|_| failed.probation_left > 0) {
+            Some(previous) => {
+                tracing::warn!(profile = %scheduler_name, %error, "a new profile version failed; rolled back");
+                let rolled_back = Failed { failed: failed.spec, restored: Some(previous.spec.clone()), reason: message };
+                self.failed.send_modify(|all| {
+                    all.insert(scheduler_name.to_owned(), rolled_back);
+                });
+                self.running.insert(scheduler_name.to_owned(), *previous);
+                self.queue.retry(uid);
+            }
+            None => {
+                // The same version starts afresh on the next loop turn.
+                self.profiles.mark_changed();
                 self.queue.failed(uid, false, Instant::now());
-                tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerError", error.to_string()));
             }
         }
     }
@@ -419,6 +602,71 @@ impl Scheduler {
         let oldest = self.running.values().filter_map(|r| r.cycle.oldest_cursor()).min();
         self.table.trim(oldest.unwrap_or_else(|| self.table.cursor()));
     }
+}
+
+/// What a cycle decided for a pod.
+enum Outcome {
+    /// It goes to the node at this index.
+    Place(u32),
+    /// No node fits; preemption may have found where to make room.
+    Unfit(FitError, Option<Candidate>),
+}
+
+/// Finds a node for `pod`: the node it is nominated to if it fits there,
+/// else by a full cycle; when none fits and it `may_preempt` (with the
+/// budgets and the node to start from; else why not), where evictions
+/// would make room.
+async fn judge(
+    (cycle, host, table): (&mut Cycle, &PluginHost, &Table),
+    pod: &sdk::Pod,
+    assumptions: &sdk::Assumptions,
+    nominated_node: Option<u32>,
+    may_preempt: Result<(&BudgetReader, usize), &'static str>,
+) -> Result<Outcome, CycleError> {
+    if let Some(node) = nominated_node
+        && cycle.fits(host, table, pod, node, assumptions).await?
+    {
+        return Ok(Outcome::Place(node));
+    }
+    let mut fit_error = match cycle.decide(host, table, pod, assumptions).await? {
+        Decision::Place(node) => return Ok(Outcome::Place(node)),
+        Decision::Unfit(fit_error) => fit_error,
+    };
+    match may_preempt {
+        Err(ineligible) => fit_error.preemption = Some(ineligible.to_owned()),
+        Ok((budgets, offset)) => {
+            let budgets = budgets();
+            match preemption::preempt((cycle, host, table), pod, &fit_error, assumptions, &budgets, offset).await? {
+                Preemption::Evict(candidate) => return Ok(Outcome::Unfit(fit_error, Some(candidate))),
+                Preemption::Futile(why) => fit_error.preemption = Some(why),
+            }
+        }
+    }
+    Ok(Outcome::Unfit(fit_error, None))
+}
+
+/// Whether a pod of lower priority than `pod` is still leaving the node it
+/// is nominated to (it waits for that rather than evict more).
+fn terminating_on(table: &Table, terminating: &HashSet<String>, nominated: Option<u32>, pod: &sdk::Pod) -> bool {
+    let Some(entry) = nominated.and_then(|i| table.node(i)) else { return false };
+    entry.pods.iter().any(|other| {
+        terminating.contains(other) && table.placed(other).is_some_and(|placed| placed.pod.priority < pod.priority)
+    })
+}
+
+/// The pods nominated to a node that count for `pod` there: those of no
+/// lower priority than it, but itself.
+fn nominated_assumptions(nominated: &HashMap<String, Nominated>, table: &Table, pod: &sdk::Pod) -> sdk::Assumptions {
+    let extra = nominated
+        .iter()
+        .filter(|(uid, n)| **uid != pod.uid && n.pod.priority >= pod.priority)
+        .filter_map(|(_, n)| Some((table.index_of(&n.node)?, (*n.pod).clone())))
+        .collect();
+    sdk::Assumptions { without: Vec::new(), extra }
+}
+
+fn pod_ref_of(pod: &sdk::Pod) -> PodRef {
+    PodRef { namespace: pod.namespace.clone(), name: pod.name.clone(), uid: pod.uid.clone() }
 }
 
 /// Fresh instances of a profile's plugins, as a cycle.

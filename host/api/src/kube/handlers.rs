@@ -601,8 +601,19 @@ async fn pod_subresource(
                     error.message = format!("pod {name} is being deleted, cannot be assigned to a host");
                     return Err(error);
                 }
+                let asked_uid = binding.pointer("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty());
+                let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+                if let Some(asked_uid) = asked_uid.filter(|asked| *asked != uid) {
+                    let mut error = ApiError::conflict(t.group, t.plural, name);
+                    error.message = format!(
+                        "Operation cannot be fulfilled on pods \"{name}\": Precondition failed: UID in precondition: \
+                         {asked_uid}, UID in object meta: {uid}"
+                    );
+                    return Err(error);
+                }
                 let mut bound = pod.clone();
                 bound["spec"]["nodeName"] = json!(node);
+                bound["status"] = super::scheduler::with_condition(pod.get("status"), "PodScheduled", "True", "", "");
                 let bound = admitted_update(state, (t, namespace, name, "binding"), &pod, bound, write).await?;
                 match state.objects.update(t, namespace, name, bound, write).await {
                     Ok(_) => return Ok(json_response(StatusCode::CREATED, &success_status())),

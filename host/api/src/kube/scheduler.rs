@@ -15,7 +15,8 @@ use engenho_control::controller::lead;
 use engenho_control::{Action, Whole, everywhere};
 use engenho_scheduling::scheduler::Pending;
 use engenho_scheduling::{
-    Binder, DefaultSpreadSelector, Inbox, PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source, view,
+    Binder, BudgetReader, DefaultSpreadSelector, FailedProfiles, Inbox, Lookups, PodRef, ProfilePlugin, ProfileSpec,
+    Profiles, Scheduler, Source, preemption::Budget, view,
 };
 use engenho_wasm::SchedulerPlugin;
 use serde::Deserialize;
@@ -197,17 +198,21 @@ impl SchedulerLoop {
             subscriptions.push(informer.subscribe(move |change| inbox.push(source, change)));
         }
         let (profiles, profiles_seen) = watch::channel(Profiles::new());
+        let (failed, failed_seen) = watch::channel(FailedProfiles::new());
         let client = LocalClient::new(self.router.clone(), super::controllers::identity(NAME), NAME);
         let follower = Arc::new(ProfileFollower {
             state: self.state.clone(),
             status: client.clone(),
             loaded: Mutex::default(),
+            reconciling: tokio::sync::Mutex::new(()),
             profiles,
+            failed: failed_seen,
         });
         let events = EventRecorder::start(client.clone(), self.state.registry.clone(), NAME);
         let binder = Arc::new(ApiBinder { client, events, registry: self.state.registry.clone() });
-        let default_spread = default_spread_selector(&self.state);
-        let scheduler = Scheduler::new(self.state.plugin_host.clone(), binder, inbox, profiles_seen, default_spread);
+        let lookups =
+            Lookups { default_spread: default_spread_selector(&self.state), budgets: budget_reader(&self.state) };
+        let scheduler = Scheduler::new(self.state.plugin_host.clone(), binder, inbox, (profiles_seen, failed), lookups);
         tokio::join!(follower.run(term_over.clone()), scheduler.run(term_over));
         drop(subscriptions);
     }
@@ -248,13 +253,42 @@ fn default_spread_selector(state: &ApiState) -> DefaultSpreadSelector {
     })
 }
 
+/// The cluster's PodDisruptionBudgets as preemption weighs them, read from
+/// the node's informer at the moment of asking.
+fn budget_reader(state: &ApiState) -> BudgetReader {
+    let informer = state
+        .registry()
+        .find_plural("policy", "poddisruptionbudgets")
+        .map(|t| super::loops::informer_of(&state.informers, t));
+    Arc::new(move || {
+        let Some(informer) = &informer else { return Vec::new() };
+        informer
+            .list(&engenho_control::Filter::default())
+            .iter()
+            .filter_map(|object| {
+                let value = object.value().ok()?;
+                Some(Budget {
+                    namespace: object.namespace.clone(),
+                    selector: view::label_selector(value.pointer("/spec/selector")).unwrap_or_default(),
+                    allowed: value.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0),
+                })
+            })
+            .collect()
+    })
+}
+
 /// Keeps the profiles the scheduler runs in line with the SchedulerProfile
-/// and Plugin objects, and reports each profile's state on its status.
+/// and Plugin objects, and reports each profile's state on its status
+/// (including the versions the scheduler gave up on).
 struct ProfileFollower {
     state: Arc<ApiState>,
     status: LocalClient,
     loaded: Mutex<HashMap<String, Loaded>>,
+    /// Held through a reconcile: the loop's and those the scheduler's
+    /// reports ask for take turns.
+    reconciling: tokio::sync::Mutex<()>,
     profiles: watch::Sender<Profiles>,
+    failed: watch::Receiver<FailedProfiles>,
 }
 
 impl ProfileFollower {
@@ -272,10 +306,25 @@ impl ProfileFollower {
             }
         });
         let settings = ("scheduler-profiles", 1, super::loops::SERVING_RESYNC);
-        super::loops::run_loop(&self.state, Arc::new(reconciler), settings, everywhere(), stop).await;
+        let follow = super::loops::run_loop(&self.state, Arc::new(reconciler), settings, everywhere(), stop.clone());
+        tokio::join!(follow, self.follow_failures(stop));
+    }
+
+    /// Reconciles again whenever the scheduler gives up on a version, so
+    /// that its profile's status says so at once.
+    async fn follow_failures(&self, mut stop: watch::Receiver<bool>) {
+        let mut failed = self.failed.clone();
+        loop {
+            tokio::select! {
+                changed = failed.changed() => if changed.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            self.reconcile().await;
+        }
     }
 
     async fn reconcile(&self) {
+        let _turn = self.reconciling.lock().await;
         let registry = self.state.registry();
         let (Some(profiles_type), Some(plugins_type)) =
             (registry.find_plural(GROUP, PROFILES_PLURAL), registry.find_plural(GROUP, "plugins"))
@@ -286,23 +335,39 @@ impl ProfileFollower {
         let trust = TrustRoot::read(&self.state.objects, &registry);
         let mut running = self.profiles.borrow().clone();
         let mut present = Vec::new();
+        let mut conditions = Vec::with_capacity(listed.items.len());
         for object in &listed.items {
             let spec: ProfileObject =
                 object.get("spec").cloned().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
             present.push(spec.scheduler_name.clone());
-            let condition = match self.settle(&spec, plugins_type, &trust).await {
-                Ok(profile) => {
+            let failed = self.failed.borrow().get(&spec.scheduler_name).cloned();
+            let condition = match (self.settle(&spec, plugins_type, &trust).await, failed) {
+                (Ok(profile), Some(failed)) if same_profile(&failed.failed, &profile) => {
+                    match failed.restored {
+                        Some(restored) => {
+                            running.insert(spec.scheduler_name.clone(), restored);
+                            let message = format!(
+                                "this version failed and the one before it runs again: {}",
+                                failed.reason
+                            );
+                            ("False", "RolledBack", message)
+                        }
+                        None => ("False", "Failed", format!("this version could not start: {}", failed.reason)),
+                    }
+                }
+                (Ok(profile), _) => {
                     let same = running.get(&spec.scheduler_name).is_some_and(|r| same_profile(r, &profile));
                     if !same {
                         running.insert(spec.scheduler_name.clone(), Arc::new(profile));
                     }
                     ("True", "Active", format!("scheduling the pods of {:?}", spec.scheduler_name))
                 }
-                Err(error) => ("False", "Refused", error),
+                (Err(error), _) => ("False", "Refused", error),
             };
-            report(&self.status, profiles_type, object, condition).await;
+            conditions.push((object, condition));
         }
         running.retain(|name, _| present.contains(name));
+        // The scheduler has a profile before its status says it is active.
         self.profiles.send_if_modified(|current| {
             let changed = current.len() != running.len()
                 || current.iter().any(|(name, spec)| running.get(name).is_none_or(|r| !Arc::ptr_eq(r, spec)));
@@ -311,6 +376,9 @@ impl ProfileFollower {
             }
             changed
         });
+        for (object, condition) in conditions {
+            report(&self.status, profiles_type, object, condition).await;
+        }
     }
 
     /// The profile `spec` asks for, its plugins loaded (reusing those
@@ -405,10 +473,30 @@ struct ApiBinder {
     registry: super::resources::SharedRegistry,
 }
 
+impl ApiBinder {
+    /// Records through `events` an Event about `pod`.
+    fn record(events: &EventRecorder, pod: &PodRef, warning: bool, reason: &str, message: String) {
+        events.record(Event {
+            regarding: Regarding {
+                group: String::new(),
+                version: "v1".into(),
+                plural: "pods".into(),
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+            },
+            warning,
+            reason: reason.into(),
+            message,
+        });
+    }
+}
+
 impl Binder for ApiBinder {
     fn bind(&self, pod: PodRef, node: String) -> Pending<Result<(), String>> {
         let client = self.client.clone();
         let pods = self.registry.current().find("", "v1", "pods").cloned();
+        let events = self.events.clone();
         Box::pin(async move {
             let pods = pods.ok_or("pods are not served")?;
             let binding = json!({
@@ -420,46 +508,86 @@ impl Binder for ApiBinder {
             client
                 .send(http::Method::POST, &path, "application/json", binding.to_string().into_bytes())
                 .await
-                .map(|_| ())
-                .map_err(|refused| refused.to_string())
+                .map_err(|refused| refused.to_string())?;
+            let message = format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name);
+            ApiBinder::record(&events, &pod, false, "Scheduled", message);
+            Ok(())
         })
     }
 
-    fn unschedulable(&self, pod: PodRef, reason: &'static str, message: String) -> Pending<()> {
+    fn unschedulable(
+        &self,
+        pod: PodRef,
+        reason: &'static str,
+        message: String,
+        nominated: Option<String>,
+    ) -> Pending<()> {
         let client = self.client.clone();
         let pods = self.registry.current().find("", "v1", "pods").cloned();
-        self.events.record(Event {
-            regarding: Regarding {
-                group: String::new(),
-                version: "v1".into(),
-                plural: "pods".into(),
-                namespace: pod.namespace.clone(),
-                name: pod.name.clone(),
-                uid: pod.uid.clone(),
-            },
-            warning: true,
-            reason: "FailedScheduling".into(),
-            message: message.clone(),
-        });
+        ApiBinder::record(&self.events, &pod, true, "FailedScheduling", message.clone());
         Box::pin(async move {
             let Some(pods) = pods else { return };
-            let path = super::client::object_path(&pods, Some(&pod.namespace), &pod.name, None);
-            let Ok(read) = client.send(http::Method::GET, &path, "application/json", Vec::new()).await else { return };
-            let Ok(object) = serde_json::from_slice::<Value>(&read) else { return };
-            if object.pointer("/metadata/uid").and_then(Value::as_str) != Some(pod.uid.as_str()) {
-                return;
+            let Some(object) = read_pod(&client, &pods, &pod).await else { return };
+            let mut status = with_condition(object.get("status"), "PodScheduled", "False", reason, &message);
+            if let Some(node) = nominated {
+                status["nominatedNodeName"] = json!(node);
             }
-            let status = with_condition(object.get("status"), "PodScheduled", "False", reason, &message);
             if let Err(refused) = client.update_status_as_read(&pods, Some(&pod.namespace), object, status).await {
                 tracing::debug!(pod = %pod.name, %refused, "a pod's PodScheduled condition was not written");
             }
         })
     }
+
+    fn preempt(&self, pod: PodRef, node: String, victims: Vec<PodRef>, displaced: Vec<PodRef>) -> Pending<()> {
+        let client = self.client.clone();
+        let pods = self.registry.current().find("", "v1", "pods").cloned();
+        let events = self.events.clone();
+        Box::pin(async move {
+            let Some(pods) = pods else { return };
+            for victim in victims {
+                let Some(object) = read_pod(&client, &pods, &victim).await else { continue };
+                // Marked first, so that whoever watches it knows why it goes.
+                let message = format!("{NAME}: preempting to accommodate a higher priority pod");
+                let status =
+                    with_condition(object.get("status"), "DisruptionTarget", "True", "PreemptionByScheduler", &message);
+                if let Err(refused) = client.update_status_as_read(&pods, Some(&victim.namespace), object, status).await {
+                    tracing::debug!(pod = %victim.name, %refused, "a victim's DisruptionTarget condition was not written");
+                }
+                let options = json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                    "preconditions": {"uid": victim.uid}});
+                match client.delete(&pods, Some(&victim.namespace), &victim.name, &options).await {
+                    Ok(_) => {
+                        let message = format!("Preempted by pod {} on node {node}", pod.uid);
+                        ApiBinder::record(&events, &victim, false, "Preempted", message);
+                    }
+                    Err(refused) => tracing::info!(pod = %victim.name, %refused, "a victim was not deleted"),
+                }
+            }
+            for other in displaced {
+                let Some(object) = read_pod(&client, &pods, &other).await else { continue };
+                let mut status = object.get("status").cloned().unwrap_or_else(|| json!({}));
+                if let Some(status) = status.as_object_mut() {
+                    status.remove("nominatedNodeName");
+                }
+                if let Err(refused) = client.update_status_as_read(&pods, Some(&other.namespace), object, status).await {
+                    tracing::debug!(pod = %other.name, %refused, "a displaced nomination was not cleared");
+                }
+            }
+        })
+    }
 }
 
-/// `status` with condition `kind` set to `state`, `reason` and `message`:
-/// its transition time kept while its state stays.
-fn with_condition(status: Option<&Value>, kind: &str, state: &str, reason: &str, message: &str) -> Value {
+/// Pod `pod` as stored, unless it is gone (or another pod took its name).
+async fn read_pod(client: &LocalClient, pods: &super::resources::ResourceType, pod: &PodRef) -> Option<Value> {
+    let path = super::client::object_path(pods, Some(&pod.namespace), &pod.name, None);
+    let read = client.send(http::Method::GET, &path, "application/json", Vec::new()).await.ok()?;
+    let object = serde_json::from_slice::<Value>(&read).ok()?;
+    (object.pointer("/metadata/uid").and_then(Value::as_str) == Some(pod.uid.as_str())).then_some(object)
+}
+
+/// `status` with condition `kind` set to `state`, `reason` and `message`
+/// (left out when empty): its transition time kept while its state stays.
+pub(super) fn with_condition(status: Option<&Value>, kind: &str, state: &str, reason: &str, message: &str) -> Value {
     let mut status = status.cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     let mut conditions: Vec<Value> = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
     let position = conditions.iter().position(|c| c.get("type").and_then(Value::as_str) == Some(kind));
@@ -467,8 +595,12 @@ fn with_condition(status: Option<&Value>, kind: &str, state: &str, reason: &str,
         .and_then(|i| conditions[i].get("status").and_then(Value::as_str).filter(|s| *s == state).map(|_| i))
         .and_then(|i| conditions[i].get("lastTransitionTime").cloned())
         .unwrap_or_else(|| json!(super::objects::now()));
-    let condition = json!({"type": kind, "status": state, "reason": reason, "message": message,
-        "lastProbeTime": null, "lastTransitionTime": transition});
+    let mut condition = json!({"type": kind, "status": state, "lastProbeTime": null, "lastTransitionTime": transition});
+    for (field, text) in [("reason", reason), ("message", message)] {
+        if !text.is_empty() {
+            condition[field] = json!(text);
+        }
+    }
     match position {
         Some(i) => conditions[i] = condition,
         None => conditions.push(condition),

@@ -17,11 +17,11 @@ use serde_json::Value;
 
 use crate::support::{EngenhoNode, Kubectl, wait_for};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Registers Node `name` with `cpu` allocatable, `zone`, and `taints`
 /// (JSON), and reports it Ready.
-fn register_node(kubectl: &Kubectl, name: &str, cpu: &str, zone: &str, taints: &str) {
+pub(crate) fn register_node(kubectl: &Kubectl, name: &str, cpu: &str, zone: &str, taints: &str) {
     let node = format!(
         r#"{{"apiVersion": "v1", "kind": "Node",
   "metadata": {{"name": "{name}", "labels": {{"kubernetes.io/hostname": "{name}", "topology.kubernetes.io/zone": "{zone}"}}}},
@@ -35,14 +35,14 @@ fn register_node(kubectl: &Kubectl, name: &str, cpu: &str, zone: &str, taints: &
 }
 
 /// The node each pod labelled `selector` is bound to (empty: not bound).
-fn bindings(kubectl: &Kubectl, selector: &str) -> Vec<String> {
+pub(crate) fn bindings(kubectl: &Kubectl, selector: &str) -> Vec<String> {
     let list = kubectl.json(&["get", "pods", "-l", selector, "-o", "json"]);
     let items = list["items"].as_array().cloned().unwrap_or_default();
     items.iter().map(|pod| pod["spec"]["nodeName"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
 /// Waits until `count` pods labelled `selector` are bound; their nodes.
-fn wait_bound(kubectl: &Kubectl, selector: &str, count: usize) -> Vec<String> {
+pub(crate) fn wait_bound(kubectl: &Kubectl, selector: &str, count: usize) -> Vec<String> {
     let mut nodes = Vec::new();
     wait_for(&format!("{count} pods {selector} bound"), DEADLINE, || {
         nodes = bindings(kubectl, selector);
@@ -51,21 +51,21 @@ fn wait_bound(kubectl: &Kubectl, selector: &str, count: usize) -> Vec<String> {
     nodes
 }
 
-fn pod(name: &str, spec_extra: &str) -> String {
+pub(crate) fn pod(name: &str, spec_extra: &str) -> String {
     format!(
         r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "labels": {{"app": "{name}"}}}},
   "spec": {{"containers": [{{"name": "c", "image": "nginx:1.27"{spec_extra}}}]}}}}"#
     )
 }
 
-fn pod_with_spec(name: &str, container_extra: &str, spec_extra: &str) -> String {
+pub(crate) fn pod_with_spec(name: &str, container_extra: &str, spec_extra: &str) -> String {
     format!(
         r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "labels": {{"app": "{name}"}}}},
   "spec": {{"containers": [{{"name": "c", "image": "nginx:1.27"{container_extra}}}]{spec_extra}}}}}"#
     )
 }
 
-fn condition(pod: &Value, kind: &str) -> Option<Value> {
+pub(crate) fn condition(pod: &Value, kind: &str) -> Option<Value> {
     pod["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind).cloned()
 }
 
@@ -96,6 +96,11 @@ fn the_default_profile_places_pods_as_kube_scheduler_does() {
     let big = r#", "resources": {"requests": {"cpu": "3"}}"#;
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("big", big)));
     assert_eq!(wait_bound(&kubectl, "app=big", 1), vec!["large".to_owned()]);
+    let big = kubectl.json(&["get", "pod", "big", "-o", "json"]);
+    assert_eq!(condition(&big, "PodScheduled").map(|c| c["status"].clone()), Some("True".into()), "{big}");
+    wait_for("the Scheduled event", DEADLINE, || {
+        kubectl.ok(&["describe", "pod", "big"]).contains("Successfully assigned default/big to large")
+    });
 
     // Tolerating the taint and asking for the zone by required affinity.
     let affinity = r#", "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
@@ -118,7 +123,9 @@ fn the_default_profile_places_pods_as_kube_scheduler_does() {
     // A pod that fits nowhere.
     let huge = r#", "resources": {"requests": {"cpu": "100"}}"#;
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("huge", huge)));
-    let expected = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu.";
+    let expected = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. \
+                    preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, \
+                    2 No preemption victims found for incoming pod..";
     wait_for("the unfittable pod's condition", DEADLINE, || {
         let pod = kubectl.json(&["get", "pod", "huge", "-o", "json"]);
         condition(&pod, "PodScheduled")

@@ -1,0 +1,125 @@
+//! Test plugin for the scheduler's containment of its plugins. Its
+//! configuration (`{"mode": "ok"}`) names what its filter does:
+//!
+//! - `ok`: every candidate fits;
+//! - `trap`: traps;
+//! - `loop`: never returns;
+//! - `wrong-count`: answers one verdict fewer than it was asked for (its
+//!   own export drops the last: the SDK's always answers in full);
+//! - `refuse`: refuses its configuration.
+//!
+//! It does not score.
+
+use std::cell::Cell;
+
+use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdict};
+use serde::Deserialize;
+
+thread_local! {
+    /// Whether the export answers one verdict short.
+    static SHORT_ANSWERS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The plugin's configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    mode: Mode,
+}
+
+/// What the filter does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    Ok,
+    Trap,
+    Loop,
+    WrongCount,
+    Refuse,
+}
+
+/// Misbehaves as configured.
+pub struct Misbehaving {
+    mode: Mode,
+}
+
+impl Plugin for Misbehaving {
+    fn configure(config: &str) -> Result<(Self, Abilities), String> {
+        let config: Config = serde_json::from_str(config).map_err(|e| format!("invalid configuration: {e}"))?;
+        if config.mode == Mode::Refuse {
+            return Err("refused on purpose".into());
+        }
+        SHORT_ANSWERS.with(|short| short.set(config.mode == Mode::WrongCount));
+        Ok((Self { mode: config.mode }, Abilities { filters: true, scores: false, reads_pods: false }))
+    }
+
+    fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+        match self.mode {
+            Mode::Trap => panic!("trapping on purpose"),
+            Mode::Loop => loop {
+                std::hint::spin_loop();
+            },
+            Mode::Ok | Mode::WrongCount | Mode::Refuse => vec![Verdict::Fits; candidates.len()],
+        }
+    }
+
+    fn score(&self, _: &Table, _: &Pod, nodes: &[u32]) -> Vec<u32> {
+        vec![0; nodes.len()]
+    }
+}
+
+/// The component's export: the SDK's glue, but for the short answers.
+#[cfg(target_arch = "wasm32")]
+mod export {
+    use engenho_scheduler::guest::{
+        self, SchedulerGuest, WitAbilities, WitAssumptions, WitChange, WitPod, WitVerdict, bindings,
+    };
+
+    use super::{Misbehaving, SHORT_ANSWERS};
+
+    struct Export;
+
+    impl SchedulerGuest for Export {
+        fn configure(config: String) -> Result<WitAbilities, String> {
+            guest::configure::<Misbehaving>(&config)
+        }
+
+        fn update(changes: Vec<WitChange>) {
+            guest::update::<Misbehaving>(changes);
+        }
+
+        fn filter(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssumptions) -> Vec<WitVerdict> {
+            let mut verdicts = guest::filter::<Misbehaving>(pod, candidates, assumptions);
+            if SHORT_ANSWERS.with(std::cell::Cell::get) {
+                verdicts.pop();
+            }
+            verdicts
+        }
+
+        fn score(pod: WitPod, nodes: Vec<u32>) -> Vec<u32> {
+            guest::score::<Misbehaving>(pod, nodes)
+        }
+    }
+
+    bindings::export!(Export with_types_in engenho_scheduler::guest::bindings);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn its_configuration_names_what_it_does() {
+        let (ok, abilities) = Misbehaving::configure(r#"{"mode": "ok"}"#).expect("configures");
+        assert!(abilities.filters && !abilities.scores);
+        let verdicts = ok.filter(&Table::default(), &Pod::default(), &[0, 1], &Assumptions::default());
+        assert_eq!(verdicts, [Verdict::Fits, Verdict::Fits]);
+        assert!(!SHORT_ANSWERS.with(Cell::get));
+        Misbehaving::configure(r#"{"mode": "wrong-count"}"#).expect("configures");
+        assert!(SHORT_ANSWERS.with(Cell::get), "the export answers short");
+        let refused = Misbehaving::configure(r#"{"mode": "refuse"}"#).err();
+        assert_eq!(refused.as_deref(), Some("refused on purpose"));
+        let unknown = Misbehaving::configure(r#"{"mode": "sulk"}"#).err().unwrap_or_default();
+        assert!(unknown.starts_with("invalid configuration: unknown variant `sulk`"), "{unknown}");
+    }
+}
