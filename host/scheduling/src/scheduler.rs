@@ -140,7 +140,7 @@ pub struct Scheduler {
     waiting: HashMap<String, Waiting>,
     /// Pods assumed on a node, their binding in flight.
     binding: HashMap<String, Waiting>,
-    namespaces: HashMap<String, BTreeMap<String, String>>,
+    namespaces: view::NamespaceLabels,
     running: BTreeMap<String, Running>,
     /// Pods named by no profile, already told so.
     told_unknown: HashMap<String, String>,
@@ -267,8 +267,7 @@ impl Scheduler {
             return self.table.unplace(&old.uid).is_some();
         };
         let Ok(value) = pod.value() else { return false };
-        let phase = value.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
-        let finished = matches!(phase, "Succeeded" | "Failed");
+        let finished = view::finished(&value);
         if !pod.node_name.is_empty() {
             self.forget(&pod.uid);
             if finished {
@@ -278,7 +277,7 @@ impl Scheduler {
             self.table.place(&pod.node_name, record, false);
             return false;
         }
-        let gated = value.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
+        let gated = view::gated(&value);
         if pod.deleting || finished || gated {
             self.forget(&pod.uid);
             return self.table.unplace(&pod.uid).is_some();
@@ -287,8 +286,7 @@ impl Scheduler {
             // Assumed, its binding in flight.
             return false;
         }
-        let scheduler_name =
-            value.pointer("/spec/schedulerName").and_then(Value::as_str).unwrap_or("default-scheduler").to_owned();
+        let scheduler_name = view::scheduler_name(&value).to_owned();
         let record = Arc::new(self.record(&value));
         if let Some(waiting) = self.waiting.get(&pod.uid)
             && *waiting.pod == *record
@@ -310,17 +308,7 @@ impl Scheduler {
     }
 
     fn record(&self, pod: &Value) -> sdk::Pod {
-        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-        let empty = BTreeMap::new();
-        let labels = self.namespaces.get(namespace).unwrap_or(&empty);
-        let selected = |selector: &sdk::LabelSelector| {
-            self.namespaces.iter().filter(|(_, l)| view::selects(selector, l)).map(|(n, _)| n.clone()).collect()
-        };
-        let mut record = view::pod(pod, labels, &selected);
-        let pod_labels: BTreeMap<String, String> =
-            record.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
-        record.default_spread_selector = (self.default_spread)(namespace, &pod_labels);
-        record
+        view::pod_record(pod, &self.namespaces, &*self.default_spread)
     }
 
     /// Makes a cycle for every new or changed profile (a changed one starts
