@@ -451,3 +451,181 @@ fn string_map(map: Option<&Value>) -> BTreeMap<String, String> {
 fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
     object.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use engenho_wasm::{Limits, SCHEDULER_INSTANCES_MAX, SchedulerPlugin};
+    use serde_json::json;
+
+    use super::*;
+    use crate::scheduler::ProfilePlugin;
+
+    /// A profile of built-in plugin components: (name, weight, config).
+    async fn profile(host: &PluginHost, plugins: &[(&str, u32, &str)]) -> ProfileSpec {
+        let limits = Limits { deadline: Duration::from_secs(2), memory_bytes: 256 << 20, ..Limits::default() };
+        let mut loaded = Vec::new();
+        for (name, weight, config) in plugins {
+            let bytes = engenho_plugin_artifacts::plugin(name).expect("a built-in scheduler plugin");
+            let digest = engenho_wasm::digest_of(bytes);
+            let plugin = SchedulerPlugin::load(host, name, &digest, bytes, config, limits).await.expect("loads");
+            loaded.push(ProfilePlugin { name: (*name).to_owned(), weight: *weight, plugin: Arc::new(plugin) });
+        }
+        ProfileSpec { plugins: loaded, percentage_of_nodes_to_score: None }
+    }
+
+    fn node(name: &str, cpu: &str, taints: Value) -> Value {
+        json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"taints": taints},
+            "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"}}})
+    }
+
+    /// A pod requesting `cpu`, bound to `node` unless it is empty.
+    fn pod(name: &str, cpu: &str, node: &str, priority: i64, created: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                "creationTimestamp": created},
+            "spec": {"nodeName": node, "priority": priority,
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}})
+    }
+
+    fn snapshot(nodes: Vec<Value>, pods: Vec<Value>) -> Snapshot {
+        Snapshot { nodes, pods, namespaces: vec![json!({"metadata": {"name": "default"}})] }
+    }
+
+    fn request(all: bool, explain: &[&str]) -> TrialRequest {
+        TrialRequest {
+            scheduler_name: view::DEFAULT_SCHEDULER_NAME.into(),
+            all,
+            explain: explain.iter().map(|n| PodName { namespace: "default".into(), name: (*n).into() }).collect(),
+        }
+    }
+
+    fn no_spread(_: &str, _: &BTreeMap<String, String>) -> Option<sdk::LabelSelector> {
+        None
+    }
+
+    fn outcome_of<'a>(report: &'a Report, name: &str) -> &'a PodTrial {
+        report.pods.iter().find(|p| p.pod.name == name).expect("the pod is in the report")
+    }
+
+    /// Goal: pending pods are placed in queue order (priority, then age),
+    /// each seeing the ones placed before it, and a pod that fits nowhere
+    /// gets kube-scheduler's message. Method: two 2-CPU nodes, one of them
+    /// half full with a bound pod; three pending pods of 1.5 CPU.
+    #[tokio::test]
+    async fn pending_pods_are_placed_in_queue_order_each_seeing_the_last() {
+        let host = PluginHost::new(None).expect("the plugin engine");
+        let profile = profile(&host, &[("node-resources-fit", 1, "")]).await;
+        let nodes = vec![node("a", "2", json!([])), node("b", "2", json!([]))];
+        let pods = vec![
+            pod("bound", "1", "a", 0, "2025-01-01T00:00:00Z"),
+            pod("late", "1500m", "", 0, "2025-01-01T00:00:03Z"),
+            pod("early", "1500m", "", 0, "2025-01-01T00:00:01Z"),
+            pod("urgent", "1500m", "", 100, "2025-01-01T00:00:02Z"),
+        ];
+        let report = trial(&host, &profile, &snapshot(nodes, pods), &no_spread, &request(false, &[])).await;
+        let report = report.expect("the trial runs");
+        let order: Vec<&str> = report.pods.iter().map(|p| p.pod.name.as_str()).collect();
+        assert_eq!(order, ["urgent", "early", "late"], "the bound pod is not placed again");
+        assert_eq!(outcome_of(&report, "urgent").outcome, Outcome::Placed("b".into()));
+        let message = "0/2 nodes are available: 2 Insufficient cpu.";
+        assert_eq!(outcome_of(&report, "early").outcome, Outcome::Unschedulable(message.into()));
+        assert_eq!(outcome_of(&report, "late").comparison(), Comparison::Unschedulable);
+        let summary = report.summary();
+        assert_eq!((summary.pods, summary.placed, summary.unschedulable, summary.same), (3, 1, 2, 0));
+    }
+
+    /// Goal: with every pod placed again, bound pods leave the table first
+    /// and are compared with where they are; a candidate that packs pods
+    /// (MostAllocated) moves them to the fuller node; pods of another
+    /// scheduler stay and count. Method: a 4-CPU node and an 8-CPU node
+    /// half full with another scheduler's pod; two 1-CPU pods, one on each.
+    #[tokio::test]
+    async fn all_places_bound_pods_again_and_compares() {
+        let host = PluginHost::new(None).expect("the plugin engine");
+        let config = r#"{"scoringStrategy": {"type": "MostAllocated"}}"#;
+        let profile = profile(&host, &[("node-resources-fit", 1, config)]).await;
+        let nodes = vec![node("a", "4", json!([])), node("b", "8", json!([]))];
+        let mut pods = vec![
+            pod("one", "1", "b", 0, "2025-01-01T00:00:00Z"),
+            pod("two", "1", "a", 0, "2025-01-01T00:00:01Z"),
+            pod("other", "4", "b", 0, "2025-01-01T00:00:02Z"),
+        ];
+        pods[2]["spec"]["schedulerName"] = json!("another-scheduler");
+        let report = trial(&host, &profile, &snapshot(nodes, pods), &no_spread, &request(true, &[])).await;
+        let report = report.expect("the trial runs");
+        assert_eq!(report.pods.len(), 2, "a pod of another scheduler is not placed again: {report:?}");
+        assert_eq!(outcome_of(&report, "one").comparison(), Comparison::Same);
+        assert_eq!(outcome_of(&report, "two").outcome, Outcome::Placed("b".into()));
+        assert_eq!(outcome_of(&report, "two").today.as_deref(), Some("a"));
+        let summary = report.summary();
+        assert_eq!((summary.same, summary.moved, summary.placed), (1, 1, 0));
+    }
+
+    /// Goal: an explained pod gets every filtering plugin's verdict on every
+    /// node, every scoring plugin's score and weight on the feasible ones,
+    /// their weighted sum, and the node chosen is the best sum; a pod the
+    /// trial does not place says why. Method: a tainted node and two
+    /// untainted ones of different sizes.
+    #[tokio::test]
+    async fn explained_pods_show_every_verdict_and_score() {
+        let host = PluginHost::new(None).expect("the plugin engine");
+        let plugins = [("taint-toleration", 3, ""), ("node-resources-fit", 2, "")];
+        let profile = profile(&host, &plugins).await;
+        let taint = json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
+        let nodes = vec![node("gpu", "8", taint), node("small", "2", json!([])), node("large", "8", json!([]))];
+        let pods =
+            vec![pod("web", "1", "", 0, "2025-01-01T00:00:00Z"), pod("db", "1", "small", 0, "2025-01-01T00:00:00Z")];
+        let asked = request(false, &["web", "db", "ghost"]);
+        let report = trial(&host, &profile, &snapshot(nodes, pods), &no_spread, &asked).await.expect("runs");
+        let [web, db, ghost] = report.explanations.as_slice() else { panic!("three explanations: {report:?}") };
+        assert_eq!(web.nodes.len(), 3);
+        let gpu = web.nodes.iter().find(|n| n.node == "gpu").expect("the gpu node");
+        assert!(!gpu.feasible());
+        assert_eq!(
+            gpu.verdicts[0],
+            (
+                "taint-toleration".into(),
+                sdk::Verdict::Unresolvable(vec!["node(s) had untolerated taint {dedicated: gpu}".into()])
+            )
+        );
+        assert_eq!(gpu.verdicts[1].1, sdk::Verdict::Fits, "every plugin is asked about every node");
+        assert_eq!(gpu.total, None);
+        let best = web.nodes.iter().filter_map(|n| Some((n.total?, n.node.clone()))).max().expect("feasible nodes");
+        assert_eq!(best.1, "large", "the least allocated node scores best: {web:?}");
+        for judged in web.nodes.iter().filter(|n| n.feasible()) {
+            assert_eq!(judged.scores.len(), 2);
+            assert_eq!(judged.scores[0].2, 3);
+            let sum: u64 = judged.scores.iter().map(|(_, s, w)| u64::from(*s) * u64::from(*w)).sum();
+            assert_eq!(judged.total, Some(sum));
+        }
+        assert_eq!(web.outcome, Some(Outcome::Placed("large".into())));
+        assert!(db.not_placed.as_deref().is_some_and(|m| m.contains("bound")), "{db:?}");
+        assert_eq!(ghost.not_placed.as_deref(), Some("no pod default/ghost"));
+    }
+
+    /// Goal: a trial never takes the instances the scheduler needs. Method:
+    /// hold all but the spared share of the node's scheduler instances; the
+    /// trial is refused with the plugin named, and runs once they are
+    /// given back.
+    #[tokio::test]
+    async fn a_trial_leaves_the_scheduler_its_share_of_instances() {
+        let host = PluginHost::new(None).expect("the plugin engine");
+        let profile = profile(&host, &[("node-name", 0, "")]).await;
+        let held_count = SCHEDULER_INSTANCES_MAX - engenho_wasm::SCHEDULER_INSTANCES_SPARED;
+        let mut held = Vec::new();
+        for _ in 0..held_count {
+            held.push(profile.plugins[0].plugin.instance(&host).await.expect("a free instance"));
+        }
+        let cluster = snapshot(vec![node("a", "2", json!([]))], vec![pod("p", "1", "", 0, "")]);
+        let refused = trial(&host, &profile, &cluster, &no_spread, &request(false, &[])).await;
+        let Err(TrialError::Start(error)) = refused else { panic!("the trial took a spared instance: {refused:?}") };
+        assert_eq!(error.plugin, "node-name");
+        assert!(matches!(error.error, engenho_wasm::PluginError::Busy { .. }), "{error}");
+        held.pop();
+        let report = trial(&host, &profile, &cluster, &no_spread, &request(false, &[])).await.expect("runs");
+        assert_eq!(report.pods[0].outcome, Outcome::Placed("a".into()));
+        assert_eq!(host.scheduler_instances_free(), engenho_wasm::SCHEDULER_INSTANCES_SPARED + 1);
+    }
+}
