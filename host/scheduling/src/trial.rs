@@ -235,7 +235,7 @@ pub async fn trial(
     host: &PluginHost,
     profile: &ProfileSpec,
     snapshot: &Snapshot,
-    default_spread: &dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector>,
+    default_spread: &(dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Sync),
     request: &TrialRequest,
 ) -> Result<Report, TrialError> {
     if request.explain.len() > EXPLAINED_PODS_MAX {
@@ -336,7 +336,7 @@ impl Run<'_> {
 /// the oldest.
 fn today(
     snapshot: &Snapshot,
-    default_spread: &dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector>,
+    default_spread: &(dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Sync),
     request: &TrialRequest,
 ) -> (Table, Vec<Candidate>) {
     let namespaces: view::NamespaceLabels = snapshot
