@@ -360,7 +360,9 @@ fn today(
         if !node.is_empty() {
             table.place(node, record.clone(), false);
             if ours && request.all {
-                candidates.push(Candidate { record, today: Some(node.to_owned()), created });
+                // Placed again as if pending: no node named yet.
+                let again = sdk::Pod { node_name: String::new(), ..(*record).clone() };
+                candidates.push(Candidate { record: Arc::new(again), today: Some(node.to_owned()), created });
             }
             continue;
         }
@@ -538,14 +540,14 @@ mod tests {
 
     /// Goal: with every pod placed again, bound pods leave the table first
     /// and are compared with where they are; a candidate that packs pods
-    /// (MostAllocated) moves them to the fuller node; pods of another
-    /// scheduler stay and count. Method: a 4-CPU node and an 8-CPU node
+    /// (MostAllocated) moves them to the fuller node, their `nodeName` no
+    /// longer holding them; pods of another scheduler stay and count. Method: a 4-CPU node and an 8-CPU node
     /// half full with another scheduler's pod; two 1-CPU pods, one on each.
     #[tokio::test]
     async fn all_places_bound_pods_again_and_compares() {
         let host = PluginHost::new(None).expect("the plugin engine");
         let config = r#"{"scoringStrategy": {"type": "MostAllocated"}}"#;
-        let profile = profile(&host, &[("node-resources-fit", 1, config)]).await;
+        let profile = profile(&host, &[("node-name", 0, ""), ("node-resources-fit", 1, config)]).await;
         let nodes = vec![node("a", "4", json!([])), node("b", "8", json!([]))];
         let mut pods = vec![
             pod("one", "1", "b", 0, "2025-01-01T00:00:00Z"),
