@@ -124,7 +124,7 @@ fn render(trial: &Value) -> String {
     let summary = &trial["summary"];
     let count = |field: &str| summary.get(field).and_then(Value::as_u64).unwrap_or(0);
     out.push_str(&format!(
-        "{} pods of scheduler {:?}: {} same, {} moved, {} newly placed, {} unschedulable, {} failed (store revision {})\n",
+        "{} pods of scheduler {:?}: {} same, {} moved, {} newly placed, {} unschedulable, {} failed (store revision {}, {} ms)\n",
         count("pods"),
         text(trial, "schedulerName"),
         count("same"),
@@ -133,6 +133,7 @@ fn render(trial: &Value) -> String {
         count("unschedulable"),
         count("failed"),
         text(trial, "revision"),
+        trial.get("tookMillis").and_then(Value::as_u64).unwrap_or(0),
     ));
     let left_out = trial.get("podsLeftOut").and_then(Value::as_u64).unwrap_or(0);
     if left_out > 0 {

@@ -83,6 +83,7 @@ pub(in crate::kube) async fn answer(
         let busy = "a scheduler profile trial is running on this server; please try again later";
         return Err(ApiError::too_many_requests(busy).retry_after(RETRY_AFTER_SECONDS));
     };
+    let started = std::time::Instant::now();
     let report = tokio::time::timeout(TRIAL_DEADLINE, run(state, &object, &name, &request)).await.map_err(|_| {
         ApiError::timeout(format!("the trial of scheduler profile {name:?} ran past its {TRIAL_DEADLINE:?} deadline"))
     })??;
@@ -90,6 +91,8 @@ pub(in crate::kube) async fn answer(
     if !object.get("status").is_some_and(Value::is_object) {
         object["status"] = json!({});
     }
+    let mut report = report;
+    report["tookMillis"] = json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
     object["status"]["trial"] = report;
     Ok(object)
 }
