@@ -235,7 +235,7 @@ pub async fn trial(
     host: &PluginHost,
     profile: &ProfileSpec,
     snapshot: &Snapshot,
-    default_spread: &(dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Sync),
+    default_spread: &view::DefaultSpread,
     request: &TrialRequest,
 ) -> Result<Report, TrialError> {
     if request.explain.len() > EXPLAINED_PODS_MAX {
@@ -334,11 +334,7 @@ impl Run<'_> {
 /// The table as the cluster stands (less the pods to place again), and
 /// the pods to place, in queue order: the highest priority first, then
 /// the oldest.
-fn today(
-    snapshot: &Snapshot,
-    default_spread: &(dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Sync),
-    request: &TrialRequest,
-) -> (Table, Vec<Candidate>) {
+fn today(snapshot: &Snapshot, default_spread: &view::DefaultSpread, request: &TrialRequest) -> (Table, Vec<Candidate>) {
     let namespaces: view::NamespaceLabels = snapshot
         .namespaces
         .iter()

@@ -77,6 +77,10 @@ pub fn gated(pod: &Value) -> bool {
     pod.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty())
 }
 
+/// What gives a pod of a namespace, with labels, its default spread
+/// selector (`None`: it has none).
+pub type DefaultSpread = dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Send + Sync;
+
 /// The labels of every namespace, by name: what a pod's record reads.
 pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
 
@@ -84,11 +88,7 @@ pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
 /// from `namespaces`, its affinity terms' namespace selectors resolved
 /// against them, and the selector `default_spread` gives it (what default
 /// topology spread constraints count).
-pub fn pod_record(
-    pod: &Value,
-    namespaces: &NamespaceLabels,
-    default_spread: &dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector>,
-) -> sdk::Pod {
+pub fn pod_record(pod: &Value, namespaces: &NamespaceLabels, default_spread: &DefaultSpread) -> sdk::Pod {
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
     let empty = BTreeMap::new();
     let labels = namespaces.get(namespace).unwrap_or(&empty);

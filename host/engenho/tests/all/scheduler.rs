@@ -164,9 +164,16 @@ spec:
     )
 }
 
-/// Every pod's (name, resourceVersion, nodeName) and every Event's (name,
-/// resourceVersion): what a trial must leave as it found it.
-fn cluster_state(kubectl: &Kubectl) -> (Vec<(String, String, String)>, Vec<(String, String)>) {
+/// What a trial must leave as it found it.
+#[derive(Debug, PartialEq, Eq)]
+struct ClusterState {
+    /// Every pod's name, resourceVersion and nodeName.
+    pods: Vec<(String, String, String)>,
+    /// Every Event's name and resourceVersion.
+    events: Vec<(String, String)>,
+}
+
+fn cluster_state(kubectl: &Kubectl) -> ClusterState {
     let pods = kubectl.json(&["get", "pods", "-A", "-o", "json"]);
     let pods = pods["items"]
         .as_array()
@@ -189,7 +196,7 @@ fn cluster_state(kubectl: &Kubectl) -> (Vec<(String, String, String)>, Vec<(Stri
             )
         })
         .collect();
-    (pods, events)
+    ClusterState { pods, events }
 }
 
 /// Goal: `engenho scheduler try` and a server-side dry run of a
@@ -277,7 +284,7 @@ fn a_candidate_profile_is_tried_without_binding_anything() {
     let placed: Vec<String> = ["web-a", "web-b"]
         .iter()
         .map(|web| {
-            let today = &before.0.iter().find(|(name, ..)| name == web).expect("bound").2;
+            let today = &before.pods.iter().find(|(name, ..)| name == web).expect("bound").2;
             trial_of(web).unwrap_or_else(|| today.clone())
         })
         .collect();
