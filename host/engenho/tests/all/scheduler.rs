@@ -251,7 +251,6 @@ fn a_candidate_profile_is_tried_without_binding_anything() {
     // The pending pod goes to the gpu node; the bound ones are not tried.
     let output = engenho(&["scheduler", "try", profile_path, "--explain", "default/trainer"]);
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("engenho scheduler try --explain default/trainer:\n{printed}");
     assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
     let trainer_line = printed.lines().find(|l| l.starts_with("default/trainer ")).unwrap_or_default();
     let columns: Vec<&str> = trainer_line.split_whitespace().collect();
@@ -273,7 +272,6 @@ fn a_candidate_profile_is_tried_without_binding_anything() {
     // (on the small node, or beside the trainer when it goes first).
     let output = engenho(&["scheduler", "try", profile_path, "--all"]);
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("engenho scheduler try --all:\n{printed}");
     assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
     assert!(printed.contains("3 pods of scheduler \"default-scheduler\""), "{printed}");
     let trial_of = |pod: &str| {
