@@ -2,6 +2,7 @@
 
 mod bench;
 mod plugin;
+mod scheduler;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Make keys for, sign, push, list, check and start plugins.
     Plugin(plugin::PluginArgs),
+    /// Try a scheduler profile against the cluster (a dry run).
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => runtime.block_on(up::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Plugin(args) => runtime.block_on(plugin::run(args)),
+        Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
     }
 }

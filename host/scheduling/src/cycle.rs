@@ -138,6 +138,27 @@ pub struct CycleError {
     pub error: PluginError,
 }
 
+/// One filtering plugin's verdict on each node it was asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginVerdicts {
+    /// The plugin's name in the profile.
+    pub plugin: String,
+    /// One verdict per node, in the order asked.
+    pub verdicts: Vec<sdk::Verdict>,
+}
+
+/// One scoring plugin's score of each node it was asked about, and what
+/// the score weighs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginScores {
+    /// The plugin's name in the profile.
+    pub plugin: String,
+    /// Its weight in the sum (0: scored, but it counts for nothing).
+    pub weight: u32,
+    /// One score (0 to 100) per node, in the order asked.
+    pub scores: Vec<u32>,
+}
+
 /// The plugins of a profile, running a cycle at a time.
 pub struct Cycle {
     plugins: Vec<PluginRun>,
@@ -211,6 +232,67 @@ impl Cycle {
             }
         }
         Ok(true)
+    }
+
+    /// Every filtering plugin's verdict on every one of `nodes` for `pod`
+    /// (under `assumptions`), each plugin asked about every node rather than
+    /// only those the plugins before it kept: what a cycle's filter step
+    /// would have heard, in full.
+    ///
+    /// # Errors
+    /// A plugin failed.
+    pub async fn filter_every_node(
+        &mut self,
+        host: &PluginHost,
+        table: &Table,
+        pod: &sdk::Pod,
+        nodes: &[u32],
+        assumptions: &sdk::Assumptions,
+    ) -> Result<Vec<PluginVerdicts>, CycleError> {
+        let mut answers = Vec::with_capacity(self.plugins.len());
+        for plugin in &mut self.plugins {
+            plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            if !plugin.instance.abilities().filters {
+                continue;
+            }
+            let verdicts = plugin
+                .instance
+                .filter(host, pod, nodes, assumptions)
+                .await
+                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            debug_assert_eq!(verdicts.len(), nodes.len());
+            answers.push(PluginVerdicts { plugin: plugin.name.clone(), verdicts });
+        }
+        Ok(answers)
+    }
+
+    /// Every scoring plugin's scores of `nodes` for `pod`, with its weight,
+    /// weightless plugins included: the terms of a cycle's weighted sum.
+    /// The plugins must have seen the table ([`Cycle::filter_every_node`]
+    /// or [`Cycle::decide`] first).
+    ///
+    /// # Errors
+    /// A plugin failed.
+    pub async fn score_by_plugin(
+        &mut self,
+        host: &PluginHost,
+        pod: &sdk::Pod,
+        nodes: &[u32],
+    ) -> Result<Vec<PluginScores>, CycleError> {
+        let mut answers = Vec::with_capacity(self.plugins.len());
+        if nodes.is_empty() {
+            return Ok(answers);
+        }
+        for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().scores) {
+            let scores = plugin
+                .instance
+                .score(host, pod, nodes)
+                .await
+                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            debug_assert_eq!(scores.len(), nodes.len());
+            answers.push(PluginScores { plugin: plugin.name.clone(), weight: plugin.weight, scores });
+        }
+        Ok(answers)
     }
 
     /// The feasible nodes found (enough of them), and why the others failed.

@@ -4,19 +4,22 @@
 //! goes ([`cycle`]), and the loop that binds it ([`scheduler`]). The
 //! plugins are components of the `scheduler-plugin` world, each instance
 //! keeping its own copy of the table; Pods and Nodes become their records in
-//! [`view`].
+//! [`view`]. A [`trial`] places a snapshot's pods with a candidate profile
+//! and binds nothing.
 
 pub mod cycle;
 pub mod preemption;
 pub mod queue;
 pub mod scheduler;
 pub mod table;
+pub mod trial;
 pub mod view;
 
-pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun};
+pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun, PluginScores, PluginVerdicts};
 pub use queue::SchedulingQueue;
 pub use scheduler::{
     Binder, BudgetReader, DefaultSpreadSelector, Failed, FailedProfiles, Inbox, Lookups, PodRef, ProfilePlugin,
     ProfileSpec, Profiles, Scheduler, Source,
 };
 pub use table::Table;
+pub use trial::{Report, Snapshot, TrialError, TrialRequest, trial};

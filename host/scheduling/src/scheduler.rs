@@ -221,7 +221,7 @@ pub struct Scheduler {
     terminating: HashSet<String>,
     /// Where the next search for preemption victims starts.
     preemption_offset: usize,
-    namespaces: HashMap<String, BTreeMap<String, String>>,
+    namespaces: view::NamespaceLabels,
     running: BTreeMap<String, Running>,
     /// Pods named by no profile, already told so.
     told_unknown: HashMap<String, String>,
@@ -353,8 +353,7 @@ impl Scheduler {
             return self.table.unplace(&old.uid).is_some();
         };
         let Ok(value) = pod.value() else { return false };
-        let phase = value.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
-        let finished = matches!(phase, "Succeeded" | "Failed");
+        let finished = view::finished(&value);
         if !pod.node_name.is_empty() {
             self.forget(&pod.uid);
             if pod.deleting {
@@ -367,7 +366,7 @@ impl Scheduler {
             self.table.place(&pod.node_name, record, false);
             return false;
         }
-        let gated = value.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
+        let gated = view::gated(&value);
         if pod.deleting || finished || gated {
             self.forget(&pod.uid);
             return self.table.unplace(&pod.uid).is_some();
@@ -376,8 +375,7 @@ impl Scheduler {
             // Assumed, its binding in flight.
             return false;
         }
-        let scheduler_name =
-            value.pointer("/spec/schedulerName").and_then(Value::as_str).unwrap_or("default-scheduler").to_owned();
+        let scheduler_name = view::scheduler_name(&value).to_owned();
         let preempts = value.pointer("/spec/preemptionPolicy").and_then(Value::as_str) != Some("Never");
         let record = Arc::new(self.record(&value));
         if let Some(node) = value.pointer("/status/nominatedNodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
@@ -412,17 +410,7 @@ impl Scheduler {
     }
 
     fn record(&self, pod: &Value) -> sdk::Pod {
-        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-        let empty = BTreeMap::new();
-        let labels = self.namespaces.get(namespace).unwrap_or(&empty);
-        let selected = |selector: &sdk::LabelSelector| {
-            self.namespaces.iter().filter(|(_, l)| view::selects(selector, l)).map(|(n, _)| n.clone()).collect()
-        };
-        let mut record = view::pod(pod, labels, &selected);
-        let pod_labels: BTreeMap<String, String> =
-            record.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
-        record.default_spread_selector = (self.lookups.default_spread)(namespace, &pod_labels);
-        record
+        view::pod_record(pod, &self.namespaces, &*self.lookups.default_spread)
     }
 
     /// Makes a cycle for every new or changed profile (a changed one starts

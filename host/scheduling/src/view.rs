@@ -1,7 +1,7 @@
 //! Pods and Nodes as JSON turned into the records scheduler plugins read:
 //! once per change of the object, never per scheduling call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use engenho_control::quantity::Quantity;
 use engenho_scheduler as sdk;
@@ -56,6 +56,49 @@ pub fn pod(
         namespace,
         labels,
     }
+}
+
+/// The profile a pod names when it names none.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// The scheduler profile `pod` names (`spec.schedulerName`).
+pub fn scheduler_name(pod: &Value) -> &str {
+    pod.pointer("/spec/schedulerName").and_then(Value::as_str).unwrap_or(DEFAULT_SCHEDULER_NAME)
+}
+
+/// Whether `pod` has run to its end (`Succeeded` or `Failed`): it holds
+/// no node's room.
+pub fn finished(pod: &Value) -> bool {
+    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
+}
+
+/// Whether `pod` waits on scheduling gates: it is not to be placed yet.
+pub fn gated(pod: &Value) -> bool {
+    pod.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty())
+}
+
+/// What gives a pod of a namespace, with labels, its default spread
+/// selector (`None`: it has none).
+pub type DefaultSpread = dyn Fn(&str, &BTreeMap<String, String>) -> Option<sdk::LabelSelector> + Send + Sync;
+
+/// The labels of every namespace, by name: what a pod's record reads.
+pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
+
+/// The record of `pod` as the scheduler keeps it: its namespace's labels
+/// from `namespaces`, its affinity terms' namespace selectors resolved
+/// against them, and the selector `default_spread` gives it (what default
+/// topology spread constraints count).
+pub fn pod_record(pod: &Value, namespaces: &NamespaceLabels, default_spread: &DefaultSpread) -> sdk::Pod {
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = namespaces.get(namespace).unwrap_or(&empty);
+    let selected = |selector: &sdk::LabelSelector| {
+        namespaces.iter().filter(|(_, l)| selects(selector, l)).map(|(n, _)| n.clone()).collect()
+    };
+    let mut record = self::pod(pod, labels, &selected);
+    let pod_labels: BTreeMap<String, String> = record.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
+    record.default_spread_selector = default_spread(namespace, &pod_labels);
+    record
 }
 
 /// What a pod requests, as kube-scheduler counts it: its containers' sum

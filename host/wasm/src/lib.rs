@@ -35,7 +35,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
 pub use controller::{Applied, ClusterAccess, ControllerPlugin, RECONCILE_WALL_MAX, controller_types};
 pub use grants::{Grants, Reserved};
-pub use scheduler::{SCHEDULER_INSTANCES_MAX, SchedulerInstance, SchedulerPlugin};
+pub use scheduler::{SCHEDULER_INSTANCES_MAX, SCHEDULER_INSTANCES_SPARED, SchedulerInstance, SchedulerPlugin};
 
 /// How often the engine's epoch advances while plugin calls run: the
 /// longest a plugin computes on a runtime worker before it yields to the

@@ -31,6 +31,20 @@ use bindings::engenho::plugins::scheduler_types as wit;
 /// of the pooling allocator's instance slots for as long as it lives).
 pub const SCHEDULER_INSTANCES_MAX: u32 = 48;
 
+/// Scheduler plugin instances a trial leaves free for the scheduler, at
+/// least: two default profiles' worth, what the scheduler needs to swap a
+/// profile (it starts the new instances before it drops the old).
+pub const SCHEDULER_INSTANCES_SPARED: u32 = 16;
+
+const _: () = assert!(SCHEDULER_INSTANCES_SPARED < SCHEDULER_INSTANCES_MAX, "a trial can take an instance at all");
+
+impl PluginHost {
+    /// Scheduler plugin instances the node could still start now.
+    pub fn scheduler_instances_free(&self) -> u32 {
+        u32::try_from(self.scheduler_instances.available_permits()).unwrap_or(u32::MAX)
+    }
+}
+
 impl log::Host for CallState {
     fn log(&mut self, level: log::Level, message: String) {
         let level = match level {
@@ -126,6 +140,41 @@ impl SchedulerPlugin {
             name: self.name.to_string(),
             message: format!("the node already keeps {SCHEDULER_INSTANCES_MAX} scheduler plugin instances"),
         })?;
+        self.configured(host, slot).await
+    }
+
+    /// A fresh instance, as [`SchedulerPlugin::instance`], for a caller
+    /// that must not starve the scheduler (a trial): taken only while more
+    /// than [`SCHEDULER_INSTANCES_SPARED`] instances are free. A trial runs
+    /// one at a time on a node, so no other spared taker races it.
+    ///
+    /// # Errors
+    /// No more than [`SCHEDULER_INSTANCES_SPARED`] instances are free; as
+    /// [`SchedulerPlugin::instance`].
+    pub async fn spare_instance(&self, host: &PluginHost) -> Result<SchedulerInstance, PluginError> {
+        let free = host.scheduler_instances_free();
+        if free <= SCHEDULER_INSTANCES_SPARED {
+            return Err(PluginError::Busy {
+                name: self.name.to_string(),
+                message: format!(
+                    "{free} of the node's {SCHEDULER_INSTANCES_MAX} scheduler plugin instances are free, and \
+                     {SCHEDULER_INSTANCES_SPARED} are kept for the scheduler"
+                ),
+            });
+        }
+        let slot = host.scheduler_instances.clone().try_acquire_owned().map_err(|_| PluginError::Busy {
+            name: self.name.to_string(),
+            message: format!("the node already keeps {SCHEDULER_INSTANCES_MAX} scheduler plugin instances"),
+        })?;
+        self.configured(host, slot).await
+    }
+
+    /// A fresh instance holding `slot`, configured.
+    async fn configured(
+        &self,
+        host: &PluginHost,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<SchedulerInstance, PluginError> {
         let mut store = host.store(&self.name, &self.limits, &super::Grants::default())?;
         store.set_epoch_deadline(1);
         store.data_mut().ticks_left = super::deadline_ticks(self.limits.deadline);

@@ -25,6 +25,7 @@ use super::rbac::{Attributes, ResourceAttributes};
 use super::resources::{Registry, ResourceType, SharedRegistry};
 use super::reviews;
 use super::scale;
+use super::scheduler::trial;
 use super::selectors::Selector;
 use super::status::{ApiError, Cause};
 use super::table;
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub informers: engenho_control::Informers,
     /// The control loops' metrics.
     pub controller_metrics: Arc<engenho_control::metrics::Registry>,
+    /// The scheduler profile trials running on this node.
+    pub scheduler_trials: super::scheduler::trial::Trials,
 }
 
 impl ApiState {
@@ -499,6 +502,7 @@ async fn resource(
             let request = admission_request(t, namespace, &name, "", Operation::Create, &write);
             warnings.extend(state.admit(&request, &mut object, None).await?);
             let created = state.objects.create(t, namespace, object, &write).await?;
+            let created = trial::answer(state, t, target.subresource.as_deref(), &write, created).await?;
             Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
         }
         (&Method::PUT, Some(name)) => {
@@ -518,6 +522,7 @@ async fn resource(
             let mut warnings = warnings;
             warnings.extend(state.admit(&request, &mut object, None).await?);
             let updated = state.objects.update(t, namespace, name, object, &write).await?;
+            let updated = trial::answer(state, t, target.subresource.as_deref(), &write, updated).await?;
             Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
         }
         (&Method::PATCH, Some(name)) => {
@@ -533,6 +538,7 @@ async fn resource(
             let validation = query.get("fieldValidation").map(String::as_str);
             let (patched, warnings) =
                 patch_object(state, t, namespace, name, (kind, &patch), status_only, &write, validation).await?;
+            let patched = trial::answer(state, t, target.subresource.as_deref(), &write, patched).await?;
             Ok(with_warnings(json_response(StatusCode::OK, &patched), &warnings))
         }
         (&Method::DELETE, Some(name)) => {
@@ -750,6 +756,7 @@ async fn server_side_apply(
         };
         match result {
             Ok((code, object)) => {
+                let object = trial::answer(state, t, None, write, object).await?;
                 let warnings: Vec<String> = warnings.iter().chain(&admitted).cloned().collect();
                 return Ok(with_warnings(json_response(code, &object), &warnings));
             }

@@ -113,6 +113,7 @@ impl KubeApi {
             openapi: std::sync::Mutex::new(None),
             informers: engenho_control::Informers::new(node.store().clone()),
             controller_metrics: Arc::default(),
+            scheduler_trials: scheduler::trial::Trials::default(),
         };
         Self { state: Arc::new(state) }
     }

@@ -28,6 +28,8 @@ use super::controllers::events::{Event, EventRecorder, Regarding};
 use super::handlers::ApiState;
 use super::plugins::{self, GROUP, PluginSpec, TrustRoot};
 
+pub mod trial;
+
 /// The scheduler's loop name and service account.
 pub const NAME: &str = "kube-scheduler";
 
@@ -203,7 +205,7 @@ impl SchedulerLoop {
         let follower = Arc::new(ProfileFollower {
             state: self.state.clone(),
             status: client.clone(),
-            loaded: Mutex::default(),
+            loader: ProfileLoader::default(),
             reconciling: tokio::sync::Mutex::new(()),
             profiles,
             failed: failed_seen,
@@ -235,16 +237,7 @@ fn default_spread_selector(state: &ApiState) -> DefaultSpreadSelector {
         for (is_service, informer) in &informers {
             for object in informer.list(&filter) {
                 let Ok(value) = object.value() else { continue };
-                let selector = if *is_service {
-                    // A Service's selector is a map; an empty one selects nothing here.
-                    value
-                        .pointer("/spec/selector")
-                        .filter(|s| s.as_object().is_some_and(|m| !m.is_empty()))
-                        .and_then(|s| view::label_selector(Some(&json!({"matchLabels": s}))))
-                } else {
-                    view::label_selector(value.pointer("/spec/selector"))
-                };
-                if let Some(selector) = selector.filter(|s| !s.is_empty() && view::selects(s, labels)) {
+                if let Some(selector) = workload_selector(*is_service, &value).filter(|s| view::selects(s, labels)) {
                     together.extend(selector);
                 }
             }
@@ -277,13 +270,28 @@ fn budget_reader(state: &ApiState) -> BudgetReader {
     })
 }
 
+/// The selector of a Service (`is_service`), ReplicaSet or StatefulSet, as
+/// default spreading reads it; `None` when it selects nothing.
+fn workload_selector(is_service: bool, object: &Value) -> Option<engenho_scheduler::LabelSelector> {
+    let selector = if is_service {
+        // A Service's selector is a map; an empty one selects nothing here.
+        object
+            .pointer("/spec/selector")
+            .filter(|s| s.as_object().is_some_and(|m| !m.is_empty()))
+            .and_then(|s| view::label_selector(Some(&json!({"matchLabels": s}))))
+    } else {
+        view::label_selector(object.pointer("/spec/selector"))
+    };
+    selector.filter(|s| !s.is_empty())
+}
+
 /// Keeps the profiles the scheduler runs in line with the SchedulerProfile
 /// and Plugin objects, and reports each profile's state on its status
 /// (including the versions the scheduler gave up on).
 struct ProfileFollower {
     state: Arc<ApiState>,
     status: LocalClient,
-    loaded: Mutex<HashMap<String, Loaded>>,
+    loader: ProfileLoader,
     /// Held through a reconcile: the loop's and those the scheduler's
     /// reports ask for take turns.
     reconciling: tokio::sync::Mutex<()>,
@@ -341,7 +349,7 @@ impl ProfileFollower {
                 object.get("spec").cloned().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
             present.push(spec.scheduler_name.clone());
             let failed = self.failed.borrow().get(&spec.scheduler_name).cloned();
-            let condition = match (self.settle(&spec, plugins_type, &trust).await, failed) {
+            let condition = match (self.loader.settle(&self.state, &spec, plugins_type, &trust).await, failed) {
                 (Ok(profile), Some(failed)) if same_profile(&failed.failed, &profile) => {
                     match failed.restored {
                         Some(restored) => {
@@ -362,7 +370,7 @@ impl ProfileFollower {
                     }
                     ("True", "Active", format!("scheduling the pods of {:?}", spec.scheduler_name))
                 }
-                (Err(error), _) => ("False", "Refused", error),
+                (Err(error), _) => ("False", "Refused", error.to_string()),
             };
             conditions.push((object, condition));
         }
@@ -380,45 +388,84 @@ impl ProfileFollower {
             report(&self.status, profiles_type, object, condition).await;
         }
     }
+}
 
-    /// The profile `spec` asks for, its plugins loaded (reusing those
-    /// loaded before from the same digest and config).
+/// Why a profile cannot run.
+#[derive(Debug, thiserror::Error)]
+enum ProfileRefused {
+    /// The trusted signers cannot be read, so no signature can be checked.
+    #[error("the trusted plugin signers cannot be read: {0}")]
+    SignersUnknown(String),
+    /// The profile names no plugins.
+    #[error("the profile names no plugins")]
+    NoPlugins,
+    /// A plugin of the profile cannot be loaded; the message names it.
+    #[error("{message}")]
+    Plugin {
+        /// Its position in `spec.plugins`.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// Why, naming the plugin.
+        message: String,
+    },
+}
+
+/// Loads the plugins of profiles as the scheduler runs them (signature
+/// checked against the trusted signers, component by digest, the profile's
+/// config or the Plugin's own), keeping what it loaded to reuse for the
+/// same digest and config.
+#[derive(Default)]
+struct ProfileLoader {
+    loaded: Mutex<HashMap<String, Loaded>>,
+}
+
+impl ProfileLoader {
+    /// The profile `spec` asks for, its plugins loaded.
     async fn settle(
         &self,
+        state: &ApiState,
         spec: &ProfileObject,
         plugins_type: &super::resources::ResourceType,
         trust: &TrustRoot,
-    ) -> Result<ProfileSpec, String> {
+    ) -> Result<ProfileSpec, ProfileRefused> {
         let signers = match trust {
             TrustRoot::Known(signers) => signers,
-            TrustRoot::Unknown(reason) => return Err(format!("the trusted plugin signers cannot be read: {reason}")),
+            TrustRoot::Unknown(reason) => return Err(ProfileRefused::SignersUnknown(reason.clone())),
         };
         if spec.plugins.is_empty() {
-            return Err("the profile names no plugins".into());
+            return Err(ProfileRefused::NoPlugins);
         }
         let mut plugins = Vec::with_capacity(spec.plugins.len());
-        for entry in &spec.plugins {
-            let object = self
-                .state
+        for (index, entry) in spec.plugins.iter().enumerate() {
+            let refused = |message: String| ProfileRefused::Plugin { index, name: entry.name.clone(), message };
+            let object = state
                 .objects
                 .get(plugins_type, None, &entry.name)
                 .await
-                .map_err(|_| format!("plugin {:?}: no such Plugin", entry.name))?;
+                .map_err(|_| refused(format!("plugin {:?}: no such Plugin", entry.name)))?;
             let plugin: PluginSpec =
                 object.get("spec").cloned().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
             if plugin.world != SCHEDULER_WORLD {
-                return Err(format!("plugin {:?}: its world is {:?}, not {SCHEDULER_WORLD}", entry.name, plugin.world));
+                let world = &plugin.world;
+                return Err(refused(format!("plugin {:?}: its world is {world:?}, not {SCHEDULER_WORLD}", entry.name)));
             }
             plugins::verify_signature(&entry.name, &plugin, signers)
-                .map_err(|error| format!("plugin {:?}: {error}", entry.name))?;
+                .map_err(|error| refused(format!("plugin {:?}: {error}", entry.name)))?;
             let config = entry.config.as_ref().map_or_else(|| plugin.config_json(), Value::to_string);
-            let loaded = self.load(&entry.name, &plugin, &config).await?;
+            let loaded = self.load(state, &entry.name, &plugin, &config).await.map_err(refused)?;
             plugins.push(ProfilePlugin { name: entry.name.clone(), weight: entry.weight.unwrap_or(1), plugin: loaded });
         }
         Ok(ProfileSpec { plugins, percentage_of_nodes_to_score: spec.percentage_of_nodes_to_score.filter(|p| *p > 0) })
     }
 
-    async fn load(&self, name: &str, spec: &PluginSpec, config: &str) -> Result<Arc<SchedulerPlugin>, String> {
+    async fn load(
+        &self,
+        state: &ApiState,
+        name: &str,
+        spec: &PluginSpec,
+        config: &str,
+    ) -> Result<Arc<SchedulerPlugin>, String> {
         let key = format!("{name}\0{config}");
         if let Some(loaded) = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
             && loaded.digest == spec.digest
@@ -426,13 +473,12 @@ impl ProfileFollower {
         {
             return Ok(loaded.plugin.clone());
         }
-        let bytes = plugins::load_component(&self.state.objects, &spec.digest)
+        let bytes = plugins::load_component(&state.objects, &spec.digest)
             .map_err(|e| e.message)?
             .ok_or_else(|| format!("plugin {name:?}: no component with digest {} has been pushed", spec.digest))?;
-        let plugin =
-            SchedulerPlugin::load(&self.state.plugin_host, name, &spec.digest, &bytes, config, spec.call_limits())
-                .await
-                .map_err(|e| e.to_string())?;
+        let plugin = SchedulerPlugin::load(&state.plugin_host, name, &spec.digest, &bytes, config, spec.call_limits())
+            .await
+            .map_err(|e| e.to_string())?;
         let plugin = Arc::new(plugin);
         let loaded = Loaded { digest: spec.digest.clone(), config: config.to_owned(), plugin: plugin.clone() };
         self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, loaded);

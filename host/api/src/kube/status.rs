@@ -28,11 +28,14 @@ pub struct ApiError {
     pub details: Option<Box<(String, String, String)>>,
     /// `details.causes`.
     pub causes: Vec<Cause>,
+    /// Seconds after which the client may try again (`Retry-After`,
+    /// `details.retryAfterSeconds`), if it may.
+    pub retry_after_seconds: Option<u32>,
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None, causes: Vec::new() }
+        Self { code, reason, message: message.into(), details: None, causes: Vec::new(), retry_after_seconds: None }
     }
 
     /// 400: the request is malformed.
@@ -127,6 +130,18 @@ impl ApiError {
         Self::new(429, "TooManyRequests", message)
     }
 
+    /// This error, telling the client to try again after `seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
+    }
+
+    /// 504: the server gave up on the request at its deadline.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
     /// 415: the body's media type is not one the endpoint takes.
     pub fn unsupported_media_type(media: &str) -> Self {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format: {media}"))
@@ -182,6 +197,9 @@ impl ApiError {
             }
             status["details"] = details;
         }
+        if let Some(seconds) = self.retry_after_seconds {
+            status["details"]["retryAfterSeconds"] = json!(seconds);
+        }
         status
     }
 }
@@ -197,7 +215,11 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, axum::Json(self.to_status())).into_response()
+        let mut response = (code, axum::Json(self.to_status())).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -206,7 +228,7 @@ impl From<engenho_mesh::MeshError> for ApiError {
         use engenho_mesh::MeshError;
         match error {
             MeshError::Store(store) => Self::from(store),
-            MeshError::TimedOut => Self::new(504, "Timeout", "the write did not complete in time"),
+            MeshError::TimedOut => Self::timeout("the write did not complete in time"),
             other => Self::unavailable(other.to_string()),
         }
     }

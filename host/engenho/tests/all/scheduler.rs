@@ -149,3 +149,195 @@ fn the_default_profile_places_pods_as_kube_scheduler_does() {
     assert_eq!(bindings(&kubectl, "app=orphan"), vec![String::new()]);
     node.stop();
 }
+
+/// A candidate for the default profile: no taint check (the gpu node takes
+/// anyone) and resources scored MostAllocated (pods packed), with
+/// `annotations` (YAML flow mapping).
+fn candidate_profile(annotations: &str, extra_plugin: &str) -> String {
+    format!(
+        r#"apiVersion: engenho.io/v1alpha1
+kind: SchedulerProfile
+metadata:
+  name: default-scheduler
+  annotations: {annotations}
+spec:
+  schedulerName: default-scheduler
+  plugins:
+  - {{name: node-name, weight: 0}}
+  - {{name: node-unschedulable, weight: 0}}
+  - {{name: node-affinity, weight: 2}}
+  - {{name: node-resources-fit, weight: 1, config: {{scoringStrategy: {{type: MostAllocated}}}}}}
+{extra_plugin}"#
+    )
+}
+
+/// What a trial must leave as it found it.
+#[derive(Debug, PartialEq, Eq)]
+struct ClusterState {
+    /// Every pod's name, resourceVersion and nodeName.
+    pods: Vec<(String, String, String)>,
+    /// Every Event's name and resourceVersion.
+    events: Vec<(String, String)>,
+}
+
+fn cluster_state(kubectl: &Kubectl) -> ClusterState {
+    let pods = kubectl.json(&["get", "pods", "-A", "-o", "json"]);
+    let pods = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let text = |pointer: &str| p.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+            (text("/metadata/name"), text("/metadata/resourceVersion"), text("/spec/nodeName"))
+        })
+        .collect();
+    let events = kubectl.json(&["get", "events", "-A", "-o", "json"]);
+    let events = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                e["metadata"]["resourceVersion"].to_string(),
+            )
+        })
+        .collect();
+    ClusterState { pods, events }
+}
+
+/// Goal: `engenho scheduler try` and a server-side dry run of a
+/// SchedulerProfile show where pods would go under a candidate profile,
+/// with per-plugin scores for the pods asked about, and change nothing: a
+/// pod that fits nowhere today (it does not tolerate the only node big
+/// enough) is placed by a candidate without the taint check; with every
+/// pod placed again, MostAllocated packs the bound pods together; a
+/// candidate naming an unknown plugin is refused with its name; a caller
+/// who may not list pods and nodes is refused. Method: a real `engenho up`
+/// node with three registered Nodes, pods bound by the default profile and
+/// one pending; the CLI through `$KUBECONFIG`, and `kubectl apply
+/// --dry-run=server -o yaml`; pods and Events compared before and after.
+#[test]
+fn a_candidate_profile_is_tried_without_binding_anything() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "trial");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    wait_for("the default profile active", DEADLINE, || {
+        let profile = kubectl.run(&["get", "schedulerprofile", "default-scheduler", "-o", "json"], None);
+        let profile: Value = serde_json::from_slice(&profile.stdout).unwrap_or(Value::Null);
+        profile["status"]["conditions"][0]["status"] == "True"
+    });
+    register_node(&kubectl, "small", "2", "a", "[]");
+    register_node(&kubectl, "large", "4", "b", "[]");
+    register_node(&kubectl, "gpu", "8", "c", r#"[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]"#);
+    let one_cpu = r#", "resources": {"requests": {"cpu": "1"}}"#;
+    for name in ["web-a", "web-b"] {
+        kubectl.ok_with(&["apply", "-f", "-"], Some(&pod(name, one_cpu)));
+        wait_bound(&kubectl, &format!("app={name}"), 1);
+    }
+    let six_cpus = r#", "resources": {"requests": {"cpu": "6"}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("trainer", six_cpus)));
+    wait_for("the trainer found no node", DEADLINE, || {
+        let pod = kubectl.json(&["get", "pod", "trainer", "-o", "json"]);
+        condition(&pod, "PodScheduled").is_some_and(|c| c["reason"] == "Unschedulable")
+    });
+    let before = cluster_state(&kubectl);
+
+    let engenho = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_engenho"))
+            .args(args)
+            .env("KUBECONFIG", node.dir.join("kubeconfig"))
+            .output()
+            .expect("run engenho")
+    };
+    let profile = root.path().join("candidate.yaml");
+    std::fs::write(&profile, candidate_profile("{}", "")).expect("write the candidate");
+    let profile_path = profile.to_str().expect("utf-8 path");
+
+    // The pending pod goes to the gpu node; the bound ones are not tried.
+    let output = engenho(&["scheduler", "try", profile_path, "--explain", "default/trainer"]);
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    let trainer_line = printed.lines().find(|l| l.starts_with("default/trainer ")).unwrap_or_default();
+    let columns: Vec<&str> = trainer_line.split_whitespace().collect();
+    assert_eq!(columns, ["default/trainer", "<pending>", "gpu"], "{printed}");
+    assert!(
+        printed.contains("1 pods of scheduler \"default-scheduler\": 0 same, 0 moved, 1 newly placed"),
+        "{printed}"
+    );
+    assert!(printed.contains("default/trainer: chosen gpu"), "{printed}");
+    let header = printed.lines().find(|l| l.starts_with("NODE ")).unwrap_or_default();
+    assert!(header.contains("NODE-RESOURCES-FIT") && header.contains("TOTAL"), "{printed}");
+    let gpu_row = printed.lines().find(|l| l.starts_with("gpu*")).unwrap_or_default();
+    assert!(gpu_row.contains("fits") && gpu_row.contains("x1"), "the fit plugin's verdict and score: {printed}");
+    let small_row = printed.lines().find(|l| l.starts_with("small ")).unwrap_or_default();
+    assert!(small_row.contains("unfit") && small_row.ends_with(" -"), "an unfit node has no total: {printed}");
+    assert!(printed.contains("small: node-resources-fit: Insufficient cpu"), "{printed}");
+
+    // Every pod placed again: MostAllocated packs the web pods together
+    // (on the small node, or beside the trainer when it goes first).
+    let output = engenho(&["scheduler", "try", profile_path, "--all"]);
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("3 pods of scheduler \"default-scheduler\""), "{printed}");
+    let trial_of = |pod: &str| {
+        let line = printed.lines().find(|l| l.starts_with(&format!("default/{pod} ")));
+        line.map(|l| l.split_whitespace().nth(2).unwrap_or_default().to_owned())
+    };
+    assert_eq!(trial_of("trainer").as_deref(), Some("gpu"), "{printed}");
+    let placed: Vec<String> = ["web-a", "web-b"]
+        .iter()
+        .map(|web| {
+            let today = &before.pods.iter().find(|(name, ..)| name == web).expect("bound").2;
+            trial_of(web).unwrap_or_else(|| today.clone())
+        })
+        .collect();
+    assert_eq!(placed[0], placed[1], "MostAllocated packs the web pods together: {printed}");
+
+    // The same through kubectl: the report under status.trial.
+    let annotations = r#"{"scheduler.engenho.io/try-all": "true", "scheduler.engenho.io/explain": "default/trainer"}"#;
+    let yaml = kubectl
+        .ok_with(&["apply", "--dry-run=server", "-f", "-", "-o", "yaml"], Some(&candidate_profile(annotations, "")));
+    let applied: Value = serde_yaml::from_str(&yaml).expect("kubectl prints YAML");
+    let trial = &applied["status"]["trial"];
+    assert_eq!(trial["summary"]["pods"], 3, "{yaml}");
+    assert_eq!(trial["summary"]["placed"], 1, "{yaml}");
+    assert_eq!(trial["allPods"], true, "{yaml}");
+    let trainer = trial["pods"].as_array().into_iter().flatten().find(|p| p["name"] == "trainer").expect("{yaml}");
+    assert_eq!((&trainer["trial"], &trainer["result"]), (&Value::from("gpu"), &Value::from("Placed")), "{yaml}");
+    let explained = &trial["explanations"][0];
+    assert_eq!(explained["chosen"], "gpu", "{yaml}");
+    let gpu = explained["nodes"].as_array().into_iter().flatten().find(|n| n["name"] == "gpu").expect("{yaml}");
+    let fit = gpu["scores"].as_array().into_iter().flatten().find(|s| s["plugin"] == "node-resources-fit");
+    assert!(fit.is_some_and(|s| s["weight"] == 1 && s["score"].is_u64()), "{yaml}");
+
+    // Nothing changed: no binding, no Event, no pod written; the profile as it was.
+    assert_eq!(cluster_state(&kubectl), before, "the trials wrote nothing");
+    let profile_now = kubectl.json(&["get", "schedulerprofile", "default-scheduler", "-o", "json"]);
+    assert_eq!(profile_now["spec"]["plugins"].as_array().map(Vec::len), Some(8), "the profile is unchanged");
+    assert!(profile_now["status"].get("trial").is_none());
+
+    // An unknown plugin is refused, named.
+    let unknown = candidate_profile("{}", "  - {name: no-such-plugin, weight: 1}\n");
+    std::fs::write(&profile, &unknown).expect("write the candidate");
+    let output = engenho(&["scheduler", "try", profile_path]);
+    let refused = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(refused.contains("no-such-plugin") && refused.contains("no such Plugin"), "{refused}");
+    let refused = kubectl.fails(&["apply", "--dry-run=server", "-f", "-"], Some(&unknown));
+    assert!(refused.contains("spec.plugins[4].name") && refused.contains("no-such-plugin"), "{refused}");
+
+    // A caller who may write profiles but not list pods and nodes learns why not.
+    let role = r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "profile-writer"},
+      "rules": [{"apiGroups": ["engenho.io"], "resources": ["schedulerprofiles"], "verbs": ["get", "list", "create", "update", "patch"]}]}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(role));
+    kubectl.ok(&["create", "clusterrolebinding", "profile-writer", "--clusterrole=profile-writer", "--user=jane"]);
+    let refused =
+        kubectl.fails(&["apply", "--dry-run=server", "--as=jane", "-f", "-"], Some(&candidate_profile("{}", "")));
+    assert!(
+        refused.contains("Forbidden") && refused.contains("\"pods\"") && refused.contains("\"nodes\""),
+        "{refused}"
+    );
+    node.stop();
+}
