@@ -24,10 +24,15 @@ fn priority_class(kubectl: &Kubectl, name: &str, value: i32, policy: &str) {
 }
 
 /// A pod requesting one CPU at priority class `class`, gone at once when
-/// deleted (no node agent runs it).
+/// deleted, and tolerating for good the taints the node lifecycle
+/// controller gives Nodes no agent keeps alive.
 fn one_cpu_pod(kubectl: &Kubectl, name: &str, class: &str) {
     let requests = r#", "resources": {"requests": {"cpu": "1"}}"#;
-    let spec = format!(r#", "priorityClassName": "{class}", "terminationGracePeriodSeconds": 0"#);
+    let spec = format!(
+        r#", "priorityClassName": "{class}", "terminationGracePeriodSeconds": 0, "tolerations": [
+          {{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}},
+          {{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}}]"#
+    );
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod_with_spec(name, requests, &spec)));
 }
 

@@ -27,7 +27,7 @@ use crate::support::{EngenhoNode, Kubectl, wait_for};
 const GROUPS: usize = 10;
 const NODES_PER_GROUP: usize = 3;
 const PODS_PER_BATCH: usize = 500;
-const BINDING_DEADLINE: Duration = Duration::from_secs(600);
+const BINDING_DEADLINE: Duration = Duration::from_secs(300);
 
 fn register(kubectl: &Kubectl, name: &str, group: usize) {
     let node = format!(
@@ -64,10 +64,18 @@ fn apply_profile(kubectl: &Kubectl, group: usize) {
     });
 }
 
+/// No node agent renews the Nodes' leases: the node lifecycle controller
+/// soon taints them unreachable, and the pods tolerate that for good.
+static UNREACHABLE_TOLERATIONS: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+    json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists"},
+           {"key": "node.kubernetes.io/not-ready", "operator": "Exists"}])
+});
+
 fn pod(batch: usize, index: usize) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": format!("b{batch}-{index}"), "labels": {"batch": batch.to_string()}},
-        "spec": {"schedulerName": "swapper", "containers": [{"name": "c", "image": "nginx:1.27",
+        "spec": {"schedulerName": "swapper", "tolerations": UNREACHABLE_TOLERATIONS.clone(),
+            "containers": [{"name": "c", "image": "nginx:1.27",
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]},
     }))
     .expect("a Pod")
