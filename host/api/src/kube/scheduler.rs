@@ -342,12 +342,23 @@ impl ProfileFollower {
         let Ok(listed) = self.state.objects.list_at(profiles_type, None, 0) else { return };
         let trust = TrustRoot::read(&self.state.objects, &registry);
         let mut running = self.profiles.borrow().clone();
-        let mut present = Vec::new();
+        // Scheduler names by the profile that has them (the first by name).
+        let mut present: HashMap<String, String> = HashMap::new();
+        let mut users: HashMap<String, Vec<String>> = HashMap::new();
         let mut conditions = Vec::with_capacity(listed.items.len());
         for object in &listed.items {
             let spec: ProfileObject =
                 object.get("spec").cloned().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
-            present.push(spec.scheduler_name.clone());
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            if let Some(holder) = present.get(&spec.scheduler_name) {
+                let message = format!("the scheduler name {:?} is profile {holder:?}'s", spec.scheduler_name);
+                conditions.push((object, ("False", "Refused", message)));
+                continue;
+            }
+            present.insert(spec.scheduler_name.clone(), name.to_owned());
+            for plugin in &spec.plugins {
+                users.entry(plugin.name.clone()).or_default().push(name.to_owned());
+            }
             let failed = self.failed.borrow().get(&spec.scheduler_name).cloned();
             let condition = match (self.loader.settle(&self.state, &spec, plugins_type, &trust).await, failed) {
                 (Ok(profile), Some(failed)) if same_profile(&failed.failed, &profile) => {
@@ -374,7 +385,7 @@ impl ProfileFollower {
             };
             conditions.push((object, condition));
         }
-        running.retain(|name, _| present.contains(name));
+        running.retain(|name, _| present.contains_key(name));
         // The scheduler has a profile before its status says it is active.
         self.profiles.send_if_modified(|current| {
             let changed = current.len() != running.len()
@@ -386,6 +397,34 @@ impl ProfileFollower {
         });
         for (object, condition) in conditions {
             report(&self.status, profiles_type, object, condition).await;
+        }
+        self.report_plugins(plugins_type, &trust, &users).await;
+    }
+
+    /// Writes the Ready condition of every scheduler-world Plugin: whether
+    /// it loads with its own configuration, and which profiles use it.
+    async fn report_plugins(
+        &self,
+        plugins_type: &super::resources::ResourceType,
+        trust: &TrustRoot,
+        users: &HashMap<String, Vec<String>>,
+    ) {
+        let Ok(listed) = self.state.objects.list_at(plugins_type, None, 0) else { return };
+        for object in &listed.items {
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let spec: PluginSpec =
+                object.get("spec").cloned().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
+            if spec.world != SCHEDULER_WORLD {
+                continue;
+            }
+            let condition = match self.loader.check(&self.state, name, &spec, trust).await {
+                Err(error) => ("False", "Refused", error),
+                Ok(()) => match users.get(name) {
+                    Some(profiles) => ("True", "Loaded", format!("used by the profiles {}", profiles.join(", "))),
+                    None => ("True", "Loaded", "used by no profile".to_owned()),
+                },
+            };
+            report(&self.status, plugins_type, object, condition).await;
         }
     }
 }
@@ -439,6 +478,9 @@ impl ProfileLoader {
         let mut plugins = Vec::with_capacity(spec.plugins.len());
         for (index, entry) in spec.plugins.iter().enumerate() {
             let refused = |message: String| ProfileRefused::Plugin { index, name: entry.name.clone(), message };
+            if spec.plugins[..index].iter().any(|earlier| earlier.name == entry.name) {
+                return Err(refused(format!("plugin {:?} is named twice", entry.name)));
+            }
             let object = state
                 .objects
                 .get(plugins_type, None, &entry.name)
@@ -457,6 +499,17 @@ impl ProfileLoader {
             plugins.push(ProfilePlugin { name: entry.name.clone(), weight: entry.weight.unwrap_or(1), plugin: loaded });
         }
         Ok(ProfileSpec { plugins, percentage_of_nodes_to_score: spec.percentage_of_nodes_to_score.filter(|p| *p > 0) })
+    }
+
+    /// Whether Plugin `name` (`spec`) is trusted and loads with its own
+    /// configuration; why not.
+    async fn check(&self, state: &ApiState, name: &str, spec: &PluginSpec, trust: &TrustRoot) -> Result<(), String> {
+        let signers = match trust {
+            TrustRoot::Known(signers) => signers,
+            TrustRoot::Unknown(reason) => return Err(ProfileRefused::SignersUnknown(reason.clone()).to_string()),
+        };
+        plugins::verify_signature(name, spec, signers)?;
+        self.load(state, name, spec, &spec.config_json()).await.map(|_| ())
     }
 
     async fn load(
