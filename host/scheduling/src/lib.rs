@@ -12,7 +12,7 @@ pub mod scheduler;
 pub mod table;
 pub mod view;
 
-pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun};
+pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun, Runner};
 pub use queue::SchedulingQueue;
 pub use scheduler::{
     Binder, DefaultSpreadSelector, Inbox, PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source,
