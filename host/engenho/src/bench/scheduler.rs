@@ -205,7 +205,7 @@ fn pod_object(index: usize, required_anti_affinity_fits: bool) -> Value {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("uid-{index:05}"), "labels": labels},
         "spec": {"containers": [{"name": "main", "image": "registry.example.com/team/app:1.0",
-            "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+            "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}}]},
     });
     if let (Some(spec), Some(extra)) = (pod["spec"].as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
