@@ -374,6 +374,55 @@ mod tests {
         assert_eq!(nodes_to_find(5_000, Some(1)), 100);
     }
 
+    /// A native plugin that fits every node and scores each by its index,
+    /// or answers one verdict short.
+    struct Answers {
+        short: bool,
+    }
+
+    impl sdk::Judge for Answers {
+        fn update(&mut self, _: &[sdk::Change]) {}
+
+        fn filter(&mut self, _: &sdk::Pod, candidates: &[u32], _: &sdk::Assumptions) -> Vec<sdk::Verdict> {
+            let answered = candidates.len() - usize::from(self.short);
+            vec![sdk::Verdict::Fits; answered]
+        }
+
+        fn score(&mut self, _: &sdk::Pod, nodes: &[u32]) -> Vec<u32> {
+            nodes.iter().map(|&index| index * 60).collect()
+        }
+    }
+
+    fn native(name: &str, short: bool) -> PluginRun {
+        let abilities = sdk::Abilities { filters: true, scores: true, reads_pods: false };
+        let runner = Runner::Native { name: name.into(), judge: Box::new(Answers { short }), abilities };
+        PluginRun::with_runner(name.into(), 1, runner)
+    }
+
+    #[tokio::test]
+    async fn native_plugins_are_held_to_the_components_answers() {
+        // Goal: a plugin compiled into the host decides as a component
+        // does, and answers of the wrong length or above 100 fail the
+        // cycle naming the plugin, as a component's do. Method: a native
+        // judge over a table of two nodes.
+        let host = PluginHost::new(None).expect("the plugin engine");
+        let mut table = Table::new();
+        for name in ["a", "b"] {
+            table.set_node(sdk::Node { name: name.into(), ..sdk::Node::default() });
+        }
+        let (pod, assumptions) = (sdk::Pod::default(), sdk::Assumptions::default());
+        let mut fine = Cycle::new(vec![native("fine", false)], None);
+        let decision = fine.decide(&host, &table, &pod, &assumptions).await.expect("a decision");
+        assert_eq!(decision, Decision::Place(1), "node 1 scores 60, node 0 scores 0");
+        let mut short = Cycle::new(vec![native("short", true)], None);
+        let error = short.decide(&host, &table, &pod, &assumptions).await.expect_err("one verdict short");
+        assert_eq!(error.plugin, "short");
+        assert!(error.to_string().contains("1 verdicts for 2 candidate nodes"), "{error}");
+        table.set_node(sdk::Node { name: "c".into(), ..sdk::Node::default() });
+        let error = fine.decide(&host, &table, &pod, &assumptions).await.expect_err("a score of 120");
+        assert!(error.to_string().contains("a score of 120, above 100"), "{error}");
+    }
+
     #[test]
     fn fit_errors_read_as_kube_scheduler_writes_them() {
         let mut error = FitError { nodes: 5, ..FitError::default() };
