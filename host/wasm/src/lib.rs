@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};

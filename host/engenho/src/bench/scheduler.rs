@@ -225,7 +225,8 @@ fn pod_records(workload: &Workload) -> Vec<Arc<sdk::Pod>> {
         .map(|pod| {
             let mut record = view::pod(pod, &namespace, &selected);
             // The deployments' pods are selected by their Service.
-            let app = pod.pointer("/metadata/labels/app").filter(|app| app.as_str().is_some_and(|a| a.starts_with("app-")));
+            let app =
+                pod.pointer("/metadata/labels/app").filter(|app| app.as_str().is_some_and(|a| a.starts_with("app-")));
             record.default_spread_selector =
                 app.and_then(|app| view::label_selector(Some(&json!({"matchLabels": {"app": app}}))));
             Arc::new(record)
@@ -285,7 +286,8 @@ async fn start_profile(host: &PluginHost, profile: Profile) -> anyhow::Result<Cy
     for (name, weight) in BUILT_IN_PLUGINS {
         let runner = match profile {
             Profile::Component => {
-                let bytes = engenho_plugin_artifacts::plugin(name).with_context(|| format!("{name} is not built in"))?;
+                let bytes =
+                    engenho_plugin_artifacts::plugin(name).with_context(|| format!("{name} is not built in"))?;
                 let limits = Limits { deadline: Duration::from_secs(2), memory_bytes: 256 << 20, ..Limits::default() };
                 let plugin = SchedulerPlugin::load(host, name, &digest_of(bytes), bytes, "{}", limits).await?;
                 Runner::Component(plugin.instance(host).await?)
@@ -536,10 +538,14 @@ async fn prepare_cluster(client: &kube::Client, nodes: usize, concurrency: usize
         .await
         .context("configuring the node lifecycle controller")?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?).await?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
-    wait_until("the namespace's default service account", || async { Ok(accounts.get_opt("default").await?.is_some()) })
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?)
         .await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_until("the namespace's default service account", || async {
+        Ok(accounts.get_opt("default").await?.is_some())
+    })
+    .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
     for deployment in 0..DEPLOYMENTS {
         let app = format!("app-{deployment:02}");

@@ -96,7 +96,8 @@ fn scheduler_benchmark_runs_end_to_end() {
         let (wasm, native, ratio) = (positive(&cycles[1]), positive(&cycles[2]), positive(&cycles[3]));
         assert!(ratio_matches(ratio, wasm, native), "{cycles:?}");
         assert_eq!((cycles[4].as_str(), cycles[5].as_str()), ("60", "0"), "every pod placed: {cycles:?}");
-        let bound = table.iter().find(|r| r[0] == nodes && r.len() == 6 && r[2].ends_with(" s")).expect("an end-to-end row");
+        let bound =
+            table.iter().find(|r| r[0] == nodes && r.len() == 6 && r[2].ends_with(" s")).expect("an end-to-end row");
         assert_eq!(bound[1], "60", "every pod bound: {bound:?}");
         positive(&bound[3]);
         positive(bound[5].trim_end_matches(" ms"));
