@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 mod api;
 mod controllers;
 mod plugins;
+mod scheduler;
 
 /// Keys pre-written for the read benchmark.
 const READ_KEYS: usize = 1000;
@@ -48,6 +49,10 @@ enum BenchTarget {
     /// memory, and the replicaset controller as a component against the
     /// same controller compiled into the host.
     Controllers(controllers::ControllerBenchArgs),
+    /// The scheduler: the default profile's plugins as components against
+    /// the same plugins compiled into the host, pods bound end to end on a
+    /// node, memory per node and pod, profile swaps.
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +101,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Api(args) => api::run(args).await,
         BenchTarget::Plugins(args) => plugins::run(args).await,
         BenchTarget::Controllers(args) => controllers::run(args).await,
+        BenchTarget::Scheduler(args) => scheduler::run(args).await,
     }
 }
 

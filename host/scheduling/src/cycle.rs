@@ -29,6 +29,90 @@ pub fn nodes_to_find(nodes: usize, percentage: Option<u32>) -> usize {
     (nodes * percentage / 100).max(NODES_TO_FIND_MIN)
 }
 
+/// How a plugin of a profile runs: as a component instance, or compiled
+/// into the host (the same plugin crate behind the SDK's [`sdk::Judge`]),
+/// which is how the host measures what the component boundary costs.
+pub enum Runner {
+    /// A configured component instance.
+    Component(SchedulerInstance),
+    /// A configured plugin compiled into the host.
+    Native {
+        /// The plugin's name, for its errors.
+        name: String,
+        /// The plugin and its table.
+        judge: Box<dyn sdk::Judge>,
+        /// Which calls it takes part in.
+        abilities: sdk::Abilities,
+    },
+}
+
+impl Runner {
+    /// Which calls the plugin takes part in.
+    pub fn abilities(&self) -> sdk::Abilities {
+        match self {
+            Self::Component(instance) => instance.abilities(),
+            Self::Native { abilities, .. } => *abilities,
+        }
+    }
+
+    /// The bytes of linear memory the plugin holds: a component's memories;
+    /// nothing for a native plugin, whose memory is the host's.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Self::Component(instance) => instance.memory_bytes(),
+            Self::Native { .. } => 0,
+        }
+    }
+
+    async fn update(&mut self, host: &PluginHost, changes: &[sdk::Change]) -> Result<(), PluginError> {
+        match self {
+            Self::Component(instance) => instance.update(host, changes).await,
+            Self::Native { judge, .. } => {
+                judge.update(changes);
+                Ok(())
+            }
+        }
+    }
+
+    async fn filter(
+        &mut self,
+        host: &PluginHost,
+        pod: &sdk::Pod,
+        candidates: &[u32],
+        assumptions: &sdk::Assumptions,
+    ) -> Result<Vec<sdk::Verdict>, PluginError> {
+        match self {
+            Self::Component(instance) => instance.filter(host, pod, candidates, assumptions).await,
+            Self::Native { name, judge, .. } => {
+                let verdicts = judge.filter(pod, candidates, assumptions);
+                if verdicts.len() != candidates.len() {
+                    let message = format!("{} verdicts for {} candidate nodes", verdicts.len(), candidates.len());
+                    return Err(PluginError::MalformedOutput { name: name.clone(), message });
+                }
+                Ok(verdicts)
+            }
+        }
+    }
+
+    async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, nodes: &[u32]) -> Result<Vec<u32>, PluginError> {
+        match self {
+            Self::Component(instance) => instance.score(host, pod, nodes).await,
+            Self::Native { name, judge, .. } => {
+                let scores = judge.score(pod, nodes);
+                if scores.len() != nodes.len() {
+                    let message = format!("{} scores for {} nodes", scores.len(), nodes.len());
+                    return Err(PluginError::MalformedOutput { name: name.clone(), message });
+                }
+                if let Some(score) = scores.iter().find(|s| **s > sdk::MAX_NODE_SCORE) {
+                    let message = format!("a score of {score}, above {}", sdk::MAX_NODE_SCORE);
+                    return Err(PluginError::MalformedOutput { name: name.clone(), message });
+                }
+                Ok(scores)
+            }
+        }
+    }
+}
+
 /// A plugin of a profile: how it runs, what it weighs, and how far it has
 /// read the table.
 pub struct PluginRun {
@@ -36,15 +120,27 @@ pub struct PluginRun {
     pub name: String,
     /// Its weight in the sum of scores.
     pub weight: u32,
-    instance: SchedulerInstance,
+    runner: Runner,
     /// The table changes it has seen.
     cursor: u64,
 }
 
 impl PluginRun {
-    /// Plugin `name`'s `instance`, weighing `weight`, yet to see the table.
+    /// Plugin `name`'s component `instance`, weighing `weight`, yet to see
+    /// the table.
     pub fn new(name: String, weight: u32, instance: SchedulerInstance) -> Self {
-        Self { name, weight, instance, cursor: 0 }
+        Self::with_runner(name, weight, Runner::Component(instance))
+    }
+
+    /// Plugin `name` run by `runner`, weighing `weight`, yet to see the
+    /// table.
+    pub fn with_runner(name: String, weight: u32, runner: Runner) -> Self {
+        Self { name, weight, runner, cursor: 0 }
+    }
+
+    /// How it runs.
+    pub fn runner(&self) -> &Runner {
+        &self.runner
     }
 
     /// How far it has read the table.
@@ -55,23 +151,23 @@ impl PluginRun {
     /// Brings its copy of the table up to date: the whole table at first,
     /// the changes since after.
     async fn sync(&mut self, host: &PluginHost, table: &Table) -> Result<(), PluginError> {
-        let reads_pods = self.instance.abilities().reads_pods;
+        let reads_pods = self.runner.abilities().reads_pods;
         if self.cursor != 0 && self.cursor == table.cursor() {
             return Ok(());
         }
         if self.cursor == 0 {
-            self.instance.update(host, &table.snapshot(reads_pods)).await?;
+            self.runner.update(host, &table.snapshot(reads_pods)).await?;
         } else {
             let changes = table.changes_since(self.cursor);
             if reads_pods {
-                self.instance.update(host, changes).await?;
+                self.runner.update(host, changes).await?;
             } else {
                 let nodes: Vec<sdk::Change> = changes
                     .iter()
                     .filter(|c| matches!(c, sdk::Change::NodeSet(..) | sdk::Change::NodeRemoved(_)))
                     .cloned()
                     .collect();
-                self.instance.update(host, &nodes).await?;
+                self.runner.update(host, &nodes).await?;
             }
         }
         self.cursor = table.cursor();
@@ -220,10 +316,10 @@ impl Cycle {
         node: u32,
         assumptions: &sdk::Assumptions,
     ) -> Result<bool, CycleError> {
-        for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().filters) {
+        for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().filters) {
             plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
             let verdicts = plugin
-                .instance
+                .runner
                 .filter(host, pod, &[node], assumptions)
                 .await
                 .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
@@ -252,11 +348,11 @@ impl Cycle {
         let mut answers = Vec::with_capacity(self.plugins.len());
         for plugin in &mut self.plugins {
             plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
-            if !plugin.instance.abilities().filters {
+            if !plugin.runner.abilities().filters {
                 continue;
             }
             let verdicts = plugin
-                .instance
+                .runner
                 .filter(host, pod, nodes, assumptions)
                 .await
                 .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
@@ -283,9 +379,9 @@ impl Cycle {
         if nodes.is_empty() {
             return Ok(answers);
         }
-        for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().scores) {
+        for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().scores) {
             let scores = plugin
-                .instance
+                .runner
                 .score(host, pod, nodes)
                 .await
                 .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
@@ -317,12 +413,12 @@ impl Cycle {
             let mut candidates: Vec<u32> =
                 (looked..(looked + chunk).min(nodes.len())).map(|i| nodes[(start + i) % nodes.len()]).collect();
             looked += candidates.len();
-            for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().filters) {
+            for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().filters) {
                 if candidates.is_empty() {
                     break;
                 }
                 let verdicts = plugin
-                    .instance
+                    .runner
                     .filter(host, pod, &candidates, assumptions)
                     .await
                     .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
@@ -350,9 +446,9 @@ impl Cycle {
     /// scores; ties broken at random.
     async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, feasible: &[u32]) -> Result<u32, CycleError> {
         let mut totals = vec![0u64; feasible.len()];
-        for plugin in self.plugins.iter_mut().filter(|p| p.instance.abilities().scores && p.weight > 0) {
+        for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().scores && p.weight > 0) {
             let scores = plugin
-                .instance
+                .runner
                 .score(host, pod, feasible)
                 .await
                 .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
@@ -401,6 +497,55 @@ mod tests {
         assert_eq!(nodes_to_find(100_000, None), 5_000);
         assert_eq!(nodes_to_find(5_000, Some(100)), 5_000);
         assert_eq!(nodes_to_find(5_000, Some(1)), 100);
+    }
+
+    /// A native plugin that fits every node and scores each by its index,
+    /// or answers one verdict short.
+    struct Answers {
+        short: bool,
+    }
+
+    impl sdk::Judge for Answers {
+        fn update(&mut self, _: &[sdk::Change]) {}
+
+        fn filter(&mut self, _: &sdk::Pod, candidates: &[u32], _: &sdk::Assumptions) -> Vec<sdk::Verdict> {
+            let answered = candidates.len() - usize::from(self.short);
+            vec![sdk::Verdict::Fits; answered]
+        }
+
+        fn score(&mut self, _: &sdk::Pod, nodes: &[u32]) -> Vec<u32> {
+            nodes.iter().map(|&index| index * 60).collect()
+        }
+    }
+
+    fn native(name: &str, short: bool) -> PluginRun {
+        let abilities = sdk::Abilities { filters: true, scores: true, reads_pods: false };
+        let runner = Runner::Native { name: name.into(), judge: Box::new(Answers { short }), abilities };
+        PluginRun::with_runner(name.into(), 1, runner)
+    }
+
+    #[tokio::test]
+    async fn native_plugins_are_held_to_the_components_answers() {
+        // Goal: a plugin compiled into the host decides as a component
+        // does, and answers of the wrong length or above 100 fail the
+        // cycle naming the plugin, as a component's do. Method: a native
+        // judge over a table of two nodes.
+        let host = PluginHost::new(None).expect("the plugin engine");
+        let mut table = Table::new();
+        for name in ["a", "b"] {
+            table.set_node(sdk::Node { name: name.into(), ..sdk::Node::default() });
+        }
+        let (pod, assumptions) = (sdk::Pod::default(), sdk::Assumptions::default());
+        let mut fine = Cycle::new(vec![native("fine", false)], None);
+        let decision = fine.decide(&host, &table, &pod, &assumptions).await.expect("a decision");
+        assert_eq!(decision, Decision::Place(1), "node 1 scores 60, node 0 scores 0");
+        let mut short = Cycle::new(vec![native("short", true)], None);
+        let error = short.decide(&host, &table, &pod, &assumptions).await.expect_err("one verdict short");
+        assert_eq!(error.plugin, "short");
+        assert!(error.to_string().contains("1 verdicts for 2 candidate nodes"), "{error}");
+        table.set_node(sdk::Node { name: "c".into(), ..sdk::Node::default() });
+        let error = fine.decide(&host, &table, &pod, &assumptions).await.expect_err("a score of 120");
+        assert!(error.to_string().contains("a score of 120, above 100"), "{error}");
     }
 
     #[test]

@@ -219,6 +219,12 @@ impl SchedulerInstance {
         &self.name
     }
 
+    /// The bytes of linear memory the instance was granted (its memories
+    /// together): what its table and its heap cost.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_bytes
+    }
+
     /// Applies `changes` to the instance's table, in order.
     ///
     /// # Errors

@@ -1,8 +1,9 @@
-//! `engenho bench`: the store and API benchmarks run end to end on small
-//! settings and print their tables. The figures themselves belong in
+//! `engenho bench`: the store, API and scheduler benchmarks run end to end
+//! on small settings and print their tables. The figures themselves belong in
 //! BENCHMARKS.md; here every measured row must show work done.
 
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Runs `engenho` with the words of `command_line`; its standard output,
 /// after it succeeded.
@@ -49,10 +50,17 @@ fn positive(cell: &str) -> f64 {
     number
 }
 
-/// One test for both: the benchmarks' clusters listen on fixed loopback
-/// addresses, so they run one after the other.
+/// The benchmarks' clusters listen on fixed loopback addresses, so the
+/// tests that start them take turns.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static CLUSTERS: Mutex<()> = Mutex::new(());
+    CLUSTERS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One test for both, one after the other.
 #[test]
 fn store_and_api_benchmarks_run_end_to_end() {
+    let _turn = one_at_a_time();
     // engenho and etcd take turns, two each per workload.
     let store = engenho("bench store --nodes 1 --concurrency 2 --rounds 1 --seconds 1 --turns 2");
     let table = rows(&store);
@@ -73,4 +81,31 @@ fn store_and_api_benchmarks_run_end_to_end() {
     let delivered = table.iter().filter(|row| row[0] == "3" && row[1] == "2").collect::<Vec<_>>();
     assert_eq!(delivered.len(), 2, "{table:?}");
     assert!(delivered.iter().all(|row| row[2] == "6"), "every watcher saw every event: {delivered:?}");
+}
+
+/// Goal: the scheduler benchmark places every pod in its own process with
+/// the components and natively, binds every pod on a real node and times
+/// profile swaps. Method: tiny sizes, the tables' rows read back.
+#[test]
+fn scheduler_benchmark_runs_end_to_end() {
+    let _turn = one_at_a_time();
+    let output = engenho("bench scheduler --nodes 12,24 --pods 60 --swaps 2 --concurrency 8");
+    let table = rows(&output);
+    for nodes in ["12", "24"] {
+        let cycles = row(&table, nodes, None);
+        let (wasm, native, ratio) = (positive(&cycles[1]), positive(&cycles[2]), positive(&cycles[3]));
+        assert!(ratio_matches(ratio, wasm, native), "{cycles:?}");
+        assert_eq!((cycles[4].as_str(), cycles[5].as_str()), ("60", "0"), "every pod placed: {cycles:?}");
+        let bound =
+            table.iter().find(|r| r[0] == nodes && r.len() == 6 && r[2].ends_with(" s")).expect("an end-to-end row");
+        assert_eq!(bound[1], "60", "every pod bound: {bound:?}");
+        positive(&bound[3]);
+        positive(bound[5].trim_end_matches(" ms"));
+        let swaps = table.iter().find(|r| r[0] == nodes && r.len() == 5).expect("a swaps row");
+        assert_eq!(swaps[1], "2", "{swaps:?}");
+        positive(swaps[2].trim_end_matches(" ms"));
+    }
+    let instances = row(&table, "all eight instances", None);
+    positive(instances[1].trim_end_matches(" MB"));
+    positive(instances[2].trim_end_matches(" MB"));
 }
