@@ -155,7 +155,9 @@ fn split_by_budgets(pods: Vec<Arc<sdk::Pod>>, budgets: &[Budget]) -> (Vec<Arc<sd
         for (budget, left) in budgets.iter().zip(allowed.iter_mut()) {
             // An empty selector protects nothing here, as kube-scheduler's
             // preemption reads budgets.
-            if budget.namespace != pod.namespace || budget.selector.is_empty() || !view::selects(&budget.selector, &labels)
+            if budget.namespace != pod.namespace
+                || budget.selector.is_empty()
+                || !view::selects(&budget.selector, &labels)
             {
                 continue;
             }

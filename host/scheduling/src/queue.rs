@@ -300,6 +300,20 @@ mod tests {
     }
 
     #[test]
+    fn a_retried_pod_is_ready_at_once_and_its_attempt_not_counted() {
+        let mut queue = SchedulingQueue::new();
+        let now = Instant::now();
+        queue.add_or_update("p", 0, now);
+        queue.retry("p");
+        assert_eq!(queue.pop(now).as_deref(), Some("p"), "only a pod in flight is retried");
+        assert_eq!(queue.pop(now), None);
+        queue.retry("p");
+        assert_eq!(queue.pop(now).as_deref(), Some("p"));
+        queue.failed("p", false, now);
+        assert_eq!(queue.next_ready_at(), Some(now + BACKOFF_INITIAL), "the first counted attempt");
+    }
+
+    #[test]
     fn a_change_while_in_flight_retries_after_back_off_instead_of_waiting() {
         let mut queue = SchedulingQueue::new();
         let now = Instant::now();

@@ -59,8 +59,13 @@ pub trait Binder: Send + Sync + 'static {
     /// Records that `pod` found no node: `PodScheduled=False` with `reason`
     /// and `message` (and `status.nominatedNodeName` when preemption made
     /// room for it on a node), and a `FailedScheduling` Event.
-    fn unschedulable(&self, pod: PodRef, reason: &'static str, message: String, nominated: Option<String>)
-    -> Pending<()>;
+    fn unschedulable(
+        &self,
+        pod: PodRef,
+        reason: &'static str,
+        message: String,
+        nominated: Option<String>,
+    ) -> Pending<()>;
 
     /// Evicts `victims` from `node` to make room for `pod` (each marked
     /// `DisruptionTarget`, deleted, and told by a `Preempted` Event), and
@@ -551,7 +556,8 @@ impl Scheduler {
         match failed.previous.filter(|_| failed.probation_left > 0) {
             Some(previous) => {
                 tracing::warn!(profile = %scheduler_name, %error, "a new profile version failed; rolled back");
-                let rolled_back = Failed { failed: failed.spec, restored: Some(previous.spec.clone()), reason: message };
+                let rolled_back =
+                    Failed { failed: failed.spec, restored: Some(previous.spec.clone()), reason: message };
                 self.failed.send_modify(|all| {
                     all.insert(scheduler_name.to_owned(), rolled_back);
                 });

@@ -361,19 +361,15 @@ impl ProfileFollower {
             }
             let failed = self.failed.borrow().get(&spec.scheduler_name).cloned();
             let condition = match (self.loader.settle(&self.state, &spec, plugins_type, &trust).await, failed) {
-                (Ok(profile), Some(failed)) if same_profile(&failed.failed, &profile) => {
-                    match failed.restored {
-                        Some(restored) => {
-                            running.insert(spec.scheduler_name.clone(), restored);
-                            let message = format!(
-                                "this version failed and the one before it runs again: {}",
-                                failed.reason
-                            );
-                            ("False", "RolledBack", message)
-                        }
-                        None => ("False", "Failed", format!("this version could not start: {}", failed.reason)),
+                (Ok(profile), Some(failed)) if same_profile(&failed.failed, &profile) => match failed.restored {
+                    Some(restored) => {
+                        running.insert(spec.scheduler_name.clone(), restored);
+                        let message =
+                            format!("this version failed and the one before it runs again: {}", failed.reason);
+                        ("False", "RolledBack", message)
                     }
-                }
+                    None => ("False", "Failed", format!("this version could not start: {}", failed.reason)),
+                },
                 (Ok(profile), _) => {
                     let same = running.get(&spec.scheduler_name).is_some_and(|r| same_profile(r, &profile));
                     if !same {
@@ -649,7 +645,8 @@ impl Binder for ApiBinder {
                 let message = format!("{NAME}: preempting to accommodate a higher priority pod");
                 let status =
                     with_condition(object.get("status"), "DisruptionTarget", "True", "PreemptionByScheduler", &message);
-                if let Err(refused) = client.update_status_as_read(&pods, Some(&victim.namespace), object, status).await {
+                if let Err(refused) = client.update_status_as_read(&pods, Some(&victim.namespace), object, status).await
+                {
                     tracing::debug!(pod = %victim.name, %refused, "a victim's DisruptionTarget condition was not written");
                 }
                 let options = json!({"kind": "DeleteOptions", "apiVersion": "v1",
@@ -668,7 +665,8 @@ impl Binder for ApiBinder {
                 if let Some(status) = status.as_object_mut() {
                     status.remove("nominatedNodeName");
                 }
-                if let Err(refused) = client.update_status_as_read(&pods, Some(&other.namespace), object, status).await {
+                if let Err(refused) = client.update_status_as_read(&pods, Some(&other.namespace), object, status).await
+                {
                     tracing::debug!(pod = %other.name, %refused, "a displaced nomination was not cleared");
                 }
             }

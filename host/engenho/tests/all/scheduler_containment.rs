@@ -127,7 +127,10 @@ fn misbehaving_scheduler_plugins_are_contained_refused_and_rolled_back() {
     });
     let (status, _, message) = profile_condition(&kubectl, "probing");
     assert_eq!(status, "False");
-    assert!(message.contains("the one before it runs again") && message.contains("scheduler plugin probe"), "{message}");
+    assert!(
+        message.contains("the one before it runs again") && message.contains("scheduler plugin probe"),
+        "{message}"
+    );
     scheduled_by(&kubectl, "after-rollback", "probing");
     wait_bound(&kubectl, "app=after-rollback", 1);
     let met_the_trap = format!("probe-{probes}");

@@ -41,10 +41,7 @@ impl<'a> Counts<'a> {
         let domain = |index: u32, key: &'a str| {
             view.node(index).and_then(|node| label_value(&node.labels, key)).map(|value| (key, value))
         };
-        for (index, _) in view.nodes() {
-            if !view.may_have_pods_with_required_anti_affinity(index) {
-                continue;
-            }
+        for index in view.nodes_maybe_with_required_anti_affinity() {
             for placed in view.pods_on(index) {
                 for term in &placed.pod_anti_affinity.required {
                     if let Some(domain) = domain(index, &term.topology_key)

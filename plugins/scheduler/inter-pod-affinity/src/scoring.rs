@@ -49,9 +49,9 @@ pub fn score(plugin: &InterPodAffinity, table: &Table, pod: &Pod, nodes: &[u32])
         }
     }
     // Placed pods' terms, on the nodes holding pods that have some.
-    for (_, entry) in table.nodes() {
+    for (_, entry) in table.nodes_with_affinity() {
         let labels = &entry.node().labels;
-        if entry.pods_with_affinity() == 0 || labels.is_empty() {
+        if labels.is_empty() {
             continue;
         }
         for placed in entry.pods() {

@@ -85,21 +85,19 @@ impl<'a> Spread<'a> {
     }
 
     /// Sums the matching pods of every node the constraints admit into
-    /// the scored nodes' domains.
+    /// the scored nodes' domains: only the nodes holding matching pods add
+    /// anything, so only they are looked at.
     fn sum_domains(&mut self, table: &'a Table, pod: &Pod, require_every_key: bool) {
-        for (index, entry) in table.nodes() {
-            let node = entry.node();
-            if require_every_key && !has_every_key(node, &self.constraints) {
-                continue;
-            }
-            let each = self.constraints.iter().zip(&mut self.domains).zip(&self.per_node);
-            for ((constraint, domains), per_node) in each {
-                if !constraint.includes(pod, node) {
+        let each = self.constraints.iter().zip(&mut self.domains).zip(&self.per_node);
+        for ((constraint, domains), per_node) in each {
+            for (&index, &count) in per_node {
+                let Some(node) = table.node(index).map(|entry| entry.node()) else { continue };
+                if (require_every_key && !has_every_key(node, &self.constraints)) || !constraint.includes(pod, node) {
                     continue;
                 }
                 let value = label_value(&node.labels, constraint.topology_key).unwrap_or("");
                 if let Some(sum) = domains.get_mut(value) {
-                    *sum = sum.saturating_add(per_node.get(&index).copied().unwrap_or(0));
+                    *sum = sum.saturating_add(count);
                 }
             }
         }

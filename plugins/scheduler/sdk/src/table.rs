@@ -3,7 +3,7 @@
 //! pods come and go.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::matching::label_value;
 use crate::resources::{extended_amount, non_zero_memory, non_zero_milli_cpu};
@@ -171,6 +171,10 @@ pub struct Table {
     placements: HashMap<String, Slot>,
     /// Uids of placed pods, by label key, then value.
     labelled: HashMap<String, HashMap<String, HashSet<String>>>,
+    /// Indexes of the nodes holding pods with pod (anti-)affinity terms.
+    with_affinity: BTreeSet<u32>,
+    /// Indexes of the nodes holding pods with required anti-affinity terms.
+    with_required_anti_affinity: BTreeSet<u32>,
 }
 
 impl Table {
@@ -208,6 +212,8 @@ impl Table {
 
     fn remove_node(&mut self, index: u32) {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
+        self.with_affinity.remove(&index);
+        self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
             self.placements.remove(&pod.uid);
             self.unindex(pod);
@@ -230,6 +236,12 @@ impl Table {
             let uid = pod.uid.clone();
             let position = entry.place(pod);
             self.placements.insert(uid, Slot { node: index, position });
+            if entry.pods_with_affinity > 0 {
+                self.with_affinity.insert(index);
+            }
+            if entry.pods_with_required_anti_affinity > 0 {
+                self.with_required_anti_affinity.insert(index);
+            }
         }
     }
 
@@ -237,6 +249,12 @@ impl Table {
         let slot = self.placements.remove(uid)?;
         let entry = self.nodes.get_mut(slot.node as usize)?.as_mut()?;
         let pod = entry.unplace(slot.position)?;
+        if entry.pods_with_affinity == 0 {
+            self.with_affinity.remove(&slot.node);
+        }
+        if entry.pods_with_required_anti_affinity == 0 {
+            self.with_required_anti_affinity.remove(&slot.node);
+        }
         // The node's last pod now sits where the removed one was.
         if let Some(moved) = entry.pods.get(slot.position)
             && let Some(moved_slot) = self.placements.get_mut(&moved.uid)
@@ -266,6 +284,18 @@ impl Table {
     /// The node at `index`, with its pods.
     pub fn node(&self, index: u32) -> Option<&NodeEntry> {
         self.nodes.get(index as usize)?.as_ref()
+    }
+
+    /// The nodes holding pods with pod affinity or anti-affinity terms
+    /// (required or preferred), by index, without looking at the others.
+    pub fn nodes_with_affinity(&self) -> impl Iterator<Item = (u32, &NodeEntry)> {
+        self.with_affinity.iter().filter_map(|&index| Some((index, self.node(index)?)))
+    }
+
+    /// The nodes holding pods with required pod anti-affinity terms, by
+    /// index, without looking at the others.
+    pub fn nodes_with_required_anti_affinity(&self) -> impl Iterator<Item = (u32, &NodeEntry)> {
+        self.with_required_anti_affinity.iter().filter_map(|&index| Some((index, self.node(index)?)))
     }
 
     /// Every node, with its index, in index order.
@@ -407,11 +437,13 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Whether some pod that counts as placed on the node at `index` may
-    /// have required pod anti-affinity terms (`false` means none does).
-    pub fn may_have_pods_with_required_anti_affinity(&self, index: u32) -> bool {
-        self.table.node(index).is_some_and(|entry| entry.pods_with_required_anti_affinity > 0)
-            || self.extra.iter().any(|(at, pod)| *at == index && !pod.pod_anti_affinity.required.is_empty())
+    /// The indexes of the nodes where some pod that counts as placed may
+    /// have required pod anti-affinity terms, each once, in order.
+    pub fn nodes_maybe_with_required_anti_affinity(&self) -> BTreeSet<u32> {
+        let mut nodes: BTreeSet<u32> = self.table.nodes_with_required_anti_affinity().map(|(index, _)| index).collect();
+        let extra = self.extra.iter().filter(|(_, pod)| !pod.pod_anti_affinity.required.is_empty());
+        nodes.extend(extra.map(|(at, _)| *at).filter(|at| self.table.node(*at).is_some()));
+        nodes
     }
 
     /// What the pods that count as placed on the node at `index` request,
@@ -566,8 +598,9 @@ mod tests {
 
     #[test]
     fn nodes_count_their_pods_with_required_anti_affinity() {
-        // Goal: the per-node count follows placements and removals, and a
-        // view also counts assumed pods.
+        // Goal: the per-node counts and the indexes of nodes holding such
+        // pods follow placements and removals, and a view also counts
+        // assumed pods.
         let repelling = |uid: &str| {
             let mut pod = pod(uid);
             pod.pod_anti_affinity.required = vec![crate::PodAffinityTerm::default()];
@@ -583,12 +616,18 @@ mod tests {
         let entry = table.node(0).expect("node 0");
         assert_eq!(entry.pods_with_required_anti_affinity(), 1);
         assert_eq!(entry.pods_with_affinity(), 1);
-        assert!(table.current().may_have_pods_with_required_anti_affinity(0));
-        assert!(!table.current().may_have_pods_with_required_anti_affinity(1));
+        let indexes = |nodes: BTreeSet<u32>| nodes.into_iter().collect::<Vec<_>>();
+        assert_eq!(indexes(table.current().nodes_maybe_with_required_anti_affinity()), [0]);
+        assert_eq!(table.nodes_with_affinity().map(|(i, _)| i).collect::<Vec<_>>(), [0]);
         let assumptions = Assumptions { without: Vec::new(), extra: vec![(1, repelling("r3"))] };
-        assert!(table.assuming(&assumptions).may_have_pods_with_required_anti_affinity(1));
+        assert_eq!(indexes(table.assuming(&assumptions).nodes_maybe_with_required_anti_affinity()), [0, 1]);
         table.apply(Change::PodRemoved("r1".into()));
         assert_eq!(table.node(0).expect("node 0").pods_with_required_anti_affinity(), 0);
+        assert!(table.nodes_with_required_anti_affinity().next().is_none());
+        assert!(table.nodes_with_affinity().next().is_none());
+        table.apply(Change::PodPlaced(1, repelling("r4")));
+        table.apply(Change::NodeRemoved(1));
+        assert!(table.nodes_with_required_anti_affinity().next().is_none(), "a removed node leaves the index");
     }
 
     mod properties {
