@@ -2,7 +2,8 @@
 //! would, with the built-in WASM plugins: a deployment's pods are bound
 //! across the nodes that take them (never the tainted one); a pod whose
 //! requests fit one node only lands there; required node affinity picks its
-//! node; required anti-affinity on the hostname spreads replicas; a pod that
+//! node; required anti-affinity on the hostname spreads replicas; a hard
+//! topology spread constraint spreads them evenly over zones; a pod that
 //! fits nowhere stays Pending with kube-scheduler's message on its
 //! `PodScheduled` condition and a `FailedScheduling` Event (as `kubectl
 //! describe pod` shows); a pod naming no profile stays Pending and says why.
@@ -119,6 +120,20 @@ fn the_default_profile_places_pods_as_kube_scheduler_does() {
     kubectl.ok_with(&["apply", "-f", "-"], Some(spread));
     let spread_nodes = wait_bound(&kubectl, "app=spread", 2);
     assert_ne!(spread_nodes[0], spread_nodes[1], "anti-affinity puts the replicas apart: {spread_nodes:?}");
+
+    // A hard topology spread over zones, counting only the zones whose
+    // nodes the pods tolerate: six replicas, three per zone.
+    let zoned = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "zoned"},
+      "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "zoned"}},
+        "template": {"metadata": {"labels": {"app": "zoned"}}, "spec": {
+          "containers": [{"name": "c", "image": "nginx:1.27"}],
+          "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Honor",
+            "labelSelector": {"matchLabels": {"app": "zoned"}}}]}}}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(zoned));
+    let zoned_nodes = wait_bound(&kubectl, "app=zoned", 6);
+    let in_zone_a = zoned_nodes.iter().filter(|n| *n == "small").count();
+    assert_eq!((in_zone_a, zoned_nodes.len() - in_zone_a), (3, 3), "spread over zones a and b: {zoned_nodes:?}");
 
     // A pod that fits nowhere.
     let huge = r#", "resources": {"requests": {"cpu": "100"}}"#;
