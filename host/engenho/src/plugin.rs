@@ -187,14 +187,20 @@ fn load_key(path: &Path) -> anyhow::Result<SigningKey> {
 
 /// The cluster's `Plugin` objects.
 pub(crate) fn plugins_api(client: kube::Client) -> Api<DynamicObject> {
+    engenho_kind_api(client, "Plugin", "plugins")
+}
+
+/// The cluster's objects of the cluster-scoped engenho.io/v1alpha1 kind
+/// `kind` (`plural`).
+pub(crate) fn engenho_kind_api(client: kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     Api::all_with(
         client,
         &ApiResource {
             group: "engenho.io".into(),
             version: "v1alpha1".into(),
             api_version: "engenho.io/v1alpha1".into(),
-            kind: "Plugin".into(),
-            plural: "plugins".into(),
+            kind: kind.into(),
+            plural: plural.into(),
         },
     )
 }

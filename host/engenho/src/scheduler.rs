@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use engenho_api::kube::scheduler::trial::{EXPLAIN_ANNOTATION, TRY_ALL_ANNOTATION};
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::Value;
 
 /// `engenho scheduler` arguments.
@@ -47,16 +47,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
 
 /// The cluster's `SchedulerProfile` objects.
 fn profiles_api(client: kube::Client) -> Api<DynamicObject> {
-    Api::all_with(
-        client,
-        &ApiResource {
-            group: "engenho.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "engenho.io/v1alpha1".into(),
-            kind: "SchedulerProfile".into(),
-            plural: "schedulerprofiles".into(),
-        },
-    )
+    crate::plugin::engenho_kind_api(client, "SchedulerProfile", "schedulerprofiles")
 }
 
 async fn try_profile(args: TryArgs) -> anyhow::Result<()> {

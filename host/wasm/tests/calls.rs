@@ -12,6 +12,10 @@ use engenho_wasm::{
     digest_of,
 };
 
+/// Held by the tests that time a victim's call against a hog's: two such
+/// tests at once would each see the other's hog on the machine's cores.
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn review() -> Review {
     Review {
         uid: "r-1".into(),
@@ -80,6 +84,7 @@ fn granted_calls_work_from_an_async_runtime() {
 /// busy once they waited their deadline.
 #[test]
 fn a_plugin_under_load_cannot_starve_the_others() {
+    let _timed = TIMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let host = Arc::new(PluginHost::new(None).expect("host"));
     let hog_limits = Limits { deadline: Duration::from_secs(2), ..Limits::default() };
     let (victim_elapsed, outcomes) = runtime().block_on(async {
@@ -164,6 +169,7 @@ fn idle_instances_across_plugins_stay_within_the_budget() {
 /// on the same thread must still finish within a few ticks.
 #[test]
 fn a_computing_plugin_yields_its_thread_at_every_tick() {
+    let _timed = TIMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let host = Arc::new(PluginHost::new(None).expect("host"));
     let single = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (victim_elapsed, hogged) = single.block_on(async {

@@ -35,7 +35,13 @@ pub fn test_plugin(kubectl: &Kubectl, name: &str, mode: &str, resource: &str, ke
 
 /// Uploads the misbehaving test component; its digest.
 pub fn upload_test_component(kubectl: &Kubectl) -> String {
-    let bytes = engenho_plugin_artifacts::plugin("misbehaving").expect("built");
+    upload_component(kubectl, "misbehaving")
+}
+
+/// Uploads the built plugin component `plugin` (as `kubectl replace --raw`
+/// of its digest's URL); its digest.
+pub fn upload_component(kubectl: &Kubectl, plugin: &str) -> String {
+    let bytes = engenho_plugin_artifacts::plugin(plugin).expect("built");
     let digest = engenho_wasm::digest_of(bytes);
     let file = tempfile::NamedTempFile::new().expect("component file");
     std::fs::write(file.path(), bytes).expect("component file");

@@ -70,10 +70,11 @@ pub(crate) fn condition(pod: &Value, kind: &str) -> Option<Value> {
     pod["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind).cloned()
 }
 
-#[test]
-fn the_default_profile_places_pods_as_kube_scheduler_does() {
-    let root = tempfile::tempdir().expect("temporary directory");
-    let mut node = EngenhoNode::new(root.path(), "scheduler");
+/// A node `name` under `root`, its default profile active, with three
+/// Nodes: `small` (2 CPUs, zone a), `large` (4, zone b) and `gpu` (8, zone
+/// c, tainted `dedicated=gpu:NoSchedule`).
+fn three_nodes(root: &std::path::Path, name: &str) -> (EngenhoNode, Kubectl) {
+    let mut node = EngenhoNode::new(root, name);
     node.start_ready(&[]);
     let kubectl = Kubectl::for_node(&node);
     wait_for("the default profile active", DEADLINE, || {
@@ -81,10 +82,16 @@ fn the_default_profile_places_pods_as_kube_scheduler_does() {
         let profile: Value = serde_json::from_slice(&profile.stdout).unwrap_or(Value::Null);
         profile["status"]["conditions"][0]["status"] == "True"
     });
-
     register_node(&kubectl, "small", "2", "a", "[]");
     register_node(&kubectl, "large", "4", "b", "[]");
     register_node(&kubectl, "gpu", "8", "c", r#"[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]"#);
+    (node, kubectl)
+}
+
+#[test]
+fn the_default_profile_places_pods_as_kube_scheduler_does() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let (mut node, kubectl) = three_nodes(root.path(), "scheduler");
 
     // A deployment's pods go to the untainted nodes, spread by the scores.
     kubectl.ok(&["create", "deployment", "web", "--image=nginx:1.27", "--replicas=4"]);
@@ -235,17 +242,7 @@ fn cluster_state(kubectl: &Kubectl) -> ClusterState {
 #[test]
 fn a_candidate_profile_is_tried_without_binding_anything() {
     let root = tempfile::tempdir().expect("temporary directory");
-    let mut node = EngenhoNode::new(root.path(), "trial");
-    node.start_ready(&[]);
-    let kubectl = Kubectl::for_node(&node);
-    wait_for("the default profile active", DEADLINE, || {
-        let profile = kubectl.run(&["get", "schedulerprofile", "default-scheduler", "-o", "json"], None);
-        let profile: Value = serde_json::from_slice(&profile.stdout).unwrap_or(Value::Null);
-        profile["status"]["conditions"][0]["status"] == "True"
-    });
-    register_node(&kubectl, "small", "2", "a", "[]");
-    register_node(&kubectl, "large", "4", "b", "[]");
-    register_node(&kubectl, "gpu", "8", "c", r#"[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]"#);
+    let (mut node, kubectl) = three_nodes(root.path(), "trial");
     let one_cpu = r#", "resources": {"requests": {"cpu": "1"}}"#;
     for name in ["web-a", "web-b"] {
         kubectl.ok_with(&["apply", "-f", "-"], Some(&pod(name, one_cpu)));

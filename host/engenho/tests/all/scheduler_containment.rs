@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::admission::{signed, signer};
+use crate::plugin_trust::upload_component;
 use crate::scheduler::{DEADLINE, bindings, condition, pod_with_spec, register_node, wait_bound};
 use crate::support::{EngenhoNode, Kubectl, wait_for};
 
@@ -100,12 +101,7 @@ fn misbehaving_scheduler_plugins_are_contained_refused_and_rolled_back() {
     let kubectl = Kubectl::for_node(&node);
     register_node(&kubectl, "one", "4", "a", "[]");
     register_node(&kubectl, "two", "4", "b", "[]");
-    let bytes = engenho_plugin_artifacts::plugin("misbehaving-scheduler").expect("built");
-    let digest = engenho_wasm::digest_of(bytes);
-    let file = root.path().join("misbehaving-scheduler.wasm");
-    std::fs::write(&file, bytes).expect("component file");
-    let url = format!("/apis/engenho.io/v1alpha1/components/{digest}");
-    kubectl.ok(&["replace", "--raw", &url, "-f", file.to_str().expect("path")]);
+    let digest = upload_component(&kubectl, "misbehaving-scheduler");
 
     // A working version places the pods of its profile.
     install(&kubectl, &node, &digest, "probe", "ok", false);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use engenho_api::kube::plugins::SigningKey;
 
+use crate::plugin_trust::upload_component;
 use crate::support::{EngenhoNode, Kubectl, wait_for};
 
 const DEPLOYMENT: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -61,12 +62,7 @@ fn scale_binding_and_eviction_pass_admission() {
     assert_eq!(kubectl.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]), "5");
 
     let signer = SigningKey::load_or_create(&node.dir.join("pki").join("plugin-signer.key")).expect("the signer");
-    let bytes = engenho_plugin_artifacts::plugin("misbehaving").expect("built");
-    let digest = engenho_wasm::digest_of(bytes);
-    let file = root.path().join("misbehaving.wasm");
-    std::fs::write(&file, bytes).expect("component file");
-    let url = format!("/apis/engenho.io/v1alpha1/components/{digest}");
-    kubectl.ok(&["replace", "--raw", &url, "-f", file.to_str().expect("path")]);
+    let digest = upload_component(&kubectl, "misbehaving");
     let mut spec = serde_json::json!({
         "world": "admission-policy", "digest": digest, "failurePolicy": "Fail", "config": {"mode": "loop"},
         "admission": {"rules": [{"apiGroups": [""], "resources": ["pods"], "operations": ["DELETE"]}]},

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::admission::{signed, signer};
+use crate::plugin_trust::upload_component;
 use crate::support::{EngenhoNode, Kubectl, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(40);
@@ -67,12 +68,7 @@ fn misbehaving_controllers_are_contained_refused_and_rolled_back() {
     let mut node = EngenhoNode::new(root.path(), "containment");
     node.start_ready(&[]);
     let kubectl = Kubectl::for_node(&node);
-    let bytes = engenho_plugin_artifacts::plugin("misbehaving-controller").expect("built");
-    let digest = engenho_wasm::digest_of(bytes);
-    let file = root.path().join("misbehaving-controller.wasm");
-    std::fs::write(&file, bytes).expect("component file");
-    let url = format!("/apis/engenho.io/v1alpha1/components/{digest}");
-    kubectl.ok(&["replace", "--raw", &url, "-f", file.to_str().expect("path")]);
+    let digest = upload_component(&kubectl, "misbehaving-controller");
     kubectl.ok(&[
         "create",
         "clusterrole",
