@@ -246,6 +246,15 @@ pub async fn openapi_index(State(state): State<Arc<ApiState>>) -> Response {
     axum::Json(state.openapi().index()).into_response()
 }
 
+/// `/openapi/v2`: a document that defines no kinds (see
+/// [`super::openapi::legacy_document`]), as protobuf when asked.
+pub async fn openapi_legacy(request: Request) -> Response {
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let protobuf = accept.contains(super::openapi::V2_PROTOBUF_ACCEPTED);
+    let media = if protobuf { super::openapi::V2_PROTOBUF } else { "application/json" };
+    ([(header::CONTENT_TYPE, media)], super::openapi::legacy_document(protobuf)).into_response()
+}
+
 /// `/openapi/v3/<group version path>`.
 pub async fn openapi_document(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let path = request.uri().path().trim_start_matches("/openapi/v3/");

@@ -353,6 +353,7 @@ impl KubeApi {
         Router::new()
             .route("/version", axum::routing::get(handlers::version))
             .route("/metrics", axum::routing::get(handlers::metrics))
+            .route("/openapi/v2", axum::routing::get(handlers::openapi_legacy))
             .route("/openapi/v3", axum::routing::get(handlers::openapi_index))
             .route("/openapi/v3/{*path}", axum::routing::get(handlers::openapi_document))
             .route("/api", axum::routing::any(handlers::serve))

@@ -188,9 +188,61 @@ fn query_parameter(name: &str, description: &str) -> Value {
     })
 }
 
+/// What a request accepting a protobuf OpenAPI v2 document names (kubectl
+/// asks for `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`).
+pub const V2_PROTOBUF_ACCEPTED: &str = "application/com.github.proto-openapi.spec.v2";
+
+/// The media type a protobuf OpenAPI v2 document is sent as (the form
+/// without `@`, which Go's media type parser refuses).
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: a Swagger 2.0 document that defines no kinds, as
+/// protobuf (gnostic's `openapi_v2.Document`) or JSON. kubectl reads it
+/// only to check on the client what the server cannot check for it (the
+/// items of a `List`); finding no schema for a kind, it leaves each item to
+/// the server's field validation, which the v3 documents announce.
+pub fn legacy_document(protobuf: bool) -> Vec<u8> {
+    let version = format!("v1.{KUBERNETES_MINOR}.0");
+    if !protobuf {
+        let document = json!({"swagger": "2.0", "info": {"title": "engenho", "version": version}, "paths": {}});
+        return serde_json::to_vec(&document).expect("a JSON value always serializes");
+    }
+    let mut info = Vec::new();
+    length_delimited(&mut info, 1, b"engenho");
+    length_delimited(&mut info, 2, version.as_bytes());
+    let mut document = Vec::new();
+    length_delimited(&mut document, 1, b"2.0");
+    length_delimited(&mut document, 2, &info);
+    length_delimited(&mut document, 8, &[]);
+    document
+}
+
+/// Appends field `tag` of a protobuf message: `bytes`, length-delimited.
+fn length_delimited(message: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, message);
+    prost::encoding::encode_varint(bytes.len() as u64, message);
+    message.extend_from_slice(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legacy_document_is_swagger_two_defining_no_kinds() {
+        let version = format!("v1.{KUBERNETES_MINOR}.0");
+        let mut info = vec![0x0a, 7];
+        info.extend_from_slice(b"engenho");
+        info.extend_from_slice(&[0x12, u8::try_from(version.len()).expect("short")]);
+        info.extend_from_slice(version.as_bytes());
+        let mut expected = vec![0x0a, 3, b'2', b'.', b'0', 0x12, u8::try_from(info.len()).expect("short")];
+        expected.extend_from_slice(&info);
+        expected.extend_from_slice(&[0x42, 0]);
+        assert_eq!(legacy_document(true), expected);
+        let json: Value = serde_json::from_slice(&legacy_document(false)).expect("JSON");
+        assert_eq!(json["swagger"], "2.0");
+        assert!(json.get("definitions").is_none());
+    }
 
     #[test]
     fn documents_carry_what_kubectl_needs() {

@@ -92,6 +92,31 @@ fn create_get_and_delete_through_kubectl() {
     node.stop();
 }
 
+/// Goal: a `List` file (as `kubectl get -o json` writes one) applies with
+/// kubectl's default validation: each item is created, and an item with a
+/// field its kind does not have is refused by the server's strict field
+/// validation. Method: a real node; `kubectl apply -f` of two List files.
+#[test]
+fn list_files_apply_with_strict_validation() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "kube-lists");
+    node.start_ready(&[]);
+    let kubectl = Kubectl::for_node(&node);
+    let list = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first"}, "data": {"a": "1"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "second"}, "data": {"b": "2"}}]}"#;
+    let applied = kubectl.ok_with(&["apply", "-f", "-"], Some(list));
+    assert_eq!(applied.lines().collect::<Vec<_>>(), ["configmap/first created", "configmap/second created"]);
+    let exported = kubectl.ok(&["get", "configmaps", "first", "second", "-o", "json"]);
+    let unchanged = kubectl.ok_with(&["apply", "-f", "-"], Some(&exported));
+    assert!(unchanged.contains("configmap/first") && unchanged.contains("configmap/second"), "{unchanged}");
+    let typo = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "third"}, "dataa": {"c": "3"}}]}"#;
+    let refused = kubectl.fails(&["apply", "-f", "-"], Some(typo));
+    assert!(refused.contains("unknown field \"dataa\""), "{refused}");
+    node.stop();
+}
+
 #[test]
 fn tokens_are_required_and_everything_survives_a_restart() {
     let root = tempfile::tempdir().expect("temporary directory");
