@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use engenho_scheduler as sdk;
 use engenho_wasm::{PluginError, PluginHost, SchedulerInstance};
@@ -123,6 +124,18 @@ pub struct PluginRun {
     runner: Runner,
     /// The table changes it has seen.
     cursor: u64,
+    time: PluginTime,
+}
+
+/// The time a plugin's calls have taken, by kind of call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginTime {
+    /// Bringing its table up to date.
+    pub update: Duration,
+    /// Filtering.
+    pub filter: Duration,
+    /// Scoring.
+    pub score: Duration,
 }
 
 impl PluginRun {
@@ -135,7 +148,7 @@ impl PluginRun {
     /// Plugin `name` run by `runner`, weighing `weight`, yet to see the
     /// table.
     pub fn with_runner(name: String, weight: u32, runner: Runner) -> Self {
-        Self { name, weight, runner, cursor: 0 }
+        Self { name, weight, runner, cursor: 0, time: PluginTime::default() }
     }
 
     /// How it runs.
@@ -148,13 +161,47 @@ impl PluginRun {
         self.cursor
     }
 
+    /// The time its calls have taken so far.
+    pub fn time(&self) -> PluginTime {
+        self.time
+    }
+
+    /// Its verdicts on `candidates` for `pod` under `assumptions`.
+    async fn filter(
+        &mut self,
+        host: &PluginHost,
+        pod: &sdk::Pod,
+        candidates: &[u32],
+        assumptions: &sdk::Assumptions,
+    ) -> Result<Vec<sdk::Verdict>, CycleError> {
+        let started = Instant::now();
+        let verdicts = self.runner.filter(host, pod, candidates, assumptions).await;
+        self.time.filter += started.elapsed();
+        verdicts.map_err(|error| CycleError { plugin: self.name.clone(), error })
+    }
+
+    /// Its scores of `nodes` for `pod`.
+    async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, nodes: &[u32]) -> Result<Vec<u32>, CycleError> {
+        let started = Instant::now();
+        let scores = self.runner.score(host, pod, nodes).await;
+        self.time.score += started.elapsed();
+        scores.map_err(|error| CycleError { plugin: self.name.clone(), error })
+    }
+
     /// Brings its copy of the table up to date: the whole table at first,
     /// the changes since after.
-    async fn sync(&mut self, host: &PluginHost, table: &Table) -> Result<(), PluginError> {
-        let reads_pods = self.runner.abilities().reads_pods;
+    async fn sync(&mut self, host: &PluginHost, table: &Table) -> Result<(), CycleError> {
         if self.cursor != 0 && self.cursor == table.cursor() {
             return Ok(());
         }
+        let started = Instant::now();
+        let synced = self.update(host, table).await;
+        self.time.update += started.elapsed();
+        synced.map_err(|error| CycleError { plugin: self.name.clone(), error })
+    }
+
+    async fn update(&mut self, host: &PluginHost, table: &Table) -> Result<(), PluginError> {
+        let reads_pods = self.runner.abilities().reads_pods;
         if self.cursor == 0 {
             self.runner.update(host, &table.snapshot(reads_pods)).await?;
         } else {
@@ -292,7 +339,7 @@ impl Cycle {
         assumptions: &sdk::Assumptions,
     ) -> Result<Decision, CycleError> {
         for plugin in &mut self.plugins {
-            plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            plugin.sync(host, table).await?;
         }
         let nodes: Vec<u32> = table.real_nodes().collect();
         let (feasible, fit_error) = self.filter(host, &nodes, pod, assumptions).await?;
@@ -317,12 +364,8 @@ impl Cycle {
         assumptions: &sdk::Assumptions,
     ) -> Result<bool, CycleError> {
         for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().filters) {
-            plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
-            let verdicts = plugin
-                .runner
-                .filter(host, pod, &[node], assumptions)
-                .await
-                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            plugin.sync(host, table).await?;
+            let verdicts = plugin.filter(host, pod, &[node], assumptions).await?;
             if !matches!(verdicts.as_slice(), [sdk::Verdict::Fits]) {
                 return Ok(false);
             }
@@ -347,15 +390,11 @@ impl Cycle {
     ) -> Result<Vec<PluginVerdicts>, CycleError> {
         let mut answers = Vec::with_capacity(self.plugins.len());
         for plugin in &mut self.plugins {
-            plugin.sync(host, table).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            plugin.sync(host, table).await?;
             if !plugin.runner.abilities().filters {
                 continue;
             }
-            let verdicts = plugin
-                .runner
-                .filter(host, pod, nodes, assumptions)
-                .await
-                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            let verdicts = plugin.filter(host, pod, nodes, assumptions).await?;
             debug_assert_eq!(verdicts.len(), nodes.len());
             answers.push(PluginVerdicts { plugin: plugin.name.clone(), verdicts });
         }
@@ -380,11 +419,7 @@ impl Cycle {
             return Ok(answers);
         }
         for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().scores) {
-            let scores = plugin
-                .runner
-                .score(host, pod, nodes)
-                .await
-                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            let scores = plugin.score(host, pod, nodes).await?;
             debug_assert_eq!(scores.len(), nodes.len());
             answers.push(PluginScores { plugin: plugin.name.clone(), weight: plugin.weight, scores });
         }
@@ -417,11 +452,7 @@ impl Cycle {
                 if candidates.is_empty() {
                     break;
                 }
-                let verdicts = plugin
-                    .runner
-                    .filter(host, pod, &candidates, assumptions)
-                    .await
-                    .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+                let verdicts = plugin.filter(host, pod, &candidates, assumptions).await?;
                 let mut kept = Vec::with_capacity(candidates.len());
                 for (node, verdict) in candidates.into_iter().zip(verdicts) {
                     match verdict {
@@ -447,11 +478,7 @@ impl Cycle {
     async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, feasible: &[u32]) -> Result<u32, CycleError> {
         let mut totals = vec![0u64; feasible.len()];
         for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().scores && p.weight > 0) {
-            let scores = plugin
-                .runner
-                .score(host, pod, feasible)
-                .await
-                .map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
+            let scores = plugin.score(host, pod, feasible).await?;
             for (total, score) in totals.iter_mut().zip(scores) {
                 *total += u64::from(score) * u64::from(plugin.weight);
             }

@@ -15,7 +15,7 @@ pub mod table;
 pub mod trial;
 pub mod view;
 
-pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun, PluginScores, PluginVerdicts, Runner};
+pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun, PluginScores, PluginTime, PluginVerdicts, Runner};
 pub use queue::SchedulingQueue;
 pub use scheduler::{
     Binder, BudgetReader, DefaultSpreadSelector, Failed, FailedProfiles, Inbox, Lookups, PodRef, ProfilePlugin,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use engenho_api::kube::scheduler::{BUILT_IN_PLUGINS, DEFAULT_PROFILE};
 use engenho_scheduler::{self as sdk, Instance, Judge, Plugin};
-use engenho_scheduling::{Cycle, Decision, PluginRun, Runner, Table, view};
+use engenho_scheduling::{Cycle, Decision, PluginRun, PluginTime, Runner, Table, view};
 use engenho_wasm::{Limits, PluginHost, SchedulerPlugin, digest_of};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
@@ -103,6 +103,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
             component.unfit
         );
     }
+    print_plugin_times(&cycles, args.pods);
     print_memory(&tables, &cycles, args.pods);
     if !args.skip_node {
         print_end_to_end(&ends, &args);
@@ -251,6 +252,8 @@ struct CycleRun {
     unfit: usize,
     /// Each plugin's linear memory at the end (components only).
     memory: Vec<(String, usize)>,
+    /// Each plugin's calls' time over the run.
+    times: Vec<(String, PluginTime)>,
 }
 
 /// Decides every pod of `workload`, one cycle each, with `profile`, placing
@@ -277,7 +280,8 @@ async fn measure_cycles(host: &PluginHost, workload: &Workload, profile: Profile
     }
     let rate = pods.len() as f64 / started.elapsed().as_secs_f64();
     let memory = cycle.plugins().iter().map(|p| (p.name.clone(), p.runner().memory_bytes())).collect();
-    Ok(CycleRun { rate, placed, unfit, memory })
+    let times = cycle.plugins().iter().map(|p| (p.name.clone(), p.time())).collect();
+    Ok(CycleRun { rate, placed, unfit, memory, times })
 }
 
 /// The default profile's plugins with kube-scheduler's weights, fresh.
@@ -369,6 +373,30 @@ fn host_table_memory(sizes: &[usize], pods: usize) -> Vec<TableMemory> {
         kept.push(table);
     }
     figures
+}
+
+/// Each plugin's time per pod, as a component and natively, by kind of
+/// call: where a cycle's time goes.
+fn print_plugin_times(cycles: &[(usize, CycleRun, CycleRun)], pods: usize) {
+    println!("\nEach plugin's calls per pod, µs (update + filter + score), as a component and natively:\n");
+    println!(
+        "| nodes | plugin | WASM update | WASM filter | WASM score | native update | native filter | native score |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let per_pod = |d: Duration| d.as_secs_f64() * 1e6 / pods.max(1) as f64;
+    for (nodes, component, native) in cycles {
+        for ((name, wasm), (_, native)) in component.times.iter().zip(&native.times) {
+            println!(
+                "| {nodes} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                per_pod(wasm.update),
+                per_pod(wasm.filter),
+                per_pod(wasm.score),
+                per_pod(native.update),
+                per_pod(native.filter),
+                per_pod(native.score)
+            );
+        }
+    }
 }
 
 fn print_memory(tables: &[TableMemory], cycles: &[(usize, CycleRun, CycleRun)], pods: usize) {

@@ -22,6 +22,8 @@ pub struct Counts<'a> {
     /// Required anti-affinity terms of placed pods that match the pod, per
     /// domain of the placed pod.
     existing_anti_affinity: HashMap<Domain<'a>, u64>,
+    /// The topology keys of `existing_anti_affinity`, each once.
+    existing_keys: Vec<&'a str>,
 }
 
 /// Whether `pod` matches every term of `terms` (and there is one), each
@@ -36,8 +38,12 @@ impl<'a> Counts<'a> {
     /// pod's own terms only over the pods their selectors can pick (through
     /// the table's label index).
     pub fn of(view: &View<'a>, pod: &'a Pod) -> Self {
-        let mut counts =
-            Self { affinity: HashMap::new(), anti_affinity: HashMap::new(), existing_anti_affinity: HashMap::new() };
+        let mut counts = Self {
+            affinity: HashMap::new(),
+            anti_affinity: HashMap::new(),
+            existing_anti_affinity: HashMap::new(),
+            existing_keys: Vec::new(),
+        };
         let domain = |index: u32, key: &'a str| {
             view.node(index).and_then(|node| label_value(&node.labels, key)).map(|value| (key, value))
         };
@@ -48,6 +54,9 @@ impl<'a> Counts<'a> {
                         && placed_term_matches(term, placed, pod)
                     {
                         *counts.existing_anti_affinity.entry(domain).or_default() += 1;
+                        if !counts.existing_keys.contains(&domain.0) {
+                            counts.existing_keys.push(domain.0);
+                        }
                     }
                 }
             }
@@ -90,9 +99,10 @@ impl<'a> Counts<'a> {
         if repelled {
             return Verdict::Unfit(vec![REASON_ANTI_AFFINITY.into()]);
         }
-        if !self.existing_anti_affinity.is_empty()
-            && node.labels.iter().any(|label| in_domain(&self.existing_anti_affinity, &label.key, &label.value))
-        {
+        let repels = |key: &&str| {
+            label_value(&node.labels, key).is_some_and(|value| in_domain(&self.existing_anti_affinity, key, value))
+        };
+        if self.existing_keys.iter().any(repels) {
             return Verdict::Unfit(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
         }
         Verdict::Fits

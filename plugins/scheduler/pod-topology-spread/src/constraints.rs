@@ -49,6 +49,16 @@ impl<'a> Constraint<'a> {
         self.selector.is_some_and(|selector| selector_matches(selector, &pod.labels))
     }
 
+    /// Whether the node inclusion policies can leave out a node with the
+    /// key for `pod` (its node selector or required node affinity, when
+    /// honoured; taints, when honoured).
+    pub fn narrows_nodes(&self, pod: &Pod) -> bool {
+        let affinity = !pod.node_selector.is_empty()
+            || pod.node_affinity.as_ref().is_some_and(|affinity| affinity.required.is_some());
+        (self.node_affinity_policy == InclusionPolicy::Honor && affinity)
+            || self.node_taints_policy == InclusionPolicy::Honor
+    }
+
     /// Whether the node inclusion policies let `node` count for `pod`.
     pub fn includes(&self, pod: &Pod, node: &Node) -> bool {
         if self.node_affinity_policy == InclusionPolicy::Honor && !required_node_affinity_matches(pod, node) {

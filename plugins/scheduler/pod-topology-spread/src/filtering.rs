@@ -1,10 +1,12 @@
 //! The filter: matching pods counted per domain once per call, then each
-//! node's skew.
+//! node's skew. A pod whose one constraint every node with the key admits
+//! takes the domains from the table's label index instead of visiting
+//! every node.
 
 use std::collections::HashMap;
 
 use engenho_scheduler::matching::label_value;
-use engenho_scheduler::{Assumptions, Pod, Table, UnsatisfiableAction, Verdict};
+use engenho_scheduler::{Assumptions, Node, Pod, Table, UnsatisfiableAction, Verdict, View};
 
 use crate::constraints::{Constraint, has_every_key};
 use crate::{PodTopologySpread, REASON_CONSTRAINTS, REASON_MISSING_LABEL};
@@ -22,34 +24,8 @@ pub fn filter(
         return vec![Verdict::Fits; candidates.len()];
     }
     let view = table.assuming(assumptions);
-    // Per constraint: matching pods per domain value, over the nodes that
-    // have every key and that the inclusion policies admit.
-    let counts: Vec<HashMap<&str, i64>> = constraints
-        .iter()
-        .map(|constraint| {
-            let mut domains: HashMap<&str, i64> = HashMap::new();
-            let mut node_domains: HashMap<u32, &str> = HashMap::new();
-            for (index, entry) in view.nodes() {
-                let node = entry.node();
-                if !has_every_key(node, &constraints) || !constraint.includes(pod, node) {
-                    continue;
-                }
-                if let Some(value) = label_value(&node.labels, constraint.topology_key) {
-                    domains.entry(value).or_default();
-                    node_domains.insert(index, value);
-                }
-            }
-            for (index, placed) in constraint.pods_counted(&view) {
-                if let Some(value) = node_domains.get(&index)
-                    && constraint.counts(pod, placed)
-                {
-                    let sum = domains.entry(value).or_default();
-                    *sum = sum.saturating_add(1);
-                }
-            }
-            domains
-        })
-        .collect();
+    let counts: Vec<HashMap<&str, i64>> =
+        constraints.iter().map(|constraint| domain_counts(constraint, &constraints, &view, pod)).collect();
     candidates
         .iter()
         .map(|&index| {
@@ -65,6 +41,42 @@ pub fn filter(
             Verdict::Fits
         })
         .collect()
+}
+
+/// The matching pods of `constraint` per domain value, over the nodes that
+/// have every constraint's key and that the inclusion policies admit.
+fn domain_counts<'a>(
+    constraint: &Constraint<'_>,
+    constraints: &[Constraint<'_>],
+    view: &View<'a>,
+    pod: &Pod,
+) -> HashMap<&'a str, i64> {
+    let eligible = |node: &Node| has_every_key(node, constraints) && constraint.includes(pod, node);
+    let mut domains: HashMap<&str, i64> = HashMap::new();
+    if constraints.len() == 1 && !constraint.narrows_nodes(pod) {
+        // Every node with the key counts: its domains, from the table's
+        // index, without visiting the nodes.
+        domains.extend(view.table().node_label_values(constraint.topology_key).map(|value| (value, 0)));
+    } else {
+        for (_, entry) in view.nodes() {
+            let node = entry.node();
+            if eligible(node)
+                && let Some(value) = label_value(&node.labels, constraint.topology_key)
+            {
+                domains.entry(value).or_default();
+            }
+        }
+    }
+    for (index, placed) in constraint.pods_counted(view) {
+        let Some(node) = view.node(index) else { continue };
+        if constraint.counts(pod, placed)
+            && eligible(node)
+            && let Some(sum) = label_value(&node.labels, constraint.topology_key).and_then(|v| domains.get_mut(v))
+        {
+            *sum = sum.saturating_add(1);
+        }
+    }
+    domains
 }
 
 /// The skew placing `pod` in the domain `value` would make: the domain's

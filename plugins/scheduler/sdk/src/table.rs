@@ -175,6 +175,8 @@ pub struct Table {
     with_affinity: BTreeSet<u32>,
     /// Indexes of the nodes holding pods with required anti-affinity terms.
     with_required_anti_affinity: BTreeSet<u32>,
+    /// How many nodes carry each label, by key, then value.
+    node_labels: HashMap<String, HashMap<String, u32>>,
 }
 
 impl Table {
@@ -204,14 +206,43 @@ impl Table {
         if slot >= self.nodes.len() {
             self.nodes.resize_with(slot + 1, || None);
         }
-        match &mut self.nodes[slot] {
-            Some(entry) => entry.node = node,
-            empty => *empty = Some(NodeEntry::new(node)),
+        let old = match &mut self.nodes[slot] {
+            Some(entry) => Some(std::mem::replace(&mut entry.node, node)),
+            empty => {
+                *empty = Some(NodeEntry::new(node));
+                None
+            }
+        };
+        if let Some(old) = old {
+            self.uncount_labels(&old);
+        }
+        if let Some(Some(entry)) = self.nodes.get(slot) {
+            for label in &entry.node.labels {
+                let values = self.node_labels.entry(label.key.clone()).or_default();
+                *values.entry(label.value.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Takes `node`'s labels out of the node label counts.
+    fn uncount_labels(&mut self, node: &Node) {
+        for label in &node.labels {
+            let Some(values) = self.node_labels.get_mut(&label.key) else { continue };
+            if let Some(count) = values.get_mut(&label.value) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    values.remove(&label.value);
+                }
+            }
+            if values.is_empty() {
+                self.node_labels.remove(&label.key);
+            }
         }
     }
 
     fn remove_node(&mut self, index: u32) {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
+        self.uncount_labels(&entry.node);
         self.with_affinity.remove(&index);
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
@@ -284,6 +315,12 @@ impl Table {
     /// The node at `index`, with its pods.
     pub fn node(&self, index: u32) -> Option<&NodeEntry> {
         self.nodes.get(index as usize)?.as_ref()
+    }
+
+    /// The values the nodes' label `key` takes, each once (the topology
+    /// domains of `key`), without looking at every node.
+    pub fn node_label_values(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.node_labels.get(key).into_iter().flat_map(|values| values.keys().map(String::as_str))
     }
 
     /// The nodes holding pods with pod affinity or anti-affinity terms
@@ -594,6 +631,31 @@ mod tests {
         assert_eq!(current.pods_labelled("app", &wanted).count(), 1);
         assert!(matches!(current.requested_on(0), Cow::Borrowed(_)));
         assert_eq!(uids_on(&current, 0), vec!["p", "q"]);
+    }
+
+    #[test]
+    fn the_domains_of_a_label_follow_the_nodes() {
+        // Goal: each value of a node label is listed while a node carries
+        // it: through a node's relabelling and removal.
+        use crate::testsuite::labelled_node;
+        let zones = |table: &Table| {
+            let mut zones: Vec<String> = table.node_label_values("zone").map(str::to_owned).collect();
+            zones.sort();
+            zones
+        };
+        let mut table = Table::new();
+        table.apply(Change::NodeSet(0, labelled_node("a", &[("zone", "z1")])));
+        table.apply(Change::NodeSet(1, labelled_node("b", &[("zone", "z1")])));
+        table.apply(Change::NodeSet(2, labelled_node("c", &[("zone", "z2")])));
+        assert_eq!(zones(&table), ["z1", "z2"]);
+        table.apply(Change::NodeSet(2, labelled_node("c", &[("zone", "z3")])));
+        assert_eq!(zones(&table), ["z1", "z3"]);
+        table.apply(Change::NodeRemoved(0));
+        assert_eq!(zones(&table), ["z1", "z3"], "node b is still in z1");
+        table.apply(Change::NodeRemoved(1));
+        table.apply(Change::NodeSet(2, labelled_node("c", &[])));
+        assert!(zones(&table).is_empty());
+        assert_eq!(table.node_label_values("nothing").count(), 0);
     }
 
     #[test]
