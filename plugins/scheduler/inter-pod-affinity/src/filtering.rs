@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use engenho_scheduler::matching::{label_value, placed_term_matches};
+use engenho_scheduler::matching::{label_value, placed_term_matches, term_of_namespace_matches};
 use engenho_scheduler::{Pod, PodAffinityTerm, Verdict, View};
 
 use crate::{REASON_AFFINITY, REASON_ANTI_AFFINITY, REASON_EXISTING_ANTI_AFFINITY};
@@ -47,16 +47,30 @@ impl<'a> Counts<'a> {
         let domain = |index: u32, key: &'a str| {
             view.node(index).and_then(|node| label_value(&node.labels, key)).map(|value| (key, value))
         };
-        for index in view.nodes_maybe_with_required_anti_affinity() {
-            for placed in view.pods_on(index) {
-                for term in &placed.pod_anti_affinity.required {
-                    if let Some(domain) = domain(index, &term.topology_key)
-                        && placed_term_matches(term, placed, pod)
+        let repel = |counts: &mut Self, domain: Option<Domain<'a>>, owners: u64| {
+            if let Some(domain) = domain {
+                *counts.existing_anti_affinity.entry(domain).or_default() += owners;
+                if !counts.existing_keys.contains(&domain.0) {
+                    counts.existing_keys.push(domain.0);
+                }
+            }
+        };
+        if view.assumes_anything() {
+            // Pods taken away or added: each placed pod's terms, as it counts.
+            for index in view.nodes_maybe_with_required_anti_affinity() {
+                for placed in view.pods_on(index) {
+                    for term in placed.pod_anti_affinity.required.iter().filter(|t| placed_term_matches(t, placed, pod))
                     {
-                        *counts.existing_anti_affinity.entry(domain).or_default() += 1;
-                        if !counts.existing_keys.contains(&domain.0) {
-                            counts.existing_keys.push(domain.0);
-                        }
+                        repel(&mut counts, domain(index, &term.topology_key), 1);
+                    }
+                }
+            }
+        } else {
+            // The table's terms, grouped: each distinct term asked once.
+            for (namespace, term, owners) in view.table().repelling_terms() {
+                if term_of_namespace_matches(term, namespace, pod) {
+                    for (&index, &count) in owners {
+                        repel(&mut counts, domain(index, &term.topology_key), u64::from(count));
                     }
                 }
             }

@@ -190,8 +190,14 @@ pub fn affinity_term_matches(term: &PodAffinityTerm, pod: &Pod, namespace_labels
 /// and has no namespace selector is about `owner`'s own namespace, as
 /// Kubernetes defaults it.
 pub fn placed_term_matches(term: &PodAffinityTerm, owner: &Pod, pod: &Pod) -> bool {
+    term_of_namespace_matches(term, &owner.namespace, pod)
+}
+
+/// Whether `term`, a term of a placed pod of namespace `owner_namespace`,
+/// matches `pod`, as [`placed_term_matches`].
+pub fn term_of_namespace_matches(term: &PodAffinityTerm, owner_namespace: &str, pod: &Pod) -> bool {
     if term.namespaces.is_empty() && term.namespace_selector.is_none() {
-        return owner.namespace == pod.namespace && optional_selector_matches(term.selector.as_ref(), &pod.labels);
+        return owner_namespace == pod.namespace && optional_selector_matches(term.selector.as_ref(), &pod.labels);
     }
     affinity_term_matches(term, pod, &pod.namespace_labels)
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::matching::label_value;
 use crate::resources::{extended_amount, non_zero_memory, non_zero_milli_cpu};
-use crate::{Assumptions, Change, LabelSelector, Node, Pod, Quantity, Resources, SelectorOperator};
+use crate::{Assumptions, Change, LabelSelector, Node, Pod, PodAffinityTerm, Quantity, Resources, SelectorOperator};
 
 /// The most nodes a table holds: changes naming an index at or past it are
 /// ignored, so that a stray index cannot make the table allocate without
@@ -177,6 +177,9 @@ pub struct Table {
     with_required_anti_affinity: BTreeSet<u32>,
     /// How many nodes carry each label, by key, then value.
     node_labels: HashMap<String, HashMap<String, u32>>,
+    /// The required anti-affinity terms of placed pods, each distinct term
+    /// of a namespace once, with how many of its owners each node holds.
+    repelling: HashMap<(String, PodAffinityTerm), HashMap<u32, u32>>,
 }
 
 impl Table {
@@ -243,6 +246,9 @@ impl Table {
     fn remove_node(&mut self, index: u32) {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
         self.uncount_labels(&entry.node);
+        for pod in &entry.pods {
+            self.unrepel(pod, index);
+        }
         self.with_affinity.remove(&index);
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
@@ -263,6 +269,10 @@ impl Table {
             for label in &pod.labels {
                 let uids = self.labelled.entry(label.key.clone()).or_default().entry(label.value.clone()).or_default();
                 uids.insert(pod.uid.clone());
+            }
+            for term in &pod.pod_anti_affinity.required {
+                let owners = self.repelling.entry((pod.namespace.clone(), term.clone())).or_default();
+                *owners.entry(index).or_default() += 1;
             }
             let uid = pod.uid.clone();
             let position = entry.place(pod);
@@ -293,7 +303,26 @@ impl Table {
             moved_slot.position = slot.position;
         }
         self.unindex(&pod);
+        self.unrepel(&pod, slot.node);
         Some(pod)
+    }
+
+    /// Takes `pod`'s required anti-affinity terms on the node at `index` out
+    /// of the grouped terms.
+    fn unrepel(&mut self, pod: &Pod, index: u32) {
+        for term in &pod.pod_anti_affinity.required {
+            let key = (pod.namespace.clone(), term.clone());
+            let Some(owners) = self.repelling.get_mut(&key) else { continue };
+            if let Some(count) = owners.get_mut(&index) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    owners.remove(&index);
+                }
+            }
+            if owners.is_empty() {
+                self.repelling.remove(&key);
+            }
+        }
     }
 
     /// Drops `pod` from the label index.
@@ -315,6 +344,14 @@ impl Table {
     /// The node at `index`, with its pods.
     pub fn node(&self, index: u32) -> Option<&NodeEntry> {
         self.nodes.get(index as usize)?.as_ref()
+    }
+
+    /// The required anti-affinity terms of the placed pods, each distinct
+    /// term once with its owners' namespace and, by node index, how many of
+    /// its owners the node holds: what repels a pod, without visiting every
+    /// pod that has such terms.
+    pub fn repelling_terms(&self) -> impl Iterator<Item = (&str, &PodAffinityTerm, &HashMap<u32, u32>)> {
+        self.repelling.iter().map(|((namespace, term), owners)| (namespace.as_str(), term, owners))
     }
 
     /// The values the nodes' label `key` takes, each once (the topology
@@ -631,6 +668,44 @@ mod tests {
         assert_eq!(current.pods_labelled("app", &wanted).count(), 1);
         assert!(matches!(current.requested_on(0), Cow::Borrowed(_)));
         assert_eq!(uids_on(&current, 0), vec!["p", "q"]);
+    }
+
+    #[test]
+    fn placed_anti_affinity_terms_are_grouped_by_term_and_namespace() {
+        // Goal: pods sharing a term and a namespace share one group that
+        // counts them per node; groups follow removals of pods and nodes.
+        let repelling = |uid: &str, namespace: &str| {
+            let mut pod = pod(uid);
+            pod.namespace = namespace.into();
+            let term = crate::PodAffinityTerm { topology_key: "zone".into(), ..crate::PodAffinityTerm::default() };
+            pod.pod_anti_affinity.required = vec![term];
+            pod
+        };
+        let groups = |table: &Table| {
+            let mut groups: Vec<(String, Vec<(u32, u32)>)> = table
+                .repelling_terms()
+                .map(|(namespace, _, owners)| {
+                    let mut owners: Vec<(u32, u32)> = owners.iter().map(|(i, n)| (*i, *n)).collect();
+                    owners.sort_unstable();
+                    (namespace.to_owned(), owners)
+                })
+                .collect();
+            groups.sort();
+            groups
+        };
+        let mut table = Table::new();
+        table.apply(Change::NodeSet(0, node("a")));
+        table.apply(Change::NodeSet(1, node("b")));
+        table.apply(Change::PodPlaced(0, repelling("p1", "x")));
+        table.apply(Change::PodPlaced(0, repelling("p2", "x")));
+        table.apply(Change::PodPlaced(1, repelling("p3", "x")));
+        table.apply(Change::PodPlaced(1, repelling("q1", "y")));
+        assert_eq!(groups(&table), [("x".to_owned(), vec![(0, 2), (1, 1)]), ("y".to_owned(), vec![(1, 1)])]);
+        table.apply(Change::PodRemoved("p1".into()));
+        table.apply(Change::NodeRemoved(1));
+        assert_eq!(groups(&table), [("x".to_owned(), vec![(0, 1)])]);
+        table.apply(Change::PodRemoved("p2".into()));
+        assert!(groups(&table).is_empty());
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub struct Toleration {
 }
 
 /// How a label selector requirement compares a label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SelectorOperator {
     /// The label's value is one of the values.
     In,
@@ -97,7 +97,7 @@ pub enum SelectorOperator {
 }
 
 /// One requirement of a label selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SelectorRequirement {
     /// The label key.
     pub key: String,
@@ -169,7 +169,7 @@ pub struct NodeAffinity {
 
 /// A pod (anti-)affinity term: pods that match `selector`, in the
 /// namespaces it names, in the same topology domain as the node.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct PodAffinityTerm {
     /// Which pods the term is about (`None`: no pod).
     pub selector: Option<LabelSelector>,
