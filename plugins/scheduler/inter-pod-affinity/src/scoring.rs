@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use engenho_scheduler::matching::{label_value, placed_term_matches};
+use engenho_scheduler::matching::{label_value, placed_term_matches, term_of_namespace_matches};
 use engenho_scheduler::normalization::min_max_normalize;
-use engenho_scheduler::{Label, Pod, PodAffinityTerm, Table};
+use engenho_scheduler::{Label, Pod, PodAffinityTerm, Table, TermUse};
 
 use crate::InterPodAffinity;
 
@@ -48,23 +48,21 @@ pub fn score(plugin: &InterPodAffinity, table: &Table, pod: &Pod, nodes: &[u32])
             add(&mut weights, &weighted.term, pod, placed, labels_of(index), weight);
         }
     }
-    // Placed pods' terms, on the nodes holding pods that have some.
-    for (_, entry) in table.nodes_with_affinity() {
-        let labels = &entry.node().labels;
-        if labels.is_empty() {
+    // Placed pods' terms, each distinct term asked once.
+    for (namespace, term_use, term, owners) in table.placed_terms() {
+        let weight = match term_use {
+            TermUse::RequiredAffinity => plugin.hard_pod_affinity_weight,
+            TermUse::PreferredAffinity(weight) => i64::from(weight),
+            TermUse::PreferredAntiAffinity(weight) => -i64::from(weight),
+            TermUse::RequiredAntiAffinity => 0,
+        };
+        if weight == 0 || !term_of_namespace_matches(term, namespace, pod) {
             continue;
         }
-        for placed in entry.pods() {
-            if plugin.hard_pod_affinity_weight > 0 {
-                for term in &placed.pod_affinity.required {
-                    add(&mut weights, term, placed, pod, labels, plugin.hard_pod_affinity_weight);
-                }
-            }
-            for weighted in &placed.pod_affinity.preferred {
-                add(&mut weights, &weighted.term, placed, pod, labels, i64::from(weighted.weight));
-            }
-            for weighted in &placed.pod_anti_affinity.preferred {
-                add(&mut weights, &weighted.term, placed, pod, labels, -i64::from(weighted.weight));
+        for (&index, &count) in owners {
+            if let Some(value) = label_value(labels_of(index), &term.topology_key) {
+                let sum = weights.entry(&term.topology_key).or_default().entry(value).or_default();
+                *sum = sum.saturating_add(weight.saturating_mul(i64::from(count)));
             }
         }
     }

@@ -74,19 +74,12 @@ pub struct NodeEntry {
     node: Node,
     pods: Vec<Pod>,
     requested: Requested,
-    pods_with_affinity: u32,
     pods_with_required_anti_affinity: u32,
 }
 
 impl NodeEntry {
     fn new(node: Node) -> Self {
-        Self {
-            node,
-            pods: Vec::new(),
-            requested: Requested::default(),
-            pods_with_affinity: 0,
-            pods_with_required_anti_affinity: 0,
-        }
+        Self { node, pods: Vec::new(), requested: Requested::default(), pods_with_required_anti_affinity: 0 }
     }
 
     /// The node.
@@ -104,12 +97,6 @@ impl NodeEntry {
         &self.requested
     }
 
-    /// How many of its pods have pod affinity or anti-affinity terms,
-    /// required or preferred.
-    pub fn pods_with_affinity(&self) -> u32 {
-        self.pods_with_affinity
-    }
-
     /// How many of its pods have required pod anti-affinity terms.
     pub fn pods_with_required_anti_affinity(&self) -> u32 {
         self.pods_with_required_anti_affinity
@@ -118,9 +105,6 @@ impl NodeEntry {
     /// Places `pod` last; its position.
     fn place(&mut self, pod: Pod) -> usize {
         self.requested.add(&pod);
-        if has_affinity(&pod) {
-            self.pods_with_affinity = self.pods_with_affinity.saturating_add(1);
-        }
         if !pod.pod_anti_affinity.required.is_empty() {
             self.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity.saturating_add(1);
         }
@@ -135,22 +119,11 @@ impl NodeEntry {
         }
         let pod = self.pods.swap_remove(position);
         self.requested.remove(&pod);
-        if has_affinity(&pod) {
-            self.pods_with_affinity = self.pods_with_affinity.saturating_sub(1);
-        }
         if !pod.pod_anti_affinity.required.is_empty() {
             self.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity.saturating_sub(1);
         }
         Some(pod)
     }
-}
-
-/// Whether `pod` has any pod affinity or anti-affinity term.
-fn has_affinity(pod: &Pod) -> bool {
-    !pod.pod_affinity.required.is_empty()
-        || !pod.pod_affinity.preferred.is_empty()
-        || !pod.pod_anti_affinity.required.is_empty()
-        || !pod.pod_anti_affinity.preferred.is_empty()
 }
 
 /// Where a placed pod is: its node's index and its position among the
@@ -171,15 +144,36 @@ pub struct Table {
     placements: HashMap<String, Slot>,
     /// Uids of placed pods, by label key, then value.
     labelled: HashMap<String, HashMap<String, HashSet<String>>>,
-    /// Indexes of the nodes holding pods with pod (anti-)affinity terms.
-    with_affinity: BTreeSet<u32>,
     /// Indexes of the nodes holding pods with required anti-affinity terms.
     with_required_anti_affinity: BTreeSet<u32>,
     /// How many nodes carry each label, by key, then value.
     node_labels: HashMap<String, HashMap<String, u32>>,
-    /// The required anti-affinity terms of placed pods, each distinct term
-    /// of a namespace once, with how many of its owners each node holds.
-    repelling: HashMap<(String, PodAffinityTerm), HashMap<u32, u32>>,
+    /// The pod (anti-)affinity terms of placed pods, each distinct term of
+    /// a namespace and use once, with how many of its owners each node
+    /// holds.
+    placed_terms: HashMap<(String, TermUse, PodAffinityTerm), HashMap<u32, u32>>,
+}
+
+/// How a placed pod holds a pod (anti-)affinity term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TermUse {
+    /// Required affinity.
+    RequiredAffinity,
+    /// Required anti-affinity.
+    RequiredAntiAffinity,
+    /// Preferred affinity, of this weight.
+    PreferredAffinity(i32),
+    /// Preferred anti-affinity, of this weight.
+    PreferredAntiAffinity(i32),
+}
+
+/// Every pod (anti-)affinity term of `pod`, with how it holds it.
+fn term_uses(pod: &Pod) -> impl Iterator<Item = (TermUse, &PodAffinityTerm)> {
+    let required = pod.pod_affinity.required.iter().map(|term| (TermUse::RequiredAffinity, term));
+    let repelling = pod.pod_anti_affinity.required.iter().map(|term| (TermUse::RequiredAntiAffinity, term));
+    let preferred = pod.pod_affinity.preferred.iter().map(|w| (TermUse::PreferredAffinity(w.weight), &w.term));
+    let unwanted = pod.pod_anti_affinity.preferred.iter().map(|w| (TermUse::PreferredAntiAffinity(w.weight), &w.term));
+    required.chain(repelling).chain(preferred).chain(unwanted)
 }
 
 impl Table {
@@ -249,7 +243,6 @@ impl Table {
         for pod in &entry.pods {
             self.unrepel(pod, index);
         }
-        self.with_affinity.remove(&index);
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
             self.placements.remove(&pod.uid);
@@ -270,16 +263,13 @@ impl Table {
                 let uids = self.labelled.entry(label.key.clone()).or_default().entry(label.value.clone()).or_default();
                 uids.insert(pod.uid.clone());
             }
-            for term in &pod.pod_anti_affinity.required {
-                let owners = self.repelling.entry((pod.namespace.clone(), term.clone())).or_default();
+            for (term_use, term) in term_uses(&pod) {
+                let owners = self.placed_terms.entry((pod.namespace.clone(), term_use, term.clone())).or_default();
                 *owners.entry(index).or_default() += 1;
             }
             let uid = pod.uid.clone();
             let position = entry.place(pod);
             self.placements.insert(uid, Slot { node: index, position });
-            if entry.pods_with_affinity > 0 {
-                self.with_affinity.insert(index);
-            }
             if entry.pods_with_required_anti_affinity > 0 {
                 self.with_required_anti_affinity.insert(index);
             }
@@ -290,9 +280,6 @@ impl Table {
         let slot = self.placements.remove(uid)?;
         let entry = self.nodes.get_mut(slot.node as usize)?.as_mut()?;
         let pod = entry.unplace(slot.position)?;
-        if entry.pods_with_affinity == 0 {
-            self.with_affinity.remove(&slot.node);
-        }
         if entry.pods_with_required_anti_affinity == 0 {
             self.with_required_anti_affinity.remove(&slot.node);
         }
@@ -307,12 +294,11 @@ impl Table {
         Some(pod)
     }
 
-    /// Takes `pod`'s required anti-affinity terms on the node at `index` out
-    /// of the grouped terms.
+    /// Takes `pod`'s terms on the node at `index` out of the grouped terms.
     fn unrepel(&mut self, pod: &Pod, index: u32) {
-        for term in &pod.pod_anti_affinity.required {
-            let key = (pod.namespace.clone(), term.clone());
-            let Some(owners) = self.repelling.get_mut(&key) else { continue };
+        for (term_use, term) in term_uses(pod) {
+            let key = (pod.namespace.clone(), term_use, term.clone());
+            let Some(owners) = self.placed_terms.get_mut(&key) else { continue };
             if let Some(count) = owners.get_mut(&index) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
@@ -320,7 +306,7 @@ impl Table {
                 }
             }
             if owners.is_empty() {
-                self.repelling.remove(&key);
+                self.placed_terms.remove(&key);
             }
         }
     }
@@ -346,24 +332,28 @@ impl Table {
         self.nodes.get(index as usize)?.as_ref()
     }
 
-    /// The required anti-affinity terms of the placed pods, each distinct
-    /// term once with its owners' namespace and, by node index, how many of
-    /// its owners the node holds: what repels a pod, without visiting every
-    /// pod that has such terms.
+    /// The pod (anti-)affinity terms of the placed pods, each distinct term
+    /// once with its owners' namespace, how they hold it and, by node
+    /// index, how many of its owners the node holds: what attracts or
+    /// repels a pod, without visiting every pod that has such terms.
+    pub fn placed_terms(&self) -> impl Iterator<Item = (&str, TermUse, &PodAffinityTerm, &HashMap<u32, u32>)> {
+        self.placed_terms
+            .iter()
+            .map(|((namespace, term_use, term), owners)| (namespace.as_str(), *term_use, term, owners))
+    }
+
+    /// The required anti-affinity terms of the placed pods, grouped as
+    /// [`Table::placed_terms`].
     pub fn repelling_terms(&self) -> impl Iterator<Item = (&str, &PodAffinityTerm, &HashMap<u32, u32>)> {
-        self.repelling.iter().map(|((namespace, term), owners)| (namespace.as_str(), term, owners))
+        self.placed_terms()
+            .filter(|(_, term_use, _, _)| *term_use == TermUse::RequiredAntiAffinity)
+            .map(|(namespace, _, term, owners)| (namespace, term, owners))
     }
 
     /// The values the nodes' label `key` takes, each once (the topology
     /// domains of `key`), without looking at every node.
     pub fn node_label_values(&self, key: &str) -> impl Iterator<Item = &str> {
         self.node_labels.get(key).into_iter().flat_map(|values| values.keys().map(String::as_str))
-    }
-
-    /// The nodes holding pods with pod affinity or anti-affinity terms
-    /// (required or preferred), by index, without looking at the others.
-    pub fn nodes_with_affinity(&self) -> impl Iterator<Item = (u32, &NodeEntry)> {
-        self.with_affinity.iter().filter_map(|&index| Some((index, self.node(index)?)))
     }
 
     /// The nodes holding pods with required pod anti-affinity terms, by
@@ -752,16 +742,13 @@ mod tests {
         table.apply(Change::PodRemoved("r2".into()));
         let entry = table.node(0).expect("node 0");
         assert_eq!(entry.pods_with_required_anti_affinity(), 1);
-        assert_eq!(entry.pods_with_affinity(), 1);
         let indexes = |nodes: BTreeSet<u32>| nodes.into_iter().collect::<Vec<_>>();
         assert_eq!(indexes(table.current().nodes_maybe_with_required_anti_affinity()), [0]);
-        assert_eq!(table.nodes_with_affinity().map(|(i, _)| i).collect::<Vec<_>>(), [0]);
         let assumptions = Assumptions { without: Vec::new(), extra: vec![(1, repelling("r3"))] };
         assert_eq!(indexes(table.assuming(&assumptions).nodes_maybe_with_required_anti_affinity()), [0, 1]);
         table.apply(Change::PodRemoved("r1".into()));
         assert_eq!(table.node(0).expect("node 0").pods_with_required_anti_affinity(), 0);
         assert!(table.nodes_with_required_anti_affinity().next().is_none());
-        assert!(table.nodes_with_affinity().next().is_none());
         table.apply(Change::PodPlaced(1, repelling("r4")));
         table.apply(Change::NodeRemoved(1));
         assert!(table.nodes_with_required_anti_affinity().next().is_none(), "a removed node leaves the index");
