@@ -240,11 +240,9 @@ impl Table {
     fn remove_node(&mut self, index: u32) {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
         self.uncount_labels(&entry.node);
-        for pod in &entry.pods {
-            self.unrepel(pod, index);
-        }
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
+            self.forget_terms(pod, index);
             self.placements.remove(&pod.uid);
             self.unindex(pod);
         }
@@ -290,12 +288,12 @@ impl Table {
             moved_slot.position = slot.position;
         }
         self.unindex(&pod);
-        self.unrepel(&pod, slot.node);
+        self.forget_terms(&pod, slot.node);
         Some(pod)
     }
 
     /// Takes `pod`'s terms on the node at `index` out of the grouped terms.
-    fn unrepel(&mut self, pod: &Pod, index: u32) {
+    fn forget_terms(&mut self, pod: &Pod, index: u32) {
         for (term_use, term) in term_uses(pod) {
             let key = (pod.namespace.clone(), term_use, term.clone());
             let Some(owners) = self.placed_terms.get_mut(&key) else { continue };
