@@ -5,6 +5,7 @@
 //! change.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
@@ -45,6 +46,10 @@ pub struct Cached {
     pub uid: String,
     /// The store revision that last wrote it: its `resourceVersion`.
     pub revision: i64,
+    /// This cache entry's own number, unique in the process: a changed or
+    /// re-read object gets a new one, so a reader that decoded the entry
+    /// once may keep what it decoded for as long as it sees this number.
+    pub version: u64,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Owners.
@@ -99,10 +104,12 @@ impl Cached {
         let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
         let owners: usize =
             self.owners.iter().map(|o| o.api_version.len() + o.kind.len() + o.name.len() + o.uid.len() + 104).sum();
-        std::mem::size_of::<Self>() + self.json.len() + strings + labels + owners + finalizers
+        const VERSION_INDEX_ENTRY: usize = 24;
+        std::mem::size_of::<Self>() + VERSION_INDEX_ENTRY + self.json.len() + strings + labels + owners + finalizers
     }
 
     fn from_stored(key: String, revision: i64, object: &Value, keep_json: bool) -> Result<Self, String> {
+        static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
         let head = Head::deserialize(object).map_err(|e| format!("not an object: {e}"))?;
         let metadata = head.metadata.unwrap_or_default();
         let selector = head.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(LabelSelector::from_object);
@@ -112,6 +119,7 @@ impl Cached {
             name: metadata.name.unwrap_or_default(),
             uid: metadata.uid.unwrap_or_default(),
             revision,
+            version: NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
             labels: metadata.labels.unwrap_or_default(),
             owners: metadata
                 .owner_references
@@ -215,6 +223,7 @@ struct Cache {
     by_owner: HashMap<String, HashSet<String>>,
     by_node: HashMap<String, HashSet<String>>,
     by_uid: HashMap<String, String>,
+    by_version: HashMap<u64, Arc<Cached>>,
     bytes: usize,
 }
 
@@ -247,12 +256,14 @@ impl Cache {
             self.by_uid.insert(object.uid.clone(), key.clone());
         }
         self.bytes += object.footprint();
+        self.by_version.insert(object.version, object.clone());
         self.by_key.insert(key, object);
         old
     }
 
     fn remove(&mut self, key: &str) -> Option<Arc<Cached>> {
         let old = self.by_key.remove(key)?;
+        self.by_version.remove(&old.version);
         self.by_name.remove(&(old.namespace.clone(), old.name.clone()));
         index_remove(&mut self.by_namespace, &old.namespace, key);
         for owner in &old.owners {
@@ -278,7 +289,7 @@ pub struct Informer {
     keep_json: bool,
     cache: RwLock<Cache>,
     handlers: Mutex<Vec<(u64, Handler)>>,
-    next_handler: std::sync::atomic::AtomicU64,
+    next_handler: AtomicU64,
     /// The revision through which every change is applied (0 before the
     /// first list).
     applied: watch::Sender<i64>,
@@ -298,7 +309,7 @@ impl Informer {
             keep_json,
             cache: RwLock::default(),
             handlers: Mutex::default(),
-            next_handler: std::sync::atomic::AtomicU64::new(0),
+            next_handler: AtomicU64::new(0),
             applied: watch::Sender::new(0),
         })
     }
@@ -444,7 +455,7 @@ impl Informer {
     /// addition for each object cached now; until the subscription drops.
     pub fn subscribe(self: &Arc<Self>, handler: impl Fn(&Change) + Send + Sync + 'static) -> Subscription {
         let handler: Handler = Arc::new(handler);
-        let id = self.next_handler.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next_handler.fetch_add(1, Ordering::Relaxed);
         // Registered before the replay, so that no change slips between
         // them (a change seen twice only queues a key twice).
         self.handlers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((id, handler.clone()));
@@ -471,6 +482,12 @@ impl Informer {
     pub fn get_by_uid(&self, uid: &str) -> Option<Arc<Cached>> {
         let cache = self.cache();
         cache.by_uid.get(uid).and_then(|key| cache.by_key.get(key)).cloned()
+    }
+
+    /// The object whose entry has `version` ([`Cached::version`]), if the
+    /// cache still holds it.
+    pub fn get_by_version(&self, version: u64) -> Option<Arc<Cached>> {
+        self.cache().by_version.get(&version).cloned()
     }
 
     /// The objects `filter` admits, found through the narrowest index.
@@ -676,6 +693,15 @@ mod tests {
         put_pod(&store, "d", "rs-2", "n1");
         assert!(informer.wait_for_revision(store.revision(), Duration::from_secs(5)).await);
         assert_eq!(changes.lock().expect("lock").len(), seen.len(), "a dropped subscription hears nothing");
+
+        let b = informer.get("d", "b").expect("cached");
+        assert!(Arc::ptr_eq(&informer.get_by_version(b.version).expect("found by version"), &b));
+        put_pod(&store, "b", "rs-1", "n3");
+        assert!(informer.wait_for_revision(store.revision(), Duration::from_secs(5)).await);
+        let changed = informer.get("d", "b").expect("cached");
+        assert_ne!(changed.version, b.version, "a changed object has a new version");
+        assert!(informer.get_by_version(b.version).is_none(), "the old version is gone");
+        assert_eq!(informer.get_by_version(changed.version).expect("found by version").node_name, "n3");
     }
 
     #[tokio::test]
@@ -696,7 +722,12 @@ mod tests {
         });
         write(&store, Command::Delete(DeleteRequest { range: KeyRange::single("/registry/pods/d/a"), prev_kv: false }));
         put_pod(&store, "b", "rs", "m");
+        let c_version = |informer: &Informer| informer.get("d", "c").map(|c| c.version);
+        put_pod(&store, "c", "rs", "n");
+        informer.relist().expect("listed");
+        let unchanged = c_version(&informer).expect("c cached");
         informer.relist().expect("listed again");
+        assert_eq!(c_version(&informer), Some(unchanged), "a relist keeps the version of an unchanged object");
         let seen = changes.lock().expect("lock");
         assert_eq!(seen.len(), 2, "one deletion and one update");
         assert!(seen.iter().any(|(old, new)| old.as_ref().is_some_and(|o| o.name == "a") && new.is_none()));

@@ -36,6 +36,9 @@ use controller_types::{ApiError, EventType, Interest, KindRef, ObjectKey, Object
 /// (its own computing is bounded by its deadline, counted in epoch ticks).
 pub const RECONCILE_WALL_MAX: Duration = Duration::from_secs(120);
 
+/// Versions one `fetch` may ask for, at most.
+pub const FETCH_VERSIONS_MAX: usize = 10_000;
+
 /// The answers to one `apply`, in order, once every write is made.
 pub type Applied = Pin<Box<dyn Future<Output = Vec<Result<String, ApiError>>> + Send>>;
 
@@ -48,11 +51,30 @@ pub trait ClusterAccess: Send + Sync + 'static {
     /// A kind the controller did not name among its interests.
     fn get(&self, kind: &KindRef, namespace: &str, name: &str) -> Result<Option<String>, ApiError>;
 
+    /// The version of the cached object's entry.
+    ///
+    /// # Errors
+    /// As [`ClusterAccess::get`].
+    fn get_version(&self, kind: &KindRef, namespace: &str, name: &str) -> Result<Option<u64>, ApiError>;
+
     /// The cached objects `selector` picks, as JSON.
     ///
     /// # Errors
     /// A kind the controller did not name; a malformed label selector.
     fn list(&self, kind: &KindRef, selector: &Selector) -> Result<Vec<String>, ApiError>;
+
+    /// The versions of the cached objects `selector` picks.
+    ///
+    /// # Errors
+    /// As [`ClusterAccess::list`].
+    fn list_versions(&self, kind: &KindRef, selector: &Selector) -> Result<Vec<u64>, ApiError>;
+
+    /// The cached objects at `versions` (at most [`FETCH_VERSIONS_MAX`]), as
+    /// JSON, in order; `None` for a version no longer cached.
+    ///
+    /// # Errors
+    /// A kind the controller did not name among its interests.
+    fn fetch(&self, kind: &KindRef, versions: &[u64]) -> Result<Vec<Option<String>>, ApiError>;
 
     /// Makes `writes` concurrently; each one's answer, in order.
     fn apply(&self, writes: Vec<Write>) -> Applied;
@@ -70,8 +92,27 @@ impl api_client::Host for CallState {
         self.cluster.as_ref().ok_or_else(no_cluster)?.get(&kind, &namespace, &name)
     }
 
+    fn get_version(&mut self, kind: KindRef, namespace: String, name: String) -> Result<Option<u64>, ApiError> {
+        self.cluster.as_ref().ok_or_else(no_cluster)?.get_version(&kind, &namespace, &name)
+    }
+
     fn list(&mut self, kind: KindRef, selector: Selector) -> Result<Vec<String>, ApiError> {
         self.cluster.as_ref().ok_or_else(no_cluster)?.list(&kind, &selector)
+    }
+
+    fn list_versions(&mut self, kind: KindRef, selector: Selector) -> Result<Vec<u64>, ApiError> {
+        self.cluster.as_ref().ok_or_else(no_cluster)?.list_versions(&kind, &selector)
+    }
+
+    fn fetch(&mut self, kind: KindRef, versions: Vec<u64>) -> Result<Vec<Option<String>>, ApiError> {
+        if versions.len() > FETCH_VERSIONS_MAX {
+            return Err(ApiError {
+                code: 413,
+                reason: "RequestEntityTooLarge".into(),
+                message: format!("one fetch may ask for {FETCH_VERSIONS_MAX} versions at most"),
+            });
+        }
+        self.cluster.as_ref().ok_or_else(no_cluster)?.fetch(&kind, &versions)
     }
 
     async fn apply(&mut self, writes: Vec<Write>) -> Vec<Result<String, ApiError>> {

@@ -35,7 +35,9 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
-pub use controller::{Applied, ClusterAccess, ControllerPlugin, RECONCILE_WALL_MAX, controller_types};
+pub use controller::{
+    Applied, ClusterAccess, ControllerPlugin, FETCH_VERSIONS_MAX, RECONCILE_WALL_MAX, controller_types,
+};
 pub use grants::{Grants, Reserved};
 pub use scheduler::{SCHEDULER_INSTANCES_MAX, SCHEDULER_INSTANCES_SPARED, SchedulerInstance, SchedulerPlugin};
 

@@ -248,6 +248,7 @@ mod tests {
             name: key.rsplit('/').next().unwrap_or_default().into(),
             uid: uid.into(),
             revision: 1,
+            version: 1,
             labels: Default::default(),
             owners: owners
                 .iter()

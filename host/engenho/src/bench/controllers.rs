@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use engenho_controller::{ApiError, Cluster, Controller, EventType, Key, Level, ObjectRef, Selector, Write};
+use engenho_control::informer::Decode;
+use engenho_control::{Cached, Filter, Informer, LabelSelector};
+use engenho_controller::{ApiError, Cluster, Controller, Decoded, EventType, Key, Level, ObjectRef, Selector, Write};
+use engenho_store::{Command, KeyValue, Mvcc, PutRequest};
 use engenho_wasm::controller_types::{self as wit, KindRef, ObjectKey};
 use engenho_wasm::{Applied, ClusterAccess, ControllerPlugin, Limits, PluginHost};
 use futures::StreamExt;
@@ -172,17 +175,17 @@ async fn pod_informer(client: &kube::Client) -> anyhow::Result<(u64, u64)> {
     Ok((value("informer_objects").context("no pods informer")?, value("informer_bytes").context("no pods informer")?))
 }
 
-/// A ReplicaSet of `pods` ready pods whose status already counts them, as
-/// JSON, with its pods: a reconcile that finds nothing to change.
-fn steady_replica_set(pods: usize) -> (String, Vec<String>) {
+/// A ReplicaSet of `pods` ready pods whose status already counts them, and
+/// its pods: a reconcile that finds nothing to change.
+fn steady_replica_set(pods: usize) -> (serde_json::Value, Vec<serde_json::Value>) {
     let owner = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "rs-uid",
         "controller": true, "blockOwnerDeletion": true});
-    let pods: Vec<String> = (0..pods)
+    let pods: Vec<serde_json::Value> = (0..pods)
         .map(|i| {
             json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("web-{i:05}"), "namespace": "bench", "uid": format!("pod-{i}"),
-                    "resourceVersion": "10", "creationTimestamp": "2026-12-01T00:00:00Z",
+                    "creationTimestamp": "2026-12-01T00:00:00Z",
                     "labels": {"app": "web"}, "ownerReferences": [owner]},
                 "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "nginx:1.27",
                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]},
@@ -190,36 +193,109 @@ fn steady_replica_set(pods: usize) -> (String, Vec<String>) {
                     {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T00:00:05Z"}],
                     "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0}]},
             })
-            .to_string()
         })
         .collect();
     let count = pods.len();
     let replica_set = json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "web", "namespace": "bench", "uid": "rs-uid", "generation": 1, "resourceVersion": "9"},
+        "metadata": {"name": "web", "namespace": "bench", "uid": "rs-uid", "generation": 1},
         "spec": {"replicas": count, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
                 "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
         "status": {"replicas": count, "fullyLabeledReplicas": count, "readyReplicas": count,
             "availableReplicas": count, "observedGeneration": 1},
     });
-    (replica_set.to_string(), pods)
+    (replica_set, pods)
 }
 
-/// The same cached objects, served to either side.
+/// The objects both sides read: the node's informers, over a store on
+/// disk, as a node's controllers read them.
 struct Objects {
-    replica_set: String,
-    pods: Vec<String>,
+    replica_sets: Arc<Informer>,
+    pods: Arc<Informer>,
     writes: Mutex<usize>,
 }
 
 impl Objects {
-    fn get(&self, plural: &str) -> Option<String> {
-        (plural == "replicasets").then(|| self.replica_set.clone())
+    /// Informers of `replica_set` and `pods`, written to a store in `dir`,
+    /// listed and following it until `stop` turns true.
+    async fn start(
+        dir: &Path,
+        replica_set: serde_json::Value,
+        pods: Vec<serde_json::Value>,
+        stop: &tokio::sync::watch::Sender<bool>,
+    ) -> anyhow::Result<Self> {
+        let storage = engenho_store::open_database(dir).context("the store")?;
+        let store = Mvcc::open(&storage).context("the store")?;
+        let mut applier = store.applier();
+        let objects = std::iter::once(("/registry/replicasets/bench/web".to_owned(), replica_set)).chain(
+            pods.into_iter()
+                .map(|pod| (format!("/registry/pods/bench/{}", pod["metadata"]["name"].as_str().unwrap_or("?")), pod)),
+        );
+        for (key, object) in objects {
+            let put =
+                PutRequest { key: key.into_bytes(), value: object.to_string().into_bytes(), ..PutRequest::default() };
+            applier.apply(&Command::Put(put)).context("a write")?;
+        }
+        applier.commit(None, None).context("the writes")?;
+        let decode: Decode = Arc::new(|kv: &KeyValue| {
+            let mut object: serde_json::Value = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+            object["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+            Ok(object)
+        });
+        let informer = |name: &str, prefix: &str| {
+            let informer = Informer::new(name, store.clone(), prefix.to_owned(), decode.clone(), true);
+            tokio::spawn(informer.clone().run(stop.subscribe()));
+            informer
+        };
+        let objects = Self {
+            replica_sets: informer("replicasets", "/registry/replicasets/"),
+            pods: informer("pods", "/registry/pods/"),
+            writes: Mutex::new(0),
+        };
+        objects.replica_sets.synced().await;
+        objects.pods.synced().await;
+        Ok(objects)
     }
 
-    fn list(&self, plural: &str) -> Vec<String> {
-        if plural == "pods" { self.pods.clone() } else { Vec::new() }
+    fn informer(&self, plural: &str) -> Result<&Arc<Informer>, ApiError> {
+        match plural {
+            "replicasets" => Ok(&self.replica_sets),
+            "pods" => Ok(&self.pods),
+            other => Err(ApiError { code: 403, reason: "Forbidden".into(), message: format!("{other} not watched") }),
+        }
+    }
+
+    fn get(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Arc<Cached>>, ApiError> {
+        Ok(self.informer(plural)?.get(namespace, name))
+    }
+
+    /// The objects a selector picks, as the node's controller runner
+    /// reads them (the label selector parsed per listing).
+    fn list(&self, plural: &str, namespace: &str, labels: &str, owner_uid: &str) -> Result<Vec<u64>, ApiError> {
+        let selector = match labels {
+            "" => None,
+            text => Some(LabelSelector::parse(text).map_err(|e| ApiError {
+                code: 400,
+                reason: "BadRequest".into(),
+                message: e.to_string(),
+            })?),
+        };
+        fn given(text: &str) -> Option<&str> {
+            (!text.is_empty()).then_some(text)
+        }
+        let filter = Filter {
+            namespace: given(namespace),
+            owner_uid: given(owner_uid),
+            node_name: None,
+            labels: selector.as_ref(),
+        };
+        Ok(self.informer(plural)?.list(&filter).iter().map(|cached| cached.version).collect())
+    }
+
+    fn fetch(&self, plural: &str, versions: &[u64]) -> Result<Vec<Option<String>>, ApiError> {
+        let informer = self.informer(plural)?;
+        Ok(versions.iter().map(|v| informer.get_by_version(*v).map(|cached| cached.json.to_string())).collect())
     }
 
     fn count_writes(&self, writes: usize) {
@@ -228,19 +304,39 @@ impl Objects {
 }
 
 /// The controller compiled into the host, reading [`Objects`].
-struct Native(Arc<Objects>);
+struct Native {
+    objects: Arc<Objects>,
+    decoded: Decoded,
+}
 
 impl Cluster for Native {
-    fn get(&self, kind: &engenho_controller::Kind, _: &str, _: &str) -> Result<Option<String>, ApiError> {
-        Ok(self.0.get(&kind.plural))
+    fn get(&self, kind: &engenho_controller::Kind, namespace: &str, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.objects.get(&kind.plural, namespace, name)?.map(|cached| cached.json.to_string()))
     }
 
-    fn list(&self, kind: &engenho_controller::Kind, _: &Selector) -> Result<Vec<String>, ApiError> {
-        Ok(self.0.list(&kind.plural))
+    fn get_version(
+        &self,
+        kind: &engenho_controller::Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<u64>, ApiError> {
+        Ok(self.objects.get(&kind.plural, namespace, name)?.map(|cached| cached.version))
+    }
+
+    fn list_versions(&self, kind: &engenho_controller::Kind, selector: &Selector) -> Result<Vec<u64>, ApiError> {
+        self.objects.list(&kind.plural, &selector.namespace, &selector.labels, &selector.owner_uid)
+    }
+
+    fn fetch(&self, kind: &engenho_controller::Kind, versions: &[u64]) -> Result<Vec<Option<String>>, ApiError> {
+        self.objects.fetch(&kind.plural, versions)
+    }
+
+    fn decoded(&self) -> &Decoded {
+        &self.decoded
     }
 
     fn apply(&self, writes: Vec<Write>) -> Vec<Result<String, ApiError>> {
-        self.0.count_writes(writes.len());
+        self.objects.count_writes(writes.len());
         writes.iter().map(|_| Ok(String::new())).collect()
     }
 
@@ -256,13 +352,31 @@ impl Cluster for Native {
 /// The controller as a component, reading [`Objects`].
 struct Component(Arc<Objects>);
 
+fn wit_error(error: ApiError) -> wit::ApiError {
+    wit::ApiError { code: error.code, reason: error.reason, message: error.message }
+}
+
 impl ClusterAccess for Component {
-    fn get(&self, kind: &KindRef, _: &str, _: &str) -> Result<Option<String>, wit::ApiError> {
-        Ok(self.0.get(&kind.plural))
+    fn get(&self, kind: &KindRef, namespace: &str, name: &str) -> Result<Option<String>, wit::ApiError> {
+        let cached = self.0.get(&kind.plural, namespace, name).map_err(wit_error)?;
+        Ok(cached.map(|cached| cached.json.to_string()))
     }
 
-    fn list(&self, kind: &KindRef, _: &wit::Selector) -> Result<Vec<String>, wit::ApiError> {
-        Ok(self.0.list(&kind.plural))
+    fn get_version(&self, kind: &KindRef, namespace: &str, name: &str) -> Result<Option<u64>, wit::ApiError> {
+        Ok(self.0.get(&kind.plural, namespace, name).map_err(wit_error)?.map(|cached| cached.version))
+    }
+
+    fn list(&self, kind: &KindRef, selector: &wit::Selector) -> Result<Vec<String>, wit::ApiError> {
+        let versions = self.list_versions(kind, selector)?;
+        Ok(self.fetch(kind, &versions)?.into_iter().flatten().collect())
+    }
+
+    fn list_versions(&self, kind: &KindRef, selector: &wit::Selector) -> Result<Vec<u64>, wit::ApiError> {
+        self.0.list(&kind.plural, &selector.namespace, &selector.labels, &selector.owner_uid).map_err(wit_error)
+    }
+
+    fn fetch(&self, kind: &KindRef, versions: &[u64]) -> Result<Vec<Option<String>>, wit::ApiError> {
+        self.0.fetch(&kind.plural, versions).map_err(wit_error)
     }
 
     fn apply(&self, writes: Vec<wit::Write>) -> Applied {
@@ -278,10 +392,13 @@ impl ClusterAccess for Component {
 /// ReplicaSet of `pods` pods: as a component, and compiled into the host.
 async fn compare(pods: usize, reconciles: usize) -> anyhow::Result<(f64, f64)> {
     let (replica_set, pod_objects) = steady_replica_set(pods);
-    let objects = Arc::new(Objects { replica_set, pods: pod_objects, writes: Mutex::new(0) });
+    let root = tempfile::tempdir().context("temporary directory")?;
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let objects = Arc::new(Objects::start(&root.path().join("db"), replica_set, pod_objects, &stop).await?);
     let key = Key { kind: engenho_controller::kinds::REPLICA_SETS, namespace: "bench".into(), name: "web".into() };
     let (native, _) = ReplicaSets::configure("").map_err(|e| anyhow::anyhow!(e))?;
-    let cluster = Native(objects.clone());
+    let cluster = Native { objects: objects.clone(), decoded: Decoded::default() };
+    native.reconcile(&cluster, &key);
     let started = Instant::now();
     for _ in 0..reconciles {
         native.reconcile(&cluster, &key);
@@ -299,12 +416,14 @@ async fn compare(pods: usize, reconciles: usize) -> anyhow::Result<(f64, f64)> {
         namespace: "bench".into(),
         name: "web".into(),
     };
-    component.reconcile(&host, &key, access.clone()).await?;
+    let outcome = component.reconcile(&host, &key, access.clone()).await?;
+    anyhow::ensure!(outcome == wit::Outcome::Done, "the component's first reconcile answered {outcome:?}");
     let started = Instant::now();
     for _ in 0..reconciles {
         component.reconcile(&host, &key, access.clone()).await?;
     }
     let component_rate = reconciles as f64 / started.elapsed().as_secs_f64();
+    stop.send_replace(true);
     let writes = *objects.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     anyhow::ensure!(writes == 0, "a steady ReplicaSet was written to {writes} times: the comparison is not steady");
     eprintln!("  {pods} pods: component {component_rate:.0}/s, native {native_rate:.0}/s");

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod pods;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use engenho_controller::kinds::{PODS, REPLICA_SETS};
 use engenho_controller::meta::ObjectMeta;
@@ -69,7 +70,7 @@ impl Controller for ReplicaSets {
 
 impl ReplicaSets {
     fn sync<C: Cluster>(&self, cluster: &C, key: &Key) -> Result<Outcome, ApiError> {
-        let Some(rs) = cluster.get_as::<ReplicaSet>(&REPLICA_SETS, &key.namespace, &key.name)? else {
+        let Some(rs) = cluster.get_shared::<ReplicaSet>(&REPLICA_SETS, &key.namespace, &key.name)? else {
             return Ok(Outcome::Done);
         };
         if rs.metadata.is_deleting() {
@@ -80,7 +81,7 @@ impl ReplicaSets {
             return Ok(Outcome::Done);
         }
         let pods = candidate_pods(cluster, &rs)?;
-        let claims = plan::claims(&rs, &pods);
+        let claims = plan::claims(&rs, pods.iter().map(|(pod, selected)| (&**pod, *selected)));
         let mut owned = claims.owned.clone();
         let mut claim_error_opt = None;
         let ownership: Vec<Write> = claims
@@ -185,16 +186,27 @@ impl ReplicaSets {
     }
 }
 
-/// The pods of `rs`'s namespace its selector picks, and those it controls,
-/// each once.
-fn candidate_pods<C: Cluster>(cluster: &C, rs: &ReplicaSet) -> Result<Vec<Pod>, ApiError> {
+/// The pods of `rs`'s namespace its selector picks and those it controls,
+/// each once, with whether its selector picks it.
+fn candidate_pods<C: Cluster>(cluster: &C, rs: &ReplicaSet) -> Result<Vec<(Arc<Pod>, bool)>, ApiError> {
     let namespace = &rs.metadata.namespace;
     let selected = Selector { labels: rs.spec.selector.to_text(), ..Selector::namespace(namespace) };
-    let mut pods = cluster.list_as::<Pod>(&PODS, &selected)?;
-    let owned = cluster.list_as::<Pod>(&PODS, &Selector::owned_by(namespace, &rs.metadata.uid))?;
-    let known: HashSet<&str> = pods.iter().map(|pod| pod.metadata.uid.as_str()).collect();
-    let released: Vec<Pod> = owned.into_iter().filter(|pod| !known.contains(pod.metadata.uid.as_str())).collect();
-    pods.extend(released);
+    let owned = Selector::owned_by(namespace, &rs.metadata.uid);
+    let (picked, others) = cluster.list_shared_union::<Pod>(&PODS, &selected, &owned)?;
+    let mut pods: Vec<(Arc<Pod>, bool)> = picked.into_iter().map(|pod| (pod, true)).collect();
+    if !others.is_empty() {
+        // A pod that changed between the two listings counts as first listed.
+        let known: HashSet<&str> = pods.iter().map(|(pod, _)| pod.metadata.uid.as_str()).collect();
+        let others: Vec<(Arc<Pod>, bool)> = others
+            .into_iter()
+            .filter(|pod| !known.contains(pod.metadata.uid.as_str()))
+            .map(|pod| {
+                let picks = rs.spec.selector.matches(&pod.metadata.labels);
+                (pod, picks)
+            })
+            .collect();
+        pods.extend(others);
+    }
     Ok(pods)
 }
 

@@ -29,15 +29,15 @@ pub struct Claims<'a> {
     pub release: Vec<&'a Pod>,
 }
 
-/// Sorts `pods` (those the ReplicaSet selects and those it controls) as
-/// Kubernetes' `ClaimPods` does: it keeps the pods it controls and
-/// selects, adopts selected orphans that are not being deleted (unless it
-/// is being deleted itself), releases the pods it controls and no longer
-/// selects, and leaves pods other controllers control.
-pub fn claims<'a>(rs: &ReplicaSet, pods: &'a [Pod]) -> Claims<'a> {
+/// Sorts `pods` (those the ReplicaSet selects and those it controls, each
+/// with whether its selector picks it) as Kubernetes' `ClaimPods` does: it
+/// keeps the pods it controls and selects, adopts selected orphans that are
+/// not being deleted (unless it is being deleted itself), releases the pods
+/// it controls and no longer selects, and leaves pods other controllers
+/// control.
+pub fn claims<'a>(rs: &ReplicaSet, pods: impl IntoIterator<Item = (&'a Pod, bool)>) -> Claims<'a> {
     let mut claims = Claims::default();
-    for pod in pods {
-        let selected = !rs.spec.selector.is_empty() && rs.spec.selector.matches(&pod.metadata.labels);
+    for (pod, selected) in pods {
         match pod.metadata.controller() {
             Some(owner) if owner.uid == rs.metadata.uid => {
                 if selected {
@@ -235,13 +235,16 @@ mod tests {
             labeled(pod("theirs", "", "Running", None, t), &[("app", "web")], Some("other-uid")),
         ];
         let mut rs = replica_set();
-        let claims = claims(&rs, &pods);
+        let picked = |rs: &ReplicaSet| -> Vec<(&Pod, bool)> {
+            pods.iter().map(|pod| (pod, rs.spec.selector.matches(&pod.metadata.labels))).collect()
+        };
+        let claims = claims(&rs, picked(&rs));
         let names = |pods: &[&Pod]| pods.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&claims.owned), ["mine"]);
         assert_eq!(names(&claims.adopt), ["orphan"]);
         assert_eq!(names(&claims.release), ["relabeled"]);
         rs.metadata.deletion_timestamp = Some(t.into());
-        assert!(super::claims(&rs, &pods).adopt.is_empty());
+        assert!(super::claims(&rs, picked(&rs)).adopt.is_empty());
     }
 
     #[test]

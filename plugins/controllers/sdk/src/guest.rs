@@ -4,12 +4,14 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::{
-    ApiError, Cluster, Controller, EventType, Key, Kind, Level, ObjectRef, Propagation, Selector, Trigger, Write,
+    ApiError, Cluster, Controller, Decoded, EventType, Key, Kind, Level, ObjectRef, Propagation, Selector, Trigger,
+    Write,
 };
 
 /// The world's generated bindings.
@@ -21,6 +23,7 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "engenho_controller::guest::bindings",
         runtime_path: "engenho_controller::guest::wit_bindgen_rt",
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 
@@ -36,6 +39,9 @@ thread_local! {
     /// The configured controller of this instance.
     static CONTROLLER: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
+
+/// What this instance's reconciles decoded, kept across them.
+static DECODED: LazyLock<Decoded> = LazyLock::new(Decoded::default);
 
 /// Configures `C` from `config` and keeps it for the instance's reconciles.
 ///
@@ -71,36 +77,52 @@ struct Imports;
 
 impl Cluster for Imports {
     fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<String>, ApiError> {
-        wit::get(&kind_ref(kind), namespace, name).map_err(api_error)
+        wit::get(kind_ref(kind), namespace, name).map_err(api_error)
     }
 
-    fn list(&self, kind: &Kind, selector: &Selector) -> Result<Vec<String>, ApiError> {
+    fn get_version(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<u64>, ApiError> {
+        wit::get_version(kind_ref(kind), namespace, name).map_err(api_error)
+    }
+
+    fn list_versions(&self, kind: &Kind, selector: &Selector) -> Result<Vec<u64>, ApiError> {
         let selector = wit::Selector {
-            namespace: selector.namespace.clone(),
-            labels: selector.labels.clone(),
-            owner_uid: selector.owner_uid.clone(),
-            node_name: selector.node_name.clone(),
+            namespace: &selector.namespace,
+            labels: &selector.labels,
+            owner_uid: &selector.owner_uid,
+            node_name: &selector.node_name,
         };
-        wit::list(&kind_ref(kind), &selector).map_err(api_error)
+        wit::list_versions(kind_ref(kind), selector).map_err(api_error)
+    }
+
+    fn fetch(&self, kind: &Kind, versions: &[u64]) -> Result<Vec<Option<String>>, ApiError> {
+        wit::fetch(kind_ref(kind), versions).map_err(api_error)
+    }
+
+    fn decoded(&self) -> &Decoded {
+        &DECODED
     }
 
     fn apply(&self, writes: Vec<Write>) -> Vec<Result<String, ApiError>> {
-        let writes: Vec<wit::Write> = writes.into_iter().map(write).collect();
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let bodies: Vec<String> = writes.iter().map(body).collect();
+        let writes: Vec<wit::Write<'_>> = writes.iter().zip(&bodies).map(|(w, body)| write(w, body)).collect();
         wit::apply(&writes).into_iter().map(|answer| answer.map_err(api_error)).collect()
     }
 
     fn emit(&self, regarding: &ObjectRef, event_type: EventType, reason: &str, message: &str) {
         let regarding = wit_events::ObjectRef {
             kind: kind_ref(&regarding.kind),
-            namespace: regarding.namespace.clone(),
-            name: regarding.name.clone(),
-            uid: regarding.uid.clone(),
+            namespace: &regarding.namespace,
+            name: &regarding.name,
+            uid: &regarding.uid,
         };
         let event_type = match event_type {
             EventType::Normal => wit_events::EventType::Normal,
             EventType::Warning => wit_events::EventType::Warning,
         };
-        wit_events::emit(&regarding, event_type, reason, message);
+        wit_events::emit(regarding, event_type, reason, message);
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -123,11 +145,15 @@ impl Cluster for Imports {
     }
 }
 
-fn kind_ref(kind: &Kind) -> wit::KindRef {
-    wit::KindRef { group: kind.group.to_string(), version: kind.version.to_string(), plural: kind.plural.to_string() }
+fn kind_ref(kind: &Kind) -> wit::KindRefParam<'_> {
+    wit::KindRefParam { group: &kind.group, version: &kind.version, plural: &kind.plural }
 }
 
-fn kind_from(kind: wit::KindRef) -> Kind {
+fn kind_result(kind: Kind) -> wit::KindRefResult {
+    wit::KindRefResult { group: kind.group.into(), version: kind.version.into(), plural: kind.plural.into() }
+}
+
+fn kind_from(kind: wit::KindRefResult) -> Kind {
     Kind { group: kind.group.into(), version: kind.version.into(), plural: kind.plural.into() }
 }
 
@@ -141,37 +167,40 @@ fn interest(interest: crate::Interest) -> Interest {
         .into_iter()
         .map(|trigger| match trigger {
             Trigger::Itself => WitTrigger::Itself,
-            Trigger::Owners(kind) => WitTrigger::Owners(kind_ref(&kind)),
-            Trigger::Selecting(kind) => WitTrigger::Selecting(kind_ref(&kind)),
-            Trigger::Every(kind) => WitTrigger::Every(kind_ref(&kind)),
-            Trigger::SameName(kind) => WitTrigger::SameName(kind_ref(&kind)),
+            Trigger::Owners(kind) => WitTrigger::Owners(kind_result(kind)),
+            Trigger::Selecting(kind) => WitTrigger::Selecting(kind_result(kind)),
+            Trigger::Every(kind) => WitTrigger::Every(kind_result(kind)),
+            Trigger::SameName(kind) => WitTrigger::SameName(kind_result(kind)),
             Trigger::Namespace => WitTrigger::Namespace,
         })
         .collect();
-    Interest { kind: kind_ref(&interest.kind), triggers }
+    Interest { kind: kind_result(interest.kind), triggers }
 }
 
-fn write(write: Write) -> wit::Write {
-    let object_write = |kind: Kind, namespace: String, object: serde_json::Value| wit::ObjectWrite {
-        kind: kind_ref(&kind),
-        namespace,
-        object: object.to_string(),
-    };
+/// The JSON text a write carries (none for a deletion).
+fn body(write: &Write) -> String {
     match write {
-        Write::Create { kind, namespace, object } => wit::Write::Create(object_write(kind, namespace, object)),
-        Write::Update { kind, namespace, object } => wit::Write::Update(object_write(kind, namespace, object)),
-        Write::UpdateStatus { kind, namespace, object } => {
-            wit::Write::UpdateStatus(object_write(kind, namespace, object))
+        Write::Create { object, .. } | Write::Update { object, .. } | Write::UpdateStatus { object, .. } => {
+            object.to_string()
         }
-        Write::Patch { kind, namespace, name, subresource, patch } => wit::Write::Patch(wit::PatchWrite {
-            kind: kind_ref(&kind),
-            namespace,
-            name,
-            subresource,
-            patch: patch.to_string(),
-        }),
+        Write::Patch { patch, .. } => patch.to_string(),
+        Write::Delete { .. } => String::new(),
+    }
+}
+
+/// `write` as the import takes it, carrying `body` (see [`body`]).
+fn write<'a>(write: &'a Write, body: &'a str) -> wit::Write<'a> {
+    let object_write =
+        |kind: &'a Kind, namespace: &'a str| wit::ObjectWrite { kind: kind_ref(kind), namespace, object: body };
+    match write {
+        Write::Create { kind, namespace, .. } => wit::Write::Create(object_write(kind, namespace)),
+        Write::Update { kind, namespace, .. } => wit::Write::Update(object_write(kind, namespace)),
+        Write::UpdateStatus { kind, namespace, .. } => wit::Write::UpdateStatus(object_write(kind, namespace)),
+        Write::Patch { kind, namespace, name, subresource, .. } => {
+            wit::Write::Patch(wit::PatchWrite { kind: kind_ref(kind), namespace, name, subresource, patch: body })
+        }
         Write::Delete { kind, namespace, name, uid, propagation } => wit::Write::Delete(wit::Deletion {
-            kind: kind_ref(&kind),
+            kind: kind_ref(kind),
             namespace,
             name,
             uid,

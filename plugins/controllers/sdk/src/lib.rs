@@ -10,6 +10,7 @@
 
 extern crate self as engenho_controller;
 
+pub mod decoded;
 pub mod kinds;
 pub mod meta;
 pub mod nodes;
@@ -26,12 +27,15 @@ pub mod guest;
 pub use serde_json;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+pub use decoded::Decoded;
 
 /// A kind: group, version and plural resource name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -275,6 +279,10 @@ pub enum Level {
     Error,
 }
 
+/// Readings of one kind tried before giving up because the cache changed
+/// between each listing and its fetch.
+const LISTING_ATTEMPTS: usize = 3;
+
 /// What the controller reads and writes: the cluster as its host serves it.
 pub trait Cluster {
     /// The cached object `name` of `kind`, as JSON, if there is one.
@@ -283,12 +291,30 @@ pub trait Cluster {
     /// `kind` is not among the controller's interests.
     fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<String>, ApiError>;
 
-    /// The cached objects of `kind` that `selector` picks, as JSON.
+    /// The version of the cached object `name` of `kind`'s entry (unique on
+    /// the node, new whenever the object changes), if there is one.
+    ///
+    /// # Errors
+    /// As [`Cluster::get`].
+    fn get_version(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<u64>, ApiError>;
+
+    /// The versions of the cached objects of `kind` that `selector` picks.
     ///
     /// # Errors
     /// `kind` is not among the controller's interests; a label selector
     /// that does not parse.
-    fn list(&self, kind: &Kind, selector: &Selector) -> Result<Vec<String>, ApiError>;
+    fn list_versions(&self, kind: &Kind, selector: &Selector) -> Result<Vec<u64>, ApiError>;
+
+    /// The cached objects of `kind` at `versions` (at most
+    /// [`decoded::FETCH_VERSIONS_MAX`]), as JSON, in order; `None` for a
+    /// version no longer cached.
+    ///
+    /// # Errors
+    /// `kind` is not among the controller's interests.
+    fn fetch(&self, kind: &Kind, versions: &[u64]) -> Result<Vec<Option<String>>, ApiError>;
+
+    /// What the controller decoded before, kept across reconciles.
+    fn decoded(&self) -> &Decoded;
 
     /// Makes `writes` concurrently; each one's stored object as JSON (empty
     /// for a deletion that removed the object at once) or its error.
@@ -303,26 +329,101 @@ pub trait Cluster {
     /// The time now.
     fn now(&self) -> DateTime<Utc>;
 
-    /// The cached object `name` of `kind`, decoded.
+    /// The cached object `name` of `kind`, decoded (once per version).
     ///
     /// # Errors
     /// As [`Cluster::get`]; an object that does not decode as `T`.
-    fn get_as<T: DeserializeOwned>(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<T>, ApiError>
+    fn get_shared<T>(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<Arc<T>>, ApiError>
     where
         Self: Sized,
+        T: DeserializeOwned + Send + Sync + 'static,
     {
-        self.get(kind, namespace, name)?.map(|json| decode(kind, &json)).transpose()
+        for _ in 0..LISTING_ATTEMPTS {
+            let Some(version) = self.get_version(kind, namespace, name)? else { return Ok(None) };
+            if let Some(mut objects) = self.decoded().many(kind, &[version], |versions| self.fetch(kind, versions))? {
+                return Ok(objects.pop());
+            }
+        }
+        Err(changed_meanwhile(kind))
     }
 
-    /// The cached objects of `kind` that `selector` picks, decoded.
+    /// The cached object `name` of `kind`, decoded, as the controller's own
+    /// copy.
     ///
     /// # Errors
-    /// As [`Cluster::list`]; an object that does not decode as `T`.
-    fn list_as<T: DeserializeOwned>(&self, kind: &Kind, selector: &Selector) -> Result<Vec<T>, ApiError>
+    /// As [`Cluster::get_shared`].
+    fn get_as<T>(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<T>, ApiError>
     where
         Self: Sized,
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        self.list(kind, selector)?.iter().map(|json| decode(kind, json)).collect()
+        Ok(self.get_shared::<T>(kind, namespace, name)?.map(|object| T::clone(&object)))
+    }
+
+    /// The cached objects of `kind` that `selector` picks, decoded (once
+    /// per version: an object unchanged since an earlier reading is
+    /// neither copied nor decoded again).
+    ///
+    /// # Errors
+    /// As [`Cluster::list_versions`]; an object that does not decode as
+    /// `T`; a 409 when the cache changed under each of a few listings.
+    fn list_shared<T>(&self, kind: &Kind, selector: &Selector) -> Result<Vec<Arc<T>>, ApiError>
+    where
+        Self: Sized,
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        for _ in 0..LISTING_ATTEMPTS {
+            let versions = self.list_versions(kind, selector)?;
+            if let Some(objects) = self.decoded().many(kind, &versions, |versions| self.fetch(kind, versions))? {
+                return Ok(objects);
+            }
+        }
+        Err(changed_meanwhile(kind))
+    }
+
+    /// The cached objects of `kind` that `first` picks, and apart from
+    /// them those that only `second` picks, decoded (each version once, as
+    /// [`Cluster::list_shared`] reads them): the union of two selections,
+    /// e.g. the pods a selector picks and the pods an owner controls. An
+    /// object that changed between the two listings can be in both, at two
+    /// versions.
+    ///
+    /// # Errors
+    /// As [`Cluster::list_shared`].
+    fn list_shared_union<T>(
+        &self,
+        kind: &Kind,
+        first: &Selector,
+        second: &Selector,
+    ) -> Result<(Vec<Arc<T>>, Vec<Arc<T>>), ApiError>
+    where
+        Self: Sized,
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        for _ in 0..LISTING_ATTEMPTS {
+            let mut versions = self.list_versions(kind, first)?;
+            let firsts = versions.len();
+            let picked: decoded::Versions = versions.iter().copied().collect();
+            versions.extend(self.list_versions(kind, second)?.into_iter().filter(|v| !picked.contains(v)));
+            if let Some(mut objects) = self.decoded().many(kind, &versions, |versions| self.fetch(kind, versions))? {
+                let only_second = objects.split_off(firsts);
+                return Ok((objects, only_second));
+            }
+        }
+        Err(changed_meanwhile(kind))
+    }
+
+    /// The cached objects of `kind` that `selector` picks, decoded, as the
+    /// controller's own copies.
+    ///
+    /// # Errors
+    /// As [`Cluster::list_shared`].
+    fn list_as<T>(&self, kind: &Kind, selector: &Selector) -> Result<Vec<T>, ApiError>
+    where
+        Self: Sized,
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        Ok(self.list_shared::<T>(kind, selector)?.iter().map(|object| T::clone(object)).collect())
     }
 
     /// Makes one write; the stored object as JSON (empty for a deletion
@@ -335,6 +436,15 @@ pub trait Cluster {
         Self: Sized,
     {
         self.apply(vec![write]).pop().unwrap_or_else(|| Err(ApiError::internal("the host answered no write")))
+    }
+}
+
+/// The error of a reading whose objects changed under each of its attempts.
+fn changed_meanwhile(kind: &Kind) -> ApiError {
+    ApiError {
+        code: 409,
+        reason: "Conflict".into(),
+        message: format!("the cached {} changed during each of {LISTING_ATTEMPTS} readings", kind.plural),
     }
 }
 

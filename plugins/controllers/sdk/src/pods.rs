@@ -3,6 +3,8 @@
 //! them (active, terminating, ready, restarts, addresses). Unknown fields
 //! are skipped when reading.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -115,7 +117,15 @@ pub struct PodStatus {
     /// All its IPs, the primary first.
     #[serde(rename = "podIPs")]
     pub pod_ips: Vec<PodIp>,
+    /// [`Pod::ready_since`], parsed on first use and kept with the decoded
+    /// pod (a controller reads it on every reconcile).
+    #[serde(skip)]
+    pub ready_since: ReadySince,
 }
+
+/// A pod's readiness time, parsed on first use.
+#[derive(Debug, Clone, Default)]
+pub struct ReadySince(OnceLock<Option<Option<DateTime<Utc>>>>);
 
 /// A container's state, as far as controllers read it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -185,7 +195,9 @@ impl Pod {
     /// Since when it is ready: `None` when its `Ready` condition is not
     /// `True`, else the condition's transition time, if it parses.
     pub fn ready_since(&self) -> Option<Option<DateTime<Utc>>> {
-        self.ready_condition().map(|ready| ready.last_transition_time.as_deref().and_then(parse_time))
+        *self.status.ready_since.0.get_or_init(|| {
+            self.ready_condition().map(|ready| ready.last_transition_time.as_deref().and_then(parse_time))
+        })
     }
 
     /// Whether it is `Running` with its `Ready` condition `True`.

@@ -40,14 +40,14 @@ pub struct ServiceAccounts {
 }
 
 /// A namespace, as far as this controller reads it.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct Namespace {
     #[serde(default)]
     metadata: ObjectMeta,
 }
 
 /// A ConfigMap's data.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct ConfigMap {
     #[serde(default)]
     metadata: ObjectMeta,

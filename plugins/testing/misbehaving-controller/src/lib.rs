@@ -29,7 +29,7 @@ pub struct Misbehaving {
     config: Config,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct ConfigMap {
     metadata: ObjectMeta,
 }

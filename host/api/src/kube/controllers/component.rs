@@ -449,26 +449,21 @@ impl ClusterAccess for Access {
         Ok(self.owner.informer(kind)?.get(namespace, name).map(|cached| cached.json.to_string()))
     }
 
+    fn get_version(&self, kind: &KindRef, namespace: &str, name: &str) -> Result<Option<u64>, WitError> {
+        Ok(self.owner.informer(kind)?.get(namespace, name).map(|cached| cached.version))
+    }
+
     fn list(&self, kind: &KindRef, selector: &Selector) -> Result<Vec<String>, WitError> {
+        Ok(self.listed(kind, selector)?.iter().map(|cached| cached.json.to_string()).collect())
+    }
+
+    fn list_versions(&self, kind: &KindRef, selector: &Selector) -> Result<Vec<u64>, WitError> {
+        Ok(self.listed(kind, selector)?.iter().map(|cached| cached.version).collect())
+    }
+
+    fn fetch(&self, kind: &KindRef, versions: &[u64]) -> Result<Vec<Option<String>>, WitError> {
         let informer = self.owner.informer(kind)?;
-        let labels = match selector.labels.trim() {
-            "" => None,
-            text => Some(LabelSelector::parse(text).map_err(|e| WitError {
-                code: 400,
-                reason: "BadRequest".into(),
-                message: format!("unable to parse requirement: {e}"),
-            })?),
-        };
-        fn given(text: &str) -> Option<&str> {
-            (!text.is_empty()).then_some(text)
-        }
-        let filter = Filter {
-            namespace: given(&selector.namespace),
-            owner_uid: given(&selector.owner_uid),
-            node_name: given(&selector.node_name),
-            labels: labels.as_ref(),
-        };
-        Ok(informer.list(&filter).iter().map(|cached| cached.json.to_string()).collect())
+        Ok(versions.iter().map(|v| informer.get_by_version(*v).map(|cached| cached.json.to_string())).collect())
     }
 
     fn apply(&self, writes: Vec<Write>) -> Applied {
@@ -500,6 +495,31 @@ impl ClusterAccess for Access {
             reason,
             message,
         });
+    }
+}
+
+impl Access {
+    /// The cached objects of `kind` that `selector` picks.
+    fn listed(&self, kind: &KindRef, selector: &Selector) -> Result<Vec<Arc<Cached>>, WitError> {
+        let informer = self.owner.informer(kind)?;
+        let labels = match selector.labels.trim() {
+            "" => None,
+            text => Some(LabelSelector::parse(text).map_err(|e| WitError {
+                code: 400,
+                reason: "BadRequest".into(),
+                message: format!("unable to parse requirement: {e}"),
+            })?),
+        };
+        fn given(text: &str) -> Option<&str> {
+            (!text.is_empty()).then_some(text)
+        }
+        let filter = Filter {
+            namespace: given(&selector.namespace),
+            owner_uid: given(&selector.owner_uid),
+            node_name: given(&selector.node_name),
+            labels: labels.as_ref(),
+        };
+        Ok(informer.list(&filter))
     }
 }
 

@@ -1,0 +1,244 @@
+//! What a controller decoded of cached objects, kept by cache version (the
+//! number the host's cache gives each entry, new whenever the object
+//! changes), so that a reconcile finding an object unchanged neither copies
+//! nor decodes it again: controller-runtime's decoded cache, kept inside
+//! the controller.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, Kind, decode};
+
+/// Versions one `fetch` asks for, at most (the host's limit).
+pub const FETCH_VERSIONS_MAX: usize = 10_000;
+
+/// Decoded objects of one type kept at least before the older ones are let
+/// go; more while one reading needs more.
+const ENTRIES_MIN: usize = 4096;
+
+/// Decoded objects by type and cache version. Bounded: objects not read
+/// since the kept set last outgrew its limit are let go.
+#[derive(Default)]
+pub struct Decoded {
+    types: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
+}
+
+impl Decoded {
+    /// The objects of `kind` at `versions`, in order, decoded as `T`: those
+    /// kept from before, the others read by `fetch` (given at most
+    /// [`FETCH_VERSIONS_MAX`] versions a call) and decoded. `None` when
+    /// `fetch` no longer finds one of them: the caller lists again.
+    ///
+    /// # Errors
+    /// `fetch`'s; a 500 when an object does not decode as `T`.
+    pub fn many<T, F>(&self, kind: &Kind, versions: &[u64], fetch: F) -> Result<Option<Vec<Arc<T>>>, ApiError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+        F: Fn(&[u64]) -> Result<Vec<Option<String>>, ApiError>,
+    {
+        self.with::<T, _>(|kept| {
+            kept.age(versions.len());
+            let mut found: Vec<Option<Arc<T>>> = versions.iter().map(|version| kept.take(*version)).collect();
+            let missing: Vec<u64> = versions
+                .iter()
+                .zip(&found)
+                .filter(|(_, object)| object.is_none())
+                .map(|(version, _)| *version)
+                .collect();
+            let mut decoded = HashMap::with_capacity_and_hasher(missing.len(), ByVersion::default());
+            for chunk in missing.chunks(FETCH_VERSIONS_MAX) {
+                let answers = fetch(chunk)?;
+                if answers.len() != chunk.len() {
+                    return Err(ApiError::internal("the host answered a fetch with the wrong number of objects"));
+                }
+                for (version, json) in chunk.iter().zip(answers) {
+                    let Some(json) = json else { return Ok(None) };
+                    decoded.insert(*version, Arc::new(decode::<T>(kind, &json)?));
+                }
+            }
+            for (slot, version) in found.iter_mut().zip(versions) {
+                if slot.is_none() {
+                    let object = decoded.get(version).cloned();
+                    if let Some(object) = &object {
+                        kept.current.insert(*version, object.clone());
+                    }
+                    *slot = object;
+                }
+            }
+            Ok(found.into_iter().collect())
+        })
+    }
+
+    /// How many decoded objects of type `T` are kept.
+    pub fn kept<T: Send + Sync + 'static>(&self) -> usize {
+        self.with::<T, _>(|kept| kept.current.len() + kept.previous.len())
+    }
+
+    fn with<T: Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut Kept<T>) -> R) -> R {
+        let mut types = self.types.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = types
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(Kept::<T>::default()))
+            .downcast_mut::<Kept<T>>()
+            .expect("entries are keyed by their own type");
+        f(kept)
+    }
+}
+
+/// The decoded objects of one type: those read since the last turnover,
+/// and those read in the turn before it.
+struct Kept<T> {
+    current: HashMap<u64, Arc<T>, ByVersion>,
+    previous: HashMap<u64, Arc<T>, ByVersion>,
+    largest_reading: usize,
+}
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Self { current: HashMap::default(), previous: HashMap::default(), largest_reading: 0 }
+    }
+}
+
+impl<T> Kept<T> {
+    /// Before a reading of `objects`: turns over when the current set has
+    /// outgrown twice the largest reading (and [`ENTRIES_MIN`]), dropping
+    /// what the previous turn kept and was not read since.
+    fn age(&mut self, objects: usize) {
+        self.largest_reading = self.largest_reading.max(objects);
+        if self.current.len() > ENTRIES_MIN.max(2 * self.largest_reading) {
+            self.previous = std::mem::take(&mut self.current);
+        }
+    }
+
+    /// The object kept at `version`, if any, now in the current set.
+    fn take(&mut self, version: u64) -> Option<Arc<T>> {
+        if let Some(object) = self.current.get(&version) {
+            return Some(object.clone());
+        }
+        let object = self.previous.remove(&version)?;
+        self.current.insert(version, object.clone());
+        Some(object)
+    }
+}
+
+/// A set of versions.
+pub type Versions = HashSet<u64, ByVersion>;
+
+/// Hashes versions (sequential numbers) by one multiplication.
+pub type ByVersion = BuildHasherDefault<VersionHasher>;
+
+/// The hasher of [`ByVersion`].
+#[derive(Default)]
+pub struct VersionHasher(u64);
+
+impl Hasher for VersionHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, version: u64) {
+        self.0 = version.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    const THINGS: Kind = Kind::new("", "v1", "things");
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Thing {
+        n: u64,
+    }
+
+    /// A cache holding `n`'s JSON at version `n`, counting what is fetched.
+    struct Cache {
+        fetched: RefCell<Vec<u64>>,
+        gone: Vec<u64>,
+    }
+
+    impl Cache {
+        fn new() -> Self {
+            Self { fetched: RefCell::default(), gone: Vec::new() }
+        }
+
+        fn fetch(&self, versions: &[u64]) -> Result<Vec<Option<String>>, ApiError> {
+            assert!(versions.len() <= FETCH_VERSIONS_MAX);
+            self.fetched.borrow_mut().extend(versions);
+            Ok(versions.iter().map(|v| (!self.gone.contains(v)).then(|| format!("{{\"n\":{v}}}"))).collect())
+        }
+    }
+
+    fn numbers(objects: &[Arc<Thing>]) -> Vec<u64> {
+        objects.iter().map(|t| t.n).collect()
+    }
+
+    #[test]
+    fn only_unseen_versions_are_fetched_and_decoded() {
+        let (decoded, cache) = (Decoded::default(), Cache::new());
+        let first = decoded.many::<Thing, _>(&THINGS, &[3, 1, 2], |v| cache.fetch(v)).expect("read").expect("all");
+        assert_eq!(numbers(&first), [3, 1, 2]);
+        let second = decoded.many::<Thing, _>(&THINGS, &[2, 4, 3], |v| cache.fetch(v)).expect("read").expect("all");
+        assert_eq!(numbers(&second), [2, 4, 3]);
+        assert_eq!(*cache.fetched.borrow(), [3, 1, 2, 4], "versions seen before are not fetched again");
+        assert!(Arc::ptr_eq(&first[0], &second[2]), "an unchanged object is the one decoded before");
+    }
+
+    #[test]
+    fn a_version_gone_before_its_fetch_asks_for_a_new_listing() {
+        let decoded = Decoded::default();
+        let cache = Cache { gone: vec![2], ..Cache::new() };
+        assert!(decoded.many::<Thing, _>(&THINGS, &[1, 2], |v| cache.fetch(v)).expect("read").is_none());
+        let error = decoded.many::<Thing, _>(&THINGS, &[5], |_| Ok(vec![Some("[]".into())])).expect_err("not a thing");
+        assert_eq!(error.code, 500);
+        assert!(error.message.contains("things"), "{}", error.message);
+    }
+
+    #[test]
+    fn large_readings_are_fetched_in_chunks() {
+        let decoded = Decoded::default();
+        let calls = RefCell::new(0);
+        let cache = Cache::new();
+        let versions: Vec<u64> = (1..=25_000).collect();
+        let all = decoded
+            .many::<Thing, _>(&THINGS, &versions, |v| {
+                *calls.borrow_mut() += 1;
+                cache.fetch(v)
+            })
+            .expect("read")
+            .expect("all");
+        assert_eq!(numbers(&all), versions);
+        assert_eq!(*calls.borrow(), 3);
+    }
+
+    #[test]
+    fn objects_not_read_lately_are_let_go() {
+        let (decoded, cache) = (Decoded::default(), Cache::new());
+        let round = |r: u64| -> Vec<u64> { (0..1000).map(|i| 100_000 * r + i).collect() };
+        for r in 1..=20 {
+            decoded.many::<Thing, _>(&THINGS, &round(r), |v| cache.fetch(v)).expect("read").expect("all");
+        }
+        let kept = decoded.kept::<Thing>();
+        assert!(kept <= 2 * (ENTRIES_MIN + 1000), "{kept} kept");
+        let fetched = cache.fetched.borrow().len();
+        decoded.many::<Thing, _>(&THINGS, &round(20), |v| cache.fetch(v)).expect("read").expect("all");
+        assert_eq!(cache.fetched.borrow().len(), fetched, "the latest reading is kept");
+        decoded.many::<Thing, _>(&THINGS, &round(1), |v| cache.fetch(v)).expect("read").expect("all");
+        assert_eq!(cache.fetched.borrow().len(), fetched + 1000, "the first reading was let go");
+    }
+}
