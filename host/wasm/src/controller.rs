@@ -239,8 +239,15 @@ impl ControllerPlugin {
         key: &ObjectKey,
         cluster: Arc<dyn ClusterAccess>,
     ) -> Result<Outcome, PluginError> {
-        let turn = tokio::time::timeout(super::TURN_WAIT_MIN, host.reconciles.clone().acquire_owned()).await;
-        let Ok(Ok(_turn)) = turn else {
+        // A free turn is taken at once; only a wait for one is timed.
+        let turn = match host.reconciles.clone().try_acquire_owned() {
+            Ok(turn) => Some(turn),
+            Err(_) => tokio::time::timeout(super::TURN_WAIT_MIN, host.reconciles.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        let Some(_turn) = turn else {
             return Err(PluginError::Busy {
                 name: self.name.to_string(),
                 message: format!("all {} of the node's reconciles were in flight", super::RECONCILES_IN_FLIGHT_MAX),

@@ -30,6 +30,9 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen::rt as wit_bindgen_rt;
 
+/// The component's `memcmp`: word-wise instead of wasi-libc's bytewise.
+use engenho_guest_memcmp as _;
+
 use bindings::engenho::plugins::{api_client as wit, events as wit_events, log as wit_log};
 pub use bindings::exports::engenho::plugins::controller::{
     Guest as ControllerGuest, Interest, ObjectKey, Outcome, Trigger as WitTrigger,

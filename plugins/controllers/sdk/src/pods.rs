@@ -117,15 +117,24 @@ pub struct PodStatus {
     /// All its IPs, the primary first.
     #[serde(rename = "podIPs")]
     pub pod_ips: Vec<PodIp>,
-    /// [`Pod::ready_since`], parsed on first use and kept with the decoded
-    /// pod (a controller reads it on every reconcile).
+    /// The facts derived from the status, worked out on first use and kept
+    /// with the decoded pod, which a controller reads on every reconcile
+    /// while it is unchanged: a pod's status is not to be changed once a
+    /// fact was read.
     #[serde(skip)]
-    pub ready_since: ReadySince,
+    pub derived: Derived,
 }
 
-/// A pod's readiness time, parsed on first use.
+/// Facts derived from a pod's status, worked out on first use.
 #[derive(Debug, Clone, Default)]
-pub struct ReadySince(OnceLock<Option<Option<DateTime<Utc>>>>);
+pub struct Derived(OnceLock<Facts>);
+
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    terminal: bool,
+    succeeded: bool,
+    ready_since: Option<Option<DateTime<Utc>>>,
+}
 
 /// A container's state, as far as controllers read it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -166,13 +175,13 @@ pub struct PodIp {
 impl Pod {
     /// Whether it succeeded.
     pub fn succeeded(&self) -> bool {
-        self.status.phase == "Succeeded"
+        self.facts().succeeded
     }
 
     /// Whether it ran to an end and will not run again: `Succeeded` or
     /// `Failed`.
     pub fn is_terminal(&self) -> bool {
-        self.succeeded() || self.status.phase == "Failed"
+        self.facts().terminal
     }
 
     /// Whether it still runs or will: not terminal, not being deleted
@@ -189,15 +198,13 @@ impl Pod {
 
     /// Whether its `Ready` condition is `True`.
     pub fn is_ready(&self) -> bool {
-        self.ready_condition().is_some()
+        self.facts().ready_since.is_some()
     }
 
     /// Since when it is ready: `None` when its `Ready` condition is not
     /// `True`, else the condition's transition time, if it parses.
     pub fn ready_since(&self) -> Option<Option<DateTime<Utc>>> {
-        *self.status.ready_since.0.get_or_init(|| {
-            self.ready_condition().map(|ready| ready.last_transition_time.as_deref().and_then(parse_time))
-        })
+        self.facts().ready_since
     }
 
     /// Whether it is `Running` with its `Ready` condition `True`.
@@ -239,9 +246,16 @@ impl Pod {
         self.metadata.labels.get(REVISION_LABEL).map_or("", String::as_str)
     }
 
-    /// Its `Ready` condition, if that is `True`.
-    fn ready_condition(&self) -> Option<&Condition> {
-        condition(&self.status.conditions, "Ready").filter(|ready| ready.status == "True")
+    fn facts(&self) -> &Facts {
+        self.status.derived.0.get_or_init(|| {
+            let succeeded = self.status.phase == "Succeeded";
+            let ready = condition(&self.status.conditions, "Ready").filter(|ready| ready.status == "True");
+            Facts {
+                terminal: succeeded || self.status.phase == "Failed",
+                succeeded,
+                ready_since: ready.map(|ready| ready.last_transition_time.as_deref().and_then(parse_time)),
+            }
+        })
     }
 }
 

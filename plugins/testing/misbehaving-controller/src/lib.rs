@@ -7,6 +7,8 @@
 //! - `fail`: answers that it failed;
 //! - `trap`: traps;
 //! - `loop`: never returns;
+//! - `overfetch`: asks the host for more cached objects at once than it
+//!   serves, and answers the host's refusal as its failure;
 //! - `refuse`: refuses its configuration.
 
 use engenho_controller::kinds::CONFIG_MAPS;
@@ -37,7 +39,7 @@ struct ConfigMap {
 impl Controller for Misbehaving {
     fn configure(config: &str) -> Result<(Self, Vec<Interest>), String> {
         let config: Config = serde_json::from_str(config).map_err(|e| format!("invalid configuration: {e}"))?;
-        if !["ok", "fail", "trap", "loop", "refuse"].contains(&config.mode.as_str()) {
+        if !["ok", "fail", "trap", "loop", "overfetch", "refuse"].contains(&config.mode.as_str()) {
             return Err(format!("unknown mode {:?}", config.mode));
         }
         if config.mode == "refuse" {
@@ -55,6 +57,13 @@ impl Controller for Misbehaving {
         match self.config.mode.as_str() {
             "fail" => Outcome::Failed("failed on purpose".into()),
             "trap" => panic!("trapped on purpose"),
+            "overfetch" => {
+                let versions: Vec<u64> = (1..=10_001).collect();
+                match cluster.fetch(&CONFIG_MAPS, &versions) {
+                    Ok(_) => Outcome::Done,
+                    Err(error) => Outcome::Failed(error.to_string()),
+                }
+            }
             "loop" => {
                 let mut spins: u64 = 0;
                 loop {

@@ -1,5 +1,6 @@
-//! Goal: a controller component that fails, traps, loops or refuses its
-//! configuration harms only its own keys: a failing key is retried with
+//! Goal: a controller component that fails, traps, loops, asks the host
+//! for more than it serves or refuses its configuration harms only its
+//! own keys: a failing key is retried with
 //! backoff and a warning Event names the controller and the error; the
 //! API keeps serving; a new version that refuses its configuration is
 //! refused and one that traps on its first calls is rolled back, each
@@ -129,15 +130,19 @@ fn misbehaving_controllers_are_contained_refused_and_rolled_back() {
     probe(&kubectl, "third");
     wait_for("v1 to reconcile the third probe", LIMIT, || reconciled_by(&kubectl, "third") == "v1");
 
-    // Controllers that fail or loop: their keys are retried with backoff,
+    // Controllers that fail, loop or over-ask: their keys are retried with backoff,
     // each failure recorded, and the API answers meanwhile.
     install(&kubectl, &node, &digest, "failer", r#"{"mode": "fail"}"#);
     install(&kubectl, &node, &digest, "looper", r#"{"mode": "loop"}"#);
+    install(&kubectl, &node, &digest, "overfetcher", r#"{"mode": "overfetch"}"#);
     probe(&kubectl, "fourth");
     wait_for("the failures to be recorded", LIMIT, || {
         let failed = events(&kubectl, "fourth", "ReconcileFailed");
         let looped = events(&kubectl, "fourth", "ReconcileError");
         failed.iter().any(|m| m == "controller failer: failed on purpose")
+            && failed.iter().any(|m| {
+                m == "controller overfetcher: RequestEntityTooLarge (413): one fetch may ask for 10000 versions at most"
+            })
             && looped.iter().any(|m| m.contains("controller looper") && m.contains("deadline"))
     });
     let started = std::time::Instant::now();
