@@ -192,12 +192,13 @@ fn candidate_pods<C: Cluster>(cluster: &C, rs: &ReplicaSet) -> Result<Vec<(Arc<P
     let namespace = &rs.metadata.namespace;
     let selected = Selector { labels: rs.spec.selector.to_text(), ..Selector::namespace(namespace) };
     let owned = Selector::owned_by(namespace, &rs.metadata.uid);
-    let (picked, others) = cluster.list_shared_union::<Pod>(&PODS, &selected, &owned)?;
-    let mut pods: Vec<(Arc<Pod>, bool)> = picked.into_iter().map(|pod| (pod, true)).collect();
-    if !others.is_empty() {
+    let read = cluster.list_shared_union::<Pod>(&PODS, &selected, &owned)?;
+    let mut pods: Vec<(Arc<Pod>, bool)> = read.first.into_iter().map(|pod| (pod, true)).collect();
+    if !read.only_second.is_empty() {
         // A pod that changed between the two listings counts as first listed.
         let known: HashSet<&str> = pods.iter().map(|(pod, _)| pod.metadata.uid.as_str()).collect();
-        let others: Vec<(Arc<Pod>, bool)> = others
+        let others: Vec<(Arc<Pod>, bool)> = read
+            .only_second
             .into_iter()
             .filter(|pod| !known.contains(pod.metadata.uid.as_str()))
             .map(|pod| {

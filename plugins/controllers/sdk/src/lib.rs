@@ -390,12 +390,7 @@ pub trait Cluster {
     ///
     /// # Errors
     /// As [`Cluster::list_shared`].
-    fn list_shared_union<T>(
-        &self,
-        kind: &Kind,
-        first: &Selector,
-        second: &Selector,
-    ) -> Result<(Vec<Arc<T>>, Vec<Arc<T>>), ApiError>
+    fn list_shared_union<T>(&self, kind: &Kind, first: &Selector, second: &Selector) -> Result<Union<T>, ApiError>
     where
         Self: Sized,
         T: DeserializeOwned + Send + Sync + 'static,
@@ -407,7 +402,7 @@ pub trait Cluster {
             versions.extend(self.list_versions(kind, second)?.into_iter().filter(|v| !picked.contains(v)));
             if let Some(mut objects) = self.decoded().many(kind, &versions, |versions| self.fetch(kind, versions))? {
                 let only_second = objects.split_off(firsts);
-                return Ok((objects, only_second));
+                return Ok(Union { first: objects, only_second });
             }
         }
         Err(changed_meanwhile(kind))
@@ -437,6 +432,15 @@ pub trait Cluster {
     {
         self.apply(vec![write]).pop().unwrap_or_else(|| Err(ApiError::internal("the host answered no write")))
     }
+}
+
+/// What [`Cluster::list_shared_union`] read.
+#[derive(Debug)]
+pub struct Union<T> {
+    /// The objects the first selector picks.
+    pub first: Vec<Arc<T>>,
+    /// Apart from those, the objects only the second selector picks.
+    pub only_second: Vec<Arc<T>>,
 }
 
 /// The error of a reading whose objects changed under each of its attempts.
