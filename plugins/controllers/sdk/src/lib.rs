@@ -27,6 +27,7 @@ pub mod guest;
 pub use serde_json;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,13 +339,8 @@ pub trait Cluster {
         Self: Sized,
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        for _ in 0..LISTING_ATTEMPTS {
-            let Some(version) = self.get_version(kind, namespace, name)? else { return Ok(None) };
-            if let Some(mut objects) = self.decoded().many(kind, &[version], |versions| self.fetch(kind, versions))? {
-                return Ok(objects.pop());
-            }
-        }
-        Err(changed_meanwhile(kind))
+        let versions = || Ok(self.get_version(kind, namespace, name)?.into_iter().collect());
+        Ok(read(self, kind, versions)?.pop())
     }
 
     /// The cached object `name` of `kind`, decoded, as the controller's own
@@ -372,13 +368,7 @@ pub trait Cluster {
         Self: Sized,
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        for _ in 0..LISTING_ATTEMPTS {
-            let versions = self.list_versions(kind, selector)?;
-            if let Some(objects) = self.decoded().many(kind, &versions, |versions| self.fetch(kind, versions))? {
-                return Ok(objects);
-            }
-        }
-        Err(changed_meanwhile(kind))
+        read(self, kind, || self.list_versions(kind, selector))
     }
 
     /// The cached objects of `kind` that `first` picks, and apart from
@@ -395,17 +385,16 @@ pub trait Cluster {
         Self: Sized,
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        for _ in 0..LISTING_ATTEMPTS {
+        let firsts = Cell::new(0);
+        let mut objects = read(self, kind, || {
             let mut versions = self.list_versions(kind, first)?;
-            let firsts = versions.len();
+            firsts.set(versions.len());
             let picked: decoded::Versions = versions.iter().copied().collect();
             versions.extend(self.list_versions(kind, second)?.into_iter().filter(|v| !picked.contains(v)));
-            if let Some(mut objects) = self.decoded().many(kind, &versions, |versions| self.fetch(kind, versions))? {
-                let only_second = objects.split_off(firsts);
-                return Ok(Union { first: objects, only_second });
-            }
-        }
-        Err(changed_meanwhile(kind))
+            Ok(versions)
+        })?;
+        let only_second = objects.split_off(firsts.get());
+        Ok(Union { first: objects, only_second })
     }
 
     /// The cached objects of `kind` that `selector` picks, decoded, as the
@@ -443,13 +432,28 @@ pub struct Union<T> {
     pub only_second: Vec<Arc<T>>,
 }
 
-/// The error of a reading whose objects changed under each of its attempts.
-fn changed_meanwhile(kind: &Kind) -> ApiError {
-    ApiError {
+/// The objects of `kind` at the versions `list` answers, decoded once per
+/// version; listed again when one went before its fetch.
+///
+/// # Errors
+/// `list`'s and the fetch's; an object that does not decode as `T`; a 409
+/// when the cache changed under each of [`LISTING_ATTEMPTS`] listings.
+fn read<C, T>(cluster: &C, kind: &Kind, list: impl Fn() -> Result<Vec<u64>, ApiError>) -> Result<Vec<Arc<T>>, ApiError>
+where
+    C: Cluster,
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    for _ in 0..LISTING_ATTEMPTS {
+        let versions = list()?;
+        if let Some(objects) = cluster.decoded().many(kind, &versions, |versions| cluster.fetch(kind, versions))? {
+            return Ok(objects);
+        }
+    }
+    Err(ApiError {
         code: 409,
         reason: "Conflict".into(),
         message: format!("the cached {} changed during each of {LISTING_ATTEMPTS} readings", kind.plural),
-    }
+    })
 }
 
 /// `json`, an object of `kind`, decoded as `T`.
@@ -555,4 +559,117 @@ macro_rules! export_controller {
     $crate::guest::bindings::export!(Export with_types_in $crate::guest::bindings);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    const THINGS: Kind = Kind::new("", "v1", "things");
+
+    #[derive(Debug, Clone, Deserialize, PartialEq)]
+    struct Thing {
+        name: String,
+    }
+
+    /// A cache of things by version, each selector a namespace holding
+    /// versions; `churn` versions vanish between a listing and its fetch.
+    #[derive(Default)]
+    struct Cache {
+        objects: RefCell<BTreeMap<u64, String>>,
+        namespaces: BTreeMap<String, Vec<u64>>,
+        churn: RefCell<u32>,
+        fetches: RefCell<u32>,
+        decoded: Decoded,
+    }
+
+    impl Cache {
+        fn with(things: &[(u64, &str, &str)]) -> Self {
+            let mut cache = Self::default();
+            for (version, namespace, name) in things {
+                cache.objects.borrow_mut().insert(*version, format!("{{\"name\":\"{name}\"}}"));
+                cache.namespaces.entry((*namespace).to_owned()).or_default().push(*version);
+            }
+            cache
+        }
+    }
+
+    impl Cluster for Cache {
+        fn get(&self, _: &Kind, _: &str, _: &str) -> Result<Option<String>, ApiError> {
+            Ok(None)
+        }
+
+        fn get_version(&self, _: &Kind, namespace: &str, _: &str) -> Result<Option<u64>, ApiError> {
+            Ok(self.namespaces.get(namespace).and_then(|versions| versions.first().copied()))
+        }
+
+        fn list_versions(&self, _: &Kind, selector: &Selector) -> Result<Vec<u64>, ApiError> {
+            Ok(self.namespaces.get(&selector.namespace).cloned().unwrap_or_default())
+        }
+
+        fn fetch(&self, _: &Kind, versions: &[u64]) -> Result<Vec<Option<String>>, ApiError> {
+            *self.fetches.borrow_mut() += 1;
+            let mut churn = self.churn.borrow_mut();
+            if *churn > 0 {
+                *churn -= 1;
+                return Ok(versions.iter().map(|_| None).collect());
+            }
+            Ok(versions.iter().map(|v| self.objects.borrow().get(v).cloned()).collect())
+        }
+
+        fn decoded(&self) -> &Decoded {
+            &self.decoded
+        }
+
+        fn apply(&self, writes: Vec<Write>) -> Vec<Result<String, ApiError>> {
+            writes.iter().map(|_| Ok(String::new())).collect()
+        }
+
+        fn emit(&self, _: &ObjectRef, _: EventType, _: &str, _: &str) {}
+
+        fn log(&self, _: Level, _: &str) {}
+
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::<Utc>::default()
+        }
+    }
+
+    fn names(things: &[Arc<Thing>]) -> Vec<&str> {
+        things.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn readings_decode_each_version_once_and_list_again_when_one_goes() {
+        let cache = Cache::with(&[(1, "a", "one"), (2, "a", "two"), (3, "b", "three")]);
+        let listed = cache.list_shared::<Thing>(&THINGS, &Selector::namespace("a")).expect("read");
+        assert_eq!(names(&listed), ["one", "two"]);
+        let again = cache.list_as::<Thing>(&THINGS, &Selector::namespace("a")).expect("read");
+        assert_eq!(again, [Thing { name: "one".into() }, Thing { name: "two".into() }]);
+        assert_eq!(*cache.fetches.borrow(), 1, "unchanged versions are not fetched again");
+
+        *cache.churn.borrow_mut() = 2;
+        let read = cache.get_shared::<Thing>(&THINGS, "b", "three").expect("read on the third try");
+        assert_eq!(read.map(|t| t.name.clone()).as_deref(), Some("three"));
+        assert!(cache.get_shared::<Thing>(&THINGS, "none", "x").expect("read").is_none());
+
+        let mut churning = Cache::with(&[(4, "c", "four")]);
+        churning.churn = RefCell::new(LISTING_ATTEMPTS as u32);
+        let error = churning.list_shared::<Thing>(&THINGS, &Selector::namespace("c")).expect_err("always changed");
+        assert_eq!((error.code, error.reason.as_str()), (409, "Conflict"));
+    }
+
+    #[test]
+    fn a_union_reads_each_version_once_and_keeps_the_first_selection_apart() {
+        let cache = Cache::with(&[(1, "a", "one"), (2, "a", "two"), (2, "b", "two"), (3, "b", "three")]);
+        let union = cache
+            .list_shared_union::<Thing>(&THINGS, &Selector::namespace("a"), &Selector::namespace("b"))
+            .expect("read");
+        assert_eq!(names(&union.first), ["one", "two"]);
+        assert_eq!(names(&union.only_second), ["three"]);
+    }
 }
