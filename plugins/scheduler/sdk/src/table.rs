@@ -763,13 +763,25 @@ mod tests {
             let index = 0u32..6;
             let uid = (0u8..8).prop_map(|n| format!("pod-{n}"));
             prop_oneof![
-                index.clone().prop_map(|i| Change::NodeSet(i, node(&format!("node-{i}")))),
+                index.clone().prop_map(|i| {
+                    let zone = format!("zone-{}", i % 3);
+                    Change::NodeSet(i, crate::testsuite::labelled_node(&format!("node-{i}"), &[("zone", &zone)]))
+                }),
                 index.clone().prop_map(Change::NodeRemoved),
-                (index, uid.clone(), 0u64..3000, 0u64..3, 0u64..2, 0u8..3).prop_map(
-                    |(i, uid, cpu, gpus, memory, app)| {
+                (index, uid.clone(), 0u64..3000, 0u64..3, 0u64..2, 0u8..3, 0u8..4).prop_map(
+                    |(i, uid, cpu, gpus, memory, app, terms)| {
                         let mut pod = requesting(&uid, cpu, memory);
                         pod.requests.extended[0].amount = gpus;
                         pod.labels = crate::testsuite::labels(&[("app", &format!("app-{app}"))]);
+                        let term =
+                            |key: &str| PodAffinityTerm { topology_key: key.into(), ..PodAffinityTerm::default() };
+                        if terms & 1 != 0 {
+                            pod.pod_anti_affinity.required = vec![term("zone")];
+                        }
+                        if terms & 2 != 0 {
+                            let weighted = crate::WeightedPodAffinityTerm { weight: 5, term: term("host") };
+                            pod.pod_affinity.preferred = vec![weighted];
+                        }
                         Change::PodPlaced(i, pod)
                     }
                 ),
@@ -788,10 +800,12 @@ mod tests {
 
         proptest! {
             #[test]
-            fn sums_kept_incrementally_equal_sums_recomputed(changes in prop::collection::vec(change(), 0..60)) {
+            fn state_kept_incrementally_equals_state_recomputed(changes in prop::collection::vec(change(), 0..60)) {
                 // Goal: whatever the order of changes, each node's running
                 // sums equal its pods' requests summed anew, every placed
-                // uid is on the node the table says, and nothing panics.
+                // uid is on the node the table says, the label indexes
+                // and the grouped (anti-)affinity terms equal what a scan
+                // of the nodes and pods finds, and nothing panics.
                 let mut table = Table::new();
                 for change in changes {
                     table.apply(change);
@@ -819,6 +833,32 @@ mod tests {
                 indexed.sort_unstable();
                 scanned.sort_unstable();
                 prop_assert_eq!(indexed, scanned);
+                // The grouped terms count exactly the terms the placed pods hold.
+                let mut held: HashMap<(String, TermUse, PodAffinityTerm), HashMap<u32, u32>> = HashMap::new();
+                for (index, entry) in table.nodes() {
+                    for pod in entry.pods() {
+                        for (term_use, term) in term_uses(pod) {
+                            let key = (pod.namespace.clone(), term_use, term.clone());
+                            *held.entry(key).or_default().entry(index).or_default() += 1;
+                        }
+                    }
+                }
+                let grouped: HashMap<(String, TermUse, PodAffinityTerm), HashMap<u32, u32>> = table
+                    .placed_terms()
+                    .map(|(namespace, term_use, term, owners)| ((namespace.to_owned(), term_use, term.clone()), owners.clone()))
+                    .collect();
+                prop_assert_eq!(grouped, held);
+                // The label index finds exactly the nodes' zones.
+                let mut listed: Vec<&str> = table.node_label_values("zone").collect();
+                let mut zones: Vec<&str> = table
+                    .nodes()
+                    .filter_map(|(_, entry)| label_value(&entry.node().labels, "zone"))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                listed.sort_unstable();
+                zones.sort_unstable();
+                prop_assert_eq!(listed, zones);
             }
         }
     }
