@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use engenho_scheduler as sdk;
-use engenho_wasm::{PluginError, PluginHost, SchedulerInstance};
+use engenho_wasm::{PluginError, PluginHost, SchedulerInstance, checked_scores, checked_verdicts};
 
 use super::table::Table;
 
@@ -85,12 +85,7 @@ impl Runner {
         match self {
             Self::Component(instance) => instance.filter(host, pod, candidates, assumptions).await,
             Self::Native { name, judge, .. } => {
-                let verdicts = judge.filter(pod, candidates, assumptions);
-                if verdicts.len() != candidates.len() {
-                    let message = format!("{} verdicts for {} candidate nodes", verdicts.len(), candidates.len());
-                    return Err(PluginError::MalformedOutput { name: name.clone(), message });
-                }
-                Ok(verdicts)
+                checked_verdicts(name, judge.filter(pod, candidates, assumptions), candidates.len())
             }
         }
     }
@@ -98,18 +93,7 @@ impl Runner {
     async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, nodes: &[u32]) -> Result<Vec<u32>, PluginError> {
         match self {
             Self::Component(instance) => instance.score(host, pod, nodes).await,
-            Self::Native { name, judge, .. } => {
-                let scores = judge.score(pod, nodes);
-                if scores.len() != nodes.len() {
-                    let message = format!("{} scores for {} nodes", scores.len(), nodes.len());
-                    return Err(PluginError::MalformedOutput { name: name.clone(), message });
-                }
-                if let Some(score) = scores.iter().find(|s| **s > sdk::MAX_NODE_SCORE) {
-                    let message = format!("a score of {score}, above {}", sdk::MAX_NODE_SCORE);
-                    return Err(PluginError::MalformedOutput { name: name.clone(), message });
-                }
-                Ok(scores)
-            }
+            Self::Native { name, judge, .. } => checked_scores(name, judge.score(pod, nodes), nodes.len()),
         }
     }
 }

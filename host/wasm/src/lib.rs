@@ -39,7 +39,10 @@ pub use controller::{
     Applied, ClusterAccess, ControllerPlugin, FETCH_VERSIONS_MAX, RECONCILE_WALL_MAX, controller_types,
 };
 pub use grants::{Grants, Reserved};
-pub use scheduler::{SCHEDULER_INSTANCES_MAX, SCHEDULER_INSTANCES_SPARED, SchedulerInstance, SchedulerPlugin};
+pub use scheduler::{
+    SCHEDULER_INSTANCES_MAX, SCHEDULER_INSTANCES_SPARED, SchedulerInstance, SchedulerPlugin, checked_scores,
+    checked_verdicts,
+};
 
 /// How often the engine's epoch advances while plugin calls run: the
 /// longest a plugin computes on a runtime worker before it yields to the

@@ -261,10 +261,7 @@ impl SchedulerInstance {
             .call_filter(&mut self.store, &pod, candidates, &assumptions)
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
-        if answer.len() != candidates.len() {
-            return Err(self.malformed(format!("{} verdicts for {} candidate nodes", answer.len(), candidates.len())));
-        }
-        Ok(answer.into_iter().map(convert::verdict).collect())
+        Ok(checked_verdicts(&self.name, answer, candidates.len())?.into_iter().map(convert::verdict).collect())
     }
 
     /// The plugin's score (0 to 100) of each of `nodes` for `pod`, in order.
@@ -281,13 +278,7 @@ impl SchedulerInstance {
             .call_score(&mut self.store, &pod, nodes)
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
-        if answer.len() != nodes.len() {
-            return Err(self.malformed(format!("{} scores for {} nodes", answer.len(), nodes.len())));
-        }
-        if let Some(score) = answer.iter().find(|s| **s > 100) {
-            return Err(self.malformed(format!("a score of {score}, above 100")));
-        }
-        Ok(answer)
+        checked_scores(&self.name, answer, nodes.len())
     }
 
     /// One of the host's call turns, and the call's deadline set.
@@ -297,10 +288,36 @@ impl SchedulerInstance {
         self.store.data_mut().ticks_left = super::deadline_ticks(self.limits.deadline);
         Ok(turn)
     }
+}
 
-    fn malformed(&self, message: String) -> PluginError {
-        PluginError::MalformedOutput { name: self.name.to_string(), message }
+/// `verdicts`, plugin `name`'s answer to a filter of `candidates` nodes,
+/// as a component's or a natively compiled plugin's.
+///
+/// # Errors
+/// Another number of verdicts than candidates.
+pub fn checked_verdicts<T>(name: &str, verdicts: Vec<T>, candidates: usize) -> Result<Vec<T>, PluginError> {
+    if verdicts.len() != candidates {
+        let message = format!("{} verdicts for {candidates} candidate nodes", verdicts.len());
+        return Err(PluginError::MalformedOutput { name: name.to_owned(), message });
     }
+    Ok(verdicts)
+}
+
+/// `scores`, plugin `name`'s scores of `nodes` nodes, as a component's or a
+/// natively compiled plugin's.
+///
+/// # Errors
+/// Another number of scores than nodes; a score above
+/// [`sdk::MAX_NODE_SCORE`].
+pub fn checked_scores(name: &str, scores: Vec<u32>, nodes: usize) -> Result<Vec<u32>, PluginError> {
+    let malformed = |message: String| PluginError::MalformedOutput { name: name.to_owned(), message };
+    if scores.len() != nodes {
+        return Err(malformed(format!("{} scores for {nodes} nodes", scores.len())));
+    }
+    if let Some(score) = scores.iter().find(|s| **s > sdk::MAX_NODE_SCORE) {
+        return Err(malformed(format!("a score of {score}, above {}", sdk::MAX_NODE_SCORE)));
+    }
+    Ok(scores)
 }
 
 /// The component `bytes` compiled and linked as a scheduler plugin.
