@@ -81,7 +81,7 @@ impl Runner {
         pod: &sdk::Pod,
         candidates: &[u32],
         assumptions: &sdk::Assumptions,
-    ) -> Result<Vec<sdk::Verdict>, PluginError> {
+    ) -> Result<sdk::Verdicts, PluginError> {
         match self {
             Self::Component(instance) => instance.filter(host, pod, candidates, assumptions).await,
             Self::Native { name, judge, .. } => {
@@ -157,7 +157,7 @@ impl PluginRun {
         pod: &sdk::Pod,
         candidates: &[u32],
         assumptions: &sdk::Assumptions,
-    ) -> Result<Vec<sdk::Verdict>, CycleError> {
+    ) -> Result<sdk::Verdicts, CycleError> {
         let started = Instant::now();
         let verdicts = self.runner.filter(host, pod, candidates, assumptions).await;
         self.time.filter += started.elapsed();
@@ -271,7 +271,7 @@ pub struct PluginVerdicts {
     /// The plugin's name in the profile.
     pub plugin: String,
     /// One verdict per node, in the order asked.
-    pub verdicts: Vec<sdk::Verdict>,
+    pub verdicts: sdk::Verdicts,
 }
 
 /// One scoring plugin's score of each node it was asked about, and what
@@ -350,7 +350,7 @@ impl Cycle {
         for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().filters) {
             plugin.sync(host, table).await?;
             let verdicts = plugin.filter(host, pod, &[node], assumptions).await?;
-            if !matches!(verdicts.as_slice(), [sdk::Verdict::Fits]) {
+            if verdicts.by_candidate() != [0] {
                 return Ok(false);
             }
         }
@@ -438,14 +438,20 @@ impl Cycle {
                 }
                 let verdicts = plugin.filter(host, pod, &candidates, assumptions).await?;
                 let mut kept = Vec::with_capacity(candidates.len());
-                for (node, verdict) in candidates.into_iter().zip(verdicts) {
-                    match verdict {
-                        sdk::Verdict::Fits => kept.push(node),
-                        sdk::Verdict::Unfit(reasons) => count(&mut fit_error, reasons),
-                        sdk::Verdict::Unresolvable(reasons) => {
-                            count(&mut fit_error, reasons);
-                            fit_error.unresolvable.push(node);
-                        }
+                let mut refused = vec![0; verdicts.refusals().len()];
+                for (node, at) in candidates.into_iter().zip(verdicts.by_candidate()) {
+                    let Some(refusal) = at.checked_sub(1).map(|at| at as usize) else {
+                        kept.push(node);
+                        continue;
+                    };
+                    refused[refusal] += 1;
+                    if matches!(verdicts.refusals()[refusal], sdk::Verdict::Unresolvable(_)) {
+                        fit_error.unresolvable.push(node);
+                    }
+                }
+                for (refusal, nodes) in verdicts.refusals().iter().zip(refused) {
+                    for reason in refusal.reasons() {
+                        *fit_error.reasons.entry(reason.clone()).or_default() += nodes;
                     }
                 }
                 candidates = kept;
@@ -490,12 +496,6 @@ impl Cycle {
     }
 }
 
-fn count(fit_error: &mut FitError, reasons: Vec<String>) {
-    for reason in reasons {
-        *fit_error.reasons.entry(reason).or_default() += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,9 +519,9 @@ mod tests {
     impl sdk::Judge for Answers {
         fn update(&mut self, _: &[sdk::Change]) {}
 
-        fn filter(&mut self, _: &sdk::Pod, candidates: &[u32], _: &sdk::Assumptions) -> Vec<sdk::Verdict> {
+        fn filter(&mut self, _: &sdk::Pod, candidates: &[u32], _: &sdk::Assumptions) -> sdk::Verdicts {
             let answered = candidates.len() - usize::from(self.short);
-            vec![sdk::Verdict::Fits; answered]
+            (0..answered).map(|_| sdk::Verdict::Fits).collect()
         }
 
         fn score(&mut self, _: &sdk::Pod, nodes: &[u32]) -> Vec<u32> {
@@ -562,8 +562,8 @@ mod tests {
     #[test]
     fn fit_errors_read_as_kube_scheduler_writes_them() {
         let mut error = FitError { nodes: 5, ..FitError::default() };
-        count(&mut error, vec!["node(s) had untolerated taint {dedicated: gpu}".into(); 2]);
-        count(&mut error, vec!["Insufficient cpu".into(); 3]);
+        error.reasons.insert("node(s) had untolerated taint {dedicated: gpu}".into(), 2);
+        error.reasons.insert("Insufficient cpu".into(), 3);
         assert_eq!(
             error.to_string(),
             "0/5 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}, 3 Insufficient cpu."

@@ -252,7 +252,7 @@ impl SchedulerInstance {
         pod: &sdk::Pod,
         candidates: &[u32],
         assumptions: &sdk::Assumptions,
-    ) -> Result<Vec<sdk::Verdict>, PluginError> {
+    ) -> Result<sdk::Verdicts, PluginError> {
         let (pod, assumptions) = (convert::pod(pod), convert::assumptions(assumptions));
         let _turn = self.begin(host).await?;
         let answer = self
@@ -261,7 +261,10 @@ impl SchedulerInstance {
             .call_filter(&mut self.store, &pod, candidates, &assumptions)
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
-        Ok(checked_verdicts(&self.name, answer, candidates.len())?.into_iter().map(convert::verdict).collect())
+        let refusals = answer.refusals.into_iter().map(convert::refusal).collect();
+        let verdicts = sdk::Verdicts::from_parts(refusals, answer.by_candidate)
+            .map_err(|message| PluginError::MalformedOutput { name: self.name.to_string(), message })?;
+        checked_verdicts(&self.name, verdicts, candidates.len())
     }
 
     /// The plugin's score (0 to 100) of each of `nodes` for `pod`, in order.
@@ -295,7 +298,7 @@ impl SchedulerInstance {
 ///
 /// # Errors
 /// Another number of verdicts than candidates.
-pub fn checked_verdicts<T>(name: &str, verdicts: Vec<T>, candidates: usize) -> Result<Vec<T>, PluginError> {
+pub fn checked_verdicts(name: &str, verdicts: sdk::Verdicts, candidates: usize) -> Result<sdk::Verdicts, PluginError> {
     if verdicts.len() != candidates {
         let message = format!("{} verdicts for {candidates} candidate nodes", verdicts.len());
         return Err(PluginError::MalformedOutput { name: name.to_owned(), message });

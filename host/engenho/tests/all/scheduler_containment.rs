@@ -135,9 +135,11 @@ fn misbehaving_scheduler_plugins_are_contained_refused_and_rolled_back() {
         "the pod that met the trap was told"
     );
 
-    // Fresh profiles whose plugin traps, loops or miscounts: their pods
-    // stay Pending and are told which plugin failed.
-    for (plugin, mode) in [("trapper", "trap"), ("looper", "loop"), ("miscounter", "wrong-count")] {
+    // Fresh profiles whose plugin traps, loops, miscounts or names a
+    // refusal it does not give: their pods stay Pending and are told which
+    // plugin failed.
+    let modes = [("trapper", "trap"), ("looper", "loop"), ("miscounter", "wrong-count"), ("misnumberer", "bad-refusal")];
+    for (plugin, mode) in modes {
         install(&kubectl, &node, &digest, plugin, mode, false);
         profile(&kubectl, plugin, plugin);
         wait_for(&format!("the {plugin} profile active"), DEADLINE, || {
@@ -147,7 +149,8 @@ fn misbehaving_scheduler_plugins_are_contained_refused_and_rolled_back() {
     }
     wait_scheduler_error(&kubectl, "trapper-pod", &["scheduler plugin trapper", "trap"]);
     wait_scheduler_error(&kubectl, "looper-pod", &["scheduler plugin looper", "deadline"]);
-    wait_scheduler_error(&kubectl, "miscounter-pod", &["scheduler plugin miscounter"]);
+    wait_scheduler_error(&kubectl, "miscounter-pod", &["scheduler plugin miscounter", "1 verdicts for"]);
+    wait_scheduler_error(&kubectl, "misnumberer-pod", &["scheduler plugin misnumberer", "refusal 7, of 0 given"]);
 
     // Meanwhile the default profile goes on placing pods.
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod_with_spec("bystander", "", "")));

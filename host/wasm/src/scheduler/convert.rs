@@ -8,11 +8,10 @@ pub(super) fn abilities(a: wit::Abilities) -> sdk::Abilities {
     sdk::Abilities { filters: a.filters, scores: a.scores, reads_pods: a.reads_pods }
 }
 
-pub(super) fn verdict(v: wit::Verdict) -> sdk::Verdict {
-    match v {
-        wit::Verdict::Fits => sdk::Verdict::Fits,
-        wit::Verdict::Unfit(reasons) => sdk::Verdict::Unfit(reasons),
-        wit::Verdict::Unresolvable(reasons) => sdk::Verdict::Unresolvable(reasons),
+pub(super) fn refusal(r: wit::Refusal) -> sdk::Verdict {
+    match r {
+        wit::Refusal::Unfit(reasons) => sdk::Verdict::Unfit(reasons),
+        wit::Refusal::Unresolvable(reasons) => sdk::Verdict::Unresolvable(reasons),
     }
 }
 

@@ -228,7 +228,7 @@ mod tests {
         // Goal: ClaimPods' four cases, and no adoption by a ReplicaSet
         // being deleted.
         let t = "2026-01-01T00:00:00Z";
-        let pods = vec![
+        let pods = [
             labeled(pod("mine", "", "Running", None, t), &[("app", "web")], Some("rs-uid")),
             labeled(pod("orphan", "", "Running", None, t), &[("app", "web")], None),
             labeled(pod("relabeled", "", "Running", None, t), &[("app", "other")], Some("rs-uid")),

@@ -29,7 +29,7 @@
 mod filtering;
 mod scoring;
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdict, export_scheduler, parse_config};
+use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdicts, export_scheduler, parse_config};
 use serde::Deserialize;
 
 /// Why a node fails the pod's required affinity (unresolvable).
@@ -79,7 +79,7 @@ impl Plugin for InterPodAffinity {
         Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
     }
 
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
         let view = table.assuming(assumptions);
         let counts = filtering::Counts::of(&view, pod);
         candidates.iter().map(|&index| counts.verdict(&view, pod, index)).collect()

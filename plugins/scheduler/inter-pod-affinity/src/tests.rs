@@ -4,6 +4,7 @@ use engenho_scheduler::testsuite::{labelled_node, labelled_pod, labels, match_la
 use engenho_scheduler::{Change, Instance, Judge, Node, PodAffinityTerm, SelectorOperator, WeightedPodAffinityTerm};
 
 use super::*;
+use engenho_scheduler::Verdict;
 
 const ZONE: &str = "topology.kubernetes.io/zone";
 const HOST: &str = "kubernetes.io/hostname";

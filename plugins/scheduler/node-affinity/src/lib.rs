@@ -17,7 +17,7 @@ use engenho_scheduler::matching::{
 };
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Node, NodeSelectorTerm, Plugin, Pod, PreferredNodeTerm, Table, Verdict, export_scheduler,
+    Abilities, Assumptions, Node, NodeSelectorTerm, Plugin, Pod, PreferredNodeTerm, Table, Verdict, Verdicts, export_scheduler,
     parse_config,
 };
 
@@ -44,7 +44,7 @@ impl Plugin for NodeAffinity {
         Ok((Self { added_required, added_preferred }, Abilities { filters: true, scores: true, reads_pods: false }))
     }
 
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
         candidates
             .iter()
             .map(|&index| {

@@ -4,7 +4,7 @@
 //!
 //! Configuration: none (`{}`).
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdict, export_scheduler, parse_no_config};
+use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdict, Verdicts, export_scheduler, parse_no_config};
 
 /// The reason a node other than the one the pod names is refused
 /// (unresolvable).
@@ -19,7 +19,7 @@ impl Plugin for NodeName {
         Ok((Self, Abilities { filters: true, scores: false, reads_pods: false }))
     }
 
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
         candidates
             .iter()
             .map(|&index| match table.node(index) {

@@ -12,7 +12,7 @@
 
 use engenho_scheduler::resources::{allocation, score_requests};
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Quantity, Table, Verdict, export_scheduler, parse_config,
+    Abilities, Assumptions, Plugin, Pod, Quantity, Table, Verdicts, export_scheduler, parse_config,
 };
 use serde::Deserialize;
 
@@ -62,8 +62,8 @@ impl Plugin for BalancedAllocation {
         Ok((Self { resources }, Abilities { filters: false, scores: true, reads_pods: true }))
     }
 
-    fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
-        vec![Verdict::Fits; candidates.len()]
+    fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
+        Verdicts::all_fit(candidates.len())
     }
 
     fn score(&self, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
@@ -113,6 +113,7 @@ mod tests {
     use engenho_scheduler::{Change, ExtendedResource, Instance, Judge};
 
     use super::*;
+    use engenho_scheduler::Verdict;
 
     const MIB: u64 = 1 << 20;
 

@@ -24,7 +24,7 @@ mod scoring;
 
 use engenho_scheduler::resources::{allocation, extended_amount, is_extended, score_requests};
 use engenho_scheduler::{
-    Abilities, Assumptions, NODE_NOT_FOUND, Plugin, Pod, Quantity, Table, Verdict, export_scheduler, parse_config,
+    Abilities, Assumptions, NODE_NOT_FOUND, Plugin, Pod, Quantity, Table, Verdict, Verdicts, export_scheduler, parse_config,
 };
 
 pub use scoring::{ShapePoint, Strategy};
@@ -63,7 +63,7 @@ impl Plugin for NodeResourcesFit {
         Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
     }
 
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
         let view = table.assuming(assumptions);
         candidates
             .iter()

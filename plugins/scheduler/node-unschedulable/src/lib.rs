@@ -7,7 +7,7 @@
 
 use engenho_scheduler::matching::tolerated;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Table, Taint, TaintEffect, Verdict, export_scheduler, parse_no_config,
+    Abilities, Assumptions, Plugin, Pod, Table, Taint, TaintEffect, Verdict, Verdicts, export_scheduler, parse_no_config,
 };
 
 /// The reason a cordoned node is refused (unresolvable).
@@ -30,7 +30,7 @@ impl Plugin for NodeUnschedulable {
         Ok((Self { cordon }, Abilities { filters: true, scores: false, reads_pods: false }))
     }
 
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
         let tolerates_cordon = tolerated(&pod.tolerations, &self.cordon);
         candidates
             .iter()

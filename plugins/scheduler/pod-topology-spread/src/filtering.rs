@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use engenho_scheduler::matching::label_value;
-use engenho_scheduler::{Assumptions, Node, Pod, Table, UnsatisfiableAction, Verdict, View};
+use engenho_scheduler::{Assumptions, Node, Pod, Table, UnsatisfiableAction, Verdict, Verdicts, View};
 
 use crate::constraints::{Constraint, has_every_key};
 use crate::{PodTopologySpread, REASON_CONSTRAINTS, REASON_MISSING_LABEL};
@@ -18,10 +18,10 @@ pub fn filter(
     pod: &Pod,
     candidates: &[u32],
     assumptions: &Assumptions,
-) -> Vec<Verdict> {
+) -> Verdicts {
     let constraints = plugin.constraints(pod, UnsatisfiableAction::DoNotSchedule);
     if constraints.is_empty() {
-        return vec![Verdict::Fits; candidates.len()];
+        return Verdicts::all_fit(candidates.len());
     }
     let view = table.assuming(assumptions);
     let counts: Vec<HashMap<&str, i64>> =

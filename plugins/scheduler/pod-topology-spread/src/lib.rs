@@ -30,7 +30,7 @@ mod constraints;
 mod filtering;
 mod scoring;
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdict, export_scheduler, parse_config};
+use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdicts, export_scheduler, parse_config};
 
 pub use config::{HOSTNAME_KEY, ZONE_KEY};
 
@@ -55,7 +55,7 @@ impl Plugin for PodTopologySpread {
         Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
     }
 
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
         filtering::filter(self, table, pod, candidates, assumptions)
     }
 

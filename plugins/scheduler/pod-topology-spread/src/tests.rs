@@ -6,6 +6,7 @@ use engenho_scheduler::{
 };
 
 use super::*;
+use engenho_scheduler::Verdict;
 
 fn zoned(name: &str, zone: Option<&str>) -> Node {
     match zone {

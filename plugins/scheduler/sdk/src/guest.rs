@@ -5,6 +5,8 @@
 use std::any::Any;
 use std::cell::RefCell;
 
+use engenho_guest_memcmp as _;
+
 use crate::{
     Abilities, Assumptions, Change, ExtendedResource, InclusionPolicy, Instance, Judge, Label, Node, NodeAffinity,
     NodeOperator, NodeRequirement, NodeSelectorTerm, Plugin, Pod, PodAffinity, PodAffinityTerm, PreferredNodeTerm,
@@ -30,7 +32,7 @@ pub use wit_bindgen::rt as wit_bindgen_rt;
 use bindings::engenho::plugins::scheduler_types as wit;
 pub use bindings::exports::engenho::plugins::scheduler::{
     Abilities as WitAbilities, Assumptions as WitAssumptions, Change as WitChange, Guest as SchedulerGuest,
-    Pod as WitPod, Verdict as WitVerdict,
+    Pod as WitPod, Verdicts as WitVerdicts,
 };
 
 /// The reason every node gets when the host filters before configuring.
@@ -64,22 +66,26 @@ pub fn update<P: Plugin>(changes: Vec<WitChange>) {
 }
 
 /// One verdict per candidate; before configure, each refuses the node.
-pub fn filter<P: Plugin>(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssumptions) -> Vec<WitVerdict> {
+pub fn filter<P: Plugin>(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssumptions) -> WitVerdicts {
     let pod = pod_from(pod);
     let assumptions = Assumptions {
         without: assumptions.without,
         extra: assumptions.extra.into_iter().map(|placement| (placement.node, pod_from(placement.pod))).collect(),
     };
-    let verdicts = with_instance::<P, _>(|instance| instance.filter(&pod, &candidates, &assumptions))
-        .unwrap_or_else(|| vec![Verdict::Unresolvable(vec![NOT_CONFIGURED.into()]); candidates.len()]);
-    verdicts
+    let verdicts = with_instance::<P, _>(|instance| instance.filter(&pod, &candidates, &assumptions)).unwrap_or_else(
+        || candidates.iter().map(|_| Verdict::Unresolvable(vec![NOT_CONFIGURED.into()])).collect(),
+    );
+    let (refusals, by_candidate) = verdicts.into_parts();
+    let refusals = refusals
         .into_iter()
-        .map(|verdict| match verdict {
-            Verdict::Fits => WitVerdict::Fits,
-            Verdict::Unfit(reasons) => WitVerdict::Unfit(reasons),
-            Verdict::Unresolvable(reasons) => WitVerdict::Unresolvable(reasons),
+        .map(|refusal| match refusal {
+            Verdict::Unfit(reasons) => wit::Refusal::Unfit(reasons),
+            Verdict::Unresolvable(reasons) => wit::Refusal::Unresolvable(reasons),
+            // `Verdicts` keeps no refusal that fits.
+            Verdict::Fits => wit::Refusal::Unresolvable(Vec::new()),
         })
-        .collect()
+        .collect();
+    WitVerdicts { refusals, by_candidate }
 }
 
 /// One score per node; before configure, every node scores 0.

@@ -77,7 +77,7 @@ pub trait Plugin: Sized + Send + 'static {
     /// One verdict per node of `candidates`, in their order, for `pod`
     /// under `assumptions`. Every index in `candidates` names a node of
     /// `table`.
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict>;
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts;
 
     /// One score from 0 to [`MAX_NODE_SCORE`] per node of `nodes`, in their
     /// order, normalized across them. Every index in `nodes` names a node
@@ -92,7 +92,7 @@ pub trait Judge: Send {
     fn update(&mut self, changes: &[Change]);
 
     /// One verdict per node of `candidates`, in their order.
-    fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict>;
+    fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts;
 
     /// One score from 0 to [`MAX_NODE_SCORE`] per node of `nodes`, in their
     /// order.
@@ -142,20 +142,21 @@ impl<P: Plugin> Judge for Instance<P> {
         }
     }
 
-    fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Vec<Verdict> {
+    fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
         let known: Vec<u32> = candidates.iter().copied().filter(|&index| self.table.node(index).is_some()).collect();
-        let mut answers = self.plugin.filter(&self.table, pod, &known, assumptions);
-        // A plugin that answers for too few or too many nodes is held to
-        // one verdict per node: missing ones refuse the node.
-        answers.resize_with(known.len(), || Verdict::Unresolvable(vec!["the plugin gave no verdict".into()]));
-        if known.len() == candidates.len() {
+        let answers = self.plugin.filter(&self.table, pod, &known, assumptions);
+        if answers.len() == candidates.len() {
             return answers;
         }
-        let mut answers = answers.into_iter();
+        // A plugin that answers for too few or too many nodes is held to
+        // one verdict per node: missing ones refuse the node.
+        let mut answers = answers.iter().take(known.len()).cloned();
+        let mut known_answer =
+            || answers.next().unwrap_or_else(|| Verdict::Unresolvable(vec!["the plugin gave no verdict".into()]));
         candidates
             .iter()
             .map(|&index| match self.table.node(index) {
-                Some(_) => answers.next().unwrap_or_else(|| Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()])),
+                Some(_) => known_answer(),
                 None => Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]),
             })
             .collect()
@@ -204,7 +205,7 @@ macro_rules! export_scheduler {
                     pod: $crate::guest::WitPod,
                     candidates: Vec<u32>,
                     assumptions: $crate::guest::WitAssumptions,
-                ) -> Vec<$crate::guest::WitVerdict> {
+                ) -> $crate::guest::WitVerdicts {
                     $crate::guest::filter::<$plugin>(pod, candidates, assumptions)
                 }
 
@@ -236,7 +237,7 @@ mod tests {
             Ok((Self, Abilities { filters: true, scores: true, reads_pods: false }))
         }
 
-        fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+        fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
             candidates.iter().skip(1).map(|_| Verdict::Unfit(vec!["no".into()])).collect()
         }
 
@@ -298,6 +299,58 @@ mod tests {
         assert!(matches!(&verdicts[2], Verdict::Unresolvable(reasons) if reasons[0] == "the plugin gave no verdict"));
         assert_eq!(verdicts[3], Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]));
         assert!(instance.filter(&pod("p"), &[], &Assumptions::default()).is_empty());
+    }
+
+    mod verdicts {
+        use proptest::prelude::*;
+
+        use crate::{Verdict, Verdicts};
+
+        /// One of a few verdicts, as plugins give them: mostly the same
+        /// handful of reasons.
+        fn verdict() -> impl Strategy<Value = Verdict> {
+            (0..3u8, 0..24u8).prop_map(|(kind, reason)| {
+                let reasons = vec![format!("reason {reason}")];
+                match kind {
+                    0 => Verdict::Fits,
+                    1 => Verdict::Unfit(reasons),
+                    _ => Verdict::Unresolvable(reasons),
+                }
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn kept_compactly_they_read_back_as_given(given in proptest::collection::vec(verdict(), 0..200)) {
+                // Goal: each candidate reads back its own verdict, in
+                // order; no refusal that lets the pod fit is kept; each
+                // of the first refusals is kept once.
+                let verdicts: Verdicts = given.iter().cloned().collect();
+                prop_assert_eq!(&verdicts, &given);
+                prop_assert!(!verdicts.refusals().contains(&Verdict::Fits));
+                let refusals = verdicts.refusals();
+                for (at, refusal) in refusals.iter().enumerate().take(16) {
+                    prop_assert!(!refusals[..at].contains(refusal), "{:?} kept twice", refusal);
+                }
+                let (refusals, by_candidate) = verdicts.clone().into_parts();
+                prop_assert_eq!(Verdicts::from_parts(refusals, by_candidate), Ok(verdicts));
+            }
+        }
+
+        #[test]
+        fn parts_that_do_not_add_up_are_refused() {
+            // Goal: a refusal that fits, or a candidate refused by a
+            // refusal not given, is an error in words.
+            let unfit = Verdict::Unfit(vec!["Insufficient cpu".into()]);
+            assert_eq!(
+                Verdicts::from_parts(vec![unfit.clone()], vec![0, 2]),
+                Err("a candidate refused by refusal 2, of 1 given".to_owned())
+            );
+            assert!(Verdicts::from_parts(vec![Verdict::Fits], vec![1]).is_err());
+            let verdicts = Verdicts::from_parts(vec![unfit.clone()], vec![1, 0, 1]).expect("adds up");
+            assert_eq!(verdicts, vec![unfit.clone(), Verdict::Fits, unfit]);
+            assert_eq!(verdicts.get(3), None);
+        }
     }
 
     #[test]

@@ -512,6 +512,9 @@ impl<'a> View<'a> {
     /// summed (borrowed from the table when nothing is assumed there).
     pub fn requested_on(&self, index: u32) -> Cow<'a, Requested> {
         let Some(entry) = self.table.node(index) else { return Cow::Owned(Requested::default()) };
+        if self.hidden.is_empty() && self.extra.is_empty() {
+            return Cow::Borrowed(&entry.requested);
+        }
         let hidden_here = || entry.pods.iter().filter(|pod| self.hidden.contains(pod.uid.as_str()));
         let extra_here = || self.extra.iter().filter(|(at, _)| *at == index).map(|(_, pod)| pod);
         if hidden_here().next().is_none() && extra_here().next().is_none() {

@@ -331,6 +331,133 @@ pub enum Verdict {
     Unresolvable(Vec<String>),
 }
 
+impl Verdict {
+    /// The reasons it gives (none where the pod fits).
+    pub fn reasons(&self) -> &[String] {
+        match self {
+            Self::Fits => &[],
+            Self::Unfit(reasons) | Self::Unresolvable(reasons) => reasons,
+        }
+    }
+}
+
+/// Distinct refusals a filter's answer keeps apart, at most; past this a
+/// refusal is kept again rather than looked for (a plugin gives a handful).
+const DISTINCT_REFUSALS_SOUGHT: usize = 16;
+
+/// A filter's verdicts on its candidates, in their order, each distinct
+/// refusal kept once: how an answer crosses from a component to the host
+/// (one number per candidate, each reason once).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdicts {
+    refusals: Vec<Verdict>,
+    by_candidate: Vec<u32>,
+}
+
+/// The verdict [`Verdicts`] give where the pod fits.
+const FITS: Verdict = Verdict::Fits;
+
+impl Verdicts {
+    /// Verdicts from their parts: `refusals` (none of them
+    /// [`Verdict::Fits`]) and, per candidate, 0 where the pod fits, else
+    /// which refusal applies (1 for the first).
+    ///
+    /// # Errors
+    /// A refusal that lets the pod fit, or a candidate's number past the
+    /// refusals, in words.
+    pub fn from_parts(refusals: Vec<Verdict>, by_candidate: Vec<u32>) -> Result<Self, String> {
+        if refusals.contains(&Verdict::Fits) {
+            return Err("a refusal that refuses nothing".into());
+        }
+        if let Some(at) = by_candidate.iter().find(|at| **at as usize > refusals.len()) {
+            return Err(format!("a candidate refused by refusal {at}, of {} given", refusals.len()));
+        }
+        Ok(Self { refusals, by_candidate })
+    }
+
+    /// Verdicts that let the pod fit on each of `candidates` candidates.
+    pub fn all_fit(candidates: usize) -> Self {
+        Self { refusals: Vec::new(), by_candidate: vec![0; candidates] }
+    }
+
+    /// The distinct refusals given.
+    pub fn refusals(&self) -> &[Verdict] {
+        &self.refusals
+    }
+
+    /// Per candidate, 0 where the pod fits, else which of
+    /// [`Verdicts::refusals`] applies (1 for the first).
+    pub fn by_candidate(&self) -> &[u32] {
+        &self.by_candidate
+    }
+
+    /// Both parts, as [`Verdicts::from_parts`] takes them.
+    pub fn into_parts(self) -> (Vec<Verdict>, Vec<u32>) {
+        (self.refusals, self.by_candidate)
+    }
+
+    /// The number of candidates judged.
+    pub fn len(&self) -> usize {
+        self.by_candidate.len()
+    }
+
+    /// Whether no candidate was judged.
+    pub fn is_empty(&self) -> bool {
+        self.by_candidate.is_empty()
+    }
+
+    /// The verdict on the candidate at `position`, if there is one.
+    pub fn get(&self, position: usize) -> Option<&Verdict> {
+        let at = *self.by_candidate.get(position)?;
+        Some(at.checked_sub(1).map_or(&FITS, |refusal| &self.refusals[refusal as usize]))
+    }
+
+    /// Each candidate's verdict, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Verdict> {
+        self.by_candidate.iter().map(|at| at.checked_sub(1).map_or(&FITS, |refusal| &self.refusals[refusal as usize]))
+    }
+
+    /// Adds the verdict on the next candidate.
+    pub fn push(&mut self, verdict: Verdict) {
+        if verdict == Verdict::Fits {
+            self.by_candidate.push(0);
+            return;
+        }
+        let found = match self.refusals.last() {
+            Some(last) if *last == verdict => Some(self.refusals.len() - 1),
+            _ => self.refusals.iter().take(DISTINCT_REFUSALS_SOUGHT).position(|refusal| *refusal == verdict),
+        };
+        let at = found.unwrap_or_else(|| {
+            self.refusals.push(verdict);
+            self.refusals.len() - 1
+        });
+        self.by_candidate.push(u32::try_from(at + 1).expect("fewer refusals than candidates"));
+    }
+}
+
+impl FromIterator<Verdict> for Verdicts {
+    fn from_iter<I: IntoIterator<Item = Verdict>>(verdicts: I) -> Self {
+        let verdicts = verdicts.into_iter();
+        let mut all = Self { refusals: Vec::new(), by_candidate: Vec::with_capacity(verdicts.size_hint().0) };
+        verdicts.for_each(|verdict| all.push(verdict));
+        all
+    }
+}
+
+impl std::ops::Index<usize> for Verdicts {
+    type Output = Verdict;
+
+    fn index(&self, position: usize) -> &Verdict {
+        self.get(position).expect("a verdict on every candidate asked about")
+    }
+}
+
+impl PartialEq<Vec<Verdict>> for Verdicts {
+    fn eq(&self, other: &Vec<Verdict>) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
 /// Which calls a plugin takes part in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Abilities {

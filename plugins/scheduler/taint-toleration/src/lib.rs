@@ -10,7 +10,7 @@
 use engenho_scheduler::matching::{blocks_scheduling, first_untolerated_taint, tolerated};
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Table, TaintEffect, Toleration, Verdict, export_scheduler, parse_no_config,
+    Abilities, Assumptions, Plugin, Pod, Table, TaintEffect, Toleration, Verdict, Verdicts, export_scheduler, parse_no_config,
 };
 
 /// The reason a node with an untolerated taint is refused (unresolvable),
@@ -28,7 +28,7 @@ impl Plugin for TaintToleration {
         Ok((Self, Abilities { filters: true, scores: true, reads_pods: false }))
     }
 
-    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
         candidates
             .iter()
             .map(|&index| {

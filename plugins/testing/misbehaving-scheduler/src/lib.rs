@@ -6,18 +6,20 @@
 //! - `loop`: never returns;
 //! - `wrong-count`: answers one verdict fewer than it was asked for (its
 //!   own export drops the last: the SDK's always answers in full);
+//! - `bad-refusal`: answers that the first candidate is refused by a
+//!   refusal it does not give (its own export again);
 //! - `refuse`: refuses its configuration.
 //!
 //! It does not score.
 
 use std::cell::Cell;
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdict};
+use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdicts};
 use serde::Deserialize;
 
 thread_local! {
-    /// Whether the export answers one verdict short.
-    static SHORT_ANSWERS: Cell<bool> = const { Cell::new(false) };
+    /// The configured mode, for the export (`wrong-count`, `bad-refusal`).
+    static MODE: Cell<Mode> = const { Cell::new(Mode::Ok) };
 }
 
 /// The plugin's configuration.
@@ -35,6 +37,7 @@ enum Mode {
     Trap,
     Loop,
     WrongCount,
+    BadRefusal,
     Refuse,
 }
 
@@ -49,17 +52,17 @@ impl Plugin for Misbehaving {
         if config.mode == Mode::Refuse {
             return Err("refused on purpose".into());
         }
-        SHORT_ANSWERS.with(|short| short.set(config.mode == Mode::WrongCount));
+        MODE.with(|mode| mode.set(config.mode));
         Ok((Self { mode: config.mode }, Abilities { filters: true, scores: false, reads_pods: false }))
     }
 
-    fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Vec<Verdict> {
+    fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
         match self.mode {
             Mode::Trap => panic!("trapping on purpose"),
             Mode::Loop => loop {
                 std::hint::spin_loop();
             },
-            Mode::Ok | Mode::WrongCount | Mode::Refuse => vec![Verdict::Fits; candidates.len()],
+            Mode::Ok | Mode::WrongCount | Mode::BadRefusal | Mode::Refuse => Verdicts::all_fit(candidates.len()),
         }
     }
 
@@ -68,14 +71,15 @@ impl Plugin for Misbehaving {
     }
 }
 
-/// The component's export: the SDK's glue, but for the short answers.
+/// The component's export: the SDK's glue, but for the short and the
+/// misnumbered answers.
 #[cfg(target_arch = "wasm32")]
 mod export {
     use engenho_scheduler::guest::{
-        self, SchedulerGuest, WitAbilities, WitAssumptions, WitChange, WitPod, WitVerdict, bindings,
+        self, SchedulerGuest, WitAbilities, WitAssumptions, WitChange, WitPod, WitVerdicts, bindings,
     };
 
-    use super::{Misbehaving, SHORT_ANSWERS};
+    use super::{MODE, Misbehaving, Mode};
 
     struct Export;
 
@@ -88,10 +92,19 @@ mod export {
             guest::update::<Misbehaving>(changes);
         }
 
-        fn filter(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssumptions) -> Vec<WitVerdict> {
+        fn filter(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssumptions) -> WitVerdicts {
             let mut verdicts = guest::filter::<Misbehaving>(pod, candidates, assumptions);
-            if SHORT_ANSWERS.with(std::cell::Cell::get) {
-                verdicts.pop();
+            match MODE.with(std::cell::Cell::get) {
+                Mode::WrongCount => {
+                    verdicts.by_candidate.pop();
+                }
+                Mode::BadRefusal => {
+                    let beyond = u32::try_from(verdicts.refusals.len()).unwrap_or(u32::MAX).saturating_add(7);
+                    if let Some(first) = verdicts.by_candidate.first_mut() {
+                        *first = beyond;
+                    }
+                }
+                Mode::Ok | Mode::Trap | Mode::Loop | Mode::Refuse => {}
             }
             verdicts
         }
@@ -107,16 +120,19 @@ mod export {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engenho_scheduler::Verdict;
 
     #[test]
     fn its_configuration_names_what_it_does() {
         let (ok, abilities) = Misbehaving::configure(r#"{"mode": "ok"}"#).expect("configures");
         assert!(abilities.filters && !abilities.scores);
         let verdicts = ok.filter(&Table::default(), &Pod::default(), &[0, 1], &Assumptions::default());
-        assert_eq!(verdicts, [Verdict::Fits, Verdict::Fits]);
-        assert!(!SHORT_ANSWERS.with(Cell::get));
+        assert_eq!(verdicts, vec![Verdict::Fits, Verdict::Fits]);
+        assert_eq!(MODE.with(Cell::get), Mode::Ok);
         Misbehaving::configure(r#"{"mode": "wrong-count"}"#).expect("configures");
-        assert!(SHORT_ANSWERS.with(Cell::get), "the export answers short");
+        assert_eq!(MODE.with(Cell::get), Mode::WrongCount, "the export answers short");
+        Misbehaving::configure(r#"{"mode": "bad-refusal"}"#).expect("configures");
+        assert_eq!(MODE.with(Cell::get), Mode::BadRefusal, "the export misnumbers");
         let refused = Misbehaving::configure(r#"{"mode": "refuse"}"#).err();
         assert_eq!(refused.as_deref(), Some("refused on purpose"));
         let unknown = Misbehaving::configure(r#"{"mode": "sulk"}"#).err().unwrap_or_default();
