@@ -101,7 +101,8 @@ impl Cached {
     pub fn footprint(&self) -> usize {
         let strings = self.key.len() + self.namespace.len() + self.name.len() + self.uid.len() + self.node_name.len();
         let finalizers: usize = self.finalizers.iter().chain(&self.spec_finalizers).map(|f| f.len() + 24).sum();
-        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+        // Each label's map entry, and its entry in the index by label.
+        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 48 + self.key.len() + 32).sum();
         let owners: usize =
             self.owners.iter().map(|o| o.api_version.len() + o.kind.len() + o.name.len() + o.uid.len() + 104).sum();
         const VERSION_INDEX_ENTRY: usize = 24;
@@ -222,6 +223,8 @@ struct Cache {
     by_namespace: HashMap<String, HashSet<String>>,
     by_owner: HashMap<String, HashSet<String>>,
     by_node: HashMap<String, HashSet<String>>,
+    /// By label key, then value.
+    by_label: HashMap<String, HashMap<String, HashSet<String>>>,
     by_uid: HashMap<String, String>,
     by_version: HashMap<u64, Arc<Cached>>,
     bytes: usize,
@@ -252,6 +255,9 @@ impl Cache {
             index_insert(&mut self.by_owner, &owner.uid, &key);
         }
         index_insert(&mut self.by_node, &object.node_name, &key);
+        for (label, value) in &object.labels {
+            index_insert(self.by_label.entry(label.clone()).or_default(), value, &key);
+        }
         if !object.uid.is_empty() {
             self.by_uid.insert(object.uid.clone(), key.clone());
         }
@@ -270,11 +276,40 @@ impl Cache {
             index_remove(&mut self.by_owner, &owner.uid, key);
         }
         index_remove(&mut self.by_node, &old.node_name, key);
+        for (label, value) in &old.labels {
+            if let Some(values) = self.by_label.get_mut(label) {
+                index_remove(values, value, key);
+                if values.is_empty() {
+                    self.by_label.remove(label);
+                }
+            }
+        }
         if self.by_uid.get(&old.uid).is_some_and(|k| k == key) {
             self.by_uid.remove(&old.uid);
         }
         self.bytes -= old.footprint();
         Some(old)
+    }
+    /// The objects `filter` admits, found through the narrowest index: by
+    /// owner, node, namespace, or a label the selector requires.
+    fn list(&self, filter: &Filter<'_>) -> Vec<Arc<Cached>> {
+        let labelled = filter.labels.into_iter().flat_map(LabelSelector::equalities);
+        let candidates = [
+            filter.owner_uid.map(|uid| self.by_owner.get(uid)),
+            filter.node_name.map(|node| self.by_node.get(node)),
+            filter.namespace.map(|namespace| self.by_namespace.get(namespace)),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(labelled.map(|(label, value)| self.by_label.get(label).and_then(|values| values.get(value))))
+        .min_by_key(|keys| keys.map_or(0, HashSet::len));
+        match candidates {
+            Some(None) => Vec::new(),
+            Some(Some(keys)) => {
+                keys.iter().filter_map(|k| self.by_key.get(k)).filter(|o| filter.admits(o)).cloned().collect()
+            }
+            None => self.by_key.values().filter(|o| filter.admits(o)).cloned().collect(),
+        }
     }
 }
 
@@ -492,22 +527,7 @@ impl Informer {
 
     /// The objects `filter` admits, found through the narrowest index.
     pub fn list(&self, filter: &Filter<'_>) -> Vec<Arc<Cached>> {
-        let cache = self.cache();
-        let candidates = [
-            filter.owner_uid.map(|uid| cache.by_owner.get(uid)),
-            filter.node_name.map(|node| cache.by_node.get(node)),
-            filter.namespace.map(|namespace| cache.by_namespace.get(namespace)),
-        ]
-        .into_iter()
-        .flatten()
-        .min_by_key(|keys| keys.map_or(0, HashSet::len));
-        match candidates {
-            Some(None) => Vec::new(),
-            Some(Some(keys)) => {
-                keys.iter().filter_map(|k| cache.by_key.get(k)).filter(|o| filter.admits(o)).cloned().collect()
-            }
-            None => cache.by_key.values().filter(|o| filter.admits(o)).cloned().collect(),
-        }
+        self.cache().list(filter)
     }
 
     /// Objects cached, and the bytes they hold (roughly).
@@ -733,5 +753,77 @@ mod tests {
         assert!(seen.iter().any(|(old, new)| old.as_ref().is_some_and(|o| o.name == "a") && new.is_none()));
         assert!(seen.iter().any(|(_, new)| new.as_ref().is_some_and(|n| n.node_name == "m")));
         assert_eq!(informer.applied(), store.revision());
+    }
+
+    mod indexes {
+        use proptest::prelude::*;
+
+        use super::super::{Cache, Cached, Filter};
+        use crate::labels::LabelSelector;
+
+        /// An object of a few namespaces, labels, owners and nodes.
+        fn object(number: usize, draws: (u8, u8, u8, u8, u8)) -> Cached {
+            let (namespace, app, tier, owner, node) = draws;
+            let mut labels = serde_json::Map::new();
+            labels.insert("app".into(), format!("app-{}", app % 3).into());
+            if tier % 3 != 0 {
+                labels.insert("tier".into(), format!("tier-{}", tier % 2).into());
+            }
+            let object = serde_json::json!({
+                "metadata": {"name": format!("o{number}"), "namespace": format!("ns-{}", namespace % 2),
+                             "uid": format!("uid-{number}"), "labels": labels,
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x",
+                                                  "uid": format!("owner-{}", owner % 3)}]},
+                "spec": {"nodeName": format!("node-{}", node % 3)},
+            });
+            let key = format!("/registry/x/ns-{}/o{number}", namespace % 2);
+            Cached::from_stored(key, 1, &object, false).expect("an object")
+        }
+
+        const SELECTORS: [&str; 6] =
+            ["app=app-1", "app=app-0,tier=tier-1", "tier", "app in (app-1,app-2)", "app=app-2,!tier", "app=none"];
+
+        proptest! {
+            #[test]
+            fn lists_through_the_indexes_equal_a_scan(
+                objects in proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 0..40),
+                removed in proptest::collection::vec(any::<u8>(), 0..10),
+                relabelled in proptest::collection::vec(any::<(u8, (u8, u8, u8, u8, u8))>(), 0..10),
+            ) {
+                // Goal: whichever index narrows a list (label, namespace,
+                // owner, node), it returns what a scan of every object
+                // admits, as objects come, change their labels and go.
+                let mut cache = Cache::default();
+                for (number, draws) in objects.iter().enumerate() {
+                    cache.put(std::sync::Arc::new(object(number, *draws)));
+                }
+                for (number, draws) in relabelled {
+                    let number = usize::from(number) % objects.len().max(1);
+                    cache.put(std::sync::Arc::new(object(number, draws)));
+                }
+                for number in removed {
+                    let key = cache.by_key.keys().nth(usize::from(number) % cache.by_key.len().max(1)).cloned();
+                    if let Some(key) = key {
+                        cache.remove(&key);
+                    }
+                }
+                for text in SELECTORS {
+                    let selector = LabelSelector::parse(text).expect("a selector");
+                    for namespace in [None, Some("ns-1")] {
+                        for owner in [None, Some("owner-2")] {
+                            let filter = Filter { namespace, owner_uid: owner, labels: Some(&selector), ..Filter::default() };
+                            let mut listed: Vec<String> = cache.list(&filter).iter().map(|o| o.key.clone()).collect();
+                            let mut scanned: Vec<String> =
+                                cache.by_key.values().filter(|o| filter.admits(o)).map(|o| o.key.clone()).collect();
+                            listed.sort();
+                            scanned.sort();
+                            prop_assert_eq!(listed, scanned, "{} in {:?} owned by {:?}", text, namespace, owner);
+                        }
+                    }
+                }
+                let emptied = cache.by_label.values().flat_map(|values| values.values()).any(std::collections::HashSet::is_empty);
+                prop_assert!(!emptied, "no empty entry is left in the label index");
+            }
+        }
     }
 }

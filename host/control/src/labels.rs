@@ -102,6 +102,15 @@ impl LabelSelector {
         self.requirements.is_empty()
     }
 
+    /// The labels it requires to have one value each, as (key, value):
+    /// what an index by label can narrow a search with.
+    pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.requirements.iter().filter_map(|requirement| match requirement {
+            Requirement::In(key, values) if values.len() == 1 => Some((key.as_str(), values[0].as_str())),
+            _ => None,
+        })
+    }
+
     /// Whether the labels `label` looks up satisfy every requirement.
     pub fn matches<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.requirements.iter().all(|requirement| match requirement {
