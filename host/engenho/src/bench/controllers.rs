@@ -16,8 +16,8 @@ use engenho_wasm::controller_types::{self as wit, KindRef, ObjectKey};
 use engenho_wasm::{Applied, ClusterAccess, ControllerPlugin, Limits, PluginHost};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use replicaset_controller::ReplicaSets;
 use serde_json::json;
 
@@ -39,6 +39,11 @@ pub struct ControllerBenchArgs {
     /// Pods of the ReplicaSet the comparison reconciles.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
     pods: Vec<usize>,
+    /// Registers no Node before the rollouts: the scheduler finds nowhere
+    /// to put the pods and writes each one's `PodScheduled=False` and a
+    /// `FailedScheduling` Event instead of binding it.
+    #[arg(long)]
+    without_node: bool,
 }
 
 /// Runs the measurements and prints their tables.
@@ -54,6 +59,9 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
     let kubeconfig = dir.join("n0").join("kubeconfig");
     let client = connect(&kubeconfig).await?;
     wait_for_controllers(&client).await?;
+    if !args.without_node {
+        register_node(&client).await?;
+    }
     let mut rollouts = Vec::new();
     for &replicas in &args.replicas {
         let rollout = scale_up(&client, replicas).await?;
@@ -102,6 +110,25 @@ async fn wait_for_controllers(client: &kube::Client) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    Ok(())
+}
+
+/// Registers the Node the pods are bound to, as the node's own agent
+/// would: room for every pod of the rollouts, its Lease never renewed, so
+/// the node lifecycle controller is given a day's grace.
+async fn register_node(client: &kube::Client) -> anyhow::Result<()> {
+    let patch = json!({"spec": {"config": {"gracePeriodSeconds": 86_400}}});
+    crate::plugin::plugins_api(client.clone())
+        .patch("node-lifecycle-controller", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .context("configuring the node lifecycle controller")?;
+    let resources = json!({"cpu": "64", "memory": "256Gi", "pods": "20000"});
+    let status = json!({"status": {"capacity": resources, "allocatable": resources,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = json!({"metadata": {"name": "bench-node", "labels": {"kubernetes.io/hostname": "bench-node"}}});
+    nodes.create(&PostParams::default(), &serde_json::from_value(node)?).await.context("creating the Node")?;
+    nodes.patch_status("bench-node", &PatchParams::default(), &Patch::Merge(&status)).await?;
     Ok(())
 }
 
