@@ -138,7 +138,8 @@ fn misbehaving_scheduler_plugins_are_contained_refused_and_rolled_back() {
     // Fresh profiles whose plugin traps, loops, miscounts or names a
     // refusal it does not give: their pods stay Pending and are told which
     // plugin failed.
-    let modes = [("trapper", "trap"), ("looper", "loop"), ("miscounter", "wrong-count"), ("misnumberer", "bad-refusal")];
+    let modes =
+        [("trapper", "trap"), ("looper", "loop"), ("miscounter", "wrong-count"), ("misnumberer", "bad-refusal")];
     for (plugin, mode) in modes {
         install(&kubectl, &node, &digest, plugin, mode, false);
         profile(&kubectl, plugin, plugin);

@@ -17,8 +17,8 @@ use engenho_scheduler::matching::{
 };
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Node, NodeSelectorTerm, Plugin, Pod, PreferredNodeTerm, Table, Verdict, Verdicts, export_scheduler,
-    parse_config,
+    Abilities, Assumptions, Node, NodeSelectorTerm, Plugin, Pod, PreferredNodeTerm, Table, Verdict, Verdicts,
+    export_scheduler, parse_config,
 };
 
 /// The reason a node that does not match the pod's node selector or

@@ -4,7 +4,9 @@
 //!
 //! Configuration: none (`{}`).
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdict, Verdicts, export_scheduler, parse_no_config};
+use engenho_scheduler::{
+    Abilities, Assumptions, Plugin, Pod, Table, Verdict, Verdicts, export_scheduler, parse_no_config,
+};
 
 /// The reason a node other than the one the pod names is refused
 /// (unresolvable).

@@ -24,7 +24,8 @@ mod scoring;
 
 use engenho_scheduler::resources::{allocation, extended_amount, is_extended, score_requests};
 use engenho_scheduler::{
-    Abilities, Assumptions, NODE_NOT_FOUND, Plugin, Pod, Quantity, Table, Verdict, Verdicts, export_scheduler, parse_config,
+    Abilities, Assumptions, NODE_NOT_FOUND, Plugin, Pod, Quantity, Table, Verdict, Verdicts, export_scheduler,
+    parse_config,
 };
 
 pub use scoring::{ShapePoint, Strategy};

@@ -7,7 +7,8 @@
 
 use engenho_scheduler::matching::tolerated;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Table, Taint, TaintEffect, Verdict, Verdicts, export_scheduler, parse_no_config,
+    Abilities, Assumptions, Plugin, Pod, Table, Taint, TaintEffect, Verdict, Verdicts, export_scheduler,
+    parse_no_config,
 };
 
 /// The reason a cordoned node is refused (unresolvable).

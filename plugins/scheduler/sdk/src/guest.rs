@@ -72,9 +72,8 @@ pub fn filter<P: Plugin>(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssu
         without: assumptions.without,
         extra: assumptions.extra.into_iter().map(|placement| (placement.node, pod_from(placement.pod))).collect(),
     };
-    let verdicts = with_instance::<P, _>(|instance| instance.filter(&pod, &candidates, &assumptions)).unwrap_or_else(
-        || candidates.iter().map(|_| Verdict::Unresolvable(vec![NOT_CONFIGURED.into()])).collect(),
-    );
+    let verdicts = with_instance::<P, _>(|instance| instance.filter(&pod, &candidates, &assumptions))
+        .unwrap_or_else(|| candidates.iter().map(|_| Verdict::Unresolvable(vec![NOT_CONFIGURED.into()])).collect());
     let (refusals, by_candidate) = verdicts.into_parts();
     let refusals = refusals
         .into_iter()

@@ -10,7 +10,8 @@
 use engenho_scheduler::matching::{blocks_scheduling, first_untolerated_taint, tolerated};
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Table, TaintEffect, Toleration, Verdict, Verdicts, export_scheduler, parse_no_config,
+    Abilities, Assumptions, Plugin, Pod, Table, TaintEffect, Toleration, Verdict, Verdicts, export_scheduler,
+    parse_no_config,
 };
 
 /// The reason a node with an untolerated taint is refused (unresolvable),
