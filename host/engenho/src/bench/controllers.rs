@@ -95,15 +95,16 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
 }
 
 /// Waits until the node runs the deployment and replicaset controllers
-/// (they compile once, at first start).
+/// (they compile once, at first start) and the default scheduler profile.
 async fn wait_for_controllers(client: &kube::Client) -> anyhow::Result<()> {
     let started = Instant::now();
-    for name in ["deployment-controller", "replicaset-controller"] {
+    let plugins = ["deployment-controller", "replicaset-controller"].map(|name| (name, "plugins"));
+    for (name, plural) in plugins.into_iter().chain([("default-scheduler", "schedulerprofiles")]) {
         loop {
-            let path = format!("/apis/engenho.io/v1alpha1/plugins/{name}");
-            let plugin: serde_json::Value =
+            let path = format!("/apis/engenho.io/v1alpha1/{plural}/{name}");
+            let object: serde_json::Value =
                 serde_json::from_str(&client.request_text(http::Request::get(path).body(Vec::new())?).await?)?;
-            if plugin.pointer("/status/conditions/0/status").and_then(serde_json::Value::as_str) == Some("True") {
+            if object.pointer("/status/conditions/0/status").and_then(serde_json::Value::as_str) == Some("True") {
                 break;
             }
             anyhow::ensure!(started.elapsed() < ROLLOUT_LIMIT, "the {name} did not start");
