@@ -9,7 +9,7 @@ use anyhow::Context;
 use engenho_api::etcd::{Facade, FacadeConfig};
 use engenho_api::kube::plugins::SigningKey;
 use engenho_api::kube::services::{Requested, SERVICE_NETWORK_KEY, ServiceNetwork};
-use engenho_api::kube::{Credentials, KubeApi};
+use engenho_api::kube::{ApiError, Credentials, KubeApi};
 use engenho_mesh::{
     ClusterSettings, JoinCheck, Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials,
     split_peer_connections,
@@ -29,6 +29,11 @@ const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 /// Environment variable that may hold the join token (or, when
 /// bootstrapping, the secret to use).
 const JOIN_TOKEN_ENV: &str = "ENGENHO_JOIN_TOKEN";
+
+/// How long a starting node keeps trying its first writes (the defaults,
+/// the built-in plugins) while the cluster cannot commit them in time: an
+/// election under way, a leader too busy to confirm itself.
+const STARTUP_WRITES_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Bounds on the etcd endpoint's TLS handshakes: a client that connects and
 /// stays silent is closed after a few seconds.
@@ -152,13 +157,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             addresses: vec![("API", args.api_addr), ("etcd", args.etcd_addr), ("peer", args.peer_addr)],
         });
     let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), plugin_host);
-    api.ensure_defaults().await.context("creating the default namespaces and RBAC policy")?;
+    until_committed("the defaults", || api.ensure_defaults())
+        .await
+        .context("creating the default namespaces and RBAC policy")?;
     let requested = Requested { cidr: args.service_cidr.clone(), node_ports: args.service_node_port_range.clone() };
     let network = api.settle_service_network(&requested).await?;
     tracing::info!(cidr = network.cidr(), node_ports = network.port_range(), "service network");
     let signer = SigningKey::load_or_create(&args.data_dir.join("pki").join("plugin-signer.key"))
         .map_err(|e| anyhow::anyhow!("the plugin signing key: {e}"))?;
-    api.install_built_in_plugins(&signer, &credentials.ca_pem)
+    until_committed("the built-in plugins", || api.install_built_in_plugins(&signer, &credentials.ca_pem))
         .await
         .context("installing the built-in admission policies and controllers")?;
     api.load_plugins().await;
@@ -439,5 +446,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Runs `write` until it succeeds, fails for another reason than the
+/// cluster not committing in time (503, 504), or
+/// [`STARTUP_WRITES_DEADLINE`] has passed; backs off between tries.
+async fn until_committed<T, Write>(what: &str, mut write: impl FnMut() -> Write) -> Result<T, ApiError>
+where
+    Write: Future<Output = Result<T, ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTUP_WRITES_DEADLINE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match write().await {
+            Err(error) if matches!(error.code, 503 | 504) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(%error, "{what}: the cluster did not commit in time; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            answer => return answer,
+        }
     }
 }

@@ -145,7 +145,7 @@ impl<P: Plugin> Judge for Instance<P> {
     fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
         let known: Vec<u32> = candidates.iter().copied().filter(|&index| self.table.node(index).is_some()).collect();
         let answers = self.plugin.filter(&self.table, pod, &known, assumptions);
-        if answers.len() == candidates.len() {
+        if answers.len() == known.len() && known.len() == candidates.len() {
             return answers;
         }
         // A plugin that answers for too few or too many nodes is held to
@@ -351,6 +351,34 @@ mod tests {
             assert_eq!(verdicts, vec![unfit.clone(), Verdict::Fits, unfit]);
             assert_eq!(verdicts.get(3), None);
         }
+    }
+
+    /// A plugin that answers one verdict too many, each refusing.
+    struct ExtraAnswers;
+
+    impl Plugin for ExtraAnswers {
+        fn configure(_: &str) -> Result<(Self, Abilities), String> {
+            Ok((Self, Abilities { filters: true, scores: false, reads_pods: false }))
+        }
+
+        fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
+            (0..=candidates.len()).map(|_| Verdict::Unfit(vec!["extra".into()])).collect()
+        }
+
+        fn score(&self, _: &Table, _: &Pod, nodes: &[u32]) -> Vec<u32> {
+            vec![0; nodes.len()]
+        }
+    }
+
+    #[test]
+    fn too_many_verdicts_are_cut_to_the_candidates_in_their_places() {
+        // Goal: a plugin answering more verdicts than it was asked for
+        // cannot shift them onto the candidates it was not asked about.
+        let (mut instance, _) = Instance::<ExtraAnswers>::configure("{}").expect("configures");
+        instance.update(&[Change::NodeSet(0, node("a")), Change::NodeSet(2, node("c"))]);
+        let verdicts = instance.filter(&pod("p"), &[0, 1, 2], &Assumptions::default());
+        let extra = Verdict::Unfit(vec!["extra".into()]);
+        assert_eq!(verdicts, vec![extra.clone(), Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]), extra]);
     }
 
     #[test]
