@@ -206,7 +206,20 @@ pub struct Filter<'a> {
     pub labels: Option<&'a LabelSelector>,
 }
 
-impl Filter<'_> {
+impl<'a> Filter<'a> {
+    /// The filter of a selection given as text fields, as controllers give
+    /// them: an empty field does not narrow; `labels` is already parsed
+    /// ([`LabelSelector::parse_unless_empty`]).
+    pub fn given(
+        namespace: &'a str,
+        owner_uid: &'a str,
+        node_name: &'a str,
+        labels: Option<&'a LabelSelector>,
+    ) -> Self {
+        let given = |text: &'a str| (!text.is_empty()).then_some(text);
+        Self { namespace: given(namespace), owner_uid: given(owner_uid), node_name: given(node_name), labels }
+    }
+
     fn admits(&self, object: &Cached) -> bool {
         self.namespace.is_none_or(|n| object.namespace == n)
             && self.owner_uid.is_none_or(|uid| object.owners.iter().any(|o| o.uid == uid))

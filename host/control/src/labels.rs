@@ -102,6 +102,18 @@ impl LabelSelector {
         self.requirements.is_empty()
     }
 
+    /// Parses the text form; `None` for blank text (no selector, where
+    /// [`LabelSelector::parse`] gives one that selects everything).
+    ///
+    /// # Errors
+    /// As [`LabelSelector::parse`].
+    pub fn parse_unless_empty(text: &str) -> Result<Option<Self>, SelectorError> {
+        match text.trim() {
+            "" => Ok(None),
+            text => Self::parse(text).map(Some),
+        }
+    }
+
     /// The labels it requires to have one value each, as (key, value):
     /// what an index by label can narrow a search with.
     pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {

@@ -301,23 +301,12 @@ impl Objects {
     /// The objects a selector picks, as the node's controller runner
     /// reads them (the label selector parsed per listing).
     fn list(&self, plural: &str, namespace: &str, labels: &str, owner_uid: &str) -> Result<Vec<u64>, ApiError> {
-        let selector = match labels {
-            "" => None,
-            text => Some(LabelSelector::parse(text).map_err(|e| ApiError {
-                code: 400,
-                reason: "BadRequest".into(),
-                message: e.to_string(),
-            })?),
-        };
-        fn given(text: &str) -> Option<&str> {
-            (!text.is_empty()).then_some(text)
-        }
-        let filter = Filter {
-            namespace: given(namespace),
-            owner_uid: given(owner_uid),
-            node_name: None,
-            labels: selector.as_ref(),
-        };
+        let selector = LabelSelector::parse_unless_empty(labels).map_err(|e| ApiError {
+            code: 400,
+            reason: "BadRequest".into(),
+            message: e.to_string(),
+        })?;
+        let filter = Filter::given(namespace, owner_uid, "", selector.as_ref());
         Ok(self.informer(plural)?.list(&filter).iter().map(|cached| cached.version).collect())
     }
 

@@ -502,23 +502,12 @@ impl Access {
     /// The cached objects of `kind` that `selector` picks.
     fn listed(&self, kind: &KindRef, selector: &Selector) -> Result<Vec<Arc<Cached>>, WitError> {
         let informer = self.owner.informer(kind)?;
-        let labels = match selector.labels.trim() {
-            "" => None,
-            text => Some(LabelSelector::parse(text).map_err(|e| WitError {
-                code: 400,
-                reason: "BadRequest".into(),
-                message: format!("unable to parse requirement: {e}"),
-            })?),
-        };
-        fn given(text: &str) -> Option<&str> {
-            (!text.is_empty()).then_some(text)
-        }
-        let filter = Filter {
-            namespace: given(&selector.namespace),
-            owner_uid: given(&selector.owner_uid),
-            node_name: given(&selector.node_name),
-            labels: labels.as_ref(),
-        };
+        let labels = LabelSelector::parse_unless_empty(&selector.labels).map_err(|e| WitError {
+            code: 400,
+            reason: "BadRequest".into(),
+            message: format!("unable to parse requirement: {e}"),
+        })?;
+        let filter = Filter::given(&selector.namespace, &selector.owner_uid, &selector.node_name, labels.as_ref());
         Ok(informer.list(&filter))
     }
 }
