@@ -22,6 +22,9 @@ impl Plugin for NodeName {
     }
 
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
+        if pod.node_name.is_empty() {
+            return Verdicts::all_fit(candidates.len());
+        }
         candidates
             .iter()
             .map(|&index| match table.node(index) {

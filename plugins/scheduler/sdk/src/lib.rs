@@ -143,7 +143,7 @@ impl<P: Plugin> Judge for Instance<P> {
     }
 
     fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
-        let known: Vec<u32> = candidates.iter().copied().filter(|&index| self.table.node(index).is_some()).collect();
+        let known: Vec<u32> = candidates.iter().copied().filter(|&index| self.table.has_node(index)).collect();
         let answers = self.plugin.filter(&self.table, pod, &known, assumptions);
         if answers.len() == known.len() && known.len() == candidates.len() {
             return answers;
@@ -155,15 +155,18 @@ impl<P: Plugin> Judge for Instance<P> {
             || answers.next().unwrap_or_else(|| Verdict::Unresolvable(vec!["the plugin gave no verdict".into()]));
         candidates
             .iter()
-            .map(|&index| match self.table.node(index) {
-                Some(_) => known_answer(),
-                None => Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]),
+            .map(|&index| {
+                if self.table.has_node(index) {
+                    known_answer()
+                } else {
+                    Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()])
+                }
             })
             .collect()
     }
 
     fn score(&mut self, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
-        let known: Vec<u32> = nodes.iter().copied().filter(|&index| self.table.node(index).is_some()).collect();
+        let known: Vec<u32> = nodes.iter().copied().filter(|&index| self.table.has_node(index)).collect();
         let mut scores = self.plugin.score(&self.table, pod, &known);
         scores.resize(known.len(), 0);
         for score in &mut scores {
@@ -173,13 +176,7 @@ impl<P: Plugin> Judge for Instance<P> {
             return scores;
         }
         let mut scores = scores.into_iter();
-        nodes
-            .iter()
-            .map(|&index| match self.table.node(index) {
-                Some(_) => scores.next().unwrap_or(0),
-                None => 0,
-            })
-            .collect()
+        nodes.iter().map(|&index| if self.table.has_node(index) { scores.next().unwrap_or(0) } else { 0 }).collect()
     }
 }
 

@@ -141,6 +141,9 @@ struct Slot {
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     nodes: Vec<Option<NodeEntry>>,
+    /// Whether each index holds a node, kept beside `nodes`: a check that
+    /// reads a byte per node, not each node's entry.
+    present: Vec<bool>,
     placements: HashMap<String, Slot>,
     /// Uids of placed pods, by label key, then value.
     labelled: HashMap<String, HashMap<String, HashSet<String>>>,
@@ -202,7 +205,9 @@ impl Table {
         let slot = index as usize;
         if slot >= self.nodes.len() {
             self.nodes.resize_with(slot + 1, || None);
+            self.present.resize(slot + 1, false);
         }
+        self.present[slot] = true;
         let old = match &mut self.nodes[slot] {
             Some(entry) => Some(std::mem::replace(&mut entry.node, node)),
             empty => {
@@ -239,6 +244,7 @@ impl Table {
 
     fn remove_node(&mut self, index: u32) {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
+        self.present[index as usize] = false;
         self.uncount_labels(&entry.node);
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
@@ -248,6 +254,7 @@ impl Table {
         }
         while matches!(self.nodes.last(), Some(None)) {
             self.nodes.pop();
+            self.present.pop();
         }
     }
 
@@ -328,6 +335,11 @@ impl Table {
     /// The node at `index`, with its pods.
     pub fn node(&self, index: u32) -> Option<&NodeEntry> {
         self.nodes.get(index as usize)?.as_ref()
+    }
+
+    /// Whether the index holds a node (without reading the node).
+    pub fn has_node(&self, index: u32) -> bool {
+        self.present.get(index as usize).copied().unwrap_or(false)
     }
 
     /// The pod (anti-)affinity terms of the placed pods, each distinct term
@@ -824,6 +836,10 @@ mod tests {
                     pods += entry.pods().len();
                 }
                 prop_assert_eq!(pods, table.pod_count());
+                // Which indexes hold a node, read without the nodes.
+                for index in 0..12 {
+                    prop_assert_eq!(table.has_node(index), table.node(index).is_some(), "index {}", index);
+                }
                 // The label index finds exactly the pods a scan finds.
                 let values = vec!["app-0".to_owned(), "app-2".to_owned(), "app-0".to_owned()];
                 let view = table.current();
