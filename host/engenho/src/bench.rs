@@ -739,3 +739,14 @@ impl Cluster {
         Ok(if leaders.len() == 1 { leader_addr } else { None })
     }
 }
+
+/// Gives Nodes without agents (they never renew a Lease) a day's grace
+/// before the node lifecycle controller taints them unreachable mid-run.
+async fn give_agentless_nodes_grace(client: &kube::Client) -> anyhow::Result<()> {
+    let patch = serde_json::json!({"spec": {"config": {"gracePeriodSeconds": 86_400}}});
+    crate::plugin::plugins_api(client.clone())
+        .patch("node-lifecycle-controller", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .context("configuring the node lifecycle controller")?;
+    Ok(())
+}

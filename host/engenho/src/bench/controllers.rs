@@ -118,11 +118,7 @@ async fn wait_for_controllers(client: &kube::Client) -> anyhow::Result<()> {
 /// would: room for every pod of the rollouts, its Lease never renewed, so
 /// the node lifecycle controller is given a day's grace.
 async fn register_node(client: &kube::Client) -> anyhow::Result<()> {
-    let patch = json!({"spec": {"config": {"gracePeriodSeconds": 86_400}}});
-    crate::plugin::plugins_api(client.clone())
-        .patch("node-lifecycle-controller", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .context("configuring the node lifecycle controller")?;
+    super::give_agentless_nodes_grace(client).await?;
     let resources = json!({"cpu": "64", "memory": "256Gi", "pods": "20000"});
     let status = json!({"status": {"capacity": resources, "allocatable": resources,
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});

@@ -558,13 +558,7 @@ async fn prepare_cluster(client: &kube::Client, nodes: usize, concurrency: usize
         anyhow::Ok(profile.pointer("/status/conditions/0/status").and_then(Value::as_str) == Some("True"))
     })
     .await?;
-    // Nodes without agents never renew a lease: a day of grace keeps the
-    // node lifecycle controller from tainting them unreachable mid-run.
-    let patch = json!({"spec": {"config": {"gracePeriodSeconds": 86_400}}});
-    crate::plugin::plugins_api(client.clone())
-        .patch("node-lifecycle-controller", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .context("configuring the node lifecycle controller")?;
+    super::give_agentless_nodes_grace(client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?)

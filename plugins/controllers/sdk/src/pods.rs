@@ -119,15 +119,22 @@ pub struct PodStatus {
     pub pod_ips: Vec<PodIp>,
     /// The facts derived from the status, worked out on first use and kept
     /// with the decoded pod, which a controller reads on every reconcile
-    /// while it is unchanged: a pod's status is not to be changed once a
-    /// fact was read.
+    /// while it is unchanged: a pod's status is not to be changed in place
+    /// once a fact was read (a copy works them out anew).
     #[serde(skip)]
     pub derived: Derived,
 }
 
-/// Facts derived from a pod's status, worked out on first use.
-#[derive(Debug, Clone, Default)]
+/// Facts derived from a pod's status, worked out on first use. A copy
+/// starts without them: a copied pod's status may be changed.
+#[derive(Debug, Default)]
 pub struct Derived(OnceLock<Facts>);
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Facts {
@@ -305,6 +312,18 @@ mod tests {
         assert_eq!(ready.ready_since(), Some(parse_time("2026-01-01T00:00:00Z")));
         let unready = pod(json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
         assert_eq!(unready.ready_since(), None);
+    }
+
+    #[test]
+    fn a_copied_pod_works_its_facts_out_anew() {
+        // Goal: facts read on a pod do not follow a copy whose status is
+        // then changed.
+        let running = pod(json!({"status": {"phase": "Running"}}));
+        assert!(!running.is_terminal());
+        let mut failed = running.clone();
+        failed.status.phase = "Failed".into();
+        assert!(failed.is_terminal() && !failed.succeeded());
+        assert!(!running.is_terminal());
     }
 
     #[test]
