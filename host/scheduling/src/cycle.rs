@@ -30,6 +30,16 @@ pub fn nodes_to_find(nodes: usize, percentage: Option<u32>) -> usize {
     (nodes * percentage / 100).max(NODES_TO_FIND_MIN)
 }
 
+/// How many more nodes to filter when `still` feasible nodes are wanted and
+/// `fitting` of the `looked` nodes filtered so far fit: enough at the share
+/// of nodes that fit so far (at first, all of them), with a quarter more
+/// for the unfit, at least 20. A pod that few nodes fit is judged in few
+/// large calls rather than many small ones.
+fn next_chunk(still: usize, looked: usize, fitting: usize) -> usize {
+    let at_the_share_so_far = if looked == 0 { still } else { still.saturating_mul(looked).div_ceil(fitting.max(1)) };
+    at_the_share_so_far.max(16).saturating_mul(5) / 4
+}
+
 /// How a plugin of a profile runs: as a component instance, or compiled
 /// into the host (the same plugin crate behind the SDK's [`sdk::Judge`]),
 /// which is how the host measures what the component boundary costs.
@@ -427,8 +437,7 @@ impl Cycle {
         let start = self.next_start % nodes.len();
         let mut looked = 0;
         while feasible.len() < wanted && looked < nodes.len() {
-            // Enough for what is still wanted, with a margin for the unfit.
-            let chunk = (wanted - feasible.len()).max(16) * 5 / 4;
+            let chunk = next_chunk(wanted - feasible.len(), looked, feasible.len());
             let mut candidates: Vec<u32> =
                 (looked..(looked + chunk).min(nodes.len())).map(|i| nodes[(start + i) % nodes.len()]).collect();
             looked += candidates.len();
@@ -508,6 +517,18 @@ mod tests {
         assert_eq!(nodes_to_find(100_000, None), 5_000);
         assert_eq!(nodes_to_find(5_000, Some(100)), 5_000);
         assert_eq!(nodes_to_find(5_000, Some(1)), 100);
+    }
+
+    #[test]
+    fn chunks_grow_with_the_share_of_nodes_refused() {
+        // First: what is wanted and a quarter more.
+        assert_eq!(next_chunk(500, 0, 0), 625);
+        assert_eq!(next_chunk(3, 0, 0), 20);
+        // Half of the nodes fit: twice what is still wanted, and a quarter.
+        assert_eq!(next_chunk(100, 625, 312), 251);
+        // None fit yet: every node that is left, in one call.
+        assert!(next_chunk(500, 625, 0) >= 5_000);
+        assert_eq!(next_chunk(usize::MAX, 2, 1), usize::MAX / 4);
     }
 
     /// A native plugin that fits every node and scores each by its index,

@@ -10,7 +10,7 @@
 //! `{"resources": [{"name": "cpu", "weight": 1}, {"name": "memory",
 //! "weight": 1}]}` (the default); weights must be 1.
 
-use engenho_scheduler::resources::{allocation, score_requests};
+use engenho_scheduler::resources::{ResourceName, allocation, score_requests};
 use engenho_scheduler::{
     Abilities, Assumptions, Plugin, Pod, Quantity, Table, Verdicts, export_scheduler, parse_config,
 };
@@ -68,16 +68,16 @@ impl Plugin for BalancedAllocation {
 
     fn score(&self, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
         let pod_requests = score_requests(pod, self.resources.iter().map(String::as_str), true);
+        let names: Vec<ResourceName<'_>> = self.resources.iter().map(|name| ResourceName::of(name)).collect();
+        let mut allocations: Vec<(Quantity, Quantity)> = Vec::with_capacity(names.len());
         nodes
             .iter()
             .map(|&index| {
                 table.node(index).map_or(0, |entry| {
-                    let allocations: Vec<(Quantity, Quantity)> = self
-                        .resources
-                        .iter()
-                        .zip(&pod_requests)
-                        .map(|(name, &asked)| allocation(entry, name, asked, true))
-                        .collect();
+                    allocations.clear();
+                    allocations.extend(
+                        names.iter().zip(&pod_requests).map(|(&name, &asked)| allocation(entry, name, asked, true)),
+                    );
                     balance(&allocations)
                 })
             })
@@ -88,17 +88,19 @@ impl Plugin for BalancedAllocation {
 /// `(1 − σ) × 100`, truncated, over the shares of the resources with
 /// something allocatable.
 fn balance(allocations: &[(Quantity, Quantity)]) -> u32 {
-    let shares: Vec<f64> = allocations
-        .iter()
-        .filter(|(_, allocatable)| *allocatable > 0)
-        .map(|&(requested, allocatable)| (requested as f64 / allocatable as f64).min(1.0))
-        .collect();
-    let deviation = match shares.as_slice() {
-        [first, second] => ((first - second) / 2.0).abs(),
-        [_, _, _, ..] => {
-            let count = shares.len() as f64;
-            let mean = shares.iter().sum::<f64>() / count;
-            (shares.iter().map(|share| (share - mean) * (share - mean)).sum::<f64>() / count).sqrt()
+    let shares = || {
+        allocations
+            .iter()
+            .filter(|(_, allocatable)| *allocatable > 0)
+            .map(|&(requested, allocatable)| (requested as f64 / allocatable as f64).min(1.0))
+    };
+    let mut two = shares();
+    let deviation = match (two.next(), two.next(), two.next()) {
+        (Some(first), Some(second), None) => ((first - second) / 2.0).abs(),
+        (Some(_), Some(_), Some(_)) => {
+            let count = shares().count() as f64;
+            let mean = shares().sum::<f64>() / count;
+            (shares().map(|share| (share - mean) * (share - mean)).sum::<f64>() / count).sqrt()
         }
         _ => 0.0,
     };

@@ -22,7 +22,7 @@
 mod config;
 mod scoring;
 
-use engenho_scheduler::resources::{allocation, extended_amount, is_extended, score_requests};
+use engenho_scheduler::resources::{ResourceName, allocation, extended_amount, is_extended, score_requests};
 use engenho_scheduler::{
     Abilities, Assumptions, NODE_NOT_FOUND, Plugin, Pod, Quantity, Table, Verdict, Verdicts, export_scheduler,
     parse_config,
@@ -79,16 +79,17 @@ impl Plugin for NodeResourcesFit {
 
     fn score(&self, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
         let pod_requests = score_requests(pod, self.resources.iter().map(|resource| resource.name.as_str()), false);
+        let names: Vec<ResourceName<'_>> =
+            self.resources.iter().map(|resource| ResourceName::of(&resource.name)).collect();
+        let mut allocations: Vec<(Quantity, Quantity)> = Vec::with_capacity(names.len());
         nodes
             .iter()
             .map(|&index| {
                 table.node(index).map_or(0, |entry| {
-                    let allocations: Vec<(Quantity, Quantity)> = self
-                        .resources
-                        .iter()
-                        .zip(&pod_requests)
-                        .map(|(resource, &asked)| allocation(entry, &resource.name, asked, false))
-                        .collect();
+                    allocations.clear();
+                    allocations.extend(
+                        names.iter().zip(&pod_requests).map(|(&name, &asked)| allocation(entry, name, asked, false)),
+                    );
                     let score = self.strategy.score(&self.resources, &allocations);
                     u32::try_from(score.clamp(0, 100)).unwrap_or(0)
                 })

@@ -2,6 +2,7 @@
 //! `mostResourceScorer` and `requestedToCapacityRatioScorer` compute them.
 
 use engenho_scheduler::Quantity;
+use engenho_scheduler::normalization::mul_div;
 
 use crate::Resource;
 
@@ -27,7 +28,7 @@ pub enum Strategy {
 }
 
 /// The highest node score.
-const MAX: i128 = 100;
+const MAX: u64 = 100;
 
 impl Strategy {
     /// The node's score from each resource's (requested, allocatable),
@@ -35,39 +36,36 @@ impl Strategy {
     /// allocatable are left out.
     pub fn score(&self, resources: &[Resource], allocations: &[(Quantity, Quantity)]) -> i64 {
         let weighted = resources.iter().zip(allocations).filter(|(_, (_, allocatable))| *allocatable > 0);
-        let mut sum: i128 = 0;
-        let mut weights: i128 = 0;
+        let mut sum: i64 = 0;
+        let mut weights: i64 = 0;
         for (resource, &(requested, allocatable)) in weighted {
-            let (requested, allocatable) = (i128::from(requested), i128::from(allocatable));
             let score = match self {
                 Self::LeastAllocated if requested > allocatable => 0,
-                Self::LeastAllocated => (allocatable - requested) * MAX / allocatable,
-                Self::MostAllocated => requested.min(allocatable) * MAX / allocatable,
+                Self::LeastAllocated => mul_div(allocatable - requested, MAX, allocatable),
+                Self::MostAllocated => mul_div(requested.min(allocatable), MAX, allocatable),
                 Self::RequestedToCapacityRatio(shape) => {
-                    let utilization = if requested > allocatable { MAX } else { requested * MAX / allocatable };
+                    let utilization = if requested > allocatable { MAX } else { mul_div(requested, MAX, allocatable) };
                     let score = broken_line(shape, i64::try_from(utilization).unwrap_or(100));
                     // RequestedToCapacityRatio leaves resources that score 0
                     // out of the average.
                     if score <= 0 {
                         continue;
                     }
-                    i128::from(score)
+                    u64::try_from(score).unwrap_or(MAX)
                 }
             };
-            sum += score * i128::from(resource.weight);
-            weights += i128::from(resource.weight);
+            let score = i64::try_from(score).unwrap_or(i64::MAX);
+            sum = sum.saturating_add(score.saturating_mul(resource.weight));
+            weights = weights.saturating_add(resource.weight);
         }
         if weights == 0 {
             return 0;
         }
-        let score = match self {
-            Self::RequestedToCapacityRatio(_) => {
-                // Rounded to the nearest, as kube rounds this one.
-                (sum as f64 / weights as f64).round() as i128
-            }
+        match self {
+            // Rounded to the nearest, as kube rounds this one.
+            Self::RequestedToCapacityRatio(_) => (sum as f64 / weights as f64).round() as i64,
             _ => sum / weights,
-        };
-        i64::try_from(score).unwrap_or(0)
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use engenho_scheduler::matching::label_value;
+use engenho_scheduler::normalization::mul_div;
 use engenho_scheduler::{MAX_NODE_SCORE, Pod, Table, UnsatisfiableAction};
 
 use crate::constraints::{Constraint, has_every_key};
@@ -129,14 +130,16 @@ impl<'a> Spread<'a> {
 fn normalize(raw: &[Option<i64>]) -> Vec<u32> {
     let scored = || raw.iter().flatten().copied();
     let lowest = i128::from(scored().min().unwrap_or(0));
-    let highest = i128::from(scored().max().unwrap_or(0).max(0));
+    let highest = scored().max().unwrap_or(0).max(0);
     raw.iter()
         .map(|score| match score {
             None => 0,
             Some(_) if highest == 0 => MAX_NODE_SCORE,
             Some(score) => {
-                let inverted = i128::from(MAX_NODE_SCORE) * (highest + lowest - i128::from(*score)) / highest;
-                u32::try_from(inverted.clamp(0, i128::from(MAX_NODE_SCORE))).unwrap_or(0)
+                let above = (i128::from(highest) + lowest - i128::from(*score)).max(0);
+                let above = u64::try_from(above).unwrap_or(u64::MAX);
+                let inverted = mul_div(above, u64::from(MAX_NODE_SCORE), highest.unsigned_abs());
+                u32::try_from(inverted.min(u64::from(MAX_NODE_SCORE))).unwrap_or(0)
             }
         })
         .collect()
@@ -154,6 +157,7 @@ mod tests {
         assert_eq!(normalize(&[Some(0), Some(0)]), vec![100, 100]);
         assert_eq!(normalize(&[Some(3), Some(3)]), vec![100, 100]);
         assert_eq!(normalize(&[None]), vec![0]);
+        assert_eq!(normalize(&[Some(i64::MIN), Some(i64::MAX)]), vec![100, 0]);
         assert!(normalize(&[]).is_empty());
     }
 }

@@ -14,12 +14,27 @@ pub fn default_normalize(raw: &[i64], reversed: bool) -> Vec<u32> {
             if highest <= 0 {
                 return if reversed { MAX_NODE_SCORE } else { 0 };
             }
-            let share = i128::from(MAX_NODE_SCORE) * i128::from(score) / i128::from(highest);
-            let share = share.clamp(0, i128::from(MAX_NODE_SCORE));
-            let share = if reversed { i128::from(MAX_NODE_SCORE) - share } else { share };
-            u32::try_from(share).unwrap_or(0)
+            let share = u64::try_from(score).map_or(0, |score| mul_div(score, 100, highest.unsigned_abs()).min(100));
+            let share = u32::try_from(share).unwrap_or(MAX_NODE_SCORE);
+            if reversed { MAX_NODE_SCORE - share } else { share }
         })
         .collect()
+}
+
+/// `value × factor / divisor`, rounded down, as kube-scheduler's 64-bit
+/// arithmetic computes it; where the product passes 64 bits, exact rather
+/// than wrapped, and at most `u64::MAX`. 0 when `divisor` is 0.
+///
+/// Plugins scale by this rather than in 128 bits throughout: a component
+/// divides 128-bit numbers in software, some hundred times slower.
+pub fn mul_div(value: u64, factor: u64, divisor: u64) -> u64 {
+    if divisor == 0 {
+        return 0;
+    }
+    match value.checked_mul(factor) {
+        Some(product) => product / divisor,
+        None => u64::try_from(u128::from(value) * u128::from(factor) / u128::from(divisor)).unwrap_or(u64::MAX),
+    }
 }
 
 /// Each score placed between the lowest (0) and the highest (100),
@@ -57,6 +72,40 @@ mod tests {
         assert_eq!(default_normalize(&[0, 0], true), vec![100, 100]);
         assert_eq!(default_normalize(&[], true), Vec::<u32>::new());
         assert_eq!(default_normalize(&[i64::MAX, 1], false), vec![100, 0]);
+    }
+
+    #[test]
+    fn scaling_is_exact_where_the_product_passes_64_bits() {
+        // Goal: kube's 64-bit results where they fit, the exact quotient
+        // where the product would overflow, saturation, no division by 0.
+        assert_eq!(mul_div(1, 100, 3), 33);
+        assert_eq!(mul_div(u64::MAX, 100, u64::MAX), 100);
+        assert_eq!(mul_div(u64::MAX, u64::MAX, 1), u64::MAX);
+        assert_eq!(mul_div(7, 100, 0), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scaling_equals_128_bit_arithmetic(value: u64, factor: u64, divisor in 1u64..) {
+            let exact = u128::from(value) * u128::from(factor) / u128::from(divisor);
+            proptest::prop_assert_eq!(u128::from(mul_div(value, factor, divisor)), exact.min(u128::from(u64::MAX)));
+        }
+
+        #[test]
+        fn normalized_shares_equal_128_bit_arithmetic(raw in proptest::collection::vec(proptest::num::i64::ANY, 0..20), reversed: bool) {
+            let highest = raw.iter().copied().max().unwrap_or(0);
+            let expected: Vec<u32> = raw
+                .iter()
+                .map(|&score| {
+                    if highest <= 0 {
+                        return if reversed { 100 } else { 0 };
+                    }
+                    let share = (100 * i128::from(score) / i128::from(highest)).clamp(0, 100) as u32;
+                    if reversed { 100 - share } else { share }
+                })
+                .collect();
+            proptest::prop_assert_eq!(default_normalize(&raw, reversed), expected);
+        }
     }
 
     #[test]

@@ -78,31 +78,65 @@ pub fn score_requests<'a>(pod: &Pod, names: impl Iterator<Item = &'a str>, use_r
         .collect()
 }
 
+/// A resource's name, told apart once rather than at every node a plugin
+/// weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceName<'a> {
+    /// [`CPU`].
+    Cpu,
+    /// [`MEMORY`].
+    Memory,
+    /// [`EPHEMERAL_STORAGE`].
+    EphemeralStorage,
+    /// [`PODS`].
+    Pods,
+    /// Any other: a scalar resource by its name.
+    Scalar(&'a str),
+}
+
+impl<'a> ResourceName<'a> {
+    /// The resource called `name`.
+    pub fn of(name: &'a str) -> Self {
+        match name {
+            CPU => Self::Cpu,
+            MEMORY => Self::Memory,
+            EPHEMERAL_STORAGE => Self::EphemeralStorage,
+            PODS => Self::Pods,
+            other => Self::Scalar(other),
+        }
+    }
+}
+
 /// The resource `name` on the node of `entry` once a pod asking
 /// `pod_request` of it is placed there: (requested, allocatable), as
 /// kube-scheduler's `calculateResourceAllocatableRequest` counts them. CPU
 /// and memory count the placed pods' non-zero requests unless
 /// `use_requested`; a scalar resource the pod does not ask for, and a
 /// resource the node does not have, come out (0, 0): not scored.
-pub fn allocation(entry: &NodeEntry, name: &str, pod_request: Quantity, use_requested: bool) -> (Quantity, Quantity) {
+pub fn allocation(
+    entry: &NodeEntry,
+    name: ResourceName<'_>,
+    pod_request: Quantity,
+    use_requested: bool,
+) -> (Quantity, Quantity) {
     let requested = entry.requested();
     let allocatable = &entry.node().allocatable;
     match name {
-        CPU => {
+        ResourceName::Cpu => {
             let placed = if use_requested { requested.total.milli_cpu } else { requested.non_zero_milli_cpu };
             (placed.saturating_add(pod_request), allocatable.milli_cpu)
         }
-        MEMORY => {
+        ResourceName::Memory => {
             let placed = if use_requested { requested.total.memory } else { requested.non_zero_memory };
             (placed.saturating_add(pod_request), allocatable.memory)
         }
-        EPHEMERAL_STORAGE => {
+        ResourceName::EphemeralStorage => {
             (requested.total.ephemeral_storage.saturating_add(pod_request), allocatable.ephemeral_storage)
         }
-        PODS => (0, 0),
-        _ if pod_request == 0 => (0, 0),
-        extended => match allocatable.extended.iter().find(|resource| resource.name == extended) {
-            Some(resource) => (requested.extended(extended).saturating_add(pod_request), resource.amount),
+        ResourceName::Pods => (0, 0),
+        ResourceName::Scalar(_) if pod_request == 0 => (0, 0),
+        ResourceName::Scalar(scalar) => match allocatable.extended.iter().find(|resource| resource.name == scalar) {
+            Some(resource) => (requested.extended(scalar).saturating_add(pod_request), resource.amount),
             None => (0, 0),
         },
     }
@@ -164,12 +198,14 @@ mod tests {
         let defaulted = score_requests(&incoming, names.iter().copied(), false);
         assert_eq!(defaulted, vec![100, 200 << 20, 2, 0, 0]);
         assert_eq!(score_requests(&incoming, names.iter().copied(), true), vec![0, 0, 2, 0, 0]);
-        assert_eq!(allocation(entry, "cpu", 100, false), (200, 4000));
-        assert_eq!(allocation(entry, "cpu", 0, true), (0, 4000));
-        assert_eq!(allocation(entry, "memory", 0, true), (1 << 30, 8 << 30));
-        assert_eq!(allocation(entry, "example.com/gpu", 2, true), (3, 4));
-        assert_eq!(allocation(entry, "example.com/gpu", 0, true), (0, 0));
-        assert_eq!(allocation(entry, "example.com/fpga", 1, true), (0, 0));
-        assert_eq!(allocation(entry, "pods", 1, true), (0, 0));
+        let of = ResourceName::of;
+        assert_eq!(allocation(entry, of("cpu"), 100, false), (200, 4000));
+        assert_eq!(allocation(entry, of("cpu"), 0, true), (0, 4000));
+        assert_eq!(allocation(entry, of("memory"), 0, true), (1 << 30, 8 << 30));
+        assert_eq!(allocation(entry, of("example.com/gpu"), 2, true), (3, 4));
+        assert_eq!(allocation(entry, of("example.com/gpu"), 0, true), (0, 0));
+        assert_eq!(allocation(entry, of("example.com/fpga"), 1, true), (0, 0));
+        assert_eq!(allocation(entry, of("pods"), 1, true), (0, 0));
+        assert_eq!(of("ephemeral-storage"), ResourceName::EphemeralStorage);
     }
 }

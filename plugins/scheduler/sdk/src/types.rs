@@ -419,7 +419,7 @@ impl Verdicts {
 
     /// Adds the verdict on the next candidate.
     pub fn push(&mut self, verdict: Verdict) {
-        if verdict == Verdict::Fits {
+        if matches!(verdict, Verdict::Fits) {
             self.by_candidate.push(0);
             return;
         }
