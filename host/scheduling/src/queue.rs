@@ -18,6 +18,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// again anyway.
 pub const UNSCHEDULABLE_WAIT_MAX: Duration = Duration::from_secs(300);
 
+/// How often taking a pod looks for pods that have waited aside the
+/// longest: a look reads every queued pod, so not at every take.
+const UNSCHEDULABLE_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Where a queued pod waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -72,6 +76,8 @@ pub struct SchedulingQueue {
     active: BinaryHeap<Ready>,
     backoff: BinaryHeap<Reverse<(Instant, String, u64)>>,
     arrivals: u64,
+    /// When pods waiting aside were last looked at.
+    unschedulable_looked_at: Option<Instant>,
 }
 
 impl SchedulingQueue {
@@ -218,6 +224,13 @@ impl SchedulingQueue {
     }
 
     fn flush_unschedulable(&mut self, now: Instant) {
+        if self
+            .unschedulable_looked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < UNSCHEDULABLE_LOOK_INTERVAL)
+        {
+            return;
+        }
+        self.unschedulable_looked_at = Some(now);
         let stale: Vec<String> = self
             .pods
             .iter()
@@ -332,6 +345,21 @@ mod tests {
         queue.pop(now);
         queue.failed("p", true, now);
         assert_eq!(queue.pop(now + UNSCHEDULABLE_WAIT_MAX).as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn pods_waiting_aside_are_looked_at_once_a_second_at_most() {
+        // Goal: taking pods does not read every queued pod each time; a
+        // pod whose longest wait ended is taken within the interval.
+        let mut queue = SchedulingQueue::new();
+        let now = Instant::now();
+        queue.add_or_update("p", 0, now);
+        queue.pop(now);
+        queue.failed("p", true, now);
+        let due = now + UNSCHEDULABLE_WAIT_MAX;
+        assert_eq!(queue.pop(due - Duration::from_millis(1)), None);
+        assert_eq!(queue.pop(due), None, "looked at a millisecond ago");
+        assert_eq!(queue.pop(due + UNSCHEDULABLE_LOOK_INTERVAL).as_deref(), Some("p"));
     }
 
     #[test]
