@@ -140,14 +140,15 @@ fn joining_needs_the_secret_and_the_pinned_ca() {
     let token = std::fs::read_to_string(seed.token_file()).expect("the join token");
     let (hash, secret) =
         token.trim().strip_prefix("K10").and_then(|t| t.split_once("::")).expect("K10<hash>::<secret>");
-    let attempt = |name: &str, token: &str| {
+    let attempt_at = |name: &str, address: &str, token: &str| {
         let file = root.path().join(format!("{name}.token"));
         std::fs::write(&file, token).expect("token file");
         let mut node = EngenhoNode::new(root.path(), name);
-        node.start(&["--join", &seed.peer, "--token-file", file.to_str().expect("utf-8")]);
+        node.start(&["--join", address, "--token-file", file.to_str().expect("utf-8")]);
         assert!(!node.wait_exit().success(), "{name} must not join");
         node.log_text()
     };
+    let attempt = |name: &str, token: &str| attempt_at(name, &seed.peer, token);
 
     let wrong_secret = attempt("wrong-secret", &format!("K10{hash}::not-the-secret"));
     assert!(wrong_secret.contains("the join secret does not match this cluster's"), "{wrong_secret}");
@@ -160,6 +161,12 @@ fn joining_needs_the_secret_and_the_pinned_ca() {
     assert_eq!(refusals(), 1, "the secret was never sent to it");
     let bare = attempt("bare-secret", secret);
     assert!(bare.contains("malformed join token"), "{bare}");
+    // Nothing listens there: the node keeps dialing for a while, then says
+    // so (not that the address is of another cluster).
+    let started = Instant::now();
+    let nobody = attempt_at("unreachable", "127.0.0.1:1", token.trim());
+    assert!(nobody.contains("127.0.0.1:1 could not be reached within 10s"), "{nobody}");
+    assert!(started.elapsed() < Duration::from_secs(30), "gave up in {:?}", started.elapsed());
 
     let mut member = EngenhoNode::new(root.path(), "member");
     let join = seed.join_args();
