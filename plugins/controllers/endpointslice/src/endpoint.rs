@@ -2,6 +2,7 @@
 //! an IP family, its conditions, and the ports the Service's ports
 //! resolve to on it.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use engenho_controller::pods::Pod;
@@ -121,12 +122,12 @@ pub fn find_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
 /// grouped by their port sets, each group sorted by address.
 pub fn members_by_ports(
     service: &Service,
-    pods: &[Pod],
+    pods: &[impl Borrow<Pod>],
     family: &str,
     include_terminating: bool,
 ) -> BTreeMap<Vec<EndpointPort>, Vec<Member>> {
     let mut groups: BTreeMap<Vec<EndpointPort>, Vec<Member>> = BTreeMap::new();
-    for pod in pods.iter().filter(|pod| should_be_endpoint(pod, include_terminating)) {
+    for pod in pods.iter().map(Borrow::borrow).filter(|pod| should_be_endpoint(pod, include_terminating)) {
         if let Some(member) = member(service, pod, family) {
             groups.entry(member.ports.clone()).or_default().push(member);
         }

@@ -2,6 +2,7 @@
 //! the pods' addresses (ready or not) by the ports they serve, as the
 //! endpoints controller keeps them.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use engenho_controller::meta::ObjectMeta;
@@ -66,11 +67,11 @@ pub struct Endpoints {
 /// The subsets of `service` over `pods`: addresses of its primary IP
 /// family grouped by the ports they serve, sorted; and whether addresses
 /// were left out to stay within [`MAX_ADDRESSES`].
-pub fn subsets(service: &Service, pods: &[Pod]) -> (Vec<Subset>, bool) {
+pub fn subsets(service: &Service, pods: &[impl Borrow<Pod>]) -> (Vec<Subset>, bool) {
     let family = service.address_types().into_iter().next().unwrap_or_else(|| "IPv4".into());
     let publish = service.spec.publish_not_ready_addresses;
     let mut groups: BTreeMap<Vec<EndpointPort>, Subset> = BTreeMap::new();
-    for pod in pods.iter().filter(|pod| endpoint::should_be_endpoint(pod, publish)) {
+    for pod in pods.iter().map(Borrow::borrow).filter(|pod| endpoint::should_be_endpoint(pod, publish)) {
         let Some(member) = endpoint::member(service, pod, &family) else { continue };
         if member.ports.is_empty() && !(service.spec.ports.is_empty() && service.is_headless()) {
             continue;
@@ -136,7 +137,7 @@ pub fn labels(service: &Service) -> BTreeMap<String, String> {
 /// The Endpoints object `service` should have, when `current` is not it
 /// already: a new one (no `current`) or `current` rewritten; `now` is the
 /// trigger time written.
-pub fn desired(service: &Service, pods: &[Pod], current: Option<&Endpoints>, now: &str) -> Option<Value> {
+pub fn desired(service: &Service, pods: &[impl Borrow<Pod>], current: Option<&Endpoints>, now: &str) -> Option<Value> {
     let (subsets, truncated) = subsets(service, pods);
     let labels = labels(service);
     if let Some(current) = current {

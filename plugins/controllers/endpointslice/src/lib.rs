@@ -17,6 +17,7 @@ pub mod model;
 pub mod slices;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use engenho_controller::kinds::{ENDPOINT_SLICES, ENDPOINTS, NODES, PODS, SERVICES};
 use engenho_controller::meta::format_time;
@@ -28,7 +29,7 @@ use engenho_controller::{
 };
 use serde::Deserialize;
 
-use crate::endpoint::members_by_ports;
+use crate::endpoint::{members_by_ports, should_be_endpoint};
 use crate::legacy::Endpoints;
 use crate::model::Service;
 use crate::slices::{Change, Desired, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, Slice, SliceEndpoint};
@@ -91,8 +92,8 @@ impl EndpointSlices {
         }
         let Some(selector) = &service.spec.selector else { return Ok(Outcome::Done) };
         let namespace = service.metadata.namespace.clone();
-        let pods: Vec<Pod> =
-            cluster.list_as(&PODS, &Selector { labels: equality_text(selector), ..Selector::namespace(&namespace) })?;
+        let pods: Vec<Arc<Pod>> = cluster
+            .list_shared(&PODS, &Selector { labels: equality_text(selector), ..Selector::namespace(&namespace) })?;
         let slice_error = self.sync_slices(cluster, &service, &pods).err();
         let endpoints_error = sync_endpoints(cluster, &service, &pods).err();
         match slice_error.or(endpoints_error) {
@@ -102,7 +103,7 @@ impl EndpointSlices {
     }
 
     /// Brings the Service's EndpointSlices to what its pods say.
-    fn sync_slices<C: Cluster>(&self, cluster: &C, service: &Service, pods: &[Pod]) -> Result<(), ApiError> {
+    fn sync_slices<C: Cluster>(&self, cluster: &C, service: &Service, pods: &[Arc<Pod>]) -> Result<(), ApiError> {
         let namespace = &service.metadata.namespace;
         let zones = zones(cluster, pods)?;
         let mut desired = Desired::new();
@@ -168,7 +169,7 @@ impl EndpointSlices {
 }
 
 /// Brings the Service's Endpoints object to what its pods say.
-fn sync_endpoints<C: Cluster>(cluster: &C, service: &Service, pods: &[Pod]) -> Result<(), ApiError> {
+fn sync_endpoints<C: Cluster>(cluster: &C, service: &Service, pods: &[Arc<Pod>]) -> Result<(), ApiError> {
     let namespace = &service.metadata.namespace;
     let current = cluster.get_as::<Endpoints>(&ENDPOINTS, namespace, &service.metadata.name)?;
     let now = format_time(cluster.now());
@@ -224,15 +225,17 @@ fn delete_orphan_endpoints<C: Cluster>(cluster: &C, key: &Key) -> Result<Outcome
     }
 }
 
-/// The zones of the nodes `pods` run on, by node name.
-fn zones<C: Cluster>(cluster: &C, pods: &[Pod]) -> Result<BTreeMap<String, String>, ApiError> {
+/// The zones of the nodes the pods that are endpoints run on, by node
+/// name.
+fn zones<C: Cluster>(cluster: &C, pods: &[Arc<Pod>]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut zones = BTreeMap::new();
-    for node_name in pods.iter().map(|p| &p.spec.node_name).filter(|n| !n.is_empty()) {
+    let endpoints = pods.iter().filter(|pod| should_be_endpoint(pod, true));
+    for node_name in endpoints.map(|p| &p.spec.node_name).filter(|n| !n.is_empty()) {
         if zones.contains_key(node_name) {
             continue;
         }
         if let Some(zone) = cluster
-            .get_as::<Node>(&NODES, "", node_name)?
+            .get_shared::<Node>(&NODES, "", node_name)?
             .and_then(|node| node.metadata.labels.get(ZONE_LABEL).cloned())
         {
             zones.insert(node_name.clone(), zone);

@@ -178,7 +178,7 @@ fn endpoints_are_written_only_when_they_change() {
     assert_eq!(created["subsets"][0]["addresses"][0]["ip"], "10.0.0.1");
     let current: Endpoints = serde_json::from_value(created).expect("endpoints");
     assert!(legacy::desired(&service, &pods, Some(&current), "later").is_none());
-    let updated = legacy::desired(&service, &[], Some(&current), "later").expect("an update");
+    let updated = legacy::desired(&service, &[] as &[Pod], Some(&current), "later").expect("an update");
     assert_eq!(updated["subsets"], json!([]));
 }
 
