@@ -337,13 +337,19 @@ mod tests {
         assert_eq!(queue.pop(now + BACKOFF_INITIAL).as_deref(), Some("p"));
     }
 
-    #[test]
-    fn unschedulable_pods_are_tried_again_after_the_longest_wait() {
+    /// A queue whose one pod, `p`, found no node at `now`.
+    fn one_pod_set_aside(now: Instant) -> SchedulingQueue {
         let mut queue = SchedulingQueue::new();
-        let now = Instant::now();
         queue.add_or_update("p", 0, now);
         queue.pop(now);
         queue.failed("p", true, now);
+        queue
+    }
+
+    #[test]
+    fn unschedulable_pods_are_tried_again_after_the_longest_wait() {
+        let now = Instant::now();
+        let mut queue = one_pod_set_aside(now);
         assert_eq!(queue.pop(now + UNSCHEDULABLE_WAIT_MAX).as_deref(), Some("p"));
     }
 
@@ -351,11 +357,8 @@ mod tests {
     fn pods_waiting_aside_are_looked_at_once_a_second_at_most() {
         // Goal: taking pods does not read every queued pod each time; a
         // pod whose longest wait ended is taken within the interval.
-        let mut queue = SchedulingQueue::new();
         let now = Instant::now();
-        queue.add_or_update("p", 0, now);
-        queue.pop(now);
-        queue.failed("p", true, now);
+        let mut queue = one_pod_set_aside(now);
         let due = now + UNSCHEDULABLE_WAIT_MAX;
         assert_eq!(queue.pop(due - Duration::from_millis(1)), None);
         assert_eq!(queue.pop(due), None, "looked at a millisecond ago");

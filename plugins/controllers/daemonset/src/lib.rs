@@ -13,6 +13,7 @@ mod plan;
 mod status;
 mod template;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use engenho_controller::kinds::{CONTROLLER_REVISIONS, DAEMON_SETS, NODES, PODS};
@@ -67,7 +68,7 @@ fn sync<C: Cluster>(cluster: &C, namespace: &str, name: &str) -> Result<Outcome,
     }
     let pods: Vec<Pod> = pods::controlled_by(cluster, &set.metadata)?;
     let history = revisions::controlled_by(cluster, &set.metadata)?;
-    let nodes: Vec<Node> = cluster.list_as::<Node>(&NODES, &Selector::default())?;
+    let nodes: Vec<Arc<Node>> = cluster.list_shared::<Node>(&NODES, &Selector::default())?;
     let update = match revisions::ensure_update_revision(cluster, &set, &history)? {
         Ok(update) => update,
         Err(outcome) => return Ok(outcome),

@@ -3,6 +3,7 @@
 //! controller decides them in `manage` and `rollingUpdate`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use engenho_controller::nodes::Node;
@@ -18,7 +19,7 @@ pub struct Input<'a> {
     /// The set.
     pub set: &'a DaemonSet,
     /// Every node.
-    pub nodes: &'a [Node],
+    pub nodes: &'a [Arc<Node>],
     /// The pods the set controls.
     pub pods: &'a [Pod],
     /// The hash of the set's current revision.
@@ -69,7 +70,7 @@ pub fn pods_by_node(pods: &[Pod]) -> BTreeMap<&str, Vec<&Pod>> {
 }
 
 /// Where the set's pod fits on each node, by node name.
-pub fn fits<'a>(set: &DaemonSet, nodes: &'a [Node]) -> BTreeMap<&'a str, Fit> {
+pub fn fits<'a>(set: &DaemonSet, nodes: &'a [Arc<Node>]) -> BTreeMap<&'a str, Fit> {
     nodes.iter().map(|n| (n.metadata.name.as_str(), placement::fit(&set.spec.template, n))).collect()
 }
 
@@ -347,7 +348,8 @@ mod tests {
     }
 
     fn run(set: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Plan {
-        plan(&Input { set, nodes, pods, hash: "new", now: now() })
+        let nodes: Vec<Arc<Node>> = nodes.iter().cloned().map(Arc::new).collect();
+        plan(&Input { set, nodes: &nodes, pods, hash: "new", now: now() })
     }
 
     fn deleted(plan: &Plan) -> Vec<&str> {

@@ -50,6 +50,8 @@ pub fn status(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::plan::{fits, pods_by_node};
     use engenho_controller::meta::parse_time;
@@ -64,8 +66,10 @@ mod tests {
             "spec": {"minReadySeconds": 600, "template": {"spec": {"nodeSelector": {"role": "worker"}}}},
         }))
         .expect("a set");
-        let node = |name: &str, role: &str| -> Node {
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"role": role}}})).expect("a node")
+        let node = |name: &str, role: &str| -> Arc<Node> {
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name, "labels": {"role": role}}})).expect("a node"),
+            )
         };
         let nodes = [node("a", "worker"), node("b", "worker"), node("c", "worker"), node("d", "db")];
         let pod = |name: &str, node: &str, hash: &str, ready_since: &str| -> Pod {
