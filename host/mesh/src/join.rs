@@ -145,8 +145,9 @@ pub async fn fetch_credentials(
 /// A TLS connection to the member at `seed` that proves to hold the CA the
 /// connector pins. A member not listening yet, or too busy to finish a
 /// handshake within [`PEER_CONNECT_TIMEOUT`], is dialed again (each
-/// failure noted in `last_error`) until the caller stops waiting; one
-/// whose certificate the pin refuses is refused at once.
+/// failure noted in `last_error`) until the caller stops waiting; a
+/// malformed address, or a member whose certificate the pin refuses, is
+/// refused at once.
 async fn dial_member(
     connector: &TlsConnector,
     seed: &str,
@@ -160,7 +161,10 @@ async fn dial_member(
                 }
                 return Ok(stream);
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) => {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                return Err(MeshError::JoinRefused(e.to_string()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(MeshError::JoinRefused(format!(
                     "{seed} is not a member of the cluster the join token names: {e}"
                 )));
