@@ -94,8 +94,8 @@ fn balance(allocations: &[(Quantity, Quantity)]) -> u32 {
             .filter(|(_, allocatable)| *allocatable > 0)
             .map(|&(requested, allocatable)| (requested as f64 / allocatable as f64).min(1.0))
     };
-    let mut two = shares();
-    let deviation = match (two.next(), two.next(), two.next()) {
+    let mut first_three = shares();
+    let deviation = match (first_three.next(), first_three.next(), first_three.next()) {
         (Some(first), Some(second), None) => ((first - second) / 2.0).abs(),
         (Some(_), Some(_), Some(_)) => {
             let count = shares().count() as f64;

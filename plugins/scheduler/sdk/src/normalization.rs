@@ -26,7 +26,7 @@ pub fn default_normalize(raw: &[i64], reversed: bool) -> Vec<u32> {
 /// than wrapped, and at most `u64::MAX`. 0 when `divisor` is 0.
 ///
 /// Plugins scale by this rather than in 128 bits throughout: a component
-/// divides 128-bit numbers in software, some hundred times slower.
+/// divides 128-bit numbers in software, many times slower.
 pub fn mul_div(value: u64, factor: u64, divisor: u64) -> u64 {
     if divisor == 0 {
         return 0;
