@@ -34,6 +34,9 @@ const JOIN_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// receive the answer.
 const JOIN_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest a joining node keeps dialing a member it cannot reach.
+const JOIN_REACH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Pause between dials of a member that could not be reached.
 const JOIN_DIAL_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -108,9 +111,8 @@ pub async fn fetch_credentials(
     let refused = |what: String| MeshError::JoinRefused(what);
     let pki_failed = |e: engenho_pki::PkiError| MeshError::Tls(e.to_string());
     let config = engenho_pki::pinned_client_config(token.ca_hash(), &[JOIN_ALPN]).map_err(pki_failed)?;
-    let last_dial_error = std::sync::Mutex::new(String::new());
+    let stream = dial_member(&TlsConnector::from(config), seed).await?;
     let exchange = async {
-        let stream = dial_member(&TlsConnector::from(config), seed, &last_dial_error).await?;
         let (key, request_pem) = Identity::request().map_err(pki_failed)?;
         let request = CertificateRequest {
             name: name.to_owned(),
@@ -125,14 +127,9 @@ pub async fn fetch_credentials(
             read_frame(&mut stream, JOIN_MESSAGE_BYTES_MAX).await.map_err(|e| refused(e.to_string()))?;
         Ok::<_, MeshError>((key, answer?))
     };
-    let (key, grant) = tokio::time::timeout(JOIN_EXCHANGE_TIMEOUT, exchange).await.map_err(|_| {
-        let last_dial_error = last_dial_error.lock().map(|e| e.clone()).unwrap_or_default();
-        if last_dial_error.is_empty() {
-            refused(format!("{seed} did not answer within {JOIN_EXCHANGE_TIMEOUT:?}"))
-        } else {
-            refused(format!("{seed} could not be reached within {JOIN_EXCHANGE_TIMEOUT:?}: {last_dial_error}"))
-        }
-    })??;
+    let (key, grant) = tokio::time::timeout(JOIN_EXCHANGE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| refused(format!("{seed} did not answer within {JOIN_EXCHANGE_TIMEOUT:?}")))??;
     if CaHash::of_pem(&grant.ca_certificate_pem) != Some(token.ca_hash()) {
         return Err(refused(format!("{seed} answered with a CA other than the one the join token names")));
     }
@@ -144,23 +141,17 @@ pub async fn fetch_credentials(
 
 /// A TLS connection to the member at `seed` that proves to hold the CA the
 /// connector pins. A member not listening yet, or too busy to finish a
-/// handshake within [`PEER_CONNECT_TIMEOUT`], is dialed again (each
-/// failure noted in `last_error`) until the caller stops waiting; a
-/// malformed address, or a member whose certificate the pin refuses, is
-/// refused at once.
+/// handshake within [`PEER_CONNECT_TIMEOUT`], is dialed again for up to
+/// [`JOIN_REACH_TIMEOUT`]; a malformed address, or a member whose
+/// certificate the pin refuses, is refused at once.
 async fn dial_member(
     connector: &TlsConnector,
     seed: &str,
-    last_error: &std::sync::Mutex<String>,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let deadline = tokio::time::Instant::now() + JOIN_REACH_TIMEOUT;
     loop {
         match engenho_pki::dial_tls(connector, seed, PEER_CONNECT_TIMEOUT).await {
-            Ok(stream) => {
-                if let Ok(mut last) = last_error.lock() {
-                    last.clear();
-                }
-                return Ok(stream);
-            }
+            Ok(stream) => return Ok(stream),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 return Err(MeshError::JoinRefused(e.to_string()));
             }
@@ -169,12 +160,12 @@ async fn dial_member(
                     "{seed} is not a member of the cluster the join token names: {e}"
                 )));
             }
-            Err(e) => {
-                if let Ok(mut last) = last_error.lock() {
-                    *last = e.to_string();
-                }
-                tokio::time::sleep(JOIN_DIAL_RETRY_INTERVAL).await;
+            Err(e) if tokio::time::Instant::now() + JOIN_DIAL_RETRY_INTERVAL >= deadline => {
+                return Err(MeshError::JoinRefused(format!(
+                    "{seed} could not be reached within {JOIN_REACH_TIMEOUT:?}: {e}"
+                )));
             }
+            Err(_) => tokio::time::sleep(JOIN_DIAL_RETRY_INTERVAL).await,
         }
     }
 }
