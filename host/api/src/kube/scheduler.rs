@@ -220,9 +220,14 @@ impl SchedulerLoop {
     }
 }
 
+/// Workload selectors kept by informer entry version before the kept set is
+/// emptied and read again from the objects.
+const WORKLOAD_SELECTORS_KEPT_MAX: usize = 16_384;
+
 /// kube-scheduler's default selector for spreading a pod: the selectors of
 /// the Services, ReplicaSets and StatefulSets of its namespace that select
-/// it, together; read from the node's informers at the moment of asking.
+/// it, together; read from the node's informers at the moment of asking,
+/// each object's selector decoded once per cached version.
 fn default_spread_selector(state: &ApiState) -> DefaultSpreadSelector {
     let registry = state.registry();
     let informers: Vec<(bool, Arc<engenho_control::Informer>)> =
@@ -231,14 +236,21 @@ fn default_spread_selector(state: &ApiState) -> DefaultSpreadSelector {
             .filter_map(|(group, plural)| registry.find_plural(group, plural))
             .map(|t| (t.plural == "services", super::loops::informer_of(&state.informers, t)))
             .collect();
+    let kept: Mutex<HashMap<u64, Option<Arc<engenho_scheduler::LabelSelector>>>> = Mutex::default();
     Arc::new(move |namespace, labels| {
         let mut together: engenho_scheduler::LabelSelector = Vec::new();
         let filter = engenho_control::Filter { namespace: Some(namespace), ..engenho_control::Filter::default() };
+        let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (is_service, informer) in &informers {
             for object in informer.list(&filter) {
-                let Ok(value) = object.value() else { continue };
-                if let Some(selector) = workload_selector(*is_service, &value).filter(|s| view::selects(s, labels)) {
-                    together.extend(selector);
+                if kept.len() >= WORKLOAD_SELECTORS_KEPT_MAX && !kept.contains_key(&object.version) {
+                    kept.clear();
+                }
+                let selector = kept.entry(object.version).or_insert_with(|| {
+                    object.value().ok().and_then(|value| workload_selector(*is_service, &value)).map(Arc::new)
+                });
+                if let Some(selector) = selector.as_deref().filter(|s| view::selects(s, labels)) {
+                    together.extend(selector.iter().cloned());
                 }
             }
         }

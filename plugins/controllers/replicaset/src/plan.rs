@@ -2,6 +2,7 @@
 //! pods it claims and releases, how many it creates or deletes, the pods it
 //! creates, and the status it reports.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -139,10 +140,11 @@ pub struct ManageFailure {
     pub message: String,
 }
 
-/// The status of `rs` owning the active pods `active` at `now`, after
-/// `failure_opt`, as Kubernetes' `calculateStatus` makes it: the
-/// `ReplicaFailure` condition is set when a failure happens and none is
-/// set, and removed once pods are managed without one.
+/// The status of `rs` owning the active pods `active` (each picked by its
+/// selector, as claiming leaves them) at `now`, after `failure_opt`, as
+/// Kubernetes' `calculateStatus` makes it: the `ReplicaFailure` condition
+/// is set when a failure happens and none is set, and removed once pods are
+/// managed without one.
 pub fn status(
     rs: &ReplicaSet,
     active: &[&Pod],
@@ -150,11 +152,14 @@ pub fn status(
     failure_opt: Option<&ManageFailure>,
 ) -> ReplicaSetStatus {
     let template_labels = rs.spec.template["metadata"]["labels"].as_object();
-    let fully_labeled = |pod: &&&Pod| {
-        template_labels.is_none_or(|labels| {
-            labels.iter().all(|(k, v)| pod.metadata.labels.get(k).map(String::as_str) == v.as_str())
-        })
+    let has_labels = |labels: &BTreeMap<String, String>| {
+        template_labels
+            .is_none_or(|template| template.iter().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str()))
     };
+    // When the selector requires every template label, a pod it picks
+    // carries them all: no pod's labels need to be read.
+    let selected_are_fully_labeled = has_labels(&rs.spec.selector.match_labels);
+    let fully_labeled = |pod: &&&Pod| selected_are_fully_labeled || has_labels(&pod.metadata.labels);
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let mut conditions = rs.status.conditions.clone();
     let has_failure = conditions.iter().any(|c| c.type_ == REPLICA_FAILURE);
@@ -322,6 +327,22 @@ mod tests {
         );
         assert_eq!(status.observed_generation, 3);
         assert_eq!(availability_requeue(&rs, &active, now), Some(Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn a_selector_requiring_every_template_label_makes_its_pods_fully_labeled() {
+        // Goal: the count holds without reading pods' labels when the
+        // selector implies the template's, and only then.
+        let now = parse_time("2026-01-01T00:01:00Z").expect("time");
+        let mut rs = replica_set();
+        rs.spec.selector.match_labels.insert("tier".into(), "front".into());
+        let full = [("app", "web"), ("tier", "front"), ("extra", "x")];
+        let a = labeled(pod("a", "n", "Running", None, "2026-01-01T00:00:00Z"), &full, None);
+        let b = labeled(pod("b", "n", "Running", None, "2026-01-01T00:00:00Z"), &full, None);
+        assert_eq!(status(&rs, &[&a, &b], now, None).fully_labeled_replicas, 2);
+        let rs = replica_set();
+        let picked = labeled(pod("c", "n", "Running", None, "2026-01-01T00:00:00Z"), &[("app", "web")], None);
+        assert_eq!(status(&rs, &[&a, &picked], now, None).fully_labeled_replicas, 1);
     }
 
     #[test]
