@@ -1,7 +1,9 @@
 //! Role-based access control: what a user may do, read from the Roles,
 //! ClusterRoles and their bindings in the store at the moment of asking.
 
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use engenho_store::{KeyRange, Mvcc, RangeRequest};
 use serde::Deserialize;
@@ -160,6 +162,7 @@ pub struct Authorizer {
     role_bindings: ResourceType,
     cluster_roles: ResourceType,
     cluster_role_bindings: ResourceType,
+    decoded: Mutex<DecodedObjects>,
 }
 
 /// Aggregated ClusterRoles followed at most this deep.
@@ -177,6 +180,7 @@ impl Authorizer {
             role_bindings: kind("rolebindings"),
             cluster_roles: kind("clusterroles"),
             cluster_role_bindings: kind("clusterrolebindings"),
+            decoded: Mutex::default(),
         }
     }
 
@@ -238,7 +242,9 @@ impl Authorizer {
                         let key = self.roles.key(Some(namespace), &binding.role_ref.name);
                         for role in self.read::<Role>(&key)? {
                             granted.extend(
-                                role.rules.into_iter().map(|rule| GrantedRule { rule, source: source.clone() }),
+                                role.rules
+                                    .iter()
+                                    .map(|rule| GrantedRule { rule: rule.clone(), source: source.clone() }),
                             );
                         }
                     }
@@ -302,7 +308,7 @@ impl Authorizer {
                 }
                 let mut granted = Vec::new();
                 if role_plural == "roles" {
-                    granted.extend(self.read::<Role>(&key)?.into_iter().flat_map(|r| r.rules));
+                    granted.extend(self.read::<Role>(&key)?.iter().flat_map(|r| r.rules.iter().cloned()));
                 } else {
                     let mut rules = Vec::new();
                     self.grant_cluster_role(&binding.role_ref.name, "", &mut rules, 0)?;
@@ -359,8 +365,10 @@ impl Authorizer {
         depth: usize,
     ) -> Result<(), ApiError> {
         for role in self.read::<Role>(&self.cluster_roles.key(None, name))? {
-            granted.extend(role.rules.into_iter().map(|rule| GrantedRule { rule, source: source.to_owned() }));
-            let Some(aggregation) = role.aggregation_rule.filter(|_| depth < AGGREGATION_DEPTH_MAX) else { continue };
+            granted.extend(role.rules.iter().map(|rule| GrantedRule { rule: rule.clone(), source: source.to_owned() }));
+            let Some(aggregation) = role.aggregation_rule.as_ref().filter(|_| depth < AGGREGATION_DEPTH_MAX) else {
+                continue;
+            };
             for member in self.read::<Role>(&self.cluster_roles.key_prefix(None))? {
                 let selected =
                     aggregation.cluster_role_selectors.iter().any(|selector| labels_match(selector, &member));
@@ -373,17 +381,46 @@ impl Authorizer {
     }
 
     /// The objects under `prefix` (or the one at a full key) that decode as
-    /// `T`; others are skipped, as they grant nothing.
-    fn read<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, ApiError> {
+    /// `T`; others are skipped, as they grant nothing. Each object is
+    /// decoded once per revision that wrote it.
+    fn read<T>(&self, prefix: &str) -> Result<Vec<Arc<T>>, ApiError>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
         let range = if prefix.ends_with('/') {
             KeyRange::prefix(prefix.to_owned())
         } else {
             KeyRange::single(prefix.to_owned())
         };
         let (_, found) = self.store.range(&RangeRequest { range, ..RangeRequest::default() })?;
-        Ok(found.kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
+        let mut decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        if decoded.len() + found.kvs.len() > DECODED_KEPT_MAX {
+            decoded.clear();
+        }
+        Ok(found
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let slot = (TypeId::of::<T>(), kv.key.clone());
+                if let Some((revision, object)) = decoded.get(&slot)
+                    && *revision == kv.mod_revision
+                {
+                    return object.clone().downcast::<T>().ok();
+                }
+                let object: Arc<T> = Arc::new(serde_json::from_slice(&kv.value).ok()?);
+                decoded.insert(slot, (kv.mod_revision, object.clone()));
+                Some(object)
+            })
+            .collect())
     }
 }
+
+/// RBAC objects kept decoded, at most, before all are let go.
+const DECODED_KEPT_MAX: usize = 8192;
+
+/// RBAC objects as decoded, by type and key, with the revision that wrote
+/// them.
+type DecodedObjects = HashMap<(TypeId, Vec<u8>), (i64, Arc<dyn Any + Send + Sync>)>;
 
 /// The RBAC API group.
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -657,6 +694,39 @@ mod tests {
         let scale = forbidden(&user, &on("patch", "apps", "deployments", "scale", "web"));
         assert!(scale.message.starts_with("deployments/scale.apps \"web\" is forbidden"), "{}", scale.message);
         assert_eq!(list.code, 403);
+    }
+
+    #[test]
+    fn decisions_follow_role_changes_at_once() {
+        // Goal: objects kept decoded never outlive the revision that wrote
+        // them.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage = engenho_store::open_database(&dir.path().join("db")).expect("open");
+        let store = Mvcc::open(&storage).expect("store");
+        let authorizer = Authorizer::new(store.clone(), &crate::kube::resources::Registry::built_in());
+        let write = |key: String, object: Value| {
+            let mut applier = store.applier();
+            let put =
+                engenho_store::PutRequest { key: key.into(), value: object.to_string().into(), ..Default::default() };
+            applier.apply(&engenho_store::Command::Put(put)).expect("applied").outcome.expect("accepted");
+            applier.commit(None, None).expect("committed");
+        };
+        let role = |verbs: Value| {
+            json!({"metadata": {"name": "r", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": verbs}]})
+        };
+        write(authorizer.roles.key(Some("default"), "r"), role(json!(["get"])));
+        write(
+            authorizer.role_bindings.key(Some("default"), "b"),
+            json!({"metadata": {"name": "b", "namespace": "default"}, "roleRef": {"kind": "Role", "name": "r"},
+                "subjects": [{"kind": "User", "name": "ana"}]}),
+        );
+        let ana = UserInfo { name: "ana".into(), uid: String::new(), groups: Vec::new() };
+        let may = |verb: &str| authorizer.authorize(&ana, &on(verb, "", "pods", "", "p")).expect("read").is_some();
+        assert!(may("get") && !may("delete"));
+        assert!(may("get"), "asked again, from what was kept");
+        write(authorizer.roles.key(Some("default"), "r"), role(json!(["delete"])));
+        assert!(!may("get") && may("delete"), "the changed role is read at once");
     }
 
     #[test]
