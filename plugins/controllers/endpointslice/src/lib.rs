@@ -37,6 +37,19 @@ use crate::slices::{Change, Desired, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_
 /// The most endpoints a slice holds, unless configured.
 pub const DEFAULT_MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
+/// The fields of a pod an endpoint is made from: a change of any other
+/// field leaves its Services' endpoints as they are.
+pub const POD_ENDPOINT_FIELDS: [&str; 8] = [
+    "/metadata/labels",
+    "/metadata/deletionTimestamp",
+    "/spec/hostname",
+    "/spec/subdomain",
+    "/status/phase",
+    "/status/podIP",
+    "/status/podIPs",
+    "/status/conditions/Ready",
+];
+
 /// The node label naming its zone.
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
@@ -69,7 +82,10 @@ impl Controller for EndpointSlices {
         }
         let interests = vec![
             Interest::new(SERVICES, [Trigger::Itself]),
-            Interest::new(PODS, [Trigger::Selecting(SERVICES)]),
+            // What an endpoint reads of a pod, as Kubernetes'
+            // `podEndpointsChanged` weighs it: a node name is set (by
+            // binding) before the pod has an address, so it is not one.
+            Interest::new(PODS, [Trigger::Selecting(SERVICES)]).on_changes_of(POD_ENDPOINT_FIELDS),
             Interest::new(ENDPOINT_SLICES, [Trigger::Owners(SERVICES)]),
             Interest::new(ENDPOINTS, [Trigger::SameName(SERVICES)]),
             Interest::new(NODES, []),

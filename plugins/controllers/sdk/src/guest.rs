@@ -177,7 +177,7 @@ fn interest(interest: crate::Interest) -> Interest {
             Trigger::Namespace => WitTrigger::Namespace,
         })
         .collect();
-    Interest { kind: kind_result(interest.kind), triggers }
+    Interest { kind: kind_result(interest.kind), triggers, changes: interest.changes }
 }
 
 /// The JSON text a write carries (none for a deletion).

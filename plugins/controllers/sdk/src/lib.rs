@@ -497,12 +497,25 @@ pub struct Interest {
     pub kind: Kind,
     /// The keys a change of one of its objects queues (none: read only).
     pub triggers: Vec<Trigger>,
+    /// The fields (JSON pointers) whose change queues keys; empty: any
+    /// change does. See [`Interest::on_changes_of`].
+    pub changes: Vec<String>,
 }
 
 impl Interest {
     /// `kind`, whose changes queue `triggers`.
     pub fn new(kind: Kind, triggers: impl IntoIterator<Item = Trigger>) -> Self {
-        Self { kind, triggers: triggers.into_iter().collect() }
+        Self { kind, triggers: triggers.into_iter().collect(), changes: Vec::new() }
+    }
+
+    /// Only an update changing one of `fields` (JSON pointers; under a list
+    /// of objects, a segment that is not an index picks the element of that
+    /// `type`, as `/status/conditions/Ready`) queues keys; an object
+    /// appearing or going always does.
+    #[must_use]
+    pub fn on_changes_of<'a>(mut self, fields: impl IntoIterator<Item = &'a str>) -> Self {
+        self.changes = fields.into_iter().map(str::to_owned).collect();
+        self
     }
 }
 

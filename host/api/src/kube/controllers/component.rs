@@ -50,6 +50,71 @@ pub struct Watched {
     pub t: ResourceType,
     /// Its cache.
     pub informer: Arc<Informer>,
+    /// The fields (JSON pointers) whose change queues keys; empty: any
+    /// change does.
+    pub changes: Vec<String>,
+}
+
+/// Fields an interest may name, at most.
+const CHANGES_MAX: usize = 32;
+
+/// Bytes of one field's pointer, at most.
+const CHANGE_POINTER_BYTES_MAX: usize = 256;
+
+impl Watched {
+    /// Whether `change` queues keys: an object appearing or going always
+    /// does; an update does when it changes one of the fields named (any,
+    /// when none is), or when either side cannot be read.
+    fn matters(&self, change: &Change) -> bool {
+        let (Some(old), Some(new)) = (&change.old, &change.new) else { return true };
+        if self.changes.is_empty() {
+            return true;
+        }
+        match (old.value(), new.value()) {
+            (Ok(old), Ok(new)) => changed(&old, &new, &self.changes),
+            _ => true,
+        }
+    }
+}
+
+/// Whether one of the fields at `pointers` differs between `old` and `new`.
+fn changed(old: &Value, new: &Value, pointers: &[String]) -> bool {
+    pointers.iter().any(|pointer| field(old, pointer) != field(new, pointer))
+}
+
+/// Refuses fields an interest may not name: more than [`CHANGES_MAX`],
+/// one longer than [`CHANGE_POINTER_BYTES_MAX`], one that is not a JSON
+/// pointer below the root.
+fn check_changes(changes: &[String]) -> Result<(), String> {
+    if changes.len() > CHANGES_MAX {
+        return Err(format!("it names {} changed fields; at most {CHANGES_MAX} are allowed", changes.len()));
+    }
+    for pointer in changes {
+        if pointer.len() > CHANGE_POINTER_BYTES_MAX {
+            return Err(format!("a changed field is longer than {CHANGE_POINTER_BYTES_MAX} bytes"));
+        }
+        if !pointer.starts_with('/') {
+            return Err(format!("changed field {pointer:?} is not a JSON pointer (it must start with \"/\")"));
+        }
+    }
+    Ok(())
+}
+
+/// The value at `pointer` in `value` (RFC 6901), where under a list of
+/// objects a segment that is not an index picks the element whose `type`
+/// is that segment (Kubernetes' conditions, a list keyed by type).
+fn field<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
+    pointer.split('/').skip(1).try_fold(value, |at, segment| {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        match at {
+            Value::Object(fields) => fields.get(&segment),
+            Value::Array(items) => match segment.parse::<usize>() {
+                Ok(index) => items.get(index),
+                Err(_) => items.iter().find(|item| item.get("type").and_then(Value::as_str) == Some(segment.as_str())),
+            },
+            _ => None,
+        }
+    })
 }
 
 /// Where a change of a watched kind sends keys.
@@ -154,7 +219,8 @@ impl ComponentLoop {
                 return Err(format!("it names {} twice among its interests", describe(kind)));
             }
             let informer = super::super::loops::informer_of(&state.informers, &t);
-            watched.push(Watched { kind: kind.clone(), t, informer });
+            check_changes(&interest.changes).map_err(|e| format!("its interest in {}: {e}", describe(kind)))?;
+            watched.push(Watched { kind: kind.clone(), t, informer, changes: interest.changes.clone() });
         }
         let index_of = |kind: &KindRef| {
             watched
@@ -354,6 +420,9 @@ impl Reconciler for ComponentLoop {
             let (controller, queue) = (Arc::downgrade(self), queue.clone());
             subscriptions.push(watched.informer.subscribe(move |change: &Change| {
                 let Some(controller) = controller.upgrade() else { return };
+                if !controller.watched[source].matters(change) {
+                    return;
+                }
                 let mut keys = Vec::new();
                 for object in [&change.old, &change.new].into_iter().flatten() {
                     controller.route(source, object, &mut keys);
@@ -647,5 +716,58 @@ fn regarding(kind: &KindRef, namespace: &str, name: &str, uid: &str) -> Regardin
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         uid: uid.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pointers(fields: &[&str]) -> Vec<String> {
+        fields.iter().map(|f| (*f).to_owned()).collect()
+    }
+
+    #[test]
+    fn fields_are_read_by_pointer_and_conditions_by_type() {
+        let pod = json!({"metadata": {"labels": {"app/name": "web"}},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+                "podIPs": [{"ip": "10.0.0.1"}]}});
+        assert_eq!(field(&pod, "/metadata/labels/app~1name"), Some(&json!("web")));
+        assert_eq!(field(&pod, "/status/conditions/Ready/status"), Some(&json!("False")));
+        assert_eq!(field(&pod, "/status/podIPs/0/ip"), Some(&json!("10.0.0.1")));
+        assert_eq!(field(&pod, "/status/conditions/Initialized"), None);
+        assert_eq!(field(&pod, "/spec/nodeName"), None);
+    }
+
+    #[test]
+    fn an_update_matters_only_when_a_named_field_changes() {
+        // Goal: a binding (node name, PodScheduled) changes nothing an
+        // endpoint reads; readiness and addresses do.
+        let fields = pointers(&["/metadata/labels", "/status/podIP", "/status/conditions/Ready"]);
+        let pending = json!({"metadata": {"labels": {"app": "web"}}, "spec": {},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        let mut bound = pending.clone();
+        bound["spec"]["nodeName"] = json!("n1");
+        bound["status"]["conditions"] =
+            json!([{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]);
+        assert!(!changed(&pending, &bound, &fields));
+        let mut running = bound.clone();
+        running["status"]["podIP"] = json!("10.0.0.1");
+        assert!(changed(&bound, &running, &fields));
+        let mut ready = bound.clone();
+        ready["status"]["conditions"][1]["status"] = json!("True");
+        assert!(changed(&bound, &ready, &fields));
+        let mut relabeled = bound.clone();
+        relabeled["metadata"]["labels"]["tier"] = json!("front");
+        assert!(changed(&bound, &relabeled, &fields));
+    }
+
+    #[test]
+    fn changed_fields_must_be_few_short_pointers() {
+        assert!(check_changes(&pointers(&["/status/podIP", "/metadata/labels"])).is_ok());
+        let relative = check_changes(&pointers(&["status/podIP"])).expect_err("not a pointer");
+        assert!(relative.contains("not a JSON pointer"), "{relative}");
+        assert!(check_changes(&vec!["/a".to_owned(); CHANGES_MAX + 1]).is_err());
+        assert!(check_changes(&[format!("/{}", "x".repeat(CHANGE_POINTER_BYTES_MAX))]).is_err());
     }
 }
