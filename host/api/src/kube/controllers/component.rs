@@ -105,12 +105,13 @@ fn check_changes(changes: &[String]) -> Result<(), String> {
 /// is that segment (Kubernetes' conditions, a list keyed by type).
 fn field<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
     pointer.split('/').skip(1).try_fold(value, |at, segment| {
-        let segment = segment.replace("~1", "/").replace("~0", "~");
+        let segment: std::borrow::Cow<str> =
+            if segment.contains('~') { segment.replace("~1", "/").replace("~0", "~").into() } else { segment.into() };
         match at {
-            Value::Object(fields) => fields.get(&segment),
+            Value::Object(fields) => fields.get(segment.as_ref()),
             Value::Array(items) => match segment.parse::<usize>() {
                 Ok(index) => items.get(index),
-                Err(_) => items.iter().find(|item| item.get("type").and_then(Value::as_str) == Some(segment.as_str())),
+                Err(_) => items.iter().find(|item| item.get("type").and_then(Value::as_str) == Some(segment.as_ref())),
             },
             _ => None,
         }
@@ -420,12 +421,14 @@ impl Reconciler for ComponentLoop {
             let (controller, queue) = (Arc::downgrade(self), queue.clone());
             subscriptions.push(watched.informer.subscribe(move |change: &Change| {
                 let Some(controller) = controller.upgrade() else { return };
-                if !controller.watched[source].matters(change) {
-                    return;
-                }
                 let mut keys = Vec::new();
                 for object in [&change.old, &change.new].into_iter().flatten() {
                     controller.route(source, object, &mut keys);
+                }
+                // Routed first: most changes queue no key at all, and
+                // weighing the fields reads both objects whole.
+                if keys.is_empty() || !controller.watched[source].matters(change) {
+                    return;
                 }
                 for key in keys {
                     queue.add(key);
