@@ -53,6 +53,8 @@ pub struct Watched {
     /// The fields (JSON pointers) whose change queues keys; empty: any
     /// change does.
     pub changes: Vec<String>,
+    /// The same fields as a tree, to read only them of an object.
+    fields: Fields,
 }
 
 /// Fields an interest may name, at most.
@@ -70,10 +72,113 @@ impl Watched {
         if self.changes.is_empty() {
             return true;
         }
-        match (old.value(), new.value()) {
+        match (self.fields.read(&old.json), self.fields.read(&new.json)) {
             (Ok(old), Ok(new)) => changed(&old, &new, &self.changes),
             _ => true,
         }
+    }
+}
+
+/// Named fields as a tree of object keys: reading an object through it
+/// keeps those fields (whole lists, where a field is under one) and skips
+/// the rest unparsed into values.
+#[derive(Debug, Default)]
+struct Fields {
+    /// This field is named whole.
+    whole: bool,
+    /// Named fields below it, by key.
+    below: HashMap<String, Fields>,
+}
+
+impl Fields {
+    /// The tree of `pointers` (JSON pointers).
+    fn of(pointers: &[String]) -> Self {
+        let mut root = Self::default();
+        for pointer in pointers {
+            let mut at = &mut root;
+            for segment in pointer.split('/').skip(1) {
+                at = at.below.entry(segment.replace("~1", "/").replace("~0", "~")).or_default();
+            }
+            at.whole = true;
+        }
+        root
+    }
+
+    /// `json` with only these fields (and whatever lists they lie in).
+    fn read(&self, json: &str) -> Result<Value, serde_json::Error> {
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let picked = serde::de::DeserializeSeed::deserialize(Pick(self), &mut deserializer)?;
+        deserializer.end()?;
+        Ok(picked)
+    }
+}
+
+/// Reads a JSON value keeping the fields of a [`Fields`] tree.
+struct Pick<'a>(&'a Fields);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pick<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pick<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut picked = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match self.0.below.get(&key) {
+                Some(fields) if fields.whole => {
+                    picked.insert(key, map.next_value::<Value>()?);
+                }
+                Some(fields) => {
+                    picked.insert(key, map.next_value_seed(Pick(fields))?);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(picked))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -221,7 +326,8 @@ impl ComponentLoop {
             }
             let informer = super::super::loops::informer_of(&state.informers, &t);
             check_changes(&interest.changes).map_err(|e| format!("its interest in {}: {e}", describe(kind)))?;
-            watched.push(Watched { kind: kind.clone(), t, informer, changes: interest.changes.clone() });
+            let (changes, fields) = (interest.changes.clone(), Fields::of(&interest.changes));
+            watched.push(Watched { kind: kind.clone(), t, informer, changes, fields });
         }
         let index_of = |kind: &KindRef| {
             watched
@@ -763,6 +869,37 @@ mod tests {
         let mut relabeled = bound.clone();
         relabeled["metadata"]["labels"]["tier"] = json!("front");
         assert!(changed(&bound, &relabeled, &fields));
+    }
+
+    #[test]
+    fn reading_the_named_fields_alone_decides_as_the_whole_objects_do() {
+        // Goal: the tree read keeps what the pointers reach and nothing
+        // else, so weighing a change reads no more than it needs.
+        let fields = pointers(&["/metadata/labels", "/status/podIP", "/status/conditions/Ready", "/spec/a~1b"]);
+        let tree = Fields::of(&fields);
+        let pod = json!({"metadata": {"name": "p", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}],
+            "a/b": 1.5}, "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}});
+        let read = tree.read(&pod.to_string()).expect("reads");
+        assert_eq!(
+            read,
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"a/b": 1.5},
+                "status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+        );
+        let edits: [(&str, Value); 4] = [
+            ("/spec/containers", json!([])),
+            ("/status/podIP", json!("10.0.0.1")),
+            ("/status/phase", json!("Running")),
+            ("/metadata/labels", json!({"app": "api"})),
+        ];
+        for (pointer, value) in edits {
+            let mut edited = pod.clone();
+            let (parent, key) = pointer.rsplit_once('/').expect("a pointer");
+            edited.pointer_mut(parent).expect("parent")[key] = value;
+            let whole = changed(&pod, &edited, &fields);
+            let picked = changed(&read, &tree.read(&edited.to_string()).expect("reads"), &fields);
+            assert_eq!(whole, picked, "{pointer}");
+        }
+        assert!(tree.read("{\"metadata\": ").is_err(), "a broken object is an error, so the change counts");
     }
 
     #[test]
