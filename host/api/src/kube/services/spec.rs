@@ -610,11 +610,14 @@ fn allocate(
     let ports = network.node_ports();
     let (first, last) = (u32::from(*ports.start()), u32::from(*ports.end()));
     let dynamic = (first + dynamic_band_start(last - first + 1, 32, 128)).min(last)..=last;
+    // The health check port asked for is no node port's to take.
+    let asked_health_check = health_check_port(service).filter(|_| needs_health_check(service)).map(u32::from);
     let mut picked: BTreeSet<u32> = service["spec"]["ports"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|p| p["nodePort"].as_u64().and_then(|n| u32::try_from(n).ok()))
+        .chain(asked_health_check)
         .collect();
     let count = service["spec"]["ports"].as_array().map_or(0, Vec::len);
     for index in 0..count {
@@ -772,6 +775,21 @@ mod tests {
         assert_eq!(service["spec"]["ports"][0].get("nodePort"), None, "{service}");
         assert_eq!(service["spec"]["ports"][1]["nodePort"], 30003);
         assert!(plan.claims.contains(&node_port_key(30003)), "the named port is claimed: {plan:?}");
+    }
+
+    #[test]
+    fn a_node_port_never_takes_the_health_check_port_asked_for() {
+        // Goal: with two ports in the range, the Service's node port is
+        // the one its health check did not ask for, whatever the draw.
+        let network = ServiceNetwork::parse("10.43.0.0/28", "30000-30001").expect("valid");
+        for seed in 0..32 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut service = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                "healthCheckNodePort": 30001, "ports": [{"port": 80}]}});
+            let plan = settle(&network, None, &mut service, &mut rng, |_| false).expect("settles");
+            assert_eq!(service["spec"]["ports"][0]["nodePort"], 30000, "seed {seed}");
+            assert_eq!(plan.claims.len(), 3, "a cluster IP, a node port and the health check port: {plan:?}");
+        }
     }
 
     #[test]
