@@ -97,7 +97,7 @@ impl Fields {
         for pointer in pointers {
             let mut at = &mut root;
             for segment in pointer.split('/').skip(1) {
-                at = at.below.entry(segment.replace("~1", "/").replace("~0", "~")).or_default();
+                at = at.below.entry(unescape(segment).into_owned()).or_default();
             }
             at.whole = true;
         }
@@ -205,13 +205,17 @@ fn check_changes(changes: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// A JSON pointer's segment as the key it names (`~1` is `/`, `~0` is `~`).
+fn unescape(segment: &str) -> std::borrow::Cow<'_, str> {
+    if segment.contains('~') { segment.replace("~1", "/").replace("~0", "~").into() } else { segment.into() }
+}
+
 /// The value at `pointer` in `value` (RFC 6901), where under a list of
 /// objects a segment that is not an index picks the element whose `type`
 /// is that segment (Kubernetes' conditions, a list keyed by type).
 fn field<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
     pointer.split('/').skip(1).try_fold(value, |at, segment| {
-        let segment: std::borrow::Cow<str> =
-            if segment.contains('~') { segment.replace("~1", "/").replace("~0", "~").into() } else { segment.into() };
+        let segment = unescape(segment);
         match at {
             Value::Object(fields) => fields.get(segment.as_ref()),
             Value::Array(items) => match segment.parse::<usize>() {
