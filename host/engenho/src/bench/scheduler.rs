@@ -448,6 +448,9 @@ struct EndToEnd {
     latencies: Vec<Duration>,
     /// Apply → first pod placed by the new version, one per swap.
     swaps: Vec<Duration>,
+    /// The profile the pods name created → the last of them bound, all of
+    /// them pending before (a fresh node).
+    backlog: Duration,
 }
 
 fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
@@ -456,18 +459,27 @@ fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
          creates while the default profile runs; bound as seen on a watch:\n",
         args.pods, args.concurrency
     );
-    println!("| nodes | pods | creates done | pods bound/s | create→bind p50 | create→bind p99 |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| nodes | pods | creates done | pods bound/s while created | create→bind p50 | create→bind p99 | pods bound/s \
+         from {} pending |",
+        args.pods
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (nodes, end) in ends {
         println!(
-            "| {nodes} | {} | {:.2} s | {:.0} | {} | {} |",
+            "| {nodes} | {} | {:.2} s | {:.0} | {} | {} | {:.0} |",
             end.latencies.len(),
             end.created.as_secs_f64(),
             end.latencies.len() as f64 / end.elapsed.as_secs_f64(),
             super::millis(quantile(&end.latencies, 0.50)),
             super::millis(quantile(&end.latencies, 0.99)),
+            args.pods as f64 / end.backlog.as_secs_f64(),
         );
     }
+    println!(
+        "\nPending: on a fresh node, the pods name a profile that does not exist yet (each is told so); the profile \
+         is then created with the default plugins, and timed until the last pod is bound."
+    );
     println!(
         "\nProfile swaps: node-affinity's addedAffinity requires another node group at each apply, pods created \
          continuously; apply → first pod bound in the new group:\n"
@@ -533,7 +545,114 @@ async fn end_to_end(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> any
     let swaps = swap_latency(&client, &pods_api, &mut bindings, nodes, args.swaps).await?;
     watcher.abort();
     drop(cluster);
-    Ok(EndToEnd { elapsed, created: created_in, latencies, swaps })
+    let backlog = backlog(root, nodes, args).await?;
+    eprintln!("  {nodes} nodes on a node: {:.0} pods bound/s from pending", args.pods as f64 / backlog.as_secs_f64());
+    Ok(EndToEnd { elapsed, created: created_in, latencies, swaps, backlog })
+}
+
+/// The name of the profile the pending pods wait for.
+const BACKLOG_PROFILE: &str = "bench-backlog";
+
+/// On a fresh node: creates the pods naming [`BACKLOG_PROFILE`], which does
+/// not exist, waits until the scheduler has told each of them so, then
+/// creates the profile (the default plugins) and times it until every pod
+/// is bound.
+async fn backlog(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<Duration> {
+    let dir = root.join(format!("engenho-scheduler-backlog-{nodes}"));
+    let cluster = Cluster::start(System::Engenho, 1, &dir, Path::new("etcd")).await?;
+    cluster.wait_for_leader().await?;
+    let client = connect(&dir.join("n0").join("kubeconfig")).await?;
+    prepare_cluster(&client, nodes, args.concurrency).await?;
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let (seen, mut waits) = mpsc::channel(1024);
+    let watcher = tokio::spawn(watch_waits(pods_api.clone(), seen));
+    let pods: Vec<Pod> = Workload::new(nodes, args.pods)
+        .pods
+        .iter()
+        .map(|pod| {
+            let mut pod = pod.clone();
+            pod["spec"]["schedulerName"] = json!(BACKLOG_PROFILE);
+            api_pod(&pod)
+        })
+        .collect::<Result<_, _>>()?;
+    let count = pods.len();
+    futures::stream::iter(pods)
+        .map(|pod| {
+            let pods_api = pods_api.clone();
+            async move { pods_api.create(&PostParams::default(), &pod).await.context("creating a pending pod") }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let mut told = std::collections::HashSet::with_capacity(count);
+    while told.len() < count {
+        if let Wait::Told(name) = next_wait(&mut waits, "every pending pod told its profile is missing").await? {
+            told.insert(name);
+        }
+    }
+    let mut profile = engenho_api::kube::scheduler::default_profile();
+    profile["metadata"]["name"] = json!(BACKLOG_PROFILE);
+    profile["spec"]["schedulerName"] = json!(BACKLOG_PROFILE);
+    let request = http::Request::post("/apis/engenho.io/v1alpha1/schedulerprofiles")
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&profile)?)?;
+    client.request_text(request).await.context("creating the profile the pods name")?;
+    let started = Instant::now();
+    let mut bound = std::collections::HashSet::with_capacity(count);
+    while bound.len() < count {
+        if let Wait::Bound(name) = next_wait(&mut waits, "every pending pod bound").await? {
+            bound.insert(name);
+        }
+    }
+    let elapsed = started.elapsed();
+    watcher.abort();
+    drop(cluster);
+    Ok(elapsed)
+}
+
+/// What a watch of pending pods saw of one pod.
+enum Wait {
+    /// It was told that its profile does not exist.
+    Told(String),
+    /// It was bound.
+    Bound(String),
+}
+
+/// The next [`Wait`], within [`RUN_LIMIT`].
+async fn next_wait(waits: &mut mpsc::Receiver<Wait>, what: &str) -> anyhow::Result<Wait> {
+    tokio::time::timeout(RUN_LIMIT, waits.recv())
+        .await
+        .with_context(|| format!("waited in vain for {what}"))?
+        .context("the watch ended")
+}
+
+/// Sends what the watch shows of each pod of [`NAMESPACE`]: told that its
+/// profile is missing, and bound.
+async fn watch_waits(pods: Api<Pod>, seen: mpsc::Sender<Wait>) -> anyhow::Result<()> {
+    let mut events = pods.watch(&WatchParams::default().timeout(290), "0").await?.boxed();
+    while let Some(event) = events.next().await {
+        let pod = match event? {
+            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
+            WatchEvent::Error(error) => bail!("the watch failed: {error:?}"),
+            _ => continue,
+        };
+        let Some(name) = pod.metadata.name.filter(|name| !name.starts_with("probe")) else { continue };
+        let wait = if pod.spec.and_then(|s| s.node_name).is_some() {
+            Wait::Bound(name)
+        } else if pod.status.and_then(|s| s.conditions).is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("SchedulerProfileNotFound"))
+        }) {
+            Wait::Told(name)
+        } else {
+            continue;
+        };
+        if seen.send(wait).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// The typed pod of `pod`, without the uid the API assigns.
