@@ -95,6 +95,13 @@ pub struct UpArgs {
     /// the whole cluster (default 30000-32767); as --service-cidr.
     #[arg(long)]
     service_node_port_range: Option<String>,
+    /// The most pods this node runs.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Resources set aside for the system, taken off the node's
+    /// allocatable: e.g. `cpu=100m,memory=256Mi,ephemeral-storage=1Gi`.
+    #[arg(long, default_value = "")]
+    system_reserved: engenho_node::Reserved,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -187,6 +194,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tokio::join!(api.run_controllers(stop.clone()), api.run_service_network(advertised, registration, stop))
         }
     });
+    let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
     tracing::info!(
         id = node.id(),
         api = %args.api_addr,
@@ -202,6 +210,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     node.shutdown().await.context("stopping raft")?;
     let _ = api_server.await;
     let _ = controllers.await;
+    let _ = agent.await;
     for server in [peer_server, etcd_server] {
         // Open watch and keep-alive streams never finish by themselves: give
         // in-flight requests a grace period, then leave.
@@ -211,6 +220,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The node's agent: registers its Node, renews its Lease, reports its
+/// status, as this node (`system:node:<name>`).
+fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAgent {
+    let name = node.info().name;
+    let settings = engenho_node::NodeSettings {
+        name: name.clone(),
+        internal_ip: Some(args.peer_addr.ip()),
+        max_pods: args.max_pods,
+        reserved: args.system_reserved,
+        runtime_version: format!("wasmtime://{}", engenho_wasm::WASMTIME_VERSION),
+        agent_version: format!("v1.{}.0-engenho.{}", engenho_api::kube::KUBERNETES_MINOR, env!("CARGO_PKG_VERSION")),
+    };
+    let raft = node.clone();
+    let voter = Arc::new(move || raft.members().iter().any(|member| member.id == raft.id() && !member.is_learner));
+    engenho_node::NodeAgent::new(api.node_client(&name), settings, args.data_dir.clone(), voter)
 }
 
 /// The address other nodes and the `kubernetes` Service reach this API

@@ -44,6 +44,9 @@ pub use scheduler::{
     checked_verdicts,
 };
 
+/// The wasmtime release plugins and pods run in (the workspace pins it).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
 /// How often the engine's epoch advances while plugin calls run: the
 /// longest a plugin computes on a runtime worker before it yields to the
 /// other tasks (so a plugin that computes to its deadline delays a request
@@ -548,4 +551,15 @@ fn call_error(plugin: &str, limits: &Limits, error: wasmtime::Error) -> PluginEr
 /// The epoch ticks a call may run across in `deadline`.
 fn deadline_ticks(deadline: Duration) -> u64 {
     u64::try_from(deadline.as_micros().div_ceil(EPOCH_TICK.as_micros())).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn the_wasmtime_version_is_the_one_the_workspace_pins() {
+        // Goal: the version a node reports cannot drift from the build's.
+        let manifest = include_str!("../../../Cargo.toml");
+        let pin = format!("wasmtime = {{ version = \"={}\"", super::WASMTIME_VERSION);
+        assert!(manifest.contains(&pin), "Cargo.toml does not pin {pin}");
+    }
 }

@@ -59,10 +59,29 @@ impl ApiState {
         object: &mut Value,
         old: Option<&Value>,
     ) -> Result<Vec<String>, ApiError> {
+        self.restrict_nodes(request, object, old)?;
         self.admit_before_policies(request, object).await?;
         let warnings = self.admit_by_policies(request, object, old).await?;
         self.admit_after_policies(request, object, old).await?;
         Ok(warnings)
+    }
+
+    /// NodeRestriction: a node's agent writes only what is its own. For a
+    /// pod, the stored one is read when `old` is not given, so that a
+    /// write cannot claim a pod by naming the node itself.
+    fn restrict_nodes(&self, request: &Request<'_>, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        if request.user.and_then(UserInfo::node_name).is_none() {
+            return Ok(());
+        }
+        let fetched;
+        let old = match (old, (request.t.group, request.t.plural), request.operation) {
+            (None, ("", "pods"), Operation::Update) => {
+                fetched = self.objects.get_local(request.t, request.namespace, request.name)?;
+                fetched.as_ref()
+            }
+            _ => old,
+        };
+        super::node_restriction::check(request, object, old)
     }
 
     /// The built-in mutating steps: the kind's Kubernetes defaults, a

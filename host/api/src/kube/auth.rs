@@ -16,6 +16,12 @@ pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 /// The group of every service account.
 pub const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
 
+/// The group of every node's agent.
+pub const NODES_GROUP: &str = "system:nodes";
+
+/// The user name of a node's agent starts with this; the node's name follows.
+pub const NODE_USER_PREFIX: &str = "system:node:";
+
 /// The issuer of service-account tokens, and their default audience.
 pub const TOKEN_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
@@ -55,6 +61,22 @@ impl UserInfo {
             uid: String::new(),
             groups: vec![MASTERS_GROUP.into(), AUTHENTICATED_GROUP.into()],
         }
+    }
+
+    /// The agent of node `name`: `system:node:<name>` in `system:nodes`,
+    /// as kubelets are.
+    pub fn node(name: &str) -> Self {
+        Self {
+            name: format!("{NODE_USER_PREFIX}{name}"),
+            uid: String::new(),
+            groups: vec![NODES_GROUP.into(), AUTHENTICATED_GROUP.into()],
+        }
+    }
+
+    /// The node whose agent this user is, if it is one.
+    pub fn node_name(&self) -> Option<&str> {
+        let name = self.name.strip_prefix(NODE_USER_PREFIX)?;
+        (self.groups.iter().any(|g| g == NODES_GROUP) && !name.is_empty()).then_some(name)
     }
 
     /// Service account `name` in `namespace`, with its groups.

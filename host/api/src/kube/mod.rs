@@ -22,6 +22,7 @@ mod handlers;
 mod limit_ranger;
 mod lists;
 mod loops;
+pub mod node_restriction;
 mod objects;
 mod openapi;
 mod patch;
@@ -36,6 +37,7 @@ mod rbac;
 mod resource_quota;
 mod resources;
 mod reviews;
+pub mod runtime_classes;
 mod scale;
 pub mod scheduler;
 mod selectors;
@@ -58,6 +60,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+pub use client::{LocalClient, Refused};
 pub use discovery::KUBERNETES_MINOR;
 pub use handlers::REQUEST_BODY_BYTES_MAX;
 pub use pki::Credentials;
@@ -164,6 +167,8 @@ impl KubeApi {
             });
             (priority_classes, class)
         }));
+        let runtime_classes = registry.find_plural("node.k8s.io", "runtimeclasses").expect("built in");
+        defaults.extend(runtime_classes::default_runtime_classes().into_iter().map(|class| (runtime_classes, class)));
         let definitions = registry.find_plural("apiextensions.k8s.io", "customresourcedefinitions").expect("built in");
         defaults.push((definitions, plugins::definition()));
         defaults.push((definitions, plugins::signer_definition()));
@@ -195,6 +200,13 @@ impl KubeApi {
         apiservices::reconcile(&self.state.objects, &self.state.registry(), &self.api_server_client())
             .await
             .map_err(|refused| ApiError::internal(format!("registering the served APIServices: {refused}")))
+    }
+
+    /// The client node `name`'s agent writes with, as
+    /// `system:node:<name>`: through RBAC (ClusterRole `system:node`),
+    /// NodeRestriction and the rest of admission.
+    pub fn node_client(&self, name: &str) -> LocalClient {
+        LocalClient::new(self.router(), auth::UserInfo::node(name), "engenho-node")
     }
 
     /// The client the API server's own loops write with, as

@@ -9,7 +9,7 @@ use engenho_store::{KeyRange, Mvcc, RangeRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{AUTHENTICATED_GROUP, UserInfo};
+use super::auth::{AUTHENTICATED_GROUP, NODES_GROUP, UserInfo};
 use super::resources::{Registry, ResourceType};
 use super::status::ApiError;
 
@@ -573,6 +573,21 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
         ("system:discovery", json!([{"nonResourceURLs": discovery_paths, "verbs": ["get"]}])),
         ("system:public-info-viewer", json!([{"nonResourceURLs": health_paths, "verbs": ["get"]}])),
         (
+            // What a node's agent does; NodeRestriction narrows it to the
+            // node's own Node, Lease and pods.
+            "system:node",
+            json!([
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch", "update"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
+                {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "endpoints"], "verbs": read},
+                {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": read},
+                {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "update", "patch"]},
+            ]),
+        ),
+        (
             "system:basic-user",
             json!([
                 {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
@@ -586,6 +601,7 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
         ("system:discovery", AUTHENTICATED_GROUP),
         ("system:public-info-viewer", AUTHENTICATED_GROUP),
         ("system:basic-user", AUTHENTICATED_GROUP),
+        ("system:node", NODES_GROUP),
     ];
     let metadata = |name: &str| {
         json!({

@@ -148,6 +148,46 @@ fn columns(t: &ResourceType) -> Vec<Column> {
                 priority: 0,
                 cell: |o| json!(text(o, "/status/nodeInfo/kubeletVersion")),
             },
+            Column {
+                name: "Internal-IP",
+                kind: "string",
+                format: "",
+                description: "List of addresses reachable to the node. Queried from cloud provider, if available.",
+                priority: 1,
+                cell: |o| json!(node_address(o, "InternalIP")),
+            },
+            Column {
+                name: "External-IP",
+                kind: "string",
+                format: "",
+                description: "List of addresses reachable to the node. Queried from cloud provider, if available.",
+                priority: 1,
+                cell: |o| json!(node_address(o, "ExternalIP")),
+            },
+            Column {
+                name: "OS-Image",
+                kind: "string",
+                format: "",
+                description: "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                priority: 1,
+                cell: |o| json!(text_or(o, "/status/nodeInfo/osImage", "<unknown>")),
+            },
+            Column {
+                name: "Kernel-Version",
+                kind: "string",
+                format: "",
+                description: "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                priority: 1,
+                cell: |o| json!(text_or(o, "/status/nodeInfo/kernelVersion", "<unknown>")),
+            },
+            Column {
+                name: "Container-Runtime",
+                kind: "string",
+                format: "",
+                description: "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                priority: 1,
+                cell: |o| json!(text_or(o, "/status/nodeInfo/containerRuntimeVersion", "<unknown>")),
+            },
         ],
         ("", "configmaps") | ("", "secrets") => vec![
             NAME,
@@ -390,6 +430,18 @@ fn node_status(node: &Value) -> Value {
         status.push_str(",SchedulingDisabled");
     }
     json!(status)
+}
+
+/// The node's first address of `kind`, or `<none>`, as kubectl prints it.
+fn node_address(node: &Value, kind: &str) -> String {
+    node.pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|address| address["type"] == kind)
+        .and_then(|address| address["address"].as_str())
+        .unwrap_or("<none>")
+        .to_owned()
 }
 
 fn node_roles(node: &Value) -> Value {

@@ -18,6 +18,7 @@ mod kinds;
 mod kube_rs;
 mod kubectl;
 mod lists_and_watches;
+mod node_agent;
 mod object_limits;
 mod peer_port;
 mod plugin_calls;
