@@ -102,6 +102,10 @@ pub struct UpArgs {
     /// allocatable: e.g. `cpu=100m,memory=256Mi,ephemeral-storage=1Gi`.
     #[arg(long, default_value = "")]
     system_reserved: engenho_node::Reserved,
+    /// Taints the node's Node is created with, as the kubelet's flag:
+    /// `key=value:NoSchedule,key:NoExecute`.
+    #[arg(long, default_value = "")]
+    register_with_taints: engenho_node::RegisterTaints,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -231,6 +235,7 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
         internal_ip: Some(args.peer_addr.ip()),
         max_pods: args.max_pods,
         reserved: args.system_reserved,
+        register_taints: args.register_with_taints.clone(),
         runtime_version: format!("wasmtime://{}", engenho_wasm::WASMTIME_VERSION),
         agent_version: format!("v1.{}.0-engenho.{}", engenho_api::kube::KUBERNETES_MINOR, env!("CARGO_PKG_VERSION")),
     };

@@ -134,7 +134,8 @@ impl NodeAgent {
                     labels.retain(|_, value| !value.is_null());
                 }
                 let node = json!({"apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": self.settings.name, "labels": labels}, "spec": {}});
+                    "metadata": {"name": self.settings.name, "labels": labels},
+                    "spec": {"taints": self.settings.register_taints.0}});
                 tracing::info!(node = %self.settings.name, "registering the node");
                 self.send(Method::POST, "/api/v1/nodes", "application/json", &node).await
             }

@@ -12,4 +12,4 @@ pub use agent::{
     AgentError, LEASE_DURATION_SECONDS, LEASE_RENEW_INTERVAL, NodeAgent, STATUS_REPORT_INTERVAL, VoterCheck,
 };
 pub use machine::{Machine, ProbeError};
-pub use status::{NodeSettings, Reserved, ReservedError};
+pub use status::{NodeSettings, RegisterTaints, Reserved, ReservedError, TaintError};

@@ -80,6 +80,40 @@ impl FromStr for Reserved {
     }
 }
 
+/// Taints the node registers with (`--register-with-taints
+/// key=value:Effect,key:Effect`), as the kubelet's flag: set when the Node
+/// is created, left to others after.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegisterTaints(pub Vec<Value>);
+
+/// Why a `--register-with-taints` value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a taint: KEY[=VALUE]:EFFECT, the effect NoSchedule, PreferNoSchedule or NoExecute")]
+pub struct TaintError(pub String);
+
+impl FromStr for RegisterTaints {
+    type Err = TaintError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let taints = text
+            .split(',')
+            .map(str::trim)
+            .filter(|taint| !taint.is_empty())
+            .map(|taint| {
+                let refused = || TaintError(taint.to_owned());
+                let (key_value, effect) = taint.rsplit_once(':').ok_or_else(refused)?;
+                let (key, value) = key_value.split_once('=').unwrap_or((key_value, ""));
+                let known = matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute");
+                if key.is_empty() || !known {
+                    return Err(refused());
+                }
+                Ok(json!({"key": key, "value": value, "effect": effect}))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self(taints))
+    }
+}
+
 /// What the agent says of its node beyond the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSettings {
@@ -91,6 +125,8 @@ pub struct NodeSettings {
     pub max_pods: u32,
     /// Resources set aside for the system.
     pub reserved: Reserved,
+    /// Taints the Node is created with.
+    pub register_taints: RegisterTaints,
     /// The pod runtime, as `nodeInfo.containerRuntimeVersion` gives it.
     pub runtime_version: String,
     /// The agent's version, as `nodeInfo.kubeletVersion` gives it.
@@ -274,6 +310,7 @@ mod tests {
             internal_ip: Some("10.0.0.7".parse().expect("ip")),
             max_pods: 110,
             reserved: "cpu=100m,memory=256Mi".parse().expect("reserved"),
+            register_taints: RegisterTaints::default(),
             runtime_version: "wasmtime://48.0.8".into(),
             agent_version: "v1.32.0-engenho.0.1.0".into(),
         }
@@ -290,6 +327,24 @@ mod tests {
         assert_eq!("cpu".parse::<Reserved>(), Err(ReservedError::NotAPair("cpu".into())));
         assert!(matches!("memory=-1Gi".parse::<Reserved>(), Err(ReservedError::BadQuantity { .. })));
         assert!(matches!("memory=lots".parse::<Reserved>(), Err(ReservedError::BadQuantity { .. })));
+    }
+
+    #[test]
+    fn registration_taints_parse_as_the_kubelet_flag_does() {
+        // Goal: `--register-with-taints` as the kubelet reads it, with a
+        // clear refusal of anything else.
+        let taints: RegisterTaints = "dedicated=gpu:NoSchedule, maintenance:NoExecute".parse().expect("taints");
+        assert_eq!(
+            taints.0,
+            [
+                json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}),
+                json!({"key": "maintenance", "value": "", "effect": "NoExecute"})
+            ]
+        );
+        assert_eq!("".parse::<RegisterTaints>(), Ok(RegisterTaints::default()));
+        for bad in ["dedicated=gpu", "dedicated:Sometimes", ":NoSchedule"] {
+            assert_eq!(bad.parse::<RegisterTaints>(), Err(TaintError(bad.into())), "{bad}");
+        }
     }
 
     #[test]

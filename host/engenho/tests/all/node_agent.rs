@@ -1,6 +1,7 @@
 //! Goal: every node's agent registers its Node (capacity and allocatable
 //! from the machine and the flags, addresses, the standard labels, its
-//! runtime handlers, the control-plane role where it votes), keeps its
+//! runtime handlers, the control-plane role where it votes, the taints it
+//! is told to register with), keeps its
 //! conditions, renews its Lease in `kube-node-lease`, and writes only what
 //! is its own; the `wasi` and `tlisp` RuntimeClasses exist from the start
 //! and select the nodes that run them. Method: a real `engenho up`, the
@@ -20,7 +21,15 @@ const AGENT_DEADLINE: Duration = Duration::from_secs(40);
 fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut node = EngenhoNode::new(root.path(), "agent-1");
-    node.start_ready(&["--max-pods", "42", "--system-reserved", "cpu=500m,memory=1Gi"]);
+    let flags = [
+        "--max-pods",
+        "42",
+        "--system-reserved",
+        "cpu=500m,memory=1Gi",
+        "--register-with-taints",
+        "dedicated=wasm:NoSchedule",
+    ];
+    node.start_ready(&flags);
     let kubectl = Kubectl::for_node(&node);
     let ready = |node: &Value| {
         node.pointer("/status/conditions")
@@ -41,6 +50,11 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
     assert_eq!(
         (labels["runtime.engenho.io/wasi"].as_str(), labels["runtime.engenho.io/tlisp"].as_str()),
         (Some("true"), Some("true"))
+    );
+    let taints = registered["spec"]["taints"].as_array().expect("taints");
+    assert!(
+        taints.iter().any(|t| t["key"] == "dedicated" && t["value"] == "wasm" && t["effect"] == "NoSchedule"),
+        "{taints:?}"
     );
     let status = &registered["status"];
     assert_eq!(status["capacity"]["pods"], "42");

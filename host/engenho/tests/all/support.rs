@@ -54,6 +54,12 @@ fn seed_precompiled_plugins(cache: &Path) {
     }
 }
 
+/// What a test node's own Node is registered with unless the test says
+/// otherwise: a `NoSchedule` taint, so that pods go only to the Node
+/// objects the tests make (the agent runs no pods yet) and a DaemonSet
+/// covers only those.
+pub const HOST_NODE_APART: [&str; 2] = ["--register-with-taints", "engenho.io/test-host:NoSchedule"];
+
 /// One `engenho up` process and its data directory.
 pub struct EngenhoNode {
     pub name: String,
@@ -91,6 +97,7 @@ impl EngenhoNode {
             .args(["up", "--data-dir"])
             .arg(&self.dir)
             .args(["--name", &self.name, "--etcd-addr", &self.etcd, "--peer-addr", &self.peer, "--api-addr", &self.api])
+            .args(if extra.contains(&"--register-with-taints") { &[][..] } else { &HOST_NODE_APART[..] })
             .args(extra)
             .env("ENGENHO_LOG", "info,openraft=warn,lsm_tree=warn,fjall=warn")
             .stdin(Stdio::null())

@@ -46,7 +46,7 @@ pub fn plan<'a>(node: &Node, lease: Option<&Lease>, pods: &'a [Pod], now: DateTi
     let before = ready_status(&node.status.conditions);
     let after = conditions.as_deref().map_or(before, ready_status);
     let became_not_ready = before == Some("True") && after != Some("True");
-    let taints = taints::desired(&node.spec.taints, after, now);
+    let taints = taints::desired(&node.spec.taints, conditions.as_deref().unwrap_or(&node.status.conditions), now);
     let current_taints = taints.as_deref().unwrap_or(&node.spec.taints);
     let mut plan = Plan { conditions: None, became_not_ready, taints: None, ..Plan::default() };
     let mut next: Vec<DateTime<Utc>> = Vec::new();
