@@ -525,7 +525,8 @@ fn describe_edit_rollout_and_printing() {
     assert!(wide.lines().next().is_some_and(|h| h.contains("IP") && h.contains("NODE")), "{wide}");
     assert!(wide.contains("10.1.0.7") && wide.contains("Running"), "{wide}");
     let nodes = kubectl.ok(&["get", "nodes"]);
-    let row: Vec<&str> = nodes.lines().nth(1).map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    let row: Vec<&str> =
+        nodes.lines().find(|l| l.starts_with("n1 ")).map(|l| l.split_whitespace().collect()).unwrap_or_default();
     assert_eq!(row.len(), 5, "{nodes}");
     assert_eq!((row[0], row[1], row[2], row[4]), ("n1", "Ready", "worker", "v1.32.0"), "{nodes}");
     let columns = kubectl.ok(&["get", "pods", "-o", "custom-columns=NAME:.metadata.name,NODE:.spec.nodeName"]);

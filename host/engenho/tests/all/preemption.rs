@@ -69,7 +69,10 @@ fn a_higher_priority_pod_preempts_the_fewest_lower_priority_pods() {
     wait_for("the pod that may not preempt told why", DEADLINE, || {
         let pod = kubectl.json(&["get", "pod", "patient", "-o", "json"]);
         condition(&pod, "PodScheduled").is_some_and(|c| {
-            c["message"] == "0/1 nodes are available: 1 Insufficient cpu. not eligible due to preemptionPolicy=Never.."
+            // The test node's own Node is tainted apart (HOST_NODE_APART).
+            c["message"]
+                == "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint \
+                    {engenho.io/test-host: }. not eligible due to preemptionPolicy=Never.."
         })
     });
     assert!(["spare", "guarded", "filler"].iter().all(|p| exists(&kubectl, p)), "nothing was evicted");

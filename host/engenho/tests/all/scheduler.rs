@@ -145,14 +145,19 @@ fn the_default_profile_places_pods_as_kube_scheduler_does() {
     // A pod that fits nowhere.
     let huge = r#", "resources": {"requests": {"cpu": "100"}}"#;
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("huge", huge)));
-    let expected = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. \
-                    preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, \
-                    2 No preemption victims found for incoming pod..";
-    wait_for("the unfittable pod's condition", DEADLINE, || {
+    // The test node's own Node is tainted apart (HOST_NODE_APART).
+    let expected = "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
+                    1 node(s) had untolerated taint {engenho.io/test-host: }, 2 Insufficient cpu. \
+                    preemption: 0/4 nodes are available: 2 No preemption victims found for incoming pod, \
+                    2 Preemption is not helpful for scheduling..";
+    let mut last = Value::Null;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !(last["status"] == "False" && last["reason"] == "Unschedulable" && last["message"] == expected) {
+        assert!(std::time::Instant::now() < deadline, "the unfittable pod's condition: {last}");
+        std::thread::sleep(Duration::from_millis(50));
         let pod = kubectl.json(&["get", "pod", "huge", "-o", "json"]);
-        condition(&pod, "PodScheduled")
-            .is_some_and(|c| c["status"] == "False" && c["reason"] == "Unschedulable" && c["message"] == expected)
-    });
+        last = condition(&pod, "PodScheduled").unwrap_or_default();
+    }
     let described = kubectl.ok(&["describe", "pod", "huge"]);
     assert!(described.contains("FailedScheduling"), "{described}");
     assert!(described.contains(expected), "{described}");

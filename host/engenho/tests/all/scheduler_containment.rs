@@ -150,7 +150,12 @@ fn misbehaving_scheduler_plugins_are_contained_refused_and_rolled_back() {
     }
     wait_scheduler_error(&kubectl, "trapper-pod", &["scheduler plugin trapper", "trap"]);
     wait_scheduler_error(&kubectl, "looper-pod", &["scheduler plugin looper", "deadline"]);
-    wait_scheduler_error(&kubectl, "miscounter-pod", &["scheduler plugin miscounter", "1 verdicts for"]);
+    // Two test Nodes and the node's own.
+    wait_scheduler_error(
+        &kubectl,
+        "miscounter-pod",
+        &["scheduler plugin miscounter", "2 verdicts for 3 candidate nodes"],
+    );
     wait_scheduler_error(&kubectl, "misnumberer-pod", &["scheduler plugin misnumberer", "refusal 7, of 0 given"]);
 
     // Meanwhile the default profile goes on placing pods.
