@@ -1,6 +1,7 @@
 //! `engenho`: the node daemon and its command line.
 
 mod bench;
+mod content;
 mod plugin;
 mod scheduler;
 mod up;
@@ -25,6 +26,8 @@ enum Command {
     Up(up::UpArgs),
     /// Measure engenho (and the peers that run here) under load.
     Bench(bench::BenchArgs),
+    /// Push, list and inspect the components pods run, by BLAKE3 digest.
+    Content(content::ContentArgs),
     /// Make keys for, sign, push, list, check and start plugins.
     Plugin(plugin::PluginArgs),
     /// Try a scheduler profile against the cluster (a dry run).
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Content(args) => runtime.block_on(content::run(args)),
         Command::Plugin(args) => runtime.block_on(plugin::run(args)),
         Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
     }

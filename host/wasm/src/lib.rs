@@ -44,6 +44,15 @@ pub use scheduler::{
     checked_verdicts,
 };
 
+/// The names a component exports and imports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interfaces {
+    /// Exported interfaces and functions, by name.
+    pub exports: Vec<String>,
+    /// Imported interfaces and functions, by name.
+    pub imports: Vec<String>,
+}
+
 /// The wasmtime release plugins and pods run in (the workspace pins it).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
@@ -490,6 +499,24 @@ impl PluginHost {
     /// What compiling needs, for a blocking thread.
     pub(crate) fn compiler(&self) -> Compiler {
         self.compiler.clone()
+    }
+
+    /// What component `bytes` (of digest `digest`) exports and imports, by
+    /// name (`wasi:cli/run@0.2.6`), compiled as any plugin is (and so kept
+    /// precompiled).
+    ///
+    /// # Errors
+    /// Bytes that do not hash to `digest`, are not a component, or do not
+    /// compile.
+    pub fn interfaces(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Interfaces, PluginError> {
+        let component = self.compiler.component(name, digest, bytes)?;
+        let engine = &self.compiler.engine;
+        let kind = component.component_type();
+        let names = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_owned).collect();
+        Ok(Interfaces {
+            exports: names(&mut kind.exports(engine).map(|(name, _)| name)),
+            imports: names(&mut kind.imports(engine).map(|(name, _)| name)),
+        })
     }
 
     /// Configured instances kept idle now, across every plugin.

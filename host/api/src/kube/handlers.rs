@@ -356,7 +356,17 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
         Route::Resource(target)
             if (target.group.as_str(), target.plural.as_str()) == (super::plugins::GROUP, "components") =>
         {
-            let digest = target.name.clone().ok_or_else(|| ApiError::method_not_allowed("LIST", "components"))?;
+            let Some(digest) = target.name.clone() else {
+                if request.method() != Method::GET {
+                    return Err(ApiError::method_not_allowed(request.method().as_str(), "components"));
+                }
+                let items: Vec<Value> = super::plugins::list_components(&state.objects)?
+                    .into_iter()
+                    .map(|(digest, bytes)| json!({"digest": digest, "bytes": bytes}))
+                    .collect();
+                let list = json!({"apiVersion": "engenho.io/v1alpha1", "kind": "ComponentList", "items": items});
+                return Ok(json_response(StatusCode::OK, &list));
+            };
             match request.method().clone() {
                 Method::PUT => {
                     let body = axum::body::to_bytes(request.into_body(), super::plugins::COMPONENT_BYTES_MAX)

@@ -168,6 +168,17 @@ impl ObjectStore {
         Ok(self.node.store().range(&request)?.1.kvs.into_iter().next().map(|kv| kv.value))
     }
 
+    /// The keys under `prefix` as this node has them, in order (no values
+    /// read).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn raw_keys(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let request = RangeRequest { range: KeyRange::prefix(prefix), keys_only: true, ..RangeRequest::default() };
+        let (_, found) = self.node.store().range(&request)?;
+        Ok(found.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
+    }
+
     /// Writes `value` under `key`.
     ///
     /// # Errors

@@ -295,6 +295,21 @@ pub async fn store_component(objects: &ObjectStore, bytes: &[u8]) -> Result<Stri
     Ok(digest)
 }
 
+/// The stored components, as (digest, bytes), in digest order.
+///
+/// # Errors
+/// Store failures.
+pub fn list_components(objects: &ObjectStore) -> Result<Vec<(String, u64)>, ApiError> {
+    let mut components = Vec::new();
+    for key in objects.raw_keys(COMPONENTS_PREFIX)? {
+        let Some(digest) = key.strip_prefix(COMPONENTS_PREFIX).filter(|rest| !rest.contains('/')) else { continue };
+        let Some(manifest) = objects.get_raw(&key)? else { continue };
+        let manifest: Value = serde_json::from_slice(&manifest).unwrap_or(Value::Null);
+        components.push((digest.to_owned(), manifest.get("bytes").and_then(Value::as_u64).unwrap_or(0)));
+    }
+    Ok(components)
+}
+
 /// The bytes of component `digest`, if stored and intact.
 ///
 /// # Errors

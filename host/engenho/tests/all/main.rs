@@ -7,6 +7,7 @@ mod bench;
 mod cluster;
 mod columns;
 mod connections;
+mod content;
 mod controllers;
 mod crash;
 mod crd_groups;
