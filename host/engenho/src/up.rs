@@ -199,6 +199,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     });
     let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
+    let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone()));
     tracing::info!(
         id = node.id(),
         api = %args.api_addr,
@@ -215,6 +216,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = api_server.await;
     let _ = controllers.await;
     let _ = agent.await;
+    let _ = pods.await;
     for server in [peer_server, etcd_server] {
         // Open watch and keep-alive streams never finish by themselves: give
         // in-flight requests a grace period, then leave.
@@ -242,6 +244,27 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
     let raft = node.clone();
     let voter = Arc::new(move || raft.members().iter().any(|member| member.id == raft.id() && !member.is_learner));
     engenho_node::NodeAgent::new(api.node_client(&name), settings, args.data_dir.clone(), voter)
+}
+
+/// The node agent's loop over the pods bound to this node, on every node.
+fn pod_loop(
+    args: &UpArgs,
+    api: &KubeApi,
+    node: &Node,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + use<> {
+    const NAME: &str = "node-agent-pods";
+    let name = node.info().name;
+    let host_ip = Some(args.peer_addr.ip()).filter(|ip| !ip.is_unspecified()).map(|ip| ip.to_string());
+    let pods = engenho_node::PodLoop::new(api.node_client(&name), name, host_ip, api.pod_informer());
+    let settings = engenho_control::Settings::new(NAME, 2, Duration::from_secs(60));
+    engenho_control::controller::run(
+        Arc::new(pods),
+        settings,
+        api.loop_metrics(NAME),
+        engenho_control::everywhere(),
+        stop,
+    )
 }
 
 /// The address other nodes and the `kubernetes` Service reach this API

@@ -209,6 +209,20 @@ impl KubeApi {
         LocalClient::new(self.router(), auth::UserInfo::node(name), "engenho-node")
     }
 
+    /// This node's informer of pods (started on first use), shared with
+    /// every loop of the node.
+    pub fn pod_informer(&self) -> Arc<engenho_control::Informer> {
+        let registry = self.state.registry();
+        let pods = registry.find_plural("", "pods").expect("pods are built in");
+        loops::informer_of(&self.state.informers, pods)
+    }
+
+    /// The metrics of loop `name`, published on `/metrics` with every
+    /// other loop's.
+    pub fn loop_metrics(&self, name: &str) -> Arc<engenho_control::metrics::ControllerMetrics> {
+        self.state.controller_metrics.controller(name)
+    }
+
     /// The client the API server's own loops write with, as
     /// `system:apiserver`.
     fn api_server_client(&self) -> client::LocalClient {

@@ -93,7 +93,7 @@ fn columns(t: &ResourceType) -> Vec<Column> {
                 format: "",
                 description: "The aggregate status of the containers in this pod.",
                 priority: 0,
-                cell: |o| json!(text_or(o, "/status/phase", "Pending")),
+                cell: |o| json!(pod_status(o)),
             },
             Column {
                 name: "Restarts",
@@ -407,6 +407,75 @@ fn pod_ready(pod: &Value) -> Value {
     json!(format!("{ready}/{total}"))
 }
 
+/// The pod's STATUS as kubectl prints it: the phase (or `status.reason`),
+/// overridden by the first unfinished init container (`Init:<reason>`,
+/// `Init:<n>/<m>`), else by the last container that waits or terminated
+/// with a reason (`ErrImagePull`, `CrashLoopBackOff`, `Completed`,
+/// `ExitCode:1`), and `Terminating` once deletion was asked for.
+fn pod_status(pod: &Value) -> String {
+    let status = &pod["status"];
+    let mut reason = status["reason"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .or_else(|| status["phase"].as_str())
+        .unwrap_or("Pending")
+        .to_owned();
+    let statuses = |field: &str| status[field].as_array().cloned().unwrap_or_default();
+    let stopped = |state: &Value| {
+        let terminated = &state["terminated"];
+        match terminated["reason"].as_str().filter(|r| !r.is_empty()) {
+            Some(reason) => reason.to_owned(),
+            None => match terminated["signal"].as_i64().filter(|s| *s != 0) {
+                Some(signal) => format!("Signal:{signal}"),
+                None => format!("ExitCode:{}", terminated["exitCode"].as_i64().unwrap_or(0)),
+            },
+        }
+    };
+    let init_total = pod.pointer("/spec/initContainers").and_then(Value::as_array).map_or(0, Vec::len);
+    let mut initializing = false;
+    for (index, container) in statuses("initContainerStatuses").iter().enumerate() {
+        let state = &container["state"];
+        let waiting = state["waiting"]["reason"].as_str().filter(|r| !r.is_empty() && *r != "PodInitializing");
+        if state["terminated"].is_object() && state["terminated"]["exitCode"].as_i64() == Some(0) {
+            continue;
+        }
+        initializing = true;
+        reason = if state["terminated"].is_object() {
+            format!("Init:{}", stopped(state))
+        } else if let Some(waiting) = waiting {
+            format!("Init:{waiting}")
+        } else {
+            format!("Init:{index}/{init_total}")
+        };
+        break;
+    }
+    if !initializing {
+        let mut running = false;
+        for container in statuses("containerStatuses").iter().rev() {
+            let state = &container["state"];
+            if let Some(waiting) = state["waiting"]["reason"].as_str().filter(|r| !r.is_empty()) {
+                reason = waiting.to_owned();
+            } else if state["terminated"].is_object() {
+                reason = stopped(state);
+            } else if container["ready"] == true && state["running"].is_object() {
+                running = true;
+            }
+        }
+        if reason == "Completed" && running {
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            reason = if ready { "Running" } else { "NotReady" }.to_owned();
+        }
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        reason = if status["reason"] == "NodeLost" { "Unknown" } else { "Terminating" }.to_owned();
+    }
+    reason
+}
+
 fn pod_restarts(pod: &Value) -> Value {
     let restarts: i64 = pod
         .pointer("/status/containerStatuses")
@@ -513,6 +582,34 @@ mod tests {
         assert_eq!(human_duration(20 * 3600), "20h");
         assert_eq!(human_duration(3 * 86400 + 4 * 3600), "3d4h");
         assert_eq!(human_duration(30 * 86400), "30d");
+    }
+
+    #[test]
+    fn a_pod_s_status_reads_as_kubectl_prints_it() {
+        // Goal: kubectl's printPod: the phase, overridden by a waiting or
+        // terminated container's reason, an unfinished init container,
+        // and Terminating once deleted.
+        let pod = |status: Value| json!({"spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}, "status": status});
+        let waiting = |reason: &str| json!({"state": {"waiting": {"reason": reason}}});
+        assert_eq!(pod_status(&pod(json!({"phase": "Running"}))), "Running");
+        assert_eq!(pod_status(&json!({})), "Pending");
+        assert_eq!(
+            pod_status(&pod(json!({"phase": "Pending", "containerStatuses": [waiting("ErrImagePull")]}))),
+            "ErrImagePull"
+        );
+        assert_eq!(
+            pod_status(&pod(json!({"phase": "Running", "containerStatuses": [waiting("CrashLoopBackOff")]}))),
+            "CrashLoopBackOff"
+        );
+        let exited = json!({"state": {"terminated": {"exitCode": 3}}});
+        assert_eq!(pod_status(&pod(json!({"phase": "Failed", "containerStatuses": [exited]}))), "ExitCode:3");
+        let init_waiting = json!({"phase": "Pending", "initContainerStatuses": [{"state": {"waiting": {"reason": "PodInitializing"}}}]});
+        assert_eq!(pod_status(&pod(init_waiting)), "Init:0/1");
+        let init_failed = json!({"phase": "Pending", "initContainerStatuses": [{"state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+        assert_eq!(pod_status(&pod(init_failed)), "Init:Error");
+        let mut deleting = pod(json!({"phase": "Running"}));
+        deleting["metadata"] = json!({"deletionTimestamp": "2026-12-06T00:00:00Z"});
+        assert_eq!(pod_status(&deleting), "Terminating");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! is told to register with), keeps its
 //! conditions, renews its Lease in `kube-node-lease`, and writes only what
 //! is its own; the `wasi` and `tlisp` RuntimeClasses exist from the start
-//! and select the nodes that run them. Method: a real `engenho up`, the
+//! and select the nodes that run them; a pod the node cannot run is told
+//! why and how to ask for one. Method: a real `engenho up`, the
 //! real kubectl (impersonating another node for NodeRestriction).
 
 use std::time::Duration;
@@ -120,6 +121,39 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
     assert!(refused.contains("can only access the node lease named after itself"), "{refused}");
     let refused = kubectl.fails(&[&other[..], &["run", "sneaky", "--image", "nginx:1.27"]].concat(), None);
     assert!(refused.contains("forbidden"), "{refused}");
+    // A pod this node cannot run (an OCI image, no WebAssembly runtime)
+    // waits, told why and how to ask for one; a wasi pod is left to the
+    // runtime.
+    let wasi = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "component"}, "spec": {"nodeName": "agent-1",
+        "runtimeClassName": "wasi", "containers": [{"name": "main", "image": "blake3:0000000000000000000000000000000000000000000000000000000000000000"}]}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(wasi));
+    let nginx = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {"nodeName": "agent-1",
+        "containers": [{"name": "web", "image": "nginx:1.27"}]}}"#;
+    kubectl.ok_with(&["apply", "-f", "-"], Some(nginx));
+    wait_for("the OCI pod told it cannot run here", AGENT_DEADLINE, || {
+        let pod = kubectl.json(&["get", "pod", "web", "-o", "json"]);
+        pod.pointer("/status/containerStatuses/0/state/waiting/reason").and_then(Value::as_str) == Some("ErrImagePull")
+    });
+    let pod = kubectl.json(&["get", "pod", "web", "-o", "json"]);
+    let message =
+        pod.pointer("/status/containerStatuses/0/state/waiting/message").and_then(Value::as_str).unwrap_or_default();
+    assert!(
+        message.contains("node \"agent-1\" runs WebAssembly pods only") && message.contains("runtimeClassName"),
+        "{message}"
+    );
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert_eq!(pod["status"]["hostIP"], ip);
+    let listed = kubectl.ok(&["get", "pod", "web", "--no-headers"]);
+    assert!(listed.contains("ErrImagePull"), "kubectl shows the reason: {listed}");
+    wait_for("the Failed Event", AGENT_DEADLINE, || {
+        kubectl.ok(&["describe", "pod", "web"]).contains("runs WebAssembly pods only")
+    });
+    let component = kubectl.json(&["get", "pod", "component", "-o", "json"]);
+    assert!(
+        component.pointer("/status/containerStatuses").is_none(),
+        "the wasi pod is not the agent's to refuse: {component}"
+    );
+
     // Its own node it may label.
     kubectl.ok(&["--as", "system:node:agent-1", "--as-group", "system:nodes", "label", "node", "agent-1", "mine=yes"]);
 }

@@ -1,0 +1,234 @@
+//! The pods bound to this node, as the agent reports them. The agent runs
+//! no pods yet; what it says now is for pods it will never run: a pod that
+//! names no WebAssembly runtime (an OCI image such as `nginx:1.27`) waits
+//! with reason `ErrImagePull` and a message saying that this node runs
+//! WebAssembly pods and how to ask for one, and gets a `Failed` Event, as
+//! a kubelet reports an image it cannot pull. Pods of the `wasi` and
+//! `tlisp` handlers are left as they are.
+
+use std::sync::Arc;
+
+use engenho_api::kube::LocalClient;
+use engenho_api::kube::runtime_classes::WASM_HANDLERS;
+use engenho_control::{Action, Change, Filter, Informer, Reconciler, Subscription, WorkQueue};
+use http::Method;
+use k8s_openapi::chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// The reason a container waits with when this node cannot run it.
+pub const UNRUNNABLE_REASON: &str = "ErrImagePull";
+
+/// The loop over the pods bound to one node.
+pub struct PodLoop {
+    client: LocalClient,
+    node: String,
+    host_ip: Option<String>,
+    pods: Arc<Informer>,
+}
+
+impl PodLoop {
+    /// The loop of node `node` (reached at `host_ip`), reading `pods` and
+    /// writing through `client` (the node's own).
+    pub fn new(client: LocalClient, node: String, host_ip: Option<String>, pods: Arc<Informer>) -> Self {
+        Self { client, node, host_ip, pods }
+    }
+
+    /// The handler pod `pod` asks for: its RuntimeClass's, or none.
+    async fn handler(&self, pod: &Value) -> Result<Option<String>, String> {
+        let Some(class) = pod.pointer("/spec/runtimeClassName").and_then(Value::as_str) else { return Ok(None) };
+        let path = format!("/apis/node.k8s.io/v1/runtimeclasses/{class}");
+        match self.client.send(Method::GET, &path, "application/json", Vec::new()).await {
+            Ok(body) => {
+                let class: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                Ok(class["handler"].as_str().map(str::to_owned))
+            }
+            Err(refused) if refused.code == 404 => Ok(Some(String::new())),
+            Err(refused) => Err(refused.to_string()),
+        }
+    }
+}
+
+impl Reconciler for PodLoop {
+    type Key = String;
+
+    fn watch(self: &Arc<Self>, queue: &Arc<WorkQueue<String>>) -> Vec<Subscription> {
+        let (queue, node) = (queue.clone(), self.node.clone());
+        vec![self.pods.subscribe(move |change: &Change| {
+            if let Some(pod) = change.new.as_ref().filter(|pod| pod.node_name == node && !pod.deleting) {
+                queue.add(pod.key.clone());
+            }
+        })]
+    }
+
+    fn resync(&self) -> Vec<String> {
+        let mine = Filter { node_name: Some(&self.node), ..Filter::default() };
+        self.pods.list(&mine).into_iter().map(|pod| pod.key.clone()).collect()
+    }
+
+    async fn reconcile(&self, key: &String) -> Action {
+        let Some(cached) = self.pods.get_by_key(key).filter(|pod| pod.node_name == self.node && !pod.deleting) else {
+            return Action::Done;
+        };
+        let Ok(pod) = cached.value() else { return Action::Done };
+        let handler = match self.handler(&pod).await {
+            Ok(handler) => handler,
+            Err(error) => return Action::Retry(error),
+        };
+        if handler.as_deref().is_some_and(|h| WASM_HANDLERS.contains(&h)) {
+            return Action::Done;
+        }
+        let message = unrunnable_message(&self.node, &pod, handler.as_deref());
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let Some(status) = unrunnable_status(&pod, &message, self.host_ip.as_deref(), &now) else {
+            return Action::Done;
+        };
+        let mut updated = pod.clone();
+        updated["status"] = status;
+        let (namespace, name) = (cached.namespace.as_str(), cached.name.as_str());
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
+        if let Err(refused) =
+            self.client.send(Method::PUT, &path, "application/json", updated.to_string().into_bytes()).await
+        {
+            return Action::Retry(refused.to_string());
+        }
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name, "uid": cached.uid},
+            "reason": "Failed", "message": message, "type": "Warning",
+            "source": {"component": "kubelet", "host": self.node},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let events = format!("/api/v1/namespaces/{namespace}/events");
+        if let Err(refused) =
+            self.client.send(Method::POST, &events, "application/json", event.to_string().into_bytes()).await
+        {
+            tracing::debug!(pod = %name, %refused, "an Event was not recorded");
+        }
+        Action::Done
+    }
+}
+
+/// What a pod this node cannot run is told: why, and how to ask for a
+/// runtime it has.
+pub fn unrunnable_message(node: &str, pod: &Value, handler: Option<&str>) -> String {
+    let images: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["image"].as_str())
+        .collect();
+    let asked = match handler {
+        None => "no runtimeClassName".to_owned(),
+        Some("") => format!(
+            "runtimeClassName {:?}, which no RuntimeClass is",
+            pod.pointer("/spec/runtimeClassName").and_then(Value::as_str).unwrap_or_default()
+        ),
+        Some(handler) => format!("the runtime handler {handler:?}"),
+    };
+    format!(
+        "node {node:?} runs WebAssembly pods only (no container runtime), and this pod names {asked} for image(s) \
+         {}: set spec.runtimeClassName to \"wasi\" (or \"tlisp\") and each image to a component's reference, \
+         blake3:<digest> (engenho content push prints it)",
+        images.join(", ")
+    )
+}
+
+/// The status of `pod`, which this node cannot run, at `now`: Pending,
+/// every container waiting with [`UNRUNNABLE_REASON`] and `message`, not
+/// ready. `None` when its status says so already.
+pub fn unrunnable_status(pod: &Value, message: &str, host_ip: Option<&str>, now: &str) -> Option<Value> {
+    let current = pod.get("status").cloned().unwrap_or_else(|| json!({}));
+    let containers: Vec<&Value> =
+        pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().collect();
+    let waiting = |c: &Value| {
+        json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false, "restartCount": 0,
+            "started": false, "state": {"waiting": {"reason": UNRUNNABLE_REASON, "message": message}}})
+    };
+    let statuses: Vec<Value> = containers.iter().map(|c| waiting(c)).collect();
+    if current["phase"] == "Pending" && current["containerStatuses"] == json!(statuses) {
+        return None;
+    }
+    let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
+    let unready = format!("containers with unready status: [{}]", names.join(" "));
+    let mut conditions: Vec<Value> = current["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| !matches!(c["type"].as_str(), Some("Initialized" | "Ready" | "ContainersReady")))
+        .cloned()
+        .collect();
+    conditions.push(json!({"type": "Initialized", "status": "True", "lastTransitionTime": now}));
+    for kind in ["Ready", "ContainersReady"] {
+        conditions.push(json!({"type": kind, "status": "False", "reason": "ContainersNotReady", "message": unready,
+            "lastTransitionTime": now}));
+    }
+    let mut status = current;
+    status["phase"] = json!("Pending");
+    status["conditions"] = json!(conditions);
+    status["containerStatuses"] = json!(statuses);
+    if status.get("startTime").is_none() {
+        status["startTime"] = json!(now);
+    }
+    if let Some(ip) = host_ip {
+        status["hostIP"] = json!(ip);
+        status["hostIPs"] = json!([{"ip": ip}]);
+    }
+    Some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nginx() -> Value {
+        json!({"metadata": {"name": "web"}, "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "nginx:1.27"}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}})
+    }
+
+    #[test]
+    fn a_pod_this_node_cannot_run_waits_and_is_told_how_to_ask() {
+        // Goal: as a kubelet that cannot pull an image: Pending, each
+        // container waiting with ErrImagePull and the reason, Ready and
+        // ContainersReady False, PodScheduled kept; written once.
+        let pod = nginx();
+        let message = unrunnable_message("n1", &pod, None);
+        assert!(message.contains("node \"n1\" runs WebAssembly pods only"), "{message}");
+        assert!(message.contains("no runtimeClassName") && message.contains("nginx:1.27"), "{message}");
+        assert!(
+            message.contains("spec.runtimeClassName to \"wasi\"") && message.contains("blake3:<digest>"),
+            "{message}"
+        );
+        let status = unrunnable_status(&pod, &message, Some("10.0.0.7"), "t1").expect("a new status");
+        assert_eq!(status["phase"], "Pending");
+        assert_eq!(status["containerStatuses"][0]["state"]["waiting"]["reason"], UNRUNNABLE_REASON);
+        assert_eq!(status["containerStatuses"][0]["state"]["waiting"]["message"], message.as_str());
+        let kinds: Vec<(&str, &str)> = status["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .map(|c| (c["type"].as_str().expect("type"), c["status"].as_str().expect("status")))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("PodScheduled", "True"), ("Initialized", "True"), ("Ready", "False"), ("ContainersReady", "False")]
+        );
+        assert_eq!(status["hostIP"], "10.0.0.7");
+        let mut written = pod.clone();
+        written["status"] = status;
+        assert_eq!(unrunnable_status(&written, &message, Some("10.0.0.7"), "t2"), None, "nothing to write again");
+    }
+
+    #[test]
+    fn the_message_names_what_the_pod_asked_for() {
+        // Goal: a RuntimeClass that does not exist, or of another
+        // handler, is named in the message.
+        let mut pod = nginx();
+        pod["spec"]["runtimeClassName"] = json!("gvisor");
+        assert!(
+            unrunnable_message("n1", &pod, Some("")).contains("runtimeClassName \"gvisor\", which no RuntimeClass is")
+        );
+        assert!(unrunnable_message("n1", &pod, Some("runsc")).contains("the runtime handler \"runsc\""));
+    }
+}
