@@ -86,7 +86,8 @@ impl ApiState {
 
     /// The built-in mutating steps: the kind's Kubernetes defaults, a
     /// LimitRange's defaults, and a new pod's defaults from its namespace's
-    /// LimitRanges and its priority from its PriorityClass.
+    /// LimitRanges, its priority from its PriorityClass and its scheduling
+    /// and overhead from its RuntimeClass.
     async fn admit_before_policies(&self, request: &Request<'_>, object: &mut Value) -> Result<(), ApiError> {
         let t = request.t;
         if request.operation != Operation::Delete {
@@ -100,6 +101,7 @@ impl ApiState {
                 let registry = self.registry();
                 super::limit_ranger::default_pod(&self.objects, &registry, namespace, object)?;
                 super::priority::resolve_pod(&self.objects, &registry, object)?;
+                super::runtime_classes::admit_pod(&self.objects, &registry, object)?;
             }
             _ => {}
         }

@@ -121,12 +121,23 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
     assert!(refused.contains("can only access the node lease named after itself"), "{refused}");
     let refused = kubectl.fails(&[&other[..], &["run", "sneaky", "--image", "nginx:1.27"]].concat(), None);
     assert!(refused.contains("forbidden"), "{refused}");
+
     // A pod this node cannot run (an OCI image, no WebAssembly runtime)
     // waits, told why and how to ask for one; a wasi pod is left to the
     // runtime.
     let wasi = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "component"}, "spec": {"nodeName": "agent-1",
         "runtimeClassName": "wasi", "containers": [{"name": "main", "image": "blake3:0000000000000000000000000000000000000000000000000000000000000000"}]}}"#;
     kubectl.ok_with(&["apply", "-f", "-"], Some(wasi));
+
+    // The RuntimeClass admission step: a pod naming a class gets its node
+    // selector; a class that does not exist refuses the pod.
+    let component = kubectl.json(&["get", "pod", "component", "-o", "json"]);
+    assert_eq!(component["spec"]["nodeSelector"]["runtime.engenho.io/wasi"], "true", "{component}");
+    let unknown = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sandboxed"}, "spec": {
+        "runtimeClassName": "gvisor", "containers": [{"name": "main", "image": "nginx:1.27"}]}}"#;
+    let refused = kubectl.fails(&["apply", "-f", "-"], Some(unknown));
+    assert!(refused.contains("pod rejected: RuntimeClass \"gvisor\" not found"), "{refused}");
+
     let nginx = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {"nodeName": "agent-1",
         "containers": [{"name": "web", "image": "nginx:1.27"}]}}"#;
     kubectl.ok_with(&["apply", "-f", "-"], Some(nginx));
