@@ -1,6 +1,6 @@
-//! The agent's loop: the Node registered (created, or its labels brought
-//! up to date), its Lease in `kube-node-lease` renewed every
-//! [`LEASE_RENEW_INTERVAL`], its status patched when it changes and at
+//! The agent's loop, every [`LEASE_RENEW_INTERVAL`]: the Node registered
+//! (created when missing, as after a deletion, or its labels brought up to
+//! date), its Lease in `kube-node-lease` renewed, its status patched when it changes and at
 //! least every [`STATUS_REPORT_INTERVAL`]. Every write goes through the API
 //! as the node (`system:node:<name>`).
 
@@ -50,7 +50,6 @@ pub struct NodeAgent {
 struct Reported {
     status: Option<Value>,
     at: Option<Instant>,
-    labels: Option<Value>,
 }
 
 impl NodeAgent {
@@ -85,45 +84,42 @@ impl NodeAgent {
         }
     }
 
-    /// One round: registration (when not done), status (when due), lease.
+    /// One round: registration (when the Node is missing or its labels
+    /// are not ours), status (when due), lease.
     async fn round(&self, reported: &mut Reported) -> Result<(), AgentError> {
         let labels = status::labels(&self.settings, (self.voter)());
-        let node = match reported.labels.as_ref() == Some(&labels) {
-            true => None,
-            false => Some(self.register(&labels).await?),
-        };
-        reported.labels = Some(labels);
+        let node = self.register(&labels).await?;
         let machine = Machine::probe(&self.data_dir)?;
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let stored = node.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
         let previous = match &reported.status {
             Some(status) => status["conditions"].as_array().cloned().unwrap_or_default(),
-            None => node
-                .as_ref()
-                .and_then(|node| node.pointer("/status/conditions"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
+            None => stored,
         };
         let status = status::status(&self.settings, &machine, &previous, &now);
-        let due = reported.at.is_none_or(|at| at.elapsed() >= STATUS_REPORT_INTERVAL)
-            || !reported.status.as_ref().is_some_and(|before| status::same_but_heartbeats(before, &status));
-        let uid = match node {
-            Some(node) => node.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned),
-            None => None,
-        };
-        if due {
+        let changed = !reported.status.as_ref().is_some_and(|before| status::same_but_heartbeats(before, &status))
+            || node.pointer("/status/conditions").is_none();
+        if changed || reported.at.is_none_or(|at| at.elapsed() >= STATUS_REPORT_INTERVAL) {
             let patch = json!({"status": status});
             self.send(Method::PATCH, &self.node_path("/status"), "application/merge-patch+json", &patch).await?;
             reported.status = Some(status);
             reported.at = Some(Instant::now());
         }
+        let uid = node.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned);
         self.renew_lease(uid).await
     }
 
-    /// Creates the Node, or brings its labels to `labels`; the Node as
-    /// stored.
+    /// The Node as stored: created when missing, its labels brought to
+    /// `labels` when they differ.
     async fn register(&self, labels: &Value) -> Result<Value, AgentError> {
+        let ours = |node: &Value| {
+            labels.as_object().into_iter().flatten().all(|(key, value)| {
+                let stored = node.pointer("/metadata/labels").and_then(|l| l.get(key));
+                stored == Some(value) || (value.is_null() && stored.is_none())
+            })
+        };
         match self.get(&self.node_path("")).await? {
+            Some(node) if ours(&node) => Ok(node),
             Some(_) => {
                 let patch = json!({"metadata": {"labels": labels}});
                 self.send(Method::PATCH, &self.node_path(""), "application/merge-patch+json", &patch).await
@@ -142,8 +138,8 @@ impl NodeAgent {
         }
     }
 
-    /// Renews the node's Lease, creating it (owned by the Node of `uid`,
-    /// where known) when there is none.
+    /// Renews the node's Lease, creating it (owned by the Node of
+    /// `node_uid`) when there is none.
     async fn renew_lease(&self, node_uid: Option<String>) -> Result<(), AgentError> {
         let path = format!("{}/{}", leases_path(), self.settings.name);
         let renew_time = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -155,14 +151,7 @@ impl NodeAgent {
                 self.send(Method::PUT, &path, "application/json", &lease).await?;
             }
             None => {
-                let uid = match node_uid {
-                    Some(uid) => Some(uid),
-                    None => self
-                        .get(&self.node_path(""))
-                        .await?
-                        .and_then(|node| node.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned)),
-                };
-                let owners: Vec<Value> = uid
+                let owners: Vec<Value> = node_uid
                     .into_iter()
                     .map(|uid| json!({"apiVersion": "v1", "kind": "Node", "name": self.settings.name, "uid": uid}))
                     .collect();

@@ -165,6 +165,15 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
         "the wasi pod is not the agent's to refuse: {component}"
     );
 
+    // A deleted Node comes back, as a kubelet registers again.
+    kubectl.ok(&["delete", "node", "agent-1", "--wait=false"]);
+    wait_for("the node registered again", AGENT_DEADLINE, || {
+        let again = kubectl.run(&["get", "node", "agent-1", "-o", "json"], None);
+        again.status.success()
+            && serde_json::from_slice::<Value>(&again.stdout)
+                .is_ok_and(|node| node["metadata"]["uid"] != registered["metadata"]["uid"] && ready(&node))
+    });
+
     // Its own node it may label.
     kubectl.ok(&["--as", "system:node:agent-1", "--as-group", "system:nodes", "label", "node", "agent-1", "mine=yes"]);
 }
