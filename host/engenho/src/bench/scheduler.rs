@@ -497,14 +497,20 @@ fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
     }
 }
 
-/// Starts a node, creates `nodes` Node objects and the pods through its
-/// API, and times their binding; then times profile swaps.
-async fn end_to_end(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<EndToEnd> {
-    let dir = root.join(format!("engenho-scheduler-{nodes}"));
-    let cluster = Cluster::start(System::Engenho, 1, &dir, Path::new("etcd")).await?;
+/// A fresh node in `dir` with `nodes` Node objects, ready for pods
+/// ([`prepare_cluster`]), and a client of it.
+async fn prepared_node(dir: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<(Cluster, kube::Client)> {
+    let cluster = Cluster::start(System::Engenho, 1, dir, Path::new("etcd")).await?;
     cluster.wait_for_leader().await?;
     let client = connect(&dir.join("n0").join("kubeconfig")).await?;
     prepare_cluster(&client, nodes, args.concurrency).await?;
+    Ok((cluster, client))
+}
+
+/// Starts a node, creates `nodes` Node objects and the pods through its
+/// API, and times their binding; then times profile swaps.
+async fn end_to_end(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<EndToEnd> {
+    let (cluster, client) = prepared_node(&root.join(format!("engenho-scheduler-{nodes}")), nodes, args).await?;
     let workload = Workload::new(nodes, args.pods);
     let pods: Vec<Pod> = workload.pods.iter().map(api_pod).collect::<Result<_, _>>()?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
@@ -559,10 +565,7 @@ const BACKLOG_PROFILE: &str = "bench-backlog";
 /// is bound.
 async fn backlog(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<Duration> {
     let dir = root.join(format!("engenho-scheduler-backlog-{nodes}"));
-    let cluster = Cluster::start(System::Engenho, 1, &dir, Path::new("etcd")).await?;
-    cluster.wait_for_leader().await?;
-    let client = connect(&dir.join("n0").join("kubeconfig")).await?;
-    prepare_cluster(&client, nodes, args.concurrency).await?;
+    let (cluster, client) = prepared_node(&dir, nodes, args).await?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let (seen, mut waits) = mpsc::channel(1024);
     let watcher = tokio::spawn(watch_waits(pods_api.clone(), seen));
