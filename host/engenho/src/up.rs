@@ -239,7 +239,7 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
         reserved: args.system_reserved,
         register_taints: args.register_with_taints.clone(),
         runtime_version: format!("wasmtime://{}", engenho_wasm::WASMTIME_VERSION),
-        agent_version: format!("v1.{}.0-engenho.{}", engenho_api::kube::KUBERNETES_MINOR, env!("CARGO_PKG_VERSION")),
+        agent_version: engenho_api::kube::git_version(),
     };
     let raft = node.clone();
     let voter = Arc::new(move || raft.members().iter().any(|member| member.id == raft.id() && !member.is_learner));

@@ -1,8 +1,8 @@
 //! The agent's loop, every [`LEASE_RENEW_INTERVAL`]: the Node registered
 //! (created when missing, as after a deletion, or its labels brought up to
-//! date), its Lease in `kube-node-lease` renewed, its status patched when it changes and at
-//! least every [`STATUS_REPORT_INTERVAL`]. Every write goes through the API
-//! as the node (`system:node:<name>`).
+//! date), its Lease in `kube-node-lease` renewed, its status patched when
+//! it changes and at least every [`STATUS_REPORT_INTERVAL`]. Every write
+//! goes through the API as the node (`system:node:<name>`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,12 +13,18 @@ pub const KUBERNETES_MINOR: &str = "32";
 /// that does not carry it.
 pub const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+/// The version the API server and every node's agent report
+/// (`gitVersion`, a Node's `kubeletVersion`).
+pub fn git_version() -> String {
+    format!("v1.{KUBERNETES_MINOR}.0-engenho.{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// `/version`.
 pub fn version() -> Value {
     json!({
         "major": "1",
         "minor": KUBERNETES_MINOR,
-        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-engenho.{}", env!("CARGO_PKG_VERSION")),
+        "gitVersion": git_version(),
         "gitCommit": "",
         "gitTreeState": "clean",
         "buildDate": "",

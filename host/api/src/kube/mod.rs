@@ -61,7 +61,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use client::{LocalClient, Refused};
-pub use discovery::KUBERNETES_MINOR;
+pub use discovery::{KUBERNETES_MINOR, git_version};
 pub use handlers::REQUEST_BODY_BYTES_MAX;
 pub use pki::Credentials;
 pub use status::{ApiError, Cause};
