@@ -15,6 +15,9 @@ use http::Method;
 use k8s_openapi::chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+/// Longest one request to the API may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The reason a container waits with when this node cannot run it.
 pub const UNRUNNABLE_REASON: &str = "ErrImagePull";
 
@@ -37,7 +40,8 @@ impl PodLoop {
     async fn handler(&self, pod: &Value) -> Result<Option<String>, String> {
         let Some(class) = pod.pointer("/spec/runtimeClassName").and_then(Value::as_str) else { return Ok(None) };
         let path = format!("/apis/node.k8s.io/v1/runtimeclasses/{class}");
-        match self.client.send(Method::GET, &path, "application/json", Vec::new()).await {
+        let request = self.client.send(Method::GET, &path, "application/json", Vec::new());
+        match tokio::time::timeout(REQUEST_TIMEOUT, request).await.map_err(|_| timed_out())? {
             Ok(body) => {
                 let class: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
                 Ok(class["handler"].as_str().map(str::to_owned))
@@ -86,10 +90,11 @@ impl Reconciler for PodLoop {
         updated["status"] = status;
         let (namespace, name) = (cached.namespace.as_str(), cached.name.as_str());
         let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
-        if let Err(refused) =
-            self.client.send(Method::PUT, &path, "application/json", updated.to_string().into_bytes()).await
-        {
-            return Action::Retry(refused.to_string());
+        let request = self.client.send(Method::PUT, &path, "application/json", updated.to_string().into_bytes());
+        match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(refused)) => return Action::Retry(refused.to_string()),
+            Err(_) => return Action::Retry(timed_out()),
         }
         let event = json!({
             "apiVersion": "v1", "kind": "Event",
@@ -100,13 +105,16 @@ impl Reconciler for PodLoop {
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         });
         let events = format!("/api/v1/namespaces/{namespace}/events");
-        if let Err(refused) =
-            self.client.send(Method::POST, &events, "application/json", event.to_string().into_bytes()).await
-        {
-            tracing::debug!(pod = %name, %refused, "an Event was not recorded");
+        let request = self.client.send(Method::POST, &events, "application/json", event.to_string().into_bytes());
+        if !matches!(tokio::time::timeout(REQUEST_TIMEOUT, request).await, Ok(Ok(_))) {
+            tracing::debug!(pod = %name, "an Event was not recorded");
         }
         Action::Done
     }
+}
+
+fn timed_out() -> String {
+    format!("a request to the API took longer than {REQUEST_TIMEOUT:?}")
 }
 
 /// What a pod this node cannot run is told: why, and how to ask for a
