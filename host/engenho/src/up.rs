@@ -106,6 +106,12 @@ pub struct UpArgs {
     /// `key=value:NoSchedule,key:NoExecute`.
     #[arg(long, default_value = "")]
     register_with_taints: engenho_node::RegisterTaints,
+    /// Hard eviction thresholds, as the kubelet's flag: below one the node
+    /// reports that pressure (memory's and the disk's are also taken off
+    /// allocatable). Default `memory.available<100Mi,nodefs.available<10%,
+    /// pid.available<10%`; signals not given keep theirs.
+    #[arg(long, default_value = "")]
+    eviction_hard: engenho_node::EvictionHard,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -238,6 +244,7 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
         max_pods: args.max_pods,
         reserved: args.system_reserved,
         register_taints: args.register_with_taints.clone(),
+        eviction: args.eviction_hard,
         runtime_version: format!("wasmtime://{}", engenho_wasm::WASMTIME_VERSION),
         agent_version: engenho_api::kube::git_version(),
     };

@@ -15,4 +15,6 @@ pub use agent::{
 };
 pub use machine::{Machine, ProbeError};
 pub use pods::PodLoop;
-pub use status::{NodeSettings, RegisterTaints, Reserved, ReservedError, TaintError};
+pub use status::{
+    EvictionError, EvictionHard, NodeSettings, RegisterTaints, Reserved, ReservedError, TaintError, Threshold,
+};

@@ -11,19 +11,90 @@ use serde_json::{Map, Value, json};
 
 use crate::machine::Machine;
 
-/// Memory kept free before the node says it is under memory pressure, and
-/// taken off allocatable: the kubelet's default hard eviction threshold
-/// (`memory.available<100Mi`).
-pub const MEMORY_AVAILABLE_MIN: u64 = 100 << 20;
+/// How much of a resource must stay available: an amount, or a percent of
+/// the whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// Bytes (memory, disk) or a count (process ids).
+    Amount(u64),
+    /// Percent of the total.
+    Percent(u64),
+}
 
-/// Percent of the data directory's file system kept free before the node
-/// says it is under disk pressure, and taken off allocatable storage: the
-/// kubelet's `nodefs.available<10%`.
-pub const DISK_AVAILABLE_PERCENT_MIN: u64 = 10;
+impl Threshold {
+    /// The amount this threshold keeps of `total`.
+    pub fn of(self, total: u64) -> u64 {
+        match self {
+            Self::Amount(amount) => amount,
+            Self::Percent(percent) => total / 100 * percent,
+        }
+    }
+}
 
-/// Percent of the kernel's process ids kept free before the node says it
-/// is under PID pressure.
-pub const PIDS_AVAILABLE_PERCENT_MIN: u64 = 10;
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Amount(amount) if amount % (1 << 20) == 0 => write!(f, "{}Mi", amount >> 20),
+            Self::Amount(amount) => write!(f, "{amount}"),
+            Self::Percent(percent) => write!(f, "{percent}%"),
+        }
+    }
+}
+
+/// The hard eviction thresholds (`--eviction-hard
+/// memory.available<100Mi,nodefs.available<10%,pid.available<10%`, the
+/// kubelet's flag and, but for process ids, its defaults): below one, the
+/// node reports that pressure; memory's and the disk's are taken off
+/// allocatable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvictionHard {
+    /// `memory.available`.
+    pub memory: Threshold,
+    /// `nodefs.available`: the data directory's file system.
+    pub nodefs: Threshold,
+    /// `pid.available`.
+    pub pids: Threshold,
+}
+
+impl Default for EvictionHard {
+    fn default() -> Self {
+        Self { memory: Threshold::Amount(100 << 20), nodefs: Threshold::Percent(10), pids: Threshold::Percent(10) }
+    }
+}
+
+/// Why an `--eviction-hard` value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a threshold: SIGNAL<QUANTITY or SIGNAL<PERCENT%, the signal memory.available, nodefs.available or \
+     pid.available"
+)]
+pub struct EvictionError(pub String);
+
+impl FromStr for EvictionHard {
+    type Err = EvictionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut thresholds = Self::default();
+        for pair in text.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+            let refused = || EvictionError(pair.to_owned());
+            let (signal, amount) = pair.split_once('<').ok_or_else(refused)?;
+            let threshold = match amount.strip_suffix('%') {
+                Some(percent) => Threshold::Percent(percent.parse().ok().filter(|p| *p <= 100).ok_or_else(refused)?),
+                None => {
+                    let quantity = Quantity::parse(amount).map_err(|_| refused())?;
+                    Threshold::Amount(u64::try_from(quantity.milli_value() / 1000).map_err(|_| refused())?)
+                }
+            };
+            match signal {
+                "memory.available" => thresholds.memory = threshold,
+                "nodefs.available" => thresholds.nodefs = threshold,
+                "pid.available" => thresholds.pids = threshold,
+                _ => return Err(refused()),
+            }
+        }
+        Ok(thresholds)
+    }
+}
 
 /// The label control-plane nodes (raft voters) carry.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
@@ -127,6 +198,8 @@ pub struct NodeSettings {
     pub reserved: Reserved,
     /// Taints the Node is created with.
     pub register_taints: RegisterTaints,
+    /// The hard eviction thresholds.
+    pub eviction: EvictionHard,
     /// The pod runtime, as `nodeInfo.containerRuntimeVersion` gives it.
     pub runtime_version: String,
     /// The agent's version, as `nodeInfo.kubeletVersion` gives it.
@@ -165,11 +238,13 @@ fn architecture() -> &'static str {
 /// change.
 pub fn status(settings: &NodeSettings, machine: &Machine, previous: &[Value], now: &str) -> Value {
     let reserved = settings.reserved;
-    let memory_allocatable = machine.memory_total.saturating_sub(reserved.memory).saturating_sub(MEMORY_AVAILABLE_MIN);
+    let eviction = settings.eviction;
+    let memory_allocatable =
+        machine.memory_total.saturating_sub(reserved.memory).saturating_sub(eviction.memory.of(machine.memory_total));
     let disk_allocatable = machine
         .disk_total
         .saturating_sub(reserved.ephemeral_storage)
-        .saturating_sub(machine.disk_total / 100 * DISK_AVAILABLE_PERCENT_MIN);
+        .saturating_sub(eviction.nodefs.of(machine.disk_total));
     let cpu_allocatable = (u64::from(machine.cpus) * 1000).saturating_sub(reserved.cpu_milli);
     let mut addresses = Vec::new();
     if let Some(ip) = settings.internal_ip.filter(|ip| !ip.is_unspecified()) {
@@ -194,7 +269,7 @@ pub fn status(settings: &NodeSettings, machine: &Machine, previous: &[Value], no
             "pods": settings.max_pods.to_string(),
         },
         "addresses": addresses,
-        "conditions": conditions(machine, previous, now),
+        "conditions": conditions(machine, &eviction, previous, now),
         "nodeInfo": {
             "machineID": machine.machine_id,
             "systemUUID": machine.system_uuid,
@@ -222,12 +297,15 @@ fn millicores(milli: u64) -> String {
     if milli.is_multiple_of(1000) { (milli / 1000).to_string() } else { format!("{milli}m") }
 }
 
-/// Ready, and the three pressures, as the machine stands.
-fn conditions(machine: &Machine, previous: &[Value], now: &str) -> Vec<Value> {
-    let memory_pressure = machine.memory_available < MEMORY_AVAILABLE_MIN;
-    let disk_pressure = machine.disk_available < machine.disk_total / 100 * DISK_AVAILABLE_PERCENT_MIN;
-    let pid_pressure =
-        machine.pid_max.saturating_sub(machine.pids_in_use) < machine.pid_max / 100 * PIDS_AVAILABLE_PERCENT_MIN;
+/// Ready, and the three pressures, as the machine stands against
+/// `eviction`.
+fn conditions(machine: &Machine, eviction: &EvictionHard, previous: &[Value], now: &str) -> Vec<Value> {
+    let memory_pressure = machine.memory_available < eviction.memory.of(machine.memory_total);
+    let disk_pressure = machine.disk_available < eviction.nodefs.of(machine.disk_total);
+    let pid_pressure = machine.pid_max.saturating_sub(machine.pids_in_use) < eviction.pids.of(machine.pid_max);
+    let memory_words = format!("node has less than {} of memory available", eviction.memory);
+    let disk_words = format!("node's data directory has less than {} of its disk available", eviction.nodefs);
+    let pid_words = format!("node has less than {} of its process ids available", eviction.pids);
     let pressure = |pressed: bool, kind: &str, ok: (&str, &str), pressed_words: (&str, &str)| {
         let (reason, message) = if pressed { pressed_words } else { ok };
         (kind.to_owned(), if pressed { "True" } else { "False" }, reason.to_owned(), message.to_owned())
@@ -243,19 +321,19 @@ fn conditions(machine: &Machine, previous: &[Value], now: &str) -> Vec<Value> {
             memory_pressure,
             "MemoryPressure",
             ("KubeletHasSufficientMemory", "node has sufficient memory available"),
-            ("KubeletHasInsufficientMemory", "node has less than 100Mi of memory available"),
+            ("KubeletHasInsufficientMemory", &memory_words),
         ),
         pressure(
             disk_pressure,
             "DiskPressure",
             ("KubeletHasNoDiskPressure", "node has no disk pressure"),
-            ("KubeletHasDiskPressure", "node's data directory has less than 10% of its disk available"),
+            ("KubeletHasDiskPressure", &disk_words),
         ),
         pressure(
             pid_pressure,
             "PIDPressure",
             ("KubeletHasSufficientPID", "node has sufficient PID available"),
-            ("KubeletHasInsufficientPID", "node has less than 10% of its process ids available"),
+            ("KubeletHasInsufficientPID", &pid_words),
         ),
     ];
     all.into_iter()
@@ -311,6 +389,7 @@ mod tests {
             max_pods: 110,
             reserved: "cpu=100m,memory=256Mi".parse().expect("reserved"),
             register_taints: RegisterTaints::default(),
+            eviction: EvictionHard::default(),
             runtime_version: "wasmtime://48.0.8".into(),
             agent_version: "v1.32.0-engenho.0.1.0".into(),
         }
@@ -348,6 +427,41 @@ mod tests {
     }
 
     #[test]
+    fn eviction_thresholds_parse_as_the_kubelet_flag_does_and_decide_pressure() {
+        // Goal: `--eviction-hard` as the kubelet reads it (amounts or
+        // percents, unnamed signals keeping their defaults), refusing
+        // anything else; the thresholds decide pressure and allocatable.
+        let given: EvictionHard = "nodefs.available<1%, memory.available<1Gi".parse().expect("thresholds");
+        assert_eq!(
+            given,
+            EvictionHard {
+                memory: Threshold::Amount(1 << 30),
+                nodefs: Threshold::Percent(1),
+                pids: Threshold::Percent(10)
+            }
+        );
+        assert_eq!("".parse::<EvictionHard>(), Ok(EvictionHard::default()));
+        for bad in ["imagefs.available<15%", "memory.available>1Gi", "nodefs.available<101%", "memory.available<lots"] {
+            assert_eq!(bad.parse::<EvictionHard>(), Err(EvictionError(bad.into())), "{bad}");
+        }
+        let mut pressed = machine();
+        pressed.disk_available = 5 << 30;
+        let default = status(&settings(), &pressed, &[], "t");
+        assert_eq!(default["conditions"][2]["status"], "True", "5% free is under 10%");
+        assert_eq!(
+            default["conditions"][2]["message"],
+            "node's data directory has less than 10% of its disk available"
+        );
+        let relaxed = NodeSettings { eviction: given, ..settings() };
+        let status = status(&relaxed, &pressed, &[], "t");
+        assert_eq!(status["conditions"][2]["status"], "False", "5% free is over 1%");
+        let disk = (100u64 << 30) - (100u64 << 30) / 100;
+        assert_eq!(status["allocatable"]["ephemeral-storage"], format!("{}Ki", disk / 1024));
+        let memory = (24u64 << 30) - (256 << 20) - (1 << 30);
+        assert_eq!(status["allocatable"]["memory"], format!("{}Ki", memory / 1024));
+    }
+
+    #[test]
     fn allocatable_is_capacity_less_what_is_reserved_and_the_eviction_thresholds() {
         // Goal: the kubelet's formula: capacity − reserved − hard eviction.
         let status = status(&settings(), &machine(), &[], "2026-12-06T12:00:00Z");
@@ -355,7 +469,7 @@ mod tests {
             status["capacity"],
             json!({"cpu": "2", "memory": "25165824Ki", "ephemeral-storage": "104857600Ki", "pods": "110"})
         );
-        let memory = (24u64 << 30) - (256 << 20) - MEMORY_AVAILABLE_MIN;
+        let memory = (24u64 << 30) - (256 << 20) - (100 << 20);
         let disk = (100u64 << 30) - (100u64 << 30) / 100 * 10;
         assert_eq!(
             status["allocatable"],

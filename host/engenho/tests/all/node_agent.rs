@@ -1,7 +1,7 @@
 //! Goal: every node's agent registers its Node (capacity and allocatable
 //! from the machine and the flags, addresses, the standard labels, its
-//! runtime handlers, the control-plane role where it votes, the taints it
-//! is told to register with), keeps its
+//! runtime handlers, the control-plane role where it votes, the taints and
+//! eviction thresholds it is given), keeps its
 //! conditions, renews its Lease in `kube-node-lease`, and writes only what
 //! is its own; the `wasi` and `tlisp` RuntimeClasses exist from the start
 //! and select the nodes that run them; a pod the node cannot run is told
@@ -29,6 +29,8 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
         "cpu=500m,memory=1Gi",
         "--register-with-taints",
         "dedicated=wasm:NoSchedule",
+        "--eviction-hard",
+        "nodefs.available<1%",
     ];
     node.start_ready(&flags);
     let kubectl = Kubectl::for_node(&node);
@@ -72,7 +74,9 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
         (1 << 20) + 100 * 1024,
         "1Gi reserved, 100Mi kept free"
     );
-    assert!(kib("ephemeral-storage", "allocatable") < kib("ephemeral-storage", "capacity"));
+    // One percent of the disk kept free, as --eviction-hard says.
+    let (disk, allocatable) = (kib("ephemeral-storage", "capacity"), kib("ephemeral-storage", "allocatable"));
+    assert!(allocatable < disk && allocatable >= disk - disk / 100 - 1, "{disk} {allocatable}");
     let ip = node.peer.split(':').next().expect("peer ip");
     let addresses = status["addresses"].as_array().expect("addresses");
     assert!(addresses.iter().any(|a| a["type"] == "InternalIP" && a["address"] == ip), "{addresses:?}");
