@@ -95,7 +95,13 @@ async fn fetch(client: &kube::Client, digest: &str) -> anyhow::Result<Vec<u8>> {
     let request = http::Request::get(component_path(digest)).body(kube::client::Body::empty())?;
     let response = client.send(request).await.context("fetching the component")?;
     let status = response.status();
-    let body = response.into_body().collect().await.context("reading the component")?.to_bytes();
+    // A component is at most the store's limit; a status is far smaller.
+    let limit = engenho_api::kube::plugins::COMPONENT_BYTES_MAX;
+    let body = http_body_util::Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|error| anyhow::anyhow!("reading the component (at most {limit} bytes): {error}"))?
+        .to_bytes();
     if !status.is_success() {
         let status_object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let message = status_object["message"]
