@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use engenho_api::kube::scheduler::{BUILT_IN_PLUGINS, DEFAULT_PROFILE};
 use engenho_scheduler::{self as sdk, Instance, Judge, Plugin};
 use engenho_scheduling::{Cycle, Decision, PluginRun, PluginTime, Runner, Table, view};
@@ -632,13 +632,9 @@ async fn next_wait(waits: &mut mpsc::Receiver<Wait>, what: &str) -> anyhow::Resu
 /// Sends what the watch shows of each pod of [`NAMESPACE`]: told that its
 /// profile is missing, and bound.
 async fn watch_waits(pods: Api<Pod>, seen: mpsc::Sender<Wait>) -> anyhow::Result<()> {
-    let mut events = pods.watch(&WatchParams::default().timeout(290), "0").await?.boxed();
-    while let Some(event) = events.next().await {
-        let pod = match event? {
-            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
-            WatchEvent::Error(error) => bail!("the watch failed: {error:?}"),
-            _ => continue,
-        };
+    let mut updates = pod_updates(&pods).await?;
+    while let Some(pod) = updates.next().await {
+        let pod = pod?;
         let Some(name) = pod.metadata.name.filter(|name| !name.starts_with("probe")) else { continue };
         let wait = if pod.spec.and_then(|s| s.node_name).is_some() {
             Wait::Bound(name)
@@ -741,17 +737,31 @@ where
     }
 }
 
+/// Each pod a watch of `pods` (from the start) shows added or changed; an
+/// error where the watch fails.
+async fn pod_updates(
+    pods: &Api<Pod>,
+) -> anyhow::Result<impl futures::Stream<Item = anyhow::Result<Pod>> + Unpin + use<>> {
+    let events = pods.watch(&WatchParams::default().timeout(290), "0").await?;
+    Ok(events
+        .filter_map(|event| async move {
+            match event {
+                Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod)) => Some(Ok(pod)),
+                Ok(WatchEvent::Error(error)) => Some(Err(anyhow::anyhow!("the watch failed: {error:?}"))),
+                Ok(_) => None,
+                Err(error) => Some(Err(error.into())),
+            }
+        })
+        .boxed())
+}
+
 /// Sends (name, when seen, node) of every pod of [`NAMESPACE`] the first
 /// time a watch shows it bound.
 async fn watch_bindings(pods: Api<Pod>, bound: mpsc::Sender<(String, Instant, String)>) -> anyhow::Result<()> {
     let mut seen = std::collections::HashSet::new();
-    let mut events = pods.watch(&WatchParams::default().timeout(290), "0").await?.boxed();
-    while let Some(event) = events.next().await {
-        let pod = match event? {
-            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
-            WatchEvent::Error(error) => bail!("the watch failed: {error:?}"),
-            _ => continue,
-        };
+    let mut updates = pod_updates(&pods).await?;
+    while let Some(pod) = updates.next().await {
+        let pod = pod?;
         let at = Instant::now();
         let (Some(name), Some(node)) = (pod.metadata.name, pod.spec.and_then(|s| s.node_name)) else { continue };
         if seen.insert(name.clone()) && bound.send((name, at, node)).await.is_err() {
