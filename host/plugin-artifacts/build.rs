@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 24] = [
+const PLUGINS: [&str; 25] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
@@ -31,6 +31,7 @@ const PLUGINS: [&str; 24] = [
     "inter-pod-affinity",
     "pod-topology-spread",
     "misbehaving-scheduler",
+    "toolbox",
 ];
 
 fn main() {
@@ -80,6 +81,10 @@ fn main() {
     std::fs::write(out_dir.join("plugins.rs"), listing).expect("writing the plugin list");
 }
 
+/// Where plugin `name` is built: a library under its crate name, a
+/// command (a binary) under its own.
 fn component_path(target_dir: &Path, name: &str) -> PathBuf {
-    target_dir.join("wasm32-wasip2").join("release").join(format!("{}.wasm", name.replace('-', "_")))
+    let release = target_dir.join("wasm32-wasip2").join("release");
+    let library = release.join(format!("{}.wasm", name.replace('-', "_")));
+    if library.exists() { library } else { release.join(format!("{name}.wasm")) }
 }

@@ -35,6 +35,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use admission::{AdmissionPolicy, Decision, Operation, Review, UserInfo};
+pub use cache::ComponentCache;
 pub use controller::{
     Applied, ClusterAccess, ControllerPlugin, FETCH_VERSIONS_MAX, RECONCILE_WALL_MAX, controller_types,
 };
@@ -562,7 +563,7 @@ pub fn digest_of(bytes: &[u8]) -> String {
 
 /// Whether `bytes` start like a core module (version 1) rather than a
 /// component.
-fn is_core_module(bytes: &[u8]) -> bool {
+pub fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 

@@ -1,0 +1,137 @@
+//! Runs of the example toolbox component, as pods run it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::logs::{self, ReadOptions};
+use super::*;
+
+fn toolbox() -> &'static [u8] {
+    engenho_plugin_artifacts::plugin("toolbox").expect("the toolbox is built")
+}
+
+async fn image(runtime: &Arc<PodRuntime>) -> Image {
+    let bytes = toolbox().to_vec();
+    runtime.prepare(&engenho_wasm::digest_of(&bytes), bytes).await.expect("the toolbox prepares")
+}
+
+fn spec(args: &[&str]) -> ContainerSpec {
+    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    args.insert(0, "toolbox".into());
+    ContainerSpec { args, ..ContainerSpec::default() }
+}
+
+/// Runs `spec` to its end (at most a minute); its exit and its log.
+async fn run(runtime: &Arc<PodRuntime>, spec: &ContainerSpec) -> (Exit, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("0.log");
+    let log = ContainerLog::create(&path, logs::LOG_FILE_BYTES_MAX).expect("log");
+    let container = runtime.start(&image(runtime).await, spec, &log).expect("starts");
+    let exit = tokio::time::timeout(Duration::from_secs(60), container.wait()).await.expect("ends within a minute");
+    let text = logs::read(&path, &ReadOptions::default()).expect("the log reads");
+    (exit, String::from_utf8(text).expect("text"))
+}
+
+#[tokio::test]
+async fn a_command_runs_with_its_arguments_and_environment() {
+    // Goal: args and env reach the component; stdout and stderr reach the
+    // log in order; success is Completed with code 0.
+    let runtime = PodRuntime::new(None).expect("runtime");
+    let mut spec = spec(&["echo", "hello", "pod", ";", "env", "GREETING", "MISSING", ";", "stderr", "oops"]);
+    spec.env = vec![("GREETING".into(), "first".into()), ("GREETING".into(), "olá".into())];
+    let (exit, log) = run(&runtime, &spec).await;
+    assert_eq!(exit, Exit { code: 0, reason: ExitReason::Completed, message: None });
+    assert_eq!(log, "hello pod\nGREETING=olá\nMISSING=\noops\n");
+}
+
+#[tokio::test]
+async fn exits_and_traps_end_a_run_with_their_code() {
+    // Goal: a non-zero exit is Error with code 1 (wasi:cli/exit 0.2
+    // carries success or failure only); a panic (a trap) is Error with 134
+    // and the trap in the log.
+    let runtime = PodRuntime::new(None).expect("runtime");
+    let (exit, log) = run(&runtime, &spec(&["echo", "bye", ";", "exit", "3"])).await;
+    assert_eq!((exit.code, exit.reason), (1, ExitReason::Error));
+    assert_eq!(log, "bye\n");
+    let (exit, log) = run(&runtime, &spec(&["panic"])).await;
+    assert_eq!((exit.code, exit.reason), (134, ExitReason::Error));
+    assert!(log.contains("asked to panic") && log.contains("trapped:"), "{log}");
+}
+
+#[tokio::test]
+async fn growing_past_the_memory_limit_is_oom_killed() {
+    // Goal: the limit holds; the run ends as OOMKilled, 137.
+    let runtime = PodRuntime::new(None).expect("runtime");
+    let mut bomb = spec(&["grow", "64"]);
+    bomb.memory_bytes = Some(16 << 20);
+    let (exit, log) = run(&runtime, &bomb).await;
+    assert_eq!((exit.code, exit.reason), (137, ExitReason::OomKilled), "{log}");
+    assert!(log.contains("memory limit"), "{log}");
+    let mut within = spec(&["grow", "8"]);
+    within.memory_bytes = Some(32 << 20);
+    assert_eq!(
+        run(&runtime, &within).await,
+        (Exit { code: 0, reason: ExitReason::Completed, message: None }, "grew 8 MiB\n".into())
+    );
+}
+
+#[tokio::test]
+async fn a_looping_run_stops_when_told() {
+    // Goal: a component that never yields is interrupted at a tick.
+    let runtime = PodRuntime::new(None).expect("runtime");
+    let dir = tempfile::tempdir().expect("dir");
+    let log = ContainerLog::create(&dir.path().join("0.log"), logs::LOG_FILE_BYTES_MAX).expect("log");
+    let container = runtime.start(&image(&runtime).await, &spec(&["loop"]), &log).expect("starts");
+    let stopper = container.stopper();
+    let waiting = tokio::spawn(container.wait());
+    stopper.stop();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("stops").expect("task");
+    assert_eq!((exit.code, exit.reason), (137, ExitReason::Stopped));
+}
+
+#[tokio::test]
+async fn directories_are_given_read_only_or_writable() {
+    // Goal: a mount's files read; a read-only mount refuses writes; a
+    // writable one takes them.
+    let runtime = PodRuntime::new(None).expect("runtime");
+    let (config, scratch) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    std::fs::write(config.path().join("greeting"), "hi from a file").expect("write");
+    let mounts = vec![
+        Mount { host: config.path().to_owned(), guest: "/etc/config".into(), read_only: true },
+        Mount { host: scratch.path().to_owned(), guest: "/scratch".into(), read_only: false },
+    ];
+    let mut reads =
+        spec(&["cat", "/etc/config/greeting", ";", "write", "/scratch/out", "kept", ";", "ls", "/etc/config"]);
+    reads.mounts = mounts.clone();
+    let (exit, log) = run(&runtime, &reads).await;
+    assert_eq!(exit.code, 0, "{log}");
+    assert_eq!(log, "hi from a file\ngreeting\n");
+    assert_eq!(std::fs::read_to_string(scratch.path().join("out")).expect("written"), "kept");
+    let mut writes = spec(&["write", "/etc/config/greeting", "changed"]);
+    writes.mounts = mounts;
+    let (exit, log) = run(&runtime, &writes).await;
+    assert_eq!(exit.code, 1, "{log}");
+    assert!(log.contains("toolbox write"), "{log}");
+    assert_eq!(std::fs::read_to_string(config.path().join("greeting")).expect("read"), "hi from a file");
+}
+
+#[tokio::test]
+async fn components_that_cannot_run_as_pods_are_refused_precisely() {
+    // Goal: bytes of another digest, a core module, a component of another
+    // world: each a precise error; a prepared image needs no bytes again.
+    let runtime = PodRuntime::new(None).expect("runtime");
+    let bytes = toolbox().to_vec();
+    let wrong = runtime.prepare(&"0".repeat(64), bytes.clone()).await.err().expect("a mismatch");
+    assert!(matches!(wrong, RuntimeError::DigestMismatch { .. }), "{wrong}");
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    let error = runtime.prepare(&engenho_wasm::digest_of(&core), core).await.err().expect("a core module");
+    assert!(error.to_string().contains("core WebAssembly module, not a component"), "{error}");
+    let policy = engenho_plugin_artifacts::plugin("pod-security").expect("built").to_vec();
+    let error = runtime.prepare(&engenho_wasm::digest_of(&policy), policy).await.err().expect("another world");
+    assert!(matches!(error, RuntimeError::WrongWorld { .. }), "{error}");
+    assert!(error.to_string().contains("exports neither wasi:cli/run"), "{error}");
+    let digest = engenho_wasm::digest_of(&bytes);
+    assert!(runtime.prepared(&digest).is_none());
+    runtime.prepare(&digest, bytes).await.expect("prepares");
+    assert_eq!(runtime.prepared(&digest).map(|i| i.world()), Some(World::Command));
+}
