@@ -205,7 +205,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     });
     let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
-    let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone()));
+    let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone())?);
     tracing::info!(
         id = node.id(),
         api = %args.api_addr,
@@ -253,25 +253,41 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
     engenho_node::NodeAgent::new(api.node_client(&name), settings, args.data_dir.clone(), voter)
 }
 
-/// The node agent's loop over the pods bound to this node, on every node.
+/// The node agent's loop over the pods bound to this node, on every node,
+/// running them in the node's pod runtime.
 fn pod_loop(
     args: &UpArgs,
     api: &KubeApi,
     node: &Node,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> + use<> {
+) -> anyhow::Result<impl std::future::Future<Output = ()> + use<>> {
     const NAME: &str = "node-agent-pods";
     let name = node.info().name;
     let host_ip = Some(args.peer_addr.ip()).filter(|ip| !ip.is_unspecified()).map(|ip| ip.to_string());
-    let pods = engenho_node::PodLoop::new(api.node_client(&name), name, host_ip, api.pod_informer());
+    let runtime = engenho_runtime::PodRuntime::new(Some(args.data_dir.join("components")))
+        .context("starting the pod runtime")?;
+    let machine = engenho_node::Machine::probe(&args.data_dir).context("reading the machine")?;
+    let shared = engenho_node::pods::Shared {
+        client: api.node_client(&name),
+        runtime,
+        node: name,
+        host_ip,
+        pods_dir: args.data_dir.join("pods"),
+        downward: engenho_node::pods::spec::Downward {
+            cpu_millis: u64::from(machine.cpus) * 1000,
+            memory_bytes: machine.memory_total,
+        },
+        tlisp_runner: None,
+    };
+    let pods = engenho_node::PodLoop::new(shared, api.pod_informer());
     let settings = engenho_control::Settings::new(NAME, 2, Duration::from_secs(60));
-    engenho_control::controller::run(
+    Ok(engenho_control::controller::run(
         Arc::new(pods),
         settings,
         api.loop_metrics(NAME),
         engenho_control::everywhere(),
         stop,
-    )
+    ))
 }
 
 /// The address other nodes and the `kubernetes` Service reach this API

@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -92,19 +91,14 @@ pub struct Exit {
 
 /// A run in progress.
 pub struct Container {
-    stop: Arc<AtomicBool>,
+    stop: Stopper,
     done: oneshot::Receiver<Exit>,
 }
 
 impl Container {
-    /// Stops the run at its next epoch tick.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
     /// A handle that stops this run, for another task.
     pub fn stopper(&self) -> Stopper {
-        Stopper(self.stop.clone())
+        self.stop.clone()
     }
 
     /// How the run ended, once it has.
@@ -117,14 +111,15 @@ impl Container {
     }
 }
 
-/// Stops a run from elsewhere.
-#[derive(Clone)]
-pub struct Stopper(Arc<AtomicBool>);
+/// Stops a run from elsewhere: computing, it stops at its next epoch
+/// tick (where it yields); waiting in a host call, at once.
+#[derive(Clone, Default)]
+pub struct Stopper(Arc<Notify>);
 
 impl Stopper {
-    /// Stops the run at its next epoch tick.
+    /// Stops the run.
     pub fn stop(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.notify_one();
     }
 }
 
@@ -133,7 +128,6 @@ pub(crate) struct ContainerState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryLimit,
-    stop: Arc<AtomicBool>,
     cpu: Option<CpuBudget>,
 }
 
@@ -225,7 +219,6 @@ impl PodRuntime {
                 .map_err(|e| RuntimeError::Setup(format!("the directory for {}: {e:#}", mount.guest)))?;
         }
         let memory = usize::try_from(spec.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES)).unwrap_or(usize::MAX);
-        let stop = Arc::new(AtomicBool::new(false));
         let state = ContainerState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -233,27 +226,28 @@ impl PodRuntime {
                 limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
                 exceeded: false,
             },
-            stop: stop.clone(),
             cpu: spec.cpu_millis.map(CpuBudget::new),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut context| {
-            let state = context.data_mut();
-            if state.stop.load(Ordering::Relaxed) {
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            match state.cpu.as_mut().and_then(|cpu| cpu.tick(Instant::now())) {
+            match context.data_mut().cpu.as_mut().and_then(|cpu| cpu.tick(Instant::now())) {
                 Some(wait) => Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(wait)))),
                 None => Ok(UpdateDeadline::Yield(1)),
             }
         });
         let pre = CommandPre::new(image.pre.clone()).map_err(|e| RuntimeError::Setup(format!("{e:#}")))?;
         let (done, exited) = oneshot::channel();
-        let log = log.clone();
+        let (log, stop) = (log.clone(), Stopper::default());
+        let stopped = stop.clone();
         tokio::spawn(async move {
-            let exit = run(&pre, &mut store).await;
+            // The run's future yields at every tick, so a stop is seen
+            // within one; dropping it drops the instance and its store.
+            let exit = tokio::select! {
+                exit = run(&pre, &mut store) => exit,
+                () = stopped.0.notified() => Exit { code: STOPPED_EXIT_CODE, reason: ExitReason::Stopped, message: None },
+            };
             if let Some(message) = &exit.message {
                 log.write(Output::Stderr, format!("{message}\n").as_bytes());
             }
@@ -296,11 +290,6 @@ async fn run(pre: &CommandPre<ContainerState>, store: &mut Store<ContainerState>
             if state.limits.exceeded {
                 let message = format!("the container grew past its memory limit: {error:#}");
                 return Exit { code: OOM_EXIT_CODE, reason: ExitReason::OomKilled, message: Some(message) };
-            }
-            if state.stop.load(Ordering::Relaxed)
-                && matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt))
-            {
-                return Exit { code: STOPPED_EXIT_CODE, reason: ExitReason::Stopped, message: None };
             }
             Exit { code: TRAP_EXIT_CODE, reason: ExitReason::Error, message: Some(format!("trapped: {error:#}")) }
         }

@@ -6,8 +6,8 @@
 //! the container's arguments, environment and directories, stdin closed,
 //! stdout and stderr to its [`ContainerLog`]; its memory limit (growing
 //! past it ends the run as `OOMKilled`, exit code 137); its CPU limit as a
-//! budget of epoch ticks per period; and a stop that interrupts it at the
-//! next tick.
+//! budget of epoch ticks per period; and a stop that ends it at its next
+//! tick, or at once while it waits.
 
 mod container;
 mod image;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
-pub use container::{Container, ContainerSpec, Exit, ExitReason, Mount};
+pub use container::{Container, ContainerSpec, Exit, ExitReason, Mount, OOM_EXIT_CODE, Stopper, TRAP_EXIT_CODE};
 pub use image::{Image, World};
 pub use logs::{ContainerLog, Output};
 

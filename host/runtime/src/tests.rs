@@ -76,17 +76,21 @@ async fn growing_past_the_memory_limit_is_oom_killed() {
 }
 
 #[tokio::test]
-async fn a_looping_run_stops_when_told() {
-    // Goal: a component that never yields is interrupted at a tick.
+async fn a_looping_or_sleeping_run_stops_when_told() {
+    // Goal: a component that computes without end, or waits an hour in a
+    // host call, stops when told.
     let runtime = PodRuntime::new(None).expect("runtime");
     let dir = tempfile::tempdir().expect("dir");
     let log = ContainerLog::create(&dir.path().join("0.log"), logs::LOG_FILE_BYTES_MAX).expect("log");
-    let container = runtime.start(&image(&runtime).await, &spec(&["loop"]), &log).expect("starts");
-    let stopper = container.stopper();
-    let waiting = tokio::spawn(container.wait());
-    stopper.stop();
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("stops").expect("task");
-    assert_eq!((exit.code, exit.reason), (137, ExitReason::Stopped));
+    for step in [&["loop"][..], &["sleep", "3600000"]] {
+        let container = runtime.start(&image(&runtime).await, &spec(step), &log).expect("starts");
+        let stopper = container.stopper();
+        let waiting = tokio::spawn(container.wait());
+        tokio::task::yield_now().await;
+        stopper.stop();
+        let exit = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("stops").expect("task");
+        assert_eq!((exit.code, exit.reason), (137, ExitReason::Stopped), "{step:?}");
+    }
 }
 
 #[tokio::test]

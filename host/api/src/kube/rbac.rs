@@ -584,6 +584,7 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
                 {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
                 {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "endpoints"], "verbs": read},
                 {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": read},
+                {"apiGroups": ["engenho.io"], "resources": ["components"], "verbs": ["get"]},
                 {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "update", "patch"]},
             ]),
         ),

@@ -1,12 +1,20 @@
-//! The pods bound to this node, as the agent reports them. The agent runs
-//! no pods yet; what it says now is for pods it will never run: a pod that
-//! names no WebAssembly runtime (an OCI image such as `nginx:1.27`) waits
-//! with reason `ErrImagePull` and a message saying that this node runs
-//! WebAssembly pods and how to ask for one, and gets a `Failed` Event, as
-//! a kubelet reports an image it cannot pull. Pods of the `wasi` and
-//! `tlisp` handlers are left as they are.
+//! The pods bound to this node. The pod loop (on the shared controller
+//! runtime) starts a [worker](worker) for each pod of a WebAssembly runtime
+//! handler (`wasi`, `tlisp`), tells it of every change, and drops it when
+//! the pod leaves the store. A pod it cannot run, one that names no
+//! WebAssembly runtime (an OCI image such as `nginx:1.27`), waits with
+//! reason `ErrImagePull` and a message saying that this node runs
+//! WebAssembly pods and how to ask for one, and gets a `Failed` Event, as a
+//! kubelet reports an image it cannot pull; deleted, it goes at once, as
+//! nothing of it runs.
 
-use std::sync::Arc;
+pub mod lifecycle;
+pub mod spec;
+pub mod volumes;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use engenho_api::kube::LocalClient;
 use engenho_api::kube::runtime_classes::WASM_HANDLERS;
@@ -15,32 +23,32 @@ use http::Method;
 use k8s_openapi::chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+pub use worker::Shared;
+
 /// Longest one request to the API may take.
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The reason a container waits with when this node cannot run it.
 pub const UNRUNNABLE_REASON: &str = "ErrImagePull";
 
 /// The loop over the pods bound to one node.
 pub struct PodLoop {
-    client: LocalClient,
-    node: String,
-    host_ip: Option<String>,
+    shared: Arc<Shared>,
     pods: Arc<Informer>,
+    workers: Mutex<HashMap<String, worker::Handle>>,
 }
 
 impl PodLoop {
-    /// The loop of node `node` (reached at `host_ip`), reading `pods` and
-    /// writing through `client` (the node's own).
-    pub fn new(client: LocalClient, node: String, host_ip: Option<String>, pods: Arc<Informer>) -> Self {
-        Self { client, node, host_ip, pods }
+    /// The loop of the node `shared` describes, reading `pods`.
+    pub fn new(shared: Shared, pods: Arc<Informer>) -> Self {
+        Self { shared: Arc::new(shared), pods, workers: Mutex::default() }
     }
 
     /// The handler pod `pod` asks for: its RuntimeClass's, or none.
     async fn handler(&self, pod: &Value) -> Result<Option<String>, String> {
         let Some(class) = pod.pointer("/spec/runtimeClassName").and_then(Value::as_str) else { return Ok(None) };
         let path = format!("/apis/node.k8s.io/v1/runtimeclasses/{class}");
-        let request = self.client.send(Method::GET, &path, "application/json", Vec::new());
+        let request = self.shared.client.send(Method::GET, &path, "application/json", Vec::new());
         match tokio::time::timeout(REQUEST_TIMEOUT, request).await.map_err(|_| timed_out())? {
             Ok(body) => {
                 let class: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
@@ -50,70 +58,115 @@ impl PodLoop {
             Err(refused) => Err(refused.to_string()),
         }
     }
+
+    /// Reports pod `pod` (of `cached`), which this node cannot run; or, once
+    /// deleted, removes it.
+    async fn unrunnable(&self, cached: &engenho_control::Cached, pod: &Value, handler: Option<&str>) -> Action {
+        let (namespace, name) = (cached.namespace.as_str(), cached.name.as_str());
+        let client = &self.shared.client;
+        if cached.deleting {
+            let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
+            let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": cached.uid}}).to_string().into_bytes();
+            let request = client.send(Method::DELETE, &path, "application/json", body);
+            return match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+                Ok(Ok(_)) => Action::Done,
+                Ok(Err(refused)) if matches!(refused.code, 404 | 409) => Action::Done,
+                Ok(Err(refused)) => Action::Retry(refused.to_string()),
+                Err(_) => Action::Retry(timed_out()),
+            };
+        }
+        let message = unrunnable_message(&self.shared.node, pod, handler);
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let Some(status) = unrunnable_status(pod, &message, self.shared.host_ip.as_deref(), &now) else {
+            return Action::Done;
+        };
+        let mut updated = pod.clone();
+        updated["status"] = status;
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
+        let request = client.send(Method::PUT, &path, "application/json", updated.to_string().into_bytes());
+        match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(refused)) => return Action::Retry(refused.to_string()),
+            Err(_) => return Action::Retry(timed_out()),
+        }
+        record_event(client, &self.shared.node, pod, "Warning", "Failed", &message).await;
+        Action::Done
+    }
 }
 
 impl Reconciler for PodLoop {
     type Key = String;
 
     fn watch(self: &Arc<Self>, queue: &Arc<WorkQueue<String>>) -> Vec<Subscription> {
-        let (queue, node) = (queue.clone(), self.node.clone());
+        let (queue, node) = (queue.clone(), self.shared.node.clone());
         vec![self.pods.subscribe(move |change: &Change| {
-            if let Some(pod) = change.new.as_ref().filter(|pod| pod.node_name == node && !pod.deleting) {
+            let mine = |pod: &Option<Arc<engenho_control::Cached>>| pod.as_ref().filter(|p| p.node_name == node).cloned();
+            if let Some(pod) = mine(&change.new).or_else(|| mine(&change.old)) {
                 queue.add(pod.key.clone());
             }
         })]
     }
 
     fn resync(&self) -> Vec<String> {
-        let mine = Filter { node_name: Some(&self.node), ..Filter::default() };
+        let mine = Filter { node_name: Some(&self.shared.node), ..Filter::default() };
         self.pods.list(&mine).into_iter().map(|pod| pod.key.clone()).collect()
     }
 
     async fn reconcile(&self, key: &String) -> Action {
-        let Some(cached) = self.pods.get_by_key(key).filter(|pod| pod.node_name == self.node && !pod.deleting) else {
+        let Some(cached) = self.pods.get_by_key(key).filter(|pod| pod.node_name == self.shared.node) else {
+            self.workers.lock().expect("workers lock").remove(key);
             return Action::Done;
         };
         let Ok(pod) = cached.value() else { return Action::Done };
+        {
+            let mut workers = self.workers.lock().expect("workers lock");
+            match workers.get(key) {
+                Some(worker) if worker.uid == cached.uid => {
+                    worker.update(pod);
+                    return Action::Done;
+                }
+                Some(_) => {
+                    workers.remove(key);
+                }
+                None => {}
+            }
+        }
         let handler = match self.handler(&pod).await {
             Ok(handler) => handler,
             Err(error) => return Action::Retry(error),
         };
         if handler.as_deref().is_some_and(|h| WASM_HANDLERS.contains(&h)) {
+            let worker = worker::spawn(self.shared.clone(), pod);
+            self.workers.lock().expect("workers lock").insert(key.clone(), worker);
             return Action::Done;
         }
-        let message = unrunnable_message(&self.node, &pod, handler.as_deref());
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-        let Some(status) = unrunnable_status(&pod, &message, self.host_ip.as_deref(), &now) else {
-            return Action::Done;
-        };
-        let mut updated = pod.clone();
-        updated["status"] = status;
-        let (namespace, name) = (cached.namespace.as_str(), cached.name.as_str());
-        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
-        let request = self.client.send(Method::PUT, &path, "application/json", updated.to_string().into_bytes());
-        match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(refused)) => return Action::Retry(refused.to_string()),
-            Err(_) => return Action::Retry(timed_out()),
-        }
-        let event = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name, "uid": cached.uid},
-            "reason": "Failed", "message": message, "type": "Warning",
-            "source": {"component": "kubelet", "host": self.node},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        });
-        let events = format!("/api/v1/namespaces/{namespace}/events");
-        let request = self.client.send(Method::POST, &events, "application/json", event.to_string().into_bytes());
-        if !matches!(tokio::time::timeout(REQUEST_TIMEOUT, request).await, Ok(Ok(_))) {
-            tracing::debug!(pod = %name, "an Event was not recorded");
-        }
-        Action::Done
+        self.unrunnable(&cached, &pod, handler.as_deref()).await
     }
 }
 
-fn timed_out() -> String {
+/// Records an Event of `kind` (`Normal`, `Warning`) about `pod`, as the
+/// node's agent.
+pub(crate) async fn record_event(client: &LocalClient, node: &str, pod: &Value, kind: &str, reason: &str, message: &str) {
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name,
+            "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
+        "reason": reason, "message": message, "type": kind,
+        "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let events = format!("/api/v1/namespaces/{namespace}/events");
+    let request = client.send(Method::POST, &events, "application/json", event.to_string().into_bytes());
+    if !matches!(tokio::time::timeout(REQUEST_TIMEOUT, request).await, Ok(Ok(_))) {
+        tracing::debug!(pod = %name, "an Event was not recorded");
+    }
+}
+
+pub(crate) fn timed_out() -> String {
     format!("a request to the API took longer than {REQUEST_TIMEOUT:?}")
 }
 
