@@ -264,20 +264,28 @@ fn pod_loop(
     const NAME: &str = "node-agent-pods";
     let name = node.info().name;
     let host_ip = Some(args.peer_addr.ip()).filter(|ip| !ip.is_unspecified()).map(|ip| ip.to_string());
-    let runtime = engenho_runtime::PodRuntime::new(Some(args.data_dir.join("components")))
-        .context("starting the pod runtime")?;
+    let runtime =
+        engenho_runtime::PodRuntime::new(Some(args.data_dir.join("components"))).context("starting the pod runtime")?;
     let machine = engenho_node::Machine::probe(&args.data_dir).context("reading the machine")?;
+    let writing = engenho_node::pods::logs::Writing::default();
+    let pods_dir = args.data_dir.join("pods");
+    api.serve_pod_logs(Arc::new(engenho_node::pods::logs::NodeLogs::new(
+        name.clone(),
+        pods_dir.clone(),
+        writing.clone(),
+    )));
     let shared = engenho_node::pods::Shared {
         client: api.node_client(&name),
         runtime,
         node: name,
         host_ip,
-        pods_dir: args.data_dir.join("pods"),
+        pods_dir,
         downward: engenho_node::pods::spec::Downward {
             cpu_millis: u64::from(machine.cpus) * 1000,
             memory_bytes: machine.memory_total,
         },
         tlisp_runner: None,
+        writing,
     };
     let pods = engenho_node::PodLoop::new(shared, api.pod_informer());
     let settings = engenho_control::Settings::new(NAME, 2, Duration::from_secs(60));

@@ -140,6 +140,7 @@ impl WasiView for ContainerState {
 /// The store's limits, remembering whether memory was refused.
 struct MemoryLimit {
     limits: StoreLimits,
+    bytes: usize,
     exceeded: bool,
 }
 
@@ -224,6 +225,7 @@ impl PodRuntime {
             table: ResourceTable::new(),
             limits: MemoryLimit {
                 limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
+                bytes: memory,
                 exceeded: false,
             },
             cpu: spec.cpu_millis.map(CpuBudget::new),
@@ -244,12 +246,15 @@ impl PodRuntime {
         tokio::spawn(async move {
             // The run's future yields at every tick, so a stop is seen
             // within one; dropping it drops the instance and its store.
-            let exit = tokio::select! {
-                exit = run(&pre, &mut store) => exit,
-                () = stopped.0.notified() => Exit { code: STOPPED_EXIT_CODE, reason: ExitReason::Stopped, message: None },
+            let (exit, detail) = tokio::select! {
+                ended = run(&pre, &mut store) => ended,
+                () = stopped.0.notified() => {
+                    (Exit { code: STOPPED_EXIT_CODE, reason: ExitReason::Stopped, message: None }, None)
+                }
             };
-            if let Some(message) = &exit.message {
-                log.write(Output::Stderr, format!("{message}\n").as_bytes());
+            if let Some(detail) = detail {
+                let message = exit.message.as_deref().unwrap_or_default();
+                log.write(Output::Stderr, format!("{message}\n{detail}\n").as_bytes());
             }
             log.finish();
             let _ = done.send(exit);
@@ -272,26 +277,29 @@ fn effective_env(env: &[(String, String)]) -> Vec<(&str, &str)> {
     effective
 }
 
-/// Runs `wasi:cli/run` to its end; how it ended.
-async fn run(pre: &CommandPre<ContainerState>, store: &mut Store<ContainerState>) -> Exit {
+/// Runs `wasi:cli/run` to its end; how it ended, and what went wrong in
+/// full (a trap with its backtrace) for the log.
+async fn run(pre: &CommandPre<ContainerState>, store: &mut Store<ContainerState>) -> (Exit, Option<String>) {
     let outcome = match pre.instantiate_async(&mut *store).await {
         Ok(command) => command.wasi_cli_run().call_run(&mut *store).await,
         Err(error) => Err(error),
     };
     let state = store.data();
     match outcome {
-        Ok(Ok(())) => Exit { code: 0, reason: ExitReason::Completed, message: None },
-        Ok(Err(())) => Exit { code: 1, reason: ExitReason::Error, message: None },
+        Ok(Ok(())) => (Exit { code: 0, reason: ExitReason::Completed, message: None }, None),
+        Ok(Err(())) => (Exit { code: 1, reason: ExitReason::Error, message: None }, None),
         Err(error) => {
             if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 let reason = if exit.0 == 0 { ExitReason::Completed } else { ExitReason::Error };
-                return Exit { code: exit.0, reason, message: None };
+                return (Exit { code: exit.0, reason, message: None }, None);
             }
+            let detail = Some(format!("{error:?}"));
             if state.limits.exceeded {
-                let message = format!("the container grew past its memory limit: {error:#}");
-                return Exit { code: OOM_EXIT_CODE, reason: ExitReason::OomKilled, message: Some(message) };
+                let message = format!("the container grew past its memory limit ({} bytes)", state.limits.bytes);
+                return (Exit { code: OOM_EXIT_CODE, reason: ExitReason::OomKilled, message: Some(message) }, detail);
             }
-            Exit { code: TRAP_EXIT_CODE, reason: ExitReason::Error, message: Some(format!("trapped: {error:#}")) }
+            let message = format!("trapped: {}", error.root_cause());
+            (Exit { code: TRAP_EXIT_CODE, reason: ExitReason::Error, message: Some(message) }, detail)
         }
     }
 }

@@ -260,28 +260,43 @@ impl Record {
         }
     }
 
-    fn at_or_after(&self, since: &DateTime<Utc>) -> bool {
+    /// Whether it was written at or after `since`.
+    pub fn at_or_after(&self, since: &DateTime<Utc>) -> bool {
         DateTime::parse_from_rfc3339(&self.time).is_ok_and(|t| t.with_timezone(&Utc) >= *since)
     }
 }
 
-/// The records of the log at `path` (its rotated files first, oldest
-/// first) as `options` selects them, rendered.
+/// The records of the log at `path`: its rotated files first, oldest
+/// first, then the current file (only its first `current_len` bytes, when
+/// given, so that a follower can go on from there).
 ///
 /// # Errors
-/// The current file cannot be read.
-pub fn read(path: &Path, options: &ReadOptions) -> std::io::Result<Vec<u8>> {
+/// A file cannot be read.
+pub fn records(path: &Path, current_len: Option<u64>) -> std::io::Result<Vec<Record>> {
+    use std::io::Read;
     let mut files: Vec<PathBuf> = (1..LOG_FILES_MAX).rev().map(|n| numbered(path, n)).filter(|p| p.exists()).collect();
     files.push(path.to_owned());
     let mut records = Vec::new();
-    for file in files {
-        let reader = BufReader::new(File::open(&file)?);
-        for line in reader.lines() {
-            let Some(record) = Record::parse(&line?) else { continue };
-            if options.since.as_ref().is_none_or(|since| record.at_or_after(since)) {
-                records.push(record);
-            }
+    let last = files.len() - 1;
+    for (index, file) in files.into_iter().enumerate() {
+        let opened = match File::open(&file) {
+            Ok(opened) => opened,
+            // A rotation moved it away since the listing.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && index < last => continue,
+            Err(error) => return Err(error),
+        };
+        let limit = if index == last { current_len.unwrap_or(u64::MAX) } else { u64::MAX };
+        for line in BufReader::new(opened.take(limit)).lines() {
+            records.extend(Record::parse(&line?));
         }
+    }
+    Ok(records)
+}
+
+/// `records` as `options` selects and renders them.
+pub fn select(mut records: Vec<Record>, options: &ReadOptions) -> Vec<u8> {
+    if let Some(since) = &options.since {
+        records.retain(|record| record.at_or_after(since));
     }
     if let Some(tail) = options.tail {
         let whole_lines: Vec<usize> = records.iter().enumerate().filter(|(_, r)| r.whole).map(|(i, _)| i).collect();
@@ -301,7 +316,15 @@ pub fn read(path: &Path, options: &ReadOptions) -> std::io::Result<Vec<u8>> {
     if let Some(limit) = options.limit_bytes {
         out.truncate(limit);
     }
-    Ok(out)
+    out
+}
+
+/// The log at `path` as `options` selects it, rendered.
+///
+/// # Errors
+/// A file cannot be read.
+pub fn read(path: &Path, options: &ReadOptions) -> std::io::Result<Vec<u8>> {
+    Ok(select(records(path, None)?, options))
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub struct ApiState {
     pub controller_metrics: Arc<engenho_control::metrics::Registry>,
     /// The scheduler profile trials running on this node.
     pub scheduler_trials: super::scheduler::trial::Trials,
+    /// Reads the logs of the pods this node runs, once its agent serves them.
+    pub pod_logs: std::sync::OnceLock<Arc<dyn super::logs::PodLogs>>,
 }
 
 impl ApiState {
@@ -428,6 +430,9 @@ async fn resource(
         }
         Some(subresource @ ("binding" | "eviction" | "log")) if (t.group, t.plural) == ("", "pods") => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
+            if subresource == "log" {
+                return pod_log(state, t, namespace, name, method, query).await;
+            }
             return pod_subresource(state, t, namespace, name, subresource, method, &body, &write).await;
         }
         Some("approval") if (t.group, t.plural) == ("certificates.k8s.io", "certificatesigningrequests") => {
@@ -583,7 +588,7 @@ async fn resource(
 }
 
 /// `pods/binding` (assign a node), `pods/eviction` (delete, as an
-/// eviction), `pods/log` (served by the node that runs the pod).
+/// eviction).
 #[allow(clippy::too_many_arguments)]
 async fn pod_subresource(
     state: &ApiState,
@@ -595,8 +600,7 @@ async fn pod_subresource(
     body: &[u8],
     write: &WriteOptions,
 ) -> Result<Response, ApiError> {
-    let allowed = if subresource == "log" { Method::GET } else { Method::POST };
-    if *method != allowed {
+    if *method != Method::POST {
         return Err(ApiError::method_not_allowed(method.as_str(), &format!("pods/{subresource}")));
     }
     let decode = || -> Result<Value, ApiError> {
@@ -672,17 +676,37 @@ async fn pod_subresource(
             state.objects.delete(t, namespace, name, &options, write.dry_run).await?;
             Ok(json_response(StatusCode::CREATED, &success_status()))
         }
-        _ => {
-            let pod = state.objects.get(t, namespace, name).await?;
-            match pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-                None => {
-                    Err(ApiError::bad_request(format!("pod {name} is not scheduled to a node yet, so it has no logs")))
-                }
-                Some(node) => Err(ApiError::unavailable(format!(
-                    "no node agent serves the logs of node \"{node}\" (pods do not run on engenho nodes yet)"
-                ))),
-            }
+        other => Err(ApiError::no_route(&format!("pods/{other}"))),
+    }
+}
+
+/// `pods/log`: the log of one of the pod's containers, read by the node
+/// that runs it.
+async fn pod_log(
+    state: &ApiState,
+    t: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    method: &Method,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    if *method != Method::GET {
+        return Err(ApiError::method_not_allowed(method.as_str(), "pods/log"));
+    }
+    let query = super::logs::LogQuery::parse(query, k8s_openapi::chrono::Utc::now())?;
+    let pod = state.objects.get(t, namespace, name).await?;
+    let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(format!("pod {name} is not scheduled to a node yet, so it has no logs")));
+    };
+    match state.pod_logs.get() {
+        Some(logs) if logs.node() == node => {
+            let stream = logs.open(&pod, &query).map_err(ApiError::bad_request)?;
+            let body = axum::body::Body::from_stream(stream);
+            Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response())
         }
+        _ => Err(ApiError::unavailable(format!(
+            "the logs of pod {name} are kept by node \"{node}\", and this API server cannot reach its agent"
+        ))),
     }
 }
 

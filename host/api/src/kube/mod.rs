@@ -21,6 +21,7 @@ mod gc;
 mod handlers;
 mod limit_ranger;
 mod lists;
+pub mod logs;
 mod loops;
 pub mod node_restriction;
 mod objects;
@@ -117,6 +118,7 @@ impl KubeApi {
             informers: engenho_control::Informers::new(node.store().clone()),
             controller_metrics: Arc::default(),
             scheduler_trials: scheduler::trial::Trials::default(),
+            pod_logs: std::sync::OnceLock::new(),
         };
         Self { state: Arc::new(state) }
     }
@@ -207,6 +209,12 @@ impl KubeApi {
     /// NodeRestriction and the rest of admission.
     pub fn node_client(&self, name: &str) -> LocalClient {
         LocalClient::new(self.router(), auth::UserInfo::node(name), "engenho-node")
+    }
+
+    /// Serves `pods/log` for the pods of `logs`'s node (once; later calls
+    /// are ignored).
+    pub fn serve_pod_logs(&self, logs: Arc<dyn logs::PodLogs>) {
+        let _ = self.state.pod_logs.set(logs);
     }
 
     /// This node's informer of pods (started on first use), shared with

@@ -309,10 +309,8 @@ pub fn conditions(current: &[Value], slots: &[Slot], terminal: bool, now: &str) 
     for (kind, holds, reason, message) in owned {
         let status = if holds { "True" } else { "False" };
         let before = current.iter().find(|c| c["type"] == kind);
-        let since = before
-            .filter(|c| c["status"] == status)
-            .and_then(|c| c["lastTransitionTime"].as_str())
-            .unwrap_or(now);
+        let since =
+            before.filter(|c| c["status"] == status).and_then(|c| c["lastTransitionTime"].as_str()).unwrap_or(now);
         let mut condition = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
         if !holds || (terminal && kind != "Initialized") {
             condition["reason"] = json!(reason);
@@ -335,7 +333,13 @@ mod tests {
 
     fn exit(code: i32) -> Terminated {
         let reason = if code == 0 { "Completed" } else { "Error" };
-        Terminated { exit_code: code, reason: reason.into(), message: None, started_at: "t0".into(), finished_at: "t1".into() }
+        Terminated {
+            exit_code: code,
+            reason: reason.into(),
+            message: None,
+            started_at: "t0".into(),
+            finished_at: "t1".into(),
+        }
     }
 
     #[test]
@@ -429,7 +433,10 @@ mod tests {
         assert_eq!(find(&first, "PodScheduled")["lastTransitionTime"], "t0");
         slot.started("t2");
         let second = conditions(&first, std::slice::from_ref(&slot), false, "t2");
-        assert_eq!((find(&second, "Ready")["status"].clone(), find(&second, "Initialized")["lastTransitionTime"].clone()), (json!("True"), json!("t1")));
+        assert_eq!(
+            (find(&second, "Ready")["status"].clone(), find(&second, "Initialized")["lastTransitionTime"].clone()),
+            (json!("True"), json!("t1"))
+        );
         let third = conditions(&second, std::slice::from_ref(&slot), false, "t3");
         assert_eq!(find(&third, "Ready")["lastTransitionTime"], "t2");
     }

@@ -9,6 +9,7 @@
 //! nothing of it runs.
 
 pub mod lifecycle;
+pub mod logs;
 pub mod spec;
 pub mod volumes;
 pub mod worker;
@@ -100,7 +101,8 @@ impl Reconciler for PodLoop {
     fn watch(self: &Arc<Self>, queue: &Arc<WorkQueue<String>>) -> Vec<Subscription> {
         let (queue, node) = (queue.clone(), self.shared.node.clone());
         vec![self.pods.subscribe(move |change: &Change| {
-            let mine = |pod: &Option<Arc<engenho_control::Cached>>| pod.as_ref().filter(|p| p.node_name == node).cloned();
+            let mine =
+                |pod: &Option<Arc<engenho_control::Cached>>| pod.as_ref().filter(|p| p.node_name == node).cloned();
             if let Some(pod) = mine(&change.new).or_else(|| mine(&change.old)) {
                 queue.add(pod.key.clone());
             }
@@ -146,7 +148,14 @@ impl Reconciler for PodLoop {
 
 /// Records an Event of `kind` (`Normal`, `Warning`) about `pod`, as the
 /// node's agent.
-pub(crate) async fn record_event(client: &LocalClient, node: &str, pod: &Value, kind: &str, reason: &str, message: &str) {
+pub(crate) async fn record_event(
+    client: &LocalClient,
+    node: &str,
+    pod: &Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) {
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);

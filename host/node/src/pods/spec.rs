@@ -57,7 +57,11 @@ pub fn referenced(pod: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut config_maps, mut secrets) = (BTreeSet::new(), BTreeSet::new());
     let mut add = |kind: &str, name: Option<&str>| {
         if let Some(name) = name.filter(|n| !n.is_empty()) {
-            if kind == "configMap" { config_maps.insert(name.to_owned()) } else { secrets.insert(name.to_owned()) };
+            if kind == "configMap" {
+                config_maps.insert(name.to_owned())
+            } else {
+                secrets.insert(name.to_owned())
+            };
         }
     };
     for container in containers(pod) {
@@ -180,7 +184,12 @@ pub fn resource_field(pod: &Value, container: &str, reference: &Value, node: &Do
 /// # Errors
 /// A missing ConfigMap, Secret or key that is not optional; a bad
 /// downward API reference.
-pub fn env(pod: &Value, container: &Value, objects: &Objects, node: &Downward) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn env(
+    pod: &Value,
+    container: &Value,
+    objects: &Objects,
+    node: &Downward,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let mut env: Vec<(String, String)> = Vec::new();
     let name = container["name"].as_str().unwrap_or_default();
     for source in container["envFrom"].as_array().into_iter().flatten() {
@@ -233,7 +242,8 @@ fn value_from(
         (_, Some(r)) => ("secret", r, "Secret"),
         _ => return Err(ConfigError("an env valueFrom names no source".into())),
     };
-    let (object_name, key) = (reference["name"].as_str().unwrap_or_default(), reference["key"].as_str().unwrap_or_default());
+    let (object_name, key) =
+        (reference["name"].as_str().unwrap_or_default(), reference["key"].as_str().unwrap_or_default());
     let optional = reference["optional"] == true;
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
     match data_of(objects, kind, object_name)? {
@@ -259,7 +269,8 @@ pub fn data_of(objects: &Objects, kind: &str, name: &str) -> Result<Option<BTree
     };
     let mut data = BTreeMap::new();
     for (key, bytes) in files {
-        let text = String::from_utf8(bytes).map_err(|_| ConfigError(format!("{kind} \"{name}\": key {key} is not text")))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| ConfigError(format!("{kind} \"{name}\": key {key} is not text")))?;
         data.insert(key, text);
     }
     Ok(Some(data))
@@ -396,37 +407,51 @@ mod tests {
             secrets: [("creds".to_owned(), json!({"data": {"token": "czNjcjN0"}}))].into(),
         };
         let container = json!({"name": "app", "resources": {"limits": {"memory": "64Mi"}},
-            "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}, {"secretRef": {"name": "gone", "optional": true}}],
-            "env": [
-                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
-                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
-                {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
-                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-                {"name": "MAYBE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope", "optional": true}}},
-                {"name": "URL", "value": "http://$(POD).$(CFG_MODE)/$(UNKNOWN)/$$(POD)"},
-            ]});
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}, {"secretRef": {"name": "gone", "optional": true}}],
+        "env": [
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+            {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {"name": "MAYBE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope", "optional": true}}},
+            {"name": "URL", "value": "http://$(POD).$(CFG_MODE)/$(UNKNOWN)/$$(POD)"},
+        ]});
         let node = Downward { cpu_millis: 2000, memory_bytes: 1 << 30 };
         let env = env(&pod(), &container, &objects, &node).expect("resolves");
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(pairs, [
-            ("CFG_LEVEL", "3"), ("CFG_MODE", "fast"), ("POD", "web"), ("APP", "web"), ("TOKEN", "s3cr3t"),
-            ("MEM_MI", "64"), ("CPU", "2"), ("URL", "http://web.fast/$(UNKNOWN)/$(POD)"),
-        ]);
+        assert_eq!(
+            pairs,
+            [
+                ("CFG_LEVEL", "3"),
+                ("CFG_MODE", "fast"),
+                ("POD", "web"),
+                ("APP", "web"),
+                ("TOKEN", "s3cr3t"),
+                ("MEM_MI", "64"),
+                ("CPU", "2"),
+                ("URL", "http://web.fast/$(UNKNOWN)/$(POD)"),
+            ]
+        );
     }
 
     #[test]
     fn missing_sources_are_config_errors_as_the_kubelet_words_them() {
         // Goal: the kubelet's messages for a missing object and key.
-        let objects = Objects { config_maps: [("settings".to_owned(), json!({"data": {}}))].into(), ..Objects::default() };
+        let objects =
+            Objects { config_maps: [("settings".to_owned(), json!({"data": {}}))].into(), ..Objects::default() };
         let node = Downward::default();
         let missing = json!({"name": "app", "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}]});
         assert_eq!(env(&pod(), &missing, &objects, &node), Err(ConfigError("configmap \"absent\" not found".into())));
         let key = json!({"name": "app", "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "k"}}}]});
-        assert_eq!(env(&pod(), &key, &objects, &node), Err(ConfigError("couldn't find key k in ConfigMap shop/settings".into())));
+        assert_eq!(
+            env(&pod(), &key, &objects, &node),
+            Err(ConfigError("couldn't find key k in ConfigMap shop/settings".into()))
+        );
         let secret = json!({"name": "app", "envFrom": [{"secretRef": {"name": "absent"}}]});
         assert_eq!(env(&pod(), &secret, &objects, &node), Err(ConfigError("secret \"absent\" not found".into())));
-        let field = json!({"name": "app", "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}}]});
+        let field =
+            json!({"name": "app", "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}}]});
         assert!(env(&pod(), &field, &objects, &node).is_err());
     }
 
@@ -443,7 +468,9 @@ mod tests {
         let (config_maps, secrets) = referenced(&json!({"spec": {
             "containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "one"}}]}],
             "volumes": [{"name": "v", "secret": {"secretName": "two"}}, {"name": "p", "projected": {"sources": [{"configMap": {"name": "three"}}]}}]}}));
-        assert_eq!((config_maps.into_iter().collect::<Vec<_>>(), secrets.into_iter().collect::<Vec<_>>()),
-            (vec!["one".to_owned(), "three".to_owned()], vec!["two".to_owned()]));
+        assert_eq!(
+            (config_maps.into_iter().collect::<Vec<_>>(), secrets.into_iter().collect::<Vec<_>>()),
+            (vec!["one".to_owned(), "three".to_owned()], vec!["two".to_owned()])
+        );
     }
 }

@@ -30,7 +30,12 @@ pub struct Volume {
 /// A kind of volume this node does not offer; a missing ConfigMap or
 /// Secret that is not optional, or a missing key; a path that leaves the
 /// volume; a file that cannot be written.
-pub fn make(pod: &Value, objects: &Objects, node: &Downward, root: &Path) -> Result<BTreeMap<String, Volume>, ConfigError> {
+pub fn make(
+    pod: &Value,
+    objects: &Objects,
+    node: &Downward,
+    root: &Path,
+) -> Result<BTreeMap<String, Volume>, ConfigError> {
     let mut volumes = BTreeMap::new();
     for volume in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
         let name = volume["name"].as_str().unwrap_or_default();
@@ -63,7 +68,8 @@ pub fn make(pod: &Value, objects: &Objects, node: &Downward, root: &Path) -> Res
                 files.extend(made.map_err(failed)?);
             }
         } else {
-            let kinds: Vec<&String> = volume.as_object().into_iter().flatten().map(|(k, _)| k).filter(|k| *k != "name").collect();
+            let kinds: Vec<&String> =
+                volume.as_object().into_iter().flatten().map(|(k, _)| k).filter(|k| *k != "name").collect();
             return Err(failed(ConfigError(format!(
                 "volumes of kind {kinds:?} are not offered on this node (emptyDir, configMap, secret, downwardAPI and \
                  projected are)"
@@ -71,7 +77,8 @@ pub fn make(pod: &Value, objects: &Objects, node: &Downward, root: &Path) -> Res
         }
         let dir = root.join("files").join(name);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| failed(ConfigError(format!("clearing {}: {e}", dir.display()))))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| failed(ConfigError(format!("clearing {}: {e}", dir.display()))))?;
         }
         create_dir(&dir).map_err(failed)?;
         for (path, bytes) in files {
@@ -138,7 +145,11 @@ fn object_files(
                 files.insert(path.to_owned(), bytes.clone());
             }
             None if optional => {}
-            None => return Err(ConfigError(format!("configmap references non-existent config key: {key} ({namespace}/{name})"))),
+            None => {
+                return Err(ConfigError(format!(
+                    "configmap references non-existent config key: {key} ({namespace}/{name})"
+                )));
+            }
         }
     }
     Ok(files)
@@ -166,7 +177,11 @@ fn downward_files(pod: &Value, source: &Value, node: &Downward) -> Result<BTreeM
 fn relative(path: &str) -> Result<PathBuf, ConfigError> {
     let candidate = Path::new(path);
     let stays = !path.is_empty() && candidate.components().all(|c| matches!(c, Component::Normal(_)));
-    if stays { Ok(candidate.to_owned()) } else { Err(ConfigError(format!("path {path:?} must be relative and may not contain '..'"))) }
+    if stays {
+        Ok(candidate.to_owned())
+    } else {
+        Err(ConfigError(format!("path {path:?} must be relative and may not contain '..'")))
+    }
 }
 
 fn create_dir(dir: &Path) -> Result<(), ConfigError> {
@@ -202,13 +217,13 @@ mod tests {
         // Kubernetes says; subPath within the volume.
         let root = tempfile::tempdir().expect("dir");
         let pod = json!({"metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
-            "spec": {"volumes": [
-                {"name": "config", "configMap": {"name": "settings"}},
-                {"name": "picked", "configMap": {"name": "settings", "items": [{"key": "mode", "path": "conf/mode.txt"}]}},
-                {"name": "creds", "secret": {"secretName": "creds"}},
-                {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
-                {"name": "scratch", "emptyDir": {}},
-            ]}});
+        "spec": {"volumes": [
+            {"name": "config", "configMap": {"name": "settings"}},
+            {"name": "picked", "configMap": {"name": "settings", "items": [{"key": "mode", "path": "conf/mode.txt"}]}},
+            {"name": "creds", "secret": {"secretName": "creds"}},
+            {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            {"name": "scratch", "emptyDir": {}},
+        ]}});
         let objects = Objects {
             config_maps: [("settings".to_owned(), json!({"data": {"mode": "fast", "level": "3"}}))].into(),
             secrets: [("creds".to_owned(), json!({"data": {"token": "czNjcjN0"}}))].into(),
@@ -251,7 +266,9 @@ mod tests {
         assert!(host.0.contains("volumes of kind [\"hostPath\"] are not offered"), "{}", host.0);
         let token = make_one(json!({"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}));
         assert!(token.expect_err("token").0.contains("serviceAccountToken"));
-        let escaping = make_one(json!({"name": "v", "downwardAPI": {"items": [{"path": "../x", "fieldRef": {"fieldPath": "metadata.name"}}]}}));
+        let escaping = make_one(
+            json!({"name": "v", "downwardAPI": {"items": [{"path": "../x", "fieldRef": {"fieldPath": "metadata.name"}}]}}),
+        );
         assert!(escaping.expect_err("escapes").0.contains("may not contain '..'"));
         let unknown = mounts(&json!({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}), &BTreeMap::new());
         assert!(unknown.is_err());

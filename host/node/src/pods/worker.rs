@@ -46,6 +46,8 @@ pub struct Shared {
     pub downward: Downward,
     /// The digest of the tlisp runner component, when the node has one.
     pub tlisp_runner: Option<String>,
+    /// The logs being written now.
+    pub writing: super::logs::Writing,
 }
 
 /// The directory of pod `namespace`/`name` with `uid` under `pods_dir`
@@ -116,7 +118,8 @@ struct Worker {
 
 impl Worker {
     fn new(shared: Arc<Shared>, pod: Value, updates: watch::Receiver<Value>) -> Self {
-        let (namespace, name, uid) = (text(&pod, "/metadata/namespace"), text(&pod, "/metadata/name"), text(&pod, "/metadata/uid"));
+        let (namespace, name, uid) =
+            (text(&pod, "/metadata/namespace"), text(&pod, "/metadata/name"), text(&pod, "/metadata/uid"));
         let reported = |field: &str, name: &Value| {
             pod.pointer(&format!("/status/{field}"))
                 .and_then(Value::as_array)
@@ -134,10 +137,8 @@ impl Worker {
             }
         }
         let policy = RestartPolicy::of(&pod);
-        let start_time = pod
-            .pointer("/status/startTime")
-            .and_then(Value::as_str)
-            .map_or_else(|| now_text(), str::to_owned);
+        let start_time =
+            pod.pointer("/status/startTime").and_then(Value::as_str).map_or_else(|| now_text(), str::to_owned);
         let deadline_exceeded = pod.pointer("/status/reason").and_then(Value::as_str) == Some(DEADLINE_EXCEEDED);
         let dir = pod_dir(&shared.pods_dir, &namespace, &name, &uid);
         let capacity = slots.len().max(1) * 2;
@@ -188,7 +189,12 @@ impl Worker {
                     Some(deadline) if now >= deadline => {
                         self.deadline_exceeded = true;
                         self.runs.values().for_each(|run| run.stopper.stop());
-                        self.record("Warning", DEADLINE_EXCEEDED, "Pod was active on the node longer than the specified deadline").await;
+                        self.record(
+                            "Warning",
+                            DEADLINE_EXCEEDED,
+                            "Pod was active on the node longer than the specified deadline",
+                        )
+                        .await;
                     }
                     deadline => {
                         wake = earliest(wake, deadline);
@@ -289,7 +295,8 @@ impl Worker {
                     let wait = next_backoff(self.volume_retry.map(|(_, wait)| wait));
                     self.volume_retry = Some((now + wait, wait));
                     for slot in self.slots.iter_mut().filter(|s| !s.started_before) {
-                        slot.state = State::Waiting { reason: "ContainerCreating".into(), message: Some(error.0.clone()) };
+                        slot.state =
+                            State::Waiting { reason: "ContainerCreating".into(), message: Some(error.0.clone()) };
                     }
                     self.warn("FailedMount", &error.0).await;
                     return Some(now + wait);
@@ -370,7 +377,8 @@ impl Worker {
         let run_spec = ContainerSpec { args: spec::args(&container, &env), env, mounts, memory_bytes, cpu_millis };
         let slot = &self.slots[index];
         let run_number = slot.restart_count + u32::from(slot.started_before);
-        let log = match self.open_log(&slot.name.clone(), run_number) {
+        let path = log_path(&self.dir, &slot.name, run_number);
+        let log = match self.open_log(&path, run_number) {
             Ok(log) => log,
             Err(error) => return Err(self.not_started(index, "CreateContainerError", error).await),
         };
@@ -385,9 +393,11 @@ impl Worker {
         self.setup_backoff.remove(&index);
         self.due.remove(&index);
         self.runs.insert(index, Run { stopper: started.stopper(), started: Instant::now(), started_at: now });
-        let exits = self.exits.0.clone();
+        let (exits, writing) = (self.exits.0.clone(), self.shared.writing.clone());
+        writing.set(&path, true);
         tokio::spawn(async move {
             let exit = started.wait().await;
+            writing.set(&path, false);
             let _ = exits.send((index, exit)).await;
         });
         Ok(())
@@ -446,8 +456,7 @@ impl Worker {
 
     /// Opens the log of run `run_number` of `container`, and removes the
     /// logs of runs before the previous one.
-    fn open_log(&self, container: &str, run_number: u32) -> Result<ContainerLog, String> {
-        let path = log_path(&self.dir, container, run_number);
+    fn open_log(&self, path: &std::path::Path, run_number: u32) -> Result<ContainerLog, String> {
         if let Some(dir) = path.parent()
             && let Ok(entries) = std::fs::read_dir(dir)
         {
@@ -459,7 +468,7 @@ impl Worker {
                 }
             }
         }
-        ContainerLog::create(&path, engenho_runtime::logs::LOG_FILE_BYTES_MAX)
+        ContainerLog::create(path, engenho_runtime::logs::LOG_FILE_BYTES_MAX)
             .map_err(|e| format!("creating the log {}: {e}", path.display()))
     }
 
@@ -502,7 +511,9 @@ impl Worker {
         let previous = self.reported.as_ref().and_then(|r| r["conditions"].as_array().cloned()).unwrap_or(conditions);
         let now = now_text();
         let mut conditions = lifecycle::conditions(&previous, &self.slots, terminal || self.deleting(), &now);
-        if let Some(scheduled) = current["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled")) {
+        if let Some(scheduled) =
+            current["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+        {
             conditions.retain(|c| c["type"] != "PodScheduled");
             conditions.insert(0, scheduled.clone());
         }
