@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The plugin crates (members of plugins/Cargo.toml), by package name.
-const PLUGINS: [&str; 25] = [
+const PLUGINS: [&str; 24] = [
     "pod-security",
     "resource-defaults",
     "image-allowlist",
@@ -31,8 +31,10 @@ const PLUGINS: [&str; 25] = [
     "inter-pod-affinity",
     "pod-topology-spread",
     "misbehaving-scheduler",
-    "toolbox",
 ];
+
+/// The example components for pods (commands, not plugins), by package name.
+const POD_COMPONENTS: [&str; 1] = ["toolbox"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -52,7 +54,7 @@ fn main() {
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
-    for name in PLUGINS {
+    for name in PLUGINS.iter().chain(&POD_COMPONENTS) {
         command.args(["-p", name]);
     }
     // The outer build's settings are for the host, not for the plugins.
@@ -70,14 +72,21 @@ fn main() {
     let status = command.status().expect("running cargo for the plugins");
     assert!(status.success(), "building the plugins for wasm32-wasip2 failed (see above)");
 
-    let mut listing =
-        String::from("/// The built plugins, as (name, component bytes).\npub const PLUGINS: &[(&str, &[u8])] = &[\n");
-    for name in PLUGINS {
-        let file = component_path(&target_dir, name);
-        assert!(file.exists(), "{} was not built", file.display());
-        listing.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", file.display().to_string()));
+    let mut listing = String::new();
+    for (constant, doc, names) in [
+        ("PLUGINS", "The built plugins", &PLUGINS[..]),
+        ("POD_COMPONENTS", "The built example components for pods", &POD_COMPONENTS[..]),
+    ] {
+        listing.push_str(&format!(
+            "/// {doc}, as (name, component bytes).\npub const {constant}: &[(&str, &[u8])] = &[\n"
+        ));
+        for name in names {
+            let file = component_path(&target_dir, name);
+            assert!(file.exists(), "{} was not built", file.display());
+            listing.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        }
+        listing.push_str("];\n");
     }
-    listing.push_str("];\n");
     std::fs::write(out_dir.join("plugins.rs"), listing).expect("writing the plugin list");
 }
 

@@ -7,7 +7,7 @@ use super::logs::{self, ReadOptions};
 use super::*;
 
 fn toolbox() -> &'static [u8] {
-    engenho_plugin_artifacts::plugin("toolbox").expect("the toolbox is built")
+    engenho_plugin_artifacts::pod_component("toolbox").expect("the toolbox is built")
 }
 
 async fn image(runtime: &Arc<PodRuntime>) -> Image {

@@ -25,6 +25,7 @@ mod peer_port;
 mod plugin_calls;
 mod plugin_powers;
 mod plugin_trust;
+mod pods;
 mod preemption;
 mod quota;
 mod rbac_escalation;

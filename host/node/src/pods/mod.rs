@@ -116,7 +116,9 @@ impl Reconciler for PodLoop {
 
     async fn reconcile(&self, key: &String) -> Action {
         let Some(cached) = self.pods.get_by_key(key).filter(|pod| pod.node_name == self.shared.node) else {
-            self.workers.lock().expect("workers lock").remove(key);
+            if let Some(worker) = self.workers.lock().expect("workers lock").remove(key) {
+                worker.remove();
+            }
             return Action::Done;
         };
         let Ok(pod) = cached.value() else { return Action::Done };
@@ -128,7 +130,9 @@ impl Reconciler for PodLoop {
                     return Action::Done;
                 }
                 Some(_) => {
-                    workers.remove(key);
+                    if let Some(worker) = workers.remove(key) {
+                        worker.remove();
+                    }
                 }
                 None => {}
             }

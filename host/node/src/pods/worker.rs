@@ -73,10 +73,17 @@ impl Handle {
     pub fn update(&self, pod: Value) {
         let _ = self.pod.send(pod);
     }
+
+    /// Tells the worker that the pod is gone from the store: it stops the
+    /// pod's runs at once and removes its directory.
+    pub fn remove(self) {
+        let _ = self.pod.send(Value::Null);
+    }
 }
 
-/// Starts the worker of `pod`; dropping the handle stops it (the pod is
-/// gone from the store).
+/// Starts the worker of `pod`. Dropping the handle without
+/// [`Handle::remove`] (the agent stops) stops the pod's runs and keeps
+/// its directory, for the agent's next start.
 pub fn spawn(shared: Arc<Shared>, pod: Value) -> Handle {
     let uid = text(&pod, "/metadata/uid");
     let (sender, updates) = watch::channel(pod.clone());
@@ -215,11 +222,15 @@ impl Worker {
             tokio::select! {
                 Some((index, exit)) = self.exits.1.recv() => self.exited(index, exit).await,
                 changed = self.updates.changed() => {
-                    if changed.is_err() {
-                        self.abandon().await;
+                    let pod = self.updates.borrow_and_update().clone();
+                    if changed.is_err() || pod.is_null() {
+                        self.stop_all().await;
+                        if pod.is_null() {
+                            self.remove_dir().await;
+                        }
                         return;
                     }
-                    self.pod = self.updates.borrow_and_update().clone();
+                    self.pod = pod;
                 }
                 () = sleep => {}
             }
@@ -578,9 +589,8 @@ impl Worker {
         self.remove_dir().await;
     }
 
-    /// The pod is gone from the store: stops its runs at once and removes
-    /// its directory.
-    async fn abandon(&mut self) {
+    /// Stops the pod's runs at once, and waits for them to end.
+    async fn stop_all(&mut self) {
         self.runs.values().for_each(|run| run.stopper.stop());
         while !self.runs.is_empty() {
             match self.exits.1.recv().await {
@@ -590,7 +600,6 @@ impl Worker {
                 None => break,
             }
         }
-        self.remove_dir().await;
     }
 
     async fn remove_dir(&self) {

@@ -1,0 +1,269 @@
+//! Goal: the node agent runs `wasi` pods as Kubernetes defines a pod's
+//! life: arguments, environment and volumes from the spec and the objects
+//! it names; init containers first; phases, container states, restart
+//! counts and CrashLoopBackOff; memory limits (OOMKilled); deadlines;
+//! graceful deletion; precise waiting reasons for what cannot run; logs
+//! through `kubectl logs`; and a node restart that takes its pods up again
+//! with their restart counts. Method: a real `engenho up`, the real
+//! kubectl, the example toolbox component pushed with `engenho content`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{EngenhoNode, Kubectl, wait_for};
+
+/// Longest a pod takes to reach a state the test waits for.
+const POD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Flags of a node whose own Node takes pods: no test taint, and no disk
+/// pressure from a full test machine.
+const RUNS_PODS: [&str; 4] = ["--register-with-taints", "", "--eviction-hard", "nodefs.available<1%"];
+
+/// Pushes the toolbox component; its reference.
+fn push_toolbox(node: &EngenhoNode) -> String {
+    push(node, "toolbox", engenho_plugin_artifacts::pod_component("toolbox").expect("the toolbox is built"))
+}
+
+/// Pushes component `bytes` (saved as `name`); its reference.
+fn push(node: &EngenhoNode, name: &str, bytes: &[u8]) -> String {
+    let file = node.dir.join(format!("{name}.wasm"));
+    std::fs::write(&file, bytes).expect("write the component");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_engenho"))
+        .args(["content", "push"])
+        .arg(&file)
+        .env("KUBECONFIG", node.dir.join("kubeconfig"))
+        .output()
+        .expect("run engenho content push");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// A `wasi` pod on `node` running `image` with `args`, with `extra` merged
+/// into its spec.
+fn pod(name: &str, node: &str, image: &str, args: &[&str], extra: Value) -> String {
+    let mut spec = serde_json::json!({
+        "runtimeClassName": "wasi",
+        "nodeName": node,
+        "containers": [{"name": "app", "image": image, "args": args}],
+    });
+    merge(&mut spec, extra);
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}).to_string()
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                merge(into.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (_, Value::Null) => {}
+        (into, from) => *into = from,
+    }
+}
+
+fn get_pod(kubectl: &Kubectl, name: &str) -> Value {
+    kubectl.json(&["get", "pod", name, "-o", "json"])
+}
+
+/// Waits until pod `name` satisfies `condition`; the pod then.
+fn wait_pod(kubectl: &Kubectl, name: &str, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let deadline = Instant::now() + POD_DEADLINE;
+    while Instant::now() < deadline {
+        last = get_pod(kubectl, name);
+        if condition(&last) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("pod {name}: timed out waiting for {what}; last status: {}", last["status"]);
+}
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+fn waiting_reason(pod: &Value) -> Option<&str> {
+    container_status(pod).pointer("/state/waiting/reason").and_then(Value::as_str)
+}
+
+#[test]
+fn wasi_pods_live_as_kubernetes_defines() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "runner");
+    node.start_ready(&RUNS_PODS);
+    let kubectl = Kubectl::for_node(&node);
+    let toolbox = push_toolbox(&node);
+    let name = node.name.clone();
+
+    // A command with its arguments, environment and volumes.
+    kubectl.ok(&["create", "configmap", "settings", "--from-literal=greeting=hello from a ConfigMap"]);
+    kubectl.ok(&["create", "secret", "generic", "creds", "--from-literal=token=s3cr3t"]);
+    let hello = pod(
+        "hello",
+        &name,
+        &toolbox,
+        &[],
+        serde_json::json!({
+            "restartPolicy": "Never",
+            "containers": [{"name": "app", "image": toolbox,
+                "args": ["cat", "/etc/config/greeting", ";", "env", "POD", "TOKEN", ";", "cat", "/info/name"],
+                "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}}],
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}, {"name": "info", "mountPath": "/info"}]}],
+            "volumes": [{"name": "config", "configMap": {"name": "settings"}},
+                        {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}],
+        }),
+    );
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&hello));
+    let done = wait_pod(&kubectl, "hello", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    let terminated = &container_status(&done)["state"]["terminated"];
+    assert_eq!((terminated["exitCode"].as_i64(), terminated["reason"].as_str()), (Some(0), Some("Completed")));
+    assert_eq!(container_status(&done)["imageID"], toolbox.as_str());
+    assert_eq!(kubectl.ok(&["logs", "hello"]), "hello from a ConfigMap\nPOD=hello\nTOKEN=s3cr3t\nhello\n");
+    assert_eq!(kubectl.ok(&["logs", "hello", "--tail", "1"]), "hello\n");
+    let stamped = kubectl.ok(&["logs", "hello", "--timestamps", "--tail", "1"]);
+    assert!(stamped.ends_with(" hello\n") && stamped.starts_with("20"), "{stamped}");
+    assert!(
+        kubectl.fails(&["logs", "hello", "-c", "nope"], None).contains("container nope is not valid for pod hello")
+    );
+    assert!(
+        kubectl
+            .fails(&["logs", "hello", "--previous"], None)
+            .contains("previous terminated container \"app\" in pod \"hello\" not found")
+    );
+
+    // Init containers run first, in order, sharing an emptyDir.
+    let init = pod(
+        "init",
+        &name,
+        &toolbox,
+        &[],
+        serde_json::json!({
+            "restartPolicy": "Never",
+            "initContainers": [
+                {"name": "first", "image": toolbox, "args": ["write", "/work/step", "first"], "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                {"name": "second", "image": toolbox, "args": ["cat", "/work/step", ";", "write", "/work/step", "second"], "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "containers": [{"name": "app", "image": toolbox, "args": ["cat", "/work/step"], "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "volumes": [{"name": "work", "emptyDir": {}}],
+        }),
+    );
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&init));
+    let done = wait_pod(&kubectl, "init", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    let inits = done["status"]["initContainerStatuses"].as_array().expect("init statuses");
+    assert!(inits.iter().all(|s| s["state"]["terminated"]["exitCode"] == 0), "{inits:?}");
+    assert_eq!(kubectl.ok(&["logs", "init", "-c", "second"]), "first\n");
+    assert_eq!(kubectl.ok(&["logs", "init", "-c", "app"]), "second\n");
+
+    // A crashing container restarts with growing back-off.
+    kubectl.ok_with(
+        &["apply", "-f", "-"],
+        Some(&pod("crash", &name, &toolbox, &["echo", "starting", ";", "exit", "1"], Value::Null)),
+    );
+    let crashing = wait_pod(&kubectl, "crash", "two restarts and CrashLoopBackOff", |p| {
+        container_status(p)["restartCount"].as_u64() >= Some(2) && waiting_reason(p) == Some("CrashLoopBackOff")
+    });
+    assert_eq!(crashing["status"]["phase"], "Running");
+    assert_eq!(container_status(&crashing)["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(kubectl.ok(&["logs", "crash", "--previous"]), "starting\n");
+    let table = kubectl.ok(&["get", "pod", "crash"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+
+    // Memory past the limit ends the container as OOMKilled.
+    let limits = serde_json::json!({"restartPolicy": "Never",
+        "containers": [{"name": "app", "image": toolbox, "args": ["grow", "256"],
+            "resources": {"limits": {"memory": "32Mi"}, "requests": {"memory": "32Mi"}}}]});
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("bomb", &name, &toolbox, &[], limits)));
+    let bombed = wait_pod(&kubectl, "bomb", "Failed", |p| p["status"]["phase"] == "Failed");
+    let terminated = &container_status(&bombed)["state"]["terminated"];
+    assert_eq!((terminated["reason"].as_str(), terminated["exitCode"].as_i64()), (Some("OOMKilled"), Some(137)));
+
+    // A pod past its activeDeadlineSeconds fails.
+    kubectl.ok_with(
+        &["apply", "-f", "-"],
+        Some(&pod(
+            "deadline",
+            &name,
+            &toolbox,
+            &["loop"],
+            serde_json::json!({"activeDeadlineSeconds": 2, "restartPolicy": "Never"}),
+        )),
+    );
+    let expired = wait_pod(&kubectl, "deadline", "Failed", |p| p["status"]["phase"] == "Failed");
+    assert_eq!(expired["status"]["reason"], "DeadlineExceeded");
+
+    // A looping pod, deleted, is gone within its grace period.
+    kubectl.ok_with(
+        &["apply", "-f", "-"],
+        Some(&pod("spin", &name, &toolbox, &["loop"], serde_json::json!({"terminationGracePeriodSeconds": 2}))),
+    );
+    wait_pod(&kubectl, "spin", "Running", |p| p["status"]["phase"] == "Running");
+    let asked = Instant::now();
+    kubectl.ok(&["delete", "pod", "spin", "--wait=false"]);
+    wait_for("the looping pod gone", Duration::from_secs(15), || {
+        !kubectl.run(&["get", "pod", "spin"], None).status.success()
+    });
+    assert!(asked.elapsed() >= Duration::from_secs(1), "the grace period was given");
+
+    // What cannot run waits with a precise reason and an Event.
+    let unknown = format!("blake3:{}", "0".repeat(64));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("unknown", &name, &unknown, &[], Value::Null)));
+    let waiting = wait_pod(&kubectl, "unknown", "ErrImagePull", |p| waiting_reason(p) == Some("ErrImagePull"));
+    let message = container_status(&waiting)["state"]["waiting"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("is not stored in the cluster"), "{message}");
+    assert_eq!(waiting["status"]["phase"], "Pending");
+    let policy = push(&node, "pod-security", engenho_plugin_artifacts::plugin("pod-security").expect("built"));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("wrong-world", &name, &policy, &[], Value::Null)));
+    let wrong = wait_pod(&kubectl, "wrong-world", "CreateContainerError", |p| {
+        waiting_reason(p) == Some("CreateContainerError")
+    });
+    let message = container_status(&wrong)["state"]["waiting"]["message"].to_string();
+    assert!(message.contains("exports neither wasi:cli/run"), "{message}");
+    let missing = serde_json::json!({"containers": [{"name": "app", "image": toolbox,
+        "envFrom": [{"configMapRef": {"name": "absent"}}]}]});
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("no-config", &name, &toolbox, &[], missing)));
+    let config = wait_pod(&kubectl, "no-config", "CreateContainerConfigError", |p| {
+        waiting_reason(p) == Some("CreateContainerConfigError")
+    });
+    assert_eq!(container_status(&config)["state"]["waiting"]["message"], "configmap \"absent\" not found");
+    let events = kubectl.ok(&["get", "events", "--field-selector", "involvedObject.name=unknown"]);
+    assert!(events.contains("is not stored in the cluster"), "{events}");
+    // The others ran on, unaffected.
+    assert_eq!(get_pod(&kubectl, "hello")["status"]["phase"], "Succeeded");
+}
+
+#[test]
+fn a_restarted_node_takes_up_its_pods_with_their_restart_counts() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "restarts");
+    node.start_ready(&RUNS_PODS);
+    let kubectl = Kubectl::for_node(&node);
+    let toolbox = push_toolbox(&node);
+    let name = node.name.clone();
+    kubectl.ok_with(
+        &["apply", "-f", "-"],
+        Some(&pod("steady", &name, &toolbox, &["tick", "200", "1000000"], Value::Null)),
+    );
+    kubectl.ok_with(
+        &["apply", "-f", "-"],
+        Some(&pod("done", &name, &toolbox, &["echo", "once"], serde_json::json!({"restartPolicy": "OnFailure"}))),
+    );
+    wait_pod(&kubectl, "steady", "Running", |p| p["status"]["phase"] == "Running");
+    wait_pod(&kubectl, "done", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    let mut follow = kubectl.spawn(&["logs", "-f", "steady"]);
+    wait_for("followed lines", Duration::from_secs(10), || follow.output().contains("tick 3\n"));
+
+    node.stop();
+    node.start_ready(&RUNS_PODS);
+    let steady = wait_pod(&kubectl, "steady", "running again after a restart", |p| {
+        p["status"]["phase"] == "Running"
+            && container_status(p)["restartCount"] == 1
+            && container_status(p)["ready"] == true
+    });
+    assert_eq!(container_status(&steady)["lastState"]["terminated"]["reason"], "ContainerStatusUnknown");
+    assert_eq!(kubectl.ok(&["logs", "steady", "--previous", "--tail", "1"]).starts_with("tick "), true);
+    assert_eq!(get_pod(&kubectl, "done")["status"]["phase"], "Succeeded", "a finished pod does not run again");
+    assert_eq!(container_status(&get_pod(&kubectl, "done"))["restartCount"], 0);
+}
