@@ -33,8 +33,9 @@ const PLUGINS: [&str; 24] = [
     "misbehaving-scheduler",
 ];
 
-/// The example components for pods (commands, not plugins), by package name.
-const POD_COMPONENTS: [&str; 1] = ["toolbox"];
+/// The components for pods (commands, not plugins), by package name: the
+/// tlisp runner shipped with every node, and an example command.
+const POD_COMPONENTS: [&str; 2] = ["tlisp-runner", "toolbox"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -284,7 +284,7 @@ fn pod_loop(
             cpu_millis: u64::from(machine.cpus) * 1000,
             memory_bytes: machine.memory_total,
         },
-        tlisp_runner: None,
+        tlisp_runner: engenho_plugin_artifacts::pod_component("tlisp-runner").map(engenho_node::pods::Bundled::new),
         writing,
     };
     let pods = engenho_node::PodLoop::new(shared, api.pod_informer());

@@ -207,6 +207,42 @@ fn wasi_pods_live_as_kubernetes_defines() {
     });
     assert!(asked.elapsed() >= Duration::from_secs(1), "the grace period was given");
 
+    // tlisp programs run in the runner shipped with the node: from a file
+    // of a ConfigMap volume, or given with -e; errors fail the container.
+    kubectl.ok(&[
+        "create",
+        "configmap",
+        "program",
+        "--from-literal=main.tlisp=(define (fact n) (if (< n 2) 1 (* n (fact (- n 1))))) (println (fact 20))",
+    ]);
+    let tlisp = |pod_name: &str, args: &[&str], extra: Value| {
+        let mut spec = serde_json::json!({"runtimeClassName": "tlisp", "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "tlisp", "args": args}]});
+        merge(&mut spec, extra);
+        pod(pod_name, &name, "tlisp", &[], spec)
+    };
+    kubectl.ok_with(
+        &["apply", "-f", "-"],
+        Some(&tlisp(
+            "fact",
+            &["/program/main.tlisp"],
+            serde_json::json!({
+        "containers": [{"name": "main", "image": "tlisp", "args": ["/program/main.tlisp"],
+            "volumeMounts": [{"name": "program", "mountPath": "/program"}]}],
+        "volumes": [{"name": "program", "configMap": {"name": "program"}}]}),
+        )),
+    );
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&tlisp("broken", &["-e", "(println 1) (car 5)"], Value::Null)));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&tlisp("unclosed", &["-e", "(println (+ 1 2)"], Value::Null)));
+    wait_pod(&kubectl, "fact", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    assert_eq!(kubectl.ok(&["logs", "fact"]), "2432902008176640000\n");
+    for (name, error) in [("broken", "type mismatch"), ("unclosed", "syntax error")] {
+        let failed = wait_pod(&kubectl, name, "Failed", |p| p["status"]["phase"] == "Failed");
+        assert_eq!(container_status(&failed)["state"]["terminated"]["exitCode"], 1);
+        let log = kubectl.ok(&["logs", name]);
+        assert!(log.contains(error), "{name}: {log}");
+    }
+
     // What cannot run waits with a precise reason and an Event.
     let unknown = format!("blake3:{}", "0".repeat(64));
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("unknown", &name, &unknown, &[], Value::Null)));

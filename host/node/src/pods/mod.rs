@@ -24,7 +24,7 @@ use http::Method;
 use k8s_openapi::chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-pub use worker::Shared;
+pub use worker::{Bundled, Shared};
 
 /// Longest one request to the API may take.
 pub(crate) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

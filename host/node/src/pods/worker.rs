@@ -44,8 +44,9 @@ pub struct Shared {
     pub pods_dir: PathBuf,
     /// What the downward API reads of the node.
     pub downward: Downward,
-    /// The digest of the tlisp runner component, when the node has one.
-    pub tlisp_runner: Option<String>,
+    /// The tlisp runner component shipped with the node (the image
+    /// `tlisp`).
+    pub tlisp_runner: Option<Bundled>,
     /// The logs being written now.
     pub writing: super::logs::Writing,
 }
@@ -59,6 +60,22 @@ pub fn pod_dir(pods_dir: &std::path::Path, namespace: &str, name: &str, uid: &st
 /// The log file of run `restart` of container `container` in `pod_dir`.
 pub fn log_path(pod_dir: &std::path::Path, container: &str, restart: u32) -> PathBuf {
     pod_dir.join("logs").join(container).join(format!("{restart}.log"))
+}
+
+/// A component shipped inside the node's binary.
+#[derive(Debug, Clone)]
+pub struct Bundled {
+    /// Its digest (hex BLAKE3).
+    pub digest: String,
+    /// Its bytes.
+    pub bytes: &'static [u8],
+}
+
+impl Bundled {
+    /// The component `bytes`.
+    pub fn new(bytes: &'static [u8]) -> Self {
+        Self { digest: engenho_wasm::digest_of(bytes), bytes }
+    }
 }
 
 /// The loop's handle on a worker.
@@ -420,10 +437,18 @@ impl Worker {
         let slot = &self.slots[index];
         let digest = match spec::image_ref(&slot.image) {
             Ok(ImageRef::Digest(digest)) => digest,
-            Ok(ImageRef::Tlisp) => match &self.shared.tlisp_runner {
-                Some(digest) => digest.clone(),
-                None => return Err(("InvalidImageName", "this node has no tlisp runner".into())),
-            },
+            Ok(ImageRef::Tlisp) => {
+                let Some(runner) = &self.shared.tlisp_runner else {
+                    return Err(("InvalidImageName", "this node has no tlisp runner".into()));
+                };
+                if let Some(image) = self.shared.runtime.prepared(&runner.digest) {
+                    return Ok(image);
+                }
+                let prepared = self.shared.runtime.prepare(&runner.digest, runner.bytes.to_vec()).await;
+                return prepared.map_err(|error| {
+                    ("CreateContainerError", format!("the tlisp runner shipped with this node: {error}"))
+                });
+            }
             Err(message) => return Err(("InvalidImageName", message)),
         };
         if let Some(image) = self.shared.runtime.prepared(&digest) {
