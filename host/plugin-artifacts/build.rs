@@ -33,9 +33,10 @@ const PLUGINS: [&str; 24] = [
     "misbehaving-scheduler",
 ];
 
-/// The components for pods (commands, not plugins), by package name: the
-/// tlisp runner shipped with every node, and an example command.
-const POD_COMPONENTS: [&str; 2] = ["tlisp-runner", "toolbox"];
+/// The components for pods (not plugins), by package name: the tlisp
+/// runner shipped with every node, an example command and an example
+/// wasi:http/proxy.
+const POD_COMPONENTS: [&str; 3] = ["tlisp-runner", "toolbox", "hello-http"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -11,6 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::logs::{ContainerLog, Output};
 use super::{CPU_PERIOD, Image, POD_TICK, PodRuntime, RuntimeError};
@@ -91,11 +92,16 @@ pub struct Exit {
 
 /// A run in progress.
 pub struct Container {
-    stop: Stopper,
-    done: oneshot::Receiver<Exit>,
+    pub(crate) stop: Stopper,
+    pub(crate) done: oneshot::Receiver<Exit>,
 }
 
 impl Container {
+    /// A run that ends as `done` says, stopped by `stop`.
+    pub(crate) fn new(stop: Stopper, done: oneshot::Receiver<Exit>) -> Self {
+        Self { stop, done }
+    }
+
     /// A handle that stops this run, for another task.
     pub fn stopper(&self) -> Stopper {
         self.stop.clone()
@@ -114,7 +120,7 @@ impl Container {
 /// Stops a run from elsewhere: computing, it stops at its next epoch
 /// tick (where it yields); waiting in a host call, at once.
 #[derive(Clone, Default)]
-pub struct Stopper(Arc<Notify>);
+pub struct Stopper(pub(crate) Arc<Notify>);
 
 impl Stopper {
     /// Stops the run.
@@ -126,6 +132,7 @@ impl Stopper {
 /// The state of a container's store.
 pub(crate) struct ContainerState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
     limits: MemoryLimit,
     cpu: Option<CpuBudget>,
@@ -134,6 +141,12 @@ pub(crate) struct ContainerState {
 impl WasiView for ContainerState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for ContainerState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
     }
 }
 
@@ -203,11 +216,14 @@ impl CpuBudget {
 }
 
 impl PodRuntime {
-    /// Starts a run of `image` as `spec` describes, its output to `log`.
-    ///
-    /// # Errors
-    /// A directory that cannot be opened.
-    pub fn start(&self, image: &Image, spec: &ContainerSpec, log: &ContainerLog) -> Result<Container, RuntimeError> {
+    /// A store for one instance of a container as `spec` describes it, its
+    /// output to `log`: WASI and wasi:http, the memory limit, the CPU
+    /// budget, a yield at every epoch tick.
+    pub(crate) fn store(
+        &self,
+        spec: &ContainerSpec,
+        log: &ContainerLog,
+    ) -> Result<Store<ContainerState>, RuntimeError> {
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
         wasi.args(&spec.args).stdout(log.stream(Output::Stdout)).stderr(log.stream(Output::Stderr));
         for (name, value) in effective_env(&spec.env) {
@@ -222,6 +238,7 @@ impl PodRuntime {
         let memory = usize::try_from(spec.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES)).unwrap_or(usize::MAX);
         let state = ContainerState {
             wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits: MemoryLimit {
                 limits: StoreLimitsBuilder::new().memory_size(memory).trap_on_grow_failure(true).build(),
@@ -239,6 +256,16 @@ impl PodRuntime {
                 None => Ok(UpdateDeadline::Yield(1)),
             }
         });
+        Ok(store)
+    }
+
+    /// Starts a run of `image` (a `wasi:cli/command`) as `spec` describes,
+    /// its output to `log`.
+    ///
+    /// # Errors
+    /// A directory that cannot be opened; an image of another world.
+    pub fn start(&self, image: &Image, spec: &ContainerSpec, log: &ContainerLog) -> Result<Container, RuntimeError> {
+        let mut store = self.store(spec, log)?;
         let pre = CommandPre::new(image.pre.clone()).map_err(|e| RuntimeError::Setup(format!("{e:#}")))?;
         let (done, exited) = oneshot::channel();
         let (log, stop) = (log.clone(), Stopper::default());
@@ -259,7 +286,7 @@ impl PodRuntime {
             log.finish();
             let _ = done.send(exit);
         });
-        Ok(Container { stop, done: exited })
+        Ok(Container::new(stop, exited))
     }
 }
 

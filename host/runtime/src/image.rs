@@ -21,6 +21,8 @@ const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 pub enum World {
     /// `wasi:cli/command`: runs `run` to its end.
     Command,
+    /// `wasi:http/proxy`: serves HTTP requests, an instance each.
+    Http,
 }
 
 /// A component ready to start as a container.
@@ -100,19 +102,22 @@ impl PodRuntime {
     }
 }
 
-/// The world `component` is of, by what it exports.
+/// The world `component` is of, by what it exports (a component that
+/// exports both serves HTTP).
 fn world_of(engine: &wasmtime::Engine, component: &Component, digest: &str) -> Result<World, RuntimeError> {
     let exports: Vec<String> = component.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect();
+    if exports.iter().any(|e| e.starts_with(HTTP_HANDLER)) {
+        return Ok(World::Http);
+    }
     if exports.iter().any(|e| e.starts_with(CLI_RUN)) {
         return Ok(World::Command);
     }
-    let message = if exports.iter().any(|e| e.starts_with(HTTP_HANDLER)) {
-        "exports wasi:http/incoming-handler, and this node runs wasi:cli/command components only".to_owned()
-    } else {
-        format!(
-            "exports neither wasi:cli/run (a wasi:cli/command) nor wasi:http/incoming-handler; it exports [{}]",
+    Err(RuntimeError::WrongWorld {
+        digest: digest.to_owned(),
+        message: format!(
+            "exports neither wasi:cli/run (a wasi:cli/command) nor wasi:http/incoming-handler (a wasi:http/proxy); \
+             it exports [{}]",
             exports.join(", ")
-        )
-    };
-    Err(RuntimeError::WrongWorld { digest: digest.to_owned(), message })
+        ),
+    })
 }

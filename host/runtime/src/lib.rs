@@ -10,6 +10,7 @@
 //! tick, or at once while it waits.
 
 mod container;
+mod http;
 mod image;
 pub mod logs;
 
@@ -22,6 +23,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 pub use container::{Container, ContainerSpec, Exit, ExitReason, Mount, OOM_EXIT_CODE, Stopper, TRAP_EXIT_CODE};
+pub use http::{REQUEST_TIMEOUT, REQUESTS_IN_FLIGHT_MAX};
 pub use image::{Image, World};
 pub use logs::{ContainerLog, Output};
 
@@ -100,6 +102,8 @@ impl PodRuntime {
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let ticking = Arc::new(AtomicBool::new(true));
         let (ticker_engine, running) = (engine.weak(), ticking.clone());
         std::thread::Builder::new()

@@ -139,3 +139,49 @@ async fn components_that_cannot_run_as_pods_are_refused_precisely() {
     runtime.prepare(&digest, bytes).await.expect("prepares");
     assert_eq!(runtime.prepared(&digest).map(|i| i.world()), Some(World::Command));
 }
+
+/// One HTTP/1.1 request to `address`; the response's status line and body.
+async fn get(address: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("reads");
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_wasi_http_component_serves_its_port_until_stopped() {
+    // Goal: each request runs the component with the container's env and
+    // logs; a failing answer is the component's; stopping closes the port.
+    let runtime = PodRuntime::new(None).expect("runtime");
+    let bytes = engenho_plugin_artifacts::pod_component("hello-http").expect("built").to_vec();
+    let image = runtime.prepare(&engenho_wasm::digest_of(&bytes), bytes).await.expect("prepares");
+    assert_eq!(image.world(), World::Http);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("0.log");
+    let log = ContainerLog::create(&path, logs::LOG_FILE_BYTES_MAX).expect("log");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = free.local_addr().expect("address");
+    drop(free);
+    let spec = ContainerSpec { env: vec![("GREETING".into(), "a pod".into())], ..ContainerSpec::default() };
+    let container = runtime.serve(&image, &spec, &log, &[address]).expect("serves");
+    let (status, body) = get(address, "/hello?x=1").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("hello from a pod (GET /hello?x=1)\n"), "{body}");
+    let (status, _) = get(address, "/fail").await;
+    assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
+    let stopper = container.stopper();
+    let waiting = tokio::spawn(container.wait());
+    stopper.stop();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("stops").expect("task");
+    assert_eq!(exit.reason, ExitReason::Stopped);
+    assert!(tokio::net::TcpStream::connect(address).await.is_err(), "the port is closed");
+    let text = String::from_utf8(logs::read(&path, &ReadOptions::default()).expect("log")).expect("text");
+    assert_eq!(text, "GET /hello?x=1\nGET /fail\n");
+    let command = runtime.start(&image, &spec, &log).err().expect("an http component is not a command");
+    assert!(matches!(command, RuntimeError::Setup(_)), "{command}");
+}

@@ -428,6 +428,15 @@ async fn resource(
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
             return scale_subresource(state, t, namespace, name, method, headers, &body, &write).await;
         }
+        Some(subresource @ ("exec" | "attach")) if (t.group, t.plural) == ("", "pods") => {
+            let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
+            state.objects.get(t, namespace, name).await?;
+            let verb = if subresource == "exec" { "exec into" } else { "attach to" };
+            return Err(ApiError::bad_request(format!(
+                "pod {name} runs WebAssembly components, which have no shell or processes to {verb}: \
+                 pods/{subresource} is not offered on engenho nodes (read the containers' output with kubectl logs)"
+            )));
+        }
         Some(subresource @ ("binding" | "eviction" | "log")) if (t.group, t.plural) == ("", "pods") => {
             let name = target.name.as_deref().ok_or_else(|| ApiError::no_route(t.plural))?;
             if subresource == "log" {

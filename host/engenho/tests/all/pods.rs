@@ -135,6 +135,9 @@ fn wasi_pods_live_as_kubernetes_defines() {
             .contains("previous terminated container \"app\" in pod \"hello\" not found")
     );
 
+    let exec = kubectl.fails(&["exec", "hello", "--", "ls"], None);
+    assert!(exec.contains("no shell or processes to exec into"), "{exec}");
+
     // Init containers run first, in order, sharing an emptyDir.
     let init = pod(
         "init",
