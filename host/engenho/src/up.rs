@@ -286,6 +286,7 @@ fn pod_loop(
         },
         tlisp_runner: engenho_plugin_artifacts::pod_component("tlisp-runner").map(engenho_node::pods::Bundled::new),
         writing,
+        addresses: engenho_node::pods::addresses::PodAddresses::for_node(Some(args.peer_addr.ip())),
     };
     let pods = engenho_node::PodLoop::new(shared, api.pod_informer());
     let settings = engenho_control::Settings::new(NAME, 2, Duration::from_secs(60));

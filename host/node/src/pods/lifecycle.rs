@@ -125,6 +125,12 @@ pub struct Slot {
     pub last: Option<Terminated>,
     /// The wait before its next start, after the last crash.
     pub backoff: Option<Duration>,
+    /// Whether its run in progress is ready (its readiness probe, if any,
+    /// passes).
+    pub ready: bool,
+    /// Whether its run in progress has started (its startup probe, if
+    /// any, passed).
+    pub started_up: bool,
 }
 
 impl Slot {
@@ -142,6 +148,8 @@ impl Slot {
             state: State::Waiting { reason: "ContainerCreating".into(), message: None },
             last: None,
             backoff: None,
+            ready: false,
+            started_up: false,
         };
         let Some(reported) = reported else { return slot };
         slot.restart_count = reported["restartCount"].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
@@ -174,13 +182,16 @@ impl Slot {
         matches!(&self.state, State::Terminated(t) if t.exit_code == 0)
     }
 
-    /// Records a start at `now`.
+    /// Records a start at `now` (ready and started, until probes say
+    /// otherwise).
     pub fn started(&mut self, now: &str) {
         if self.started_before {
             self.restart_count += 1;
         }
         self.started_before = true;
         self.state = State::Running { started_at: now.to_owned() };
+        self.ready = true;
+        self.started_up = true;
     }
 
     /// Records the end of the run in progress; the wait before the next
@@ -225,7 +236,7 @@ impl Slot {
         let mut status = json!({
             "name": self.name, "image": self.image,
             "imageID": self.image_id.as_ref().map(|d| format!("blake3:{d}")).unwrap_or_default(),
-            "ready": running, "started": running, "restartCount": self.restart_count, "state": state,
+            "ready": running && self.ready, "started": running && self.started_up, "restartCount": self.restart_count, "state": state,
             "lastState": self.last.as_ref().map_or_else(|| json!({}), |t| t.json(&container_id)),
         });
         if self.started_before {
@@ -288,7 +299,7 @@ pub fn phase(slots: &[Slot], policy: RestartPolicy) -> &'static str {
 pub fn conditions(current: &[Value], slots: &[Slot], terminal: bool, now: &str) -> Vec<Value> {
     let initialized = slots.iter().filter(|s| s.init).all(Slot::succeeded);
     let main: Vec<&Slot> = slots.iter().filter(|s| !s.init).collect();
-    let unready: Vec<&str> = main.iter().filter(|s| !s.is_running()).map(|s| s.name.as_str()).collect();
+    let unready: Vec<&str> = main.iter().filter(|s| !(s.is_running() && s.ready)).map(|s| s.name.as_str()).collect();
     let ready = !terminal && unready.is_empty();
     let pending_init: Vec<&str> = slots.iter().filter(|s| s.init && !s.succeeded()).map(|s| s.name.as_str()).collect();
     let mut owned = vec![("Initialized", initialized, "ContainersNotInitialized", {

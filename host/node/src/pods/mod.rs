@@ -8,8 +8,10 @@
 //! kubelet reports an image it cannot pull; deleted, it goes at once, as
 //! nothing of it runs.
 
+pub mod addresses;
 pub mod lifecycle;
 pub mod logs;
+pub mod probes;
 pub mod spec;
 pub mod volumes;
 pub mod worker;

@@ -8,24 +8,31 @@
 //! node.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engenho_api::kube::LocalClient;
-use engenho_runtime::{ContainerLog, ContainerSpec, Exit, ExitReason, Image, PodRuntime, RuntimeError, Stopper};
+use engenho_runtime::{ContainerLog, ContainerSpec, Exit, ExitReason, Image, PodRuntime, RuntimeError, Stopper, World};
 use http::Method;
 use k8s_openapi::chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use super::addresses::PodAddresses;
 use super::lifecycle::{self, BACKOFF_INITIAL, BACKOFF_MAX, RestartPolicy, Slot, State, Terminated};
+use super::probes::{self, Kind, Outcome};
 use super::spec::{self, ConfigError, Downward, ImageRef, Objects};
 use super::volumes::{self, Volume};
 use super::{REQUEST_TIMEOUT, record_event, timed_out};
 
 /// Reason of a pod that ran past its `activeDeadlineSeconds`.
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+
+/// The port a `wasi:http/proxy` container that names none serves (as
+/// `wasmtime serve` does).
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 
 /// Wait before a status that could not be written is tried again.
 const REPORT_RETRY: Duration = Duration::from_secs(1);
@@ -49,6 +56,8 @@ pub struct Shared {
     pub tlisp_runner: Option<Bundled>,
     /// The logs being written now.
     pub writing: super::logs::Writing,
+    /// The pods' addresses.
+    pub addresses: PodAddresses,
 }
 
 /// The directory of pod `namespace`/`name` with `uid` under `pods_dir`
@@ -114,6 +123,13 @@ struct Run {
     stopper: Stopper,
     started: Instant,
     started_at: String,
+    probers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.probers.iter().for_each(tokio::task::JoinHandle::abort);
+    }
 }
 
 struct Worker {
@@ -131,6 +147,8 @@ struct Worker {
     due: HashMap<usize, Instant>,
     setup_backoff: HashMap<usize, Duration>,
     exits: (mpsc::Sender<(usize, Exit)>, mpsc::Receiver<(usize, Exit)>),
+    probes: (mpsc::Sender<Outcome>, mpsc::Receiver<Outcome>),
+    ip: Option<Ipv4Addr>,
     volumes: Option<BTreeMap<String, Volume>>,
     volume_retry: Option<(Instant, Duration)>,
     start_time: String,
@@ -180,6 +198,8 @@ impl Worker {
             due: HashMap::new(),
             setup_backoff: HashMap::new(),
             exits: mpsc::channel(capacity),
+            probes: mpsc::channel(capacity * 3),
+            ip: None,
             volumes: None,
             volume_retry: None,
             start_time,
@@ -193,6 +213,8 @@ impl Worker {
 
     async fn run(mut self) {
         self.recover();
+        let preferred = self.pod.pointer("/status/podIP").and_then(Value::as_str).and_then(|ip| ip.parse().ok());
+        self.ip = self.shared.addresses.assign(&self.uid, preferred);
         loop {
             let now = Instant::now();
             let mut wake: Option<Instant> = self.report_retry;
@@ -238,11 +260,13 @@ impl Worker {
             };
             tokio::select! {
                 Some((index, exit)) = self.exits.1.recv() => self.exited(index, exit).await,
+                Some(outcome) = self.probes.1.recv() => self.probed(outcome).await,
                 changed = self.updates.changed() => {
                     let pod = self.updates.borrow_and_update().clone();
                     if changed.is_err() || pod.is_null() {
                         self.stop_all().await;
                         if pod.is_null() {
+                            self.shared.addresses.release(&self.uid);
                             self.remove_dir().await;
                         }
                         return;
@@ -410,7 +434,18 @@ impl Worker {
             Ok(log) => log,
             Err(error) => return Err(self.not_started(index, "CreateContainerError", error).await),
         };
-        let started = match self.shared.runtime.start(&image, &run_spec, &log) {
+        let Some(ip) = self.ip else {
+            return Err(self.not_started(index, "ContainerCreating", "the node has no free pod address".into()).await);
+        };
+        let started = match image.world() {
+            World::Command => self.shared.runtime.start(&image, &run_spec, &log),
+            World::Http => {
+                let addresses: Vec<SocketAddr> =
+                    serving_ports(&container).into_iter().map(|port| SocketAddr::new(IpAddr::V4(ip), port)).collect();
+                self.shared.runtime.serve(&image, &run_spec, &log, &addresses)
+            }
+        };
+        let started = match started {
             Ok(started) => started,
             Err(error) => return Err(self.not_started(index, "CreateContainerError", error.to_string()).await),
         };
@@ -420,7 +455,16 @@ impl Worker {
         slot.started(&now);
         self.setup_backoff.remove(&index);
         self.due.remove(&index);
-        self.runs.insert(index, Run { stopper: started.stopper(), started: Instant::now(), started_at: now });
+        let mut run = Run { stopper: started.stopper(), started: Instant::now(), started_at: now, probers: Vec::new() };
+        match probes::probe_of(&container, Kind::Startup) {
+            Some(startup) => {
+                self.slots[index].started_up = false;
+                self.slots[index].ready = false;
+                run.probers.push(tokio::spawn(startup.run(index, IpAddr::V4(ip), self.probes.0.clone())));
+            }
+            None => self.start_probers(index, &mut run),
+        }
+        self.runs.insert(index, run);
         let (exits, writing) = (self.exits.0.clone(), self.shared.writing.clone());
         writing.set(&path, true);
         tokio::spawn(async move {
@@ -508,6 +552,49 @@ impl Worker {
             .map_err(|e| format!("creating the log {}: {e}", path.display()))
     }
 
+    /// Starts the readiness and liveness probes of container `index`'s
+    /// run `run` (its startup, if any, has passed).
+    fn start_probers(&mut self, index: usize, run: &mut Run) {
+        let Some(ip) = self.ip else { return };
+        for kind in [Kind::Readiness, Kind::Liveness] {
+            if let Some(probe) = probes::probe_of(&self.specs[index], kind) {
+                if kind == Kind::Readiness {
+                    self.slots[index].ready = false;
+                }
+                run.probers.push(tokio::spawn(probe.run(index, IpAddr::V4(ip), self.probes.0.clone())));
+            }
+        }
+    }
+
+    /// Takes in a probe's turned result: readiness follows it; a failed
+    /// startup or liveness probe stops the run, which restarts by the
+    /// pod's policy.
+    async fn probed(&mut self, outcome: Outcome) {
+        let Some(mut run) = self.runs.remove(&outcome.index) else { return };
+        let index = outcome.index;
+        let name = self.slots[index].name.clone();
+        let label = outcome.kind.label();
+        if let Some(message) = &outcome.message {
+            let verb = if outcome.runnable { "failed" } else { "errored" };
+            self.warn("Unhealthy", &format!("{label} probe {verb}: {message}")).await;
+        }
+        match (outcome.kind, outcome.ok) {
+            (Kind::Readiness, ok) => self.slots[index].ready = ok,
+            (Kind::Startup, true) => {
+                self.slots[index].started_up = true;
+                self.slots[index].ready = true;
+                self.start_probers(index, &mut run);
+            }
+            (Kind::Startup | Kind::Liveness, false) if outcome.runnable => {
+                let message = format!("Container {name} failed {} probe, will be restarted", label.to_lowercase());
+                self.record("Normal", "Killing", &message).await;
+                run.stopper.stop();
+            }
+            _ => {}
+        }
+        self.runs.insert(index, run);
+    }
+
     /// Records how the run of container `index` ended, and when it starts
     /// again.
     async fn exited(&mut self, index: usize, exit: Exit) {
@@ -516,7 +603,7 @@ impl Worker {
             exit_code: exit.code,
             reason: exit.reason.as_str().to_owned(),
             message: exit.message.clone(),
-            started_at: run.started_at,
+            started_at: run.started_at.clone(),
             finished_at: now_text(),
         };
         let label = format!("{}_{}({})", self.name, self.namespace, self.uid);
@@ -573,6 +660,10 @@ impl Worker {
             status["hostIP"] = json!(ip);
             status["hostIPs"] = json!([{"ip": ip}]);
         }
+        if let Some(ip) = self.ip {
+            status["podIP"] = json!(ip.to_string());
+            status["podIPs"] = json!([{"ip": ip.to_string()}]);
+        }
         status
     }
 
@@ -611,6 +702,7 @@ impl Worker {
             Ok(Err(refused)) => tracing::warn!(pod = %self.name, %refused, "a deleted pod could not be removed"),
             Err(_) => tracing::warn!(pod = %self.name, "removing a deleted pod timed out"),
         }
+        self.shared.addresses.release(&self.uid);
         self.remove_dir().await;
     }
 
@@ -646,11 +738,34 @@ impl Worker {
     }
 }
 
+/// The TCP ports a `wasi:http/proxy` container serves: its
+/// `containerPort`s, or 8080 when it names none.
+fn serving_ports(container: &Value) -> Vec<u16> {
+    let ports: Vec<u16> = container["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["protocol"].as_str().is_none_or(|protocol| protocol == "TCP"))
+        .filter_map(|p| p["containerPort"].as_u64().and_then(|n| u16::try_from(n).ok()))
+        .collect();
+    if ports.is_empty() { vec![DEFAULT_HTTP_PORT] } else { ports }
+}
+
 /// Whether two statuses say the same, ignoring when conditions were probed.
 fn same_status(a: &Value, b: &Value) -> bool {
-    ["phase", "conditions", "containerStatuses", "initContainerStatuses", "reason", "message", "hostIP", "startTime"]
-        .iter()
-        .all(|field| a.get(*field).unwrap_or(&Value::Null) == b.get(*field).unwrap_or(&Value::Null))
+    [
+        "phase",
+        "conditions",
+        "containerStatuses",
+        "initContainerStatuses",
+        "reason",
+        "message",
+        "hostIP",
+        "podIP",
+        "startTime",
+    ]
+    .iter()
+    .all(|field| a.get(*field).unwrap_or(&Value::Null) == b.get(*field).unwrap_or(&Value::Null))
 }
 
 /// The next wait of a back-off that waited `last` (none: the first).
