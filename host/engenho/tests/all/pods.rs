@@ -306,3 +306,90 @@ fn a_restarted_node_takes_up_its_pods_with_their_restart_counts() {
     assert_eq!(get_pod(&kubectl, "done")["status"]["phase"], "Succeeded", "a finished pod does not run again");
     assert_eq!(container_status(&get_pod(&kubectl, "done"))["restartCount"], 0);
 }
+
+/// One HTTP/1.1 GET of `url` (`http://ip:port/path`); status code and body.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connects to the pod");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n").expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    let code = response.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+}
+
+#[test]
+fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut node = EngenhoNode::new(root.path(), "serving");
+    node.start_ready(&RUNS_PODS);
+    let kubectl = Kubectl::for_node(&node);
+    let hello = push(&node, "hello-http", engenho_plugin_artifacts::pod_component("hello-http").expect("built"));
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"runtimeClassName": "wasi",
+                "containers": [{"name": "web", "image": format!("hello@{hello}"),
+                    "ports": [{"name": "http", "containerPort": 80}],
+                    "env": [{"name": "GREETING", "value": "a deployment"}],
+                    "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
+                    "livenessProbe": {"tcpSocket": {"port": 80}}}]}}}});
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&deployment.to_string()));
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = kubectl.json(&["get", "pods", "-l", "app=web", "-o", "json"]);
+    let ips: Vec<String> = pods["items"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().expect("a pod IP").to_owned())
+        .collect();
+    assert_eq!(ips.len(), 2);
+    assert_ne!(ips[0], ips[1], "each pod has its own address");
+    for ip in &ips {
+        let (code, body) = http_get(&format!("{ip}:80"), "/greet");
+        assert_eq!(code, 200);
+        assert!(body.contains("hello from a deployment (GET /greet)"), "{body}");
+    }
+    let logs = kubectl.ok(&["logs", "deploy/web"]);
+    assert!(logs.contains("GET /ready"), "{logs}");
+
+    // A probe of a port nothing serves keeps the pod unready, and says so;
+    // an exec probe cannot run against a component, and says why.
+    let unready = pod(
+        "unready",
+        &node.name,
+        &hello,
+        &[],
+        serde_json::json!({"containers": [{"name": "app",
+        "image": hello, "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"tcpSocket": {"port": 9999}, "periodSeconds": 1, "failureThreshold": 1}}]}),
+    );
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&unready));
+    let execs = pod(
+        "exec-probe",
+        &node.name,
+        &hello,
+        &[],
+        serde_json::json!({"containers": [{"name": "app",
+        "image": hello, "readinessProbe": {"exec": {"command": ["true"]}}}]}),
+    );
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&execs));
+    for (name, reason) in
+        [("unready", "Readiness probe failed: dial tcp"), ("exec-probe", "exec probes are not supported")]
+    {
+        let running = wait_pod(&kubectl, name, "Running", |p| p["status"]["phase"] == "Running");
+        assert_eq!(container_status(&running)["ready"], false);
+        wait_for("the probe's Event", POD_DEADLINE, || {
+            kubectl.ok(&["get", "events", "--field-selector", &format!("involvedObject.name={name}")]).contains(reason)
+        });
+        let ready = get_pod(&kubectl, name)["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        assert!(!ready, "{name} is not Ready");
+    }
+    let ip = get_pod(&kubectl, "unready")["status"]["podIP"].as_str().expect("ip").to_owned();
+    assert_eq!(http_get(&format!("{ip}:8080"), "/").0, 200, "an unready pod still serves");
+}
