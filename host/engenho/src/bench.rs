@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 mod api;
 mod controllers;
 mod plugins;
+mod pods;
 mod scheduler;
 
 /// Keys pre-written for the read benchmark.
@@ -53,6 +54,10 @@ enum BenchTarget {
     /// the same plugins compiled into the host, pods bound end to end on a
     /// node, memory per node and pod, profile swaps.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// Pods: create → Running latency of wasi command pods, host memory
+    /// per idle wasi:http pod, requests/s of a wasi:http pod against
+    /// `wasmtime serve` of the same component.
+    Pods(pods::PodBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +107,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Plugins(args) => plugins::run(args).await,
         BenchTarget::Controllers(args) => controllers::run(args).await,
         BenchTarget::Scheduler(args) => scheduler::run(args).await,
+        BenchTarget::Pods(args) => pods::run(args).await,
     }
 }
 
@@ -619,6 +625,12 @@ impl Cluster {
     /// with client certificates required, from a CA the bench makes (for
     /// engenho, the first member's cluster CA).
     async fn start(system: System, nodes: usize, dir: &Path, etcd: &Path) -> anyhow::Result<Self> {
+        Self::start_with(system, nodes, dir, etcd, &[]).await
+    }
+
+    /// As [`Cluster::start`], each engenho member started with `extra`
+    /// arguments of `engenho up`.
+    async fn start_with(system: System, nodes: usize, dir: &Path, etcd: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let pki = match system {
             System::Engenho => dir.join("n0").join("pki"),
@@ -644,7 +656,7 @@ impl Cluster {
                         command.args(["--join", &format!("{}:2380", member_ip(system, 0)), "--token-file"]);
                         command.arg(dir.join("n0").join("join-token"));
                     }
-                    command.env("ENGENHO_LOG", "warn");
+                    command.args(extra).env("ENGENHO_LOG", "warn");
                     command
                 }
                 System::Etcd => {

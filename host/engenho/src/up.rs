@@ -112,6 +112,11 @@ pub struct UpArgs {
     /// pid.available<10%`; signals not given keep theirs.
     #[arg(long, default_value = "")]
     eviction_hard: engenho_node::EvictionHard,
+    /// The addresses this node gives its pods, a range within
+    /// 127.0.0.0/8 (`127.244.0.0/16`). Default: the rest of the node's /24
+    /// when the node is on a loopback address, else 127.244.0.0/16.
+    #[arg(long, value_parser = engenho_node::pods::addresses::PodAddresses::parse_range)]
+    pod_range: Option<(std::net::Ipv4Addr, u8)>,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -286,7 +291,7 @@ fn pod_loop(
         },
         tlisp_runner: engenho_plugin_artifacts::pod_component("tlisp-runner").map(engenho_node::pods::Bundled::new),
         writing,
-        addresses: engenho_node::pods::addresses::PodAddresses::for_node(Some(args.peer_addr.ip())),
+        addresses: engenho_node::pods::addresses::PodAddresses::for_node(Some(args.peer_addr.ip()), args.pod_range),
     };
     let pods = engenho_node::PodLoop::new(shared, api.pod_informer());
     let settings = engenho_control::Settings::new(NAME, 2, Duration::from_secs(60));

@@ -2,7 +2,8 @@
 //! 127.0.0.0/8, which Linux routes to the loopback interface with nothing
 //! to configure: a node whose own address is in 127.0.0.0/8 (nodes on one
 //! machine) hands out the rest of its /24; any other node hands out
-//! 127.244.0.0/16. Pods of other nodes are not reached at these addresses.
+//! 127.244.0.0/16; `--pod-range` names another range. Pods of other nodes
+//! are not reached at these addresses.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,17 +22,39 @@ pub struct PodAddresses {
 }
 
 impl PodAddresses {
-    /// The addresses of a node reached at `node_ip`.
-    pub fn for_node(node_ip: Option<IpAddr>) -> Self {
+    /// The addresses of a node reached at `node_ip`: `range` when given,
+    /// else the node's /24 when it is on a loopback address, else
+    /// [`DEFAULT_POD_RANGE`].
+    pub fn for_node(node_ip: Option<IpAddr>, range: Option<(Ipv4Addr, u8)>) -> Self {
         let node = match node_ip {
             Some(IpAddr::V4(ip)) if ip.is_loopback() => Some(ip),
             _ => None,
         };
-        let (base, prefix) = match node {
-            Some(ip) => (Ipv4Addr::from(u32::from(ip) & 0xffff_ff00), 24),
-            None => DEFAULT_POD_RANGE,
+        let (base, prefix) = match (range, node) {
+            (Some(range), _) => range,
+            (None, Some(ip)) => (Ipv4Addr::from(u32::from(ip) & 0xffff_ff00), 24),
+            (None, None) => DEFAULT_POD_RANGE,
         };
-        Self { base: u32::from(base), size: 1 << (32 - prefix), node, held: Mutex::default() }
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        Self { base: u32::from(base) & mask, size: 1 << (32 - prefix), node, held: Mutex::default() }
+    }
+
+    /// Parses a pod range, `127.a.b.c/len`: within 127.0.0.0/8, from /8 to
+    /// /30.
+    ///
+    /// # Errors
+    /// Anything else, saying what a range must be.
+    pub fn parse_range(text: &str) -> Result<(Ipv4Addr, u8), String> {
+        let wrong = || {
+            format!("pod range {text:?}: give an IPv4 range within 127.0.0.0/8, from /8 to /30, e.g. 127.244.0.0/16")
+        };
+        let (ip, prefix) = text.split_once('/').ok_or_else(wrong)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| wrong())?;
+        let prefix: u8 = prefix.parse().map_err(|_| wrong())?;
+        if !ip.is_loopback() || !(8..=30).contains(&prefix) {
+            return Err(wrong());
+        }
+        Ok((ip, prefix))
     }
 
     /// The address of pod `uid`: the one it holds, else `preferred` (what
@@ -68,7 +91,7 @@ mod tests {
         // Goal: a loopback node hands out its /24 but itself; a pod keeps
         // its address; a preferred free address is taken up; released
         // addresses are given again; a full range gives none.
-        let addresses = PodAddresses::for_node(Some("127.31.4.1".parse().expect("ip")));
+        let addresses = PodAddresses::for_node(Some("127.31.4.1".parse().expect("ip")), None);
         assert_eq!(addresses.assign("a", None), Some(Ipv4Addr::new(127, 31, 4, 2)));
         assert_eq!(addresses.assign("a", None), Some(Ipv4Addr::new(127, 31, 4, 2)));
         assert_eq!(addresses.assign("b", Some(Ipv4Addr::new(127, 31, 4, 77))), Some(Ipv4Addr::new(127, 31, 4, 77)));
@@ -80,7 +103,13 @@ mod tests {
             addresses.assign(&format!("fill-{n}"), None);
         }
         assert_eq!(addresses.assign("full", None), None, "253 addresses, all held");
-        let elsewhere = PodAddresses::for_node(Some("10.1.2.3".parse().expect("ip")));
+        let elsewhere = PodAddresses::for_node(Some("10.1.2.3".parse().expect("ip")), None);
         assert_eq!(elsewhere.assign("a", None), Some(Ipv4Addr::new(127, 244, 0, 1)));
+        let range = PodAddresses::parse_range("127.9.0.0/16").expect("a range");
+        let given = PodAddresses::for_node(Some("127.31.4.1".parse().expect("ip")), Some(range));
+        assert_eq!(given.assign("a", None), Some(Ipv4Addr::new(127, 9, 0, 1)));
+        for bad in ["10.0.0.0/8", "127.0.0.0/31", "127.0.0.0", "x/16"] {
+            assert!(PodAddresses::parse_range(bad).is_err(), "{bad}");
+        }
     }
 }
