@@ -12,6 +12,7 @@ mod network;
 mod node;
 mod raft_wire;
 mod service;
+mod streams;
 mod tls;
 
 /// Generated gRPC types of the peer service.
@@ -25,4 +26,5 @@ pub use join::{ClusterSettings, JoinCheck, fetch_credentials};
 pub use node::{JOIN_TOKEN_HASH_KEY, Member, Node, NodeConfig, RaftStatus};
 pub use raft_wire::split_peer_connections;
 pub use service::PeerService;
+pub use streams::{ByteStream, OPEN_TIMEOUT, STREAM_REQUEST_BYTES_MAX, StreamHandler, StreamRefusal};
 pub use tls::PeerCredentials;

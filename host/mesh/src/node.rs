@@ -126,6 +126,14 @@ pub(crate) struct Inner {
     config: NodeConfig,
     /// The database, for the cause of a stop.
     db: engenho_store::Storage,
+    /// Opens the streams other nodes ask for.
+    streams: std::sync::OnceLock<Arc<dyn crate::streams::StreamHandler>>,
+}
+
+impl Inner {
+    pub(crate) fn stream_handler(&self) -> Option<Arc<dyn crate::streams::StreamHandler>> {
+        self.streams.get().cloned()
+    }
 }
 
 impl Node {
@@ -166,7 +174,8 @@ impl Node {
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         tokio::spawn(propose_batches(raft.clone(), queue, appended));
         let leases = LeaseClock::default();
-        let inner = Arc::new(Inner { id, raft, proposals, store, tls, clients, leases, config, db });
+        let streams = std::sync::OnceLock::new();
+        let inner = Arc::new(Inner { id, raft, proposals, store, tls, clients, leases, config, db, streams });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
         tokio::spawn(bound_history(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -174,6 +183,30 @@ impl Node {
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
+    }
+
+    /// Serves the streams other nodes open on this one with `handler`
+    /// (once; later calls are ignored).
+    pub fn serve_streams(&self, handler: Arc<dyn crate::streams::StreamHandler>) {
+        let _ = self.inner.streams.set(handler);
+    }
+
+    /// Opens on the node at `peer_addr`, over the peer channel, the
+    /// stream `request` asks for.
+    ///
+    /// # Errors
+    /// The node refused, or could not be reached in time.
+    pub async fn open_stream(
+        &self,
+        peer_addr: &str,
+        request: Vec<u8>,
+    ) -> std::result::Result<crate::streams::ByteStream, crate::streams::StreamRefusal> {
+        let client = self
+            .inner
+            .clients
+            .get(peer_addr)
+            .map_err(|e| crate::streams::StreamRefusal::new(503, format!("reaching node {peer_addr}: {e}")))?;
+        crate::streams::open(client, peer_addr, request).await
     }
 
     /// This node's raft id.

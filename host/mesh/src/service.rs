@@ -36,6 +36,14 @@ fn malformed(error: MeshError) -> Status {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type OpenStreamStream = crate::streams::PayloadStream;
+
+    async fn open_stream(&self, request: Request<Payload>) -> Result<Response<Self::OpenStreamStream>, Status> {
+        let handler = self.node()?.stream_handler();
+        let stream = crate::streams::serve(handler, request.into_inner().data).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let forwarded: ForwardRequest = decode(request.get_ref()).map_err(malformed)?;
         let answer = self.node()?.serve_forward(forwarded).await;

@@ -707,16 +707,8 @@ async fn pod_log(
     let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
         return Err(ApiError::bad_request(format!("pod {name} is not scheduled to a node yet, so it has no logs")));
     };
-    match state.pod_logs.get() {
-        Some(logs) if logs.node() == node => {
-            let stream = logs.open(&pod, &query).map_err(ApiError::bad_request)?;
-            let body = axum::body::Body::from_stream(stream);
-            Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response())
-        }
-        _ => Err(ApiError::unavailable(format!(
-            "the logs of pod {name} are kept by node \"{node}\", and this API server cannot reach its agent"
-        ))),
-    }
+    let stream = super::logs::open(state, &pod, node, &query).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], axum::body::Body::from_stream(stream)).into_response())
 }
 
 fn success_status() -> Value {

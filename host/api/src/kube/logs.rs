@@ -2,15 +2,22 @@
 //! pod. The API server parses what `kubectl logs` asks (`container`,
 //! `follow`, `previous`, `tailLines`, `sinceSeconds`, `sinceTime`,
 //! `timestamps`, `limitBytes`) and streams what the agent answers as
-//! `text/plain`.
+//! `text/plain`; for a pod of another node, it opens the stream on that
+//! node over the peer channel, and that node's API server reads it from
+//! its agent.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use k8s_openapi::chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::handlers::ApiState;
 use super::status::ApiError;
 
 /// What a reader of a container's log asks for.
@@ -108,6 +115,122 @@ pub trait PodLogs: Send + Sync {
     /// previous run), or a log that cannot be read: the kubelet's words,
     /// which the API server answers as a 400.
     fn open(&self, pod: &Value, query: &LogQuery) -> Result<LogStream, String>;
+}
+
+/// What a node asks of the node that runs a pod: the pod (its uid, so
+/// that a pod of the same name made since is not read) and the query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ForwardedLog {
+    namespace: String,
+    name: String,
+    uid: String,
+    container: Option<String>,
+    follow: bool,
+    previous: bool,
+    tail_lines: Option<usize>,
+    since: Option<String>,
+    timestamps: bool,
+    limit_bytes: Option<usize>,
+}
+
+impl ForwardedLog {
+    fn new(pod: &Value, query: &LogQuery) -> Self {
+        let text = |pointer: &str| pod.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+        Self {
+            namespace: text("/metadata/namespace"),
+            name: text("/metadata/name"),
+            uid: text("/metadata/uid"),
+            container: query.container.clone(),
+            follow: query.follow,
+            previous: query.previous,
+            tail_lines: query.tail_lines,
+            since: query.since.map(|t| t.to_rfc3339()),
+            timestamps: query.timestamps,
+            limit_bytes: query.limit_bytes,
+        }
+    }
+
+    fn query(&self) -> LogQuery {
+        let since =
+            self.since.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+        LogQuery {
+            container: self.container.clone(),
+            follow: self.follow,
+            previous: self.previous,
+            tail_lines: self.tail_lines,
+            since,
+            timestamps: self.timestamps,
+            limit_bytes: self.limit_bytes,
+        }
+    }
+}
+
+/// The log `query` asks of `pod`, which node `node` runs: read here when
+/// this node's agent runs it, else opened on that node over the peer
+/// channel.
+///
+/// # Errors
+/// The agent's refusal (400), a node that is not a member or cannot be
+/// reached (503).
+pub(super) async fn open(state: &ApiState, pod: &Value, node: &str, query: &LogQuery) -> Result<LogStream, ApiError> {
+    if let Some(logs) = state.pod_logs.get().filter(|logs| logs.node() == node) {
+        return logs.open(pod, query).map_err(ApiError::bad_request);
+    }
+    let mesh = state.objects.node();
+    let member = mesh.members().into_iter().find(|m| m.info.name == node).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "node \"{node}\" is not a member of the cluster, so its pods' logs cannot be read"
+        ))
+    })?;
+    let request = serde_json::to_vec(&ForwardedLog::new(pod, query)).map_err(|e| ApiError::internal(e.to_string()))?;
+    let stream = mesh.open_stream(&member.info.peer_addr, request).await.map_err(|refusal| {
+        let mut error = ApiError::unavailable(refusal.message.clone());
+        if refusal.code == 400 {
+            error = ApiError::bad_request(refusal.message);
+        }
+        error
+    })?;
+    Ok(stream.map(|chunk| chunk.map_err(std::io::Error::other)).boxed())
+}
+
+/// Serves the logs other nodes open on this one, from this node's agent.
+pub(super) struct LogStreams {
+    pub(super) state: Weak<ApiState>,
+}
+
+impl engenho_mesh::StreamHandler for LogStreams {
+    fn open(
+        &self,
+        request: Vec<u8>,
+    ) -> BoxFuture<'static, Result<engenho_mesh::ByteStream, engenho_mesh::StreamRefusal>> {
+        let state = self.state.clone();
+        Box::pin(async move {
+            use engenho_mesh::StreamRefusal;
+            let state: Arc<ApiState> =
+                state.upgrade().ok_or_else(|| StreamRefusal::new(503, "the node is stopping"))?;
+            let asked: ForwardedLog = serde_json::from_slice(&request)
+                .map_err(|e| StreamRefusal::new(400, format!("a malformed log request: {e}")))?;
+            let registry = state.registry();
+            let pods =
+                registry.find_plural("", "pods").ok_or_else(|| StreamRefusal::new(503, "pods are not served"))?;
+            let pod = state
+                .objects
+                .get(pods, Some(&asked.namespace), &asked.name)
+                .await
+                .map_err(|e| StreamRefusal::new(e.code, e.message))?;
+            if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(asked.uid.as_str()) {
+                return Err(StreamRefusal::new(404, format!("pod {} is not the pod asked for", asked.name)));
+            }
+            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+            let logs = state
+                .pod_logs
+                .get()
+                .filter(|logs| logs.node() == node)
+                .ok_or_else(|| StreamRefusal::new(400, format!("pod {} does not run on this node", asked.name)))?;
+            let stream = logs.open(&pod, &asked.query()).map_err(|message| StreamRefusal::new(400, message))?;
+            Ok(stream.map(|chunk| chunk.map_err(|e| e.to_string())).boxed())
+        })
+    }
 }
 
 #[cfg(test)]

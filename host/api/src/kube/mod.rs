@@ -211,10 +211,13 @@ impl KubeApi {
         LocalClient::new(self.router(), auth::UserInfo::node(name), "engenho-node")
     }
 
-    /// Serves `pods/log` for the pods of `logs`'s node (once; later calls
-    /// are ignored).
+    /// Serves `pods/log` for the pods of `logs`'s node, to this node's
+    /// clients and to the other nodes' API servers over the peer channel
+    /// (once; later calls are ignored).
     pub fn serve_pod_logs(&self, logs: Arc<dyn logs::PodLogs>) {
         let _ = self.state.pod_logs.set(logs);
+        let streams = logs::LogStreams { state: Arc::downgrade(&self.state) };
+        self.state.objects.node().serve_streams(Arc::new(streams));
     }
 
     /// This node's informer of pods (started on first use), shared with

@@ -393,3 +393,36 @@ fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
     let ip = get_pod(&kubectl, "unready")["status"]["podIP"].as_str().expect("ip").to_owned();
     assert_eq!(http_get(&format!("{ip}:8080"), "/").0, 200, "an unready pod still serves");
 }
+
+#[test]
+fn logs_are_read_from_any_nodes_api_server() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut first = EngenhoNode::new(root.path(), "logs-a");
+    first.start_ready(&RUNS_PODS);
+    let mut second = EngenhoNode::new(root.path(), "logs-b");
+    let mut args: Vec<String> = first.join_args();
+    args.extend(RUNS_PODS.iter().map(|a| (*a).to_owned()));
+    second.start_ready(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let kubectl = Kubectl::for_node(&first);
+    let toolbox = push_toolbox(&first);
+    kubectl.ok_with(
+        &["apply", "-f", "-"],
+        Some(&pod(
+            "far",
+            &second.name,
+            &toolbox,
+            &["tick", "100", "30"],
+            serde_json::json!({"restartPolicy": "Never"}),
+        )),
+    );
+    wait_pod(&kubectl, "far", "Running", |p| p["status"]["phase"] == "Running");
+    // Followed through the first node's API server until the run ends.
+    let followed = kubectl.ok(&["logs", "-f", "far"]);
+    let lines: Vec<&str> = followed.lines().collect();
+    assert_eq!(lines.first().copied(), Some("tick 1"), "{followed}");
+    assert_eq!(lines.last().copied(), Some("tick 30"), "{followed}");
+    assert_eq!(lines.len(), 30, "every line once: {followed}");
+    assert_eq!(kubectl.ok(&["logs", "far", "--tail", "1"]), "tick 30\n");
+    let refused = kubectl.fails(&["logs", "far", "-c", "nope"], None);
+    assert!(refused.contains("container nope is not valid for pod far"), "{refused}");
+}
