@@ -426,3 +426,59 @@ fn logs_are_read_from_any_nodes_api_server() {
     let refused = kubectl.fails(&["logs", "far", "-c", "nope"], None);
     assert!(refused.contains("container nope is not valid for pod far"), "{refused}");
 }
+
+#[test]
+fn the_pods_of_a_node_whose_agent_stops_are_replaced_elsewhere() {
+    // Three nodes, so that two keep the store's quorum when one stops.
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut nodes: Vec<EngenhoNode> =
+        ["gone-a", "gone-b", "gone-c"].iter().map(|name| EngenhoNode::new(root.path(), name)).collect();
+    nodes[0].start_ready(&RUNS_PODS);
+    let mut args: Vec<String> = nodes[0].join_args();
+    args.extend(RUNS_PODS.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for node in &mut nodes[1..] {
+        node.start_ready(&args);
+    }
+    let kubectl = Kubectl::for_node(&nodes[0]);
+    let toolbox = push_toolbox(&nodes[0]);
+    let doomed = nodes[2].name.clone();
+    wait_for("three Ready nodes", POD_DEADLINE, || {
+        let listed = kubectl.json(&["get", "nodes", "-o", "json"]);
+        let items = listed["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 3
+            && items.iter().all(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+    });
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ticker"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "ticker"}},
+            "template": {"metadata": {"labels": {"app": "ticker"}}, "spec": {"runtimeClassName": "wasi",
+                "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+                    "preference": {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [doomed]}]}}]}},
+                "tolerations": [
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}],
+                "containers": [{"name": "app", "image": toolbox, "args": ["tick", "1000", "1000000"]}]}}}});
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&deployment.to_string()));
+    kubectl.ok(&["rollout", "status", "deployment/ticker", "--timeout=60s"]);
+    let placed = kubectl.json(&["get", "pods", "-l", "app=ticker", "-o", "json"]);
+    assert_eq!(placed["items"][0]["spec"]["nodeName"], doomed.as_str(), "the pod went where it preferred");
+
+    nodes[2].stop();
+    wait_for("the stopped node NotReady", Duration::from_secs(120), || {
+        let node = kubectl.json(&["get", "node", &doomed, "-o", "json"]);
+        node["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] != "True"))
+    });
+    wait_for("a replacement running on a node that runs", Duration::from_secs(120), || {
+        let pods = kubectl.json(&["get", "pods", "-l", "app=ticker", "-o", "json"]);
+        pods["items"].as_array().is_some_and(|items| {
+            items.iter().any(|p| p["spec"]["nodeName"] != doomed.as_str() && p["status"]["phase"] == "Running")
+        })
+    });
+}
