@@ -16,7 +16,7 @@ pub mod spec;
 pub mod volumes;
 pub mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use engenho_api::kube::LocalClient;
@@ -39,12 +39,15 @@ pub struct PodLoop {
     shared: Arc<Shared>,
     pods: Arc<Informer>,
     workers: Mutex<HashMap<String, worker::Handle>>,
+    /// Whether the directories of pods gone while the agent was down have
+    /// been removed (at the first resync, the informer long since synced).
+    swept: std::sync::atomic::AtomicBool,
 }
 
 impl PodLoop {
     /// The loop of the node `shared` describes, reading `pods`.
     pub fn new(shared: Shared, pods: Arc<Informer>) -> Self {
-        Self { shared: Arc::new(shared), pods, workers: Mutex::default() }
+        Self { shared: Arc::new(shared), pods, workers: Mutex::default(), swept: Default::default() }
     }
 
     /// The handler pod `pod` asks for: its RuntimeClass's, or none.
@@ -113,7 +116,12 @@ impl Reconciler for PodLoop {
 
     fn resync(&self) -> Vec<String> {
         let mine = Filter { node_name: Some(&self.shared.node), ..Filter::default() };
-        self.pods.list(&mine).into_iter().map(|pod| pod.key.clone()).collect()
+        let pods = self.pods.list(&mine);
+        if !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let uids: HashSet<&str> = pods.iter().map(|pod| pod.uid.as_str()).collect();
+            sweep_orphans(&self.shared.pods_dir, &uids);
+        }
+        pods.into_iter().map(|pod| pod.key.clone()).collect()
     }
 
     async fn reconcile(&self, key: &String) -> Action {
@@ -149,6 +157,21 @@ impl Reconciler for PodLoop {
             return Action::Done;
         }
         self.unrunnable(&cached, &pod, handler.as_deref()).await
+    }
+}
+
+/// Removes the directories under `pods_dir` of pods whose uid is not in
+/// `uids` (pods deleted while the agent was not running).
+fn sweep_orphans(pods_dir: &std::path::Path, uids: &HashSet<&str>) {
+    let Ok(entries) = std::fs::read_dir(pods_dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, uid)) = name.rsplit_once('_') else { continue };
+        if !uids.contains(uid) {
+            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), %error, "a gone pod's directory could not be removed");
+            }
+        }
     }
 }
 
@@ -294,6 +317,18 @@ mod tests {
         let mut written = pod.clone();
         written["status"] = status;
         assert_eq!(unrunnable_status(&written, &message, Some("10.0.0.7"), "t2"), None, "nothing to write again");
+    }
+
+    #[test]
+    fn directories_of_gone_pods_are_swept() {
+        // Goal: only the directories of pods the store no longer has go.
+        let dir = tempfile::tempdir().expect("dir");
+        for name in ["ns_kept_u1", "ns_gone_u2"] {
+            std::fs::create_dir_all(dir.path().join(name).join("logs")).expect("create");
+        }
+        sweep_orphans(dir.path(), &["u1"].into_iter().collect());
+        assert!(dir.path().join("ns_kept_u1").exists());
+        assert!(!dir.path().join("ns_gone_u2").exists());
     }
 
     #[test]

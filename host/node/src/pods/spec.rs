@@ -429,7 +429,7 @@ mod tests {
                 ("APP", "web"),
                 ("TOKEN", "s3cr3t"),
                 ("MEM_MI", "64"),
-                ("CPU", "2"),
+                ("CPU", "1"),
                 ("URL", "http://web.fast/$(UNKNOWN)/$(POD)"),
             ]
         );
