@@ -302,7 +302,8 @@ fn a_restarted_node_takes_up_its_pods_with_their_restart_counts() {
             && container_status(p)["ready"] == true
     });
     assert_eq!(container_status(&steady)["lastState"]["terminated"]["reason"], "ContainerStatusUnknown");
-    assert_eq!(kubectl.ok(&["logs", "steady", "--previous", "--tail", "1"]).starts_with("tick "), true);
+    let previous = kubectl.ok(&["logs", "steady", "--previous", "--tail", "1"]);
+    assert!(previous.starts_with("tick "), "{previous}");
     assert_eq!(get_pod(&kubectl, "done")["status"]["phase"], "Succeeded", "a finished pod does not run again");
     assert_eq!(container_status(&get_pod(&kubectl, "done"))["restartCount"], 0);
 }

@@ -398,7 +398,7 @@ mod tests {
             s
         };
         let fresh = Slot::new(&container("a"), false, None);
-        assert_eq!(phase(&[fresh.clone()], RestartPolicy::Always), "Pending");
+        assert_eq!(phase(std::slice::from_ref(&fresh), RestartPolicy::Always), "Pending");
         assert_eq!(phase(&[running("a")], RestartPolicy::Always), "Running");
         assert_eq!(phase(&[ended("a", 1, RestartPolicy::Always)], RestartPolicy::Always), "Running");
         assert_eq!(phase(&[ended("a", 0, RestartPolicy::Never)], RestartPolicy::Never), "Succeeded");

@@ -167,10 +167,10 @@ fn sweep_orphans(pods_dir: &std::path::Path, uids: &HashSet<&str>) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some((_, uid)) = name.rsplit_once('_') else { continue };
-        if !uids.contains(uid) {
-            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), %error, "a gone pod's directory could not be removed");
-            }
+        if !uids.contains(uid)
+            && let Err(error) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(dir = %entry.path().display(), %error, "a gone pod's directory could not be removed");
         }
     }
 }

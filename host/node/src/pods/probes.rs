@@ -83,7 +83,7 @@ enum Action {
 /// The probe of `kind` of `container`, if it has one.
 pub fn probe_of(container: &Value, kind: Kind) -> Option<Probe> {
     let spec = container.get(kind.field()).filter(|p| p.is_object())?;
-    let seconds = |field: &str, default: u64| Duration::from_secs(spec[field].as_u64().unwrap_or(default).max(0));
+    let seconds = |field: &str, default: u64| Duration::from_secs(spec[field].as_u64().unwrap_or(default));
     let count =
         |field: &str, default: u32| spec[field].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(default).max(1);
     let port = |value: &Value| -> Result<u16, String> {

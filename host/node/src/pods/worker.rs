@@ -118,6 +118,9 @@ pub fn spawn(shared: Arc<Shared>, pod: Value) -> Handle {
     Handle { uid, pod: sender }
 }
 
+/// The end of a run: the container's index, and how it ended.
+type Ended = (usize, Exit);
+
 /// A run in progress.
 struct Run {
     stopper: Stopper,
@@ -146,7 +149,7 @@ struct Worker {
     runs: HashMap<usize, Run>,
     due: HashMap<usize, Instant>,
     setup_backoff: HashMap<usize, Duration>,
-    exits: (mpsc::Sender<(usize, Exit)>, mpsc::Receiver<(usize, Exit)>),
+    exits: (mpsc::Sender<Ended>, mpsc::Receiver<Ended>),
     probes: (mpsc::Sender<Outcome>, mpsc::Receiver<Outcome>),
     ip: Option<Ipv4Addr>,
     volumes: Option<BTreeMap<String, Volume>>,
@@ -179,8 +182,7 @@ impl Worker {
             }
         }
         let policy = RestartPolicy::of(&pod);
-        let start_time =
-            pod.pointer("/status/startTime").and_then(Value::as_str).map_or_else(|| now_text(), str::to_owned);
+        let start_time = pod.pointer("/status/startTime").and_then(Value::as_str).map_or_else(now_text, str::to_owned);
         let deadline_exceeded = pod.pointer("/status/reason").and_then(Value::as_str) == Some(DEADLINE_EXCEEDED);
         let dir = pod_dir(&shared.pods_dir, &namespace, &name, &uid);
         let capacity = slots.len().max(1) * 2;
