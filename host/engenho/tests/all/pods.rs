@@ -89,13 +89,20 @@ fn waiting_reason(pod: &Value) -> Option<&str> {
     container_status(pod).pointer("/state/waiting/reason").and_then(Value::as_str)
 }
 
-#[test]
-fn wasi_pods_live_as_kubernetes_defines() {
-    let root = tempfile::tempdir().expect("temporary directory");
-    let mut node = EngenhoNode::new(root.path(), "runner");
+/// A node named `name` that runs pods, kubectl for it, and the toolbox's
+/// reference, pushed.
+fn runner(root: &std::path::Path, name: &str) -> (EngenhoNode, Kubectl, String) {
+    let mut node = EngenhoNode::new(root, name);
     node.start_ready(&RUNS_PODS);
     let kubectl = Kubectl::for_node(&node);
     let toolbox = push_toolbox(&node);
+    (node, kubectl, toolbox)
+}
+
+#[test]
+fn wasi_pods_live_as_kubernetes_defines() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let (node, kubectl, toolbox) = runner(root.path(), "runner");
     let name = node.name.clone();
 
     // A command with its arguments, environment and volumes.
@@ -260,6 +267,12 @@ fn wasi_pods_live_as_kubernetes_defines() {
     });
     let message = container_status(&wrong)["state"]["waiting"]["message"].to_string();
     assert!(message.contains("exports neither wasi:cli/run"), "{message}");
+    let garbage = push(&node, "garbage", b"these bytes are not a component");
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("garbage", &name, &garbage, &[], Value::Null)));
+    let invalid =
+        wait_pod(&kubectl, "garbage", "CreateContainerError", |p| waiting_reason(p) == Some("CreateContainerError"));
+    let message = container_status(&invalid)["state"]["waiting"]["message"].to_string();
+    assert!(message.contains("is not a loadable component"), "{message}");
     let missing = serde_json::json!({"containers": [{"name": "app", "image": toolbox,
         "envFrom": [{"configMapRef": {"name": "absent"}}]}]});
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("no-config", &name, &toolbox, &[], missing)));
@@ -276,10 +289,7 @@ fn wasi_pods_live_as_kubernetes_defines() {
 #[test]
 fn a_restarted_node_takes_up_its_pods_with_their_restart_counts() {
     let root = tempfile::tempdir().expect("temporary directory");
-    let mut node = EngenhoNode::new(root.path(), "restarts");
-    node.start_ready(&RUNS_PODS);
-    let kubectl = Kubectl::for_node(&node);
-    let toolbox = push_toolbox(&node);
+    let (mut node, kubectl, toolbox) = runner(root.path(), "restarts");
     let name = node.name.clone();
     kubectl.ok_with(
         &["apply", "-f", "-"],
