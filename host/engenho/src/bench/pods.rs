@@ -211,7 +211,14 @@ async fn create_and_wait(
 }
 
 async fn delete_all(pods: &Api<Pod>) -> anyhow::Result<()> {
-    pods.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    let names: Vec<String> =
+        pods.list(&ListParams::default()).await?.items.into_iter().filter_map(|p| p.metadata.name).collect();
+    let deletes = futures::stream::iter(names.into_iter().map(|name| {
+        let pods = pods.clone();
+        async move { pods.delete(&name, &DeleteParams::default()).await.map(drop) }
+    }));
+    let results: Vec<_> = deletes.buffer_unordered(CREATES_IN_FLIGHT).collect().await;
+    results.into_iter().collect::<Result<Vec<()>, _>>().context("deleting pods")?;
     let deadline = Instant::now() + RUNNING_LIMIT;
     while !pods.list(&ListParams::default()).await?.items.is_empty() {
         if Instant::now() > deadline {
