@@ -163,11 +163,13 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
     wait_for("the Failed Event", AGENT_DEADLINE, || {
         kubectl.ok(&["describe", "pod", "web"]).contains("runs WebAssembly pods only")
     });
-    let component = kubectl.json(&["get", "pod", "component", "-o", "json"]);
-    assert!(
-        component.pointer("/status/containerStatuses").is_none(),
-        "the wasi pod is not the agent's to refuse: {component}"
-    );
+    // The wasi pod is the agent's to run: it waits for its component, not
+    // for a runtime.
+    wait_for("the wasi pod waiting for its component", AGENT_DEADLINE, || {
+        let component = kubectl.json(&["get", "pod", "component", "-o", "json"]);
+        let message = component.pointer("/status/containerStatuses/0/state/waiting/message").and_then(Value::as_str);
+        message.is_some_and(|m| m.contains("is not stored in the cluster") && !m.contains("WebAssembly pods only"))
+    });
 
     // A deleted Node comes back, as a kubelet registers again.
     kubectl.ok(&["delete", "node", "agent-1", "--wait=false"]);

@@ -142,9 +142,6 @@ fn wasi_pods_live_as_kubernetes_defines() {
             .contains("previous terminated container \"app\" in pod \"hello\" not found")
     );
 
-    let exec = kubectl.fails(&["exec", "hello", "--", "ls"], None);
-    assert!(exec.contains("no shell or processes to exec into"), "{exec}");
-
     // Init containers run first, in order, sharing an emptyDir.
     let init = pod(
         "init",
@@ -210,6 +207,8 @@ fn wasi_pods_live_as_kubernetes_defines() {
         Some(&pod("spin", &name, &toolbox, &["loop"], serde_json::json!({"terminationGracePeriodSeconds": 2}))),
     );
     wait_pod(&kubectl, "spin", "Running", |p| p["status"]["phase"] == "Running");
+    let exec = kubectl.fails(&["exec", "spin", "--", "ls"], None);
+    assert!(exec.contains("no shell or processes to exec into"), "{exec}");
     let asked = Instant::now();
     kubectl.ok(&["delete", "pod", "spin", "--wait=false"]);
     wait_for("the looping pod gone", Duration::from_secs(15), || {
