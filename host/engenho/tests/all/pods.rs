@@ -142,6 +142,22 @@ fn wasi_pods_live_as_kubernetes_defines() {
             .contains("previous terminated container \"app\" in pod \"hello\" not found")
     );
 
+    // Services' addresses, as the kubelet's service links give them.
+    let links = pod(
+        "links",
+        &name,
+        &toolbox,
+        &["env", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"],
+        serde_json::json!({"restartPolicy": "Never"}),
+    );
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&links));
+    wait_pod(&kubectl, "links", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    let cluster_ip = kubectl.ok(&["get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(
+        kubectl.ok(&["logs", "links"]),
+        format!("KUBERNETES_SERVICE_HOST={cluster_ip}\nKUBERNETES_SERVICE_PORT=443\n")
+    );
+
     // Init containers run first, in order, sharing an emptyDir.
     let init = pod(
         "init",

@@ -43,13 +43,61 @@ pub fn image_ref(image: &str) -> Result<ImageRef, String> {
 }
 
 /// The ConfigMaps and Secrets a pod's containers and volumes name, as
-/// fetched from its namespace (a missing one is absent).
+/// fetched from its namespace (a missing one is absent), and the Services
+/// its environment names.
 #[derive(Debug, Clone, Default)]
 pub struct Objects {
     /// ConfigMaps by name.
     pub config_maps: BTreeMap<String, Value>,
     /// Secrets by name.
     pub secrets: BTreeMap<String, Value>,
+    /// The Services of the pod's namespace (when `enableServiceLinks` is
+    /// not false) and `default/kubernetes`, whose addresses go into every
+    /// container's environment.
+    pub services: Vec<Value>,
+}
+
+/// The environment the Services of `services` give a container, as the
+/// kubelet's service links: `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`,
+/// `<NAME>_SERVICE_PORT_<PORT NAME>`, and the Docker-link variables
+/// `<NAME>_PORT`, `<NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]`, for each
+/// Service with a cluster IP, in name order.
+pub fn service_env(services: &[Value]) -> Vec<(String, String)> {
+    let mut sorted: Vec<&Value> = services.iter().collect();
+    sorted.sort_by_key(|s| s.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned());
+    let variable = |text: &str| text.to_uppercase().replace('-', "_");
+    let mut env = Vec::new();
+    for service in sorted {
+        let ip = service.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let name = variable(service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default());
+        let ports: Vec<&Value> =
+            service.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten().collect();
+        let Some(first) = ports.first() else { continue };
+        env.push((format!("{name}_SERVICE_HOST"), ip.to_owned()));
+        env.push((format!("{name}_SERVICE_PORT"), first["port"].to_string()));
+        for port in &ports {
+            if let Some(port_name) = port["name"].as_str().filter(|n| !n.is_empty()) {
+                env.push((format!("{name}_SERVICE_PORT_{}", variable(port_name)), port["port"].to_string()));
+            }
+        }
+        let link = |port: &Value| {
+            let protocol = port["protocol"].as_str().unwrap_or("TCP").to_lowercase();
+            (protocol.clone(), format!("{protocol}://{ip}:{}", port["port"]))
+        };
+        env.push((format!("{name}_PORT"), link(first).1));
+        for port in &ports {
+            let (protocol, url) = link(port);
+            let prefix = format!("{name}_PORT_{}_{}", port["port"], protocol.to_uppercase());
+            env.push((prefix.clone(), url));
+            env.push((format!("{prefix}_PROTO"), protocol));
+            env.push((format!("{prefix}_PORT"), port["port"].to_string()));
+            env.push((format!("{prefix}_ADDR"), ip.to_owned()));
+        }
+    }
+    env
 }
 
 /// The names of the ConfigMaps and of the Secrets that `pod` refers to.
@@ -177,9 +225,9 @@ pub fn resource_field(pod: &Value, container: &str, reference: &Value, node: &Do
     Ok(((milli + divisor - 1) / divisor).to_string())
 }
 
-/// The environment of container `container` of `pod`, in order: `envFrom`
-/// sources, then `env` entries, `$(VAR)` references expanded against what
-/// comes before.
+/// The environment of container `container` of `pod`, in order: the
+/// Services' ([`service_env`]), `envFrom` sources, then `env` entries,
+/// `$(VAR)` references expanded against what comes before.
 ///
 /// # Errors
 /// A missing ConfigMap, Secret or key that is not optional; a bad
@@ -190,7 +238,7 @@ pub fn env(
     objects: &Objects,
     node: &Downward,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env: Vec<(String, String)> = service_env(&objects.services);
     let name = container["name"].as_str().unwrap_or_default();
     for source in container["envFrom"].as_array().into_iter().flatten() {
         let prefix = source["prefix"].as_str().unwrap_or_default();
@@ -405,6 +453,7 @@ mod tests {
         let objects = Objects {
             config_maps: [("settings".to_owned(), json!({"data": {"MODE": "fast", "LEVEL": "3"}}))].into(),
             secrets: [("creds".to_owned(), json!({"data": {"token": "czNjcjN0"}}))].into(),
+            services: Vec::new(),
         };
         let container = json!({"name": "app", "resources": {"limits": {"memory": "64Mi"}},
         "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}, {"secretRef": {"name": "gone", "optional": true}}],
@@ -433,6 +482,31 @@ mod tests {
                 ("URL", "http://web.fast/$(UNKNOWN)/$(POD)"),
             ]
         );
+    }
+
+    #[test]
+    fn services_give_the_kubelets_link_variables() {
+        // Goal: the kubelet's service-link variables for services with a
+        // cluster IP; headless ones give none; a container's own env wins.
+        let services = vec![
+            json!({"metadata": {"name": "kubernetes"}, "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}),
+            json!({"metadata": {"name": "my-db"}, "spec": {"clusterIP": "10.96.0.9", "ports": [{"port": 5432}]}}),
+            json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}}),
+        ];
+        let env = service_env(&services);
+        let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.96.0.1"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT"), Some("443"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT_HTTPS"), Some("443"));
+        assert_eq!(get("KUBERNETES_PORT"), Some("tcp://10.96.0.1:443"));
+        assert_eq!(get("KUBERNETES_PORT_443_TCP_ADDR"), Some("10.96.0.1"));
+        assert_eq!(get("MY_DB_SERVICE_HOST"), Some("10.96.0.9"));
+        assert_eq!(get("MY_DB_PORT_5432_TCP_PROTO"), Some("tcp"));
+        assert!(env.iter().all(|(k, _)| !k.starts_with("HEADLESS")));
+        let objects = Objects { services, ..Objects::default() };
+        let container = json!({"name": "app", "env": [{"name": "MY_DB_SERVICE_HOST", "value": "override"}]});
+        let resolved = super::env(&pod(), &container, &objects, &Downward::default()).expect("resolves");
+        assert_eq!(resolved.last(), Some(&("MY_DB_SERVICE_HOST".to_owned(), "override".to_owned())));
     }
 
     #[test]

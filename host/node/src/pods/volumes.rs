@@ -227,6 +227,7 @@ mod tests {
         let objects = Objects {
             config_maps: [("settings".to_owned(), json!({"data": {"mode": "fast", "level": "3"}}))].into(),
             secrets: [("creds".to_owned(), json!({"data": {"token": "czNjcjN0"}}))].into(),
+            services: Vec::new(),
         };
         let volumes = make(&pod, &objects, &Downward::default(), root.path()).expect("made");
         let read = |volume: &str, file: &str| std::fs::read_to_string(volumes[volume].dir.join(file)).expect(file);

@@ -399,7 +399,45 @@ impl Worker {
                 }
             }
         }
+        objects.services = self.services().await?;
         Ok(objects)
+    }
+
+    /// The Services whose addresses go into the environment: the pod's
+    /// namespace's unless `enableServiceLinks` is false, and
+    /// `default/kubernetes` always.
+    async fn services(&self) -> Result<Vec<Value>, ConfigError> {
+        let links = self.pod.pointer("/spec/enableServiceLinks").and_then(Value::as_bool).unwrap_or(true);
+        let mut paths = vec![("default".to_owned(), Some("kubernetes"))];
+        if links {
+            paths.push((self.namespace.clone(), None));
+        }
+        let mut services: Vec<Value> = Vec::new();
+        for (namespace, name) in paths {
+            let path = match name {
+                Some(name) => format!("/api/v1/namespaces/{namespace}/services/{name}"),
+                None => format!("/api/v1/namespaces/{namespace}/services"),
+            };
+            let request = self.shared.client.send(Method::GET, &path, "application/json", Vec::new());
+            let body = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(refused)) if refused.code == 404 => continue,
+                Ok(Err(refused)) => return Err(ConfigError(format!("reading services: {refused}"))),
+                Err(_) => return Err(ConfigError(timed_out())),
+            };
+            let read: Value = serde_json::from_slice(&body).map_err(|e| ConfigError(e.to_string()))?;
+            let found = match name {
+                Some(_) => vec![read],
+                None => read["items"].as_array().cloned().unwrap_or_default(),
+            };
+            for service in found {
+                let key = |s: &Value| (s.pointer("/metadata/namespace").cloned(), s.pointer("/metadata/name").cloned());
+                if !services.iter().any(|known| key(known) == key(&service)) {
+                    services.push(service);
+                }
+            }
+        }
+        Ok(services)
     }
 
     async fn make_volumes(&self) -> Result<BTreeMap<String, Volume>, ConfigError> {
