@@ -67,16 +67,6 @@ impl PodRuntime {
         if let Some(image) = self.prepared(digest) {
             return Ok(image);
         }
-        let actual = engenho_wasm::digest_of(&bytes);
-        if actual != digest {
-            return Err(RuntimeError::DigestMismatch { expected: digest.to_owned(), actual });
-        }
-        if engenho_wasm::is_core_module(&bytes) {
-            return Err(RuntimeError::Invalid {
-                digest: digest.to_owned(),
-                message: "this is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
-            });
-        }
         let (runtime, owned) = (self.clone(), digest.to_owned());
         let image = tokio::task::spawn_blocking(move || runtime.link(&owned, &bytes))
             .await
@@ -88,6 +78,9 @@ impl PodRuntime {
     fn link(&self, digest: &str, bytes: &[u8]) -> Result<Image, RuntimeError> {
         let name = format!("blake3:{digest}");
         let component = self.cache.load(&self.engine, &name, digest, bytes).map_err(|error| match error {
+            engenho_wasm::PluginError::DigestMismatch { expected, actual, .. } => {
+                RuntimeError::DigestMismatch { expected, actual }
+            }
             engenho_wasm::PluginError::Invalid { message, .. } => {
                 RuntimeError::Invalid { digest: digest.to_owned(), message }
             }

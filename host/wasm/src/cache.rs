@@ -27,13 +27,23 @@ impl ComponentCache {
         Self { dir, engine_hash: format!("{:016x}", hasher.finish()), compiled: Mutex::default() }
     }
 
-    /// The component `bytes` (already checked to hash to `digest`),
-    /// compiled once.
+    /// The component `bytes` (of plugin or image `name`), checked to hash
+    /// to `digest` (hex BLAKE3) and to be a component, compiled once.
     ///
     /// # Errors
-    /// Bytes that do not compile as a component; a cache that cannot be
-    /// written.
+    /// Bytes of another digest; a core module; bytes that do not compile
+    /// as a component; a cache that cannot be written.
     pub fn load(&self, engine: &Engine, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        let actual = super::digest_of(bytes);
+        if actual != digest {
+            return Err(PluginError::DigestMismatch { name: name.to_owned(), expected: digest.to_owned(), actual });
+        }
+        if is_core_module(bytes) {
+            return Err(PluginError::Invalid {
+                name: name.to_owned(),
+                message: "this is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
+            });
+        }
         if let Some(component) = self.compiled.lock().expect("component cache lock").get(digest) {
             return Ok(component.clone());
         }
@@ -81,6 +91,12 @@ impl ComponentCache {
         let component = unsafe { Component::deserialize(engine, &serialized) };
         component.map_err(|e| cache_error(format!("loading what was just compiled: {e:#}")))
     }
+}
+
+/// Whether `bytes` start like a core module (version 1) rather than a
+/// component.
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
 fn compile(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Component, PluginError> {

@@ -356,16 +356,6 @@ impl Compiler {
     /// The component `bytes`, checked against `digest` (hex BLAKE3) and
     /// compiled (or read precompiled from the cache).
     fn component(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-        let actual = digest_of(bytes);
-        if actual != digest {
-            return Err(PluginError::DigestMismatch { name: name.to_owned(), expected: digest.to_owned(), actual });
-        }
-        if is_core_module(bytes) {
-            return Err(PluginError::Invalid {
-                name: name.to_owned(),
-                message: "this is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
-            });
-        }
         self.cache.load(&self.engine, name, digest, bytes)
     }
 
@@ -559,12 +549,6 @@ impl PluginHost {
 /// The hex BLAKE3 digest of `bytes`: a component's identity.
 pub fn digest_of(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
-}
-
-/// Whether `bytes` start like a core module (version 1) rather than a
-/// component.
-pub fn is_core_module(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
 /// Turns a failed call into the plugin's error: its deadline spent, or a

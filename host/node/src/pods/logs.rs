@@ -103,25 +103,21 @@ fn run_log(pod: &Value, query: &LogQuery, pods_dir: &Path) -> Result<PathBuf, St
     let text = |pointer: &str| pod.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
     let name = text("/metadata/name");
     let names: Vec<&str> = super::spec::containers(pod).filter_map(|c| c["name"].as_str()).collect();
-    let container = match &query.container {
-        Some(container) if names.contains(&container.as_str()) => container.as_str(),
-        Some(container) => return Err(format!("container {container} is not valid for pod {name}")),
-        None => match pod.pointer("/spec/containers").and_then(Value::as_array).map(Vec::as_slice) {
-            Some([only]) => only["name"].as_str().unwrap_or_default(),
-            _ => {
-                let main: Vec<&str> = pod
-                    .pointer("/spec/containers")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| c["name"].as_str())
-                    .collect();
-                return Err(format!(
-                    "a container name must be specified for pod {name}, choose one of: [{}]",
-                    main.join(" ")
-                ));
-            }
-        },
+    let main: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let container = match (&query.container, main.as_slice()) {
+        (Some(container), _) if names.contains(&container.as_str()) => container.as_str(),
+        (Some(container), _) => return Err(format!("container {container} is not valid for pod {name}")),
+        (None, [only]) => only,
+        (None, _) => {
+            let choices = main.join(" ");
+            return Err(format!("a container name must be specified for pod {name}, choose one of: [{choices}]"));
+        }
     };
     let status = ["/status/containerStatuses", "/status/initContainerStatuses"]
         .iter()

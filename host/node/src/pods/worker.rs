@@ -336,11 +336,44 @@ impl Worker {
     /// that has not succeeded, or else every container not running. When
     /// to look again.
     async fn advance(&mut self, now: Instant) -> Option<Instant> {
-        if self.volumes.is_none() {
-            if let Some((at, _)) = self.volume_retry.filter(|(at, _)| *at > now) {
-                return Some(at);
+        if self.volumes.is_none()
+            && let Some((at, _)) = self.volume_retry.filter(|(at, _)| *at > now)
+        {
+            return Some(at);
+        }
+        let pending_init = self.slots.iter().position(|s| s.init && !s.succeeded());
+        let candidates: Vec<usize> = match pending_init {
+            Some(index) => vec![index],
+            None => (0..self.slots.len()).filter(|i| !self.slots[*i].init).collect(),
+        };
+        let mut wake = None;
+        let mut due = Vec::new();
+        for index in candidates {
+            if self.runs.contains_key(&index) || self.slots[index].is_terminated() {
+                continue;
             }
-            match self.make_volumes().await {
+            match self.due.get(&index) {
+                Some(at) if *at > now => wake = earliest(wake, Some(*at)),
+                _ => due.push(index),
+            }
+        }
+        if due.is_empty() {
+            return wake;
+        }
+        // One read of what the volumes and environments name serves the
+        // volumes and every start of this round.
+        let objects = match self.objects().await {
+            Ok(objects) => objects,
+            Err(error) => {
+                for index in due {
+                    let retry = self.not_started(index, "CreateContainerConfigError", error.0.clone()).await;
+                    wake = earliest(wake, Some(retry));
+                }
+                return wake;
+            }
+        };
+        if self.volumes.is_none() {
+            match self.make_volumes(objects.clone()).await {
                 Ok(volumes) => {
                     self.volumes = Some(volumes);
                     self.volume_retry = None;
@@ -353,27 +386,13 @@ impl Worker {
                             State::Waiting { reason: "ContainerCreating".into(), message: Some(error.0.clone()) };
                     }
                     self.warn("FailedMount", &error.0).await;
-                    return Some(now + wait);
+                    return earliest(wake, Some(now + wait));
                 }
             }
         }
-        let pending_init = self.slots.iter().position(|s| s.init && !s.succeeded());
-        let candidates: Vec<usize> = match pending_init {
-            Some(index) => vec![index],
-            None => (0..self.slots.len()).filter(|i| !self.slots[*i].init).collect(),
-        };
-        let mut wake = None;
-        for index in candidates {
-            if self.runs.contains_key(&index) || self.slots[index].is_terminated() {
-                continue;
-            }
-            match self.due.get(&index) {
-                Some(at) if *at > now => wake = earliest(wake, Some(*at)),
-                _ => {
-                    if let Err(retry) = self.start(index).await {
-                        wake = earliest(wake, Some(retry));
-                    }
-                }
+        for index in due {
+            if let Err(retry) = self.start(index, &objects).await {
+                wake = earliest(wake, Some(retry));
             }
         }
         wake
@@ -440,25 +459,22 @@ impl Worker {
         Ok(services)
     }
 
-    async fn make_volumes(&self) -> Result<BTreeMap<String, Volume>, ConfigError> {
-        let objects = self.objects().await?;
+    async fn make_volumes(&self, objects: Objects) -> Result<BTreeMap<String, Volume>, ConfigError> {
         let (pod, downward, root) = (self.pod.clone(), self.shared.downward.clone(), self.dir.join("volumes"));
         tokio::task::spawn_blocking(move || volumes::make(&pod, &objects, &downward, &root))
             .await
             .map_err(|e| ConfigError(format!("making the volumes: {e}")))?
     }
 
-    /// Starts container `index`; when to try again if it could not.
-    async fn start(&mut self, index: usize) -> Result<(), Instant> {
+    /// Starts container `index`, its environment from `objects`; when to
+    /// try again if it could not.
+    async fn start(&mut self, index: usize, objects: &Objects) -> Result<(), Instant> {
         let image = match self.image(index).await {
             Ok(image) => image,
             Err((reason, message)) => return Err(self.not_started(index, reason, message).await),
         };
         let container = self.specs[index].clone();
-        let config = match self.objects().await {
-            Ok(objects) => spec::env(&self.pod, &container, &objects, &self.shared.downward),
-            Err(error) => Err(error),
-        };
+        let config = spec::env(&self.pod, &container, objects, &self.shared.downward);
         let volumes = self.volumes.clone().unwrap_or_default();
         let prepared = config.and_then(|env| Ok((volumes::mounts(&container, &volumes)?, env)));
         let (mounts, env) = match prepared {
