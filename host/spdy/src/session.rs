@@ -180,7 +180,7 @@ impl Session {
     /// Opens stream `id`: replies, starts sending what its pipe is given,
     /// and hands it over.
     async fn open(&mut self, id: u32, fin: bool, unidirectional: bool, headers: Headers) -> bool {
-        if id % 2 == 0 || id <= self.last_id {
+        if id.is_multiple_of(2) || id <= self.last_id {
             return self.send(Frame::RstStream { stream: id, status: reset::PROTOCOL_ERROR }).await;
         }
         self.last_id = id;
