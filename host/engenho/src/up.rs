@@ -279,6 +279,9 @@ fn pod_loop(
         pods_dir.clone(),
         writing.clone(),
     )));
+    let addresses =
+        Arc::new(engenho_node::pods::addresses::PodAddresses::for_node(Some(args.peer_addr.ip()), args.pod_range));
+    api.serve_pod_ports(Arc::new(engenho_node::pods::ports::NodePorts::new(name.clone(), addresses.clone())));
     let shared = engenho_node::pods::Shared {
         client: api.node_client(&name),
         runtime,
@@ -291,7 +294,7 @@ fn pod_loop(
         },
         tlisp_runner: engenho_plugin_artifacts::pod_component("tlisp-runner").map(engenho_node::pods::Bundled::new),
         writing,
-        addresses: engenho_node::pods::addresses::PodAddresses::for_node(Some(args.peer_addr.ip()), args.pod_range),
+        addresses,
     };
     let pods = engenho_node::PodLoop::new(shared, api.pod_informer());
     let settings = engenho_control::Settings::new(NAME, 2, Duration::from_secs(60));

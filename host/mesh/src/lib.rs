@@ -14,6 +14,7 @@ mod raft_wire;
 mod service;
 mod streams;
 mod tls;
+mod tunnels;
 
 /// Generated gRPC types of the peer service.
 pub mod proto {
@@ -28,3 +29,4 @@ pub use raft_wire::split_peer_connections;
 pub use service::PeerService;
 pub use streams::{ByteStream, OPEN_TIMEOUT, STREAM_REQUEST_BYTES_MAX, StreamHandler, StreamRefusal};
 pub use tls::PeerCredentials;
+pub use tunnels::{Conduit, TunnelHandler};

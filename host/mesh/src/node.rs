@@ -128,11 +128,17 @@ pub(crate) struct Inner {
     db: engenho_store::Storage,
     /// Opens the streams other nodes ask for.
     streams: std::sync::OnceLock<Arc<dyn crate::streams::StreamHandler>>,
+    /// Opens the tunnels other nodes ask for.
+    tunnels: std::sync::OnceLock<Arc<dyn crate::tunnels::TunnelHandler>>,
 }
 
 impl Inner {
     pub(crate) fn stream_handler(&self) -> Option<Arc<dyn crate::streams::StreamHandler>> {
         self.streams.get().cloned()
+    }
+
+    pub(crate) fn tunnel_handler(&self) -> Option<Arc<dyn crate::tunnels::TunnelHandler>> {
+        self.tunnels.get().cloned()
     }
 }
 
@@ -174,8 +180,8 @@ impl Node {
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         tokio::spawn(propose_batches(raft.clone(), queue, appended));
         let leases = LeaseClock::default();
-        let streams = std::sync::OnceLock::new();
-        let inner = Arc::new(Inner { id, raft, proposals, store, tls, clients, leases, config, db, streams });
+        let (streams, tunnels) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
+        let inner = Arc::new(Inner { id, raft, proposals, store, tls, clients, leases, config, db, streams, tunnels });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
         tokio::spawn(bound_history(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -207,6 +213,30 @@ impl Node {
             .get(peer_addr)
             .map_err(|e| crate::streams::StreamRefusal::new(503, format!("reaching node {peer_addr}: {e}")))?;
         crate::streams::open(client, peer_addr, request).await
+    }
+
+    /// Serves the tunnels other nodes open on this one with `handler`
+    /// (once; later calls are ignored).
+    pub fn serve_tunnels(&self, handler: Arc<dyn crate::tunnels::TunnelHandler>) {
+        let _ = self.inner.tunnels.set(handler);
+    }
+
+    /// Opens on the node at `peer_addr`, over the peer channel, the
+    /// tunnel `request` asks for: this node's end of the pipe.
+    ///
+    /// # Errors
+    /// The node refused, or could not be reached in time.
+    pub async fn open_tunnel(
+        &self,
+        peer_addr: &str,
+        request: Vec<u8>,
+    ) -> std::result::Result<tokio::io::DuplexStream, crate::streams::StreamRefusal> {
+        let client = self
+            .inner
+            .clients
+            .get(peer_addr)
+            .map_err(|e| crate::streams::StreamRefusal::new(503, format!("reaching node {peer_addr}: {e}")))?;
+        crate::tunnels::open(client, peer_addr, request).await
     }
 
     /// This node's raft id.

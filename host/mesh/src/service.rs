@@ -44,6 +44,17 @@ impl Peer for PeerService {
         Ok(Response::new(stream))
     }
 
+    type OpenTunnelStream = crate::streams::PayloadStream;
+
+    async fn open_tunnel(
+        &self,
+        request: Request<tonic::Streaming<Payload>>,
+    ) -> Result<Response<Self::OpenTunnelStream>, Status> {
+        let handler = self.node()?.tunnel_handler();
+        let stream = crate::tunnels::serve(handler, request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let forwarded: ForwardRequest = decode(request.get_ref()).map_err(malformed)?;
         let answer = self.node()?.serve_forward(forwarded).await;

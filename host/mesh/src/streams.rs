@@ -39,7 +39,7 @@ impl StreamRefusal {
         Self { code, message: message.into() }
     }
 
-    fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let code = match self.code {
             400 => Code::InvalidArgument,
             404 => Code::NotFound,
@@ -49,7 +49,7 @@ impl StreamRefusal {
         Status::new(code, self.message.clone())
     }
 
-    fn from_status(status: &Status) -> Self {
+    pub(crate) fn from_status(status: &Status) -> Self {
         let code = match status.code() {
             Code::InvalidArgument => 400,
             Code::NotFound => 404,

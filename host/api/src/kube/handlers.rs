@@ -69,6 +69,11 @@ pub struct ApiState {
     pub scheduler_trials: super::scheduler::trial::Trials,
     /// Reads the logs of the pods this node runs, once its agent serves them.
     pub pod_logs: std::sync::OnceLock<Arc<dyn super::logs::PodLogs>>,
+    /// Reaches the ports of the pods this node runs, once its agent serves
+    /// them.
+    pub pod_ports: std::sync::OnceLock<Arc<dyn super::portforward::PodPorts>>,
+    /// Port-forward sessions open, up to [`super::portforward::SESSIONS_MAX`].
+    pub port_forwards: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -274,7 +279,7 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
     }
 }
 
-async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiError> {
+async fn dispatch(state: &Arc<ApiState>, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_owned();
     let registry = state.registry();
     let route = parse_path(&path, &registry).ok_or_else(|| ApiError::no_route(&path))?;
@@ -310,6 +315,12 @@ async fn dispatch(state: &ApiState, request: Request) -> Result<Response, ApiErr
             let route = (target.group.as_str(), target.plural.as_str(), target.namespace.as_deref());
             let review = reviews::review(state, route, &user, &headers, &body).await?;
             Ok(json_response(StatusCode::CREATED, &review))
+        }
+        Route::Resource(Target {
+            group, plural, namespace, name: Some(name), subresource: Some(subresource), ..
+        }) if (group.as_str(), plural.as_str(), subresource.as_str()) == ("", "pods", "portforward") => {
+            let user = request.extensions().get::<UserInfo>().cloned().ok_or_else(ApiError::unauthorized)?;
+            super::portforward::serve(state, &user, namespace.as_deref(), &name, request).await
         }
         Route::Resource(target) if (target.group.as_str(), target.plural.as_str()) == ("", "bindings") => {
             // A Binding of the pod it names: as `pods/<name>/binding`.

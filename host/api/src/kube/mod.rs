@@ -30,6 +30,7 @@ mod patch;
 pub mod pki;
 pub mod plugins;
 mod policy_status;
+pub mod portforward;
 mod priority;
 mod protobuf;
 mod quota;
@@ -119,6 +120,8 @@ impl KubeApi {
             controller_metrics: Arc::default(),
             scheduler_trials: scheduler::trial::Trials::default(),
             pod_logs: std::sync::OnceLock::new(),
+            pod_ports: std::sync::OnceLock::new(),
+            port_forwards: Arc::new(tokio::sync::Semaphore::new(portforward::SESSIONS_MAX)),
         };
         Self { state: Arc::new(state) }
     }
@@ -218,6 +221,15 @@ impl KubeApi {
         let _ = self.state.pod_logs.set(logs);
         let streams = logs::LogStreams { state: Arc::downgrade(&self.state) };
         self.state.objects.node().serve_streams(Arc::new(streams));
+    }
+
+    /// Serves `pods/portforward` for the pods of `ports`'s node, to this
+    /// node's clients and, through tunnels over the peer channel, to the
+    /// other nodes' API servers (once; later calls are ignored).
+    pub fn serve_pod_ports(&self, ports: Arc<dyn portforward::PodPorts>) {
+        let _ = self.state.pod_ports.set(ports);
+        let tunnels = portforward::PortTunnels { state: Arc::downgrade(&self.state) };
+        self.state.objects.node().serve_tunnels(Arc::new(tunnels));
     }
 
     /// This node's informer of pods (started on first use), shared with

@@ -553,6 +553,9 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
     edit.push(limits);
     edit.push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": read_write}));
     edit.push(json!({"apiGroups": [""], "resources": ["pods/eviction", "serviceaccounts/token"], "verbs": ["create"]}));
+    // Streams into pods: refused by view, as in Kubernetes.
+    edit.push(json!({"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward"],
+        "verbs": read_write}));
     let mut admin = edit.clone();
     admin.push(json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
         "verbs": read_write}));

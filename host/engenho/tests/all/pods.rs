@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{EngenhoNode, Kubectl, wait_for};
+use crate::support::{EngenhoNode, Kubectl, RunningKubectl, wait_for};
 
 /// Longest a pod takes to reach a state the test waits for.
 const POD_DEADLINE: Duration = Duration::from_secs(60);
@@ -345,6 +345,25 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
     (code, response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
 }
 
+/// `kubectl port-forward TARGET :PORT` with `env`, once it listens: the
+/// running kubectl and the local address it forwards from.
+fn port_forward(kubectl: &Kubectl, target: &str, port: &str, env: &[(&str, &str)]) -> (RunningKubectl, String) {
+    let local = format!(":{port}");
+    let mut forward = kubectl.spawn_with(&["port-forward", "--address", "127.0.0.1", target, &local], env);
+    let mut address = None;
+    wait_for("kubectl port-forward listening", POD_DEADLINE, || {
+        address = forward
+            .output()
+            .lines()
+            .find_map(|line| line.strip_prefix("Forwarding from "))
+            .and_then(|line| line.split(" -> ").next())
+            .map(str::to_owned);
+        address.is_some() || forward.exited()
+    });
+    let address = address.unwrap_or_else(|| panic!("kubectl port-forward did not listen: {}", forward.errors()));
+    (forward, address)
+}
+
 #[test]
 fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
     let root = tempfile::tempdir().expect("temporary directory");
@@ -379,6 +398,39 @@ fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
     }
     let logs = kubectl.ok(&["logs", "deploy/web"]);
     assert!(logs.contains("GET /ready"), "{logs}");
+
+    // kubectl port-forward reaches a pod's port through the API server,
+    // connection after connection: in the WebSocket tunnel kubectl tries
+    // first, and in SPDY/3.1 directly.
+    for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
+        let (_forward, local) = port_forward(&kubectl, "deployment/web", "http", env);
+        for _ in 0..3 {
+            let (code, body) = http_get(&local, "/forwarded");
+            assert_eq!(code, 200, "{env:?}");
+            assert!(body.contains("hello from a deployment (GET /forwarded)"), "{env:?}: {body}");
+        }
+    }
+    // A port nothing serves is answered on the error stream in the
+    // kubelet's words, and kubectl gives up as it does with a kubelet.
+    let (mut forward, local) = port_forward(&kubectl, "deployment/web", "9999", &[]);
+    if let Ok(mut connection) = std::net::TcpStream::connect(&local) {
+        use std::io::Read;
+        connection.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let _ = connection.read_to_end(&mut Vec::new());
+    }
+    wait_for("kubectl to give up", POD_DEADLINE, || forward.exited());
+    let errors = forward.errors();
+    assert!(errors.contains("error forwarding port 9999 to pod web-") && errors.contains("dial tcp"), "{errors}");
+    assert!(errors.contains("lost connection to pod"), "{errors}");
+    // Port-forwards are an upgrade, and a right of edit, not of view.
+    let name = pods["items"][0]["metadata"]["name"].as_str().expect("a name").to_owned();
+    let plain = kubectl.fails(&["get", "--raw", &format!("/api/v1/namespaces/default/pods/{name}/portforward")], None);
+    assert!(plain.contains("unable to upgrade"), "{plain}");
+    kubectl.ok(&["create", "serviceaccount", "viewer"]);
+    kubectl.ok(&["create", "rolebinding", "viewer", "--clusterrole=view", "--serviceaccount=default:viewer"]);
+    let token = kubectl.ok(&["create", "token", "viewer"]);
+    let refused = kubectl.fails(&["--token", token.trim(), "port-forward", &format!("pod/{name}"), ":80"], None);
+    assert!(refused.contains("cannot create resource \"pods/portforward\""), "{refused}");
 
     // A probe of a port nothing serves keeps the pod unready, and says so;
     // an exec probe cannot run against a component, and says why.
@@ -421,7 +473,7 @@ fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
 }
 
 #[test]
-fn logs_are_read_from_any_nodes_api_server() {
+fn logs_and_ports_are_reached_from_any_nodes_api_server() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut first = EngenhoNode::new(root.path(), "logs-a");
     first.start_ready(&RUNS_PODS);
@@ -451,6 +503,20 @@ fn logs_are_read_from_any_nodes_api_server() {
     assert_eq!(kubectl.ok(&["logs", "far", "--tail", "1"]), "tick 30\n");
     let refused = kubectl.fails(&["logs", "far", "-c", "nope"], None);
     assert!(refused.contains("container nope is not valid for pod far"), "{refused}");
+
+    // A port of a pod on the second node, forwarded through the first
+    // node's API server: over a tunnel on the peer channel.
+    let hello = push(&first, "hello-http", engenho_plugin_artifacts::pod_component("hello-http").expect("built"));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("far-web", &second.name, &hello, &[], serde_json::json!({}))));
+    wait_pod(&kubectl, "far-web", "Running", |p| p["status"]["phase"] == "Running");
+    for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
+        let (_forward, local) = port_forward(&kubectl, "pod/far-web", "8080", env);
+        for _ in 0..3 {
+            let (code, body) = http_get(&local, "/across");
+            assert_eq!(code, 200, "{env:?}");
+            assert!(body.contains("(GET /across)"), "{env:?}: {body}");
+        }
+    }
 }
 
 #[test]

@@ -402,10 +402,11 @@ impl Kubectl {
     }
 }
 
-/// A `kubectl` left running (a watch); killed on drop.
+/// A `kubectl` left running (a watch, a port-forward); killed on drop.
 pub struct RunningKubectl {
     child: Child,
     output: std::sync::Arc<std::sync::Mutex<String>>,
+    errors: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl RunningKubectl {
@@ -413,6 +414,29 @@ impl RunningKubectl {
     pub fn output(&mut self) -> String {
         self.output.lock().expect("output lock").clone()
     }
+
+    /// What it has printed on standard error so far.
+    pub fn errors(&mut self) -> String {
+        self.errors.lock().expect("output lock").clone()
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("kubectl's state").is_some()
+    }
+}
+
+/// Collects what `from` gives into `into` as it comes, on a thread.
+fn collect(mut from: impl std::io::Read + Send + 'static, into: std::sync::Arc<std::sync::Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut buffer = [0; 4096];
+        while let Ok(read) = from.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            into.lock().expect("output lock").push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+    });
 }
 
 impl Drop for RunningKubectl {
@@ -425,28 +449,26 @@ impl Drop for RunningKubectl {
 impl Kubectl {
     /// Starts `kubectl args` and collects its standard output as it comes.
     pub fn spawn(&self, args: &[&str]) -> RunningKubectl {
-        use std::io::Read;
+        self.spawn_with(args, &[])
+    }
+
+    /// Starts `kubectl args` with `env` added to its environment and
+    /// collects its output and errors as they come.
+    pub fn spawn_with(&self, args: &[&str], env: &[(&str, &str)]) -> RunningKubectl {
         let mut child = Command::new("kubectl")
             .env("HOME", self.home.path())
             .env("KUBECONFIG", &self.kubeconfig)
+            .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("kubectl is installed");
-        let mut stdout = child.stdout.take().expect("stdout");
         let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let collected = output.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0; 4096];
-            while let Ok(read) = stdout.read(&mut buffer) {
-                if read == 0 {
-                    break;
-                }
-                collected.lock().expect("output lock").push_str(&String::from_utf8_lossy(&buffer[..read]));
-            }
-        });
-        RunningKubectl { child, output }
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        collect(child.stdout.take().expect("stdout"), output.clone());
+        collect(child.stderr.take().expect("stderr"), errors.clone());
+        RunningKubectl { child, output, errors }
     }
 }

@@ -76,6 +76,11 @@ impl PodAddresses {
         Some(ip)
     }
 
+    /// The address pod `uid` holds, if any.
+    pub fn held_by(&self, uid: &str) -> Option<Ipv4Addr> {
+        self.held.lock().expect("pod addresses lock").get(uid).copied()
+    }
+
     /// Frees the address of pod `uid`.
     pub fn release(&self, uid: &str) {
         self.held.lock().expect("pod addresses lock").remove(uid);
@@ -94,6 +99,7 @@ mod tests {
         let addresses = PodAddresses::for_node(Some("127.31.4.1".parse().expect("ip")), None);
         assert_eq!(addresses.assign("a", None), Some(Ipv4Addr::new(127, 31, 4, 2)));
         assert_eq!(addresses.assign("a", None), Some(Ipv4Addr::new(127, 31, 4, 2)));
+        assert_eq!(addresses.held_by("a"), Some(Ipv4Addr::new(127, 31, 4, 2)));
         assert_eq!(addresses.assign("b", Some(Ipv4Addr::new(127, 31, 4, 77))), Some(Ipv4Addr::new(127, 31, 4, 77)));
         assert_eq!(addresses.assign("c", Some(Ipv4Addr::new(127, 31, 4, 77))), Some(Ipv4Addr::new(127, 31, 4, 3)));
         assert_eq!(addresses.assign("d", Some(Ipv4Addr::new(10, 0, 0, 1))), Some(Ipv4Addr::new(127, 31, 4, 4)));

@@ -11,6 +11,7 @@
 pub mod addresses;
 pub mod lifecycle;
 pub mod logs;
+pub mod ports;
 pub mod probes;
 pub mod spec;
 pub mod volumes;

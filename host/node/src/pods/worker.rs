@@ -57,7 +57,7 @@ pub struct Shared {
     /// The logs being written now.
     pub writing: super::logs::Writing,
     /// The pods' addresses.
-    pub addresses: PodAddresses,
+    pub addresses: Arc<PodAddresses>,
 }
 
 /// The directory of pod `namespace`/`name` with `uid` under `pods_dir`
