@@ -1,14 +1,23 @@
-//! `pods/portforward`: what `kubectl port-forward` reaches a pod's ports
-//! through. The client upgrades the request to SPDY/3.1, tunnelled in
-//! WebSocket binary messages (`GET`, subprotocol
-//! `SPDY/3.1+portforward.k8s.io`) or directly (`POST`, `Upgrade:
-//! SPDY/3.1`, `X-Stream-Protocol-Version: portforward.k8s.io`), and opens
-//! two streams per forwarded connection, an error stream and a data
-//! stream, each naming the port and the request they belong to. The data
-//! stream is joined to a connection to that port made by the node agent
-//! that runs the pod: here, or on its node over the peer channel. A
-//! connection that cannot be made is answered on the error stream, in the
-//! kubelet's words.
+//! `pods/portforward`: what `kubectl port-forward` and client libraries
+//! reach a pod's ports through, in the protocols a kubelet speaks.
+//!
+//! - kubectl upgrades the request to SPDY/3.1, tunnelled in WebSocket
+//!   binary messages (`GET`, subprotocol `SPDY/3.1+portforward.k8s.io`) or
+//!   directly (`POST`, `Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version:
+//!   portforward.k8s.io`), and opens two streams per forwarded connection,
+//!   an error stream and a data stream, each naming the port and the
+//!   request they belong to.
+//! - WebSocket clients such as kube-rs ask for the ports in the query
+//!   (`?ports=80,443`) and speak the channel protocol
+//!   (`v4.channel.k8s.io`): binary messages whose first byte is the
+//!   channel, two per port (data `2i`, error `2i+1`), each opened by the
+//!   server with the port's number (two bytes, little-endian); one
+//!   connection per port for the whole session.
+//!
+//! Each data stream or channel is joined to a connection to its port made
+//! by the node agent that runs the pod: here, or on its node over the
+//! peer channel. A connection that cannot be made is answered on the
+//! error stream or channel, in the kubelet's words.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -43,6 +52,12 @@ pub const PROTOCOL: &str = "portforward.k8s.io";
 
 /// The WebSocket subprotocol that tunnels it.
 pub const WEBSOCKET_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// The WebSocket channel protocol.
+pub const CHANNEL_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// Ports one channel-protocol session may forward, at most.
+const CHANNEL_PORTS_MAX: usize = 64;
 
 /// Port-forward sessions one API server holds open at once, at most.
 pub const SESSIONS_MAX: usize = 256;
@@ -81,6 +96,12 @@ enum Upgrade {
     WebSocket,
     /// SPDY/3.1 on the connection itself.
     Spdy,
+    /// The WebSocket channel protocol, named (`v4.channel.k8s.io`) or not
+    /// (no subprotocol offered).
+    Channels {
+        /// Whether the client named the subprotocol.
+        named: bool,
+    },
 }
 
 /// Serves `pods/portforward` of pod `name`: checks the request and the
@@ -99,7 +120,11 @@ pub(super) async fn serve(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let upgrade = negotiate(request.method(), request.headers())?;
-    if upgrade == Upgrade::WebSocket {
+    let ports = match upgrade {
+        Upgrade::Channels { .. } => query_ports(request.uri().query().unwrap_or_default())?,
+        Upgrade::WebSocket | Upgrade::Spdy => Vec::new(),
+    };
+    if upgrade != Upgrade::Spdy {
         // A WebSocket upgrade is a GET, which RBAC saw as `get`; opening
         // streams into a pod takes `create`, as for the SPDY upgrade.
         authorize_create(state, user, namespace.unwrap_or_default(), name)?;
@@ -125,19 +150,17 @@ pub(super) async fn serve(
             Ok(upgraded) => TokioIo::new(upgraded),
             Err(error) => return tracing::debug!(%error, "a port-forward upgrade did not complete"),
         };
-        let (accepted, streams) = mpsc::channel(16);
-        let config = SessionConfig::default();
-        let forwarding = forward_streams(state, pod, streams);
         let result = match upgrade {
-            Upgrade::Spdy => tokio::join!(engenho_spdy::serve(io, config, accepted), forwarding).0,
+            Upgrade::Spdy => spdy_session(io, state, pod).await,
             Upgrade::WebSocket => {
                 let (session_end, tunnel_end) = tokio::io::duplex(TUNNEL_BUFFER_BYTES);
-                let config_ws = WebSocketConfig::default()
-                    .max_message_size(Some(WEBSOCKET_MESSAGE_BYTES_MAX))
-                    .max_frame_size(Some(WEBSOCKET_MESSAGE_BYTES_MAX));
-                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config_ws)).await;
-                let session = engenho_spdy::serve(session_end, config, accepted);
-                tokio::join!(session, forwarding, websocket_tunnel(socket, tunnel_end)).0
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket_config())).await;
+                tokio::join!(spdy_session(session_end, state, pod), websocket_tunnel(socket, tunnel_end)).0
+            }
+            Upgrade::Channels { .. } => {
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket_config())).await;
+                channel_session(state, pod, ports, socket).await;
+                Ok(())
             }
         };
         if let Err(error) = result {
@@ -145,6 +168,44 @@ pub(super) async fn serve(
         }
     });
     Ok(response)
+}
+
+/// Serves a SPDY/3.1 session over `io`, forwarding its streams to the
+/// ports of `pod`.
+async fn spdy_session<IO>(io: IO, state: Weak<ApiState>, pod: Value) -> Result<(), engenho_spdy::SessionError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (accepted, streams) = mpsc::channel(16);
+    tokio::join!(engenho_spdy::serve(io, SessionConfig::default(), accepted), forward_streams(state, pod, streams)).0
+}
+
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(WEBSOCKET_MESSAGE_BYTES_MAX))
+        .max_frame_size(Some(WEBSOCKET_MESSAGE_BYTES_MAX))
+}
+
+/// The ports a channel-protocol request names (`ports=80,443`, or
+/// `ports` repeated).
+fn query_ports(query: &str) -> Result<Vec<u16>, ApiError> {
+    let mut ports = Vec::new();
+    for pair in query.split('&') {
+        let Some(value) = super::handlers::parse_query(pair).remove("ports") else { continue };
+        for text in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match text.parse::<u16>() {
+                Ok(port) if port > 0 => ports.push(port),
+                _ => return Err(ApiError::bad_request(format!("unable to parse {text:?} as a port"))),
+            }
+        }
+    }
+    if ports.is_empty() {
+        return Err(ApiError::bad_request("query parameter \"ports\" is required"));
+    }
+    if ports.len() > CHANNEL_PORTS_MAX {
+        return Err(ApiError::bad_request(format!("at most {CHANNEL_PORTS_MAX} ports per request")));
+    }
+    Ok(ports)
 }
 
 /// Which upgrade the request asks for, when it is one spoken here.
@@ -160,17 +221,24 @@ fn negotiate(method: &Method, headers: &HeaderMap) -> Result<Upgrade, ApiError> 
     };
     let upgrade = values(header::UPGRADE);
     if *method == Method::GET && upgrade.iter().any(|u| u == "websocket") {
-        let offered = values(header::SEC_WEBSOCKET_PROTOCOL);
-        if !offered.iter().any(|p| p.eq_ignore_ascii_case(WEBSOCKET_PROTOCOL)) {
-            return Err(ApiError::bad_request(format!(
-                "unable to upgrade: the WebSocket subprotocols offered ({}) do not include {WEBSOCKET_PROTOCOL}",
-                offered.join(", ")
-            )));
-        }
         if headers.get(header::SEC_WEBSOCKET_KEY).is_none() {
             return Err(ApiError::bad_request("unable to upgrade: a WebSocket upgrade without Sec-WebSocket-Key"));
         }
-        return Ok(Upgrade::WebSocket);
+        let offered = values(header::SEC_WEBSOCKET_PROTOCOL);
+        if offered.iter().any(|p| p.eq_ignore_ascii_case(WEBSOCKET_PROTOCOL)) {
+            return Ok(Upgrade::WebSocket);
+        }
+        if offered.iter().any(|p| p == CHANNEL_PROTOCOL) {
+            return Ok(Upgrade::Channels { named: true });
+        }
+        if offered.is_empty() {
+            return Ok(Upgrade::Channels { named: false });
+        }
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade: the WebSocket subprotocols offered ({}) include neither {WEBSOCKET_PROTOCOL} nor \
+             {CHANNEL_PROTOCOL}",
+            offered.join(", ")
+        )));
     }
     if *method == Method::POST && upgrade.iter().any(|u| u == "spdy/3.1") {
         let offered = values(header::HeaderName::from_static("x-stream-protocol-version"));
@@ -195,7 +263,7 @@ fn switching_protocols(upgrade: Upgrade, headers: &HeaderMap) -> Result<Response
     let answer = response.headers_mut();
     answer.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     match upgrade {
-        Upgrade::WebSocket => {
+        Upgrade::WebSocket | Upgrade::Channels { .. } => {
             let key = headers.get(header::SEC_WEBSOCKET_KEY).map(HeaderValue::as_bytes).unwrap_or_default();
             let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
             answer.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -203,7 +271,14 @@ fn switching_protocols(upgrade: Upgrade, headers: &HeaderMap) -> Result<Response
                 header::SEC_WEBSOCKET_ACCEPT,
                 HeaderValue::from_str(&accept).map_err(|e| ApiError::internal(e.to_string()))?,
             );
-            answer.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(WEBSOCKET_PROTOCOL));
+            let subprotocol = match upgrade {
+                Upgrade::WebSocket => Some(WEBSOCKET_PROTOCOL),
+                Upgrade::Channels { named: true } => Some(CHANNEL_PROTOCOL),
+                _ => None,
+            };
+            if let Some(subprotocol) = subprotocol {
+                answer.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(subprotocol));
+            }
         }
         Upgrade::Spdy => {
             answer.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
@@ -275,6 +350,102 @@ where
         let _ = sink.close().await;
     };
     tokio::join!(inbound, outbound);
+}
+
+/// Serves a channel-protocol session: opens each of `ports` of `pod`
+/// (announcing it on both its channels), carries each data channel to its
+/// connection and back, and ends once the client closes or every
+/// connection has ended.
+async fn channel_session<S>(state: Weak<ApiState>, pod: Value, ports: Vec<u16>, socket: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut source) = socket.split();
+    let (frames, mut outbound) = mpsc::channel::<Message>(32);
+    let writer = async move {
+        while let Some(message) = outbound.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    };
+    let forwarding = async move {
+        let mut connections = Vec::with_capacity(ports.len());
+        let mut pumps = tokio::task::JoinSet::new();
+        for (index, port) in ports.iter().enumerate() {
+            let data = u8::try_from(2 * index).unwrap_or(u8::MAX - 1);
+            for channel in [data, data + 1] {
+                let opening = [&[channel][..], &port.to_le_bytes()].concat();
+                let _ = frames.send(Message::binary(opening)).await;
+            }
+            match connect(&state, &pod, *port).await {
+                Ok(connection) => {
+                    let (read, write) = tokio::io::split(connection);
+                    connections.push(Some(write));
+                    pumps.spawn(channel_pump(data, read, frames.clone()));
+                }
+                Err(message) => {
+                    connections.push(None);
+                    let message = forwarding_error(&pod, *port, &message);
+                    let _ = frames.send(Message::binary([&[data + 1][..], message.as_bytes()].concat())).await;
+                }
+            }
+        }
+        let inbound = async {
+            while let Some(Ok(message)) = source.next().await {
+                let bytes = match message {
+                    Message::Binary(bytes) => bytes,
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let Some((&channel, data)) = bytes.split_first() else { continue };
+                let index = usize::from(channel / 2);
+                if channel % 2 == 1 || data.is_empty() {
+                    continue;
+                }
+                if let Some(slot) = connections.get_mut(index)
+                    && let Some(connection) = slot
+                    && connection.write_all(data).await.is_err()
+                {
+                    *slot = None;
+                }
+            }
+            for connection in connections.iter_mut().filter_map(Option::as_mut) {
+                let _ = connection.shutdown().await;
+            }
+        };
+        tokio::select! {
+            () = inbound => {}
+            () = async { while pumps.join_next().await.is_some() {} } => {}
+        }
+        pumps.shutdown().await;
+        drop(frames);
+    };
+    tokio::join!(writer, forwarding);
+}
+
+/// Sends what `read` gives on channel `channel` until its end.
+async fn channel_pump(channel: u8, mut read: tokio::io::ReadHalf<Box<dyn Conduit>>, frames: mpsc::Sender<Message>) {
+    let mut buf = vec![0; 32 << 10];
+    loop {
+        match read.read(&mut buf[1..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                buf[0] = channel;
+                if frames.send(Message::binary(buf[..=n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The kubelet's words for a port that could not be forwarded.
+fn forwarding_error(pod: &Value, port: u16, message: &str) -> String {
+    let text = |pointer: &str| pod.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (name, uid) = (text("/metadata/name"), text("/metadata/uid"));
+    format!("error forwarding port {port} to pod {name}, uid {uid}: {message}")
 }
 
 /// The streams of one forwarded connection as they arrive.
@@ -377,10 +548,7 @@ async fn forward(state: Weak<ApiState>, pod: Value, port: u16, mut data: Stream,
             let _ = tokio::io::copy_bidirectional(&mut data.io, &mut connection).await;
         }
         Err(message) => {
-            let text = |pointer: &str| pod.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
-            let (name, uid) = (text("/metadata/name"), text("/metadata/uid"));
-            let message = format!("error forwarding port {port} to pod {name}, uid {uid}: {message}");
-            let _ = error.io.write_all(message.as_bytes()).await;
+            let _ = error.io.write_all(forwarding_error(&pod, port, &message).as_bytes()).await;
         }
     }
     let _ = error.io.shutdown().await;
@@ -493,10 +661,25 @@ mod tests {
         let answer = switching_protocols(Upgrade::Spdy, &spdy).expect("answer");
         assert_eq!(answer.headers()["x-stream-protocol-version"], PROTOCOL);
 
+        let channels = headers(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "x"),
+            ("sec-websocket-protocol", "v5.channel.k8s.io, v4.channel.k8s.io"),
+        ]);
+        assert_eq!(negotiate(&Method::GET, &channels).expect("channels"), Upgrade::Channels { named: true });
+        let answer = switching_protocols(Upgrade::Channels { named: true }, &channels).expect("answer");
+        assert_eq!(answer.headers()["sec-websocket-protocol"], CHANNEL_PROTOCOL);
+        let unnamed = headers(&[("upgrade", "websocket"), ("sec-websocket-key", "x")]);
+        assert_eq!(negotiate(&Method::GET, &unnamed).expect("channels"), Upgrade::Channels { named: false });
+        assert_eq!(query_ports("ports=80%2C443&ports=8080").expect("ports"), vec![80, 443, 8080]);
+        for bad in ["", "ports=", "ports=0", "ports=http", "ports=70000"] {
+            assert_eq!(query_ports(bad).expect_err("refused").code, 400, "{bad}");
+        }
+
         let other_subprotocol = headers(&[
             ("upgrade", "websocket"),
             ("sec-websocket-key", "x"),
-            ("sec-websocket-protocol", "v4.channel.k8s.io"),
+            ("sec-websocket-protocol", "v5.channel.k8s.io"),
         ]);
         let other_version = headers(&[("upgrade", "SPDY/3.1"), ("x-stream-protocol-version", "v4.channel.k8s.io")]);
         for (method, headers) in [

@@ -364,6 +364,31 @@ fn port_forward(kubectl: &Kubectl, target: &str, port: &str, env: &[(&str, &str)
     (forward, address)
 }
 
+/// Through kube-rs's port-forward (the WebSocket channel protocol), a GET
+/// of `/kube-rs` on port 80 of `pod` and what port 9999's error channel
+/// says.
+fn kube_rs_port_forward(node: &EngenhoNode, pod: &str) -> (String, String) {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let kubeconfig = Kubeconfig::read_from(node.dir.join("kubeconfig")).expect("kubeconfig");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::default_namespaced(client);
+        let mut forwarder = pods.portforward(pod, &[80, 9999]).await.expect("port-forward");
+        let mut stream = forwarder.take_stream(80).expect("port 80");
+        stream.write_all(b"GET /kube-rs HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n").await.expect("writes");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(POD_DEADLINE, stream.read_to_end(&mut answer));
+        read.await.expect("the answer in time").expect("reads");
+        let errors = forwarder.take_error(9999).expect("port 9999's errors");
+        let refused = tokio::time::timeout(POD_DEADLINE, errors).await.expect("port 9999's error in time");
+        (String::from_utf8_lossy(&answer).into_owned(), refused.unwrap_or_default())
+    })
+}
+
 #[test]
 fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
     let root = tempfile::tempdir().expect("temporary directory");
@@ -422,8 +447,16 @@ fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
     let errors = forward.errors();
     assert!(errors.contains("error forwarding port 9999 to pod web-") && errors.contains("dial tcp"), "{errors}");
     assert!(errors.contains("lost connection to pod"), "{errors}");
-    // Port-forwards are an upgrade, and a right of edit, not of view.
+    // kube-rs asks for its ports in the query and speaks the WebSocket
+    // channel protocol: a connection per port, errors on its channel.
     let name = pods["items"][0]["metadata"]["name"].as_str().expect("a name").to_owned();
+    let (answer, refused) = kube_rs_port_forward(&node, &name);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("hello from a deployment (GET /kube-rs)"),
+        "{answer}"
+    );
+    assert!(refused.contains(&format!("error forwarding port 9999 to pod {name}")), "{refused}");
+    // Port-forwards are an upgrade, and a right of edit, not of view.
     let plain = kubectl.fails(&["get", "--raw", &format!("/api/v1/namespaces/default/pods/{name}/portforward")], None);
     assert!(plain.contains("unable to upgrade"), "{plain}");
     kubectl.ok(&["create", "serviceaccount", "viewer"]);
