@@ -252,6 +252,11 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
         eviction: args.eviction_hard,
         runtime_version: format!("wasmtime://{}", engenho_wasm::WASMTIME_VERSION),
         agent_version: engenho_api::kube::git_version(),
+        pod_cidr: {
+            let (base, prefix) =
+                engenho_node::pods::addresses::PodAddresses::range_for(Some(args.peer_addr.ip()), args.pod_range);
+            format!("{base}/{prefix}")
+        },
     };
     let raft = node.clone();
     let voter = Arc::new(move || raft.members().iter().any(|member| member.id == raft.id() && !member.is_learner));

@@ -131,7 +131,8 @@ impl NodeAgent {
                 }
                 let node = json!({"apiVersion": "v1", "kind": "Node",
                     "metadata": {"name": self.settings.name, "labels": labels},
-                    "spec": {"taints": self.settings.register_taints.0}});
+                    "spec": {"taints": self.settings.register_taints.0,
+                        "podCIDR": self.settings.pod_cidr, "podCIDRs": [self.settings.pod_cidr]}});
                 tracing::info!(node = %self.settings.name, "registering the node");
                 self.send(Method::POST, "/api/v1/nodes", "application/json", &node).await
             }

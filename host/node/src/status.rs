@@ -204,6 +204,8 @@ pub struct NodeSettings {
     pub runtime_version: String,
     /// The agent's version, as `nodeInfo.kubeletVersion` gives it.
     pub agent_version: String,
+    /// The range the node's pod IPs come from, as `spec.podCIDR` gives it.
+    pub pod_cidr: String,
 }
 
 /// The Node's labels: the standard ones, one per runtime handler, and the
@@ -392,6 +394,7 @@ mod tests {
             eviction: EvictionHard::default(),
             runtime_version: "wasmtime://48.0.8".into(),
             agent_version: "v1.32.0-engenho.0.1.0".into(),
+            pod_cidr: "127.244.0.0/16".into(),
         }
     }
 

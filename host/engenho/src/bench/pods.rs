@@ -50,6 +50,14 @@ pub struct PodBenchArgs {
     /// The `wasmtime` CLI of wasmtime 48, for the `wasmtime serve` side.
     #[arg(long, default_value = "wasmtime")]
     wasmtime: PathBuf,
+    /// runc, for the anchor: containers of a static busybox run to their
+    /// end from a bundle on local disk.
+    #[arg(long, default_value = "runc")]
+    runc: PathBuf,
+    /// The static busybox the runc containers run (Debian's
+    /// busybox-static).
+    #[arg(long, default_value = "/bin/busybox")]
+    busybox: PathBuf,
 }
 
 /// Runs the measurements and prints their table.
@@ -108,6 +116,7 @@ pub async fn run(args: PodBenchArgs) -> anyhow::Result<()> {
     let theirs = wasmtime_serve(&args, hello_bytes, root.path()).await;
     watcher.abort();
     drop(cluster);
+    let runc = runc_runs(&args, root.path(), args.latency_pods.min(100)).await;
 
     let millis = |d: Duration| d.as_secs_f64() * 1000.0;
     let percentile = |p: f64| latencies.get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied();
@@ -128,7 +137,62 @@ pub async fn run(args: PodBenchArgs) -> anyhow::Result<()> {
         }
         Err(error) => println!("| `wasmtime serve` of the same component | not measured: {error:#} |"),
     }
+    match runc {
+        Ok(mut runs) => {
+            runs.sort();
+            let percentile = |p: f64| runs.get(((runs.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied();
+            if let (Some(p50), Some(p99)) = (percentile(0.5), percentile(0.99)) {
+                let count = runs.len();
+                println!(
+                    "| anchor: `runc run` of busybox `true`, start to end, p50 ({count} runs) | {:.1} ms |",
+                    millis(p50)
+                );
+                println!("| anchor: `runc run`, p99 | {:.1} ms |", millis(p99));
+            }
+        }
+        Err(error) => println!("| anchor: `runc run` | not measured: {error:#} |"),
+    }
     Ok(())
+}
+
+/// How long each of `runs` containers takes under `runc run`, from start
+/// to end: a bundle on local disk whose only file is a static busybox,
+/// running `busybox true`.
+async fn runc_runs(args: &PodBenchArgs, dir: &Path, runs: usize) -> anyhow::Result<Vec<Duration>> {
+    let install = "install runc and busybox-static (Debian packages)";
+    let version = tokio::process::Command::new(&args.runc).arg("--version").output().await;
+    if !version.is_ok_and(|v| v.status.success()) {
+        bail!("{} cannot run; {install}", args.runc.display());
+    }
+    let bundle = dir.join("runc-bundle");
+    std::fs::create_dir_all(bundle.join("rootfs/bin"))?;
+    std::fs::copy(&args.busybox, bundle.join("rootfs/bin/busybox"))
+        .with_context(|| format!("copying {}; {install}", args.busybox.display()))?;
+    let spec = tokio::process::Command::new(&args.runc).arg("spec").current_dir(&bundle).status().await?;
+    if !spec.success() {
+        bail!("runc spec failed: {spec}");
+    }
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
+    config["process"]["args"] = json!(["/bin/busybox", "true"]);
+    config["process"]["terminal"] = json!(false);
+    std::fs::write(&config_path, serde_json::to_vec(&config)?)?;
+    let mut times = Vec::with_capacity(runs);
+    for n in 0..runs {
+        let started = Instant::now();
+        let status = tokio::process::Command::new(&args.runc)
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(format!("engenho-bench-{}-{n}", std::process::id()))
+            .stdin(std::process::Stdio::null())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("runc run failed: {status}");
+        }
+        times.push(started.elapsed());
+    }
+    Ok(times)
 }
 
 /// Uploads component `bytes`; its reference.

@@ -54,6 +54,13 @@ fn the_node_registers_itself_reports_its_status_and_renews_its_lease() {
         (labels["runtime.engenho.io/wasi"].as_str(), labels["runtime.engenho.io/tlisp"].as_str()),
         (Some("true"), Some("true"))
     );
+    // The pod IPs' range: the node's own /24 of 127.0.0.0/8, as it is on
+    // a loopback address.
+    let ip: std::net::SocketAddr = node.peer.parse().expect("the peer address");
+    let std::net::IpAddr::V4(ip) = ip.ip() else { panic!("an IPv4 node address") };
+    let [a, b, c, _] = ip.octets();
+    assert_eq!(registered["spec"]["podCIDR"], format!("{a}.{b}.{c}.0/24"));
+    assert_eq!(registered["spec"]["podCIDRs"], serde_json::json!([format!("{a}.{b}.{c}.0/24")]));
     let taints = registered["spec"]["taints"].as_array().expect("taints");
     assert!(
         taints.iter().any(|t| t["key"] == "dedicated" && t["value"] == "wasm" && t["effect"] == "NoSchedule"),

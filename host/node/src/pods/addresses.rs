@@ -26,17 +26,22 @@ impl PodAddresses {
     /// else the node's /24 when it is on a loopback address, else
     /// [`DEFAULT_POD_RANGE`].
     pub fn for_node(node_ip: Option<IpAddr>, range: Option<(Ipv4Addr, u8)>) -> Self {
-        let node = match node_ip {
-            Some(IpAddr::V4(ip)) if ip.is_loopback() => Some(ip),
-            _ => None,
-        };
-        let (base, prefix) = match (range, node) {
+        let node = loopback(node_ip);
+        let (base, prefix) = Self::range_for(node_ip, range);
+        Self { base: u32::from(base), size: 1 << (32 - prefix), node, held: Mutex::default() }
+    }
+
+    /// The range a node reached at `node_ip` hands out (see
+    /// [`PodAddresses::for_node`]), its base address masked: what the
+    /// Node's `spec.podCIDR` says.
+    pub fn range_for(node_ip: Option<IpAddr>, range: Option<(Ipv4Addr, u8)>) -> (Ipv4Addr, u8) {
+        let (base, prefix) = match (range, loopback(node_ip)) {
             (Some(range), _) => range,
             (None, Some(ip)) => (Ipv4Addr::from(u32::from(ip) & 0xffff_ff00), 24),
             (None, None) => DEFAULT_POD_RANGE,
         };
         let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        Self { base: u32::from(base) & mask, size: 1 << (32 - prefix), node, held: Mutex::default() }
+        (Ipv4Addr::from(u32::from(base) & mask), prefix)
     }
 
     /// Parses a pod range, `127.a.b.c/len`: within 127.0.0.0/8, from /8 to
@@ -84,6 +89,14 @@ impl PodAddresses {
     /// Frees the address of pod `uid`.
     pub fn release(&self, uid: &str) {
         self.held.lock().expect("pod addresses lock").remove(uid);
+    }
+}
+
+/// `ip` when it is an IPv4 loopback address.
+fn loopback(ip: Option<IpAddr>) -> Option<Ipv4Addr> {
+    match ip {
+        Some(IpAddr::V4(ip)) if ip.is_loopback() => Some(ip),
+        _ => None,
     }
 }
 
