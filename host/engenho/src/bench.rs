@@ -16,7 +16,7 @@ use engenho_pki::{ClusterCa, HTTP2_ALPN, Profile};
 use rustls::ClientConfig;
 use tonic::transport::Channel;
 
-mod api;
+pub(crate) mod api;
 mod controllers;
 mod plugins;
 mod pods;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod content;
+mod dev;
 mod plugin;
 mod scheduler;
 mod up;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Start this node in the foreground (Ctrl-C stops it cleanly).
     Up(up::UpArgs),
+    /// Start an N-node cluster on this machine (Ctrl-C stops every node).
+    Dev(dev::DevArgs),
     /// Measure engenho (and the peers that run here) under load.
     Bench(bench::BenchArgs),
     /// Push, list and inspect the components pods run, by BLAKE3 digest.
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Dev(args) => runtime.block_on(dev::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Content(args) => runtime.block_on(content::run(args)),
         Command::Plugin(args) => runtime.block_on(plugin::run(args)),

@@ -236,19 +236,22 @@ fn cpu_per_operation(
 pub(super) async fn connect(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let attempt = async {
-            let config = Kubeconfig::read_from(kubeconfig)?;
-            let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await?;
-            let client = kube::Client::try_from(config)?;
-            client.apiserver_version().await?;
-            anyhow::Ok(client)
-        };
-        match attempt.await {
+        match client(kubeconfig).await {
             Ok(client) => return Ok(client),
             Err(error) if Instant::now() > deadline => return Err(error.context("the API server did not answer")),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+}
+
+/// A client of the API server whose kubeconfig is `kubeconfig`, if the
+/// kubeconfig is there and the server answers now.
+pub(crate) async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let config = Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await?;
+    let client = kube::Client::try_from(config)?;
+    client.apiserver_version().await?;
+    Ok(client)
 }
 
 /// `count` clients, each with connections of its own.

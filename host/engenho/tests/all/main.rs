@@ -11,6 +11,7 @@ mod content;
 mod controllers;
 mod crash;
 mod crd_groups;
+mod dev;
 mod disk;
 mod disruption;
 mod etcdctl;

@@ -40,7 +40,7 @@ fn precompiled_plugins() -> &'static Path {
 /// (a node loads them from there instead of compiling them): those of this
 /// build only, not what earlier builds left in the shared directory (on a
 /// test's small disk they would not fit).
-fn seed_precompiled_plugins(cache: &Path) {
+pub fn seed_precompiled_plugins(cache: &Path) {
     std::fs::create_dir_all(cache).expect("the node's plugin cache");
     let digests: Vec<String> =
         engenho_plugin_artifacts::PLUGINS.iter().map(|(_, bytes)| engenho_wasm::digest_of(bytes)).collect();
@@ -331,7 +331,12 @@ pub struct Kubectl {
 impl Kubectl {
     /// `kubectl` for `node`, which must have started once.
     pub fn for_node(node: &EngenhoNode) -> Self {
-        Self { home: tempfile::tempdir().expect("kubectl home"), kubeconfig: node.dir.join("kubeconfig") }
+        Self::for_kubeconfig(node.dir.join("kubeconfig"))
+    }
+
+    /// `kubectl` with the kubeconfig at `kubeconfig`.
+    pub fn for_kubeconfig(kubeconfig: PathBuf) -> Self {
+        Self { home: tempfile::tempdir().expect("kubectl home"), kubeconfig }
     }
 
     /// `kubectl args` ready to run, for callers that set more (environment).
