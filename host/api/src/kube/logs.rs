@@ -210,18 +210,7 @@ impl engenho_mesh::StreamHandler for LogStreams {
                 state.upgrade().ok_or_else(|| StreamRefusal::new(503, "the node is stopping"))?;
             let asked: ForwardedLog = serde_json::from_slice(&request)
                 .map_err(|e| StreamRefusal::new(400, format!("a malformed log request: {e}")))?;
-            let registry = state.registry();
-            let pods =
-                registry.find_plural("", "pods").ok_or_else(|| StreamRefusal::new(503, "pods are not served"))?;
-            let pod = state
-                .objects
-                .get(pods, Some(&asked.namespace), &asked.name)
-                .await
-                .map_err(|e| StreamRefusal::new(e.code, e.message))?;
-            if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(asked.uid.as_str()) {
-                return Err(StreamRefusal::new(404, format!("pod {} is not the pod asked for", asked.name)));
-            }
-            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+            let (pod, node) = asked_pod(&state, &asked.namespace, &asked.name, &asked.uid).await?;
             let logs = state
                 .pod_logs
                 .get()
@@ -231,6 +220,30 @@ impl engenho_mesh::StreamHandler for LogStreams {
             Ok(stream.map(|chunk| chunk.map_err(|e| e.to_string())).boxed())
         })
     }
+}
+
+/// Pod `namespace/name` as stored and the node it is bound to, when it is
+/// still the pod `uid` another node asked about (not one of the same name
+/// made since).
+///
+/// # Errors
+/// No such pod (404), another pod of that name (404), or pods not served.
+pub(super) async fn asked_pod(
+    state: &ApiState,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(Value, String), engenho_mesh::StreamRefusal> {
+    use engenho_mesh::StreamRefusal;
+    let registry = state.registry();
+    let pods = registry.find_plural("", "pods").ok_or_else(|| StreamRefusal::new(503, "pods are not served"))?;
+    let pod =
+        state.objects.get(pods, Some(namespace), name).await.map_err(|e| StreamRefusal::new(e.code, e.message))?;
+    if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+        return Err(StreamRefusal::new(404, format!("pod {name} is not the pod asked for")));
+    }
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok((pod, node))
 }
 
 #[cfg(test)]

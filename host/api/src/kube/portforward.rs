@@ -604,18 +604,7 @@ impl engenho_mesh::TunnelHandler for PortTunnels {
             let state = state.upgrade().ok_or_else(|| StreamRefusal::new(503, "the node is stopping"))?;
             let asked: ForwardedPort = serde_json::from_slice(&request)
                 .map_err(|e| StreamRefusal::new(400, format!("a malformed port-forward request: {e}")))?;
-            let registry = state.registry();
-            let pods =
-                registry.find_plural("", "pods").ok_or_else(|| StreamRefusal::new(503, "pods are not served"))?;
-            let pod = state
-                .objects
-                .get(pods, Some(&asked.namespace), &asked.name)
-                .await
-                .map_err(|e| StreamRefusal::new(e.code, e.message))?;
-            if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(asked.uid.as_str()) {
-                return Err(StreamRefusal::new(404, format!("pod {} is not the pod asked for", asked.name)));
-            }
-            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+            let (pod, node) = super::logs::asked_pod(&state, &asked.namespace, &asked.name, &asked.uid).await?;
             let ports = state
                 .pod_ports
                 .get()

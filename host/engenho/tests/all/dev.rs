@@ -3,11 +3,10 @@
 //! `--` to every node, and stops every node on Ctrl-C. Method: the real
 //! binary and the real kubectl; Ctrl-C sent as a terminal sends it.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Kubectl, seed_precompiled_plugins, wait_for};
+use crate::support::{Kubectl, collect, seed_precompiled_plugins, wait_for};
 
 /// `engenho dev`, stopped (SIGTERM, then SIGKILL) when the test ends, so
 /// that a failing test leaves no node running.
@@ -57,17 +56,7 @@ fn dev_starts_a_cluster_and_stops_it_on_ctrl_c() {
         .expect("engenho dev starts");
     let mut dev = Dev(child);
     let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut stdout = dev.0.stdout.take().expect("stdout");
-    let collected = output.clone();
-    std::thread::spawn(move || {
-        let mut buffer = [0; 4096];
-        while let Ok(read) = stdout.read(&mut buffer) {
-            if read == 0 {
-                break;
-            }
-            collected.lock().expect("output").push_str(&String::from_utf8_lossy(&buffer[..read]));
-        }
-    });
+    collect(dev.0.stdout.take().expect("stdout"), output.clone());
     let printed = || output.lock().expect("output").clone();
     wait_for("the nodes' table", Duration::from_secs(240), || {
         printed().contains("Ctrl-C stops them all") || dev.exited()

@@ -7,9 +7,8 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::support::EngenhoNode;
+use crate::support::{EngenhoNode, kube_client};
 
 fn configmap(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({
@@ -24,12 +23,9 @@ fn kube_rs_lists_watches_creates_patches_and_applies() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut node = EngenhoNode::new(root.path(), "kube-rs");
     node.start_ready(&[]);
-    let kubeconfig = Kubeconfig::read_from(node.dir.join("kubeconfig")).expect("kubeconfig");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
-        let client = kube::Client::try_from(config).expect("client");
+        let client = kube_client(&node).await;
         let configmaps: Api<ConfigMap> = Api::default_namespaced(client.clone());
 
         let created = configmaps.create(&PostParams::default(), &configmap("first", "1")).await.expect("create");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{EngenhoNode, Kubectl, RunningKubectl, wait_for};
+use crate::support::{EngenhoNode, Kubectl, RunningKubectl, kube_client, wait_for};
 
 /// Longest a pod takes to reach a state the test waits for.
 const POD_DEADLINE: Duration = Duration::from_secs(60);
@@ -364,19 +364,28 @@ fn port_forward(kubectl: &Kubectl, target: &str, port: &str, env: &[(&str, &str)
     (forward, address)
 }
 
+/// `kubectl port-forward TARGET :PORT` answers GETs of `/forwarded` with
+/// `expected`, connection after connection: in the WebSocket tunnel
+/// kubectl tries first, and in SPDY/3.1 directly.
+fn forwards_in_both_protocols(kubectl: &Kubectl, target: &str, port: &str, expected: &str) {
+    for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
+        let (_forward, local) = port_forward(kubectl, target, port, env);
+        for _ in 0..3 {
+            let (code, body) = http_get(&local, "/forwarded");
+            assert_eq!(code, 200, "{env:?}");
+            assert!(body.contains(expected), "{env:?}: {body}");
+        }
+    }
+}
+
 /// Through kube-rs's port-forward (the WebSocket channel protocol), a GET
 /// of `/kube-rs` on port 80 of `pod` and what port 9999's error channel
 /// says.
 fn kube_rs_port_forward(node: &EngenhoNode, pod: &str) -> (String, String) {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let kubeconfig = Kubeconfig::read_from(node.dir.join("kubeconfig")).expect("kubeconfig");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
-        let client = kube::Client::try_from(config).expect("client");
-        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::default_namespaced(client);
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::default_namespaced(kube_client(node).await);
         let mut forwarder = pods.portforward(pod, &[80, 9999]).await.expect("port-forward");
         let mut stream = forwarder.take_stream(80).expect("port 80");
         stream.write_all(b"GET /kube-rs HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n").await.expect("writes");
@@ -424,17 +433,8 @@ fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
     let logs = kubectl.ok(&["logs", "deploy/web"]);
     assert!(logs.contains("GET /ready"), "{logs}");
 
-    // kubectl port-forward reaches a pod's port through the API server,
-    // connection after connection: in the WebSocket tunnel kubectl tries
-    // first, and in SPDY/3.1 directly.
-    for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
-        let (_forward, local) = port_forward(&kubectl, "deployment/web", "http", env);
-        for _ in 0..3 {
-            let (code, body) = http_get(&local, "/forwarded");
-            assert_eq!(code, 200, "{env:?}");
-            assert!(body.contains("hello from a deployment (GET /forwarded)"), "{env:?}: {body}");
-        }
-    }
+    // kubectl port-forward reaches a pod's port through the API server.
+    forwards_in_both_protocols(&kubectl, "deployment/web", "http", "hello from a deployment (GET /forwarded)");
     // A port nothing serves is answered on the error stream in the
     // kubelet's words, and kubectl gives up as it does with a kubelet.
     let (mut forward, local) = port_forward(&kubectl, "deployment/web", "9999", &[]);
@@ -542,14 +542,7 @@ fn logs_and_ports_are_reached_from_any_nodes_api_server() {
     let hello = push(&first, "hello-http", engenho_plugin_artifacts::pod_component("hello-http").expect("built"));
     kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("far-web", &second.name, &hello, &[], serde_json::json!({}))));
     wait_pod(&kubectl, "far-web", "Running", |p| p["status"]["phase"] == "Running");
-    for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
-        let (_forward, local) = port_forward(&kubectl, "pod/far-web", "8080", env);
-        for _ in 0..3 {
-            let (code, body) = http_get(&local, "/across");
-            assert_eq!(code, 200, "{env:?}");
-            assert!(body.contains("(GET /across)"), "{env:?}: {body}");
-        }
-    }
+    forwards_in_both_protocols(&kubectl, "pod/far-web", "8080", "hello from wasm (GET /forwarded)");
 }
 
 #[test]

@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
-use crate::support::{EngenhoNode, Kubectl, wait_for};
+use crate::support::{EngenhoNode, Kubectl, kube_client, wait_for};
 
 /// Concurrent creates in the allocation race.
 const CONCURRENT_SERVICES: usize = 200;
@@ -32,12 +31,9 @@ fn in_default_range(ip: &str) -> bool {
 /// Creates `count` Services named `{prefix}-{i}` at once through `node`
 /// with kube-rs; their cluster IPs.
 fn create_concurrently(node: &EngenhoNode, prefix: &str, count: usize) -> Vec<String> {
-    let kubeconfig = Kubeconfig::read_from(node.dir.join("kubeconfig")).expect("kubeconfig");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
-        let client = kube::Client::try_from(config).expect("client");
+        let client = kube_client(node).await;
         let services: Api<Service> = Api::default_namespaced(client);
         let creates = (0..count).map(|i| {
             let services = services.clone();

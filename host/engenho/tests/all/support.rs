@@ -432,7 +432,7 @@ impl RunningKubectl {
 }
 
 /// Collects what `from` gives into `into` as it comes, on a thread.
-fn collect(mut from: impl std::io::Read + Send + 'static, into: std::sync::Arc<std::sync::Mutex<String>>) {
+pub fn collect(mut from: impl std::io::Read + Send + 'static, into: std::sync::Arc<std::sync::Mutex<String>>) {
     std::thread::spawn(move || {
         let mut buffer = [0; 4096];
         while let Ok(read) = from.read(&mut buffer) {
@@ -476,4 +476,12 @@ impl Kubectl {
         collect(child.stderr.take().expect("stderr"), errors.clone());
         RunningKubectl { child, output, errors }
     }
+}
+
+/// A kube-rs client of `node`'s API server, from its kubeconfig.
+pub async fn kube_client(node: &EngenhoNode) -> kube::Client {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kubeconfig = Kubeconfig::read_from(node.dir.join("kubeconfig")).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+    kube::Client::try_from(config).expect("client")
 }
