@@ -69,6 +69,9 @@ const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a connection to a pod's port may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest a WebSocket client may take to answer the close of a session.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Bytes a WebSocket message or frame may hold, at most.
 const WEBSOCKET_MESSAGE_BYTES_MAX: usize = 2 << 20;
 
@@ -119,6 +122,12 @@ pub(super) async fn serve(
     name: &str,
     mut request: Request,
 ) -> Result<Response, ApiError> {
+    if request.version() != http::Version::HTTP_11 {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade: pods/portforward is an HTTP/1.1 upgrade, not one over {:?}",
+            request.version()
+        )));
+    }
     let upgrade = negotiate(request.method(), request.headers())?;
     let ports = match upgrade {
         Upgrade::Channels { .. } => query_ports(request.uri().query().unwrap_or_default())?,
@@ -349,7 +358,13 @@ where
         }
         let _ = sink.close().await;
     };
-    tokio::join!(inbound, outbound);
+    // Once the session has ended and the close is sent, the client has a
+    // moment to answer it before the connection goes.
+    tokio::pin!(inbound);
+    tokio::select! {
+        () = &mut inbound => {}
+        () = outbound => { let _ = tokio::time::timeout(CLOSE_GRACE, inbound).await; }
+    }
 }
 
 /// Serves a channel-protocol session: opens each of `ports` of `pod`
