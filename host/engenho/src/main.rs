@@ -3,6 +3,7 @@
 mod bench;
 mod content;
 mod dev;
+mod mesh;
 mod plugin;
 mod scheduler;
 mod up;
@@ -35,6 +36,8 @@ enum Command {
     Plugin(plugin::PluginArgs),
     /// Try a scheduler profile against the cluster (a dry run).
     Scheduler(scheduler::SchedulerArgs),
+    /// The distribution layer: check the attested chain of transitions.
+    Mesh(mesh::MeshArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         Command::Content(args) => runtime.block_on(content::run(args)),
         Command::Plugin(args) => runtime.block_on(plugin::run(args)),
         Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
+        Command::Mesh(args) => mesh::run(args),
     }
 }

@@ -4,6 +4,7 @@
 pub mod admission;
 mod bad_input;
 mod bench;
+mod chain;
 mod cluster;
 mod columns;
 mod connections;
