@@ -247,7 +247,10 @@ impl ClusterCa {
     /// # Errors
     /// The key or certificate could not be made.
     pub fn issue(&self, profile: &Profile) -> Result<Identity> {
-        let key = KeyPair::generate()?;
+        let key = match profile {
+            Profile::Node { .. } => node_key()?,
+            _ => KeyPair::generate()?,
+        };
         let certificate = profile.params()?.signed_by(&key, &self.issuer, &self.key)?;
         Ok(Identity::new(certificate.der().clone(), self.certificate_der.clone(), &key))
     }
@@ -299,16 +302,16 @@ impl Clone for Identity {
 
 impl Identity {
     fn new(certificate: CertificateDer<'static>, ca: CertificateDer<'static>, key: &KeyPair) -> Self {
-        Self { chain: vec![certificate, ca], key: PrivatePkcs8KeyDer::from(key.serialize_der()) }
+        Self { chain: vec![certificate, ca], key: PrivatePkcs8KeyDer::from(portable_pkcs8(key.serialize_der())) }
     }
 
-    /// A new key and a certificate signing request for it, to be sent to
-    /// the cluster; [`Identity::from_issued`] completes it.
+    /// A new node key (Ed25519) and a certificate signing request for it,
+    /// to be sent to the cluster; [`Identity::from_issued`] completes it.
     ///
     /// # Errors
     /// The key or request could not be made.
     pub fn request() -> Result<(KeyPair, String)> {
-        let key = KeyPair::generate()?;
+        let key = node_key()?;
         let request = CertificateParams::default().serialize_request(&key)?;
         Ok((key, request.pem()?))
     }
@@ -384,6 +387,38 @@ pub fn node_name_of(certificate: &CertificateDer<'_>) -> Option<String> {
     common_name.strip_prefix(NODE_COMMON_NAME_PREFIX).map(str::to_owned)
 }
 
+/// A new key for a node identity: Ed25519, the key that also signs the
+/// node's entries of revoada's attested chain.
+fn node_key() -> Result<KeyPair> {
+    Ok(KeyPair::generate_for(&rcgen::PKCS_ED25519)?)
+}
+
+/// An Ed25519 key in PKCS#8 v2 (RFC 8410 `OneAsymmetricKey`, with the
+/// public key), as ring writes it, after its outer SEQUENCE header and up
+/// to the 32-byte seed: version 1, the Ed25519 algorithm, the seed's
+/// OCTET STRING headers.
+const ED25519_PKCS8_V2_BODY: [u8; 14] =
+    [0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+/// An Ed25519 key in PKCS#8 v1 (no public key), up to its seed.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+/// `der` in the PKCS#8 form every tool reads: an Ed25519 key in v2 is
+/// written as v1 (the seed alone; OpenSSL 3.0 refuses ring's v2), any
+/// other key as it is.
+fn portable_pkcs8(der: Vec<u8>) -> Vec<u8> {
+    let seed = der
+        .get(2..)
+        .filter(|_| der.first() == Some(&0x30))
+        .and_then(|body| body.strip_prefix(&ED25519_PKCS8_V2_BODY[..]))
+        .and_then(|rest| rest.get(..32));
+    match seed {
+        Some(seed) => [&ED25519_PKCS8_V1_PREFIX[..], seed].concat(),
+        None => der,
+    }
+}
+
 /// PEM text of one DER object.
 fn pem(label: &str, der: &[u8]) -> String {
     pem::encode_config(&pem::Pem::new(label, der), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
@@ -392,6 +427,31 @@ fn pem(label: &str, der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_identities_hold_ed25519_keys_every_tool_reads() {
+        // Goal: a node's key (issued, or requested by a joining node) is
+        // Ed25519 in PKCS#8 v1, which ring and OpenSSL read, and is the key
+        // of its certificate; other identities keep their keys.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca = ClusterCa::create(dir.path()).expect("CA");
+        let node = ca.issue(&Profile::Node { name: "n1".into(), ip: "127.0.0.1".parse().expect("ip") }).expect("node");
+        let (key, request) = Identity::request().expect("request");
+        let issued = ca
+            .sign_request(&request, &Profile::Node { name: "n2".into(), ip: "127.0.0.2".parse().expect("ip") })
+            .expect("issued");
+        let joined = Identity::from_issued(&key, &issued, ca.certificate_der()).expect("identity");
+        for identity in [&node, &joined] {
+            let der = identity.key.secret_pkcs8_der();
+            assert!(der.starts_with(&ED25519_PKCS8_V1_PREFIX) && der.len() == 48, "{der:02x?}");
+            let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).expect("ring reads it");
+            let (_, certificate) = x509_parser::parse_x509_certificate(&identity.chain()[0]).expect("certificate");
+            use ring::signature::KeyPair as _;
+            assert_eq!(certificate.public_key().subject_public_key.data.as_ref(), pair.public_key().as_ref());
+        }
+        let client = ca.issue(&Profile::Client { common_name: "c".into() }).expect("client");
+        assert!(!client.key.secret_pkcs8_der().starts_with(&ED25519_PKCS8_V1_PREFIX));
+    }
 
     #[test]
     fn a_ca_survives_a_reload_and_its_hash_is_stable() {
