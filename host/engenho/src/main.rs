@@ -3,6 +3,7 @@
 mod bench;
 mod content;
 mod dev;
+mod gossip;
 mod mesh;
 mod plugin;
 mod scheduler;

@@ -132,6 +132,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let pki = args.data_dir.join("pki");
     let peer_credentials = peer_credentials(&args, &name, &pki, supplied_token.as_deref()).await?;
     let ca = peer_credentials.ca.clone();
+    let node_identity = peer_credentials.identity.clone();
     let credentials = Credentials::load_or_create(&args.data_dir, &ca, args.api_addr)
         .context("making the API server's credentials")?;
     let etcd_tls = etcd_tls(&ca, &pki, args.etcd_addr).context("making the etcd endpoint's credentials")?;
@@ -209,6 +210,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tokio::join!(api.run_controllers(stop.clone()), api.run_service_network(advertised, registration, stop))
         }
     });
+    let addresses =
+        crate::gossip::Addresses { peer: args.peer_addr, api: advertised, joined_through: args.join.clone() };
+    let gossip = tokio::spawn(crate::gossip::run(node.clone(), node_identity, ca.clone(), addresses, stop.clone()));
     let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
     let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone())?);
     tracing::info!(
@@ -227,6 +231,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = api_server.await;
     let _ = controllers.await;
     let _ = agent.await;
+    let _ = gossip.await;
     let _ = pods.await;
     for server in [peer_server, etcd_server] {
         // Open watch and keep-alive streams never finish by themselves: give

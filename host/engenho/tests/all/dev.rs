@@ -1,7 +1,8 @@
 //! Goal: `engenho dev --nodes 3` starts a three-node cluster on loopback
 //! addresses of its own, says where each node is, passes what follows
-//! `--` to every node, and stops every node on Ctrl-C. Method: the real
-//! binary and the real kubectl; Ctrl-C sent as a terminal sends it.
+//! `--` to every node, its nodes gossip with one another, and Ctrl-C stops
+//! every node. Method: the real binary and the real kubectl; Ctrl-C sent
+//! as a terminal sends it.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -81,6 +82,16 @@ fn dev_starts_a_cluster_and_stops_it_on_ctrl_c() {
                         .as_array()
                         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
             })
+    });
+
+    // Every node gossips (sealed UDP on its peer port) and hears the
+    // others.
+    let log_of = |name: &str| std::fs::read_to_string(root.path().join(format!("{name}.log"))).unwrap_or_default();
+    wait_for("gossip among the three nodes", Duration::from_secs(30), || {
+        let first = log_of("node-1");
+        first.contains("gossip: node-2 is live")
+            && first.contains("gossip: node-3 is live")
+            && log_of("node-3").contains("gossip: node-2 is live")
     });
 
     dev.signal(rustix::process::Signal::INT);

@@ -587,6 +587,9 @@ fn the_pods_of_a_node_whose_agent_stops_are_replaced_elsewhere() {
     assert_eq!(placed["items"][0]["spec"]["nodeName"], doomed.as_str(), "the pod went where it preferred");
 
     nodes[2].stop();
+    wait_for("gossip to notice the stopped node", Duration::from_secs(60), || {
+        nodes[0].log_text().contains(&format!("gossip: {doomed} is dead"))
+    });
     wait_for("the stopped node NotReady", Duration::from_secs(120), || {
         let node = kubectl.json(&["get", "node", &doomed, "-o", "json"]);
         node["status"]["conditions"]
