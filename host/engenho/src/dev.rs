@@ -171,24 +171,16 @@ fn logged_ready(path: &Path, from: u64) -> bool {
 }
 
 fn print_nodes(nodes: &[DevNode]) {
-    let rows: Vec<[String; 4]> = nodes
-        .iter()
-        .map(|node| {
-            [
-                node.name.clone(),
-                format!("https://{}:6443", node.ip),
-                node.dir.join("kubeconfig").display().to_string(),
-                node.log.display().to_string(),
-            ]
-        })
-        .collect();
-    let header = ["NODE", "API", "KUBECONFIG", "LOG"].map(str::to_owned);
-    let widths: Vec<usize> =
-        (0..4).map(|c| rows.iter().chain([&header]).map(|row| row[c].len()).max().unwrap_or(0)).collect();
-    for row in [&header].into_iter().chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    let mut rows = vec![["NODE", "API", "KUBECONFIG", "LOG"].map(str::to_owned).to_vec()];
+    rows.extend(nodes.iter().map(|node| {
+        vec![
+            node.name.clone(),
+            format!("https://{}:6443", node.ip),
+            node.dir.join("kubeconfig").display().to_string(),
+            node.log.display().to_string(),
+        ]
+    }));
+    crate::print_table(&rows);
     if let Some(first) = nodes.first() {
         println!("\nexport KUBECONFIG={}", first.dir.join("kubeconfig").display());
     }

@@ -2,8 +2,9 @@
 //! peer address (seeded by the node it joined through and the raft
 //! members it knows), publishes its signed state every
 //! [`PUBLISH_INTERVAL`] when it changes, and logs members becoming live
-//! or dead. A node whose identity key is not Ed25519 (made by an engenho
-//! before node keys were) does not gossip, and says so.
+//! or dead; [`MeshStatus`] shows it with the raft members on
+//! `/mesh/status`. A node whose identity key is not Ed25519 (made by an
+//! engenho before node keys were) does not gossip, and says so.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,19 +36,11 @@ pub struct Addresses {
     pub joined_through: Option<String>,
 }
 
-/// Gossips as `node` until `stop` turns true.
-pub async fn run(
-    node: Node,
-    identity: Identity,
-    ca: Arc<ClusterCa>,
-    addresses: Addresses,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Starts gossiping as `node`; `None` (and why, in the log) when it
+/// cannot.
+pub async fn start(node: &Node, identity: &Identity, ca: &ClusterCa, addresses: &Addresses) -> Option<Arc<Gossip>> {
     let name = node.info().name;
-    let sealer = match sealer_of(&name, &identity) {
-        Ok(sealer) => sealer,
-        Err(reason) => return tracing::warn!(%reason, "gossip is off on this node"),
-    };
+    let sealer = sealer_of(&name, identity).inspect_err(|reason| tracing::warn!(%reason, "gossip is off")).ok()?;
     let mut seeds: Vec<SocketAddr> = addresses.joined_through.iter().filter_map(|a| a.parse().ok()).collect();
     seeds.extend(node.members().iter().filter_map(|m| m.info.peer_addr.parse::<SocketAddr>().ok()));
     seeds.retain(|seed| *seed != addresses.peer);
@@ -64,12 +57,19 @@ pub async fn run(
         dead_grace: DEAD_GRACE,
         generation,
     };
-    let mut state = state_of(&node, &addresses);
-    let gossip = match Gossip::start(config, &state).await {
-        Ok(gossip) => gossip,
-        Err(error) => return tracing::warn!(%error, "gossip did not start"),
-    };
+    let gossip = Gossip::start(config, &state_of(node, addresses))
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "gossip did not start"))
+        .ok()?;
     tracing::info!(addr = %addresses.peer, "gossiping");
+    Some(Arc::new(gossip))
+}
+
+/// Publishes `node`'s state when it changes and logs members becoming
+/// live or dead, until `stop` turns true.
+pub async fn run(node: Node, gossip: Arc<Gossip>, addresses: Addresses, mut stop: watch::Receiver<bool>) {
+    let name = node.info().name;
+    let mut state = state_of(&node, &addresses);
     let mut known: BTreeMap<String, bool> = BTreeMap::new();
     loop {
         tokio::select! {
@@ -91,7 +91,59 @@ pub async fn run(
             }
         }
     }
-    gossip.shutdown().await;
+    gossip.stop();
+}
+
+/// The node's view of the distribution layer, for `/mesh/status`.
+pub struct MeshStatus {
+    /// The raft node.
+    pub node: Node,
+    /// Its gossip, when it gossips.
+    pub gossip: Option<Arc<Gossip>>,
+}
+
+impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
+    fn status(&self) -> futures::future::BoxFuture<'static, serde_json::Value> {
+        let (node, gossip) = (self.node.clone(), self.gossip.clone());
+        Box::pin(async move {
+            use serde_json::json;
+            let raft = node.raft_status();
+            let heard = match &gossip {
+                Some(gossip) => gossip.members().await,
+                None => BTreeMap::new(),
+            };
+            let view = |name: &str| {
+                heard
+                    .get(name)
+                    .map(|seen| json!({"live": seen.live, "addr": seen.gossip_addr.to_string(), "state": seen.state}))
+            };
+            let raft_members = node.members();
+            let members: Vec<serde_json::Value> = raft_members
+                .iter()
+                .map(|m| {
+                    json!({
+                        "name": m.info.name, "id": m.id.to_string(), "peer": m.info.peer_addr,
+                        "role": if m.is_learner { "learner" } else { "voter" },
+                        "leader": raft.leader == Some(m.id), "gossip": view(&m.info.name),
+                    })
+                })
+                .collect();
+            let gossip_only: Vec<serde_json::Value> = heard
+                .keys()
+                .filter(|name| !raft_members.iter().any(|m| &m.info.name == *name))
+                .map(|name| json!({"name": name, "gossip": view(name)}))
+                .collect();
+            json!({
+                "node": node.info().name,
+                "raft": {"id": raft.id.to_string(), "leader": raft.leader.map(|l| l.to_string()), "term": raft.term,
+                    "lastLogIndex": raft.last_log_index, "appliedIndex": raft.applied_index},
+                "members": members,
+                "gossipOnly": gossip_only,
+                "gossiping": gossip.is_some(),
+                "refused": gossip.as_ref().map_or(0, |g| g.refused()),
+            })
+        })
+    }
 }
 
 /// This node's gossip identity: its node certificate and Ed25519 key.

@@ -37,7 +37,7 @@ enum Command {
     Plugin(plugin::PluginArgs),
     /// Try a scheduler profile against the cluster (a dry run).
     Scheduler(scheduler::SchedulerArgs),
-    /// The distribution layer: check the attested chain of transitions.
+    /// The distribution layer: members and roles, and the attested chain.
     Mesh(mesh::MeshArgs),
 }
 
@@ -59,6 +59,17 @@ fn main() -> anyhow::Result<()> {
         Command::Content(args) => runtime.block_on(content::run(args)),
         Command::Plugin(args) => runtime.block_on(plugin::run(args)),
         Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
-        Command::Mesh(args) => mesh::run(args),
+        Command::Mesh(args) => runtime.block_on(mesh::run(args)),
+    }
+}
+
+/// Prints `rows` (the first is the header) as columns two spaces apart.
+fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().filter_map(|row| row.get(c)).map(String::len).max().unwrap_or(0)).collect();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
     }
 }

@@ -1,5 +1,7 @@
 //! `engenho mesh`: the cluster's distribution layer as an operator sees
-//! it. `engenho mesh chain verify FILE --ca CA` checks an exported chain
+//! it. `engenho mesh status` shows, through the kubeconfig (`$KUBECONFIG`),
+//! the raft members with their roles and progress and what gossip says of
+//! each; `engenho mesh chain verify FILE --ca CA` checks an exported chain
 //! of the cluster's transitions offline, with the cluster CA certificate
 //! alone.
 
@@ -16,6 +18,13 @@ pub struct MeshArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum MeshCommand {
+    /// The members, their roles and raft progress, and their gossip
+    /// liveness, as the node the kubeconfig reaches sees them.
+    Status {
+        /// Print the node's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The attested chain of the cluster's transitions.
     Chain {
         #[command(subcommand)]
@@ -41,8 +50,19 @@ enum ChainCommand {
 ///
 /// # Errors
 /// Files that cannot be read, or a chain that does not verify.
-pub fn run(args: MeshArgs) -> anyhow::Result<()> {
+pub async fn run(args: MeshArgs) -> anyhow::Result<()> {
     match args.command {
+        MeshCommand::Status { json } => {
+            let client = kube::Client::try_default().await.context("connecting with the kubeconfig")?;
+            let request = http::Request::get("/mesh/status").body(Vec::new())?;
+            let status: serde_json::Value = client.request(request).await.context("reading /mesh/status")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+            Ok(())
+        }
         MeshCommand::Chain { command: ChainCommand::Verify { file, ca } } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let ca = std::fs::read_to_string(&ca).with_context(|| format!("reading {}", ca.display()))?;
@@ -59,4 +79,36 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The status as tables: the raft members, then nodes only gossip knows.
+fn print_status(status: &serde_json::Value) {
+    let text = |value: &serde_json::Value| value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+    let mut rows = vec![["NODE", "ROLE", "RAFT ID", "APPLIED", "GOSSIP", "PEER"].map(str::to_owned).to_vec()];
+    let members = status["members"].as_array().into_iter().flatten();
+    let others = status["gossipOnly"].as_array().into_iter().flatten();
+    for member in members.chain(others) {
+        let gossip = &member["gossip"];
+        let liveness = match gossip["live"].as_bool() {
+            Some(true) => "live",
+            Some(false) => "dead",
+            None => "unheard",
+        };
+        let mut role = member["role"].as_str().unwrap_or("not a member").to_owned();
+        if member["leader"].as_bool() == Some(true) {
+            role.push_str(" (leader)");
+        }
+        let applied = gossip["state"]["raft_applied"].as_u64().map_or_else(|| "-".to_owned(), |a| a.to_string());
+        let peer = member["peer"].as_str().or(gossip["addr"].as_str()).unwrap_or("-").to_owned();
+        let id = member["id"].as_str().unwrap_or("-").to_owned();
+        rows.push(vec![text(&member["name"]), role, id, applied, liveness.to_owned(), peer]);
+    }
+    crate::print_table(&rows);
+    println!(
+        "\nseen from {} (raft term {}, applied {}); gossip datagrams refused: {}",
+        text(&status["node"]),
+        status["raft"]["term"],
+        status["raft"]["appliedIndex"],
+        status["refused"]
+    );
 }

@@ -212,7 +212,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
     let addresses =
         crate::gossip::Addresses { peer: args.peer_addr, api: advertised, joined_through: args.join.clone() };
-    let gossip = tokio::spawn(crate::gossip::run(node.clone(), node_identity, ca.clone(), addresses, stop.clone()));
+    let gossip = crate::gossip::start(&node, &node_identity, &ca, &addresses).await;
+    api.serve_mesh_status(Arc::new(crate::gossip::MeshStatus { node: node.clone(), gossip: gossip.clone() }));
+    let gossip = tokio::spawn({
+        let (node, stop) = (node.clone(), stop.clone());
+        async move {
+            if let Some(gossip) = gossip {
+                crate::gossip::run(node, gossip, addresses, stop).await;
+            }
+        }
+    });
     let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
     let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone())?);
     tracing::info!(

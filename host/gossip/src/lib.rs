@@ -164,8 +164,8 @@ impl Gossip {
     }
 
     /// Stops gossiping.
-    pub async fn shutdown(self) {
-        let _ = self.handle.shutdown().await;
+    pub fn stop(&self) {
+        let _ = self.handle.initiate_shutdown();
     }
 }
 
@@ -264,10 +264,10 @@ mod tests {
         .await;
         assert!(a.refused() > 0, "the stranger's messages were refused");
         assert!(!a.members().await.contains_key("c"), "the stranger is not a member");
-        stranger.shutdown().await;
+        stranger.stop();
 
-        b.shutdown().await;
+        b.stop();
         eventually("b is noticed dead", &a, |m| m.get("b").is_some_and(|b| !b.live)).await;
-        a.shutdown().await;
+        a.stop();
     }
 }

@@ -72,6 +72,8 @@ pub struct ApiState {
     /// Reaches the ports of the pods this node runs, once its agent serves
     /// them.
     pub pod_ports: std::sync::OnceLock<Arc<dyn super::portforward::PodPorts>>,
+    /// Describes the distribution layer, once the node serves it.
+    pub mesh_view: std::sync::OnceLock<Arc<dyn super::mesh_status::MeshView>>,
     /// Port-forward sessions open, up to [`super::portforward::SESSIONS_MAX`].
     pub port_forwards: Arc<tokio::sync::Semaphore>,
 }

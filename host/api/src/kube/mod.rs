@@ -23,6 +23,7 @@ mod limit_ranger;
 mod lists;
 pub mod logs;
 mod loops;
+pub mod mesh_status;
 pub mod node_restriction;
 mod objects;
 mod openapi;
@@ -121,6 +122,7 @@ impl KubeApi {
             scheduler_trials: scheduler::trial::Trials::default(),
             pod_logs: std::sync::OnceLock::new(),
             pod_ports: std::sync::OnceLock::new(),
+            mesh_view: std::sync::OnceLock::new(),
             port_forwards: Arc::new(tokio::sync::Semaphore::new(portforward::SESSIONS_MAX)),
         };
         Self { state: Arc::new(state) }
@@ -230,6 +232,11 @@ impl KubeApi {
         let _ = self.state.pod_ports.set(ports);
         let tunnels = portforward::PortTunnels { state: Arc::downgrade(&self.state) };
         self.state.objects.node().serve_tunnels(Arc::new(tunnels));
+    }
+
+    /// Serves `/mesh/status` from `view` (once; later calls are ignored).
+    pub fn serve_mesh_status(&self, view: Arc<dyn mesh_status::MeshView>) {
+        let _ = self.state.mesh_view.set(view);
     }
 
     /// This node's informer of pods (started on first use), shared with
@@ -402,6 +409,7 @@ impl KubeApi {
         Router::new()
             .route("/version", axum::routing::get(handlers::version))
             .route("/metrics", axum::routing::get(handlers::metrics))
+            .route("/mesh/status", axum::routing::get(mesh_status::serve))
             .route("/openapi/v2", axum::routing::get(handlers::openapi_legacy))
             .route("/openapi/v3", axum::routing::get(handlers::openapi_index))
             .route("/openapi/v3/{*path}", axum::routing::get(handlers::openapi_document))
