@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 
 pub(crate) mod api;
 mod controllers;
+mod gossip;
 mod plugins;
 mod pods;
 mod scheduler;
@@ -58,6 +59,9 @@ enum BenchTarget {
     /// per idle wasi:http pod, requests/s of a wasi:http pod against
     /// `wasmtime serve` of the same component.
     Pods(pods::PodBenchArgs),
+    /// Gossip: how fast a membership change spreads, and bytes per node
+    /// per second, with many gossip nodes in one process.
+    Gossip(gossip::GossipBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Controllers(args) => controllers::run(args).await,
         BenchTarget::Scheduler(args) => scheduler::run(args).await,
         BenchTarget::Pods(args) => pods::run(args).await,
+        BenchTarget::Gossip(args) => gossip::run(args).await,
     }
 }
 

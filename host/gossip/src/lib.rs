@@ -157,6 +157,17 @@ impl Gossip {
             .await
     }
 
+    /// How many nodes (this one included) the failure detector holds live
+    /// (no state is read or verified: cheap enough to ask often).
+    pub async fn live_count(&self) -> usize {
+        self.handle.with_chitchat(|chitchat| chitchat.live_nodes().count()).await
+    }
+
+    /// Bytes of datagrams this node has sent since start.
+    pub fn sent_bytes(&self) -> u64 {
+        self.seen.sent_bytes.load(Ordering::Relaxed)
+    }
+
     /// Datagrams refused since start (not sealed by a member, forged,
     /// replayed, malformed).
     pub fn refused(&self) -> u64 {

@@ -19,6 +19,8 @@ use crate::seal::{DATAGRAM_BYTES_MAX, Opened, Opener, Refusal, Sealer};
 pub struct Seen {
     /// Datagrams refused since start.
     pub refused: AtomicU64,
+    /// Bytes of datagrams sent since start.
+    pub sent_bytes: AtomicU64,
     /// The Ed25519 key of each node a verified message came from.
     pub keys: std::sync::Mutex<std::collections::HashMap<String, [u8; 32]>>,
 }
@@ -65,7 +67,10 @@ impl Socket for SealedSocket {
         let mut sent = 0;
         for datagram in self.sealer.seal(&payload, to) {
             match self.socket.send_to(&datagram, to).await {
-                Ok(bytes) => sent += bytes,
+                Ok(bytes) => {
+                    sent += bytes;
+                    self.seen.sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
                 // A peer that is gone is for the failure detector to see.
                 Err(error) => tracing::debug!(%to, %error, "a gossip datagram was not sent"),
             }
