@@ -40,7 +40,8 @@ pub struct Addresses {
 /// cannot.
 pub async fn start(node: &Node, identity: &Identity, ca: &ClusterCa, addresses: &Addresses) -> Option<Arc<Gossip>> {
     let name = node.info().name;
-    let sealer = sealer_of(&name, identity).inspect_err(|reason| tracing::warn!(%reason, "gossip is off")).ok()?;
+    let sealer =
+        Sealer::from_identity(&name, identity).inspect_err(|reason| tracing::warn!(%reason, "gossip is off")).ok()?;
     let mut seeds: Vec<SocketAddr> = addresses.joined_through.iter().filter_map(|a| a.parse().ok()).collect();
     seeds.extend(node.members().iter().filter_map(|m| m.info.peer_addr.parse::<SocketAddr>().ok()));
     seeds.retain(|seed| *seed != addresses.peer);
@@ -144,15 +145,6 @@ impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
             })
         })
     }
-}
-
-/// This node's gossip identity: its node certificate and Ed25519 key.
-fn sealer_of(name: &str, identity: &Identity) -> Result<Sealer, String> {
-    let certificate = identity.chain().first().ok_or("the node has no certificate")?.to_vec();
-    let rustls::pki_types::PrivateKeyDer::Pkcs8(key) = identity.private_key() else {
-        return Err("the node key is not PKCS#8".into());
-    };
-    Sealer::new(name, certificate, key.secret_pkcs8_der())
 }
 
 /// What this node tells the others of itself now.

@@ -210,14 +210,6 @@ fn state_bytes(name: &str, json: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn sealer(ca: &engenho_pki::ClusterCa, name: &str) -> Sealer {
-        let identity = ca
-            .issue(&engenho_pki::Profile::Node { name: name.into(), ip: "127.0.0.1".parse().expect("ip") })
-            .expect("identity");
-        let rustls::pki_types::PrivateKeyDer::Pkcs8(key) = identity.private_key() else { panic!("PKCS#8") };
-        Sealer::new(name, identity.chain()[0].to_vec(), key.secret_pkcs8_der()).expect("sealer")
-    }
-
     async fn start(sealer: Sealer, ca: &[u8], listen: SocketAddr, seeds: Vec<SocketAddr>) -> Gossip {
         let state = NodeState { peer: listen.to_string(), role: "voter".into(), ..NodeState::default() };
         let config = GossipConfig {
@@ -256,9 +248,9 @@ mod tests {
         let octet = u8::try_from(std::process::id() % 200 + 20).expect("octet");
         let addr = |n: u8| SocketAddr::from(([127, 66, octet, n], 7946));
         let ca_der = ca.certificate_der().to_vec();
-        let a = start(sealer(&ca, "a"), &ca_der, addr(1), vec![]).await;
-        let b = start(sealer(&ca, "b"), &ca_der, addr(2), vec![addr(1)]).await;
-        let stranger = start(sealer(&other, "c"), other.certificate_der(), addr(3), vec![addr(1)]).await;
+        let a = start(seal::tests::member(&ca, "a"), &ca_der, addr(1), vec![]).await;
+        let b = start(seal::tests::member(&ca, "b"), &ca_der, addr(2), vec![addr(1)]).await;
+        let stranger = start(seal::tests::member(&other, "c"), other.certificate_der(), addr(3), vec![addr(1)]).await;
 
         let both = |m: &BTreeMap<String, Member>| {
             ["a", "b"].iter().all(|n| m.get(*n).is_some_and(|m| m.live && m.state.is_some()))

@@ -105,6 +105,19 @@ impl Sealer {
         Ok(Self { node: node.to_owned(), certificate, key })
     }
 
+    /// The identity of node `node` from its node certificate and key as
+    /// the cluster issued them.
+    ///
+    /// # Errors
+    /// No certificate, or a key that is not an Ed25519 key in PKCS#8.
+    pub fn from_identity(node: &str, identity: &engenho_pki::Identity) -> Result<Self, String> {
+        let certificate = identity.chain().first().ok_or("the node has no certificate")?.to_vec();
+        let rustls::pki_types::PrivateKeyDer::Pkcs8(key) = identity.private_key() else {
+            return Err("the node key is not PKCS#8".into());
+        };
+        Self::new(node, certificate, key.secret_pkcs8_der())
+    }
+
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.node
@@ -333,19 +346,15 @@ fn judge_certificate(ca: &[u8], certificate: &[u8]) -> Judged {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A CA (DER) and a sealer for node `name` under it.
-    fn member(ca: &engenho_pki::ClusterCa, name: &str) -> Sealer {
+    /// A sealer for node `name` under `ca`.
+    pub(crate) fn member(ca: &engenho_pki::ClusterCa, name: &str) -> Sealer {
         let identity = ca
             .issue(&engenho_pki::Profile::Node { name: name.into(), ip: "127.0.0.1".parse().expect("ip") })
             .expect("identity");
-        let key = match identity.private_key() {
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key) => key.secret_pkcs8_der().to_vec(),
-            _ => panic!("a PKCS#8 key"),
-        };
-        Sealer::new(name, identity.chain()[0].to_vec(), &key).expect("sealer")
+        Sealer::from_identity(name, &identity).expect("sealer")
     }
 
     fn cluster() -> (tempfile::TempDir, engenho_pki::ClusterCa) {

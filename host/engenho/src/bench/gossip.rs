@@ -86,11 +86,7 @@ async fn start(
     interval: Duration,
 ) -> anyhow::Result<Gossip> {
     let identity = ca.issue(&Profile::Node { name: name(n), ip: listen.ip() })?;
-    let rustls::pki_types::PrivateKeyDer::Pkcs8(key) = identity.private_key() else {
-        anyhow::bail!("a node key that is not PKCS#8");
-    };
-    let sealer =
-        Sealer::new(&name(n), identity.chain()[0].to_vec(), key.secret_pkcs8_der()).map_err(|e| anyhow::anyhow!(e))?;
+    let sealer = Sealer::from_identity(&name(n), &identity).map_err(|e| anyhow::anyhow!(e))?;
     let config = GossipConfig {
         sealer,
         ca: ca.certificate_der().to_vec(),
