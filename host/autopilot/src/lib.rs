@@ -29,7 +29,7 @@ mod record;
 use std::time::Duration;
 
 pub use liveness::{FlapPolicy, Liveness, LivenessTracker};
-pub use record::{Role, RoleRecord, ROLE_RECORDS_PREFIX, role_record_key};
+pub use record::{ROLE_RECORDS_PREFIX, Role, RoleRecord, role_record_key};
 
 /// How many voters the cluster keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,8 +307,7 @@ fn demote(view: &View, policy: &Policy) -> Option<Decision> {
     }
     let ids: Vec<u64> = voters.iter().map(|m| m.id).collect();
     let reachable = |id: u64| view.members.iter().any(|m| m.id == id && m.reachable(policy));
-    let mut surplus: Vec<&&MemberView> =
-        voters.iter().filter(|m| !m.leader && m.may_shift(policy)).collect();
+    let mut surplus: Vec<&&MemberView> = voters.iter().filter(|m| !m.leader && m.may_shift(policy)).collect();
     surplus.sort_by_key(|m| (!m.failed(policy), !m.quarantined, std::cmp::Reverse(m.lag), std::cmp::Reverse(m.id)));
     surplus.into_iter().find_map(|m| {
         let after: Vec<u64> = ids.iter().copied().filter(|id| *id != m.id).collect();
@@ -316,7 +315,11 @@ fn demote(view: &View, policy: &Policy) -> Option<Decision> {
             return None;
         }
         let reason = if m.failed(policy) {
-            format!("dead to raft and gossip for {}s; {} voters of a target of {target}", m.dead_for().as_secs(), voters.len())
+            format!(
+                "dead to raft and gossip for {}s; {} voters of a target of {target}",
+                m.dead_for().as_secs(),
+                voters.len()
+            )
         } else {
             format!("{} voters of a target of {target} for {} nodes", voters.len(), view.members.len())
         };

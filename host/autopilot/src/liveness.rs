@@ -28,11 +28,14 @@ pub struct FlapPolicy {
     pub window: Duration,
     /// A node revived this many times within the window flaps.
     pub revivals: usize,
+    /// A revival counts only after an outage of at least this long (the
+    /// failure detector may flicker for a moment as a node comes back).
+    pub outage_min: Duration,
 }
 
 impl Default for FlapPolicy {
     fn default() -> Self {
-        Self { window: Duration::from_secs(5 * 60), revivals: 3 }
+        Self { window: Duration::from_secs(5 * 60), revivals: 3, outage_min: Duration::from_secs(1) }
     }
 }
 
@@ -58,17 +61,20 @@ impl LivenessTracker {
     }
 
     /// Takes gossip's report at `now` that `node` is live or dead. Returns
-    /// whether that is a change (a node heard of for the first time
-    /// counts as one).
+    /// whether that is a change: a node first seen live counts as one; a
+    /// node never seen live stays unknown (gossip lists nodes it has only
+    /// heard of as dead).
     pub fn observe(&mut self, node: &str, live: bool, now: Instant) -> bool {
         let Some(track) = self.nodes.get_mut(node) else {
-            self.nodes.insert(node.to_owned(), Track { live, since: now, revivals: VecDeque::new() });
-            return true;
+            if live {
+                self.nodes.insert(node.to_owned(), Track { live, since: now, revivals: VecDeque::new() });
+            }
+            return live;
         };
         if track.live == live {
             return false;
         }
-        if live {
+        if live && now.saturating_duration_since(track.since) >= self.policy.outage_min {
             track.revivals.push_back(now);
             if track.revivals.len() > self.policy.revivals {
                 track.revivals.pop_front();
@@ -97,11 +103,8 @@ impl LivenessTracker {
     /// window before `now`.
     pub fn flapping(&self, node: &str, now: Instant) -> bool {
         let Some(track) = self.nodes.get(node) else { return false };
-        let recent = track
-            .revivals
-            .iter()
-            .filter(|at| now.saturating_duration_since(**at) <= self.policy.window)
-            .count();
+        let recent =
+            track.revivals.iter().filter(|at| now.saturating_duration_since(**at) <= self.policy.window).count();
         recent >= self.policy.revivals
     }
 }

@@ -56,6 +56,10 @@ pub struct RoleRecord {
     pub quarantined: bool,
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// When its membership last changed (promoted, demoted), in
+    /// milliseconds since the Unix epoch; joining is not a shift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shifted_at_ms: Option<u64>,
     /// The raft term of the leader that decided it.
     pub term: u64,
 }

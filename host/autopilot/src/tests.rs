@@ -95,13 +95,8 @@ fn nothing_is_decided_from_a_minority_view() {
     assert_eq!(plan(&stale, &Policy::default()), None, "no quorum acknowledged the leader lately");
     let deposed = View { quorum_ack_age: None, members };
     assert_eq!(plan(&deposed, &Policy::default()), None, "not the leader");
-    let members = vec![
-        leader(1),
-        dead(2, true, 20 * SECOND),
-        dead(3, true, 20 * SECOND),
-        healthy(4, false),
-        healthy(5, false),
-    ];
+    let members =
+        vec![leader(1), dead(2, true, 20 * SECOND), dead(3, true, 20 * SECOND), healthy(4, false), healthy(5, false)];
     assert_eq!(decide(members), None, "gossip holds only one of three voters live");
 }
 
@@ -111,8 +106,14 @@ fn no_change_leaves_reachable_voters_short_of_a_quorum() {
     // demoting a failed one keeps three of four reachable.
     let policy = Policy::default();
     let long = policy.remove_after + SECOND;
-    let members =
-        vec![leader(1), healthy(2, true), healthy(3, true), dead(4, true, long), dead(5, true, long), healthy(6, false)];
+    let members = vec![
+        leader(1),
+        healthy(2, true),
+        healthy(3, true),
+        dead(4, true, long),
+        dead(5, true, long),
+        healthy(6, false),
+    ];
     assert_eq!(decide(members), Some((5, Action::Demote)));
     // Three voters, one unreachable but not failed (gossip says live), one
     // failed: removing the failed one would leave one of two reachable.
@@ -181,9 +182,11 @@ fn surplus_voters_are_demoted_never_the_leader() {
 
 #[test]
 fn the_tracker_sees_flapping_within_its_window() {
-    let mut tracker = LivenessTracker::new(FlapPolicy { window: 60 * SECOND, revivals: 3 });
+    let mut tracker = LivenessTracker::new(FlapPolicy { window: 60 * SECOND, revivals: 3, outage_min: SECOND });
     let start = Instant::now();
     let at = |seconds: u64| start + Duration::from_secs(seconds);
+    assert!(!tracker.observe("a", false, at(0)), "never seen live: unknown");
+    assert_eq!(tracker.liveness("a", at(0)), Liveness::Unknown);
     assert!(tracker.observe("a", true, at(0)));
     assert!(!tracker.observe("a", true, at(1)));
     for cycle in 0..3 {
@@ -200,6 +203,24 @@ fn the_tracker_sees_flapping_within_its_window() {
 }
 
 #[test]
+fn a_flicker_shorter_than_an_outage_is_no_revival() {
+    let mut tracker = LivenessTracker::new(FlapPolicy { window: 60 * SECOND, revivals: 2, outage_min: SECOND });
+    let start = Instant::now();
+    let at = |millis: u64| start + Duration::from_millis(millis);
+    tracker.observe("a", true, at(0));
+    for cycle in 0..5 {
+        tracker.observe("a", false, at(1000 + cycle * 1000));
+        tracker.observe("a", true, at(1500 + cycle * 1000));
+    }
+    assert!(!tracker.flapping("a", at(6000)));
+    tracker.observe("a", false, at(7000));
+    tracker.observe("a", true, at(8000));
+    tracker.observe("a", false, at(9000));
+    tracker.observe("a", true, at(10_000));
+    assert!(tracker.flapping("a", at(10_000)), "two outages of a second");
+}
+
+#[test]
 fn role_records_round_trip_with_exact_ids() {
     let record = RoleRecord {
         id: u64::MAX - 1,
@@ -209,6 +230,7 @@ fn role_records_round_trip_with_exact_ids() {
         reason: "r".into(),
         quarantined: false,
         at_ms: 1,
+        shifted_at_ms: Some(1),
         term: 2,
     };
     let json: serde_json::Value = serde_json::from_slice(&record.encode()).expect("JSON");

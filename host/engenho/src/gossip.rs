@@ -9,15 +9,23 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engenho_gossip::{Gossip, GossipConfig, NodeState, Sealer};
 use engenho_mesh::Node;
 use engenho_pki::{ClusterCa, Identity};
 use tokio::sync::watch;
 
+use crate::autopilot::SharedTracker;
+
 /// A gossip round every this long.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A node is dead to gossip once its heartbeat has not grown for this
+/// many mean heartbeat intervals (about 2 s at one round per 500 ms): with
+/// the autopilot's grace period on top, a failed voter is replaced within
+/// the failover target.
+pub const PHI_THRESHOLD: f64 = 4.0;
 
 /// How long a dead node stays in the gossip state before it is forgotten.
 pub const DEAD_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -25,6 +33,10 @@ pub const DEAD_GRACE: Duration = Duration::from_secs(10 * 60);
 /// How often the node's own state is looked at (and published when it
 /// changed).
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often gossip's liveness of every node is taken into the tracker
+/// the autopilot reads.
+const OBSERVE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where a node is, for its gossip.
 pub struct Addresses {
@@ -56,6 +68,7 @@ pub async fn start(node: &Node, identity: &Identity, ca: &ClusterCa, addresses: 
         seeds,
         interval: GOSSIP_INTERVAL,
         dead_grace: DEAD_GRACE,
+        phi_threshold: PHI_THRESHOLD,
         generation,
     };
     let gossip = Gossip::start(config, &state_of(node, addresses))
@@ -66,34 +79,48 @@ pub async fn start(node: &Node, identity: &Identity, ca: &ClusterCa, addresses: 
     Some(Arc::new(gossip))
 }
 
-/// Publishes `node`'s state when it changes and logs members becoming
-/// live or dead, until `stop` turns true.
-pub async fn run(node: Node, gossip: Arc<Gossip>, addresses: Addresses, mut stop: watch::Receiver<bool>) {
+/// Publishes `node`'s state when it changes, follows every node's
+/// liveness in `tracker` and logs members becoming live or dead, until
+/// `stop` turns true.
+pub async fn run(
+    node: Node,
+    gossip: Arc<Gossip>,
+    addresses: Addresses,
+    tracker: SharedTracker,
+    mut stop: watch::Receiver<bool>,
+) {
     let name = node.info().name;
     let mut state = state_of(&node, &addresses);
-    let mut known: BTreeMap<String, bool> = BTreeMap::new();
+    let mut published = Instant::now();
     loop {
         tokio::select! {
-            () = tokio::time::sleep(PUBLISH_INTERVAL) => {}
+            () = tokio::time::sleep(OBSERVE_INTERVAL) => {}
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
-        let now = state_of(&node, &addresses);
-        if now != state {
-            gossip.publish(&now).await;
-            state = now;
-        }
-        for (member, seen) in gossip.members().await {
-            if member == name {
-                continue;
-            }
-            if known.insert(member.clone(), seen.live) != Some(seen.live) {
-                let status = if seen.live { "live" } else { "dead" };
-                tracing::info!(node = %member, addr = %seen.gossip_addr, "gossip: {member} is {status}");
+        if published.elapsed() >= PUBLISH_INTERVAL {
+            published = Instant::now();
+            let now = state_of(&node, &addresses);
+            if now != state {
+                gossip.publish(&now).await;
+                state = now;
             }
         }
+        let liveness = gossip.liveness().await;
+        let now = Instant::now();
+        let mut tracker = tracker.lock().expect("liveness tracker lock");
+        for (member, live) in &liveness {
+            if *member != name && tracker.observe(member, *live, now) {
+                let status = if *live { "live" } else { "dead" };
+                tracing::info!(node = %member, "gossip: {member} is {status}");
+            }
+        }
+        tracker.retain(|member| liveness.contains_key(member));
     }
     gossip.stop();
 }
+
+/// Most recent role assignments `/mesh/status` shows.
+const TRANSITIONS_SHOWN: usize = 20;
 
 /// The node's view of the distribution layer, for `/mesh/status`.
 pub struct MeshStatus {
@@ -101,11 +128,14 @@ pub struct MeshStatus {
     pub node: Node,
     /// Its gossip, when it gossips.
     pub gossip: Option<Arc<Gossip>>,
+    /// The autopilot rounds this node planned while leading.
+    pub autopilot_rounds: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
     fn status(&self) -> futures::future::BoxFuture<'static, serde_json::Value> {
         let (node, gossip) = (self.node.clone(), self.gossip.clone());
+        let rounds = self.autopilot_rounds.load(std::sync::atomic::Ordering::Relaxed);
         Box::pin(async move {
             use serde_json::json;
             let raft = node.raft_status();
@@ -119,6 +149,8 @@ impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
                     .map(|seen| json!({"live": seen.live, "addr": seen.gossip_addr.to_string(), "state": seen.state}))
             };
             let raft_members = node.members();
+            let mut records = crate::autopilot::read_records(&node).unwrap_or_default();
+            let quarantined = |id: u64| records.iter().any(|r| r.id == id && r.quarantined);
             let members: Vec<serde_json::Value> = raft_members
                 .iter()
                 .map(|m| {
@@ -126,9 +158,12 @@ impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
                         "name": m.info.name, "id": m.id.to_string(), "peer": m.info.peer_addr,
                         "role": if m.is_learner { "learner" } else { "voter" },
                         "leader": raft.leader == Some(m.id), "gossip": view(&m.info.name),
+                        "quarantined": quarantined(m.id),
                     })
                 })
                 .collect();
+            records.reverse();
+            records.truncate(TRANSITIONS_SHOWN);
             let gossip_only: Vec<serde_json::Value> = heard
                 .keys()
                 .filter(|name| !raft_members.iter().any(|m| &m.info.name == *name))
@@ -140,6 +175,8 @@ impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
                     "lastLogIndex": raft.last_log_index, "appliedIndex": raft.applied_index},
                 "members": members,
                 "gossipOnly": gossip_only,
+                "transitions": records,
+                "autopilot": {"rounds": rounds},
                 "gossiping": gossip.is_some(),
                 "refused": gossip.as_ref().map_or(0, |g| g.refused()),
             })

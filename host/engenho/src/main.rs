@@ -1,5 +1,6 @@
 //! `engenho`: the node daemon and its command line.
 
+mod autopilot;
 mod bench;
 mod content;
 mod dev;

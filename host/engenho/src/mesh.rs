@@ -98,12 +98,29 @@ fn print_status(status: &serde_json::Value) {
         if member["leader"].as_bool() == Some(true) {
             role.push_str(" (leader)");
         }
+        if member["quarantined"].as_bool() == Some(true) {
+            role.push_str(" (quarantined)");
+        }
         let applied = gossip["state"]["raft_applied"].as_u64().map_or_else(|| "-".to_owned(), |a| a.to_string());
         let peer = member["peer"].as_str().or(gossip["addr"].as_str()).unwrap_or("-").to_owned();
         let id = member["id"].as_str().unwrap_or("-").to_owned();
         rows.push(vec![text(&member["name"]), role, id, applied, liveness.to_owned(), peer]);
     }
     crate::print_table(&rows);
+    let transitions = status["transitions"].as_array().into_iter().flatten();
+    let mut rows = vec![["WHEN", "NODE", "ACTION", "ROLE", "TERM", "REASON"].map(str::to_owned).to_vec()];
+    for record in transitions {
+        let when = record["atMs"]
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(|| "-".to_owned(), |at| at.format("%H:%M:%S%.3f").to_string());
+        let row = [&record["name"], &record["action"], &record["role"], &record["term"], &record["reason"]].map(text);
+        rows.push([vec![when], row.to_vec()].concat());
+    }
+    if rows.len() > 1 {
+        println!("\nlast transitions:");
+        crate::print_table(&rows);
+    }
     println!(
         "\nseen from {} (raft term {}, applied {}); gossip datagrams refused: {}",
         text(&status["node"]),

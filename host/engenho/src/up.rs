@@ -117,6 +117,22 @@ pub struct UpArgs {
     /// when the node is on a loopback address, else 127.244.0.0/16.
     #[arg(long, value_parser = engenho_node::pods::addresses::PodAddresses::parse_range)]
     pod_range: Option<(std::net::Ipv4Addr, u8)>,
+    /// Voters (control-plane nodes) the cluster keeps: `auto` (1 for 1–2
+    /// nodes, 3 for 3–6, 5 for 7 or more) or a number. The autopilot of
+    /// whichever node leads applies its own node's settings: give every
+    /// node the same.
+    #[arg(long, default_value = "auto")]
+    voters: engenho_autopilot::VoterTarget,
+    /// A member that raft and gossip both report dead this long has failed:
+    /// a failed voter is replaced by a learner, then demoted.
+    #[arg(long, default_value = "1s", value_parser = crate::autopilot::parse_duration)]
+    dead_grace: Duration,
+    /// A member failed this long is removed from the cluster.
+    #[arg(long, default_value = "10m", value_parser = crate::autopilot::parse_duration)]
+    remove_after: Duration,
+    /// The least time between two role shifts of one node.
+    #[arg(long, default_value = "60s", value_parser = crate::autopilot::parse_duration)]
+    shift_interval: Duration,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -213,15 +229,35 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let addresses =
         crate::gossip::Addresses { peer: args.peer_addr, api: advertised, joined_through: args.join.clone() };
     let gossip = crate::gossip::start(&node, &node_identity, &ca, &addresses).await;
-    api.serve_mesh_status(Arc::new(crate::gossip::MeshStatus { node: node.clone(), gossip: gossip.clone() }));
+    let autopilot_rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    api.serve_mesh_status(Arc::new(crate::gossip::MeshStatus {
+        node: node.clone(),
+        gossip: gossip.clone(),
+        autopilot_rounds: autopilot_rounds.clone(),
+    }));
+    let tracker = crate::autopilot::SharedTracker::default();
     let gossip = tokio::spawn({
-        let (node, stop) = (node.clone(), stop.clone());
+        let (node, tracker, stop) = (node.clone(), tracker.clone(), stop.clone());
         async move {
             if let Some(gossip) = gossip {
-                crate::gossip::run(node, gossip, addresses, stop).await;
+                crate::gossip::run(node, gossip, addresses, tracker, stop).await;
             }
         }
     });
+    let autopilot = crate::autopilot::Autopilot {
+        node: node.clone(),
+        tracker,
+        policy: engenho_autopilot::Policy {
+            voters: args.voters,
+            dead_grace: args.dead_grace,
+            remove_after: args.remove_after,
+            shift_interval: args.shift_interval,
+            ..engenho_autopilot::Policy::default()
+        },
+        events: api.loop_events(crate::autopilot::NAME),
+        rounds: autopilot_rounds,
+    };
+    let autopilot = tokio::spawn(autopilot.run(stop.clone()));
     let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
     let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone())?);
     tracing::info!(
@@ -241,6 +277,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = controllers.await;
     let _ = agent.await;
     let _ = gossip.await;
+    let _ = autopilot.await;
     let _ = pods.await;
     for server in [peer_server, etcd_server] {
         // Open watch and keep-alive streams never finish by themselves: give
@@ -273,8 +310,12 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
         },
     };
     let raft = node.clone();
-    let voter = Arc::new(move || raft.members().iter().any(|member| member.id == raft.id() && !member.is_learner));
-    engenho_node::NodeAgent::new(api.node_client(&name), settings, args.data_dir.clone(), voter)
+    let role = Arc::new(move || match raft.members().iter().find(|member| member.id == raft.id()) {
+        Some(member) if member.is_learner => engenho_node::NodeRole::Standby,
+        Some(_) => engenho_node::NodeRole::ControlPlane,
+        None => engenho_node::NodeRole::Worker,
+    });
+    engenho_node::NodeAgent::new(api.node_client(&name), settings, args.data_dir.clone(), role)
 }
 
 /// The node agent's loop over the pods bound to this node, on every node,

@@ -60,6 +60,9 @@ pub struct GossipConfig {
     pub interval: Duration,
     /// How long a dead node stays in the gossip state.
     pub dead_grace: Duration,
+    /// A node is dead once its heartbeat has not grown for this many of
+    /// its mean heartbeat intervals (phi accrual).
+    pub phi_threshold: f64,
     /// A number that grows with each start of this node (its generation).
     pub generation: u64,
 }
@@ -101,6 +104,7 @@ impl Gossip {
         let failure_detector_config = FailureDetectorConfig {
             initial_interval: config.interval,
             dead_node_grace_period: config.dead_grace,
+            phi_threshold: config.phi_threshold,
             ..FailureDetectorConfig::default()
         };
         let chitchat_config = ChitchatConfig {
@@ -153,6 +157,18 @@ impl Gossip {
                     members.insert(name, member);
                 }
                 members
+            })
+            .await
+    }
+
+    /// Every node gossip knows, by name, and whether the failure detector
+    /// holds it live (no state is read or verified: cheap enough to ask
+    /// often).
+    pub async fn liveness(&self) -> BTreeMap<String, bool> {
+        self.handle
+            .with_chitchat(|chitchat| {
+                let live: Vec<ChitchatId> = chitchat.live_nodes().cloned().collect();
+                chitchat.node_states().keys().map(|id| (id.node_id.to_string(), live.contains(id))).collect()
             })
             .await
     }
@@ -220,6 +236,7 @@ mod tests {
             seeds,
             interval: Duration::from_millis(100),
             dead_grace: Duration::from_secs(60),
+            phi_threshold: 8.0,
             generation: 1,
         };
         Gossip::start(config, &state).await.expect("gossip starts")

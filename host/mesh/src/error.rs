@@ -24,6 +24,10 @@ pub enum MeshError {
     /// A join was refused.
     #[error("join refused: {0}")]
     JoinRefused(String),
+    /// A membership change was refused: it would leave the voters raft
+    /// reaches short of a quorum.
+    #[error("membership change refused: {0} would leave too few reachable voters for a quorum")]
+    QuorumAtRisk(String),
     /// TLS credentials were unusable.
     #[error("peer TLS: {0}")]
     Tls(String),

@@ -24,7 +24,10 @@ pub mod proto {
 
 pub use error::{MeshError, Result};
 pub use join::{ClusterSettings, JoinCheck, fetch_credentials};
-pub use node::{JOIN_TOKEN_HASH_KEY, Member, Node, NodeConfig, RaftStatus};
+pub use node::{
+    JOIN_TOKEN_HASH_KEY, LeaderView, Member, MemberProgress, MembershipChange, Node, NodeConfig,
+    QUORUM_CONFIRM_TIMEOUT, RaftStatus,
+};
 pub use raft_wire::split_peer_connections;
 pub use service::PeerService;
 pub use streams::{ByteStream, OPEN_TIMEOUT, STREAM_REQUEST_BYTES_MAX, StreamHandler, StreamRefusal};

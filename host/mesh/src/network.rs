@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use crate::error::MeshError;
 use crate::proto::Payload;
 use crate::proto::peer_client::PeerClient;
-use crate::raft_wire::{RAFT_FRAME_BYTES_MAX, RaftRequest, WireError, read_frame, write_frame};
+use crate::raft_wire::{RAFT_FRAME_BYTES_MAX, RaftCall, RaftRequest, WireError, read_frame, write_frame};
 use crate::tls::PeerTls;
 
 /// Longest a raft connection is reused after its last call: well within
@@ -68,17 +68,40 @@ impl PeerClients {
     }
 }
 
+/// When each peer last answered a raft call of this node: raft's own
+/// view of which members are reachable.
+#[derive(Default)]
+pub(crate) struct Contacts(Mutex<HashMap<u64, Instant>>);
+
+impl Contacts {
+    fn answered(&self, target: u64) {
+        self.0.lock().expect("contacts lock").insert(target, Instant::now());
+    }
+
+    /// When `target` last answered, if it ever did.
+    pub(crate) fn last(&self, target: u64) -> Option<Instant> {
+        self.0.lock().expect("contacts lock").get(&target).copied()
+    }
+}
+
 /// Creates raft connections to peers.
 #[derive(Clone)]
 pub(crate) struct PeerNetwork {
     pub(crate) tls: Arc<PeerTls>,
+    pub(crate) contacts: Arc<Contacts>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Self::Network {
-        PeerConnection { target, addr: node.peer_addr.clone(), tls: self.tls.clone(), connection: None }
+        PeerConnection {
+            target,
+            addr: node.peer_addr.clone(),
+            tls: self.tls.clone(),
+            contacts: self.contacts.clone(),
+            connection: None,
+        }
     }
 }
 
@@ -89,6 +112,7 @@ pub(crate) struct PeerConnection {
     target: u64,
     addr: String,
     tls: Arc<PeerTls>,
+    contacts: Arc<Contacts>,
     connection: Option<(BufReader<TlsStream<TcpStream>>, Instant)>,
 }
 
@@ -114,7 +138,8 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let deadline = option.hard_ttl();
-        let answer = match tokio::time::timeout(deadline, self.exchange(&request)).await {
+        let call = RaftCall { to: self.target, request };
+        let answer = match tokio::time::timeout(deadline, self.exchange(&call)).await {
             Ok(answer) => answer,
             Err(_) => Err(CallError::TimedOut(deadline)),
         };
@@ -125,10 +150,11 @@ impl PeerConnection {
                 CallError::TimedOut(_) | CallError::Wire(_) => RPCError::Network(NetworkError::new(&error)),
             }
         })?;
+        self.contacts.answered(self.target);
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
-    async fn exchange<T: DeserializeOwned>(&mut self, request: &RaftRequest) -> Result<T, CallError> {
+    async fn exchange<T: DeserializeOwned>(&mut self, request: &RaftCall) -> Result<T, CallError> {
         let fresh = self.connection.as_ref().is_some_and(|(_, used)| used.elapsed() < RAFT_REUSE_WINDOW);
         if !fresh {
             let failed = |source| CallError::Connect { addr: self.addr.clone(), source };

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engenho_store::{
     Applied, Command, Compare, CompareResult, CompareTarget, KeyRange, LogStore, Mvcc, NodeInfo, Operation, Outcome,
@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use crate::error::{MeshError, Result};
 use crate::forward::{ForwardRequest, ForwardResponse};
 use crate::leases::{LEASE_CHECK_INTERVAL, LeaseClock};
-use crate::network::{PeerClients, PeerNetwork, decode, encode};
+use crate::network::{Contacts, PeerClients, PeerNetwork, decode, encode};
 use crate::proto::peer_client::PeerClient;
 use crate::tls::{PeerCredentials, PeerTls};
 
@@ -52,6 +52,13 @@ pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Deadline of a join, which includes bringing the new node up to date.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Longest the leader waits for a quorum to confirm its leadership when
+/// asked for its view.
+pub const QUORUM_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Raft reaches a member that answered one of its calls this recently.
+const REACHABLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// Pause between attempts while no leader is known.
 const LEADER_WAIT_INTERVAL: Duration = Duration::from_millis(50);
@@ -92,6 +99,47 @@ pub struct Member {
     pub is_learner: bool,
 }
 
+/// A change of one member's place in the raft group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// A learner becomes a voter.
+    Promote,
+    /// A voter becomes a learner.
+    Demote,
+    /// A member leaves the group.
+    Remove,
+}
+
+/// One member as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberProgress {
+    /// Raft node id.
+    pub id: u64,
+    /// How to reach it.
+    pub info: NodeInfo,
+    /// Whether it votes.
+    pub voter: bool,
+    /// Whether it is the leader.
+    pub leader: bool,
+    /// Time since it last answered the leader's raft calls (counted from
+    /// the start of this leadership at most).
+    pub raft_silent: Duration,
+    /// Log entries it trails the leader's log by, when known.
+    pub lag: Option<u64>,
+}
+
+/// What the leader sees of the raft group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderView {
+    /// The leader's term.
+    pub term: u64,
+    /// How long ago a quorum of voters confirmed the leadership, if they
+    /// did when asked.
+    pub quorum_ack_age: Option<Duration>,
+    /// Every member, the leader included.
+    pub members: Vec<MemberProgress>,
+}
+
 /// Raft position of this node, for status reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftStatus {
@@ -130,9 +178,19 @@ pub(crate) struct Inner {
     streams: std::sync::OnceLock<Arc<dyn crate::streams::StreamHandler>>,
     /// Opens the tunnels other nodes ask for.
     tunnels: std::sync::OnceLock<Arc<dyn crate::tunnels::TunnelHandler>>,
+    /// When each peer last answered this node's raft calls.
+    contacts: Arc<Contacts>,
+    /// Held while a membership change is under way: one at a time.
+    changes: tokio::sync::Mutex<()>,
+    /// The term this node last led in, and when it began leading in it.
+    led_since: std::sync::Mutex<Option<(u64, Instant)>>,
 }
 
 impl Inner {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     pub(crate) fn stream_handler(&self) -> Option<Arc<dyn crate::streams::StreamHandler>> {
         self.streams.get().cloned()
     }
@@ -173,7 +231,8 @@ impl Node {
         .map_err(|e| MeshError::Stopped(format!("invalid raft configuration: {e}")))?;
         let tls = Arc::new(PeerTls::new(config.credentials.clone())?);
         let clients = PeerClients::new(tls.clone());
-        let network = PeerNetwork { tls: tls.clone() };
+        let contacts = Arc::new(Contacts::default());
+        let network = PeerNetwork { tls: tls.clone(), contacts: contacts.clone() };
         let raft = Raft::new(id, Arc::new(raft_config), network, log, state_machine)
             .await
             .map_err(|e| MeshError::Stopped(e.to_string()))?;
@@ -181,7 +240,22 @@ impl Node {
         tokio::spawn(propose_batches(raft.clone(), queue, appended));
         let leases = LeaseClock::default();
         let (streams, tunnels) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
-        let inner = Arc::new(Inner { id, raft, proposals, store, tls, clients, leases, config, db, streams, tunnels });
+        let inner = Arc::new(Inner {
+            id,
+            raft,
+            proposals,
+            store,
+            tls,
+            clients,
+            leases,
+            config,
+            db,
+            streams,
+            tunnels,
+            contacts,
+            changes: tokio::sync::Mutex::new(()),
+            led_since: std::sync::Mutex::new(None),
+        });
         tokio::spawn(expire_leases(Arc::downgrade(&inner)));
         tokio::spawn(bound_history(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -303,10 +377,11 @@ impl Node {
         Ok(())
     }
 
-    /// Joins the cluster reachable at `peer_addr` as a voter, under the node
-    /// certificate [`crate::fetch_credentials`] obtained. This node must
-    /// already serve its peer endpoint, so the leader can bring it up to
-    /// date.
+    /// Joins the cluster reachable at `peer_addr` as a learner (the
+    /// leader's autopilot promotes it when the cluster wants another
+    /// voter), under the node certificate [`crate::fetch_credentials`]
+    /// obtained. This node must already serve its peer endpoint, so the
+    /// leader can bring it up to date.
     ///
     /// # Errors
     /// The cluster refused the node or could not be reached in time.
@@ -403,6 +478,71 @@ impl Node {
             }
         };
         tokio::time::timeout(timeout, attempt).await.map_err(|_| MeshError::TimedOut)?
+    }
+
+    /// What this node sees of the raft group while it leads (`None` when
+    /// it does not): every member's progress, and how long ago a quorum of
+    /// voters confirmed this leadership (asked now, within
+    /// [`QUORUM_CONFIRM_TIMEOUT`]; `None` when they did not).
+    pub async fn leader_view(&self) -> Option<LeaderView> {
+        let inner = &self.inner;
+        let metrics = inner.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return None;
+        }
+        let led_since = {
+            let mut led = inner.led_since.lock().expect("leadership lock");
+            match *led {
+                Some((term, since)) if term == metrics.current_term => since,
+                _ => led.insert((metrics.current_term, Instant::now())).1,
+            }
+        };
+        let asked = Instant::now();
+        let confirmed = tokio::time::timeout(QUORUM_CONFIRM_TIMEOUT, inner.raft.ensure_linearizable()).await;
+        let quorum_ack_age = matches!(confirmed, Ok(Ok(_))).then(|| asked.elapsed());
+        let last = metrics.last_log_index.unwrap_or(0);
+        let replication = metrics.replication.clone().unwrap_or_default();
+        let members = inner
+            .member_nodes()
+            .into_iter()
+            .map(|(id, info, voter)| {
+                let leader = id == inner.id;
+                let heard = inner.contacts.last(id).map_or(led_since, |at| at.max(led_since));
+                let matched = if leader { Some(last) } else { replication.get(&id).map(|m| m.map_or(0, |l| l.index)) };
+                MemberProgress {
+                    id,
+                    info,
+                    voter,
+                    leader,
+                    raft_silent: if leader { Duration::ZERO } else { heard.elapsed() },
+                    lag: matched.map(|matched| last.saturating_sub(matched)),
+                }
+            })
+            .collect();
+        Some(LeaderView { term: metrics.current_term, quorum_ack_age, members })
+    }
+
+    /// Makes `change` to member `id`'s role, if this node leads; waits
+    /// until it is committed. One change at a time: a change asked for
+    /// while another is under way waits for it.
+    ///
+    /// # Errors
+    /// This node does not lead; raft refused the change; removing a voter
+    /// would leave too few reachable voters for a quorum.
+    pub async fn change_role(&self, id: u64, change: MembershipChange) -> Result<()> {
+        let inner = &self.inner;
+        let _one_change = inner.changes.lock().await;
+        if inner.raft.metrics().borrow().state != ServerState::Leader {
+            return Err(MeshError::NoLeader);
+        }
+        let refused = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| MeshError::Stopped(e.to_string());
+        let members = match change {
+            MembershipChange::Promote => ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+            MembershipChange::Demote => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+            MembershipChange::Remove => return inner.remove_member(id).await,
+        };
+        inner.raft.change_membership(members, true).await.map_err(refused)?;
+        Ok(())
     }
 
     /// The members of the raft group, voters first.
@@ -570,8 +710,9 @@ impl Inner {
     }
 
     /// Admits a node whose certificate the cluster issued (it reached this
-    /// node over mutual TLS): brings it up to date as a learner, then makes
-    /// it a voter.
+    /// node over mutual TLS) as a learner, brought up to date. A member of
+    /// the same name or peer address under another id (the node before it
+    /// was wiped) is removed first, when the voters left keep a quorum.
     async fn admit(&self, id: u64, node: NodeInfo) -> Result<ForwardResponse> {
         let Some((leader, info)) = self.leader().await else {
             return Err(MeshError::NoLeader);
@@ -580,10 +721,64 @@ impl Inner {
             let client = self.clients.get(&info.peer_addr)?;
             return call_forward(client, &ForwardRequest::Join { id, node }, JOIN_TIMEOUT).await;
         }
+        let _one_change = self.changes.lock().await;
+        let stale: Vec<u64> = self
+            .member_nodes()
+            .into_iter()
+            .filter(|(other, info, _)| *other != id && (info.name == node.name || info.peer_addr == node.peer_addr))
+            .map(|(other, _, _)| other)
+            .collect();
+        for old in stale {
+            // The member answering at that address now is the new node,
+            // which refuses calls addressed to the old id.
+            let deadline = Instant::now() + 3 * REACHABLE_WITHIN;
+            while self.reachable(old) && Instant::now() < deadline {
+                tokio::time::sleep(LEADER_WAIT_INTERVAL).await;
+            }
+            if old == self.id || self.reachable(old) {
+                return Err(MeshError::JoinRefused(format!(
+                    "member {old:016x} of the same name or peer address as {} is live",
+                    node.name
+                )));
+            }
+            tracing::info!(old = %format!("{old:016x}"), new = %format!("{id:016x}"), name = %node.name, "removing a rejoining node's stale entry");
+            self.remove_member(old).await.map_err(|e| MeshError::JoinRefused(format!("{} rejoins: {e}", node.name)))?;
+        }
         let refused = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| MeshError::JoinRefused(e.to_string());
         self.raft.add_learner(id, node, true).await.map_err(refused)?;
-        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(refused)?;
         Ok(ForwardResponse::Joined)
+    }
+
+    /// Every member: id, how to reach it, whether it votes.
+    fn member_nodes(&self) -> Vec<(u64, NodeInfo, bool)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership.nodes().map(|(&id, info)| (id, info.clone(), voters.contains(&id))).collect()
+    }
+
+    /// Whether raft reaches member `id` now (this node always).
+    fn reachable(&self, id: u64) -> bool {
+        id == self.id || self.contacts.last(id).is_some_and(|at| at.elapsed() < REACHABLE_WITHIN)
+    }
+
+    /// Removes member `id` from the group (a voter only where the voters
+    /// raft reaches keep a quorum before and after). The caller holds
+    /// [`Inner::changes`].
+    async fn remove_member(&self, id: u64) -> Result<()> {
+        let members = self.member_nodes();
+        let voters: Vec<u64> = members.iter().filter(|(_, _, voter)| *voter).map(|(id, _, _)| *id).collect();
+        let change = if voters.contains(&id) {
+            let after: Vec<u64> = voters.iter().copied().filter(|v| *v != id).collect();
+            if !engenho_autopilot::quorum_safe(&voters, &after, |v| self.reachable(v)) {
+                return Err(MeshError::QuorumAtRisk(format!("removing voter {id:016x}")));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.raft.change_membership(change, false).await.map_err(|e| MeshError::Stopped(e.to_string()))?;
+        Ok(())
     }
 }
 

@@ -53,6 +53,17 @@ pub(crate) enum RaftRequest {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
 }
 
+/// A raft RPC addressed to one member: a node refuses calls addressed to
+/// another id (a node wiped and rejoined at the same address must not
+/// answer for the member it was).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RaftCall {
+    /// The raft id of the member called.
+    pub(crate) to: u64,
+    /// The RPC.
+    pub(crate) request: RaftRequest,
+}
+
 /// Why a frame could not be exchanged.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WireError {
@@ -70,6 +81,14 @@ pub(crate) enum WireError {
     /// The frame did not decode.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// A raft call addressed to another member.
+    #[error("a raft call for member {to:016x} reached member {this:016x}")]
+    Misaddressed {
+        /// The member called.
+        to: u64,
+        /// This member.
+        this: u64,
+    },
     /// The rest of a frame did not arrive in time.
     #[error("frame incomplete after {FRAME_TIMEOUT:?}")]
     Stalled,
@@ -195,10 +214,13 @@ async fn serve_raft(connection: TlsConnection, node: Weak<Inner>) -> Result<(), 
             Ok(Ok([])) => return Ok(()),
             Ok(filled) => filled?,
         };
-        let request = read_frame::<_, RaftRequest>(&mut stream, RAFT_FRAME_BYTES_MAX).await?;
+        let call = read_frame::<_, RaftCall>(&mut stream, RAFT_FRAME_BYTES_MAX).await?;
         let Some(node) = node.upgrade() else { return Ok(()) };
+        if call.to != node.id() {
+            return Err(WireError::Misaddressed { to: call.to, this: node.id() });
+        }
         let socket = stream.get_mut();
-        match request {
+        match call.request {
             RaftRequest::AppendEntries(rpc) => write_frame(socket, &node.raft.append_entries(rpc).await).await?,
             RaftRequest::Vote(rpc) => write_frame(socket, &node.raft.vote(rpc).await).await?,
             RaftRequest::InstallSnapshot(rpc) => write_frame(socket, &node.raft.install_snapshot(rpc).await).await?,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::machine::Machine;
-use crate::status::{self, NodeSettings};
+use crate::status::{self, NodeRole, NodeSettings};
 
 /// How often the Lease is renewed (the kubelet's: a quarter of its
 /// duration).
@@ -34,15 +34,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Wait after a failed round before the next.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Whether this node votes in the cluster's raft group, asked each round.
-pub type VoterCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+/// This node's role in the cluster, asked each round and every
+/// [`ROLE_CHECK_INTERVAL`] between rounds.
+pub type RoleCheck = Arc<dyn Fn() -> NodeRole + Send + Sync>;
+
+/// How often the role is asked between rounds: a changed role starts a
+/// round at once, which relabels the Node.
+const ROLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A node's agent.
 pub struct NodeAgent {
     client: LocalClient,
     settings: NodeSettings,
     data_dir: PathBuf,
-    voter: VoterCheck,
+    role: RoleCheck,
 }
 
 /// What the last round reported.
@@ -55,8 +60,8 @@ struct Reported {
 impl NodeAgent {
     /// The agent of the node `settings` describes, writing through
     /// `client` (the node's own), reading the disk of `data_dir`.
-    pub fn new(client: LocalClient, settings: NodeSettings, data_dir: PathBuf, voter: VoterCheck) -> Self {
-        Self { client, settings, data_dir, voter }
+    pub fn new(client: LocalClient, settings: NodeSettings, data_dir: PathBuf, role: RoleCheck) -> Self {
+        Self { client, settings, data_dir, role }
     }
 
     /// Keeps the node registered, leased and reported until `stop` turns
@@ -64,7 +69,8 @@ impl NodeAgent {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut reported = Reported::default();
         loop {
-            let wait = match tokio::time::timeout(WRITE_TIMEOUT * 3, self.round(&mut reported)).await {
+            let labeled = (self.role)();
+            let wait = match tokio::time::timeout(WRITE_TIMEOUT * 3, self.round(&mut reported, labeled)).await {
                 Ok(Ok(())) => LEASE_RENEW_INTERVAL,
                 Ok(Err(error)) => {
                     tracing::warn!(node = %self.settings.name, %error, "the node agent's round failed");
@@ -77,17 +83,20 @@ impl NodeAgent {
                     RETRY_AFTER
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
+            let next = Instant::now() + wait;
+            while Instant::now() < next && (self.role)() == labeled {
+                tokio::select! {
+                    () = tokio::time::sleep(ROLE_CHECK_INTERVAL.min(next - Instant::now())) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                }
             }
         }
     }
 
     /// One round: registration (when the Node is missing or its labels
     /// are not ours), status (when due), lease.
-    async fn round(&self, reported: &mut Reported) -> Result<(), AgentError> {
-        let labels = status::labels(&self.settings, (self.voter)());
+    async fn round(&self, reported: &mut Reported, role: NodeRole) -> Result<(), AgentError> {
+        let labels = status::labels(&self.settings, role);
         let node = self.register(&labels).await?;
         let machine = Machine::probe(&self.data_dir)?;
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);

@@ -11,10 +11,10 @@ pub mod pods;
 pub mod status;
 
 pub use agent::{
-    AgentError, LEASE_DURATION_SECONDS, LEASE_RENEW_INTERVAL, NodeAgent, STATUS_REPORT_INTERVAL, VoterCheck,
+    AgentError, LEASE_DURATION_SECONDS, LEASE_RENEW_INTERVAL, NodeAgent, RoleCheck, STATUS_REPORT_INTERVAL,
 };
 pub use machine::{Machine, ProbeError};
 pub use pods::PodLoop;
 pub use status::{
-    EvictionError, EvictionHard, NodeSettings, RegisterTaints, Reserved, ReservedError, TaintError, Threshold,
+    EvictionError, EvictionHard, NodeRole, NodeSettings, RegisterTaints, Reserved, ReservedError, TaintError, Threshold,
 };

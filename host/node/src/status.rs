@@ -99,6 +99,22 @@ impl FromStr for EvictionHard {
 /// The label control-plane nodes (raft voters) carry.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
+/// The label standby nodes (raft learners: full replicas that do not
+/// vote) carry.
+pub const STANDBY_LABEL: &str = "node-role.kubernetes.io/standby";
+
+/// A node's place in the cluster, as `kubectl get nodes` shows it
+/// (ROLES).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    /// A raft voter.
+    ControlPlane,
+    /// A raft learner.
+    Standby,
+    /// Neither.
+    Worker,
+}
+
 /// Resources set aside for the system, taken off allocatable
 /// (`--system-reserved cpu=100m,memory=256Mi,ephemeral-storage=1Gi`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -208,10 +224,10 @@ pub struct NodeSettings {
     pub pod_cidr: String,
 }
 
-/// The Node's labels: the standard ones, one per runtime handler, and the
-/// control-plane role where the node votes (`null` where it does not, so
-/// that a merge patch removes it).
-pub fn labels(settings: &NodeSettings, voter: bool) -> Value {
+/// The Node's labels: the standard ones, one per runtime handler, and its
+/// role (the other roles' labels `null`, so that a merge patch removes
+/// them).
+pub fn labels(settings: &NodeSettings, role: NodeRole) -> Value {
     let mut labels = Map::new();
     labels.insert("kubernetes.io/hostname".into(), json!(settings.name));
     labels.insert("kubernetes.io/os".into(), json!(std::env::consts::OS));
@@ -221,7 +237,9 @@ pub fn labels(settings: &NodeSettings, voter: bool) -> Value {
     for handler in WASM_HANDLERS {
         labels.insert(handler_label(handler), json!("true"));
     }
-    labels.insert(CONTROL_PLANE_LABEL.into(), if voter { json!("") } else { Value::Null });
+    let flag = |on: bool| if on { json!("") } else { Value::Null };
+    labels.insert(CONTROL_PLANE_LABEL.into(), flag(role == NodeRole::ControlPlane));
+    labels.insert(STANDBY_LABEL.into(), flag(role == NodeRole::Standby));
     Value::Object(labels)
 }
 
@@ -522,14 +540,18 @@ mod tests {
     #[test]
     fn labels_name_the_node_its_runtimes_and_its_role() {
         // Goal: the standard labels, one per runtime handler (what the
-        // RuntimeClasses select), and the control-plane role only where
-        // the node votes (null removes it in a merge patch).
-        let voting = labels(&settings(), true);
+        // RuntimeClasses select), and its role's label (the others null,
+        // which removes them in a merge patch).
+        let voting = labels(&settings(), NodeRole::ControlPlane);
         assert_eq!(voting["kubernetes.io/hostname"], "n1");
         assert_eq!(voting["kubernetes.io/os"], "linux");
         assert_eq!(voting["runtime.engenho.io/wasi"], "true");
         assert_eq!(voting["runtime.engenho.io/tlisp"], "true");
         assert_eq!(voting[CONTROL_PLANE_LABEL], "");
-        assert_eq!(labels(&settings(), false)[CONTROL_PLANE_LABEL], Value::Null);
+        assert_eq!(voting[STANDBY_LABEL], Value::Null);
+        let standby = labels(&settings(), NodeRole::Standby);
+        assert_eq!((&standby[CONTROL_PLANE_LABEL], &standby[STANDBY_LABEL]), (&Value::Null, &json!("")));
+        let worker = labels(&settings(), NodeRole::Worker);
+        assert_eq!((&worker[CONTROL_PLANE_LABEL], &worker[STANDBY_LABEL]), (&Value::Null, &Value::Null));
     }
 }

@@ -138,7 +138,9 @@ pub(crate) fn store_status(error: StoreError) -> Status {
 pub(crate) fn mesh_status(error: MeshError) -> Status {
     match error {
         MeshError::Store(store) => store_status(store),
-        MeshError::Malformed(_) | MeshError::JoinRefused(_) | MeshError::Tls(_) => Status::internal(error.to_string()),
+        MeshError::Malformed(_) | MeshError::JoinRefused(_) | MeshError::QuorumAtRisk(_) | MeshError::Tls(_) => {
+            Status::internal(error.to_string())
+        }
         MeshError::NoLeader
         | MeshError::LeaderUnreachable(_)
         | MeshError::LeaderChanged

@@ -64,6 +64,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use client::{LocalClient, Refused};
+pub use controllers::events::{Event, EventRecorder, Regarding};
 pub use discovery::{KUBERNETES_MINOR, git_version};
 pub use handlers::REQUEST_BODY_BYTES_MAX;
 pub use pki::Credentials;
@@ -245,6 +246,15 @@ impl KubeApi {
         let registry = self.state.registry();
         let pods = registry.find_plural("", "pods").expect("pods are built in");
         loops::informer_of(&self.state.informers, pods)
+    }
+
+    /// A recorder of Events written as loop `name`
+    /// (`system:serviceaccount:kube-system:<name>`, authorized by its
+    /// ClusterRole `system:controller:<name>`), for the loops that run
+    /// outside the API server.
+    pub fn loop_events(&self, name: &str) -> EventRecorder {
+        let client = client::LocalClient::new(self.router(), controllers::identity(name), name);
+        EventRecorder::start(client, self.state.registry.clone(), name)
     }
 
     /// The metrics of loop `name`, published on `/metrics` with every

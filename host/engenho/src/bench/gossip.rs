@@ -95,6 +95,7 @@ async fn start(
         seeds: seeds.into_iter().filter(|seed| *seed != listen).collect(),
         interval,
         dead_grace: Duration::from_secs(3600),
+        phi_threshold: crate::gossip::PHI_THRESHOLD,
         generation: 1,
     };
     let state = NodeState { peer: listen.to_string(), role: "voter".into(), ..NodeState::default() };

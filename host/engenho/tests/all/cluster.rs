@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{EngenhoNode, wait_for};
+use crate::support::{EngenhoNode, wait_for, wait_voters};
 
 const SNAPSHOT_LOGS: &str = "50";
 
@@ -32,6 +32,7 @@ fn leader_index(nodes: &[EngenhoNode], alive: &[usize]) -> Option<usize> {
 fn three_nodes_replicate_fail_over_and_catch_up() {
     let root = tempfile::tempdir().expect("temporary directory");
     let mut nodes = start_cluster(root.path());
+    wait_voters(&nodes[0], 3);
 
     let members = nodes[2].etcdctl_ok(&["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");

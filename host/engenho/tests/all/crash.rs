@@ -138,6 +138,7 @@ fn acknowledged_writes_survive_the_leaders_kill_9() {
         node.start_ready(&args.iter().map(String::as_str).collect::<Vec<_>>());
         nodes.push(node);
     }
+    crate::support::wait_voters(&nodes[0], 3);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _entered = runtime.enter();
     let mut ledger = Ledger::default();

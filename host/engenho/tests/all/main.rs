@@ -32,6 +32,7 @@ mod preemption;
 mod quota;
 mod rbac_escalation;
 mod refusals;
+mod revoada;
 mod scheduler;
 mod scheduler_containment;
 mod scheduler_swaps;

@@ -586,6 +586,7 @@ fn the_pods_of_a_node_whose_agent_stops_are_replaced_elsewhere() {
     let placed = kubectl.json(&["get", "pods", "-l", "app=ticker", "-o", "json"]);
     assert_eq!(placed["items"][0]["spec"]["nodeName"], doomed.as_str(), "the pod went where it preferred");
 
+    crate::support::wait_voters(&nodes[0], 3);
     nodes[2].stop();
     wait_for("gossip to notice the stopped node", Duration::from_secs(60), || {
         nodes[0].log_text().contains(&format!("gossip: {doomed} is dead"))

@@ -229,6 +229,7 @@ fn the_kubernetes_service_follows_the_api_servers_of_a_cluster() {
     assert_eq!(distinct.len(), 60, "creates on all three nodes never share a cluster IP");
     assert!(ips.iter().all(|ip| ip.starts_with("10.44.0.")), "{ips:?}");
 
+    crate::support::wait_voters(&nodes[0], 3);
     let mut stopped = nodes.pop().expect("a third node");
     stopped.stop();
     let remaining = addresses(&nodes);

@@ -254,6 +254,16 @@ impl Drop for EngenhoNode {
     }
 }
 
+/// Waits until `node` lists `voters` voting members: a joined node is a
+/// learner until the leader's autopilot promotes it.
+pub fn wait_voters(node: &EngenhoNode, voters: usize) {
+    wait_for(&format!("{voters} voters"), Duration::from_secs(60), || {
+        let listed = node.etcdctl(&["member", "list"]);
+        let text = String::from_utf8_lossy(&listed.stdout);
+        listed.status.success() && text.lines().filter(|line| line.ends_with("false")).count() == voters
+    });
+}
+
 /// An `etcdctl` (API v3) command for `node`, over TLS with the node's
 /// admin client certificate.
 pub fn etcdctl_command(node: &EngenhoNode) -> Command {

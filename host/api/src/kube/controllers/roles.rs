@@ -194,6 +194,8 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         ("namespace-controller", vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ALL}), events()]),
+        // revoada's autopilot reports role changes as Events of the Nodes.
+        ("engenho-autopilot", vec![rule("", &["nodes"], &READ), events()]),
     ]
 }
 

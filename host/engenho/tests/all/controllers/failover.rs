@@ -25,6 +25,7 @@ fn a_new_leader_takes_the_controllers_over() {
         node.start_ready(&args.iter().map(String::as_str).collect::<Vec<_>>());
         nodes.push(node);
     }
+    crate::support::wait_voters(&nodes[0], 3);
     let kubectls: Vec<Kubectl> = nodes.iter().map(Kubectl::for_node).collect();
     let active = |kubectl: &Kubectl, plugin: &str| {
         let output = kubectl.run(&["get", "plugin", plugin, "-o", "jsonpath={.status.conditions[0].status}"], None);

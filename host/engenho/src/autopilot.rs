@@ -1,0 +1,269 @@
+//! revoada's autopilot loop. Every node runs it; it acts only while its
+//! node leads raft. Each round it takes raft's view of the group (with a
+//! fresh quorum confirmation) and gossip's liveness of every node, asks
+//! [`engenho_autopilot::plan`] for the next role change, makes it, and
+//! records it: a role record in the store (`/engenho/mesh/roles/`), an
+//! Event on the Node (as `system:serviceaccount:kube-system:engenho-autopilot`)
+//! and a log line.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use engenho_api::kube::{Event, EventRecorder, Regarding};
+use engenho_autopilot::{
+    Action, LivenessTracker, MemberView, Policy, ROLE_RECORDS_PREFIX, Role, RoleRecord, View, role_record_key,
+};
+use engenho_mesh::{LeaderView, MembershipChange, Node};
+use engenho_store::{Command, KeyRange, PutRequest, RangeRequest};
+use tokio::sync::watch;
+
+/// The loop's name and service account.
+pub const NAME: &str = "engenho-autopilot";
+
+/// A round every this long.
+const ROUND_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Pause after a change raft refused, before planning again.
+const REFUSED_PAUSE: Duration = Duration::from_secs(1);
+
+/// Most role records read (one per member ever seen).
+const ROLE_RECORDS_MAX: i64 = 4096;
+
+/// Gossip's liveness of every node, as this node has followed it.
+pub type SharedTracker = Arc<Mutex<LivenessTracker>>;
+
+/// The autopilot of one node.
+pub struct Autopilot {
+    /// The raft node.
+    pub node: Node,
+    /// Gossip's liveness of every node.
+    pub tracker: SharedTracker,
+    /// Its settings.
+    pub policy: Policy,
+    /// Where its Events go.
+    pub events: EventRecorder,
+    /// Rounds planned while leading, counted.
+    pub rounds: Arc<AtomicU64>,
+}
+
+impl Autopilot {
+    /// Runs rounds until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(ROUND_INTERVAL) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            if let Err(error) = self.round().await {
+                tracing::warn!(%error, "autopilot");
+                tokio::select! {
+                    () = tokio::time::sleep(REFUSED_PAUSE) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                }
+            }
+        }
+    }
+
+    /// One round: records what is unrecorded, then plans and makes at
+    /// most one change.
+    async fn round(&self) -> Result<(), String> {
+        let Some(raft) = self.node.leader_view().await else { return Ok(()) };
+        let records = self.records()?;
+        self.record_unrecorded(&raft, &records).await?;
+        let view = self.view(&raft, &records);
+        let decision = engenho_autopilot::plan(&view, &self.policy);
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        let Some(decision) = decision else { return Ok(()) };
+        let member = raft.members.iter().find(|m| m.id == decision.node).expect("a decision names a member");
+        let (name, was_voter) = (member.info.name.clone(), member.voter);
+        tracing::info!(node = %name, action = decision.action.as_str(), reason = %decision.reason, "autopilot");
+        let change = match decision.action {
+            Action::Promote => Some(MembershipChange::Promote),
+            Action::Demote => Some(MembershipChange::Demote),
+            Action::Remove => Some(MembershipChange::Remove),
+            Action::Quarantine | Action::Restore | Action::Join => None,
+        };
+        if let Some(change) = change {
+            self.node.change_role(decision.node, change).await.map_err(|e| format!("{name}: {e}"))?;
+        }
+        let previous = records.get(&decision.node);
+        let role = match decision.action {
+            Action::Promote => Role::Voter,
+            Action::Demote => Role::Learner,
+            Action::Remove => Role::Removed,
+            _ if was_voter => Role::Voter,
+            _ => Role::Learner,
+        };
+        let record = RoleRecord {
+            id: decision.node,
+            name,
+            role,
+            action: decision.action,
+            reason: decision.reason,
+            quarantined: match decision.action {
+                Action::Quarantine => true,
+                Action::Restore => false,
+                _ => previous.is_some_and(|r| r.quarantined),
+            },
+            at_ms: unix_ms(),
+            shifted_at_ms: if change.is_some() { Some(unix_ms()) } else { previous.and_then(|r| r.shifted_at_ms) },
+            term: raft.term,
+        };
+        self.record(&record).await
+    }
+
+    /// The planner's view: raft's, with gossip's liveness and the records.
+    fn view(&self, raft: &LeaderView, records: &BTreeMap<u64, RoleRecord>) -> View {
+        let now = Instant::now();
+        let wall = unix_ms();
+        let tracker = self.tracker.lock().expect("liveness tracker lock");
+        let members = raft
+            .members
+            .iter()
+            .map(|m| {
+                let record = records.get(&m.id);
+                MemberView {
+                    id: m.id,
+                    voter: m.voter,
+                    leader: m.leader,
+                    raft_silent: m.raft_silent,
+                    lag: m.lag,
+                    gossip: tracker.liveness(&m.info.name, now),
+                    flapping: tracker.flapping(&m.info.name, now),
+                    quarantined: record.is_some_and(|r| r.quarantined),
+                    since_shift: record
+                        .and_then(|r| r.shifted_at_ms)
+                        .map(|at| Duration::from_millis(wall.saturating_sub(at))),
+                }
+            })
+            .collect();
+        View { quorum_ack_age: raft.quorum_ack_age, members }
+    }
+
+    /// Records members without a record (joined) or whose record says
+    /// another role than raft (a leader stopped between a change and its
+    /// record), and members gone from raft as removed.
+    async fn record_unrecorded(&self, raft: &LeaderView, records: &BTreeMap<u64, RoleRecord>) -> Result<(), String> {
+        for member in &raft.members {
+            let role = if member.voter { Role::Voter } else { Role::Learner };
+            let previous = records.get(&member.id);
+            if previous.is_some_and(|r| r.role == role) {
+                continue;
+            }
+            let (action, reason) = match previous {
+                None if member.leader => (Action::Join, "bootstrapped the cluster".to_owned()),
+                None => (Action::Join, "joined as a learner".to_owned()),
+                Some(_) if member.voter => (Action::Promote, "found voting without a record".to_owned()),
+                Some(_) => (Action::Demote, "found not voting without a record".to_owned()),
+            };
+            let record = RoleRecord {
+                id: member.id,
+                name: member.info.name.clone(),
+                role,
+                action,
+                reason,
+                quarantined: previous.is_some_and(|r| r.quarantined),
+                at_ms: unix_ms(),
+                shifted_at_ms: previous.and_then(|r| r.shifted_at_ms),
+                term: raft.term,
+            };
+            self.record(&record).await?;
+        }
+        for (id, previous) in records {
+            if previous.role != Role::Removed && !raft.members.iter().any(|m| m.id == *id) {
+                let record = RoleRecord {
+                    role: Role::Removed,
+                    action: Action::Remove,
+                    reason: "no longer a member".into(),
+                    at_ms: unix_ms(),
+                    term: raft.term,
+                    ..previous.clone()
+                };
+                self.record(&record).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The role records in the store, by member id (as this node applied
+    /// them; the leader's own writes are applied before they return).
+    fn records(&self) -> Result<BTreeMap<u64, RoleRecord>, String> {
+        read_records(&self.node).map(|records| records.into_iter().map(|r| (r.id, r)).collect())
+    }
+
+    /// Writes `record` and reports it as an Event on its Node.
+    async fn record(&self, record: &RoleRecord) -> Result<(), String> {
+        let put = PutRequest {
+            key: role_record_key(record.id).into_bytes(),
+            value: record.encode(),
+            ..PutRequest::default()
+        };
+        self.node.write(Command::Put(put)).await.map_err(|e| format!("recording {}'s role: {e}", record.name))?;
+        let (reason, warning) = match record.action {
+            Action::Join => ("Joined", false),
+            Action::Promote => ("Promoted", false),
+            Action::Demote => ("Demoted", false),
+            Action::Remove => ("Removed", true),
+            Action::Quarantine => ("Quarantined", true),
+            Action::Restore => ("Restored", false),
+        };
+        let role = match record.role {
+            Role::Voter => "a voter (control plane)",
+            Role::Learner => "a learner (standby)",
+            Role::Removed => "no longer a member",
+        };
+        self.events.record(Event {
+            regarding: Regarding {
+                group: String::new(),
+                version: "v1".into(),
+                plural: "nodes".into(),
+                namespace: String::new(),
+                name: record.name.clone(),
+                uid: record.name.clone(),
+            },
+            warning,
+            reason: reason.into(),
+            message: format!("{} is {role}: {}", record.name, record.reason),
+        });
+        Ok(())
+    }
+}
+
+/// Every role record in `node`'s store, oldest assignment first.
+///
+/// # Errors
+/// The store could not be read.
+pub fn read_records(node: &Node) -> Result<Vec<RoleRecord>, String> {
+    let request = RangeRequest {
+        range: KeyRange::prefix(ROLE_RECORDS_PREFIX.as_bytes()),
+        limit: ROLE_RECORDS_MAX,
+        ..RangeRequest::default()
+    };
+    let (_, answer) = node.store().range(&request).map_err(|e| format!("reading role records: {e}"))?;
+    let mut records: Vec<RoleRecord> = answer.kvs.iter().filter_map(|kv| RoleRecord::decode(&kv.value).ok()).collect();
+    records.sort_by_key(|r| r.at_ms);
+    Ok(records)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Parses a duration as `250ms`, `2s`, `10m` or `1h`.
+///
+/// # Errors
+/// Anything else.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 500ms, 2s, 10m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        _ => Err(format!("{text:?} is not a duration such as 500ms, 2s, 10m")),
+    }
+}
