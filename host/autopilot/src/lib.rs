@@ -290,9 +290,9 @@ fn promote(view: &View, policy: &Policy) -> Option<Decision> {
         return None;
     }
     let reason = if healthy < view.members.iter().filter(|m| m.voter).count() {
-        format!("replaces a failed voter: {healthy} healthy voters of a target of {target}")
+        format!("replaces a failed voter: {healthy} healthy of {target} voters")
     } else {
-        format!("{healthy} voters of a target of {target} for {} nodes", view.members.len())
+        format!("{healthy} of {target} voters for {} nodes", view.members.len())
     };
     Some(Decision { node: candidate.id, action: Action::Promote, reason })
 }
@@ -316,12 +316,12 @@ fn demote(view: &View, policy: &Policy) -> Option<Decision> {
         }
         let reason = if m.failed(policy) {
             format!(
-                "dead to raft and gossip for {}s; {} voters of a target of {target}",
+                "dead to raft and gossip for {}s; {} voters for {target} wanted",
                 m.dead_for().as_secs(),
                 voters.len()
             )
         } else {
-            format!("{} voters of a target of {target} for {} nodes", voters.len(), view.members.len())
+            format!("{} voters for {target} wanted with {} nodes", voters.len(), view.members.len())
         };
         Some(Decision { node: m.id, action: Action::Demote, reason })
     })

@@ -70,6 +70,11 @@ impl Autopilot {
     /// most one change.
     async fn round(&self) -> Result<(), String> {
         let Some(raft) = self.node.leader_view().await else { return Ok(()) };
+        if raft.quorum_ack_age.is_none() {
+            // A leader no quorum confirms (cut off, or deposed meanwhile)
+            // neither records nor decides anything.
+            return Ok(());
+        }
         let records = self.records()?;
         self.record_unrecorded(&raft, &records).await?;
         let view = self.view(&raft, &records);

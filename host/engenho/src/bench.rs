@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 
 pub(crate) mod api;
 mod controllers;
+mod failover;
 mod gossip;
 mod plugins;
 mod pods;
@@ -62,6 +63,9 @@ enum BenchTarget {
     /// Gossip: how fast a membership change spreads, and bytes per node
     /// per second, with many gossip nodes in one process.
     Gossip(gossip::GossipBenchArgs),
+    /// Failover: the raft leader killed; until a new leader, writes
+    /// accepted again and the voters restored, with etcd's beside.
+    Failover(failover::FailoverBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +117,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Scheduler(args) => scheduler::run(args).await,
         BenchTarget::Pods(args) => pods::run(args).await,
         BenchTarget::Gossip(args) => gossip::run(args).await,
+        BenchTarget::Failover(args) => failover::run(args).await,
     }
 }
 
@@ -584,7 +589,11 @@ async fn measure_reads(
 
 /// Processes of one benchmarked cluster; killed on drop.
 struct Cluster {
-    children: Vec<Child>,
+    /// Each member's process, while it runs.
+    children: Vec<Option<Child>>,
+    /// How each member is started (and started again: a command spawns
+    /// as often as asked).
+    commands: Vec<Command>,
     client_addrs: Vec<String>,
     /// How clients prove themselves to the cluster's client endpoints.
     tls: Arc<ClientConfig>,
@@ -592,7 +601,7 @@ struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for child in self.children.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -612,7 +621,7 @@ impl Cluster {
     fn cpu_time(&self) -> anyhow::Result<Duration> {
         let ticks_per_second = rustix::param::clock_ticks_per_second();
         let mut ticks = 0u64;
-        for child in &self.children {
+        for child in self.children.iter().flatten() {
             let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))?;
             // Fields after the parenthesised command name: state is the first,
             // utime the 12th and stime the 13th.
@@ -644,11 +653,11 @@ impl Cluster {
         let ca = ClusterCa::create(&pki)?;
         let client = ca.issue(&Profile::Client { common_name: "bench".into() })?;
         let tls = engenho_pki::mutual_client_config(&client, ca.certificate_der(), &[HTTP2_ALPN])?;
-        let mut cluster = Self { children: Vec::new(), client_addrs: Vec::new(), tls };
+        let mut cluster = Self { children: Vec::new(), commands: Vec::new(), client_addrs: Vec::new(), tls };
         let initial: Vec<String> = (0..nodes).map(|i| format!("e{i}=https://{}:2380", member_ip(system, i))).collect();
         for index in 0..nodes {
             let ip = member_ip(system, index);
-            let log = std::fs::File::create(dir.join(format!("{index}.log")))?;
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{index}.log")))?;
             let mut command = match system {
                 System::Engenho => {
                     let mut command = Command::new(std::env::current_exe()?);
@@ -697,13 +706,10 @@ impl Cluster {
                     command
                 }
             };
-            let child = command
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {} member {index}", system.name()))?;
-            cluster.children.push(child);
+            command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+            let child = command.spawn().with_context(|| format!("starting {} member {index}", system.name()))?;
+            cluster.children.push(Some(child));
+            cluster.commands.push(command);
             cluster.client_addrs.push(format!("{ip}:2379"));
             if system == System::Engenho {
                 // Later members join through the cluster, which must be up;
@@ -715,6 +721,21 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// Kills member `index` with SIGKILL, as a crash.
+    fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.children[index].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `index` again on its data.
+    fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.children[index].is_none(), "member {index} runs");
+        self.children[index] = Some(self.commands[index].spawn().with_context(|| format!("restarting {index}"))?);
+        Ok(())
     }
 
     /// Every member's client endpoint.

@@ -75,7 +75,7 @@ pub async fn run(args: PodBenchArgs) -> anyhow::Result<()> {
     let cluster = Cluster::start_with(System::Engenho, 1, &dir, Path::new("etcd"), &extra).await?;
     cluster.wait_for_leader().await?;
     let client = connect(&dir.join("n0").join("kubeconfig")).await?;
-    let pid = cluster.children[0].id();
+    let pid = cluster.children[0].as_ref().context("the node runs")?.id();
     let toolbox = push(&client, engenho_plugin_artifacts::pod_component("toolbox").context("the toolbox")?).await?;
     let hello_bytes = engenho_plugin_artifacts::pod_component("hello-http").context("hello-http")?;
     let hello = push(&client, hello_bytes).await?;

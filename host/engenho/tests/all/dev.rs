@@ -94,20 +94,31 @@ fn dev_starts_a_cluster_and_stops_it_on_ctrl_c() {
             && log_of("node-3").contains("gossip: node-2 is live")
     });
 
-    // engenho mesh status, through the kubeconfig: the three raft voters,
+    // engenho mesh status, through the kubeconfig: the three raft voters
+    // (once the autopilot has promoted the two that joined as learners),
     // the leader among them, each live in gossip.
-    let status = Command::new(env!("CARGO_BIN_EXE_engenho"))
-        .args(["mesh", "status"])
-        .env("KUBECONFIG", root.path().join("node-1").join("kubeconfig"))
-        .output()
-        .expect("engenho mesh status");
-    let shown = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "{shown}{}", String::from_utf8_lossy(&status.stderr));
+    let mesh_status = || {
+        let status = Command::new(env!("CARGO_BIN_EXE_engenho"))
+            .args(["mesh", "status"])
+            .env("KUBECONFIG", root.path().join("node-1").join("kubeconfig"))
+            .output()
+            .expect("engenho mesh status");
+        let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert!(status.status.success(), "{shown}{}", String::from_utf8_lossy(&status.stderr));
+        shown
+    };
+    let row_of = |shown: &str, name: &str| shown.lines().find(|l| l.starts_with(name)).map(str::to_owned);
+    wait_for("three voters in mesh status", Duration::from_secs(60), || {
+        let shown = mesh_status();
+        ["node-1", "node-2", "node-3"].iter().all(|name| row_of(&shown, name).is_some_and(|row| row.contains("voter")))
+    });
+    let shown = mesh_status();
     for name in ["node-1", "node-2", "node-3"] {
-        let row = shown.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {shown}"));
+        let row = row_of(&shown, name).unwrap_or_else(|| panic!("{name}: {shown}"));
         assert!(row.contains("voter") && row.contains("live"), "{row}");
     }
     assert_eq!(shown.matches("(leader)").count(), 1, "{shown}");
+    assert!(shown.contains("last transitions:") && shown.contains("promote"), "{shown}");
 
     dev.signal(rustix::process::Signal::INT);
     wait_for("engenho dev to stop", Duration::from_secs(60), || dev.exited());

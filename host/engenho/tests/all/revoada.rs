@@ -20,7 +20,7 @@ use crate::support::{EngenhoNode, Kubectl, wait_for, wait_voters};
 const SHIFT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// `engenho mesh status --json` through `node`'s kubeconfig.
-fn mesh_status(node: &EngenhoNode) -> serde_json::Value {
+pub fn mesh_status(node: &EngenhoNode) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_engenho"))
         .args(["mesh", "status", "--json"])
         .env("KUBECONFIG", node.dir.join("kubeconfig"))
@@ -31,7 +31,7 @@ fn mesh_status(node: &EngenhoNode) -> serde_json::Value {
 }
 
 /// The members `node` lists, by name: (raft id, voter).
-fn members(node: &EngenhoNode) -> BTreeMap<String, (String, bool)> {
+pub fn members(node: &EngenhoNode) -> BTreeMap<String, (String, bool)> {
     let listed = node.etcdctl_ok(&["member", "list"]);
     listed
         .lines()
@@ -69,7 +69,7 @@ fn transitions(node: &EngenhoNode) -> Vec<(String, String)> {
 
 /// Waits until the leader's autopilot has planned `rounds` more rounds
 /// than when called (counted on every running node of `nodes`).
-fn wait_rounds(nodes: &[EngenhoNode], rounds: u64) {
+pub fn wait_rounds(nodes: &[EngenhoNode], rounds: u64) {
     let planned = || -> u64 {
         let running = nodes.iter().filter(|node| node.pid().is_some());
         running.map(|node| mesh_status(node)["autopilot"]["rounds"].as_u64().unwrap_or(0)).sum()

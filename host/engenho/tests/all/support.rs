@@ -70,12 +70,23 @@ pub struct EngenhoNode {
     log: PathBuf,
     child: Option<Child>,
     starts: usize,
+    /// The network namespace it runs in, if not the test's.
+    netns: Option<String>,
 }
 
 impl EngenhoNode {
     /// A node named `name` keeping its data under `root`.
     pub fn new(root: &Path, name: &str) -> Self {
-        let ip = unique_ip();
+        Self::at(root, name, &unique_ip(), None)
+    }
+
+    /// A node named `name` keeping its data under `root`, run in network
+    /// namespace `netns` at address `ip`.
+    pub fn in_namespace(root: &Path, name: &str, netns: &str, ip: &str) -> Self {
+        Self::at(root, name, ip, Some(netns.to_owned()))
+    }
+
+    fn at(root: &Path, name: &str, ip: &str, netns: Option<String>) -> Self {
         Self {
             name: name.to_owned(),
             dir: root.join(name),
@@ -85,6 +96,7 @@ impl EngenhoNode {
             log: root.join(format!("{name}.log")),
             child: None,
             starts: 0,
+            netns,
         }
     }
 
@@ -93,7 +105,15 @@ impl EngenhoNode {
         assert!(self.child.is_none(), "node {} is already running", self.name);
         seed_precompiled_plugins(&self.dir.join("plugins"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
-        let child = Command::new(env!("CARGO_BIN_EXE_engenho"))
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_engenho")]);
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_engenho")),
+        };
+        let child = command
             .args(["up", "--data-dir"])
             .arg(&self.dir)
             .args(["--name", &self.name, "--etcd-addr", &self.etcd, "--peer-addr", &self.peer, "--api-addr", &self.api])
