@@ -124,7 +124,9 @@ pub struct Entry {
 /// A node's signature of an entry's body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
-    /// The signing node.
+    /// The signer: its node name, or `<name>@<fingerprint>` naming which
+    /// of the node's certificates (a node wiped and joined again has a new
+    /// key) by [`fingerprint`].
     pub node: String,
     /// The Ed25519 signature, base64.
     pub signature: String,
@@ -183,6 +185,48 @@ impl Entry {
         let signature = key.sign(self);
         self.witnesses.push(signature);
     }
+
+    /// `key`'s signature of it, as a witness gives it.
+    pub fn signature_by(&self, key: &NodeKey) -> Signature {
+        key.sign(self)
+    }
+
+    /// Checks that `signature` is of this entry, by the holder of
+    /// `certificate_pem` (issued by the CA `ca_pem` for the signer it
+    /// names).
+    ///
+    /// # Errors
+    /// The certificate is not the signer's under the CA, or the signature
+    /// does not verify.
+    pub fn check_signature(&self, signature: &Signature, certificate_pem: &str, ca_pem: &str) -> Result<(), String> {
+        let file = ChainFile {
+            format: FORMAT.into(),
+            certificates: BTreeMap::from([(signature.node.clone(), certificate_pem.to_owned())]),
+            entries: Vec::new(),
+        };
+        let keys = signing_keys(&file, ca_pem).map_err(|e| e.message)?;
+        let key = keys.get(&signature.node).ok_or("no key")?;
+        let bytes = BASE64.decode(&signature.signature).map_err(|_| "a signature that is not base64".to_owned())?;
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(&self.body(), &bytes)
+            .map_err(|_| format!("the signature of {} does not verify", signature.node))
+    }
+}
+
+/// The fingerprint of a certificate (DER) in a signer id: the first 16
+/// hex digits of its BLAKE3 hash.
+pub fn fingerprint(certificate_der: &[u8]) -> String {
+    blake3::hash(certificate_der).to_hex()[..16].to_owned()
+}
+
+/// The signer id of node `name` under the certificate `certificate_der`.
+pub fn signer_id(name: &str, certificate_der: &[u8]) -> String {
+    format!("{name}@{}", fingerprint(certificate_der))
+}
+
+/// The node name of a signer id.
+pub fn signer_node(signer: &str) -> &str {
+    signer.split_once('@').map_or(signer, |(name, _)| name)
 }
 
 /// A node's signing key: the Ed25519 key of its certificate.
@@ -192,7 +236,8 @@ pub struct NodeKey {
 }
 
 impl NodeKey {
-    /// Node `node`'s key, from its PKCS#8 DER.
+    /// The key of signer `node` (a node name or a signer id), from its
+    /// PKCS#8 DER.
     ///
     /// # Errors
     /// Not an Ed25519 key.
@@ -333,23 +378,29 @@ fn signing_keys(file: &ChainFile, ca_pem: &str) -> Result<BTreeMap<String, Vec<u
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der.contents())
         .map_err(|e| ChainError::new(None, format!("the CA certificate: {e}")))?;
     let mut keys = BTreeMap::new();
-    for (node, certificate_pem) in &file.certificates {
-        let fail = |reason: String| ChainError::new(None, format!("the certificate of {node}: {reason}"));
+    for (signer, certificate_pem) in &file.certificates {
+        let fail = |reason: String| ChainError::new(None, format!("the certificate of {signer}: {reason}"));
         let der = pem::parse(certificate_pem).map_err(|e| fail(e.to_string()))?;
+        let node = signer_node(signer);
+        if let Some((_, filed)) = signer.split_once('@')
+            && filed != fingerprint(der.contents())
+        {
+            return Err(fail(format!("its fingerprint is {}, not {filed}", fingerprint(der.contents()))));
+        }
         if canonical_pem(certificate_pem).as_deref() != Some(certificate_pem.as_str()) {
             return Err(fail("not in canonical PEM form".into()));
         }
         let (_, certificate) = x509_parser::parse_x509_certificate(der.contents()).map_err(|e| fail(e.to_string()))?;
         certificate.verify_signature(Some(ca.public_key())).map_err(|_| fail("not issued by the cluster CA".into()))?;
         let named = engenho_pki::node_name_of(&rustls::pki_types::CertificateDer::from(der.contents().to_vec()));
-        if named.as_deref() != Some(node.as_str()) {
+        if named.as_deref() != Some(node) {
             return Err(fail(format!("it is the certificate of {named:?}, not of node {node}")));
         }
         let key = certificate.public_key();
         if key.algorithm.algorithm.to_id_string() != ED25519_OID {
             return Err(fail("its key is not an Ed25519 key".into()));
         }
-        keys.insert(node.clone(), key.subject_public_key.data.to_vec());
+        keys.insert(signer.clone(), key.subject_public_key.data.to_vec());
     }
     Ok(keys)
 }
@@ -359,7 +410,7 @@ fn signing_keys(file: &ChainFile, ca_pem: &str) -> Result<BTreeMap<String, Vec<u
 fn check_signatures(entry: &Entry, voters: &BTreeSet<String>, keys: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
     let body = entry.body();
     let check = |signature: &Signature, as_what: &str| -> Result<(), String> {
-        if !voters.contains(&signature.node) {
+        if !voters.contains(signer_node(&signature.node)) {
             return Err(format!("signed as {as_what} by {}, which is not a voter", signature.node));
         }
         let key = keys.get(&signature.node).ok_or_else(|| {
@@ -373,9 +424,9 @@ fn check_signatures(entry: &Entry, voters: &BTreeSet<String>, keys: &BTreeMap<St
             .map_err(|_| format!("the {as_what} signature of {} does not verify", signature.node))
     };
     check(&entry.leader, "leader")?;
-    let mut seen = BTreeSet::from([entry.leader.node.as_str()]);
+    let mut seen = BTreeSet::from([signer_node(&entry.leader.node)]);
     for witness in &entry.witnesses {
-        if !seen.insert(witness.node.as_str()) {
+        if !seen.insert(signer_node(&witness.node)) {
             return Err(format!("{} signs it twice", witness.node));
         }
         check(witness, "witness")?;
@@ -389,6 +440,44 @@ fn check_signatures(entry: &Entry, voters: &BTreeSet<String>, keys: &BTreeMap<St
         ));
     }
     Ok(())
+}
+
+/// The voters and members a chain's entries leave, as verifying them
+/// would (signatures not checked): what the next entry's signers are
+/// checked against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainState {
+    /// The voters.
+    pub voters: BTreeSet<String>,
+    /// The members.
+    pub members: BTreeSet<String>,
+}
+
+impl ChainState {
+    /// The state after `entries`, oldest first.
+    ///
+    /// # Errors
+    /// An entry that makes no sense where it stands.
+    pub fn of(entries: &[Entry]) -> Result<Self, ChainError> {
+        let mut state = Self::default();
+        for entry in entries {
+            state.apply(&entry.event).map_err(|message| ChainError::new(Some(entry.sequence), message))?;
+        }
+        Ok(state)
+    }
+
+    /// The state after `event`.
+    ///
+    /// # Errors
+    /// An event that makes no sense here (a second join, a role for a
+    /// non-member, no voter left).
+    pub fn apply(&mut self, event: &Event) -> Result<(), String> {
+        if let Event::Genesis { voters } = event {
+            self.voters = voters.iter().cloned().collect();
+            self.members = self.voters.clone();
+        }
+        apply(event, &mut self.voters, &mut self.members)
+    }
 }
 
 /// The voters and members after `event`.

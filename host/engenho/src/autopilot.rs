@@ -6,7 +6,7 @@
 //! Event on the Node (as `system:serviceaccount:kube-system:engenho-autopilot`)
 //! and a log line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,7 +46,15 @@ pub struct Autopilot {
     pub events: EventRecorder,
     /// Rounds planned while leading, counted.
     pub rounds: Arc<AtomicU64>,
+    /// The attested chain, where this node can sign it.
+    pub chain: Option<crate::chain::Chain>,
+    /// Chain events recorded but not yet appended, oldest first.
+    pub unchained: Mutex<VecDeque<engenho_chain::Event>>,
 }
+
+/// Chain events waiting to be appended, at most; older ones are dropped
+/// (and the chain then catches up from raft's membership).
+const UNCHAINED_MAX: usize = 1024;
 
 impl Autopilot {
     /// Runs rounds until `stop` turns true.
@@ -75,8 +83,10 @@ impl Autopilot {
             // neither records nor decides anything.
             return Ok(());
         }
+        self.append_to_chain(&raft).await?;
         let records = self.records()?;
         self.record_unrecorded(&raft, &records).await?;
+        self.append_to_chain(&raft).await?;
         let view = self.view(&raft, &records);
         let decision = engenho_autopilot::plan(&view, &self.policy);
         self.rounds.fetch_add(1, Ordering::Relaxed);
@@ -116,7 +126,47 @@ impl Autopilot {
             shifted_at_ms: if change.is_some() { Some(unix_ms()) } else { previous.and_then(|r| r.shifted_at_ms) },
             term: raft.term,
         };
-        self.record(&record).await
+        self.record(&record).await?;
+        let raft = self.node.leader_view().await.unwrap_or(raft);
+        self.append_to_chain(&raft).await
+    }
+
+    /// Appends the chain events waiting, oldest first: a genesis first on a
+    /// new chain; when none wait, the events that bring the chain's members
+    /// and voters to raft's (a new leader's predecessor may have stopped
+    /// before appending its own).
+    async fn append_to_chain(&self, raft: &LeaderView) -> Result<(), String> {
+        let Some(chain) = &self.chain else { return Ok(()) };
+        let entries = chain.entries()?;
+        let voters = || raft.members.iter().filter(|m| m.voter).map(|m| m.info.name.clone()).collect();
+        let mut waiting: VecDeque<engenho_chain::Event> =
+            std::mem::take(&mut *self.unchained.lock().expect("unchained events lock"));
+        if entries.is_empty() {
+            waiting.retain(|event| !matches!(event, engenho_chain::Event::Joined { .. }));
+            waiting.push_front(engenho_chain::Event::Genesis { voters: voters() });
+        } else if waiting.is_empty() {
+            let state = engenho_chain::ChainState::of(&entries).map_err(|e| e.message)?;
+            waiting.extend(catch_up(&state, raft));
+        }
+        let mut state = engenho_chain::ChainState::of(&entries).map_err(|e| e.message)?;
+        while let Some(event) = waiting.front().cloned() {
+            let mut after = state.clone();
+            if after.apply(&event).is_err() || (after == state && !recorded_even_unchanged(&event)) {
+                // Already in the chain (appended by the catch-up, or by
+                // another leader): nothing to add.
+                waiting.pop_front();
+                continue;
+            }
+            if let Err(error) = chain.append(event, raft.term, &raft.members).await {
+                let mut unchained = self.unchained.lock().expect("unchained events lock");
+                waiting.extend(unchained.drain(..));
+                *unchained = waiting;
+                return Err(format!("appending to the chain: {error}"));
+            }
+            waiting.pop_front();
+            state = after;
+        }
+        Ok(())
     }
 
     /// The planner's view: raft's, with gossip's liveness and the records.
@@ -147,10 +197,24 @@ impl Autopilot {
         View { quorum_ack_age: raft.quorum_ack_age, members }
     }
 
-    /// Records members without a record (joined) or whose record says
-    /// another role than raft (a leader stopped between a change and its
-    /// record), and members gone from raft as removed.
+    /// Records members gone from raft as removed (first: a wiped node
+    /// joins again under its name after its old entry is removed), then
+    /// members without a record (joined) or whose record says another role
+    /// than raft (a leader stopped between a change and its record).
     async fn record_unrecorded(&self, raft: &LeaderView, records: &BTreeMap<u64, RoleRecord>) -> Result<(), String> {
+        for (id, previous) in records {
+            if previous.role != Role::Removed && !raft.members.iter().any(|m| m.id == *id) {
+                let record = RoleRecord {
+                    role: Role::Removed,
+                    action: Action::Remove,
+                    reason: "no longer a member".into(),
+                    at_ms: unix_ms(),
+                    term: raft.term,
+                    ..previous.clone()
+                };
+                self.record(&record).await?;
+            }
+        }
         for member in &raft.members {
             let role = if member.voter { Role::Voter } else { Role::Learner };
             let previous = records.get(&member.id);
@@ -175,19 +239,6 @@ impl Autopilot {
                 term: raft.term,
             };
             self.record(&record).await?;
-        }
-        for (id, previous) in records {
-            if previous.role != Role::Removed && !raft.members.iter().any(|m| m.id == *id) {
-                let record = RoleRecord {
-                    role: Role::Removed,
-                    action: Action::Remove,
-                    reason: "no longer a member".into(),
-                    at_ms: unix_ms(),
-                    term: raft.term,
-                    ..previous.clone()
-                };
-                self.record(&record).await?;
-            }
         }
         Ok(())
     }
@@ -232,8 +283,64 @@ impl Autopilot {
             reason: reason.into(),
             message: format!("{} is {role}: {}", record.name, record.reason),
         });
+        if let Some(event) = chain_event(record) {
+            let mut unchained = self.unchained.lock().expect("unchained events lock");
+            if unchained.len() >= UNCHAINED_MAX {
+                unchained.pop_front();
+            }
+            unchained.push_back(event);
+        }
         Ok(())
     }
+}
+
+/// The chain event of a role assignment (none for the bootstrapping
+/// voter, whom the genesis names).
+fn chain_event(record: &RoleRecord) -> Option<engenho_chain::Event> {
+    use engenho_chain::{Event, Reason, Role as ChainRole};
+    let role = match record.role {
+        Role::Voter => ChainRole::Voter,
+        Role::Learner | Role::Removed => ChainRole::Learner,
+    };
+    let node = record.name.clone();
+    Some(match record.action {
+        Action::Join if record.role == Role::Voter => return None,
+        Action::Join => Event::Joined { node },
+        Action::Promote => Event::Role { node, role: ChainRole::Voter, reason: Reason::Promote },
+        Action::Demote => Event::Role { node, role: ChainRole::Learner, reason: Reason::Demote },
+        Action::Quarantine => Event::Role { node, role, reason: Reason::Quarantine },
+        Action::Restore => Event::Role { node, role, reason: Reason::Restore },
+        Action::Remove => Event::Removed { node, reason: record.reason.clone() },
+    })
+}
+
+/// Whether `event` belongs in the chain even where it leaves the members
+/// and voters as they were: quarantines and restorations do.
+fn recorded_even_unchanged(event: &engenho_chain::Event) -> bool {
+    use engenho_chain::{Event, Reason};
+    matches!(event, Event::Role { reason: Reason::Quarantine | Reason::Restore, .. } | Event::Genesis { .. })
+}
+
+/// The events that bring the chain's members and voters to raft's.
+fn catch_up(state: &engenho_chain::ChainState, raft: &LeaderView) -> Vec<engenho_chain::Event> {
+    use engenho_chain::{Event, Reason, Role as ChainRole};
+    let mut events = Vec::new();
+    let named = |name: &str| raft.members.iter().find(|m| m.info.name == name);
+    for gone in state.members.iter().filter(|name| named(name).is_none()) {
+        events.push(Event::Removed { node: gone.clone(), reason: "no longer a member".into() });
+    }
+    for member in &raft.members {
+        let name = &member.info.name;
+        if !state.members.contains(name) {
+            events.push(Event::Joined { node: name.clone() });
+        }
+        if member.voter != state.voters.contains(name) {
+            let (role, reason) =
+                if member.voter { (ChainRole::Voter, Reason::Promote) } else { (ChainRole::Learner, Reason::Demote) };
+            events.push(Event::Role { node: name.clone(), role, reason });
+        }
+    }
+    events
 }
 
 /// Every role record in `node`'s store, oldest assignment first.

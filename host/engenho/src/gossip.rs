@@ -130,6 +130,8 @@ pub struct MeshStatus {
     pub gossip: Option<Arc<Gossip>>,
     /// The autopilot rounds this node planned while leading.
     pub autopilot_rounds: Arc<std::sync::atomic::AtomicU64>,
+    /// The attested chain, as this node reads it.
+    pub chain: Option<crate::chain::Chain>,
 }
 
 impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
@@ -180,6 +182,14 @@ impl engenho_api::kube::mesh_status::MeshView for MeshStatus {
                 "gossiping": gossip.is_some(),
                 "refused": gossip.as_ref().map_or(0, |g| g.refused()),
             })
+        })
+    }
+
+    fn chain(&self) -> futures::future::BoxFuture<'static, Result<String, String>> {
+        let chain = self.chain.clone();
+        Box::pin(async move {
+            let chain = chain.ok_or("this node does not read the chain (its key is not Ed25519)")?;
+            chain.export().map(|file| file.to_text())
         })
     }
 }

@@ -2,6 +2,7 @@
 
 mod autopilot;
 mod bench;
+mod chain;
 mod content;
 mod dev;
 mod gossip;

@@ -1,9 +1,9 @@
 //! `engenho mesh`: the cluster's distribution layer as an operator sees
 //! it. `engenho mesh status` shows, through the kubeconfig (`$KUBECONFIG`),
 //! the raft members with their roles and progress and what gossip says of
-//! each; `engenho mesh chain verify FILE --ca CA` checks an exported chain
-//! of the cluster's transitions offline, with the cluster CA certificate
-//! alone.
+//! each; `engenho mesh chain export` writes the cluster's chain of
+//! transitions, and `engenho mesh chain verify FILE --ca CA` checks it
+//! offline, with the cluster CA certificate alone.
 
 use std::path::PathBuf;
 
@@ -34,6 +34,9 @@ enum MeshCommand {
 
 #[derive(clap::Subcommand, Debug)]
 enum ChainCommand {
+    /// Write the cluster's chain, as the node the kubeconfig reaches holds
+    /// it, to standard output (JSON, the form `verify` checks).
+    Export,
     /// Check an exported chain offline: hashes, order, the leader's and
     /// the witnesses' signatures, the signers' certificates. Exits 0 when
     /// it holds, non-zero naming the first bad entry otherwise.
@@ -61,6 +64,13 @@ pub async fn run(args: MeshArgs) -> anyhow::Result<()> {
             } else {
                 print_status(&status);
             }
+            Ok(())
+        }
+        MeshCommand::Chain { command: ChainCommand::Export } => {
+            let client = kube::Client::try_default().await.context("connecting with the kubeconfig")?;
+            let request = http::Request::get("/mesh/chain").body(Vec::new())?;
+            let text = client.request_text(request).await.context("reading /mesh/chain")?;
+            print!("{text}");
             Ok(())
         }
         MeshCommand::Chain { command: ChainCommand::Verify { file, ca } } => {

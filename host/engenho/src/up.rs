@@ -229,11 +229,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let addresses =
         crate::gossip::Addresses { peer: args.peer_addr, api: advertised, joined_through: args.join.clone() };
     let gossip = crate::gossip::start(&node, &node_identity, &ca, &addresses).await;
+    let chain = crate::chain::Chain::new(node.clone(), &node_identity, &credentials.ca_pem)
+        .inspect_err(|reason| tracing::warn!(%reason, "this node signs no chain entries"))
+        .ok();
+    if let Some(chain) = &chain {
+        node.serve_witness(Arc::new(chain.clone()));
+        until_committed("this node's certificate in the chain's files", || async {
+            chain.file_certificate().await.map_err(ApiError::unavailable)
+        })
+        .await?;
+    }
     let autopilot_rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
     api.serve_mesh_status(Arc::new(crate::gossip::MeshStatus {
         node: node.clone(),
         gossip: gossip.clone(),
         autopilot_rounds: autopilot_rounds.clone(),
+        chain: chain.clone(),
     }));
     let tracker = crate::autopilot::SharedTracker::default();
     let gossip = tokio::spawn({
@@ -256,6 +267,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         events: api.loop_events(crate::autopilot::NAME),
         rounds: autopilot_rounds,
+        chain,
+        unchained: std::sync::Mutex::default(),
     };
     let autopilot = tokio::spawn(autopilot.run(stop.clone()));
     let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));

@@ -11,6 +11,10 @@ pub enum MeshError {
     /// The leader could not be reached or did not answer in time.
     #[error("etcdserver: leader unreachable: {0}")]
     LeaderUnreachable(String),
+    /// The leader a write was forwarded to failed before it answered:
+    /// whether the write took effect is unknown, so it is not sent again.
+    #[error("etcdserver: leader lost before answering; the write may or may not have been applied: {0}")]
+    LeaderLost(String),
     /// This node lost leadership while the write was in flight; whether it
     /// took effect is unknown (as etcd's `ErrLeaderChanged`).
     #[error("etcdserver: leader changed")]

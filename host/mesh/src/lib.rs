@@ -15,6 +15,7 @@ mod service;
 mod streams;
 mod tls;
 mod tunnels;
+mod witness;
 
 /// Generated gRPC types of the peer service.
 pub mod proto {
@@ -33,3 +34,4 @@ pub use service::PeerService;
 pub use streams::{ByteStream, OPEN_TIMEOUT, STREAM_REQUEST_BYTES_MAX, StreamHandler, StreamRefusal};
 pub use tls::PeerCredentials;
 pub use tunnels::{Conduit, TunnelHandler};
+pub use witness::{WITNESS_MESSAGE_BYTES_MAX, WITNESS_TIMEOUT, WitnessHandler};

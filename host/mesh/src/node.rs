@@ -187,6 +187,8 @@ pub(crate) struct Inner {
     streams: std::sync::OnceLock<Arc<dyn crate::streams::StreamHandler>>,
     /// Opens the tunnels other nodes ask for.
     tunnels: std::sync::OnceLock<Arc<dyn crate::tunnels::TunnelHandler>>,
+    /// Signs what the leader asks this node to witness.
+    witnesses: std::sync::OnceLock<Arc<dyn crate::witness::WitnessHandler>>,
     /// When each peer last answered this node's raft calls.
     contacts: Arc<Contacts>,
     /// Held while a membership change is under way: one at a time.
@@ -206,6 +208,10 @@ impl Inner {
 
     pub(crate) fn tunnel_handler(&self) -> Option<Arc<dyn crate::tunnels::TunnelHandler>> {
         self.tunnels.get().cloned()
+    }
+
+    pub(crate) fn witness_handler(&self) -> Option<Arc<dyn crate::witness::WitnessHandler>> {
+        self.witnesses.get().cloned()
     }
 }
 
@@ -261,6 +267,7 @@ impl Node {
             db,
             streams,
             tunnels,
+            witnesses: std::sync::OnceLock::new(),
             contacts,
             changes: tokio::sync::Mutex::new(()),
             led_since: std::sync::Mutex::new(None),
@@ -320,6 +327,22 @@ impl Node {
             .get(peer_addr)
             .map_err(|e| crate::streams::StreamRefusal::new(503, format!("reaching node {peer_addr}: {e}")))?;
         crate::tunnels::open(client, peer_addr, request).await
+    }
+
+    /// Witnesses what the leader asks with `handler` (once; later calls
+    /// are ignored).
+    pub fn serve_witness(&self, handler: Arc<dyn crate::witness::WitnessHandler>) {
+        let _ = self.inner.witnesses.set(handler);
+    }
+
+    /// Asks the node at `peer_addr` to witness `request`; its answer.
+    ///
+    /// # Errors
+    /// It refused, or could not be reached within
+    /// [`crate::witness::WITNESS_TIMEOUT`].
+    pub async fn ask_witness(&self, peer_addr: &str, request: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+        let client = self.inner.clients.get(peer_addr).map_err(|e| format!("reaching {peer_addr}: {e}"))?;
+        crate::witness::ask(client, request).await
     }
 
     /// This node's raft id.
@@ -914,7 +937,12 @@ async fn client_write(raft: &Raft, command: Command) -> Result<Applied, Redirect
     }
 }
 
-/// Sends a forwarded request and decodes the answer.
+/// Sends a forwarded request and decodes the answer. A write whose call
+/// failed after it may have reached the leader ends in
+/// [`MeshError::LeaderLost`], never to be sent again: the leader may have
+/// proposed it, and a second proposal would apply it twice. Only a call
+/// that never connected is [`MeshError::LeaderUnreachable`], which the
+/// caller tries again.
 async fn call_forward(
     mut client: PeerClient<Channel>,
     request: &ForwardRequest,
@@ -922,12 +950,34 @@ async fn call_forward(
 ) -> Result<ForwardResponse> {
     let mut grpc_request = tonic::Request::new(encode(request));
     grpc_request.set_timeout(timeout);
+    let is_write = matches!(request, ForwardRequest::Write(_));
     let reply = client.forward(grpc_request).await.map_err(|status| match status.code() {
         tonic::Code::DeadlineExceeded => MeshError::TimedOut,
+        _ if is_write && !never_connected(&status) => MeshError::LeaderLost(status.message().to_owned()),
         _ => MeshError::LeaderUnreachable(status.message().to_owned()),
     })?;
     let answer: Result<ForwardResponse> = decode(reply.get_ref())?;
     answer
+}
+
+/// Whether a failed call never reached its peer: its connection was
+/// refused or could not be made.
+fn never_connected(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind;
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::NotConnected
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::TimedOut
+            );
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Revokes expired leases while this node leads.

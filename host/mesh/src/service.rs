@@ -55,6 +55,11 @@ impl Peer for PeerService {
         Ok(Response::new(stream))
     }
 
+    async fn witness(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let handler = self.node()?.witness_handler();
+        crate::witness::serve(handler, request.into_inner().data).await.map(Response::new)
+    }
+
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let forwarded: ForwardRequest = decode(request.get_ref()).map_err(malformed)?;
         let answer = self.node()?.serve_forward(forwarded).await;

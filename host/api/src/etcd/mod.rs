@@ -143,6 +143,7 @@ pub(crate) fn mesh_status(error: MeshError) -> Status {
         }
         MeshError::NoLeader
         | MeshError::LeaderUnreachable(_)
+        | MeshError::LeaderLost(_)
         | MeshError::LeaderChanged
         | MeshError::TimedOut
         | MeshError::Stopped(_) => Status::unavailable(error.to_string()),

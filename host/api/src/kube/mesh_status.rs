@@ -1,7 +1,8 @@
 //! `/mesh/status`: the cluster's distribution layer as the node serving
 //! the request sees it (raft members and progress, gossip liveness and
-//! states), for `engenho mesh status`. RBAC: `get` on the non-resource
-//! path `/mesh/status`.
+//! states), for `engenho mesh status`; `/mesh/chain`: the attested chain
+//! as a chain file, for `engenho mesh chain export`. RBAC: `get` on the
+//! non-resource paths.
 
 use std::sync::Arc;
 
@@ -17,6 +18,9 @@ use super::status::ApiError;
 pub trait MeshView: Send + Sync {
     /// The view now, as JSON.
     fn status(&self) -> BoxFuture<'static, Value>;
+
+    /// The attested chain as a chain file's text, or why it cannot be read.
+    fn chain(&self) -> BoxFuture<'static, Result<String, String>>;
 }
 
 /// `GET /mesh/status`.
@@ -24,5 +28,16 @@ pub(super) async fn serve(State(state): State<Arc<ApiState>>) -> Response {
     match state.mesh_view.get() {
         Some(view) => axum::Json(view.status().await).into_response(),
         None => ApiError::unavailable("this node does not describe its mesh yet").into_response(),
+    }
+}
+
+/// `GET /mesh/chain`.
+pub(super) async fn serve_chain(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(view) = state.mesh_view.get() else {
+        return ApiError::unavailable("this node does not describe its mesh yet").into_response();
+    };
+    match view.chain().await {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(reason) => ApiError::internal(format!("reading the attested chain: {reason}")).into_response(),
     }
 }

@@ -420,6 +420,7 @@ impl KubeApi {
             .route("/version", axum::routing::get(handlers::version))
             .route("/metrics", axum::routing::get(handlers::metrics))
             .route("/mesh/status", axum::routing::get(mesh_status::serve))
+            .route("/mesh/chain", axum::routing::get(mesh_status::serve_chain))
             .route("/openapi/v2", axum::routing::get(handlers::openapi_legacy))
             .route("/openapi/v3", axum::routing::get(handlers::openapi_index))
             .route("/openapi/v3/{*path}", axum::routing::get(handlers::openapi_document))

@@ -30,6 +30,45 @@ pub fn mesh_status(node: &EngenhoNode) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("mesh status JSON")
 }
 
+/// Exports the chain through `node`'s kubeconfig (`engenho mesh chain
+/// export`) and checks it offline with the CA certificate alone (`engenho
+/// mesh chain verify`); the chain file and what verify printed.
+pub fn exported_chain_verifies(node: &EngenhoNode) -> (serde_json::Value, String) {
+    let exported = Command::new(env!("CARGO_BIN_EXE_engenho"))
+        .args(["mesh", "chain", "export"])
+        .env("KUBECONFIG", node.dir.join("kubeconfig"))
+        .output()
+        .expect("run engenho mesh chain export");
+    assert!(exported.status.success(), "export: {}", String::from_utf8_lossy(&exported.stderr));
+    let file = node.dir.with_extension("chain.json");
+    std::fs::write(&file, &exported.stdout).expect("write the chain file");
+    let verified = Command::new(env!("CARGO_BIN_EXE_engenho"))
+        .args(["mesh", "chain", "verify"])
+        .arg(&file)
+        .arg("--ca")
+        .arg(node.pki().join("ca.crt"))
+        .output()
+        .expect("run engenho mesh chain verify");
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(
+        verified.status.success(),
+        "the chain does not verify: {said}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    (serde_json::from_slice(&exported.stdout).expect("chain JSON"), said)
+}
+
+/// The chain's events as (kind, node, role or reason) triples.
+fn chain_events(chain: &serde_json::Value) -> Vec<(String, String, String)> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    chain["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (text(&e["event"]["kind"]), text(&e["event"]["node"]), text(&e["event"]["role"])))
+        .collect()
+}
+
 /// The members `node` lists, by name: (raft id, voter).
 pub fn members(node: &EngenhoNode) -> BTreeMap<String, (String, bool)> {
     let listed = node.etcdctl_ok(&["member", "list"]);
@@ -134,6 +173,20 @@ fn the_autopilot_keeps_the_voter_target_and_replaces_a_killed_leader() {
     assert!(shifts.contains(&("ap-4".into(), "promote".into())), "{shifts:?}");
     assert!(shifts.contains(&(dead.clone(), "demote".into())), "{shifts:?}");
     assert_eq!(members(&nodes[leader]).values().filter(|(_, voter)| *voter).count(), 3);
+    // The chain records every transition, signed by the leader and
+    // witnessed, and verifies offline with the CA certificate alone.
+    wait_for("the chain to record the demotion", SHIFT_DEADLINE, || {
+        let (chain, _) = exported_chain_verifies(&nodes[leader]);
+        chain_events(&chain).contains(&("role".into(), dead.clone(), "learner".into()))
+    });
+    let (chain, said) = exported_chain_verifies(&nodes[leader]);
+    let events = chain_events(&chain);
+    assert_eq!(events[0].0, "genesis", "{events:?}");
+    for name in ["ap-2", "ap-3", "ap-4"] {
+        assert!(events.contains(&("joined".into(), name.into(), String::new())), "{events:?}");
+        assert!(events.contains(&("role".into(), name.into(), "voter".into())), "{events:?}");
+    }
+    assert!(said.contains("voters at the end: ap-") && !said.contains(&format!("{dead},")), "{said}");
 
     // A dead learner is left alone (it is removed only after
     // --remove-after, ten minutes).
@@ -169,6 +222,13 @@ fn a_wiped_node_rejoins_as_a_new_member() {
                 && t["role"] == "removed"
                 && u64::from_str_radix(&old_id, 16).ok() == t["id"].as_str().and_then(|id| id.parse().ok())
         })
+    });
+    wait_for("the chain to record the removal and the new join", SHIFT_DEADLINE, || {
+        let (chain, _) = exported_chain_verifies(&nodes[0]);
+        let events = chain_events(&chain);
+        let removed = events.iter().position(|e| e.0 == "removed" && e.1 == "wipe-3");
+        let joined = events.iter().rposition(|e| e.0 == "joined" && e.1 == "wipe-3");
+        removed.zip(joined).is_some_and(|(removed, joined)| removed < joined)
     });
     nodes[2].etcdctl_ok(&["put", "after-wipe", "yes"]);
     assert_eq!(nodes[0].etcdctl_ok(&["get", "after-wipe", "--print-value-only"]), "yes\n");

@@ -27,7 +27,7 @@ use rand::Rng;
 use tonic::transport::Channel;
 
 use crate::netns::Network;
-use crate::revoada::{members, wait_rounds};
+use crate::revoada::{exported_chain_verifies, members, wait_rounds};
 use crate::support::{EngenhoNode, wait_for, wait_voters};
 
 /// The autopilot's pace for this test: shifts 5 s apart at least, failed
@@ -274,12 +274,16 @@ fn five_nodes_in_namespaces_shift_roles_through_kills_and_partitions() {
     let decided_after: Vec<usize> = minority.iter().map(|&i| decisions(i)).collect();
     assert_eq!(decided_after, decided_before, "the cut-off minority decided no role change");
 
-    // Restart every node in turn.
+    // Restart every node in turn: the cluster converges, and the chain of
+    // every transition so far verifies.
     for index in 0..nodes.len() {
         nodes[index].stop();
         nodes[index].start_ready(&SETTINGS);
         wait_voters(&nodes[(index + 1) % 5], 3);
     }
+    let (chain, _) = exported_chain_verifies(&nodes[0]);
+    let entries = chain["entries"].as_array().map_or(0, Vec::len);
+    assert!(entries >= 10, "the grown, killed, partitioned cluster's chain: {chain}");
 
     wait_for("enough operations", FAULT_DEADLINE, || history.len() >= OPERATIONS_MIN);
     stop.store(true, Ordering::Relaxed);
@@ -291,7 +295,16 @@ fn five_nodes_in_namespaces_shift_roles_through_kills_and_partitions() {
     let unknown = events.iter().filter(|e| e.ret.is_none()).count();
     eprintln!("history: {} operations ({unknown} of unknown outcome) on {KEYS} keys", events.len());
     if let Err(anomaly) = engenho_linearizability::check(&events) {
-        panic!("the history is not linearizable: {anomaly}");
+        let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("non-linearizable-history.txt");
+        let of_key: Vec<String> = events
+            .iter()
+            .filter(|e| match &e.op {
+                Op::Read { key, .. } | Op::Write { key, .. } | Op::Cas { key, .. } => *key == anomaly.key,
+            })
+            .map(|e| format!("{e:?}"))
+            .collect();
+        let _ = std::fs::write(&kept, of_key.join("\n"));
+        panic!("the history is not linearizable: {anomaly} (its operations: {})", kept.display());
     }
     for (term, seen) in &leaders {
         assert_eq!(seen.len(), 1, "term {term} had leaders {seen:?}");
