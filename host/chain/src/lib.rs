@@ -681,6 +681,57 @@ mod tests {
         assert!(error.message.contains("not of node n1"), "{error}");
     }
 
+    #[test]
+    fn a_node_joined_again_with_a_new_key_signs_under_a_new_signer_id() {
+        // Goal: signers named `<node>@<fingerprint>` let one node name sign
+        // with two certificates (wiped, joined again), each checked
+        // against its own fingerprint; a certificate filed under another's
+        // fingerprint is refused, and a witness checks one signature alone.
+        let cluster = Cluster::new();
+        let ca = cluster.ca.certificate_pem().to_owned();
+        let signer = |name: &str| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+            let request = rcgen::CertificateParams::default().serialize_request(&key).expect("request");
+            let profile = engenho_pki::Profile::Node { name: name.into(), ip: "127.0.0.1".parse().expect("ip") };
+            let issued = cluster.ca.sign_request(&request.pem().expect("pem"), &profile).expect("issued");
+            let issued = canonical_pem(&issued).expect("pem");
+            let issued_der = pem::parse(&issued).expect("pem").contents().to_vec();
+            let id = signer_id(name, &issued_der);
+            (NodeKey::from_pkcs8(&id, &key.serialize_der()).expect("key"), id, issued)
+        };
+        let (first, first_id, first_certificate) = signer("n1");
+        let (again, again_id, again_certificate) = signer("n1");
+        assert_ne!(first_id, again_id);
+        assert_eq!(signer_node(&again_id), "n1");
+        let genesis = |key: &NodeKey| {
+            let mut entry =
+                Entry::after(None, 1, 1, "2026-12-07T00:00:00Z".into(), Event::Genesis { voters: vec!["n1".into()] });
+            entry.sign_as_leader(key);
+            entry
+        };
+        let mut entries = vec![genesis(&first)];
+        let mut next =
+            Entry::after(entries.last(), 2, 2, "2026-12-07T00:00:01Z".into(), Event::Joined { node: "n2".into() });
+        next.sign_as_leader(&again);
+        entries.push(next);
+        let certificates = BTreeMap::from([
+            (first_id.clone(), first_certificate.clone()),
+            (again_id.clone(), again_certificate.clone()),
+        ]);
+        let file = ChainFile { format: FORMAT.into(), certificates, entries };
+        verify(&file, &ca).expect("both keys of n1 verify");
+
+        let mut swapped = file.clone();
+        swapped.certificates.insert(first_id.clone(), again_certificate.clone());
+        let error = verify(&swapped, &ca).expect_err("a certificate under another fingerprint");
+        assert!(error.message.contains("its fingerprint is"), "{error}");
+
+        let entry = &file.entries[0];
+        entry.check_signature(&entry.leader, &first_certificate, &ca).expect("the leader's signature");
+        let refused = entry.check_signature(&entry.leader, &again_certificate, &ca).expect_err("another key");
+        assert!(refused.contains("fingerprint"), "{refused}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 

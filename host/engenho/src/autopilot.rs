@@ -3,8 +3,11 @@
 //! fresh quorum confirmation) and gossip's liveness of every node, asks
 //! [`engenho_autopilot::plan`] for the next role change, makes it, and
 //! records it: a role record in the store (`/engenho/mesh/roles/`), an
-//! Event on the Node (as `system:serviceaccount:kube-system:engenho-autopilot`)
-//! and a log line.
+//! entry of the attested chain ([`crate::chain`]), an Event on the Node
+//! (as `system:serviceaccount:kube-system:engenho-autopilot`) and a log
+//! line. Like raft's own lease and compaction loops, it works below the
+//! Kubernetes API: its records are raft-level state under `/engenho/`,
+//! written through raft; only its Events go through the API.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +51,9 @@ pub struct Autopilot {
     pub rounds: Arc<AtomicU64>,
     /// The attested chain, where this node can sign it.
     pub chain: Option<crate::chain::Chain>,
+    /// Reads the Plugins whose activations the chain records, as this
+    /// loop.
+    pub plugins: engenho_api::kube::LocalClient,
     /// Chain events recorded but not yet appended, oldest first.
     pub unchained: Mutex<VecDeque<engenho_chain::Event>>,
 }
@@ -147,6 +153,7 @@ impl Autopilot {
         } else if waiting.is_empty() {
             let state = engenho_chain::ChainState::of(&entries).map_err(|e| e.message)?;
             waiting.extend(catch_up(&state, raft));
+            waiting.extend(self.plugin_activations(&entries).await?);
         }
         let mut state = engenho_chain::ChainState::of(&entries).map_err(|e| e.message)?;
         while let Some(event) = waiting.front().cloned() {
@@ -294,6 +301,37 @@ impl Autopilot {
     }
 }
 
+impl Autopilot {
+    /// The activations of Plugin versions the chain does not record yet:
+    /// each Plugin's `status.activeDigest` against the digest the chain
+    /// last recorded for it.
+    async fn plugin_activations(&self, entries: &[engenho_chain::Entry]) -> Result<Vec<engenho_chain::Event>, String> {
+        let mut chained: BTreeMap<&str, &str> = BTreeMap::new();
+        for entry in entries {
+            if let engenho_chain::Event::PluginActivated { name, digest } = &entry.event {
+                chained.insert(name, digest);
+            }
+        }
+        let listed = self
+            .plugins
+            .send(http::Method::GET, PLUGINS_PATH, "application/json", Vec::new())
+            .await
+            .map_err(|refused| format!("listing the Plugins: {refused}"))?;
+        let listed: serde_json::Value =
+            serde_json::from_slice(&listed).map_err(|e| format!("the Plugins listed: {e}"))?;
+        let active = listed["items"].as_array().into_iter().flatten().filter_map(|plugin| {
+            let name = plugin.pointer("/metadata/name")?.as_str()?;
+            let digest = plugin.pointer("/status/activeDigest")?.as_str()?;
+            (chained.get(name) != Some(&digest))
+                .then(|| engenho_chain::Event::PluginActivated { name: name.to_owned(), digest: digest.to_owned() })
+        });
+        Ok(active.collect())
+    }
+}
+
+/// Where the Plugins are listed.
+const PLUGINS_PATH: &str = "/apis/engenho.io/v1alpha1/plugins";
+
 /// The chain event of a role assignment (none for the bootstrapping
 /// voter, whom the genesis names).
 fn chain_event(record: &RoleRecord) -> Option<engenho_chain::Event> {
@@ -315,10 +353,16 @@ fn chain_event(record: &RoleRecord) -> Option<engenho_chain::Event> {
 }
 
 /// Whether `event` belongs in the chain even where it leaves the members
-/// and voters as they were: quarantines and restorations do.
+/// and voters as they were: quarantines, restorations and plugin
+/// activations do.
 fn recorded_even_unchanged(event: &engenho_chain::Event) -> bool {
     use engenho_chain::{Event, Reason};
-    matches!(event, Event::Role { reason: Reason::Quarantine | Reason::Restore, .. } | Event::Genesis { .. })
+    matches!(
+        event,
+        Event::Role { reason: Reason::Quarantine | Reason::Restore, .. }
+            | Event::Genesis { .. }
+            | Event::PluginActivated { .. }
+    )
 }
 
 /// The events that bring the chain's members and voters to raft's.

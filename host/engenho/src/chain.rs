@@ -210,7 +210,7 @@ impl Chain {
         let status = self.node.raft_status();
         let members = self.node.members();
         let me = members.iter().find(|m| m.id == status.id);
-        if !me.is_some_and(|m| !m.is_learner) {
+        if me.is_none_or(|m| m.is_learner) {
             return Err(format!("{} does not vote", self.node.info().name));
         }
         let leader = members.iter().find(|m| Some(m.id) == status.leader).ok_or("no leader is known")?;

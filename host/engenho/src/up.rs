@@ -268,6 +268,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         events: api.loop_events(crate::autopilot::NAME),
         rounds: autopilot_rounds,
         chain,
+        plugins: api.loop_client(crate::autopilot::NAME),
         unchained: std::sync::Mutex::default(),
     };
     let autopilot = tokio::spawn(autopilot.run(stop.clone()));

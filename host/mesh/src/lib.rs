@@ -1,8 +1,9 @@
 //! revoada, the distribution layer of engenho: the raft node that
 //! replicates the datastore, its peer transport (raft frames, gRPC and joins
-//! on one mutually authenticated TLS port), and the forwarding of
-//! leader-only requests (writes, read indexes, lease renewals, joins) from
-//! any node to the leader.
+//! on one mutually authenticated TLS port), the forwarding of leader-only
+//! requests (writes, read indexes, lease renewals, joins) from any node to
+//! the leader, the membership changes the leader's autopilot makes, and
+//! the witnessing of chain entries between voters.
 
 mod error;
 mod forward;
@@ -26,8 +27,7 @@ pub mod proto {
 pub use error::{MeshError, Result};
 pub use join::{ClusterSettings, JoinCheck, fetch_credentials};
 pub use node::{
-    JOIN_TOKEN_HASH_KEY, LeaderView, Member, MemberProgress, MembershipChange, Node, NodeConfig,
-    QUORUM_CONFIRM_TIMEOUT, RaftStatus,
+    JOIN_TOKEN_HASH_KEY, LeaderView, Member, MemberProgress, MembershipChange, Node, NodeConfig, RaftStatus,
 };
 pub use raft_wire::split_peer_connections;
 pub use service::PeerService;

@@ -64,7 +64,7 @@ const ELECTION_TIMEOUT_MIN_MS: u64 = 350;
 
 /// Longest the leader waits for a quorum to confirm its leadership when
 /// asked for its view.
-pub const QUORUM_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+const QUORUM_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Raft reaches a member that answered one of its calls this recently.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(1);

@@ -253,8 +253,14 @@ impl KubeApi {
     /// ClusterRole `system:controller:<name>`), for the loops that run
     /// outside the API server.
     pub fn loop_events(&self, name: &str) -> EventRecorder {
-        let client = client::LocalClient::new(self.router(), controllers::identity(name), name);
-        EventRecorder::start(client, self.state.registry.clone(), name)
+        EventRecorder::start(self.loop_client(name), self.state.registry.clone(), name)
+    }
+
+    /// The client loop `name` reads and writes with, as
+    /// `system:serviceaccount:kube-system:<name>`, for the loops that run
+    /// outside the API server.
+    pub fn loop_client(&self, name: &str) -> LocalClient {
+        client::LocalClient::new(self.router(), controllers::identity(name), name)
     }
 
     /// The metrics of loop `name`, published on `/metrics` with every

@@ -117,6 +117,14 @@ pub fn wait_rounds(nodes: &[EngenhoNode], rounds: u64) {
     wait_for("autopilot rounds", SHIFT_DEADLINE, || planned() >= start + rounds);
 }
 
+/// A new cluster of one node, `name`, started.
+fn bootstrapped(root: &std::path::Path, name: &str) -> Vec<EngenhoNode> {
+    let mut first = EngenhoNode::new(root, name);
+    first.start_ready(&[]);
+    vec![first]
+}
+
+/// A node `name` joined to the cluster of `nodes`, started.
 fn join(nodes: &[EngenhoNode], root: &std::path::Path, name: &str) -> EngenhoNode {
     let mut node = EngenhoNode::new(root, name);
     let args = nodes[0].join_args();
@@ -127,9 +135,7 @@ fn join(nodes: &[EngenhoNode], root: &std::path::Path, name: &str) -> EngenhoNod
 #[test]
 fn the_autopilot_keeps_the_voter_target_and_replaces_a_killed_leader() {
     let root = tempfile::tempdir().expect("temporary directory");
-    let mut first = EngenhoNode::new(root.path(), "ap-1");
-    first.start_ready(&[]);
-    let mut nodes = vec![first];
+    let mut nodes = bootstrapped(root.path(), "ap-1");
     nodes.push(join(&nodes, root.path(), "ap-2"));
     let kubectl = Kubectl::for_node(&nodes[0]);
     wait_for("ROLES of two nodes", SHIFT_DEADLINE, || {
@@ -187,6 +193,17 @@ fn the_autopilot_keeps_the_voter_target_and_replaces_a_killed_leader() {
         assert!(events.contains(&("role".into(), name.into(), "voter".into())), "{events:?}");
     }
     assert!(said.contains("voters at the end: ap-") && !said.contains(&format!("{dead},")), "{said}");
+    // Plugin activations are in the chain too, with the digest the Plugin
+    // reports active.
+    let survivor_kubectl = Kubectl::for_node(&nodes[leader]);
+    let active =
+        survivor_kubectl.ok(&["get", "plugin", "deployment-controller", "-o", "jsonpath={.status.activeDigest}"]);
+    let activated = chain["entries"].as_array().into_iter().flatten().any(|e| {
+        e["event"]["kind"] == "pluginActivated"
+            && e["event"]["name"] == "deployment-controller"
+            && e["event"]["digest"] == active.as_str()
+    });
+    assert!(activated, "deployment-controller {active} activated in the chain: {events:?}");
 
     // A dead learner is left alone (it is removed only after
     // --remove-after, ten minutes).
@@ -199,9 +216,7 @@ fn the_autopilot_keeps_the_voter_target_and_replaces_a_killed_leader() {
 #[test]
 fn a_wiped_node_rejoins_as_a_new_member() {
     let root = tempfile::tempdir().expect("temporary directory");
-    let mut first = EngenhoNode::new(root.path(), "wipe-1");
-    first.start_ready(&[]);
-    let mut nodes = vec![first];
+    let mut nodes = bootstrapped(root.path(), "wipe-1");
     for name in ["wipe-2", "wipe-3"] {
         nodes.push(join(&nodes, root.path(), name));
     }
@@ -237,9 +252,7 @@ fn a_wiped_node_rejoins_as_a_new_member() {
 #[test]
 fn a_flapping_node_is_quarantined_and_never_promoted() {
     let root = tempfile::tempdir().expect("temporary directory");
-    let mut first = EngenhoNode::new(root.path(), "flap-1");
-    first.start_ready(&[]);
-    let mut nodes = vec![first];
+    let mut nodes = bootstrapped(root.path(), "flap-1");
     nodes.push(join(&nodes, root.path(), "flap-2"));
     let pid = nodes[1].pid().expect("running").to_string();
     let signal = |name: &str| assert!(Command::new("kill").args([name, &pid]).status().expect("kill").success());
