@@ -39,30 +39,46 @@ pub type SharedTracker = Arc<Mutex<LivenessTracker>>;
 
 /// The autopilot of one node.
 pub struct Autopilot {
-    /// The raft node.
-    pub node: Node,
-    /// Gossip's liveness of every node.
-    pub tracker: SharedTracker,
-    /// Its settings.
-    pub policy: Policy,
-    /// Where its Events go.
-    pub events: EventRecorder,
-    /// Rounds planned while leading, counted.
-    pub rounds: Arc<AtomicU64>,
-    /// The attested chain, where this node can sign it.
-    pub chain: Option<crate::chain::Chain>,
-    /// Reads the Plugins whose activations the chain records, as this
-    /// loop.
-    pub plugins: engenho_api::kube::LocalClient,
+    node: Node,
+    tracker: SharedTracker,
+    policy: Policy,
+    events: EventRecorder,
+    rounds: Arc<AtomicU64>,
+    chain: Option<crate::chain::Chain>,
+    plugins: engenho_api::kube::LocalClient,
     /// Chain events recorded but not yet appended, oldest first.
-    pub unchained: Mutex<VecDeque<engenho_chain::Event>>,
+    unchained: Mutex<VecDeque<engenho_chain::Event>>,
+    /// When the chain was last brought to raft's membership and the
+    /// Plugins' activations.
+    caught_up_at: Mutex<Option<Instant>>,
 }
+
+/// How often the chain is brought to raft's membership and the Plugins'
+/// activations when no event waits.
+const CATCH_UP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Chain events waiting to be appended, at most; older ones are dropped
 /// (and the chain then catches up from raft's membership).
 const UNCHAINED_MAX: usize = 1024;
 
 impl Autopilot {
+    /// The autopilot of `node`, deciding with `policy` from raft's view and
+    /// gossip's (`tracker`), writing its Events with `events` and reading
+    /// Plugins with `plugins` (both as this loop), appending to `chain`
+    /// where the node can sign, counting its rounds in `rounds`.
+    pub fn new(
+        node: Node,
+        tracker: SharedTracker,
+        policy: Policy,
+        events: EventRecorder,
+        rounds: Arc<AtomicU64>,
+        chain: Option<crate::chain::Chain>,
+        plugins: engenho_api::kube::LocalClient,
+    ) -> Self {
+        let (unchained, caught_up_at) = (Mutex::default(), Mutex::default());
+        Self { node, tracker, policy, events, rounds, chain, plugins, unchained, caught_up_at }
+    }
+
     /// Runs rounds until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
@@ -150,7 +166,7 @@ impl Autopilot {
         if entries.is_empty() {
             waiting.retain(|event| !matches!(event, engenho_chain::Event::Joined { .. }));
             waiting.push_front(engenho_chain::Event::Genesis { voters: voters() });
-        } else if waiting.is_empty() {
+        } else if waiting.is_empty() && self.catch_up_due() {
             let state = engenho_chain::ChainState::of(&entries).map_err(|e| e.message)?;
             waiting.extend(catch_up(&state, raft));
             waiting.extend(self.plugin_activations(&entries).await?);
@@ -302,6 +318,16 @@ impl Autopilot {
 }
 
 impl Autopilot {
+    /// Whether the chain's catch-up is due (and, if so, marks it done now).
+    fn catch_up_due(&self) -> bool {
+        let mut at = self.caught_up_at.lock().expect("catch-up lock");
+        let due = at.is_none_or(|at| at.elapsed() >= CATCH_UP_INTERVAL);
+        if due {
+            *at = Some(Instant::now());
+        }
+        due
+    }
+
     /// The activations of Plugin versions the chain does not record yet:
     /// each Plugin's `status.activeDigest` against the digest the chain
     /// last recorded for it.

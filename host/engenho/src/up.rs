@@ -255,22 +255,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let autopilot = crate::autopilot::Autopilot {
-        node: node.clone(),
-        tracker,
-        policy: engenho_autopilot::Policy {
-            voters: args.voters,
-            dead_grace: args.dead_grace,
-            remove_after: args.remove_after,
-            shift_interval: args.shift_interval,
-            ..engenho_autopilot::Policy::default()
-        },
-        events: api.loop_events(crate::autopilot::NAME),
-        rounds: autopilot_rounds,
-        chain,
-        plugins: api.loop_client(crate::autopilot::NAME),
-        unchained: std::sync::Mutex::default(),
+    let policy = engenho_autopilot::Policy {
+        voters: args.voters,
+        dead_grace: args.dead_grace,
+        remove_after: args.remove_after,
+        shift_interval: args.shift_interval,
+        ..engenho_autopilot::Policy::default()
     };
+    let autopilot = crate::autopilot::Autopilot::new(
+        node.clone(),
+        tracker,
+        policy,
+        api.loop_events(crate::autopilot::NAME),
+        autopilot_rounds,
+        chain,
+        api.loop_client(crate::autopilot::NAME),
+    );
     let autopilot = tokio::spawn(autopilot.run(stop.clone()));
     let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
     let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone())?);
