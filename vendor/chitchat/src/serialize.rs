@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -372,11 +373,21 @@ impl CompressedStreamWriter {
         let num_bytes_to_compress = self.uncompressed_block.len().min(self.block_threshold);
 
         self.compressed_block.resize(num_bytes_to_compress, 0u8);
-        match zstd::bulk::compress_to_buffer(
-            &self.uncompressed_block[..num_bytes_to_compress],
-            &mut self.compressed_block[..],
-            0, // default compression level
-        ) {
+        // engenho: one zstd context per thread, reused for every block,
+        // instead of a new one (and its allocations) per block.
+        let compressed = COMPRESSOR.with(|compressor| {
+            let mut compressor = compressor.borrow_mut();
+            let compressor = match compressor.as_mut() {
+                Some(compressor) => compressor,
+                // default compression level
+                None => compressor.insert(zstd::bulk::Compressor::new(0)?),
+            };
+            compressor.compress_to_buffer(
+                &self.uncompressed_block[..num_bytes_to_compress],
+                &mut self.compressed_block[..],
+            )
+        });
+        match compressed {
             Ok(compressed_len) => {
                 BlockType::Compressed.serialize(&mut self.output);
                 let compressed_len_u16 = u16::try_from(compressed_len).unwrap();
@@ -404,6 +415,12 @@ impl CompressedStreamWriter {
     }
 }
 
+thread_local! {
+    // engenho: the zstd contexts of this thread, made on first use.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
 pub fn deserialize_stream<D: Deserializable>(buf: &mut &[u8]) -> anyhow::Result<Vec<D>> {
     let mut decompressed_data = Vec::new();
     let mut decompressed_buffer = vec![0; u16::MAX as usize];
@@ -415,11 +432,20 @@ pub fn deserialize_stream<D: Deserializable>(buf: &mut &[u8]) -> anyhow::Result<
                 let compressed_block_bytes = buf.get(..len).context(
                     "failed to download compressed stream (compressed block): buffer too short",
                 )?;
-                let uncompressed_len = zstd::bulk::decompress_to_buffer(
-                    compressed_block_bytes,
-                    &mut decompressed_buffer[..u16::MAX as usize],
-                )
-                .context("failed to decompress block")?;
+                // engenho: one zstd context per thread, as for compression.
+                let uncompressed_len = DECOMPRESSOR
+                    .with(|decompressor| {
+                        let mut decompressor = decompressor.borrow_mut();
+                        let decompressor = match decompressor.as_mut() {
+                            Some(decompressor) => decompressor,
+                            None => decompressor.insert(zstd::bulk::Decompressor::new()?),
+                        };
+                        decompressor.decompress_to_buffer(
+                            compressed_block_bytes,
+                            &mut decompressed_buffer[..u16::MAX as usize],
+                        )
+                    })
+                    .context("failed to decompress block")?;
                 buf.advance(len);
                 decompressed_data.extend_from_slice(&decompressed_buffer[..uncompressed_len]);
             }

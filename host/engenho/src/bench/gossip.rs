@@ -42,10 +42,15 @@ pub async fn run(args: GossipBenchArgs) -> anyhow::Result<()> {
         let n = u32::try_from(n + 1).unwrap_or(u32::MAX);
         SocketAddr::new(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 101, 0, 0)) + n).into(), 7946)
     };
+    // Every identity is issued before any node gossips: issuing competes
+    // for the cores with the nodes already running.
+    let sealers: Vec<Sealer> = (0..=args.nodes).map(|n| sealer(&ca, n, address(n))).collect::<anyhow::Result<_>>()?;
+    let mut sealers = sealers.into_iter();
     let mut nodes = Vec::with_capacity(args.nodes + 1);
     let started = Instant::now();
     for n in 0..args.nodes {
-        nodes.push(start(&ca, n, address(n), vec![address(0)], interval).await?);
+        let sealer = sealers.next().context("a sealer per node")?;
+        nodes.push(start(&ca, sealer, address(n), vec![address(0)], interval).await?);
     }
     let all_live = converge(&nodes, args.nodes, started, timeout).await?;
 
@@ -56,7 +61,8 @@ pub async fn run(args: GossipBenchArgs) -> anyhow::Result<()> {
     let per_node = bytes as f64 / args.nodes as f64 / steady.elapsed().as_secs_f64();
 
     let joined = Instant::now();
-    let newcomer = start(&ca, args.nodes, address(args.nodes), vec![address(0)], interval).await?;
+    let sealer = sealers.next().context("the newcomer's sealer")?;
+    let newcomer = start(&ca, sealer, address(args.nodes), vec![address(0)], interval).await?;
     let spread = converge(&nodes, args.nodes + 1, joined, timeout).await?;
     let refused: u64 = nodes.iter().map(Gossip::refused).sum();
     for node in nodes.iter().chain([&newcomer]) {
@@ -77,16 +83,21 @@ fn name(n: usize) -> String {
     format!("g{n}")
 }
 
-/// Gossip instance `n`, at `listen`, seeded with `seeds`.
+/// The sealer of node `n` at `listen`: its identity issued by `ca`.
+fn sealer(ca: &ClusterCa, n: usize, listen: SocketAddr) -> anyhow::Result<Sealer> {
+    let identity = ca.issue(&Profile::Node { name: name(n), ip: listen.ip() })?;
+    Sealer::from_identity(&name(n), &identity).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// A gossip instance sealing with `sealer`, at `listen`, seeded with
+/// `seeds`.
 async fn start(
     ca: &ClusterCa,
-    n: usize,
+    sealer: Sealer,
     listen: SocketAddr,
     seeds: Vec<SocketAddr>,
     interval: Duration,
 ) -> anyhow::Result<Gossip> {
-    let identity = ca.issue(&Profile::Node { name: name(n), ip: listen.ip() })?;
-    let sealer = Sealer::from_identity(&name(n), &identity).map_err(|e| anyhow::anyhow!(e))?;
     let config = GossipConfig {
         sealer,
         ca: ca.certificate_der().to_vec(),
