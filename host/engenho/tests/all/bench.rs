@@ -111,3 +111,21 @@ fn scheduler_benchmark_runs_end_to_end() {
     positive(instances[1].trim_end_matches(" MB"));
     positive(instances[2].trim_end_matches(" MB"));
 }
+
+/// Goal: the failover benchmark kills the leader of a real cluster and
+/// times the new leader, the first write after it and the voters
+/// restored (a learner promoted). Method: 4 nodes (3 voters, 1 learner),
+/// one kill, etcd left out; the engenho row read back.
+#[test]
+fn failover_benchmark_runs_end_to_end() {
+    let _turn = one_at_a_time();
+    let output = engenho("bench failover --runs 1 --nodes 4 --skip-etcd");
+    let line = output.lines().find(|line| line.starts_with("engenho (4 nodes)")).expect("the engenho row");
+    let cells: Vec<&str> = line.split("  ").map(str::trim).filter(|cell| !cell.is_empty()).collect();
+    assert_eq!(cells[1], "1", "one run: {line}");
+    for phase in &cells[2..5] {
+        let (median, worst) = phase.split_once(" / ").expect("median / worst");
+        positive(median.trim_end_matches(" ms"));
+        positive(worst.trim_end_matches(" ms"));
+    }
+}
