@@ -923,7 +923,7 @@ async fn client_write(raft: &Raft, command: Command) -> Result<Applied, Redirect
         tokio::select! {
             biased;
             written = raft.client_write(command) => written,
-            _ = deposed => return Err(Redirect::Failed(MeshError::LeaderChanged)),
+            _ = deposed => return Err(Redirect::Failed(deposed_cause(raft))),
         }
     } else {
         // Raft answers at once with the leader to forward to.
@@ -934,6 +934,16 @@ async fn client_write(raft: &Raft, command: Command) -> Result<Applied, Redirect
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(forward.into()),
         Err(RaftError::APIError(other)) => Err(Redirect::Failed(MeshError::Stopped(other.to_string()))),
         Err(RaftError::Fatal(fatal)) => Err(Redirect::Failed(MeshError::Stopped(fatal.to_string()))),
+    }
+}
+
+/// Why a leader's wait for its write ended early: raft stopped (a storage
+/// failure closes the metrics as it ends the write, and either may be seen
+/// first), or leadership moved.
+fn deposed_cause(raft: &Raft) -> MeshError {
+    match &raft.metrics().borrow().running_state {
+        Err(fatal) => MeshError::Stopped(fatal.to_string()),
+        Ok(()) => MeshError::LeaderChanged,
     }
 }
 
