@@ -328,12 +328,86 @@ impl Cache {
 
 type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
 
+/// What a list holds per key: the revision that last wrote it.
+trait Revisioned {
+    fn revision(&self) -> i64;
+}
+
+impl Revisioned for KeyValue {
+    fn revision(&self) -> i64 {
+        self.mod_revision
+    }
+}
+
+impl Revisioned for Listed {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+/// Where an informer reads its kind from.
+#[derive(Clone)]
+pub enum Source {
+    /// This node's replica of the store: the objects under key `prefix`,
+    /// read as `decode` says.
+    Store {
+        /// The store.
+        store: Arc<Mvcc>,
+        /// The key prefix of the kind.
+        prefix: String,
+        /// How a stored key-value is read.
+        decode: Decode,
+    },
+    /// A list and watch another node serves (a worker, which holds no
+    /// replica, reads through a control-plane API server).
+    Remote(Arc<dyn RemoteSource>),
+}
+
+/// One object a [`RemoteSource`] read.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Its key, laid out as the store's (`/registry/<plural>/<ns>/<name>`).
+    pub key: String,
+    /// The revision that last wrote it.
+    pub revision: i64,
+    /// The object, `resourceVersion` set.
+    pub object: Value,
+}
+
+/// What a [`RemoteSource`]'s watch saw.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// An object was added or changed.
+    Put(Listed),
+    /// An object was deleted (as it last was).
+    Delete(Listed),
+    /// Every change through this revision has been sent.
+    Progress(i64),
+}
+
+/// Why a [`RemoteSource`]'s watch ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The revision to watch from was compacted away: list again.
+    #[error("the revision to watch from was compacted")]
+    Gone,
+    /// The list or watch failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A list-and-watch of one kind served by another node.
+pub trait RemoteSource: Send + Sync {
+    /// Every object, and the revision they were read at.
+    fn list(&self) -> futures::future::BoxFuture<'_, Result<(i64, Vec<Listed>), RemoteError>>;
+    /// The changes after `revision`, in order, until the watch ends.
+    fn watch(&self, revision: i64) -> futures::stream::BoxStream<'_, Result<Seen, RemoteError>>;
+}
+
 /// The cache of one kind.
 pub struct Informer {
     name: String,
-    store: Arc<Mvcc>,
-    prefix: String,
-    decode: Decode,
+    source: Source,
     keep_json: bool,
     cache: RwLock<Cache>,
     handlers: Mutex<Vec<(u64, Handler)>>,
@@ -349,11 +423,15 @@ impl Informer {
     /// `keep_json` keeps only the heads of objects (for a loop that reads
     /// nothing else, over many kinds).
     pub fn new(name: &str, store: Arc<Mvcc>, prefix: String, decode: Decode, keep_json: bool) -> Arc<Self> {
+        Self::of(name, Source::Store { store, prefix, decode }, keep_json)
+    }
+
+    /// An informer, not yet running, of what `source` lists and watches
+    /// (see [`Informer::new`] for `keep_json`).
+    pub fn of(name: &str, source: Source, keep_json: bool) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_owned(),
-            store,
-            prefix,
-            decode,
+            source,
             keep_json,
             cache: RwLock::default(),
             handlers: Mutex::default(),
@@ -371,10 +449,17 @@ impl Informer {
         &self.name
     }
 
-    /// Lists and follows the store until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Lists and follows the source until `stop` turns true.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        match self.source.clone() {
+            Source::Store { store, prefix, decode } => self.follow_store(&store, &prefix, &decode, stop).await,
+            Source::Remote(remote) => self.follow_remote(remote.as_ref(), stop).await,
+        }
+    }
+
+    async fn follow_store(&self, store: &Arc<Mvcc>, prefix: &str, decode: &Decode, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
-            let revision = match self.relist() {
+            let revision = match self.relist(store, prefix, decode) {
                 Ok(revision) => revision,
                 Err(error) => {
                     tracing::warn!(informer = %self.name, %error, "listing failed; listing again");
@@ -384,14 +469,14 @@ impl Informer {
                     }
                 }
             };
-            let range = KeyRange::prefix(self.prefix.clone());
-            let mut watcher = Watcher::new(self.store.clone(), range, revision + 1);
+            let range = KeyRange::prefix(prefix.to_owned());
+            let mut watcher = Watcher::new(store.clone(), range, revision + 1);
             loop {
                 tokio::select! {
                     batches = watcher.next() => match batches {
                         Ok(batches) => {
                             for batch in batches {
-                                self.apply(batch.revision, batch.events);
+                                self.apply_events(batch.revision, batch.events, decode);
                             }
                         }
                         Err(StoreError::Compacted { .. }) => {
@@ -409,14 +494,79 @@ impl Informer {
         }
     }
 
+    /// Lists and follows a remote source, listing again when its watch
+    /// ends or fails.
+    async fn follow_remote(&self, remote: &dyn RemoteSource, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let listed = tokio::select! {
+                listed = remote.list() => listed,
+                _ = stop.changed() => return,
+            };
+            let mut revision = match listed {
+                Ok((revision, objects)) => {
+                    let objects = objects.into_iter().map(|listed| (listed.key.clone(), listed)).collect();
+                    self.replace_all(revision, objects, |key, listed| {
+                        self.cached(key, listed.revision, &listed.object)
+                    });
+                    revision
+                }
+                Err(error) => {
+                    tracing::warn!(informer = %self.name, %error, "listing failed; listing again");
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_DELAY) => continue,
+                        _ = stop.changed() => return,
+                    }
+                }
+            };
+            // A watch that ends is resumed from the last revision seen; one
+            // that fails is followed by a new list.
+            'watching: loop {
+                let mut seen = remote.watch(revision);
+                loop {
+                    let next = tokio::select! {
+                        next = futures::StreamExt::next(&mut seen) => next,
+                        _ = stop.changed() => return,
+                    };
+                    match next {
+                        Some(Ok(Seen::Put(listed))) => {
+                            revision = listed.revision;
+                            let new = self.cached(listed.key.clone(), listed.revision, &listed.object);
+                            self.apply(listed.revision, vec![(listed.key, new)]);
+                        }
+                        Some(Ok(Seen::Delete(listed))) => {
+                            revision = revision.max(listed.revision);
+                            self.apply(revision, vec![(listed.key, None)]);
+                        }
+                        Some(Ok(Seen::Progress(through))) => {
+                            revision = revision.max(through);
+                            self.applied.send_replace(revision);
+                        }
+                        None => continue 'watching,
+                        Some(Err(RemoteError::Gone)) => {
+                            tracing::info!(informer = %self.name, "the watch fell behind compaction; listing again");
+                            break 'watching;
+                        }
+                        Some(Err(RemoteError::Failed(error))) => {
+                            tracing::warn!(informer = %self.name, %error, "the watch failed; listing again");
+                            tokio::select! {
+                                () = tokio::time::sleep(RETRY_DELAY) => break 'watching,
+                                _ = stop.changed() => return,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads every object anew and tells subscribers what differs from
     /// the cache; the revision read at.
-    fn relist(&self) -> Result<i64, StoreError> {
-        let mut range = KeyRange::prefix(self.prefix.clone());
+    fn relist(&self, store: &Mvcc, prefix: &str, decode: &Decode) -> Result<i64, StoreError> {
+        let mut range = KeyRange::prefix(prefix.to_owned());
         let mut revision = 0;
         let mut listed: HashMap<String, KeyValue> = HashMap::default();
         loop {
-            let (current, kvs, more) = self.store.range_page(&range, revision, LIST_PAGE_KEYS, LIST_PAGE_BYTES)?;
+            let (current, kvs, more) = store.range_page(&range, revision, LIST_PAGE_KEYS, LIST_PAGE_BYTES)?;
             revision = current;
             if let Some(last) = kvs.last() {
                 range.key = [last.key.as_slice(), b"\0"].concat();
@@ -428,6 +578,19 @@ impl Informer {
                 break;
             }
         }
+        self.replace_all(revision, listed, |key, kv| self.decoded(key, kv, decode));
+        Ok(revision)
+    }
+
+    /// Makes the cache hold exactly `listed` (read at `revision`, each
+    /// object with the revision that last wrote it) and tells subscribers
+    /// what differs.
+    fn replace_all<T: Revisioned>(
+        &self,
+        revision: i64,
+        listed: HashMap<String, T>,
+        cached: impl Fn(String, &T) -> Option<Arc<Cached>>,
+    ) {
         let mut changes = Vec::new();
         {
             let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -435,11 +598,11 @@ impl Informer {
             for key in gone {
                 changes.push(Change { old: cache.remove(&key), new: None });
             }
-            for (key, kv) in listed {
-                if cache.by_key.get(&key).is_some_and(|c| c.revision == kv.mod_revision) {
+            for (key, object) in listed {
+                if cache.by_key.get(&key).is_some_and(|c| c.revision == object.revision()) {
                     continue;
                 }
-                match self.cached(key.clone(), &kv) {
+                match cached(key.clone(), &object) {
                     Some(new) => changes.push(Change { old: cache.put(new.clone()), new: Some(new) }),
                     None => changes.push(Change { old: cache.remove(&key), new: None }),
                 }
@@ -447,27 +610,45 @@ impl Informer {
         }
         self.notify(&changes);
         self.applied.send_replace(revision);
-        Ok(revision)
     }
 
-    fn cached(&self, key: String, kv: &KeyValue) -> Option<Arc<Cached>> {
-        let object = (self.decode)(kv)
-            .and_then(|object| Cached::from_stored(key.clone(), kv.mod_revision, &object, self.keep_json))
+    fn decoded(&self, key: String, kv: &KeyValue, decode: &Decode) -> Option<Arc<Cached>> {
+        let object = decode(kv)
+            .inspect_err(|error| tracing::warn!(informer = %self.name, %key, %error, "an unreadable object is skipped"))
+            .ok()?;
+        self.cached(key, kv.mod_revision, &object)
+    }
+
+    fn cached(&self, key: String, revision: i64, object: &Value) -> Option<Arc<Cached>> {
+        let object = Cached::from_stored(key.clone(), revision, object, self.keep_json)
             .inspect_err(|error| tracing::warn!(informer = %self.name, %key, %error, "an unreadable object is skipped"))
             .ok()?;
         Some(Arc::new(object))
     }
 
-    fn apply(&self, revision: i64, events: Vec<engenho_store::Event>) {
-        let mut changes = Vec::with_capacity(events.len());
-        {
-            let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for event in events {
+    /// Applies one revision's events of the store.
+    fn apply_events(&self, revision: i64, events: Vec<engenho_store::Event>, decode: &Decode) {
+        let changes = events
+            .into_iter()
+            .map(|event| {
                 let key = String::from_utf8_lossy(&event.kv.key).into_owned();
                 let new = match event.kind {
-                    EventKind::Put => self.cached(key.clone(), &event.kv),
+                    EventKind::Put => self.decoded(key.clone(), &event.kv, decode),
                     EventKind::Delete => None,
                 };
+                (key, new)
+            })
+            .collect();
+        self.apply(revision, changes);
+    }
+
+    /// Puts (or, for `None`, removes) each key's object, through
+    /// `revision`, and tells subscribers.
+    fn apply(&self, revision: i64, objects: Vec<(String, Option<Arc<Cached>>)>) {
+        let mut changes = Vec::with_capacity(objects.len());
+        {
+            let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (key, new) in objects {
                 let old = match &new {
                     Some(new) => cache.put(new.clone()),
                     None => cache.remove(&key),
@@ -745,7 +926,9 @@ mod tests {
         put_pod(&store, "a", "rs", "n");
         put_pod(&store, "b", "rs", "n");
         let informer = Informer::new("pods", store.clone(), "/registry/pods/".into(), decode(), true);
-        informer.relist().expect("listed");
+        let decoder = decode();
+        let relist = |informer: &Informer| informer.relist(&store, "/registry/pods/", &decoder);
+        relist(&informer).expect("listed");
         let changes = Arc::new(Mutex::new(Vec::new()));
         let seen = changes.clone();
         let _subscription = informer.subscribe(move |change: &Change| {
@@ -757,15 +940,75 @@ mod tests {
         put_pod(&store, "b", "rs", "m");
         let c_version = |informer: &Informer| informer.get("d", "c").map(|c| c.version);
         put_pod(&store, "c", "rs", "n");
-        informer.relist().expect("listed");
+        relist(&informer).expect("listed");
         let unchanged = c_version(&informer).expect("c cached");
-        informer.relist().expect("listed again");
+        relist(&informer).expect("listed again");
         assert_eq!(c_version(&informer), Some(unchanged), "a relist keeps the version of an unchanged object");
         let seen = changes.lock().expect("lock");
         assert_eq!(seen.len(), 2, "one deletion and one update");
         assert!(seen.iter().any(|(old, new)| old.as_ref().is_some_and(|o| o.name == "a") && new.is_none()));
         assert!(seen.iter().any(|(_, new)| new.as_ref().is_some_and(|n| n.node_name == "m")));
         assert_eq!(informer.applied(), store.revision());
+    }
+
+    /// A remote source whose lists and watches the test scripts: each
+    /// list answers the next listing, each watch the next script of
+    /// events (ending the watch after them).
+    struct Scripted {
+        lists: Mutex<Vec<(i64, Vec<Listed>)>>,
+        watches: Mutex<Vec<Vec<Result<Seen, RemoteError>>>>,
+        watched_from: Mutex<Vec<i64>>,
+    }
+
+    impl RemoteSource for Scripted {
+        fn list(&self) -> futures::future::BoxFuture<'_, Result<(i64, Vec<Listed>), RemoteError>> {
+            let next = self.lists.lock().expect("lock").pop();
+            Box::pin(async move { next.ok_or_else(|| RemoteError::Failed("no more lists".into())) })
+        }
+
+        fn watch(&self, revision: i64) -> futures::stream::BoxStream<'_, Result<Seen, RemoteError>> {
+            use futures::StreamExt;
+            self.watched_from.lock().expect("lock").push(revision);
+            let events = self.watches.lock().expect("lock").pop();
+            match events {
+                Some(events) => futures::stream::iter(events).boxed(),
+                None => futures::stream::pending().boxed(),
+            }
+        }
+    }
+
+    fn listed(name: &str, node: &str, revision: i64) -> Listed {
+        let object = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "d", "uid": name, "resourceVersion": revision.to_string()},
+            "spec": {"nodeName": node}});
+        Listed { key: format!("/registry/core/pods/d/{name}"), revision, object }
+    }
+
+    #[tokio::test]
+    async fn a_remote_informer_lists_follows_resumes_and_lists_again_when_gone() {
+        // Goal: a worker's informer keeps the cache a list and its watch
+        // describe: puts and deletes applied, a bookmark moves the applied
+        // revision, a watch that ends is resumed from the last revision
+        // seen, and one whose revision was compacted is listed anew.
+        let source = Arc::new(Scripted {
+            // Popped from the end: the first list, then the second.
+            lists: Mutex::new(vec![(40, vec![listed("b", "n2", 35)]), (10, vec![listed("a", "n1", 5)])]),
+            watches: Mutex::new(vec![
+                vec![Err(RemoteError::Gone)],
+                vec![Ok(Seen::Delete(listed("a", "n1", 13))), Ok(Seen::Progress(20))],
+                vec![Ok(Seen::Put(listed("a", "n9", 11))), Ok(Seen::Put(listed("c", "n1", 12)))],
+            ]),
+            watched_from: Mutex::new(Vec::new()),
+        });
+        let informer = Informer::of("pods", Source::Remote(source.clone()), true);
+        let (stop_sender, stop) = watch::channel(false);
+        let running = tokio::spawn(informer.clone().run(stop));
+        assert!(informer.wait_until(|i| i.get("d", "b").is_some(), Duration::from_secs(5)).await, "listed again");
+        assert!(informer.get("d", "a").is_none() && informer.get("d", "c").is_none(), "the new list is the cache");
+        assert_eq!(informer.applied(), 40);
+        assert_eq!(*source.watched_from.lock().expect("lock"), vec![10, 12, 20, 40], "resumed where it stood");
+        stop_sender.send_replace(true);
+        running.await.expect("the informer stops");
     }
 
     mod indexes {

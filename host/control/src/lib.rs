@@ -12,6 +12,8 @@ pub mod quantity;
 pub mod queue;
 
 pub use controller::{Action, Reconciler, Settings, Whole, everywhere};
-pub use informer::{Cached, Change, Filter, Informer, Informers, Subscription};
+pub use informer::{
+    Cached, Change, Filter, Informer, Informers, Listed, RemoteError, RemoteSource, Seen, Source, Subscription,
+};
 pub use labels::LabelSelector;
 pub use queue::WorkQueue;

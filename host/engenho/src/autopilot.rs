@@ -45,7 +45,7 @@ pub struct Autopilot {
     events: EventRecorder,
     rounds: Arc<AtomicU64>,
     chain: Option<crate::chain::Chain>,
-    plugins: engenho_api::kube::LocalClient,
+    plugins: engenho_api::kube::ApiClient,
     /// Chain events recorded but not yet appended, oldest first.
     unchained: Mutex<VecDeque<engenho_chain::Event>>,
     /// When the chain was last brought to raft's membership and the
@@ -73,7 +73,7 @@ impl Autopilot {
         events: EventRecorder,
         rounds: Arc<AtomicU64>,
         chain: Option<crate::chain::Chain>,
-        plugins: engenho_api::kube::LocalClient,
+        plugins: engenho_api::kube::ApiClient,
     ) -> Self {
         let (unchained, caught_up_at) = (Mutex::default(), Mutex::default());
         Self { node, tracker, policy, events, rounds, chain, plugins, unchained, caught_up_at }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use engenho_gossip::{Gossip, GossipConfig, NodeState, Sealer};
 use engenho_mesh::Node;
 use engenho_pki::{ClusterCa, Identity};
+use rustls::pki_types::CertificateDer;
 use tokio::sync::watch;
 
 use crate::autopilot::SharedTracker;
@@ -51,31 +52,42 @@ pub struct Addresses {
 /// Starts gossiping as `node`; `None` (and why, in the log) when it
 /// cannot.
 pub async fn start(node: &Node, identity: &Identity, ca: &ClusterCa, addresses: &Addresses) -> Option<Arc<Gossip>> {
-    let name = node.info().name;
-    let sealer =
-        Sealer::from_identity(&name, identity).inspect_err(|reason| tracing::warn!(%reason, "gossip is off")).ok()?;
     let mut seeds: Vec<SocketAddr> = addresses.joined_through.iter().filter_map(|a| a.parse().ok()).collect();
     seeds.extend(node.members().iter().filter_map(|m| m.info.peer_addr.parse::<SocketAddr>().ok()));
-    seeds.retain(|seed| *seed != addresses.peer);
+    let state = state_of(node, addresses);
+    start_as(&node.info().name, seeds, identity, ca.certificate_der(), addresses.peer, &state).await
+}
+
+/// Starts gossiping on `listen` as node `name` with first state `state`,
+/// seeded by `seeds`; `None` (and why, in the log) when it cannot.
+pub async fn start_as(
+    name: &str,
+    mut seeds: Vec<SocketAddr>,
+    identity: &Identity,
+    ca: &CertificateDer<'static>,
+    listen: SocketAddr,
+    state: &NodeState,
+) -> Option<Arc<Gossip>> {
+    let sealer =
+        Sealer::from_identity(name, identity).inspect_err(|reason| tracing::warn!(%reason, "gossip is off")).ok()?;
+    seeds.retain(|seed| *seed != listen);
     seeds.sort();
     seeds.dedup();
     let generation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let config = GossipConfig {
         sealer,
-        ca: ca.certificate_der().to_vec(),
-        cluster_id: ca.hash().to_string(),
-        listen: addresses.peer,
+        ca: ca.to_vec(),
+        cluster_id: engenho_pki::CaHash::of(ca).to_string(),
+        listen,
         seeds,
         interval: GOSSIP_INTERVAL,
         dead_grace: DEAD_GRACE,
         phi_threshold: PHI_THRESHOLD,
         generation,
     };
-    let gossip = Gossip::start(config, &state_of(node, addresses))
-        .await
-        .inspect_err(|error| tracing::warn!(%error, "gossip did not start"))
-        .ok()?;
-    tracing::info!(addr = %addresses.peer, "gossiping");
+    let gossip =
+        Gossip::start(config, state).await.inspect_err(|error| tracing::warn!(%error, "gossip did not start")).ok()?;
+    tracing::info!(addr = %listen, "gossiping");
     Some(Arc::new(gossip))
 }
 

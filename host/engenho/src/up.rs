@@ -11,11 +11,13 @@ use engenho_api::kube::plugins::SigningKey;
 use engenho_api::kube::services::{Requested, SERVICE_NETWORK_KEY, ServiceNetwork};
 use engenho_api::kube::{ApiError, Credentials, KubeApi};
 use engenho_mesh::{
-    ClusterSettings, JoinCheck, Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials,
+    ClusterSettings, JoinCheck, JoinRequest, Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials,
     split_peer_connections,
 };
 use engenho_pki::{ClusterCa, HTTP2_ALPN, HandshakeLimits, Identity, JoinToken, Profile, accept_tls};
 use tokio::net::TcpListener;
+
+mod worker;
 
 /// Times a restarted node tries to record its join token's hash.
 const JOIN_TOKEN_ATTEMPTS: u32 = 5;
@@ -133,10 +135,19 @@ pub struct UpArgs {
     /// The least time between two role shifts of one node.
     #[arg(long, default_value = "60s", value_parser = crate::autopilot::parse_duration)]
     shift_interval: Duration,
+    /// Run as a worker: no replica of the store and no API, etcd or peer
+    /// port; the node gossips, runs its pods and reaches the cluster's API
+    /// through the control plane. Its first start needs --join and the
+    /// join token; its data directory must not hold a control-plane node.
+    #[arg(long)]
+    worker: bool,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.worker {
+        return worker::run(args).await;
+    }
     let name = args.name.clone().unwrap_or_else(host_name);
     let peer_listener = bind(args.peer_addr, "peer")?;
     let etcd_listener = bind(args.etcd_addr, "etcd")?;
@@ -272,8 +283,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api.loop_client(crate::autopilot::NAME),
     );
     let autopilot = tokio::spawn(autopilot.run(stop.clone()));
-    let agent = tokio::spawn(node_agent(&args, &api, &node).run(stop.clone()));
-    let pods = tokio::spawn(pod_loop(&args, &api, &node, stop.clone())?);
+    let name = node.info().name;
+    let agent = node_agent(&args, &name, api.node_client(&name), replica_role(&node));
+    let agent = tokio::spawn(agent.run(stop.clone()));
+    let client = api.node_client(&name);
+    let (pods, access) = pod_loop(&args, &name, client, api.pod_informer(), api.loop_metrics(POD_LOOP), stop.clone())?;
+    api.serve_pod_logs(access.logs);
+    api.serve_pod_ports(access.ports);
+    let pods = tokio::spawn(pods);
     tracing::info!(
         id = node.id(),
         api = %args.api_addr,
@@ -305,11 +322,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The node's agent: registers its Node, renews its Lease, reports its
-/// status, as this node (`system:node:<name>`).
-fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAgent {
-    let name = node.info().name;
+/// status, through `client` (as `system:node:<name>`); `role` says which
+/// role the node has now.
+fn node_agent(
+    args: &UpArgs,
+    name: &str,
+    client: engenho_api::kube::ApiClient,
+    role: engenho_node::RoleCheck,
+) -> engenho_node::NodeAgent {
     let settings = engenho_node::NodeSettings {
-        name: name.clone(),
+        name: name.to_owned(),
         internal_ip: Some(args.peer_addr.ip()),
         max_pods: args.max_pods,
         reserved: args.system_reserved,
@@ -323,43 +345,50 @@ fn node_agent(args: &UpArgs, api: &KubeApi, node: &Node) -> engenho_node::NodeAg
             format!("{base}/{prefix}")
         },
     };
+    engenho_node::NodeAgent::new(client, settings, args.data_dir.clone(), role)
+}
+
+/// Which role a replica has now: a voter, or a learner (standby).
+fn replica_role(node: &Node) -> engenho_node::RoleCheck {
     let raft = node.clone();
-    let role = Arc::new(move || match raft.members().iter().find(|member| member.id == raft.id()) {
+    Arc::new(move || match raft.members().iter().find(|member| member.id == raft.id()) {
         Some(member) if member.is_learner => engenho_node::NodeRole::Standby,
         Some(_) => engenho_node::NodeRole::ControlPlane,
         None => engenho_node::NodeRole::Worker,
-    });
-    engenho_node::NodeAgent::new(api.node_client(&name), settings, args.data_dir.clone(), role)
+    })
 }
 
-/// The node agent's loop over the pods bound to this node, on every node,
-/// running them in the node's pod runtime.
+/// The name of the node agent's loop over its pods.
+const POD_LOOP: &str = "node-agent-pods";
+
+/// The node agent's loop over the pods bound to node `name` (which
+/// `pods` caches), running them in the node's pod runtime and writing
+/// their status through `client`; with the node's pod logs and ports, to
+/// serve.
 fn pod_loop(
     args: &UpArgs,
-    api: &KubeApi,
-    node: &Node,
+    name: &str,
+    client: engenho_api::kube::ApiClient,
+    pods: Arc<engenho_control::Informer>,
+    metrics: Arc<engenho_control::metrics::ControllerMetrics>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<impl std::future::Future<Output = ()> + use<>> {
-    const NAME: &str = "node-agent-pods";
-    let name = node.info().name;
+) -> anyhow::Result<(impl std::future::Future<Output = ()> + use<>, PodAccess)> {
     let host_ip = Some(args.peer_addr.ip()).filter(|ip| !ip.is_unspecified()).map(|ip| ip.to_string());
     let runtime =
         engenho_runtime::PodRuntime::new(Some(args.data_dir.join("components"))).context("starting the pod runtime")?;
     let machine = engenho_node::Machine::probe(&args.data_dir).context("reading the machine")?;
     let writing = engenho_node::pods::logs::Writing::default();
     let pods_dir = args.data_dir.join("pods");
-    api.serve_pod_logs(Arc::new(engenho_node::pods::logs::NodeLogs::new(
-        name.clone(),
-        pods_dir.clone(),
-        writing.clone(),
-    )));
     let addresses =
         Arc::new(engenho_node::pods::addresses::PodAddresses::for_node(Some(args.peer_addr.ip()), args.pod_range));
-    api.serve_pod_ports(Arc::new(engenho_node::pods::ports::NodePorts::new(name.clone(), addresses.clone())));
+    let access = PodAccess {
+        logs: Arc::new(engenho_node::pods::logs::NodeLogs::new(name.to_owned(), pods_dir.clone(), writing.clone())),
+        ports: Arc::new(engenho_node::pods::ports::NodePorts::new(name.to_owned(), addresses.clone())),
+    };
     let shared = engenho_node::pods::Shared {
-        client: api.node_client(&name),
+        client,
         runtime,
-        node: name,
+        node: name.to_owned(),
         host_ip,
         pods_dir,
         downward: engenho_node::pods::spec::Downward {
@@ -370,15 +399,17 @@ fn pod_loop(
         writing,
         addresses,
     };
-    let pods = engenho_node::PodLoop::new(shared, api.pod_informer());
-    let settings = engenho_control::Settings::new(NAME, 2, Duration::from_secs(60));
-    Ok(engenho_control::controller::run(
-        Arc::new(pods),
-        settings,
-        api.loop_metrics(NAME),
-        engenho_control::everywhere(),
-        stop,
-    ))
+    let pods = engenho_node::PodLoop::new(shared, pods);
+    let settings = engenho_control::Settings::new(POD_LOOP, 2, Duration::from_secs(60));
+    let run = engenho_control::controller::run(Arc::new(pods), settings, metrics, engenho_control::everywhere(), stop);
+    Ok((run, access))
+}
+
+/// The logs and ports of a node's pods, which its API server (or, on a
+/// worker, its peer port) serves to the cluster.
+struct PodAccess {
+    logs: Arc<engenho_node::pods::logs::NodeLogs>,
+    ports: Arc<engenho_node::pods::ports::NodePorts>,
 }
 
 /// The address other nodes and the `kubernetes` Service reach this API
@@ -475,22 +506,34 @@ async fn peer_credentials(
     let credentials = match (ClusterCa::load(pki).context("loading the cluster CA")?, &args.join) {
         (Some(ca), _) => issue_own(ca)?,
         (None, Some(seed)) => {
-            let token = supplied_token.with_context(|| {
-                format!("--join needs the cluster's join token: --token-file FILE or {JOIN_TOKEN_ENV}")
-            })?;
-            let token = JoinToken::parse(token)?;
-            let requested =
-                Requested { cidr: args.service_cidr.clone(), node_ports: args.service_node_port_range.clone() };
-            let accept = |settings: &ClusterSettings| service_network_agrees(&requested, settings);
-            let check = JoinCheck { keys: &[SERVICE_NETWORK_KEY], accept: &accept };
-            fetch_credentials(seed, &token, name, &args.peer_addr.to_string(), pki, &check)
-                .await
-                .with_context(|| format!("joining the cluster at {seed}"))?
+            join_cluster(args, name, seed, supplied_token, async |request| fetch_credentials(request, pki).await)
+                .await?
         }
         (None, None) => issue_own(ClusterCa::create(pki).context("making the cluster CA")?)?,
     };
     credentials.identity.write(&pki.join("node.crt"), &pki.join("node.key"))?;
     Ok(credentials)
+}
+
+/// Joins the cluster through the member at `seed` with `fetch` (a
+/// replica's credentials or a worker's), presenting the join token and
+/// checking the cluster's service network against this node's flags first.
+async fn join_cluster<T>(
+    args: &UpArgs,
+    name: &str,
+    seed: &str,
+    supplied_token: Option<&str>,
+    fetch: impl AsyncFnOnce(&JoinRequest<'_>) -> engenho_mesh::Result<T>,
+) -> anyhow::Result<T> {
+    let token = supplied_token
+        .with_context(|| format!("--join needs the cluster's join token: --token-file FILE or {JOIN_TOKEN_ENV}"))?;
+    let token = JoinToken::parse(token)?;
+    let requested = Requested { cidr: args.service_cidr.clone(), node_ports: args.service_node_port_range.clone() };
+    let accept = |settings: &ClusterSettings| service_network_agrees(&requested, settings);
+    let check = JoinCheck { keys: &[SERVICE_NETWORK_KEY], accept: &accept };
+    let peer_addr = args.peer_addr.to_string();
+    let request = JoinRequest { seed, token: &token, name, peer_addr: &peer_addr, check: &check };
+    fetch(&request).await.with_context(|| format!("joining the cluster at {seed}"))
 }
 
 /// Whether the service network this node was started with agrees with

@@ -3,9 +3,9 @@
 //! the CA the join token pins; then it sends the token's secret and a
 //! certificate signing request for a key that never leaves it. A member
 //! that finds the secret's hash in the store answers with the cluster CA
-//! (certificate and key: every node that joins is a control-plane member)
-//! and the node certificate it signed, with the cluster settings the node
-//! asked for, which the node checks before it installs anything: a node
+//! (certificate and key to a node that joins as a replica; the certificate
+//! alone to a worker) and the node certificate it signed (a worker's
+//! marked as such), with the cluster settings the node asked for, which the node checks before it installs anything: a node
 //! whose own settings disagree with the cluster's stops there, never a
 //! member. The membership change itself then travels as a forwarded
 //! request over mutual TLS, under that certificate.
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use engenho_pki::{CaHash, ClusterCa, Identity, JoinToken, Profile, TlsConnection};
 use engenho_store::{KeyRange, RangeRequest};
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_rustls::TlsConnector;
@@ -76,6 +77,10 @@ struct CertificateRequest {
     request_pem: String,
     /// Store keys of the cluster settings the node checks before joining.
     settings: Vec<String>,
+    /// Whether the node joins as a worker: no replica, no CA key, a
+    /// worker's certificate.
+    #[serde(default)]
+    worker: bool,
 }
 
 /// What a member answers a joining node that knew the secret.
@@ -83,31 +88,76 @@ struct CertificateRequest {
 struct CertificateGrant {
     /// The cluster CA certificate, PEM.
     ca_certificate_pem: String,
-    /// The cluster CA key, PEM.
-    ca_key_pem: String,
+    /// The cluster CA key, PEM; none for a worker.
+    ca_key_pem: Option<String>,
     /// The node's certificate, PEM.
     certificate_pem: String,
     /// The cluster settings asked for that the cluster holds.
     settings: ClusterSettings,
 }
 
-/// Asks the member at `seed` for this node's certificate, presenting
-/// `token`, and for the settings `check` names; when `check` accepts them,
-/// installs the cluster CA the member answers with in `pki` and returns
-/// the node's credentials.
+/// What a joining node asks for and checks.
+pub struct JoinRequest<'a> {
+    /// The member to ask.
+    pub seed: &'a str,
+    /// The join token.
+    pub token: &'a JoinToken,
+    /// The node's name.
+    pub name: &'a str,
+    /// The node's peer address.
+    pub peer_addr: &'a str,
+    /// The cluster settings to check before joining.
+    pub check: &'a JoinCheck<'a>,
+}
+
+/// A worker's credentials: its node certificate (a worker's) and the
+/// cluster CA's certificate, never its key.
+pub struct WorkerCredentials {
+    /// The cluster CA certificate, PEM.
+    pub ca_pem: String,
+    /// The cluster CA certificate.
+    pub ca: rustls::pki_types::CertificateDer<'static>,
+    /// The worker's certificate and key.
+    pub identity: Identity,
+}
+
+/// Asks the member at `request.seed` for this node's certificate,
+/// presenting the token, and for the settings the check names; when the
+/// check accepts them, installs the cluster CA the member answers with in
+/// `pki` and returns the node's credentials.
 ///
 /// # Errors
 /// The member is not of the cluster the token pins, refused the secret, or
-/// could not be reached in time; `check` refused the cluster's settings
+/// could not be reached in time; the check refused the cluster's settings
 /// (nothing is installed then).
-pub async fn fetch_credentials(
-    seed: &str,
-    token: &JoinToken,
-    name: &str,
-    peer_addr: &str,
-    pki: &Path,
-    check: &JoinCheck<'_>,
-) -> Result<PeerCredentials> {
+pub async fn fetch_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<PeerCredentials> {
+    let (grant, identity) = exchange(request, false).await?;
+    let ca_key_pem = grant
+        .ca_key_pem
+        .ok_or_else(|| MeshError::JoinRefused(format!("{} sent no CA key to a control-plane node", request.seed)))?;
+    let ca =
+        ClusterCa::install(pki, &grant.ca_certificate_pem, &ca_key_pem).map_err(|e| MeshError::Tls(e.to_string()))?;
+    Ok(PeerCredentials { ca: Arc::new(ca), identity })
+}
+
+/// Asks the member at `request.seed` for a worker's certificate, as
+/// [`fetch_credentials`] does; writes the CA certificate to `pki/ca.crt`.
+///
+/// # Errors
+/// As [`fetch_credentials`].
+pub async fn fetch_worker_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<WorkerCredentials> {
+    let (grant, identity) = exchange(request, true).await?;
+    engenho_pki::write_private(&pki.join(engenho_pki::CA_CERTIFICATE_FILE), &grant.ca_certificate_pem)
+        .map_err(|e| MeshError::Tls(e.to_string()))?;
+    let ca = identity.chain().last().cloned().ok_or_else(|| MeshError::Tls("an empty certificate chain".into()))?;
+    Ok(WorkerCredentials { ca_pem: grant.ca_certificate_pem, ca, identity })
+}
+
+/// The join exchange: a key, its certificate signing request sent with the
+/// secret, the member's grant checked against the token and the check; the
+/// grant and the node's identity under the CA it names.
+async fn exchange(request: &JoinRequest<'_>, worker: bool) -> Result<(CertificateGrant, Identity)> {
+    let JoinRequest { seed, token, name, peer_addr, check } = *request;
     let refused = |what: String| MeshError::JoinRefused(what);
     let pki_failed = |e: engenho_pki::PkiError| MeshError::Tls(e.to_string());
     let config = engenho_pki::pinned_client_config(token.ca_hash(), &[JOIN_ALPN]).map_err(pki_failed)?;
@@ -120,6 +170,7 @@ pub async fn fetch_credentials(
             secret: token.secret().to_owned(),
             request_pem,
             settings: check.keys.iter().map(|key| (*key).to_owned()).collect(),
+            worker,
         };
         let mut stream = BufReader::new(stream);
         write_frame(stream.get_mut(), &request).await.map_err(|e| refused(e.to_string()))?;
@@ -134,9 +185,10 @@ pub async fn fetch_credentials(
         return Err(refused(format!("{seed} answered with a CA other than the one the join token names")));
     }
     (check.accept)(&grant.settings).map_err(refused)?;
-    let ca = ClusterCa::install(pki, &grant.ca_certificate_pem, &grant.ca_key_pem).map_err(pki_failed)?;
-    let identity = Identity::from_issued(&key, &grant.certificate_pem, ca.certificate_der()).map_err(pki_failed)?;
-    Ok(PeerCredentials { ca: Arc::new(ca), identity })
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(grant.ca_certificate_pem.as_bytes())
+        .map_err(|e| refused(format!("the CA certificate {seed} sent: {e}")))?;
+    let identity = Identity::from_issued(&key, &grant.certificate_pem, &ca).map_err(pki_failed)?;
+    Ok((grant, identity))
 }
 
 /// A TLS connection to the member at `seed` that proves to hold the CA the
@@ -206,12 +258,14 @@ impl Inner {
         })?;
         let settings = self.join_settings(&request.settings)?;
         let ca = self.tls.ca();
+        let (name, ip) = (name.clone(), peer.ip());
+        let profile = if request.worker { Profile::Worker { name, ip } } else { Profile::Node { name, ip } };
         let certificate_pem = ca
-            .sign_request(&request.request_pem, &Profile::Node { name: name.clone(), ip: peer.ip() })
+            .sign_request(&request.request_pem, &profile)
             .map_err(|e| MeshError::JoinRefused(format!("the certificate signing request: {e}")))?;
         Ok(CertificateGrant {
             ca_certificate_pem: ca.certificate_pem().to_owned(),
-            ca_key_pem: ca.key_pem(),
+            ca_key_pem: (!request.worker).then(|| ca.key_pem()),
             certificate_pem,
             settings,
         })

@@ -25,7 +25,9 @@ pub mod proto {
 }
 
 pub use error::{MeshError, Result};
-pub use join::{ClusterSettings, JoinCheck, fetch_credentials};
+pub use join::{
+    ClusterSettings, JoinCheck, JoinRequest, WorkerCredentials, fetch_credentials, fetch_worker_credentials,
+};
 pub use node::{
     JOIN_TOKEN_HASH_KEY, LeaderView, Member, MemberProgress, MembershipChange, Node, NodeConfig, RaftStatus,
 };

@@ -91,7 +91,11 @@ impl PeerTls {
 }
 
 /// Whether a connection that finished its handshake may carry raft or gRPC:
-/// its client presented a node certificate of the cluster.
+/// its client presented a node certificate of the cluster that is not a
+/// worker's (a worker holds no replica and reaches the store only through
+/// the API).
 pub(crate) fn is_from_node(connection: &TlsConnection) -> bool {
-    connection.peer_certificate().and_then(engenho_pki::node_name_of).is_some()
+    connection.peer_certificate().is_some_and(|certificate| {
+        engenho_pki::node_name_of(certificate).is_some() && !engenho_pki::is_worker_certificate(certificate)
+    })
 }

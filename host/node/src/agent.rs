@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engenho_api::kube::node_restriction::NODE_LEASE_NAMESPACE;
-use engenho_api::kube::{LocalClient, Refused};
+use engenho_api::kube::{ApiClient, Refused};
 use http::Method;
 use k8s_openapi::chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ const ROLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A node's agent.
 pub struct NodeAgent {
-    client: LocalClient,
+    client: ApiClient,
     settings: NodeSettings,
     data_dir: PathBuf,
     role: RoleCheck,
@@ -60,7 +60,7 @@ struct Reported {
 impl NodeAgent {
     /// The agent of the node `settings` describes, writing through
     /// `client` (the node's own), reading the disk of `data_dir`.
-    pub fn new(client: LocalClient, settings: NodeSettings, data_dir: PathBuf, role: RoleCheck) -> Self {
+    pub fn new(client: ApiClient, settings: NodeSettings, data_dir: PathBuf, role: RoleCheck) -> Self {
         Self { client, settings, data_dir, role }
     }
 

@@ -103,6 +103,9 @@ pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 /// vote) carry.
 pub const STANDBY_LABEL: &str = "node-role.kubernetes.io/standby";
 
+/// The label workers (nodes that hold no replica of the store) carry.
+pub const WORKER_LABEL: &str = "node-role.kubernetes.io/worker";
+
 /// A node's place in the cluster, as `kubectl get nodes` shows it
 /// (ROLES).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +114,7 @@ pub enum NodeRole {
     ControlPlane,
     /// A raft learner.
     Standby,
-    /// Neither.
+    /// Not a raft member: no replica of the store.
     Worker,
 }
 
@@ -240,6 +243,7 @@ pub fn labels(settings: &NodeSettings, role: NodeRole) -> Value {
     let flag = |on: bool| if on { json!("") } else { Value::Null };
     labels.insert(CONTROL_PLANE_LABEL.into(), flag(role == NodeRole::ControlPlane));
     labels.insert(STANDBY_LABEL.into(), flag(role == NodeRole::Standby));
+    labels.insert(WORKER_LABEL.into(), flag(role == NodeRole::Worker));
     Value::Object(labels)
 }
 
@@ -553,5 +557,6 @@ mod tests {
         assert_eq!((&standby[CONTROL_PLANE_LABEL], &standby[STANDBY_LABEL]), (&Value::Null, &json!("")));
         let worker = labels(&settings(), NodeRole::Worker);
         assert_eq!((&worker[CONTROL_PLANE_LABEL], &worker[STANDBY_LABEL]), (&Value::Null, &Value::Null));
+        assert_eq!((&worker[WORKER_LABEL], &voting[WORKER_LABEL]), (&json!(""), &Value::Null));
     }
 }

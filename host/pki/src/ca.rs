@@ -27,6 +27,11 @@ pub const NODE_ORGANIZATION: &str = "system:nodes";
 /// Prefix of a node certificate's common name, before the node's name.
 const NODE_COMMON_NAME_PREFIX: &str = "system:node:";
 
+/// Organizational unit of a worker's node certificate: a node that holds
+/// no replica of the store, which the peer ports of the control plane
+/// refuse for raft and store requests.
+const WORKER_UNIT: &str = "engenho:worker";
+
 use crate::dial::CA_CERTIFICATE_FILE as CERTIFICATE_FILE;
 
 /// File of the CA key in a node's `pki/` directory.
@@ -90,6 +95,15 @@ pub enum Profile {
         /// The node's peer address.
         ip: IpAddr,
     },
+    /// A worker's identity: as [`Profile::Node`] (its agent is
+    /// `system:node:<name>` to the API server), marked as a worker's, which
+    /// may not speak raft or send store requests to the control plane.
+    Worker {
+        /// The node's name.
+        name: String,
+        /// The node's peer address.
+        ip: IpAddr,
+    },
     /// A TLS server reached by these names and addresses.
     Server {
         /// Common name.
@@ -118,7 +132,7 @@ pub enum Profile {
 impl Profile {
     fn params(&self) -> Result<CertificateParams> {
         let (common_name, organization, dns_names, ips, usages) = match self {
-            Self::Node { name, ip } => (
+            Self::Node { name, ip } | Self::Worker { name, ip } => (
                 format!("{NODE_COMMON_NAME_PREFIX}{name}"),
                 Some(NODE_ORGANIZATION),
                 Vec::new(),
@@ -143,6 +157,9 @@ impl Profile {
         params.distinguished_name.push(DnType::CommonName, common_name);
         if let Some(organization) = organization {
             params.distinguished_name.push(DnType::OrganizationName, organization);
+        }
+        if matches!(self, Self::Worker { .. }) {
+            params.distinguished_name.push(DnType::OrganizationalUnitName, WORKER_UNIT);
         }
         params.subject_alt_names.extend(ips.into_iter().map(SanType::IpAddress));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
@@ -248,7 +265,7 @@ impl ClusterCa {
     /// The key or certificate could not be made.
     pub fn issue(&self, profile: &Profile) -> Result<Identity> {
         let key = match profile {
-            Profile::Node { .. } => node_key()?,
+            Profile::Node { .. } | Profile::Worker { .. } => node_key()?,
             _ => KeyPair::generate()?,
         };
         let certificate = profile.params()?.signed_by(&key, &self.issuer, &self.key)?;
@@ -387,6 +404,13 @@ pub fn node_name_of(certificate: &CertificateDer<'_>) -> Option<String> {
     common_name.strip_prefix(NODE_COMMON_NAME_PREFIX).map(str::to_owned)
 }
 
+/// Whether `certificate` is a worker's node certificate
+/// ([`Profile::Worker`]).
+pub fn is_worker_certificate(certificate: &CertificateDer<'_>) -> bool {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate) else { return false };
+    parsed.subject().iter_organizational_unit().any(|unit| unit.as_str() == Ok(WORKER_UNIT))
+}
+
 /// A new key for a node identity: Ed25519, the key that also signs the
 /// node's entries of revoada's attested chain.
 fn node_key() -> Result<KeyPair> {
@@ -494,6 +518,11 @@ mod tests {
         assert_eq!(node_name_of(&identity.chain()[0]).as_deref(), Some("n2"));
         let stranger = KeyPair::generate().expect("key");
         assert!(Identity::from_issued(&stranger, &issued, ca.certificate_der()).is_err());
+
+        assert!(!is_worker_certificate(&identity.chain()[0]), "a member's certificate is not a worker's");
+        let worker = ca.issue(&Profile::Worker { name: "w1".into(), ip: "127.0.0.3".parse().expect("ip") }).expect("w");
+        assert_eq!(node_name_of(&worker.chain()[0]).as_deref(), Some("w1"), "a worker is a node");
+        assert!(is_worker_certificate(&worker.chain()[0]));
 
         identity.write(&dir.path().join("n.crt"), &dir.path().join("n.key")).expect("write");
         let loaded = Identity::load(&dir.path().join("n.crt"), &dir.path().join("n.key")).expect("load").expect("some");

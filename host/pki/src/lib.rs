@@ -16,7 +16,7 @@ mod listener;
 mod tls;
 mod token;
 
-pub use ca::{CaHash, ClusterCa, Identity, NODE_ORGANIZATION, Profile, node_name_of};
+pub use ca::{CaHash, ClusterCa, Identity, NODE_ORGANIZATION, Profile, is_worker_certificate, node_name_of};
 pub use dial::{
     CA_CERTIFICATE_FILE, DIAL_TIMEOUT, ETCD_CLIENT_CERTIFICATE_FILE, ETCD_CLIENT_KEY_FILE, dial_tls,
     etcd_admin_client_config, grpc_channel, grpc_endpoint, load_certificate,
@@ -24,5 +24,8 @@ pub use dial::{
 pub use error::{PkiError, Result};
 pub use files::{read_optional, write_private};
 pub use listener::{HandshakeLimits, TlsConnectInfo, TlsConnection, accept_tls};
-pub use tls::{HTTP2_ALPN, mutual_client_config, mutual_server_config, pinned_client_config, server_config};
+pub use tls::{
+    HTTP2_ALPN, mutual_client_config, mutual_server_config, optional_client_server_config, pinned_client_config,
+    server_config,
+};
 pub use token::{JoinToken, random_secret};

@@ -51,6 +51,30 @@ pub fn mutual_server_config(
     Ok(Arc::new(config))
 }
 
+/// A server presenting `identity` to any client, that asks clients for a
+/// certificate and verifies one issued by `ca` when it is presented: a
+/// client with no certificate is served (it may bring a bearer token), a
+/// client with a certificate `ca` did not issue fails the handshake.
+///
+/// # Errors
+/// The identity or CA is unusable.
+pub fn optional_client_server_config(
+    identity: &Identity,
+    ca: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain().to_vec(), identity.private_key())?;
+    config.alpn_protocols = protocols(alpn);
+    Ok(Arc::new(config))
+}
+
 /// A server presenting `identity` to any client.
 ///
 /// # Errors

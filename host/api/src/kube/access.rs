@@ -51,7 +51,8 @@ impl ApiState {
 pub async fn guard(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
     let (method, uri) = (request.method().clone(), request.uri().clone());
     let in_process = request.extensions().get::<InProcess>().map(|caller| caller.0.clone());
-    let user = match admit(&state, &method, &uri, request.headers(), in_process).await {
+    let certificate = request.extensions().get::<ClientCertificate>().map(|node| node.0.clone());
+    let user = match admit(&state, &method, &uri, request.headers(), in_process, certificate).await {
         Ok(user) => user,
         Err(error) => return error.into_response(),
     };
@@ -67,12 +68,30 @@ pub async fn guard(State(state): State<Arc<ApiState>>, mut request: Request, nex
 #[derive(Debug, Clone)]
 pub struct InProcess(pub UserInfo);
 
+/// The node agent a request's connection proved itself to be in the TLS
+/// handshake, with a node certificate the cluster CA issued
+/// (`system:node:<name>` in `system:nodes`, as kube-apiserver reads a
+/// kubelet's client certificate). Other certificates of the CA name no
+/// user here.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCertificate(UserInfo);
+
+impl ClientCertificate {
+    /// The node identity of the certificate chain a verified client
+    /// presented, if it is a node's.
+    pub(crate) fn of(chain: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<Self> {
+        let name = engenho_pki::node_name_of(chain?.first()?)?;
+        Some(Self(UserInfo::node(&name)))
+    }
+}
+
 async fn admit(
     state: &ApiState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     in_process: Option<UserInfo>,
+    certificate: Option<UserInfo>,
 ) -> Result<UserInfo, ApiError> {
     let user = match in_process {
         Some(user) => user,
@@ -81,9 +100,12 @@ async fn admit(
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
-                .ok_or_else(ApiError::unauthorized)?;
-            let caller = authenticate(state, token).await?;
+                .map(str::trim);
+            let caller = match (token, certificate) {
+                (Some(token), _) => authenticate(state, token).await?,
+                (None, Some(node)) => node,
+                (None, None) => return Err(ApiError::unauthorized()),
+            };
             impersonate(state, caller, headers)?
         }
     };

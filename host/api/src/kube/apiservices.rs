@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::client::{LocalClient, Refused};
+use super::client::{ApiClient, Refused};
 use super::objects::ObjectStore;
 use super::resources::Registry;
 
@@ -73,7 +73,7 @@ pub fn wanted(registry: &Registry) -> Vec<Value> {
 ///
 /// # Errors
 /// The store refused the read, or the first refused write.
-pub async fn reconcile(objects: &ObjectStore, registry: &Registry, client: &LocalClient) -> Result<(), Refused> {
+pub async fn reconcile(objects: &ObjectStore, registry: &Registry, client: &ApiClient) -> Result<(), Refused> {
     let Some(t) = registry.find("apiregistration.k8s.io", "v1", "apiservices") else { return Ok(()) };
     let existing = objects.list_at(t, None, 0)?.items;
     let name_of = |o: &Value| o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();

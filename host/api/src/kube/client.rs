@@ -1,7 +1,9 @@
-//! The client a node's control loops write with: requests to the node's
-//! own API server, sent through the same router as network requests (so
-//! through RBAC, admission, defaults and validation), under the loop's
-//! service account, without a socket or TLS in between.
+//! The client a node's control loops and agent write with: requests to
+//! the node's own API server, sent through the same router as network
+//! requests (so through RBAC, admission, defaults and validation) under
+//! the loop's identity, without a socket or TLS in between; or, on a node
+//! that holds no replica of the store (a worker), requests to a
+//! control-plane node's API server as this node ([`super::remote`]).
 
 use std::sync::Arc;
 
@@ -34,7 +36,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn internal(message: impl Into<String>) -> Self {
+    pub(super) fn internal(message: impl Into<String>) -> Self {
         Self { code: 500, reason: "InternalError".into(), message: message.into() }
     }
 }
@@ -54,35 +56,42 @@ pub enum PatchType {
     Merge,
 }
 
-/// Requests to this node's API server as one control loop.
+/// Requests to the cluster's API as one control loop or node agent.
 #[derive(Clone)]
-pub struct LocalClient {
-    router: Router,
-    user: Arc<UserInfo>,
+pub struct ApiClient {
+    transport: Transport,
     manager: Arc<str>,
 }
 
-impl LocalClient {
+/// Where an [`ApiClient`]'s requests go.
+#[derive(Clone)]
+enum Transport {
+    /// This node's own API server, as `user`.
+    InProcess { router: Router, user: Arc<UserInfo> },
+    /// A control-plane node's API server, as this node's certificate says.
+    Remote(Arc<super::remote::RemoteApi>),
+}
+
+impl ApiClient {
     /// A client of `router` acting as `user`, recording its writes under
     /// field manager `manager`.
     pub fn new(router: Router, user: UserInfo, manager: &str) -> Self {
-        Self { router, user: Arc::new(user), manager: Arc::from(manager) }
+        Self { transport: Transport::InProcess { router, user: Arc::new(user) }, manager: Arc::from(manager) }
+    }
+
+    /// A client of the control plane's API servers through `remote`,
+    /// recording its writes under field manager `manager`.
+    pub fn remote(remote: Arc<super::remote::RemoteApi>, manager: &str) -> Self {
+        Self { transport: Transport::Remote(remote), manager: Arc::from(manager) }
     }
 
     /// Sends one request; the response body of a success.
     ///
     /// # Errors
-    /// The API server's refusal.
+    /// The API server's refusal; a control plane that could not be reached
+    /// (503).
     pub async fn send(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Result<Bytes, Refused> {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::CONTENT_TYPE, content_type)
-            .header(header::ACCEPT, "application/json")
-            .extension(InProcess(UserInfo::clone(&self.user)))
-            .body(Body::from(body))
-            .map_err(|e| Refused::internal(format!("building a request to {path}: {e}")))?;
-        let Ok(response) = self.router.clone().oneshot(request).await;
+        let response = self.open(method, path, content_type, body).await?;
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), RESPONSE_BYTES_MAX)
             .await
@@ -91,6 +100,35 @@ impl LocalClient {
             return Ok(body);
         }
         Err(refusal(status, &body))
+    }
+
+    /// Sends one request and returns the response as it starts: its
+    /// status and a body still to be read (a watch streams on).
+    ///
+    /// # Errors
+    /// A request that could not be built or sent.
+    pub async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<axum::response::Response, Refused> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::ACCEPT, "application/json")
+            .body(Body::from(body))
+            .map_err(|e| Refused::internal(format!("building a request to {path}: {e}")))?;
+        match &self.transport {
+            Transport::InProcess { router, user } => {
+                request.extensions_mut().insert(InProcess(UserInfo::clone(user)));
+                let Ok(response) = router.clone().oneshot(request).await;
+                Ok(response)
+            }
+            Transport::Remote(remote) => remote.send(request).await,
+        }
     }
 
     /// Creates `object` (JSON) of kind `t`; the stored object.

@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::access::ClientCertificate;
+
 /// Time a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -148,11 +150,16 @@ impl Connection {
         let (activity, watched) = watch::channel(Activity::default());
         let activity = Arc::new(activity);
         let router = self.router;
+        let certificate = ClientCertificate::of(tls.get_ref().1.peer_certificates());
         let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let (router, guard) = (router.clone(), InFlight::begin(activity.clone()));
+            let mut request = request.map(Body::new);
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
             async move {
                 use tower::ServiceExt;
-                let response = router.oneshot(request.map(Body::new)).await?;
+                let response = router.oneshot(request).await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(TrackedBody { body, _guard: guard })))
             }
         });

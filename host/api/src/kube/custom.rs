@@ -9,7 +9,7 @@ use engenho_store::{KeyRange, RangeRequest};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
-use super::client::{LocalClient, PatchType, Refused};
+use super::client::{ApiClient, PatchType, Refused};
 use super::handlers::ApiState;
 use super::objects::{ObjectStore, strings_at};
 use super::resources::{CustomNames, PrinterColumn, Registry, ResourceType, ShapeError, SharedRegistry};
@@ -367,8 +367,8 @@ fn type_name(value: &Value) -> &'static str {
 pub struct Definitions {
     objects: ObjectStore,
     registry: SharedRegistry,
-    client: LocalClient,
-    api_server: LocalClient,
+    client: ApiClient,
+    api_server: ApiClient,
 }
 
 /// The name the definitions' status loop writes as.
@@ -385,7 +385,7 @@ impl Definitions {
     /// status and clean-up written through `client` (as
     /// [`STATUS_WRITER`]), the APIServices of what is served through
     /// `api_server` (as the API server itself).
-    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: LocalClient, api_server: LocalClient) -> Self {
+    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: ApiClient, api_server: ApiClient) -> Self {
         Self { objects, registry, client, api_server }
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::client::{LocalClient, Refused};
+use super::client::{ApiClient, Refused};
 use super::disruption_scale::Controllers;
 use super::objects::{ObjectStore, WriteOptions};
 use super::resources::Registry;
@@ -200,7 +200,7 @@ fn seconds_of(text: &str) -> Option<i64> {
 pub async fn recount(
     objects: &ObjectStore,
     registry: &Registry,
-    client: &LocalClient,
+    client: &ApiClient,
     namespace: &str,
 ) -> Result<(), Refused> {
     let budgets = registry.find("policy", "v1", "poddisruptionbudgets").expect("budgets are built in");

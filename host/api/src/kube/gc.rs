@@ -14,7 +14,7 @@ use std::time::Duration;
 use engenho_control::{Action, Cached, Change, Filter, Informer, Reconciler, Subscription, WorkQueue};
 use serde_json::{Value, json};
 
-use super::client::{LocalClient, PatchType, Refused};
+use super::client::{ApiClient, PatchType, Refused};
 use super::objects::namespace_key;
 use super::resources::SharedRegistry;
 
@@ -44,13 +44,13 @@ pub fn informer(informers: &engenho_control::Informers) -> Arc<Informer> {
 pub struct Collector {
     objects: Arc<Informer>,
     registry: SharedRegistry,
-    client: LocalClient,
+    client: ApiClient,
 }
 
 impl Collector {
     /// A collector reading `objects` (see [`informer`]) of the kinds in
     /// `registry`, writing through `client`.
-    pub fn new(objects: Arc<Informer>, registry: SharedRegistry, client: LocalClient) -> Self {
+    pub fn new(objects: Arc<Informer>, registry: SharedRegistry, client: ApiClient) -> Self {
         Self { objects, registry, client }
     }
 
@@ -281,7 +281,7 @@ mod tests {
             Arc::new(|_| Err("unused".into())),
             false,
         );
-        let client = LocalClient::new(axum::Router::new(), super::super::controllers::identity(NAME), NAME);
+        let client = ApiClient::new(axum::Router::new(), super::super::controllers::identity(NAME), NAME);
         let collector = Collector::new(informer, SharedRegistry::default(), client);
         let pod = cached("/registry/core/pods/team/p", "team", "p", &["r"], false);
         let replicaset = cached("/registry/apps/replicasets/team/r", "team", "r", &[], false);

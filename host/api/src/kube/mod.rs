@@ -37,6 +37,7 @@ mod protobuf;
 mod quota;
 mod quota_scope;
 mod rbac;
+pub mod remote;
 mod resource_quota;
 mod resources;
 mod reviews;
@@ -63,7 +64,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use client::{LocalClient, Refused};
+pub use client::{ApiClient, Refused};
 pub use controllers::events::{Event, EventRecorder, Regarding};
 pub use discovery::{KUBERNETES_MINOR, git_version};
 pub use handlers::REQUEST_BODY_BYTES_MAX;
@@ -213,8 +214,8 @@ impl KubeApi {
     /// The client node `name`'s agent writes with, as
     /// `system:node:<name>`: through RBAC (ClusterRole `system:node`),
     /// NodeRestriction and the rest of admission.
-    pub fn node_client(&self, name: &str) -> LocalClient {
-        LocalClient::new(self.router(), auth::UserInfo::node(name), "engenho-node")
+    pub fn node_client(&self, name: &str) -> ApiClient {
+        ApiClient::new(self.router(), auth::UserInfo::node(name), "engenho-node")
     }
 
     /// Serves `pods/log` for the pods of `logs`'s node, to this node's
@@ -259,8 +260,8 @@ impl KubeApi {
     /// The client loop `name` reads and writes with, as
     /// `system:serviceaccount:kube-system:<name>`, for the loops that run
     /// outside the API server.
-    pub fn loop_client(&self, name: &str) -> LocalClient {
-        client::LocalClient::new(self.router(), controllers::identity(name), name)
+    pub fn loop_client(&self, name: &str) -> ApiClient {
+        client::ApiClient::new(self.router(), controllers::identity(name), name)
     }
 
     /// The metrics of loop `name`, published on `/metrics` with every
@@ -271,8 +272,8 @@ impl KubeApi {
 
     /// The client the API server's own loops write with, as
     /// `system:apiserver`.
-    fn api_server_client(&self) -> client::LocalClient {
-        client::LocalClient::new(self.router(), auth::UserInfo::api_server(), services::MANAGER)
+    fn api_server_client(&self) -> client::ApiClient {
+        client::ApiClient::new(self.router(), auth::UserInfo::api_server(), services::MANAGER)
     }
 
     /// Installs the built-in admission policies and controllers that are
@@ -303,9 +304,9 @@ impl KubeApi {
     }
 
     /// The client the plugin loops write Plugins' status with.
-    fn plugin_status_client(&self) -> client::LocalClient {
+    fn plugin_status_client(&self) -> client::ApiClient {
         let writer = plugins::STATUS_WRITER;
-        client::LocalClient::new(self.router(), controllers::identity(writer), writer)
+        client::ApiClient::new(self.router(), controllers::identity(writer), writer)
     }
 
     /// Runs what keeps the served state whole until `stop` turns true: the
@@ -315,7 +316,7 @@ impl KubeApi {
     pub async fn run_controllers(&self, stop: tokio::sync::watch::Receiver<bool>) {
         let router = self.router();
         let state = &self.state;
-        let gc_client = client::LocalClient::new(router.clone(), controllers::identity(gc::NAME), gc::NAME);
+        let gc_client = client::ApiClient::new(router.clone(), controllers::identity(gc::NAME), gc::NAME);
         let collector = gc::Collector::new(gc::informer(&state.informers), state.registry.clone(), gc_client);
         let gc_loop = (gc::NAME, 4, gc::RESYNC_PERIOD);
         let leadership = state.objects.node().leadership();
@@ -411,7 +412,7 @@ impl KubeApi {
 
     fn definitions(&self) -> custom::Definitions {
         let writer = custom::STATUS_WRITER;
-        let client = client::LocalClient::new(self.router(), controllers::identity(writer), writer);
+        let client = client::ApiClient::new(self.router(), controllers::identity(writer), writer);
         custom::Definitions::new(
             self.state.objects.clone(),
             self.state.registry.clone(),

@@ -21,7 +21,9 @@ pub struct Credentials {
     pub ca_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
-    /// TLS configuration serving the issued certificate (HTTP/2 and HTTP/1.1).
+    /// TLS configuration serving the issued certificate (HTTP/2 and
+    /// HTTP/1.1), verifying the client certificates the cluster CA issued
+    /// (node agents authenticate with their node certificate).
     pub tls: Arc<rustls::ServerConfig>,
 }
 
@@ -42,7 +44,8 @@ impl Credentials {
             }
         };
         let identity = ca.issue(&serving_profile(addr))?;
-        let tls = engenho_pki::server_config(&identity, &[HTTP2_ALPN, b"http/1.1"])?;
+        let tls =
+            engenho_pki::optional_client_server_config(&identity, ca.certificate_der(), &[HTTP2_ALPN, b"http/1.1"])?;
         let credentials = Self { ca_pem: ca.certificate_pem().to_owned(), admin_token, tls };
         write_private(&dir.join("kubeconfig"), &credentials.kubeconfig(addr))?;
         Ok(credentials)

@@ -18,7 +18,7 @@ mod trust;
 pub(super) use trust::TrustRoot;
 pub use trust::{BOOTSTRAP_SIGNER, SIGNERS_PLURAL, SigningKey, definition as signer_definition};
 
-use super::client::{LocalClient, PatchType};
+use super::client::{ApiClient, PatchType};
 use super::handlers::ApiState;
 use super::objects::ObjectStore;
 use super::resources::{Registry, SharedRegistry};
@@ -527,7 +527,7 @@ pub struct PluginController {
     registry: SharedRegistry,
     host: Arc<PluginHost>,
     active: Arc<ActivePolicies>,
-    status: LocalClient,
+    status: ApiClient,
 }
 
 impl PluginController {
@@ -538,7 +538,7 @@ impl PluginController {
         registry: SharedRegistry,
         host: Arc<PluginHost>,
         active: Arc<ActivePolicies>,
-        status: LocalClient,
+        status: ApiClient,
     ) -> Self {
         Self { objects, registry, host, active, status }
     }
@@ -678,7 +678,7 @@ pub const STATUS_WRITER: &str = "plugin-controller";
 /// unless the status says so already; through `client`, as
 /// [`STATUS_WRITER`].
 pub(super) async fn report(
-    client: &LocalClient,
+    client: &ApiClient,
     plugins_type: &super::resources::ResourceType,
     object: &Value,
     spec: &PluginSpec,

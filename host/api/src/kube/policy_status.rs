@@ -17,7 +17,7 @@ use std::time::Duration;
 use engenho_control::{Action, Change, Informer, Reconciler, Subscription, WorkQueue};
 use serde_json::Value;
 
-use super::client::LocalClient;
+use super::client::ApiClient;
 use super::objects::ObjectStore;
 use super::resources::SharedRegistry;
 
@@ -46,8 +46,8 @@ pub const BUDGET_WRITER: &str = "disruption-controller";
 pub struct PolicyStatus {
     objects: ObjectStore,
     registry: SharedRegistry,
-    quota_client: LocalClient,
-    budget_client: LocalClient,
+    quota_client: ApiClient,
+    budget_client: ApiClient,
     everything: Arc<Informer>,
     watched: Vec<Arc<Informer>>,
 }
@@ -75,7 +75,7 @@ impl PolicyStatus {
         informers: &engenho_control::Informers,
         router: &axum::Router,
     ) -> Self {
-        let client = |name| LocalClient::new(router.clone(), super::controllers::identity(name), name);
+        let client = |name| ApiClient::new(router.clone(), super::controllers::identity(name), name);
         let current = registry.current();
         let watched = WATCHED
             .iter()

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::client::{LocalClient, Refused};
+use super::client::{ApiClient, Refused};
 use super::objects::{ObjectStore, WriteOptions};
 use super::quota_scope;
 use super::resources::{Registry, ResourceType};
@@ -360,7 +360,7 @@ pub fn to_json(list: &ResourceList) -> Value {
 pub async fn recount(
     objects: &ObjectStore,
     registry: &Registry,
-    client: &LocalClient,
+    client: &ApiClient,
     namespace: &str,
 ) -> Result<(), Refused> {
     let quotas = registry.find("", "v1", "resourcequotas").expect("resource quotas are built in");

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::client::{LocalClient, PatchType};
+use super::client::{ApiClient, PatchType};
 use super::controllers::events::{Event, EventRecorder, Regarding};
 use super::handlers::ApiState;
 use super::plugins::{self, GROUP, PluginSpec, TrustRoot};
@@ -201,7 +201,7 @@ impl SchedulerLoop {
         }
         let (profiles, profiles_seen) = watch::channel(Profiles::new());
         let (failed, failed_seen) = watch::channel(FailedProfiles::new());
-        let client = LocalClient::new(self.router.clone(), super::controllers::identity(NAME), NAME);
+        let client = ApiClient::new(self.router.clone(), super::controllers::identity(NAME), NAME);
         let follower = Arc::new(ProfileFollower {
             state: self.state.clone(),
             status: client.clone(),
@@ -302,7 +302,7 @@ fn workload_selector(is_service: bool, object: &Value) -> Option<engenho_schedul
 /// (including the versions the scheduler gave up on).
 struct ProfileFollower {
     state: Arc<ApiState>,
-    status: LocalClient,
+    status: ApiClient,
     loader: ProfileLoader,
     /// Held through a reconcile: the loop's and those the scheduler's
     /// reports ask for take turns.
@@ -560,7 +560,7 @@ fn same_profile(a: &ProfileSpec, b: &ProfileSpec) -> bool {
 /// Writes `condition` as the Ready condition of profile `object`, unless it
 /// says so already.
 async fn report(
-    client: &LocalClient,
+    client: &ApiClient,
     profiles_type: &super::resources::ResourceType,
     object: &Value,
     condition: plugins::Condition,
@@ -575,7 +575,7 @@ async fn report(
 
 /// The scheduler's writes, through the API server as `kube-scheduler`.
 struct ApiBinder {
-    client: LocalClient,
+    client: ApiClient,
     events: EventRecorder,
     registry: super::resources::SharedRegistry,
 }
@@ -687,7 +687,7 @@ impl Binder for ApiBinder {
 }
 
 /// Pod `pod` as stored, unless it is gone (or another pod took its name).
-async fn read_pod(client: &LocalClient, pods: &super::resources::ResourceType, pod: &PodRef) -> Option<Value> {
+async fn read_pod(client: &ApiClient, pods: &super::resources::ResourceType, pod: &PodRef) -> Option<Value> {
     let path = super::client::object_path(pods, Some(&pod.namespace), &pod.name, None);
     let read = client.send(http::Method::GET, &path, "application/json", Vec::new()).await.ok()?;
     let object = serde_json::from_slice::<Value>(&read).ok()?;

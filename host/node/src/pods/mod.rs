@@ -20,7 +20,7 @@ pub mod worker;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use engenho_api::kube::LocalClient;
+use engenho_api::kube::ApiClient;
 use engenho_api::kube::runtime_classes::WASM_HANDLERS;
 use engenho_control::{Action, Change, Filter, Informer, Reconciler, Subscription, WorkQueue};
 use http::Method;
@@ -178,14 +178,7 @@ fn sweep_orphans(pods_dir: &std::path::Path, uids: &HashSet<&str>) {
 
 /// Records an Event of `kind` (`Normal`, `Warning`) about `pod`, as the
 /// node's agent.
-pub(crate) async fn record_event(
-    client: &LocalClient,
-    node: &str,
-    pod: &Value,
-    kind: &str,
-    reason: &str,
-    message: &str,
-) {
+pub(crate) async fn record_event(client: &ApiClient, node: &str, pod: &Value, kind: &str, reason: &str, message: &str) {
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);

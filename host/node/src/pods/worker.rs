@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engenho_api::kube::LocalClient;
+use engenho_api::kube::ApiClient;
 use engenho_runtime::{ContainerLog, ContainerSpec, Exit, ExitReason, Image, PodRuntime, RuntimeError, Stopper, World};
 use http::Method;
 use k8s_openapi::chrono::{DateTime, SecondsFormat, Utc};
@@ -40,7 +40,7 @@ const REPORT_RETRY: Duration = Duration::from_secs(1);
 /// What every worker of a node shares.
 pub struct Shared {
     /// The node's client (as `system:node:<name>`).
-    pub client: LocalClient,
+    pub client: ApiClient,
     /// The node's pod runtime.
     pub runtime: Arc<PodRuntime>,
     /// The node's name.

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::super::client::{LocalClient, PatchType, Refused};
+use super::super::client::{ApiClient, PatchType, Refused};
 use super::super::handlers::ApiState;
 use super::super::resources::ResourceType;
 use super::events::{Event, EventRecorder, Regarding};
@@ -313,7 +313,7 @@ impl ComponentLoop {
         name: &str,
         state: Arc<ApiState>,
         plugin: Arc<ControllerPlugin>,
-        client: LocalClient,
+        client: ApiClient,
         events: EventRecorder,
     ) -> Result<Self, String> {
         let registry = state.registry();
@@ -599,7 +599,7 @@ impl Reconciler for ComponentLoop {
 struct AccessOwner {
     state: Arc<ApiState>,
     watched: Arc<Vec<(KindRef, ResourceType, Arc<Informer>)>>,
-    client: LocalClient,
+    client: ApiClient,
     events: EventRecorder,
 }
 

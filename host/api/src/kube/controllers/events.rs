@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::super::client::{LocalClient, PatchType};
+use super::super::client::{ApiClient, PatchType};
 use super::super::objects::now;
 use super::super::resources::SharedRegistry;
 
@@ -58,7 +58,7 @@ pub struct EventRecorder {
 impl EventRecorder {
     /// A recorder whose events `client` writes, reported by `component`;
     /// its writer runs until every recorder clone is dropped.
-    pub fn start(client: LocalClient, registry: SharedRegistry, component: &str) -> Self {
+    pub fn start(client: ApiClient, registry: SharedRegistry, component: &str) -> Self {
         let (sender, receiver) = mpsc::channel(PENDING_MAX);
         tokio::spawn(write_events(receiver, client, registry, component.to_owned()));
         Self { sender }
@@ -81,7 +81,7 @@ struct Recorded {
 
 async fn write_events(
     mut receiver: mpsc::Receiver<Event>,
-    client: LocalClient,
+    client: ApiClient,
     registry: SharedRegistry,
     component: String,
 ) {
@@ -128,7 +128,7 @@ async fn write_events(
 
 /// Writes `event` as a new Event; where it was written.
 async fn create(
-    client: &LocalClient,
+    client: &ApiClient,
     registry: &SharedRegistry,
     events: &super::super::resources::ResourceType,
     event: &Event,

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::auth::UserInfo;
-use super::client::LocalClient;
+use super::client::ApiClient;
 use super::handlers::ApiState;
 use super::plugins::{self, CONTROLLER_WORLD, Condition, GROUP, PluginSpec, TrustRoot};
 use component::ComponentLoop;
@@ -64,7 +64,7 @@ struct Running {
 pub struct Controllers {
     state: Arc<ApiState>,
     router: Router,
-    status: LocalClient,
+    status: ApiClient,
     running: Mutex<HashMap<String, Running>>,
     /// Plugins refused with no version running, and why: not tried again
     /// until they change.
@@ -74,7 +74,7 @@ pub struct Controllers {
 impl Controllers {
     /// Controllers writing through `router`, and their Plugins' status
     /// through `status`.
-    pub fn new(state: Arc<ApiState>, router: Router, status: LocalClient) -> Self {
+    pub fn new(state: Arc<ApiState>, router: Router, status: ApiClient) -> Self {
         Self { state, router, status, running: Mutex::default(), refused: Mutex::default() }
     }
 
@@ -242,7 +242,7 @@ impl Controllers {
         if let Some(old) = running.remove(name) {
             old.stop.send_replace(true);
         }
-        let client = LocalClient::new(self.router.clone(), identity(name), name);
+        let client = ApiClient::new(self.router.clone(), identity(name), name);
         let events = EventRecorder::start(client.clone(), self.state.registry.clone(), name);
         let component = match ComponentLoop::new(name, self.state.clone(), plugin, client, events) {
             Ok(component) => Arc::new(component),

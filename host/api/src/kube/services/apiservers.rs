@@ -20,7 +20,7 @@ use engenho_control::{Action, Whole};
 use engenho_store::{Command, KeyRange, Outcome, PutRequest, RangeRequest};
 use serde_json::{Value, json};
 
-use crate::kube::client::{LocalClient, PatchType, Refused};
+use crate::kube::client::{ApiClient, PatchType, Refused};
 use crate::kube::objects::ObjectStore;
 use crate::kube::resources::SharedRegistry;
 use crate::kube::status::ApiError;
@@ -119,13 +119,13 @@ impl ApiServerRegistration {
 pub struct KubernetesService {
     objects: ObjectStore,
     registry: SharedRegistry,
-    client: LocalClient,
+    client: ApiClient,
 }
 
 impl KubernetesService {
     /// The loop over the objects kept in `objects`, writing them through
     /// `client`.
-    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: LocalClient) -> Self {
+    pub fn new(objects: ObjectStore, registry: SharedRegistry, client: ApiClient) -> Self {
         Self { objects, registry, client }
     }
 

@@ -1,0 +1,164 @@
+//! `engenho up --worker`: a node that holds no replica of the store. It
+//! joins with the cluster's token for a worker's certificate (never the CA
+//! key), gossips, runs its agent and its pods, and reaches the cluster's
+//! API through a control-plane node's API server as itself
+//! (`system:node:<name>`), so every write it makes passes the API's
+//! authentication, RBAC, NodeRestriction, admission and validation. The
+//! control-plane nodes gossip their API addresses; the worker prefers a
+//! voter's and moves to another when one stops answering. It opens no TCP
+//! port.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use engenho_api::kube::ApiClient;
+use engenho_api::kube::remote::{ApiSource, RemoteApi};
+use engenho_gossip::{Gossip, NodeState};
+use engenho_mesh::{WorkerCredentials, fetch_worker_credentials};
+use engenho_pki::{CA_CERTIFICATE_FILE, Identity};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::{UpArgs, host_name, join_cluster, node_agent, pod_loop, shutdown_signal, supplied_token};
+
+/// How often the worker reads from gossip which control-plane API servers
+/// are live.
+const SERVERS_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// File of the control plane's peer addresses a worker last knew: its
+/// gossip seeds when it starts again.
+const CONTROL_PLANE_FILE: &str = "control-plane-peers";
+
+/// Field manager of the worker agent's writes.
+const MANAGER: &str = "engenho-node";
+
+/// Runs a worker until Ctrl-C or SIGTERM.
+pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let name = args.name.clone().unwrap_or_else(host_name);
+    engenho_store::secure_data_dir(&args.data_dir)
+        .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
+    let credentials = credentials(&args, &name).await?;
+    let servers: Arc<RwLock<Vec<SocketAddr>>> = Arc::default();
+    let known = servers.clone();
+    let remote = RemoteApi::new(
+        &credentials.identity,
+        &credentials.ca,
+        Arc::new(move || known.read().expect("server list lock").clone()),
+    )
+    .context("the worker's TLS credentials")?;
+    let client = ApiClient::remote(Arc::new(remote), MANAGER);
+
+    let seeds_path = args.data_dir.join(CONTROL_PLANE_FILE);
+    let mut seeds = read_seeds(&seeds_path);
+    seeds.extend(args.join.iter().filter_map(|seed| seed.parse::<SocketAddr>().ok()));
+    let state = NodeState {
+        peer: args.peer_addr.to_string(),
+        api: String::new(),
+        role: "worker".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        raft_applied: 0,
+    };
+    let gossip = crate::gossip::start_as(&name, seeds, &credentials.identity, &credentials.ca, args.peer_addr, &state)
+        .await
+        .context("a worker reaches the control plane through gossip, which did not start")?;
+
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    let follow = tokio::spawn(follow_control_plane(gossip.clone(), servers, seeds_path, stop.clone()));
+    let agent = node_agent(&args, &name, client.clone(), Arc::new(|| engenho_node::NodeRole::Worker));
+    let agent = tokio::spawn(agent.run(stop.clone()));
+    let source = ApiSource::new(client.clone(), "", "pods", &format!("spec.nodeName={name}"))
+        .context("pods are a built-in kind")?;
+    let pods = engenho_control::Informer::of("pods", engenho_control::Source::Remote(Arc::new(source)), true);
+    let informer = tokio::spawn(pods.clone().run(stop.clone()));
+    let metrics = Arc::new(engenho_control::metrics::ControllerMetrics::default());
+    let (pod_loop, _access) = pod_loop(&args, &name, client, pods, metrics, stop.clone())?;
+    let pod_loop = tokio::spawn(pod_loop);
+    tracing::info!(%name, peer = %args.peer_addr, "engenho worker ready");
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    stop_sender.send_replace(true);
+    for task in [agent, informer, pod_loop, follow] {
+        let _ = task.await;
+    }
+    gossip.stop();
+    Ok(())
+}
+
+/// The worker's certificate and the cluster CA's: from the data directory,
+/// or, on first start, from the cluster it joins.
+async fn credentials(args: &UpArgs, name: &str) -> anyhow::Result<WorkerCredentials> {
+    let pki = args.data_dir.join("pki");
+    if pki.join("ca.key").exists() {
+        anyhow::bail!(
+            "{} holds a control-plane node (the cluster CA's key): a worker starts from a data directory of its own",
+            args.data_dir.display()
+        );
+    }
+    if let Some(identity) = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))? {
+        let ca_pem = std::fs::read_to_string(pki.join(CA_CERTIFICATE_FILE)).context("reading the CA certificate")?;
+        let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("the CA certificate")?;
+        if args.join.is_some() {
+            tracing::warn!("--join ignored: this data directory already belongs to a cluster");
+        }
+        return Ok(WorkerCredentials { ca_pem, ca, identity });
+    }
+    let seed = args.join.as_deref().context("a worker's first start needs --join ADDR and the join token")?;
+    let token = supplied_token(args)?;
+    let credentials =
+        join_cluster(args, name, seed, token.as_deref(), async |request| fetch_worker_credentials(request, &pki).await)
+            .await?;
+    credentials.identity.write(&pki.join("node.crt"), &pki.join("node.key"))?;
+    Ok(credentials)
+}
+
+/// Keeps `servers` to the API addresses of the live control-plane nodes
+/// gossip knows (voters first, then standbys), and their peer addresses in
+/// `seeds_path` for the next start, until `stop` turns true.
+async fn follow_control_plane(
+    gossip: Arc<Gossip>,
+    servers: Arc<RwLock<Vec<SocketAddr>>>,
+    seeds_path: std::path::PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut written = Vec::new();
+    loop {
+        let members = gossip.members().await;
+        let mut live: Vec<(bool, SocketAddr, String)> = members
+            .values()
+            .filter(|member| member.live)
+            .filter_map(|member| member.state.as_ref())
+            .filter(|state| state.role == "voter" || state.role == "learner")
+            .filter_map(|state| Some((state.role != "voter", state.api.parse().ok()?, state.peer.clone())))
+            .collect();
+        live.sort();
+        let now: Vec<SocketAddr> = live.iter().map(|(_, api, _)| *api).collect();
+        let changed = *servers.read().expect("server list lock") != now;
+        if changed {
+            tracing::info!(servers = ?now, "control-plane API servers");
+            *servers.write().expect("server list lock") = now;
+        }
+        let mut peers: Vec<String> = live.into_iter().map(|(_, _, peer)| peer).collect();
+        peers.sort();
+        if !peers.is_empty() && peers != written {
+            if let Err(error) = engenho_pki::write_private(&seeds_path, &peers.join("\n")) {
+                tracing::warn!(%error, "could not record the control plane's peer addresses");
+            }
+            written = peers;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SERVERS_REFRESH_INTERVAL) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// The peer addresses recorded at `path`, if any.
+fn read_seeds(path: &Path) -> Vec<SocketAddr> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
