@@ -344,6 +344,7 @@ fn node_agent(
                 engenho_node::pods::addresses::PodAddresses::range_for(Some(args.peer_addr.ip()), args.pod_range);
             format!("{base}/{prefix}")
         },
+        agent_port: args.peer_addr.port(),
     };
     engenho_node::NodeAgent::new(client, settings, args.data_dir.clone(), role)
 }
@@ -503,6 +504,11 @@ async fn peer_credentials(
             .context("issuing this node's certificate")?;
         Ok(PeerCredentials { ca: Arc::new(ca), identity })
     };
+    if let Some(own) = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))?
+        && engenho_pki::is_worker_certificate(&own.chain()[0])
+    {
+        anyhow::bail!("{} holds a worker: start it with --worker", args.data_dir.display());
+    }
     let credentials = match (ClusterCa::load(pki).context("loading the cluster CA")?, &args.join) {
         (Some(ca), _) => issue_own(ca)?,
         (None, Some(seed)) => {

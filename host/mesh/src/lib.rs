@@ -5,6 +5,7 @@
 //! the leader, the membership changes the leader's autopilot makes, and
 //! the witnessing of chain entries between voters.
 
+mod agent_port;
 mod error;
 mod forward;
 mod join;
@@ -24,6 +25,7 @@ pub mod proto {
     tonic::include_proto!("engenho.mesh.v1");
 }
 
+pub use agent_port::{AgentPort, agent_port_connections};
 pub use error::{MeshError, Result};
 pub use join::{
     ClusterSettings, JoinCheck, JoinRequest, WorkerCredentials, fetch_credentials, fetch_worker_credentials,

@@ -197,7 +197,7 @@ async fn dispatch(
             }
             _ => tracing::warn!(
                 remote = ?connection.remote_addr(),
-                "closing a peer connection whose client certificate is not a node's"
+                "closing a peer connection whose client certificate is not a node's, or is a worker's"
             ),
         }
     }

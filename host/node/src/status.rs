@@ -225,6 +225,10 @@ pub struct NodeSettings {
     pub agent_version: String,
     /// The range the node's pod IPs come from, as `spec.podCIDR` gives it.
     pub pod_cidr: String,
+    /// The port the node serves its pods' logs and ports on to the API
+    /// servers (its peer port), as `daemonEndpoints.kubeletEndpoint`
+    /// gives it.
+    pub agent_port: u16,
 }
 
 /// The Node's labels: the standard ones, one per runtime handler, and its
@@ -293,6 +297,7 @@ pub fn status(settings: &NodeSettings, machine: &Machine, previous: &[Value], no
             "pods": settings.max_pods.to_string(),
         },
         "addresses": addresses,
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": settings.agent_port}},
         "conditions": conditions(machine, &eviction, previous, now),
         "nodeInfo": {
             "machineID": machine.machine_id,
@@ -417,6 +422,7 @@ mod tests {
             runtime_version: "wasmtime://48.0.8".into(),
             agent_version: "v1.32.0-engenho.0.1.0".into(),
             pod_cidr: "127.244.0.0/16".into(),
+            agent_port: 2380,
         }
     }
 
@@ -505,6 +511,7 @@ mod tests {
             json!([{"type": "InternalIP", "address": "10.0.0.7"}, {"type": "Hostname", "address": "n1"}])
         );
         assert_eq!(status["nodeInfo"]["kubeletVersion"], "v1.32.0-engenho.0.1.0");
+        assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 2380);
         assert_eq!(status["runtimeHandlers"][0]["name"], "wasi");
         assert_eq!(status["runtimeHandlers"][1]["name"], "tlisp");
     }

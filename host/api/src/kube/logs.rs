@@ -176,14 +176,9 @@ pub(super) async fn open(state: &ApiState, pod: &Value, node: &str, query: &LogQ
     if let Some(logs) = state.pod_logs.get().filter(|logs| logs.node() == node) {
         return logs.open(pod, query).map_err(ApiError::bad_request);
     }
-    let mesh = state.objects.node();
-    let member = mesh.members().into_iter().find(|m| m.info.name == node).ok_or_else(|| {
-        ApiError::unavailable(format!(
-            "node \"{node}\" is not a member of the cluster, so its pods' logs cannot be read"
-        ))
-    })?;
+    let peer_addr = node_peer_addr(state, node).await.map_err(ApiError::unavailable)?;
     let request = serde_json::to_vec(&ForwardedLog::new(pod, query)).map_err(|e| ApiError::internal(e.to_string()))?;
-    let stream = mesh.open_stream(&member.info.peer_addr, request).await.map_err(|refusal| {
+    let stream = state.objects.node().open_stream(&peer_addr, request).await.map_err(|refusal| {
         let mut error = ApiError::unavailable(refusal.message.clone());
         if refusal.code == 400 {
             error = ApiError::bad_request(refusal.message);
@@ -193,9 +188,54 @@ pub(super) async fn open(state: &ApiState, pod: &Value, node: &str, query: &LogQ
     Ok(stream.map(|chunk| chunk.map_err(std::io::Error::other)).boxed())
 }
 
+/// How a node's stream and tunnel handlers read the pod another node asks
+/// about: from this node's store, or (on a worker) through the API as the
+/// node.
+pub(super) trait PodLookup: Send + Sync + 'static {
+    /// Pod `namespace/name` as stored now.
+    fn pod(&self, namespace: &str, name: &str) -> BoxFuture<'static, Result<Value, engenho_mesh::StreamRefusal>>;
+}
+
+/// Reads pods from this node's store.
+pub(super) struct StoredPods(pub(super) Weak<ApiState>);
+
+impl PodLookup for StoredPods {
+    fn pod(&self, namespace: &str, name: &str) -> BoxFuture<'static, Result<Value, engenho_mesh::StreamRefusal>> {
+        use engenho_mesh::StreamRefusal;
+        let (state, namespace, name) = (self.0.clone(), namespace.to_owned(), name.to_owned());
+        Box::pin(async move {
+            let state: Arc<ApiState> =
+                state.upgrade().ok_or_else(|| StreamRefusal::new(503, "the node is stopping"))?;
+            let registry = state.registry();
+            let pods =
+                registry.find_plural("", "pods").ok_or_else(|| StreamRefusal::new(503, "pods are not served"))?;
+            state.objects.get(pods, Some(&namespace), &name).await.map_err(|e| StreamRefusal::new(e.code, e.message))
+        })
+    }
+}
+
+/// Reads pods through the cluster's API (a worker's agent, as its node).
+pub(super) struct ApiPods(pub(super) super::client::ApiClient);
+
+impl PodLookup for ApiPods {
+    fn pod(&self, namespace: &str, name: &str) -> BoxFuture<'static, Result<Value, engenho_mesh::StreamRefusal>> {
+        use engenho_mesh::StreamRefusal;
+        let (client, path) = (self.0.clone(), format!("/api/v1/namespaces/{namespace}/pods/{name}"));
+        Box::pin(async move {
+            let body = client
+                .send(axum::http::Method::GET, &path, "application/json", Vec::new())
+                .await
+                .map_err(|refused| StreamRefusal::new(refused.code, refused.message))?;
+            serde_json::from_slice(&body)
+                .map_err(|e| StreamRefusal::new(503, format!("a pod that does not decode: {e}")))
+        })
+    }
+}
+
 /// Serves the logs other nodes open on this one, from this node's agent.
 pub(super) struct LogStreams {
-    pub(super) state: Weak<ApiState>,
+    pub(super) pods: Arc<dyn PodLookup>,
+    pub(super) logs: Arc<dyn PodLogs>,
 }
 
 impl engenho_mesh::StreamHandler for LogStreams {
@@ -203,47 +243,74 @@ impl engenho_mesh::StreamHandler for LogStreams {
         &self,
         request: Vec<u8>,
     ) -> BoxFuture<'static, Result<engenho_mesh::ByteStream, engenho_mesh::StreamRefusal>> {
-        let state = self.state.clone();
+        let (pods, logs) = (self.pods.clone(), self.logs.clone());
         Box::pin(async move {
             use engenho_mesh::StreamRefusal;
-            let state: Arc<ApiState> =
-                state.upgrade().ok_or_else(|| StreamRefusal::new(503, "the node is stopping"))?;
             let asked: ForwardedLog = serde_json::from_slice(&request)
                 .map_err(|e| StreamRefusal::new(400, format!("a malformed log request: {e}")))?;
-            let (pod, node) = asked_pod(&state, &asked.namespace, &asked.name, &asked.uid).await?;
-            let logs = state
-                .pod_logs
-                .get()
-                .filter(|logs| logs.node() == node)
-                .ok_or_else(|| StreamRefusal::new(400, format!("pod {} does not run on this node", asked.name)))?;
+            let pod = asked_pod(pods.as_ref(), &asked.namespace, &asked.name, &asked.uid, logs.node()).await?;
             let stream = logs.open(&pod, &asked.query()).map_err(|message| StreamRefusal::new(400, message))?;
             Ok(stream.map(|chunk| chunk.map_err(|e| e.to_string())).boxed())
         })
     }
 }
 
-/// Pod `namespace/name` as stored and the node it is bound to, when it is
-/// still the pod `uid` another node asked about (not one of the same name
-/// made since).
+/// Pod `namespace/name` as stored, when it is still the pod `uid` another
+/// node asked about (not one of the same name made since) and runs on
+/// node `here`.
 ///
 /// # Errors
-/// No such pod (404), another pod of that name (404), or pods not served.
+/// No such pod (404), another pod of that name (404), a pod of another
+/// node (400), or pods not readable (503).
 pub(super) async fn asked_pod(
-    state: &ApiState,
+    pods: &dyn PodLookup,
     namespace: &str,
     name: &str,
     uid: &str,
-) -> Result<(Value, String), engenho_mesh::StreamRefusal> {
+    here: &str,
+) -> Result<Value, engenho_mesh::StreamRefusal> {
     use engenho_mesh::StreamRefusal;
-    let registry = state.registry();
-    let pods = registry.find_plural("", "pods").ok_or_else(|| StreamRefusal::new(503, "pods are not served"))?;
-    let pod =
-        state.objects.get(pods, Some(namespace), name).await.map_err(|e| StreamRefusal::new(e.code, e.message))?;
+    let pod = pods.pod(namespace, name).await?;
     if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
         return Err(StreamRefusal::new(404, format!("pod {name} is not the pod asked for")));
     }
-    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_owned();
-    Ok((pod, node))
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(here) {
+        return Err(StreamRefusal::new(400, format!("pod {name} does not run on this node")));
+    }
+    Ok(pod)
+}
+
+/// The peer address of node `node`, where its pods' logs and ports are
+/// opened: a member's from the raft membership, a worker's from its Node
+/// (its InternalIP and `daemonEndpoints.kubeletEndpoint.Port`).
+///
+/// # Errors
+/// A node that is neither a member nor has a Node naming its address.
+pub(super) async fn node_peer_addr(state: &ApiState, node: &str) -> Result<String, String> {
+    let mesh = state.objects.node();
+    if let Some(member) = mesh.members().into_iter().find(|m| m.info.name == node) {
+        return Ok(member.info.peer_addr);
+    }
+    let registry = state.registry();
+    let nodes = registry.find_plural("", "nodes").ok_or("nodes are not served")?;
+    let object = state.objects.get(nodes, None, node).await.map_err(|_| {
+        format!(
+            "node \"{node}\" is neither a member of the cluster nor a registered Node, so its pods cannot be reached"
+        )
+    })?;
+    let address = object
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|addresses| {
+            addresses.iter().find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))?.get("address")
+        })
+        .and_then(Value::as_str)
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+    let port = object.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64);
+    match (address, port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0)) {
+        (Some(ip), Some(port)) => Ok(std::net::SocketAddr::new(ip, port).to_string()),
+        _ => Err(format!("node \"{node}\" reports no InternalIP and agent port, so its pods cannot be reached")),
+    }
 }
 
 #[cfg(test)]

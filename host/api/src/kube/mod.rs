@@ -222,8 +222,8 @@ impl KubeApi {
     /// clients and to the other nodes' API servers over the peer channel
     /// (once; later calls are ignored).
     pub fn serve_pod_logs(&self, logs: Arc<dyn logs::PodLogs>) {
-        let _ = self.state.pod_logs.set(logs);
-        let streams = logs::LogStreams { state: Arc::downgrade(&self.state) };
+        let _ = self.state.pod_logs.set(logs.clone());
+        let streams = logs::LogStreams { pods: Arc::new(logs::StoredPods(Arc::downgrade(&self.state))), logs };
         self.state.objects.node().serve_streams(Arc::new(streams));
     }
 
@@ -231,9 +231,9 @@ impl KubeApi {
     /// node's clients and, through tunnels over the peer channel, to the
     /// other nodes' API servers (once; later calls are ignored).
     pub fn serve_pod_ports(&self, ports: Arc<dyn portforward::PodPorts>) {
-        let _ = self.state.pod_ports.set(ports);
-        let tunnels = portforward::PortTunnels { state: Arc::downgrade(&self.state) };
-        self.state.objects.node().serve_tunnels(Arc::new(tunnels));
+        let _ = self.state.pod_ports.set(ports.clone());
+        let pods = Arc::new(logs::StoredPods(Arc::downgrade(&self.state)));
+        self.state.objects.node().serve_tunnels(Arc::new(portforward::PortTunnels { pods, ports }));
     }
 
     /// Serves `/mesh/status` from `view` (once; later calls are ignored).

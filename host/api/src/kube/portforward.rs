@@ -589,12 +589,7 @@ async fn connect(state: &Weak<ApiState>, pod: &Value, port: u16) -> Result<Box<d
     if let Some(ports) = state.pod_ports.get().filter(|ports| ports.node() == node) {
         return ports.connect(pod, port).await;
     }
-    let mesh = state.objects.node();
-    let member = mesh
-        .members()
-        .into_iter()
-        .find(|m| m.info.name == node)
-        .ok_or_else(|| format!("node {node:?} is not a member of the cluster"))?;
+    let peer_addr = super::logs::node_peer_addr(&state, &node).await?;
     let asked = ForwardedPort {
         namespace: text("/metadata/namespace"),
         name: text("/metadata/name"),
@@ -602,29 +597,25 @@ async fn connect(state: &Weak<ApiState>, pod: &Value, port: u16) -> Result<Box<d
         port,
     };
     let request = serde_json::to_vec(&asked).map_err(|e| e.to_string())?;
-    let tunnel = mesh.open_tunnel(&member.info.peer_addr, request).await.map_err(|refusal| refusal.message)?;
+    let tunnel = state.objects.node().open_tunnel(&peer_addr, request).await.map_err(|refusal| refusal.message)?;
     Ok(Box::new(tunnel))
 }
 
 /// Serves the pod ports other nodes open on this one, from this node's
 /// agent.
 pub(super) struct PortTunnels {
-    pub(super) state: Weak<ApiState>,
+    pub(super) pods: Arc<dyn super::logs::PodLookup>,
+    pub(super) ports: Arc<dyn PodPorts>,
 }
 
 impl engenho_mesh::TunnelHandler for PortTunnels {
     fn open(&self, request: Vec<u8>) -> BoxFuture<'static, Result<Box<dyn Conduit>, StreamRefusal>> {
-        let state = self.state.clone();
+        let (pods, ports) = (self.pods.clone(), self.ports.clone());
         Box::pin(async move {
-            let state = state.upgrade().ok_or_else(|| StreamRefusal::new(503, "the node is stopping"))?;
             let asked: ForwardedPort = serde_json::from_slice(&request)
                 .map_err(|e| StreamRefusal::new(400, format!("a malformed port-forward request: {e}")))?;
-            let (pod, node) = super::logs::asked_pod(&state, &asked.namespace, &asked.name, &asked.uid).await?;
-            let ports = state
-                .pod_ports
-                .get()
-                .filter(|ports| ports.node() == node)
-                .ok_or_else(|| StreamRefusal::new(400, format!("pod {} does not run on this node", asked.name)))?;
+            let pod =
+                super::logs::asked_pod(pods.as_ref(), &asked.namespace, &asked.name, &asked.uid, ports.node()).await?;
             ports.connect(&pod, asked.port).await.map_err(|message| StreamRefusal::new(400, message))
         })
     }

@@ -352,3 +352,16 @@ fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// What a worker serves on its peer port: the logs and ports of its pods,
+/// each pod asked about read through the API as the worker's node.
+pub fn agent_port(
+    client: ApiClient,
+    logs: Arc<dyn super::logs::PodLogs>,
+    ports: Arc<dyn super::portforward::PodPorts>,
+) -> engenho_mesh::AgentPort {
+    let pods: Arc<dyn super::logs::PodLookup> = Arc::new(super::logs::ApiPods(client));
+    let streams = super::logs::LogStreams { pods: pods.clone(), logs };
+    let tunnels = super::portforward::PortTunnels { pods, ports };
+    engenho_mesh::AgentPort::new(Arc::new(streams), Arc::new(tunnels))
+}

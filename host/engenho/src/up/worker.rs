@@ -5,8 +5,9 @@
 //! (`system:node:<name>`), so every write it makes passes the API's
 //! authentication, RBAC, NodeRestriction, admission and validation. The
 //! control-plane nodes gossip their API addresses; the worker prefers a
-//! voter's and moves to another when one stops answering. It opens no TCP
-//! port.
+//! voter's and moves to another when one stops answering. Its peer port
+//! serves the control plane's API servers only, and only its pods' logs
+//! and ports.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -40,6 +41,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(host_name);
     engenho_store::secure_data_dir(&args.data_dir)
         .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
+    let peer_listener = tokio::net::TcpListener::bind(args.peer_addr)
+        .await
+        .with_context(|| format!("binding peer address {}", args.peer_addr))?;
     let credentials = credentials(&args, &name).await?;
     let servers: Arc<RwLock<Vec<SocketAddr>>> = Arc::default();
     let known = servers.clone();
@@ -74,8 +78,11 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let pods = engenho_control::Informer::of("pods", engenho_control::Source::Remote(Arc::new(source)), true);
     let informer = tokio::spawn(pods.clone().run(stop.clone()));
     let metrics = Arc::new(engenho_control::metrics::ControllerMetrics::default());
-    let (pod_loop, _access) = pod_loop(&args, &name, client, pods, metrics, stop.clone())?;
+    let (pod_loop, access) = pod_loop(&args, &name, client.clone(), pods, metrics, stop.clone())?;
     let pod_loop = tokio::spawn(pod_loop);
+    let port = engenho_api::kube::remote::agent_port(client, access.logs, access.ports);
+    let connections = engenho_mesh::agent_port_connections(peer_listener, &credentials.identity, &credentials.ca)?;
+    let peer_server = tokio::spawn(super::serve(tonic::service::Routes::new(port.server()), connections, stop.clone()));
     tracing::info!(%name, peer = %args.peer_addr, "engenho worker ready");
 
     shutdown_signal().await;
@@ -85,6 +92,10 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     gossip.stop();
+    match tokio::time::timeout(super::SHUTDOWN_GRACE, peer_server).await {
+        Ok(finished) => finished.context("peer server task")?.context("peer server")?,
+        Err(_) => tracing::warn!("streams still open after {:?}; closing them", super::SHUTDOWN_GRACE),
+    }
     Ok(())
 }
 

@@ -42,4 +42,5 @@ mod services;
 mod subresource_admission;
 mod support;
 mod token_claims;
+mod workers;
 mod workload_validation;

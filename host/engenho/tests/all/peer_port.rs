@@ -2,8 +2,8 @@
 //! cluster's own nodes only, bounds what any client can make it hold, and
 //! joins need both the secret and the CA the token pins. Method: real
 //! nodes; `openssl s_client` without a certificate and with one from
-//! another CA; TLS clients with the node's own certificate and with the
-//! etcd client certificate sending malformed frames; plain TCP; a flood of
+//! another CA; TLS clients with the node's own certificate, a worker's
+//! and the etcd client certificate sending malformed frames; plain TCP; a flood of
 //! idle connections; joining nodes with wrong tokens.
 
 use std::io::{Read, Write};
@@ -77,6 +77,18 @@ fn the_peer_port_serves_the_clusters_nodes_only() {
     let (answer, _) = runtime.block_on(exchange(&node.peer, &client, &ca, RAFT_ALPN, &frame(8, &[0; 8])));
     assert!(answer.is_empty(), "a client certificate that is not a node's carries no raft frame");
     assert!(node.log_text().contains("client certificate is not a node's"));
+
+    // A worker's certificate of this very cluster names a node, and still
+    // carries neither raft nor gRPC: a worker holds no replica.
+    let cluster_ca = ClusterCa::load(&pki).expect("load").expect("the node holds the CA");
+    let worker = cluster_ca
+        .issue(&Profile::Worker { name: "worker".into(), ip: "127.0.0.1".parse().expect("ip") })
+        .expect("a worker's certificate");
+    let (answer, _) = runtime.block_on(exchange(&node.peer, &worker, &ca, RAFT_ALPN, &frame(8, &[0; 8])));
+    assert!(answer.is_empty(), "a worker's certificate carries no raft frame");
+    let (answer, _) = runtime.block_on(exchange(&node.peer, &worker, &ca, b"h2", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+    assert!(answer.is_empty(), "a worker's certificate carries no gRPC");
+    assert!(node.log_text().contains("is not a node's, or is a worker's"));
 
     let member = Identity::load(&pki.join("node.crt"), &pki.join("node.key")).expect("load").expect("some");
     let (answer, _) = runtime.block_on(exchange(&node.peer, &member, &ca, RAFT_ALPN, &frame(u32::MAX, &[])));

@@ -18,15 +18,15 @@ const POD_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Flags of a node whose own Node takes pods: no test taint, and no disk
 /// pressure from a full test machine.
-const RUNS_PODS: [&str; 4] = ["--register-with-taints", "", "--eviction-hard", "nodefs.available<1%"];
+pub(crate) const RUNS_PODS: [&str; 4] = ["--register-with-taints", "", "--eviction-hard", "nodefs.available<1%"];
 
 /// Pushes the toolbox component; its reference.
-fn push_toolbox(node: &EngenhoNode) -> String {
+pub(crate) fn push_toolbox(node: &EngenhoNode) -> String {
     push(node, "toolbox", engenho_plugin_artifacts::pod_component("toolbox").expect("the toolbox is built"))
 }
 
 /// Pushes component `bytes` (saved as `name`); its reference.
-fn push(node: &EngenhoNode, name: &str, bytes: &[u8]) -> String {
+pub(crate) fn push(node: &EngenhoNode, name: &str, bytes: &[u8]) -> String {
     let file = node.dir.join(format!("{name}.wasm"));
     std::fs::write(&file, bytes).expect("write the component");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_engenho"))
@@ -41,7 +41,7 @@ fn push(node: &EngenhoNode, name: &str, bytes: &[u8]) -> String {
 
 /// A `wasi` pod on `node` running `image` with `args`, with `extra` merged
 /// into its spec.
-fn pod(name: &str, node: &str, image: &str, args: &[&str], extra: Value) -> String {
+pub(crate) fn pod(name: &str, node: &str, image: &str, args: &[&str], extra: Value) -> String {
     let mut spec = serde_json::json!({
         "runtimeClassName": "wasi",
         "nodeName": node,
@@ -68,7 +68,7 @@ fn get_pod(kubectl: &Kubectl, name: &str) -> Value {
 }
 
 /// Waits until pod `name` satisfies `condition`; the pod then.
-fn wait_pod(kubectl: &Kubectl, name: &str, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_pod(kubectl: &Kubectl, name: &str, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     let deadline = Instant::now() + POD_DEADLINE;
     while Instant::now() < deadline {
@@ -367,7 +367,7 @@ fn port_forward(kubectl: &Kubectl, target: &str, port: &str, env: &[(&str, &str)
 /// `kubectl port-forward TARGET :PORT` answers GETs of `/forwarded` with
 /// `expected`, connection after connection: in the WebSocket tunnel
 /// kubectl tries first, and in SPDY/3.1 directly.
-fn forwards_in_both_protocols(kubectl: &Kubectl, target: &str, port: &str, expected: &str) {
+pub(crate) fn forwards_in_both_protocols(kubectl: &Kubectl, target: &str, port: &str, expected: &str) {
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
         let (_forward, local) = port_forward(kubectl, target, port, env);
         for _ in 0..3 {

@@ -69,7 +69,8 @@ pub struct EngenhoNode {
     pub api: String,
     log: PathBuf,
     child: Option<Child>,
-    starts: usize,
+    /// Where the log stood when the latest start began.
+    started_at: usize,
     /// The network namespace it runs in, if not the test's.
     netns: Option<String>,
 }
@@ -95,7 +96,7 @@ impl EngenhoNode {
             api: format!("{ip}:6443"),
             log: root.join(format!("{name}.log")),
             child: None,
-            starts: 0,
+            started_at: 0,
             netns,
         }
     }
@@ -105,6 +106,7 @@ impl EngenhoNode {
         assert!(self.child.is_none(), "node {} is already running", self.name);
         seed_precompiled_plugins(&self.dir.join("plugins"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let started_at = self.log_text().len();
         let mut command = match &self.netns {
             Some(netns) => {
                 let mut command = Command::new("ip");
@@ -126,7 +128,7 @@ impl EngenhoNode {
             .spawn()
             .expect("spawn engenho");
         self.child = Some(child);
-        self.starts += 1;
+        self.started_at = started_at;
     }
 
     /// Starts and waits until the node answers.
@@ -135,15 +137,30 @@ impl EngenhoNode {
         self.wait_ready();
     }
 
+    /// Starts the process as a worker (`--worker`, with extra `engenho
+    /// up` arguments) and waits until it reports itself ready.
+    pub fn start_worker(&mut self, extra: &[&str]) {
+        let mut args = vec!["--worker"];
+        args.extend(extra);
+        self.start(&args);
+        self.wait_ready();
+    }
+
     /// Waits until the node reports itself ready (joined or bootstrapped)
-    /// for the latest start and its etcd endpoint answers.
+    /// for the latest start and its etcd endpoint answers; a worker, which
+    /// has no etcd endpoint, once it reports itself ready.
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("poll child")) {
                 panic!("node {} exited with {status}; log:\n{}", self.name, self.log_text());
             }
-            let ready = self.log_text().matches("engenho node ready").count() >= self.starts;
+            let log = self.log_text();
+            let latest = log.get(self.started_at..).unwrap_or_default();
+            if latest.contains("engenho worker ready") {
+                return;
+            }
+            let ready = latest.contains("engenho node ready");
             if ready && self.etcdctl(&["endpoint", "status"]).status.success() {
                 return;
             }

@@ -1,0 +1,176 @@
+//! Goal: a worker (`engenho up --worker`) holds no replica of the store
+//! and no CA key, and still is a node as any other: its Node (ROLES
+//! `worker`) registered and kept Ready by its agent, its pods run, their
+//! logs read and their ports forwarded through any API server, all through
+//! a control-plane API server as `system:node:<name>` (its certificate).
+//! A worker that dies changes no role; one that starts again finds the
+//! control plane by itself; when the API server it uses dies, it moves to
+//! another. Method: three real replicas and a real worker on loopback
+//! addresses; kubectl, etcdctl, curl with the worker's own certificate,
+//! `engenho mesh status --json`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::pods::{RUNS_PODS, forwards_in_both_protocols, pod, push, push_toolbox, wait_pod};
+use crate::revoada::{members, mesh_status};
+use crate::support::{EngenhoNode, Kubectl, wait_for, wait_voters};
+
+/// Time allowed for the worker to show a change (its Node, its API server).
+const WORKER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What `curl` got from `path` on `node`'s API server with the client
+/// certificate `name` of `pki` (`<name>.crt`, `<name>.key`): the status
+/// code and the body.
+fn curl_with_certificate(node: &EngenhoNode, pki: &std::path::Path, name: &str, path: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", "--cacert"])
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join(format!("{name}.crt")))
+        .arg("--key")
+        .arg(pki.join(format!("{name}.key")))
+        .arg(format!("https://{}{path}", node.api))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("curl prints the status code last");
+    (code.trim().parse().expect("a status code"), body.to_owned())
+}
+
+/// Whether Node `name` is Ready.
+fn ready(kubectl: &Kubectl, name: &str) -> bool {
+    let node = kubectl.run(&["get", "node", name, "-o", "json"], None);
+    let node: Value = serde_json::from_slice(&node.stdout).unwrap_or_default();
+    node["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// The API server addresses the worker's log says it reached the cluster
+/// through, in order.
+fn servers_used(worker: &EngenhoNode) -> Vec<String> {
+    worker
+        .log_text()
+        .lines()
+        .filter_map(|line| line.split("reaching the cluster's API through ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_worker_runs_pods_through_the_control_plane_without_a_replica() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut replicas: Vec<EngenhoNode> =
+        ["cp-a", "cp-b", "cp-c"].iter().map(|name| EngenhoNode::new(root.path(), name)).collect();
+    replicas[0].start_ready(&[]);
+    let join = replicas[0].join_args();
+    for replica in &mut replicas[1..] {
+        replica.start_ready(&join.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    wait_voters(&replicas[0], 3);
+
+    // A worker's first start needs a cluster to join.
+    let mut worker = EngenhoNode::new(root.path(), "wk");
+    worker.start(&["--worker"]);
+    assert!(!worker.wait_exit().success());
+    assert!(worker.log_text().contains("a worker's first start needs --join"), "{}", worker.log_text());
+
+    let mut args = join.clone();
+    args.extend(RUNS_PODS.iter().map(|a| (*a).to_owned()));
+    worker.start_worker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let kubectl = Kubectl::for_node(&replicas[0]);
+    wait_for("the worker's Node Ready", WORKER_DEADLINE, || ready(&kubectl, "wk"));
+    let node = kubectl.json(&["get", "node", "wk", "-o", "json"]);
+    assert_eq!(node["metadata"]["labels"]["node-role.kubernetes.io/worker"], "", "ROLES worker");
+    assert!(node["metadata"]["labels"].get("node-role.kubernetes.io/control-plane").is_none());
+    let listed = kubectl.ok(&["get", "nodes"]);
+    assert!(listed.lines().any(|l| l.starts_with("wk ") && l.contains(" worker ")), "{listed}");
+
+    // No replica: not a raft member, no store, no CA key; in gossip as a
+    // worker.
+    assert!(!members(&replicas[0]).contains_key("wk"), "a worker is no raft member");
+    assert!(!worker.dir.join("db").exists(), "a worker keeps no store");
+    assert!(!worker.pki().join("ca.key").exists(), "a worker holds no CA key");
+    wait_for("the worker in gossip", WORKER_DEADLINE, || {
+        mesh_status(&replicas[0])["gossipOnly"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|m| m["name"] == "wk" && m["gossip"]["state"]["role"] == "worker"))
+    });
+
+    // Its certificate is its identity to the API: system:node:wk, held to
+    // what a node may do. A certificate of the CA that is not a node's
+    // names no one.
+    let (code, body) = curl_with_certificate(&replicas[0], &worker.pki(), "node", "/api/v1/nodes/wk");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) =
+        curl_with_certificate(&replicas[0], &worker.pki(), "node", "/apis/rbac.authorization.k8s.io/v1/clusterroles");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("system:node:wk"), "{body}");
+    let (code, _) = curl_with_certificate(&replicas[0], &replicas[0].pki(), "etcd-client", "/api/v1/nodes");
+    assert_eq!(code, 401, "the etcd client certificate is no node's");
+
+    // Its pods run; their logs and ports are reached through any API
+    // server, over the worker's peer port.
+    let toolbox = push_toolbox(&replicas[0]);
+    let ticking = pod("far", "wk", &toolbox, &["tick", "100", "30"], serde_json::json!({"restartPolicy": "Never"}));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&ticking));
+    wait_pod(&kubectl, "far", "Running", |p| p["status"]["phase"] == "Running");
+    let followed = Kubectl::for_node(&replicas[1]).ok(&["logs", "-f", "far"]);
+    assert_eq!(followed.lines().count(), 30, "every line once: {followed}");
+    assert_eq!(followed.lines().last(), Some("tick 30"), "{followed}");
+    let hello = push(&replicas[0], "hello-http", engenho_plugin_artifacts::pod_component("hello-http").expect("built"));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&pod("web", "wk", &hello, &[], serde_json::json!({}))));
+    wait_pod(&kubectl, "web", "Running", |p| p["status"]["phase"] == "Running");
+    forwards_in_both_protocols(&kubectl, "pod/web", "8080", "hello from wasm (GET /forwarded)");
+
+    // A worker that dies changes no role.
+    let transitions = mesh_status(&replicas[0])["transitions"].clone();
+    worker.kill();
+    wait_for("gossip to notice the dead worker", WORKER_DEADLINE, || {
+        replicas[0].log_text().contains("gossip: wk is dead")
+    });
+    let leader = replicas.iter().find(|r| r.is_leader()).expect("a leader");
+    let rounds = |node: &EngenhoNode| mesh_status(node)["autopilot"]["rounds"].as_u64().unwrap_or(0);
+    let since = rounds(leader);
+    wait_for("two seconds of autopilot rounds past the death", WORKER_DEADLINE, || rounds(leader) >= since + 8);
+    let status = mesh_status(&replicas[0]);
+    assert_eq!(status["transitions"], transitions, "no role changed for a dead worker");
+    assert_eq!(members(&replicas[0]).values().filter(|(_, voter)| *voter).count(), 3);
+
+    // Started again without --join, it finds the control plane from what
+    // it knew, and its Node is Ready again.
+    let used_before = servers_used(&worker).len();
+    worker.start_worker(&RUNS_PODS);
+    wait_for("the restarted worker to reach an API server", WORKER_DEADLINE, || {
+        servers_used(&worker).len() > used_before
+    });
+    wait_for("the restarted worker's Node Ready", WORKER_DEADLINE, || ready(&kubectl, "wk"));
+
+    // The API server it uses dies: it moves to another.
+    let used = servers_used(&worker);
+    let through = used.last().expect("an API server").clone();
+    let doomed = replicas.iter().position(|r| r.api == through).expect("a replica's API server");
+    replicas[doomed].kill();
+    let live = replicas.iter().position(|r| r.api != through).expect("a live replica");
+    wait_for("the worker to move to another API server", WORKER_DEADLINE, || {
+        servers_used(&worker).last().is_some_and(|now| *now != through)
+    });
+    let kubectl = Kubectl::for_node(&replicas[live]);
+    let after = pod("after", "wk", &toolbox, &["echo", "still here"], serde_json::json!({"restartPolicy": "Never"}));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&after));
+    wait_pod(&kubectl, "after", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    assert_eq!(kubectl.ok(&["logs", "after"]), "still here\n");
+
+    // A worker's directory is no replica's, nor a replica's a worker's.
+    worker.stop();
+    worker.start(&[]);
+    assert!(!worker.wait_exit().success());
+    assert!(worker.log_text().contains("holds a worker: start it with --worker"), "{}", worker.log_text());
+    replicas[live].stop();
+    replicas[live].start(&["--worker"]);
+    assert!(!replicas[live].wait_exit().success());
+    assert!(replicas[live].log_text().contains("a worker starts from a data directory of its own"));
+}
