@@ -1,10 +1,12 @@
 //! revoada's autopilot: the raft leader's decision of which role change to
 //! make next. The cluster's nodes are voters (the control plane), learners
-//! (warm standby: full replicas that can be promoted at once) or gone; the
-//! autopilot keeps the voters at a target that follows the number of
-//! nodes, promotes caught-up learners, demotes surplus voters, replaces
-//! voters that raft and gossip both report dead, removes members dead for
-//! long, and quarantines nodes whose liveness flaps.
+//! (warm standby: full replicas that can be promoted at once), workers (no
+//! replica) or gone; the autopilot keeps the voters at a target that
+//! follows the number of nodes, promotes caught-up learners, demotes
+//! surplus voters, replaces voters that raft and gossip both report dead,
+//! removes members dead for long, quarantines nodes whose liveness flaps,
+//! and raises a worker to standby when the healthy replicas are too few
+//! for the voter target ([`plan_raise`]).
 //!
 //! [`plan`] is a pure function of a [`View`] (what the leader's raft and
 //! gossip see now) and a [`Policy`]; it answers at most one [`Decision`],
@@ -29,7 +31,7 @@ mod record;
 use std::time::Duration;
 
 pub use liveness::{FlapPolicy, Liveness, LivenessTracker};
-pub use record::{ROLE_RECORDS_PREFIX, Role, RoleRecord, role_record_key};
+pub use record::{ROLE_RECORDS_PREFIX, RaiseRecord, Role, RoleRecord, role_record_key};
 
 /// How many voters the cluster keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,9 @@ pub struct Policy {
     /// A quarantined node is restored once gossip has held it live, without
     /// flapping, this long.
     pub stable_for: Duration,
+    /// A worker raised to standby that has not joined as a learner this
+    /// long is given up on, and another may be raised.
+    pub raise_timeout: Duration,
 }
 
 impl Default for Policy {
@@ -106,6 +111,7 @@ impl Default for Policy {
             contact_max: Duration::from_secs(1),
             quorum_ack_max: Duration::from_millis(1500),
             stable_for: Duration::from_secs(60),
+            raise_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -164,6 +170,26 @@ impl MemberView {
     }
 }
 
+/// A worker (a node with no replica, not a raft member) as the leader's
+/// gossip sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerView {
+    /// Node name.
+    pub name: String,
+    /// Its liveness.
+    pub gossip: Liveness,
+    /// Whether its liveness flaps now.
+    pub flapping: bool,
+    /// Time since it was raised to standby, if it was and has not joined.
+    pub raised: Option<Duration>,
+}
+
+impl WorkerView {
+    fn live(&self) -> bool {
+        matches!(self.gossip, Liveness::Live { .. })
+    }
+}
+
 /// What the leader sees of the cluster now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
@@ -172,6 +198,36 @@ pub struct View {
     pub quorum_ack_age: Option<Duration>,
     /// Every member of the raft group, the leader included.
     pub members: Vec<MemberView>,
+    /// The workers gossip knows.
+    pub workers: Vec<WorkerView>,
+}
+
+impl View {
+    /// The nodes the voter target counts: every member, and every live
+    /// worker.
+    pub fn nodes(&self) -> usize {
+        self.members.len() + self.workers.iter().filter(|w| w.live()).count()
+    }
+
+    /// Whether the leader may decide: a quorum of voters acknowledged it
+    /// recently, and gossip holds a quorum of voters live.
+    fn seen_by_majority(&self, policy: &Policy) -> bool {
+        let voters: Vec<&MemberView> = self.members.iter().filter(|m| m.voter).collect();
+        let majority_acked = self.quorum_ack_age.is_some_and(|age| age <= policy.quorum_ack_max);
+        let gossip_live_voters =
+            voters.iter().filter(|m| m.leader || matches!(m.gossip, Liveness::Live { .. })).count();
+        majority_acked && gossip_live_voters >= quorum(voters.len())
+    }
+}
+
+/// A worker to raise to standby: it becomes a replica and joins as a
+/// learner (then the promotion rules apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raise {
+    /// The worker's name.
+    pub worker: String,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// A role change.
@@ -240,16 +296,44 @@ pub fn quorum_safe(before: &[u64], after: &[u64], reachable: impl Fn(u64) -> boo
 
 /// The one role change to make next, if any, keeping every guardrail.
 pub fn plan(view: &View, policy: &Policy) -> Option<Decision> {
-    let voters: Vec<&MemberView> = view.members.iter().filter(|m| m.voter).collect();
-    let majority_acked = view.quorum_ack_age.is_some_and(|age| age <= policy.quorum_ack_max);
-    let gossip_live_voters = voters.iter().filter(|m| m.leader || matches!(m.gossip, Liveness::Live { .. })).count();
-    if !majority_acked || gossip_live_voters < quorum(voters.len()) {
+    if !view.seen_by_majority(policy) {
         return None;
     }
     quarantine_or_restore(view, policy)
         .or_else(|| promote(view, policy))
         .or_else(|| demote(view, policy))
         .or_else(|| remove(view, policy))
+}
+
+/// The worker to raise to standby, if the healthy replicas (voters and
+/// learners not failed) are fewer than the voter target and no raise is
+/// under way: the live, steady worker live longest. Decided only from a
+/// majority view, as [`plan`]'s changes are; the caller asks only when
+/// [`plan`] has nothing to do.
+pub fn plan_raise(view: &View, policy: &Policy) -> Option<Raise> {
+    if !view.seen_by_majority(policy) {
+        return None;
+    }
+    if view.workers.iter().any(|w| w.raised.is_some_and(|since| since < policy.raise_timeout)) {
+        return None;
+    }
+    let target = policy.voters.for_nodes(view.nodes());
+    let healthy = view.members.iter().filter(|m| !m.failed(policy)).count();
+    if healthy >= target {
+        return None;
+    }
+    let candidate = view
+        .workers
+        .iter()
+        .filter(|w| !w.flapping && w.raised.is_none_or(|since| since >= policy.raise_timeout))
+        .filter_map(|w| match w.gossip {
+            Liveness::Live { for_ } => Some((for_, w)),
+            _ => None,
+        })
+        .max_by(|(a, x), (b, y)| a.cmp(b).then_with(|| y.name.cmp(&x.name)))?
+        .1;
+    let reason = format!("{healthy} healthy replicas for {target} voters wanted with {} nodes", view.nodes());
+    Some(Raise { worker: candidate.name.clone(), reason })
 }
 
 /// Quarantines a flapping node, or restores one that has been stable.
@@ -271,7 +355,7 @@ fn quarantine_or_restore(view: &View, policy: &Policy) -> Option<Decision> {
 /// Promotes the most caught-up eligible learner while fewer healthy voters
 /// than the target remain.
 fn promote(view: &View, policy: &Policy) -> Option<Decision> {
-    let target = policy.voters.for_nodes(view.members.len());
+    let target = policy.voters.for_nodes(view.nodes());
     let healthy = view.members.iter().filter(|m| m.voter && !m.failed(policy)).count();
     if healthy >= target {
         return None;
@@ -292,7 +376,7 @@ fn promote(view: &View, policy: &Policy) -> Option<Decision> {
     let reason = if healthy < view.members.iter().filter(|m| m.voter).count() {
         format!("replaces a failed voter: {healthy} healthy of {target} voters")
     } else {
-        format!("{healthy} of {target} voters for {} nodes", view.members.len())
+        format!("{healthy} of {target} voters for {} nodes", view.nodes())
     };
     Some(Decision { node: candidate.id, action: Action::Promote, reason })
 }
@@ -300,7 +384,7 @@ fn promote(view: &View, policy: &Policy) -> Option<Decision> {
 /// Demotes one surplus voter: a failed one first, then a quarantined one,
 /// then the one trailing most; never the leader.
 fn demote(view: &View, policy: &Policy) -> Option<Decision> {
-    let target = policy.voters.for_nodes(view.members.len());
+    let target = policy.voters.for_nodes(view.nodes());
     let voters: Vec<&MemberView> = view.members.iter().filter(|m| m.voter).collect();
     if voters.len() <= target {
         return None;
@@ -321,7 +405,7 @@ fn demote(view: &View, policy: &Policy) -> Option<Decision> {
                 voters.len()
             )
         } else {
-            format!("{} voters for {target} wanted with {} nodes", voters.len(), view.members.len())
+            format!("{} voters for {target} wanted with {} nodes", voters.len(), view.nodes())
         };
         Some(Decision { node: m.id, action: Action::Demote, reason })
     })

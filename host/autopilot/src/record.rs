@@ -91,3 +91,33 @@ mod decimal {
         String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// A worker's raise to standby, kept in the store (under the key the mesh
+/// names) until the worker has joined as a learner or the raise timed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RaiseRecord {
+    /// The worker's name.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The raft term of the leader that decided it.
+    pub term: u64,
+}
+
+impl RaiseRecord {
+    /// Decodes a stored record.
+    ///
+    /// # Errors
+    /// The bytes are not a raise record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Encodes it for the store.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a raise record serializes")
+    }
+}

@@ -29,7 +29,15 @@ fn dead(id: u64, voter: bool, for_: Duration) -> MemberView {
 }
 
 fn view(members: Vec<MemberView>) -> View {
-    View { quorum_ack_age: Some(Duration::from_millis(100)), members }
+    View { quorum_ack_age: Some(Duration::from_millis(100)), members, workers: Vec::new() }
+}
+
+fn worker(name: &str, live_for: Duration) -> WorkerView {
+    WorkerView { name: name.into(), gossip: Liveness::Live { for_: live_for }, flapping: false, raised: None }
+}
+
+fn raise(members: Vec<MemberView>, workers: Vec<WorkerView>) -> Option<String> {
+    plan_raise(&View { workers, ..view(members) }, &Policy::default()).map(|r| r.worker)
 }
 
 fn decide(members: Vec<MemberView>) -> Option<(u64, Action)> {
@@ -91,9 +99,9 @@ fn a_voter_dead_to_only_one_view_is_not_replaced() {
 #[test]
 fn nothing_is_decided_from_a_minority_view() {
     let members = vec![leader(1), healthy(2, false), healthy(3, false)];
-    let stale = View { quorum_ack_age: Some(10 * SECOND), members: members.clone() };
+    let stale = View { quorum_ack_age: Some(10 * SECOND), ..view(members.clone()) };
     assert_eq!(plan(&stale, &Policy::default()), None, "no quorum acknowledged the leader lately");
-    let deposed = View { quorum_ack_age: None, members };
+    let deposed = View { quorum_ack_age: None, ..view(members) };
     assert_eq!(plan(&deposed, &Policy::default()), None, "not the leader");
     let members =
         vec![leader(1), dead(2, true, 20 * SECOND), dead(3, true, 20 * SECOND), healthy(4, false), healthy(5, false)];
@@ -268,19 +276,55 @@ fn member() -> impl Strategy<Value = MemberView> {
         })
 }
 
+fn any_worker() -> impl Strategy<Value = WorkerView> {
+    (0u64..200, any::<bool>(), any::<bool>(), proptest::option::of(0u64..120)).prop_map(
+        |(seconds, live, flapping, raised)| WorkerView {
+            name: String::new(),
+            gossip: if live {
+                Liveness::Live { for_: Duration::from_secs(seconds) }
+            } else {
+                Liveness::Dead { for_: Duration::from_secs(seconds) }
+            },
+            flapping,
+            raised: raised.map(Duration::from_secs),
+        },
+    )
+}
+
 fn any_view() -> impl Strategy<Value = View> {
-    (proptest::collection::vec(member(), 1..9), proptest::option::of(0u64..3000)).prop_map(|(mut members, ack)| {
+    let members = proptest::collection::vec(member(), 1..9);
+    let workers = proptest::collection::vec(any_worker(), 0..4);
+    (members, workers, proptest::option::of(0u64..3000)).prop_map(|(mut members, mut workers, ack)| {
         for (index, member) in members.iter_mut().enumerate() {
             member.id = index as u64 + 1;
+        }
+        for (index, worker) in workers.iter_mut().enumerate() {
+            worker.name = format!("w-{index}");
         }
         members[0].leader = true;
         members[0].voter = true;
         members[0].raft_silent = Duration::ZERO;
-        View { quorum_ack_age: ack.map(Duration::from_millis), members }
+        View { quorum_ack_age: ack.map(Duration::from_millis), members, workers }
     })
 }
 
 proptest! {
+    /// Whatever the cluster looks like, a raise is decided from a majority
+    /// view only, only while the healthy replicas are short of the voter
+    /// target and no raise is under way, and only of a live, steady worker.
+    #[test]
+    fn every_raise_keeps_the_guardrails(view in any_view()) {
+        let policy = Policy::default();
+        let Some(raise) = plan_raise(&view, &policy) else { return Ok(()) };
+        prop_assert!(view.quorum_ack_age.is_some_and(|age| age <= policy.quorum_ack_max));
+        let healthy = view.members.iter().filter(|m| m.dead_for() < policy.dead_grace).count();
+        prop_assert!(healthy < policy.voters.for_nodes(view.nodes()));
+        prop_assert!(!view.workers.iter().any(|w| w.raised.is_some_and(|since| since < policy.raise_timeout)));
+        let worker = view.workers.iter().find(|w| w.name == raise.worker).expect("a worker");
+        let live = matches!(worker.gossip, Liveness::Live { .. });
+        prop_assert!(live && !worker.flapping);
+    }
+
     /// Whatever the cluster looks like, a decision keeps every guardrail.
     #[test]
     fn every_decision_keeps_the_guardrails(view in any_view()) {
@@ -309,4 +353,42 @@ proptest! {
             prop_assert!(target.reachable(&policy));
         }
     }
+}
+
+#[test]
+fn a_worker_is_raised_when_the_healthy_replicas_fall_short() {
+    // Goal: with a voter dead and no learner to promote, the worker live
+    // longest becomes a standby; none while the replicas suffice.
+    let failed = vec![leader(1), healthy(2, true), dead(3, true, 10 * SECOND)];
+    let workers = vec![worker("w-young", 5 * SECOND), worker("w-old", 500 * SECOND)];
+    assert_eq!(raise(failed.clone(), workers.clone()), Some("w-old".into()));
+    let settled = vec![leader(1), healthy(2, true), healthy(3, true)];
+    assert_eq!(raise(settled, workers.clone()), None, "three healthy replicas for three voters");
+    let dead_worker = WorkerView { gossip: Liveness::Dead { for_: SECOND }, ..worker("w-dead", SECOND) };
+    let flapping = WorkerView { flapping: true, ..worker("w-flap", 900 * SECOND) };
+    assert_eq!(raise(failed.clone(), vec![dead_worker, flapping]), None, "never a dead or flapping worker");
+    let minority = View { quorum_ack_age: None, workers: workers.clone(), ..view(failed.clone()) };
+    assert_eq!(plan_raise(&minority, &Policy::default()), None, "never from a minority view");
+}
+
+#[test]
+fn one_raise_at_a_time_until_it_joins_or_times_out() {
+    let failed = vec![leader(1), healthy(2, true), dead(3, true, 10 * SECOND)];
+    let pending = WorkerView { raised: Some(5 * SECOND), ..worker("w-1", 500 * SECOND) };
+    assert_eq!(raise(failed.clone(), vec![pending.clone(), worker("w-2", 9 * SECOND)]), None);
+    let expired = WorkerView { raised: Some(Policy::default().raise_timeout), ..pending };
+    assert_eq!(raise(failed, vec![expired, worker("w-2", 9 * SECOND)]), Some("w-1".into()), "tried again");
+}
+
+#[test]
+fn live_workers_count_toward_the_voter_target() {
+    // Three replicas and four live workers are seven nodes: five voters
+    // wanted, so workers are raised (and, as learners, promoted).
+    let replicas = vec![leader(1), healthy(2, true), healthy(3, true)];
+    let workers: Vec<WorkerView> = (0..4).map(|i| worker(&format!("w-{i}"), (10 + i) * SECOND)).collect();
+    assert_eq!(raise(replicas.clone(), workers.clone()), Some("w-3".into()));
+    let mut grown = replicas;
+    grown.push(healthy(4, false));
+    let more = View { workers: workers[..3].to_vec(), ..view(grown) };
+    assert_eq!(plan(&more, &Policy::default()).map(|d| (d.node, d.action)), Some((4, Action::Promote)));
 }

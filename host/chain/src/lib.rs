@@ -65,6 +65,15 @@ pub enum Event {
         /// Why.
         reason: Reason,
     },
+    /// A worker (a node with no replica) was raised to standby: it is to
+    /// become a replica and join as a learner, which a [`Event::Joined`]
+    /// records.
+    Raised {
+        /// The worker.
+        node: String,
+        /// Why.
+        reason: String,
+    },
     /// A plugin version became the active one.
     PluginActivated {
         /// The plugin.
@@ -484,6 +493,11 @@ impl ChainState {
 fn apply(event: &Event, voters: &mut BTreeSet<String>, members: &mut BTreeSet<String>) -> Result<(), String> {
     match event {
         Event::Genesis { .. } | Event::PluginActivated { .. } => {}
+        Event::Raised { node, .. } => {
+            if members.contains(node) {
+                return Err(format!("{node} is raised from worker, but is a member already"));
+            }
+        }
         Event::Joined { node } => {
             if !members.insert(node.clone()) {
                 return Err(format!("{node} joins, but is a member already"));

@@ -5,7 +5,13 @@
 //! records it: a role record in the store (`/engenho/mesh/roles/`), an
 //! entry of the attested chain ([`crate::chain`]), an Event on the Node
 //! (as `system:serviceaccount:kube-system:engenho-autopilot`) and a log
-//! line. Like raft's own lease and compaction loops, it works below the
+//! line. With nothing to change among the members, it asks
+//! [`engenho_autopilot::plan_raise`] whether a worker must become a
+//! replica: a raise is a record under `/engenho/mesh/raises/` (what lets
+//! the worker obtain a replica's credentials), the annotation
+//! `engenho.io/raise: standby` on its Node (what the worker watches for),
+//! an Event and a chain entry; it is cleared once the worker has joined,
+//! or after [`engenho_autopilot::Policy::raise_timeout`]. Like raft's own lease and compaction loops, it works below the
 //! Kubernetes API: its records are raft-level state under `/engenho/`,
 //! written through raft; only its Events go through the API.
 
@@ -16,7 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engenho_api::kube::{Event, EventRecorder, Regarding};
 use engenho_autopilot::{
-    Action, LivenessTracker, MemberView, Policy, ROLE_RECORDS_PREFIX, Role, RoleRecord, View, role_record_key,
+    Action, LivenessTracker, MemberView, Policy, ROLE_RECORDS_PREFIX, RaiseRecord, Role, RoleRecord, View, WorkerView,
+    role_record_key,
 };
 use engenho_mesh::{LeaderView, MembershipChange, Node};
 use engenho_store::{Command, KeyRange, PutRequest, RangeRequest};
@@ -37,15 +44,25 @@ const ROLE_RECORDS_MAX: i64 = 4096;
 /// Gossip's liveness of every node, as this node has followed it.
 pub type SharedTracker = Arc<Mutex<LivenessTracker>>;
 
+/// The nodes gossip says are workers, by name.
+pub type SharedWorkers = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
+/// The annotation on a worker's Node that asks it to become a replica.
+pub const RAISE_ANNOTATION: &str = "engenho.io/raise";
+
+/// Most raise records read.
+const RAISE_RECORDS_MAX: i64 = 1024;
+
 /// The autopilot of one node.
 pub struct Autopilot {
     node: Node,
     tracker: SharedTracker,
+    workers: SharedWorkers,
     policy: Policy,
     events: EventRecorder,
     rounds: Arc<AtomicU64>,
     chain: Option<crate::chain::Chain>,
-    plugins: engenho_api::kube::ApiClient,
+    client: engenho_api::kube::ApiClient,
     /// Chain events recorded but not yet appended, oldest first.
     unchained: Mutex<VecDeque<engenho_chain::Event>>,
     /// When the chain was last brought to raft's membership and the
@@ -63,20 +80,21 @@ const UNCHAINED_MAX: usize = 1024;
 
 impl Autopilot {
     /// The autopilot of `node`, deciding with `policy` from raft's view and
-    /// gossip's (`tracker`), writing its Events with `events` and reading
-    /// Plugins with `plugins` (both as this loop), appending to `chain`
-    /// where the node can sign, counting its rounds in `rounds`.
+    /// gossip's (`tracker`, `workers`), writing its Events with `events`
+    /// and reading Plugins and marking Nodes with `client` (both as this
+    /// loop), appending to `chain` where the node can sign, counting its
+    /// rounds in `rounds`.
     pub fn new(
         node: Node,
-        tracker: SharedTracker,
+        (tracker, workers): (SharedTracker, SharedWorkers),
         policy: Policy,
         events: EventRecorder,
         rounds: Arc<AtomicU64>,
         chain: Option<crate::chain::Chain>,
-        plugins: engenho_api::kube::ApiClient,
+        client: engenho_api::kube::ApiClient,
     ) -> Self {
         let (unchained, caught_up_at) = (Mutex::default(), Mutex::default());
-        Self { node, tracker, policy, events, rounds, chain, plugins, unchained, caught_up_at }
+        Self { node, tracker, workers, policy, events, rounds, chain, client, unchained, caught_up_at }
     }
 
     /// Runs rounds until `stop` turns true.
@@ -109,10 +127,16 @@ impl Autopilot {
         let records = self.records()?;
         self.record_unrecorded(&raft, &records).await?;
         self.append_to_chain(&raft).await?;
-        let view = self.view(&raft, &records);
+        let raises = self.settle_raises(&raft).await?;
+        let view = self.view(&raft, &records, &raises);
         let decision = engenho_autopilot::plan(&view, &self.policy);
         self.rounds.fetch_add(1, Ordering::Relaxed);
-        let Some(decision) = decision else { return Ok(()) };
+        let Some(decision) = decision else {
+            return match engenho_autopilot::plan_raise(&view, &self.policy) {
+                Some(raise) => self.raise(raise, &raft).await,
+                None => Ok(()),
+            };
+        };
         let member = raft.members.iter().find(|m| m.id == decision.node).expect("a decision names a member");
         let (name, was_voter) = (member.info.name.clone(), member.voter);
         tracing::info!(node = %name, action = decision.action.as_str(), reason = %decision.reason, "autopilot");
@@ -192,11 +216,28 @@ impl Autopilot {
         Ok(())
     }
 
-    /// The planner's view: raft's, with gossip's liveness and the records.
-    fn view(&self, raft: &LeaderView, records: &BTreeMap<u64, RoleRecord>) -> View {
+    /// The planner's view: raft's, with gossip's liveness, the role
+    /// records and the raises under way.
+    fn view(&self, raft: &LeaderView, records: &BTreeMap<u64, RoleRecord>, raises: &[RaiseRecord]) -> View {
         let now = Instant::now();
         let wall = unix_ms();
         let tracker = self.tracker.lock().expect("liveness tracker lock");
+        let workers = self
+            .workers
+            .lock()
+            .expect("worker list lock")
+            .iter()
+            .filter(|name| !raft.members.iter().any(|m| m.info.name == **name))
+            .map(|name| WorkerView {
+                name: name.clone(),
+                gossip: tracker.liveness(name, now),
+                flapping: tracker.flapping(name, now),
+                raised: raises
+                    .iter()
+                    .find(|r| r.name == *name)
+                    .map(|r| Duration::from_millis(wall.saturating_sub(r.at_ms))),
+            })
+            .collect();
         let members = raft
             .members
             .iter()
@@ -217,7 +258,78 @@ impl Autopilot {
                 }
             })
             .collect();
-        View { quorum_ack_age: raft.quorum_ack_age, members }
+        View { quorum_ack_age: raft.quorum_ack_age, members, workers }
+    }
+
+    /// The raises under way: each raise record, cleared (with its Node's
+    /// annotation) once its worker is a member or the raise timed out.
+    async fn settle_raises(&self, raft: &LeaderView) -> Result<Vec<RaiseRecord>, String> {
+        let request = RangeRequest {
+            range: KeyRange::prefix(engenho_mesh::RAISES_PREFIX.as_bytes()),
+            limit: RAISE_RECORDS_MAX,
+            ..RangeRequest::default()
+        };
+        let (_, answer) = self.node.store().range(&request).map_err(|e| format!("reading raises: {e}"))?;
+        let mut pending = Vec::new();
+        for kv in &answer.kvs {
+            let Ok(raise) = RaiseRecord::decode(&kv.value) else { continue };
+            let joined = raft.members.iter().any(|m| m.info.name == raise.name);
+            let expired = unix_ms().saturating_sub(raise.at_ms) >= self.policy.raise_timeout.as_millis() as u64;
+            if !joined && !expired {
+                pending.push(raise);
+                continue;
+            }
+            let delete = engenho_store::DeleteRequest { range: KeyRange::single(kv.key.clone()), prev_kv: false };
+            self.node
+                .write(Command::Delete(delete))
+                .await
+                .map_err(|e| format!("clearing {}'s raise: {e}", raise.name))?;
+            self.annotate(&raise.name, serde_json::Value::Null).await;
+            if expired && !joined {
+                tracing::warn!(node = %raise.name, "autopilot: the raised worker did not join in time");
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Raises a worker to standby: records the raise (what lets it obtain a
+    /// replica's credentials), marks its Node, reports it.
+    async fn raise(&self, raise: engenho_autopilot::Raise, raft: &LeaderView) -> Result<(), String> {
+        tracing::info!(node = %raise.worker, action = "raise", reason = %raise.reason, "autopilot");
+        let record =
+            RaiseRecord { name: raise.worker.clone(), reason: raise.reason, at_ms: unix_ms(), term: raft.term };
+        let put = PutRequest {
+            key: engenho_mesh::raise_key(&record.name).into_bytes(),
+            value: record.encode(),
+            ..PutRequest::default()
+        };
+        self.node.write(Command::Put(put)).await.map_err(|e| format!("recording {}'s raise: {e}", record.name))?;
+        self.annotate(&record.name, serde_json::json!("standby")).await;
+        self.events.record(Event {
+            regarding: node_regarding(&record.name),
+            warning: false,
+            reason: "Raised".into(),
+            message: format!("{} is raised from worker to standby: {}", record.name, record.reason),
+        });
+        let event = engenho_chain::Event::Raised { node: record.name.clone(), reason: record.reason.clone() };
+        self.unchained.lock().expect("unchained events lock").push_back(event);
+        self.append_to_chain(raft).await
+    }
+
+    /// Sets (or, with `null`, removes) the raise annotation on Node `name`;
+    /// a Node that cannot be marked now is marked by a later round.
+    async fn annotate(&self, name: &str, value: serde_json::Value) {
+        let patch = serde_json::json!({"metadata": {"annotations": {RAISE_ANNOTATION: value}}});
+        let path = format!("/api/v1/nodes/{name}");
+        let patched = self
+            .client
+            .send(http::Method::PATCH, &path, "application/merge-patch+json", patch.to_string().into_bytes())
+            .await;
+        if let Err(refused) = patched
+            && refused.code != 404
+        {
+            tracing::warn!(node = %name, %refused, "autopilot: could not mark the Node");
+        }
     }
 
     /// Records members gone from raft as removed (first: a wiped node
@@ -294,14 +406,7 @@ impl Autopilot {
             Role::Removed => "no longer a member",
         };
         self.events.record(Event {
-            regarding: Regarding {
-                group: String::new(),
-                version: "v1".into(),
-                plural: "nodes".into(),
-                namespace: String::new(),
-                name: record.name.clone(),
-                uid: record.name.clone(),
-            },
+            regarding: node_regarding(&record.name),
             warning,
             reason: reason.into(),
             message: format!("{} is {role}: {}", record.name, record.reason),
@@ -339,7 +444,7 @@ impl Autopilot {
             }
         }
         let listed = self
-            .plugins
+            .client
             .send(http::Method::GET, PLUGINS_PATH, "application/json", Vec::new())
             .await
             .map_err(|refused| format!("listing the Plugins: {refused}"))?;
@@ -352,6 +457,18 @@ impl Autopilot {
                 .then(|| engenho_chain::Event::PluginActivated { name: name.to_owned(), digest: digest.to_owned() })
         });
         Ok(active.collect())
+    }
+}
+
+/// What an Event about Node `name` regards.
+fn node_regarding(name: &str) -> Regarding {
+    Regarding {
+        group: String::new(),
+        version: "v1".into(),
+        plural: "nodes".into(),
+        namespace: String::new(),
+        name: name.to_owned(),
+        uid: name.to_owned(),
     }
 }
 
@@ -387,6 +504,7 @@ fn recorded_even_unchanged(event: &engenho_chain::Event) -> bool {
         event,
         Event::Role { reason: Reason::Quarantine | Reason::Restore, .. }
             | Event::Genesis { .. }
+            | Event::Raised { .. }
             | Event::PluginActivated { .. }
     )
 }

@@ -17,7 +17,7 @@ use engenho_pki::{ClusterCa, Identity};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::watch;
 
-use crate::autopilot::SharedTracker;
+use crate::autopilot::{SharedTracker, SharedWorkers};
 
 /// A gossip round every this long.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
@@ -92,13 +92,13 @@ pub async fn start_as(
 }
 
 /// Publishes `node`'s state when it changes, follows every node's
-/// liveness in `tracker` and logs members becoming live or dead, until
-/// `stop` turns true.
+/// liveness in `tracker` and which nodes are workers in `workers`, and
+/// logs members becoming live or dead, until `stop` turns true.
 pub async fn run(
     node: Node,
     gossip: Arc<Gossip>,
     addresses: Addresses,
-    tracker: SharedTracker,
+    (tracker, workers): (SharedTracker, SharedWorkers),
     mut stop: watch::Receiver<bool>,
 ) {
     let name = node.info().name;
@@ -116,6 +116,14 @@ pub async fn run(
                 gossip.publish(&now).await;
                 state = now;
             }
+            let named: std::collections::BTreeSet<String> = gossip
+                .members()
+                .await
+                .into_values()
+                .filter(|member| member.state.as_ref().is_some_and(|state| state.role == "worker"))
+                .map(|member| member.name)
+                .collect();
+            *workers.lock().expect("worker list lock") = named;
         }
         let liveness = gossip.liveness().await;
         let now = Instant::now();

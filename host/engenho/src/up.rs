@@ -25,6 +25,10 @@ const JOIN_TOKEN_ATTEMPTS: u32 = 5;
 /// How long a stopping node waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Longest a raised worker waits for its sockets to close before it binds
+/// them again as a replica.
+const SOCKETS_RELEASED_WITHIN: Duration = Duration::from_secs(10);
+
 /// Most concurrent HTTP/2 streams per client connection.
 const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 
@@ -144,9 +148,18 @@ pub struct UpArgs {
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    if args.worker {
-        return worker::run(args).await;
+pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
+    if args.worker && holds_replica(&args.data_dir) {
+        tracing::info!("this node was raised to the control plane: it runs as the replica it is");
+    } else if args.worker {
+        match worker::run(&args).await? {
+            worker::Ended::Stopped => return Ok(()),
+            worker::Ended::Raised { seed } => {
+                tracing::info!(%seed, "raised to standby: joining as a replica");
+                args.join = Some(seed);
+                until_free(args.peer_addr).await?;
+            }
+        }
     }
     let name = args.name.clone().unwrap_or_else(host_name);
     let peer_listener = bind(args.peer_addr, "peer")?;
@@ -258,11 +271,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         chain: chain.clone(),
     }));
     let tracker = crate::autopilot::SharedTracker::default();
+    let workers = crate::autopilot::SharedWorkers::default();
     let gossip = tokio::spawn({
-        let (node, tracker, stop) = (node.clone(), tracker.clone(), stop.clone());
+        let (node, seen, stop) = (node.clone(), (tracker.clone(), workers.clone()), stop.clone());
         async move {
             if let Some(gossip) = gossip {
-                crate::gossip::run(node, gossip, addresses, tracker, stop).await;
+                crate::gossip::run(node, gossip, addresses, seen, stop).await;
             }
         }
     });
@@ -275,7 +289,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let autopilot = crate::autopilot::Autopilot::new(
         node.clone(),
-        tracker,
+        (tracker, workers),
         policy,
         api.loop_events(crate::autopilot::NAME),
         autopilot_rounds,
@@ -478,6 +492,27 @@ where
         .context("serving gRPC")
 }
 
+/// Waits until the worker's sockets on `peer` (TCP and UDP), closed by
+/// tasks that are ending, can be bound again: at most a few seconds.
+async fn until_free(peer: SocketAddr) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + SOCKETS_RELEASED_WITHIN;
+    loop {
+        let free = std::net::TcpListener::bind(peer).and_then(|_| std::net::UdpSocket::bind(peer));
+        match free {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(error).with_context(|| format!("the worker's sockets on {peer} were not released"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Whether `data_dir` holds a replica (the cluster CA's key).
+fn holds_replica(data_dir: &Path) -> bool {
+    data_dir.join("pki").join("ca.key").exists()
+}
+
 /// The join token or secret given to this start, if any: from
 /// `--token-file`, else from [`JOIN_TOKEN_ENV`].
 fn supplied_token(args: &UpArgs) -> anyhow::Result<Option<String>> {
@@ -504,7 +539,8 @@ async fn peer_credentials(
             .context("issuing this node's certificate")?;
         Ok(PeerCredentials { ca: Arc::new(ca), identity })
     };
-    if let Some(own) = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))?
+    if !holds_replica(&args.data_dir)
+        && let Some(own) = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))?
         && engenho_pki::is_worker_certificate(&own.chain()[0])
     {
         anyhow::bail!("{} holds a worker: start it with --worker", args.data_dir.display());
@@ -534,12 +570,20 @@ async fn join_cluster<T>(
     let token = supplied_token
         .with_context(|| format!("--join needs the cluster's join token: --token-file FILE or {JOIN_TOKEN_ENV}"))?;
     let token = JoinToken::parse(token)?;
+    let peer_addr = args.peer_addr.to_string();
+    let joined = with_join_check(args, async |check| {
+        fetch(&JoinRequest { seed, token: &token, name, peer_addr: &peer_addr, check }).await
+    })
+    .await;
+    joined.with_context(|| format!("joining the cluster at {seed}"))
+}
+
+/// Runs `join` with the check a joining node makes of the cluster: that
+/// the cluster's service network agrees with this node's flags.
+async fn with_join_check<T>(args: &UpArgs, join: impl AsyncFnOnce(&JoinCheck<'_>) -> T) -> T {
     let requested = Requested { cidr: args.service_cidr.clone(), node_ports: args.service_node_port_range.clone() };
     let accept = |settings: &ClusterSettings| service_network_agrees(&requested, settings);
-    let check = JoinCheck { keys: &[SERVICE_NETWORK_KEY], accept: &accept };
-    let peer_addr = args.peer_addr.to_string();
-    let request = JoinRequest { seed, token: &token, name, peer_addr: &peer_addr, check: &check };
-    fetch(&request).await.with_context(|| format!("joining the cluster at {seed}"))
+    join(&JoinCheck { keys: &[SERVICE_NETWORK_KEY], accept: &accept }).await
 }
 
 /// Whether the service network this node was started with agrees with
@@ -588,8 +632,11 @@ async fn join_or_bootstrap(
     match &args.join {
         Some(peer) => {
             node.join(peer).await.with_context(|| format!("joining the cluster at {peer}"))?;
-            let token = JoinToken::parse(supplied_token.context("a joining node has its token")?)?;
-            write_secret(&token_path, &token.to_string())?;
+            // A raised worker joins with the credentials it was granted,
+            // without the token: any replica's token file serves to invite.
+            if let Some(token) = supplied_token {
+                write_secret(&token_path, &JoinToken::parse(token)?.to_string())?;
+            }
         }
         None => {
             let secret = bootstrap_secret(supplied_token, ca)?;

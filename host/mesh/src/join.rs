@@ -81,6 +81,31 @@ struct CertificateRequest {
     /// worker's certificate.
     #[serde(default)]
     worker: bool,
+    /// Whether a worker the autopilot raised asks for a replica's
+    /// credentials (no secret: its worker certificate and the raise).
+    #[serde(default)]
+    raise: bool,
+}
+
+/// Prefix of the store keys of raises: a worker the autopilot raised to
+/// standby may obtain a replica's credentials (presenting its worker
+/// certificate, without the join secret) while its raise's key exists.
+pub const RAISES_PREFIX: &str = "/engenho/mesh/raises/";
+
+/// The store key of the raise of worker `name`.
+pub fn raise_key(name: &str) -> String {
+    format!("{RAISES_PREFIX}{name}")
+}
+
+/// What a join asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A replica's credentials, with the secret.
+    Member,
+    /// A worker's, with the secret.
+    Worker,
+    /// A replica's, for a raised worker.
+    Raise,
 }
 
 /// What a member answers a joining node that knew the secret.
@@ -131,10 +156,56 @@ pub struct WorkerCredentials {
 /// could not be reached in time; the check refused the cluster's settings
 /// (nothing is installed then).
 pub async fn fetch_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<PeerCredentials> {
-    let (grant, identity) = exchange(request, false).await?;
-    let ca_key_pem = grant
-        .ca_key_pem
-        .ok_or_else(|| MeshError::JoinRefused(format!("{} sent no CA key to a control-plane node", request.seed)))?;
+    let (grant, identity) = exchange(&Exchange::with_token(request, Kind::Member)?).await?;
+    install_member(request.seed, grant, identity, pki)
+}
+
+/// What a worker the autopilot raised to standby asks for.
+pub struct RaiseRequest<'a> {
+    /// The member to ask.
+    pub seed: &'a str,
+    /// The worker's name.
+    pub name: &'a str,
+    /// The worker's peer address.
+    pub peer_addr: &'a str,
+    /// The cluster settings to check before joining.
+    pub check: &'a JoinCheck<'a>,
+    /// The worker's certificate and key.
+    pub worker: &'a Identity,
+    /// The cluster CA's certificate.
+    pub ca: &'a rustls::pki_types::CertificateDer<'static>,
+}
+
+/// Asks the member at `request.seed` for a replica's credentials for a
+/// worker the autopilot raised to standby: the worker proves who it is
+/// with its certificate instead of the join secret. Installs the cluster
+/// CA in `pki` as [`fetch_credentials`] does.
+///
+/// # Errors
+/// The member refused (no raise for this worker, another's certificate)
+/// or could not be reached in time; the check refused the cluster's
+/// settings.
+pub async fn fetch_raised_credentials(request: &RaiseRequest<'_>, pki: &Path) -> Result<PeerCredentials> {
+    let config = engenho_pki::mutual_client_config(request.worker, request.ca, &[JOIN_ALPN])
+        .map_err(|e| MeshError::Tls(e.to_string()))?;
+    let exchange_ = Exchange {
+        seed: request.seed,
+        name: request.name,
+        peer_addr: request.peer_addr,
+        check: request.check,
+        secret: "",
+        ca_hash: CaHash::of(request.ca),
+        connector: TlsConnector::from(config),
+        kind: Kind::Raise,
+    };
+    let (grant, identity) = exchange(&exchange_).await?;
+    install_member(request.seed, grant, identity, pki)
+}
+
+/// Installs the CA a member granted (with its key) in `pki`.
+fn install_member(seed: &str, grant: CertificateGrant, identity: Identity, pki: &Path) -> Result<PeerCredentials> {
+    let ca_key_pem =
+        grant.ca_key_pem.ok_or_else(|| MeshError::JoinRefused(format!("{seed} sent no CA key to a replica")))?;
     let ca =
         ClusterCa::install(pki, &grant.ca_certificate_pem, &ca_key_pem).map_err(|e| MeshError::Tls(e.to_string()))?;
     Ok(PeerCredentials { ca: Arc::new(ca), identity })
@@ -146,31 +217,62 @@ pub async fn fetch_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<
 /// # Errors
 /// As [`fetch_credentials`].
 pub async fn fetch_worker_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<WorkerCredentials> {
-    let (grant, identity) = exchange(request, true).await?;
+    let (grant, identity) = exchange(&Exchange::with_token(request, Kind::Worker)?).await?;
     engenho_pki::write_private(&pki.join(engenho_pki::CA_CERTIFICATE_FILE), &grant.ca_certificate_pem)
         .map_err(|e| MeshError::Tls(e.to_string()))?;
     let ca = identity.chain().last().cloned().ok_or_else(|| MeshError::Tls("an empty certificate chain".into()))?;
     Ok(WorkerCredentials { ca_pem: grant.ca_certificate_pem, ca, identity })
 }
 
+/// One join exchange to make.
+struct Exchange<'a> {
+    seed: &'a str,
+    name: &'a str,
+    peer_addr: &'a str,
+    check: &'a JoinCheck<'a>,
+    secret: &'a str,
+    ca_hash: CaHash,
+    connector: TlsConnector,
+    kind: Kind,
+}
+
+impl<'a> Exchange<'a> {
+    /// An exchange presenting the join token's secret, trusting the CA it
+    /// pins.
+    fn with_token(request: &JoinRequest<'a>, kind: Kind) -> Result<Self> {
+        let config = engenho_pki::pinned_client_config(request.token.ca_hash(), &[JOIN_ALPN])
+            .map_err(|e| MeshError::Tls(e.to_string()))?;
+        Ok(Self {
+            seed: request.seed,
+            name: request.name,
+            peer_addr: request.peer_addr,
+            check: request.check,
+            secret: request.token.secret(),
+            ca_hash: request.token.ca_hash(),
+            connector: TlsConnector::from(config),
+            kind,
+        })
+    }
+}
+
 /// The join exchange: a key, its certificate signing request sent with the
-/// secret, the member's grant checked against the token and the check; the
+/// secret, the member's grant checked against the CA and the check; the
 /// grant and the node's identity under the CA it names.
-async fn exchange(request: &JoinRequest<'_>, worker: bool) -> Result<(CertificateGrant, Identity)> {
-    let JoinRequest { seed, token, name, peer_addr, check } = *request;
+async fn exchange(asked: &Exchange<'_>) -> Result<(CertificateGrant, Identity)> {
+    let seed = asked.seed;
     let refused = |what: String| MeshError::JoinRefused(what);
     let pki_failed = |e: engenho_pki::PkiError| MeshError::Tls(e.to_string());
-    let config = engenho_pki::pinned_client_config(token.ca_hash(), &[JOIN_ALPN]).map_err(pki_failed)?;
-    let stream = dial_member(&TlsConnector::from(config), seed).await?;
+    let stream = dial_member(&asked.connector, seed).await?;
     let exchange = async {
         let (key, request_pem) = Identity::request().map_err(pki_failed)?;
         let request = CertificateRequest {
-            name: name.to_owned(),
-            peer_addr: peer_addr.to_owned(),
-            secret: token.secret().to_owned(),
+            name: asked.name.to_owned(),
+            peer_addr: asked.peer_addr.to_owned(),
+            secret: asked.secret.to_owned(),
             request_pem,
-            settings: check.keys.iter().map(|key| (*key).to_owned()).collect(),
-            worker,
+            settings: asked.check.keys.iter().map(|key| (*key).to_owned()).collect(),
+            worker: asked.kind == Kind::Worker,
+            raise: asked.kind == Kind::Raise,
         };
         let mut stream = BufReader::new(stream);
         write_frame(stream.get_mut(), &request).await.map_err(|e| refused(e.to_string()))?;
@@ -181,10 +283,10 @@ async fn exchange(request: &JoinRequest<'_>, worker: bool) -> Result<(Certificat
     let (key, grant) = tokio::time::timeout(JOIN_EXCHANGE_TIMEOUT, exchange)
         .await
         .map_err(|_| refused(format!("{seed} did not answer within {JOIN_EXCHANGE_TIMEOUT:?}")))??;
-    if CaHash::of_pem(&grant.ca_certificate_pem) != Some(token.ca_hash()) {
+    if CaHash::of_pem(&grant.ca_certificate_pem) != Some(asked.ca_hash) {
         return Err(refused(format!("{seed} answered with a CA other than the one the join token names")));
     }
-    (check.accept)(&grant.settings).map_err(refused)?;
+    (asked.check.accept)(&grant.settings).map_err(refused)?;
     let ca = rustls::pki_types::CertificateDer::from_pem_slice(grant.ca_certificate_pem.as_bytes())
         .map_err(|e| refused(format!("the CA certificate {seed} sent: {e}")))?;
     let identity = Identity::from_issued(&key, &grant.certificate_pem, &ca).map_err(pki_failed)?;
@@ -225,6 +327,9 @@ async fn dial_member(
 /// Serves one join connection: reads the request, answers it, closes.
 pub(crate) async fn serve_join(connection: TlsConnection, node: Weak<Inner>) {
     let remote = connection.remote_addr();
+    let caller = connection.peer_certificate().and_then(|certificate| {
+        engenho_pki::is_worker_certificate(certificate).then(|| engenho_pki::node_name_of(certificate)).flatten()
+    });
     let mut stream = BufReader::new(connection);
     let request = tokio::time::timeout(JOIN_EXCHANGE_TIMEOUT, read_frame(&mut stream, JOIN_MESSAGE_BYTES_MAX)).await;
     let request: CertificateRequest = match request {
@@ -233,7 +338,7 @@ pub(crate) async fn serve_join(connection: TlsConnection, node: Weak<Inner>) {
         Err(_) => return tracing::warn!(?remote, "no join request within {JOIN_EXCHANGE_TIMEOUT:?}"),
     };
     let Some(node) = node.upgrade() else { return };
-    let answer = node.grant_certificate(&request);
+    let answer = node.grant_certificate(&request, caller.as_deref());
     match &answer {
         Ok(_) => tracing::info!(?remote, name = %request.name, peer = %request.peer_addr, "issued a node certificate"),
         Err(error) => tracing::warn!(?remote, %error, "join refused"),
@@ -244,9 +349,14 @@ pub(crate) async fn serve_join(connection: TlsConnection, node: Weak<Inner>) {
 }
 
 impl Inner {
-    /// Signs a joining node's certificate if it knows the join secret.
-    fn grant_certificate(&self, request: &CertificateRequest) -> Result<CertificateGrant> {
-        self.check_join_secret(&request.secret)?;
+    /// Signs a joining node's certificate if it knows the join secret, or,
+    /// for a raise, if it is the worker `worker` (its certificate, verified
+    /// in the handshake, says so) and the autopilot raised it.
+    fn grant_certificate(&self, request: &CertificateRequest, worker: Option<&str>) -> Result<CertificateGrant> {
+        match request.raise {
+            true => self.check_raise(&request.name, worker)?,
+            false => self.check_join_secret(&request.secret)?,
+        }
         let name = &request.name;
         if name.is_empty() || name.len() > NODE_NAME_BYTES_MAX || name.chars().any(char::is_control) {
             return Err(MeshError::JoinRefused(format!(
@@ -259,13 +369,14 @@ impl Inner {
         let settings = self.join_settings(&request.settings)?;
         let ca = self.tls.ca();
         let (name, ip) = (name.clone(), peer.ip());
-        let profile = if request.worker { Profile::Worker { name, ip } } else { Profile::Node { name, ip } };
+        let worker = request.worker && !request.raise;
+        let profile = if worker { Profile::Worker { name, ip } } else { Profile::Node { name, ip } };
         let certificate_pem = ca
             .sign_request(&request.request_pem, &profile)
             .map_err(|e| MeshError::JoinRefused(format!("the certificate signing request: {e}")))?;
         Ok(CertificateGrant {
             ca_certificate_pem: ca.certificate_pem().to_owned(),
-            ca_key_pem: (!request.worker).then(|| ca.key_pem()),
+            ca_key_pem: (!worker).then(|| ca.key_pem()),
             certificate_pem,
             settings,
         })
@@ -288,6 +399,23 @@ impl Inner {
             }
         }
         Ok(settings)
+    }
+
+    /// Checks that worker `name`, the caller being worker `worker`, was
+    /// raised to standby.
+    fn check_raise(&self, name: &str, worker: Option<&str>) -> Result<()> {
+        if worker != Some(name) {
+            return Err(MeshError::JoinRefused(format!(
+                "a raise is asked for with the worker's own certificate, not {}",
+                worker.map_or("none".to_owned(), |w| format!("worker {w}'s"))
+            )));
+        }
+        let request = RangeRequest { range: KeyRange::single(raise_key(name)), ..RangeRequest::default() };
+        let (_, stored) = self.store.range(&request)?;
+        if stored.kvs.is_empty() {
+            return Err(MeshError::JoinRefused(format!("worker {name} was not raised to standby")));
+        }
+        Ok(())
     }
 
     /// Checks a join secret against the hash the cluster recorded.

@@ -28,7 +28,8 @@ pub mod proto {
 pub use agent_port::{AgentPort, agent_port_connections};
 pub use error::{MeshError, Result};
 pub use join::{
-    ClusterSettings, JoinCheck, JoinRequest, WorkerCredentials, fetch_credentials, fetch_worker_credentials,
+    ClusterSettings, JoinCheck, JoinRequest, RAISES_PREFIX, RaiseRequest, WorkerCredentials, fetch_credentials,
+    fetch_raised_credentials, fetch_worker_credentials, raise_key,
 };
 pub use node::{
     JOIN_TOKEN_HASH_KEY, LeaderView, Member, MemberProgress, MembershipChange, Node, NodeConfig, RaftStatus,

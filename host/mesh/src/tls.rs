@@ -58,7 +58,7 @@ impl PeerTls {
         Ok(Self {
             mutual_server: engenho_pki::mutual_server_config(identity, ca, &[RAFT_ALPN, HTTP2_ALPN])
                 .map_err(refused)?,
-            join_server: engenho_pki::server_config(identity, &[JOIN_ALPN]).map_err(refused)?,
+            join_server: engenho_pki::optional_client_server_config(identity, ca, &[JOIN_ALPN]).map_err(refused)?,
             raft_client: engenho_pki::mutual_client_config(identity, ca, &[RAFT_ALPN]).map_err(refused)?.into(),
             grpc_client: engenho_pki::mutual_client_config(identity, ca, &[HTTP2_ALPN]).map_err(refused)?,
             credentials,

@@ -7,7 +7,10 @@
 //! control-plane nodes gossip their API addresses; the worker prefers a
 //! voter's and moves to another when one stops answering. Its peer port
 //! serves the control plane's API servers only, and only its pods' logs
-//! and ports.
+//! and ports. When the autopilot raises it to standby (the annotation
+//! `engenho.io/raise: standby` on its Node), it obtains a replica's
+//! credentials from a control-plane node with its worker certificate,
+//! stops, and the node goes on as a replica joining there.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,12 +21,13 @@ use anyhow::Context;
 use engenho_api::kube::ApiClient;
 use engenho_api::kube::remote::{ApiSource, RemoteApi};
 use engenho_gossip::{Gossip, NodeState};
-use engenho_mesh::{WorkerCredentials, fetch_worker_credentials};
+use engenho_mesh::{RaiseRequest, WorkerCredentials, fetch_raised_credentials, fetch_worker_credentials};
 use engenho_pki::{CA_CERTIFICATE_FILE, Identity};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::{UpArgs, host_name, join_cluster, node_agent, pod_loop, shutdown_signal, supplied_token};
+use super::{UpArgs, host_name, join_cluster, node_agent, pod_loop, shutdown_signal, supplied_token, with_join_check};
+use crate::autopilot::RAISE_ANNOTATION;
 
 /// How often the worker reads from gossip which control-plane API servers
 /// are live.
@@ -36,21 +40,46 @@ const CONTROL_PLANE_FILE: &str = "control-plane-peers";
 /// Field manager of the worker agent's writes.
 const MANAGER: &str = "engenho-node";
 
-/// Runs a worker until Ctrl-C or SIGTERM.
-pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
+/// How often the worker looks at its Node for a raise.
+const RAISE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How a worker's run ended.
+pub(super) enum Ended {
+    /// Ctrl-C or SIGTERM.
+    Stopped,
+    /// The autopilot raised it to standby, and the control-plane node at
+    /// `seed` (a peer address) granted it a replica's credentials: it is
+    /// to join there as a replica.
+    Raised {
+        /// The peer address of the node that granted the credentials.
+        seed: String,
+    },
+}
+
+/// The control plane as gossip shows it: the live control-plane nodes' API
+/// and peer addresses, voters first.
+#[derive(Default)]
+struct ControlPlane {
+    servers: Vec<SocketAddr>,
+    peers: Vec<String>,
+}
+
+/// Runs a worker until Ctrl-C or SIGTERM, or until it is raised to
+/// standby.
+pub(super) async fn run(args: &UpArgs) -> anyhow::Result<Ended> {
     let name = args.name.clone().unwrap_or_else(host_name);
     engenho_store::secure_data_dir(&args.data_dir)
         .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
     let peer_listener = tokio::net::TcpListener::bind(args.peer_addr)
         .await
         .with_context(|| format!("binding peer address {}", args.peer_addr))?;
-    let credentials = credentials(&args, &name).await?;
-    let servers: Arc<RwLock<Vec<SocketAddr>>> = Arc::default();
-    let known = servers.clone();
+    let credentials = credentials(args, &name).await?;
+    let control_plane: Arc<RwLock<ControlPlane>> = Arc::default();
+    let known = control_plane.clone();
     let remote = RemoteApi::new(
         &credentials.identity,
         &credentials.ca,
-        Arc::new(move || known.read().expect("server list lock").clone()),
+        Arc::new(move || known.read().expect("control plane lock").servers.clone()),
     )
     .context("the worker's TLS credentials")?;
     let client = ApiClient::remote(Arc::new(remote), MANAGER);
@@ -70,23 +99,27 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("a worker reaches the control plane through gossip, which did not start")?;
 
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
-    let follow = tokio::spawn(follow_control_plane(gossip.clone(), servers, seeds_path, stop.clone()));
-    let agent = node_agent(&args, &name, client.clone(), Arc::new(|| engenho_node::NodeRole::Worker));
+    let follow = tokio::spawn(follow_control_plane(gossip.clone(), control_plane.clone(), seeds_path, stop.clone()));
+    let agent = node_agent(args, &name, client.clone(), Arc::new(|| engenho_node::NodeRole::Worker));
     let agent = tokio::spawn(agent.run(stop.clone()));
     let source = ApiSource::new(client.clone(), "", "pods", &format!("spec.nodeName={name}"))
         .context("pods are a built-in kind")?;
     let pods = engenho_control::Informer::of("pods", engenho_control::Source::Remote(Arc::new(source)), true);
     let informer = tokio::spawn(pods.clone().run(stop.clone()));
     let metrics = Arc::new(engenho_control::metrics::ControllerMetrics::default());
-    let (pod_loop, access) = pod_loop(&args, &name, client.clone(), pods, metrics, stop.clone())?;
+    let (pod_loop, access) = pod_loop(args, &name, client.clone(), pods, metrics, stop.clone())?;
     let pod_loop = tokio::spawn(pod_loop);
-    let port = engenho_api::kube::remote::agent_port(client, access.logs, access.ports);
+    let port = engenho_api::kube::remote::agent_port(client.clone(), access.logs, access.ports);
     let connections = engenho_mesh::agent_port_connections(peer_listener, &credentials.identity, &credentials.ca)?;
     let peer_server = tokio::spawn(super::serve(tonic::service::Routes::new(port.server()), connections, stop.clone()));
     tracing::info!(%name, peer = %args.peer_addr, "engenho worker ready");
 
-    shutdown_signal().await;
-    tracing::info!("stopping");
+    let raise = Raise { args, name: &name, client: &client, credentials: &credentials, control_plane: &control_plane };
+    let ended = tokio::select! {
+        () = shutdown_signal() => Ended::Stopped,
+        seed = raise.granted() => Ended::Raised { seed },
+    };
+    tracing::info!("stopping the worker");
     stop_sender.send_replace(true);
     for task in [agent, informer, pod_loop, follow] {
         let _ = task.await;
@@ -96,19 +129,71 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(finished) => finished.context("peer server task")?.context("peer server")?,
         Err(_) => tracing::warn!("streams still open after {:?}; closing them", super::SHUTDOWN_GRACE),
     }
-    Ok(())
+    Ok(ended)
+}
+
+/// What a worker needs to become a replica when the autopilot raises it.
+struct Raise<'a> {
+    args: &'a UpArgs,
+    name: &'a str,
+    client: &'a ApiClient,
+    credentials: &'a WorkerCredentials,
+    control_plane: &'a RwLock<ControlPlane>,
+}
+
+impl Raise<'_> {
+    /// Waits until the autopilot raises this worker (the annotation on its
+    /// Node), then obtains a replica's credentials from a control-plane
+    /// node, proving who it is with its certificate; that node's peer
+    /// address.
+    async fn granted(&self) -> String {
+        let path = format!("/api/v1/nodes/{}", self.name);
+        loop {
+            tokio::time::sleep(RAISE_POLL_INTERVAL).await;
+            let Ok(body) = self.client.send(http::Method::GET, &path, "application/json", Vec::new()).await else {
+                continue;
+            };
+            let node: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let annotation = node.pointer("/metadata/annotations").and_then(|a| a.get(RAISE_ANNOTATION));
+            if annotation.and_then(serde_json::Value::as_str) != Some("standby") {
+                continue;
+            }
+            let peers = self.control_plane.read().expect("control plane lock").peers.clone();
+            for seed in peers {
+                match self.fetch(&seed).await {
+                    Ok(()) => return seed,
+                    Err(error) => tracing::warn!(%seed, error = format!("{error:#}"), "raised, but not granted yet"),
+                }
+            }
+        }
+    }
+
+    /// Obtains a replica's credentials from the control-plane node at
+    /// `seed` and installs them.
+    async fn fetch(&self, seed: &str) -> anyhow::Result<()> {
+        let pki = self.args.data_dir.join("pki");
+        let peer_addr = self.args.peer_addr.to_string();
+        let granted = with_join_check(self.args, async |check| {
+            let request = RaiseRequest {
+                seed,
+                name: self.name,
+                peer_addr: &peer_addr,
+                check,
+                worker: &self.credentials.identity,
+                ca: &self.credentials.ca,
+            };
+            fetch_raised_credentials(&request, &pki).await
+        })
+        .await?;
+        granted.identity.write(&pki.join("node.crt"), &pki.join("node.key"))?;
+        Ok(())
+    }
 }
 
 /// The worker's certificate and the cluster CA's: from the data directory,
 /// or, on first start, from the cluster it joins.
 async fn credentials(args: &UpArgs, name: &str) -> anyhow::Result<WorkerCredentials> {
     let pki = args.data_dir.join("pki");
-    if pki.join("ca.key").exists() {
-        anyhow::bail!(
-            "{} holds a control-plane node (the cluster CA's key): a worker starts from a data directory of its own",
-            args.data_dir.display()
-        );
-    }
     if let Some(identity) = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))? {
         let ca_pem = std::fs::read_to_string(pki.join(CA_CERTIFICATE_FILE)).context("reading the CA certificate")?;
         let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("the CA certificate")?;
@@ -131,7 +216,7 @@ async fn credentials(args: &UpArgs, name: &str) -> anyhow::Result<WorkerCredenti
 /// `seeds_path` for the next start, until `stop` turns true.
 async fn follow_control_plane(
     gossip: Arc<Gossip>,
-    servers: Arc<RwLock<Vec<SocketAddr>>>,
+    control_plane: Arc<RwLock<ControlPlane>>,
     seeds_path: std::path::PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -146,13 +231,16 @@ async fn follow_control_plane(
             .filter_map(|state| Some((state.role != "voter", state.api.parse().ok()?, state.peer.clone())))
             .collect();
         live.sort();
-        let now: Vec<SocketAddr> = live.iter().map(|(_, api, _)| *api).collect();
-        let changed = *servers.read().expect("server list lock") != now;
-        if changed {
-            tracing::info!(servers = ?now, "control-plane API servers");
-            *servers.write().expect("server list lock") = now;
+        let servers: Vec<SocketAddr> = live.iter().map(|(_, api, _)| *api).collect();
+        let peers: Vec<String> = live.into_iter().map(|(_, _, peer)| peer).collect();
+        {
+            let mut known = control_plane.write().expect("control plane lock");
+            if known.servers != servers {
+                tracing::info!(?servers, "control-plane API servers");
+            }
+            *known = ControlPlane { servers, peers: peers.clone() };
         }
-        let mut peers: Vec<String> = live.into_iter().map(|(_, _, peer)| peer).collect();
+        let mut peers = peers;
         peers.sort();
         if !peers.is_empty() && peers != written {
             if let Err(error) = engenho_pki::write_private(&seeds_path, &peers.join("\n")) {

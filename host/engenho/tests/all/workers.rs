@@ -5,7 +5,10 @@
 //! a control-plane API server as `system:node:<name>` (its certificate).
 //! A worker that dies changes no role; one that starts again finds the
 //! control plane by itself; when the API server it uses dies, it moves to
-//! another. Method: three real replicas and a real worker on loopback
+//! another; and when the control plane loses a replica with no standby to
+//! promote, the autopilot raises the worker to standby: it obtains a
+//! replica's credentials with its own certificate, joins as a learner and
+//! is promoted (its Node's ROLES, an Event and the chain say so). Method: three real replicas and a real worker on loopback
 //! addresses; kubectl, etcdctl, curl with the worker's own certificate,
 //! `engenho mesh status --json`.
 
@@ -15,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::pods::{RUNS_PODS, forwards_in_both_protocols, pod, push, push_toolbox, wait_pod};
-use crate::revoada::{members, mesh_status};
+use crate::revoada::{exported_chain_verifies, members, mesh_status};
 use crate::support::{EngenhoNode, Kubectl, wait_for, wait_voters};
 
 /// Time allowed for the worker to show a change (its Node, its API server).
@@ -140,8 +143,12 @@ fn a_worker_runs_pods_through_the_control_plane_without_a_replica() {
     assert_eq!(status["transitions"], transitions, "no role changed for a dead worker");
     assert_eq!(members(&replicas[0]).values().filter(|(_, voter)| *voter).count(), 3);
 
-    // Started again without --join, it finds the control plane from what
-    // it knew, and its Node is Ready again.
+    // A worker's directory is no replica's: started without --worker, it
+    // is refused. Started again as a worker without --join, it finds the
+    // control plane from what it knew, and its Node is Ready again.
+    worker.start(&RUNS_PODS);
+    assert!(!worker.wait_exit().success());
+    assert!(worker.log_text().contains("holds a worker: start it with --worker"), "{}", worker.log_text());
     let used_before = servers_used(&worker).len();
     worker.start_worker(&RUNS_PODS);
     wait_for("the restarted worker to reach an API server", WORKER_DEADLINE, || {
@@ -149,7 +156,9 @@ fn a_worker_runs_pods_through_the_control_plane_without_a_replica() {
     });
     wait_for("the restarted worker's Node Ready", WORKER_DEADLINE, || ready(&kubectl, "wk"));
 
-    // The API server it uses dies: it moves to another.
+    // The API server it uses dies: it moves to another; and with one of
+    // three replicas dead and no standby to promote, the autopilot raises
+    // the worker to standby, which joins as a learner and is promoted.
     let used = servers_used(&worker);
     let through = used.last().expect("an API server").clone();
     let doomed = replicas.iter().position(|r| r.api == through).expect("a replica's API server");
@@ -163,14 +172,34 @@ fn a_worker_runs_pods_through_the_control_plane_without_a_replica() {
     kubectl.ok_with(&["apply", "-f", "-"], Some(&after));
     wait_pod(&kubectl, "after", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
     assert_eq!(kubectl.ok(&["logs", "after"]), "still here\n");
+    wait_for("the raised worker a voter, the dead replica not", Duration::from_secs(120), || {
+        let now = members(&replicas[live]);
+        now.get("wk").is_some_and(|(_, voter)| *voter)
+            && !now.get(&replicas[doomed].name).is_some_and(|(_, voter)| *voter)
+    });
+    assert!(worker.log_text().contains("raised to standby: joining as a replica"), "{}", worker.log_text());
+    assert!(worker.pki().join("ca.key").exists(), "a replica holds the CA key");
+    wait_for("ROLES control-plane on the raised node", WORKER_DEADLINE, || {
+        let node = kubectl.json(&["get", "node", "wk", "-o", "json"]);
+        node["metadata"]["labels"].get("node-role.kubernetes.io/control-plane").is_some()
+            && node["metadata"]["labels"].get("node-role.kubernetes.io/worker").is_none()
+            && node["metadata"]["annotations"].get("engenho.io/raise").is_none()
+    });
+    let events = kubectl.ok(&["get", "events", "--field-selector", "involvedObject.name=wk"]);
+    assert!(events.contains("Raised") && events.contains("raised from worker to standby"), "{events}");
+    let (chain, _) = exported_chain_verifies(&replicas[live]);
+    let raised = chain["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .any(|e| e["event"]["kind"] == "raised" && e["event"]["node"] == "wk");
+    assert!(raised, "the raise is in the chain: {chain}");
+    // The logs of a pod it ran as a worker are still read through it.
+    assert_eq!(kubectl.ok(&["logs", "after"]), "still here\n");
 
-    // A worker's directory is no replica's, nor a replica's a worker's.
+    // Started again with --worker, a raised node runs as the replica it is.
     worker.stop();
-    worker.start(&[]);
-    assert!(!worker.wait_exit().success());
-    assert!(worker.log_text().contains("holds a worker: start it with --worker"), "{}", worker.log_text());
-    replicas[live].stop();
-    replicas[live].start(&["--worker"]);
-    assert!(!replicas[live].wait_exit().success());
-    assert!(replicas[live].log_text().contains("a worker starts from a data directory of its own"));
+    worker.start(&["--worker", "--register-with-taints", "", "--eviction-hard", "nodefs.available<1%"]);
+    worker.wait_ready();
+    assert!(worker.log_text().contains("it runs as the replica it is"));
 }

@@ -194,9 +194,17 @@ pub fn loop_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         ("namespace-controller", vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ALL}), events()]),
-        // revoada's autopilot reports role changes as Events of the Nodes
-        // and appends the Plugins' activations to the attested chain.
-        ("engenho-autopilot", vec![rule("", &["nodes"], &READ), rule("engenho.io", &["plugins"], &READ), events()]),
+        // revoada's autopilot reports role changes as Events of the Nodes,
+        // marks the workers it raises on their Nodes, and appends the
+        // Plugins' activations to the attested chain.
+        (
+            "engenho-autopilot",
+            vec![
+                rule("", &["nodes"], &["get", "list", "watch", "patch"]),
+                rule("engenho.io", &["plugins"], &READ),
+                events(),
+            ],
+        ),
     ]
 }
 
