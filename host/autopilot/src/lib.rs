@@ -57,6 +57,16 @@ impl VoterTarget {
     }
 }
 
+impl VoterTarget {
+    /// The most voters it ever wants, however many nodes there are.
+    pub fn most(self) -> usize {
+        match self {
+            Self::Auto => 5,
+            Self::Fixed(voters) => voters,
+        }
+    }
+}
+
 impl std::str::FromStr for VoterTarget {
     type Err = String;
 

@@ -11,7 +11,7 @@ use engenho_api::kube::plugins::SigningKey;
 use engenho_api::kube::services::{Requested, SERVICE_NETWORK_KEY, ServiceNetwork};
 use engenho_api::kube::{ApiError, Credentials, KubeApi};
 use engenho_mesh::{
-    ClusterSettings, JoinCheck, JoinRequest, Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials,
+    ClusterSettings, JoinCheck, JoinRequest, Joined, Node, NodeConfig, PeerCredentials, PeerService, fetch_credentials,
     split_peer_connections,
 };
 use engenho_pki::{ClusterCa, HTTP2_ALPN, HandshakeLimits, Identity, JoinToken, Profile, accept_tls};
@@ -139,27 +139,33 @@ pub struct UpArgs {
     /// The least time between two role shifts of one node.
     #[arg(long, default_value = "60s", value_parser = crate::autopilot::parse_duration)]
     shift_interval: Duration,
-    /// Run as a worker: no replica of the store and no API, etcd or peer
-    /// port; the node gossips, runs its pods and reaches the cluster's API
-    /// through the control plane. Its first start needs --join and the
-    /// join token; its data directory must not hold a control-plane node.
+    /// Standby replicas (learners) the cluster keeps beyond the most voters
+    /// it wants (5 with `--voters auto`): a node that joins through this
+    /// one without --worker is a replica while the cluster has fewer
+    /// members than that, else a worker.
+    #[arg(long, default_value_t = 2)]
+    standbys: usize,
+    /// Join as a worker (first start): no replica of the store and no API
+    /// or etcd port; the node gossips, runs its pods and reaches the
+    /// cluster's API through the control plane. Needs --join and the join
+    /// token. Later starts run as what the data directory holds.
     #[arg(long)]
     worker: bool,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
-    if args.worker && holds_replica(&args.data_dir) {
-        tracing::info!("this node was raised to the control plane: it runs as the replica it is");
-    } else if args.worker {
-        match worker::run(&args).await? {
+    let mut joined = None;
+    match start_as(&args).await? {
+        Start::Replica(credentials) => joined = credentials,
+        Start::Worker => match worker::run(&args).await? {
             worker::Ended::Stopped => return Ok(()),
             worker::Ended::Raised { seed } => {
                 tracing::info!(%seed, "raised to standby: joining as a replica");
                 args.join = Some(seed);
                 until_free(args.peer_addr).await?;
             }
-        }
+        },
     }
     let name = args.name.clone().unwrap_or_else(host_name);
     let peer_listener = bind(args.peer_addr, "peer")?;
@@ -170,7 +176,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
     let supplied_token = supplied_token(&args)?;
     let pki = args.data_dir.join("pki");
-    let peer_credentials = peer_credentials(&args, &name, &pki, supplied_token.as_deref()).await?;
+    let peer_credentials = peer_credentials(&args, &name, &pki, joined)?;
     let ca = peer_credentials.ca.clone();
     let node_identity = peer_credentials.identity.clone();
     let credentials = Credentials::load_or_create(&args.data_dir, &ca, args.api_addr)
@@ -185,6 +191,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         history_revisions: args.history_revisions,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
         credentials: peer_credentials,
+        replicas_max: args.voters.most() + args.standbys,
     };
     let store_runtime = StoreRuntime::new(args.store_threads)?;
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
@@ -523,15 +530,62 @@ fn supplied_token(args: &UpArgs) -> anyhow::Result<Option<String>> {
     Ok(text.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty()))
 }
 
-/// The node's certificate and the cluster CA. A node holding the CA issues
-/// its node certificate anew for the peer address of this start; a new
-/// node joining a cluster obtains both from a member; a new node that does
-/// not join makes a new CA.
-async fn peer_credentials(
+/// What a start runs as.
+enum Start {
+    /// A replica, with the credentials a first join was granted.
+    Replica(Option<PeerCredentials>),
+    /// A worker.
+    Worker,
+}
+
+/// What this start runs as: what the data directory holds; on a first
+/// start, a worker with `--worker`, a new cluster's first replica without
+/// `--join`, else what the cluster joined decides (a replica while it
+/// keeps fewer replicas than it wants, else a worker).
+async fn start_as(args: &UpArgs) -> anyhow::Result<Start> {
+    let pki = args.data_dir.join("pki");
+    if holds_replica(&args.data_dir) {
+        if args.worker {
+            tracing::info!("this node was raised to the control plane: it runs as the replica it is");
+        }
+        return Ok(Start::Replica(None));
+    }
+    if args.worker || holds_worker(&pki)? {
+        return Ok(Start::Worker);
+    }
+    let Some(seed) = &args.join else { return Ok(Start::Replica(None)) };
+    engenho_store::secure_data_dir(&args.data_dir)
+        .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let token = supplied_token(args)?;
+    let joined =
+        join_cluster(args, &name, seed, token.as_deref(), async |request| fetch_credentials(request, &pki).await)
+            .await?;
+    match joined {
+        Joined::Replica(credentials) => Ok(Start::Replica(Some(credentials))),
+        Joined::Worker(credentials) => {
+            tracing::info!("the cluster keeps all the replicas it wants: this node joins as a worker");
+            credentials.identity.write(&pki.join("node.crt"), &pki.join("node.key"))?;
+            Ok(Start::Worker)
+        }
+    }
+}
+
+/// Whether `pki` holds a worker's certificate (and no CA key).
+fn holds_worker(pki: &Path) -> anyhow::Result<bool> {
+    let own = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))?;
+    Ok(own.is_some_and(|own| engenho_pki::is_worker_certificate(&own.chain()[0])))
+}
+
+/// The node's certificate and the cluster CA: those a first join was
+/// granted; else, from the CA this node holds, its node certificate
+/// issued anew for the peer address of this start; else (a new cluster) a
+/// new CA.
+fn peer_credentials(
     args: &UpArgs,
     name: &str,
     pki: &Path,
-    supplied_token: Option<&str>,
+    joined: Option<PeerCredentials>,
 ) -> anyhow::Result<PeerCredentials> {
     let issue_own = |ca: ClusterCa| -> anyhow::Result<PeerCredentials> {
         let identity = ca
@@ -539,18 +593,9 @@ async fn peer_credentials(
             .context("issuing this node's certificate")?;
         Ok(PeerCredentials { ca: Arc::new(ca), identity })
     };
-    if !holds_replica(&args.data_dir)
-        && let Some(own) = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))?
-        && engenho_pki::is_worker_certificate(&own.chain()[0])
-    {
-        anyhow::bail!("{} holds a worker: start it with --worker", args.data_dir.display());
-    }
-    let credentials = match (ClusterCa::load(pki).context("loading the cluster CA")?, &args.join) {
-        (Some(ca), _) => issue_own(ca)?,
-        (None, Some(seed)) => {
-            join_cluster(args, name, seed, supplied_token, async |request| fetch_credentials(request, pki).await)
-                .await?
-        }
+    let credentials = match (joined, ClusterCa::load(pki).context("loading the cluster CA")?) {
+        (Some(joined), _) => joined,
+        (None, Some(ca)) => issue_own(ca)?,
         (None, None) => issue_own(ClusterCa::create(pki).context("making the cluster CA")?)?,
     };
     credentials.identity.write(&pki.join("node.crt"), &pki.join("node.key"))?;

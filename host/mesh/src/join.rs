@@ -2,13 +2,18 @@
 //! with the join ALPN, trusting it only if its certificate chain carries
 //! the CA the join token pins; then it sends the token's secret and a
 //! certificate signing request for a key that never leaves it. A member
-//! that finds the secret's hash in the store answers with the cluster CA
-//! (certificate and key to a node that joins as a replica; the certificate
+//! that finds the secret's hash in the store decides the node's role (a
+//! replica while the cluster has fewer members than it keeps replicas,
+//! else a worker; a worker when the node asks to be one) and answers with
+//! the cluster CA (certificate and key to a replica; the certificate
 //! alone to a worker) and the node certificate it signed (a worker's
-//! marked as such), with the cluster settings the node asked for, which the node checks before it installs anything: a node
-//! whose own settings disagree with the cluster's stops there, never a
-//! member. The membership change itself then travels as a forwarded
-//! request over mutual TLS, under that certificate.
+//! marked as such), with the cluster settings the node asked for, which
+//! the node checks before it installs anything: a node whose own settings
+//! disagree with the cluster's stops there, never a member. A replica's
+//! membership change itself then travels as a forwarded request over
+//! mutual TLS, under that certificate. A worker the autopilot raised asks
+//! for a replica's credentials with its worker certificate instead of the
+//! secret.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -77,14 +82,9 @@ struct CertificateRequest {
     request_pem: String,
     /// Store keys of the cluster settings the node checks before joining.
     settings: Vec<String>,
-    /// Whether the node joins as a worker: no replica, no CA key, a
-    /// worker's certificate.
+    /// What the node asks to be.
     #[serde(default)]
-    worker: bool,
-    /// Whether a worker the autopilot raised asks for a replica's
-    /// credentials (no secret: its worker certificate and the raise).
-    #[serde(default)]
-    raise: bool,
+    asks: Kind,
 }
 
 /// Prefix of the store keys of raises: a worker the autopilot raised to
@@ -98,14 +98,25 @@ pub fn raise_key(name: &str) -> String {
 }
 
 /// What a join asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Kind {
-    /// A replica's credentials, with the secret.
-    Member,
+    /// A replica's credentials while the cluster keeps fewer replicas than
+    /// it wants, else a worker's; with the secret.
+    #[default]
+    Either,
     /// A worker's, with the secret.
     Worker,
-    /// A replica's, for a raised worker.
+    /// A replica's, for a raised worker (its certificate, no secret).
     Raise,
+}
+
+/// What a node that joined holds.
+pub enum Joined {
+    /// A replica's credentials (the CA with its key), installed.
+    Replica(PeerCredentials),
+    /// A worker's (the CA's certificate only), the CA certificate written.
+    Worker(WorkerCredentials),
 }
 
 /// What a member answers a joining node that knew the secret.
@@ -155,9 +166,12 @@ pub struct WorkerCredentials {
 /// The member is not of the cluster the token pins, refused the secret, or
 /// could not be reached in time; the check refused the cluster's settings
 /// (nothing is installed then).
-pub async fn fetch_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<PeerCredentials> {
-    let (grant, identity) = exchange(&Exchange::with_token(request, Kind::Member)?).await?;
-    install_member(request.seed, grant, identity, pki)
+pub async fn fetch_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<Joined> {
+    let (grant, identity) = exchange(&Exchange::with_token(request, Kind::Either)?).await?;
+    match grant.ca_key_pem.is_some() {
+        true => install_member(request.seed, grant, identity, pki).map(Joined::Replica),
+        false => install_worker(grant, identity, pki).map(Joined::Worker),
+    }
 }
 
 /// What a worker the autopilot raised to standby asks for.
@@ -218,6 +232,11 @@ fn install_member(seed: &str, grant: CertificateGrant, identity: Identity, pki: 
 /// As [`fetch_credentials`].
 pub async fn fetch_worker_credentials(request: &JoinRequest<'_>, pki: &Path) -> Result<WorkerCredentials> {
     let (grant, identity) = exchange(&Exchange::with_token(request, Kind::Worker)?).await?;
+    install_worker(grant, identity, pki)
+}
+
+/// Writes the CA certificate a member granted a worker to `pki`.
+fn install_worker(grant: CertificateGrant, identity: Identity, pki: &Path) -> Result<WorkerCredentials> {
     engenho_pki::write_private(&pki.join(engenho_pki::CA_CERTIFICATE_FILE), &grant.ca_certificate_pem)
         .map_err(|e| MeshError::Tls(e.to_string()))?;
     let ca = identity.chain().last().cloned().ok_or_else(|| MeshError::Tls("an empty certificate chain".into()))?;
@@ -271,8 +290,7 @@ async fn exchange(asked: &Exchange<'_>) -> Result<(CertificateGrant, Identity)> 
             secret: asked.secret.to_owned(),
             request_pem,
             settings: asked.check.keys.iter().map(|key| (*key).to_owned()).collect(),
-            worker: asked.kind == Kind::Worker,
-            raise: asked.kind == Kind::Raise,
+            asks: asked.kind,
         };
         let mut stream = BufReader::new(stream);
         write_frame(stream.get_mut(), &request).await.map_err(|e| refused(e.to_string()))?;
@@ -353,9 +371,9 @@ impl Inner {
     /// for a raise, if it is the worker `worker` (its certificate, verified
     /// in the handshake, says so) and the autopilot raised it.
     fn grant_certificate(&self, request: &CertificateRequest, worker: Option<&str>) -> Result<CertificateGrant> {
-        match request.raise {
-            true => self.check_raise(&request.name, worker)?,
-            false => self.check_join_secret(&request.secret)?,
+        match request.asks {
+            Kind::Raise => self.check_raise(&request.name, worker)?,
+            Kind::Either | Kind::Worker => self.check_join_secret(&request.secret)?,
         }
         let name = &request.name;
         if name.is_empty() || name.len() > NODE_NAME_BYTES_MAX || name.chars().any(char::is_control) {
@@ -369,7 +387,14 @@ impl Inner {
         let settings = self.join_settings(&request.settings)?;
         let ca = self.tls.ca();
         let (name, ip) = (name.clone(), peer.ip());
-        let worker = request.worker && !request.raise;
+        let worker = match request.asks {
+            Kind::Worker => true,
+            Kind::Raise => false,
+            Kind::Either => {
+                let members = self.raft.metrics().borrow().membership_config.membership().nodes().count();
+                members >= self.config.replicas_max
+            }
+        };
         let profile = if worker { Profile::Worker { name, ip } } else { Profile::Node { name, ip } };
         let certificate_pem = ca
             .sign_request(&request.request_pem, &profile)

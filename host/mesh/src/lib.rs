@@ -28,7 +28,7 @@ pub mod proto {
 pub use agent_port::{AgentPort, agent_port_connections};
 pub use error::{MeshError, Result};
 pub use join::{
-    ClusterSettings, JoinCheck, JoinRequest, RAISES_PREFIX, RaiseRequest, WorkerCredentials, fetch_credentials,
+    ClusterSettings, JoinCheck, JoinRequest, Joined, RAISES_PREFIX, RaiseRequest, WorkerCredentials, fetch_credentials,
     fetch_raised_credentials, fetch_worker_credentials, raise_key,
 };
 pub use node::{

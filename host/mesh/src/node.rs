@@ -95,6 +95,10 @@ pub struct NodeConfig {
     pub compaction_interval: Duration,
     /// The node's certificate and the cluster CA, for the peer port.
     pub credentials: PeerCredentials,
+    /// The most replicas (voters and learners) the cluster keeps: a node
+    /// that joins through this one asking for either role is given a
+    /// worker's once the cluster has this many members.
+    pub replicas_max: usize,
 }
 
 /// One member of the raft group.
@@ -180,7 +184,7 @@ pub(crate) struct Inner {
     pub(crate) tls: Arc<PeerTls>,
     clients: PeerClients,
     leases: LeaseClock,
-    config: NodeConfig,
+    pub(crate) config: NodeConfig,
     /// The database, for the cause of a stop.
     db: engenho_store::Storage,
     /// Opens the streams other nodes ask for.
@@ -1078,6 +1082,7 @@ mod tests {
             history_revisions: 0,
             compaction_interval: Duration::from_secs(60),
             credentials: PeerCredentials { ca: Arc::new(ca), identity },
+            replicas_max: 7,
         };
         let node = Node::start(config).await.expect("start");
         node.bootstrap("secret").await.expect("bootstrap");

@@ -309,7 +309,10 @@ pub(super) async fn node_peer_addr(state: &ApiState, node: &str) -> Result<Strin
     let port = object.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64);
     match (address, port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0)) {
         (Some(ip), Some(port)) => Ok(std::net::SocketAddr::new(ip, port).to_string()),
-        _ => Err(format!("node \"{node}\" reports no InternalIP and agent port, so its pods cannot be reached")),
+        _ => Err(format!(
+            "node \"{node}\" is not a member of the cluster and its Node reports no InternalIP and agent port, so its \
+             pods cannot be reached"
+        )),
     }
 }
 

@@ -2,7 +2,8 @@
 //! linearizable store and the autopilot's roles through real faults: the
 //! cluster grows from one node to five (voters 1, 1, 3, 3, 3); the leader
 //! is killed with `kill -9` (a new leader, writes resume, a learner is
-//! promoted in its place); a learner is killed (no role change); the
+//! promoted in its place); a learner is killed, and a worker (a sixth node,
+//! no replica) is killed (no role change); the
 //! leader and a learner are cut off from the rest with nftables (the
 //! majority keeps serving and replaces the leader, the minority decides
 //! nothing); every node is restarted in turn; the cluster shrinks back to
@@ -27,7 +28,7 @@ use rand::Rng;
 use tonic::transport::Channel;
 
 use crate::netns::Network;
-use crate::revoada::{exported_chain_verifies, members, wait_rounds};
+use crate::revoada::{exported_chain_verifies, members, mesh_status, wait_rounds};
 use crate::support::{EngenhoNode, wait_for, wait_voters};
 
 /// The autopilot's pace for this test: shifts 5 s apart at least, failed
@@ -189,7 +190,7 @@ fn start_args(nodes: &[EngenhoNode]) -> Vec<String> {
 
 #[test]
 fn five_nodes_in_namespaces_shift_roles_through_kills_and_partitions() {
-    let network = match Network::create(5) {
+    let network = match Network::create(6) {
         Ok(network) => network,
         Err(reason) => {
             eprintln!("skipped: network namespaces cannot be made on this machine: {reason}");
@@ -212,6 +213,17 @@ fn five_nodes_in_namespaces_shift_roles_through_kills_and_partitions() {
     }
     wait_rounds(&nodes, 8);
     assert_eq!(members(&nodes[0]).values().filter(|(_, voter)| *voter).count(), 3, "five nodes keep three voters");
+
+    // A worker joins from a sixth namespace: no replica, six nodes, still
+    // three voters.
+    let mut worker = EngenhoNode::in_namespace(root.path(), "ns-worker", network.namespace(5), &network.ip(5));
+    worker.start_worker(&join);
+    wait_for("the worker in gossip", FAULT_DEADLINE, || {
+        mesh_status(&nodes[0])["gossipOnly"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|m| m["name"] == "ns-worker" && m["gossip"]["live"] == true))
+    });
+    assert!(!members(&nodes[0]).contains_key("ns-worker"), "a worker is no member");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let history = Arc::new(History { start: Instant::now(), events: Mutex::new(Vec::new()) });
@@ -248,6 +260,15 @@ fn five_nodes_in_namespaces_shift_roles_through_kills_and_partitions() {
     wait_rounds(&nodes, 12);
     assert_eq!(members(&nodes[watcher]), before, "a dead learner changes no role");
     nodes[learner].start_ready(&SETTINGS);
+
+    // Kill the worker: no role change either (it stays dead).
+    let before = members(&nodes[watcher]);
+    worker.kill();
+    wait_for("gossip to see the worker dead", FAULT_DEADLINE, || {
+        nodes[watcher].log_text().contains("gossip: ns-worker is dead")
+    });
+    wait_rounds(&nodes, 12);
+    assert_eq!(members(&nodes[watcher]), before, "a dead worker changes no role");
 
     // Cut the leader and one learner off: the majority elects a leader,
     // keeps taking writes and promotes its learner; the minority decides

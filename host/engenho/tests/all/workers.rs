@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::pods::{RUNS_PODS, forwards_in_both_protocols, pod, push, push_toolbox, wait_pod};
-use crate::revoada::{exported_chain_verifies, members, mesh_status};
+use crate::revoada::{exported_chain_verifies, members, mesh_status, wait_rounds};
 use crate::support::{EngenhoNode, Kubectl, wait_for, wait_voters};
 
 /// Time allowed for the worker to show a change (its Node, its API server).
@@ -135,22 +135,18 @@ fn a_worker_runs_pods_through_the_control_plane_without_a_replica() {
     wait_for("gossip to notice the dead worker", WORKER_DEADLINE, || {
         replicas[0].log_text().contains("gossip: wk is dead")
     });
-    let leader = replicas.iter().find(|r| r.is_leader()).expect("a leader");
-    let rounds = |node: &EngenhoNode| mesh_status(node)["autopilot"]["rounds"].as_u64().unwrap_or(0);
-    let since = rounds(leader);
-    wait_for("two seconds of autopilot rounds past the death", WORKER_DEADLINE, || rounds(leader) >= since + 8);
+    wait_rounds(&replicas, 8);
     let status = mesh_status(&replicas[0]);
     assert_eq!(status["transitions"], transitions, "no role changed for a dead worker");
     assert_eq!(members(&replicas[0]).values().filter(|(_, voter)| *voter).count(), 3);
 
-    // A worker's directory is no replica's: started without --worker, it
-    // is refused. Started again as a worker without --join, it finds the
-    // control plane from what it knew, and its Node is Ready again.
-    worker.start(&RUNS_PODS);
-    assert!(!worker.wait_exit().success());
-    assert!(worker.log_text().contains("holds a worker: start it with --worker"), "{}", worker.log_text());
+    // Started again without --worker or --join, it runs as the worker its
+    // directory holds, finds the control plane from what it knew, and its
+    // Node is Ready again.
     let used_before = servers_used(&worker).len();
-    worker.start_worker(&RUNS_PODS);
+    worker.start(&RUNS_PODS);
+    worker.wait_ready();
+    assert!(!members(&replicas[0]).contains_key("wk"), "still a worker");
     wait_for("the restarted worker to reach an API server", WORKER_DEADLINE, || {
         servers_used(&worker).len() > used_before
     });
@@ -202,4 +198,25 @@ fn a_worker_runs_pods_through_the_control_plane_without_a_replica() {
     worker.start(&["--worker", "--register-with-taints", "", "--eviction-hard", "nodefs.available<1%"]);
     worker.wait_ready();
     assert!(worker.log_text().contains("it runs as the replica it is"));
+}
+
+#[test]
+fn a_node_joining_a_cluster_that_keeps_all_its_replicas_is_a_worker() {
+    // One voter and no standby wanted: the second node to join is a
+    // worker, without asking to be one.
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut first = EngenhoNode::new(root.path(), "keeper");
+    first.start_ready(&["--voters", "1", "--standbys", "0"]);
+    let mut second = EngenhoNode::new(root.path(), "second");
+    let join = first.join_args();
+    second.start(&join.iter().map(String::as_str).collect::<Vec<_>>());
+    second.wait_ready();
+    assert!(second.log_text().contains("this node joins as a worker"), "{}", second.log_text());
+    assert!(second.log_text().contains("engenho worker ready"));
+    assert!(!second.pki().join("ca.key").exists(), "a worker holds no CA key");
+    assert_eq!(members(&first).len(), 1, "the cluster keeps one replica");
+    let kubectl = Kubectl::for_node(&first);
+    wait_for("the worker's Node Ready", WORKER_DEADLINE, || ready(&kubectl, "second"));
+    let node = kubectl.json(&["get", "node", "second", "-o", "json"]);
+    assert_eq!(node["metadata"]["labels"]["node-role.kubernetes.io/worker"], "");
 }
