@@ -5,8 +5,8 @@
 //! follows the number of nodes, promotes caught-up learners, demotes
 //! surplus voters, replaces voters that raft and gossip both report dead,
 //! removes members dead for long, quarantines nodes whose liveness flaps,
-//! and raises a worker to standby when the healthy replicas are too few
-//! for the voter target ([`plan_raise`]).
+//! lowers surplus learners to workers, and raises a worker to standby when
+//! the healthy replicas are too few for the voter target ([`plan_raise`]).
 //!
 //! [`plan`] is a pure function of a [`View`] (what the leader's raft and
 //! gossip see now) and a [`Policy`]; it answers at most one [`Decision`],
@@ -108,6 +108,9 @@ pub struct Policy {
     /// A worker raised to standby that has not joined as a learner this
     /// long is given up on, and another may be raised.
     pub raise_timeout: Duration,
+    /// Healthy learners kept beyond the voters; a surplus learner is
+    /// lowered to a worker.
+    pub standbys: usize,
 }
 
 impl Default for Policy {
@@ -122,6 +125,7 @@ impl Default for Policy {
             quorum_ack_max: Duration::from_millis(1500),
             stable_for: Duration::from_secs(60),
             raise_timeout: Duration::from_secs(60),
+            standbys: 2,
         }
     }
 }
@@ -148,6 +152,9 @@ pub struct MemberView {
     pub quarantined: bool,
     /// Time since its role last shifted, when it ever did.
     pub since_shift: Option<Duration>,
+    /// Whether it is being lowered to a worker (recorded, not yet
+    /// removed).
+    pub lowering: bool,
 }
 
 impl MemberView {
@@ -257,6 +264,9 @@ pub enum Action {
     Quarantine,
     /// A quarantined node may be promoted again.
     Restore,
+    /// A surplus learner is to become a worker: it gives up its replica
+    /// once it reads this, and is then removed.
+    Lower,
 }
 
 impl Action {
@@ -274,6 +284,7 @@ impl Action {
             Self::Remove => "remove",
             Self::Quarantine => "quarantine",
             Self::Restore => "restore",
+            Self::Lower => "lower",
         }
     }
 }
@@ -313,6 +324,32 @@ pub fn plan(view: &View, policy: &Policy) -> Option<Decision> {
         .or_else(|| promote(view, policy))
         .or_else(|| demote(view, policy))
         .or_else(|| remove(view, policy))
+        .or_else(|| lower(view, policy))
+}
+
+/// Lowers one surplus learner to a worker while the healthy voters meet
+/// the target and more than [`Policy::standbys`] healthy learners remain:
+/// a quarantined one first, then the one trailing most; one at a time.
+fn lower(view: &View, policy: &Policy) -> Option<Decision> {
+    if view.members.iter().any(|m| m.lowering) {
+        return None;
+    }
+    let target = policy.voters.for_nodes(view.nodes());
+    let healthy_voters = view.members.iter().filter(|m| m.voter && !m.failed(policy)).count();
+    let learners: Vec<&MemberView> = view
+        .members
+        .iter()
+        .filter(|m| !m.voter && !m.failed(policy) && matches!(m.gossip, Liveness::Live { .. }))
+        .collect();
+    if healthy_voters < target || learners.len() <= policy.standbys {
+        return None;
+    }
+    let candidate = learners
+        .iter()
+        .filter(|m| m.may_shift(policy))
+        .max_by_key(|m| (m.quarantined, m.lag.unwrap_or(u64::MAX), m.id))?;
+    let reason = format!("{} standbys for {} wanted", learners.len(), policy.standbys);
+    Some(Decision { node: candidate.id, action: Action::Lower, reason })
 }
 
 /// The worker to raise to standby, if the healthy replicas (voters and
@@ -373,7 +410,7 @@ fn promote(view: &View, policy: &Policy) -> Option<Decision> {
     let candidate = view
         .members
         .iter()
-        .filter(|m| !m.voter && !m.quarantined && !m.flapping && !m.failed(policy))
+        .filter(|m| !m.voter && !m.quarantined && !m.flapping && !m.lowering && !m.failed(policy))
         .filter(|m| m.reachable(policy) && matches!(m.gossip, Liveness::Live { .. }) && m.may_shift(policy))
         .filter(|m| m.lag.is_some_and(|lag| lag <= policy.lag_max))
         .min_by_key(|m| (m.lag, m.id))?;

@@ -17,6 +17,7 @@ fn leader(id: u64) -> MemberView {
         flapping: false,
         quarantined: false,
         since_shift: None,
+        lowering: false,
     }
 }
 
@@ -262,8 +263,9 @@ fn member() -> impl Strategy<Value = MemberView> {
         any::<bool>(),
         any::<bool>(),
         proptest::option::of(0u64..120),
+        proptest::bool::weighted(0.1),
     )
-        .prop_map(|(voter, silent_ms, lag, gossip, flapping, quarantined, shift)| MemberView {
+        .prop_map(|(voter, silent_ms, lag, gossip, flapping, quarantined, shift, lowering)| MemberView {
             id: 0,
             voter,
             leader: false,
@@ -273,6 +275,7 @@ fn member() -> impl Strategy<Value = MemberView> {
             flapping,
             quarantined,
             since_shift: shift.map(Duration::from_secs),
+            lowering: lowering && !voter,
         })
 }
 
@@ -347,8 +350,14 @@ proptest! {
             let reachable = |id: u64| view.members.iter().any(|m| m.id == id && m.reachable(&policy));
             prop_assert!(quorum_safe(&voters, &after, reachable), "below quorum: {decision:?}");
         }
+        if decision.action == Action::Lower {
+            prop_assert!(!target.voter && !view.members.iter().any(|m| m.lowering), "one lowering, of a learner");
+            let learners = view.members.iter().filter(|m| !m.voter && m.dead_for() < policy.dead_grace).count();
+            prop_assert!(learners > policy.standbys, "a standby lowered within the standby count");
+            prop_assert!(target.may_shift(&policy));
+        }
         if decision.action == Action::Promote {
-            prop_assert!(!target.voter && !target.quarantined && !target.flapping);
+            prop_assert!(!target.voter && !target.quarantined && !target.flapping && !target.lowering);
             prop_assert!(target.lag.is_some_and(|lag| lag <= policy.lag_max), "a trailing learner promoted");
             prop_assert!(target.reachable(&policy));
         }
@@ -391,4 +400,25 @@ fn live_workers_count_toward_the_voter_target() {
     grown.push(healthy(4, false));
     let more = View { workers: workers[..3].to_vec(), ..view(grown) };
     assert_eq!(plan(&more, &Policy::default()).map(|d| (d.node, d.action)), Some((4, Action::Promote)));
+}
+
+#[test]
+fn surplus_learners_are_lowered_to_workers_one_at_a_time() {
+    // Goal: three voters and three learners keep two standbys: the
+    // quarantined learner goes first, then the one trailing most; none
+    // while one is being lowered, while voters are short, or within the
+    // standby count.
+    let mut members = vec![leader(1), healthy(2, true), healthy(3, true)];
+    members.extend([healthy(4, false), healthy(5, false), healthy(6, false)]);
+    members[4].lag = Some(40);
+    assert_eq!(decide(members.clone()), Some((5, Action::Lower)), "the learner trailing most");
+    (members[5].quarantined, members[5].flapping) = (true, true);
+    assert_eq!(decide(members.clone()), Some((6, Action::Lower)), "a quarantined learner first");
+    let mut lowering = members.clone();
+    lowering[5].lowering = true;
+    assert_eq!(decide(lowering), None, "one lowering at a time");
+    assert_eq!(decide(members[..5].to_vec()), None, "two standbys are kept");
+    let mut short = members.clone();
+    short[2] = dead(3, true, 5 * SECOND);
+    assert_ne!(decide(short).map(|d| d.1), Some(Action::Lower), "never while voters are short");
 }

@@ -107,6 +107,8 @@ pub enum Reason {
     Quarantine,
     /// Out of quarantine: stable again.
     Restore,
+    /// A surplus standby, to become a worker (its removal follows).
+    Lower,
 }
 
 /// One transition, as appended.

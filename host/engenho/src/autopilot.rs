@@ -47,6 +47,9 @@ pub type SharedTracker = Arc<Mutex<LivenessTracker>>;
 /// The nodes gossip says are workers, by name.
 pub type SharedWorkers = Arc<Mutex<std::collections::BTreeSet<String>>>;
 
+/// Why a lowered member was removed.
+pub const LOWERED: &str = "lowered to a worker";
+
 /// The annotation on a worker's Node that asks it to become a replica.
 pub const RAISE_ANNOTATION: &str = "engenho.io/raise";
 
@@ -127,6 +130,9 @@ impl Autopilot {
         let records = self.records()?;
         self.record_unrecorded(&raft, &records).await?;
         self.append_to_chain(&raft).await?;
+        if self.remove_lowered(&raft, &records).await? {
+            return Ok(());
+        }
         let raises = self.settle_raises(&raft).await?;
         let view = self.view(&raft, &records, &raises);
         let decision = engenho_autopilot::plan(&view, &self.policy);
@@ -144,7 +150,7 @@ impl Autopilot {
             Action::Promote => Some(MembershipChange::Promote),
             Action::Demote => Some(MembershipChange::Demote),
             Action::Remove => Some(MembershipChange::Remove),
-            Action::Quarantine | Action::Restore | Action::Join => None,
+            Action::Quarantine | Action::Restore | Action::Join | Action::Lower => None,
         };
         if let Some(change) = change {
             self.node.change_role(decision.node, change).await.map_err(|e| format!("{name}: {e}"))?;
@@ -255,10 +261,44 @@ impl Autopilot {
                     since_shift: record
                         .and_then(|r| r.shifted_at_ms)
                         .map(|at| Duration::from_millis(wall.saturating_sub(at))),
+                    lowering: record.is_some_and(|r| r.action == Action::Lower),
                 }
             })
             .collect();
         View { quorum_ack_age: raft.quorum_ack_age, members, workers }
+    }
+
+    /// Removes a member being lowered once it gossips as a worker (it gave
+    /// up its replica), or once it has failed; whether it removed one.
+    async fn remove_lowered(&self, raft: &LeaderView, records: &BTreeMap<u64, RoleRecord>) -> Result<bool, String> {
+        let workers = self.workers.lock().expect("worker list lock").clone();
+        let now = Instant::now();
+        for member in &raft.members {
+            let Some(record) = records.get(&member.id).filter(|r| r.action == Action::Lower) else { continue };
+            let gossip = self.tracker.lock().expect("liveness tracker lock").liveness(&member.info.name, now);
+            let dead = matches!(gossip, engenho_autopilot::Liveness::Dead { for_ } if for_ >= self.policy.dead_grace);
+            let gone = workers.contains(&member.info.name) || (dead && member.raft_silent >= self.policy.dead_grace);
+            if member.voter || member.leader || !gone {
+                continue;
+            }
+            self.node
+                .change_role(member.id, MembershipChange::Remove)
+                .await
+                .map_err(|e| format!("{}: {e}", member.info.name))?;
+            tracing::info!(node = %member.info.name, action = "remove", reason = LOWERED, "autopilot");
+            let removed = RoleRecord {
+                role: Role::Removed,
+                action: Action::Remove,
+                reason: LOWERED.into(),
+                at_ms: unix_ms(),
+                shifted_at_ms: Some(unix_ms()),
+                term: raft.term,
+                ..record.clone()
+            };
+            self.record(&removed).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The raises under way: each raise record, cleared (with its Node's
@@ -396,14 +436,17 @@ impl Autopilot {
             Action::Join => ("Joined", false),
             Action::Promote => ("Promoted", false),
             Action::Demote => ("Demoted", false),
+            Action::Remove if record.reason == LOWERED => ("Lowered", false),
             Action::Remove => ("Removed", true),
             Action::Quarantine => ("Quarantined", true),
             Action::Restore => ("Restored", false),
+            Action::Lower => ("Lowering", false),
         };
-        let role = match record.role {
-            Role::Voter => "a voter (control plane)",
-            Role::Learner => "a learner (standby)",
-            Role::Removed => "no longer a member",
+        let role = match (record.action, record.role) {
+            (Action::Lower, _) => "to give up its replica and become a worker",
+            (_, Role::Voter) => "a voter (control plane)",
+            (_, Role::Learner) => "a learner (standby)",
+            (_, Role::Removed) => "no longer a member",
         };
         self.events.record(Event {
             regarding: node_regarding(&record.name),
@@ -491,6 +534,7 @@ fn chain_event(record: &RoleRecord) -> Option<engenho_chain::Event> {
         Action::Demote => Event::Role { node, role: ChainRole::Learner, reason: Reason::Demote },
         Action::Quarantine => Event::Role { node, role, reason: Reason::Quarantine },
         Action::Restore => Event::Role { node, role, reason: Reason::Restore },
+        Action::Lower => Event::Role { node, role, reason: Reason::Lower },
         Action::Remove => Event::Removed { node, reason: record.reason.clone() },
     })
 }
@@ -502,7 +546,7 @@ fn recorded_even_unchanged(event: &engenho_chain::Event) -> bool {
     use engenho_chain::{Event, Reason};
     matches!(
         event,
-        Event::Role { reason: Reason::Quarantine | Reason::Restore, .. }
+        Event::Role { reason: Reason::Quarantine | Reason::Restore | Reason::Lower, .. }
             | Event::Genesis { .. }
             | Event::Raised { .. }
             | Event::PluginActivated { .. }

@@ -139,10 +139,11 @@ pub struct UpArgs {
     /// The least time between two role shifts of one node.
     #[arg(long, default_value = "60s", value_parser = crate::autopilot::parse_duration)]
     shift_interval: Duration,
-    /// Standby replicas (learners) the cluster keeps beyond the most voters
-    /// it wants (5 with `--voters auto`): a node that joins through this
-    /// one without --worker is a replica while the cluster has fewer
-    /// members than that, else a worker.
+    /// Standby replicas (learners) the cluster keeps beyond its voters:
+    /// the autopilot lowers surplus ones to workers, and a node that joins
+    /// through this one without --worker is a replica while the cluster
+    /// has fewer members than the most voters it wants (5 with `--voters
+    /// auto`) plus these, else a worker.
     #[arg(long, default_value_t = 2)]
     standbys: usize,
     /// Join as a worker (first start): no replica of the store and no API
@@ -155,18 +156,94 @@ pub struct UpArgs {
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
-    let mut joined = None;
-    match start_as(&args).await? {
-        Start::Replica(credentials) => joined = credentials,
-        Start::Worker => match worker::run(&args).await? {
-            worker::Ended::Stopped => return Ok(()),
-            worker::Ended::Raised { seed } => {
-                tracing::info!(%seed, "raised to standby: joining as a replica");
-                args.join = Some(seed);
-                until_free(args.peer_addr).await?;
-            }
-        },
+    let mut start = start_as(&args).await?;
+    loop {
+        start = match start {
+            Start::Worker => match worker::run(&args).await? {
+                worker::Ended::Stopped => return Ok(()),
+                worker::Ended::Raised { seed } => {
+                    tracing::info!(%seed, "raised to standby: joining as a replica");
+                    args.join = Some(seed);
+                    until_free(args.peer_addr).await?;
+                    Start::Replica(None)
+                }
+            },
+            Start::Replica(joined) => match replica(&args, joined).await? {
+                ReplicaEnded::Stopped => return Ok(()),
+                ReplicaEnded::Lowered { control_plane } => {
+                    give_up_replica(&args.data_dir, &control_plane)?;
+                    tracing::info!("lowered: the replica is given up; going on as a worker");
+                    until_free(args.peer_addr).await?;
+                    Start::Worker
+                }
+            },
+        };
     }
+}
+
+/// How a replica's run ended.
+enum ReplicaEnded {
+    /// Ctrl-C or SIGTERM.
+    Stopped,
+    /// The autopilot lowered it to a worker; its worker certificate is
+    /// written. `control_plane` holds the other members' peer addresses.
+    Lowered {
+        /// The other members' peer addresses, as it last knew them.
+        control_plane: Vec<String>,
+    },
+}
+
+/// How often a replica looks for a record lowering it.
+const LOWER_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Resolves once this replica has applied the autopilot's record lowering
+/// it to a worker.
+async fn lowered(node: &Node) {
+    loop {
+        tokio::time::sleep(LOWER_POLL_INTERVAL).await;
+        let records = crate::autopilot::read_records(node).unwrap_or_default();
+        if records.iter().any(|r| r.id == node.id() && r.action == engenho_autopilot::Action::Lower) {
+            return;
+        }
+    }
+}
+
+/// Removes what only a replica keeps from `data_dir` (the store, the CA
+/// key, the etcd client certificate, the admin token and kubeconfig, the
+/// join token, the plugin cache) and records the control plane's peer
+/// addresses for the worker's gossip; the worker's certificate, the pods
+/// and their components stay.
+fn give_up_replica(data_dir: &Path, control_plane: &[String]) -> anyhow::Result<()> {
+    for file in [
+        "pki/ca.key",
+        "pki/etcd-client.crt",
+        "pki/etcd-client.key",
+        "admin-token",
+        "kubeconfig",
+        "join-token",
+        "node-id",
+    ] {
+        match std::fs::remove_file(data_dir.join(file)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("removing {file}"));
+            }
+            _ => {}
+        }
+    }
+    for dir in ["db", "plugins"] {
+        match std::fs::remove_dir_all(data_dir.join(dir)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("removing {dir}/"));
+            }
+            _ => {}
+        }
+    }
+    worker::record_control_plane(data_dir, control_plane)
+}
+
+/// Runs a replica until Ctrl-C or SIGTERM, or until the autopilot lowers
+/// it to a worker.
+async fn replica(args: &UpArgs, joined: Option<PeerCredentials>) -> anyhow::Result<ReplicaEnded> {
     let name = args.name.clone().unwrap_or_else(host_name);
     let peer_listener = bind(args.peer_addr, "peer")?;
     let etcd_listener = bind(args.etcd_addr, "etcd")?;
@@ -174,9 +251,9 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         TcpListener::bind(args.api_addr).await.with_context(|| format!("binding API address {}", args.api_addr))?;
     engenho_store::secure_data_dir(&args.data_dir)
         .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
-    let supplied_token = supplied_token(&args)?;
+    let supplied_token = supplied_token(args)?;
     let pki = args.data_dir.join("pki");
-    let peer_credentials = peer_credentials(&args, &name, &pki, joined)?;
+    let peer_credentials = peer_credentials(args, &name, &pki, joined)?;
     let ca = peer_credentials.ca.clone();
     let node_identity = peer_credentials.identity.clone();
     let credentials = Credentials::load_or_create(&args.data_dir, &ca, args.api_addr)
@@ -219,7 +296,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("the store runtime")??;
 
-    join_or_bootstrap(&node, &args, &ca, supplied_token.as_deref()).await?;
+    join_or_bootstrap(&node, args, &ca, supplied_token.as_deref()).await?;
     let plugin_host = engenho_wasm::PluginHost::new(Some(args.data_dir.join("plugins")))
         .context("setting up the plugin engine")?
         .with_reserved(engenho_wasm::Reserved {
@@ -239,7 +316,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("installing the built-in admission policies and controllers")?;
     api.load_plugins().await;
-    let advertised = advertised_api_addr(&args);
+    let advertised = advertised_api_addr(args);
     // Registered before the node answers when the cluster can take the
     // write; otherwise the loop below keeps trying.
     let registration = api
@@ -292,6 +369,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         dead_grace: args.dead_grace,
         remove_after: args.remove_after,
         shift_interval: args.shift_interval,
+        standbys: args.standbys,
         ..engenho_autopilot::Policy::default()
     };
     let autopilot = crate::autopilot::Autopilot::new(
@@ -305,10 +383,10 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     );
     let autopilot = tokio::spawn(autopilot.run(stop.clone()));
     let name = node.info().name;
-    let agent = node_agent(&args, &name, api.node_client(&name), replica_role(&node));
+    let agent = node_agent(args, &name, api.node_client(&name), replica_role(&node));
     let agent = tokio::spawn(agent.run(stop.clone()));
     let client = api.node_client(&name);
-    let (pods, access) = pod_loop(&args, &name, client, api.pod_informer(), api.loop_metrics(POD_LOOP), stop.clone())?;
+    let (pods, access) = pod_loop(args, &name, client, api.pod_informer(), api.loop_metrics(POD_LOOP), stop.clone())?;
     api.serve_pod_logs(access.logs);
     api.serve_pod_ports(access.ports);
     let pods = tokio::spawn(pods);
@@ -321,9 +399,14 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         "engenho node ready"
     );
 
-    shutdown_signal().await;
-    tracing::info!("stopping");
+    let lowering = tokio::select! {
+        () = shutdown_signal() => false,
+        () = lowered(&node) => true,
+    };
+    tracing::info!(lowering, "stopping the replica");
     stop_sender.send_replace(true);
+    let control_plane: Vec<String> =
+        node.members().into_iter().filter(|m| m.id != node.id()).map(|m| m.info.peer_addr).collect();
     node.shutdown().await.context("stopping raft")?;
     let _ = api_server.await;
     let _ = controllers.await;
@@ -339,7 +422,13 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("streams still open after {SHUTDOWN_GRACE:?}; closing them"),
         }
     }
-    Ok(())
+    if !lowering {
+        return Ok(ReplicaEnded::Stopped);
+    }
+    ca.issue(&Profile::Worker { name, ip: args.peer_addr.ip() })
+        .context("issuing this node's worker certificate")?
+        .write(&pki.join("node.crt"), &pki.join("node.key"))?;
+    Ok(ReplicaEnded::Lowered { control_plane })
 }
 
 /// The node's agent: registers its Node, renews its Lease, reports its

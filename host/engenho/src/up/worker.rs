@@ -255,6 +255,13 @@ async fn follow_control_plane(
     }
 }
 
+/// Records `peers`, the control plane's peer addresses, in `data_dir`:
+/// a worker's gossip seeds when it starts.
+pub(super) fn record_control_plane(data_dir: &Path, peers: &[String]) -> anyhow::Result<()> {
+    engenho_pki::write_private(&data_dir.join(CONTROL_PLANE_FILE), &peers.join("\n"))
+        .context("recording the control plane's peer addresses")
+}
+
 /// The peer addresses recorded at `path`, if any.
 fn read_seeds(path: &Path) -> Vec<SocketAddr> {
     std::fs::read_to_string(path)

@@ -220,3 +220,52 @@ fn a_node_joining_a_cluster_that_keeps_all_its_replicas_is_a_worker() {
     let node = kubectl.json(&["get", "node", "second", "-o", "json"]);
     assert_eq!(node["metadata"]["labels"]["node-role.kubernetes.io/worker"], "");
 }
+
+#[test]
+fn a_surplus_standby_is_lowered_to_a_worker() {
+    // The leader keeps one voter and one standby. A third replica (joined
+    // through a node that keeps more) is one standby too many: one of the
+    // two learners gives up its replica and goes on as a worker.
+    let root = tempfile::tempdir().expect("temporary directory");
+    let mut nodes: Vec<EngenhoNode> =
+        ["low-a", "low-b", "low-c"].iter().map(|name| EngenhoNode::new(root.path(), name)).collect();
+    nodes[0].start_ready(&["--voters", "1", "--standbys", "1"]);
+    for (index, through) in [(1, 0), (2, 1)] {
+        let mut args = nodes[through].join_args();
+        args.extend(RUNS_PODS.iter().map(|a| (*a).to_owned()));
+        nodes[index].start_ready(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    wait_for("one of the learners lowered and removed", Duration::from_secs(90), || members(&nodes[0]).len() == 2);
+    let kept = members(&nodes[0]);
+    let lowered = (1..3).find(|&i| !kept.contains_key(&nodes[i].name)).expect("a lowered node");
+    let name = nodes[lowered].name.clone();
+    wait_for("the lowered node running as a worker", WORKER_DEADLINE, || {
+        let log = nodes[lowered].log_text();
+        log.contains("going on as a worker") && log.contains("engenho worker ready")
+    });
+    assert!(!nodes[lowered].dir.join("db").exists(), "the replica is given up");
+    assert!(!nodes[lowered].pki().join("ca.key").exists(), "and the CA key with it");
+    let kubectl = Kubectl::for_node(&nodes[0]);
+    wait_for("ROLES worker on the lowered node", WORKER_DEADLINE, || {
+        let node = kubectl.json(&["get", "node", &name, "-o", "json"]);
+        node["metadata"]["labels"].get("node-role.kubernetes.io/worker").is_some()
+            && node["metadata"]["labels"].get("node-role.kubernetes.io/standby").is_none()
+    });
+    wait_for("the lowered node's Node Ready", WORKER_DEADLINE, || ready(&kubectl, &name));
+    let toolbox = push_toolbox(&nodes[0]);
+    let echo =
+        pod("lowered", &name, &toolbox, &["echo", "a worker now"], serde_json::json!({"restartPolicy": "Never"}));
+    kubectl.ok_with(&["apply", "-f", "-"], Some(&echo));
+    wait_pod(&kubectl, "lowered", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    assert_eq!(kubectl.ok(&["logs", "lowered"]), "a worker now\n");
+    let (chain, _) = exported_chain_verifies(&nodes[0]);
+    let events: Vec<(String, String)> = chain["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["event"]["node"] == name.as_str())
+        .map(|e| (e["event"]["kind"].as_str().unwrap_or("").to_owned(), e["event"]["reason"].to_string()))
+        .collect();
+    assert!(events.iter().any(|(kind, reason)| kind == "role" && reason.contains("lower")), "{events:?}");
+    assert!(events.iter().any(|(kind, reason)| kind == "removed" && reason.contains("lowered")), "{events:?}");
+}
