@@ -386,8 +386,8 @@ pub fn verify(file: &ChainFile, ca_pem: &str) -> Result<Verified, ChainError> {
 /// each certificate checked against the CA.
 fn signing_keys(file: &ChainFile, ca_pem: &str) -> Result<BTreeMap<String, Vec<u8>>, ChainError> {
     let ca_der = pem::parse(ca_pem).map_err(|e| ChainError::new(None, format!("the CA certificate: {e}")))?;
-    let (_, ca) = x509_parser::parse_x509_certificate(ca_der.contents())
-        .map_err(|e| ChainError::new(None, format!("the CA certificate: {e}")))?;
+    let issued_by_ca =
+        ca_verifier(ca_der.contents()).map_err(|e| ChainError::new(None, format!("the CA certificate: {e}")))?;
     let mut keys = BTreeMap::new();
     for (signer, certificate_pem) in &file.certificates {
         let fail = |reason: String| ChainError::new(None, format!("the certificate of {signer}: {reason}"));
@@ -401,8 +401,14 @@ fn signing_keys(file: &ChainFile, ca_pem: &str) -> Result<BTreeMap<String, Vec<u
         if canonical_pem(certificate_pem).as_deref() != Some(certificate_pem.as_str()) {
             return Err(fail("not in canonical PEM form".into()));
         }
+        // webpki reads the certificate as strict DER and checks that the
+        // CA issued it (x509-parser, which reads the names and the key,
+        // forgives some encodings that are not DER).
+        let end_entity = rustls::pki_types::CertificateDer::from(der.contents().to_vec());
+        issued_by_ca
+            .verify_client_cert(&end_entity, &[], rustls::pki_types::UnixTime::now())
+            .map_err(|e| fail(format!("not issued by the cluster CA as a node certificate: {e}")))?;
         let (_, certificate) = x509_parser::parse_x509_certificate(der.contents()).map_err(|e| fail(e.to_string()))?;
-        certificate.verify_signature(Some(ca.public_key())).map_err(|_| fail("not issued by the cluster CA".into()))?;
         let named = engenho_pki::node_name_of(&rustls::pki_types::CertificateDer::from(der.contents().to_vec()));
         if named.as_deref() != Some(node) {
             return Err(fail(format!("it is the certificate of {named:?}, not of node {node}")));
@@ -414,6 +420,16 @@ fn signing_keys(file: &ChainFile, ca_pem: &str) -> Result<BTreeMap<String, Vec<u
         keys.insert(signer.clone(), key.subject_public_key.data.to_vec());
     }
     Ok(keys)
+}
+
+/// A verifier of client certificates the CA `ca_der` issued.
+fn ca_verifier(ca_der: &[u8]) -> Result<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(ca_der.to_vec())).map_err(|e| e.to_string())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Checks the leader's and witnesses' signatures of `entry` against the
