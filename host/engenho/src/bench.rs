@@ -257,6 +257,7 @@ impl Running {
     /// Starts a cluster of `system` and writes the keys the reads get.
     async fn start(system: System, nodes: usize, dir: &Path, etcd: &Path) -> anyhow::Result<Self> {
         let cluster = Cluster::start(system, nodes, dir, etcd).await?;
+        cluster.settle().await?;
         let leader = cluster.wait_for_leader().await?;
         eprintln!("{} with {nodes} node(s): leader at {}", system.name(), leader.addr);
         let read_from = cluster.targets().last().cloned().unwrap_or_else(|| leader.clone());
@@ -588,6 +589,12 @@ async fn measure_reads(
 }
 
 /// Processes of one benchmarked cluster; killed on drop.
+/// CPU time a cluster's processes may use in a second and count as idle.
+const SETTLED_CPU: Duration = Duration::from_millis(100);
+
+/// Longest a new cluster is given to become idle before it is measured.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
+
 struct Cluster {
     /// Each member's process, while it runs.
     children: Vec<Option<Child>>,
@@ -721,6 +728,29 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// Waits until the cluster's processes are idle (together under
+    /// [`SETTLED_CPU`] of a core over a second), at most
+    /// [`SETTLE_TIMEOUT`]: a new engenho leader compiles the components
+    /// of its controllers and scheduler for a while after it serves, and
+    /// a measurement taken meanwhile measures the compiler as well.
+    async fn settle(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let mut before = self.cpu_time()?;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.cpu_time()?;
+            let used = now.saturating_sub(before);
+            if used < SETTLED_CPU {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                eprintln!("still busy after {SETTLE_TIMEOUT:?} ({used:?} of CPU in the last second); measuring anyway");
+                return Ok(());
+            }
+            before = now;
+        }
     }
 
     /// Kills member `index` with SIGKILL, as a crash.
