@@ -595,9 +595,12 @@ impl Node {
     }
 
     /// Whether this node leads the cluster, now and as it changes; the
-    /// receiver sees every change of leadership.
+    /// receiver sees every change of leadership. It follows raft's server
+    /// metrics, which change with the vote, role, leader or membership,
+    /// not with every entry (the full metrics wake their watchers on every
+    /// write).
     pub fn leadership(&self) -> watch::Receiver<bool> {
-        let mut metrics = self.inner.raft.metrics();
+        let mut metrics = self.inner.raft.server_metrics();
         let id = self.inner.id;
         let leading = metrics.borrow_and_update().current_leader == Some(id);
         let (sender, receiver) = watch::channel(leading);

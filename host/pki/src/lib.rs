@@ -26,6 +26,5 @@ pub use files::{read_optional, write_private};
 pub use listener::{HandshakeLimits, TlsConnectInfo, TlsConnection, accept_tls};
 pub use tls::{
     HTTP2_ALPN, mutual_client_config, mutual_server_config, optional_client_server_config, pinned_client_config,
-    server_config,
 };
 pub use token::{JoinToken, random_secret};

@@ -40,15 +40,7 @@ pub fn mutual_server_config(
     ca: &CertificateDer<'static>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain().to_vec(), identity.private_key())?;
-    config.alpn_protocols = protocols(alpn);
-    Ok(Arc::new(config))
+    verifying_server_config(identity, ca, alpn, ClientCertificate::Required)
 }
 
 /// A server presenting `identity` to any client, that asks clients for a
@@ -63,26 +55,29 @@ pub fn optional_client_server_config(
     ca: &CertificateDer<'static>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    verifying_server_config(identity, ca, alpn, ClientCertificate::Optional)
+}
+
+/// Whether a server requires its clients' certificates.
+enum ClientCertificate {
+    Required,
+    Optional,
+}
+
+fn verifying_server_config(
+    identity: &Identity,
+    ca: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+    client: ClientCertificate,
+) -> Result<Arc<ServerConfig>> {
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider());
+    if matches!(client, ClientCertificate::Optional) {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier.build().map_err(|e| rustls::Error::General(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain().to_vec(), identity.private_key())?;
-    config.alpn_protocols = protocols(alpn);
-    Ok(Arc::new(config))
-}
-
-/// A server presenting `identity` to any client.
-///
-/// # Errors
-/// The identity is unusable.
-pub fn server_config(identity: &Identity, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
         .with_single_cert(identity.chain().to_vec(), identity.private_key())?;
     config.alpn_protocols = protocols(alpn);
     Ok(Arc::new(config))
