@@ -193,6 +193,9 @@ enum ReplicaEnded {
     },
 }
 
+/// Times a lowered replica tries to remove its store directory.
+const REMOVAL_TRIES: u32 = 20;
+
 /// How often a replica looks for a record lowering it.
 const LOWER_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -231,11 +234,20 @@ fn give_up_replica(data_dir: &Path, control_plane: &[String]) -> anyhow::Result<
         }
     }
     for dir in ["db", "plugins"] {
-        match std::fs::remove_dir_all(data_dir.join(dir)) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(error).with_context(|| format!("removing {dir}/"));
+        // The store's background threads end as its last handle drops; a
+        // file one of them writes meanwhile makes a removal fail, and the
+        // next try takes it.
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(data_dir.join(dir)) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+                Err(_) if tries < REMOVAL_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => return Err(error).with_context(|| format!("removing {dir}/")),
+                Ok(()) => break,
             }
-            _ => {}
         }
     }
     worker::record_control_plane(data_dir, control_plane)
