@@ -154,7 +154,10 @@ pub struct UpArgs {
     worker: bool,
 }
 
-/// Runs a node until Ctrl-C or SIGTERM.
+/// Runs a node until Ctrl-C or SIGTERM: as a replica or a worker, as its
+/// data directory (on a first start, `--worker` or the cluster joined)
+/// says, going on as the other in the same process when the autopilot
+/// raises or lowers it.
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let mut start = start_as(&args).await?;
     loop {
