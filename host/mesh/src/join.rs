@@ -149,8 +149,6 @@ pub struct JoinRequest<'a> {
 /// A worker's credentials: its node certificate (a worker's) and the
 /// cluster CA's certificate, never its key.
 pub struct WorkerCredentials {
-    /// The cluster CA certificate, PEM.
-    pub ca_pem: String,
     /// The cluster CA certificate.
     pub ca: rustls::pki_types::CertificateDer<'static>,
     /// The worker's certificate and key.
@@ -240,7 +238,7 @@ fn install_worker(grant: CertificateGrant, identity: Identity, pki: &Path) -> Re
     engenho_pki::write_private(&pki.join(engenho_pki::CA_CERTIFICATE_FILE), &grant.ca_certificate_pem)
         .map_err(|e| MeshError::Tls(e.to_string()))?;
     let ca = identity.chain().last().cloned().ok_or_else(|| MeshError::Tls("an empty certificate chain".into()))?;
-    Ok(WorkerCredentials { ca_pem: grant.ca_certificate_pem, ca, identity })
+    Ok(WorkerCredentials { ca, identity })
 }
 
 /// One join exchange to make.

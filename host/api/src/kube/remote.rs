@@ -82,11 +82,6 @@ impl RemoteApi {
         Ok(Self { connector: TlsConnector::from(config), servers, connection: tokio::sync::Mutex::default() })
     }
 
-    /// The API server requests go to now, if connected.
-    pub async fn server(&self) -> Option<SocketAddr> {
-        self.connection.lock().await.as_ref().map(|c| c.server)
-    }
-
     /// Sends `request` (its URI a path) to the API server this node is
     /// connected to, connecting first when it is not. A request is sent
     /// again on another connection only if the first never took it.

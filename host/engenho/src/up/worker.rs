@@ -23,8 +23,6 @@ use engenho_api::kube::remote::{ApiSource, RemoteApi};
 use engenho_gossip::{Gossip, NodeState};
 use engenho_mesh::{RaiseRequest, WorkerCredentials, fetch_raised_credentials, fetch_worker_credentials};
 use engenho_pki::{CA_CERTIFICATE_FILE, Identity};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::{UpArgs, host_name, join_cluster, node_agent, pod_loop, shutdown_signal, supplied_token, with_join_check};
 use crate::autopilot::RAISE_ANNOTATION;
@@ -195,12 +193,11 @@ impl Raise<'_> {
 async fn credentials(args: &UpArgs, name: &str) -> anyhow::Result<WorkerCredentials> {
     let pki = args.data_dir.join("pki");
     if let Some(identity) = Identity::load(&pki.join("node.crt"), &pki.join("node.key"))? {
-        let ca_pem = std::fs::read_to_string(pki.join(CA_CERTIFICATE_FILE)).context("reading the CA certificate")?;
-        let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("the CA certificate")?;
+        let ca = engenho_pki::load_certificate(&pki.join(CA_CERTIFICATE_FILE)).context("the CA certificate")?;
         if args.join.is_some() {
             tracing::warn!("--join ignored: this data directory already belongs to a cluster");
         }
-        return Ok(WorkerCredentials { ca_pem, ca, identity });
+        return Ok(WorkerCredentials { ca, identity });
     }
     let seed = args.join.as_deref().context("a worker's first start needs --join ADDR and the join token")?;
     let token = supplied_token(args)?;
