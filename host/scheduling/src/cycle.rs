@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use engenho_scheduler as sdk;
-use engenho_wasm::{PluginError, PluginHost, SchedulerInstance, checked_scores, checked_verdicts};
+use engenho_wasm::{PluginError, PluginHost, PodRecord, SchedulerInstance, checked_scores, checked_verdicts};
 
 use super::table::Table;
 
@@ -75,13 +76,15 @@ impl Runner {
         }
     }
 
-    async fn update(&mut self, host: &PluginHost, changes: &[sdk::Change]) -> Result<(), PluginError> {
+    async fn prepare(
+        &mut self,
+        host: &PluginHost,
+        changes: &[sdk::Change],
+        pod: &Judged<'_>,
+    ) -> Result<sdk::Plan, PluginError> {
         match self {
-            Self::Component(instance) => instance.update(host, changes).await,
-            Self::Native { judge, .. } => {
-                judge.update(changes);
-                Ok(())
-            }
+            Self::Component(instance) => instance.prepare(host, changes, pod.record()).await,
+            Self::Native { judge, .. } => Ok(judge.prepare(changes, pod.pod)),
         }
     }
 
@@ -93,7 +96,7 @@ impl Runner {
         assumptions: &sdk::Assumptions,
     ) -> Result<sdk::Verdicts, PluginError> {
         match self {
-            Self::Component(instance) => instance.filter(host, pod, candidates, assumptions).await,
+            Self::Component(instance) => instance.filter(host, candidates, assumptions).await,
             Self::Native { name, judge, .. } => {
                 checked_verdicts(name, judge.filter(pod, candidates, assumptions), candidates.len())
             }
@@ -102,9 +105,27 @@ impl Runner {
 
     async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, nodes: &[u32]) -> Result<Vec<u32>, PluginError> {
         match self {
-            Self::Component(instance) => instance.score(host, pod, nodes).await,
+            Self::Component(instance) => instance.score(host, nodes).await,
             Self::Native { name, judge, .. } => checked_scores(name, judge.score(pod, nodes), nodes.len()),
         }
+    }
+}
+
+/// The pod a cycle judges: as native plugins read it and, converted once
+/// when a component first needs it, as components take it.
+struct Judged<'a> {
+    pod: &'a sdk::Pod,
+    record: OnceLock<PodRecord>,
+}
+
+impl<'a> Judged<'a> {
+    /// `pod`, not yet converted.
+    fn new(pod: &'a sdk::Pod) -> Self {
+        Self { pod, record: OnceLock::new() }
+    }
+
+    fn record(&self) -> &PodRecord {
+        self.record.get_or_init(|| PodRecord::new(self.pod))
     }
 }
 
@@ -118,14 +139,16 @@ pub struct PluginRun {
     runner: Runner,
     /// The table changes it has seen.
     cursor: u64,
+    /// Which calls the pod last prepared needs.
+    plan: sdk::Plan,
     time: PluginTime,
 }
 
 /// The time a plugin's calls have taken, by kind of call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PluginTime {
-    /// Bringing its table up to date.
-    pub update: Duration,
+    /// Bringing its table up to date and taking the pod.
+    pub prepare: Duration,
     /// Filtering.
     pub filter: Duration,
     /// Scoring.
@@ -142,7 +165,7 @@ impl PluginRun {
     /// Plugin `name` run by `runner`, weighing `weight`, yet to see the
     /// table.
     pub fn with_runner(name: String, weight: u32, runner: Runner) -> Self {
-        Self { name, weight, runner, cursor: 0, time: PluginTime::default() }
+        Self { name, weight, runner, cursor: 0, plan: sdk::Plan::FULL, time: PluginTime::default() }
     }
 
     /// How it runs.
@@ -182,37 +205,46 @@ impl PluginRun {
         scores.map_err(|error| CycleError { plugin: self.name.clone(), error })
     }
 
-    /// Brings its copy of the table up to date: the whole table at first,
-    /// the changes since after.
-    async fn sync(&mut self, host: &PluginHost, table: &Table) -> Result<(), CycleError> {
-        if self.cursor != 0 && self.cursor == table.cursor() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let synced = self.update(host, table).await;
-        self.time.update += started.elapsed();
-        synced.map_err(|error| CycleError { plugin: self.name.clone(), error })
+    /// Whether the cycle asks it to filter: when the pod's plan needs it,
+    /// and under any assumptions (which the plan did not see).
+    fn filters(&self, assumptions: &sdk::Assumptions) -> bool {
+        self.runner.abilities().filters
+            && (self.plan.filter || !assumptions.without.is_empty() || !assumptions.extra.is_empty())
     }
 
-    async fn update(&mut self, host: &PluginHost, table: &Table) -> Result<(), PluginError> {
-        let reads_pods = self.runner.abilities().reads_pods;
-        if self.cursor == 0 {
-            self.runner.update(host, &table.snapshot(reads_pods)).await?;
-        } else {
-            let changes = table.changes_since(self.cursor);
-            if reads_pods {
-                self.runner.update(host, changes).await?;
-            } else {
-                let nodes: Vec<sdk::Change> = changes
-                    .iter()
-                    .filter(|c| matches!(c, sdk::Change::NodeSet(..) | sdk::Change::NodeRemoved(_)))
-                    .cloned()
-                    .collect();
-                self.runner.update(host, &nodes).await?;
-            }
-        }
-        self.cursor = table.cursor();
+    /// Brings its copy of the table up to date (the whole table at first,
+    /// the changes since after) and gives it the pod the cycle judges;
+    /// keeps the plan it answers.
+    async fn prepare(&mut self, host: &PluginHost, table: &Table, pod: &Judged<'_>) -> Result<(), CycleError> {
+        let started = Instant::now();
+        let planned = self.plan_with(host, table, pod).await;
+        self.time.prepare += started.elapsed();
+        self.plan = planned.map_err(|error| CycleError { plugin: self.name.clone(), error })?;
         Ok(())
+    }
+
+    async fn plan_with(
+        &mut self,
+        host: &PluginHost,
+        table: &Table,
+        pod: &Judged<'_>,
+    ) -> Result<sdk::Plan, PluginError> {
+        let reads_pods = self.runner.abilities().reads_pods;
+        let plan = if self.cursor == 0 {
+            self.runner.prepare(host, &table.snapshot(reads_pods), pod).await?
+        } else if reads_pods {
+            self.runner.prepare(host, table.changes_since(self.cursor), pod).await?
+        } else {
+            let nodes: Vec<sdk::Change> = table
+                .changes_since(self.cursor)
+                .iter()
+                .filter(|c| matches!(c, sdk::Change::NodeSet(..) | sdk::Change::NodeRemoved(_)))
+                .cloned()
+                .collect();
+            self.runner.prepare(host, &nodes, pod).await?
+        };
+        self.cursor = table.cursor();
+        Ok(plan)
     }
 }
 
@@ -332,9 +364,7 @@ impl Cycle {
         pod: &sdk::Pod,
         assumptions: &sdk::Assumptions,
     ) -> Result<Decision, CycleError> {
-        for plugin in &mut self.plugins {
-            plugin.sync(host, table).await?;
-        }
+        self.prepare(host, table, pod).await?;
         let nodes: Vec<u32> = table.real_nodes().collect();
         let (feasible, fit_error) = self.filter(host, &nodes, pod, assumptions).await?;
         match feasible.as_slice() {
@@ -345,20 +375,20 @@ impl Cycle {
     }
 
     /// Whether `pod` fits on node `node` under `assumptions`, by every
-    /// filtering plugin.
+    /// filtering plugin it needs. The plugins must have been given `pod` on
+    /// the table as it stands ([`Cycle::prepare`] or [`Cycle::decide`]
+    /// first): preemption asks this many times of one pod.
     ///
     /// # Errors
     /// A plugin failed.
     pub async fn fits(
         &mut self,
         host: &PluginHost,
-        table: &Table,
         pod: &sdk::Pod,
         node: u32,
         assumptions: &sdk::Assumptions,
     ) -> Result<bool, CycleError> {
-        for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().filters) {
-            plugin.sync(host, table).await?;
+        for plugin in self.plugins.iter_mut().filter(|p| p.filters(assumptions)) {
             let verdicts = plugin.filter(host, pod, &[node], assumptions).await?;
             if verdicts.by_candidate() != [0] {
                 return Ok(false);
@@ -369,8 +399,8 @@ impl Cycle {
 
     /// Every filtering plugin's verdict on every one of `nodes` for `pod`
     /// (under `assumptions`), each plugin asked about every node rather than
-    /// only those the plugins before it kept: what a cycle's filter step
-    /// would have heard, in full.
+    /// only those the plugins before it kept, and whether or not the pod's
+    /// plan skips it: what a cycle's filter step would have heard, in full.
     ///
     /// # Errors
     /// A plugin failed.
@@ -382,12 +412,9 @@ impl Cycle {
         nodes: &[u32],
         assumptions: &sdk::Assumptions,
     ) -> Result<Vec<PluginVerdicts>, CycleError> {
+        self.prepare(host, table, pod).await?;
         let mut answers = Vec::with_capacity(self.plugins.len());
-        for plugin in &mut self.plugins {
-            plugin.sync(host, table).await?;
-            if !plugin.runner.abilities().filters {
-                continue;
-            }
+        for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().filters) {
             let verdicts = plugin.filter(host, pod, nodes, assumptions).await?;
             debug_assert_eq!(verdicts.len(), nodes.len());
             answers.push(PluginVerdicts { plugin: plugin.name.clone(), verdicts });
@@ -396,9 +423,9 @@ impl Cycle {
     }
 
     /// Every scoring plugin's scores of `nodes` for `pod`, with its weight,
-    /// weightless plugins included: the terms of a cycle's weighted sum.
-    /// The plugins must have seen the table ([`Cycle::filter_every_node`]
-    /// or [`Cycle::decide`] first).
+    /// weightless plugins and those the pod's plan skips included: the
+    /// terms of a cycle's weighted sum. The plugins must have been given
+    /// `pod` ([`Cycle::filter_every_node`] or [`Cycle::decide`] first).
     ///
     /// # Errors
     /// A plugin failed.
@@ -418,6 +445,19 @@ impl Cycle {
             answers.push(PluginScores { plugin: plugin.name.clone(), weight: plugin.weight, scores });
         }
         Ok(answers)
+    }
+
+    /// Brings every plugin's table up to date and gives each `pod`, as
+    /// every cycle starts.
+    ///
+    /// # Errors
+    /// A plugin failed.
+    pub async fn prepare(&mut self, host: &PluginHost, table: &Table, pod: &sdk::Pod) -> Result<(), CycleError> {
+        let judged = Judged::new(pod);
+        for plugin in &mut self.plugins {
+            plugin.prepare(host, table, &judged).await?;
+        }
+        Ok(())
     }
 
     /// The feasible nodes found (enough of them), and why the others failed.
@@ -441,7 +481,7 @@ impl Cycle {
             let mut candidates: Vec<u32> =
                 (looked..(looked + chunk).min(nodes.len())).map(|i| nodes[(start + i) % nodes.len()]).collect();
             looked += candidates.len();
-            for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().filters) {
+            for plugin in self.plugins.iter_mut().filter(|p| p.filters(assumptions)) {
                 if candidates.is_empty() {
                     break;
                 }
@@ -476,7 +516,7 @@ impl Cycle {
     /// scores; ties broken at random.
     async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, feasible: &[u32]) -> Result<u32, CycleError> {
         let mut totals = vec![0u64; feasible.len()];
-        for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().scores && p.weight > 0) {
+        for plugin in self.plugins.iter_mut().filter(|p| p.runner.abilities().scores && p.plan.score && p.weight > 0) {
             let scores = plugin.score(host, pod, feasible).await?;
             for (total, score) in totals.iter_mut().zip(scores) {
                 *total += u64::from(score) * u64::from(plugin.weight);
@@ -538,7 +578,9 @@ mod tests {
     }
 
     impl sdk::Judge for Answers {
-        fn update(&mut self, _: &[sdk::Change]) {}
+        fn prepare(&mut self, _: &[sdk::Change], _: &sdk::Pod) -> sdk::Plan {
+            sdk::Plan::FULL
+        }
 
         fn filter(&mut self, _: &sdk::Pod, candidates: &[u32], _: &sdk::Assumptions) -> sdk::Verdicts {
             let answered = candidates.len() - usize::from(self.short);
@@ -578,6 +620,46 @@ mod tests {
         table.set_node(sdk::Node { name: "c".into(), ..sdk::Node::default() });
         let error = fine.decide(&host, &table, &pod, &assumptions).await.expect_err("a score of 120");
         assert!(error.to_string().contains("a score of 120, above 100"), "{error}");
+    }
+
+    /// A native plugin whose plan skips both calls, and whose calls, were
+    /// they made, would refuse every node and prefer node 0.
+    struct Skipping;
+
+    impl sdk::Judge for Skipping {
+        fn prepare(&mut self, _: &[sdk::Change], _: &sdk::Pod) -> sdk::Plan {
+            sdk::Plan { filter: false, score: false }
+        }
+
+        fn filter(&mut self, _: &sdk::Pod, candidates: &[u32], _: &sdk::Assumptions) -> sdk::Verdicts {
+            candidates.iter().map(|_| sdk::Verdict::Unfit(vec!["refused".into()])).collect()
+        }
+
+        fn score(&mut self, _: &sdk::Pod, nodes: &[u32]) -> Vec<u32> {
+            nodes.iter().map(|&index| if index == 0 { 100 } else { 0 }).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plan_skips_calls_except_under_assumptions() {
+        // Goal: a plugin whose plan skips the filter and the score is not
+        // asked either in a plain cycle, but is asked to filter under
+        // assumptions, which its plan did not see.
+        let host = PluginHost::new(None).expect("the plugin engine");
+        let mut table = Table::new();
+        for name in ["a", "b"] {
+            table.set_node(sdk::Node { name: name.into(), ..sdk::Node::default() });
+        }
+        let abilities = sdk::Abilities { filters: true, scores: true, reads_pods: false };
+        let skipping = Runner::Native { name: "skipping".into(), judge: Box::new(Skipping), abilities };
+        let plugins = vec![native("fine", false), PluginRun::with_runner("skipping".into(), 100, skipping)];
+        let mut cycle = Cycle::new(plugins, None);
+        let pod = sdk::Pod::default();
+        let decision = cycle.decide(&host, &table, &pod, &sdk::Assumptions::default()).await.expect("a decision");
+        assert_eq!(decision, Decision::Place(1), "neither refused by the skipped filter nor won by its score");
+        let assumed = sdk::Assumptions { without: vec!["gone".into()], extra: Vec::new() };
+        let decision = cycle.decide(&host, &table, &pod, &assumed).await.expect("a decision");
+        assert!(matches!(decision, Decision::Unfit(_)), "under assumptions the filter is asked: {decision:?}");
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub enum Preemption {
 
 /// Looks for room for `pod`, which fits nowhere (`fit_error`), among the
 /// nodes `cycle` can judge in `table`, starting from node `offset`; pods
-/// under `assumptions` count (nominated pods), `budgets` protect pods.
+/// under `assumptions` count (nominated pods), `budgets` protect pods. The
+/// cycle's plugins must have been given `pod` (the cycle that found no
+/// node for it did).
 ///
 /// # Errors
 /// A plugin failed.
@@ -121,7 +123,7 @@ async fn victims_on(
     }
     let mut trial = assumptions.clone();
     trial.without.extend(lower.iter().map(|p| p.uid.clone()));
-    if !cycle.fits(host, table, pod, node, &trial).await? {
+    if !cycle.fits(host, pod, node, &trial).await? {
         return Ok(None);
     }
     // The most important first, so that they are the first put back.
@@ -133,7 +135,7 @@ async fn victims_on(
         protected.into_iter().map(|p| (p, true)).chain(unprotected.into_iter().map(|p| (p, false)))
     {
         trial.without.retain(|uid| *uid != victim.uid);
-        if cycle.fits(host, table, pod, node, &trial).await? {
+        if cycle.fits(host, pod, node, &trial).await? {
             continue;
         }
         trial.without.push(victim.uid.clone());

@@ -617,10 +617,11 @@ async fn judge(
     nominated_node: Option<u32>,
     may_preempt: Result<(&BudgetReader, usize), &'static str>,
 ) -> Result<Outcome, CycleError> {
-    if let Some(node) = nominated_node
-        && cycle.fits(host, table, pod, node, assumptions).await?
-    {
-        return Ok(Outcome::Place(node));
+    if let Some(node) = nominated_node {
+        cycle.prepare(host, table, pod).await?;
+        if cycle.fits(host, pod, node, assumptions).await? {
+            return Ok(Outcome::Place(node));
+        }
     }
     let mut fit_error = match cycle.decide(host, table, pod, assumptions).await? {
         Decision::Place(node) => return Ok(Outcome::Place(node)),

@@ -41,7 +41,7 @@ pub use controller::{
 };
 pub use grants::{Grants, Reserved};
 pub use scheduler::{
-    SCHEDULER_INSTANCES_MAX, SCHEDULER_INSTANCES_SPARED, SchedulerInstance, SchedulerPlugin, checked_scores,
+    PodRecord, SCHEDULER_INSTANCES_MAX, SCHEDULER_INSTANCES_SPARED, SchedulerInstance, SchedulerPlugin, checked_scores,
     checked_verdicts,
 };
 

@@ -1,6 +1,6 @@
 //! The host side of the `scheduler-plugin` world: a scheduler plugin
 //! component whose instances each keep their own node table, kept current
-//! by batches of changes, and judge one pod per call.
+//! by batches of changes, and judge the pod last prepared.
 //!
 //! Unlike the other worlds' instances, a scheduler instance is long-lived
 //! (its table is its state) and belongs to its caller, which calls it one
@@ -58,6 +58,17 @@ impl log::Host for CallState {
 }
 
 impl wit::Host for CallState {}
+
+/// A pod as the scheduler-plugin world's record: converted once, then
+/// given to every plugin of a cycle.
+pub struct PodRecord(wit::Pod);
+
+impl PodRecord {
+    /// `pod` as the record plugins take.
+    pub fn new(pod: &sdk::Pod) -> Self {
+        Self(convert::pod(pod))
+    }
+}
 
 /// A scheduler plugin component, compiled and linked, its configuration
 /// accepted: what makes instances.
@@ -225,40 +236,48 @@ impl SchedulerInstance {
         self.store.data().limits.memory_bytes
     }
 
-    /// Applies `changes` to the instance's table, in order.
+    /// Applies `changes` to the instance's table, in order, and takes
+    /// `pod` as the pod the filter and score calls that follow judge; which
+    /// of them the pod needs.
     ///
     /// # Errors
     /// No turn in time; the call trapped, ran out of memory or ran past its
     /// deadline.
-    pub async fn update(&mut self, host: &PluginHost, changes: &[sdk::Change]) -> Result<(), PluginError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
+    pub async fn prepare(
+        &mut self,
+        host: &PluginHost,
+        changes: &[sdk::Change],
+        pod: &PodRecord,
+    ) -> Result<sdk::Plan, PluginError> {
         let changes: Vec<wit::Change> = changes.iter().map(convert::change).collect();
         let _turn = self.begin(host).await?;
-        let answer = self.instance.engenho_plugins_scheduler().call_update(&mut self.store, &changes).await;
-        answer.map_err(|e| call_error(&self.name, &self.limits, e))
+        let plan = self
+            .instance
+            .engenho_plugins_scheduler()
+            .call_prepare(&mut self.store, &changes, &pod.0)
+            .await
+            .map_err(|e| call_error(&self.name, &self.limits, e))?;
+        Ok(sdk::Plan { filter: plan.filter, score: plan.score })
     }
 
-    /// The plugin's verdict on each of `candidates` for `pod`, under
-    /// `assumptions`, in order.
+    /// The plugin's verdict on each of `candidates` for the prepared pod,
+    /// under `assumptions`, in order.
     ///
     /// # Errors
-    /// As [`SchedulerInstance::update`]; an answer with another number of
+    /// As [`SchedulerInstance::prepare`]; an answer with another number of
     /// verdicts than candidates.
     pub async fn filter(
         &mut self,
         host: &PluginHost,
-        pod: &sdk::Pod,
         candidates: &[u32],
         assumptions: &sdk::Assumptions,
     ) -> Result<sdk::Verdicts, PluginError> {
-        let (pod, assumptions) = (convert::pod(pod), convert::assumptions(assumptions));
+        let assumptions = convert::assumptions(assumptions);
         let _turn = self.begin(host).await?;
         let answer = self
             .instance
             .engenho_plugins_scheduler()
-            .call_filter(&mut self.store, &pod, candidates, &assumptions)
+            .call_filter(&mut self.store, candidates, &assumptions)
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
         let refusals = answer.refusals.into_iter().map(convert::refusal).collect();
@@ -267,18 +286,18 @@ impl SchedulerInstance {
         checked_verdicts(&self.name, verdicts, candidates.len())
     }
 
-    /// The plugin's score (0 to 100) of each of `nodes` for `pod`, in order.
+    /// The plugin's score (0 to 100) of each of `nodes` for the prepared
+    /// pod, in order.
     ///
     /// # Errors
-    /// As [`SchedulerInstance::update`]; an answer with another number of
+    /// As [`SchedulerInstance::prepare`]; an answer with another number of
     /// scores than nodes, or a score above 100.
-    pub async fn score(&mut self, host: &PluginHost, pod: &sdk::Pod, nodes: &[u32]) -> Result<Vec<u32>, PluginError> {
-        let pod = convert::pod(pod);
+    pub async fn score(&mut self, host: &PluginHost, nodes: &[u32]) -> Result<Vec<u32>, PluginError> {
         let _turn = self.begin(host).await?;
         let answer = self
             .instance
             .engenho_plugins_scheduler()
-            .call_score(&mut self.store, &pod, nodes)
+            .call_score(&mut self.store, nodes)
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
         checked_scores(&self.name, answer, nodes.len())

@@ -378,9 +378,9 @@ fn host_table_memory(sizes: &[usize], pods: usize) -> Vec<TableMemory> {
 /// Each plugin's time per pod, as a component and natively, by kind of
 /// call: where a cycle's time goes.
 fn print_plugin_times(cycles: &[(usize, CycleRun, CycleRun)], pods: usize) {
-    println!("\nEach plugin's calls per pod, µs (update + filter + score), as a component and natively:\n");
+    println!("\nEach plugin's calls per pod, µs (prepare + filter + score), as a component and natively:\n");
     println!(
-        "| nodes | plugin | WASM update | WASM filter | WASM score | native update | native filter | native score |"
+        "| nodes | plugin | WASM prepare | WASM filter | WASM score | native prepare | native filter | native score |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let per_pod = |d: Duration| d.as_secs_f64() * 1e6 / pods.max(1) as f64;
@@ -388,10 +388,10 @@ fn print_plugin_times(cycles: &[(usize, CycleRun, CycleRun)], pods: usize) {
         for ((name, wasm), (_, native)) in component.times.iter().zip(&native.times) {
             println!(
                 "| {nodes} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                per_pod(wasm.update),
+                per_pod(wasm.prepare),
                 per_pod(wasm.filter),
                 per_pod(wasm.score),
-                per_pod(native.update),
+                per_pod(native.prepare),
                 per_pod(native.filter),
                 per_pod(native.score)
             );

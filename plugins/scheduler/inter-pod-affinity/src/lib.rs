@@ -29,7 +29,10 @@
 mod filtering;
 mod scoring;
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdicts, export_scheduler, parse_config};
+use engenho_scheduler::matching::term_of_namespace_matches;
+use engenho_scheduler::{
+    Abilities, Assumptions, Plan, Plugin, Pod, Table, TermUse, Verdicts, export_scheduler, parse_config,
+};
 use serde::Deserialize;
 
 /// Why a node fails the pod's required affinity (unresolvable).
@@ -79,6 +82,24 @@ impl Plugin for InterPodAffinity {
         Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
     }
 
+    /// As kube's PreFilter and PreScore: filter when the pod has required
+    /// terms or a placed pod's required anti-affinity term is about it;
+    /// score when the pod has preferred terms or a placed pod's term that
+    /// weighs is about it.
+    fn plan(&self, table: &Table, pod: &Pod) -> Plan {
+        let required = !pod.pod_affinity.required.is_empty() || !pod.pod_anti_affinity.required.is_empty();
+        let repelled =
+            || table.repelling_terms().any(|(namespace, term, _)| term_of_namespace_matches(term, namespace, pod));
+        let preferred = !pod.pod_affinity.preferred.is_empty() || !pod.pod_anti_affinity.preferred.is_empty();
+        let weighed = || {
+            !self.ignore_preferred_terms_of_existing_pods
+                && table.placed_terms().any(|(namespace, term_use, term, _)| {
+                    self.weight(term_use) != 0 && term_of_namespace_matches(term, namespace, pod)
+                })
+        };
+        Plan { filter: required || repelled(), score: preferred || weighed() }
+    }
+
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
         let view = table.assuming(assumptions);
         let counts = filtering::Counts::of(&view, pod);
@@ -87,6 +108,19 @@ impl Plugin for InterPodAffinity {
 
     fn score(&self, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
         scoring::score(self, table, pod, nodes)
+    }
+}
+
+impl InterPodAffinity {
+    /// What a placed pod's term of `term_use` that is about the pod weighs
+    /// in the score.
+    fn weight(&self, term_use: TermUse) -> i64 {
+        match term_use {
+            TermUse::RequiredAffinity => self.hard_pod_affinity_weight,
+            TermUse::PreferredAffinity(weight) => i64::from(weight),
+            TermUse::PreferredAntiAffinity(weight) => -i64::from(weight),
+            TermUse::RequiredAntiAffinity => 0,
+        }
     }
 }
 

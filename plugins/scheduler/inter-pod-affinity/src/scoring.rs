@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use engenho_scheduler::matching::{label_value, placed_term_matches, term_of_namespace_matches};
 use engenho_scheduler::normalization::min_max_normalize;
-use engenho_scheduler::{Label, Pod, PodAffinityTerm, Table, TermUse};
+use engenho_scheduler::{Label, Pod, PodAffinityTerm, Table};
 
 use crate::InterPodAffinity;
 
@@ -50,12 +50,7 @@ pub fn score(plugin: &InterPodAffinity, table: &Table, pod: &Pod, nodes: &[u32])
     }
     // Placed pods' terms, each distinct term asked once.
     for (namespace, term_use, term, owners) in table.placed_terms() {
-        let weight = match term_use {
-            TermUse::RequiredAffinity => plugin.hard_pod_affinity_weight,
-            TermUse::PreferredAffinity(weight) => i64::from(weight),
-            TermUse::PreferredAntiAffinity(weight) => -i64::from(weight),
-            TermUse::RequiredAntiAffinity => 0,
-        };
+        let weight = plugin.weight(term_use);
         if weight == 0 || !term_of_namespace_matches(term, namespace, pod) {
             continue;
         }

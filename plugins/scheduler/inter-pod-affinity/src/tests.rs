@@ -27,7 +27,7 @@ fn instance(config: &str, placed: Vec<(u32, Pod)>) -> Instance<InterPodAffinity>
         Change::NodeSet(3, zoned("d", None)),
     ];
     changes.extend(placed.into_iter().map(|(index, pod)| Change::PodPlaced(index, pod)));
-    instance.update(&changes);
+    instance.apply(changes);
     instance
 }
 
@@ -133,7 +133,7 @@ fn placed_pods_terms_read_namespaces_as_kubernetes_defaults_them() {
     let mut by_team = own_namespace;
     by_team.namespace_selector = Some(vec![requirement("team", SelectorOperator::In, &["shop"])]);
     loner.pod_anti_affinity.required = vec![by_team];
-    instance.update(&[Change::PodPlaced(0, loner)]);
+    instance.apply([Change::PodPlaced(0, loner)]);
     web.namespace = "shop".into();
     assert_eq!(instance.filter(&web, &[0], &Assumptions::default()), vec![existing_anti_affinity()]);
     web.namespace_labels = labels(&[("team", "other")]);
@@ -187,6 +187,31 @@ fn placed_pods_terms_weigh_in_unless_ignored() {
     assert_eq!(heavy.score(&web, &ALL), vec![100, 75, 0, 0]);
     let mut ignoring = instance(r#"{"ignorePreferredTermsOfExistingPods": true}"#, vec![(2, friendly)]);
     assert_eq!(ignoring.score(&web, &ALL), vec![0, 0, 0, 0]);
+}
+
+#[test]
+fn pods_skip_the_calls_no_term_is_about() {
+    // Goal: as kube's PreFilter and PreScore, a pod without terms of its
+    // own skips the filter unless a placed pod's required anti-affinity is
+    // about it, and skips the score unless a placed pod's weighing term
+    // is about it (with ignorePreferredTermsOfExistingPods, only its own).
+    let web = labelled_pod("web", &[("app", "web")]);
+    let mut quiet = instance("{}", vec![(0, labelled_pod("db", &[("app", "db")]))]);
+    assert_eq!(quiet.prepare(&[], &web), Plan { filter: false, score: false });
+    let mut loner = labelled_pod("loner", &[("app", "loner")]);
+    loner.pod_anti_affinity.required = vec![term("web", ZONE)];
+    let mut repelling = instance("{}", vec![(2, loner)]);
+    assert_eq!(repelling.prepare(&[], &web), Plan { filter: true, score: false });
+    assert_eq!(repelling.prepare(&[], &labelled_pod("db", &[("app", "db")])), Plan { filter: false, score: false });
+    let mut friendly = labelled_pod("friendly", &[("app", "friendly")]);
+    friendly.pod_affinity.preferred = vec![weighted(3, term("web", HOST))];
+    let mut attracting = instance("{}", vec![(2, friendly.clone())]);
+    assert_eq!(attracting.prepare(&[], &web), Plan { filter: false, score: true });
+    let mut ignoring = instance(r#"{"ignorePreferredTermsOfExistingPods": true}"#, vec![(2, friendly)]);
+    assert_eq!(ignoring.prepare(&[], &web), Plan { filter: false, score: false });
+    let mut wanting = web.clone();
+    wanting.pod_affinity.required = vec![term("db", ZONE)];
+    assert_eq!(quiet.prepare(&[], &wanting), Plan { filter: true, score: false });
 }
 
 #[test]

@@ -17,7 +17,7 @@ use engenho_scheduler::matching::{
 };
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Node, NodeSelectorTerm, Plugin, Pod, PreferredNodeTerm, Table, Verdict, Verdicts,
+    Abilities, Assumptions, Node, NodeSelectorTerm, Plan, Plugin, Pod, PreferredNodeTerm, Table, Verdict, Verdicts,
     export_scheduler, parse_config,
 };
 
@@ -42,6 +42,16 @@ impl Plugin for NodeAffinity {
         let config: config::Args = parse_config(config)?;
         let (added_required, added_preferred) = config.added_affinity()?;
         Ok((Self { added_required, added_preferred }, Abilities { filters: true, scores: true, reads_pods: false }))
+    }
+
+    /// As kube's PreFilter and PreScore: nothing to filter without a node
+    /// selector or required terms, nothing to score without preferred
+    /// terms (the pod's or the profile's).
+    fn plan(&self, _: &Table, pod: &Pod) -> Plan {
+        let affinity = pod.node_affinity.as_ref();
+        let required = !pod.node_selector.is_empty() || affinity.is_some_and(|a| a.required.is_some());
+        let preferred = affinity.is_some_and(|a| !a.preferred.is_empty());
+        Plan { filter: required || self.added_required.is_some(), score: preferred || !self.added_preferred.is_empty() }
     }
 
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
@@ -99,7 +109,7 @@ mod tests {
     fn instance(config: &str) -> Instance<NodeAffinity> {
         let (mut instance, abilities) = Instance::<NodeAffinity>::configure(config).expect("configures");
         assert!(abilities.filters && abilities.scores && !abilities.reads_pods);
-        instance.update(&[
+        instance.apply([
             Change::NodeSet(0, labelled_node("a", &[("zone", "a"), ("disk", "ssd")])),
             Change::NodeSet(1, labelled_node("b", &[("zone", "b")])),
             Change::NodeSet(2, labelled_node("c", &[("zone", "c"), ("disk", "ssd")])),
@@ -151,6 +161,23 @@ mod tests {
         ]);
         assert_eq!(instance.score(&pod, &[0, 1, 2]), vec![25, 0, 100]);
         assert_eq!(instance.score(&preferring(Vec::new()), &[0, 1, 2]), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn a_pod_without_terms_skips_what_it_does_not_need() {
+        // Goal: as kube's PreFilter and PreScore, no selector or required
+        // terms skips the filter, no preferred terms skips the score;
+        // terms the profile adds count as the pod's.
+        let mut instance = instance("{}");
+        assert_eq!(instance.prepare(&[], &pod("p")), Plan { filter: false, score: false });
+        let mut selecting = pod("q");
+        selecting.node_selector = engenho_scheduler::testsuite::labels(&[("disk", "ssd")]);
+        assert_eq!(instance.prepare(&[], &selecting), Plan { filter: true, score: false });
+        let preferring = preferring(vec![(20, term("disk", NodeOperator::In, &["ssd"]))]);
+        assert_eq!(instance.prepare(&[], &preferring), Plan { filter: false, score: true });
+        let config = r#"{"addedAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b"]}]}]}}}"#;
+        assert_eq!(super::tests::instance(config).prepare(&[], &pod("p")), Plan { filter: true, score: false });
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Configuration: none (`{}`).
 
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Table, Verdict, Verdicts, export_scheduler, parse_no_config,
+    Abilities, Assumptions, Plan, Plugin, Pod, Table, Verdict, Verdicts, export_scheduler, parse_no_config,
 };
 
 /// The reason a node other than the one the pod names is refused
@@ -19,6 +19,11 @@ impl Plugin for NodeName {
     fn configure(config: &str) -> Result<(Self, Abilities), String> {
         parse_no_config(config)?;
         Ok((Self, Abilities { filters: true, scores: false, reads_pods: false }))
+    }
+
+    /// A pod that names no node fits every node: nothing to filter.
+    fn plan(&self, _: &Table, pod: &Pod) -> Plan {
+        Plan { filter: !pod.node_name.is_empty(), score: false }
     }
 
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
@@ -51,15 +56,21 @@ mod tests {
     fn instance() -> Instance<NodeName> {
         let (mut instance, abilities) = Instance::<NodeName>::configure("{}").expect("configures");
         assert_eq!(abilities, Abilities { filters: true, scores: false, reads_pods: false });
-        instance.update(&[Change::NodeSet(0, node("a")), Change::NodeSet(1, node("b"))]);
+        instance.apply([Change::NodeSet(0, node("a")), Change::NodeSet(1, node("b"))]);
         instance
     }
 
     #[test]
     fn a_pod_naming_no_node_fits_everywhere() {
-        // Goal: an empty nodeName leaves every node in.
-        let verdicts = instance().filter(&pod("p"), &[0, 1], &Assumptions::default());
+        // Goal: an empty nodeName leaves every node in, and the plugin
+        // asks to be left out of such a pod's cycle.
+        let mut instance = instance();
+        let verdicts = instance.filter(&pod("p"), &[0, 1], &Assumptions::default());
         assert_eq!(verdicts, vec![Verdict::Fits, Verdict::Fits]);
+        assert_eq!(instance.prepare(&[], &pod("p")), Plan { filter: false, score: false });
+        let mut named = pod("q");
+        named.node_name = "a".into();
+        assert_eq!(instance.prepare(&[], &named), Plan { filter: true, score: false });
     }
 
     #[test]

@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(abilities, Abilities { filters: false, scores: true, reads_pods: true });
         let mut gpu_node = sized_node("c", 4000, 4000 * MIB, 110);
         gpu_node.allocatable.extended = vec![ExtendedResource { name: "example.com/gpu".into(), amount: 4 }];
-        instance.update(&[
+        instance.apply([
             Change::NodeSet(0, sized_node("a", 4000, 4000 * MIB, 110)),
             Change::NodeSet(1, sized_node("b", 4000, 4000 * MIB, 110)),
             Change::NodeSet(2, gpu_node),

@@ -13,7 +13,7 @@ fn instance(config: &str, nodes: Vec<Node>, placed: Vec<(u32, Pod)>) -> Instance
     let mut changes: Vec<Change> =
         nodes.into_iter().zip(0..).map(|(node, index)| Change::NodeSet(index, node)).collect();
     changes.extend(placed.into_iter().map(|(index, pod)| Change::PodPlaced(index, pod)));
-    instance.update(&changes);
+    instance.apply(changes);
     instance
 }
 

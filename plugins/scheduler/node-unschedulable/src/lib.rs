@@ -7,7 +7,7 @@
 
 use engenho_scheduler::matching::tolerated;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Table, Taint, TaintEffect, Verdict, Verdicts, export_scheduler,
+    Abilities, Assumptions, Plan, Plugin, Pod, Table, Taint, TaintEffect, Verdict, Verdicts, export_scheduler,
     parse_no_config,
 };
 
@@ -29,6 +29,12 @@ impl Plugin for NodeUnschedulable {
         let cordon =
             Taint { key: UNSCHEDULABLE_TAINT_KEY.into(), value: String::new(), effect: TaintEffect::NoSchedule };
         Ok((Self { cordon }, Abilities { filters: true, scores: false, reads_pods: false }))
+    }
+
+    /// Nothing to filter while no node is cordoned, or for a pod that
+    /// tolerates the cordon.
+    fn plan(&self, table: &Table, pod: &Pod) -> Plan {
+        Plan { filter: table.cordoned_nodes() > 0 && !tolerated(&pod.tolerations, &self.cordon), score: false }
     }
 
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
@@ -61,7 +67,7 @@ mod tests {
         assert!(abilities.filters && !abilities.scores && !abilities.reads_pods);
         let mut cordoned = node("cordoned");
         cordoned.unschedulable = true;
-        instance.update(&[Change::NodeSet(0, node("open")), Change::NodeSet(1, cordoned)]);
+        instance.apply([Change::NodeSet(0, node("open")), Change::NodeSet(1, cordoned)]);
         instance
     }
 
@@ -71,6 +77,23 @@ mod tests {
         // an open node fits.
         let verdicts = instance().filter(&pod("p"), &[0, 1], &Assumptions::default());
         assert_eq!(verdicts, vec![Verdict::Fits, Verdict::Unresolvable(vec!["node(s) were unschedulable".into()])]);
+    }
+
+    #[test]
+    fn pods_skip_the_filter_while_nothing_is_cordoned_or_when_tolerating_it() {
+        // Goal: the filter is asked for only while a node is cordoned, and
+        // not for a pod that tolerates the cordon; the count follows nodes
+        // cordoned, opened and removed.
+        let mut instance = instance();
+        assert_eq!(instance.prepare(&[], &pod("p")), Plan { filter: true, score: false });
+        let mut tolerant = pod("t");
+        tolerant.tolerations = vec![toleration("", TolerationOperator::Exists, "", None)];
+        assert_eq!(instance.prepare(&[], &tolerant), Plan { filter: false, score: false });
+        assert!(!instance.prepare(&[Change::NodeSet(1, node("opened"))], &pod("p")).filter);
+        let mut cordoned = node("cordoned");
+        cordoned.unschedulable = true;
+        assert!(instance.prepare(&[Change::NodeSet(2, cordoned)], &pod("p")).filter);
+        assert!(!instance.prepare(&[Change::NodeRemoved(2)], &pod("p")).filter);
     }
 
     #[test]

@@ -30,7 +30,9 @@ mod constraints;
 mod filtering;
 mod scoring;
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdicts, export_scheduler, parse_config};
+use engenho_scheduler::{
+    Abilities, Assumptions, Plan, Plugin, Pod, Table, UnsatisfiableAction, Verdicts, export_scheduler, parse_config,
+};
 
 pub use config::{HOSTNAME_KEY, ZONE_KEY};
 
@@ -53,6 +55,16 @@ impl Plugin for PodTopologySpread {
         let checked = args.check()?;
         let plugin = Self { defaults: checked.defaults, system_defaulted: checked.system_defaulted };
         Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
+    }
+
+    /// As kube's PreFilter and PreScore: filter for `DoNotSchedule`
+    /// constraints, score for `ScheduleAnyway` ones (the system defaults
+    /// among them); a pod without either skips that call.
+    fn plan(&self, _: &Table, pod: &Pod) -> Plan {
+        Plan {
+            filter: !self.constraints(pod, UnsatisfiableAction::DoNotSchedule).is_empty(),
+            score: !self.constraints(pod, UnsatisfiableAction::ScheduleAnyway).is_empty(),
+        }
     }
 
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {

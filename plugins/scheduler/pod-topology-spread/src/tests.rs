@@ -22,7 +22,7 @@ fn instance(config: &str, nodes: Vec<Node>, placed: Vec<(u32, Pod)>) -> Instance
     let mut changes: Vec<Change> =
         nodes.into_iter().zip(0..).map(|(node, index)| Change::NodeSet(index, node)).collect();
     changes.extend(placed.into_iter().map(|(index, pod)| Change::PodPlaced(index, pod)));
-    instance.update(&changes);
+    instance.apply(changes);
     instance
 }
 
@@ -118,7 +118,7 @@ fn inclusion_policies_narrow_the_domains_counted() {
 
     let mut tainted = zoned("c", Some("2"));
     tainted.taints = vec![taint("dedicated", "x", TaintEffect::NoSchedule)];
-    instance.update(&[Change::NodeSet(2, tainted)]);
+    instance.apply([Change::NodeSet(2, tainted)]);
     let mut pod = spreading("p", vec![by_zone(1)]);
     assert_eq!(instance.filter(&pod, &[0], &Assumptions::default()), vec![unfit()]);
     pod.spread_constraints[0].node_taints_policy = InclusionPolicy::Honor;
@@ -135,7 +135,7 @@ fn selectors_and_namespaces_decide_what_counts() {
     let mut instance = instance("{}", zones(), vec![(0, elsewhere.clone()), (0, elsewhere)]);
     let pod = spreading("p", vec![by_zone(1)]);
     assert_eq!(instance.filter(&pod, &[0], &Assumptions::default()), vec![Verdict::Fits]);
-    instance.update(&[Change::PodPlaced(0, web("w0"))]);
+    instance.apply([Change::PodPlaced(0, web("w0"))]);
     let blind = spreading("p", vec![constraint(ZONE_KEY, 1, UnsatisfiableAction::DoNotSchedule, None)]);
     assert_eq!(instance.filter(&blind, &[0], &Assumptions::default()), vec![Verdict::Fits]);
     let everything =
@@ -191,6 +191,19 @@ fn schedule_anyway_scores_the_least_crowded_highest() {
     );
     assert_eq!(instance.score(&pod, &ALL), vec![0, 0, 100, 0]);
     assert_eq!(instance.score(&web("plain"), &ALL), vec![0, 0, 0, 0]);
+}
+
+#[test]
+fn pods_skip_the_calls_their_constraints_do_not_need() {
+    // Goal: as kube's PreFilter and PreScore, hard constraints ask for the
+    // filter, soft ones (the system defaults among them) for the score, a
+    // pod with neither for nothing.
+    let mut instance = instance("{}", zones(), Vec::new());
+    assert_eq!(instance.prepare(&[], &web("plain")), Plan { filter: false, score: false });
+    assert_eq!(instance.prepare(&[], &spreading("hard", vec![by_zone(1)])), Plan { filter: true, score: false });
+    let mut defaulted = web("defaulted");
+    defaulted.default_spread_selector = Some(match_labels(&[("app", "web")]));
+    assert_eq!(instance.prepare(&[], &defaulted), Plan { filter: false, score: true });
 }
 
 #[test]

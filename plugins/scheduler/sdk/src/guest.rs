@@ -9,9 +9,9 @@ use engenho_guest_memcmp as _;
 
 use crate::{
     Abilities, Assumptions, Change, ExtendedResource, InclusionPolicy, Instance, Judge, Label, Node, NodeAffinity,
-    NodeOperator, NodeRequirement, NodeSelectorTerm, Plugin, Pod, PodAffinity, PodAffinityTerm, PreferredNodeTerm,
-    Resources, SelectorOperator, SelectorRequirement, SpreadConstraint, Taint, TaintEffect, Toleration,
-    TolerationOperator, UnsatisfiableAction, Verdict, WeightedPodAffinityTerm,
+    NodeOperator, NodeRequirement, NodeSelectorTerm, Plan, Plugin, Pod, PodAffinity, PodAffinityTerm,
+    PreferredNodeTerm, Resources, SelectorOperator, SelectorRequirement, SpreadConstraint, Taint, TaintEffect,
+    Toleration, TolerationOperator, UnsatisfiableAction, Verdict, WeightedPodAffinityTerm,
 };
 
 /// The world's generated bindings.
@@ -32,15 +32,22 @@ pub use wit_bindgen::rt as wit_bindgen_rt;
 use bindings::engenho::plugins::scheduler_types as wit;
 pub use bindings::exports::engenho::plugins::scheduler::{
     Abilities as WitAbilities, Assumptions as WitAssumptions, Change as WitChange, Guest as SchedulerGuest,
-    Pod as WitPod, Verdicts as WitVerdicts,
+    Plan as WitPlan, Pod as WitPod, Verdicts as WitVerdicts,
 };
 
 /// The reason every node gets when the host filters before configuring.
 const NOT_CONFIGURED: &str = "the plugin was not configured";
 
+/// The reason every node gets when the host filters before it prepared a
+/// pod.
+const NOT_PREPARED: &str = "the plugin was given no pod";
+
 thread_local! {
     /// The configured instance (an `Instance<P>`) of this component.
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+
+    /// The pod last prepared: the one `filter` and `score` judge.
+    static POD: RefCell<Option<Pod>> = const { RefCell::new(None) };
 }
 
 /// Runs `work` on the configured `Instance<P>`, if there is one.
@@ -60,20 +67,33 @@ pub fn configure<P: Plugin>(config: &str) -> Result<WitAbilities, String> {
     Ok(WitAbilities { filters, scores, reads_pods })
 }
 
-/// Applies `changes` to the instance's table (nothing before configure).
-pub fn update<P: Plugin>(changes: Vec<WitChange>) {
-    with_instance::<P, _>(|instance| instance.apply(changes.into_iter().map(change)));
+/// Applies `changes` to the instance's table (nothing before configure),
+/// keeps `pod` for the calls that follow, and says which of them it needs.
+pub fn prepare<P: Plugin>(changes: Vec<WitChange>, pod: WitPod) -> WitPlan {
+    let pod = pod_from(pod);
+    let plan = with_instance::<P, _>(|instance| {
+        instance.apply(changes.into_iter().map(change));
+        instance.plan(&pod)
+    })
+    .unwrap_or(Plan::FULL);
+    POD.with_borrow_mut(|prepared| *prepared = Some(pod));
+    WitPlan { filter: plan.filter, score: plan.score }
 }
 
-/// One verdict per candidate; before configure, each refuses the node.
-pub fn filter<P: Plugin>(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssumptions) -> WitVerdicts {
-    let pod = pod_from(pod);
+/// One verdict per candidate for the prepared pod; before configure or
+/// prepare, each refuses the node.
+pub fn filter<P: Plugin>(candidates: Vec<u32>, assumptions: WitAssumptions) -> WitVerdicts {
     let assumptions = Assumptions {
         without: assumptions.without,
         extra: assumptions.extra.into_iter().map(|placement| (placement.node, pod_from(placement.pod))).collect(),
     };
-    let verdicts = with_instance::<P, _>(|instance| instance.filter(&pod, &candidates, &assumptions))
-        .unwrap_or_else(|| candidates.iter().map(|_| Verdict::Unresolvable(vec![NOT_CONFIGURED.into()])).collect());
+    let verdicts = POD.with_borrow(|pod| {
+        let Some(pod) = pod else {
+            return candidates.iter().map(|_| Verdict::Unresolvable(vec![NOT_PREPARED.into()])).collect();
+        };
+        with_instance::<P, _>(|instance| instance.filter(pod, &candidates, &assumptions))
+            .unwrap_or_else(|| candidates.iter().map(|_| Verdict::Unresolvable(vec![NOT_CONFIGURED.into()])).collect())
+    });
     let (refusals, by_candidate) = verdicts.into_parts();
     let refusals = refusals
         .into_iter()
@@ -87,10 +107,11 @@ pub fn filter<P: Plugin>(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssu
     WitVerdicts { refusals, by_candidate }
 }
 
-/// One score per node; before configure, every node scores 0.
-pub fn score<P: Plugin>(pod: WitPod, nodes: Vec<u32>) -> Vec<u32> {
-    let pod = pod_from(pod);
-    with_instance::<P, _>(|instance| instance.score(&pod, &nodes)).unwrap_or_else(|| vec![0; nodes.len()])
+/// One score per node for the prepared pod; before configure or prepare,
+/// every node scores 0.
+pub fn score<P: Plugin>(nodes: Vec<u32>) -> Vec<u32> {
+    POD.with_borrow(|pod| pod.as_ref().and_then(|pod| with_instance::<P, _>(|instance| instance.score(pod, &nodes))))
+        .unwrap_or_else(|| vec![0; nodes.len()])
 }
 
 fn change(change: WitChange) -> Change {

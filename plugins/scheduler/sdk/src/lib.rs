@@ -74,6 +74,14 @@ pub trait Plugin: Sized + Send + 'static {
     /// A configuration the plugin cannot use, in words that name the field.
     fn configure(config: &str) -> Result<(Self, Abilities), String>;
 
+    /// Which of [`Plugin::filter`] and [`Plugin::score`] `pod` needs, on
+    /// `table` as it stands (kube-scheduler's PreFilter and PreScore,
+    /// which may skip): both, unless the plugin says otherwise.
+    fn plan(&self, table: &Table, pod: &Pod) -> Plan {
+        let _ = (table, pod);
+        Plan::FULL
+    }
+
     /// One verdict per node of `candidates`, in their order, for `pod`
     /// under `assumptions`. Every index in `candidates` names a node of
     /// `table`.
@@ -88,14 +96,16 @@ pub trait Plugin: Sized + Send + 'static {
 /// What a host calls on a configured plugin, whether it runs as a
 /// component or natively.
 pub trait Judge: Send {
-    /// Applies `changes` to the plugin's table, in order.
-    fn update(&mut self, changes: &[Change]);
+    /// Applies `changes` to the plugin's table, in order, then says which
+    /// of [`Judge::filter`] and [`Judge::score`] `pod` needs.
+    fn prepare(&mut self, changes: &[Change], pod: &Pod) -> Plan;
 
-    /// One verdict per node of `candidates`, in their order.
+    /// One verdict per node of `candidates`, in their order, for `pod`
+    /// (the pod last prepared).
     fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts;
 
     /// One score from 0 to [`MAX_NODE_SCORE`] per node of `nodes`, in their
-    /// order.
+    /// order, for `pod` (the pod last prepared).
     fn score(&mut self, pod: &Pod, nodes: &[u32]) -> Vec<u32>;
 }
 
@@ -127,19 +137,25 @@ impl<P: Plugin> Instance<P> {
     }
 
     /// Applies `changes` to the table in order, taking them rather than
-    /// copying them (as [`Judge::update`], which borrows, must).
+    /// copying them (as [`Judge::prepare`], which borrows, must).
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) {
         for change in changes {
             self.table.apply(change);
         }
     }
+
+    /// Which of the plugin's calls `pod` needs, on the table as it stands.
+    pub fn plan(&self, pod: &Pod) -> Plan {
+        self.plugin.plan(&self.table, pod)
+    }
 }
 
 impl<P: Plugin> Judge for Instance<P> {
-    fn update(&mut self, changes: &[Change]) {
+    fn prepare(&mut self, changes: &[Change], pod: &Pod) -> Plan {
         for change in changes {
             self.table.apply(change.clone());
         }
+        self.plan(pod)
     }
 
     fn filter(&mut self, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {
@@ -194,20 +210,22 @@ macro_rules! export_scheduler {
                     $crate::guest::configure::<$plugin>(&config)
                 }
 
-                fn update(changes: Vec<$crate::guest::WitChange>) {
-                    $crate::guest::update::<$plugin>(changes)
+                fn prepare(
+                    changes: Vec<$crate::guest::WitChange>,
+                    pod: $crate::guest::WitPod,
+                ) -> $crate::guest::WitPlan {
+                    $crate::guest::prepare::<$plugin>(changes, pod)
                 }
 
                 fn filter(
-                    pod: $crate::guest::WitPod,
                     candidates: Vec<u32>,
                     assumptions: $crate::guest::WitAssumptions,
                 ) -> $crate::guest::WitVerdicts {
-                    $crate::guest::filter::<$plugin>(pod, candidates, assumptions)
+                    $crate::guest::filter::<$plugin>(candidates, assumptions)
                 }
 
-                fn score(pod: $crate::guest::WitPod, nodes: Vec<u32>) -> Vec<u32> {
-                    $crate::guest::score::<$plugin>(pod, nodes)
+                fn score(nodes: Vec<u32>) -> Vec<u32> {
+                    $crate::guest::score::<$plugin>(nodes)
                 }
             }
 
@@ -245,7 +263,7 @@ mod tests {
 
     fn instance() -> Instance<ShortAnswers> {
         let (mut instance, _) = Instance::<ShortAnswers>::configure("{}").expect("configures");
-        instance.update(&[Change::NodeSet(0, node("a")), Change::NodeSet(2, node("c"))]);
+        instance.apply([Change::NodeSet(0, node("a")), Change::NodeSet(2, node("c"))]);
         instance
     }
 
@@ -269,14 +287,15 @@ mod tests {
 
     #[test]
     fn owned_and_borrowed_changes_make_the_same_table() {
-        // Goal: `apply` (taking changes) and `update` (borrowing them)
-        // leave the same table.
+        // Goal: `apply` (taking changes) and `prepare` (borrowing them)
+        // leave the same table; a plugin that plans nothing of its own
+        // needs both calls.
         let changes =
             vec![Change::NodeSet(0, node("a")), Change::PodPlaced(0, pod("p")), Change::NodeSet(3, node("d"))];
         let (mut taking, _) = Instance::<ShortAnswers>::configure("{}").expect("configures");
         let (mut borrowing, _) = Instance::<ShortAnswers>::configure("{}").expect("configures");
         taking.apply(changes.clone());
-        borrowing.update(&changes);
+        assert_eq!(borrowing.prepare(&changes, &pod("q")), Plan::FULL);
         assert_eq!(taking.table().node_count(), 2);
         assert_eq!(taking.table().placement("p"), Some(0));
         assert_eq!(taking.table().node(0), borrowing.table().node(0));
@@ -372,7 +391,7 @@ mod tests {
         // Goal: a plugin answering more verdicts than it was asked for
         // cannot shift them onto the candidates it was not asked about.
         let (mut instance, _) = Instance::<ExtraAnswers>::configure("{}").expect("configures");
-        instance.update(&[Change::NodeSet(0, node("a")), Change::NodeSet(2, node("c"))]);
+        instance.apply([Change::NodeSet(0, node("a")), Change::NodeSet(2, node("c"))]);
         let verdicts = instance.filter(&pod("p"), &[0, 1, 2], &Assumptions::default());
         let extra = Verdict::Unfit(vec!["extra".into()]);
         assert_eq!(verdicts, vec![extra.clone(), Verdict::Unresolvable(vec![NODE_NOT_FOUND.into()]), extra]);

@@ -155,6 +155,8 @@ pub struct Table {
     /// a namespace and use once, with how many of its owners each node
     /// holds.
     placed_terms: HashMap<(String, TermUse, PodAffinityTerm), HashMap<u32, u32>>,
+    /// How many nodes are cordoned (`spec.unschedulable`).
+    cordoned: usize,
 }
 
 /// How a placed pod holds a pod (anti-)affinity term.
@@ -217,8 +219,10 @@ impl Table {
         };
         if let Some(old) = old {
             self.uncount_labels(&old);
+            self.cordoned -= usize::from(old.unschedulable);
         }
         if let Some(Some(entry)) = self.nodes.get(slot) {
+            self.cordoned += usize::from(entry.node.unschedulable);
             for label in &entry.node.labels {
                 let values = self.node_labels.entry(label.key.clone()).or_default();
                 *values.entry(label.value.clone()).or_default() += 1;
@@ -246,6 +250,7 @@ impl Table {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
         self.present[index as usize] = false;
         self.uncount_labels(&entry.node);
+        self.cordoned -= usize::from(entry.node.unschedulable);
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
             self.forget_terms(pod, index);
@@ -375,6 +380,11 @@ impl Table {
     /// Every node, with its index, in index order.
     pub fn nodes(&self) -> impl Iterator<Item = (u32, &NodeEntry)> {
         self.nodes.iter().zip(0u32..).filter_map(|(entry, index)| entry.as_ref().map(|entry| (index, entry)))
+    }
+
+    /// How many nodes are cordoned (`spec.unschedulable`).
+    pub fn cordoned_nodes(&self) -> usize {
+        self.cordoned
     }
 
     /// How many nodes the table holds.

@@ -248,11 +248,13 @@ impl Draws {
 
 /// Runs `P` configured by `config` over many drawn tables, pods and
 /// assumptions, and checks that it answers one verdict per candidate and
-/// one score from 0 to 100 per node, without panicking.
+/// one score from 0 to 100 per node, without panicking, and that a call
+/// its plan skips would have changed nothing: every node fits, every node
+/// scores the same.
 ///
 /// # Panics
-/// When the plugin does not configure, or answers the wrong number of
-/// items or a score past 100.
+/// When the plugin does not configure, answers the wrong number of items
+/// or a score past 100, or skips a call that mattered.
 pub fn assert_well_formed<P: crate::Plugin>(config: &str) {
     let (plugin, _) = P::configure(config).unwrap_or_else(|error| panic!("{config} does not configure: {error}"));
     for seed in 0..64 {
@@ -272,14 +274,25 @@ pub fn assert_well_formed<P: crate::Plugin>(config: &str) {
         };
         for _ in 0..4 {
             let pod = draws.pod("incoming");
+            let plan = plugin.plan(&table, &pod);
             for plain in [true, false] {
                 let assumed = if plain { crate::Assumptions::default() } else { assumptions.clone() };
                 let verdicts = plugin.filter(&table, &pod, &known, &assumed);
                 assert_eq!(verdicts.len(), known.len(), "one verdict per candidate (seed {seed})");
+                if plain && !plan.filter {
+                    let refused = verdicts.iter().find(|verdict| **verdict != crate::Verdict::Fits);
+                    assert_eq!(refused, None, "the plan skipped a filter that refuses (seed {seed})");
+                }
             }
             let scores = plugin.score(&table, &pod, &known);
             assert_eq!(scores.len(), known.len(), "one score per node (seed {seed})");
             assert!(scores.iter().all(|&score| score <= crate::MAX_NODE_SCORE), "scores within 0..=100 (seed {seed})");
+            if !plan.score {
+                assert!(
+                    scores.windows(2).all(|pair| pair[0] == pair[1]),
+                    "the plan skipped a score that ranks (seed {seed})"
+                );
+            }
         }
     }
 }

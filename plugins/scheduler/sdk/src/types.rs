@@ -468,3 +468,20 @@ pub struct Abilities {
     /// It reads the pods placed on nodes.
     pub reads_pods: bool,
 }
+
+/// Which of a plugin's calls a pod needs: kube-scheduler's PreFilter and
+/// PreScore, either of which may skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Filter the pod. Without it, as the table stands, the pod fits every
+    /// node as far as the plugin is concerned (the host still asks under
+    /// assumptions).
+    pub filter: bool,
+    /// Score the pod. Without it, the plugin adds the same to every node.
+    pub score: bool,
+}
+
+impl Plan {
+    /// Both calls.
+    pub const FULL: Self = Self { filter: true, score: true };
+}

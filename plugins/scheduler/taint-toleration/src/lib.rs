@@ -78,7 +78,7 @@ mod tests {
         assert!(abilities.filters && abilities.scores && !abilities.reads_pods);
         let changes: Vec<Change> =
             nodes.into_iter().zip(0..).map(|(node, index)| Change::NodeSet(index, node)).collect();
-        instance.update(&changes);
+        instance.apply(changes);
         instance
     }
 

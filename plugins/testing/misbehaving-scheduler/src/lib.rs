@@ -76,7 +76,7 @@ impl Plugin for Misbehaving {
 #[cfg(target_arch = "wasm32")]
 mod export {
     use engenho_scheduler::guest::{
-        self, SchedulerGuest, WitAbilities, WitAssumptions, WitChange, WitPod, WitVerdicts, bindings,
+        self, SchedulerGuest, WitAbilities, WitAssumptions, WitChange, WitPlan, WitPod, WitVerdicts, bindings,
     };
 
     use super::{MODE, Misbehaving, Mode};
@@ -88,12 +88,12 @@ mod export {
             guest::configure::<Misbehaving>(&config)
         }
 
-        fn update(changes: Vec<WitChange>) {
-            guest::update::<Misbehaving>(changes);
+        fn prepare(changes: Vec<WitChange>, pod: WitPod) -> WitPlan {
+            guest::prepare::<Misbehaving>(changes, pod)
         }
 
-        fn filter(pod: WitPod, candidates: Vec<u32>, assumptions: WitAssumptions) -> WitVerdicts {
-            let mut verdicts = guest::filter::<Misbehaving>(pod, candidates, assumptions);
+        fn filter(candidates: Vec<u32>, assumptions: WitAssumptions) -> WitVerdicts {
+            let mut verdicts = guest::filter::<Misbehaving>(candidates, assumptions);
             match MODE.with(std::cell::Cell::get) {
                 Mode::WrongCount => {
                     verdicts.by_candidate.pop();
@@ -109,8 +109,8 @@ mod export {
             verdicts
         }
 
-        fn score(pod: WitPod, nodes: Vec<u32>) -> Vec<u32> {
-            guest::score::<Misbehaving>(pod, nodes)
+        fn score(nodes: Vec<u32>) -> Vec<u32> {
+            guest::score::<Misbehaving>(nodes)
         }
     }
 
