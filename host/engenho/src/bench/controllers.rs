@@ -462,16 +462,13 @@ async fn compare(pods: usize, reconciles: usize) -> anyhow::Result<(f64, f64, f6
 
 /// Reconciles per second of a component that reads one object and answers
 /// at once.
-async fn least_reconcile(
-    host: &PluginHost,
-    access: &Arc<dyn ClusterAccess>,
-    reconciles: usize,
-) -> anyhow::Result<f64> {
+async fn least_reconcile(host: &PluginHost, access: &Arc<dyn ClusterAccess>, reconciles: usize) -> anyhow::Result<f64> {
     let name = "misbehaving-controller";
     let bytes = engenho_plugin_artifacts::plugin(name).context("the misbehaving controller component")?;
     let limits = Limits { deadline: Duration::from_secs(1), ..Limits::default() };
     let config = r#"{"mode": "fail"}"#;
-    let component = ControllerPlugin::load(host, name, &engenho_wasm::digest_of(bytes), bytes, config, limits, 1).await?;
+    let component =
+        ControllerPlugin::load(host, name, &engenho_wasm::digest_of(bytes), bytes, config, limits, 1).await?;
     let key = ObjectKey {
         kind: KindRef { group: String::new(), version: "v1".into(), plural: "configmaps".into() },
         namespace: "bench".into(),

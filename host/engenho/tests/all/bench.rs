@@ -1,6 +1,7 @@
-//! `engenho bench`: the store, API and scheduler benchmarks run end to end
-//! on small settings and print their tables. The figures themselves belong in
-//! BENCHMARKS.md; here every measured row must show work done.
+//! `engenho bench`: the store, API, controllers, scheduler and failover
+//! benchmarks run end to end on small settings and print their tables. The
+//! figures themselves belong in BENCHMARKS.md; here every measured row must
+//! show work done.
 
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -110,6 +111,32 @@ fn scheduler_benchmark_runs_end_to_end() {
     let instances = row(&table, "all eight instances", None);
     positive(instances[1].trim_end_matches(" MB"));
     positive(instances[2].trim_end_matches(" MB"));
+}
+
+/// Goal: the controllers benchmark rolls a Deployment out on a real node,
+/// measures the pods informer, and compares the replicaset controller as a
+/// component with itself compiled in, beside the least a component
+/// reconcile costs. Method: small sizes, the tables' rows read back.
+#[test]
+fn controllers_benchmark_runs_end_to_end() {
+    let _turn = one_at_a_time();
+    let output = engenho("bench controllers --replicas 20 --pods 5 --reconciles 200");
+    let table = rows(&output);
+    let rollout = row(&table, "20", None);
+    positive(rollout[1].trim_end_matches(" s"));
+    positive(rollout[2].trim_end_matches(" s"));
+    let informer = row(&table, "pods", None);
+    assert!(positive(&informer[1]) >= 20.0, "the informer holds the rollout's pods: {informer:?}");
+    let compared = row(&table, "5", None);
+    let (component, native, ratio) = (positive(&compared[1]), positive(&compared[2]), positive(&compared[3]));
+    assert!(ratio_matches(ratio, component, native), "{compared:?}");
+    let (component_us, native_us, least_us) = (positive(&compared[4]), positive(&compared[5]), positive(&compared[6]));
+    assert!((component_us - 1e6 / component).abs() <= 0.01 + component_us * 0.01, "{compared:?}");
+    assert!((native_us - 1e6 / native).abs() <= 0.01 + native_us * 0.01, "{compared:?}");
+    assert!(
+        least_us < component_us,
+        "a reconcile that decides nothing costs less than one that reads pods: {compared:?}"
+    );
 }
 
 /// Goal: the failover benchmark kills the leader of a real cluster and
