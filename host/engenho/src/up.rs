@@ -263,7 +263,7 @@ async fn replica(args: &UpArgs, joined: Option<PeerCredentials>) -> anyhow::Resu
     let peer_listener = bind(args.peer_addr, "peer")?;
     let etcd_listener = bind(args.etcd_addr, "etcd")?;
     let api_listener =
-        TcpListener::bind(args.api_addr).await.with_context(|| format!("binding API address {}", args.api_addr))?;
+        listen_for_clients(args.api_addr).with_context(|| format!("binding API address {}", args.api_addr))?;
     engenho_store::secure_data_dir(&args.data_dir)
         .with_context(|| format!("securing the data directory {}", args.data_dir.display()))?;
     let supplied_token = supplied_token(args)?;
@@ -546,6 +546,24 @@ fn advertised_api_addr(args: &UpArgs) -> SocketAddr {
         true => SocketAddr::new(args.peer_addr.ip(), args.api_addr.port()),
         false => args.api_addr,
     }
+}
+
+/// Connections the kernel holds for the API server before it accepts them
+/// (the kernel caps this at `net.core.somaxconn`, as it does Go servers'
+/// backlog): a burst of clients, or of connections that never speak,
+/// queues there rather than having its SYNs dropped and retried a second
+/// later.
+const API_LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the API server's listening socket on the current runtime.
+fn listen_for_clients(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(API_LISTEN_BACKLOG)
 }
 
 /// Binds a listening socket for a runtime other than the current one.
