@@ -7,7 +7,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::matching::label_value;
 use crate::resources::{extended_amount, non_zero_memory, non_zero_milli_cpu};
-use crate::{Assumptions, Change, LabelSelector, Node, Pod, PodAffinityTerm, Quantity, Resources, SelectorOperator};
+use crate::{
+    Assumptions, Change, LabelSelector, Node, Pod, PodAffinityTerm, Quantity, Resources, SelectorOperator, Taint,
+};
 
 /// The most nodes a table holds: changes naming an index at or past it are
 /// ignored, so that a stray index cannot make the table allocate without
@@ -157,6 +159,8 @@ pub struct Table {
     placed_terms: HashMap<(String, TermUse, PodAffinityTerm), HashMap<u32, u32>>,
     /// How many nodes are cordoned (`spec.unschedulable`).
     cordoned: usize,
+    /// Each distinct taint of the nodes, with how many nodes carry it.
+    taints: HashMap<Taint, u32>,
 }
 
 /// How a placed pod holds a pod (anti-)affinity term.
@@ -219,10 +223,14 @@ impl Table {
         };
         if let Some(old) = old {
             self.uncount_labels(&old);
+            self.uncount_taints(&old);
             self.cordoned -= usize::from(old.unschedulable);
         }
         if let Some(Some(entry)) = self.nodes.get(slot) {
             self.cordoned += usize::from(entry.node.unschedulable);
+            for taint in &entry.node.taints {
+                *self.taints.entry(taint.clone()).or_default() += 1;
+            }
             for label in &entry.node.labels {
                 let values = self.node_labels.entry(label.key.clone()).or_default();
                 *values.entry(label.value.clone()).or_default() += 1;
@@ -246,10 +254,23 @@ impl Table {
         }
     }
 
+    /// Takes `node`'s taints out of the taint counts.
+    fn uncount_taints(&mut self, node: &Node) {
+        for taint in &node.taints {
+            if let Some(count) = self.taints.get_mut(taint) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.taints.remove(taint);
+                }
+            }
+        }
+    }
+
     fn remove_node(&mut self, index: u32) {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
         self.present[index as usize] = false;
         self.uncount_labels(&entry.node);
+        self.uncount_taints(&entry.node);
         self.cordoned -= usize::from(entry.node.unschedulable);
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
@@ -380,6 +401,12 @@ impl Table {
     /// Every node, with its index, in index order.
     pub fn nodes(&self) -> impl Iterator<Item = (u32, &NodeEntry)> {
         self.nodes.iter().zip(0u32..).filter_map(|(entry, index)| entry.as_ref().map(|entry| (index, entry)))
+    }
+
+    /// Every distinct taint the nodes carry, each once, without looking at
+    /// every node.
+    pub fn taints(&self) -> impl Iterator<Item = &Taint> {
+        self.taints.keys()
     }
 
     /// How many nodes are cordoned (`spec.unschedulable`).

@@ -51,7 +51,7 @@ pub enum TaintEffect {
 }
 
 /// A node's taint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Taint {
     /// The taint's key.
     pub key: String,

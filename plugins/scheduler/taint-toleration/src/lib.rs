@@ -10,7 +10,7 @@
 use engenho_scheduler::matching::{blocks_scheduling, first_untolerated_taint, tolerated};
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Table, TaintEffect, Toleration, Verdict, Verdicts, export_scheduler,
+    Abilities, Assumptions, Plan, Plugin, Pod, Table, TaintEffect, Toleration, Verdict, Verdicts, export_scheduler,
     parse_no_config,
 };
 
@@ -29,6 +29,19 @@ impl Plugin for TaintToleration {
         Ok((Self, Abilities { filters: true, scores: true, reads_pods: false }))
     }
 
+    /// Filter while some node carries a `NoSchedule` or `NoExecute` taint
+    /// the pod does not tolerate, score while some node carries such a
+    /// `PreferNoSchedule` taint; on a cluster without them, neither.
+    fn plan(&self, table: &Table, pod: &Pod) -> Plan {
+        let preferring = preferring(pod);
+        Plan {
+            filter: table.taints().any(|taint| blocks_scheduling(taint.effect) && !tolerated(&pod.tolerations, taint)),
+            score: table
+                .taints()
+                .any(|taint| taint.effect == TaintEffect::PreferNoSchedule && !tolerated(&preferring, taint)),
+        }
+    }
+
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
         candidates
             .iter()
@@ -43,12 +56,7 @@ impl Plugin for TaintToleration {
     }
 
     fn score(&self, table: &Table, pod: &Pod, nodes: &[u32]) -> Vec<u32> {
-        let preferring: Vec<Toleration> = pod
-            .tolerations
-            .iter()
-            .filter(|toleration| toleration.effect.is_none_or(|effect| effect == TaintEffect::PreferNoSchedule))
-            .cloned()
-            .collect();
+        let preferring = preferring(pod);
         let counts: Vec<i64> = nodes
             .iter()
             .map(|&index| {
@@ -62,6 +70,16 @@ impl Plugin for TaintToleration {
             .collect();
         default_normalize(&counts, true)
     }
+}
+
+/// The pod's tolerations that count in the score: those for
+/// `PreferNoSchedule` or every effect.
+fn preferring(pod: &Pod) -> Vec<Toleration> {
+    pod.tolerations
+        .iter()
+        .filter(|toleration| toleration.effect.is_none_or(|effect| effect == TaintEffect::PreferNoSchedule))
+        .cloned()
+        .collect()
 }
 
 export_scheduler!(TaintToleration);
@@ -114,6 +132,25 @@ mod tests {
             Verdict::Unresolvable(vec!["node(s) had untolerated taint {node.kubernetes.io/unreachable: }".into()])
         );
         assert_eq!(verdicts[1], Verdict::Fits);
+    }
+
+    #[test]
+    fn pods_skip_the_calls_no_untolerated_taint_needs() {
+        // Goal: the filter is asked for only while a node carries a
+        // blocking taint the pod does not tolerate, the score only while
+        // one carries such a soft taint; the taints follow nodes changed
+        // and removed.
+        use TaintEffect::*;
+        let mut instance = instance(vec![node("clean")]);
+        assert_eq!(instance.prepare(&[], &pod("p")), Plan { filter: false, score: false });
+        let gpu = tainted("gpu", vec![taint("gpu", "true", NoSchedule)]);
+        assert_eq!(instance.prepare(&[Change::NodeSet(1, gpu)], &pod("p")), Plan { filter: true, score: false });
+        let mut tolerant = pod("t");
+        tolerant.tolerations = vec![toleration("gpu", TolerationOperator::Exists, "", None)];
+        assert_eq!(instance.prepare(&[], &tolerant), Plan { filter: false, score: false });
+        let soft = tainted("gpu", vec![taint("spot", "", PreferNoSchedule)]);
+        assert_eq!(instance.prepare(&[Change::NodeSet(1, soft)], &pod("p")), Plan { filter: false, score: true });
+        assert_eq!(instance.prepare(&[Change::NodeRemoved(1)], &pod("p")), Plan { filter: false, score: false });
     }
 
     #[test]
