@@ -7,6 +7,7 @@ mod content;
 mod dev;
 mod gossip;
 mod mesh;
+mod native;
 mod plugin;
 mod scheduler;
 mod up;

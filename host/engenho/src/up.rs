@@ -152,6 +152,12 @@ pub struct UpArgs {
     /// token. Later starts run as what the data directory holds.
     #[arg(long)]
     worker: bool,
+    /// Run the built-in scheduler plugins compiled into this binary in
+    /// place of their components (the profiles are checked and loaded as
+    /// always; other plugins still run as components): how `engenho bench
+    /// scheduler` measures what the component boundary costs end to end.
+    #[arg(long)]
+    native_scheduler_plugins: bool,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM: as a replica or a worker, as its
@@ -318,7 +324,10 @@ async fn replica(args: &UpArgs, joined: Option<PeerCredentials>) -> anyhow::Resu
             data_dir: Some(args.data_dir.clone()),
             addresses: vec![("API", args.api_addr), ("etcd", args.etcd_addr), ("peer", args.peer_addr)],
         });
-    let api = KubeApi::new(node.clone(), credentials.admin_token.clone(), plugin_host);
+    let mut api = KubeApi::new(node.clone(), credentials.admin_token.clone(), plugin_host);
+    if args.native_scheduler_plugins {
+        api = api.with_native_scheduler_plugins(crate::native::plugins());
+    }
     until_committed("the defaults", || api.ensure_defaults())
         .await
         .context("creating the default namespaces and RBAC policy")?;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use engenho_control::Change;
 use engenho_scheduler as sdk;
-use engenho_wasm::{PluginHost, SchedulerPlugin};
+use engenho_wasm::{PluginError, PluginHost, SchedulerPlugin};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::cycle::{Cycle, CycleError, Decision, FitError, PluginRun};
+use super::cycle::{Cycle, CycleError, Decision, FitError, PluginRun, Runner};
 use super::preemption::{self, Budget, Candidate, Preemption};
 use super::queue::SchedulingQueue;
 use super::table::Table;
@@ -130,6 +130,17 @@ pub struct Lookups {
     pub budgets: BudgetReader,
 }
 
+/// Scheduler plugins compiled into the host, by name: given a plugin's
+/// name and its configuration (JSON), the plugin configured, behind the
+/// SDK's [`sdk::Judge`], and the calls it takes part in (or why it refused
+/// the configuration); `None` for a plugin the host does not hold. A
+/// scheduler given these runs them in place of the components of the same
+/// names, which is how a node measures what the component boundary costs
+/// end to end; the profile's plugins are still checked and loaded as
+/// components.
+pub type NativePlugins =
+    Arc<dyn Fn(&str, &str) -> Option<Result<(Box<dyn sdk::Judge>, sdk::Abilities), String>> + Send + Sync>;
+
 /// Informer changes the loop has yet to read, the latest per object.
 #[derive(Default)]
 pub struct Inbox {
@@ -232,6 +243,7 @@ pub struct Scheduler {
     told_unknown: HashMap<String, String>,
     bindings: (mpsc::Sender<Bound>, mpsc::Receiver<Bound>),
     in_flight: usize,
+    natives: Option<NativePlugins>,
 }
 
 impl Scheduler {
@@ -267,7 +279,16 @@ impl Scheduler {
             told_unknown: HashMap::new(),
             bindings: mpsc::channel(BINDINGS_IN_FLIGHT_MAX),
             in_flight: 0,
+            natives: None,
         }
+    }
+
+    /// The scheduler, running the plugins `natives` holds compiled into
+    /// the host in place of their components.
+    #[must_use]
+    pub fn with_native_plugins(mut self, natives: NativePlugins) -> Self {
+        self.natives = Some(natives);
+        self
     }
 
     /// Schedules until `stop` turns true.
@@ -439,7 +460,7 @@ impl Scheduler {
             {
                 continue;
             }
-            match start(&self.host, &spec).await {
+            match start(&self.host, &spec, self.natives.as_ref()).await {
                 Ok(cycle) => {
                     tracing::info!(profile = %name, "scheduler profile running");
                     self.failed.send_if_modified(|failed| failed.remove(&name).is_some());
@@ -664,13 +685,99 @@ fn pod_ref_of(pod: &sdk::Pod) -> PodRef {
     PodRef { namespace: pod.namespace.clone(), name: pod.name.clone(), uid: pod.uid.clone() }
 }
 
-/// Fresh instances of a profile's plugins, as a cycle.
-async fn start(host: &PluginHost, spec: &ProfileSpec) -> Result<Cycle, CycleError> {
+/// Fresh instances of a profile's plugins, as a cycle: those `natives`
+/// holds compiled into the host, the others as components.
+async fn start(host: &PluginHost, spec: &ProfileSpec, natives: Option<&NativePlugins>) -> Result<Cycle, CycleError> {
     let mut plugins = Vec::with_capacity(spec.plugins.len());
     for plugin in &spec.plugins {
-        let instance =
-            plugin.plugin.instance(host).await.map_err(|error| CycleError { plugin: plugin.name.clone(), error })?;
-        plugins.push(PluginRun::new(plugin.name.clone(), plugin.weight, instance));
+        let failed = |error| CycleError { plugin: plugin.name.clone(), error };
+        let native = natives.and_then(|natives| natives(&plugin.name, plugin.plugin.config()));
+        let run = match native {
+            Some(Ok((judge, abilities))) => {
+                let runner = Runner::Native { name: plugin.name.clone(), judge, abilities };
+                PluginRun::with_runner(plugin.name.clone(), plugin.weight, runner)
+            }
+            Some(Err(message)) => {
+                return Err(failed(PluginError::Configuration { name: plugin.name.clone(), message }));
+            }
+            None => {
+                PluginRun::new(plugin.name.clone(), plugin.weight, plugin.plugin.instance(host).await.map_err(failed)?)
+            }
+        };
+        plugins.push(run);
     }
     Ok(Cycle::new(plugins, spec.percentage_of_nodes_to_score))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use engenho_wasm::Limits;
+
+    use super::*;
+
+    /// A plugin "compiled into the host" that lets every pod go anywhere.
+    struct Anywhere;
+
+    impl sdk::Judge for Anywhere {
+        fn prepare(&mut self, _: &[sdk::Change], _: &sdk::Pod) -> sdk::Plan {
+            sdk::Plan::FULL
+        }
+
+        fn filter(&mut self, _: &sdk::Pod, candidates: &[u32], _: &sdk::Assumptions) -> sdk::Verdicts {
+            sdk::Verdicts::all_fit(candidates.len())
+        }
+
+        fn score(&mut self, _: &sdk::Pod, nodes: &[u32]) -> Vec<u32> {
+            vec![0; nodes.len()]
+        }
+    }
+
+    /// A profile of built-in plugin components: (name, config).
+    async fn profile(host: &PluginHost, plugins: &[(&str, &str)]) -> ProfileSpec {
+        let limits = Limits { deadline: Duration::from_secs(2), memory_bytes: 256 << 20, ..Limits::default() };
+        let mut loaded = Vec::new();
+        for (name, config) in plugins {
+            let bytes = engenho_plugin_artifacts::plugin(name).expect("a built-in scheduler plugin");
+            let digest = engenho_wasm::digest_of(bytes);
+            let plugin = SchedulerPlugin::load(host, name, &digest, bytes, config, limits).await.expect("loads");
+            loaded.push(ProfilePlugin { name: (*name).to_owned(), weight: 1, plugin: Arc::new(plugin) });
+        }
+        ProfileSpec { plugins: loaded, percentage_of_nodes_to_score: None }
+    }
+
+    #[tokio::test]
+    async fn plugins_compiled_into_the_host_run_in_place_of_their_components() {
+        // Goal: a scheduler given native plugins runs each one they hold
+        // natively, configured as the profile configures its component,
+        // and the rest as components; a native plugin that refuses its
+        // configuration fails the profile's start, naming the plugin.
+        let host = PluginHost::new(None).expect("an engine");
+        let config = r#"{"scoringStrategy":{"type":"MostAllocated"}}"#;
+        let spec = profile(&host, &[("node-resources-fit", config), ("node-name", "{}")]).await;
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let natives: NativePlugins = {
+            let asked = asked.clone();
+            Arc::new(move |name: &str, config: &str| {
+                asked.lock().expect("unpoisoned").push((name.to_owned(), config.to_owned()));
+                let abilities = sdk::Abilities { filters: true, scores: true, reads_pods: false };
+                (name == "node-resources-fit").then(|| Ok((Box::new(Anywhere) as Box<dyn sdk::Judge>, abilities)))
+            })
+        };
+        let cycle = start(&host, &spec, Some(&natives)).await.expect("the profile starts");
+        let runs: Vec<(&str, bool)> =
+            cycle.plugins().iter().map(|p| (p.name.as_str(), matches!(p.runner(), Runner::Native { .. }))).collect();
+        assert_eq!(runs, [("node-resources-fit", true), ("node-name", false)]);
+        let asked = asked.lock().expect("unpoisoned").clone();
+        assert_eq!(asked, [("node-resources-fit".to_owned(), config.to_owned()), ("node-name".into(), "{}".into())]);
+
+        let without = start(&host, &spec, None).await.expect("the profile starts");
+        assert!(without.plugins().iter().all(|p| matches!(p.runner(), Runner::Component(_))));
+
+        let refusing: NativePlugins = Arc::new(|name: &str, _: &str| Some(Err(format!("{name} takes no config"))));
+        let error = start(&host, &spec, Some(&refusing)).await.err().expect("the start fails");
+        assert_eq!(error.plugin, "node-resources-fit");
+        assert!(error.to_string().contains("node-resources-fit takes no config"), "{error}");
+    }
 }

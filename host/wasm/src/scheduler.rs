@@ -135,6 +135,11 @@ impl SchedulerPlugin {
         &self.digest
     }
 
+    /// The configuration (JSON) its instances are configured with.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
     /// Which calls the plugin takes part in.
     pub fn abilities(&self) -> sdk::Abilities {
         self.abilities

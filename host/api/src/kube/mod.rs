@@ -101,6 +101,7 @@ pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
 #[derive(Clone)]
 pub struct KubeApi {
     state: Arc<ApiState>,
+    native_scheduler_plugins: Option<engenho_scheduling::NativePlugins>,
 }
 
 impl KubeApi {
@@ -127,7 +128,16 @@ impl KubeApi {
             mesh_view: std::sync::OnceLock::new(),
             port_forwards: Arc::new(tokio::sync::Semaphore::new(portforward::SESSIONS_MAX)),
         };
-        Self { state: Arc::new(state) }
+        Self { state: Arc::new(state), native_scheduler_plugins: None }
+    }
+
+    /// The API server, its scheduler running the plugins `natives` holds
+    /// compiled into the host in place of their components (to measure
+    /// what the component boundary costs end to end).
+    #[must_use]
+    pub fn with_native_scheduler_plugins(mut self, natives: engenho_scheduling::NativePlugins) -> Self {
+        self.native_scheduler_plugins = Some(natives);
+        self
     }
 
     /// Creates what every cluster has from its first start and does not
@@ -331,7 +341,7 @@ impl KubeApi {
         let policy_loop = ("resourcequota-and-disruption", 2, policy_status::RESYNC_INTERVAL);
         let components =
             Arc::new(controllers::Controllers::new(state.clone(), router.clone(), self.plugin_status_client()));
-        let scheduler = scheduler::SchedulerLoop::new(state.clone(), router);
+        let scheduler = scheduler::SchedulerLoop::new(state.clone(), router, self.native_scheduler_plugins.clone());
         tokio::join!(
             Arc::new(self.definitions()).run(state, stop.clone()),
             loops::run_loop(state, Arc::new(collector), gc_loop, leadership.clone(), stop.clone()),

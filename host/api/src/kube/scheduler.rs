@@ -15,8 +15,8 @@ use engenho_control::controller::lead;
 use engenho_control::{Action, Whole, everywhere};
 use engenho_scheduling::scheduler::Pending;
 use engenho_scheduling::{
-    Binder, BudgetReader, DefaultSpreadSelector, FailedProfiles, Inbox, Lookups, PodRef, ProfilePlugin, ProfileSpec,
-    Profiles, Scheduler, Source, preemption::Budget, view,
+    Binder, BudgetReader, DefaultSpreadSelector, FailedProfiles, Inbox, Lookups, NativePlugins, PodRef, ProfilePlugin,
+    ProfileSpec, Profiles, Scheduler, Source, preemption::Budget, view,
 };
 use engenho_wasm::SchedulerPlugin;
 use serde::Deserialize;
@@ -165,12 +165,14 @@ struct Loaded {
 pub struct SchedulerLoop {
     state: Arc<ApiState>,
     router: Router,
+    natives: Option<NativePlugins>,
 }
 
 impl SchedulerLoop {
-    /// The scheduler, writing through `router`.
-    pub fn new(state: Arc<ApiState>, router: Router) -> Self {
-        Self { state, router }
+    /// The scheduler, writing through `router`, running the plugins
+    /// `natives` holds compiled into the host in place of their components.
+    pub fn new(state: Arc<ApiState>, router: Router, natives: Option<NativePlugins>) -> Self {
+        Self { state, router, natives }
     }
 
     /// Schedules while this node leads, until `stop` turns true.
@@ -214,7 +216,11 @@ impl SchedulerLoop {
         let binder = Arc::new(ApiBinder { client, events, registry: self.state.registry.clone() });
         let lookups =
             Lookups { default_spread: default_spread_selector(&self.state), budgets: budget_reader(&self.state) };
-        let scheduler = Scheduler::new(self.state.plugin_host.clone(), binder, inbox, (profiles_seen, failed), lookups);
+        let mut scheduler =
+            Scheduler::new(self.state.plugin_host.clone(), binder, inbox, (profiles_seen, failed), lookups);
+        if let Some(natives) = &self.natives {
+            scheduler = scheduler.with_native_plugins(natives.clone());
+        }
         tokio::join!(follower.run(term_over.clone()), scheduler.run(term_over));
         drop(subscriptions);
     }

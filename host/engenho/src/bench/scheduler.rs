@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use engenho_api::kube::scheduler::{BUILT_IN_PLUGINS, DEFAULT_PROFILE};
-use engenho_scheduler::{self as sdk, Instance, Judge, Plugin};
+use engenho_scheduler as sdk;
 use engenho_scheduling::{Cycle, Decision, PluginRun, PluginTime, Runner, Table, view};
 use engenho_wasm::{Limits, PluginHost, SchedulerPlugin, digest_of};
 use futures::{StreamExt, TryStreamExt};
@@ -297,33 +297,15 @@ async fn start_profile(host: &PluginHost, profile: Profile) -> anyhow::Result<Cy
                 Runner::Component(plugin.instance(host).await?)
             }
             Profile::Native => {
-                let (judge, abilities) = native(name).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                let (judge, abilities) = crate::native::plugin(name, "{}")
+                    .with_context(|| format!("{name} is not compiled in"))?
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 Runner::Native { name: name.to_owned(), judge, abilities }
             }
         };
         plugins.push(PluginRun::with_runner(name.to_owned(), weight, runner));
     }
     Ok(Cycle::new(plugins, None))
-}
-
-/// Built-in plugin `name` compiled into the host, configured with the
-/// defaults.
-fn native(name: &str) -> Result<(Box<dyn Judge>, sdk::Abilities), String> {
-    fn configured<P: Plugin>() -> Result<(Box<dyn Judge>, sdk::Abilities), String> {
-        let (instance, abilities) = Instance::<P>::configure("{}")?;
-        Ok((Box::new(instance), abilities))
-    }
-    match name {
-        "node-name" => configured::<node_name::NodeName>(),
-        "node-unschedulable" => configured::<node_unschedulable::NodeUnschedulable>(),
-        "taint-toleration" => configured::<taint_toleration::TaintToleration>(),
-        "node-affinity" => configured::<node_affinity::NodeAffinity>(),
-        "node-resources-fit" => configured::<node_resources_fit::NodeResourcesFit>(),
-        "pod-topology-spread" => configured::<pod_topology_spread::PodTopologySpread>(),
-        "inter-pod-affinity" => configured::<inter_pod_affinity::InterPodAffinity>(),
-        "node-resources-balanced-allocation" => configured::<node_resources_balanced_allocation::BalancedAllocation>(),
-        _ => Err("not a built-in scheduler plugin".into()),
-    }
 }
 
 /// The resident memory of this process, in bytes.
@@ -451,6 +433,8 @@ struct EndToEnd {
     /// The profile the pods name created → the last of them bound, all of
     /// them pending before (a fresh node).
     backlog: Duration,
+    /// The same on a node running the plugins compiled into the binary.
+    backlog_native: Duration,
 }
 
 fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
@@ -461,24 +445,27 @@ fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
     );
     println!(
         "| nodes | pods | creates done | pods bound/s while created | create→bind p50 | create→bind p99 | pods bound/s \
-         from {} pending |",
+         from {} pending | the same, plugins compiled in | WASM/native |",
         args.pods
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (nodes, end) in ends {
         println!(
-            "| {nodes} | {} | {:.2} s | {:.0} | {} | {} | {:.0} |",
+            "| {nodes} | {} | {:.2} s | {:.0} | {} | {} | {:.0} | {:.0} | {:.2} |",
             end.latencies.len(),
             end.created.as_secs_f64(),
             end.latencies.len() as f64 / end.elapsed.as_secs_f64(),
             super::millis(quantile(&end.latencies, 0.50)),
             super::millis(quantile(&end.latencies, 0.99)),
             args.pods as f64 / end.backlog.as_secs_f64(),
+            args.pods as f64 / end.backlog_native.as_secs_f64(),
+            end.backlog_native.as_secs_f64() / end.backlog.as_secs_f64(),
         );
     }
     println!(
         "\nPending: on a fresh node, the pods name a profile that does not exist yet (each is told so); the profile \
-         is then created with the default plugins, and timed until the last pod is bound."
+         is then created with the default plugins, and timed until the last pod is bound. Then the same on another \
+         fresh node started with --native-scheduler-plugins: the same plugin crates compiled into the binary."
     );
     println!(
         "\nProfile swaps: node-affinity's addedAffinity requires another node group at each apply, pods created \
@@ -499,8 +486,17 @@ fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
 
 /// A fresh node in `dir` with `nodes` Node objects, ready for pods
 /// ([`prepare_cluster`]), and a client of it.
-async fn prepared_node(dir: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<(Cluster, kube::Client)> {
-    let cluster = Cluster::start(System::Engenho, 1, dir, Path::new("etcd")).await?;
+async fn prepared_node(
+    dir: &Path,
+    nodes: usize,
+    args: &SchedulerBenchArgs,
+    plugins: Profile,
+) -> anyhow::Result<(Cluster, kube::Client)> {
+    let extra: &[&str] = match plugins {
+        Profile::Component => &[],
+        Profile::Native => &["--native-scheduler-plugins"],
+    };
+    let cluster = Cluster::start_with(System::Engenho, 1, dir, Path::new("etcd"), extra).await?;
     cluster.wait_for_leader().await?;
     let client = connect(&dir.join("n0").join("kubeconfig")).await?;
     prepare_cluster(&client, nodes, args.concurrency).await?;
@@ -510,7 +506,8 @@ async fn prepared_node(dir: &Path, nodes: usize, args: &SchedulerBenchArgs) -> a
 /// Starts a node, creates `nodes` Node objects and the pods through its
 /// API, and times their binding; then times profile swaps.
 async fn end_to_end(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<EndToEnd> {
-    let (cluster, client) = prepared_node(&root.join(format!("engenho-scheduler-{nodes}")), nodes, args).await?;
+    let (cluster, client) =
+        prepared_node(&root.join(format!("engenho-scheduler-{nodes}")), nodes, args, Profile::Component).await?;
     let workload = Workload::new(nodes, args.pods);
     let pods: Vec<Pod> = workload.pods.iter().map(api_pod).collect::<Result<_, _>>()?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
@@ -551,9 +548,14 @@ async fn end_to_end(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> any
     let swaps = swap_latency(&client, &pods_api, &mut bindings, nodes, args.swaps).await?;
     watcher.abort();
     drop(cluster);
-    let backlog = backlog(root, nodes, args).await?;
-    eprintln!("  {nodes} nodes on a node: {:.0} pods bound/s from pending", args.pods as f64 / backlog.as_secs_f64());
-    Ok(EndToEnd { elapsed, created: created_in, latencies, swaps, backlog })
+    let (backlog, backlog_native) =
+        (backlog(root, nodes, args, Profile::Component).await?, backlog(root, nodes, args, Profile::Native).await?);
+    eprintln!(
+        "  {nodes} nodes on a node: {:.0} pods bound/s from pending ({:.0} with the plugins compiled in)",
+        args.pods as f64 / backlog.as_secs_f64(),
+        args.pods as f64 / backlog_native.as_secs_f64()
+    );
+    Ok(EndToEnd { elapsed, created: created_in, latencies, swaps, backlog, backlog_native })
 }
 
 /// The name of the profile the pending pods wait for.
@@ -563,9 +565,9 @@ const BACKLOG_PROFILE: &str = "bench-backlog";
 /// not exist, waits until the scheduler has told each of them so, then
 /// creates the profile (the default plugins) and times it until every pod
 /// is bound.
-async fn backlog(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> anyhow::Result<Duration> {
-    let dir = root.join(format!("engenho-scheduler-backlog-{nodes}"));
-    let (cluster, client) = prepared_node(&dir, nodes, args).await?;
+async fn backlog(root: &Path, nodes: usize, args: &SchedulerBenchArgs, plugins: Profile) -> anyhow::Result<Duration> {
+    let dir = root.join(format!("engenho-scheduler-backlog-{nodes}-{plugins:?}"));
+    let (cluster, client) = prepared_node(&dir, nodes, args, plugins).await?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let (seen, mut waits) = mpsc::channel(1024);
     let watcher = tokio::spawn(watch_waits(pods_api.clone(), seen));

@@ -86,7 +86,8 @@ fn store_and_api_benchmarks_run_end_to_end() {
 
 /// Goal: the scheduler benchmark places every pod in its own process with
 /// the components and natively, binds every pod on a real node (as they are
-/// created, and from a backlog of pending pods) and times profile swaps.
+/// created, and from a backlog of pending pods, once more on a node running
+/// the plugins compiled in) and times profile swaps.
 /// Method: tiny sizes, the tables' rows read back.
 #[test]
 fn scheduler_benchmark_runs_end_to_end() {
@@ -99,11 +100,12 @@ fn scheduler_benchmark_runs_end_to_end() {
         assert!(ratio_matches(ratio, wasm, native), "{cycles:?}");
         assert_eq!((cycles[4].as_str(), cycles[5].as_str()), ("60", "0"), "every pod placed: {cycles:?}");
         let bound =
-            table.iter().find(|r| r[0] == nodes && r.len() == 7 && r[2].ends_with(" s")).expect("an end-to-end row");
+            table.iter().find(|r| r[0] == nodes && r.len() == 9 && r[2].ends_with(" s")).expect("an end-to-end row");
         assert_eq!(bound[1], "60", "every pod bound: {bound:?}");
         positive(&bound[3]);
         positive(bound[5].trim_end_matches(" ms"));
-        positive(&bound[6]);
+        let (from_pending, compiled_in, ratio) = (positive(&bound[6]), positive(&bound[7]), positive(&bound[8]));
+        assert!(ratio_matches(ratio, from_pending, compiled_in), "{bound:?}");
         let swaps = table.iter().find(|r| r[0] == nodes && r.len() == 5).expect("a swaps row");
         assert_eq!(swaps[1], "2", "{swaps:?}");
         positive(swaps[2].trim_end_matches(" ms"));
