@@ -60,13 +60,17 @@ impl log::Host for CallState {
 impl wit::Host for CallState {}
 
 /// A pod as the scheduler-plugin world's record: converted once, then
-/// given to every plugin of a cycle.
-pub struct PodRecord(wit::Pod);
+/// given to every plugin of a cycle (with the pod it was converted from,
+/// which an instance keeps to know the pod when it is placed).
+pub struct PodRecord {
+    record: wit::Pod,
+    pod: Arc<sdk::Pod>,
+}
 
 impl PodRecord {
     /// `pod` as the record plugins take.
     pub fn new(pod: &sdk::Pod) -> Self {
-        Self(convert::pod(pod))
+        Self { record: convert::pod(pod), pod: Arc::new(pod.clone()) }
     }
 }
 
@@ -208,6 +212,7 @@ impl SchedulerPlugin {
             store,
             instance,
             abilities: convert::abilities(abilities),
+            prepared: None,
             _slot: slot,
         })
     }
@@ -221,6 +226,8 @@ pub struct SchedulerInstance {
     store: Store<CallState>,
     instance: bindings::SchedulerPlugin,
     abilities: sdk::Abilities,
+    /// The pod of the last `prepare`, until a change places it.
+    prepared: Option<Arc<sdk::Pod>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -243,7 +250,8 @@ impl SchedulerInstance {
 
     /// Applies `changes` to the instance's table, in order, and takes
     /// `pod` as the pod the filter and score calls that follow judge; which
-    /// of them the pod needs.
+    /// of them the pod needs. The first placement of the pod prepared last
+    /// crosses as a reference to it, not as the pod again.
     ///
     /// # Errors
     /// No turn in time; the call trapped, ran out of memory or ran past its
@@ -254,14 +262,25 @@ impl SchedulerInstance {
         changes: &[sdk::Change],
         pod: &PodRecord,
     ) -> Result<sdk::Plan, PluginError> {
-        let changes: Vec<wit::Change> = changes.iter().map(convert::change).collect();
+        let mut prepared = self.prepared.take();
+        let changes: Vec<wit::Change> = changes
+            .iter()
+            .map(|change| match change {
+                sdk::Change::PodPlaced(node, placed) if prepared.as_deref() == Some(placed) => {
+                    prepared = None;
+                    wit::Change::PreparedPlaced(*node)
+                }
+                other => convert::change(other),
+            })
+            .collect();
         let _turn = self.begin(host).await?;
         let plan = self
             .instance
             .engenho_plugins_scheduler()
-            .call_prepare(&mut self.store, &changes, &pod.0)
+            .call_prepare(&mut self.store, &changes, &pod.record)
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
+        self.prepared = Some(pod.pod.clone());
         Ok(sdk::Plan { filter: plan.filter, score: plan.score })
     }
 

@@ -72,7 +72,7 @@ pub fn configure<P: Plugin>(config: &str) -> Result<WitAbilities, String> {
 pub fn prepare<P: Plugin>(changes: Vec<WitChange>, pod: WitPod) -> WitPlan {
     let pod = pod_from(pod);
     let plan = with_instance::<P, _>(|instance| {
-        instance.apply(changes.into_iter().map(change));
+        instance.apply(changes.into_iter().filter_map(change));
         instance.plan(&pod)
     })
     .unwrap_or(Plan::FULL);
@@ -114,13 +114,16 @@ pub fn score<P: Plugin>(nodes: Vec<u32>) -> Vec<u32> {
         .unwrap_or_else(|| vec![0; nodes.len()])
 }
 
-fn change(change: WitChange) -> Change {
-    match change {
+/// `change` as the table takes it: a placement of the pod last prepared
+/// moves that pod into the table (nothing, when none was prepared).
+fn change(change: WitChange) -> Option<Change> {
+    Some(match change {
         wit::Change::NodeSet(slot) => Change::NodeSet(slot.index, node_from(slot.node)),
         wit::Change::NodeRemoved(index) => Change::NodeRemoved(index),
         wit::Change::PodPlaced(placement) => Change::PodPlaced(placement.node, pod_from(placement.pod)),
+        wit::Change::PreparedPlaced(node) => Change::PodPlaced(node, POD.with_borrow_mut(Option::take)?),
         wit::Change::PodRemoved(uid) => Change::PodRemoved(uid),
-    }
+    })
 }
 
 fn labels_from(labels: Vec<wit::Label>) -> Vec<Label> {
