@@ -111,8 +111,8 @@ impl Runner {
     }
 }
 
-/// The pod a cycle judges: as native plugins read it and, converted once
-/// when a component first needs it, as components take it.
+/// The pod a cycle judges: as native plugins read it and, shared once a
+/// component first needs it, as component instances keep it.
 struct Judged<'a> {
     pod: &'a sdk::Pod,
     record: OnceLock<PodRecord>,
@@ -593,7 +593,8 @@ mod tests {
     }
 
     fn native(name: &str, short: bool) -> PluginRun {
-        let abilities = sdk::Abilities { filters: true, scores: true, reads_pods: false };
+        let abilities =
+            sdk::Abilities { filters: true, scores: true, reads_pods: false, pod_parts: sdk::PodParts::ALL };
         let runner = Runner::Native { name: name.into(), judge: Box::new(Answers { short }), abilities };
         PluginRun::with_runner(name.into(), 1, runner)
     }
@@ -650,7 +651,8 @@ mod tests {
         for name in ["a", "b"] {
             table.set_node(sdk::Node { name: name.into(), ..sdk::Node::default() });
         }
-        let abilities = sdk::Abilities { filters: true, scores: true, reads_pods: false };
+        let abilities =
+            sdk::Abilities { filters: true, scores: true, reads_pods: false, pod_parts: sdk::PodParts::ALL };
         let skipping = Runner::Native { name: "skipping".into(), judge: Box::new(Skipping), abilities };
         let plugins = vec![native("fine", false), PluginRun::with_runner("skipping".into(), 100, skipping)];
         let mut cycle = Cycle::new(plugins, None);

@@ -761,7 +761,8 @@ mod tests {
             let asked = asked.clone();
             Arc::new(move |name: &str, config: &str| {
                 asked.lock().expect("unpoisoned").push((name.to_owned(), config.to_owned()));
-                let abilities = sdk::Abilities { filters: true, scores: true, reads_pods: false };
+                let abilities =
+                    sdk::Abilities { filters: true, scores: true, reads_pods: false, pod_parts: sdk::PodParts::ALL };
                 (name == "node-resources-fit").then(|| Ok((Box::new(Anywhere) as Box<dyn sdk::Judge>, abilities)))
             })
         };

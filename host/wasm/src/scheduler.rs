@@ -59,18 +59,14 @@ impl log::Host for CallState {
 
 impl wit::Host for CallState {}
 
-/// A pod as the scheduler-plugin world's record: converted once, then
-/// given to every plugin of a cycle (with the pod it was converted from,
-/// which an instance keeps to know the pod when it is placed).
-pub struct PodRecord {
-    record: wit::Pod,
-    pod: Arc<sdk::Pod>,
-}
+/// The pod a cycle judges, shared by its plugins' instances: each takes
+/// the parts it reads, and keeps the pod to know it when it is placed.
+pub struct PodRecord(Arc<sdk::Pod>);
 
 impl PodRecord {
-    /// `pod` as the record plugins take.
+    /// `pod`, for the instances of a cycle.
     pub fn new(pod: &sdk::Pod) -> Self {
-        Self { record: convert::pod(pod), pod: Arc::new(pod.clone()) }
+        Self(Arc::new(pod.clone()))
     }
 }
 
@@ -270,17 +266,18 @@ impl SchedulerInstance {
                     prepared = None;
                     wit::Change::PreparedPlaced(*node)
                 }
-                other => convert::change(other),
+                other => convert::change(other, self.abilities.pod_parts),
             })
             .collect();
+        let record = convert::pod(&pod.0, self.abilities.pod_parts);
         let _turn = self.begin(host).await?;
         let plan = self
             .instance
             .engenho_plugins_scheduler()
-            .call_prepare(&mut self.store, &changes, &pod.record)
+            .call_prepare(&mut self.store, &changes, &record)
             .await
             .map_err(|e| call_error(&self.name, &self.limits, e))?;
-        self.prepared = Some(pod.pod.clone());
+        self.prepared = Some(pod.0.clone());
         Ok(sdk::Plan { filter: plan.filter, score: plan.score })
     }
 
@@ -296,7 +293,7 @@ impl SchedulerInstance {
         candidates: &[u32],
         assumptions: &sdk::Assumptions,
     ) -> Result<sdk::Verdicts, PluginError> {
-        let assumptions = convert::assumptions(assumptions);
+        let assumptions = convert::assumptions(assumptions, self.abilities.pod_parts);
         let _turn = self.begin(host).await?;
         let answer = self
             .instance

@@ -5,7 +5,20 @@ use engenho_scheduler as sdk;
 use super::wit;
 
 pub(super) fn abilities(a: wit::Abilities) -> sdk::Abilities {
-    sdk::Abilities { filters: a.filters, scores: a.scores, reads_pods: a.reads_pods }
+    let parts = a.pod_parts;
+    sdk::Abilities {
+        filters: a.filters,
+        scores: a.scores,
+        reads_pods: a.reads_pods,
+        pod_parts: sdk::PodParts {
+            labels: parts.contains(wit::PodParts::LABELS),
+            requests: parts.contains(wit::PodParts::REQUESTS),
+            node_rules: parts.contains(wit::PodParts::NODE_RULES),
+            tolerations: parts.contains(wit::PodParts::TOLERATIONS),
+            affinities: parts.contains(wit::PodParts::AFFINITIES),
+            spread: parts.contains(wit::PodParts::SPREAD),
+        },
+    }
 }
 
 pub(super) fn refusal(r: wit::Refusal) -> sdk::Verdict {
@@ -15,19 +28,21 @@ pub(super) fn refusal(r: wit::Refusal) -> sdk::Verdict {
     }
 }
 
-pub(super) fn change(c: &sdk::Change) -> wit::Change {
+/// `c`, its pod (if any) as a plugin reading `parts` takes it.
+pub(super) fn change(c: &sdk::Change, parts: sdk::PodParts) -> wit::Change {
     match c {
         sdk::Change::NodeSet(index, n) => wit::Change::NodeSet(wit::NodeSlot { index: *index, node: node(n) }),
         sdk::Change::NodeRemoved(index) => wit::Change::NodeRemoved(*index),
-        sdk::Change::PodPlaced(index, p) => wit::Change::PodPlaced(wit::Placement { node: *index, pod: pod(p) }),
+        sdk::Change::PodPlaced(index, p) => wit::Change::PodPlaced(wit::Placement { node: *index, pod: pod(p, parts) }),
         sdk::Change::PodRemoved(uid) => wit::Change::PodRemoved(uid.clone()),
     }
 }
 
-pub(super) fn assumptions(a: &sdk::Assumptions) -> wit::Assumptions {
+/// `a`, its pods as a plugin reading `parts` takes them.
+pub(super) fn assumptions(a: &sdk::Assumptions, parts: sdk::PodParts) -> wit::Assumptions {
     wit::Assumptions {
         without: a.without.clone(),
-        extra: a.extra.iter().map(|(index, p)| wit::Placement { node: *index, pod: pod(p) }).collect(),
+        extra: a.extra.iter().map(|(index, p)| wit::Placement { node: *index, pod: pod(p, parts) }).collect(),
     }
 }
 
@@ -41,30 +56,44 @@ fn node(n: &sdk::Node) -> wit::Node {
     }
 }
 
-pub(super) fn pod(p: &sdk::Pod) -> wit::Pod {
+/// `p` as a plugin reading `parts` takes it: each part it does not read,
+/// and each empty part, crosses as `none`.
+pub(super) fn pod(p: &sdk::Pod, parts: sdk::PodParts) -> wit::Pod {
+    let has_labels = !p.labels.is_empty() || !p.namespace_labels.is_empty();
+    let has_node_rules = !p.node_selector.is_empty() || p.node_affinity.is_some();
+    let affinity_terms = |a: &sdk::PodAffinity| !a.required.is_empty() || !a.preferred.is_empty();
+    let has_affinities = affinity_terms(&p.pod_affinity) || affinity_terms(&p.pod_anti_affinity);
+    let has_spread = !p.spread_constraints.is_empty() || p.default_spread_selector.is_some();
     wit::Pod {
         uid: p.uid.clone(),
         namespace: p.namespace.clone(),
         name: p.name.clone(),
-        labels: labels(&p.labels),
-        namespace_labels: labels(&p.namespace_labels),
-        requests: resources(&p.requests),
         priority: p.priority,
         node_name: p.node_name.clone(),
-        node_selector: labels(&p.node_selector),
-        node_affinity: p.node_affinity.as_ref().map(|a| wit::NodeAffinity {
-            required: a.required.as_ref().map(|terms| terms.iter().map(node_term).collect()),
-            preferred: a
-                .preferred
-                .iter()
-                .map(|t| wit::PreferredNodeTerm { weight: t.weight, preference: node_term(&t.preference) })
-                .collect(),
+        labels: (parts.labels && has_labels)
+            .then(|| wit::PodLabels { labels: labels(&p.labels), namespace_labels: labels(&p.namespace_labels) }),
+        requests: parts.requests.then(|| resources(&p.requests)),
+        node_rules: (parts.node_rules && has_node_rules).then(|| wit::NodeRules {
+            node_selector: labels(&p.node_selector),
+            node_affinity: p.node_affinity.as_ref().map(|a| wit::NodeAffinity {
+                required: a.required.as_ref().map(|terms| terms.iter().map(node_term).collect()),
+                preferred: a
+                    .preferred
+                    .iter()
+                    .map(|t| wit::PreferredNodeTerm { weight: t.weight, preference: node_term(&t.preference) })
+                    .collect(),
+            }),
         }),
-        tolerations: p.tolerations.iter().map(toleration).collect(),
-        pod_affinity: pod_affinity(&p.pod_affinity),
-        pod_anti_affinity: pod_affinity(&p.pod_anti_affinity),
-        spread_constraints: p.spread_constraints.iter().map(spread).collect(),
-        default_spread_selector: p.default_spread_selector.as_ref().map(|s| selector(s)),
+        tolerations: (parts.tolerations && !p.tolerations.is_empty())
+            .then(|| p.tolerations.iter().map(toleration).collect()),
+        affinities: (parts.affinities && has_affinities).then(|| wit::PodAffinities {
+            pod_affinity: pod_affinity(&p.pod_affinity),
+            pod_anti_affinity: pod_affinity(&p.pod_anti_affinity),
+        }),
+        spread: (parts.spread && has_spread).then(|| wit::PodSpread {
+            constraints: p.spread_constraints.iter().map(spread).collect(),
+            default_selector: p.default_spread_selector.as_ref().map(|s| selector(s)),
+        }),
     }
 }
 

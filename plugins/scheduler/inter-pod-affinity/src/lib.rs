@@ -31,9 +31,12 @@ mod scoring;
 
 use engenho_scheduler::matching::term_of_namespace_matches;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plan, Plugin, Pod, Table, TermUse, Verdicts, export_scheduler, parse_config,
+    Abilities, Assumptions, Plan, Plugin, Pod, PodParts, Table, TermUse, Verdicts, export_scheduler, parse_config,
 };
 use serde::Deserialize;
+
+/// The parts of pods the plugin reads: labels (its own namespace's too) and affinity terms.
+pub(crate) const POD_PARTS: PodParts = PodParts { labels: true, affinities: true, ..PodParts::NONE };
 
 /// Why a node fails the pod's required affinity (unresolvable).
 pub const REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
@@ -79,7 +82,7 @@ impl Plugin for InterPodAffinity {
             hard_pod_affinity_weight: i64::from(args.hard_pod_affinity_weight),
             ignore_preferred_terms_of_existing_pods: args.ignore_preferred_terms_of_existing_pods,
         };
-        Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
+        Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true, pod_parts: POD_PARTS }))
     }
 
     /// As kube's PreFilter and PreScore: filter when the pod has required

@@ -19,7 +19,7 @@ fn zoned(name: &str, zone: Option<&str>) -> Node {
 /// Nodes a and b in zone 1, c in zone 2, d without a zone.
 fn instance(config: &str, placed: Vec<(u32, Pod)>) -> Instance<InterPodAffinity> {
     let (mut instance, abilities) = Instance::<InterPodAffinity>::configure(config).expect("configures");
-    assert_eq!(abilities, Abilities { filters: true, scores: true, reads_pods: true });
+    assert_eq!(abilities, Abilities { filters: true, scores: true, reads_pods: true, pod_parts: crate::POD_PARTS });
     let mut changes = vec![
         Change::NodeSet(0, zoned("a", Some("1"))),
         Change::NodeSet(1, zoned("b", Some("1"))),

@@ -17,9 +17,12 @@ use engenho_scheduler::matching::{
 };
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Node, NodeSelectorTerm, Plan, Plugin, Pod, PreferredNodeTerm, Table, Verdict, Verdicts,
-    export_scheduler, parse_config,
+    Abilities, Assumptions, Node, NodeSelectorTerm, Plan, Plugin, Pod, PodParts, PreferredNodeTerm, Table, Verdict,
+    Verdicts, export_scheduler, parse_config,
 };
+
+/// The parts of pods the plugin reads: node selector and node affinity.
+pub(crate) const POD_PARTS: PodParts = PodParts { node_rules: true, ..PodParts::NONE };
 
 /// The reason a node that does not match the pod's node selector or
 /// required node affinity is refused (unresolvable).
@@ -41,7 +44,10 @@ impl Plugin for NodeAffinity {
     fn configure(config: &str) -> Result<(Self, Abilities), String> {
         let config: config::Args = parse_config(config)?;
         let (added_required, added_preferred) = config.added_affinity()?;
-        Ok((Self { added_required, added_preferred }, Abilities { filters: true, scores: true, reads_pods: false }))
+        Ok((
+            Self { added_required, added_preferred },
+            Abilities { filters: true, scores: true, reads_pods: false, pod_parts: POD_PARTS },
+        ))
     }
 
     /// As kube's PreFilter and PreScore: nothing to filter without a node

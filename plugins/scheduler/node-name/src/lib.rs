@@ -5,8 +5,11 @@
 //! Configuration: none (`{}`).
 
 use engenho_scheduler::{
-    Abilities, Assumptions, Plan, Plugin, Pod, Table, Verdict, Verdicts, export_scheduler, parse_no_config,
+    Abilities, Assumptions, Plan, Plugin, Pod, PodParts, Table, Verdict, Verdicts, export_scheduler, parse_no_config,
 };
+
+/// The parts of pods the plugin reads: none beyond `nodeName`.
+pub(crate) const POD_PARTS: PodParts = PodParts::NONE;
 
 /// The reason a node other than the one the pod names is refused
 /// (unresolvable).
@@ -18,7 +21,7 @@ pub struct NodeName;
 impl Plugin for NodeName {
     fn configure(config: &str) -> Result<(Self, Abilities), String> {
         parse_no_config(config)?;
-        Ok((Self, Abilities { filters: true, scores: false, reads_pods: false }))
+        Ok((Self, Abilities { filters: true, scores: false, reads_pods: false, pod_parts: POD_PARTS }))
     }
 
     /// A pod that names no node fits every node: nothing to filter.
@@ -55,7 +58,7 @@ mod tests {
 
     fn instance() -> Instance<NodeName> {
         let (mut instance, abilities) = Instance::<NodeName>::configure("{}").expect("configures");
-        assert_eq!(abilities, Abilities { filters: true, scores: false, reads_pods: false });
+        assert_eq!(abilities, Abilities { filters: true, scores: false, reads_pods: false, pod_parts: POD_PARTS });
         instance.apply([Change::NodeSet(0, node("a")), Change::NodeSet(1, node("b"))]);
         instance
     }

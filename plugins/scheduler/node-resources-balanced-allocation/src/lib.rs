@@ -12,9 +12,12 @@
 
 use engenho_scheduler::resources::{ResourceName, allocation, score_requests};
 use engenho_scheduler::{
-    Abilities, Assumptions, Plugin, Pod, Quantity, Table, Verdicts, export_scheduler, parse_config,
+    Abilities, Assumptions, Plugin, Pod, PodParts, Quantity, Table, Verdicts, export_scheduler, parse_config,
 };
 use serde::Deserialize;
+
+/// The parts of pods the plugin reads: requests.
+pub(crate) const POD_PARTS: PodParts = PodParts { requests: true, ..PodParts::NONE };
 
 /// `NodeResourcesBalancedAllocationArgs`.
 #[derive(Debug, Default, Deserialize)]
@@ -59,7 +62,7 @@ impl Plugin for BalancedAllocation {
         if resources.is_empty() {
             resources = vec!["cpu".into(), "memory".into()];
         }
-        Ok((Self { resources }, Abilities { filters: false, scores: true, reads_pods: true }))
+        Ok((Self { resources }, Abilities { filters: false, scores: true, reads_pods: true, pod_parts: POD_PARTS }))
     }
 
     fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
@@ -121,7 +124,7 @@ mod tests {
 
     fn instance(config: &str) -> Instance<BalancedAllocation> {
         let (mut instance, abilities) = Instance::<BalancedAllocation>::configure(config).expect("configures");
-        assert_eq!(abilities, Abilities { filters: false, scores: true, reads_pods: true });
+        assert_eq!(abilities, Abilities { filters: false, scores: true, reads_pods: true, pod_parts: POD_PARTS });
         let mut gpu_node = sized_node("c", 4000, 4000 * MIB, 110);
         gpu_node.allocatable.extended = vec![ExtendedResource { name: "example.com/gpu".into(), amount: 4 }];
         instance.apply([

@@ -24,9 +24,12 @@ mod scoring;
 
 use engenho_scheduler::resources::{ResourceName, allocation, extended_amount, is_extended, score_requests};
 use engenho_scheduler::{
-    Abilities, Assumptions, NODE_NOT_FOUND, Plugin, Pod, Quantity, Table, Verdict, Verdicts, export_scheduler,
-    parse_config,
+    Abilities, Assumptions, NODE_NOT_FOUND, Plugin, Pod, PodParts, Quantity, Table, Verdict, Verdicts,
+    export_scheduler, parse_config,
 };
+
+/// The parts of pods the plugin reads: requests.
+pub(crate) const POD_PARTS: PodParts = PodParts { requests: true, ..PodParts::NONE };
 
 pub use scoring::{ShapePoint, Strategy};
 
@@ -61,7 +64,7 @@ impl Plugin for NodeResourcesFit {
             strategy: checked.strategy,
             resources: checked.resources,
         };
-        Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
+        Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true, pod_parts: POD_PARTS }))
     }
 
     fn filter(&self, table: &Table, pod: &Pod, candidates: &[u32], assumptions: &Assumptions) -> Verdicts {

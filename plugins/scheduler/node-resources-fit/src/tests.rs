@@ -9,7 +9,7 @@ const GIB: u64 = 1 << 30;
 
 fn instance(config: &str, nodes: Vec<Node>, placed: Vec<(u32, Pod)>) -> Instance<NodeResourcesFit> {
     let (mut instance, abilities) = Instance::<NodeResourcesFit>::configure(config).expect("configures");
-    assert_eq!(abilities, Abilities { filters: true, scores: true, reads_pods: true });
+    assert_eq!(abilities, Abilities { filters: true, scores: true, reads_pods: true, pod_parts: crate::POD_PARTS });
     let mut changes: Vec<Change> =
         nodes.into_iter().zip(0..).map(|(node, index)| Change::NodeSet(index, node)).collect();
     changes.extend(placed.into_iter().map(|(index, pod)| Change::PodPlaced(index, pod)));

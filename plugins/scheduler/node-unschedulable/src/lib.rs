@@ -7,9 +7,12 @@
 
 use engenho_scheduler::matching::tolerated;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plan, Plugin, Pod, Table, Taint, TaintEffect, Verdict, Verdicts, export_scheduler,
-    parse_no_config,
+    Abilities, Assumptions, Plan, Plugin, Pod, PodParts, Table, Taint, TaintEffect, Verdict, Verdicts,
+    export_scheduler, parse_no_config,
 };
+
+/// The parts of pods the plugin reads: tolerations (of the cordon).
+pub(crate) const POD_PARTS: PodParts = PodParts { tolerations: true, ..PodParts::NONE };
 
 /// The reason a cordoned node is refused (unresolvable).
 pub const REASON: &str = "node(s) were unschedulable";
@@ -28,7 +31,7 @@ impl Plugin for NodeUnschedulable {
         parse_no_config(config)?;
         let cordon =
             Taint { key: UNSCHEDULABLE_TAINT_KEY.into(), value: String::new(), effect: TaintEffect::NoSchedule };
-        Ok((Self { cordon }, Abilities { filters: true, scores: false, reads_pods: false }))
+        Ok((Self { cordon }, Abilities { filters: true, scores: false, reads_pods: false, pod_parts: POD_PARTS }))
     }
 
     /// Nothing to filter while no node is cordoned, or for a pod that

@@ -31,8 +31,15 @@ mod filtering;
 mod scoring;
 
 use engenho_scheduler::{
-    Abilities, Assumptions, Plan, Plugin, Pod, Table, UnsatisfiableAction, Verdicts, export_scheduler, parse_config,
+    Abilities, Assumptions, Plan, Plugin, Pod, PodParts, Table, UnsatisfiableAction, Verdicts, export_scheduler,
+    parse_config,
 };
+
+/// The parts of pods the plugin reads: labels (which pods a constraint
+/// counts), spread constraints, and the node rules and tolerations that
+/// narrow the domains counted.
+pub(crate) const POD_PARTS: PodParts =
+    PodParts { labels: true, node_rules: true, tolerations: true, spread: true, ..PodParts::NONE };
 
 pub use config::{HOSTNAME_KEY, ZONE_KEY};
 
@@ -54,7 +61,7 @@ impl Plugin for PodTopologySpread {
         let args: config::Args = parse_config(config)?;
         let checked = args.check()?;
         let plugin = Self { defaults: checked.defaults, system_defaulted: checked.system_defaulted };
-        Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true }))
+        Ok((plugin, Abilities { filters: true, scores: true, reads_pods: true, pod_parts: POD_PARTS }))
     }
 
     /// As kube's PreFilter and PreScore: filter for `DoNotSchedule`

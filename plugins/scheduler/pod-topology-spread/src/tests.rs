@@ -18,7 +18,7 @@ fn zoned(name: &str, zone: Option<&str>) -> Node {
 /// Nodes a and b in zone 1, c in zone 2, d without a zone, and `placed`.
 fn instance(config: &str, nodes: Vec<Node>, placed: Vec<(u32, Pod)>) -> Instance<PodTopologySpread> {
     let (mut instance, abilities) = Instance::<PodTopologySpread>::configure(config).expect("configures");
-    assert_eq!(abilities, Abilities { filters: true, scores: true, reads_pods: true });
+    assert_eq!(abilities, Abilities { filters: true, scores: true, reads_pods: true, pod_parts: crate::POD_PARTS });
     let mut changes: Vec<Change> =
         nodes.into_iter().zip(0..).map(|(node, index)| Change::NodeSet(index, node)).collect();
     changes.extend(placed.into_iter().map(|(index, pod)| Change::PodPlaced(index, pod)));

@@ -63,8 +63,21 @@ fn with_instance<P: Plugin, T>(work: impl FnOnce(&mut Instance<P>) -> T) -> Opti
 pub fn configure<P: Plugin>(config: &str) -> Result<WitAbilities, String> {
     let (instance, abilities) = Instance::<P>::configure(config)?;
     INSTANCE.with(|slot| *slot.borrow_mut() = Some(Box::new(instance)));
-    let Abilities { filters, scores, reads_pods } = abilities;
-    Ok(WitAbilities { filters, scores, reads_pods })
+    let Abilities { filters, scores, reads_pods, pod_parts } = abilities;
+    let mut parts = wit::PodParts::empty();
+    for (read, part) in [
+        (pod_parts.labels, wit::PodParts::LABELS),
+        (pod_parts.requests, wit::PodParts::REQUESTS),
+        (pod_parts.node_rules, wit::PodParts::NODE_RULES),
+        (pod_parts.tolerations, wit::PodParts::TOLERATIONS),
+        (pod_parts.affinities, wit::PodParts::AFFINITIES),
+        (pod_parts.spread, wit::PodParts::SPREAD),
+    ] {
+        if read {
+            parts = parts | part;
+        }
+    }
+    Ok(WitAbilities { filters, scores, reads_pods, pod_parts: parts })
 }
 
 /// Applies `changes` to the instance's table (nothing before configure),
@@ -260,20 +273,31 @@ fn spread_constraint_from(constraint: wit::SpreadConstraint) -> SpreadConstraint
     }
 }
 
+/// `pod` as the SDK holds it: a part that crossed as `none` is empty.
 fn pod_from(pod: wit::Pod) -> Pod {
+    let (labels, namespace_labels) =
+        pod.labels.map_or_else(Default::default, |labels| (labels.labels, labels.namespace_labels));
+    let (node_selector, node_affinity) =
+        pod.node_rules.map_or_else(Default::default, |rules| (rules.node_selector, rules.node_affinity));
+    let (pod_affinity, pod_anti_affinity) = pod.affinities.map_or_else(Default::default, |affinities| {
+        (pod_affinity_from(affinities.pod_affinity), pod_affinity_from(affinities.pod_anti_affinity))
+    });
+    let (spread_constraints, default_spread_selector) =
+        pod.spread.map_or_else(Default::default, |spread| (spread.constraints, spread.default_selector));
     Pod {
         uid: pod.uid,
         namespace: pod.namespace,
         name: pod.name,
-        labels: labels_from(pod.labels),
-        namespace_labels: labels_from(pod.namespace_labels),
-        requests: resources_from(pod.requests),
+        labels: labels_from(labels),
+        namespace_labels: labels_from(namespace_labels),
+        requests: pod.requests.map(resources_from).unwrap_or_default(),
         priority: pod.priority,
         node_name: pod.node_name,
-        node_selector: labels_from(pod.node_selector),
-        node_affinity: pod.node_affinity.map(node_affinity_from),
+        node_selector: labels_from(node_selector),
+        node_affinity: node_affinity.map(node_affinity_from),
         tolerations: pod
             .tolerations
+            .unwrap_or_default()
             .into_iter()
             .map(|toleration| Toleration {
                 key: toleration.key,
@@ -285,9 +309,9 @@ fn pod_from(pod: wit::Pod) -> Pod {
                 effect: toleration.effect.map(effect_from),
             })
             .collect(),
-        pod_affinity: pod_affinity_from(pod.pod_affinity),
-        pod_anti_affinity: pod_affinity_from(pod.pod_anti_affinity),
-        spread_constraints: pod.spread_constraints.into_iter().map(spread_constraint_from).collect(),
-        default_spread_selector: pod.default_spread_selector.map(selector_from),
+        pod_affinity,
+        pod_anti_affinity,
+        spread_constraints: spread_constraints.into_iter().map(spread_constraint_from).collect(),
+        default_spread_selector: default_spread_selector.map(selector_from),
     }
 }

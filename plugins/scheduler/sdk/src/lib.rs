@@ -249,7 +249,7 @@ mod tests {
             if config == "bad" {
                 return Err("bad configuration".into());
             }
-            Ok((Self, Abilities { filters: true, scores: true, reads_pods: false }))
+            Ok((Self, Abilities { filters: true, scores: true, reads_pods: false, pod_parts: PodParts::ALL }))
         }
 
         fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
@@ -374,7 +374,7 @@ mod tests {
 
     impl Plugin for ExtraAnswers {
         fn configure(_: &str) -> Result<(Self, Abilities), String> {
-            Ok((Self, Abilities { filters: true, scores: false, reads_pods: false }))
+            Ok((Self, Abilities { filters: true, scores: false, reads_pods: false, pod_parts: PodParts::ALL }))
         }
 
         fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {

@@ -248,43 +248,66 @@ impl Draws {
 
 /// Runs `P` configured by `config` over many drawn tables, pods and
 /// assumptions, and checks that it answers one verdict per candidate and
-/// one score from 0 to 100 per node, without panicking, and that a call
-/// its plan skips would have changed nothing: every node fits, every node
-/// scores the same.
+/// one score from 0 to 100 per node, without panicking; that a call its
+/// plan skips would have changed nothing (every node fits, every node
+/// scores the same); and that it answers alike when every pod it sees is
+/// trimmed to the parts it says it reads (its `Abilities::pod_parts`), as
+/// the host sends them.
 ///
 /// # Panics
 /// When the plugin does not configure, answers the wrong number of items
-/// or a score past 100, or skips a call that mattered.
+/// or a score past 100, skips a call that mattered, or reads a part of a
+/// pod it does not name.
 pub fn assert_well_formed<P: crate::Plugin>(config: &str) {
-    let (plugin, _) = P::configure(config).unwrap_or_else(|error| panic!("{config} does not configure: {error}"));
-    for seed in 0..64 {
+    let (plugin, abilities) =
+        P::configure(config).unwrap_or_else(|error| panic!("{config} does not configure: {error}"));
+    let parts = abilities.pod_parts;
+    for seed in 0..256 {
         let mut draws = Draws::new(seed);
-        let mut table = crate::Table::new();
+        let (mut table, mut trimmed_table) = (crate::Table::new(), crate::Table::new());
         for index in 0..draws.below(6) as u32 {
-            table.apply(crate::Change::NodeSet(index, draws.node(&format!("node-{index}"))));
+            let node = draws.node(&format!("node-{index}"));
+            trimmed_table.apply(crate::Change::NodeSet(index, node.clone()));
+            table.apply(crate::Change::NodeSet(index, node));
         }
         for number in 0..draws.below(12) {
             let index = draws.below(7) as u32;
-            table.apply(crate::Change::PodPlaced(index, draws.pod(&format!("placed-{number}"))));
+            let pod = draws.pod(&format!("placed-{number}"));
+            trimmed_table.apply(crate::Change::PodPlaced(index, pod.trimmed(parts)));
+            table.apply(crate::Change::PodPlaced(index, pod));
         }
         let known: Vec<u32> = table.nodes().map(|(index, _)| index).collect();
         let assumptions = crate::Assumptions {
             without: vec!["placed-0".into(), "placed-3".into()],
             extra: vec![(draws.below(7) as u32, draws.pod("extra"))],
         };
+        let trimmed_assumptions = crate::Assumptions {
+            without: assumptions.without.clone(),
+            extra: assumptions.extra.iter().map(|(index, pod)| (*index, pod.trimmed(parts))).collect(),
+        };
         for _ in 0..4 {
             let pod = draws.pod("incoming");
+            let trimmed = pod.trimmed(parts);
             let plan = plugin.plan(&table, &pod);
+            let unread = |what: &str| format!("{what} differs with pods trimmed to {parts:?} (seed {seed})");
+            assert_eq!(plugin.plan(&trimmed_table, &trimmed), plan, "{}", unread("the plan"));
             for plain in [true, false] {
-                let assumed = if plain { crate::Assumptions::default() } else { assumptions.clone() };
+                let (assumed, trimmed_assumed) = if plain {
+                    (crate::Assumptions::default(), crate::Assumptions::default())
+                } else {
+                    (assumptions.clone(), trimmed_assumptions.clone())
+                };
                 let verdicts = plugin.filter(&table, &pod, &known, &assumed);
                 assert_eq!(verdicts.len(), known.len(), "one verdict per candidate (seed {seed})");
+                let trimmed_verdicts = plugin.filter(&trimmed_table, &trimmed, &known, &trimmed_assumed);
+                assert!(verdicts.iter().eq(trimmed_verdicts.iter()), "{}", unread("a verdict"));
                 if plain && !plan.filter {
                     let refused = verdicts.iter().find(|verdict| **verdict != crate::Verdict::Fits);
                     assert_eq!(refused, None, "the plan skipped a filter that refuses (seed {seed})");
                 }
             }
             let scores = plugin.score(&table, &pod, &known);
+            assert_eq!(plugin.score(&trimmed_table, &trimmed, &known), scores, "{}", unread("a score"));
             assert_eq!(scores.len(), known.len(), "one score per node (seed {seed})");
             assert!(scores.iter().all(|&score| score <= crate::MAX_NODE_SCORE), "scores within 0..=100 (seed {seed})");
             if !plan.score {

@@ -467,6 +467,74 @@ pub struct Abilities {
     pub scores: bool,
     /// It reads the pods placed on nodes.
     pub reads_pods: bool,
+    /// The parts of pods it reads (the pod it judges, and placed pods).
+    pub pod_parts: PodParts,
+}
+
+/// The parts of a pod a plugin reads, beyond its uid, namespace, name,
+/// priority and `nodeName`: the others reach the plugin empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodParts {
+    /// Its labels and its namespace's.
+    pub labels: bool,
+    /// What it requests.
+    pub requests: bool,
+    /// Its node selector and node affinity.
+    pub node_rules: bool,
+    /// Its tolerations.
+    pub tolerations: bool,
+    /// Its pod affinity and anti-affinity.
+    pub affinities: bool,
+    /// Its spread constraints and default spread selector.
+    pub spread: bool,
+}
+
+impl PodParts {
+    /// Every part.
+    pub const ALL: Self =
+        Self { labels: true, requests: true, node_rules: true, tolerations: true, affinities: true, spread: true };
+
+    /// No part.
+    pub const NONE: Self = Self {
+        labels: false,
+        requests: false,
+        node_rules: false,
+        tolerations: false,
+        affinities: false,
+        spread: false,
+    };
+}
+
+impl Default for PodParts {
+    /// Every part: a plugin that says nothing reads everything.
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl Pod {
+    /// The pod as a plugin reading `parts` sees it: the other parts empty.
+    #[must_use]
+    pub fn trimmed(&self, parts: PodParts) -> Self {
+        let kept = |read: bool| read.then_some(self);
+        Self {
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            labels: kept(parts.labels).map(|pod| pod.labels.clone()).unwrap_or_default(),
+            namespace_labels: kept(parts.labels).map(|pod| pod.namespace_labels.clone()).unwrap_or_default(),
+            requests: kept(parts.requests).map(|pod| pod.requests.clone()).unwrap_or_default(),
+            priority: self.priority,
+            node_name: self.node_name.clone(),
+            node_selector: kept(parts.node_rules).map(|pod| pod.node_selector.clone()).unwrap_or_default(),
+            node_affinity: kept(parts.node_rules).and_then(|pod| pod.node_affinity.clone()),
+            tolerations: kept(parts.tolerations).map(|pod| pod.tolerations.clone()).unwrap_or_default(),
+            pod_affinity: kept(parts.affinities).map(|pod| pod.pod_affinity.clone()).unwrap_or_default(),
+            pod_anti_affinity: kept(parts.affinities).map(|pod| pod.pod_anti_affinity.clone()).unwrap_or_default(),
+            spread_constraints: kept(parts.spread).map(|pod| pod.spread_constraints.clone()).unwrap_or_default(),
+            default_spread_selector: kept(parts.spread).and_then(|pod| pod.default_spread_selector.clone()),
+        }
+    }
 }
 
 /// Which of a plugin's calls a pod needs: kube-scheduler's PreFilter and

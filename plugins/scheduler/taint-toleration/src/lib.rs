@@ -10,9 +10,12 @@
 use engenho_scheduler::matching::{blocks_scheduling, first_untolerated_taint, tolerated};
 use engenho_scheduler::normalization::default_normalize;
 use engenho_scheduler::{
-    Abilities, Assumptions, Plan, Plugin, Pod, Table, TaintEffect, Toleration, Verdict, Verdicts, export_scheduler,
-    parse_no_config,
+    Abilities, Assumptions, Plan, Plugin, Pod, PodParts, Table, TaintEffect, Toleration, Verdict, Verdicts,
+    export_scheduler, parse_no_config,
 };
+
+/// The parts of pods the plugin reads: tolerations.
+pub(crate) const POD_PARTS: PodParts = PodParts { tolerations: true, ..PodParts::NONE };
 
 /// The reason a node with an untolerated taint is refused (unresolvable),
 /// as kube-scheduler words it: `node(s) had untolerated taint {key: value}`.
@@ -26,7 +29,7 @@ pub struct TaintToleration;
 impl Plugin for TaintToleration {
     fn configure(config: &str) -> Result<(Self, Abilities), String> {
         parse_no_config(config)?;
-        Ok((Self, Abilities { filters: true, scores: true, reads_pods: false }))
+        Ok((Self, Abilities { filters: true, scores: true, reads_pods: false, pod_parts: POD_PARTS }))
     }
 
     /// Filter while some node carries a `NoSchedule` or `NoExecute` taint

@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 
-use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, Table, Verdicts};
+use engenho_scheduler::{Abilities, Assumptions, Plugin, Pod, PodParts, Table, Verdicts};
 use serde::Deserialize;
 
 thread_local! {
@@ -53,7 +53,10 @@ impl Plugin for Misbehaving {
             return Err("refused on purpose".into());
         }
         MODE.with(|mode| mode.set(config.mode));
-        Ok((Self { mode: config.mode }, Abilities { filters: true, scores: false, reads_pods: false }))
+        Ok((
+            Self { mode: config.mode },
+            Abilities { filters: true, scores: false, reads_pods: false, pod_parts: PodParts::ALL },
+        ))
     }
 
     fn filter(&self, _: &Table, _: &Pod, candidates: &[u32], _: &Assumptions) -> Verdicts {
