@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use engenho_scheduler::matching::{label_value, placed_term_matches, term_of_namespace_matches};
-use engenho_scheduler::normalization::min_max_normalize;
+use engenho_scheduler::normalization::{min_max_normalize, saturating_mul};
 use engenho_scheduler::{Label, Pod, PodAffinityTerm, Table};
 
 use crate::InterPodAffinity;
@@ -57,7 +57,7 @@ pub fn score(plugin: &InterPodAffinity, table: &Table, pod: &Pod, nodes: &[u32])
         for (&index, &count) in owners {
             if let Some(value) = label_value(labels_of(index), &term.topology_key) {
                 let sum = weights.entry(&term.topology_key).or_default().entry(value).or_default();
-                *sum = sum.saturating_add(weight.saturating_mul(i64::from(count)));
+                *sum = sum.saturating_add(saturating_mul(weight, i64::from(count)));
             }
         }
     }

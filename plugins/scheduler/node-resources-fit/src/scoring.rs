@@ -2,7 +2,7 @@
 //! `mostResourceScorer` and `requestedToCapacityRatioScorer` compute them.
 
 use engenho_scheduler::Quantity;
-use engenho_scheduler::normalization::mul_div;
+use engenho_scheduler::normalization::{mul_div, saturating_mul};
 
 use crate::Resource;
 
@@ -55,7 +55,7 @@ impl Strategy {
                 }
             };
             let score = i64::try_from(score).unwrap_or(i64::MAX);
-            sum = sum.saturating_add(score.saturating_mul(resource.weight));
+            sum = sum.saturating_add(saturating_mul(score, resource.weight));
             weights = weights.saturating_add(resource.weight);
         }
         if weights == 0 {

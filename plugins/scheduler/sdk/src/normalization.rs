@@ -31,9 +31,26 @@ pub fn mul_div(value: u64, factor: u64, divisor: u64) -> u64 {
     if divisor == 0 {
         return 0;
     }
-    match value.checked_mul(factor) {
+    match checked_mul(value, factor) {
         Some(product) => product / divisor,
         None => u64::try_from(u128::from(value) * u128::from(factor) / u128::from(divisor)).unwrap_or(u64::MAX),
+    }
+}
+
+/// `a × b`, or `None` where it passes 64 bits. The operands' leading
+/// zeros settle it first: Rust's own overflow check multiplies in 128 bits,
+/// which a component does in software.
+pub fn checked_mul(a: u64, b: u64) -> Option<u64> {
+    if a.leading_zeros() + b.leading_zeros() >= u64::BITS { Some(a.wrapping_mul(b)) } else { a.checked_mul(b) }
+}
+
+/// `a × b`, saturating at the bounds of `i64`; the overflow settled by the
+/// leading zeros first, as in [`checked_mul`].
+pub fn saturating_mul(a: i64, b: i64) -> i64 {
+    if a.unsigned_abs().leading_zeros() + b.unsigned_abs().leading_zeros() > u64::BITS {
+        a.wrapping_mul(b)
+    } else {
+        a.saturating_mul(b)
     }
 }
 
@@ -89,6 +106,14 @@ mod tests {
         fn scaling_equals_128_bit_arithmetic(value: u64, factor: u64, divisor in 1u64..) {
             let exact = u128::from(value) * u128::from(factor) / u128::from(divisor);
             proptest::prop_assert_eq!(u128::from(mul_div(value, factor, divisor)), exact.min(u128::from(u64::MAX)));
+        }
+
+        #[test]
+        fn products_are_checked_as_rust_checks_them(a: u64, b: u64, shift in 0u32..64, c: i64, d: i64) {
+            proptest::prop_assert_eq!(checked_mul(a, b), a.checked_mul(b));
+            proptest::prop_assert_eq!(checked_mul(a >> shift, b >> (63 - shift)), (a >> shift).checked_mul(b >> (63 - shift)));
+            proptest::prop_assert_eq!(saturating_mul(c, d), c.saturating_mul(d));
+            proptest::prop_assert_eq!(saturating_mul(c >> shift, d >> (63 - shift)), (c >> shift).saturating_mul(d >> (63 - shift)));
         }
 
         #[test]
