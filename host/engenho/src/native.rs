@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use engenho_scheduler::{self as sdk, Instance, Judge, Plugin};
-use engenho_scheduling::NativePlugins;
+use engenho_scheduler::{Instance, Plugin};
+use engenho_scheduling::{NativePlugin, NativePlugins};
 
 /// Built-in plugin `name` compiled into the binary, configured by `config`
 /// (JSON), and the calls it takes part in; `None` for a plugin that is not
 /// built in.
-pub fn plugin(name: &str, config: &str) -> Option<Result<(Box<dyn Judge>, sdk::Abilities), String>> {
-    fn configured<P: Plugin>(config: &str) -> Result<(Box<dyn Judge>, sdk::Abilities), String> {
+pub fn plugin(name: &str, config: &str) -> Option<Result<NativePlugin, String>> {
+    fn configured<P: Plugin>(config: &str) -> Result<NativePlugin, String> {
         let (instance, abilities) = Instance::<P>::configure(config)?;
         Ok((Box::new(instance), abilities))
     }

@@ -18,8 +18,8 @@ pub mod view;
 pub use cycle::{Cycle, CycleError, Decision, FitError, PluginRun, PluginScores, PluginTime, PluginVerdicts, Runner};
 pub use queue::SchedulingQueue;
 pub use scheduler::{
-    Binder, BudgetReader, DefaultSpreadSelector, Failed, FailedProfiles, Inbox, Lookups, NativePlugins, PodRef,
-    ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source,
+    Binder, BudgetReader, DefaultSpreadSelector, Failed, FailedProfiles, Inbox, Lookups, NativePlugin, NativePlugins,
+    PodRef, ProfilePlugin, ProfileSpec, Profiles, Scheduler, Source,
 };
 pub use table::Table;
 pub use trial::{Report, Snapshot, TrialError, TrialRequest, trial};

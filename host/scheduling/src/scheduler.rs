@@ -138,8 +138,11 @@ pub struct Lookups {
 /// names, which is how a node measures what the component boundary costs
 /// end to end; the profile's plugins are still checked and loaded as
 /// components.
-pub type NativePlugins =
-    Arc<dyn Fn(&str, &str) -> Option<Result<(Box<dyn sdk::Judge>, sdk::Abilities), String>> + Send + Sync>;
+pub type NativePlugins = Arc<dyn Fn(&str, &str) -> Option<Result<NativePlugin, String>> + Send + Sync>;
+
+/// A scheduler plugin compiled into the host, configured: the plugin
+/// behind the SDK's [`sdk::Judge`], and the calls it takes part in.
+pub type NativePlugin = (Box<dyn sdk::Judge>, sdk::Abilities);
 
 /// Informer changes the loop has yet to read, the latest per object.
 #[derive(Default)]
