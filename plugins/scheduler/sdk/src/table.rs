@@ -128,6 +128,30 @@ impl NodeEntry {
     }
 }
 
+/// Hashes the numbers placed pods are known by: a multiply, for numbers
+/// the table gives out itself (nobody picks them to collide).
+#[derive(Debug, Clone, Copy, Default)]
+struct NumberHasher(u64);
+
+impl std::hash::Hasher for NumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, number: u32) {
+        self.0 = (self.0 ^ u64::from(number)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Builds [`NumberHasher`]s.
+type ByNumber = std::hash::BuildHasherDefault<NumberHasher>;
+
 /// Where a placed pod is: its node's index and its position among the
 /// node's pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,9 +170,16 @@ pub struct Table {
     /// Whether each index holds a node, kept beside `nodes`: a check that
     /// reads a byte per node, not each node's entry.
     present: Vec<bool>,
-    placements: HashMap<String, Slot>,
-    /// Uids of placed pods, by label key, then value.
-    labelled: HashMap<String, HashMap<String, HashSet<String>>>,
+    /// Placed pods by uid: the number each is known by in `slots` and in
+    /// the label index.
+    placements: HashMap<String, u32>,
+    /// Where each placed pod is, by its number (`None`: free for reuse).
+    slots: Vec<Option<Slot>>,
+    /// Numbers free for the next pods placed.
+    free_slots: Vec<u32>,
+    /// Numbers of placed pods, by label key, then value: reading it hashes
+    /// no uid.
+    labelled: HashMap<String, HashMap<String, HashSet<u32, ByNumber>>>,
     /// Indexes of the nodes holding pods with required anti-affinity terms.
     with_required_anti_affinity: BTreeSet<u32>,
     /// How many nodes carry each label, by key, then value.
@@ -275,8 +306,10 @@ impl Table {
         self.with_required_anti_affinity.remove(&index);
         for pod in &entry.pods {
             self.forget_terms(pod, index);
-            self.placements.remove(&pod.uid);
-            self.unindex(pod);
+            if let Some(number) = self.placements.remove(&pod.uid) {
+                self.unindex(pod, number);
+                self.free_slot(number);
+            }
         }
         while matches!(self.nodes.last(), Some(None)) {
             self.nodes.pop();
@@ -290,9 +323,17 @@ impl Table {
         }
         self.remove_pod(&pod.uid);
         if let Some(Some(entry)) = self.nodes.get_mut(index as usize) {
+            let number = match self.free_slots.pop() {
+                Some(number) => number,
+                None => {
+                    self.slots.push(None);
+                    u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+                }
+            };
             for label in &pod.labels {
-                let uids = self.labelled.entry(label.key.clone()).or_default().entry(label.value.clone()).or_default();
-                uids.insert(pod.uid.clone());
+                let numbers =
+                    self.labelled.entry(label.key.clone()).or_default().entry(label.value.clone()).or_default();
+                numbers.insert(number);
             }
             for (term_use, term) in term_uses(&pod) {
                 let owners = self.placed_terms.entry((pod.namespace.clone(), term_use, term.clone())).or_default();
@@ -300,7 +341,10 @@ impl Table {
             }
             let uid = pod.uid.clone();
             let position = entry.place(pod);
-            self.placements.insert(uid, Slot { node: index, position });
+            self.placements.insert(uid, number);
+            if let Some(slot) = self.slots.get_mut(number as usize) {
+                *slot = Some(Slot { node: index, position });
+            }
             if entry.pods_with_required_anti_affinity > 0 {
                 self.with_required_anti_affinity.insert(index);
             }
@@ -308,7 +352,9 @@ impl Table {
     }
 
     fn remove_pod(&mut self, uid: &str) -> Option<Pod> {
-        let slot = self.placements.remove(uid)?;
+        let number = self.placements.remove(uid)?;
+        let slot = self.slots.get(number as usize).copied().flatten()?;
+        self.free_slot(number);
         let entry = self.nodes.get_mut(slot.node as usize)?.as_mut()?;
         let pod = entry.unplace(slot.position)?;
         if entry.pods_with_required_anti_affinity == 0 {
@@ -316,11 +362,12 @@ impl Table {
         }
         // The node's last pod now sits where the removed one was.
         if let Some(moved) = entry.pods.get(slot.position)
-            && let Some(moved_slot) = self.placements.get_mut(&moved.uid)
+            && let Some(&moved_number) = self.placements.get(&moved.uid)
+            && let Some(Some(moved_slot)) = self.slots.get_mut(moved_number as usize)
         {
             moved_slot.position = slot.position;
         }
-        self.unindex(&pod);
+        self.unindex(&pod, number);
         self.forget_terms(&pod, slot.node);
         Some(pod)
     }
@@ -342,13 +389,21 @@ impl Table {
         }
     }
 
-    /// Drops `pod` from the label index.
-    fn unindex(&mut self, pod: &Pod) {
+    /// Frees the number of a pod no longer placed.
+    fn free_slot(&mut self, number: u32) {
+        if let Some(slot) = self.slots.get_mut(number as usize) {
+            *slot = None;
+            self.free_slots.push(number);
+        }
+    }
+
+    /// Drops `pod`, placed as `number`, from the label index.
+    fn unindex(&mut self, pod: &Pod, number: u32) {
         for label in &pod.labels {
             let Some(values) = self.labelled.get_mut(&label.key) else { continue };
-            if let Some(uids) = values.get_mut(&label.value) {
-                uids.remove(&pod.uid);
-                if uids.is_empty() {
+            if let Some(numbers) = values.get_mut(&label.value) {
+                numbers.remove(&number);
+                if numbers.is_empty() {
                     values.remove(&label.value);
                 }
             }
@@ -421,19 +476,31 @@ impl Table {
 
     /// The index of the node the pod with `uid` is placed on.
     pub fn placement(&self, uid: &str) -> Option<u32> {
-        self.placements.get(uid).map(|slot| slot.node)
+        self.slot_of(uid).map(|slot| slot.node)
     }
 
     /// The placed pod with `uid`, and its node's index.
     pub fn placed(&self, uid: &str) -> Option<(u32, &Pod)> {
-        let slot = self.placements.get(uid)?;
+        self.at_slot(*self.placements.get(uid)?)
+    }
+
+    /// Where the pod with `uid` is placed.
+    fn slot_of(&self, uid: &str) -> Option<Slot> {
+        self.slots.get(*self.placements.get(uid)? as usize).copied().flatten()
+    }
+
+    /// The placed pod known by `number`, and its node's index.
+    fn at_slot(&self, number: u32) -> Option<(u32, &Pod)> {
+        let slot = self.slots.get(number as usize).copied().flatten()?;
         let pod = self.node(slot.node)?.pods.get(slot.position)?;
         Some((slot.node, pod))
     }
 
-    /// The uids of the placed pods whose label `key` is `value`.
-    pub fn labelled(&self, key: &str, value: &str) -> impl Iterator<Item = &str> {
-        self.labelled.get(key).and_then(|values| values.get(value)).into_iter().flatten().map(String::as_str)
+    /// The placed pods whose label `key` is `value`, with their node's
+    /// index.
+    pub fn labelled(&self, key: &str, value: &str) -> impl Iterator<Item = (u32, &Pod)> {
+        let numbers = self.labelled.get(key).and_then(|values| values.get(value)).into_iter().flatten();
+        numbers.filter_map(|&number| self.at_slot(number))
     }
 
     /// How many pods are placed.
@@ -520,8 +587,7 @@ impl<'a> View<'a> {
         let table = self.table;
         let placed = distinct
             .flat_map(move |value| table.labelled(key, value))
-            .filter(|uid| self.hidden.is_empty() || !self.hidden.contains(uid))
-            .filter_map(move |uid| table.placed(uid));
+            .filter(|(_, pod)| self.hidden.is_empty() || !self.hidden.contains(pod.uid.as_str()));
         let extra = self
             .extra
             .iter()
