@@ -714,11 +714,8 @@ async fn start(host: &PluginHost, spec: &ProfileSpec, natives: Option<&NativePlu
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use engenho_wasm::Limits;
-
     use super::*;
+    use crate::trial::tests::profile;
 
     /// A plugin "compiled into the host" that lets every pod go anywhere.
     struct Anywhere;
@@ -737,19 +734,6 @@ mod tests {
         }
     }
 
-    /// A profile of built-in plugin components: (name, config).
-    async fn profile(host: &PluginHost, plugins: &[(&str, &str)]) -> ProfileSpec {
-        let limits = Limits { deadline: Duration::from_secs(2), memory_bytes: 256 << 20, ..Limits::default() };
-        let mut loaded = Vec::new();
-        for (name, config) in plugins {
-            let bytes = engenho_plugin_artifacts::plugin(name).expect("a built-in scheduler plugin");
-            let digest = engenho_wasm::digest_of(bytes);
-            let plugin = SchedulerPlugin::load(host, name, &digest, bytes, config, limits).await.expect("loads");
-            loaded.push(ProfilePlugin { name: (*name).to_owned(), weight: 1, plugin: Arc::new(plugin) });
-        }
-        ProfileSpec { plugins: loaded, percentage_of_nodes_to_score: None }
-    }
-
     #[tokio::test]
     async fn plugins_compiled_into_the_host_run_in_place_of_their_components() {
         // Goal: a scheduler given native plugins runs each one they hold
@@ -758,7 +742,7 @@ mod tests {
         // configuration fails the profile's start, naming the plugin.
         let host = PluginHost::new(None).expect("an engine");
         let config = r#"{"scoringStrategy":{"type":"MostAllocated"}}"#;
-        let spec = profile(&host, &[("node-resources-fit", config), ("node-name", "{}")]).await;
+        let spec = profile(&host, &[("node-resources-fit", 1, config), ("node-name", 1, "{}")]).await;
         let asked = Arc::new(Mutex::new(Vec::new()));
         let natives: NativePlugins = {
             let asked = asked.clone();

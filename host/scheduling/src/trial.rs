@@ -451,7 +451,7 @@ fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use engenho_wasm::{Limits, SCHEDULER_INSTANCES_MAX, SchedulerPlugin};
@@ -461,7 +461,7 @@ mod tests {
     use crate::scheduler::ProfilePlugin;
 
     /// A profile of built-in plugin components: (name, weight, config).
-    async fn profile(host: &PluginHost, plugins: &[(&str, u32, &str)]) -> ProfileSpec {
+    pub(crate) async fn profile(host: &PluginHost, plugins: &[(&str, u32, &str)]) -> ProfileSpec {
         let limits = Limits { deadline: Duration::from_secs(2), memory_bytes: 256 << 20, ..Limits::default() };
         let mut loaded = Vec::new();
         for (name, weight, config) in plugins {
