@@ -137,9 +137,10 @@ impl Drop for SmallDisk {
 
 /// Goal: a full disk stops writes with a clear error and corrupts nothing.
 /// Method: a node on a 64 MiB tmpfs (its 23 precompiled built-in plugins
-/// take about half) takes 400 KB values until a write
-/// fails; the failure must be a clean gRPC status, later writes must be
-/// refused too, and after the disk grows and the node restarts every
+/// take about half; its log is written there too, so logging fails as the
+/// store does) takes 400 KB values until a write fails; the failure must be
+/// a clean gRPC status, later writes must be refused too (by a node still
+/// running), and after the disk grows and the node restarts every
 /// acknowledged write must read back intact.
 #[test]
 fn a_full_disk_refuses_writes_and_loses_nothing() {
