@@ -155,8 +155,15 @@ impl Table {
     }
 
     /// Places `pod` on node `node_name` (moving it if it was placed
-    /// elsewhere); `assumed` while its binding is in flight.
+    /// elsewhere); `assumed` while its binding is in flight. A placed pod's
+    /// node name is its node's, so the bound pod a watch brings back is the
+    /// one assumed, no change.
     pub fn place(&mut self, node_name: &str, pod: Arc<sdk::Pod>, assumed: bool) {
+        let pod = if pod.node_name == node_name {
+            pod
+        } else {
+            Arc::new(sdk::Pod { node_name: node_name.to_owned(), ..(*pod).clone() })
+        };
         if let Some(placed) = self.pods.get(&pod.uid)
             && self.node(placed.node).is_some_and(|n| n.node.name == node_name)
             && *placed.pod == *pod
@@ -290,6 +297,23 @@ mod tests {
         table.unplace("p1");
         assert_eq!(table.node(a).expect("node a").requested, Requested::default());
         assert_eq!(table.real_count(), 2);
+    }
+
+    #[test]
+    fn the_bound_pod_a_watch_brings_back_is_the_one_assumed() {
+        // Goal: a pod assumed on a node, then seen bound there (its node
+        // name set), changes nothing plugins replay; a pod is logged with
+        // its node's name.
+        let mut table = Table::new();
+        table.set_node(node("a"));
+        let cursor = table.cursor();
+        table.place("a", pod("p", 100), true);
+        let bound = Arc::new(sdk::Pod { node_name: "a".into(), ..(*pod("p", 100)).clone() });
+        table.place("a", bound.clone(), false);
+        let changes = table.changes_since(cursor);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(matches!(&changes[0], sdk::Change::PodPlaced(_, placed) if *placed == *bound));
+        assert!(!table.placed("p").expect("placed").assumed);
     }
 
     #[test]

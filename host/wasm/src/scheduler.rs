@@ -259,16 +259,7 @@ impl SchedulerInstance {
         pod: &PodRecord,
     ) -> Result<sdk::Plan, PluginError> {
         let mut prepared = self.prepared.take();
-        let changes: Vec<wit::Change> = changes
-            .iter()
-            .map(|change| match change {
-                sdk::Change::PodPlaced(node, placed) if prepared.as_deref() == Some(placed) => {
-                    prepared = None;
-                    wit::Change::PreparedPlaced(*node)
-                }
-                other => convert::change(other, self.abilities.pod_parts),
-            })
-            .collect();
+        let changes = crossing(changes, &mut prepared, self.abilities.pod_parts);
         let record = convert::pod(&pod.0, self.abilities.pod_parts);
         let _turn = self.begin(host).await?;
         let plan = self
@@ -333,6 +324,24 @@ impl SchedulerInstance {
     }
 }
 
+/// `changes` as they cross to an instance reading `parts` of pods: the
+/// first placement of `prepared` (the pod it judged last, which that
+/// placement spends) as a reference to it.
+fn crossing(changes: &[sdk::Change], prepared: &mut Option<Arc<sdk::Pod>>, parts: sdk::PodParts) -> Vec<wit::Change> {
+    changes
+        .iter()
+        .map(|change| match change {
+            sdk::Change::PodPlaced(node, placed)
+                if prepared.as_deref().is_some_and(|prepared| placed.same_but_node_name(prepared)) =>
+            {
+                *prepared = None;
+                wit::Change::PreparedPlaced(*node)
+            }
+            other => convert::change(other, parts),
+        })
+        .collect()
+}
+
 /// `verdicts`, plugin `name`'s answer to a filter of `candidates` nodes,
 /// as a component's or a natively compiled plugin's.
 ///
@@ -378,4 +387,29 @@ fn prepare(
     let pre =
         linker.instantiate_pre(&component).map_err(|e| invalid(format!("not a scheduler-plugin component: {e:#}")))?;
     bindings::SchedulerPluginPre::new(pre).map_err(|e| invalid(format!("not a scheduler-plugin component: {e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prepared_pod_crosses_once_as_a_reference_when_placed() {
+        // Goal: the placement of the pod an instance judged last (the
+        // table names its node) crosses as `prepared-placed`, once; other
+        // placements, and that pod's next, cross whole.
+        let pod = |uid: &str| sdk::Pod { uid: uid.into(), ..sdk::Pod::default() };
+        let placed = |uid: &str| sdk::Pod { node_name: "a".into(), ..pod(uid) };
+        let changes = [
+            sdk::Change::PodPlaced(0, placed("other")),
+            sdk::Change::PodPlaced(0, placed("judged")),
+            sdk::Change::PodPlaced(0, placed("judged")),
+        ];
+        let mut prepared = Some(Arc::new(pod("judged")));
+        let crossed = crossing(&changes, &mut prepared, sdk::PodParts::ALL);
+        assert!(prepared.is_none(), "spent");
+        assert!(matches!(&crossed[0], wit::Change::PodPlaced(p) if p.pod.uid == "other"));
+        assert!(matches!(crossed[1], wit::Change::PreparedPlaced(0)));
+        assert!(matches!(&crossed[2], wit::Change::PodPlaced(p) if p.pod.uid == "judged"));
+    }
 }

@@ -317,9 +317,10 @@ impl Table {
         }
     }
 
-    fn place_pod(&mut self, index: u32, pod: Pod) {
-        if self.node(index).is_none() {
-            return;
+    fn place_pod(&mut self, index: u32, mut pod: Pod) {
+        let Some(entry) = self.node(index) else { return };
+        if pod.node_name != entry.node().name {
+            pod.node_name.clone_from(&entry.node().name);
         }
         self.remove_pod(&pod.uid);
         if let Some(Some(entry)) = self.nodes.get_mut(index as usize) {
@@ -697,6 +698,7 @@ mod tests {
         table.apply(Change::NodeSet(1, node("b")));
         table.apply(Change::PodPlaced(0, requesting("p", 100, 10)));
         table.apply(Change::PodPlaced(0, requesting("q", 0, 0)));
+        assert!(table.node(0).expect("node 0").pods().iter().all(|p| p.node_name == "a"), "named by their node");
         let requested = table.node(0).expect("node 0").requested().clone();
         assert_eq!(requested.total.milli_cpu, 100);
         assert_eq!(requested.total.pods, 2);

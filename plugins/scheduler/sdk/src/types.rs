@@ -258,7 +258,8 @@ pub struct Pod {
     pub requests: Resources,
     /// `spec.priority`.
     pub priority: i32,
-    /// `spec.nodeName` when it names a node, else empty.
+    /// `spec.nodeName` when it names a node, else empty; a placed pod's is
+    /// its node's name.
     pub node_name: String,
     /// `spec.nodeSelector`.
     pub node_selector: Vec<Label>,
@@ -303,7 +304,8 @@ pub enum Change {
     NodeSet(u32, Node),
     /// The node at an index is gone, and the pods placed on it.
     NodeRemoved(u32),
-    /// A pod is placed on the node at an index.
+    /// A pod is placed on the node at an index (its node name becomes the
+    /// node's).
     PodPlaced(u32, Pod),
     /// The pod with this uid is no longer placed.
     PodRemoved(String),
@@ -534,6 +536,43 @@ impl Pod {
             spread_constraints: kept(parts.spread).map(|pod| pod.spread_constraints.clone()).unwrap_or_default(),
             default_spread_selector: kept(parts.spread).and_then(|pod| pod.default_spread_selector.clone()),
         }
+    }
+
+    /// Whether `other` is this pod, its node name aside: the same pod once
+    /// placed (a placed pod's node name is its node's).
+    #[must_use]
+    pub fn same_but_node_name(&self, other: &Self) -> bool {
+        let Self {
+            uid,
+            namespace,
+            name,
+            labels,
+            namespace_labels,
+            requests,
+            priority,
+            node_name: _,
+            node_selector,
+            node_affinity,
+            tolerations,
+            pod_affinity,
+            pod_anti_affinity,
+            spread_constraints,
+            default_spread_selector,
+        } = self;
+        *uid == other.uid
+            && *namespace == other.namespace
+            && *name == other.name
+            && *labels == other.labels
+            && *namespace_labels == other.namespace_labels
+            && *requests == other.requests
+            && *priority == other.priority
+            && *node_selector == other.node_selector
+            && *node_affinity == other.node_affinity
+            && *tolerations == other.tolerations
+            && *pod_affinity == other.pod_affinity
+            && *pod_anti_affinity == other.pod_anti_affinity
+            && *spread_constraints == other.spread_constraints
+            && *default_spread_selector == other.default_spread_selector
     }
 }
 
