@@ -66,12 +66,19 @@ pub struct SchedulerBenchArgs {
     /// Skip the end-to-end runs and swaps on a real node.
     #[arg(long)]
     skip_node: bool,
+    /// Backlog runs at each size, as components and natively in turn (each
+    /// on a fresh node; the figures are their medians).
+    #[arg(long, default_value_t = 3)]
+    backlog_pairs: usize,
 }
 
 /// Runs the measurements and prints their tables.
 pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!args.nodes.is_empty() && args.nodes.iter().all(|n| *n > 0), "--nodes needs sizes above 0");
-    anyhow::ensure!(args.pods > 0 && args.concurrency > 0, "--pods and --concurrency must be above 0");
+    anyhow::ensure!(
+        args.pods > 0 && args.concurrency > 0 && args.backlog_pairs > 0,
+        "--pods, --concurrency and --backlog-pairs must be above 0"
+    );
     let tables = host_table_memory(&args.nodes, args.pods);
     let host = PluginHost::new(None).context("the plugin engine")?;
     let mut cycles = Vec::new();
@@ -437,11 +444,37 @@ struct EndToEnd {
     latencies: Vec<Duration>,
     /// Apply → first pod placed by the new version, one per swap.
     swaps: Vec<Duration>,
-    /// The profile the pods name created → the last of them bound, all of
-    /// them pending before (a fresh node).
-    backlog: Duration,
-    /// The same on a node running the plugins compiled into the binary.
-    backlog_native: Duration,
+    /// Per backlog run: the profile the pods name created → the last of
+    /// them bound, all of them pending before (a fresh node); and the same
+    /// on a node running the plugins compiled into the binary.
+    backlogs: Vec<(Duration, Duration)>,
+}
+
+impl EndToEnd {
+    /// Pods bound per second from the backlog, the median run's, as
+    /// components and natively; the lowest and highest ratio of a pair.
+    fn backlog_rates(&self, pods: usize) -> (f64, f64, f64, f64) {
+        let rates = |of: fn(&(Duration, Duration)) -> Duration| -> Vec<f64> {
+            let mut rates: Vec<f64> = self.backlogs.iter().map(|run| pods as f64 / of(run).as_secs_f64()).collect();
+            rates.sort_by(f64::total_cmp);
+            rates
+        };
+        let (component, native) = (rates(|run| run.0), rates(|run| run.1));
+        let ratios = self.backlogs.iter().map(|(component, native)| native.as_secs_f64() / component.as_secs_f64());
+        let lowest = ratios.clone().fold(f64::INFINITY, f64::min);
+        let highest = ratios.fold(0.0, f64::max);
+        (median(&component), median(&native), lowest, highest)
+    }
+}
+
+/// The middle of sorted `values` (the mean of the two middle ones when
+/// their number is even; 0 when empty).
+fn median(values: &[f64]) -> f64 {
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
 }
 
 fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
@@ -452,27 +485,28 @@ fn print_end_to_end(ends: &[(usize, EndToEnd)], args: &SchedulerBenchArgs) {
     );
     println!(
         "| nodes | pods | creates done | pods bound/s while created | create→bind p50 | create→bind p99 | pods bound/s \
-         from {} pending | the same, plugins compiled in | WASM/native |",
+         from {} pending | the same, plugins compiled in | WASM/native | WASM/native of each pair |",
         args.pods
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (nodes, end) in ends {
+        let (component, native, lowest, highest) = end.backlog_rates(args.pods);
         println!(
-            "| {nodes} | {} | {:.2} s | {:.0} | {} | {} | {:.0} | {:.0} | {:.2} |",
+            "| {nodes} | {} | {:.2} s | {:.0} | {} | {} | {component:.0} | {native:.0} | {:.2} | {lowest:.2}–{highest:.2} |",
             end.latencies.len(),
             end.created.as_secs_f64(),
             end.latencies.len() as f64 / end.elapsed.as_secs_f64(),
             super::millis(quantile(&end.latencies, 0.50)),
             super::millis(quantile(&end.latencies, 0.99)),
-            args.pods as f64 / end.backlog.as_secs_f64(),
-            args.pods as f64 / end.backlog_native.as_secs_f64(),
-            end.backlog_native.as_secs_f64() / end.backlog.as_secs_f64(),
+            component / native,
         );
     }
     println!(
         "\nPending: on a fresh node, the pods name a profile that does not exist yet (each is told so); the profile \
          is then created with the default plugins, and timed until the last pod is bound. Then the same on another \
-         fresh node started with --native-scheduler-plugins: the same plugin crates compiled into the binary."
+         fresh node started with --native-scheduler-plugins: the same plugin crates compiled into the binary. {} \
+         such pairs (which goes first alternating); the medians of each side, and the range of the pairs' ratios.",
+        args.backlog_pairs
     );
     println!(
         "\nProfile swaps: node-affinity's addedAffinity requires another node group at each apply, pods created \
@@ -555,14 +589,23 @@ async fn end_to_end(root: &Path, nodes: usize, args: &SchedulerBenchArgs) -> any
     let swaps = swap_latency(&client, &pods_api, &mut bindings, nodes, args.swaps).await?;
     watcher.abort();
     drop(cluster);
-    let (backlog, backlog_native) =
-        (backlog(root, nodes, args, Profile::Component).await?, backlog(root, nodes, args, Profile::Native).await?);
-    eprintln!(
-        "  {nodes} nodes on a node: {:.0} pods bound/s from pending ({:.0} with the plugins compiled in)",
-        args.pods as f64 / backlog.as_secs_f64(),
-        args.pods as f64 / backlog_native.as_secs_f64()
-    );
-    Ok(EndToEnd { elapsed, created: created_in, latencies, swaps, backlog, backlog_native })
+    let mut backlogs = Vec::with_capacity(args.backlog_pairs);
+    for run in 0..args.backlog_pairs {
+        let (component, native) = if run % 2 == 0 {
+            let component = backlog(root, nodes, args, Profile::Component, run).await?;
+            (component, backlog(root, nodes, args, Profile::Native, run).await?)
+        } else {
+            let native = backlog(root, nodes, args, Profile::Native, run).await?;
+            (backlog(root, nodes, args, Profile::Component, run).await?, native)
+        };
+        eprintln!(
+            "  {nodes} nodes on a node: {:.0} pods bound/s from pending ({:.0} with the plugins compiled in)",
+            args.pods as f64 / component.as_secs_f64(),
+            args.pods as f64 / native.as_secs_f64()
+        );
+        backlogs.push((component, native));
+    }
+    Ok(EndToEnd { elapsed, created: created_in, latencies, swaps, backlogs })
 }
 
 /// The name of the profile the pending pods wait for.
@@ -571,9 +614,15 @@ const BACKLOG_PROFILE: &str = "bench-backlog";
 /// On a fresh node: creates the pods naming [`BACKLOG_PROFILE`], which does
 /// not exist, waits until the scheduler has told each of them so, then
 /// creates the profile (the default plugins) and times it until every pod
-/// is bound.
-async fn backlog(root: &Path, nodes: usize, args: &SchedulerBenchArgs, plugins: Profile) -> anyhow::Result<Duration> {
-    let dir = root.join(format!("engenho-scheduler-backlog-{nodes}-{plugins:?}"));
+/// is bound; `run` tells the node's directory from other runs'.
+async fn backlog(
+    root: &Path,
+    nodes: usize,
+    args: &SchedulerBenchArgs,
+    plugins: Profile,
+    run: usize,
+) -> anyhow::Result<Duration> {
+    let dir = root.join(format!("engenho-scheduler-backlog-{nodes}-{plugins:?}-{run}"));
     let (cluster, client) = prepared_node(&dir, nodes, args, plugins).await?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let (seen, mut waits) = mpsc::channel(1024);

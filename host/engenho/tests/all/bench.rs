@@ -86,13 +86,13 @@ fn store_and_api_benchmarks_run_end_to_end() {
 
 /// Goal: the scheduler benchmark places every pod in its own process with
 /// the components and natively, binds every pod on a real node (as they are
-/// created, and from a backlog of pending pods, once more on a node running
+/// created, and from a backlog of pending pods, in pairs with a node running
 /// the plugins compiled in) and times profile swaps.
 /// Method: tiny sizes, the tables' rows read back.
 #[test]
 fn scheduler_benchmark_runs_end_to_end() {
     let _turn = one_at_a_time();
-    let output = engenho("bench scheduler --nodes 12,24 --pods 60 --swaps 2 --concurrency 8");
+    let output = engenho("bench scheduler --nodes 12,24 --pods 60 --swaps 2 --concurrency 8 --backlog-pairs 2");
     let table = rows(&output);
     for nodes in ["12", "24"] {
         let cycles = row(&table, nodes, None);
@@ -100,12 +100,14 @@ fn scheduler_benchmark_runs_end_to_end() {
         assert!(ratio_matches(ratio, wasm, native), "{cycles:?}");
         assert_eq!((cycles[4].as_str(), cycles[5].as_str()), ("60", "0"), "every pod placed: {cycles:?}");
         let bound =
-            table.iter().find(|r| r[0] == nodes && r.len() == 9 && r[2].ends_with(" s")).expect("an end-to-end row");
+            table.iter().find(|r| r[0] == nodes && r.len() == 10 && r[2].ends_with(" s")).expect("an end-to-end row");
         assert_eq!(bound[1], "60", "every pod bound: {bound:?}");
         positive(&bound[3]);
         positive(bound[5].trim_end_matches(" ms"));
         let (from_pending, compiled_in, ratio) = (positive(&bound[6]), positive(&bound[7]), positive(&bound[8]));
         assert!(ratio_matches(ratio, from_pending, compiled_in), "{bound:?}");
+        let (lowest, highest) = bound[9].split_once('–').expect("the pairs' range");
+        assert!(positive(lowest) <= positive(highest), "{bound:?}");
         let swaps = table.iter().find(|r| r[0] == nodes && r.len() == 5).expect("a swaps row");
         assert_eq!(swaps[1], "2", "{swaps:?}");
         positive(swaps[2].trim_end_matches(" ms"));
