@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use engenho_scheduler::matching::label_value;
 use engenho_scheduler::normalization::mul_div;
-use engenho_scheduler::{MAX_NODE_SCORE, Pod, Table, UnsatisfiableAction};
+use engenho_scheduler::{ByNumber, MAX_NODE_SCORE, Pod, Table, UnsatisfiableAction};
 
 use crate::constraints::{Constraint, has_every_key};
 use crate::{HOSTNAME_KEY, PodTopologySpread};
@@ -15,14 +15,14 @@ struct Spread<'a> {
     /// The pod's `ScheduleAnyway` constraints.
     constraints: Vec<Constraint<'a>>,
     /// Scored nodes left out for lacking a constraint's key.
-    ignored: HashSet<u32>,
+    ignored: HashSet<u32, ByNumber>,
     /// Per constraint (but hostname's): matching pods per domain of the
     /// scored nodes.
     domains: Vec<HashMap<&'a str, i64>>,
     /// Per constraint: `ln(domains + 2)`.
     weights: Vec<f64>,
     /// Per constraint: matching pods per node.
-    per_node: Vec<HashMap<u32, i64>>,
+    per_node: Vec<HashMap<u32, i64, ByNumber>>,
 }
 
 /// One score per node of `nodes`.
@@ -44,7 +44,7 @@ pub fn score(plugin: &PodTopologySpread, table: &Table, pod: &Pod, nodes: &[u32]
 impl<'a> Spread<'a> {
     /// The domains of the scored `nodes`, and the constraints' weights.
     fn new(constraints: Vec<Constraint<'a>>, table: &'a Table, nodes: &[u32], require_every_key: bool) -> Self {
-        let mut ignored: HashSet<u32> = HashSet::new();
+        let mut ignored: HashSet<u32, ByNumber> = HashSet::default();
         let mut domains: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
         for &index in nodes {
             let Some(entry) = table.node(index) else { continue };
@@ -68,7 +68,7 @@ impl<'a> Spread<'a> {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        let per_node = vec![HashMap::new(); constraints.len()];
+        let per_node = vec![HashMap::default(); constraints.len()];
         Self { constraints, ignored, domains, weights, per_node }
     }
 

@@ -24,7 +24,7 @@ pub mod testsuite;
 #[cfg(target_arch = "wasm32")]
 pub mod guest;
 
-pub use table::{MAX_NODES, NodeEntry, Requested, Table, TermUse, View};
+pub use table::{ByNumber, MAX_NODES, NodeEntry, NumberHasher, Requested, Table, TermUse, View};
 pub use types::*;
 
 /// The reason a host reads for a node a plugin was asked about that is not

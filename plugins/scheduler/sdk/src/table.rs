@@ -128,10 +128,10 @@ impl NodeEntry {
     }
 }
 
-/// Hashes the numbers placed pods are known by: a multiply, for numbers
-/// the table gives out itself (nobody picks them to collide).
+/// Hashes numbers the table gives out itself (node indexes, the numbers
+/// placed pods are known by): a multiply, for nobody picks them to collide.
 #[derive(Debug, Clone, Copy, Default)]
-struct NumberHasher(u64);
+pub struct NumberHasher(u64);
 
 impl std::hash::Hasher for NumberHasher {
     fn finish(&self) -> u64 {
@@ -149,8 +149,8 @@ impl std::hash::Hasher for NumberHasher {
     }
 }
 
-/// Builds [`NumberHasher`]s.
-type ByNumber = std::hash::BuildHasherDefault<NumberHasher>;
+/// Builds [`NumberHasher`]s: for maps and sets keyed by node indexes.
+pub type ByNumber = std::hash::BuildHasherDefault<NumberHasher>;
 
 /// Where a placed pod is: its node's index and its position among the
 /// node's pods.
