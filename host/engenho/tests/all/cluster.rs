@@ -39,7 +39,7 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
     assert!(members.lines().all(|line| line.ends_with("false")), "all three are voters: {members}");
 
     for (i, node) in nodes.iter().enumerate() {
-        node.etcdctl_ok(&["put", &format!("from/{i}"), &node.name]);
+        node.etcdctl_put(&format!("from/{i}"), &node.name);
     }
     for node in &nodes {
         let all = node.etcdctl_ok(&["get", "from/", "--prefix", "--print-value-only"]);
@@ -57,7 +57,7 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
 
     let writer = &nodes[survivors[0]];
     for i in 0..120 {
-        writer.etcdctl_ok(&["put", &format!("after/{i:03}"), &i.to_string()]);
+        writer.etcdctl_put(&format!("after/{i:03}"), &i.to_string());
     }
     assert_eq!(nodes[survivors[1]].etcdctl_ok(&["get", "after/119", "--print-value-only"]), "119\n");
 
@@ -85,7 +85,7 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
     assert_eq!(late.local_value("after/119").as_deref(), Some("119"));
     assert_eq!(late.local_value("from/0").as_deref(), Some("n1"));
     assert_eq!(late.etcdctl_ok(&["member", "list"]).lines().count(), 4);
-    late.etcdctl_ok(&["put", "from/late", "n4"]);
+    late.etcdctl_put("from/late", "n4");
     for node in &nodes {
         assert_eq!(node.etcdctl_ok(&["get", "from/late", "--print-value-only"]), "n4\n");
     }

@@ -415,7 +415,7 @@ fn a_deployment_of_a_wasi_http_component_serves_on_its_pod_ips() {
                     "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
                     "livenessProbe": {"tcpSocket": {"port": 80}}}]}}}});
     kubectl.ok_with(&["apply", "-f", "-"], Some(&deployment.to_string()));
-    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    kubectl.rollout_status("web", "60s");
     let pods = kubectl.json(&["get", "pods", "-l", "app=web", "-o", "json"]);
     let ips: Vec<String> = pods["items"]
         .as_array()
@@ -582,7 +582,7 @@ fn the_pods_of_a_node_whose_agent_stops_are_replaced_elsewhere() {
                     {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}],
                 "containers": [{"name": "app", "image": toolbox, "args": ["tick", "1000", "1000000"]}]}}}});
     kubectl.ok_with(&["apply", "-f", "-"], Some(&deployment.to_string()));
-    kubectl.ok(&["rollout", "status", "deployment/ticker", "--timeout=60s"]);
+    kubectl.rollout_status("ticker", "60s");
     let placed = kubectl.json(&["get", "pods", "-l", "app=ticker", "-o", "json"]);
     assert_eq!(placed["items"][0]["spec"]["nodeName"], doomed.as_str(), "the pod went where it preferred");
 

@@ -266,6 +266,26 @@ impl EngenhoNode {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
+    /// Puts `key` = `value` through this node with `etcdctl`, again while
+    /// the answer is etcd's "leader changed" (an election was under way: the
+    /// write's outcome is unknown, and the same put again is harmless), for
+    /// at most 10 s; fails the test on any other error.
+    pub fn etcdctl_put(&self, key: &str, value: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let output = self.etcdctl(&["put", key, value]);
+            if output.status.success() {
+                return;
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("leader changed") && Instant::now() < deadline,
+                "etcdctl put {key} on {} failed: {stderr}",
+                self.name
+            );
+        }
+    }
+
     /// Reads one key's value (serializable: from this node's own replica).
     pub fn local_value(&self, key: &str) -> Option<String> {
         let out = self.etcdctl_ok(&["get", key, "--consistency=s", "--print-value-only"]);
@@ -285,9 +305,20 @@ impl EngenhoNode {
     }
 }
 
+/// The lines of a node's log a failing test shows.
+const LOG_LINES_ON_FAILURE: usize = 60;
+
 impl Drop for EngenhoNode {
+    /// Kills the node; when the test is failing, shows the end of its log
+    /// beside the failure, for a run whose data is gone afterwards.
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_LINES_ON_FAILURE)..].join("\n");
+            eprintln!("--- the last {LOG_LINES_ON_FAILURE} lines of node {}'s log ---\n{tail}", self.name);
+        }
     }
 }
 
@@ -436,6 +467,31 @@ impl Kubectl {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    /// Waits (at most `timeout`, as kubectl spells it) for `deployment`'s
+    /// rollout to finish; fails the test if it does not, showing where its
+    /// ReplicaSets and pods stood and the namespace's latest events.
+    pub fn rollout_status(&self, deployment: &str, timeout: &str) {
+        let target = format!("deployment/{deployment}");
+        let output = self.run(&["rollout", "status", &target, &format!("--timeout={timeout}")], None);
+        if output.status.success() {
+            return;
+        }
+        let show = |args: &[&str]| {
+            let shown = self.run(args, None);
+            let (stdout, stderr) = (String::from_utf8_lossy(&shown.stdout), String::from_utf8_lossy(&shown.stderr));
+            format!("$ kubectl {}\n{stdout}{stderr}", args.join(" "))
+        };
+        let conditions = "jsonpath={range .items[*]}{.metadata.name} {.status.conditions}{\"\\n\"}{end}";
+        panic!(
+            "the rollout of {target} did not finish: {}{}\n{}\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            show(&["get", "replicasets,pods", "-o", "wide"]),
+            show(&["get", "pods", "-o", conditions]),
+            show(&["get", "events", "--sort-by=.lastTimestamp"]),
+        );
     }
 
     /// Runs `kubectl args`, which must fail; returns its standard output
