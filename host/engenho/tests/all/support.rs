@@ -470,13 +470,14 @@ impl Kubectl {
     }
 
     /// Waits (at most `timeout`, as kubectl spells it) for `deployment`'s
-    /// rollout to finish; fails the test if it does not, showing where its
-    /// ReplicaSets and pods stood and the namespace's latest events.
-    pub fn rollout_status(&self, deployment: &str, timeout: &str) {
+    /// rollout to finish and returns what kubectl printed; fails the test if
+    /// it does not finish, showing where its ReplicaSets and pods stood and
+    /// the namespace's latest events.
+    pub fn rollout_status(&self, deployment: &str, timeout: &str) -> String {
         let target = format!("deployment/{deployment}");
         let output = self.run(&["rollout", "status", &target, &format!("--timeout={timeout}")], None);
         if output.status.success() {
-            return;
+            return String::from_utf8(output.stdout).expect("utf-8 output");
         }
         let show = |args: &[&str]| {
             let shown = self.run(args, None);

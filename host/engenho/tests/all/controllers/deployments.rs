@@ -36,12 +36,6 @@ fn replica_sets(kubectl: &Kubectl) -> Vec<Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// Runs `kubectl rollout status` on Deployment `name` to its end (it must
-/// succeed).
-fn rollout_status(kubectl: &Kubectl, name: &str) -> String {
-    kubectl.ok(&["rollout", "status", &format!("deployment/{name}"), "--timeout=60s"])
-}
-
 /// Waits until `count` live pods are labeled `app=<app>`, all Ready.
 fn wait_ready_pods(kubectl: &Kubectl, app: &str, count: usize) {
     wait_for(&format!("{count} Ready pods of {app}"), DEADLINE, || {
@@ -103,7 +97,7 @@ fn a_deployment_rolls_out_scales_rolls_back_and_goes_with_its_replica_sets() {
     assert_eq!(first["metadata"]["ownerReferences"][0]["name"], "web", "{first}");
     let hash = first["metadata"]["labels"]["pod-template-hash"].as_str().expect("pod-template-hash label");
     assert_eq!(first_name, format!("web-{hash}"));
-    assert!(rollout_status(&kubectl, "web").contains("successfully rolled out"));
+    assert!(kubectl.rollout_status("web", "60s").contains("successfully rolled out"));
     let deployment = kubectl.json(&["get", "deployment", "web", "-o", "json"]);
     assert_eq!(deployment["status"]["readyReplicas"], 5, "{deployment}");
     assert_eq!(deployment["status"]["availableReplicas"], 5, "{deployment}");
@@ -111,10 +105,10 @@ fn a_deployment_rolls_out_scales_rolls_back_and_goes_with_its_replica_sets() {
 
     kubectl.ok(&["scale", "deployment", "web", "--replicas=8"]);
     wait_ready_pods(&kubectl, "web", 8);
-    rollout_status(&kubectl, "web");
+    kubectl.rollout_status("web", "60s");
     kubectl.ok(&["scale", "deployment", "web", "--replicas=2"]);
     wait_ready_pods(&kubectl, "web", 2);
-    rollout_status(&kubectl, "web");
+    kubectl.rollout_status("web", "60s");
     assert_eq!(replica_sets(&kubectl).len(), 1);
 
     // The rolling update, watched from before it starts: with 2 replicas the
@@ -122,7 +116,7 @@ fn a_deployment_rolls_out_scales_rolls_back_and_goes_with_its_replica_sets() {
     let mut watch = kubectl.spawn(&["get", "pods", "-l", "app=web", "--watch", "-o", "json", "--output-watch-events"]);
     wait_for("the watch to list the pods", DEADLINE, || events(&watch.output()).len() >= 2);
     kubectl.ok(&["set", "image", "deployment/web", "nginx=nginx:1.26"]);
-    rollout_status(&kubectl, "web");
+    kubectl.rollout_status("web", "60s");
     wait_ready_pods(&kubectl, "web", 2);
     wait_for("the watch to see the old pods go", DEADLINE, || {
         let output = watch.output();
@@ -147,7 +141,7 @@ fn a_deployment_rolls_out_scales_rolls_back_and_goes_with_its_replica_sets() {
 
     // Undo goes back to the first ReplicaSet, which becomes revision 3.
     kubectl.ok(&["rollout", "undo", "deployment/web"]);
-    rollout_status(&kubectl, "web");
+    kubectl.rollout_status("web", "60s");
     wait_ready_pods(&kubectl, "web", 2);
     wait_for("the first ReplicaSet to hold the pods again", DEADLINE, || {
         let sets = replica_sets(&kubectl);
@@ -166,7 +160,7 @@ fn a_deployment_rolls_out_scales_rolls_back_and_goes_with_its_replica_sets() {
     // Restart: a new template (restartedAt), so a third ReplicaSet.
     kubectl.ok(&["rollout", "restart", "deployment/web"]);
     wait_for("a third ReplicaSet", DEADLINE, || replica_sets(&kubectl).len() == 3);
-    rollout_status(&kubectl, "web");
+    kubectl.rollout_status("web", "60s");
     wait_ready_pods(&kubectl, "web", 2);
 
     // Paused, a new image makes no ReplicaSet; resumed, it does.
@@ -182,7 +176,7 @@ fn a_deployment_rolls_out_scales_rolls_back_and_goes_with_its_replica_sets() {
     assert_eq!(replica_sets(&kubectl).len(), 3, "no rollout while paused");
     kubectl.ok(&["rollout", "resume", "deployment/web"]);
     wait_for("a fourth ReplicaSet", DEADLINE, || replica_sets(&kubectl).len() == 4);
-    rollout_status(&kubectl, "web");
+    kubectl.rollout_status("web", "60s");
     wait_ready_pods(&kubectl, "web", 2);
 
     let described = kubectl.ok(&["describe", "deployment", "web"]);
@@ -233,8 +227,8 @@ fn rollouts_keep_explicit_bounds_recreate_waits_and_a_stuck_rollout_times_out() 
     kubectl.ok_with(&["apply", "-f", "-"], Some(&deployment("batch", 3, r#"{"type": "Recreate"}"#, "")));
     let stuck = deployment("stuck", 2, rolling, r#""progressDeadlineSeconds": 3,"#);
     kubectl.ok_with(&["apply", "-f", "-"], Some(&stuck));
-    rollout_status(&kubectl, "api");
-    rollout_status(&kubectl, "batch");
+    kubectl.rollout_status("api", "60s");
+    kubectl.rollout_status("batch", "60s");
     wait_ready_pods(&kubectl, "api", 6);
     wait_ready_pods(&kubectl, "batch", 3);
 
@@ -246,8 +240,8 @@ fn rollouts_keep_explicit_bounds_recreate_waits_and_a_stuck_rollout_times_out() 
     });
     kubectl.ok(&["set", "image", "deployment/api", "main=nginx:1.26"]);
     kubectl.ok(&["set", "image", "deployment/batch", "main=nginx:1.26"]);
-    rollout_status(&kubectl, "api");
-    rollout_status(&kubectl, "batch");
+    kubectl.rollout_status("api", "60s");
+    kubectl.rollout_status("batch", "60s");
     wait_ready_pods(&kubectl, "api", 6);
     wait_ready_pods(&kubectl, "batch", 3);
     wait_for("the watches to see the old pods go", DEADLINE, || {
