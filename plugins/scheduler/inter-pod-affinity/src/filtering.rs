@@ -3,27 +3,50 @@
 
 use std::collections::HashMap;
 
-use engenho_scheduler::matching::{label_value, placed_term_matches, term_of_namespace_matches};
-use engenho_scheduler::{Pod, PodAffinityTerm, Verdict, View};
+use engenho_scheduler::matching::{placed_term_matches, term_of_namespace_matches};
+use engenho_scheduler::{ByNumber, Pod, PodAffinityTerm, Topology, Verdict, View};
 
 use crate::{REASON_AFFINITY, REASON_ANTI_AFFINITY, REASON_EXISTING_ANTI_AFFINITY};
 
-/// A topology domain: a node label's key and value.
-type Domain<'a> = (&'a str, &'a str);
+/// Placed pods counted per domain of one topology key.
+pub struct DomainCounts<'a> {
+    /// The key's domains.
+    topology: Topology<'a>,
+    /// Pods by domain number.
+    pods: HashMap<u32, u64, ByNumber>,
+}
+
+impl<'a> DomainCounts<'a> {
+    fn new(topology: Topology<'a>) -> Self {
+        Self { topology, pods: HashMap::default() }
+    }
+
+    /// Adds `pods` to the domain of the node at `index`, if it has the key.
+    fn add(&mut self, index: u32, pods: u64) {
+        if let Some(domain) = self.topology.domain(index) {
+            *self.pods.entry(domain).or_default() += pods;
+        }
+    }
+
+    /// Whether the domain of the node at `index` holds a counted pod
+    /// (`None`: the node lacks the key).
+    fn holds_any(&self, index: u32) -> Option<bool> {
+        let domain = self.topology.domain(index)?;
+        Some(self.pods.get(&domain).is_some_and(|&pods| pods > 0))
+    }
+}
 
 /// Placed pods counted by topology domain, for one pod.
 pub struct Counts<'a> {
-    /// Placed pods matching every required affinity term of the pod, per
-    /// domain of each term.
-    affinity: HashMap<Domain<'a>, u64>,
-    /// Placed pods matching a required anti-affinity term of the pod, per
-    /// domain of that term.
-    anti_affinity: HashMap<Domain<'a>, u64>,
+    /// Per required affinity term of the pod: placed pods matching every
+    /// such term, per domain of the term's key.
+    affinity: Vec<DomainCounts<'a>>,
+    /// Per required anti-affinity term of the pod: placed pods matching
+    /// it, per domain of its key.
+    anti_affinity: Vec<DomainCounts<'a>>,
     /// Required anti-affinity terms of placed pods that match the pod, per
-    /// domain of the placed pod.
-    existing_anti_affinity: HashMap<Domain<'a>, u64>,
-    /// The topology keys of `existing_anti_affinity`, each once.
-    existing_keys: Vec<&'a str>,
+    /// topology key (each once), per domain of the placed pod.
+    existing_anti_affinity: Vec<(&'a str, DomainCounts<'a>)>,
 }
 
 /// Whether `pod` matches every term of `terms` (and there is one), each
@@ -38,22 +61,25 @@ impl<'a> Counts<'a> {
     /// pod's own terms only over the pods their selectors can pick (through
     /// the table's label index).
     pub fn of(view: &View<'a>, pod: &'a Pod) -> Self {
+        let table = view.table();
+        let by_term = |terms: &'a [PodAffinityTerm]| -> Vec<DomainCounts<'a>> {
+            terms.iter().map(|term| DomainCounts::new(table.topology(&term.topology_key))).collect()
+        };
         let mut counts = Self {
-            affinity: HashMap::new(),
-            anti_affinity: HashMap::new(),
-            existing_anti_affinity: HashMap::new(),
-            existing_keys: Vec::new(),
+            affinity: by_term(&pod.pod_affinity.required),
+            anti_affinity: by_term(&pod.pod_anti_affinity.required),
+            existing_anti_affinity: Vec::new(),
         };
-        let domain = |index: u32, key: &'a str| {
-            view.node(index).and_then(|node| label_value(&node.labels, key)).map(|value| (key, value))
-        };
-        let repel = |counts: &mut Self, domain: Option<Domain<'a>>, owners: u64| {
-            if let Some(domain) = domain {
-                *counts.existing_anti_affinity.entry(domain).or_default() += owners;
-                if !counts.existing_keys.contains(&domain.0) {
-                    counts.existing_keys.push(domain.0);
+        let repel = |counts: &mut Self, key: &'a str, index: u32, owners: u64| {
+            let existing = &mut counts.existing_anti_affinity;
+            let at = match existing.iter().position(|(known, _)| *known == key) {
+                Some(at) => at,
+                None => {
+                    existing.push((key, DomainCounts::new(table.topology(key))));
+                    existing.len() - 1
                 }
-            }
+            };
+            existing[at].1.add(index, owners);
         };
         if view.assumes_anything() {
             // Pods taken away or added: each placed pod's terms, as it counts.
@@ -61,16 +87,16 @@ impl<'a> Counts<'a> {
                 for placed in view.pods_on(index) {
                     for term in placed.pod_anti_affinity.required.iter().filter(|t| placed_term_matches(t, placed, pod))
                     {
-                        repel(&mut counts, domain(index, &term.topology_key), 1);
+                        repel(&mut counts, &term.topology_key, index, 1);
                     }
                 }
             }
         } else {
             // The table's terms, grouped: each distinct term asked once.
-            for (namespace, term, owners) in view.table().repelling_terms() {
+            for (namespace, term, owners) in table.repelling_terms() {
                 if term_of_namespace_matches(term, namespace, pod) {
                     for (&index, &count) in owners {
-                        repel(&mut counts, domain(index, &term.topology_key), u64::from(count));
+                        repel(&mut counts, &term.topology_key, index, u64::from(count));
                     }
                 }
             }
@@ -79,18 +105,16 @@ impl<'a> Counts<'a> {
         if let Some(first) = affinity_terms.first() {
             for (index, placed) in view.pods_maybe_selected(first.selector.as_ref()) {
                 if matches_all(affinity_terms, pod, placed) {
-                    for domain in affinity_terms.iter().filter_map(|term| domain(index, &term.topology_key)) {
-                        *counts.affinity.entry(domain).or_default() += 1;
+                    for term_counts in &mut counts.affinity {
+                        term_counts.add(index, 1);
                     }
                 }
             }
         }
-        for term in &pod.pod_anti_affinity.required {
+        for (term, term_counts) in pod.pod_anti_affinity.required.iter().zip(&mut counts.anti_affinity) {
             for (index, placed) in view.pods_maybe_selected(term.selector.as_ref()) {
-                if let Some(domain) = domain(index, &term.topology_key)
-                    && placed_term_matches(term, pod, placed)
-                {
-                    *counts.anti_affinity.entry(domain).or_default() += 1;
+                if placed_term_matches(term, pod, placed) {
+                    term_counts.add(index, 1);
                 }
             }
         }
@@ -99,41 +123,31 @@ impl<'a> Counts<'a> {
 
     /// The verdict for the node at `index`.
     pub fn verdict(&self, view: &View<'a>, pod: &Pod, index: u32) -> Verdict {
-        let Some(node) = view.node(index) else { return Verdict::Unresolvable(vec![REASON_AFFINITY.into()]) };
-        if !self.satisfies_affinity(pod, &node.labels) {
+        if !view.table().has_node(index) || !self.satisfies_affinity(pod, index) {
             return Verdict::Unresolvable(vec![REASON_AFFINITY.into()]);
         }
-        let in_domain = |counts: &HashMap<Domain<'_>, u64>, key: &str, value: &str| {
-            counts.get(&(key, value)).is_some_and(|&count| count > 0)
-        };
-        let repelled = pod.pod_anti_affinity.required.iter().any(|term| {
-            label_value(&node.labels, &term.topology_key)
-                .is_some_and(|value| in_domain(&self.anti_affinity, &term.topology_key, value))
-        });
-        if repelled {
+        if self.anti_affinity.iter().any(|counts| counts.holds_any(index) == Some(true)) {
             return Verdict::Unfit(vec![REASON_ANTI_AFFINITY.into()]);
         }
-        let repels = |key: &&str| {
-            label_value(&node.labels, key).is_some_and(|value| in_domain(&self.existing_anti_affinity, key, value))
-        };
-        if self.existing_keys.iter().any(repels) {
+        if self.existing_anti_affinity.iter().any(|(_, counts)| counts.holds_any(index) == Some(true)) {
             return Verdict::Unfit(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
         }
         Verdict::Fits
     }
 
-    /// Whether a node with `labels` meets the pod's required affinity.
-    fn satisfies_affinity(&self, pod: &Pod, labels: &[engenho_scheduler::Label]) -> bool {
-        let terms = &pod.pod_affinity.required;
+    /// Whether the node at `index` meets the pod's required affinity.
+    fn satisfies_affinity(&self, pod: &Pod, index: u32) -> bool {
         let mut pods_in_every_domain = true;
-        for term in terms {
-            let Some(value) = label_value(labels, &term.topology_key) else { return false };
-            if self.affinity.get(&(term.topology_key.as_str(), value)).is_none_or(|&count| count == 0) {
-                pods_in_every_domain = false;
+        for counts in &self.affinity {
+            match counts.holds_any(index) {
+                None => return false,
+                Some(false) => pods_in_every_domain = false,
+                Some(true) => {}
             }
         }
         // The first pod of a group whose terms select itself may go to any
         // node with the keys while no placed pod matches.
-        pods_in_every_domain || (self.affinity.is_empty() && matches_all(terms, pod, pod))
+        let none_placed = self.affinity.iter().all(|counts| counts.pods.is_empty());
+        pods_in_every_domain || (none_placed && matches_all(&pod.pod_affinity.required, pod, pod))
     }
 }

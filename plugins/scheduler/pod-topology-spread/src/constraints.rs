@@ -5,7 +5,7 @@
 use engenho_scheduler::matching::{
     blocks_scheduling, first_untolerated_taint, required_node_affinity_matches, selector_matches,
 };
-use engenho_scheduler::{InclusionPolicy, LabelSelector, Node, Pod, UnsatisfiableAction, View};
+use engenho_scheduler::{InclusionPolicy, LabelSelector, Node, Pod, Topology, UnsatisfiableAction, View};
 
 use crate::PodTopologySpread;
 
@@ -105,9 +105,8 @@ impl PodTopologySpread {
     }
 }
 
-/// Whether `node` has every constraint's key.
-pub fn has_every_key(node: &Node, constraints: &[Constraint<'_>]) -> bool {
-    constraints
-        .iter()
-        .all(|constraint| engenho_scheduler::matching::label_value(&node.labels, constraint.topology_key).is_some())
+/// Whether the node at `index` has every key of `topologies` (the
+/// constraints').
+pub fn has_every_key(topologies: &[Topology<'_>], index: u32) -> bool {
+    topologies.iter().all(|topology| topology.domain(index).is_some())
 }

@@ -1,11 +1,10 @@
 //! The score: matching pods per domain of the scored nodes, weighted by
 //! how many domains there are, inverted and normalized.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use engenho_scheduler::matching::label_value;
 use engenho_scheduler::normalization::mul_div;
-use engenho_scheduler::{ByNumber, MAX_NODE_SCORE, Pod, Table, UnsatisfiableAction};
+use engenho_scheduler::{ByNumber, MAX_NODE_SCORE, Pod, Table, Topology, UnsatisfiableAction};
 
 use crate::constraints::{Constraint, has_every_key};
 use crate::{HOSTNAME_KEY, PodTopologySpread};
@@ -14,11 +13,15 @@ use crate::{HOSTNAME_KEY, PodTopologySpread};
 struct Spread<'a> {
     /// The pod's `ScheduleAnyway` constraints.
     constraints: Vec<Constraint<'a>>,
-    /// Scored nodes left out for lacking a constraint's key.
-    ignored: HashSet<u32, ByNumber>,
+    /// Per constraint: the domains of its key.
+    topologies: Vec<Topology<'a>>,
+    /// Whether scored nodes lacking a constraint's key are left out.
+    require_every_key: bool,
     /// Per constraint (but hostname's): matching pods per domain of the
-    /// scored nodes.
-    domains: Vec<HashMap<&'a str, i64>>,
+    /// scored nodes, by domain number (`None`: no scored node is in it).
+    /// Nodes without the key count in the domain of the empty value, as
+    /// kube reads a missing label: its number, or the last entry.
+    domains: Vec<Vec<Option<i64>>>,
     /// Per constraint: `ln(domains + 2)`.
     weights: Vec<f64>,
     /// Per constraint: matching pods per node.
@@ -36,40 +39,56 @@ pub fn score(plugin: &PodTopologySpread, table: &Table, pod: &Pod, nodes: &[u32]
     let require_every_key = !pod.spread_constraints.is_empty() || !plugin.system_defaulted;
     let mut spread = Spread::new(constraints, table, nodes, require_every_key);
     spread.count_matching(table, pod);
-    spread.sum_domains(table, pod, require_every_key);
+    spread.sum_domains(table, pod);
     let raw: Vec<Option<i64>> = nodes.iter().map(|&index| spread.raw(table, index)).collect();
     normalize(&raw)
+}
+
+/// The entry of the node at `index` in a constraint's per-domain counts:
+/// its domain's, or the empty value's when it lacks the key.
+fn slot(topology: &Topology<'_>, index: u32) -> usize {
+    let domain = topology.domain(index).or_else(|| topology.domain_of(""));
+    domain.map_or(topology.span(), |domain| domain as usize)
 }
 
 impl<'a> Spread<'a> {
     /// The domains of the scored `nodes`, and the constraints' weights.
     fn new(constraints: Vec<Constraint<'a>>, table: &'a Table, nodes: &[u32], require_every_key: bool) -> Self {
-        let mut ignored: HashSet<u32, ByNumber> = HashSet::default();
-        let mut domains: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
+        let topologies: Vec<Topology<'a>> =
+            constraints.iter().map(|constraint| table.topology(constraint.topology_key)).collect();
+        let by_domain = |topology: &Topology<'_>, constraint: &Constraint<'_>| {
+            if constraint.topology_key == HOSTNAME_KEY { Vec::new() } else { vec![None; topology.span() + 1] }
+        };
+        let mut domains: Vec<Vec<Option<i64>>> =
+            topologies.iter().zip(&constraints).map(|(topology, constraint)| by_domain(topology, constraint)).collect();
+        let mut sizes = vec![0usize; constraints.len()];
+        let mut ignored = 0;
         for &index in nodes {
-            let Some(entry) = table.node(index) else { continue };
-            let node = entry.node();
-            if require_every_key && !has_every_key(node, &constraints) {
-                ignored.insert(index);
+            if !table.has_node(index) {
                 continue;
             }
-            for (constraint, domains) in constraints.iter().zip(&mut domains) {
-                if constraint.topology_key != HOSTNAME_KEY {
-                    domains.entry(label_value(&node.labels, constraint.topology_key).unwrap_or("")).or_default();
+            if require_every_key && !has_every_key(&topologies, index) {
+                ignored += 1;
+                continue;
+            }
+            for ((topology, domains), size) in topologies.iter().zip(&mut domains).zip(&mut sizes) {
+                if let Some(count @ None) = domains.get_mut(slot(topology, index)) {
+                    *count = Some(0);
+                    *size += 1;
                 }
             }
         }
         let weights = constraints
             .iter()
-            .zip(&domains)
-            .map(|(constraint, domains)| {
+            .zip(&sizes)
+            .map(|(constraint, &size)| {
                 let hostname = constraint.topology_key == HOSTNAME_KEY;
-                let size = if hostname { nodes.len().saturating_sub(ignored.len()) } else { domains.len() };
+                let size = if hostname { nodes.len().saturating_sub(ignored) } else { size };
                 ((size + 2) as f64).ln()
             })
             .collect();
         let per_node = vec![HashMap::default(); constraints.len()];
-        Self { constraints, ignored, domains, weights, per_node }
+        Self { constraints, topologies, require_every_key, domains, weights, per_node }
     }
 
     /// Counts each constraint's matching pods per node, through the label
@@ -88,16 +107,21 @@ impl<'a> Spread<'a> {
     /// Sums the matching pods of every node the constraints admit into
     /// the scored nodes' domains: only the nodes holding matching pods add
     /// anything, so only they are looked at.
-    fn sum_domains(&mut self, table: &'a Table, pod: &Pod, require_every_key: bool) {
-        let each = self.constraints.iter().zip(&mut self.domains).zip(&self.per_node);
-        for ((constraint, domains), per_node) in each {
+    fn sum_domains(&mut self, table: &Table, pod: &Pod) {
+        let each = self.constraints.iter().zip(&self.topologies).zip(&mut self.domains).zip(&self.per_node);
+        for (((constraint, topology), domains), per_node) in each {
+            if domains.is_empty() {
+                continue;
+            }
+            let narrows = constraint.narrows_nodes(pod);
             for (&index, &count) in per_node {
                 let Some(node) = table.node(index).map(|entry| entry.node()) else { continue };
-                if (require_every_key && !has_every_key(node, &self.constraints)) || !constraint.includes(pod, node) {
+                if (self.require_every_key && !has_every_key(&self.topologies, index))
+                    || (narrows && !constraint.includes(pod, node))
+                {
                     continue;
                 }
-                let value = label_value(&node.labels, constraint.topology_key).unwrap_or("");
-                if let Some(sum) = domains.get_mut(value) {
+                if let Some(Some(sum)) = domains.get_mut(slot(topology, index)) {
                     *sum = sum.saturating_add(count);
                 }
             }
@@ -106,18 +130,17 @@ impl<'a> Spread<'a> {
 
     /// The raw score of the node at `index` (`None`: ignored).
     fn raw(&self, table: &Table, index: u32) -> Option<i64> {
-        if self.ignored.contains(&index) {
+        if !table.has_node(index) || (self.require_every_key && !has_every_key(&self.topologies, index)) {
             return None;
         }
-        let labels = &table.node(index)?.node().labels;
         let mut score = 0.0;
-        let each = self.constraints.iter().zip(&self.domains).zip(&self.weights).zip(&self.per_node);
-        for (((constraint, domains), weight), per_node) in each {
-            let Some(value) = label_value(labels, constraint.topology_key) else { continue };
+        let each = self.constraints.iter().zip(&self.topologies).zip(&self.domains).zip(&self.weights);
+        for ((((constraint, topology), domains), weight), per_node) in each.zip(&self.per_node) {
+            let Some(domain) = topology.domain(index) else { continue };
             let count = if constraint.topology_key == HOSTNAME_KEY {
                 per_node.get(&index).copied().unwrap_or(0)
             } else {
-                domains.get(value).copied().unwrap_or(0)
+                domains.get(domain as usize).copied().flatten().unwrap_or(0)
             };
             score += count as f64 * weight + (constraint.max_skew - 1) as f64;
         }

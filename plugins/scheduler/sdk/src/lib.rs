@@ -16,6 +16,7 @@ pub mod matching;
 pub mod normalization;
 pub mod resources;
 mod table;
+mod topology;
 mod types;
 
 #[cfg(any(test, feature = "testsuite"))]
@@ -25,6 +26,7 @@ pub mod testsuite;
 pub mod guest;
 
 pub use table::{ByNumber, MAX_NODES, NodeEntry, NumberHasher, Requested, Table, TermUse, View};
+pub use topology::Topology;
 pub use types::*;
 
 /// The reason a host reads for a node a plugin was asked about that is not

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::matching::label_value;
 use crate::resources::{extended_amount, non_zero_memory, non_zero_milli_cpu};
+use crate::topology::{Domains, Topology};
 use crate::{
     Assumptions, Change, LabelSelector, Node, Pod, PodAffinityTerm, Quantity, Resources, SelectorOperator, Taint,
 };
@@ -182,8 +183,8 @@ pub struct Table {
     labelled: HashMap<String, HashMap<String, HashSet<u32, ByNumber>>>,
     /// Indexes of the nodes holding pods with required anti-affinity terms.
     with_required_anti_affinity: BTreeSet<u32>,
-    /// How many nodes carry each label, by key, then value.
-    node_labels: HashMap<String, HashMap<String, u32>>,
+    /// The nodes' labels by key: each value numbered, and each node's.
+    node_labels: HashMap<String, Domains>,
     /// The pod (anti-)affinity terms of placed pods, each distinct term of
     /// a namespace and use once, with how many of its owners each node
     /// holds.
@@ -253,7 +254,7 @@ impl Table {
             }
         };
         if let Some(old) = old {
-            self.uncount_labels(&old);
+            self.uncount_labels(index, &old);
             self.uncount_taints(&old);
             self.cordoned -= usize::from(old.unschedulable);
         }
@@ -263,23 +264,21 @@ impl Table {
                 *self.taints.entry(taint.clone()).or_default() += 1;
             }
             for label in &entry.node.labels {
-                let values = self.node_labels.entry(label.key.clone()).or_default();
-                *values.entry(label.value.clone()).or_default() += 1;
+                match self.node_labels.get_mut(&label.key) {
+                    Some(domains) => domains.add(index, &label.value),
+                    None => self.node_labels.entry(label.key.clone()).or_default().add(index, &label.value),
+                }
             }
         }
     }
 
-    /// Takes `node`'s labels out of the node label counts.
-    fn uncount_labels(&mut self, node: &Node) {
+    /// Takes the labels of `node`, at `index`, out of the node label
+    /// domains.
+    fn uncount_labels(&mut self, index: u32, node: &Node) {
         for label in &node.labels {
-            let Some(values) = self.node_labels.get_mut(&label.key) else { continue };
-            if let Some(count) = values.get_mut(&label.value) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    values.remove(&label.value);
-                }
-            }
-            if values.is_empty() {
+            let Some(domains) = self.node_labels.get_mut(&label.key) else { continue };
+            domains.remove(index, &label.value);
+            if domains.is_empty() {
                 self.node_labels.remove(&label.key);
             }
         }
@@ -300,7 +299,7 @@ impl Table {
     fn remove_node(&mut self, index: u32) {
         let Some(entry) = self.nodes.get_mut(index as usize).and_then(Option::take) else { return };
         self.present[index as usize] = false;
-        self.uncount_labels(&entry.node);
+        self.uncount_labels(index, &entry.node);
         self.uncount_taints(&entry.node);
         self.cordoned -= usize::from(entry.node.unschedulable);
         self.with_required_anti_affinity.remove(&index);
@@ -442,10 +441,11 @@ impl Table {
             .map(|(namespace, _, term, owners)| (namespace, term, owners))
     }
 
-    /// The values the nodes' label `key` takes, each once (the topology
-    /// domains of `key`), without looking at every node.
-    pub fn node_label_values(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.node_labels.get(key).into_iter().flat_map(|values| values.keys().map(String::as_str))
+    /// The topology domains of the node label `key`: the values the nodes
+    /// give it, each numbered, and each node's, read by index without
+    /// looking at the nodes' labels.
+    pub fn topology(&self, key: &str) -> Topology<'_> {
+        Topology::new(self.node_labels.get(key))
     }
 
     /// The nodes holding pods with required pod anti-affinity terms, by
@@ -819,10 +819,16 @@ mod tests {
     #[test]
     fn the_domains_of_a_label_follow_the_nodes() {
         // Goal: each value of a node label is listed while a node carries
-        // it: through a node's relabelling and removal.
+        // it, and each node reads back its own: through a node's
+        // relabelling and removal.
         use crate::testsuite::labelled_node;
         let zones = |table: &Table| {
-            let mut zones: Vec<String> = table.node_label_values("zone").map(str::to_owned).collect();
+            let topology = table.topology("zone");
+            for (index, entry) in table.nodes() {
+                let value = topology.domain(index).and_then(|domain| topology.value(domain));
+                assert_eq!(value, label_value(&entry.node().labels, "zone"));
+            }
+            let mut zones: Vec<String> = topology.domains().map(|(_, value)| value.to_owned()).collect();
             zones.sort();
             zones
         };
@@ -838,7 +844,8 @@ mod tests {
         table.apply(Change::NodeRemoved(1));
         table.apply(Change::NodeSet(2, labelled_node("c", &[])));
         assert!(zones(&table).is_empty());
-        assert_eq!(table.node_label_values("nothing").count(), 0);
+        assert!(table.topology("nothing").is_empty());
+        assert_eq!(table.topology("nothing").domain(2), None);
     }
 
     #[test]
@@ -972,8 +979,14 @@ mod tests {
                     .map(|(namespace, term_use, term, owners)| ((namespace.to_owned(), term_use, term.clone()), owners.clone()))
                     .collect();
                 prop_assert_eq!(grouped, held);
-                // The label index finds exactly the nodes' zones.
-                let mut listed: Vec<&str> = table.node_label_values("zone").collect();
+                // The zone's domains are exactly the nodes' zones, and each
+                // node's domain is its zone's.
+                let topology = table.topology("zone");
+                for (index, entry) in table.nodes() {
+                    let value = topology.domain(index).and_then(|domain| topology.value(domain));
+                    prop_assert_eq!(value, label_value(&entry.node().labels, "zone"));
+                }
+                let mut listed: Vec<&str> = topology.domains().map(|(_, value)| value).collect();
                 let mut zones: Vec<&str> = table
                     .nodes()
                     .filter_map(|(_, entry)| label_value(&entry.node().labels, "zone"))
