@@ -247,12 +247,19 @@ pub struct Scheduler {
     bindings: (mpsc::Sender<Bound>, mpsc::Receiver<Bound>),
     in_flight: usize,
     natives: Option<NativePlugins>,
+    /// Where bindings and status writes run: the runtime the scheduler was
+    /// made on, so that its cycles may run on a thread of their own.
+    spawner: tokio::runtime::Handle,
 }
 
 impl Scheduler {
     /// A scheduler reading `inbox`, running `profiles` (and telling
-    /// `failed` which versions it gave up on), writing through `binder`,
-    /// reading the rest of the cluster through `lookups`.
+    /// `failed` which versions it gave up on), writing through `binder`
+    /// on the runtime it is made on, reading the rest of the cluster
+    /// through `lookups`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
     pub fn new(
         host: Arc<PluginHost>,
         binder: Arc<dyn Binder>,
@@ -283,6 +290,7 @@ impl Scheduler {
             bindings: mpsc::channel(BINDINGS_IN_FLIGHT_MAX),
             in_flight: 0,
             natives: None,
+            spawner: tokio::runtime::Handle::current(),
         }
     }
 
@@ -496,13 +504,13 @@ impl Scheduler {
             if let Some(failed) = self.failed.borrow().get(&scheduler_name) {
                 // Its only version failed to start: the pod waits for another.
                 self.queue.failed(uid, false, Instant::now());
-                tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerError", failed.reason.clone(), None));
+                self.spawner.spawn(self.binder.unschedulable(pod_ref, "SchedulerError", failed.reason.clone(), None));
                 return;
             }
             self.queue.failed(uid, true, Instant::now());
             if self.told_unknown.insert(uid.to_owned(), scheduler_name.clone()).is_none() {
                 let message = format!("no scheduler profile is named {scheduler_name:?} (spec.schedulerName)");
-                tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerProfileNotFound", message, None));
+                self.spawner.spawn(self.binder.unschedulable(pod_ref, "SchedulerProfileNotFound", message, None));
             }
             return;
         };
@@ -526,7 +534,12 @@ impl Scheduler {
             Ok(Outcome::Unfit(fit_error, candidate)) => {
                 self.queue.failed(uid, true, Instant::now());
                 let nominated = candidate.and_then(|c| self.nominate(&pod, &pod_ref, c));
-                tokio::spawn(self.binder.unschedulable(pod_ref, "Unschedulable", fit_error.to_string(), nominated));
+                self.spawner.spawn(self.binder.unschedulable(
+                    pod_ref,
+                    "Unschedulable",
+                    fit_error.to_string(),
+                    nominated,
+                ));
             }
             Err(error) => self.cycle_failed(uid, &scheduler_name, pod_ref, &error),
         }
@@ -543,7 +556,7 @@ impl Scheduler {
         }
         self.in_flight += 1;
         let (binder, answers) = (self.binder.clone(), self.bindings.0.clone());
-        tokio::spawn(async move {
+        self.spawner.spawn(async move {
             let result = binder.bind(pod_ref.clone(), node.clone()).await;
             let _ = answers.send((pod_ref, node, result)).await;
         });
@@ -564,7 +577,7 @@ impl Scheduler {
         self.nominated.insert(pod_ref.uid.clone(), Nominated { node: node.clone(), pod: pod.clone() });
         let victims = candidate.victims.iter().map(|v| pod_ref_of(v)).collect();
         tracing::info!(pod = %pod.name, node = %node, victims = candidate.victims.len(), "preempting");
-        tokio::spawn(self.binder.preempt(pod_ref.clone(), node.clone(), victims, displaced));
+        self.spawner.spawn(self.binder.preempt(pod_ref.clone(), node.clone(), victims, displaced));
         Some(node)
     }
 
@@ -574,7 +587,7 @@ impl Scheduler {
     fn cycle_failed(&mut self, uid: &str, scheduler_name: &str, pod_ref: PodRef, error: &CycleError) {
         tracing::warn!(pod = %pod_ref.name, %error, "a scheduling cycle failed");
         let message = error.to_string();
-        tokio::spawn(self.binder.unschedulable(pod_ref, "SchedulerError", message.clone(), None));
+        self.spawner.spawn(self.binder.unschedulable(pod_ref, "SchedulerError", message.clone(), None));
         // The failed instances are in an unknown state.
         let Some(failed) = self.running.remove(scheduler_name) else { return };
         match failed.previous.filter(|_| failed.probation_left > 0) {

@@ -221,8 +221,44 @@ impl SchedulerLoop {
         if let Some(natives) = &self.natives {
             scheduler = scheduler.with_native_plugins(natives.clone());
         }
-        tokio::join!(follower.run(term_over.clone()), scheduler.run(term_over));
+        tokio::join!(follower.run(term_over.clone()), on_own_thread(scheduler.run(term_over)));
         drop(subscriptions);
+    }
+}
+
+/// Runs the scheduler's loop on a thread of its own (its own
+/// single-threaded runtime) until it returns. Its cycles are CPU work
+/// that takes a core for as long as pods are pending: on a runtime
+/// worker they would hold that worker (and the loops sharing its task),
+/// and their plugin instances' code and tables would be evicted from the
+/// caches by whatever the worker ran in between. Bindings and status
+/// writes still run on the node's runtime (see `Scheduler::new`). Runs
+/// it here when no thread can be started.
+async fn on_own_thread(work: impl Future<Output = ()> + Send + 'static) {
+    let work = Arc::new(Mutex::new(Some(Box::pin(work))));
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let taken = work.clone();
+    let started = std::thread::Builder::new().name("scheduler".into()).spawn(move || {
+        let work = taken.lock().ok().and_then(|mut work| work.take());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match (work, runtime) {
+            (Some(work), Ok(runtime)) => runtime.block_on(work),
+            (_, Err(error)) => tracing::error!(%error, "the scheduler's runtime could not start"),
+            (None, Ok(_)) => {}
+        }
+        let _ = done.send(());
+    });
+    match started {
+        Ok(_) => {
+            let _ = finished.await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the scheduler's thread could not start; it runs on the node's runtime");
+            let work = work.lock().ok().and_then(|mut work| work.take());
+            if let Some(work) = work {
+                work.await;
+            }
+        }
     }
 }
 

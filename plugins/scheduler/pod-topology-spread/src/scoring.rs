@@ -92,10 +92,18 @@ impl<'a> Spread<'a> {
     }
 
     /// Counts each constraint's matching pods per node, through the label
-    /// index.
+    /// index; constraints of one selector (the system defaults share the
+    /// pod's) count the same pods, counted once.
     fn count_matching(&mut self, table: &Table, pod: &Pod) {
         let view = table.current();
-        for (constraint, per_node) in self.constraints.iter().zip(&mut self.per_node) {
+        for at in 0..self.constraints.len() {
+            let constraint = &self.constraints[at];
+            let earlier = &self.constraints[..at];
+            if let Some(same) = earlier.iter().position(|earlier| earlier.selector == constraint.selector) {
+                self.per_node[at] = self.per_node[same].clone();
+                continue;
+            }
+            let per_node = &mut self.per_node[at];
             for (index, placed) in constraint.pods_counted(&view) {
                 if constraint.counts(pod, placed) {
                     *per_node.entry(index).or_default() += 1;
