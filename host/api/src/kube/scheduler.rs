@@ -232,19 +232,21 @@ impl SchedulerLoop {
 /// worker they would hold that worker (and the loops sharing its task),
 /// and their plugin instances' code and tables would be evicted from the
 /// caches by whatever the worker ran in between. Bindings and status
-/// writes still run on the node's runtime (see `Scheduler::new`). Runs
-/// it here when no thread can be started.
+/// writes still run on the node's runtime (see `Scheduler::new`). When no
+/// thread or runtime can be started, the loop runs here.
 async fn on_own_thread(work: impl Future<Output = ()> + Send + 'static) {
     let work = Arc::new(Mutex::new(Some(Box::pin(work))));
+    let take = |work: &Mutex<Option<_>>| work.lock().ok().and_then(|mut work| work.take());
     let (done, finished) = tokio::sync::oneshot::channel();
     let taken = work.clone();
     let started = std::thread::Builder::new().name("scheduler".into()).spawn(move || {
-        let work = taken.lock().ok().and_then(|mut work| work.take());
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        match (work, runtime) {
-            (Some(work), Ok(runtime)) => runtime.block_on(work),
-            (_, Err(error)) => tracing::error!(%error, "the scheduler's runtime could not start"),
-            (None, Ok(_)) => {}
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => {
+                if let Some(work) = take(&taken) {
+                    runtime.block_on(work);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "the scheduler's runtime could not start; it runs on the node's"),
         }
         let _ = done.send(());
     });
@@ -252,13 +254,10 @@ async fn on_own_thread(work: impl Future<Output = ()> + Send + 'static) {
         Ok(_) => {
             let _ = finished.await;
         }
-        Err(error) => {
-            tracing::warn!(%error, "the scheduler's thread could not start; it runs on the node's runtime");
-            let work = work.lock().ok().and_then(|mut work| work.take());
-            if let Some(work) = work {
-                work.await;
-            }
-        }
+        Err(error) => tracing::warn!(%error, "the scheduler's thread could not start; it runs on the node's runtime"),
+    }
+    if let Some(work) = take(&work) {
+        work.await;
     }
 }
 
