@@ -9,7 +9,7 @@ use engenho_scheduler::{ByNumber, Pod, PodAffinityTerm, Topology, Verdict, View}
 use crate::{REASON_AFFINITY, REASON_ANTI_AFFINITY, REASON_EXISTING_ANTI_AFFINITY};
 
 /// Placed pods counted per domain of one topology key.
-pub struct DomainCounts<'a> {
+struct DomainCounts<'a> {
     /// The key's domains.
     topology: Topology<'a>,
     /// Pods by domain number.
