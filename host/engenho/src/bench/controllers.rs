@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use engenho_control::informer::Decode;
 use engenho_control::{Cached, Filter, Informer, LabelSelector};
-use engenho_controller::{ApiError, Cluster, Controller, Decoded, EventType, Key, Level, ObjectRef, Selector, Write};
+use engenho_controller::{
+    ApiError, Cluster, Controller, Decoded, EventType, Key, Level, ObjectRef, Outcome, Selector, Write,
+};
 use engenho_store::{Command, KeyValue, Mvcc, PutRequest};
 use engenho_wasm::controller_types::{self as wit, KindRef, ObjectKey};
 use engenho_wasm::{Applied, ClusterAccess, ControllerPlugin, Limits, PluginHost};
@@ -33,9 +35,13 @@ pub struct ControllerBenchArgs {
     /// Replicas of the Deployments created, one measurement each.
     #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
     replicas: Vec<usize>,
-    /// Reconciles of each side of the component/native comparison.
-    #[arg(long, default_value_t = 2000)]
-    reconciles: usize,
+    /// Rounds of the component/native comparison: each side runs once a
+    /// round, taking turns, and the tables report the medians.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// How long each side reconciles in one round, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    round_millis: u64,
     /// Pods of the ReplicaSet the comparison reconciles.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
     pods: Vec<usize>,
@@ -48,9 +54,11 @@ pub struct ControllerBenchArgs {
 
 /// Runs the measurements and prints their tables.
 pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rounds > 0 && args.round_millis > 0, "--rounds and --round-millis must be above 0");
+    let round = Duration::from_millis(args.round_millis);
     let mut comparison = Vec::new();
     for &pods in &args.pods {
-        comparison.push((pods, compare(pods, args.reconciles).await?));
+        comparison.push((pods, compare(pods, args.rounds, round).await?));
     }
     let root = tempfile::tempdir().context("temporary directory")?;
     let dir = root.path().join("engenho-controllers");
@@ -87,22 +95,27 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
     println!("| pods | {objects} | {bytes} | {:.0} |", bytes as f64 / objects.max(1) as f64);
     println!();
     println!(
-        "| pods of the ReplicaSet | component reconciles/s | native reconciles/s | component/native | component µs | \
-         native µs | least component µs |"
+        "| pods of the ReplicaSet | component reconciles/s | native reconciles/s | component/native (rounds) | \
+         component µs | native µs | least component µs |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for (pods, (component, native, least)) in comparison {
+    for (pods, comparison) in comparison {
+        let (component, native) = (comparison.component(), comparison.native());
         println!(
-            "| {pods} | {component:.0} | {native:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            component / native,
+            "| {pods} | {component:.0} | {native:.0} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.2} | {:.2} |",
+            comparison.ratio(),
+            comparison.ratios().first().copied().unwrap_or(0.0),
+            comparison.ratios().last().copied().unwrap_or(0.0),
             1e6 / component,
             1e6 / native,
-            1e6 / least
+            1e6 / comparison.least()
         );
     }
     println!(
-        "\nleast component µs: a controller component that reads one object and answers at once, the least a \
-         reconcile costs as a component."
+        "\nMedians of {} rounds of {} ms a side, the sides taking turns; component/native is the median of the \
+         rounds' ratios (their range in brackets). least component µs: a controller component that reads one \
+         object and answers at once, the least a reconcile costs as a component.",
+        args.rounds, args.round_millis
     );
     Ok(())
 }
@@ -414,25 +427,89 @@ impl ClusterAccess for Component {
     fn emit(&self, _: wit::ObjectRef, _: wit::EventType, _: String, _: String) {}
 }
 
+/// The rates each round of a component/native comparison measured, in
+/// reconciles per second.
+#[derive(Debug, Default)]
+struct Comparison {
+    component: Vec<f64>,
+    native: Vec<f64>,
+    least: Vec<f64>,
+}
+
+impl Comparison {
+    /// The median component rate.
+    fn component(&self) -> f64 {
+        median(&self.component)
+    }
+
+    /// The median native rate.
+    fn native(&self) -> f64 {
+        median(&self.native)
+    }
+
+    /// The median rate of the least reconcile.
+    fn least(&self) -> f64 {
+        median(&self.least)
+    }
+
+    /// Each round's component/native ratio, lowest first.
+    fn ratios(&self) -> Vec<f64> {
+        let mut ratios: Vec<f64> = self.component.iter().zip(&self.native).map(|(c, n)| c / n).collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios
+    }
+
+    /// The median of the rounds' ratios.
+    fn ratio(&self) -> f64 {
+        median(&self.ratios())
+    }
+}
+
+/// The median of `values` (the upper one of an even count); 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Reconciles per second while `reconcile` runs for `round`: as many calls
+/// as fit (the clock read every 16).
+async fn rate<F, Fut>(round: Duration, mut reconcile: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    let mut calls = 0_u64;
+    loop {
+        for _ in 0..16 {
+            reconcile().await?;
+        }
+        calls += 16;
+        let elapsed = started.elapsed();
+        if elapsed >= round {
+            return Ok(calls as f64 / elapsed.as_secs_f64());
+        }
+    }
+}
+
 /// Reconciles per second of the replicaset controller over a steady
-/// ReplicaSet of `pods` pods: as a component, and compiled into the host;
+/// ReplicaSet of `pods` pods, as a component and compiled into the host,
 /// and of a component that reads one object and answers at once (the
 /// misbehaving test controller failing on purpose, its ConfigMap not among
-/// what the bench caches): the least a component reconcile costs.
-async fn compare(pods: usize, reconciles: usize) -> anyhow::Result<(f64, f64, f64)> {
+/// what the bench caches): the least a component reconcile costs. Each of
+/// `rounds` rounds runs each for `round`, in turns.
+async fn compare(pods: usize, rounds: usize, round: Duration) -> anyhow::Result<Comparison> {
     let (replica_set, pod_objects) = steady_replica_set(pods);
     let root = tempfile::tempdir().context("temporary directory")?;
     let (stop, _) = tokio::sync::watch::channel(false);
     let objects = Arc::new(Objects::start(&root.path().join("db"), replica_set, pod_objects, &stop).await?);
-    let key = Key { kind: engenho_controller::kinds::REPLICA_SETS, namespace: "bench".into(), name: "web".into() };
+    let native_key =
+        Key { kind: engenho_controller::kinds::REPLICA_SETS, namespace: "bench".into(), name: "web".into() };
     let (native, _) = ReplicaSets::configure("").map_err(|e| anyhow::anyhow!(e))?;
     let cluster = Native { objects: objects.clone(), decoded: Decoded::default() };
-    native.reconcile(&cluster, &key);
-    let started = Instant::now();
-    for _ in 0..reconciles {
-        native.reconcile(&cluster, &key);
-    }
-    let native_rate = reconciles as f64 / started.elapsed().as_secs_f64();
+    let native_outcome = native.reconcile(&cluster, &native_key);
+    anyhow::ensure!(native_outcome == Outcome::Done, "the native first reconcile answered {native_outcome:?}");
 
     let host = PluginHost::new(None).context("the plugin engine")?;
     let bytes = engenho_plugin_artifacts::plugin("replicaset-controller").context("the replicaset component")?;
@@ -447,38 +524,67 @@ async fn compare(pods: usize, reconciles: usize) -> anyhow::Result<(f64, f64, f6
     };
     let outcome = component.reconcile(&host, &key, access.clone()).await?;
     anyhow::ensure!(outcome == wit::Outcome::Done, "the component's first reconcile answered {outcome:?}");
-    let started = Instant::now();
-    for _ in 0..reconciles {
-        component.reconcile(&host, &key, access.clone()).await?;
+    let least = LeastReconcile::load(&host).await?;
+    least.call(&host, &access).await?;
+
+    let mut comparison = Comparison::default();
+    for _ in 0..rounds {
+        comparison.native.push(
+            rate(round, || {
+                native.reconcile(&cluster, &native_key);
+                std::future::ready(Ok(()))
+            })
+            .await?,
+        );
+        comparison.component.push(
+            rate(round, || async {
+                component.reconcile(&host, &key, access.clone()).await?;
+                Ok(())
+            })
+            .await?,
+        );
+        comparison.least.push(rate(round, || least.call(&host, &access)).await?);
     }
-    let component_rate = reconciles as f64 / started.elapsed().as_secs_f64();
-    let floor_rate = least_reconcile(&host, &access, reconciles).await?;
     stop.send_replace(true);
     let writes = *objects.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     anyhow::ensure!(writes == 0, "a steady ReplicaSet was written to {writes} times: the comparison is not steady");
-    eprintln!("  {pods} pods: component {component_rate:.0}/s, native {native_rate:.0}/s");
-    Ok((component_rate, native_rate, floor_rate))
+    eprintln!(
+        "  {pods} pods: component {:.0}/s, native {:.0}/s, ratios {:.2?}",
+        comparison.component(),
+        comparison.native(),
+        comparison.ratios()
+    );
+    Ok(comparison)
 }
 
-/// Reconciles per second of a component that reads one object and answers
-/// at once.
-async fn least_reconcile(host: &PluginHost, access: &Arc<dyn ClusterAccess>, reconciles: usize) -> anyhow::Result<f64> {
-    let name = "misbehaving-controller";
-    let bytes = engenho_plugin_artifacts::plugin(name).context("the misbehaving controller component")?;
-    let limits = Limits { deadline: Duration::from_secs(1), ..Limits::default() };
-    let config = r#"{"mode": "fail"}"#;
-    let component =
-        ControllerPlugin::load(host, name, &engenho_wasm::digest_of(bytes), bytes, config, limits, 1).await?;
-    let key = ObjectKey {
-        kind: KindRef { group: String::new(), version: "v1".into(), plural: "configmaps".into() },
-        namespace: "bench".into(),
-        name: "probe".into(),
-    };
-    let outcome = component.reconcile(host, &key, access.clone()).await?;
-    anyhow::ensure!(matches!(outcome, wit::Outcome::Failed(_)), "the least reconcile answered {outcome:?}");
-    let started = Instant::now();
-    for _ in 0..reconciles {
-        component.reconcile(host, &key, access.clone()).await?;
+/// A component that reads one object and answers at once: the misbehaving
+/// test controller failing on purpose.
+struct LeastReconcile {
+    component: ControllerPlugin,
+    key: ObjectKey,
+}
+
+impl LeastReconcile {
+    async fn load(host: &PluginHost) -> anyhow::Result<Self> {
+        let name = "misbehaving-controller";
+        let bytes = engenho_plugin_artifacts::plugin(name).context("the misbehaving controller component")?;
+        let limits = Limits { deadline: Duration::from_secs(1), ..Limits::default() };
+        let config = r#"{"mode": "fail"}"#;
+        let component =
+            ControllerPlugin::load(host, name, &engenho_wasm::digest_of(bytes), bytes, config, limits, 1).await?;
+        let key = ObjectKey {
+            kind: KindRef { group: String::new(), version: "v1".into(), plural: "configmaps".into() },
+            namespace: "bench".into(),
+            name: "probe".into(),
+        };
+        Ok(Self { component, key })
     }
-    Ok(reconciles as f64 / started.elapsed().as_secs_f64())
+
+    /// One reconcile, which must fail (reading a kind the bench does not
+    /// cache).
+    async fn call(&self, host: &PluginHost, access: &Arc<dyn ClusterAccess>) -> anyhow::Result<()> {
+        let outcome = self.component.reconcile(host, &self.key, access.clone()).await?;
+        anyhow::ensure!(matches!(outcome, wit::Outcome::Failed(_)), "the least reconcile answered {outcome:?}");
+        Ok(())
+    }
 }
