@@ -158,8 +158,11 @@ pub fn status(
     };
     // When the selector requires every template label, a pod it picks
     // carries them all: no pod's labels need to be read.
-    let selected_are_fully_labeled = has_labels(&rs.spec.selector.match_labels);
-    let fully_labeled = |pod: &&&Pod| selected_are_fully_labeled || has_labels(&pod.metadata.labels);
+    let fully_labeled = if has_labels(&rs.spec.selector.match_labels) {
+        active.len()
+    } else {
+        active.iter().filter(|pod| has_labels(&pod.metadata.labels)).count()
+    };
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let mut conditions = rs.status.conditions.clone();
     let has_failure = conditions.iter().any(|c| c.type_ == REPLICA_FAILURE);
@@ -175,13 +178,19 @@ pub fn status(
         None if has_failure => conditions.retain(|c| c.type_ != REPLICA_FAILURE),
         _ => {}
     }
+    // Only a ready pod can be available: one pass counts both.
+    let (mut ready, mut available) = (0, 0);
+    for pod in active.iter().filter(|pod| pod.is_ready()) {
+        ready += 1;
+        if is_available(pod, rs.spec.min_ready_seconds, now) {
+            available += 1;
+        }
+    }
     ReplicaSetStatus {
         replicas: count(active.len()),
-        fully_labeled_replicas: count(active.iter().filter(fully_labeled).count()),
-        ready_replicas: count(active.iter().filter(|pod| pod.is_ready()).count()),
-        available_replicas: count(
-            active.iter().filter(|pod| is_available(pod, rs.spec.min_ready_seconds, now)).count(),
-        ),
+        fully_labeled_replicas: count(fully_labeled),
+        ready_replicas: count(ready),
+        available_replicas: count(available),
         observed_generation: rs.metadata.generation.unwrap_or(0),
         conditions,
     }
@@ -190,6 +199,10 @@ pub fn status(
 /// When to look again for a ready pod of `active` to become available, if
 /// one is waiting for `minReadySeconds`.
 pub fn availability_requeue(rs: &ReplicaSet, active: &[&Pod], now: DateTime<Utc>) -> Option<Duration> {
+    if rs.spec.min_ready_seconds <= 0 {
+        // A ready pod is available at once.
+        return None;
+    }
     active
         .iter()
         .filter_map(|pod| available_in(pod, rs.spec.min_ready_seconds, now))

@@ -5,7 +5,7 @@
 //! the controller.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -42,34 +42,37 @@ impl Decoded {
     {
         self.with::<T, _>(|kept| {
             kept.age(versions.len());
-            let mut found: Vec<Option<Arc<T>>> = versions.iter().map(|version| kept.take(*version)).collect();
-            let missing: Vec<u64> = versions
-                .iter()
-                .zip(&found)
-                .filter(|(_, object)| object.is_none())
-                .map(|(version, _)| *version)
-                .collect();
-            let mut decoded = HashMap::with_capacity_and_hasher(missing.len(), ByVersion::default());
-            for chunk in missing.chunks(FETCH_VERSIONS_MAX) {
-                let answers = fetch(chunk)?;
-                if answers.len() != chunk.len() {
-                    return Err(ApiError::internal("the host answered a fetch with the wrong number of objects"));
-                }
-                for (version, json) in chunk.iter().zip(answers) {
-                    let Some(json) = json else { return Ok(None) };
-                    decoded.insert(*version, Arc::new(decode::<T>(kind, &json)?));
-                }
-            }
-            for (slot, version) in found.iter_mut().zip(versions) {
-                if slot.is_none() {
-                    let object = decoded.get(version).cloned();
-                    if let Some(object) = &object {
-                        kept.current.insert(*version, object.clone());
-                    }
-                    *slot = object;
-                }
-            }
-            Ok(found.into_iter().collect())
+            let reading = kept.next_reading();
+            kept.resolve(kind, versions, reading, &fetch)
+        })
+    }
+
+    /// The objects of `kind` at the versions of `first`, in order, and
+    /// apart from them those at the versions only `second` has: the union
+    /// of two listings, each object read as [`Decoded::many`] reads it and
+    /// each version once. `None` when `fetch` no longer finds one of them.
+    ///
+    /// # Errors
+    /// As [`Decoded::many`].
+    pub fn union<T, F>(
+        &self,
+        kind: &Kind,
+        first: &[u64],
+        second: &[u64],
+        fetch: F,
+    ) -> Result<Option<(Vec<Arc<T>>, Vec<Arc<T>>)>, ApiError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+        F: Fn(&[u64]) -> Result<Vec<Option<String>>, ApiError>,
+    {
+        self.with::<T, _>(|kept| {
+            kept.age(first.len() + second.len());
+            let reading = kept.next_reading();
+            let Some(firsts) = kept.resolve(kind, first, reading, &fetch)? else { return Ok(None) };
+            // Every version of `first` is now kept, marked with this reading.
+            let only_second: Vec<u64> = second.iter().copied().filter(|v| !kept.read_in(*v, reading)).collect();
+            let Some(seconds) = kept.resolve(kind, &only_second, reading, &fetch)? else { return Ok(None) };
+            Ok(Some((firsts, seconds)))
         })
     }
 
@@ -92,14 +95,21 @@ impl Decoded {
 /// The decoded objects of one type: those read since the last turnover,
 /// and those read in the turn before it.
 struct Kept<T> {
-    current: HashMap<u64, Arc<T>, ByVersion>,
-    previous: HashMap<u64, Arc<T>, ByVersion>,
+    current: HashMap<u64, Entry<T>, ByVersion>,
+    previous: HashMap<u64, Entry<T>, ByVersion>,
     largest_reading: usize,
+    readings: u64,
+}
+
+/// A decoded object, and the last reading that read it.
+struct Entry<T> {
+    object: Arc<T>,
+    reading: u64,
 }
 
 impl<T> Default for Kept<T> {
     fn default() -> Self {
-        Self { current: HashMap::default(), previous: HashMap::default(), largest_reading: 0 }
+        Self { current: HashMap::default(), previous: HashMap::default(), largest_reading: 0, readings: 0 }
     }
 }
 
@@ -114,19 +124,72 @@ impl<T> Kept<T> {
         }
     }
 
-    /// The object kept at `version`, if any, now in the current set.
-    fn take(&mut self, version: u64) -> Option<Arc<T>> {
-        if let Some(object) = self.current.get(&version) {
-            return Some(object.clone());
+    /// A number for a new reading, which marks the entries it reads.
+    fn next_reading(&mut self) -> u64 {
+        self.readings += 1;
+        self.readings
+    }
+
+    /// The object kept at `version`, if any, now in the current set and
+    /// marked as read by `reading`.
+    fn take(&mut self, version: u64, reading: u64) -> Option<Arc<T>> {
+        if let Some(entry) = self.current.get_mut(&version) {
+            entry.reading = reading;
+            return Some(entry.object.clone());
         }
-        let object = self.previous.remove(&version)?;
-        self.current.insert(version, object.clone());
+        let object = self.previous.remove(&version)?.object;
+        self.current.insert(version, Entry { object: object.clone(), reading });
         Some(object)
     }
-}
 
-/// A set of versions.
-pub type Versions = HashSet<u64, ByVersion>;
+    /// Whether `reading` read the object at `version`.
+    fn read_in(&self, version: u64, reading: u64) -> bool {
+        self.current.get(&version).is_some_and(|entry| entry.reading == reading)
+    }
+
+    /// The objects at `versions`, in order, for `reading`: those kept, the
+    /// others fetched, decoded and kept. `None` when `fetch` no longer
+    /// finds one of them.
+    fn resolve<F>(
+        &mut self,
+        kind: &Kind,
+        versions: &[u64],
+        reading: u64,
+        fetch: &F,
+    ) -> Result<Option<Vec<Arc<T>>>, ApiError>
+    where
+        T: DeserializeOwned,
+        F: Fn(&[u64]) -> Result<Vec<Option<String>>, ApiError>,
+    {
+        let mut found: Vec<Option<Arc<T>>> = versions.iter().map(|version| self.take(*version, reading)).collect();
+        let missing: Vec<u64> =
+            versions.iter().zip(&found).filter(|(_, object)| object.is_none()).map(|(version, _)| *version).collect();
+        if missing.is_empty() {
+            return Ok(found.into_iter().collect());
+        }
+        let mut decoded = HashMap::with_capacity_and_hasher(missing.len(), ByVersion::default());
+        for chunk in missing.chunks(FETCH_VERSIONS_MAX) {
+            let answers = fetch(chunk)?;
+            if answers.len() != chunk.len() {
+                return Err(ApiError::internal("the host answered a fetch with the wrong number of objects"));
+            }
+            for (version, json) in chunk.iter().zip(answers) {
+                let Some(json) = json else { return Ok(None) };
+                decoded.insert(*version, Arc::new(decode::<T>(kind, &json)?));
+            }
+        }
+        for (slot, version) in found.iter_mut().zip(versions) {
+            if slot.is_none() {
+                let object = decoded.get(version).cloned();
+                if let Some(object) = &object {
+                    self.current.insert(*version, Entry { object: object.clone(), reading });
+                }
+                *slot = object;
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+}
 
 /// Hashes versions (sequential numbers) by one multiplication.
 pub type ByVersion = BuildHasherDefault<VersionHasher>;
@@ -197,6 +260,50 @@ mod tests {
         assert_eq!(numbers(&second), [2, 4, 3]);
         assert_eq!(*cache.fetched.borrow(), [3, 1, 2, 4], "versions seen before are not fetched again");
         assert!(Arc::ptr_eq(&first[0], &second[2]), "an unchanged object is the one decoded before");
+    }
+
+    #[test]
+    fn a_union_keeps_the_first_listing_apart_and_fetches_each_version_once() {
+        let (decoded, cache) = (Decoded::default(), Cache::new());
+        let union = |first: &[u64], second: &[u64]| {
+            let (firsts, seconds) =
+                decoded.union::<Thing, _>(&THINGS, first, second, |v| cache.fetch(v)).expect("read").expect("all");
+            (numbers(&firsts), numbers(&seconds))
+        };
+        assert_eq!(union(&[1, 2], &[3, 2]), (vec![1, 2], vec![3]));
+        // 2 was read by the reading before, not by this one's first listing.
+        assert_eq!(union(&[1], &[2, 1, 3]), (vec![1], vec![2, 3]));
+        assert_eq!(union(&[], &[4]), (vec![], vec![4]));
+        assert_eq!(*cache.fetched.borrow(), [1, 2, 3, 4], "each version fetched once");
+        let gone = Cache { gone: vec![6], ..Cache::new() };
+        assert!(decoded.union::<Thing, _>(&THINGS, &[5], &[6], |v| gone.fetch(v)).expect("read").is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unions_answer_as_a_set_difference_would(
+            readings in proptest::collection::vec(
+                (proptest::collection::hash_set(0_u64..40, 0..20), proptest::collection::hash_set(0_u64..40, 0..20)),
+                1..8,
+            ),
+        ) {
+            // Goal: over readings sharing one kept set, each union is the
+            // first listing in order, then the second's other versions.
+            let (decoded, cache) = (Decoded::default(), Cache::new());
+            for (first, second) in readings {
+                let (first, second): (Vec<u64>, Vec<u64>) = (first.into_iter().collect(), second.into_iter().collect());
+                let (firsts, seconds) = decoded
+                    .union::<Thing, _>(&THINGS, &first, &second, |v| cache.fetch(v))
+                    .expect("read")
+                    .expect("all");
+                let expected: Vec<u64> = second.iter().copied().filter(|v| !first.contains(v)).collect();
+                proptest::prop_assert_eq!(numbers(&firsts), first);
+                proptest::prop_assert_eq!(numbers(&seconds), expected);
+            }
+            let fetched = cache.fetched.borrow();
+            let distinct: std::collections::HashSet<&u64> = fetched.iter().collect();
+            proptest::prop_assert_eq!(distinct.len(), fetched.len(), "a version fetched twice");
+        }
     }
 
     #[test]

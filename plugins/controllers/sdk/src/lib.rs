@@ -27,7 +27,6 @@ pub mod guest;
 pub use serde_json;
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -385,16 +384,15 @@ pub trait Cluster {
         Self: Sized,
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        let firsts = Cell::new(0);
-        let mut objects = read(self, kind, || {
-            let mut versions = self.list_versions(kind, first)?;
-            firsts.set(versions.len());
-            let picked: decoded::Versions = versions.iter().copied().collect();
-            versions.extend(self.list_versions(kind, second)?.into_iter().filter(|v| !picked.contains(v)));
-            Ok(versions)
-        })?;
-        let only_second = objects.split_off(firsts.get());
-        Ok(Union { first: objects, only_second })
+        for _ in 0..LISTING_ATTEMPTS {
+            let firsts = self.list_versions(kind, first)?;
+            let seconds = self.list_versions(kind, second)?;
+            let fetch = |versions: &[u64]| self.fetch(kind, versions);
+            if let Some((first, only_second)) = self.decoded().union(kind, &firsts, &seconds, fetch)? {
+                return Ok(Union { first, only_second });
+            }
+        }
+        Err(changed_under_each_reading(kind))
     }
 
     /// The cached objects of `kind` that `selector` picks, decoded, as the
@@ -449,11 +447,17 @@ where
             return Ok(objects);
         }
     }
-    Err(ApiError {
+    Err(changed_under_each_reading(kind))
+}
+
+/// The 409 of a reading of `kind` that found the cache changed under each
+/// of its [`LISTING_ATTEMPTS`] listings.
+fn changed_under_each_reading(kind: &Kind) -> ApiError {
+    ApiError {
         code: 409,
         reason: "Conflict".into(),
         message: format!("the cached {} changed during each of {LISTING_ATTEMPTS} readings", kind.plural),
-    })
+    }
 }
 
 /// `json`, an object of `kind`, decoded as `T`.
