@@ -120,10 +120,11 @@ impl ReplicaSets {
     /// Creates or deletes pods until `active` matches what `rs` asks for;
     /// the first failure, if any.
     fn manage<C: Cluster>(&self, cluster: &C, rs: &ReplicaSet, active: &[&Pod]) -> Option<ManageFailure> {
-        let regarding = ObjectRef::to(&REPLICA_SETS, &rs.metadata);
+        let regarding = || ObjectRef::to(&REPLICA_SETS, &rs.metadata);
         match plan::scale(rs.replicas().max(0), active.len(), self.burst_replicas) {
             Scale::Hold => None,
             Scale::Create(count) => {
+                let regarding = regarding();
                 let mut failure_opt = None;
                 plan::slow_start(count, |size| {
                     let writes = (0..size)
@@ -159,6 +160,7 @@ impl ReplicaSets {
                 failure_opt
             }
             Scale::Delete(count) => {
+                let regarding = regarding();
                 let owned: Vec<Pod> = active.iter().map(|pod| (*pod).clone()).collect();
                 let victims = pods::to_delete(&owned, count, cluster.now());
                 let writes = victims.iter().map(|pod| Write::delete(PODS, &pod.metadata)).collect();

@@ -24,7 +24,8 @@ const ENTRIES_MIN: usize = 4096;
 /// since the kept set last outgrew its limit are let go.
 #[derive(Default)]
 pub struct Decoded {
-    types: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
+    /// By type: a controller decodes a few types, found by a short scan.
+    types: Mutex<Vec<(TypeId, Box<dyn Any + Send>)>>,
 }
 
 impl Decoded {
@@ -83,11 +84,15 @@ impl Decoded {
 
     fn with<T: Send + Sync + 'static, R>(&self, f: impl FnOnce(&mut Kept<T>) -> R) -> R {
         let mut types = self.types.lock().unwrap_or_else(PoisonError::into_inner);
-        let kept = types
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Box::new(Kept::<T>::default()))
-            .downcast_mut::<Kept<T>>()
-            .expect("entries are keyed by their own type");
+        let wanted = TypeId::of::<T>();
+        let index = match types.iter().position(|(type_id, _)| *type_id == wanted) {
+            Some(index) => index,
+            None => {
+                types.push((wanted, Box::new(Kept::<T>::default())));
+                types.len() - 1
+            }
+        };
+        let kept = types[index].1.downcast_mut::<Kept<T>>().expect("entries are keyed by their own type");
         f(kept)
     }
 }

@@ -46,20 +46,41 @@ impl LabelSelector {
     /// The selector in the text form a list takes
     /// (`app=web,tier in (a,b),!canary`).
     pub fn to_text(&self) -> String {
-        let mut parts: Vec<String> = self.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut text = equality_text(&self.match_labels);
         for requirement in &self.match_expressions {
-            let values = requirement.values.join(",");
-            parts.push(match requirement.operator.as_str() {
-                "In" => format!("{} in ({values})", requirement.key),
-                "NotIn" => format!("{} notin ({values})", requirement.key),
-                "Exists" => requirement.key.clone(),
-                "DoesNotExist" => format!("!{}", requirement.key),
+            if !text.is_empty() {
+                text.push(',');
+            }
+            let key = requirement.key.as_str();
+            let with_values = |text: &mut String, operator: &str| {
+                text.push_str(key);
+                text.push_str(operator);
+                text.push('(');
+                for (index, value) in requirement.values.iter().enumerate() {
+                    if index > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(value);
+                }
+                text.push(')');
+            };
+            match requirement.operator.as_str() {
+                "In" => with_values(&mut text, " in "),
+                "NotIn" => with_values(&mut text, " notin "),
+                "Exists" => text.push_str(key),
+                "DoesNotExist" => {
+                    text.push('!');
+                    text.push_str(key);
+                }
                 // The API server refuses other operators; one that slipped
                 // through selects nothing.
-                _ => format!("{} in ()", requirement.key),
-            });
+                _ => {
+                    text.push_str(key);
+                    text.push_str(" in ()");
+                }
+            }
         }
-        parts.join(",")
+        text
     }
 }
 
@@ -78,7 +99,16 @@ impl Requirement {
 
 /// The text form of an equality selector (a Service's `spec.selector`).
 pub fn equality_text(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    let mut text = String::new();
+    for (key, value) in labels {
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -104,6 +134,16 @@ mod tests {
         assert!(!selector.matches(&labels(&[("app", "web"), ("tier", "a"), ("canary", "1")])));
         assert!(!selector.matches(&labels(&[("tier", "a")])));
         assert_eq!(selector.to_text(), "app=web,tier in (a,b),!canary");
+        let others: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchExpressions": [
+                {"key": "zone", "operator": "NotIn", "values": ["x"]},
+                {"key": "gpu", "operator": "Exists"},
+                {"key": "odd", "operator": "Near", "values": ["y", "z"]},
+            ],
+        }))
+        .expect("a selector");
+        assert_eq!(others.to_text(), "zone notin (x),gpu,odd in ()");
+        assert_eq!(equality_text(&labels(&[("a", "1"), ("b", "2")])), "a=1,b=2");
         assert!(LabelSelector::default().matches(&labels(&[("any", "thing")])));
     }
 }
