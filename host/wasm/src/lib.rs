@@ -408,6 +408,7 @@ impl PluginHost {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.profiler(profiler(std::env::var(PROFILER_ENV).ok().as_deref())?);
         let mut pooling = PoolingAllocationConfig::default();
         pooling.total_component_instances(POOLED_INSTANCES);
         pooling.total_core_instances(POOLED_INSTANCES * 4);
@@ -546,6 +547,26 @@ impl PluginHost {
     }
 }
 
+/// The environment variable naming how plugin code is profiled: unset or
+/// empty, not at all; `perfmap`, with `/tmp/perf-<pid>.map` naming each
+/// compiled function for `perf report`.
+pub const PROFILER_ENV: &str = "ENGENHO_PLUGIN_PROFILER";
+
+/// The profiling [`PROFILER_ENV`]'s `value` asks for.
+///
+/// # Errors
+/// A value other than empty or `perfmap`.
+fn profiler(value: Option<&str>) -> Result<wasmtime::ProfilingStrategy, PluginError> {
+    match value.unwrap_or_default() {
+        "" => Ok(wasmtime::ProfilingStrategy::None),
+        "perfmap" => Ok(wasmtime::ProfilingStrategy::PerfMap),
+        other => Err(PluginError::Invalid {
+            name: "(engine)".into(),
+            message: format!("{PROFILER_ENV}={other:?}: the profilers are \"perfmap\" or none (empty)"),
+        }),
+    }
+}
+
 /// The hex BLAKE3 digest of `bytes`: a component's identity.
 pub fn digest_of(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
@@ -563,6 +584,20 @@ fn call_error(plugin: &str, limits: &Limits, error: wasmtime::Error) -> PluginEr
 /// The epoch ticks a call may run across in `deadline`.
 fn deadline_ticks(deadline: Duration) -> u64 {
     u64::try_from(deadline.as_micros().div_ceil(EPOCH_TICK.as_micros())).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod profiler_tests {
+    #[test]
+    fn only_known_profilers_are_taken() {
+        // Goal: a misspelt profiler stops the engine with its name, not
+        // silently runs unprofiled.
+        assert!(matches!(super::profiler(None), Ok(wasmtime::ProfilingStrategy::None)));
+        assert!(matches!(super::profiler(Some("")), Ok(wasmtime::ProfilingStrategy::None)));
+        assert!(matches!(super::profiler(Some("perfmap")), Ok(wasmtime::ProfilingStrategy::PerfMap)));
+        let error = super::profiler(Some("vtune")).expect_err("not offered").to_string();
+        assert!(error.contains("ENGENHO_PLUGIN_PROFILER=\"vtune\""), "{error}");
+    }
 }
 
 #[cfg(test)]
