@@ -70,6 +70,10 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
     if !args.without_node {
         register_node(&client).await?;
     }
+    // The node compiles its other controllers' and policies' components
+    // for a while after these run: a rollout measured meanwhile would
+    // measure the compiler as well.
+    cluster.settle().await?;
     let mut rollouts = Vec::new();
     for &replicas in &args.replicas {
         let rollout = scale_up(&client, replicas).await?;
