@@ -541,6 +541,9 @@ async fn prepared_node(
     cluster.wait_for_leader().await?;
     let client = connect(&dir.join("n0").join("kubeconfig")).await?;
     prepare_cluster(&client, nodes, args.concurrency).await?;
+    // Measured once the node has compiled its controllers' and policies'
+    // components, which both profiles' nodes do.
+    cluster.settle().await?;
     Ok((cluster, client))
 }
 
