@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 
-use crate::{ApiError, Kind, decode};
+use crate::{ApiError, Kind, Union, decode};
 
 /// Versions one `fetch` asks for, at most (the host's limit).
 pub const FETCH_VERSIONS_MAX: usize = 10_000;
@@ -61,7 +61,7 @@ impl Decoded {
         first: &[u64],
         second: &[u64],
         fetch: F,
-    ) -> Result<Option<(Vec<Arc<T>>, Vec<Arc<T>>)>, ApiError>
+    ) -> Result<Option<Union<T>>, ApiError>
     where
         T: DeserializeOwned + Send + Sync + 'static,
         F: Fn(&[u64]) -> Result<Vec<Option<String>>, ApiError>,
@@ -73,7 +73,7 @@ impl Decoded {
             // Every version of `first` is now kept, marked with this reading.
             let only_second: Vec<u64> = second.iter().copied().filter(|v| !kept.read_in(*v, reading)).collect();
             let Some(seconds) = kept.resolve(kind, &only_second, reading, &fetch)? else { return Ok(None) };
-            Ok(Some((firsts, seconds)))
+            Ok(Some(Union { first: firsts, only_second: seconds }))
         })
     }
 
@@ -271,9 +271,9 @@ mod tests {
     fn a_union_keeps_the_first_listing_apart_and_fetches_each_version_once() {
         let (decoded, cache) = (Decoded::default(), Cache::new());
         let union = |first: &[u64], second: &[u64]| {
-            let (firsts, seconds) =
+            let union =
                 decoded.union::<Thing, _>(&THINGS, first, second, |v| cache.fetch(v)).expect("read").expect("all");
-            (numbers(&firsts), numbers(&seconds))
+            (numbers(&union.first), numbers(&union.only_second))
         };
         assert_eq!(union(&[1, 2], &[3, 2]), (vec![1, 2], vec![3]));
         // 2 was read by the reading before, not by this one's first listing.
@@ -297,13 +297,13 @@ mod tests {
             let (decoded, cache) = (Decoded::default(), Cache::new());
             for (first, second) in readings {
                 let (first, second): (Vec<u64>, Vec<u64>) = (first.into_iter().collect(), second.into_iter().collect());
-                let (firsts, seconds) = decoded
+                let union = decoded
                     .union::<Thing, _>(&THINGS, &first, &second, |v| cache.fetch(v))
                     .expect("read")
                     .expect("all");
                 let expected: Vec<u64> = second.iter().copied().filter(|v| !first.contains(v)).collect();
-                proptest::prop_assert_eq!(numbers(&firsts), first);
-                proptest::prop_assert_eq!(numbers(&seconds), expected);
+                proptest::prop_assert_eq!(numbers(&union.first), first);
+                proptest::prop_assert_eq!(numbers(&union.only_second), expected);
             }
             let fetched = cache.fetched.borrow();
             let distinct: std::collections::HashSet<&u64> = fetched.iter().collect();

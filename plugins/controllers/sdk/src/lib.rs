@@ -388,8 +388,8 @@ pub trait Cluster {
             let firsts = self.list_versions(kind, first)?;
             let seconds = self.list_versions(kind, second)?;
             let fetch = |versions: &[u64]| self.fetch(kind, versions);
-            if let Some((first, only_second)) = self.decoded().union(kind, &firsts, &seconds, fetch)? {
-                return Ok(Union { first, only_second });
+            if let Some(union) = self.decoded().union(kind, &firsts, &seconds, fetch)? {
+                return Ok(union);
             }
         }
         Err(changed_under_each_reading(kind))
@@ -421,7 +421,7 @@ pub trait Cluster {
     }
 }
 
-/// What [`Cluster::list_shared_union`] read.
+/// What [`Cluster::list_shared_union`] and [`Decoded::union`] read.
 #[derive(Debug)]
 pub struct Union<T> {
     /// The objects the first selector picks.
