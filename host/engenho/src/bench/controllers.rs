@@ -569,6 +569,7 @@ struct LeastReconcile {
 }
 
 impl LeastReconcile {
+    /// The component, loaded and configured to fail.
     async fn load(host: &PluginHost) -> anyhow::Result<Self> {
         let name = "misbehaving-controller";
         let bytes = engenho_plugin_artifacts::plugin(name).context("the misbehaving controller component")?;
@@ -590,5 +591,23 @@ impl LeastReconcile {
         let outcome = self.component.reconcile(host, &self.key, access.clone()).await?;
         anyhow::ensure!(matches!(outcome, wit::Outcome::Failed(_)), "the least reconcile answered {outcome:?}");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comparison_reports_medians_and_the_median_of_its_rounds_ratios() {
+        // Goal: the ratio is each round's own, not one of the medians'
+        // quotient (here 3/10, which no round measured).
+        let comparison =
+            Comparison { component: vec![2.0, 3.0, 10.0], native: vec![1.0, 10.0, 11.0], least: vec![5.0, 4.0, 6.0] };
+        assert_eq!((comparison.component(), comparison.native(), comparison.least()), (3.0, 10.0, 5.0));
+        assert_eq!(comparison.ratios(), [0.3, 10.0 / 11.0, 2.0]);
+        assert!((comparison.ratio() - 10.0 / 11.0).abs() < 1e-12);
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[4.0, 1.0]), 4.0, "the upper of an even count");
     }
 }
