@@ -320,6 +320,18 @@ impl Sample {
     }
 }
 
+/// The middle of `values` (the mean of the two middle ones when their
+/// number is even; 0 when empty).
+fn median_value(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => f64::midpoint(sorted[n / 2 - 1], sorted[n / 2]),
+    }
+}
+
 /// The value at `q` (0 to 1) of `sorted`; zero if it is empty.
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {

@@ -443,17 +443,17 @@ struct Comparison {
 impl Comparison {
     /// The median component rate.
     fn component(&self) -> f64 {
-        median(&self.component)
+        super::median_value(&self.component)
     }
 
     /// The median native rate.
     fn native(&self) -> f64 {
-        median(&self.native)
+        super::median_value(&self.native)
     }
 
     /// The median rate of the least reconcile.
     fn least(&self) -> f64 {
-        median(&self.least)
+        super::median_value(&self.least)
     }
 
     /// Each round's component/native ratio, lowest first.
@@ -465,15 +465,8 @@ impl Comparison {
 
     /// The median of the rounds' ratios.
     fn ratio(&self) -> f64 {
-        median(&self.ratios())
+        super::median_value(&self.ratios())
     }
-}
-
-/// The median of `values` (the upper one of an even count); 0 for none.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Reconciles per second while `reconcile` runs for `round`: as many calls
@@ -607,7 +600,7 @@ mod tests {
         assert_eq!((comparison.component(), comparison.native(), comparison.least()), (3.0, 10.0, 5.0));
         assert_eq!(comparison.ratios(), [0.3, 10.0 / 11.0, 2.0]);
         assert!((comparison.ratio() - 10.0 / 11.0).abs() < 1e-12);
-        assert_eq!(median(&[]), 0.0);
-        assert_eq!(median(&[4.0, 1.0]), 4.0, "the upper of an even count");
+        assert_eq!(super::super::median_value(&[]), 0.0);
+        assert_eq!(super::super::median_value(&[4.0, 1.0]), 2.5, "the mean of the middle two");
     }
 }

@@ -455,25 +455,13 @@ impl EndToEnd {
     /// components and natively; the lowest and highest ratio of a pair.
     fn backlog_rates(&self, pods: usize) -> (f64, f64, f64, f64) {
         let rates = |of: fn(&(Duration, Duration)) -> Duration| -> Vec<f64> {
-            let mut rates: Vec<f64> = self.backlogs.iter().map(|run| pods as f64 / of(run).as_secs_f64()).collect();
-            rates.sort_by(f64::total_cmp);
-            rates
+            self.backlogs.iter().map(|run| pods as f64 / of(run).as_secs_f64()).collect()
         };
         let (component, native) = (rates(|run| run.0), rates(|run| run.1));
         let ratios = self.backlogs.iter().map(|(component, native)| native.as_secs_f64() / component.as_secs_f64());
         let lowest = ratios.clone().fold(f64::INFINITY, f64::min);
         let highest = ratios.fold(0.0, f64::max);
-        (median(&component), median(&native), lowest, highest)
-    }
-}
-
-/// The middle of sorted `values` (the mean of the two middle ones when
-/// their number is even; 0 when empty).
-fn median(values: &[f64]) -> f64 {
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+        (super::median_value(&component), super::median_value(&native), lowest, highest)
     }
 }
 

@@ -384,15 +384,11 @@ pub trait Cluster {
         Self: Sized,
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        for _ in 0..LISTING_ATTEMPTS {
+        attempts(kind, || {
             let firsts = self.list_versions(kind, first)?;
             let seconds = self.list_versions(kind, second)?;
-            let fetch = |versions: &[u64]| self.fetch(kind, versions);
-            if let Some(union) = self.decoded().union(kind, &firsts, &seconds, fetch)? {
-                return Ok(union);
-            }
-        }
-        Err(changed_under_each_reading(kind))
+            self.decoded().union(kind, &firsts, &seconds, |versions| self.fetch(kind, versions))
+        })
     }
 
     /// The cached objects of `kind` that `selector` picks, decoded, as the
@@ -441,23 +437,29 @@ where
     C: Cluster,
     T: DeserializeOwned + Send + Sync + 'static,
 {
-    for _ in 0..LISTING_ATTEMPTS {
+    attempts(kind, || {
         let versions = list()?;
-        if let Some(objects) = cluster.decoded().many(kind, &versions, |versions| cluster.fetch(kind, versions))? {
-            return Ok(objects);
-        }
-    }
-    Err(changed_under_each_reading(kind))
+        cluster.decoded().many(kind, &versions, |versions| cluster.fetch(kind, versions))
+    })
 }
 
-/// The 409 of a reading of `kind` that found the cache changed under each
-/// of its [`LISTING_ATTEMPTS`] listings.
-fn changed_under_each_reading(kind: &Kind) -> ApiError {
-    ApiError {
+/// What `reading` of `kind` answers, read again (up to
+/// [`LISTING_ATTEMPTS`] times) while it finds that the cache changed
+/// between its listing and its fetch (`None`).
+///
+/// # Errors
+/// `reading`'s; a 409 when the cache changed under each attempt.
+fn attempts<R>(kind: &Kind, mut reading: impl FnMut() -> Result<Option<R>, ApiError>) -> Result<R, ApiError> {
+    for _ in 0..LISTING_ATTEMPTS {
+        if let Some(read) = reading()? {
+            return Ok(read);
+        }
+    }
+    Err(ApiError {
         code: 409,
         reason: "Conflict".into(),
         message: format!("the cached {} changed during each of {LISTING_ATTEMPTS} readings", kind.plural),
-    }
+    })
 }
 
 /// `json`, an object of `kind`, decoded as `T`.
