@@ -24,13 +24,17 @@ use super::access::ClientCertificate;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Time a client has, once TLS is up, to send the headers of its first
-/// request (and, over HTTP/1.1, of any request once it has begun one).
+/// request.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time a connection may stay open with no request in flight (HTTP/1.1
-/// keep-alive between requests; HTTP/2 with no open stream) before the
-/// server closes it (gracefully: HTTP/2 sends GOAWAY).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// keep-alive between requests, the next request's headers included;
+/// HTTP/2 with no open stream) before the server closes it (gracefully:
+/// HTTP/2 sends GOAWAY). Longer than the 90 s that Go's and hyper's
+/// clients (kubectl, client-go, kube-rs) keep an idle connection pooled:
+/// a client lets an idle connection go before the server closes it, and
+/// never sends a request on one that is being closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Interval of HTTP/2 PINGs on a connection, so that a peer that vanished
 /// without closing (its streams held open, as a watch's) is found.
@@ -164,7 +168,11 @@ impl Connection {
             }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+        // hyper's header-read timer runs from the end of the previous
+        // response, so on a keep-alive connection it bounds the idle wait
+        // too: it is the idle limit; the first request's headers are
+        // bounded by `idle` below.
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(IDLE_TIMEOUT);
         builder.http2().timer(TokioTimer::new()).keep_alive_interval(PING_INTERVAL).keep_alive_timeout(PING_TIMEOUT);
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
         tokio::pin!(connection);
