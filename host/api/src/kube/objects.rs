@@ -241,7 +241,7 @@ impl ObjectStore {
         if let Some(namespace) = namespace.filter(|_| t.namespaced) {
             self.require_namespace(t, namespace).await?;
         }
-        let name = assign_name(t, &mut object)?;
+        let (mut name, generated_from) = assign_name(t, &mut object)?;
         match (t.group, t.plural) {
             ("", "namespaces") => prepare_namespace(&mut object, &name),
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
@@ -275,27 +275,48 @@ impl ObjectStore {
                 apply::record_update(None, &mut object, manager, t.api_version, &now());
             }
         }
+        let mut attempt = 1;
+        loop {
+            let error = match self.create_named(t, namespace, &name, &mut object, dry_run).await {
+                Err(error) => error,
+                created => return created,
+            };
+            let Some(next) = name_after(&error, generated_from.as_deref(), attempt) else { return Err(error) };
+            attempt += 1;
+            name = next;
+            metadata_mut(&mut object).insert("name".into(), json!(name));
+        }
+    }
+
+    /// Stores `object`, prepared by [`Objects::create`], as `name`; answers
+    /// it as stored (taken out of `object`). On an error `object` stays.
+    ///
+    /// # Errors
+    /// 409 when the name is taken.
+    async fn create_named(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        object: &mut Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         if is_service(t) {
-            return self.create_service(t, namespace, &name, object, dry_run).await;
+            return self.create_service(t, namespace, name, object, dry_run).await;
         }
-        let key = t.key(namespace, &name);
+        let key = t.key(namespace, name);
         if dry_run {
-            if self.get_local(t, namespace, &name)?.is_some() {
-                return Err(ApiError::already_exists(t.group, t.plural, &name));
+            if self.get_local(t, namespace, name)?.is_some() {
+                return Err(ApiError::already_exists(t.group, t.plural, name));
             }
-            return Ok(object);
+            return Ok(std::mem::take(object));
         }
-        let absent = Compare {
-            range: KeyRange::single(key.clone()),
-            result: CompareResult::Equal,
-            target: CompareTarget::Create(0),
-        };
         let revision = self
-            .guarded_put(t, absent, key, &object)
+            .guarded_put(t, absent(&key), key, object)
             .await?
-            .ok_or_else(|| ApiError::already_exists(t.group, t.plural, &name))?;
-        set_resource_version(&mut object, revision);
-        Ok(object)
+            .ok_or_else(|| ApiError::already_exists(t.group, t.plural, name))?;
+        set_resource_version(object, revision);
+        Ok(std::mem::take(object))
     }
 
     /// Replaces object `name` with `object`. A `resourceVersion` in it must
@@ -670,7 +691,7 @@ impl ObjectStore {
         t: &ResourceType,
         namespace: Option<&str>,
         name: &str,
-        object: Value,
+        object: &Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let key = t.key(namespace, name);
@@ -998,11 +1019,20 @@ fn prepare_namespace(object: &mut Value, name: &str) {
     object["status"] = json!({"phase": "Active"});
 }
 
-/// The object's name, generated from `generateName` when it has none.
-fn assign_name(t: &ResourceType, object: &mut Value) -> Result<String, ApiError> {
+/// Attempts at creating an object whose name is generated: the first
+/// name and up to seven more when one is taken, as Kubernetes makes them.
+const GENERATED_NAME_ATTEMPTS: u32 = 8;
+
+/// The longest part of a `generateName` kept: a generated name stays
+/// within 63 characters, as Kubernetes' name generator keeps it.
+const GENERATED_PREFIX_MAX: usize = 58;
+
+/// The object's name, generated from `generateName` when it has none, and
+/// the prefix it was generated from, if it was.
+fn assign_name(t: &ResourceType, object: &mut Value) -> Result<(String, Option<String>), ApiError> {
     let metadata = metadata_mut(object);
     let name = metadata.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let name = if name.is_empty() {
+    let (name, generated_from) = if name.is_empty() {
         let Some(prefix) = metadata.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) else {
             let cause = Cause {
                 reason: "FieldValueRequired".into(),
@@ -1011,11 +1041,12 @@ fn assign_name(t: &ResourceType, object: &mut Value) -> Result<String, ApiError>
             };
             return Err(ApiError::invalid(t.group, t.kind, "", vec![cause]));
         };
-        let generated = format!("{prefix}{}", random_suffix());
+        let prefix = prefix.to_owned();
+        let generated = generated_name(&prefix);
         metadata.insert("name".into(), json!(generated));
-        generated
+        (generated, Some(prefix))
     } else {
-        name
+        (name, None)
     };
     if let Err(message) = validate_name(t, &name) {
         let cause =
@@ -1025,7 +1056,26 @@ fn assign_name(t: &ResourceType, object: &mut Value) -> Result<String, ApiError>
             format!("{} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": {message}", t.kind);
         return Err(error);
     }
-    Ok(name)
+    Ok((name, generated_from))
+}
+
+/// The name to try next after creating an object failed with `error` at
+/// attempt `attempt`: a newly generated one when the name taken was
+/// generated from `generated_from` and attempts are left (Kubernetes'
+/// `RetryGenerateName`), else none.
+fn name_after(error: &ApiError, generated_from: Option<&str>, attempt: u32) -> Option<String> {
+    let prefix = generated_from?;
+    (error.reason == "AlreadyExists" && attempt < GENERATED_NAME_ATTEMPTS).then(|| generated_name(prefix))
+}
+
+/// A name generated from `prefix` (its first [`GENERATED_PREFIX_MAX`]
+/// bytes, cut at a character boundary) and five random characters.
+fn generated_name(prefix: &str) -> String {
+    let mut end = prefix.len().min(GENERATED_PREFIX_MAX);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{}", &prefix[..end], random_suffix())
 }
 
 /// Checks a name: an RFC 1123 label for namespaces, a path segment for RBAC
@@ -1123,6 +1173,34 @@ mod tests {
         }
         assert!(validate_name(namespaces, "a.b").is_err());
         assert!(validate_name(namespaces, &"x".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn generated_names_keep_within_63_characters() {
+        // Goal: as Kubernetes' generator, a long prefix is cut to 58 bytes
+        // (at a character boundary) before the five random characters.
+        let name = generated_name("web-");
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        assert!(name[4..].bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)), "{name}");
+        let long = generated_name(&"a".repeat(70));
+        assert_eq!((long.len(), &long[..58]), (63, "a".repeat(58).as_str()));
+        let wide = generated_name(&format!("{}é", "a".repeat(57)));
+        assert!(wide.starts_with(&"a".repeat(57)) && wide.len() == 62, "{wide}");
+    }
+
+    #[test]
+    fn a_taken_generated_name_is_generated_anew_up_to_eight_attempts() {
+        // Goal: Kubernetes' RetryGenerateName: only an AlreadyExists on a
+        // name the server generated is retried, with a new name, and the
+        // eighth attempt's refusal is the answer.
+        let taken = ApiError::already_exists("", "pods", "web-bbbbb");
+        let next = name_after(&taken, Some("web-"), 1).expect("a new name");
+        assert!(next.starts_with("web-") && next.len() == 9, "{next}");
+        assert!(name_after(&taken, Some("web-"), GENERATED_NAME_ATTEMPTS - 1).is_some());
+        assert_eq!(name_after(&taken, Some("web-"), GENERATED_NAME_ATTEMPTS), None);
+        assert_eq!(name_after(&taken, None, 1), None, "a name the client gave is not changed");
+        let refused = ApiError::conflict("", "pods", "web-bbbbb");
+        assert_eq!(name_after(&refused, Some("web-"), 1), None);
     }
 
     #[test]
