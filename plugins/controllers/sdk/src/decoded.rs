@@ -154,7 +154,8 @@ impl<T> Kept<T> {
 
     /// The objects at `versions`, in order, for `reading`: those kept, the
     /// others fetched, decoded and kept. `None` when `fetch` no longer
-    /// finds one of them.
+    /// finds one of them; what it did find is kept all the same, so that
+    /// the next reading fetches only what changed since.
     fn resolve<F>(
         &mut self,
         kind: &Kind,
@@ -173,14 +174,19 @@ impl<T> Kept<T> {
             return Ok(found.into_iter().collect());
         }
         let mut decoded = HashMap::with_capacity_and_hasher(missing.len(), ByVersion::default());
+        let mut gone = false;
         for chunk in missing.chunks(FETCH_VERSIONS_MAX) {
             let answers = fetch(chunk)?;
             if answers.len() != chunk.len() {
                 return Err(ApiError::internal("the host answered a fetch with the wrong number of objects"));
             }
             for (version, json) in chunk.iter().zip(answers) {
-                let Some(json) = json else { return Ok(None) };
-                decoded.insert(*version, Arc::new(decode::<T>(kind, &json)?));
+                match json {
+                    Some(json) => {
+                        decoded.insert(*version, Arc::new(decode::<T>(kind, &json)?));
+                    }
+                    None => gone = true,
+                }
             }
         }
         for (slot, version) in found.iter_mut().zip(versions) {
@@ -191,6 +197,9 @@ impl<T> Kept<T> {
                 }
                 *slot = object;
             }
+        }
+        if gone {
+            return Ok(None);
         }
         Ok(found.into_iter().collect())
     }
@@ -313,9 +322,14 @@ mod tests {
 
     #[test]
     fn a_version_gone_before_its_fetch_asks_for_a_new_listing() {
+        // Goal: the reading answers `None`, and keeps what it found: the
+        // next listing (2 replaced by 3) fetches only the new version.
         let decoded = Decoded::default();
         let cache = Cache { gone: vec![2], ..Cache::new() };
         assert!(decoded.many::<Thing, _>(&THINGS, &[1, 2], |v| cache.fetch(v)).expect("read").is_none());
+        let again = decoded.many::<Thing, _>(&THINGS, &[1, 3], |v| cache.fetch(v)).expect("read").expect("all");
+        assert_eq!(numbers(&again), [1, 3]);
+        assert_eq!(*cache.fetched.borrow(), [1, 2, 3], "1 is not fetched again");
         let error = decoded.many::<Thing, _>(&THINGS, &[5], |_| Ok(vec![Some("[]".into())])).expect_err("not a thing");
         assert_eq!(error.code, 500);
         assert!(error.message.contains("things"), "{}", error.message);
