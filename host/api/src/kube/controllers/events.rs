@@ -4,6 +4,8 @@
 //! last time instead of adding another, as Kubernetes' event recorder does.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -49,10 +51,14 @@ pub struct Event {
     pub message: String,
 }
 
+/// Events dropped between two log lines about them.
+const DROPS_PER_LOG_LINE: u64 = 1000;
+
 /// Sends events to the writer of one loop.
 #[derive(Clone)]
 pub struct EventRecorder {
     sender: mpsc::Sender<Event>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl EventRecorder {
@@ -61,13 +67,23 @@ impl EventRecorder {
     pub fn start(client: ApiClient, registry: SharedRegistry, component: &str) -> Self {
         let (sender, receiver) = mpsc::channel(PENDING_MAX);
         tokio::spawn(write_events(receiver, client, registry, component.to_owned()));
-        Self { sender }
+        Self { sender, dropped: Arc::new(AtomicU64::new(0)) }
     }
 
-    /// Records `event` in the background; dropped when too many wait.
+    /// Records `event` in the background; dropped when too many wait (the
+    /// first drop logged, then one line per [`DROPS_PER_LOG_LINE`]: a
+    /// rollout of thousands of pods drops thousands).
     pub fn record(&self, event: Event) {
         if let Err(mpsc::error::TrySendError::Full(event)) = self.sender.try_send(event) {
-            tracing::warn!(reason = event.reason, object = event.regarding.name, "too many events wait; one dropped");
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped % DROPS_PER_LOG_LINE == 1 {
+                tracing::warn!(
+                    dropped,
+                    reason = event.reason,
+                    object = event.regarding.name,
+                    "too many events wait; dropping events"
+                );
+            }
         }
     }
 }
@@ -175,5 +191,38 @@ async fn create(
             tracing::debug!(%refused, reason = event.reason, "an event was not recorded");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_past_the_queue_are_dropped_and_counted() {
+        // Goal: a full queue never blocks the loop recording; each event
+        // that finds no room is counted (the count paces the log lines).
+        let (sender, mut receiver) = mpsc::channel(2);
+        let recorder = EventRecorder { sender, dropped: Arc::new(AtomicU64::new(0)) };
+        let event = |name: &str| Event {
+            regarding: Regarding {
+                group: String::new(),
+                version: "v1".into(),
+                plural: "pods".into(),
+                namespace: "default".into(),
+                name: name.into(),
+                uid: format!("uid-{name}"),
+            },
+            warning: false,
+            reason: "Scheduled".into(),
+            message: format!("placed {name}"),
+        };
+        for name in ["a", "b", "c", "d", "e"] {
+            recorder.record(event(name));
+        }
+        assert_eq!(recorder.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(receiver.try_recv().map(|e| e.regarding.name), Ok("a".to_owned()));
+        assert_eq!(receiver.try_recv().map(|e| e.regarding.name), Ok("b".to_owned()));
+        assert!(receiver.try_recv().is_err(), "the dropped events never reach the writer");
     }
 }
