@@ -285,10 +285,14 @@ impl ObjectStore {
             attempt += 1;
             name = next;
             metadata_mut(&mut object).insert("name".into(), json!(name));
+            if (t.group, t.plural) == ("", "namespaces") {
+                // Its `kubernetes.io/metadata.name` label follows the name.
+                prepare_namespace(&mut object, &name);
+            }
         }
     }
 
-    /// Stores `object`, prepared by [`Objects::create`], as `name`; answers
+    /// Stores `object`, prepared by [`ObjectStore::create`], as `name`; answers
     /// it as stored (taken out of `object`). On an error `object` stays.
     ///
     /// # Errors
