@@ -148,28 +148,28 @@ async fn read_until_closed(
     (took, String::from_utf8_lossy(&received).into_owned())
 }
 
+/// Reads until the server closes the connection (within `limit` in all);
+/// returns how long that took and the bytes read.
 async fn read_bytes_until_closed(
     stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     limit: Duration,
 ) -> (Duration, Vec<u8>) {
-    let started = Instant::now();
-    let mut received = Vec::new();
-    let mut buffer = [0; 4096];
-    loop {
-        match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
-            Ok(Ok(0) | Err(_)) => return (started.elapsed(), received),
-            Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
-            Err(_) => panic!("connection still open after {limit:?}; read {}", String::from_utf8_lossy(&received)),
-        }
-    }
+    read_answering(stream, limit, false).await
 }
 
-/// Reads HTTP/2 frames until the server closes the connection, answering
-/// each PING as a client's HTTP/2 stack does; returns how long that took and
-/// the frames read.
+/// Reads HTTP/2 frames as [`read_bytes_until_closed`] does, answering each
+/// PING as a client's HTTP/2 stack does.
 async fn read_frames_answering_pings(
     stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     limit: Duration,
+) -> (Duration, Vec<u8>) {
+    read_answering(stream, limit, true).await
+}
+
+async fn read_answering(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+    answer_pings: bool,
 ) -> (Duration, Vec<u8>) {
     let started = Instant::now();
     let mut received = Vec::new();
@@ -179,9 +179,9 @@ async fn read_frames_answering_pings(
         match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buffer)).await {
             Ok(Ok(0) | Err(_)) => return (started.elapsed(), received),
             Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
-            Err(_) => panic!("connection still open after {limit:?}; frames {:?}", http2_frame_types(&received)),
+            Err(_) => panic!("connection still open after {limit:?}; read {}", String::from_utf8_lossy(&received)),
         }
-        while let Some(header) = received.get(parsed..parsed + 9) {
+        while let Some(header) = received.get(parsed..parsed + 9).filter(|_| answer_pings) {
             let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
             let (kind, flags) = (header[3], header[4]);
             let Some(payload) = received.get(parsed + 9..parsed + 9 + length) else { break };
